@@ -1,0 +1,38 @@
+/**
+ * `pcd`: one binary, subcommands for both sides.
+ *   client: lookup, sync
+ *   server: serve, start, seed, rotate-key, audit
+ *   bench:  bench
+ */
+import { Command, CommanderError } from 'commander';
+import { registerClientCommands } from '../client/cli.ts';
+import { registerServerCommands } from '../server/cli.ts';
+import { PcdError } from '../shared/errors.ts';
+
+const program = new Command('pcd')
+  .description('private contact discovery: plain, hashed and blinded (RFC 9497 VOPRF) capability lookup')
+  .showHelpAfterError()
+  .exitOverride();
+
+registerClientCommands(program);
+registerServerCommands(program);
+program
+  .command('bench')
+  .description('run the benchmarks (see bench/README in the README)')
+  .allowUnknownOption()
+  .helpOption(false)
+  .action(async () => {
+    const { main } = await import('../bench/run.ts');
+    await main(process.argv.slice(3));
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  if (e instanceof CommanderError) process.exit(e.exitCode);
+  if (e instanceof PcdError) {
+    console.error(`pcd: ${e.message} (${e.code})`);
+    process.exit(e.status >= 500 ? 3 : 2);
+  }
+  throw e;
+}

@@ -1,0 +1,120 @@
+/**
+ * The client library.
+ *
+ *   const client = createClient({ baseUrl, token, design: 'blinded' });
+ *   await client.lookup('+14155550123');        // { number, capabilities }
+ *   await client.lookupMany(['(415) 555-0123'], { defaultRegion: 'US' });
+ *
+ * Numbers are normalised to E.164 here (shared/e164.ts) before any design
+ * sees them; lookupMany splits large lists into batches the server accepts
+ * and keeps order and duplicates. Errors are PcdError with the server's code
+ * (or a client-side one such as proof_invalid): match on `code`.
+ */
+import type { ClientDesign, ClientDesignFactory, LookupResult, Transport } from '../shared/design.ts';
+import { normalizeNumber, type E164 } from '../shared/e164.ts';
+import { PcdError } from '../shared/errors.ts';
+import { LIMITS } from '../shared/limits.ts';
+import {
+  CreateAccountReply,
+  OkReply,
+  PATHS,
+  RotateKeyReply,
+  HealthReply,
+  type CreateAccountRequest,
+  type DesignName,
+  type RotateKeyRequest,
+} from '../shared/messages.ts';
+import type { Format } from '../shared/schema.ts';
+import { createBlindedClient } from './designs/blinded.ts';
+import { createHashedClient } from './designs/hashed.ts';
+import { createPlainClient } from './designs/plain.ts';
+import { createTransport } from './transport.ts';
+
+export type { LookupResult } from '../shared/design.ts';
+
+export const CLIENT_DESIGNS: Readonly<Record<DesignName, ClientDesignFactory>> = {
+  plain: createPlainClient,
+  hashed: createHashedClient,
+  blinded: createBlindedClient,
+};
+
+export interface ClientOptions {
+  baseUrl: string;
+  token?: string;
+  design?: DesignName;
+  format?: Format;
+  /** Region for numbers written without a country code (ISO 3166, e.g. 'US'). */
+  defaultRegion?: string;
+  /** Numbers per request (default and maximum LIMITS.maxBatch). */
+  batchSize?: number;
+  timeoutMs?: number;
+  /** Use this transport instead of HTTP fetch (tests, instrumentation). */
+  transport?: Transport;
+}
+
+export interface Client {
+  readonly design: ClientDesign;
+  readonly transport: Transport;
+  lookup(number: string, options?: { signal?: AbortSignal }): Promise<LookupResult>;
+  lookupMany(numbers: readonly string[], options?: { signal?: AbortSignal }): Promise<LookupResult[]>;
+  health(): Promise<HealthReply>;
+}
+
+/** Normalises every number; the first bad one fails the call, naming its index. */
+export function normalizeList(numbers: readonly string[], defaultRegion?: string): E164[] {
+  return numbers.map((n, i) => {
+    try {
+      return normalizeNumber(n, defaultRegion);
+    } catch (e) {
+      if (e instanceof PcdError && numbers.length > 1) throw new PcdError(e.code, `number ${i + 1}: ${e.message}`);
+      throw e;
+    }
+  });
+}
+
+export function createClient(options: ClientOptions): Client {
+  const transport =
+    options.transport ?? createTransport({ baseUrl: options.baseUrl, token: options.token, format: options.format, timeoutMs: options.timeoutMs });
+  const design = CLIENT_DESIGNS[options.design ?? 'blinded'](transport);
+  const batch = Math.max(1, Math.min(options.batchSize ?? LIMITS.maxBatch, LIMITS.maxBatch));
+
+  const lookupNormalized = async (numbers: readonly E164[], signal?: AbortSignal): Promise<LookupResult[]> => {
+    const out: LookupResult[] = [];
+    for (let i = 0; i < numbers.length; i += batch) {
+      out.push(...(await design.lookupBatch(numbers.slice(i, i + batch), { signal })));
+    }
+    return out;
+  };
+
+  return {
+    design,
+    transport,
+    async lookup(number, opts) {
+      const [r] = await lookupNormalized([normalizeNumber(number, options.defaultRegion)], opts?.signal);
+      return r!;
+    },
+    lookupMany(numbers, opts) {
+      return lookupNormalized(normalizeList(numbers, options.defaultRegion), opts?.signal);
+    },
+    async health() {
+      const { body } = await transport.request({ method: 'GET', path: PATHS.health, reply: HealthReply, auth: false });
+      return body!;
+    },
+  };
+}
+
+/** Admin calls: create and delete accounts, rotate the blinded design's key. */
+export function createAdminClient(options: { baseUrl: string; adminToken: string; format?: Format }) {
+  const t = createTransport({ baseUrl: options.baseUrl, token: options.adminToken, format: options.format });
+  return {
+    async createAccount(account: CreateAccountRequest): Promise<CreateAccountReply> {
+      return (await t.request({ method: 'POST', path: PATHS.accounts, body: account, reply: CreateAccountReply })).body!;
+    },
+    async deleteAccount(accountId: number): Promise<void> {
+      await t.request({ method: 'DELETE', path: PATHS.account(accountId), reply: OkReply, auth: true });
+    },
+    async rotateKey(params: RotateKeyRequest = {}): Promise<RotateKeyReply> {
+      return (await t.request({ method: 'POST', path: PATHS.adminRotate, body: params, reply: RotateKeyReply })).body!;
+    },
+  };
+}

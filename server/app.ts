@@ -1,0 +1,194 @@
+/**
+ * The express 5 app, built by a factory that never listens by itself.
+ *
+ * Every route, core or design, is a `Route` (shared/design.ts) and goes
+ * through the same pipeline here, so no design repeats it:
+ *   authentication (admin or requester token) -> rate limit -> content type
+ *   -> bounded body read -> decode -> strict schema -> handler -> encode
+ *   in the request's format (or Accept) -> one error middleware that turns
+ *   every failure into `{ error: { code, message } }` with the status of its code.
+ *
+ * The server's own log (pino) records method, route pattern, status and
+ * time only: never a path parameter value, a body, a token or an IP.
+ */
+import crypto from 'node:crypto';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Logger } from 'pino';
+import { decodeBody, encodeBody, formatOfAccept, formatOfContentType, CONTENT_TYPE } from '../shared/codec.ts';
+import type { Requester, Route } from '../shared/design.ts';
+import { ErrorCode, PcdError } from '../shared/errors.ts';
+import { LIMITS } from '../shared/limits.ts';
+import type { DesignName } from '../shared/messages.ts';
+import { DESIGNS } from '../shared/messages.ts';
+import { parseRequest, type Format } from '../shared/schema.ts';
+import type { RateLimiter } from './ratelimit.ts';
+
+export interface AppDeps {
+  routes: readonly Route<any, any>[];
+  /** Designs this server serves; paths of the others answer design_disabled. */
+  designs: readonly DesignName[];
+  authenticate: (token: string) => Requester | undefined;
+  adminToken: string;
+  rateLimiter?: RateLimiter;
+  trustProxy?: boolean | string | number;
+  logger: Logger;
+}
+
+function bearer(req: Request): string | undefined {
+  const h = req.headers.authorization;
+  if (!h) return undefined;
+  const m = /^Bearer ([A-Za-z0-9._~+/=-]{1,256})$/.exec(h);
+  return m?.[1];
+}
+
+function sameSecret(a: string, b: string): boolean {
+  const ha = crypto.createHash('sha256').update(a).digest();
+  const hb = crypto.createHash('sha256').update(b).digest();
+  return crypto.timingSafeEqual(ha, hb);
+}
+
+function replyFormat(req: Request, requestFormat: Format | undefined): Format {
+  const f = formatOfAccept(req.headers.accept, requestFormat ?? 'msgpack');
+  if (!f) throw new PcdError(ErrorCode.NotAcceptable, `cannot answer in ${req.headers.accept}: pcd speaks ${CONTENT_TYPE.msgpack} and ${CONTENT_TYPE.json}`);
+  return f;
+}
+
+function send(res: Response, status: number, body: unknown, format: Format): void {
+  res.status(status).type(CONTENT_TYPE[format]).send(Buffer.from(encodeBody(body, format)));
+}
+
+export function createApp(deps: AppDeps): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.disable('etag'); // routes set their own ETags
+  app.set('trust proxy', deps.trustProxy ?? false);
+
+  const rawBody = express.raw({ type: () => true, limit: LIMITS.maxBodyBytes });
+
+  app.use((req, res, next) => {
+    const start = process.hrtime.bigint();
+    res.on('finish', () => {
+      deps.logger.debug(
+        {
+          method: req.method,
+          route: (req.route as { path?: string } | undefined)?.path ?? 'unmatched',
+          status: res.statusCode,
+          ms: Number(process.hrtime.bigint() - start) / 1e6,
+        },
+        'request',
+      );
+    });
+    next();
+  });
+
+  const byPath = new Map<string, Set<string>>();
+  for (const r of deps.routes) {
+    const methods = byPath.get(r.path) ?? new Set<string>();
+    methods.add(r.method);
+    byPath.set(r.path, methods);
+
+    const handler = async (req: Request, res: Response): Promise<void> => {
+      let requester: Requester | undefined;
+      if (r.auth !== 'anyone') {
+        const token = bearer(req);
+        if (!token) {
+          throw new PcdError(ErrorCode.Unauthenticated, `missing or malformed 'Authorization: Bearer <token>' header`);
+        }
+        if (r.auth === 'admin') {
+          if (!sameSecret(token, deps.adminToken)) throw new PcdError(ErrorCode.Forbidden, 'the admin token is wrong');
+        } else {
+          requester = deps.authenticate(token);
+          if (!requester) throw new PcdError(ErrorCode.Unauthenticated, 'the requester token is unknown or revoked');
+        }
+      }
+
+      let format: Format | undefined;
+      let body: unknown;
+      if (r.request) {
+        format = formatOfContentType(req.headers['content-type']);
+        if (!format) {
+          throw new PcdError(
+            ErrorCode.UnsupportedMediaType,
+            `Content-Type must be ${CONTENT_TYPE.msgpack} or ${CONTENT_TYPE.json}, got ${req.headers['content-type'] ?? 'none'}`,
+          );
+        }
+        await new Promise<void>((resolve, reject) => rawBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())));
+        const raw: unknown = req.body;
+        body = parseRequest(r.request, decodeBody(raw instanceof Uint8Array ? raw : new Uint8Array(0), format), format);
+      }
+      const out = replyFormat(req, format);
+
+      if (requester && r.cost && deps.rateLimiter) deps.rateLimiter.take(requester.accountId, r.cost(body));
+
+      const reply = await r.handle({
+        body,
+        params: req.params as Record<string, string>,
+        requester,
+        ip: req.ip ?? req.socket.remoteAddress ?? 'unknown',
+        ifNoneMatch: req.headers['if-none-match'],
+      });
+      if (reply.etag) res.setHeader('ETag', reply.etag);
+      if (reply.cacheControl) res.setHeader('Cache-Control', reply.cacheControl);
+      else res.setHeader('Cache-Control', 'no-store');
+      if (reply.body === undefined) {
+        res.status(reply.status ?? 204).end();
+        return;
+      }
+      send(res, reply.status ?? 200, reply.body, out);
+    };
+
+    const m = r.method.toLowerCase() as 'get' | 'post' | 'delete';
+    app[m](r.path, handler);
+  }
+
+  // Known path, wrong method: 405 with the allowed ones.
+  for (const [p, methods] of byPath) {
+    app.all(p, (_req, res) => {
+      res.setHeader('Allow', [...methods].join(', '));
+      throw new PcdError(ErrorCode.MethodNotAllowed, `use ${[...methods].join(' or ')} on this path`);
+    });
+  }
+
+  for (const d of DESIGNS) {
+    if (deps.designs.includes(d)) continue;
+    app.all(`/v1/${d}/{*rest}`, () => {
+      throw new PcdError(ErrorCode.DesignDisabled, `this server does not serve the ${d} design (it serves ${deps.designs.join(', ') || 'none'})`);
+    });
+  }
+
+  app.use(() => {
+    throw new PcdError(ErrorCode.NotFound, 'no such endpoint');
+  });
+
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const e = toPcdError(err);
+    if (e.code === ErrorCode.Internal) deps.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'internal error');
+    let format: Format = 'msgpack';
+    try {
+      format = formatOfAccept(req.headers.accept, formatOfContentType(req.headers['content-type']) ?? 'json') ?? 'json';
+    } catch {
+      format = 'json';
+    }
+    if (res.headersSent) return;
+    res.setHeader('Cache-Control', 'no-store');
+    send(res, e.status, e.toBody(), format);
+  });
+
+  return app;
+}
+
+/** Maps anything thrown to a PcdError; body-parser errors keep their meaning. */
+function toPcdError(err: unknown): PcdError {
+  if (err instanceof PcdError) return err;
+  const e = err as { type?: string; status?: number; message?: string };
+  if (e?.type === 'entity.too.large') {
+    return new PcdError(ErrorCode.BodyTooLarge, `body is larger than ${LIMITS.maxBodyBytes} bytes`);
+  }
+  if (e?.type === 'request.aborted') return new PcdError(ErrorCode.BadRequest, 'request aborted');
+  if (e?.type === 'request.size.invalid') return new PcdError(ErrorCode.BadRequest, 'body length does not match Content-Length');
+  if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') {
+    return new PcdError(ErrorCode.UnsupportedMediaType, e.message ?? 'unsupported encoding');
+  }
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) return new PcdError(ErrorCode.BadRequest, e.message ?? 'bad request');
+  return new PcdError(ErrorCode.Internal, 'internal error');
+}

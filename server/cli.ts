@@ -1,0 +1,268 @@
+/**
+ * Server-side commands: `pcd serve`, `pcd start` (npm start), `pcd seed`,
+ * `pcd rotate-key` and `pcd audit`. They own argv, the environment, signals
+ * and the console; the work itself is in the modules they call.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command, Option } from 'commander';
+import pino from 'pino';
+import { capabilitiesToMask } from '../shared/capabilities.ts';
+import { ErrorCode, PcdError } from '../shared/errors.ts';
+import { DESIGNS, type DesignName } from '../shared/messages.ts';
+import { MODES, type OprfMode } from '../shared/oprf.ts';
+import { DEFAULT_PORT } from '../client/cli.ts';
+import { DAY_MS } from './querylog.ts';
+import { startServer, type RunningServer } from './server.ts';
+import { Store } from './store.ts';
+import { generateAccounts, generateContactLists, type SeedOptions } from './seed.ts';
+import { rotateKeyOffline } from './designs/blinded.ts';
+import { registerAuditCommand } from './audit-cli.ts';
+
+export const DEFAULT_DATA = 'data';
+/** Default seeded size for `npm start`: the reference (noble) path evaluates ~300 numbers/s per core, so this builds in a few seconds. */
+export const START_SEED_SIZE = 1000;
+export const REQUESTERS_FILE = 'requesters.json';
+
+export function parseDesigns(list: string): DesignName[] {
+  const names = list.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const n of names) {
+    if (!(DESIGNS as readonly string[]).includes(n)) throw new PcdError(ErrorCode.InvalidField, `unknown design '${n}': choose from ${DESIGNS.join(', ')}`);
+  }
+  if (names.length === 0) throw new PcdError(ErrorCode.InvalidField, 'no design given');
+  return names as DesignName[];
+}
+
+function int(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new PcdError(ErrorCode.InvalidField, `${name} must be a non-negative number, got '${v}'`);
+    return n;
+  };
+}
+
+export function contactsDirFor(dataDir: string): string {
+  return path.join(path.dirname(path.resolve(dataDir)), 'contacts');
+}
+
+export interface SeedResult {
+  numbers: number;
+  ms: number;
+  requesters: { email: string; accountId: number; token: string; contacts: string; registered: number; total: number }[];
+}
+
+/**
+ * Seeds an empty data folder: the directory goes to the store, contact lists
+ * and requester tokens to `contactsDir` (outside the data folder: a phone's
+ * contacts are not server data, and the audit scan must not find them there).
+ */
+export function seedDataFolder(dataDir: string, contactsDir: string, options: SeedOptions, log: (s: string) => void = () => {}): SeedResult {
+  const store = Store.open(dataDir);
+  try {
+    const existing = store.directorySize();
+    if (existing > 0) {
+      throw new PcdError(ErrorCode.Conflict, `${dataDir} already holds a directory of ${existing} numbers; seed an empty data folder`);
+    }
+    const started = performance.now();
+    const now = Date.now();
+    const numbers = store.bulkInsert(
+      (function* () {
+        for (const a of generateAccounts(options)) yield { email: a.email, numbers: a.numbers, mask: capabilitiesToMask(a.capabilities) };
+      })(),
+      now,
+      (n) => log(`  ${n} numbers written`),
+    );
+    fs.mkdirSync(contactsDir, { recursive: true });
+    const requesters: SeedResult['requesters'] = [];
+    for (const list of generateContactLists(options)) {
+      const account = store.accountByEmail(list.email);
+      if (!account) throw new Error(`seed: requester ${list.email} is not among the seeded accounts`);
+      const file = path.join(contactsDir, `${list.email.split('@')[0]}.txt`);
+      fs.writeFileSync(file, list.numbers.join('\n') + '\n');
+      const registered = list.numbers.filter((n) => store.numberRegistered(n)).length;
+      requesters.push({ email: list.email, accountId: account.accountId, token: store.issueToken(account.accountId), contacts: file, registered, total: list.numbers.length });
+    }
+    fs.writeFileSync(path.join(contactsDir, REQUESTERS_FILE), JSON.stringify(requesters, null, 2) + '\n', { mode: 0o600 });
+    return { numbers, ms: performance.now() - started, requesters };
+  } finally {
+    store.close();
+  }
+}
+
+function loggerFor(level: string) {
+  return pino({ level }, pino.destination(2));
+}
+
+function onSignals(server: RunningServer): void {
+  let stopping = false;
+  const stop = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`\n${sig}: flushing query logs and stopping\n`);
+    server.close().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        console.error(e);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+}
+
+interface ServeFlags {
+  port: number;
+  host: string;
+  data: string;
+  design: string;
+  bucketBits?: number;
+  mode?: OprfMode;
+  retentionDays: number;
+  graceHours: number;
+  rateLimit: number;
+  logLevel: string;
+  trustProxy?: boolean;
+}
+
+function addServeOptions(cmd: Command): Command {
+  return cmd
+    .option('-p, --port <port>', 'port', int('--port'), DEFAULT_PORT)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--data <dir>', 'data folder', DEFAULT_DATA)
+    .option('--design <list>', 'designs to serve, comma separated', DESIGNS.join(','))
+    .option('--bucket-bits <b>', 'blinded design: bucket bits for new epochs', int('--bucket-bits'))
+    .addOption(new Option('--mode <mode>', 'blinded design: OPRF mode for new epochs').choices([...MODES]))
+    .option('--retention-days <days>', 'query log retention', int('--retention-days'), 30)
+    .option('--grace-hours <hours>', 'blinded design: how long a rotated-out epoch is still served', int('--grace-hours'), 24)
+    .option('--rate-limit <n>', 'lookups per requester per minute (0: off)', int('--rate-limit'), 0)
+    .option('--trust-proxy', 'take the client IP from X-Forwarded-For (behind a reverse proxy)')
+    .option('--log-level <level>', 'server log level (pino)', process.env.PCD_LOG_LEVEL ?? 'info');
+}
+
+async function serve(o: ServeFlags): Promise<RunningServer> {
+  const server = await startServer({
+    dataDir: o.data,
+    port: o.port,
+    host: o.host,
+    designs: parseDesigns(o.design),
+    bucketBits: o.bucketBits,
+    mode: o.mode,
+    retentionMs: o.retentionDays * DAY_MS,
+    graceMs: o.graceHours * 3600_000,
+    rateLimitPerMinute: o.rateLimit,
+    trustProxy: o.trustProxy,
+    progress: process.stderr.isTTY,
+    logger: loggerFor(o.logLevel),
+  });
+  onSignals(server);
+  return server;
+}
+
+export function registerServerCommands(program: Command): void {
+  addServeOptions(program.command('serve').description('serve what the data folder holds (an empty directory included)')).action(
+    async (o: ServeFlags) => {
+      const server = await serve(o);
+      console.log(`pcd serving ${server.designs.map((d) => d.name).join(', ')} on ${server.url} (data: ${path.resolve(o.data)}, ${server.directory.size} numbers)`);
+      console.log(`admin token: ${server.adminTokenSource}`);
+    },
+  );
+
+  addServeOptions(
+    program
+      .command('start')
+      .description('the quick start: seed a default directory into an empty data folder, then serve and print how to query it')
+      .option('--size <n>', 'numbers to seed when the data folder is empty', int('--size'), START_SEED_SIZE),
+  ).action(async (o: ServeFlags & { size: number }) => {
+    const contactsDir = contactsDirFor(o.data);
+    const store = Store.open(o.data);
+    const empty = store.directorySize() === 0;
+    store.close();
+    if (empty) {
+      console.log(`seeding a synthetic directory of ${o.size} numbers into ${path.resolve(o.data)} ...`);
+      const r = seedDataFolder(o.data, contactsDir, { size: o.size });
+      console.log(`seeded ${r.numbers} numbers in ${(r.ms / 1000).toFixed(1)} s; contact lists in ${contactsDir}`);
+    }
+    const server = await serve(o);
+    const requesters = readRequesters(contactsDir);
+    let demo = requesters[0];
+    if (demo && !server.store.authenticate(demo.token)) demo = undefined;
+    if (!demo) {
+      // The data folder was seeded elsewhere: issue a token for its first account.
+      const first = server.store.firstAccount();
+      if (first) demo = { email: first.email, accountId: first.accountId, token: server.store.issueToken(first.accountId), contacts: '', registered: 0, total: 0 };
+    }
+    const example = server.store.sampleNumber();
+    console.log('');
+    console.log(`pcd is serving ${server.designs.map((d) => d.name).join(', ')} on ${server.url}  (${server.directory.size} registered numbers)`);
+    console.log(`admin token:      ${server.adminTokenSource}`);
+    if (demo) {
+      console.log(`demo requester:   ${demo.email}`);
+      console.log(`requester token:  ${demo.token}`);
+      console.log('');
+      console.log('look a number up (a registered one and one that is not), in another terminal:');
+      console.log(`  PCD_TOKEN=${demo.token} npm run pcd -- lookup ${example ?? '+14155550123'} +442079460000 --server ${server.url} --design blinded`);
+      if (demo.contacts) {
+        console.log('check a whole contact list:');
+        console.log(`  PCD_TOKEN=${demo.token} npm run pcd -- sync ${path.relative(process.cwd(), demo.contacts)} --server ${server.url} --design blinded`);
+      }
+      console.log('what a pen-register order yields under each design:');
+      console.log(`  npm run pcd -- audit --data ${o.data} --design plain --target ${example ?? '+14155550123'}`);
+    }
+    console.log('Ctrl-C stops the server (query logs are flushed first).');
+  });
+
+  program
+    .command('seed')
+    .description('write a synthetic directory (fixed random seed) into an empty data folder')
+    .option('--data <dir>', 'data folder', DEFAULT_DATA)
+    .option('--size <n>', 'registered numbers (10^3 .. 10^7)', int('--size'), 10_000)
+    .option('--seed <seed>', 'random seed', 'pcd')
+    .option('--regions <list>', 'regions, comma separated ISO 3166 codes')
+    .option('--requesters <n>', 'accounts that get a contact list', int('--requesters'), 3)
+    .option('--contacts <n>', 'numbers per contact list', int('--contacts'), 200)
+    .option('--registered-share <f>', 'share of a contact list that is registered (0..1)', Number, 0.5)
+    .option('--contacts-dir <dir>', 'where contact lists and requester tokens go (default: contacts/ beside the data folder)')
+    .action((o: { data: string; size: number; seed: string; regions?: string; requesters: number; contacts: number; registeredShare: number; contactsDir?: string }) => {
+      const contactsDir = o.contactsDir ?? contactsDirFor(o.data);
+      const r = seedDataFolder(
+        o.data,
+        contactsDir,
+        {
+          size: o.size,
+          seed: o.seed,
+          regions: o.regions?.split(',').map((s) => s.trim().toUpperCase()),
+          requesters: o.requesters,
+          contactsPerRequester: o.contacts,
+          registeredShare: o.registeredShare,
+        },
+        (s) => process.stderr.write(s + '\r'),
+      );
+      process.stderr.write('\n');
+      console.log(`seeded ${r.numbers} numbers into ${path.resolve(o.data)} in ${(r.ms / 1000).toFixed(1)} s`);
+      for (const q of r.requesters) console.log(`requester ${q.email} (account ${q.accountId}): ${q.contacts} (${q.registered}/${q.total} registered), token ${q.token}`);
+      console.log(`tokens are also in ${path.join(contactsDir, REQUESTERS_FILE)} (mode 0600)`);
+    });
+
+  program
+    .command('rotate-key')
+    .description('blinded design: make a new epoch with a new key; the old one is served for the grace period, then its key is destroyed (server must be stopped; use POST /v1/admin/rotate-key on a running one)')
+    .option('--data <dir>', 'data folder', DEFAULT_DATA)
+    .option('--bucket-bits <b>', 'bucket bits of the new epoch', int('--bucket-bits'))
+    .addOption(new Option('--mode <mode>', 'OPRF mode of the new epoch').choices([...MODES]))
+    .option('--grace-hours <hours>', 'how long the previous epoch is still served', int('--grace-hours'), 24)
+    .action(async (o: { data: string; bucketBits?: number; mode?: OprfMode; graceHours: number }) => {
+      const r = await rotateKeyOffline({ dataDir: o.data, bucketBits: o.bucketBits, mode: o.mode, graceMs: o.graceHours * 3600_000, progress: process.stderr.isTTY });
+      console.log(`new epoch ${r.epoch}${r.previous ? `; epoch ${r.previous} is served until ${new Date(r.retiresAt ?? 0).toISOString()}, then its key is destroyed` : ''}`);
+    });
+
+  registerAuditCommand(program);
+}
+
+function readRequesters(contactsDir: string): SeedResult['requesters'] {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(contactsDir, REQUESTERS_FILE), 'utf8')) as SeedResult['requesters'];
+  } catch {
+    return [];
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * What a server design gets from the server core: the store, the directory
+ * index, the clock and the resolved options. One factory per design builds
+ * its ServerDesign from it (server/designs/<name>.ts).
+ */
+import type { Logger } from 'pino';
+import type { ServerDesign } from '../shared/design.ts';
+import type { DesignName } from '../shared/messages.ts';
+import type { OprfMode } from '../shared/oprf.ts';
+import type { Directory } from './directory.ts';
+import type { Store } from './store.ts';
+
+export interface ServerOptions {
+  /** Data folder: the SQLite file, the key file, epoch caches, the admin token. */
+  dataDir: string;
+  /** Designs to serve (default: all). */
+  designs?: readonly DesignName[];
+  /** Clock in Unix ms; tests inject one to move through retention and grace periods. */
+  now?: () => number;
+  /** Query-log retention (default 30 days). */
+  retentionMs?: number;
+  /** Query-log batch interval (default 1 s) and size (default 1000 rows). */
+  logIntervalMs?: number;
+  logMaxRows?: number;
+  /** Admin token; default PCD_ADMIN_TOKEN, else generated into the data folder. */
+  adminToken?: string;
+  /** Blinded design parameters for new epochs. */
+  bucketBits?: number;
+  mode?: OprfMode;
+  tagBytes?: number;
+  /** How long an epoch is still served after a newer one exists (default 24 h). */
+  graceMs?: number;
+  /** Lookups (numbers, hashes or elements) per requester per minute; 0 disables (default 0). */
+  rateLimitPerMinute?: number;
+  /** express 'trust proxy' setting, for a server behind a reverse proxy. */
+  trustProxy?: boolean | string | number;
+  /** Show a progress bar on stderr for long builds. */
+  progress?: boolean;
+  logger?: Logger;
+}
+
+export interface ServerContext {
+  readonly store: Store;
+  readonly directory: Directory;
+  readonly now: () => number;
+  readonly options: ServerOptions;
+  readonly logger: Logger;
+}
+
+export type ServerDesignFactory = (ctx: ServerContext) => ServerDesign | Promise<ServerDesign>;

@@ -1,0 +1,79 @@
+/**
+ * The hashed design: the phone sends SHA-256(utf8(E.164)) instead of the
+ * number. The server keeps an index from a 48-bit prefix of each registered
+ * number's hash to the number, confirms a hit by hashing the candidate, and
+ * logs the hashes. Hashing hides nothing from whoever holds the log: valid
+ * numbers are few enough to enumerate (`pcd audit --design hashed` does).
+ */
+import { maskToCapabilities } from '../../shared/capabilities.ts';
+import { route, type DirectoryChange, type ServerDesign } from '../../shared/design.ts';
+import { e164ToKey, keyToE164, type E164 } from '../../shared/e164.ts';
+import { hashNumber, type HashBytes } from '../../shared/hashed.ts';
+import { HashedLookupRequest, PATHS, type HashedLookupReply } from '../../shared/messages.ts';
+import type { ServerDesignFactory } from '../context.ts';
+import { KeyTable } from '../keytable.ts';
+import { BatchedLog } from '../querylog.ts';
+
+type HashedLogRow = [ts: number, accountId: number, email: string, ip: string, hash: Buffer, answer: number];
+
+/** First 6 bytes of a hash as an integer: exact in a float64 key. */
+function prefix48(h: Uint8Array): number {
+  return h[0]! * 2 ** 40 + h[1]! * 2 ** 32 + ((h[2]! << 24) >>> 0) + (h[3]! << 16) + (h[4]! << 8) + h[5]!;
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+export const createHashedDesign: ServerDesignFactory = (ctx): ServerDesign => {
+  const index = new KeyTable(Float64Array, true, ctx.directory.size);
+  const add = (number: E164) => index.set(prefix48(hashNumber(number)), e164ToKey(number));
+  for (const { number } of ctx.directory.entries()) add(number);
+
+  const find = (hash: HashBytes): E164 | undefined => {
+    for (const key of index.getAll(prefix48(hash))) {
+      const number = keyToE164(key);
+      if (equalBytes(hashNumber(number), hash)) return number;
+    }
+    return undefined;
+  };
+
+  const log = new BatchedLog<HashedLogRow>(ctx.store.db, 'hashed_log', ['ts', 'account_id', 'email', 'ip', 'hash', 'answer'], {
+    intervalMs: ctx.options.logIntervalMs,
+    maxRows: ctx.options.logMaxRows,
+  });
+
+  return {
+    name: 'hashed',
+    routes: [
+      route<HashedLookupRequest, HashedLookupReply>({
+        method: 'POST',
+        path: PATHS.hashedLookup,
+        auth: 'requester',
+        request: HashedLookupRequest,
+        cost: (b) => b.hashes.length,
+        handle({ body, requester, ip }) {
+          const ts = ctx.now();
+          const results = body.hashes.map((hash) => {
+            const number = find(hash);
+            const mask = number ? ctx.directory.mask(number) : 0;
+            log.append([ts, requester!.accountId, requester!.email, ip, Buffer.from(hash), mask]);
+            return { capabilities: maskToCapabilities(mask) };
+          });
+          return { body: { results } };
+        },
+      }),
+    ],
+    onDirectoryChange(changes: readonly DirectoryChange[]) {
+      for (const { number, mask } of changes) {
+        if (mask === 0) index.delete(prefix48(hashNumber(number)), e164ToKey(number));
+        else add(number);
+      }
+    },
+    async close() {
+      log.close();
+    },
+  };
+};

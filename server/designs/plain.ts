@@ -1,0 +1,67 @@
+/**
+ * The plain design, as the report describes it: the number leaves the phone,
+ * the server answers from its directory index and logs every lookup with the
+ * time, the number, the requester's account, email and IP, and the answer.
+ * The log is written in batches and kept for the retention period; it is
+ * what a pen-register order returns (`pcd audit --design plain`).
+ *
+ * Not a strawman: the index is a compact hash table shared with the other
+ * designs (O(1) per number, 10^7 numbers in about 150 MB), and logging costs
+ * one array push per number on the request path.
+ */
+import { maskToCapabilities } from '../../shared/capabilities.ts';
+import { route, type ServerDesign } from '../../shared/design.ts';
+import { normalizeNumber, type E164 } from '../../shared/e164.ts';
+import { PcdError } from '../../shared/errors.ts';
+import { PATHS, PlainLookupRequest, type PlainLookupReply } from '../../shared/messages.ts';
+import type { ServerDesignFactory } from '../context.ts';
+import { BatchedLog } from '../querylog.ts';
+
+type PlainLogRow = [ts: number, accountId: number, email: string, ip: string, number: string, answer: number];
+
+/** Normalises the numbers of a request; a bad one rejects the request, naming its index. */
+export function normalizeAll(numbers: readonly string[]): E164[] {
+  return numbers.map((n, i) => {
+    try {
+      return normalizeNumber(n);
+    } catch (e) {
+      if (e instanceof PcdError) throw new PcdError(e.code, `numbers[${i}]: ${e.message}`);
+      throw e;
+    }
+  });
+}
+
+export const createPlainDesign: ServerDesignFactory = (ctx): ServerDesign => {
+  const log = new BatchedLog<PlainLogRow>(ctx.store.db, 'plain_log', ['ts', 'account_id', 'email', 'ip', 'number', 'answer'], {
+    intervalMs: ctx.options.logIntervalMs,
+    maxRows: ctx.options.logMaxRows,
+  });
+  return {
+    name: 'plain',
+    routes: [
+      route<PlainLookupRequest, PlainLookupReply>({
+        method: 'POST',
+        path: PATHS.plainLookup,
+        auth: 'requester',
+        request: PlainLookupRequest,
+        cost: (b) => b.numbers.length,
+        handle({ body, requester, ip }) {
+          const numbers = normalizeAll(body.numbers);
+          const ts = ctx.now();
+          const results = numbers.map((number) => {
+            const mask = ctx.directory.mask(number);
+            log.append([ts, requester!.accountId, requester!.email, ip, number, mask]);
+            return { number, capabilities: maskToCapabilities(mask) };
+          });
+          return { body: { results } };
+        },
+      }),
+    ],
+    onDirectoryChange() {
+      // The shared directory index is updated by the server core before this call.
+    },
+    async close() {
+      log.close();
+    },
+  };
+};

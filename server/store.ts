@@ -1,0 +1,290 @@
+/**
+ * The embedded store: one SQLite file (better-sqlite3) in the data folder for
+ * accounts, registered numbers, the query logs of every design and epoch
+ * metadata. OPRF secret keys are NOT here: they live in their own file
+ * (server/keys.ts) so that the database can be copied, audited or handed
+ * over without them.
+ *
+ * `secure_delete` is on, so rows purged past retention are overwritten on
+ * disk rather than left in free pages where `pcd audit --scan` (or a
+ * forensic examiner) would still find them.
+ *
+ * Tokens are stored as SHA-256 hashes: they are 256-bit random values, so a
+ * fast hash is enough and the database never holds a usable token.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import Database from 'better-sqlite3';
+import type { CapabilityMask } from '../shared/capabilities.ts';
+import type { DirectoryChange, Requester } from '../shared/design.ts';
+import type { E164 } from '../shared/e164.ts';
+import { ErrorCode, PcdError } from '../shared/errors.ts';
+
+export const DB_FILE = 'pcd.sqlite';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS accounts (
+  id INTEGER PRIMARY KEY,
+  email TEXT NOT NULL UNIQUE,
+  token_hash BLOB UNIQUE,
+  capabilities INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS numbers (
+  number TEXT PRIMARY KEY,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS numbers_account ON numbers(account_id);
+
+-- plain: what the report describes: every lookup, with the number, the
+-- requester's account, email and IP, and the answer.
+CREATE TABLE IF NOT EXISTS plain_log (
+  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, account_id INTEGER NOT NULL,
+  email TEXT NOT NULL, ip TEXT NOT NULL, number TEXT NOT NULL, answer INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS plain_log_number ON plain_log(number, ts);
+CREATE INDEX IF NOT EXISTS plain_log_ts ON plain_log(ts);
+
+-- hashed: the same, with SHA-256 of the number in place of the number.
+CREATE TABLE IF NOT EXISTS hashed_log (
+  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, account_id INTEGER NOT NULL,
+  email TEXT NOT NULL, ip TEXT NOT NULL, hash BLOB NOT NULL, answer INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hashed_log_hash ON hashed_log(hash, ts);
+CREATE INDEX IF NOT EXISTS hashed_log_ts ON hashed_log(ts);
+
+-- blinded: nothing derived from a number. Evaluations: who, when, from where,
+-- which epoch, how many elements. Bucket fetches: when, from where, which bucket.
+CREATE TABLE IF NOT EXISTS blinded_eval_log (
+  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, account_id INTEGER NOT NULL,
+  ip TEXT NOT NULL, epoch INTEGER NOT NULL, count INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blinded_eval_log_ts ON blinded_eval_log(ts);
+CREATE TABLE IF NOT EXISTS blinded_bucket_log (
+  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, ip TEXT NOT NULL,
+  epoch INTEGER NOT NULL, bucket INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blinded_bucket_log_ts ON blinded_bucket_log(ts);
+
+CREATE TABLE IF NOT EXISTS epochs (
+  epoch INTEGER PRIMARY KEY,
+  public_key BLOB NOT NULL,
+  mode TEXT NOT NULL,
+  bucket_bits INTEGER NOT NULL,
+  tag_bytes INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  retires_at INTEGER,
+  destroyed_at INTEGER
+);
+`;
+
+/** Query-log tables and the design each belongs to; every one has a `ts` column (Unix ms). */
+export const LOG_TABLES = {
+  plain_log: 'plain',
+  hashed_log: 'hashed',
+  blinded_eval_log: 'blinded',
+  blinded_bucket_log: 'blinded',
+} as const;
+
+export function hashToken(token: string): Buffer {
+  return crypto.createHash('sha256').update(token, 'utf8').digest();
+}
+
+export function newToken(): string {
+  return crypto.randomBytes(32).toString('base64url');
+}
+
+export interface NewAccount {
+  email: string;
+  numbers: readonly E164[];
+  mask: CapabilityMask;
+}
+
+export class Store {
+  readonly db: Database.Database;
+  private readonly stmts;
+
+  private constructor(readonly dataDir: string, readonly file: string) {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('secure_delete = ON');
+    this.db.pragma('foreign_keys = ON');
+    this.db.exec(SCHEMA);
+    this.stmts = {
+      auth: this.db.prepare<[Buffer], { id: number; email: string }>('SELECT id, email FROM accounts WHERE token_hash = ?'),
+      insertAccount: this.db.prepare<[string, Buffer | null, number, number]>(
+        'INSERT INTO accounts (email, token_hash, capabilities, created_at) VALUES (?, ?, ?, ?)',
+      ),
+      insertNumber: this.db.prepare<[string, number | bigint]>('INSERT INTO numbers (number, account_id) VALUES (?, ?)'),
+      numberOwner: this.db.prepare<[string], { account_id: number }>('SELECT account_id FROM numbers WHERE number = ?'),
+      emailExists: this.db.prepare<[string], { id: number }>('SELECT id FROM accounts WHERE email = ?'),
+      accountNumbers: this.db.prepare<[number], { number: string; capabilities: number }>(
+        'SELECT n.number, a.capabilities FROM numbers n JOIN accounts a ON a.id = n.account_id WHERE n.account_id = ?',
+      ),
+      deleteAccount: this.db.prepare<[number]>('DELETE FROM accounts WHERE id = ?'),
+      setToken: this.db.prepare<[Buffer, number]>('UPDATE accounts SET token_hash = ? WHERE id = ?'),
+      accountByEmail: this.db.prepare<[string], { id: number; email: string }>('SELECT id, email FROM accounts WHERE email = ?'),
+      getMeta: this.db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
+      setMeta: this.db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
+      directorySize: this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM numbers'),
+    };
+  }
+
+  static open(dataDir: string): Store {
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    return new Store(dataDir, path.join(dataDir, DB_FILE));
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+
+  // ------------------------------------------------------------- metadata
+
+  getMeta(key: string): string | undefined {
+    return this.stmts.getMeta.get(key)?.value;
+  }
+
+  setMeta(key: string, value: string): void {
+    this.stmts.setMeta.run(key, value);
+  }
+
+  /** Increases with every directory change; caches derived from the directory record it. */
+  directoryVersion(): number {
+    return Number(this.getMeta('directory_version') ?? '0');
+  }
+
+  private bumpDirectoryVersion(): void {
+    this.setMeta('directory_version', String(this.directoryVersion() + 1));
+  }
+
+  // ------------------------------------------------------------- accounts
+
+  authenticate(token: string): Requester | undefined {
+    const row = this.stmts.auth.get(hashToken(token));
+    return row ? { accountId: row.id, email: row.email } : undefined;
+  }
+
+  /** Creates an account with its numbers; conflicts (email or number taken) are 409s. */
+  createAccount(account: NewAccount, now: number): { accountId: number; token: string; changes: DirectoryChange[] } {
+    const token = newToken();
+    const tx = this.db.transaction(() => {
+      if (this.stmts.emailExists.get(account.email)) {
+        throw new PcdError(ErrorCode.Conflict, `an account with email '${account.email}' exists already`);
+      }
+      const seen = new Set<string>();
+      for (const n of account.numbers) {
+        if (seen.has(n)) throw new PcdError(ErrorCode.InvalidField, `numbers: ${n} is listed twice`);
+        seen.add(n);
+        if (this.stmts.numberOwner.get(n)) throw new PcdError(ErrorCode.Conflict, `number ${n} is registered to another account`);
+      }
+      const id = Number(this.stmts.insertAccount.run(account.email, hashToken(token), account.mask, now).lastInsertRowid);
+      for (const n of account.numbers) this.stmts.insertNumber.run(n, id);
+      this.bumpDirectoryVersion();
+      return id;
+    });
+    const accountId = tx();
+    return { accountId, token, changes: account.numbers.map((number) => ({ number, mask: account.mask })) };
+  }
+
+  /** Deletes an account; returns the directory changes (its numbers, now unregistered), or undefined if absent. */
+  deleteAccount(accountId: number): DirectoryChange[] | undefined {
+    const tx = this.db.transaction(() => {
+      const numbers = this.stmts.accountNumbers.all(accountId);
+      const res = this.stmts.deleteAccount.run(accountId);
+      if (res.changes === 0) return undefined;
+      this.bumpDirectoryVersion();
+      return numbers.map((r) => ({ number: r.number as E164, mask: 0 }));
+    });
+    return tx();
+  }
+
+  /** Issues a fresh token for an existing account (the old one stops working). */
+  issueToken(accountId: number): string {
+    const token = newToken();
+    this.stmts.setToken.run(hashToken(token), accountId);
+    return token;
+  }
+
+  accountByEmail(email: string): Requester | undefined {
+    const row = this.stmts.accountByEmail.get(email);
+    return row ? { accountId: row.id, email: row.email } : undefined;
+  }
+
+  firstAccount(): Requester | undefined {
+    const row = this.db.prepare<[], { id: number; email: string }>('SELECT id, email FROM accounts ORDER BY id LIMIT 1').get();
+    return row ? { accountId: row.id, email: row.email } : undefined;
+  }
+
+  // ------------------------------------------------------------- directory
+
+  numberRegistered(number: string): boolean {
+    return this.stmts.numberOwner.get(number) !== undefined;
+  }
+
+  /** One registered number, for examples. */
+  sampleNumber(): E164 | undefined {
+    return this.db.prepare<[], { number: string }>('SELECT number FROM numbers ORDER BY account_id LIMIT 1').get()?.number as E164 | undefined;
+  }
+
+  directorySize(): number {
+    return this.stmts.directorySize.get()!.n;
+  }
+
+  /** Every registered number with its capability mask, in storage order. */
+  *directory(): Generator<DirectoryChange> {
+    const it = this.db
+      .prepare<[], { number: string; capabilities: number }>(
+        'SELECT n.number, a.capabilities FROM numbers n JOIN accounts a ON a.id = n.account_id',
+      )
+      .iterate();
+    for (const row of it) yield { number: row.number as E164, mask: row.capabilities };
+  }
+
+  /**
+   * Bulk insert for seeding: accounts without tokens (tokens are issued on
+   * demand with issueToken), in transactions of `chunk` accounts.
+   */
+  bulkInsert(accounts: Iterable<NewAccount>, now: number, onProgress?: (numbers: number) => void, chunk = 50_000): number {
+    let count = 0;
+    let batch: NewAccount[] = [];
+    const write = this.db.transaction((items: NewAccount[]) => {
+      for (const a of items) {
+        const id = this.stmts.insertAccount.run(a.email, null, a.mask, now).lastInsertRowid;
+        for (const n of a.numbers) this.stmts.insertNumber.run(n, id);
+      }
+      this.bumpDirectoryVersion();
+    });
+    for (const a of accounts) {
+      batch.push(a);
+      count += a.numbers.length;
+      if (batch.length >= chunk) {
+        write(batch);
+        batch = [];
+        onProgress?.(count);
+      }
+    }
+    if (batch.length) write(batch);
+    onProgress?.(count);
+    return count;
+  }
+
+  // ------------------------------------------------------------- logs
+
+  /** Deletes query-log rows older than `cutoff` (Unix ms) from every log table; returns rows deleted. */
+  purgeLogs(cutoff: number): number {
+    let n = 0;
+    const tx = this.db.transaction(() => {
+      for (const table of Object.keys(LOG_TABLES)) {
+        n += this.db.prepare(`DELETE FROM ${table} WHERE ts < ?`).run(cutoff).changes;
+      }
+    });
+    tx();
+    // Purged rows must not linger in the write-ahead log either.
+    if (n > 0) this.db.pragma('wal_checkpoint(TRUNCATE)');
+    return n;
+  }
+}

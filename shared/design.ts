@@ -1,0 +1,127 @@
+/**
+ * The two interfaces every design implements, one file per side:
+ * `client/designs/<name>.ts` implements {@link ClientDesign} and
+ * `server/designs/<name>.ts` implements {@link ServerDesign}. The express app,
+ * the client library, the CLI, the tests and the benchmarks are written once
+ * over these; adding a design is adding one file on each side.
+ *
+ * Nothing here touches sockets or disk: the server side describes its routes
+ * as data (method, path, who may call, request schema, handler) and the
+ * server's app turns them into express routes with the body limits, content
+ * negotiation, authentication and error mapping they all share.
+ */
+import type { CapabilityMask } from './capabilities.ts';
+import type { E164 } from './e164.ts';
+import type { DesignName } from './messages.ts';
+import type { Schema } from './schema.ts';
+
+// ---------------------------------------------------------------- client side
+
+export interface RequestOptions<T> {
+  method: 'GET' | 'POST' | 'DELETE';
+  path: string;
+  body?: unknown;
+  /** Schema of a 2xx reply body. */
+  reply: Schema<T>;
+  /** Send the requester token (default true for POST). */
+  auth?: boolean;
+  /** Conditional GET: an ETag the caller holds. */
+  ifNoneMatch?: string;
+  signal?: AbortSignal;
+}
+
+export interface TransportReply<T> {
+  status: number;
+  /** Undefined on 304 Not Modified. */
+  body: T | undefined;
+  etag: string | undefined;
+  /** Bytes of the request and reply bodies, for bandwidth accounting. */
+  bytesSent: number;
+  bytesReceived: number;
+}
+
+/** What a client design uses to talk to the server: one HTTP exchange, errors typed. */
+export interface Transport {
+  request<T>(options: RequestOptions<T>): Promise<TransportReply<T>>;
+}
+
+export interface LookupResult {
+  number: E164;
+  /** Capability names; empty means not registered: SMS only. */
+  capabilities: string[];
+}
+
+export interface ClientDesign {
+  readonly name: DesignName;
+  /**
+   * Answers for normalised numbers, in order, duplicates included. Numbers
+   * arrive in batches of at most LIMITS.maxBatch. A reply the design cannot
+   * trust (a failed proof, an unknown epoch, a malformed bucket) is thrown
+   * as a PcdError, never turned into "SMS only".
+   */
+  lookupBatch(numbers: readonly E164[], options?: { signal?: AbortSignal }): Promise<LookupResult[]>;
+}
+
+export type ClientDesignFactory = (transport: Transport) => ClientDesign;
+
+// ---------------------------------------------------------------- server side
+
+/** The authenticated account behind a requester token. */
+export interface Requester {
+  accountId: number;
+  email: string;
+}
+
+export interface RouteInput<Req> {
+  body: Req;
+  /** Path parameters, still raw strings: the handler parses them. */
+  params: Readonly<Record<string, string>>;
+  /** Set when the route's `auth` is 'requester'. */
+  requester: Requester | undefined;
+  /** The requester's IP address as the server sees it. */
+  ip: string;
+  ifNoneMatch: string | undefined;
+}
+
+export interface RouteReply<Res> {
+  status?: number;
+  /** Absent for 304. */
+  body?: Res;
+  etag?: string;
+  cacheControl?: string;
+}
+
+export interface Route<Req = unknown, Res = unknown> {
+  method: 'GET' | 'POST' | 'DELETE';
+  /** express 5 path, e.g. '/v1/blinded/buckets/:epoch/:bucket'. */
+  path: string;
+  auth: 'anyone' | 'requester' | 'admin';
+  /** Request body schema (POST). */
+  request?: Schema<Req>;
+  /** Lookups this request costs the requester's rate limit (numbers, hashes or elements). */
+  cost?: (body: Req) => number;
+  handle(input: RouteInput<Req>): RouteReply<Res> | Promise<RouteReply<Res>>;
+}
+
+/** Erases a route's type parameters so routes of several shapes sit in one list. */
+export function route<Req, Res>(r: Route<Req, Res>): Route<any, any> {
+  return r;
+}
+
+/** One directory change: the number now has `mask` (0: no longer registered). */
+export interface DirectoryChange {
+  number: E164;
+  mask: CapabilityMask;
+}
+
+export interface ServerDesign {
+  readonly name: DesignName;
+  readonly routes: readonly Route<any, any>[];
+  /**
+   * Applies directory changes before the admin call that made them returns,
+   * so the very next lookup sees them.
+   */
+  onDirectoryChange(changes: readonly DirectoryChange[]): void | Promise<void>;
+  /** Flushes what the design buffers (its query log) and releases resources. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,118 @@
+/**
+ * Error codes of the pcd protocol: one code, one HTTP status, one body shape.
+ *
+ * Every error the server sends is `{ error: { code, message } }` with the
+ * status from {@link STATUS}; the client turns that body back into the same
+ * {@link PcdError}, so callers branch on `code`, never on message text.
+ * Client-only failures (a proof that does not verify, a malformed reply) use
+ * the same class with codes the server never sends.
+ */
+
+export const ErrorCode = {
+  // 400: the request is malformed
+  BadRequest: 'bad_request',
+  MalformedBody: 'malformed_body',
+  InvalidField: 'invalid_field',
+  InvalidNumber: 'invalid_number',
+  InvalidElement: 'invalid_element',
+  TooManyItems: 'too_many_items',
+  // 401/403: who is asking
+  Unauthenticated: 'unauthenticated',
+  Forbidden: 'forbidden',
+  // 404/405/409/410
+  NotFound: 'not_found',
+  DesignDisabled: 'design_disabled',
+  UnknownEpoch: 'unknown_epoch',
+  MethodNotAllowed: 'method_not_allowed',
+  Conflict: 'conflict',
+  EpochRetired: 'epoch_retired',
+  // 406/413/415/429
+  NotAcceptable: 'not_acceptable',
+  BodyTooLarge: 'body_too_large',
+  UnsupportedMediaType: 'unsupported_media_type',
+  RateLimited: 'rate_limited',
+  // 500/503
+  Internal: 'internal',
+  Unavailable: 'unavailable',
+  // client side only: what the client found wrong with a server's reply
+  ProofInvalid: 'proof_invalid',
+  MalformedReply: 'malformed_reply',
+  Network: 'network',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** The one table from code to HTTP status. */
+export const STATUS: Readonly<Record<ErrorCode, number>> = {
+  bad_request: 400,
+  malformed_body: 400,
+  invalid_field: 400,
+  invalid_number: 400,
+  invalid_element: 400,
+  too_many_items: 400,
+  unauthenticated: 401,
+  forbidden: 403,
+  not_found: 404,
+  design_disabled: 404,
+  unknown_epoch: 404,
+  method_not_allowed: 405,
+  not_acceptable: 406,
+  conflict: 409,
+  epoch_retired: 410,
+  body_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  internal: 500,
+  unavailable: 503,
+  proof_invalid: 502,
+  malformed_reply: 502,
+  network: 503,
+};
+
+const CODES = new Set<string>(Object.values(ErrorCode));
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && CODES.has(value);
+}
+
+/** Wire layout of every error reply. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string };
+}
+
+export class PcdError extends Error {
+  override readonly name = 'PcdError';
+  readonly code: ErrorCode;
+  /** HTTP status: the one from {@link STATUS}, or what the server actually sent. */
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string, options?: { status?: number; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.status = options?.status ?? STATUS[code];
+  }
+
+  toBody(): ErrorBody {
+    return { error: { code: this.code, message: this.message } };
+  }
+}
+
+/** Narrowing guard, after libsignal's `is(error, code)`. */
+export function isPcdError<C extends ErrorCode>(e: unknown, code?: C): e is PcdError & { code: C } {
+  return e instanceof PcdError && (code === undefined || e.code === code);
+}
+
+/** Reads an error body sent by a server; anything else is a malformed reply. */
+export function errorFromBody(status: number, body: unknown): PcdError {
+  if (typeof body === 'object' && body !== null && 'error' in body) {
+    const err = (body as { error: unknown }).error;
+    if (typeof err === 'object' && err !== null) {
+      const { code, message } = err as { code?: unknown; message?: unknown };
+      if (isErrorCode(code) && typeof message === 'string') {
+        return new PcdError(code, message, { status });
+      }
+    }
+  }
+  return new PcdError(ErrorCode.MalformedReply, `server answered HTTP ${status} without a pcd error body`, {
+    status,
+  });
+}

@@ -1,0 +1,439 @@
+/**
+ * RFC 9497 (OPRFs using prime-order groups), suite `ristretto255-SHA512`:
+ * the project's only binding of it. Every group and hash operation is
+ * `ristretto255_oprf` from @noble/curves; this module only fixes the suite,
+ * checks what crosses the wire, and turns failures into {@link PcdError}s.
+ *
+ * ## Flow (RFC 9497 §3.3.1)
+ *
+ *   client                                   server (holds skS, per epoch)
+ *   (r, B) = Blind(x)       -- B ------>
+ *                           <-- Z ------    Z = BlindEvaluate(skS, B) = skS * B
+ *   tag = Finalize(x, r, Z) = SHA-512(len(x) || x || len(N) || N || "Finalize"),
+ *         N = (1/r) * Z = skS * HashToGroup(x)
+ *
+ * `Evaluate(skS, x)` computes the same tag without blinding: the server uses
+ * it to build the directory of tags for the registered numbers.
+ *
+ * ## Modes
+ *
+ * - `oprf` (mode 0x00, RFC 9497 §3.3.1): no proof; the client cannot tell
+ *   which key the server used.
+ * - `voprf` (mode 0x01, RFC 9497 §3.3.2): the server adds a DLEQ proof
+ *   (RFC 9497 §2.2) that it used the secret key behind the epoch's published
+ *   public key. ONE proof covers all elements of one request (RFC 9497
+ *   §2.2.1 batching via ComputeComposites): 64 bytes whatever the batch
+ *   size, verified once by the client (§2.2.2). This stops a server from
+ *   silently answering one targeted requester under a different key.
+ *
+ * The mode is part of the context string (RFC 9497 §3.1), so the same key and
+ * number give different tags in the two modes: client and server must agree.
+ * POPRF (mode 0x02) is not used.
+ *
+ * ## What it hides, and what it does not
+ *
+ * - The server only ever sees blinded elements `r * HashToGroup(x)` with a
+ *   fresh random `r`: uniformly random group elements, unlinkable to `x` even
+ *   for an unbounded server (RFC 9497 Security Considerations, "unconditional
+ *   input secrecy"). Neither the request nor the reply reveals the number.
+ * - The inputs are phone numbers: low-entropy. Whoever holds the secret key
+ *   can enumerate the whole numbering plan and compute every tag, so a tag is
+ *   exactly as private as the key. That is why the server builds the
+ *   directory itself and why retiring an epoch means destroying its key.
+ * - A requester who can call BlindEvaluate can use the server as an oracle:
+ *   blinding is free, so it can learn the tag of any number it chooses, one
+ *   evaluated element per number. Only rate limiting of evaluate requests
+ *   (per account and per IP) bounds that enumeration. It also bounds the
+ *   static Diffie-Hellman attack that erodes the key by log2(Q)/2 bits
+ *   after Q queries (RFC 9497 Security Considerations, "Static Diffie-Hellman
+ *   Attack and Security Limits"). Key rotation per epoch limits both.
+ *
+ * ## Errors
+ *
+ * Bad data from the wire is a {@link PcdError}: a blinded element a client
+ * sent is `invalid_element`; something wrong in a server's reply is
+ * `malformed_reply`; a proof that does not verify is `proof_invalid`. A
+ * caller's own mistake (wrong mode string, bad secret key, arrays of
+ * different lengths on the client side, oversized input) is a plain
+ * `TypeError` / `RangeError`: it is a bug, not a protocol event.
+ *
+ * @module
+ */
+import { ristretto255, ristretto255_oprf } from '@noble/curves/ed25519.js';
+import { getMinHashLength } from '@noble/curves/abstract/modular.js';
+import { numberToBytesLE } from '@noble/curves/utils.js';
+import { ErrorCode, PcdError } from './errors.ts';
+
+/** A serialized ristretto255 element as it travels: 32 bytes (RFC 9497 §4.1, Ne = 32). */
+export type PointBytes = Uint8Array;
+/** A serialized scalar: 32 bytes, little-endian, below the group order (RFC 9497 §4.1, Ns = 32). */
+export type ScalarBytes = Uint8Array;
+/** A DLEQ proof: the two scalars c || s, 64 bytes (RFC 9497 §2.2.1). */
+export type ProofBytes = Uint8Array;
+/** The Finalize / Evaluate output: SHA-512, 64 bytes (RFC 9497 §4.1, Nh = 64). */
+export type OutputBytes = Uint8Array;
+
+export const SUITE = 'ristretto255-SHA512' as const;
+export const ELEMENT_BYTES = 32;
+export const SCALAR_BYTES = 32;
+export const PROOF_BYTES = 2 * SCALAR_BYTES;
+export const OUTPUT_BYTES = 64;
+
+export const MODES = ['oprf', 'voprf'] as const;
+export type OprfMode = (typeof MODES)[number];
+
+/** Source of random bytes, asked for `bytes` bytes at a time. */
+export type Rng = (bytes: number) => Uint8Array;
+
+export interface KeyPair {
+  secretKey: ScalarBytes;
+  publicKey: PointBytes;
+}
+
+/** Longest PrivateInput: inputs are length-prefixed with two bytes (RFC 9497 §1.2, §5.1). */
+export const MAX_INPUT_BYTES = 0xffff;
+
+const { Point } = ristretto255;
+const { Fn } = Point;
+type Element = InstanceType<typeof Point>;
+
+if (ristretto255_oprf.name !== SUITE) {
+  throw new Error(`@noble/curves ristretto255_oprf is suite ${ristretto255_oprf.name}, expected ${SUITE}`);
+}
+
+/**
+ * Bytes noble's RandomScalar draws: L = ceil((3 * ceil(log2(order)) / 2) / 8)
+ * = 48 for ristretto255, reduced into [1, order - 1] (RFC 9497 §4.7.2).
+ */
+export const RANDOM_SCALAR_BYTES = getMinHashLength(Fn.ORDER);
+
+// ---------------------------------------------------------------------------
+// noble's suite, with the one function its declarations leave out
+
+/** The part of one noble mode object this module calls, `evaluate` included. */
+interface NobleMode {
+  generateKeyPair(): { secretKey: Uint8Array; publicKey: Uint8Array };
+  deriveKeyPair(seed: Uint8Array, keyInfo: Uint8Array): { secretKey: Uint8Array; publicKey: Uint8Array };
+  blind(input: Uint8Array, rng?: NobleRng): { blind: Uint8Array; blinded: Uint8Array };
+  /** RFC 9497 §3.3.1 Evaluate: present at run time, absent from noble's .d.ts. */
+  evaluate(secretKey: Uint8Array, input: Uint8Array): Uint8Array;
+}
+type NobleRng = NonNullable<Parameters<typeof ristretto255_oprf.oprf.blind>[1]>;
+
+function withEvaluate(name: OprfMode, mode: object): (secretKey: Uint8Array, input: Uint8Array) => Uint8Array {
+  const fn: unknown = Reflect.get(mode, 'evaluate');
+  if (typeof fn !== 'function') {
+    throw new Error(`@noble/curves ristretto255_oprf.${name}.evaluate is missing: this module needs RFC 9497 Evaluate`);
+  }
+  return (secretKey, input) => {
+    const out: unknown = Reflect.apply(fn, mode, [secretKey, input]);
+    if (!(out instanceof Uint8Array) || out.length !== OUTPUT_BYTES) {
+      throw new Error(`@noble/curves ristretto255_oprf.${name}.evaluate returned no ${OUTPUT_BYTES}-byte output`);
+    }
+    return out;
+  };
+}
+
+const NOBLE: Readonly<Record<OprfMode, NobleMode>> = {
+  oprf: { ...bindCommon(ristretto255_oprf.oprf), evaluate: withEvaluate('oprf', ristretto255_oprf.oprf) },
+  voprf: { ...bindCommon(ristretto255_oprf.voprf), evaluate: withEvaluate('voprf', ristretto255_oprf.voprf) },
+};
+
+function bindCommon(m: typeof ristretto255_oprf.oprf | typeof ristretto255_oprf.voprf): Omit<NobleMode, 'evaluate'> {
+  return {
+    generateKeyPair: () => m.generateKeyPair(),
+    deriveKeyPair: (seed, keyInfo) => m.deriveKeyPair(seed, keyInfo),
+    blind: (input, rng) => m.blind(input, rng),
+  };
+}
+
+/** Adapts an {@link Rng} to noble's signature and checks what it returns. */
+function toNobleRng(rng: Rng | undefined): NobleRng | undefined {
+  if (rng === undefined) return undefined; // noble's default: crypto.getRandomValues
+  if (typeof rng !== 'function') throw new TypeError('rng must be a function (bytes: number) => Uint8Array');
+  return (bytesLength?: number) => {
+    const n = bytesLength ?? RANDOM_SCALAR_BYTES;
+    const out = rng(n);
+    if (!(out instanceof Uint8Array) || out.length !== n) {
+      throw new RangeError(`rng returned ${out instanceof Uint8Array ? out.length : typeof out} bytes, asked for ${n}`);
+    }
+    return Uint8Array.from(out);
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Input validation
+
+function assertMode(mode: unknown): asserts mode is OprfMode {
+  if (!MODES.includes(mode as OprfMode)) {
+    throw new TypeError(`unknown OPRF mode ${JSON.stringify(mode)}: expected one of ${MODES.join(', ')}`);
+  }
+}
+
+/**
+ * What is wrong with `bytes` as a wire element, or undefined if nothing:
+ * DeserializeElement is ristretto255 Decode (RFC 9496 §4.3.1, which rejects
+ * non-canonical encodings) plus the identity check (RFC 9497 §3.3, §4.1).
+ */
+function elementProblem(bytes: unknown): string | undefined {
+  if (!(bytes instanceof Uint8Array)) return `expected a byte string, got ${typeof bytes}`;
+  if (bytes.length !== ELEMENT_BYTES) return `expected ${ELEMENT_BYTES} bytes, got ${bytes.length}`;
+  let point: Element;
+  try {
+    point = Point.fromBytes(bytes);
+  } catch {
+    return 'not a canonical ristretto255 encoding';
+  }
+  // RFC 9497 §3.3: applications MUST reject the identity received over the wire.
+  if (point.is0()) return 'is the identity element';
+  return undefined;
+}
+
+function checkElements(what: string, list: readonly unknown[], code: ErrorCode): void {
+  list.forEach((bytes, i) => {
+    const problem = elementProblem(bytes);
+    if (problem !== undefined) throw new PcdError(code, `${what} ${i}: ${problem}`);
+  });
+}
+
+/** A secret scalar of our own (key, blind): canonical, nonzero (RFC 9497 §4.1 DeserializeScalar). */
+function checkScalar(what: string, bytes: unknown): void {
+  if (!(bytes instanceof Uint8Array)) throw new TypeError(`${what}: expected a byte string, got ${typeof bytes}`);
+  if (bytes.length !== SCALAR_BYTES) throw new RangeError(`${what}: expected ${SCALAR_BYTES} bytes, got ${bytes.length}`);
+  let s: bigint;
+  try {
+    s = Fn.fromBytes(bytes);
+  } catch {
+    throw new RangeError(`${what}: not a canonical scalar (must be below the group order)`);
+  }
+  if (Fn.is0(s)) throw new RangeError(`${what}: is zero`);
+}
+
+function checkInput(what: string, input: unknown): void {
+  if (!(input instanceof Uint8Array)) throw new TypeError(`${what}: expected a byte string, got ${typeof input}`);
+  if (input.length > MAX_INPUT_BYTES) {
+    throw new RangeError(`${what}: ${input.length} bytes, RFC 9497 allows at most ${MAX_INPUT_BYTES}`);
+  }
+}
+
+function checkArray(what: string, list: unknown): asserts list is readonly unknown[] {
+  if (!Array.isArray(list)) throw new TypeError(`${what}: expected an array`);
+}
+
+// ---------------------------------------------------------------------------
+// Keys (RFC 9497 §3.2)
+
+/** A fresh random key pair; the same for both modes (RFC 9497 §3.2). */
+export function generateKeyPair(mode: OprfMode): KeyPair {
+  assertMode(mode);
+  const { secretKey, publicKey } = NOBLE[mode].generateKeyPair();
+  return { secretKey, publicKey };
+}
+
+/**
+ * RFC 9497 §3.2.1 DeriveKeyPair: `seed` is 32 secret random bytes, `info` a
+ * public label (e.g. the epoch). The mode is part of the derivation.
+ */
+export function deriveKeyPair(mode: OprfMode, seed: Uint8Array, info: Uint8Array): KeyPair {
+  assertMode(mode);
+  if (!(seed instanceof Uint8Array) || seed.length !== SCALAR_BYTES) {
+    throw new RangeError(`seed: expected ${SCALAR_BYTES} bytes (RFC 9497 §3.2.1 seed[Ns])`);
+  }
+  checkInput('info', info);
+  const { secretKey, publicKey } = NOBLE[mode].deriveKeyPair(seed, info);
+  return { secretKey, publicKey };
+}
+
+/** pkS = skS * G (RFC 9497 §3.2): to publish a loaded key, or check a stored pair. */
+export function publicKeyOf(secretKey: ScalarBytes): PointBytes {
+  checkScalar('secret key', secretKey);
+  return Point.BASE.multiply(Fn.fromBytes(secretKey)).toBytes();
+}
+
+// ---------------------------------------------------------------------------
+// Online protocol (RFC 9497 §3.3)
+
+/**
+ * Client, step 1: RFC 9497 §3.3.1 Blind, once per input. Keep `blinds`
+ * secret and local; send `blinded`. `rng` is for tests (see {@link rngForScalars}).
+ */
+export function blindBatch(
+  mode: OprfMode,
+  inputs: readonly Uint8Array[],
+  rng?: Rng,
+): { blinds: ScalarBytes[]; blinded: PointBytes[] } {
+  assertMode(mode);
+  checkArray('inputs', inputs);
+  inputs.forEach((input, i) => checkInput(`input ${i}`, input));
+  const nobleRng = toNobleRng(rng);
+  const blinds: ScalarBytes[] = [];
+  const blinded: PointBytes[] = [];
+  for (const input of inputs) {
+    const r = NOBLE[mode].blind(input, nobleRng);
+    blinds.push(r.blind);
+    blinded.push(r.blinded);
+  }
+  return { blinds, blinded };
+}
+
+/**
+ * Server: RFC 9497 §3.3.1 / §3.3.2 BlindEvaluate over one request. Every
+ * element is validated first (RFC 9497 §3.3), so a bad one is reported with
+ * its index and nothing is evaluated. In `voprf` mode the reply carries ONE
+ * proof for the whole batch (RFC 9497 §2.2.1); `rng` draws its nonce and is
+ * unused in `oprf` mode.
+ *
+ * `key.publicKey` must belong to `key.secretKey` (check once at load time
+ * with {@link publicKeyOf}); a mismatched pair yields proofs no client accepts.
+ */
+export function blindEvaluateBatch(
+  mode: OprfMode,
+  key: KeyPair,
+  blinded: readonly PointBytes[],
+  rng?: Rng,
+): { evaluated: PointBytes[]; proof?: ProofBytes } {
+  assertMode(mode);
+  checkArray('blinded', blinded);
+  checkScalar('secret key', key.secretKey);
+  if (blinded.length === 0) throw new PcdError(ErrorCode.BadRequest, 'the batch holds no blinded element');
+  checkElements('blinded element', blinded, ErrorCode.InvalidElement);
+
+  if (mode === 'oprf') {
+    const evaluated = blinded.map((b) => ristretto255_oprf.oprf.blindEvaluate(key.secretKey, b));
+    return { evaluated };
+  }
+  const pkProblem = elementProblem(key.publicKey);
+  if (pkProblem !== undefined) throw new RangeError(`public key: ${pkProblem}`);
+  const { evaluated, proof } = ristretto255_oprf.voprf.blindEvaluateBatch(
+    key.secretKey,
+    key.publicKey,
+    [...blinded],
+    toNobleRng(rng),
+  );
+  return { evaluated, proof };
+}
+
+/**
+ * Client, step 3: RFC 9497 §3.3.1 / §3.3.2 Finalize over one reply. In
+ * `voprf` mode the batch proof is checked first (RFC 9497 §2.2.2
+ * VerifyProof) against `publicKey`, the epoch's published key; no output is
+ * returned unless it verifies. `publicKey` is ignored in `oprf` mode.
+ */
+export function finalizeBatch(
+  mode: OprfMode,
+  items: {
+    inputs: readonly Uint8Array[];
+    blinds: readonly ScalarBytes[];
+    blinded: readonly PointBytes[];
+    evaluated: readonly PointBytes[];
+  },
+  publicKey?: PointBytes,
+  proof?: ProofBytes,
+): OutputBytes[] {
+  assertMode(mode);
+  const { inputs, blinds, blinded, evaluated } = items;
+  checkArray('inputs', inputs);
+  checkArray('blinds', blinds);
+  checkArray('blinded', blinded);
+  if (blinds.length !== inputs.length || blinded.length !== inputs.length) {
+    throw new RangeError(
+      `finalizeBatch: ${inputs.length} inputs, ${blinds.length} blinds and ${blinded.length} blinded elements must match`,
+    );
+  }
+  if (!Array.isArray(evaluated) || evaluated.length !== blinded.length) {
+    const got = Array.isArray(evaluated) ? `${evaluated.length} evaluated elements` : 'no array of evaluated elements';
+    throw new PcdError(ErrorCode.MalformedReply, `the server returned ${got} for ${blinded.length} blinded elements`);
+  }
+  if (mode === 'voprf') {
+    if (publicKey === undefined) throw new TypeError('voprf mode: finalizeBatch needs the epoch public key');
+    if (proof === undefined) throw new PcdError(ErrorCode.MalformedReply, 'voprf mode: the server sent no proof');
+  } else if (proof !== undefined) {
+    // A proof means the server runs voprf: its tags would never match ours.
+    throw new PcdError(ErrorCode.MalformedReply, 'oprf mode: the server sent a proof, so it is not in oprf mode');
+  }
+
+  inputs.forEach((input, i) => checkInput(`input ${i}`, input));
+  blinds.forEach((blind, i) => checkScalar(`blind ${i}`, blind));
+  checkElements('blinded element', blinded, ErrorCode.InvalidElement);
+  // RFC 9497 §3.3: evaluated elements come over the wire and must decode and not be the identity.
+  checkElements('evaluated element', evaluated, ErrorCode.MalformedReply);
+  if (inputs.length === 0) return [];
+
+  if (mode === 'oprf') {
+    return inputs.map((input, i) =>
+      ristretto255_oprf.oprf.finalize(input, blinds[i] as ScalarBytes, evaluated[i] as PointBytes),
+    );
+  }
+
+  const pkProblem = elementProblem(publicKey);
+  if (pkProblem !== undefined) throw new PcdError(ErrorCode.MalformedReply, `epoch public key: ${pkProblem}`);
+  if (!(proof instanceof Uint8Array) || proof.length !== PROOF_BYTES) {
+    const got = proof instanceof Uint8Array ? `${proof.length} bytes` : typeof proof;
+    throw new PcdError(ErrorCode.MalformedReply, `proof: expected ${PROOF_BYTES} bytes, got ${got}`);
+  }
+  const batch = inputs.map((input, i) => ({
+    input,
+    blind: blinds[i] as ScalarBytes,
+    blinded: blinded[i] as PointBytes,
+    evaluated: evaluated[i] as PointBytes,
+  }));
+  try {
+    return ristretto255_oprf.voprf.finalizeBatch(batch, publicKey as PointBytes, proof);
+  } catch (cause) {
+    // Everything but the proof was validated above, so what fails here is the proof:
+    // a non-canonical c or s (RFC 9497 §4.1 DeserializeScalar) or VerifyProof (§2.2.2).
+    throw new PcdError(
+      ErrorCode.ProofInvalid,
+      `the server's proof does not verify against the epoch public key (RFC 9497 §2.2.2): ${
+        cause instanceof Error ? cause.message : String(cause)
+      }`,
+      { cause },
+    );
+  }
+}
+
+/**
+ * Server: RFC 9497 §3.3.1 Evaluate, the tag of `input` computed directly with
+ * the secret key. Equals what a client gets from Blind/BlindEvaluate/Finalize
+ * in the same mode; used to build the directory of tags.
+ */
+export function evaluate(mode: OprfMode, secretKey: ScalarBytes, input: Uint8Array): OutputBytes {
+  assertMode(mode);
+  checkScalar('secret key', secretKey);
+  checkInput('input', input);
+  return NOBLE[mode].evaluate(secretKey, input);
+}
+
+/**
+ * True when `bytes` is a ristretto255 element acceptable from the wire:
+ * 32 bytes, a canonical encoding, not the identity (RFC 9497 §3.3, §4.1).
+ */
+export function isValidElement(bytes: Uint8Array): boolean {
+  return elementProblem(bytes) === undefined;
+}
+
+/**
+ * A deterministic {@link Rng} for tests that makes noble's RandomScalar return
+ * `scalars` in order (RFC 9497 Appendix A fixes Blind and ProofRandomScalar).
+ * noble reads {@link RANDOM_SCALAR_BYTES} (48) bytes, reads them little-endian
+ * as x and uses (x mod (n - 1)) + 1 (RFC 9497 §4.7.2, shifted off zero), so to
+ * get scalar b each call returns the 48-byte little-endian encoding of b - 1.
+ * Throws when exhausted or asked for any other length.
+ */
+export function rngForScalars(scalars: readonly Uint8Array[]): Rng {
+  checkArray('scalars', scalars);
+  const draws = scalars.map((s, i) => {
+    checkScalar(`scalar ${i}`, s);
+    return numberToBytesLE(Fn.fromBytes(s) - 1n, RANDOM_SCALAR_BYTES);
+  });
+  let next = 0;
+  return (bytes: number) => {
+    if (bytes !== RANDOM_SCALAR_BYTES) {
+      throw new RangeError(`rngForScalars: asked for ${bytes} bytes, it only answers ${RANDOM_SCALAR_BYTES}`);
+    }
+    const draw = draws[next];
+    if (draw === undefined) throw new RangeError(`rngForScalars: all ${draws.length} scalars used`);
+    next += 1;
+    return draw.slice();
+  };
+}

@@ -1,0 +1,123 @@
+/**
+ * Foundation end to end: a real server on an ephemeral port, the real client,
+ * the plain and hashed designs; registration, deletion, order, duplicates,
+ * the batched query log across a restart, and retention with an injected clock.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import Database from 'better-sqlite3';
+import path from 'node:path';
+import { sampleNumbers } from '../server/seed.ts';
+import { DB_FILE } from '../server/store.ts';
+import { DAY_MS } from '../server/querylog.ts';
+import { LIMITS } from '../shared/limits.ts';
+import { startTestServer, testClock, type TestServer } from './helpers.ts';
+
+const [a1, a2, b1, c1, x1, x2, x3] = sampleNumbers({ count: 7, seed: 'e2e-plain', regions: ['US', 'GB', 'DE', 'IN'] });
+
+let open: TestServer[] = [];
+afterEach(async () => {
+  for (const s of open) await s.close().catch(() => {});
+  open = [];
+});
+
+async function setup(options: Parameters<typeof startTestServer>[0] = {}) {
+  const s = await startTestServer({ designs: ['plain', 'hashed'], ...options });
+  open.push(s);
+  const alice = await s.admin.createAccount({ email: 'alice@example.org', numbers: [a1!, a2!], capabilities: ['messages', 'facetime'] });
+  const bob = await s.admin.createAccount({ email: 'bob@example.org', numbers: [b1!], capabilities: ['messages'] });
+  return { s, alice, bob };
+}
+
+describe.each(['plain', 'hashed'] as const)('%s design end to end', (design) => {
+  it('answers registered numbers with their capabilities and others SMS only, in order, duplicates kept', async () => {
+    const { s, alice } = await setup();
+    const client = s.client(alice.token, design);
+    const results = await client.lookupMany([b1!, x1!, a2!, b1!, x2!, a1!]);
+    expect(results.map((r) => r.number)).toEqual([b1, x1, a2, b1, x2, a1]);
+    expect(results.map((r) => r.capabilities)).toEqual([
+      ['messages'],
+      [],
+      ['messages', 'facetime'],
+      ['messages'],
+      [],
+      ['messages', 'facetime'],
+    ]);
+  });
+
+  it('sees a registration and a deletion on the very next lookup', async () => {
+    const { s, alice, bob } = await setup();
+    const client = s.client(alice.token, design);
+    expect((await client.lookup(c1!)).capabilities).toEqual([]);
+    const carol = await s.admin.createAccount({ email: 'carol@example.org', numbers: [c1!], capabilities: ['facetime'] });
+    expect((await client.lookup(c1!)).capabilities).toEqual(['facetime']);
+    await s.admin.deleteAccount(carol.accountId);
+    expect((await client.lookup(c1!)).capabilities).toEqual([]);
+    await s.admin.deleteAccount(bob.accountId);
+    expect((await client.lookup(b1!)).capabilities).toEqual([]);
+  });
+
+  it('accepts national and formatted input with a default region, over JSON too', async () => {
+    const { s, alice } = await setup();
+    const client = s.client(alice.token, design, { format: 'json' });
+    const [r] = await client.lookupMany([a1!]);
+    expect(r!.capabilities).toEqual(['messages', 'facetime']);
+  });
+
+  it('splits a contact list larger than one request into batches', async () => {
+    const { s, alice } = await setup();
+    const list = Array.from({ length: LIMITS.maxBatch + 10 }, (_, i) => (i % 3 === 0 ? a1! : i % 3 === 1 ? x3! : b1!));
+    const results = await s.client(alice.token, design).lookupMany(list);
+    expect(results).toHaveLength(list.length);
+    expect(results.filter((r) => r.capabilities.length === 0)).toHaveLength(list.filter((n) => n === x3).length);
+  });
+});
+
+describe('plain query log', () => {
+  it('holds time, number, requester account and email, IP and answer; survives a restart', async () => {
+    const clock = testClock();
+    const { s, alice } = await setup({ now: clock.now, logIntervalMs: 60_000 });
+    await s.client(alice.token, 'plain').lookupMany([b1!, x1!]);
+    // Batched: nothing on disk until the interval or a graceful close.
+    const before = new Database(path.join(s.dataDir, DB_FILE), { readonly: true });
+    expect(before.prepare('SELECT count(*) AS n FROM plain_log').get()).toEqual({ n: 0 });
+    before.close();
+    const s2 = await s.restart({ now: clock.now });
+    open.push(s2);
+    const db = new Database(path.join(s.dataDir, DB_FILE), { readonly: true });
+    const rows = db.prepare('SELECT ts, account_id, email, ip, number, answer FROM plain_log ORDER BY id').all();
+    db.close();
+    expect(rows).toEqual([
+      { ts: clock.now(), account_id: alice.accountId, email: 'alice@example.org', ip: '127.0.0.1', number: b1, answer: 1 },
+      { ts: clock.now(), account_id: alice.accountId, email: 'alice@example.org', ip: '127.0.0.1', number: x1, answer: 0 },
+    ]);
+  });
+
+  it('writes hashes, not numbers, in the hashed log', async () => {
+    const { s, alice } = await setup();
+    await s.client(alice.token, 'hashed').lookupMany([x1!]);
+    await s.close();
+    const db = new Database(path.join(s.dataDir, DB_FILE), { readonly: true });
+    const rows = db.prepare('SELECT hash, email FROM hashed_log').all() as { hash: Buffer; email: string }[];
+    db.close();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.hash).toHaveLength(32);
+    expect(rows[0]!.email).toBe('alice@example.org');
+    expect(Buffer.from(rows[0]!.hash).includes(Buffer.from(x1!))).toBe(false);
+  });
+
+  it('purges rows past the retention period', async () => {
+    const clock = testClock();
+    const { s, alice } = await setup({ now: clock.now, retentionMs: 30 * DAY_MS });
+    const client = s.client(alice.token, 'plain');
+    await client.lookup(x1!);
+    clock.advance(20 * DAY_MS);
+    await client.lookup(x2!);
+    clock.advance(11 * DAY_MS); // x1's row is now 31 days old, x2's 11
+    const s2 = await s.restart({ now: clock.now, retentionMs: 30 * DAY_MS }); // purges at start
+    open.push(s2);
+    const db = new Database(path.join(s.dataDir, DB_FILE), { readonly: true });
+    const numbers = db.prepare('SELECT number FROM plain_log').all();
+    db.close();
+    expect(numbers).toEqual([{ number: x2 }]);
+  });
+});
