@@ -30,7 +30,9 @@ afterAll(async () => {
 
 const url = (p: string) => s.server.url + p;
 const json = (body: unknown) => JSON.stringify(body);
-const auth = () => ({ authorization: `Bearer ${token}`, 'content-type': 'application/json' });
+// Cases are listed before beforeAll has a token: they name it, the test fills it in.
+const TOKEN = '__TOKEN__';
+const auth = () => ({ authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' });
 
 async function stillServes() {
   const r = await s.client(token, 'plain').lookup(reg!);
@@ -76,7 +78,8 @@ const cases = (): Case[] => [
 describe('bad input', () => {
   it.each(cases().map((c) => [c[0], c] as const))('rejects %s with a coded 4xx and stays up', async (_name, c) => {
     const [, p, init, status, code, message] = c;
-    const r = await raw(url(p), init);
+    const headers = Object.fromEntries(Object.entries(init?.headers ?? {}).map(([k, v]) => [k, v.replace(TOKEN, token)]));
+    const r = await raw(url(p), { ...init, headers });
     expect(r.status).toBe(status);
     expect(r.json?.error?.code, r.text).toBe(code);
     expect(typeof r.json?.error?.message).toBe('string');
