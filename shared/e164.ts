@@ -63,7 +63,7 @@ export function normalizeNumber(input: string, defaultRegion?: string): E164 {
   if (typeof input !== 'string') {
     throw invalid(`a phone number must be a string, not ${input === null ? 'null' : typeof input}`);
   }
-  const region = defaultRegion === undefined ? undefined : checkRegion(defaultRegion);
+  const region = defaultRegion === undefined ? undefined : normalizeRegion(defaultRegion, 'default region');
   if (input.length > MAX_NUMBER_INPUT_LENGTH) {
     throw invalid(
       `${quote(input.slice(0, 20) + '…')} is ${input.length} characters long; ` +
@@ -163,21 +163,27 @@ export function regionOf(n: E164): string | undefined {
   return parsePhoneNumberFromString(n)?.country;
 }
 
-// ---------------------------------------------------------------------------
-
-function invalid(message: string): PcdError {
-  return new PcdError(ErrorCode.InvalidNumber, message);
-}
-
-function checkRegion(region: string): CountryCode {
+/**
+ * Checks an ISO 3166-1 alpha-2 region code against libphonenumber's list
+ * (case-insensitive) and returns it upper-cased.
+ * @param what names the field in the error message.
+ * @throws PcdError `invalid_field`.
+ */
+export function normalizeRegion(region: string, what = 'region'): CountryCode {
   if (typeof region === 'string') {
     const upper = region.toUpperCase();
     if (isSupportedCountry(upper)) return upper;
   }
   throw new PcdError(
     ErrorCode.InvalidField,
-    `unknown default region ${quote(String(region))}: expected an ISO 3166-1 alpha-2 code such as 'US'`,
+    `unknown ${what} ${quote(String(region))}: expected an ISO 3166-1 alpha-2 code such as 'US'`,
   );
+}
+
+// ---------------------------------------------------------------------------
+
+function invalid(message: string): PcdError {
+  return new PcdError(ErrorCode.InvalidNumber, message);
 }
 
 /** Single-quoted, control characters made visible. */
@@ -204,7 +210,7 @@ function placeOf(p: PhoneNumber): string {
   if (p.country !== undefined) return p.country;
   const main = metadata.country_calling_codes[p.countryCallingCode]?.[0];
   if (main !== undefined && isSupportedCountry(main)) return main;
-  return `country calling code +${p.countryCallingCode}`;
+  return `the +${p.countryCallingCode} plan`;
 }
 
 let minNational: number | undefined;
