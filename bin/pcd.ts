@@ -9,6 +9,12 @@ import { registerClientCommands } from '../client/cli.ts';
 import { registerServerCommands } from '../server/cli.ts';
 import { PcdError } from '../shared/errors.ts';
 
+// `pcd sync list.txt | head`: a closed pipe ends the command quietly.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(0);
+  throw e;
+});
+
 const program = new Command('pcd')
   .description('private contact discovery: plain, hashed and blinded (RFC 9497 VOPRF) capability lookup')
   .showHelpAfterError()
