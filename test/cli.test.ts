@@ -1,0 +1,119 @@
+/**
+ * The command line as a user runs it: `pcd seed`, `pcd serve` on that data
+ * folder in a child process, `pcd lookup` and `pcd sync` (plain list and
+ * vCard, human and --json output) against it, and `pcd serve` on an empty
+ * folder serving an empty directory.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { parseContactFile } from '../client/cli.ts';
+import { tempDir } from './helpers.ts';
+
+const run = promisify(execFile);
+const PCD = path.resolve('bin/pcd.mjs');
+
+function pcd(args: string[], env: Record<string, string> = {}) {
+  return run(process.execPath, [PCD, ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
+}
+
+async function serve(args: string[]): Promise<{ child: ChildProcess; url: string }> {
+  const child = spawn(process.execPath, [PCD, 'serve', '--port', '0', '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /on (http:\/\/[\d.:]+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.on('exit', (code) => reject(new Error(`pcd serve exited with ${code}: ${out}`)));
+  });
+  return { child, url };
+}
+
+function stop(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => {
+    child.on('exit', (code) => resolve(code));
+    child.kill('SIGTERM');
+  });
+}
+
+describe('pcd command line', () => {
+  const root = tempDir('pcd-cli-');
+  const data = path.join(root, 'data');
+  let server: { child: ChildProcess; url: string };
+  let token: string;
+  let contacts: string;
+
+  beforeAll(async () => {
+    const seeded = await pcd(['seed', '--data', data, '--size', '300', '--contacts', '40', '--requesters', '1']);
+    expect(seeded.stdout).toMatch(/seeded 300 numbers/);
+    const requesters = JSON.parse(fs.readFileSync(path.join(root, 'contacts', 'requesters.json'), 'utf8')) as { token: string; contacts: string }[];
+    expect(fs.statSync(path.join(root, 'contacts', 'requesters.json')).mode & 0o777).toBe(0o600);
+    token = requesters[0]!.token;
+    contacts = requesters[0]!.contacts;
+    server = await serve(['--data', data]);
+  }, 120_000);
+  afterAll(async () => {
+    if (server) expect(await stop(server.child)).toBe(0);
+  });
+
+  it('looks numbers up in each design and prints messenger or SMS only', async () => {
+    const list = parseContactFile(fs.readFileSync(contacts, 'utf8'));
+    const outputs: string[] = [];
+    for (const design of ['plain', 'hashed', 'blinded']) {
+      const { stdout } = await pcd(['lookup', ...list.slice(0, 6), '--server', server.url, '--design', design], { PCD_TOKEN: token });
+      outputs.push(stdout);
+      expect(stdout.trim().split('\n')).toHaveLength(6);
+      expect(stdout).toMatch(/^\+\d+ +(messenger \((messages|facetime)(, facetime)?\)|SMS only)$/m);
+    }
+    expect(outputs[1]).toBe(outputs[0]);
+    expect(outputs[2]).toBe(outputs[0]);
+  });
+
+  it('syncs a contact file and a vCard, with a summary and --json', async () => {
+    const { stdout } = await pcd(['sync', contacts, '--server', server.url, '--design', 'blinded', '--batch', '16'], { PCD_TOKEN: token });
+    expect(stdout).toMatch(/^40 entries: 40 valid \(40 unique\), 0 invalid; 20 messenger, 20 SMS only; \d+ requests/);
+    const list = parseContactFile(fs.readFileSync(contacts, 'utf8'));
+    const vcf = path.join(root, 'contacts.vcf');
+    fs.writeFileSync(
+      vcf,
+      `BEGIN:VCARD\r\nVERSION:3.0\r\nFN:A\r\nTEL;TYPE=CELL:${list[0]}\r\nitem1.TEL:tel:${list[1]}\r\nEND:VCARD\r\nBEGIN:VCARD\r\nVERSION:4.0\r\nFN:B\r\nTEL;VALUE=uri;TYPE=home:tel:${list[0]}\r\nTEL:not a number\r\nEND:VCARD\r\n`,
+    );
+    const j = await pcd(['sync', vcf, '--server', server.url, '--design', 'plain', '--json'], { PCD_TOKEN: token });
+    const doc = JSON.parse(j.stdout) as { summary: Record<string, number>; results: { number: string }[]; invalid: unknown[] };
+    expect(doc.summary).toMatchObject({ entries: 4, valid: 3, unique: 2, invalid: 1 });
+    expect(doc.results.map((r) => r.number)).toEqual([list[0], list[1], list[0]]);
+  });
+
+  it('says what is wrong with a bad number or a missing token, with a non-zero exit', async () => {
+    const bad = await pcd(['lookup', '12', '--server', server.url], { PCD_TOKEN: token }).catch((e: { code: number; stderr: string }) => e);
+    expect((bad as { code: number }).code).toBe(2);
+    expect((bad as { stderr: string }).stderr).toMatch(/'12' is not a phone number.*invalid_number/);
+    const noToken = await pcd(['lookup', '+14155550123', '--server', server.url], { PCD_TOKEN: '' }).catch((e: { code: number; stderr: string }) => e);
+    expect((noToken as { stderr: string }).stderr).toMatch(/no requester token/);
+  });
+
+  it('serves an empty directory from an empty data folder', async () => {
+    const empty = await serve(['--data', path.join(root, 'empty'), '--design', 'plain']);
+    try {
+      const res = await fetch(`${empty.url}/v1/health`, { headers: { accept: 'application/json' } });
+      expect(await res.json()).toEqual({ ok: true, designs: ['plain'] });
+      expect(fs.existsSync(path.join(root, 'empty', 'admin-token'))).toBe(true);
+      expect(fs.statSync(path.join(root, 'empty', 'admin-token')).mode & 0o777).toBe(0o600);
+    } finally {
+      expect(await stop(empty.child)).toBe(0);
+    }
+  });
+});
+
+describe('contact file parsing', () => {
+  it('reads one number per line, skipping comments and blank lines', () => {
+    expect(parseContactFile('# friends\n+14155550123\n\n  (415) 555-0124 \r\n')).toEqual(['+14155550123', '(415) 555-0124']);
+  });
+  it('reads vCard TEL lines, folded lines included', () => {
+    expect(parseContactFile('BEGIN:VCARD\nTEL;TYPE=CELL:+1 415\n 555 0123\nNOTE:+19999999999\nEND:VCARD\n')).toEqual(['+1 415555 0123']);
+  });
+});
