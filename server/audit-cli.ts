@@ -1,0 +1,142 @@
+/**
+ * `pcd audit`: what a pen-register order yields under each design, on a data
+ * folder's persisted data (server/audit.ts), or with `--scan` a search of
+ * every file in it for a list of numbers (server/scan.ts). Reads only: the
+ * server need not run, and nothing in the data folder is written.
+ */
+import fs from 'node:fs';
+import { Command, Option } from 'commander';
+import type { E164 } from '../shared/e164.ts';
+import { ErrorCode, PcdError } from '../shared/errors.ts';
+import { normalizeNumber } from '../shared/e164.ts';
+import {
+  AUDIT_DESIGNS,
+  AUDIT_FORMATS,
+  databaseFile,
+  formatAudit,
+  parsePlan,
+  parseTargets,
+  parseTime,
+  runAudit,
+  type AuditDesign,
+  type AuditFormat,
+  type AuditResult,
+} from './audit.ts';
+import { formatScan, scanDataFolder } from './scan.ts';
+
+interface AuditFlags {
+  data: string;
+  design: string;
+  target: string[];
+  region?: string;
+  since?: string;
+  until?: string;
+  plan?: string;
+  format: AuditFormat;
+  scan?: string;
+  national: boolean;
+}
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+export function parseDesignList(list: string): AuditDesign[] {
+  const names = [...new Set(list.split(',').map((s) => s.trim()).filter(Boolean))];
+  for (const n of names) {
+    if (!(AUDIT_DESIGNS as readonly string[]).includes(n)) {
+      throw new PcdError(ErrorCode.InvalidField, `unknown design '${n}': choose from ${AUDIT_DESIGNS.join(', ')}`);
+    }
+  }
+  if (names.length === 0) throw new PcdError(ErrorCode.InvalidField, 'no design given');
+  return names as AuditDesign[];
+}
+
+/** A numbers file: one number per line; blank lines and lines starting with '#' are skipped. Errors name the line. */
+export function readNumbersFile(file: string, region?: string): E164[] {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new PcdError(ErrorCode.NotFound, `cannot read numbers file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const out: E164[] = [];
+  text.split(/\r?\n/).forEach((line, i) => {
+    const s = line.trim();
+    if (s === '' || s.startsWith('#')) return;
+    try {
+      out.push(normalizeNumber(s, region));
+    } catch (e) {
+      if (e instanceof PcdError) throw new PcdError(e.code, `${file} line ${i + 1}: ${e.message}`);
+      throw e;
+    }
+  });
+  if (out.length === 0) throw new PcdError(ErrorCode.InvalidField, `${file} holds no number (one per line)`);
+  return out;
+}
+
+export function registerAuditCommand(program: Command): void {
+  program
+    .command('audit')
+    .description(
+      "what a pen-register order yields under each design, computed on the data folder's persisted data " +
+        '(reads only: the server need not run, nothing in the data folder is written)',
+    )
+    .option('--data <dir>', 'data folder', 'data')
+    .option('--design <list>', `design(s) to audit, comma separated: ${AUDIT_DESIGNS.join(', ')}`, AUDIT_DESIGNS.join(','))
+    .addOption(
+      new Option('--target <number>', 'target number; repeat the option or separate with commas')
+        .argParser(collect)
+        .default([] as string[], 'every number in the log'),
+    )
+    .option('-r, --region <CC>', 'default region for numbers written without a country code, e.g. US')
+    .option('--since <time>', "start of the range: ISO 8601 (2026-11-01, 2026-11-01T12:00Z) or an age such as 7d, 12h, 30m (default: the beginning)")
+    .option('--until <time>', "end of the range, exclusive: ISO 8601, an age, or 'now' (default: open)")
+    .option(
+      '--plan <patterns>',
+      'numbering-plan range(s), X = any digit, comma separated, e.g. +1415555XXXX. hashed: the range enumerated to reverse the hashes ' +
+        '(default: each target with its last 4 digits as X, i.e. its surrounding 10^4 numbers); ' +
+        "blinded: the plan the anonymity set is counted in (default: the target country's national numbers of its length)",
+    )
+    .addOption(new Option('--format <format>', 'output: aligned table, CSV with header, or JSON').choices([...AUDIT_FORMATS]).default('table'))
+    .option('--scan <NUMBERS_FILE>', 'instead: search every file of the data folder for these numbers (one per line) in every form and print hits per design')
+    .option('--no-national', 'scan: do not search national-format digits')
+    .addHelpText(
+      'after',
+      [
+        '',
+        'Examples:',
+        '  pcd audit --data data --design plain --target +14155550123 --since 7d',
+        '  pcd audit --design hashed --target +14155550123 --plan +1415XXXXXXX --format json',
+        '  pcd audit --design blinded --target +14155550123',
+        '  pcd audit --scan contacts/user0.txt',
+      ].join('\n'),
+    )
+    .action((o: AuditFlags) => {
+      databaseFile(o.data); // a clear error before anything else when --data is wrong
+      if (o.scan !== undefined) {
+        const numbers = readNumbersFile(o.scan, o.region);
+        const result = scanDataFolder(o.data, numbers, { national: o.national });
+        process.stdout.write(formatScan(result, o.format) + '\n');
+        return;
+      }
+      const designs = parseDesignList(o.design);
+      if (o.format === 'csv' && designs.length > 1) {
+        throw new PcdError(ErrorCode.InvalidField, `--format csv prints one design's rows: pick one with --design (${AUDIT_DESIGNS.join(', ')})`);
+      }
+      const now = Date.now();
+      const since = o.since === undefined ? undefined : parseTime(o.since, now);
+      const until = o.until === undefined ? undefined : parseTime(o.until, now);
+      if (since !== undefined && until !== undefined && since >= until) {
+        throw new PcdError(ErrorCode.InvalidField, `--since (${new Date(since).toISOString()}) must be before --until (${new Date(until).toISOString()})`);
+      }
+      const targets = parseTargets(o.target, o.region);
+      if (o.plan !== undefined) parsePlan(o.plan); // report a bad pattern before any work
+      const results: AuditResult[] = designs.map((design) => runAudit(o.data, design, { targets, since, until, plan: o.plan }));
+      if (o.format === 'json') {
+        process.stdout.write(JSON.stringify(results.length === 1 ? results[0] : results, null, 2) + '\n');
+        return;
+      }
+      process.stdout.write(results.map((r) => formatAudit(r, o.format)).join('\n\n' + '='.repeat(72) + '\n\n') + '\n');
+    });
+}

@@ -1,0 +1,541 @@
+/**
+ * The audit and the scan (DESIGN.md §5) on real data folders: a real server
+ * on an ephemeral port, lookups through the real client with an injected
+ * clock, the directory seeded through POST /v1/accounts; the server is
+ * closed (logs flushed) before the data folder is audited. Also: the
+ * building blocks (one-block SHA-256, bucket words, plan patterns, the
+ * multi-pattern searcher, the WAL reader) against their references, and the
+ * claim that the audit writes nothing under the data folder.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import Database from 'better-sqlite3';
+import {
+  auditBlinded,
+  auditHashed,
+  auditPlain,
+  databaseImage,
+  formatAudit,
+  parsePlan,
+  parseTime,
+  planContains,
+  reverseHashes,
+  surroundingRange,
+  type AuditResult,
+} from '../server/audit.ts';
+import { MultiPatternSearcher, numberForms, scanDataFolder, type Boundary, type ScanResult } from '../server/scan.ts';
+import { sampleNumbers } from '../server/seed.ts';
+import { DB_FILE, Store } from '../server/store.ts';
+import { DAY_MS } from '../server/querylog.ts';
+import { bucketOf } from '../shared/buckets.ts';
+import { normalizeNumber, type E164 } from '../shared/e164.ts';
+import { hashNumber } from '../shared/hashed.ts';
+import { startTestServer, tempDir, testClock, type TestServer } from './helpers.ts';
+
+const HOUR = 3_600_000;
+const BUCKET_BITS = 4;
+
+// Valid US numbers: the target T, registered ones, and numbers only ever looked up.
+const pool = sampleNumbers({ count: 40, seed: 'audit-test', regions: ['US'] });
+const [T, alicePhone, bobPhone, x1, x2, x3, x4, ...rest] = pool as [E164, E164, E164, E164, E164, E164, E164, ...E164[]];
+const registered = rest.slice(0, 20);
+const blindedOnlyLookups = rest.slice(20, 26);
+
+function listing(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      const abs = path.join(d, e.name);
+      if (e.isDirectory()) walk(abs);
+      else {
+        const st = fs.statSync(abs);
+        out.push(`${path.relative(dir, abs)} ${st.size} ${st.mtimeMs}`);
+      }
+    }
+  };
+  walk(dir);
+  return out.sort();
+}
+
+function hitsOf(scan: ScanResult, n: E164) {
+  return scan.numbers.find((x) => x.number === n)!.hits;
+}
+
+// ---------------------------------------------------------------------------
+// One data folder served with all three designs
+
+describe('audit of a data folder served with plain, hashed and blinded', () => {
+  const clock = testClock();
+  const t0 = clock.now();
+  let s: TestServer;
+  let dataDir: string;
+  let alice: { accountId: number; token: string };
+  let bob: { accountId: number; token: string };
+
+  beforeAll(async () => {
+    s = await startTestServer({ designs: ['plain', 'hashed', 'blinded'], now: clock.now, bucketBits: BUCKET_BITS });
+    dataDir = s.dataDir;
+    alice = await s.admin.createAccount({ email: 'alice@example.org', numbers: [alicePhone], capabilities: ['messages', 'facetime'] });
+    bob = await s.admin.createAccount({ email: 'bob@example.org', numbers: [bobPhone], capabilities: ['messages'] });
+    for (let i = 0; i < registered.length; i += 4) {
+      await s.admin.createAccount({ email: `r${i}@example.org`, numbers: registered.slice(i, i + 4), capabilities: ['messages'] });
+    }
+    // t0: alice asks about T, a registered number and x1 in plain; t0+1h bob asks about T.
+    await s.client(alice.token, 'plain').lookupMany([T, registered[0]!, x1]);
+    clock.advance(HOUR);
+    await s.client(bob.token, 'plain').lookup(T);
+    // t0+2h, t0+3h: the same in hashed (x2 besides).
+    clock.advance(HOUR);
+    await s.client(alice.token, 'hashed').lookupMany([T, x2]);
+    clock.advance(HOUR);
+    await s.client(bob.token, 'hashed').lookup(T);
+    // t0+4h: alice in blinded: T, x3 (only ever looked up blinded) and a registered number.
+    clock.advance(HOUR);
+    const r = await s.client(alice.token, 'blinded').lookupMany([T, x3, registered[1]!]);
+    expect(r.map((x) => x.capabilities)).toEqual([[], [], ['messages']]);
+    await s.close(); // flushes the batched logs
+  });
+
+  afterAll(async () => {
+    await s?.close().catch(() => {});
+  });
+
+  it('plain: exactly the rows of the target, ordered by time, and none of other numbers', () => {
+    const a = auditPlain(dataDir, { targets: [T] });
+    expect(a.rows).toHaveLength(2);
+    expect(a.rows.map((r) => [r.ts, r.number, r.accountId, r.email, r.answer])).toEqual([
+      [t0, T, alice.accountId, 'alice@example.org', []],
+      [t0 + HOUR, T, bob.accountId, 'bob@example.org', []],
+    ]);
+    for (const r of a.rows) expect(r.ip).toMatch(/127\.0\.0\.1$/);
+    expect(a.requesters).toBe(2);
+    // A registered target gets its answer; another number is not among T's rows.
+    const reg = auditPlain(dataDir, { targets: [registered[0]!] });
+    expect(reg.rows.map((r) => [r.number, r.answer])).toEqual([[registered[0], ['messages']]]);
+    expect(auditPlain(dataDir, { targets: [x2] }).rows).toEqual([]); // x2 was only looked up hashed
+    // No targets: the whole log, 4 rows.
+    expect(auditPlain(dataDir, { targets: [] }).rows).toHaveLength(4);
+  });
+
+  it('plain: since is inclusive, until exclusive', () => {
+    expect(auditPlain(dataDir, { targets: [T], since: t0 + 1 }).rows.map((r) => r.email)).toEqual(['bob@example.org']);
+    expect(auditPlain(dataDir, { targets: [T], until: t0 + HOUR }).rows.map((r) => r.email)).toEqual(['alice@example.org']);
+    expect(auditPlain(dataDir, { targets: [T], since: t0 + HOUR, until: t0 + HOUR + 1 }).rows).toHaveLength(1);
+    expect(auditPlain(dataDir, { targets: [T], since: t0 + 2 * HOUR }).rows).toEqual([]);
+  });
+
+  it('hashed: enumerating a range that covers the target reverses its rows; the rate is reported', () => {
+    const plan = surroundingRange(T, 5); // 10^5 candidates
+    const a = auditHashed(dataDir, { targets: [T], plan });
+    expect(a.reversal.candidates).toBe(100_000);
+    expect(a.reversal.distinctHashes).toBe(2); // T and x2
+    expect(a.reversal.reversed).toBeGreaterThanOrEqual(1);
+    expect(a.reversal.ratePerSecond).toBeGreaterThan(0);
+    expect(a.targets).toEqual([{ target: T, hash: Buffer.from(hashNumber(T)).toString('hex'), inPlan: true, reversed: true, rows: 2 }]);
+    expect(a.rows.map((r) => [r.ts, r.number, r.email, r.via])).toEqual([
+      [t0 + 2 * HOUR, T, 'alice@example.org', 'enumeration'],
+      [t0 + 3 * HOUR, T, 'bob@example.org', 'enumeration'],
+    ]);
+    console.log(`hashed reversal: ${a.reversal.candidates} candidates in ${a.reversal.ms.toFixed(1)} ms = ${a.reversal.ratePerSecond} hashes/s`);
+    // Range filter applies to the hashes enumerated against and to the rows.
+    const late = auditHashed(dataDir, { targets: [T], plan, since: t0 + 3 * HOUR });
+    expect(late.reversal.distinctHashes).toBe(1);
+    expect(late.rows.map((r) => r.email)).toEqual(['bob@example.org']);
+  });
+
+  it('hashed: without targets, every row whose hash falls in the plan comes back as a number', () => {
+    const a = auditHashed(dataDir, { targets: [], plan: `${surroundingRange(T)},${surroundingRange(x2)}` });
+    expect(a.reversal.reversed).toBe(2);
+    expect(a.rows.map((r) => r.number).sort()).toEqual([T, T, x2].sort());
+    expect(a.warnings).toEqual([]);
+  });
+
+  it('hashed: a target outside the plan is said so, and still matched by its own hash', () => {
+    const outside = x2.slice(0, -4) + 'XXXX';
+    expect(planContains(parsePlan(outside), T)).toBe(false);
+    const a = auditHashed(dataDir, { targets: [T], plan: outside });
+    expect(a.targets[0]).toMatchObject({ target: T, inPlan: false, reversed: false, rows: 2 });
+    expect(a.rows.every((r) => r.via === 'target-hash')).toBe(true);
+    expect(a.warnings.join('\n')).toMatch(/outside the plan/);
+  });
+
+  it('blinded: no linked row; the bucket, who shares it, the anonymity set, and what the operator can produce', () => {
+    const a = auditBlinded(dataDir, { targets: [T, registered[1]!] });
+    expect(a.statement).toMatch(/No row of blinded_eval_log or blinded_bucket_log is derived from a number/);
+    expect(a.currentEpoch).toBe(1);
+    expect(a.epochs).toMatchObject([{ epoch: 1, bucketBits: BUCKET_BITS, destroyedAt: null, keyOnDisk: true }]);
+    const directory = [alicePhone, bobPhone, ...registered];
+    expect(a.directorySize).toBe(directory.length);
+    const [t, r] = a.targets;
+    for (const x of [t!, r!]) {
+      expect(x.linkedRows).toBe(0);
+      expect(x.epoch).toBe(1);
+      expect(x.bucketBits).toBe(BUCKET_BITS);
+      expect(x.bucket).toBe(bucketOf(x.target, BUCKET_BITS));
+      expect(x.registeredInBucket).toBe(directory.filter((n) => bucketOf(n, BUCKET_BITS) === x.bucket).length);
+      expect(x.anonymitySet).toMatchObject({ planSize: 1e10, estimate: 1e10 / 2 ** BUCKET_BITS });
+      expect(x.anonymitySet!.planSource).toMatch(/US \(\+1\) national numbers of 10 digits/);
+    }
+    expect(t!.registered).toBe(false);
+    expect(r!.registered).toBe(true);
+    // The one evaluation request: alice's, three blinded elements, no number.
+    expect(a.evaluations.rows).toMatchObject([{ ts: t0 + 4 * HOUR, accountId: alice.accountId, email: 'alice@example.org', epoch: 1, count: 3 }]);
+    expect(a.evaluations.elements).toBe(3);
+    // T's bucket was fetched at t0+4h: that row concerns every number of the bucket alike.
+    const fetches = t!.epochs.flatMap((e) => e.fetches);
+    expect(fetches.length).toBeGreaterThanOrEqual(1);
+    // Joined with the evaluation log on IP and time, a fetch points at alice: she asked about SOME number of the bucket.
+    for (const f of fetches) expect(f).toMatchObject({ ts: t0 + 4 * HOUR, epoch: 1, bucket: t!.bucket, sameIpRequesters: [alice.accountId] });
+    // With a plan, the anonymity set is counted in it.
+    const p = auditBlinded(dataDir, { targets: [T], plan: surroundingRange(T, 6) });
+    expect(p.targets[0]!.anonymitySet).toMatchObject({ planSize: 1e6, estimate: 1e6 / 16 });
+    // Out of range: nothing to produce.
+    const none = auditBlinded(dataDir, { targets: [T], until: t0 });
+    expect(none.evaluations.rows).toEqual([]);
+    expect(none.targets[0]!.epochs.flatMap((e) => e.fetches)).toEqual([]);
+  });
+
+  it('formats every result as a table, CSV and JSON', () => {
+    const results: AuditResult[] = [
+      auditPlain(dataDir, { targets: [T] }),
+      auditHashed(dataDir, { targets: [T], plan: surroundingRange(T) }),
+      auditBlinded(dataDir, { targets: [T] }),
+    ];
+    for (const r of results) {
+      const table = formatAudit(r, 'table');
+      expect(table).toContain(T);
+      const csv = formatAudit(r, 'csv').split('\n');
+      expect(csv[0]).toMatch(/^(ts|record),/);
+      expect(csv.length).toBeGreaterThan(1);
+      expect(JSON.parse(formatAudit(r, 'json'))).toEqual(JSON.parse(JSON.stringify(r)));
+    }
+    expect(formatAudit(results[0]!, 'csv').split('\n')).toHaveLength(3); // header + 2 rows
+    expect(formatAudit(results[2]!, 'table')).toMatch(/linked rows/);
+  });
+
+  it('scan: looked-up numbers are in plain and hashed data, registered ones in the directory, blinded-only lookups nowhere', () => {
+    const scan = scanDataFolder(dataDir, [T, x1, x2, x3, registered[0]!, registered[1]!]);
+    const designsOf = (n: E164) => new Set(hitsOf(scan, n).map((h) => h.design));
+    // T: looked up in plain (text) and hashed (SHA-256 raw).
+    expect(hitsOf(scan, T).some((h) => h.design === 'plain' && h.form === 'e164')).toBe(true);
+    expect(hitsOf(scan, T).some((h) => h.design === 'hashed' && h.form === 'sha256-raw')).toBe(true);
+    expect([...designsOf(x1)]).toEqual(['plain']);
+    expect([...designsOf(x2)]).toEqual(['hashed']);
+    // x3 was only looked up through the blinded design: no trace anywhere.
+    expect(hitsOf(scan, x3)).toEqual([]);
+    // Registered numbers: the directory, and their tags in the bucket cache.
+    for (const r of [registered[0]!, registered[1]!]) {
+      expect(scan.numbers.find((n) => n.number === r)!.registered).toBe(true);
+      expect(hitsOf(scan, r).some((h) => h.design === 'directory' && h.form === 'e164' && (h.table === 'numbers' || h.table === 'numbers_account'))).toBe(true);
+      expect(hitsOf(scan, r).some((h) => h.attributedTo === 'blinded' && h.form === 'tag-e1-raw' && h.file === path.join('epochs', '1.bin'))).toBe(true);
+    }
+    // No unregistered number anywhere in blinded data.
+    expect(scan.summary.find((r) => r.design === 'blinded')).toMatchObject({ unregisteredNumbers: 0, unregisteredHits: 0 });
+    expect(scan.summary.find((r) => r.design === 'plain')!.unregisteredNumbers).toBe(2); // T, x1
+    expect(scan.summary.find((r) => r.design === 'hashed')!.unregisteredNumbers).toBe(2); // T, x2
+    expect(scan.epochs).toEqual([{ epoch: 1, mode: 'voprf', tagBytes: 8, keyOnDisk: true }]);
+  });
+
+  it('reads only: no file under the data folder is created or changed', () => {
+    const before = listing(dataDir);
+    auditPlain(dataDir, { targets: [T] });
+    auditHashed(dataDir, { targets: [T], plan: surroundingRange(T) });
+    auditBlinded(dataDir, { targets: [T] });
+    scanDataFolder(dataDir, [T, x4]);
+    expect(listing(dataDir)).toEqual(before);
+    expect(before.some((l) => l.startsWith(`${DB_FILE}-shm`))).toBe(false);
+  });
+
+  it('the CLI prints the audit and the scan (exit code 0)', async () => {
+    const run = promisify(execFile);
+    const bin = path.resolve('bin/pcd.mjs');
+    const plain = await run(process.execPath, [bin, 'audit', '--data', dataDir, '--design', 'plain', '--target', T, '--format', 'json']);
+    expect(JSON.parse(plain.stdout).rows).toHaveLength(2);
+    const hashed = await run(process.execPath, [bin, 'audit', '--data', dataDir, '--design', 'hashed', '--target', T.slice(2), '--region', 'US', '--format', 'csv']);
+    expect(hashed.stdout.trim().split('\n')).toHaveLength(3);
+    const file = path.join(tempDir('pcd-audit-numbers-'), 'numbers.txt');
+    fs.writeFileSync(file, `# numbers to look for\n${T}\n\n${x3}\n`);
+    const scan = await run(process.execPath, [bin, 'audit', '--data', dataDir, '--scan', file, '--format', 'json']);
+    const parsed = JSON.parse(scan.stdout) as ScanResult;
+    expect(parsed.numbers.map((n) => [n.number, n.hits.length > 0])).toEqual([
+      [T, true],
+      [x3, false],
+    ]);
+    const all = await run(process.execPath, [bin, 'audit', '--data', dataDir, '--target', T]);
+    expect(all.stdout).toMatch(/plain design/);
+    expect(all.stdout).toMatch(/hashed design/);
+    expect(all.stdout).toMatch(/blinded design/);
+    await expect(run(process.execPath, [bin, 'audit', '--data', dataDir, '--design', 'hashed'])).rejects.toMatchObject({ code: 2 });
+  }, 120_000);
+});
+
+// ---------------------------------------------------------------------------
+// A server that runs the blinded design only
+
+describe('a data folder served with the blinded design only', () => {
+  it('holds no trace of a number that was only looked up, anywhere', async () => {
+    const clock = testClock();
+    const s = await startTestServer({ designs: ['blinded'], now: clock.now, bucketBits: BUCKET_BITS });
+    let scan: ScanResult;
+    try {
+      const alice = await s.admin.createAccount({ email: 'alice@example.org', numbers: [alicePhone], capabilities: ['messages'] });
+      await s.admin.createAccount({ email: 'reg@example.org', numbers: registered.slice(0, 8), capabilities: ['messages', 'facetime'] });
+      const client = s.client(alice.token, 'blinded');
+      const answers = await client.lookupMany([...blindedOnlyLookups, registered[2]!]);
+      expect(answers.map((a) => a.capabilities.length > 0)).toEqual([...blindedOnlyLookups.map(() => false), true]);
+      clock.advance(HOUR);
+      await client.lookupMany(blindedOnlyLookups.slice(0, 2));
+    } finally {
+      await s.close();
+    }
+    scan = scanDataFolder(s.dataDir, [...blindedOnlyLookups, registered[2]!, alicePhone]);
+    for (const n of blindedOnlyLookups) {
+      expect(scan.numbers.find((x) => x.number === n)).toEqual({ number: n, registered: false, hits: [] });
+    }
+    const reg = hitsOf(scan, registered[2]!);
+    expect(reg.some((h) => h.design === 'directory')).toBe(true);
+    expect(reg.some((h) => h.design === 'blinded')).toBe(true);
+    // Every file of the folder was searched: database, key file, bucket cache, admin token.
+    const files = scan.files.map((f) => f.file);
+    expect(files).toEqual(expect.arrayContaining([DB_FILE, 'oprf-keys.json', path.join('epochs', '1.bin')]));
+    expect(scan.forms).toEqual(expect.arrayContaining(['e164', 'digits', 'sha256-raw', 'sha1-hex', 'md5-HEX', 'tag-eN-raw', 'output-eN-hex']));
+
+    // The audit says the same from the logs' side.
+    const a = auditBlinded(s.dataDir, { targets: blindedOnlyLookups });
+    expect(a.targets.every((t) => t.linkedRows === 0 && t.registered === false)).toBe(true);
+    expect(a.evaluations.elements).toBeGreaterThanOrEqual(blindedOnlyLookups.length + 1);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Retention: purged rows must not survive anywhere
+
+describe('a data folder after the retention period', () => {
+  it('holds no trace of purged lookups: not in tables, not in free pages, not in the WAL', async () => {
+    const looked = sampleNumbers({ count: 60, seed: 'audit-retention', regions: ['US', 'GB', 'DE'] });
+    const clock = testClock();
+    let s = await startTestServer({ designs: ['plain', 'hashed'], now: clock.now, retentionMs: DAY_MS });
+    try {
+      const alice = await s.admin.createAccount({ email: 'alice@example.org', numbers: [alicePhone], capabilities: ['messages'] });
+      await s.client(alice.token, 'plain').lookupMany(looked);
+      await s.client(alice.token, 'hashed').lookupMany(looked);
+      await s.close();
+      const before = scanDataFolder(s.dataDir, looked);
+      expect(before.numbers.every((n) => n.hits.some((h) => h.design === 'plain') && n.hits.some((h) => h.design === 'hashed'))).toBe(true);
+      clock.advance(2 * DAY_MS);
+      s = await s.restart(); // purges at start with the injected clock
+    } finally {
+      await s.close();
+    }
+    expect(auditPlain(s.dataDir, { targets: [] }).rows).toEqual([]);
+    const after = scanDataFolder(s.dataDir, looked);
+    expect(after.numbers.filter((n) => n.hits.length > 0).map((n) => [n.number, n.hits])).toEqual([]);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// The WAL and free pages: where a careless server would leave numbers
+
+describe('the scan reads the write-ahead log and free pages', () => {
+  let dir: string;
+  let store: Store;
+  beforeAll(() => {
+    dir = tempDir('pcd-audit-wal-');
+    store = Store.open(dir);
+    store.db.pragma('wal_autocheckpoint = 0'); // keep everything in the WAL
+  });
+  afterAll(() => store?.close());
+
+  it('finds rows that are only in the WAL, attributed to their table, and the audit reads them too', () => {
+    store.db.prepare('INSERT INTO plain_log (ts, account_id, email, ip, number, answer) VALUES (?, ?, ?, ?, ?, ?)').run(1000, 7, 'eve@example.org', '10.0.0.1', x4, 0);
+    expect(fs.statSync(path.join(dir, `${DB_FILE}-wal`)).size).toBeGreaterThan(0);
+    const scan = scanDataFolder(dir, [x4]);
+    const hits = hitsOf(scan, x4);
+    expect(hits.some((h) => h.attributedTo === 'wal:plain' && h.file === `${DB_FILE}-wal` && h.form === 'e164')).toBe(true);
+    expect(auditPlain(dir, { targets: [x4] }).rows).toMatchObject([{ ts: 1000, email: 'eve@example.org', ip: '10.0.0.1' }]);
+  });
+
+  it('finds a dropped table in free pages when secure_delete is off, and nothing when it is on', () => {
+    const run = (secureDelete: boolean, n: E164) => {
+      store.db.pragma(`secure_delete = ${secureDelete ? 'ON' : 'OFF'}`);
+      store.db.exec('CREATE TABLE junk (v TEXT)');
+      const ins = store.db.prepare('INSERT INTO junk (v) VALUES (?)');
+      for (let i = 0; i < 200; i++) ins.run(`${n} ${'.'.repeat(100)} ${i}`);
+      store.db.pragma('wal_checkpoint(TRUNCATE)');
+      store.db.exec('DROP TABLE junk');
+      store.db.pragma('wal_checkpoint(TRUNCATE)');
+      return hitsOf(scanDataFolder(dir, [n]), n);
+    };
+    const insecure = run(false, x3);
+    expect(insecure.length).toBeGreaterThan(0);
+    expect(insecure.every((h) => h.file === DB_FILE)).toBe(true);
+    expect(insecure.some((h) => h.attributedTo === 'free-page')).toBe(true);
+    expect(run(true, x2)).toEqual([]);
+    store.db.pragma('secure_delete = ON');
+  });
+
+  it('labels hits in stale WAL frames (left behind when the WAL restarts without truncation)', () => {
+    const y = rest[26]!;
+    store.db.pragma('wal_checkpoint(TRUNCATE)');
+    const ins = store.db.prepare('INSERT INTO plain_log (ts, account_id, email, ip, number, answer) VALUES (?, ?, ?, ?, ?, ?)');
+    store.db.transaction(() => {
+      for (let i = 0; i < 300; i++) ins.run(3000 + i, 9, `${'x'.repeat(60)}@example.org`, '10.0.0.3', y, 0);
+    })();
+    store.db.pragma('wal_checkpoint(RESTART)');
+    store.setMeta('touch', 'a'); // the next write starts the WAL over: one new frame, the old ones stay behind it
+    const hits = hitsOf(scanDataFolder(dir, [y]), y);
+    const inWal = hits.filter((h) => h.file === `${DB_FILE}-wal`);
+    expect(inWal.length).toBeGreaterThan(0);
+    expect(inWal.every((h) => h.staleWalFrame === true && h.attributedTo.startsWith('wal:'))).toBe(true);
+    expect(inWal.some((h) => h.attributedTo === 'wal:plain')).toBe(true);
+    expect(hits.some((h) => h.file === DB_FILE && h.attributedTo === 'plain')).toBe(true);
+    // The audit reads the state SQLite sees: the rows, once each.
+    expect(auditPlain(dir, { targets: [y] }).rows).toHaveLength(300);
+  });
+
+  it('databaseImage equals what SQLite itself reads through the WAL', () => {
+    store.db.prepare('INSERT INTO plain_log (ts, account_id, email, ip, number, answer) VALUES (?, ?, ?, ?, ?, ?)').run(2000, 8, 'mallory@example.org', '10.0.0.2', x1, 1);
+    const main = fs.readFileSync(path.join(dir, DB_FILE));
+    const wal = fs.readFileSync(path.join(dir, `${DB_FILE}-wal`));
+    const mem = new Database(databaseImage(main, wal).image, { readonly: true });
+    const live = store.db.prepare('SELECT * FROM plain_log ORDER BY id').all();
+    expect(mem.prepare('SELECT * FROM plain_log ORDER BY id').all()).toEqual(live);
+    mem.close();
+    // The main file alone does not hold the WAL's rows.
+    const old = new Database(databaseImage(main, undefined).image, { readonly: true });
+    expect(old.prepare('SELECT count(*) AS n FROM plain_log WHERE ts = 2000').get()).toEqual({ n: 0 });
+    old.close();
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Building blocks against their references
+
+describe('audit building blocks', () => {
+  it('the test numbers are valid and distinct', () => {
+    for (const n of pool) expect(normalizeNumber(n)).toBe(n);
+    expect(new Set(pool).size).toBe(pool.length);
+  });
+
+  it('reverseHashes finds exactly the logged numbers of the plan', () => {
+    const inside = [T.slice(0, -4) + '0000', T.slice(0, -4) + '9999', T] as E164[];
+    const hashes = [...inside.map(hashNumber), hashNumber(x1), crypto.randomBytes(32)];
+    const r = reverseHashes(hashes, parsePlan(surroundingRange(T)));
+    expect(r.candidates).toBe(10_000);
+    expect(new Set(r.numbers.values())).toEqual(new Set(inside));
+    for (const [hex, n] of r.numbers) expect(Buffer.from(hashNumber(n)).toString('hex')).toBe(hex);
+  });
+
+  it('parsePlan reads patterns, drops contained ones, refuses bad ones', () => {
+    expect(parsePlan('+1415555XXXX')).toEqual([{ pattern: '+1415555XXXX', size: 10_000 }]);
+    expect(parsePlan('+1415555xxxx, +14155550XXX').map((p) => p.pattern)).toEqual(['+1415555XXXX']);
+    expect(parsePlan('+1415555XXXX,+1212555XXXX')).toHaveLength(2);
+    for (const bad of ['', '1415555XXXX', '+0415555XXXX', '+14A5555XXXX', '+1XX', '+1XXXXXXXXXXXX']) expect(() => parsePlan(bad)).toThrow();
+  });
+
+  it('parseTime reads ISO 8601 and ages', () => {
+    const now = Date.UTC(2026, 10, 8);
+    expect(parseTime('7d', now)).toBe(now - 7 * 86_400_000);
+    expect(parseTime('12h', now)).toBe(now - 12 * HOUR);
+    expect(parseTime('30m', now)).toBe(now - 30 * 60_000);
+    expect(parseTime('now', now)).toBe(now);
+    expect(parseTime('2026-11-01', now)).toBe(Date.UTC(2026, 10, 1));
+    expect(parseTime('2026-11-01T12:00:00Z', now)).toBe(Date.UTC(2026, 10, 1, 12));
+    for (const bad of ['yesterday', '7 days', '2026-13-45', '']) expect(() => parseTime(bad, now)).toThrow(/not a time/);
+  });
+
+  it('numberForms holds the text, digit, hash and tag forms', () => {
+    const forms = numberForms(T);
+    const byName = new Map(forms.map((f) => [f.form, Buffer.from(f.bytes)]));
+    expect(byName.get('e164')!.toString()).toBe(T);
+    expect(byName.get('digits')!.toString()).toBe(T.slice(1));
+    expect(byName.get('national')!.toString()).toBe(T.slice(2));
+    expect(byName.get('sha256-raw')).toEqual(Buffer.from(hashNumber(T)));
+    expect(byName.get('sha1-HEX')!.toString()).toBe(crypto.createHash('sha1').update(T).digest('hex').toUpperCase());
+    expect(byName.get('md5-hex')!.toString()).toBe(crypto.createHash('md5').update(T).digest('hex'));
+    expect(numberForms(T, { national: false }).some((f) => f.form === 'national')).toBe(false);
+  });
+
+  it('a national number at the end of a longer digit string is no trace of it; binary after a number does not hide it', () => {
+    const national = T.slice(2);
+    const s = new MultiPatternSearcher(
+      numberForms(T).map((f) => f.bytes),
+      numberForms(T).map((f) => f.boundary),
+    );
+    const hits = (text: string) => {
+      const out: number[] = [];
+      s.searchBuffer(Buffer.from(text, 'latin1'), (_p, at) => out.push(at));
+      return out;
+    };
+    expect(hits(`x${T}x`)).not.toEqual([]);
+    expect(hits(`${T}7`)).not.toEqual([]); // e.g. an account id 0x37.. stored right after the number
+    expect(hits(`127.0.0.1${T}`)).not.toEqual([]); // an IP column right before it
+    expect(hits(`x${national},`)).not.toEqual([]);
+    expect(hits(`+339${national}`)).toEqual([]);
+  });
+
+  it('MultiPatternSearcher finds what indexOf finds, across chunk boundaries', () => {
+    const dir = tempDir('pcd-audit-search-');
+    fc.assert(
+      fc.property(
+        fc.array(fc.uint8Array({ minLength: 4, maxLength: 40 }), { minLength: 1, maxLength: 20 }),
+        fc.uint8Array({ minLength: 0, maxLength: 3000 }),
+        fc.array(fc.tuple(fc.nat(20), fc.nat(3000)), { maxLength: 20 }),
+        fc.integer({ min: 1, max: 300 }),
+        fc.array(fc.constantFrom<Boundary>('none', 'digit-before'), { minLength: 20, maxLength: 20 }),
+        (patterns, base, inserts, chunk, kinds) => {
+          const buf = Buffer.from(base);
+          for (const [pi, at] of inserts) {
+            const p = patterns[pi % patterns.length]!;
+            if (buf.length >= p.length) buf.set(p, at % (buf.length - p.length + 1));
+          }
+          // Digits and digit-free bytes both, so boundaries matter.
+          for (let i = 0; i < buf.length; i += 3) if (buf[i]! % 2 === 0) buf[i] = 0x30 + (buf[i]! % 10);
+          const boundaries = patterns.map((_p, i) => kinds[i]!);
+          const digit = (at: number) => at >= 0 && buf[at]! >= 0x30 && buf[at]! <= 0x39;
+          const expected: string[] = [];
+          patterns.forEach((p, i) => {
+            for (let at = buf.indexOf(p); at >= 0; at = buf.indexOf(p, at + 1)) {
+              if (boundaries[i] === 'digit-before' && digit(at - 1)) continue;
+              expected.push(`${i}@${at}`);
+            }
+          });
+          const s = new MultiPatternSearcher(patterns, boundaries);
+          const inMemory: string[] = [];
+          s.searchBuffer(buf, (i, at) => inMemory.push(`${i}@${at}`));
+          const file = path.join(dir, 'f.bin');
+          fs.writeFileSync(file, buf);
+          const fromFile: string[] = [];
+          expect(s.searchFile(file, (i, at) => fromFile.push(`${i}@${at}`), chunk)).toBe(buf.length);
+          expect(inMemory.sort()).toEqual(expected.sort());
+          expect(fromFile.sort()).toEqual(expected.sort());
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
+  it('finds planted numbers among many patterns in a file larger than one read chunk', () => {
+    const dir = tempDir('pcd-audit-big-');
+    const numbers = sampleNumbers({ count: 1000, seed: 'audit-big', regions: ['US', 'DE', 'GB', 'IN'] });
+    const patterns = numbers.flatMap((n) => numberForms(n).map((f) => f.bytes));
+    // 16 MB of SQLite-like content: random bytes with runs of digits (throughput is measured by the bench, not here).
+    const size = 16 << 20;
+    const buf = crypto.randomBytes(size);
+    for (let at = 0; at < size - 16; at += 97) buf.write(String(1e11 + ((at * 7919) % 9e11)), at, 'latin1');
+    const planted = [5, size >> 1, size - 20];
+    planted.forEach((at, i) => buf.set(Buffer.from(numbers[i]!), at));
+    const file = path.join(dir, 'big.bin');
+    fs.writeFileSync(file, buf);
+    const s = new MultiPatternSearcher(patterns);
+    const found: number[] = [];
+    s.searchFile(file, (_p, at) => found.push(at), 1 << 20);
+    for (const at of planted) expect(found).toContain(at);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
