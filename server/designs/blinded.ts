@@ -1,0 +1,223 @@
+/**
+ * The blinded design (DESIGN.md §3, "The blinded protocol"), server side:
+ * RFC 9497 ristretto255-SHA512 in VOPRF mode by default, per-epoch keys,
+ * buckets of truncated tags that clients search locally.
+ *
+ * ## What the server learns
+ *
+ * Hidden from it: the number looked up, any hash of it, and the answer.
+ * `POST /v1/blinded/evaluate` carries blinded elements r * HashToGroup(x)
+ * with a fresh random r per element: uniformly random group elements,
+ * unlinkable to x even for an unbounded server (RFC 9497, "unconditional
+ * input secrecy"). The match happens on the phone, against a bucket the
+ * server sends whole, so the server never learns whether there was a hit.
+ *
+ * Not hidden: how many elements a request holds, when it came, the account
+ * and the IP it came from, and, per bucket fetch, a `bucketBits`-bit bucket
+ * id derived from the number: the anonymity set of a lookup is
+ * (numbering plan) / 2^bucketBits, and 0 bits (full sync) reveals nothing.
+ * Fetches and evaluations are separate requests, but an operator can still
+ * correlate them by IP and time.
+ *
+ * What protects the rest: phone numbers are low-entropy, so whoever holds an
+ * epoch's secret key can evaluate the whole numbering plan offline and turn
+ * tags back into numbers. The key therefore lives only in the key file
+ * (0600, never in the database, never logged, never sent) and is destroyed
+ * when its epoch retires, after which leftover tags are unlinkable for good.
+ * A requester, for its part, can use evaluate as an oracle (one element per
+ * number it wants to test), which only rate limiting bounds: the cost of an
+ * evaluate request is its element count, charged against the requester's
+ * limit (server/ratelimit.ts), and key rotation caps what one key is exposed to.
+ *
+ * ## What it persists
+ *
+ * `blinded_eval_log` (time, account, IP, epoch, element count) and
+ * `blinded_bucket_log` (time, IP, epoch, bucket id): never a number, hash,
+ * tag, blinded or evaluated element. The per-epoch cache file holds the tags
+ * of registered numbers only, which are in the directory anyway.
+ */
+import pino from 'pino';
+import { bucketCount } from '../../shared/buckets.ts';
+import { CAPABILITIES } from '../../shared/capabilities.ts';
+import { route, type DirectoryChange, type ServerDesign } from '../../shared/design.ts';
+import { ErrorCode, PcdError } from '../../shared/errors.ts';
+import {
+  EvaluateRequest,
+  PATHS,
+  RotateKeyRequest,
+  parseIdSegment,
+  type BlindedConfigReply,
+  type BucketReply,
+  type EvaluateReply,
+  type RotateKeyReply,
+} from '../../shared/messages.ts';
+import { ELEMENT_BYTES, SUITE, blindEvaluateBatch, isValidElement } from '../../shared/oprf.ts';
+import type { ServerContext, ServerDesignFactory, ServerOptions } from '../context.ts';
+import { Directory } from '../directory.ts';
+import { Epochs } from '../epochs.ts';
+import { BatchedLog } from '../querylog.ts';
+import { Store } from '../store.ts';
+
+type EvalLogRow = [ts: number, accountId: number, ip: string, epoch: number, count: number];
+type BucketLogRow = [ts: number, ip: string, epoch: number, bucket: number];
+
+/** Buckets change only with the directory; a minute of staleness in shared caches is the trade. */
+export const BUCKET_CACHE_CONTROL = 'public, max-age=60';
+
+/** The server design plus its epochs (for tests, benchmarks and the audit). */
+export interface BlindedServerDesign extends ServerDesign {
+  readonly epochs: Epochs;
+}
+
+/** True when an If-None-Match header names `etag` (or is `*`); weak validators compare by opaque tag. */
+export function matchesEtag(header: string | undefined, etag: string): boolean {
+  if (!header) return false;
+  if (header.trim() === '*') return true;
+  return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
+}
+
+function identity(bytes: Uint8Array): boolean {
+  return bytes.every((b) => b === 0);
+}
+
+/** RFC 9497 §3.3: every element from the wire is checked before any is evaluated; the first bad one names its index. */
+function checkElements(elements: readonly Uint8Array[]): void {
+  elements.forEach((el, i) => {
+    if (isValidElement(el)) return;
+    // The ristretto255 identity encodes as 32 zero bytes (RFC 9496 §4.3.2).
+    const why = identity(el) ? 'is the identity element' : `is not a canonical ristretto255 encoding of ${ELEMENT_BYTES} bytes`;
+    throw new PcdError(ErrorCode.InvalidElement, `elements[${i}] ${why} (RFC 9497 §3.3): nothing was evaluated`);
+  });
+}
+
+function parseSegment(what: string, raw: string | undefined): number {
+  const n = parseIdSegment(raw ?? '', Number.MAX_SAFE_INTEGER);
+  if (n === undefined) throw new PcdError(ErrorCode.InvalidField, `${what} must be a non-negative decimal integer, got '${String(raw).slice(0, 40)}'`);
+  return n;
+}
+
+export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContext): Promise<BlindedServerDesign> => {
+  const epochs = await Epochs.open(ctx);
+  const logOptions = { intervalMs: ctx.options.logIntervalMs, maxRows: ctx.options.logMaxRows };
+  const evalLog = new BatchedLog<EvalLogRow>(ctx.store.db, 'blinded_eval_log', ['ts', 'account_id', 'ip', 'epoch', 'count'], logOptions);
+  const bucketLog = new BatchedLog<BucketLogRow>(ctx.store.db, 'blinded_bucket_log', ['ts', 'ip', 'epoch', 'bucket'], logOptions);
+
+  return {
+    name: 'blinded',
+    epochs,
+    routes: [
+      route<undefined, BlindedConfigReply>({
+        method: 'GET',
+        path: PATHS.blindedConfig,
+        auth: 'anyone',
+        handle() {
+          const current = epochs.current;
+          return {
+            body: {
+              suite: SUITE,
+              mode: current.params.mode,
+              capabilities: [...CAPABILITIES],
+              tagBytes: current.params.tagBytes,
+              bucketBits: current.params.bucketBits,
+              current: current.epoch,
+              epochs: epochs.list().map((e) => ({
+                epoch: e.epoch,
+                publicKey: e.publicKey,
+                mode: e.mode,
+                bucketBits: e.bucketBits,
+                tagBytes: e.tagBytes,
+                ...(e.retiresAt !== undefined ? { retiresAt: e.retiresAt } : {}),
+              })),
+            },
+            // Changes with rotation and retirement: clients revalidate.
+            cacheControl: 'no-cache',
+          };
+        },
+      }),
+
+      route<EvaluateRequest, EvaluateReply>({
+        method: 'POST',
+        path: PATHS.blindedEvaluate,
+        auth: 'requester',
+        request: EvaluateRequest,
+        cost: (b) => b.elements.length,
+        handle({ body, requester, ip }) {
+          const e = epochs.get(body.epoch);
+          checkElements(body.elements);
+          const { evaluated, proof } = blindEvaluateBatch(e.params.mode, e.key, body.elements);
+          evalLog.append([ctx.now(), requester!.accountId, ip, e.epoch, body.elements.length]);
+          return { body: { epoch: e.epoch, evaluated, ...(proof ? { proof } : {}) } };
+        },
+      }),
+
+      route<undefined, BucketReply>({
+        method: 'GET',
+        path: '/v1/blinded/buckets/:epoch/:bucket',
+        auth: 'anyone',
+        handle({ params, ip, ifNoneMatch }) {
+          const epochId = parseSegment('epoch', params.epoch);
+          const bucket = parseSegment('bucket', params.bucket);
+          const e = epochs.get(epochId);
+          const count = bucketCount(e.params.bucketBits);
+          if (bucket >= count) {
+            throw new PcdError(
+              ErrorCode.NotFound,
+              `epoch ${epochId} has ${count} bucket${count > 1 ? 's' : ''} (bucketBits ${e.params.bucketBits}): no bucket ${bucket}`,
+            );
+          }
+          bucketLog.append([ctx.now(), ip, epochId, bucket]);
+          const etag = e.table.etag(bucket);
+          if (matchesEtag(ifNoneMatch, etag)) return { status: 304, etag, cacheControl: BUCKET_CACHE_CONTROL };
+          const { tags, capabilities } = e.table.view(bucket);
+          return { body: { epoch: epochId, bucket, tags, capabilities }, etag, cacheControl: BUCKET_CACHE_CONTROL };
+        },
+      }),
+
+      route<RotateKeyRequest, RotateKeyReply>({
+        method: 'POST',
+        path: PATHS.adminRotate,
+        auth: 'admin',
+        request: RotateKeyRequest,
+        async handle({ body }) {
+          const r = await epochs.rotate({ bucketBits: body.bucketBits, mode: body.mode });
+          return { status: 201, body: r };
+        },
+      }),
+    ],
+
+    onDirectoryChange(changes: readonly DirectoryChange[]) {
+      epochs.applyChanges(changes);
+    },
+
+    async close() {
+      evalLog.close();
+      bucketLog.close();
+      await epochs.close();
+    },
+  };
+};
+
+/**
+ * `pcd rotate-key` with the server stopped: opens the data folder, builds
+ * the next epoch (with options.bucketBits / options.mode when given, else
+ * the current epoch's), makes it current and starts the previous one's
+ * grace period. On a data folder without epochs it creates the first one.
+ * The server must not be running on the same folder: it would not see the
+ * new epoch until restarted, and both would write the key file.
+ */
+export async function rotateKeyOffline(options: ServerOptions): Promise<RotateKeyReply> {
+  const store = Store.open(options.dataDir);
+  try {
+    const logger = options.logger ?? pino({ level: process.env.PCD_LOG_LEVEL ?? 'silent' });
+    const ctx: ServerContext = { store, directory: Directory.load(store), now: options.now ?? Date.now, options, logger };
+    const epochs = await Epochs.open(ctx, { build: false });
+    try {
+      if (epochs.createdAtOpen) return { epoch: epochs.current.epoch };
+      return await epochs.rotate({});
+    } finally {
+      await epochs.close();
+    }
+  } finally {
+    store.close();
+  }
+}
