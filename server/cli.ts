@@ -152,7 +152,7 @@ async function serve(o: ServeFlags): Promise<RunningServer> {
     graceMs: o.graceHours * 3600_000,
     rateLimitPerMinute: o.rateLimit,
     trustProxy: o.trustProxy,
-    progress: process.stderr.isTTY,
+    progress: true,
     logger: loggerFor(o.logLevel),
   });
   onSignals(server);
@@ -252,7 +252,7 @@ export function registerServerCommands(program: Command): void {
     .addOption(new Option('--mode <mode>', 'OPRF mode of the new epoch').choices([...MODES]))
     .option('--grace-hours <hours>', 'how long the previous epoch is still served', int('--grace-hours'), 24)
     .action(async (o: { data: string; bucketBits?: number; mode?: OprfMode; graceHours: number }) => {
-      const r = await rotateKeyOffline({ dataDir: o.data, bucketBits: o.bucketBits, mode: o.mode, graceMs: o.graceHours * 3600_000, progress: process.stderr.isTTY });
+      const r = await rotateKeyOffline({ dataDir: o.data, bucketBits: o.bucketBits, mode: o.mode, graceMs: o.graceHours * 3600_000, progress: true });
       console.log(`new epoch ${r.epoch}${r.previous ? `; epoch ${r.previous} is served until ${new Date(r.retiresAt ?? 0).toISOString()}, then its key is destroyed` : ''}`);
     });
 
