@@ -1,0 +1,141 @@
+/**
+ * The server side of a benchmark, run in its own process (forked by
+ * bench/fork.ts) so the load generator never shares an event loop, a heap
+ * or a garbage collector with the server it measures, and so each memory
+ * measurement starts from a fresh process.
+ *
+ * Commands arrive over IPC, one at a time:
+ * - `start`: startServer on 127.0.0.1, an ephemeral port; replies the URL.
+ * - `open`: openServer without a socket, measuring time and memory around
+ *   it (the directory build mark), then closes.
+ * - `usage`: this process's CPU time and memory now.
+ * - `close`: closes the server (flushing its logs) and exits.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import pino from 'pino';
+import type { ServerOptions } from '../server/context.ts';
+import { openServer, startServer, type OpenServer, type RunningServer } from '../server/server.ts';
+import type { BlindedServerDesign } from '../server/designs/blinded.ts';
+import { EPOCHS_DIR, type EpochStats } from '../server/epochs.ts';
+
+/** ServerOptions that survive structured cloning (no logger, no clock). */
+export type ChildServerOptions = Omit<ServerOptions, 'logger' | 'now'>;
+
+export type ChildCommand =
+  | { cmd: 'start'; options: ChildServerOptions }
+  | { cmd: 'open'; options: ChildServerOptions }
+  | { cmd: 'usage' }
+  | { cmd: 'close' };
+
+export interface Usage {
+  /** process.cpuUsage() user + system, microseconds. */
+  cpuUs: number;
+  memory: NodeJS.MemoryUsage;
+  /** Peak resident set size so far, bytes. */
+  maxRssBytes: number;
+}
+
+export interface StartReply {
+  url: string;
+  seconds: number;
+  directorySize: number;
+  epochStats?: EpochStats;
+  usage: Usage;
+}
+
+export interface OpenReply {
+  seconds: number;
+  before: Usage;
+  after: Usage;
+  directorySize: number;
+  directoryIndexBytes: number;
+  epochStats?: EpochStats;
+  epochCacheBytes?: number;
+}
+
+export type ChildReply =
+  | { ok: true; id: number; value: StartReply | OpenReply | Usage | null }
+  | { ok: false; id: number; error: string };
+
+function gc(): void {
+  const g = (globalThis as { gc?: () => void }).gc;
+  if (g) {
+    g();
+    g();
+  }
+}
+
+function usage(): Usage {
+  const c = process.cpuUsage();
+  return { cpuUs: c.user + c.system, memory: process.memoryUsage(), maxRssBytes: process.resourceUsage().maxRSS * 1024 };
+}
+
+function blindedStats(s: OpenServer): EpochStats | undefined {
+  const d = s.designs.find((x) => x.name === 'blinded') as BlindedServerDesign | undefined;
+  return d?.epochs ? structuredClone(d.epochs.stats) : undefined;
+}
+
+function dirBytes(dir: string): number | undefined {
+  if (!fs.existsSync(dir)) return undefined;
+  let n = 0;
+  for (const f of fs.readdirSync(dir)) {
+    if (f.endsWith('.bin')) n += fs.statSync(path.join(dir, f)).size;
+  }
+  return n;
+}
+
+const logger = pino({ level: 'silent' });
+let server: RunningServer | undefined;
+
+async function handle(c: ChildCommand): Promise<StartReply | OpenReply | Usage | null> {
+  switch (c.cmd) {
+    case 'start': {
+      if (server) throw new Error('a server is running already');
+      const t0 = performance.now();
+      server = await startServer({ ...c.options, host: '127.0.0.1', port: 0, logger });
+      const seconds = (performance.now() - t0) / 1000;
+      return { url: server.url, seconds, directorySize: server.directory.size, epochStats: blindedStats(server), usage: usage() };
+    }
+    case 'open': {
+      gc();
+      const before = usage();
+      const t0 = performance.now();
+      const open = await openServer({ ...c.options, logger });
+      const seconds = (performance.now() - t0) / 1000;
+      gc();
+      const after = usage();
+      const reply: OpenReply = {
+        seconds,
+        before,
+        after,
+        directorySize: open.directory.size,
+        directoryIndexBytes: open.directory.byteLength,
+        epochStats: blindedStats(open),
+        epochCacheBytes: dirBytes(path.join(c.options.dataDir, EPOCHS_DIR)),
+      };
+      await open.close();
+      return reply;
+    }
+    case 'usage':
+      return usage();
+    case 'close':
+      if (server) await server.close();
+      server = undefined;
+      return null;
+  }
+}
+
+process.on('message', (m: { id: number; command: ChildCommand }) => {
+  handle(m.command).then(
+    (value) => {
+      process.send!({ ok: true, id: m.id, value } satisfies ChildReply);
+      if (m.command.cmd === 'close') process.disconnect();
+    },
+    (e: unknown) => process.send!({ ok: false, id: m.id, error: e instanceof Error ? (e.stack ?? e.message) : String(e) } satisfies ChildReply),
+  );
+});
+process.on('disconnect', () => {
+  // The parent went away: close what is open and leave.
+  void (server ? server.close() : Promise.resolve()).finally(() => process.exit(0));
+});

@@ -1,0 +1,253 @@
+/**
+ * `npm run bench` (= `pcd bench`): runs the benchmark sections and writes,
+ * under bench/results/ (or --out):
+ *
+ *   results.json   the machine, versions, parameters, every mark, ratios, projections
+ *   results.md     writeup-ready tables (the machine named at the top)
+ *   *.svg          charts with titles, axis labels and units
+ *
+ *   npm run bench                      full profile (tens of minutes)
+ *   npm run bench -- --quick           small sizes, about a minute
+ *   npm run bench -- --only crypto,reverse --out /tmp/b
+ *
+ * Sections: crypto, http, bandwidth, build, reverse (DESIGN.md §6). With
+ * --only, sections not run are carried over from an existing results.json
+ * of the same profile and machine (and say so), so one section can be
+ * re-measured without redoing the rest.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { Command, CommanderError, Option } from 'commander';
+import { runBandwidth } from './bandwidth.ts';
+import { runBuild } from './build.ts';
+import { configFor, type BenchConfig, type Profile } from './config.ts';
+import { runCrypto } from './crypto.ts';
+import { deriveRatios } from './derive.ts';
+import { runHttp } from './http.ts';
+import { machineInfo, packageVersions, PROJECT_ROOT, treeState } from './machine.ts';
+import { renderCharts, renderMarkdown } from './report.ts';
+import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type Mark, type Projection, type Section, type SectionRun } from './results.ts';
+import { runReverse } from './reverse.ts';
+import { sinkDigest } from './stats.ts';
+
+export const DEFAULT_OUT = path.join(PROJECT_ROOT, 'bench', 'results');
+export const CHART_FILES = ['http-lookups.svg', 'http-server-cpu.svg', 'crypto.svg', 'bandwidth.svg', 'build-time.svg', 'memory.svg', 'reverse.svg'];
+
+export interface BenchOptions {
+  profile: Profile;
+  out: string;
+  only?: readonly Section[];
+  /** Carry sections not run over from an existing results.json (default true). */
+  merge?: boolean;
+  /** Override parts of the profile's configuration (tests). */
+  config?: Partial<BenchConfig>;
+  log?: (line: string) => void;
+}
+
+export function parseSections(list: string): Section[] {
+  const names = list.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const n of names) {
+    if (!(SECTIONS as readonly string[]).includes(n)) throw new Error(`unknown section '${n}': choose from ${SECTIONS.join(', ')}`);
+  }
+  if (names.length === 0) throw new Error('--only names no section');
+  return names as Section[];
+}
+
+/** Runs the sections and returns the results (not yet written). */
+export async function runBench(options: BenchOptions): Promise<BenchResults> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const started = performance.now();
+  const machine = machineInfo();
+  const config = { ...configFor(options.profile, machine.cores), ...options.config };
+  const only = options.only ?? SECTIONS;
+  const versions = packageVersions();
+  const backend = `@noble/curves ${versions['@noble/curves']} (reference, pure TypeScript)`;
+
+  const marks: Mark[] = [];
+  const projections: Projection[] = [];
+  const sections: SectionRun[] = [];
+  const notes: string[] = [];
+  let setup: Record<string, string> = {};
+
+  log(`pcd bench (${options.profile}) on ${machine.cpuModel}, ${machine.cores} cores, ${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB, Node ${machine.node}`);
+  for (const section of SECTIONS) {
+    if (!only.includes(section)) continue;
+    log(`\n== ${section}`);
+    const startedAt = new Date().toISOString();
+    const t0 = performance.now();
+    try {
+      switch (section) {
+        case 'crypto':
+          marks.push(...(await runCrypto(config.crypto, { backend, log })));
+          break;
+        case 'http': {
+          const r = await runHttp(config.http, log);
+          marks.push(...r.marks);
+          setup = r.setup;
+          notes.push(...r.notes);
+          break;
+        }
+        case 'bandwidth': {
+          const r = await runBandwidth(config.bandwidth, log);
+          marks.push(...r.marks);
+          projections.push(...r.projections);
+          notes.push(...r.notes);
+          break;
+        }
+        case 'build': {
+          const r = await runBuild(config.build, log);
+          marks.push(...r.marks);
+          projections.push(...r.projections);
+          notes.push(...r.notes);
+          const s = r.seeding.at(-1);
+          if (s) notes.push(`Build: seeding the store (server/seed.ts generator + SQLite bulk insert) ran at ${Math.round(s.numbers / s.seconds).toLocaleString('en-US')} numbers/s at ${s.numbers.toLocaleString('en-US')} numbers.`);
+          break;
+        }
+        case 'reverse': {
+          const r = runReverse(config.reverse, log);
+          marks.push(...r.marks);
+          projections.push(...r.projections);
+          break;
+        }
+      }
+      sections.push({ section, startedAt, seconds: (performance.now() - t0) / 1000 });
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      log(`  section ${section} FAILED: ${e instanceof Error ? (e.stack ?? message) : message}`);
+      sections.push({ section, startedAt, seconds: (performance.now() - t0) / 1000, error: message.split('\n')[0]! });
+    }
+  }
+
+  notes.unshift(
+    `Crypto: one backend, ${backend}; every design calls it through shared/oprf.ts. Times are per number or element on one core; "calls timed" is the sample count.`,
+  );
+  const results: BenchResults = {
+    schema: RESULTS_SCHEMA,
+    date: new Date().toISOString(),
+    profile: options.profile,
+    machine: { ...machine, loadavgAtEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) },
+    versions,
+    tree: treeState(),
+    parameters: { profile: options.profile, sections: [...only], ...config },
+    setup,
+    sections,
+    marks,
+    ratios: [],
+    projections,
+    notes,
+    sink: sinkDigest(),
+    durationSeconds: (performance.now() - started) / 1000,
+  };
+  results.ratios = deriveRatios(results.marks);
+  return results;
+}
+
+/** Reads a results.json, or undefined when absent or of another schema. */
+export function readResults(file: string): BenchResults | undefined {
+  try {
+    const r = JSON.parse(fs.readFileSync(file, 'utf8')) as BenchResults;
+    return r.schema === RESULTS_SCHEMA ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Adds the sections this run skipped from an earlier run of the same profile
+ * on the same machine; they keep their own dates (sections[].carriedOverFrom).
+ */
+export function mergeEarlier(r: BenchResults, earlier: BenchResults | undefined, ran: readonly Section[]): BenchResults {
+  if (!earlier || earlier.profile !== r.profile || earlier.machine.hostname !== r.machine.hostname || earlier.machine.cpuModel !== r.machine.cpuModel) return r;
+  const keep = (s: Section) => !ran.includes(s) && earlier.sections.some((x) => x.section === s && !x.error);
+  const carried = SECTIONS.filter(keep);
+  if (carried.length === 0) return r;
+  const merged: BenchResults = {
+    ...r,
+    sections: SECTIONS.flatMap((s) => {
+      if (ran.includes(s)) return r.sections.filter((x) => x.section === s);
+      if (!carried.includes(s)) return [];
+      return earlier.sections.filter((x) => x.section === s).map((x) => ({ ...x, carriedOverFrom: x.carriedOverFrom ?? earlier.date }));
+    }),
+    marks: SECTIONS.flatMap((s) => (carried.includes(s) ? earlier.marks : r.marks).filter((m) => m.section === s)),
+    projections: SECTIONS.flatMap((s) => (carried.includes(s) ? earlier.projections : r.projections).filter((p) => p.section === s)),
+    setup: carried.includes('http') ? earlier.setup : r.setup,
+    notes: [...new Set([...r.notes, ...earlier.notes.filter((n) => carried.some((s) => n.toLowerCase().startsWith(s)))])],
+  };
+  merged.ratios = deriveRatios(merged.marks);
+  return merged;
+}
+
+function writeAtomic(file: string, text: string): void {
+  const tmp = `${file}.tmp`;
+  fs.writeFileSync(tmp, text);
+  fs.renameSync(tmp, file);
+}
+
+/** Writes results.json, results.md and the charts into `out`; returns the files written. */
+export function writeResults(r: BenchResults, out: string): string[] {
+  fs.mkdirSync(out, { recursive: true });
+  const charts = renderCharts(r);
+  const written: string[] = [];
+  for (const name of CHART_FILES) {
+    const file = path.join(out, name);
+    const svg = charts.get(name);
+    if (svg) {
+      writeAtomic(file, svg);
+      written.push(file);
+    } else fs.rmSync(file, { force: true }); // a stale chart of an earlier run would not match the tables
+  }
+  writeAtomic(path.join(out, 'results.json'), JSON.stringify(r, null, 2) + '\n');
+  writeAtomic(path.join(out, 'results.md'), renderMarkdown(r, [...charts.keys()]));
+  written.unshift(path.join(out, 'results.json'), path.join(out, 'results.md'));
+  return written;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command('pcd bench')
+    .description('benchmarks: crypto per operation, HTTP lookups, bytes on the wire, directory build and memory, hashed-log reversal')
+    .option('--quick', 'small sizes (about a minute), for smoke runs')
+    .addOption(new Option('--tiny', 'smallest sizes (seconds), for tests').hideHelp())
+    .option('--out <dir>', 'where results.json, results.md and the charts go', DEFAULT_OUT)
+    .option('--only <sections>', `comma-separated sections: ${SECTIONS.join(', ')}`)
+    .option('--no-merge', 'with --only: do not carry the other sections over from an existing results.json')
+    .option('--render', 'measure nothing: rewrite results.md and the charts from the results.json in --out')
+    .exitOverride()
+    .showHelpAfterError();
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      process.exitCode = e.exitCode;
+      return;
+    }
+    throw e;
+  }
+  const o = program.opts<{ quick?: boolean; tiny?: boolean; out: string; only?: string; merge: boolean; render?: boolean }>();
+  const profile: Profile = o.tiny ? 'tiny' : o.quick ? 'quick' : 'full';
+  const only = o.only ? parseSections(o.only) : undefined;
+  const out = path.resolve(o.out);
+  if (o.render) {
+    const earlier = readResults(path.join(out, 'results.json'));
+    if (!earlier) throw new Error(`no ${RESULTS_SCHEMA} results.json in ${out}`);
+    console.log(`rewrote ${writeResults(earlier, out).join(', ')}`);
+    return;
+  }
+  const results = await runBench({ profile, out, only });
+  const final = only && o.merge ? mergeEarlier(results, readResults(path.join(out, 'results.json')), only) : results;
+  const files = writeResults(final, out);
+  const shown = (f: string) => (path.relative(process.cwd(), f).startsWith('..') ? f : path.relative(process.cwd(), f));
+  console.log(`\nwrote ${files.map(shown).join(', ')}`);
+  console.log(`${final.marks.length} marks, ${final.ratios.length} ratios, ${final.projections.length} projections in ${final.durationSeconds.toFixed(0)} s`);
+  const failed = final.sections.filter((s) => s.error);
+  if (failed.length > 0) {
+    console.error(`failed sections: ${failed.map((s) => `${s.section} (${s.error})`).join('; ')}`);
+    process.exitCode = 1;
+  }
+}
+
+// `node --import tsx bench/run.ts --quick`: the same without the pcd binary.
+if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
+  await main(process.argv.slice(2));
+}
