@@ -52,7 +52,9 @@ interface Opened {
 }
 
 async function openInChild(dataDir: string, numbers: number, target: Target, bucketBits: number, env: Record<string, string> = {}): Promise<Opened> {
-  const child = forkServer(env);
+  // No evaluator threads (blinded): they are a fixed cost per worker whatever the
+  // directory, and would blur the memory figure this section is after.
+  const child = forkServer({ PCD_EVAL_THREADS: '0', ...env });
   try {
     const r = await child.open(
       { dataDir, designs: target === 'directory' ? [] : [target], bucketBits, adminToken: BENCH_ADMIN_TOKEN, progress: false },
@@ -129,7 +131,7 @@ export async function runBuild(config: BuildConfig, log: (line: string) => void)
 
 function notes(config: BuildConfig): string[] {
   return [
-    `Build: each row opens a server over a fresh copy of a seeded store in a fresh child process (blinded epochs with bucketBits ${config.bucketBits}, no epoch cache). "RSS +" and "typed arrays +" are after minus before the open, after a full GC; the blinded row includes the shared directory index, as every server has one. Peak RSS includes the build's worker threads.`,
+    `Build: each row opens a server over a fresh copy of a seeded store in a fresh child process (blinded epochs with bucketBits ${config.bucketBits}, no epoch cache, no evaluator threads: PCD_EVAL_THREADS=0). "RSS growth" and "typed arrays growth" are after minus before the open, after a full GC; the blinded row includes the shared directory index, as every server has one. Peak RSS includes the build's worker threads. The one-thread row (PCD_BUILD_THREADS=1) gives the per-core rate the projections use.`,
   ];
 }
 

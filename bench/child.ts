@@ -29,11 +29,22 @@ export type ChildCommand =
   | { cmd: 'close' };
 
 export interface Usage {
-  /** process.cpuUsage() user + system, microseconds. */
+  /** process.cpuUsage() user + system, microseconds: every thread of the process (evaluator and build workers too). */
   cpuUs: number;
   memory: NodeJS.MemoryUsage;
   /** Peak resident set size so far, bytes. */
   maxRssBytes: number;
+  /** The running server's blinded evaluator pool, when it has one. */
+  evaluator?: EvaluatorInfo;
+}
+
+/** What the benchmark reports of the blinded design's evaluator pool (server/evaluator.ts). */
+export interface EvaluatorInfo {
+  /** Configured worker threads (0: evaluate inline on the event loop). */
+  size: number;
+  /** Workers running. */
+  threads: number;
+  inline: boolean;
 }
 
 export interface StartReply {
@@ -68,7 +79,21 @@ function gc(): void {
 
 function usage(): Usage {
   const c = process.cpuUsage();
-  return { cpuUs: c.user + c.system, memory: process.memoryUsage(), maxRssBytes: process.resourceUsage().maxRSS * 1024 };
+  const evaluator = server ? evaluatorInfo(server) : undefined;
+  return {
+    cpuUs: c.user + c.system,
+    memory: process.memoryUsage(),
+    maxRssBytes: process.resourceUsage().maxRSS * 1024,
+    ...(evaluator ? { evaluator } : {}),
+  };
+}
+
+/** Read structurally: the pool is the blinded design's business, the benchmark only reports its size. */
+function evaluatorInfo(s: OpenServer): EvaluatorInfo | undefined {
+  const d = s.designs.find((x) => x.name === 'blinded') as { evaluator?: { stats?: Partial<EvaluatorInfo> } } | undefined;
+  const st = d?.evaluator?.stats;
+  if (!st || typeof st.size !== 'number') return undefined;
+  return { size: st.size, threads: st.threads ?? 0, inline: st.inline ?? false };
 }
 
 function blindedStats(s: OpenServer): EpochStats | undefined {

@@ -63,7 +63,7 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
     case 'quick':
       return {
         crypto: {
-          budget: { ms: 250, minSamples: 3 },
+          budget: { ms: 200, minSamples: 3 },
           bigBudget: { ms: 0, minSamples: 2, warmupMs: -1 },
           batches: [1, 100],
           bucketEntries: 4096,
@@ -74,12 +74,12 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           mode: 'voprf',
           poolSize: 1000,
           shapes: [
-            { shape: 'single', numbers: 1, concurrency: 4, durationMs: 1000, minRequests: 10, maxRequests: 100_000 },
-            { shape: 'sync-100', numbers: 100, concurrency: 2, durationMs: 1000, minRequests: 2, maxRequests: 100_000 },
+            { shape: 'single', numbers: 1, concurrency: 4, durationMs: 800, minRequests: 10, maxRequests: 100_000 },
+            { shape: 'sync-100', numbers: 100, concurrency: 2, durationMs: 800, minRequests: 2, maxRequests: 100_000 },
             { shape: 'sync-1000', numbers: 1000, concurrency: 1, durationMs: 0, minRequests: 1, maxRequests: 100_000 },
           ],
-          bucket: { concurrency: 4, durationMs: 1000, minRequests: 10, maxRequests: 100_000 },
-          warmupMs: 300,
+          bucket: { concurrency: 4, durationMs: 800, minRequests: 10, maxRequests: 100_000 },
+          warmupMs: 200,
           rounds: 2,
         },
         bandwidth: { directorySize: 1000, bucketBits: [0, 4, 8], lookups: [1, 100], projectTo: PROJECT_TO, projectBits: PROJECT_BITS },

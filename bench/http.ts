@@ -3,17 +3,19 @@
  * 127.0.0.1 (an ephemeral port) in a child process, driven by the load
  * generator in this process.
  *
- * Why a child process: the server is one Node process with one event loop.
- * Were the load generator in the same process, every request it builds and
- * every reply it reads would run on the server's loop and be counted as
- * server time. With two processes on a machine of N cores, the server gets
- * one core to itself and the generator another; the generator's own cost is
- * kept low (bodies encoded and, for blinded, elements blinded before the
- * clock starts; node:http with keep-alive). The server's CPU time per
- * request is read from the child's process.cpuUsage() around each phase, so
- * the cost per lookup is known even where the generator, not the server, is
- * the limit (cheap plain lookups): `serverCpuShare` near 1 means the
- * server's core was saturated.
+ * Why a child process: the server is one Node process with one event loop
+ * (plus, for blinded evaluate, its evaluator worker threads). Were the load
+ * generator in the same process, every request it builds and every reply
+ * it reads would run on the server's loop and be counted as server time.
+ * As separate processes the OS schedules them on separate cores where it
+ * can; on a 2-core machine the generator, the server's event loop and its
+ * evaluator threads still share two cores, which is why the generator's
+ * own cost is kept low (bodies encoded and, for blinded, elements blinded
+ * before the clock starts; node:http with keep-alive) and why the server's
+ * CPU time is measured: process.cpuUsage() of the child around each phase
+ * gives the cost per lookup even where the generator, not the server, is
+ * the limit (cheap plain lookups). `serverCpuShare` is that CPU time over
+ * wall time: near 1 means one core was busy, above 1 several threads were.
  *
  * All designs are served by one server over one directory, and phases run
  * design after design for each request shape, so ratios between designs come
@@ -272,10 +274,16 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
       for (const shape of config.shapes) await measure(designRuns(shape, 'latency', { ...config.latency, concurrency: 1 }), roundsFor(config.latency));
     }
     const end = await child.usage();
+    const ev = end.evaluator;
+    const evaluatorText = !ev
+      ? 'blinded evaluate on the event loop'
+      : ev.inline
+        ? 'blinded evaluate inline on the event loop (no evaluator threads)'
+        : `blinded evaluate on ${ev.threads} evaluator worker thread${ev.threads === 1 ? '' : 's'} (PCD_EVAL_THREADS, default one per core)`;
     return {
       marks,
       setup: {
-        server: `child process (pid ${child.pid}) serving ${DESIGNS.join(', ')} on ${url}: one event loop, so at most one core`,
+        server: `child process (pid ${child.pid}) serving ${DESIGNS.join(', ')} on ${url}; requests, plain and hashed lookups and bucket fetches on its one event loop, ${evaluatorText}. Server CPU is all its threads, so above 100 % it used more than one core`,
         loadGenerator: 'this process: closed loop over keep-alive node:http connections, bodies encoded and blinded before timing',
         directory: `${seeded.numbers} numbers (server/seed.ts, seed '${BENCH_SEED}'), blinded epoch ${epoch}: ${cfg.mode}, bucketBits ${cfg.bucketBits}, tagBytes ${cfg.tagBytes}`,
         requests: `numbers drawn from a contact list of ${pool.length} (half registered); the same prepared requests are cycled`,

@@ -67,7 +67,7 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
 
   if (r.ratios.length > 0) {
     out.push('## Ratios between designs (same run)', '');
-    out.push('Server CPU per lookup is read from the server process itself, so it holds even when other work shared the machine; lookups per second also depend on how much CPU the server was given (see "server busy" in the HTTP table).', '');
+    out.push('Server CPU per lookup is read from the server process itself, so it holds even when other work shared the machine; lookups per second also depend on how much CPU the server was given (see "server CPU / wall time" in the HTTP table).', '');
     out.push(table(['ratio', 'value'], r.ratios.map((x) => [x.name, `${x.value >= 10 ? formatNumber(x.value, 0) : x.value.toFixed(2)}x`])), '');
   }
 
@@ -92,7 +92,7 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
     out.push('');
     out.push(
       table(
-        ['design', 'request', 'endpoint', 'c', 'requests', 'failed', 'lookups/s', 'requests/s', 'p50 (ms)', 'p99 (ms)', 'server CPU per lookup (µs)', 'server busy'],
+        ['design', 'request', 'endpoint', 'c', 'requests', 'failed', 'lookups/s', 'requests/s', 'p50 (ms)', 'p99 (ms)', 'server CPU per lookup (µs)', 'server CPU / wall time'],
         http.map((m) => [
           m.design,
           m.shape + (m.phase === 'latency' ? ' (idle)' : ''),
@@ -107,6 +107,7 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
           us(m.serverCpuUsPerLookup),
           `${Math.round(m.serverCpuShare * 100)} %`,
         ]),
+        ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
       ),
       '',
     );
@@ -128,6 +129,7 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
           n0(m.wireBytesReceived),
           m.configWireBytes !== undefined ? `${n0(m.configWireBytes)} B` : '',
         ]),
+        ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
       ),
       '',
     );
@@ -141,7 +143,7 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
       table(
         ['design', 'numbers', 'open (s)', 'build (s)', 'numbers/s', 'threads', 'RSS', 'RSS growth', 'typed arrays growth', 'directory index', 'epoch cache file', 'peak RSS'],
         build.map((m) => [
-          m.design === 'directory' ? 'directory index only' : m.design,
+          m.design === 'directory' ? 'directory index only' : m.name.endsWith('(1 thread)') ? `${m.design} (1 thread)` : m.design,
           n0(m.numbers),
           ms(m.seconds),
           ms(m.buildSeconds),
@@ -168,6 +170,7 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
       table(
         ['range', 'range size', 'enumerated', 'hasher', 'time', 'hashes/s', 'recovered'],
         rev.map((m) => [m.range, n0(m.rangeSize), n0(m.enumerated), m.hasher, formatSeconds(m.seconds), n0(m.hashesPerSec), `${m.recovered} / ${m.targetsInRange}`]),
+        ['l', 'r', 'r', 'l', 'r', 'r', 'r'],
       ),
       '',
     );

@@ -6,14 +6,19 @@
  *   results.md     writeup-ready tables (the machine named at the top)
  *   *.svg          charts with titles, axis labels and units
  *
- *   npm run bench                      full profile (tens of minutes)
+ *   npm run bench                      full profile (about 20 minutes on 2 cores)
  *   npm run bench -- --quick           small sizes, about a minute
  *   npm run bench -- --only crypto,reverse --out /tmp/b
+ *   npm run bench -- --render          tables and charts again from results.json
+ *   node --import tsx bench/run.ts --quick     the same without the pcd binary
  *
  * Sections: crypto, http, bandwidth, build, reverse (DESIGN.md §6). With
  * --only, sections not run are carried over from an existing results.json
  * of the same profile and machine (and say so), so one section can be
  * re-measured without redoing the rest.
+ *
+ * Servers under measurement run in child processes (bench/child.ts), never
+ * in the process that drives them; see bench/http.ts for why.
  */
 import fs from 'node:fs';
 import os from 'node:os';

@@ -160,7 +160,7 @@ export function barChart(spec: BarChartSpec): string {
       const x = gx + k * barW;
       body.push(
         `<rect x="${fmt(x + 1)}" y="${fmt(top)}" width="${fmt(barW - 2)}" height="${fmt(Math.max(0, y0 - top))}" fill="${PALETTE[si % PALETTE.length]}"><title>${escapeXml(`${s.name}, ${cat}: ${tickLabel(v)}`)}</title></rect>`,
-        `<text x="${fmt(x + barW / 2)}" y="${fmt(top - 4)}" text-anchor="middle" font-size="10" ${FONT}>${tickLabel(v)}</text>`,
+        `<text x="${fmt(x + barW / 2)}" y="${fmt(top - 4)}" text-anchor="middle" font-size="${Math.min(10, Math.max(7, barW / 3.4)).toFixed(1)}" ${FONT}>${tickLabel(v)}</text>`,
       );
     });
     const cx = fmt(x0 + ci * groupW + groupW / 2);

@@ -26,6 +26,7 @@ program
   .command('bench')
   .description('run the benchmarks (see bench/README in the README)')
   .allowUnknownOption()
+  .allowExcessArguments()
   .helpOption(false)
   .action(async () => {
     const { main } = await import('../bench/run.ts');
