@@ -49,12 +49,18 @@ export function createTransport(options: TransportOptions): Transport {
       const signal = req.signal
         ? AbortSignal.any([req.signal, AbortSignal.timeout(options.timeoutMs ?? 60_000)])
         : AbortSignal.timeout(options.timeoutMs ?? 60_000);
-      let res: Response;
-      try {
-        res = await doFetch(base + req.path, { method: req.method, headers, body: payload, signal });
-      } catch (e) {
-        if (signal.aborted && req.signal?.aborted) throw e;
-        throw new PcdError(ErrorCode.Network, `cannot reach ${base}: ${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}`, { cause: e });
+      let res: Response | undefined;
+      // A GET is idempotent: when a kept-alive connection was closed under it
+      // (by the server's keep-alive timeout, a proxy or a CDN), try once more.
+      for (let attempt = 0; !res; attempt++) {
+        try {
+          res = await doFetch(base + req.path, { method: req.method, headers, body: payload, signal });
+        } catch (e) {
+          if (req.signal?.aborted) throw e;
+          if (signal.aborted) throw new PcdError(ErrorCode.Network, `${req.method} ${req.path} timed out after ${options.timeoutMs ?? 60_000} ms`, { cause: e });
+          if (req.method === 'GET' && attempt === 0) continue;
+          throw new PcdError(ErrorCode.Network, `cannot reach ${base}: ${(e as Error).cause instanceof Error ? ((e as Error).cause as Error).message : (e as Error).message}`, { cause: e });
+        }
       }
       const raw = await readBounded(res, LIMITS.maxReplyBytes);
       const etag = res.headers.get('etag') ?? undefined;
