@@ -71,8 +71,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { Worker } from 'node:worker_threads';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
@@ -83,6 +81,7 @@ import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { MODES, evaluate, generateKeyPair, publicKeyOf, type KeyPair, type OprfMode } from '../shared/oprf.ts';
 import type { ServerContext } from './context.ts';
 import { KeyFile, writeFileAtomic } from './keys.ts';
+import { IMPORT_OPRF_JS, oprfWorkerData } from './workers.ts';
 
 export const EPOCHS_DIR = 'epochs';
 export const DEFAULT_GRACE_MS = 24 * 60 * 60 * 1000;
@@ -431,14 +430,13 @@ class Slicer {
 
 /**
  * Code of a build worker. It loads shared/oprf.ts itself through tsx's
- * module API (the server runs its TypeScript through tsx, and loader hooks
- * are not inherited by worker threads), so the tags come from the project's
+ * module API (server/workers.ts: the server runs its TypeScript through tsx,
+ * and loader hooks are not inherited by worker threads), so the tags come from the project's
  * only binding of the suite. The secret key arrives in memory, in workerData.
  */
 const WORKER_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
-import(workerData.tsxApi)
-  .then((tsx) => tsx.tsImport(workerData.oprfUrl, workerData.parentUrl))
+${IMPORT_OPRF_JS}
   .then(({ evaluate }) => {
     const { mode, secretKey, tagBytes } = workerData;
     const enc = new TextEncoder();
@@ -452,23 +450,6 @@ import(workerData.tsxApi)
     parentPort.postMessage({ ready: true });
   }, (e) => parentPort.postMessage({ error: String((e && e.stack) || e) }));
 `;
-
-let tsxApi: string | null | undefined;
-/** File URL of tsx's ESM module API (`tsx/esm/api`, import condition), or null without tsx. */
-function tsxApiUrl(): string | null {
-  if (tsxApi === undefined) {
-    try {
-      const require = createRequire(import.meta.url);
-      const pkgFile = require.resolve('tsx/package.json');
-      const pkg = JSON.parse(fs.readFileSync(pkgFile, 'utf8')) as { exports?: Record<string, { import?: { default?: string } }> };
-      const rel = pkg.exports?.['./esm/api']?.import?.default;
-      tsxApi = rel ? pathToFileURL(path.join(path.dirname(pkgFile), rel)).href : null;
-    } catch {
-      tsxApi = null;
-    }
-  }
-  return tsxApi;
-}
 
 /** Threads a build uses: PCD_BUILD_THREADS, else one per core (1 means inline). */
 export function buildThreads(): number {
@@ -486,9 +467,8 @@ async function tagsOnWorkers(
   onProgress: (done: number) => void,
   abort: AbortFlag,
 ): Promise<Uint8Array | string> {
-  const api = tsxApiUrl();
-  if (!api) return 'tsx is not installed';
-  const oprfUrl = new URL('../shared/oprf.ts', import.meta.url).href;
+  const loader = oprfWorkerData(import.meta.url);
+  if (!loader) return 'tsx is not installed';
   const tagBytes = params.tagBytes;
   const out = new Uint8Array(keys.length * tagBytes);
   let next = 0;
@@ -511,7 +491,7 @@ async function tagsOnWorkers(
   for (let t = 0; t < threads; t++) {
     const worker = new Worker(WORKER_SOURCE, {
       eval: true,
-      workerData: { tsxApi: api, oprfUrl, parentUrl: import.meta.url, mode: params.mode, secretKey, tagBytes },
+      workerData: { ...loader, mode: params.mode, secretKey, tagBytes },
       stdout: true,
       stderr: true,
     });
