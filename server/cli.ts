@@ -121,6 +121,7 @@ interface ServeFlags {
   retentionDays: number;
   graceHours: number;
   rateLimit: number;
+  evalThreads?: number;
   logLevel: string;
   trustProxy?: boolean;
 }
@@ -136,6 +137,7 @@ function addServeOptions(cmd: Command): Command {
     .option('--retention-days <days>', 'query log retention', int('--retention-days'), 30)
     .option('--grace-hours <hours>', 'blinded design: how long a rotated-out epoch is still served', int('--grace-hours'), 24)
     .option('--rate-limit <n>', 'lookups per requester per minute (0: off)', int('--rate-limit'), 0)
+    .option('--eval-threads <n>', 'blinded design: evaluate worker threads (0: main thread; default PCD_EVAL_THREADS, else one per core)', int('--eval-threads'))
     .option('--trust-proxy', 'take the client IP from X-Forwarded-For (behind a reverse proxy)')
     .option('--log-level <level>', 'server log level (pino)', process.env.PCD_LOG_LEVEL ?? 'info');
 }
@@ -151,6 +153,7 @@ async function serve(o: ServeFlags): Promise<RunningServer> {
     retentionMs: o.retentionDays * DAY_MS,
     graceMs: o.graceHours * 3600_000,
     rateLimitPerMinute: o.rateLimit,
+    evalThreads: o.evalThreads,
     trustProxy: o.trustProxy,
     progress: true,
     logger: loggerFor(o.logLevel),

@@ -30,6 +30,8 @@ export interface ServerOptions {
   tagBytes?: number;
   /** How long an epoch is still served after a newer one exists (default 24 h). */
   graceMs?: number;
+  /** Blinded evaluate worker threads (0: on the main thread); default PCD_EVAL_THREADS, else one per core. */
+  evalThreads?: number;
   /** Lookups (numbers, hashes or elements) per requester per minute; 0 disables (default 0). */
   rateLimitPerMinute?: number;
   /** express 'trust proxy' setting, for a server behind a reverse proxy. */

@@ -278,7 +278,7 @@ describe('EvaluatorPool', () => {
 
 describe('POST /v1/blinded/evaluate on the pool', () => {
   async function start(options: Parameters<typeof startTestServer>[0] = {}) {
-    const s = await startTestServer({ designs: ['plain', 'blinded'], ...options });
+    const s = await startTestServer({ designs: ['plain', 'blinded'], evalThreads: 2, ...options });
     servers.push(s);
     const design = s.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign;
     await design.evaluator.start();

@@ -35,7 +35,8 @@ export interface TestServer {
 
 export async function startTestServer(options: Partial<ServerOptions> = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? tempDir();
-  const server = await startServer({ adminToken: ADMIN_TOKEN, logIntervalMs: 20, ...options, dataDir, port: 0 });
+  // One evaluator worker: the pool is exercised, and test servers do not start one per core each.
+  const server = await startServer({ adminToken: ADMIN_TOKEN, logIntervalMs: 20, evalThreads: 1, ...options, dataDir, port: 0 });
   const ts: TestServer = {
     server,
     dataDir,

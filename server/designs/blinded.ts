@@ -134,7 +134,7 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
 
   // BlindEvaluate runs on worker threads (server/evaluator.ts), started now in the background:
   // a request that comes first waits for them; if they cannot start, evaluation is inline (logged).
-  const evaluator = new EvaluatorPool({ logger: ctx.logger });
+  const evaluator = new EvaluatorPool({ logger: ctx.logger, size: ctx.options.evalThreads });
   void evaluator.start();
   /** Drops from the pool (and its workers' memory) the key of every epoch that is no longer served. */
   const syncKeys = (): void => {
