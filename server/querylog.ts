@@ -8,6 +8,7 @@
  * retention period, at start and then periodically, with an injected clock.
  */
 import type Database from 'better-sqlite3';
+import type { ServerContext } from './context.ts';
 import type { Store } from './store.ts';
 
 export class BatchedLog<Row extends unknown[]> {
@@ -57,6 +58,11 @@ export class BatchedLog<Row extends unknown[]> {
     this.flush();
     this.closed = true;
   }
+}
+
+/** A design's query log, batched as the server's options say. */
+export function designLog<Row extends unknown[]>(ctx: ServerContext, table: string, columns: readonly string[]): BatchedLog<Row> {
+  return new BatchedLog<Row>(ctx.store.db, table, columns, { intervalMs: ctx.options.logIntervalMs, maxRows: ctx.options.logMaxRows });
 }
 
 export const DAY_MS = 24 * 60 * 60 * 1000;

@@ -67,7 +67,7 @@ import type { ServerContext, ServerDesignFactory, ServerOptions } from '../conte
 import { Directory } from '../directory.ts';
 import { Epochs } from '../epochs.ts';
 import { EvaluatorPool } from '../evaluator.ts';
-import { BatchedLog } from '../querylog.ts';
+import { designLog } from '../querylog.ts';
 import { Store } from '../store.ts';
 
 type EvalLogRow = [ts: number, accountId: number, ip: string, epoch: number, count: number];
@@ -128,9 +128,8 @@ function parseSegment(what: string, raw: string | undefined): number {
 
 export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContext): Promise<BlindedServerDesign> => {
   const epochs = await Epochs.open(ctx);
-  const logOptions = { intervalMs: ctx.options.logIntervalMs, maxRows: ctx.options.logMaxRows };
-  const evalLog = new BatchedLog<EvalLogRow>(ctx.store.db, 'blinded_eval_log', ['ts', 'account_id', 'ip', 'epoch', 'count'], logOptions);
-  const bucketLog = new BatchedLog<BucketLogRow>(ctx.store.db, 'blinded_bucket_log', ['ts', 'ip', 'epoch', 'bucket'], logOptions);
+  const evalLog = designLog<EvalLogRow>(ctx, 'blinded_eval_log', ['ts', 'account_id', 'ip', 'epoch', 'count']);
+  const bucketLog = designLog<BucketLogRow>(ctx, 'blinded_bucket_log', ['ts', 'ip', 'epoch', 'bucket']);
 
   // BlindEvaluate runs on worker threads (server/evaluator.ts), started now in the background:
   // a request that comes first waits for them; if they cannot start, evaluation is inline (logged).

@@ -12,7 +12,7 @@ import { hashNumber, type HashBytes } from '../../shared/hashed.ts';
 import { HashedLookupRequest, PATHS, type HashedLookupReply } from '../../shared/messages.ts';
 import type { ServerDesignFactory } from '../context.ts';
 import { KeyTable } from '../keytable.ts';
-import { BatchedLog } from '../querylog.ts';
+import { designLog } from '../querylog.ts';
 
 type HashedLogRow = [ts: number, accountId: number, email: string, ip: string, hash: Buffer, answer: number];
 
@@ -40,10 +40,7 @@ export const createHashedDesign: ServerDesignFactory = (ctx): ServerDesign => {
     return undefined;
   };
 
-  const log = new BatchedLog<HashedLogRow>(ctx.store.db, 'hashed_log', ['ts', 'account_id', 'email', 'ip', 'hash', 'answer'], {
-    intervalMs: ctx.options.logIntervalMs,
-    maxRows: ctx.options.logMaxRows,
-  });
+  const log = designLog<HashedLogRow>(ctx, 'hashed_log', ['ts', 'account_id', 'email', 'ip', 'hash', 'answer']);
 
   return {
     name: 'hashed',

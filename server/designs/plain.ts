@@ -15,7 +15,7 @@ import { isE164, normalizeNumber, type E164 } from '../../shared/e164.ts';
 import { PcdError } from '../../shared/errors.ts';
 import { PATHS, PlainLookupRequest, type PlainLookupReply } from '../../shared/messages.ts';
 import type { ServerDesignFactory } from '../context.ts';
-import { BatchedLog } from '../querylog.ts';
+import { designLog } from '../querylog.ts';
 
 type PlainLogRow = [ts: number, accountId: number, email: string, ip: string, number: string, answer: number];
 
@@ -40,10 +40,7 @@ export function normalizeAll(numbers: readonly string[]): E164[] {
 }
 
 export const createPlainDesign: ServerDesignFactory = (ctx): ServerDesign => {
-  const log = new BatchedLog<PlainLogRow>(ctx.store.db, 'plain_log', ['ts', 'account_id', 'email', 'ip', 'number', 'answer'], {
-    intervalMs: ctx.options.logIntervalMs,
-    maxRows: ctx.options.logMaxRows,
-  });
+  const log = designLog<PlainLogRow>(ctx, 'plain_log', ['ts', 'account_id', 'email', 'ip', 'number', 'answer']);
   return {
     name: 'plain',
     routes: [
