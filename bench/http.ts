@@ -31,7 +31,7 @@ import { hashNumber } from '../shared/hashed.ts';
 import { BlindedConfigReply, DESIGNS, PATHS, type DesignName } from '../shared/messages.ts';
 import { blindBatch, type OprfMode } from '../shared/oprf.ts';
 import { forkServer, openTimeoutMs } from './fork.ts';
-import { runLoad, type LoadRequest } from './loadgen.ts';
+import { runLoad, type LoadRequest, type LoadResult } from './loadgen.ts';
 import type { HttpMark, HttpShape } from './results.ts';
 import { BENCH_ADMIN_TOKEN, BENCH_SEED, seedFolder, tempRoot } from './seeding.ts';
 import { formatBytes, summarize } from './stats.ts';
@@ -149,14 +149,7 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
       p: HttpPhaseConfig;
       warmup: boolean;
     }
-    interface Tally {
-      requests: number;
-      errors: number;
-      statuses: Record<string, number>;
-      durationMs: number;
-      latenciesMs: number[];
-      requestBodyBytes: number;
-      replyBodyBytes: number;
+    interface Tally extends LoadResult {
       cpuMs: number;
     }
 

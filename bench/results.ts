@@ -7,7 +7,7 @@
 import type { DesignName } from '../shared/messages.ts';
 import type { OprfMode } from '../shared/oprf.ts';
 import type { MachineInfo, TreeState } from './machine.ts';
-import type { TimedMark } from './stats.ts';
+import type { Summary, TimedMark } from './stats.ts';
 
 export const RESULTS_SCHEMA = 'pcd-bench/1';
 export const SECTIONS = ['crypto', 'http', 'bandwidth', 'build', 'reverse'] as const;
@@ -29,14 +29,7 @@ export interface CryptoMark extends TimedMark {
 
 export type HttpShape = 'single' | 'sync-100' | 'sync-1000' | 'bucket';
 
-export interface LatencyMs {
-  mean: number;
-  median: number;
-  p50: number;
-  p99: number;
-  min: number;
-  max: number;
-}
+export type LatencyMs = Omit<Summary, 'count'>;
 
 /** Closed-loop load on a real server over loopback. */
 export interface HttpMark {
