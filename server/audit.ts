@@ -40,6 +40,7 @@ import { maskToCapabilities } from '../shared/capabilities.ts';
 import { normalizeNumber, type E164 } from '../shared/e164.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { HASH_BYTES, hashNumber } from '../shared/hashed.ts';
+import { pickCurrent, type EpochRow } from './epochs.ts';
 import { readEpochKeys } from './keys.ts';
 import { DB_FILE } from './store.ts';
 
@@ -772,20 +773,14 @@ const BLINDED_COLUMNS: Record<string, readonly string[]> = {
   blinded_bucket_log: ['id', 'ts', 'ip', 'epoch', 'bucket'],
 };
 
-interface EpochDbRow {
-  epoch: number;
-  mode: string;
-  bucket_bits: number;
-  tag_bytes: number;
-  created_at: number;
-  retires_at: number | null;
-  destroyed_at: number | null;
-}
+type EpochDbRow = Omit<EpochRow, 'public_key'>;
 
-/** The newest live epoch that is not retiring, else the newest live one (as server/epochs.ts picks it). */
+/** The epoch the server serves as current, by the server's own rule (server/epochs.ts). */
 export function currentEpochOf(epochs: readonly EpochSummary[]): EpochSummary | undefined {
-  const live = epochs.filter((e) => e.destroyedAt === null);
-  return live.filter((e) => e.retiresAt === null).at(-1) ?? live.at(-1);
+  return pickCurrent(
+    epochs.filter((e) => e.destroyedAt === null),
+    (e) => e.retiresAt !== null,
+  );
 }
 
 /**

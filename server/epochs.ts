@@ -144,7 +144,13 @@ export interface EpochStats {
   };
 }
 
-interface EpochRow {
+/** The current epoch among live ones, oldest first: the newest that is not retiring, else the newest. The audit applies the same rule. */
+export function pickCurrent<T>(live: readonly T[], retiring: (e: T) => boolean): T | undefined {
+  return live.filter((e) => !retiring(e)).at(-1) ?? live.at(-1);
+}
+
+/** A row of the `epochs` table. */
+export interface EpochRow {
   epoch: number;
   public_key: Buffer;
   mode: string;
@@ -799,9 +805,7 @@ export class Epochs {
       });
     }
 
-    // The current epoch: the newest one that is not retiring (the newest live one otherwise).
-    const liveEpochs = [...this.live.values()];
-    this.currentEpoch = (liveEpochs.filter((e) => e.retiresAt === undefined).at(-1) ?? liveEpochs.at(-1))?.epoch ?? 0;
+    this.currentEpoch = pickCurrent([...this.live.values()], (e) => e.retiresAt !== undefined)?.epoch ?? 0;
 
     if (this.currentEpoch === 0) {
       await this.create(this.paramsFor({}), undefined);
