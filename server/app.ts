@@ -171,6 +171,8 @@ export function createApp(deps: AppDeps): express.Express {
     }
     if (res.headersSent) return;
     res.setHeader('Cache-Control', 'no-store');
+    // A refusal for load or limits always says when to come back (DESIGN.md §3).
+    if (e.status === 429 || e.status === 503) res.setHeader('Retry-After', String(e.retryAfterSeconds ?? 1));
     send(res, e.status, e.toBody(), format);
   });
 

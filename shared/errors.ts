@@ -84,11 +84,15 @@ export class PcdError extends Error {
   readonly code: ErrorCode;
   /** HTTP status: the one from {@link STATUS}, or what the server actually sent. */
   readonly status: number;
+  /** For 429 and 503: when to try again, in whole seconds (the server sends it as Retry-After). */
+  readonly retryAfterSeconds: number | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { status?: number; cause?: unknown }) {
+  constructor(code: ErrorCode, message: string, options?: { status?: number; cause?: unknown; retryAfterSeconds?: number }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.status = options?.status ?? STATUS[code];
+    const r = options?.retryAfterSeconds;
+    this.retryAfterSeconds = r === undefined ? undefined : Math.max(1, Math.ceil(r));
   }
 
   toBody(): ErrorBody {
