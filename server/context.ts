@@ -6,7 +6,7 @@
 import type { Logger } from 'pino';
 import type { ServerDesign } from '../shared/design.ts';
 import type { DesignName } from '../shared/messages.ts';
-import type { OprfMode } from '../shared/oprf.ts';
+import type { BackendName, OprfMode } from '../shared/suite.ts';
 import type { Directory } from './directory.ts';
 import type { Store } from './store.ts';
 
@@ -30,6 +30,8 @@ export interface ServerOptions {
   tagBytes?: number;
   /** How long an epoch is still served after a newer one exists (default 24 h). */
   graceMs?: number;
+  /** Crypto backend of the blinded design (evaluation, build, directory changes); default sodium (shared/suite.ts DEFAULT_BACKEND). */
+  backend?: BackendName;
   /** Blinded evaluate worker threads (0: on the main thread); default PCD_EVAL_THREADS, else one per core. */
   evalThreads?: number;
   /** Lookups (numbers, hashes or elements) per requester per minute; 0 disables (default 0). */

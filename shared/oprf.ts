@@ -59,39 +59,48 @@
  *
  * @module
  */
-import { ristretto255, ristretto255_oprf } from '@noble/curves/ed25519.js';
+import { ristretto255, ristretto255_hasher, ristretto255_oprf } from '@noble/curves/ed25519.js';
 import { getMinHashLength } from '@noble/curves/abstract/modular.js';
-import { numberToBytesLE } from '@noble/curves/utils.js';
+import { bytesToNumberLE, numberToBytesLE } from '@noble/curves/utils.js';
+import { sha512 } from '@noble/hashes/sha2.js';
 import { ErrorCode, PcdError } from './errors.ts';
+import {
+  ELEMENT_BYTES,
+  MODES,
+  OUTPUT_BYTES,
+  PROOF_BYTES,
+  RANDOM_SCALAR_BYTES,
+  SCALAR_BYTES,
+  SUITE,
+  type KeyPair,
+  type OprfBackend,
+  type OprfMode,
+  type OutputBytes,
+  type PointBytes,
+  type ProofBytes,
+  type Rng,
+  type ScalarBytes,
+} from './suite.ts';
+import { asSha512, assertMode, checkArray, checkInput, composeSuite, drawFrom, scalarFromDraw, type GroupOps } from './voprf.ts';
 
-/** A serialized ristretto255 element as it travels: 32 bytes (RFC 9497 §4.1, Ne = 32). */
-export type PointBytes = Uint8Array;
-/** A serialized scalar: 32 bytes, little-endian, below the group order (RFC 9497 §4.1, Ns = 32). */
-export type ScalarBytes = Uint8Array;
-/** A DLEQ proof: the two scalars c || s, 64 bytes (RFC 9497 §2.2.1). */
-export type ProofBytes = Uint8Array;
-/** The Finalize / Evaluate output: SHA-512, 64 bytes (RFC 9497 §4.1, Nh = 64). */
-export type OutputBytes = Uint8Array;
-
-export const SUITE = 'ristretto255-SHA512' as const;
-export const ELEMENT_BYTES = 32;
-export const SCALAR_BYTES = 32;
-export const PROOF_BYTES = 2 * SCALAR_BYTES;
-export const OUTPUT_BYTES = 64;
-
-export const MODES = ['oprf', 'voprf'] as const;
-export type OprfMode = (typeof MODES)[number];
-
-/** Source of random bytes, asked for `bytes` bytes at a time. */
-export type Rng = (bytes: number) => Uint8Array;
-
-export interface KeyPair {
-  secretKey: ScalarBytes;
-  publicKey: PointBytes;
-}
-
-/** Longest PrivateInput: inputs are length-prefixed with two bytes (RFC 9497 §1.2, §5.1). */
-export const MAX_INPUT_BYTES = 0xffff;
+// The suite's constants and wire types are defined in shared/suite.ts; re-exported for callers of this module.
+export {
+  ELEMENT_BYTES,
+  MAX_INPUT_BYTES,
+  MODES,
+  OUTPUT_BYTES,
+  PROOF_BYTES,
+  RANDOM_SCALAR_BYTES,
+  SCALAR_BYTES,
+  SUITE,
+  type KeyPair,
+  type OprfMode,
+  type OutputBytes,
+  type PointBytes,
+  type ProofBytes,
+  type Rng,
+  type ScalarBytes,
+} from './suite.ts';
 
 const { Point } = ristretto255;
 const { Fn } = Point;
@@ -101,11 +110,10 @@ if (ristretto255_oprf.name !== SUITE) {
   throw new Error(`@noble/curves ristretto255_oprf is suite ${ristretto255_oprf.name}, expected ${SUITE}`);
 }
 
-/**
- * Bytes noble's RandomScalar draws: L = ceil((3 * ceil(log2(order)) / 2) / 8)
- * = 48 for ristretto255, reduced into [1, order - 1] (RFC 9497 §4.7.2).
- */
-export const RANDOM_SCALAR_BYTES = getMinHashLength(Fn.ORDER);
+// noble's RandomScalar draws L = ceil((3 * ceil(log2(order)) / 2) / 8) bytes (RFC 9497 §4.7.2): 48, as shared/suite.ts states.
+if (getMinHashLength(Fn.ORDER) !== RANDOM_SCALAR_BYTES) {
+  throw new Error(`@noble/curves draws ${getMinHashLength(Fn.ORDER)} bytes per random scalar, shared/suite.ts says ${RANDOM_SCALAR_BYTES}`);
+}
 
 // ---------------------------------------------------------------------------
 // noble's suite, with the one function its declarations leave out
@@ -164,11 +172,6 @@ function toNobleRng(rng: Rng | undefined): NobleRng | undefined {
 // ---------------------------------------------------------------------------
 // Input validation
 
-function assertMode(mode: unknown): asserts mode is OprfMode {
-  if (!MODES.includes(mode as OprfMode)) {
-    throw new TypeError(`unknown OPRF mode ${JSON.stringify(mode)}: expected one of ${MODES.join(', ')}`);
-  }
-}
 
 /**
  * What is wrong with `bytes` as a wire element, or undefined if nothing:
@@ -209,16 +212,7 @@ function checkScalar(what: string, bytes: unknown): void {
   if (Fn.is0(s)) throw new RangeError(`${what}: is zero`);
 }
 
-function checkInput(what: string, input: unknown): void {
-  if (!(input instanceof Uint8Array)) throw new TypeError(`${what}: expected a byte string, got ${typeof input}`);
-  if (input.length > MAX_INPUT_BYTES) {
-    throw new RangeError(`${what}: ${input.length} bytes, RFC 9497 allows at most ${MAX_INPUT_BYTES}`);
-  }
-}
 
-function checkArray(what: string, list: unknown): asserts list is readonly unknown[] {
-  if (!Array.isArray(list)) throw new TypeError(`${what}: expected an array`);
-}
 
 // ---------------------------------------------------------------------------
 // Keys (RFC 9497 §3.2)
@@ -437,3 +431,56 @@ export function rngForScalars(scalars: readonly Uint8Array[]): Rng {
     return draw.slice();
   };
 }
+
+// ---------------------------------------------------------------------------
+// The noble backend (shared/suite.ts)
+
+/**
+ * ristretto255 from @noble/curves as {@link GroupOps}, for the split-batch
+ * steps (evaluateChunk, proveComposite) that noble's OPRF module does not
+ * expose: shared/voprf.ts composes them from these primitives.
+ */
+const deriveToCurve = ristretto255_hasher.deriveToCurve;
+if (typeof deriveToCurve !== 'function') throw new Error('@noble/curves ristretto255_hasher.deriveToCurve (RFC 9496 §4.3.4) is missing');
+
+const nobleGroup: GroupOps = {
+  sha512: asSha512((m) => sha512(m)),
+  fromUniform: (bytes) => deriveToCurve(bytes).toBytes(),
+  reduce64: (bytes) => Fn.toBytes(Fn.create(bytesToNumberLE(bytes))),
+  mul: (scalar, point) => Point.fromBytes(point).multiply(Fn.fromBytes(scalar)).toBytes(),
+  mulBase: (scalar) => Point.BASE.multiply(Fn.fromBytes(scalar)).toBytes(),
+  add: (a, b) => Point.fromBytes(a).add(Point.fromBytes(b)).toBytes(),
+  scalarMul: (a, b) => Fn.toBytes(Fn.mul(Fn.fromBytes(a), Fn.fromBytes(b))),
+  scalarSub: (a, b) => Fn.toBytes(Fn.sub(Fn.fromBytes(a), Fn.fromBytes(b))),
+  scalarInvert: (a) => Fn.toBytes(Fn.inv(Fn.fromBytes(a))),
+  isCanonicalScalar(bytes) {
+    try {
+      Fn.fromBytes(bytes);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  elementProblem,
+  randomScalar: (rng) => scalarFromDraw(drawFrom(rng ?? ((n) => crypto.getRandomValues(new Uint8Array(n)))), Fn.ORDER),
+};
+
+const nobleComposed = composeSuite(nobleGroup);
+
+/**
+ * The reference backend: every RFC operation is @noble/curves'
+ * `ristretto255_oprf` (the functions above); only the split-batch steps are
+ * composed (shared/voprf.ts) from noble's group primitives.
+ */
+export const nobleBackend: OprfBackend = {
+  name: 'noble',
+  generateKeyPair: () => generateKeyPair('voprf'),
+  publicKeyOf,
+  elementProblem,
+  blindBatch,
+  blindEvaluateBatch,
+  finalizeBatch,
+  evaluate,
+  evaluateChunk: nobleComposed.evaluateChunk,
+  proveComposite: nobleComposed.proveComposite,
+};

@@ -1,0 +1,370 @@
+/**
+ * RFC 9497 ristretto255-SHA512, OPRF and VOPRF modes, composed step by step
+ * from a small set of group primitives ({@link GroupOps}): the sodium
+ * backend (shared/sodium.ts) is this composition over libsodium, and the
+ * noble backend (shared/oprf.ts) uses it, over @noble/curves, for the split
+ * batch steps its library does not expose. Every step names its section; no
+ * curve arithmetic is written here, only the protocol around it.
+ *
+ * The hashes: HashToGroup is RFC 9380 `hash_to_ristretto255` (Appendix B):
+ * expand_message_xmd with SHA-512 to 64 bytes (noble's RFC 9380 §5.3.1
+ * implementation, fed the backend's SHA-512), then the RFC 9496 §4.3.4
+ * one-way map; HashToScalar (RFC 9497 §4.1) reduces 64 expand_message_xmd
+ * bytes, read little-endian, modulo the group order.
+ *
+ * @module
+ */
+import { expand_message_xmd } from '@noble/curves/abstract/hash-to-curve.js';
+import type { CHash } from '@noble/curves/utils.js';
+import { ErrorCode, PcdError } from './errors.ts';
+import {
+  MAX_BATCH_ELEMENTS,
+  MAX_INPUT_BYTES,
+  MODES,
+  PROOF_BYTES,
+  RANDOM_SCALAR_BYTES,
+  SCALAR_BYTES,
+  type EvaluatedChunk,
+  type FinalizeItems,
+  type KeyPair,
+  type OprfMode,
+  type OutputBytes,
+  type PointBytes,
+  type ProofBytes,
+  type Rng,
+  type ScalarBytes,
+} from './suite.ts';
+
+/** SHA-512 as RFC 9380 §5.3.1 expand_message_xmd needs it: a one-shot function with its sizes. */
+export type Sha512 = CHash;
+
+/** A one-shot SHA-512 function as {@link Sha512} (expand_message_xmd never streams). */
+export function asSha512(fn: (msg: Uint8Array) => Uint8Array): Sha512 {
+  return Object.assign((msg: Uint8Array) => fn(msg) as Uint8Array<ArrayBuffer>, {
+    outputLen: 64,
+    blockLen: 128,
+    canXOF: false,
+    create(): never {
+      throw new Error('this SHA-512 is one-shot');
+    },
+  });
+}
+
+/**
+ * ristretto255 (RFC 9496) on encodings. Inputs are trusted to be valid where
+ * the name says so; `mul` and `add` throw on anything they cannot decode.
+ */
+export interface GroupOps {
+  sha512: Sha512;
+  /** RFC 9496 §4.3.4 element derivation from 64 uniform bytes. */
+  fromUniform(bytes: Uint8Array): PointBytes;
+  /** 64 bytes read little-endian, reduced modulo the group order. */
+  reduce64(bytes: Uint8Array): ScalarBytes;
+  mul(scalar: ScalarBytes, point: PointBytes): PointBytes;
+  mulBase(scalar: ScalarBytes): PointBytes;
+  add(a: PointBytes, b: PointBytes): PointBytes;
+  scalarMul(a: ScalarBytes, b: ScalarBytes): ScalarBytes;
+  scalarSub(a: ScalarBytes, b: ScalarBytes): ScalarBytes;
+  scalarInvert(a: ScalarBytes): ScalarBytes;
+  /** Problem with a wire element (RFC 9496 §4.3.1 Decode, identity: RFC 9497 §3.3), or undefined. */
+  elementProblem(bytes: unknown): string | undefined;
+  /** True when 32 bytes encode an integer below the group order (RFC 9497 §4.1 DeserializeScalar). */
+  isCanonicalScalar(bytes: Uint8Array): boolean;
+  /** RFC 9497 §2.1 RandomScalar: nonzero; from `rng` exactly as noble maps it when given. */
+  randomScalar(rng?: Rng): ScalarBytes;
+}
+
+const te = new TextEncoder();
+const ascii = (s: string): Uint8Array => te.encode(s);
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+function i2osp2(n: number): Uint8Array {
+  return Uint8Array.of((n >>> 8) & 0xff, n & 0xff);
+}
+
+/** I2OSP(len(x), 2) || x (RFC 9497 §1.2 notation). */
+function lp(x: Uint8Array): Uint8Array[] {
+  return [i2osp2(x.length), x];
+}
+
+/** contextString = "OPRFV1-" || I2OSP(mode, 1) || "-" || identifier (RFC 9497 §3.1). */
+export function contextString(mode: OprfMode): Uint8Array {
+  return concat([ascii('OPRFV1-'), Uint8Array.of(MODES.indexOf(mode)), ascii('-ristretto255-SHA512')]);
+}
+
+const CONTEXTS: Readonly<Record<OprfMode, Uint8Array>> = { oprf: contextString('oprf'), voprf: contextString('voprf') };
+const DST = (prefix: string, mode: OprfMode) => concat([ascii(prefix), CONTEXTS[mode]]);
+const H2G_DST = { oprf: DST('HashToGroup-', 'oprf'), voprf: DST('HashToGroup-', 'voprf') };
+const H2S_DST = { oprf: DST('HashToScalar-', 'oprf'), voprf: DST('HashToScalar-', 'voprf') };
+const SEED_DST = { oprf: DST('Seed-', 'oprf'), voprf: DST('Seed-', 'voprf') };
+const FINALIZE = ascii('Finalize');
+const COMPOSITE = ascii('Composite');
+const CHALLENGE = ascii('Challenge');
+
+export function assertMode(mode: unknown): asserts mode is OprfMode {
+  if (!MODES.includes(mode as OprfMode)) {
+    throw new TypeError(`unknown OPRF mode ${JSON.stringify(mode)}: expected one of ${MODES.join(', ')}`);
+  }
+}
+
+export function checkInput(what: string, input: unknown): asserts input is Uint8Array {
+  if (!(input instanceof Uint8Array)) throw new TypeError(`${what}: expected a byte string, got ${typeof input}`);
+  if (input.length > MAX_INPUT_BYTES) {
+    throw new RangeError(`${what}: ${input.length} bytes, RFC 9497 allows at most ${MAX_INPUT_BYTES}`);
+  }
+}
+
+export function checkArray(what: string, list: unknown): asserts list is readonly unknown[] {
+  if (!Array.isArray(list)) throw new TypeError(`${what}: expected an array`);
+}
+
+/** The composition over one group: the functions an {@link OprfBackend} needs. */
+export function composeSuite(g: GroupOps) {
+  const hashToGroup = (input: Uint8Array, mode: OprfMode): PointBytes =>
+    g.fromUniform(expand_message_xmd(input, H2G_DST[mode], 64, g.sha512));
+  const hashToScalar = (msg: Uint8Array, mode: OprfMode): ScalarBytes =>
+    g.reduce64(expand_message_xmd(msg, H2S_DST[mode], 64, g.sha512));
+
+  const checkScalar = (what: string, s: unknown): void => {
+    if (!(s instanceof Uint8Array)) throw new TypeError(`${what}: expected a byte string, got ${typeof s}`);
+    if (s.length !== SCALAR_BYTES) throw new RangeError(`${what}: expected ${SCALAR_BYTES} bytes, got ${s.length}`);
+    if (!g.isCanonicalScalar(s)) throw new RangeError(`${what}: not a canonical scalar (must be below the group order)`);
+    if (isZeroBytes(s)) throw new RangeError(`${what}: is zero`);
+  };
+  const checkElements = (what: string, list: readonly unknown[], code: ErrorCode, first = 0): void => {
+    for (let i = 0; i < list.length; i++) {
+      const problem = g.elementProblem(list[i]);
+      if (problem !== undefined) throw new PcdError(code, `${what} ${first + i}: ${problem}`);
+    }
+  };
+  const checkKey = (key: KeyPair): void => {
+    checkScalar('secret key', key.secretKey);
+    const problem = g.elementProblem(key.publicKey);
+    if (problem !== undefined) throw new RangeError(`public key: ${problem}`);
+  };
+
+  /** Finalize's hash: Hash(I2OSP(len(input), 2) || input || I2OSP(len(N), 2) || N || "Finalize") (RFC 9497 §3.3.1). */
+  const finalHash = (input: Uint8Array, unblinded: PointBytes): OutputBytes => g.sha512(concat([...lp(input), ...lp(unblinded), FINALIZE]));
+
+  /** seed = Hash(I2OSP(len(Bm), 2) || Bm || I2OSP(len(seedDST), 2) || seedDST) (RFC 9497 §2.2.1). */
+  const compositeSeed = (publicKey: PointBytes): Uint8Array => g.sha512(concat([...lp(publicKey), ...lp(SEED_DST.voprf)]));
+  /** d_i = HashToScalar(I2OSP(len(seed), 2) || seed || I2OSP(i, 2) || ... || "Composite") (RFC 9497 §2.2.1). */
+  const weight = (seed: Uint8Array, i: number, c: PointBytes, d: PointBytes): ScalarBytes =>
+    hashToScalar(concat([...lp(seed), i2osp2(i), ...lp(c), ...lp(d), COMPOSITE]), 'voprf');
+  /** c = HashToScalar(Bm, M, Z, t2, t3 each length-prefixed || "Challenge") (RFC 9497 §2.2.1). */
+  const challenge = (pk: PointBytes, m: PointBytes, z: PointBytes, t2: PointBytes, t3: PointBytes): ScalarBytes =>
+    hashToScalar(concat([...lp(pk), ...lp(m), ...lp(z), ...lp(t2), ...lp(t3), CHALLENGE]), 'voprf');
+
+  const sum = (points: readonly PointBytes[]): PointBytes => {
+    let acc = points[0]!;
+    for (let i = 1; i < points.length; i++) acc = g.add(acc, points[i]!);
+    return acc;
+  };
+
+  /** RFC 9497 §2.2.1 GenerateProof, given the composite M (ComputeCompositesFast: Z = k * M). */
+  const proveComposite = (key: KeyPair, composites: readonly PointBytes[], rng?: Rng): ProofBytes => {
+    checkArray('composites', composites);
+    if (composites.length === 0) throw new RangeError('proveComposite: no composite');
+    checkKey(key);
+    const m = sum(composites);
+    const z = g.mul(key.secretKey, m);
+    const r = g.randomScalar(rng);
+    const t2 = g.mulBase(r);
+    const t3 = g.mul(r, m);
+    const c = challenge(key.publicKey, m, z, t2, t3);
+    const s = g.scalarSub(r, g.scalarMul(c, key.secretKey)); // s = r - c * k
+    r.fill(0);
+    return concat([c, s]);
+  };
+
+  /** D_i = k * C_i for a slice, and in voprf its part of M = sum d_i * C_i (RFC 9497 §2.2.1). */
+  const evaluateChunk = (mode: OprfMode, key: KeyPair, blinded: readonly PointBytes[], first: number): EvaluatedChunk => {
+    assertMode(mode);
+    checkArray('blinded', blinded);
+    if (!Number.isInteger(first) || first < 0 || first + blinded.length > MAX_BATCH_ELEMENTS) {
+      throw new RangeError(`evaluateChunk: elements ${first}..${first + blinded.length - 1} do not fit one batch of at most ${MAX_BATCH_ELEMENTS}`);
+    }
+    if (blinded.length === 0) throw new PcdError(ErrorCode.BadRequest, 'the batch holds no blinded element');
+    checkScalar('secret key', key.secretKey);
+    // RFC 9497 §3.3: every element from the wire is checked before any is evaluated.
+    checkElements('blinded element', blinded, ErrorCode.InvalidElement, first);
+    const evaluated = blinded.map((b) => g.mul(key.secretKey, b));
+    if (mode === 'oprf') return { evaluated };
+    checkKey(key);
+    const seed = compositeSeed(key.publicKey);
+    let composite: PointBytes | undefined;
+    for (let i = 0; i < blinded.length; i++) {
+      const term = g.mul(weight(seed, first + i, blinded[i]!, evaluated[i]!), blinded[i]!);
+      composite = composite === undefined ? term : g.add(composite, term);
+    }
+    return { evaluated, composite: composite! };
+  };
+
+  return {
+    generateKeyPair(): KeyPair {
+      const secretKey = g.randomScalar();
+      return { secretKey, publicKey: g.mulBase(secretKey) };
+    },
+
+    publicKeyOf(secretKey: ScalarBytes): PointBytes {
+      checkScalar('secret key', secretKey);
+      return g.mulBase(secretKey);
+    },
+
+    elementProblem: (bytes: unknown) => g.elementProblem(bytes),
+
+    /** RFC 9497 §3.3.1 Blind: r = RandomScalar(), B = r * HashToGroup(x). */
+    blindBatch(mode: OprfMode, inputs: readonly Uint8Array[], rng?: Rng): { blinds: ScalarBytes[]; blinded: PointBytes[] } {
+      assertMode(mode);
+      checkArray('inputs', inputs);
+      inputs.forEach((input, i) => checkInput(`input ${i}`, input));
+      const blinds: ScalarBytes[] = [];
+      const blinded: PointBytes[] = [];
+      for (const input of inputs) {
+        const r = g.randomScalar(rng);
+        const p = hashToGroup(input, mode);
+        // RFC 9497 §3.3.1: Blind fails with InvalidInputError when HashToGroup gives the identity.
+        if (isZeroBytes(p)) throw new RangeError('input hashes to the identity element (RFC 9497 §3.3.1 InvalidInputError)');
+        blinds.push(r);
+        blinded.push(g.mul(r, p));
+      }
+      return { blinds, blinded };
+    },
+
+    blindEvaluateBatch(mode: OprfMode, key: KeyPair, blinded: readonly PointBytes[], rng?: Rng): { evaluated: PointBytes[]; proof?: ProofBytes } {
+      const { evaluated, composite } = evaluateChunk(mode, key, blinded, 0);
+      if (mode === 'oprf') return { evaluated };
+      return { evaluated, proof: proveComposite(key, [composite!], rng) };
+    },
+
+    evaluateChunk,
+    proveComposite,
+
+    /** RFC 9497 §3.3.1 / §3.3.2 Finalize; voprf runs §2.2.2 VerifyProof first. */
+    finalizeBatch(mode: OprfMode, items: FinalizeItems, publicKey?: PointBytes, proof?: ProofBytes): OutputBytes[] {
+      assertMode(mode);
+      const { inputs, blinds, blinded, evaluated } = items;
+      checkArray('inputs', inputs);
+      checkArray('blinds', blinds);
+      checkArray('blinded', blinded);
+      if (blinds.length !== inputs.length || blinded.length !== inputs.length) {
+        throw new RangeError(`finalizeBatch: ${inputs.length} inputs, ${blinds.length} blinds and ${blinded.length} blinded elements must match`);
+      }
+      if (!Array.isArray(evaluated) || evaluated.length !== blinded.length) {
+        const got = Array.isArray(evaluated) ? `${evaluated.length} evaluated elements` : 'no array of evaluated elements';
+        throw new PcdError(ErrorCode.MalformedReply, `the server returned ${got} for ${blinded.length} blinded elements`);
+      }
+      if (mode === 'voprf') {
+        if (publicKey === undefined) throw new TypeError('voprf mode: finalizeBatch needs the epoch public key');
+        if (proof === undefined) throw new PcdError(ErrorCode.MalformedReply, 'voprf mode: the server sent no proof');
+      } else if (proof !== undefined) {
+        throw new PcdError(ErrorCode.MalformedReply, 'oprf mode: the server sent a proof, so it is not in oprf mode');
+      }
+      inputs.forEach((input, i) => checkInput(`input ${i}`, input));
+      blinds.forEach((blind, i) => checkScalar(`blind ${i}`, blind));
+      checkElements('blinded element', blinded, ErrorCode.InvalidElement);
+      // RFC 9497 §3.3: evaluated elements come over the wire and must decode and not be the identity.
+      checkElements('evaluated element', evaluated, ErrorCode.MalformedReply);
+      if (inputs.length === 0) return [];
+
+      if (mode === 'voprf') {
+        const pkProblem = g.elementProblem(publicKey);
+        if (pkProblem !== undefined) throw new PcdError(ErrorCode.MalformedReply, `epoch public key: ${pkProblem}`);
+        if (!(proof instanceof Uint8Array) || proof.length !== PROOF_BYTES) {
+          const got = proof instanceof Uint8Array ? `${proof.length} bytes` : typeof proof;
+          throw new PcdError(ErrorCode.MalformedReply, `proof: expected ${PROOF_BYTES} bytes, got ${got}`);
+        }
+        verifyProof(publicKey!, blinded, evaluated, proof);
+      }
+      return inputs.map((input, i) => finalHash(input, g.mul(g.scalarInvert(blinds[i]!), evaluated[i]!)));
+    },
+
+    /** RFC 9497 §3.3.1 Evaluate: Finalize's hash of skS * HashToGroup(x). */
+    evaluate(mode: OprfMode, secretKey: ScalarBytes, input: Uint8Array): OutputBytes {
+      assertMode(mode);
+      checkScalar('secret key', secretKey);
+      checkInput('input', input);
+      const p = hashToGroup(input, mode);
+      if (isZeroBytes(p)) throw new RangeError('input hashes to the identity element (RFC 9497 §3.3.1 InvalidInputError)');
+      return finalHash(input, g.mul(secretKey, p));
+    },
+  };
+
+  /** RFC 9497 §2.2.2 VerifyProof with §2.2.1 ComputeComposites (M and Z both summed). */
+  function verifyProof(pk: PointBytes, c: readonly PointBytes[], d: readonly PointBytes[], proof: ProofBytes): void {
+    const fail = (why: string): never => {
+      throw new PcdError(ErrorCode.ProofInvalid, `the server's proof does not verify against the epoch public key (RFC 9497 §2.2.2): ${why}`);
+    };
+    const pc = proof.subarray(0, SCALAR_BYTES);
+    const ps = proof.subarray(SCALAR_BYTES);
+    // RFC 9497 §4.1 DeserializeScalar: c and s must be canonical.
+    if (!g.isCanonicalScalar(pc)) fail('c is not a canonical scalar');
+    if (!g.isCanonicalScalar(ps)) fail('s is not a canonical scalar');
+    const seed = compositeSeed(pk);
+    let m: PointBytes | undefined;
+    let z: PointBytes | undefined;
+    try {
+      for (let i = 0; i < c.length; i++) {
+        const di = weight(seed, i, c[i]!, d[i]!);
+        const mi = g.mul(di, c[i]!);
+        const zi = g.mul(di, d[i]!);
+        m = m === undefined ? mi : g.add(m, mi);
+        z = z === undefined ? zi : g.add(z, zi);
+      }
+      const t2 = g.add(g.mulBase(ps), g.mul(pc, pk)); // s * G + c * pkS
+      const t3 = g.add(g.mul(ps, m!), g.mul(pc, z!)); // s * M + c * Z
+      const expected = challenge(pk, m!, z!, t2, t3);
+      let diff = 0;
+      for (let i = 0; i < SCALAR_BYTES; i++) diff |= expected[i]! ^ pc[i]!;
+      if (diff !== 0) fail('proof verification failed');
+    } catch (e) {
+      if (e instanceof PcdError) throw e;
+      // A point sum or product that is the identity: the proof cannot be right.
+      fail(e instanceof Error ? e.message : String(e));
+    }
+  }
+}
+
+export type ComposedSuite = ReturnType<typeof composeSuite>;
+
+/**
+ * RFC 9497 §4.7.2 RandomScalar from an explicit draw, as @noble/curves maps
+ * it: the bytes read little-endian as x, then (x mod (order - 1)) + 1, so the
+ * result is never zero and both backends turn one rng into the same scalars.
+ */
+export function scalarFromDraw(bytes: Uint8Array, order: bigint): ScalarBytes {
+  let x = 0n;
+  for (let i = bytes.length - 1; i >= 0; i--) x = (x << 8n) | BigInt(bytes[i]!);
+  let s = (x % (order - 1n)) + 1n;
+  const out = new Uint8Array(SCALAR_BYTES);
+  for (let i = 0; i < SCALAR_BYTES; i++, s >>= 8n) out[i] = Number(s & 0xffn);
+  return out;
+}
+
+/** Draws RANDOM_SCALAR_BYTES from `rng`, checking what it returns. */
+export function drawFrom(rng: Rng): Uint8Array {
+  if (typeof rng !== 'function') throw new TypeError('rng must be a function (bytes: number) => Uint8Array');
+  const got = rng(RANDOM_SCALAR_BYTES);
+  if (!(got instanceof Uint8Array) || got.length !== RANDOM_SCALAR_BYTES) {
+    throw new RangeError(`rng returned ${got instanceof Uint8Array ? got.length : typeof got} bytes, asked for ${RANDOM_SCALAR_BYTES}`);
+  }
+  return got;
+}
+
+/** The element of an all-zero encoding: the identity of ristretto255 (RFC 9496 §4.3.2). */
+export function isZeroBytes(bytes: Uint8Array): boolean {
+  let acc = 0;
+  for (let i = 0; i < bytes.length; i++) acc |= bytes[i]!;
+  return acc === 0;
+}
