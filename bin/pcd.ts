@@ -20,8 +20,14 @@ const program = new Command('pcd')
   .showHelpAfterError()
   .exitOverride();
 
-registerClientCommands(program);
-registerServerCommands(program);
+try {
+  registerClientCommands(program);
+  registerServerCommands(program);
+} catch (e) {
+  // A bad environment variable (PCD_BACKEND=...) is found while the options are built.
+  console.error(`pcd: ${e instanceof Error ? e.message : String(e)}`);
+  process.exit(2);
+}
 program
   .command('bench')
   .description('run the benchmarks (see bench/README in the README)')

@@ -10,6 +10,7 @@ import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { DESIGNS, type DesignName } from '../shared/messages.ts';
 import type { RequestOptions, Transport } from '../shared/design.ts';
+import { BACKENDS, DEFAULT_BACKEND, parseBackendName, type BackendName } from '../shared/suite.ts';
 import { createClient, type LookupResult } from './client.ts';
 import { createTransport } from './transport.ts';
 
@@ -43,6 +44,7 @@ interface CommonOptions {
   region?: string;
   json?: boolean;
   format: 'msgpack' | 'json';
+  backend: BackendName;
 }
 
 function addCommon(cmd: Command): Command {
@@ -52,8 +54,19 @@ function addCommon(cmd: Command): Command {
     .addOption(new Option('-d, --design <design>', 'lookup design').choices([...DESIGNS]).default('blinded'))
     .option('-r, --region <CC>', 'default region for numbers without a country code, e.g. US')
     .addOption(new Option('--format <format>', 'wire format').choices(['msgpack', 'json']).default('msgpack'))
+    .addOption(backendOption())
     .option('--json', 'print JSON for machines');
 }
+
+/** `--backend noble|sodium` (env PCD_BACKEND), shared by the client and server commands. */
+export function backendOption(): Option {
+  const env = process.env[BACKEND_ENV];
+  const fallback = env !== undefined && env !== '' ? parseBackendName(env) : DEFAULT_BACKEND;
+  return new Option('--backend <name>', `crypto backend of the blinded design (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(fallback);
+}
+
+/** Environment variable naming the crypto backend. */
+export const BACKEND_ENV = 'PCD_BACKEND';
 
 /** A transport that counts requests and bytes, for the sync summary. */
 export function countingTransport(inner: Transport): { transport: Transport; stats: { requests: number; sent: number; received: number } } {
@@ -82,7 +95,7 @@ export function registerClientCommands(program: Command): void {
       .description('look numbers up: messenger (with capabilities) or SMS only')
       .argument('<numbers...>', 'phone numbers, E.164 or national with --region'),
   ).action(async (numbers: string[], o: CommonOptions) => {
-    const client = createClient({ baseUrl: o.server, token: needToken(o), design: o.design, defaultRegion: o.region, format: o.format });
+    const client = createClient({ baseUrl: o.server, token: needToken(o), design: o.design, defaultRegion: o.region, format: o.format, backend: o.backend });
     const results = await client.lookupMany(numbers);
     if (o.json) {
       console.log(JSON.stringify({ design: o.design, results }, null, 2));
@@ -110,7 +123,7 @@ export function registerClientCommands(program: Command): void {
       }
     }
     const { transport, stats } = countingTransport(createTransport({ baseUrl: o.server, token: needToken(o), format: o.format }));
-    const client = createClient({ baseUrl: o.server, design: o.design, batchSize: o.batch, transport });
+    const client = createClient({ baseUrl: o.server, design: o.design, batchSize: o.batch, transport, backend: o.backend });
     const started = performance.now();
     const results: LookupResult[] = valid.length ? await client.lookupMany(valid.map((v) => v.number)) : [];
     const ms = performance.now() - started;

@@ -25,6 +25,7 @@ import {
   type RotateKeyRequest,
 } from '../shared/messages.ts';
 import type { Format } from '../shared/schema.ts';
+import type { BackendName } from '../shared/suite.ts';
 import { createBlindedClient } from './designs/blinded.ts';
 import { createHashedClient } from './designs/hashed.ts';
 import { createPlainClient } from './designs/plain.ts';
@@ -48,6 +49,8 @@ export interface ClientOptions {
   /** Numbers per request (default and maximum LIMITS.maxBatch). */
   batchSize?: number;
   timeoutMs?: number;
+  /** Crypto backend of the blinded design (default sodium). */
+  backend?: BackendName;
   /** Use this transport instead of HTTP fetch (tests, instrumentation). */
   transport?: Transport;
 }
@@ -75,7 +78,7 @@ export function normalizeList(numbers: readonly string[], defaultRegion?: string
 export function createClient(options: ClientOptions): Client {
   const transport =
     options.transport ?? createTransport({ baseUrl: options.baseUrl, token: options.token, format: options.format, timeoutMs: options.timeoutMs });
-  const design = CLIENT_DESIGNS[options.design ?? 'blinded'](transport);
+  const design = CLIENT_DESIGNS[options.design ?? 'blinded'](transport, { backend: options.backend });
   const batch = Math.max(1, Math.min(options.batchSize ?? LIMITS.maxBatch, LIMITS.maxBatch));
 
   const lookupNormalized = async (numbers: readonly E164[], signal?: AbortSignal): Promise<LookupResult[]> => {

@@ -10,8 +10,8 @@ import pino from 'pino';
 import { capabilitiesToMask } from '../shared/capabilities.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { DESIGNS, type DesignName } from '../shared/messages.ts';
-import { MODES, type OprfMode } from '../shared/oprf.ts';
-import { DEFAULT_PORT } from '../client/cli.ts';
+import { MODES, type BackendName, type OprfMode } from '../shared/suite.ts';
+import { DEFAULT_PORT, backendOption } from '../client/cli.ts';
 import { DAY_MS } from './querylog.ts';
 import { startServer, type RunningServer } from './server.ts';
 import { Store } from './store.ts';
@@ -122,6 +122,7 @@ interface ServeFlags {
   graceHours: number;
   rateLimit: number;
   evalThreads?: number;
+  backend: BackendName;
   logLevel: string;
   trustProxy?: boolean;
 }
@@ -138,6 +139,7 @@ function addServeOptions(cmd: Command): Command {
     .option('--grace-hours <hours>', 'blinded design: how long a rotated-out epoch is still served', int('--grace-hours'), 24)
     .option('--rate-limit <n>', 'lookups per requester per minute (0: off)', int('--rate-limit'), 0)
     .option('--eval-threads <n>', 'blinded design: evaluate worker threads (0: main thread; default PCD_EVAL_THREADS, else one per core)', int('--eval-threads'))
+    .addOption(backendOption())
     .option('--trust-proxy', 'take the client IP from X-Forwarded-For (behind a reverse proxy)')
     .option('--log-level <level>', 'server log level (pino)', process.env.PCD_LOG_LEVEL ?? 'info');
 }
@@ -154,6 +156,7 @@ async function serve(o: ServeFlags): Promise<RunningServer> {
     graceMs: o.graceHours * 3600_000,
     rateLimitPerMinute: o.rateLimit,
     evalThreads: o.evalThreads,
+    backend: o.backend,
     trustProxy: o.trustProxy,
     progress: true,
     logger: loggerFor(o.logLevel),
@@ -254,8 +257,9 @@ export function registerServerCommands(program: Command): void {
     .option('--bucket-bits <b>', 'bucket bits of the new epoch', int('--bucket-bits'))
     .addOption(new Option('--mode <mode>', 'OPRF mode of the new epoch').choices([...MODES]))
     .option('--grace-hours <hours>', 'how long the previous epoch is still served', int('--grace-hours'), 24)
-    .action(async (o: { data: string; bucketBits?: number; mode?: OprfMode; graceHours: number }) => {
-      const r = await rotateKeyOffline({ dataDir: o.data, bucketBits: o.bucketBits, mode: o.mode, graceMs: o.graceHours * 3600_000, progress: true });
+    .addOption(backendOption())
+    .action(async (o: { data: string; bucketBits?: number; mode?: OprfMode; graceHours: number; backend: BackendName }) => {
+      const r = await rotateKeyOffline({ dataDir: o.data, bucketBits: o.bucketBits, mode: o.mode, graceMs: o.graceHours * 3600_000, backend: o.backend, progress: true });
       console.log(`new epoch ${r.epoch}${r.previous ? `; epoch ${r.previous} is served until ${new Date(r.retiresAt ?? 0).toISOString()}, then its key is destroyed` : ''}`);
     });
 

@@ -14,6 +14,7 @@ import type { CapabilityMask } from './capabilities.ts';
 import type { E164 } from './e164.ts';
 import type { DesignName } from './messages.ts';
 import type { Schema } from './schema.ts';
+import type { BackendName, OprfBackend } from './suite.ts';
 
 // ---------------------------------------------------------------- client side
 
@@ -62,7 +63,13 @@ export interface ClientDesign {
   lookupBatch(numbers: readonly E164[], options?: { signal?: AbortSignal }): Promise<LookupResult[]>;
 }
 
-export type ClientDesignFactory = (transport: Transport) => ClientDesign;
+/** What a client design may be given besides its transport. */
+export interface ClientDesignOptions {
+  /** Crypto backend for designs that blind (default: DEFAULT_BACKEND, shared/suite.ts). */
+  backend?: BackendName | OprfBackend;
+}
+
+export type ClientDesignFactory = (transport: Transport, options?: ClientDesignOptions) => ClientDesign;
 
 // ---------------------------------------------------------------- server side
 

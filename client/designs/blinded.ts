@@ -21,13 +21,16 @@
 import { Bucket, bucketOf, truncateTag } from '../../shared/buckets.ts';
 import { maskToCapabilities } from '../../shared/capabilities.ts';
 import type { ClientDesign, ClientDesignFactory, LookupResult, Transport } from '../../shared/design.ts';
+import { loadBackend } from '../../shared/backends.ts';
 import type { E164 } from '../../shared/e164.ts';
 import { ErrorCode, PcdError, isPcdError } from '../../shared/errors.ts';
 import { BlindedConfigReply, BucketReply, EvaluateReply, PATHS } from '../../shared/messages.ts';
-import { blindBatch, finalizeBatch, type OprfMode, type Rng } from '../../shared/oprf.ts';
+import { DEFAULT_BACKEND, type BackendName, type OprfBackend, type OprfMode, type Rng } from '../../shared/suite.ts';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
 
 export interface BlindedClientOptions {
+  /** Crypto backend, or its name (default sodium: ~10x noble per scalar multiplication; noble runs anywhere). */
+  backend?: BackendName | OprfBackend;
   /** Randomness for blinding (tests); default crypto.getRandomValues. */
   rng?: Rng;
   /** Refetch the config when it is older than this (default 5 minutes); an unknown or retired epoch refetches at once. */
@@ -78,6 +81,10 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
   const configMaxAge = options.configMaxAgeMs ?? 5 * 60_000;
   const maxTags = options.maxCachedTags ?? 1 << 17;
   const concurrency = Math.max(1, options.bucketConcurrency ?? 8);
+  const chosen = options.backend ?? DEFAULT_BACKEND;
+  let backend: Promise<OprfBackend> | undefined;
+  /** Loaded on first use (libsodium's WASM module starts in ~20-40 ms), once. */
+  const suite = (): Promise<OprfBackend> => (backend ??= typeof chosen === 'string' ? loadBackend(chosen) : Promise.resolve(chosen));
   const stats: BlindedClientStats = {
     configFetches: 0,
     evaluateRequests: 0,
@@ -146,7 +153,8 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
   /** Blind, one evaluate request, verify, finalize, truncate: the tags of `numbers` (distinct, none cached). */
   const evaluateTags = async (p: EpochParams, numbers: readonly E164[], signal: AbortSignal | undefined): Promise<Uint8Array[]> => {
     const inputs = numbers.map((n) => utf8ToBytes(n));
-    const { blinds, blinded } = blindBatch(p.mode, inputs, options.rng);
+    const b = await suite();
+    const { blinds, blinded } = b.blindBatch(p.mode, inputs, options.rng);
     const r = await transport.request({
       method: 'POST',
       path: PATHS.blindedEvaluate,
@@ -173,7 +181,7 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
     }
     let outputs: Uint8Array[];
     try {
-      outputs = finalizeBatch(p.mode, { inputs, blinds, blinded, evaluated: reply.evaluated }, p.publicKey, reply.proof);
+      outputs = b.finalizeBatch(p.mode, { inputs, blinds, blinded, evaluated: reply.evaluated }, p.publicKey, reply.proof);
     } catch (e) {
       if (isPcdError(e, ErrorCode.ProofInvalid)) {
         throw new PcdError(
@@ -290,4 +298,4 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
   };
 }
 
-export const createBlindedClient: ClientDesignFactory = (transport) => createBlindedClientWith(transport);
+export const createBlindedClient: ClientDesignFactory = (transport, options) => createBlindedClientWith(transport, { backend: options?.backend });
