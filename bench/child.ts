@@ -5,10 +5,12 @@
  * measurement starts from a fresh process.
  *
  * Commands arrive over IPC, one at a time:
- * - `start`: startServer on 127.0.0.1, an ephemeral port; replies the URL.
+ * - `start`: startServer on 127.0.0.1, an ephemeral port; replies the URL
+ *   once every design is ready (or, with `listenOnly`, once it listens).
  * - `open`: openServer without a socket, measuring time and memory around
  *   it (the directory build mark), then closes.
- * - `usage`: this process's CPU time and memory now.
+ * - `usage`: this process's CPU time and memory now (after a full GC with
+ *   `gc`), with the blinded design's epoch counters.
  * - `close`: closes the server (flushing its logs) and exits.
  */
 import fs from 'node:fs';
@@ -17,15 +19,17 @@ import pino from 'pino';
 import type { ServerOptions } from '../server/context.ts';
 import { openServer, startServer, type OpenServer, type RunningServer } from '../server/server.ts';
 import type { BlindedServerDesign } from '../server/designs/blinded.ts';
-import { EPOCHS_DIR, type EpochStats } from '../server/epochs.ts';
+import type { EpochStats } from '../server/blinded/epoch.ts';
+import { EPOCHS_DIR } from '../server/blinded/table.ts';
 
 /** ServerOptions that survive structured cloning (no logger, no clock). */
 export type ChildServerOptions = Omit<ServerOptions, 'logger' | 'now'>;
 
 export type ChildCommand =
-  | { cmd: 'start'; options: ChildServerOptions }
+  /** `listenOnly`: reply as soon as the socket listens, without waiting for every design to be ready (the scale section times both). */
+  | { cmd: 'start'; options: ChildServerOptions; listenOnly?: boolean }
   | { cmd: 'open'; options: ChildServerOptions }
-  | { cmd: 'usage' }
+  | { cmd: 'usage'; gc?: boolean }
   | { cmd: 'close' };
 
 export interface Usage {
@@ -36,6 +40,8 @@ export interface Usage {
   maxRssBytes: number;
   /** The running server's blinded evaluator pool, when it has one. */
   evaluator?: EvaluatorInfo;
+  /** The running server's blinded epoch counters (builds, cache loads, the last build), when it has them. */
+  epochStats?: EpochStats;
 }
 
 /** What the benchmark reports of the blinded design's evaluator pool (server/evaluator.ts). */
@@ -80,11 +86,13 @@ function gc(): void {
 function usage(): Usage {
   const c = process.cpuUsage();
   const evaluator = server ? evaluatorInfo(server) : undefined;
+  const epochStats = server ? blindedStats(server) : undefined;
   return {
     cpuUs: c.user + c.system,
     memory: process.memoryUsage(),
     maxRssBytes: process.resourceUsage().maxRSS * 1024,
     ...(evaluator ? { evaluator } : {}),
+    ...(epochStats ? { epochStats } : {}),
   };
 }
 
@@ -119,6 +127,7 @@ async function handle(c: ChildCommand): Promise<StartReply | OpenReply | Usage |
       if (server) throw new Error('a server is running already');
       const t0 = performance.now();
       server = await startServer({ ...c.options, host: '127.0.0.1', port: 0, logger });
+      if (!c.listenOnly) await server.ready; // every design answering: the blinded epochs loaded or built
       const seconds = (performance.now() - t0) / 1000;
       return { url: server.url, seconds, directorySize: server.directory.size, epochStats: blindedStats(server), usage: usage() };
     }
@@ -127,6 +136,7 @@ async function handle(c: ChildCommand): Promise<StartReply | OpenReply | Usage |
       const before = usage();
       const t0 = performance.now();
       const open = await openServer({ ...c.options, logger });
+      await open.ready;
       const seconds = (performance.now() - t0) / 1000;
       gc();
       const after = usage();
@@ -143,6 +153,7 @@ async function handle(c: ChildCommand): Promise<StartReply | OpenReply | Usage |
       return reply;
     }
     case 'usage':
+      if (c.gc) gc();
       return usage();
     case 'close':
       if (server) await server.close();

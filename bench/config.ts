@@ -7,18 +7,27 @@
 import type { BandwidthConfig } from './bandwidth.ts';
 import type { BuildConfig } from './build.ts';
 import type { CryptoConfig } from './crypto.ts';
-import type { HttpConfig } from './http.ts';
+import type { FairnessConfig } from './fairness.ts';
+import type { HttpConfig, HttpShapeConfig } from './http.ts';
 import type { ReverseConfig } from './reverse.ts';
+import type { ScaleConfig } from './scale.ts';
 
 export type Profile = 'quick' | 'full' | 'tiny';
 
 export interface BenchConfig {
   crypto: CryptoConfig;
   http: HttpConfig;
+  fairness: FairnessConfig;
   bandwidth: BandwidthConfig;
   build: BuildConfig;
+  scale: ScaleConfig;
   reverse: ReverseConfig;
 }
+
+/** Evaluator threads compared in the http section (`--eval-threads 1` vs `2`). */
+const THREAD_COUNTS = [1, 2];
+
+const once = (shape: HttpShapeConfig['shape'], numbers: number, concurrency: number): HttpShapeConfig => ({ shape, numbers, concurrency, durationMs: 0, minRequests: concurrency, maxRequests: concurrency });
 
 const PROJECT_TO = [1e7, 1e9];
 const PROJECT_BITS = [0, 4, 8, 12, 16, 20, 24];
@@ -34,6 +43,9 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           budget: { ms: 15, minSamples: 1, warmupMs: 0 },
           bigBudget: { ms: 0, minSamples: 1, maxSamples: 1, warmupMs: -1 },
           batches: [1, 4],
+          finalizeBatches: [4],
+          split: { elements: 4, chunks: 2 },
+          psiItems: 4,
           bucketEntries: 256,
         },
         http: {
@@ -48,7 +60,21 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           bucket: { concurrency: 2, durationMs: 100, minRequests: 2, maxRequests: 10_000 },
           warmupMs: 0,
           rounds: 1,
+          backend: 'sodium',
+          evalThreads: 2,
+          backends: { backends: ['noble', 'sodium'], shapes: [once('sync-100', 100, 1)] },
+          threads: { counts: THREAD_COUNTS, shapes: [once('sync-100', 100, 2)] },
         },
+        fairness: {
+          directorySize: 100,
+          bucketBits: 0,
+          backend: 'sodium',
+          evalThreads: 2,
+          flood: { elements: 4096, inFlight: 3, retryDelayMs: 10 },
+          leadMs: 100,
+          light: { durationMs: 300, minRequests: 3 },
+        },
+        scale: { sizes: [300], backend: 'sodium', bucketBits: 0, killAfterMs: 200 },
         bandwidth: { directorySize: 100, bucketBits: [0, 2], lookups: [1, 20], projectTo: PROJECT_TO, projectBits: PROJECT_BITS },
         build: { sizes: [100], blindedSizes: [100], bucketBits: 0, projectTo: PROJECT_TO, projectCores },
         reverse: {
@@ -66,6 +92,9 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           budget: { ms: 200, minSamples: 3 },
           bigBudget: { ms: 0, minSamples: 2, warmupMs: -1 },
           batches: [1, 100],
+          finalizeBatches: [100, 1000],
+          split: { elements: 100, chunks: 4 },
+          psiItems: 100,
           bucketEntries: 4096,
         },
         http: {
@@ -81,7 +110,27 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           bucket: { concurrency: 4, durationMs: 800, minRequests: 10, maxRequests: 100_000 },
           warmupMs: 200,
           rounds: 2,
+          backend: 'sodium',
+          evalThreads: cores,
+          backends: { backends: ['noble', 'sodium'], shapes: [{ shape: 'sync-100', numbers: 100, concurrency: 4, durationMs: 1500, minRequests: 8, maxRequests: 100_000 }] },
+          threads: {
+            counts: THREAD_COUNTS,
+            shapes: [
+              { shape: 'sync-100', numbers: 100, concurrency: 4, durationMs: 1500, minRequests: 8, maxRequests: 100_000 },
+              { shape: 'sync-4096', numbers: 4096, concurrency: 1, durationMs: 0, minRequests: 2, maxRequests: 100_000 },
+            ],
+          },
         },
+        fairness: {
+          directorySize: 1000,
+          bucketBits: 4,
+          backend: 'sodium',
+          evalThreads: cores,
+          flood: { elements: 4096, inFlight: 4, retryDelayMs: 10 },
+          leadMs: 500,
+          light: { durationMs: 3000, minRequests: 20 },
+        },
+        scale: { sizes: [20_000], backend: 'sodium', bucketBits: 4, killAfterMs: 1000 },
         bandwidth: { directorySize: 1000, bucketBits: [0, 4, 8], lookups: [1, 100], projectTo: PROJECT_TO, projectBits: PROJECT_BITS },
         build: { sizes: [1000, 10_000], blindedSizes: [1000], bucketBits: 0, projectTo: PROJECT_TO, projectCores },
         reverse: {
@@ -99,6 +148,9 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           budget: { ms: 2000, minSamples: 5 },
           bigBudget: { ms: 4000, minSamples: 3, warmupMs: -1 },
           batches: [1, 10, 100, 1000],
+          finalizeBatches: [1, 100, 1000],
+          split: { elements: 100, chunks: 4 },
+          psiItems: 100,
           bucketEntries: 4096,
         },
         http: {
@@ -115,7 +167,27 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           latency: { durationMs: 5000, minRequests: 3, maxRequests: 1_000_000 },
           warmupMs: 2000,
           rounds: 5,
+          backend: 'sodium',
+          evalThreads: cores,
+          backends: { backends: ['noble', 'sodium'], shapes: [{ shape: 'sync-100', numbers: 100, concurrency: 4, durationMs: 10_000, minRequests: 20, maxRequests: 1_000_000 }] },
+          threads: {
+            counts: THREAD_COUNTS,
+            shapes: [
+              { shape: 'sync-100', numbers: 100, concurrency: 4, durationMs: 10_000, minRequests: 20, maxRequests: 1_000_000 },
+              { shape: 'sync-4096', numbers: 4096, concurrency: 1, durationMs: 10_000, minRequests: 5, maxRequests: 1_000_000 },
+            ],
+          },
         },
+        fairness: {
+          directorySize: 10_000,
+          bucketBits: 8,
+          backend: 'sodium',
+          evalThreads: cores,
+          flood: { elements: 4096, inFlight: 4, retryDelayMs: 10 },
+          leadMs: 1000,
+          light: { durationMs: 15_000, minRequests: 50 },
+        },
+        scale: { sizes: [1_000_000, 10_000_000], backend: 'sodium', bucketBits: 8, killAfterMs: 1000 },
         bandwidth: {
           directorySize: 10_000,
           bucketBits: [0, 2, 4, 6, 8, 10, 12],

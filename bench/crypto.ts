@@ -1,28 +1,32 @@
 /**
- * Crypto per operation, reference backend (shared/oprf.ts over @noble/curves):
- * the client's blind and finalize (batch proof verify included), the
- * server's BlindEvaluate per element at several batch sizes in both modes
- * (the one DLEQ proof per batch amortised over its elements), Evaluate (the
- * directory build's cost per registered number), SHA-256 per number (the
- * hashed design), the bucket id, the local bucket search, and number
- * normalisation. Every mark goes through the same functions the designs call.
+ * Crypto per operation for each suite backend (shared/suite.ts: `noble`, the
+ * pure-JS reference, and `sodium`, libsodium's WASM ristretto255), side by
+ * side: the client's blind and finalize (batch proof verify included, up to
+ * a sync of 1,000 numbers in one batch), the server's BlindEvaluate per
+ * element at several batch sizes in both modes (the one DLEQ proof per batch
+ * amortised over its elements), the split-batch pair (evaluateChunk on
+ * slices + proveComposite: what the evaluator pool runs across threads) and
+ * Evaluate (the directory build's cost per registered number). The backends
+ * of one operation are timed in alternation, so their ratio shares the
+ * machine's noise. Every mark goes through the backend interface the server
+ * and the client call.
+ *
+ * Beside them, a peer measured in the same run: OpenMined psi.js server
+ * `processRequest` and client `createRequest` per item for a request of 100
+ * (bench/psi.ts), timed in alternation with BlindEvaluate of 100. And the
+ * backend-independent work: SHA-256 per number (the hashed design), the
+ * bucket id, the local bucket search, number normalisation.
  */
 import { utf8ToBytes } from '@noble/hashes/utils.js';
 import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
 import { Bucket, bucketOf, DEFAULT_TAG_BYTES, truncateTag } from '../shared/buckets.ts';
+import { loadBackend } from '../shared/backends.ts';
 import { normalizeNumber, type E164 } from '../shared/e164.ts';
 import { hashNumber } from '../shared/hashed.ts';
-import {
-  blindBatch,
-  blindEvaluateBatch,
-  evaluate,
-  finalizeBatch,
-  generateKeyPair,
-  MODES,
-  type OprfMode,
-} from '../shared/oprf.ts';
+import { MODES, type BackendName, type OprfBackend, type OprfMode, type PointBytes } from '../shared/suite.ts';
 import { sampleNumbers } from '../server/seed.ts';
-import type { CryptoMark } from './results.ts';
+import { loadPsi, preparePsi, PSI_EXTERNAL } from './psi.ts';
+import type { CryptoImpl, CryptoMark, ExternalReference } from './results.ts';
 import { timeInterleaved, type TimingBudget } from './stats.ts';
 
 export interface CryptoConfig {
@@ -30,15 +34,30 @@ export interface CryptoConfig {
   budget: TimingBudget;
   /** Budget for marks whose one call takes long (big batches). */
   bigBudget: TimingBudget;
-  /** Batch sizes for BlindEvaluate and Finalize. */
+  /** Batch sizes for BlindEvaluate. */
   batches: number[];
+  /** Batch sizes for Finalize (a contact sync of 1,000 is one batch of 1,000). */
+  finalizeBatches: number[];
+  /** The split-batch pair: a batch of `elements` cut into `chunks` slices. */
+  split: { elements: number; chunks: number };
+  /** Items in the psi.js request (the comparison is at the same size as one BlindEvaluate batch). */
+  psiItems: number;
   /** Entries of the bucket the local search runs on. */
   bucketEntries: number;
+  /** Backends measured side by side (default both). */
+  backends?: readonly BackendName[];
 }
 
 export interface CryptoContext {
-  backend: string;
   log: (line: string) => void;
+}
+
+export interface CryptoOutcome {
+  marks: CryptoMark[];
+  references: ExternalReference[];
+  notes: string[];
+  /** What each implementation is (name and version), for the report. */
+  implementations: Record<string, string>;
 }
 
 interface Prepared {
@@ -67,14 +86,30 @@ function cycler<T>(list: readonly T[]): () => T {
   };
 }
 
-export async function runCrypto(config: CryptoConfig, ctx: CryptoContext): Promise<CryptoMark[]> {
-  const maxBatch = Math.max(...config.batches);
-  const prepared = prepare(Math.max(200, maxBatch));
+/** The mark's name: the operation, then who computed it (none for backend-independent work). */
+export function cryptoMarkName(operation: string, impl: CryptoImpl): string {
+  return impl === 'any' || operation.startsWith(`${impl} `) ? operation : `${operation} [${impl}]`;
+}
+
+export async function runCrypto(config: CryptoConfig, ctx: CryptoContext): Promise<CryptoOutcome> {
+  const maxBatch = Math.max(...config.batches, ...config.finalizeBatches, config.split.elements);
+  const prepared = prepare(Math.max(200, maxBatch, config.psiItems));
   const { numbers, inputs } = prepared;
   const marks: CryptoMark[] = [];
+  const notes: string[] = [];
+  const references: ExternalReference[] = [];
+  const implementations: Record<string, string> = {};
+
+  const backends: OprfBackend[] = [];
+  for (const name of config.backends ?? (['noble', 'sodium'] as const)) {
+    const t0 = performance.now();
+    backends.push(await loadBackend(name));
+    ctx.log(`  backend ${name} loaded in ${(performance.now() - t0).toFixed(0)} ms`);
+  }
 
   interface Spec {
-    name: string;
+    operation: string;
+    impl: CryptoImpl;
     op: string;
     batch?: number;
     mode?: OprfMode;
@@ -92,9 +127,10 @@ export async function runCrypto(config: CryptoConfig, ctx: CryptoContext): Promi
       const batch = spec.batch ?? 1;
       const mark: CryptoMark = {
         section: 'crypto',
-        name: spec.name,
+        name: cryptoMarkName(spec.operation, spec.impl),
+        operation: spec.operation,
         op: spec.op,
-        backend: ctx.backend,
+        backend: spec.impl,
         ...(spec.mode ? { mode: spec.mode } : {}),
         batch,
         ...t,
@@ -103,19 +139,22 @@ export async function runCrypto(config: CryptoConfig, ctx: CryptoContext): Promi
       };
       marks.push(mark);
       ctx.log(
-        `  ${mark.name.padEnd(50)} x ${formatRate(mark.itemsPerSec)} ${mark.op}s/sec @ ${mark.usPerItem.toFixed(1)} µs/${mark.op}` +
+        `  ${mark.name.padEnd(62)} x ${formatRate(mark.itemsPerSec)} ${mark.op}s/sec @ ${mark.usPerItem.toFixed(1)} µs/${mark.op}` +
           ` (${mark.ops} ops, p99 ${(mark.p99Us / 1000).toFixed(2)} ms/op)`,
       );
     });
   };
+  /** One operation, every backend, in alternation. */
+  const perBackend = (spec: Omit<Spec, 'impl'>, make: (b: OprfBackend) => () => unknown): [Spec, () => unknown][] =>
+    backends.map((b) => [{ ...spec, impl: b.name }, make(b)]);
 
-  // ------------------------------------------------------------ normalisation and hashing
+  // ------------------------------------------------------------ normalisation and hashing (no backend)
   const nextE164 = cycler(numbers as readonly string[]);
-  await add([{ name: 'normalizeNumber (E.164 input)', op: 'number' }, () => normalizeNumber(nextE164())]);
+  await add([{ operation: 'normalizeNumber (E.164 input)', impl: 'any', op: 'number' }, () => normalizeNumber(nextE164())]);
   if (prepared.national.length > 0) {
     const nextNational = cycler(prepared.national);
     await add([
-      { name: 'normalizeNumber (national input + region)', op: 'number' },
+      { operation: 'normalizeNumber (national input + region)', impl: 'any', op: 'number' },
       () => {
         const n = nextNational();
         return normalizeNumber(n.text, n.region);
@@ -123,50 +162,108 @@ export async function runCrypto(config: CryptoConfig, ctx: CryptoContext): Promi
     ]);
   }
   const nextNumber = cycler(numbers);
-  await add([{ name: 'blinded: bucket id (b = 8)', op: 'number' }, () => bucketOf(nextNumber(), 8)]);
+  await add([{ operation: 'blinded: bucket id (b = 8)', impl: 'any', op: 'number' }, () => bucketOf(nextNumber(), 8)]);
+  await add([{ operation: 'hashed: SHA-256 of a number', impl: 'any', op: 'number' }, () => hashNumber(nextNumber())]);
 
-  // ------------------------------------------------------------ OPRF, client and server
-  const keys = { oprf: generateKeyPair('oprf'), voprf: generateKeyPair('voprf') };
+  // ------------------------------------------------------------ OPRF, client and server, per backend
+  const keys = new Map(backends.map((b) => [b.name, b.generateKeyPair()]));
+  const keyOf = (b: OprfBackend) => keys.get(b.name)!;
   const nextInput = cycler(inputs);
-  await add(
-    ...MODES.map((mode): [Spec, () => unknown] => [{ name: `client blind (${mode})`, op: 'number', mode }, () => blindBatch(mode, [nextInput()]).blinded[0]]),
-  );
-  // A tag and a hash, side by side: what one guess costs whoever enumerates numbers.
-  await add(
-    [{ name: 'hashed: SHA-256 of a number', op: 'number' }, () => hashNumber(nextNumber())],
-    [{ name: 'server Evaluate: directory build (voprf)', op: 'number', mode: 'voprf' }, () => evaluate('voprf', keys.voprf.secretKey, nextInput())],
-  );
+  for (const mode of MODES) {
+    await add(...perBackend({ operation: `client blind (${mode})`, op: 'number', mode }, (b) => () => b.blindBatch(mode, [nextInput()]).blinded[0]));
+  }
+  await add(...perBackend({ operation: 'server Evaluate: directory build (voprf)', op: 'number', mode: 'voprf' }, (b) => () => b.evaluate('voprf', keyOf(b).secretKey, nextInput())));
 
   // Batches: the same blinded elements for every call of one batch size (the
-  // server cannot tell; the proof nonce is fresh per call anyway).
-  const blindedBy = new Map<OprfMode, { blinds: Uint8Array[]; blinded: Uint8Array[] }>();
-  for (const mode of MODES) blindedBy.set(mode, blindBatch(mode, inputs.slice(0, maxBatch)));
+  // server cannot tell; the proof nonce is fresh per call anyway). Elements
+  // are backend-independent bytes: one blinding serves both backends.
+  const ref = backends[0]!;
+  const blindedBy = new Map<OprfMode, { blinds: Uint8Array[]; blinded: PointBytes[] }>();
+  for (const mode of MODES) blindedBy.set(mode, ref.blindBatch(mode, inputs.slice(0, maxBatch)));
 
-  // voprf and oprf in alternation at each batch size: their ratio is the proof's cost.
+  // psi.js, loaded now so that its request of psiItems is timed beside BlindEvaluate of the same size.
+  const psi = await loadPsi();
+  const psiInputs = numbers.slice(0, config.psiItems) as string[];
+  let psiRun: ReturnType<typeof preparePsi> | undefined;
+  if (psi.ok) {
+    try {
+      psiRun = preparePsi(psi.psi, psiInputs);
+      implementations['psi.js'] = `@openmined/psi.js ${psi.version} (ECDH PSI over P-256, WASM), from ${psi.from}, loaded in ${psi.loadMs.toFixed(0)} ms`;
+      ctx.log(`  psi.js ${psi.version} loaded from ${psi.from} (${psi.loadMs.toFixed(0)} ms), self-check passed`);
+    } catch (e) {
+      const why = `psi.js loaded but its self-check failed: ${e instanceof Error ? e.message : String(e)}`;
+      references.push({ ...PSI_EXTERNAL, why });
+      ctx.log(`  ${why}`);
+    }
+  } else {
+    references.push({ ...PSI_EXTERNAL, why: psi.why });
+    ctx.log(`  psi.js not measured: ${psi.why}`);
+  }
+
+  // voprf and oprf at each batch size, every backend in alternation: across modes the ratio is the
+  // proof's cost, across backends the speed-up. psi.js joins the batch of its size.
   for (const n of config.batches) {
+    for (const mode of ['voprf', 'oprf'] as const) {
+      const blinded = blindedBy.get(mode)!.blinded.slice(0, n);
+      const entries = perBackend(
+        { operation: `server BlindEvaluate (${mode}, batch ${n})`, op: 'element', batch: n, mode, big: n >= 100 },
+        (b) => () => b.blindEvaluateBatch(mode, keyOf(b), blinded).evaluated,
+      );
+      if (psiRun && mode === 'voprf' && n === config.psiItems) {
+        const { server, client, request } = psiRun;
+        entries.push(
+          [{ operation: `psi.js server processRequest (batch ${n})`, impl: 'psi.js', op: 'item', batch: n, big: true }, () => server.processRequest(request).serializeBinary()],
+          [{ operation: `psi.js client createRequest (batch ${n})`, impl: 'psi.js', op: 'item', batch: n, big: true }, () => client.createRequest(psiInputs).serializeBinary()],
+        );
+      }
+      await add(...entries);
+    }
+  }
+  if (psiRun && !config.batches.includes(config.psiItems)) {
+    const { server, client, request } = psiRun;
+    const n = config.psiItems;
+    const blinded = blindedBy.get('voprf')!.blinded.slice(0, n);
     await add(
-      ...(['voprf', 'oprf'] as const).map((mode): [Spec, () => unknown] => {
-        const blinded = blindedBy.get(mode)!.blinded.slice(0, n);
-        return [
-          { name: `server BlindEvaluate (${mode}, batch ${n})`, op: 'element', batch: n, mode, big: n >= 100 },
-          () => blindEvaluateBatch(mode, keys[mode], blinded).evaluated,
-        ];
+      ...perBackend({ operation: `server BlindEvaluate (voprf, batch ${n})`, op: 'element', batch: n, mode: 'voprf', big: true }, (b) => () => b.blindEvaluateBatch('voprf', keyOf(b), blinded).evaluated),
+      [{ operation: `psi.js server processRequest (batch ${n})`, impl: 'psi.js', op: 'item', batch: n, big: true }, () => server.processRequest(request).serializeBinary()],
+      [{ operation: `psi.js client createRequest (batch ${n})`, impl: 'psi.js', op: 'item', batch: n, big: true }, () => client.createRequest(psiInputs).serializeBinary()],
+    );
+  }
+  psiRun?.close();
+
+  // The split-batch pair, as the evaluator pool runs it (here on one thread): its overhead over one call.
+  {
+    const { elements: n, chunks } = config.split;
+    const blinded = blindedBy.get('voprf')!.blinded.slice(0, n);
+    const size = Math.ceil(n / chunks);
+    await add(
+      ...perBackend({ operation: `server evaluateChunk x${chunks} + proveComposite (voprf, batch ${n})`, op: 'element', batch: n, mode: 'voprf', big: n >= 100 }, (b) => () => {
+        const key = keyOf(b);
+        const parts = [];
+        for (let first = 0; first < n; first += size) parts.push(b.evaluateChunk('voprf', key, blinded.slice(first, first + size), first));
+        return b.proveComposite(
+          key,
+          parts.map((p) => p.composite!),
+        );
       }),
     );
   }
-  for (const n of config.batches) {
-    await add(
-      ...(['voprf', 'oprf'] as const).map((mode): [Spec, () => unknown] => {
-        const pool = blindedBy.get(mode)!;
-        const blinded = pool.blinded.slice(0, n);
-        const reply = blindEvaluateBatch(mode, keys[mode], blinded);
-        const items = { inputs: inputs.slice(0, n), blinds: pool.blinds.slice(0, n), blinded, evaluated: reply.evaluated };
-        return [
-          { name: `client finalize (${mode}, batch ${n}${mode === 'voprf' ? ', proof verified' : ''})`, op: 'number', batch: n, mode, big: n >= 100 },
-          () => finalizeBatch(mode, items, keys[mode].publicKey, reply.proof),
-        ];
-      }),
-    );
+
+  for (const n of config.finalizeBatches) {
+    for (const mode of ['voprf', 'oprf'] as const) {
+      const pool = blindedBy.get(mode)!;
+      const blinded = pool.blinded.slice(0, n);
+      await add(
+        ...perBackend(
+          { operation: `client finalize (${mode}, batch ${n}${mode === 'voprf' ? ', proof verified' : ''})`, op: 'number', batch: n, mode, big: n >= 100 },
+          (b) => {
+            const reply = b.blindEvaluateBatch(mode, keyOf(b), blinded);
+            const items = { inputs: inputs.slice(0, n), blinds: pool.blinds.slice(0, n), blinded, evaluated: reply.evaluated };
+            return () => b.finalizeBatch(mode, items, keyOf(b).publicKey, reply.proof);
+          },
+        ),
+      );
+    }
   }
 
   // ------------------------------------------------------------ the client's local search
@@ -177,11 +274,19 @@ export async function runCrypto(config: CryptoConfig, ctx: CryptoContext): Promi
     return { tag, mask: 1 };
   });
   const bucket = Bucket.build(entries, DEFAULT_TAG_BYTES);
-  const probes = inputs.slice(0, 200).map((x) => truncateTag(evaluate('voprf', keys.voprf.secretKey, x), DEFAULT_TAG_BYTES));
+  const probes = inputs.slice(0, 200).map((x) => truncateTag(ref.evaluate('voprf', keyOf(ref).secretKey, x), DEFAULT_TAG_BYTES));
   const nextProbe = cycler(probes);
-  await add([{ name: `client bucket search (${config.bucketEntries} tags)`, op: 'number' }, () => bucket.lookup(nextProbe())]);
+  await add([{ operation: `client bucket search (${config.bucketEntries} tags)`, impl: 'any', op: 'number' }, () => bucket.lookup(nextProbe())]);
 
-  return marks;
+  notes.push(
+    `Crypto: backends ${backends.map((b) => b.name).join(' and ')} through the one suite interface (shared/suite.ts); the backends of one operation were timed in alternation (one sample each in turn), so "sodium / noble" ratios share the machine's noise. Times are per number or element on one core; "calls timed" is the sample count.`,
+  );
+  if (psiRun) {
+    notes.push(
+      `Crypto: psi.js is OpenMined's ECDH PSI (one P-256 scalar multiplication per item on each side, no proof): its processRequest of ${config.psiItems} items was timed in alternation with BlindEvaluate of ${config.psiItems} elements, on a prepared request object (no protobuf decode timed, as BlindEvaluate is timed without msgpack).`,
+    );
+  }
+  return { marks, references, notes, implementations };
 }
 
 function formatRate(perSec: number): string {

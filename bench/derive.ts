@@ -3,13 +3,13 @@
  * are shared and noisy: a ratio of two numbers measured minutes apart on
  * the same machine says more than either number alone).
  */
-import type { BandwidthMark, BuildMark, CryptoMark, HttpMark, Mark, Ratio } from './results.ts';
+import type { BandwidthMark, BuildMark, CryptoMark, ExternalReference, FairnessMark, HttpMark, Mark, Ratio } from './results.ts';
 
 function by<T extends Mark>(marks: readonly Mark[], section: T['section']): T[] {
   return marks.filter((m): m is T => m.section === section);
 }
 
-export function deriveRatios(marks: readonly Mark[]): Ratio[] {
+export function deriveRatios(marks: readonly Mark[], references: readonly ExternalReference[] = []): Ratio[] {
   const out: Ratio[] = [];
   const push = (section: Ratio['section'], name: string, num: number | undefined, den: number | undefined, formula: string) => {
     if (num === undefined || den === undefined || !Number.isFinite(num) || !Number.isFinite(den) || den === 0) return;
@@ -17,7 +17,8 @@ export function deriveRatios(marks: readonly Mark[]): Ratio[] {
   };
 
   // HTTP: throughput and server CPU per lookup, per request shape.
-  const http = by<HttpMark>(marks, 'http').filter((m) => m.phase === 'throughput');
+  const allHttp = by<HttpMark>(marks, 'http');
+  const http = allHttp.filter((m) => m.phase === 'throughput' && (m.group ?? 'designs') === 'designs');
   for (const shape of [...new Set(http.map((m) => m.shape))]) {
     if (shape === 'bucket') continue;
     const get = (d: string) => http.find((m) => m.shape === shape && m.design === d);
@@ -30,24 +31,88 @@ export function deriveRatios(marks: readonly Mark[]): Ratio[] {
     push('http', `HTTP ${shape}: blinded / hashed server CPU per lookup`, blinded?.serverCpuUsPerLookup, hashed?.serverCpuUsPerLookup, `server CPU µs/lookup, ${blinded?.name} ÷ ${hashed?.name}`);
     push('http', `HTTP ${shape}: plain / blinded lookups per second`, plain?.lookupsPerSec, blinded?.lookupsPerSec, `${plain?.name} ÷ ${blinded?.name}`);
     push('http', `HTTP ${shape}: hashed / blinded lookups per second`, hashed?.lookupsPerSec, blinded?.lookupsPerSec, `${hashed?.name} ÷ ${blinded?.name}`);
+    if (shape === 'single') {
+      push('http', `HTTP single (on-demand): blinded ${blinded?.backend ?? ''} / plain p50 latency`, blinded?.latencyMs.p50, plain?.latencyMs.p50, `p50, ${blinded?.name} ÷ ${plain?.name}`);
+      push('http', `HTTP single (on-demand): blinded ${blinded?.backend ?? ''} / plain p99 latency`, blinded?.latencyMs.p99, plain?.latencyMs.p99, `p99, ${blinded?.name} ÷ ${plain?.name}`);
+    }
+  }
+  // HTTP: one server per backend, and one per evaluator thread count (blinded evaluate).
+  const variant = (group: HttpMark['group']) => allHttp.filter((m) => m.group === group);
+  for (const shape of [...new Set(variant('backends').map((m) => m.shape))]) {
+    const of = (b: string) => variant('backends').find((m) => m.shape === shape && m.backend === b);
+    const sodium = of('sodium');
+    const noble = of('noble');
+    push('http', `HTTP blinded ${shape}: sodium / noble elements per second`, sodium?.lookupsPerSec, noble?.lookupsPerSec, `${sodium?.name} ÷ ${noble?.name}`);
+    push('http', `HTTP blinded ${shape}: noble / sodium server CPU per element`, noble?.serverCpuUsPerLookup, sodium?.serverCpuUsPerLookup, `server CPU µs/element, ${noble?.name} ÷ ${sodium?.name}`);
+  }
+  for (const shape of [...new Set(variant('threads').map((m) => m.shape))]) {
+    const rows = variant('threads').filter((m) => m.shape === shape).sort((a, b) => a.evalThreads - b.evalThreads);
+    const one = rows[0];
+    for (const m of rows.slice(1)) {
+      push('http', `HTTP blinded ${shape} (${m.backend}): ${m.evalThreads} / ${one!.evalThreads} evaluator threads, elements per second`, m.lookupsPerSec, one?.lookupsPerSec, `${m.name} ÷ ${one?.name}`);
+    }
   }
 
-  // Crypto: the proof's cost, and a tag against a hash.
+  // Fairness: what a flood costs the light requester.
+  const fair = by<FairnessMark>(marks, 'fairness');
+  const idle = fair.find((m) => m.phase === 'idle');
+  const flood = fair.find((m) => m.phase === 'flood');
+  if (idle && flood) {
+    push('fairness', 'light requester under a flood / idle: p99 latency', flood.light.latencyMs.p99, idle.light.latencyMs.p99, `p99 of 1-element requests, ${flood.name} ÷ ${idle.name}`);
+    push('fairness', 'light requester under a flood / idle: max latency', flood.light.latencyMs.max, idle.light.latencyMs.max, `max, ${flood.name} ÷ ${idle.name}`);
+    push('fairness', 'light requester under a flood: share of requests answered 200', flood.light.ok, flood.light.sent, `200s ÷ requests sent, ${flood.name}`);
+  }
+
+  // Crypto: per backend, the proof's cost and a tag against a hash; across backends, the speed-up.
   const crypto = by<CryptoMark>(marks, 'crypto');
-  const find = (name: string) => crypto.find((m) => m.name === name);
-  for (const n of [...new Set(crypto.filter((m) => m.name.startsWith('server BlindEvaluate')).map((m) => m.batch))]) {
-    const v = find(`server BlindEvaluate (voprf, batch ${n})`);
-    const o = find(`server BlindEvaluate (oprf, batch ${n})`);
-    push('crypto', `BlindEvaluate batch ${n}: voprf / oprf time per element (the proof)`, v?.usPerItem, o?.usPerItem, `${v?.name} ÷ ${o?.name}`);
+  const find = (operation: string, backend: string) => crypto.find((m) => m.operation === operation && m.backend === backend);
+  const suites = [...new Set(crypto.map((m) => m.backend))].filter((b) => b === 'noble' || b === 'sodium');
+  for (const b of suites) {
+    for (const n of [...new Set(crypto.filter((m) => m.operation.startsWith('server BlindEvaluate')).map((m) => m.batch))]) {
+      const v = find(`server BlindEvaluate (voprf, batch ${n})`, b);
+      const o = find(`server BlindEvaluate (oprf, batch ${n})`, b);
+      push('crypto', `${b}: BlindEvaluate batch ${n}: voprf / oprf time per element (the proof)`, v?.usPerItem, o?.usPerItem, `${v?.name} ÷ ${o?.name}`);
+    }
+    for (const n of [...new Set(crypto.filter((m) => m.operation.startsWith('client finalize')).map((m) => m.batch))]) {
+      const v = find(`client finalize (voprf, batch ${n}, proof verified)`, b);
+      const o = find(`client finalize (oprf, batch ${n})`, b);
+      push('crypto', `${b}: finalize batch ${n}: voprf / oprf time per number (proof verification)`, v?.usPerItem, o?.usPerItem, `${v?.name} ÷ ${o?.name}`);
+    }
+    const evaluate = find('server Evaluate: directory build (voprf)', b);
+    const sha = find('hashed: SHA-256 of a number', 'any');
+    push('crypto', `${b}: cost of one OPRF tag / one SHA-256 per number (what a guess costs, key in hand)`, evaluate?.usPerItem, sha?.usPerItem, `${evaluate?.name} ÷ ${sha?.name}`);
   }
-  for (const n of [...new Set(crypto.filter((m) => m.name.startsWith('client finalize')).map((m) => m.batch))]) {
-    const v = find(`client finalize (voprf, batch ${n}, proof verified)`);
-    const o = find(`client finalize (oprf, batch ${n})`);
-    push('crypto', `finalize batch ${n}: voprf / oprf time per number (proof verification)`, v?.usPerItem, o?.usPerItem, `${v?.name} ÷ ${o?.name}`);
+  if (suites.includes('noble') && suites.includes('sodium')) {
+    for (const operation of [...new Set(crypto.filter((m) => m.backend === 'sodium').map((m) => m.operation))]) {
+      const s = find(operation, 'sodium');
+      const n = find(operation, 'noble');
+      push('crypto', `sodium / noble speed: ${operation}`, n?.usPerItem, s?.usPerItem, `time per item, ${n?.name} ÷ ${s?.name}`);
+    }
   }
-  const evaluate = find('server Evaluate: directory build (voprf)');
-  const sha = find('hashed: SHA-256 of a number');
-  push('crypto', 'cost of one OPRF tag / one SHA-256 per number (what a guess costs, key in hand)', evaluate?.usPerItem, sha?.usPerItem, `${evaluate?.name} ÷ ${sha?.name}`);
+  // Against the peer: psi.js per item, measured in this run, else the quoted figure (labelled).
+  for (const psi of crypto.filter((m) => m.backend === 'psi.js' && m.operation.startsWith('psi.js server processRequest'))) {
+    for (const b of suites) {
+      for (const mode of ['voprf', 'oprf'] as const) {
+        const ours = find(`server BlindEvaluate (${mode}, batch ${psi.batch})`, b);
+        push('crypto', `${b} server BlindEvaluate (${mode}) / psi.js processRequest, items per second (batch ${psi.batch})`, ours?.itemsPerSec, psi.itemsPerSec, `${ours?.name} ÷ ${psi.name}`);
+      }
+    }
+  }
+  const clientPsi = crypto.find((m) => m.backend === 'psi.js' && m.operation.startsWith('psi.js client createRequest'));
+  if (clientPsi) {
+    for (const b of suites) {
+      const ours = find('client blind (voprf)', b);
+      push('crypto', `${b} client blind / psi.js client createRequest, items per second`, ours?.itemsPerSec, clientPsi.itemsPerSec, `${ours?.name} ÷ ${clientPsi.name}`);
+    }
+  }
+  for (const ref of references) {
+    for (const b of suites) {
+      const ours = crypto.filter((m) => m.backend === b && m.operation.startsWith('server BlindEvaluate (voprf, batch')).sort((x, y) => Math.abs(x.batch - 100) - Math.abs(y.batch - 100))[0];
+      if (!ours) continue;
+      push('crypto', `${b} server BlindEvaluate (voprf, batch ${ours.batch}) / ${ref.name}, low end ${ref.low.toLocaleString('en-US')} ${ref.unit} (NOT MEASURED)`, ours.itemsPerSec, ref.low, `${ours.name} ÷ ${ref.low} ${ref.unit} (${ref.source})`);
+      push('crypto', `${b} server BlindEvaluate (voprf, batch ${ours.batch}) / ${ref.name}, high end ${ref.high.toLocaleString('en-US')} ${ref.unit} (NOT MEASURED)`, ours.itemsPerSec, ref.high, `${ours.name} ÷ ${ref.high} ${ref.unit} (${ref.source})`);
+    }
+  }
 
   // Bandwidth: blinded per b against plain, same lookups.
   const bw = by<BandwidthMark>(marks, 'bandwidth');

@@ -5,7 +5,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import http from 'node:http';
 import type { ChildCommand, ChildReply, ChildServerOptions, OpenReply, StartReply, Usage } from './child.ts';
+import { PATHS } from '../shared/messages.ts';
 
 const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
 
@@ -16,9 +18,12 @@ function tsxLoader(): string {
 export interface ServerChild {
   readonly pid: number;
   /** `timeoutMs`: kill the process and fail if the server is not up by then (a build that hangs must not hang the run). */
-  start(options: ChildServerOptions, timeoutMs?: number): Promise<StartReply>;
+  start(options: ChildServerOptions, timeoutMs?: number, listenOnly?: boolean): Promise<StartReply>;
   open(options: ChildServerOptions, timeoutMs?: number): Promise<OpenReply>;
-  usage(): Promise<Usage>;
+  /** CPU time and memory now; with `gc`, after a full garbage collection (steady-state memory). */
+  usage(options?: { gc?: boolean }): Promise<Usage>;
+  /** Sends a signal (SIGKILL: the crash a restart must survive) and waits for the process to be gone. */
+  kill(signal: NodeJS.Signals): Promise<void>;
   /** Closes the server (its logs flushed) and waits for the process to exit. */
   close(): Promise<void>;
 }
@@ -77,9 +82,14 @@ export function forkServer(env: Record<string, string | undefined> = {}): Server
 
   return {
     pid: child.pid ?? -1,
-    start: (options, timeoutMs) => send<StartReply>({ cmd: 'start', options }, timeoutMs),
+    start: (options, timeoutMs, listenOnly) => send<StartReply>({ cmd: 'start', options, ...(listenOnly ? { listenOnly } : {}) }, timeoutMs),
     open: (options, timeoutMs) => send<OpenReply>({ cmd: 'open', options }, timeoutMs),
-    usage: () => send<Usage>({ cmd: 'usage' }),
+    usage: (options) => send<Usage>({ cmd: 'usage', ...(options?.gc ? { gc: true } : {}) }),
+    async kill(signal) {
+      if (exited) return;
+      child.kill(signal);
+      await exit;
+    },
     async close() {
       if (!exited) {
         const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
@@ -97,4 +107,33 @@ export function forkServer(env: Record<string, string | undefined> = {}): Server
  */
 export function openTimeoutMs(numbers: number): number {
   return 60_000 + (numbers / 30) * 1000;
+}
+
+/**
+ * Resolves once `GET /v1/blinded/config` answers 200: the blinded design
+ * serves. The server listens while its epoch builds (the route answers 503
+ * meanwhile), so the socket being open is not enough. Polls every
+ * `intervalMs`; returns the seconds waited and the statuses seen.
+ */
+export async function waitBlindedServing(url: string, timeoutMs: number, intervalMs = 50): Promise<{ seconds: number; statuses: Record<string, number> }> {
+  const t0 = performance.now();
+  const statuses: Record<string, number> = {};
+  const u = new URL(PATHS.blindedConfig, url);
+  for (;;) {
+    const status = await new Promise<string>((resolve) => {
+      const r = http.get(u, { agent: false, headers: { accept: 'application/json' } }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(String(res.statusCode ?? 0)));
+        res.on('error', () => resolve('error'));
+      });
+      r.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));
+      r.setTimeout(Math.max(1000, intervalMs * 20), () => r.destroy(Object.assign(new Error('timeout'), { code: 'ETIMEDOUT' })));
+    });
+    statuses[status] = (statuses[status] ?? 0) + 1;
+    if (status === '200') return { seconds: (performance.now() - t0) / 1000, statuses };
+    if (performance.now() - t0 > timeoutMs) {
+      throw new Error(`blinded did not serve within ${Math.round(timeoutMs / 1000)} s (GET ${PATHS.blindedConfig}: ${JSON.stringify(statuses)})`);
+    }
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
 }

@@ -19,7 +19,11 @@
  *
  * All designs are served by one server over one directory, and phases run
  * design after design for each request shape, so ratios between designs come
- * from the same minutes of the same machine.
+ * from the same minutes of the same machine. The same goes for the blinded
+ * comparisons across servers: one child per crypto backend (`--backend`)
+ * and one per evaluator thread count (`--eval-threads`), each over its own
+ * copy of the seeded store, alive together and measured in alternating
+ * slices, so "sodium / noble" and "2 / 1 threads" are ratios of one run.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -29,11 +33,12 @@ import { createTransport } from '../client/transport.ts';
 import { CONTENT_TYPE, encodeBody } from '../shared/codec.ts';
 import { hashNumber } from '../shared/hashed.ts';
 import { BlindedConfigReply, DESIGNS, PATHS, type DesignName } from '../shared/messages.ts';
-import { blindBatch, type OprfMode } from '../shared/oprf.ts';
-import { forkServer, openTimeoutMs } from './fork.ts';
+import { loadBackend } from '../shared/backends.ts';
+import type { BackendName, OprfMode } from '../shared/suite.ts';
+import { forkServer, openTimeoutMs, waitBlindedServing, type ServerChild } from './fork.ts';
 import { runLoad, type LoadRequest, type LoadResult } from './loadgen.ts';
-import type { HttpMark, HttpShape } from './results.ts';
-import { BENCH_ADMIN_TOKEN, BENCH_SEED, seedFolder, tempRoot } from './seeding.ts';
+import type { HttpGroup, HttpMark, HttpShape } from './results.ts';
+import { BENCH_ADMIN_TOKEN, BENCH_SEED, copyFolder, seedFolder, tempRoot } from './seeding.ts';
 import { formatBytes, summarize } from './stats.ts';
 
 export interface HttpPhaseConfig {
@@ -48,8 +53,20 @@ export interface HttpShapeConfig extends HttpPhaseConfig {
   numbers: number;
 }
 
+/** Blinded evaluate phases on servers that differ in one setting, taking turns. */
+export interface HttpVariantConfig {
+  shapes: HttpShapeConfig[];
+}
+
 export interface HttpConfig {
   directorySize: number;
+  /** The main server's crypto backend and evaluator threads (the one serving all three designs). */
+  backend: BackendName;
+  evalThreads: number;
+  /** Blinded evaluate, one server per backend (same evaluator threads as the main server). */
+  backends?: HttpVariantConfig & { backends: BackendName[] };
+  /** Blinded evaluate, sodium, one server per evaluator thread count (`--eval-threads`). */
+  threads?: HttpVariantConfig & { counts: number[] };
   bucketBits: number;
   mode: OprfMode;
   /** Distinct numbers the requests draw from (half registered). */
@@ -75,36 +92,64 @@ function slices<T>(pool: readonly T[], n: number, max = 64): T[][] {
   return Array.from({ length: count }, (_, i) => Array.from({ length: n }, (_, j) => pool[(i * n + j) % pool.length]!));
 }
 
+/** One server child under measurement and what it was started with. */
+interface Target {
+  key: string;
+  child: ServerChild;
+  url: string;
+  backend: BackendName;
+  evalThreads: number;
+  epoch: number;
+  designs: readonly DesignName[];
+  startSeconds: number;
+}
+
 export async function runHttp(config: HttpConfig, log: (line: string) => void): Promise<HttpOutcome> {
   const root = tempRoot('pcd-bench-http-');
-  const dataDir = path.join(root, 'data');
-  const child = forkServer();
+  const template = path.join(root, 'template');
+  const targets = new Map<string, Target>();
+  const spawned: ServerChild[] = [];
   try {
-    const seeded = seedFolder(dataDir, config.directorySize, config.poolSize);
+    const seeded = seedFolder(template, config.directorySize, config.poolSize);
     const token = seeded.token!;
     const pool = seeded.contacts.map((c) => c.number);
     log(`  directory of ${seeded.numbers} numbers seeded in ${seeded.seedSeconds.toFixed(1)} s; pool of ${pool.length} numbers (${seeded.contacts.filter((c) => c.registered).length} registered)`);
 
-    // The server builds its first epoch while this process blinds the pool.
-    const starting = child.start(
-      { dataDir, designs: [...DESIGNS], bucketBits: config.bucketBits, mode: config.mode, adminToken: BENCH_ADMIN_TOKEN, progress: false },
-      openTimeoutMs(seeded.numbers),
-    );
-    const tBlind = performance.now();
-    const blinded = blindBatch(config.mode, pool.map((n) => utf8ToBytes(n))).blinded;
-    const blindSeconds = (performance.now() - tBlind) / 1000;
-    const started = await starting;
-    const url = started.url;
-    log(`  server (pid ${child.pid}) up at ${url} in ${started.seconds.toFixed(1)} s; ${pool.length} numbers blinded ahead in ${blindSeconds.toFixed(1)} s`);
+    /** A server child over its own copy of the seeded store (each builds its own epoch, with its own key). */
+    const serverFor = async (backend: BackendName, evalThreads: number, designs: readonly DesignName[]): Promise<Target> => {
+      const key = `${backend}/${evalThreads}`;
+      const have = targets.get(key);
+      if (have) return have;
+      const dataDir = copyFolder(template, path.join(root, key.replace('/', '-')));
+      const child = forkServer();
+      spawned.push(child);
+      const t0 = performance.now();
+      const started = await child.start(
+        { dataDir, designs: [...designs], bucketBits: config.bucketBits, mode: config.mode, adminToken: BENCH_ADMIN_TOKEN, progress: false, backend, evalThreads },
+        openTimeoutMs(seeded.numbers),
+      );
+      await waitBlindedServing(started.url, openTimeoutMs(seeded.numbers));
+      const cfg = (await createTransport({ baseUrl: started.url }).request({ method: 'GET', path: PATHS.blindedConfig, reply: BlindedConfigReply, auth: false })).body!;
+      if (cfg.mode !== config.mode) throw new Error(`the server runs ${cfg.mode}, the benchmark asked for ${config.mode}`);
+      const t: Target = { key, child, url: started.url, backend, evalThreads, epoch: cfg.current, designs, startSeconds: (performance.now() - t0) / 1000 };
+      targets.set(key, t);
+      log(`  server ${key} (pid ${child.pid}, ${designs.join(', ')}) serving at ${t.url} after ${t.startSeconds.toFixed(1)} s`);
+      return t;
+    };
 
-    const cfg = (await createTransport({ baseUrl: url }).request({ method: 'GET', path: PATHS.blindedConfig, reply: BlindedConfigReply, auth: false })).body!;
-    if (cfg.mode !== config.mode) throw new Error(`the server runs ${cfg.mode}, the benchmark asked for ${config.mode}`);
-    const epoch = cfg.current;
+    // The main server builds its first epoch while this process blinds the pool.
+    const mainStarting = serverFor(config.backend, config.evalThreads, DESIGNS);
+    const tBlind = performance.now();
+    const blinder = await loadBackend('sodium');
+    const blinded = blinder.blindBatch(config.mode, pool.map((n) => utf8ToBytes(n))).blinded;
+    const blindSeconds = (performance.now() - tBlind) / 1000;
+    const main = await mainStarting;
+    log(`  ${pool.length} numbers blinded ahead in ${blindSeconds.toFixed(1)} s`);
 
     // Correctness first: every design, through the real client, gives the expected answers.
     const probe = seeded.contacts.slice(0, 16);
     for (const design of DESIGNS) {
-      const results = await createClient({ baseUrl: url, token, design }).lookupMany(probe.map((c) => c.number));
+      const results = await createClient({ baseUrl: main.url, token, design }).lookupMany(probe.map((c) => c.number));
       results.forEach((r, i) => {
         if ((r.capabilities.length > 0) !== probe[i]!.registered) {
           throw new Error(`${design}: ${r.number} answered ${JSON.stringify(r.capabilities)}, expected ${probe[i]!.registered ? 'registered' : 'SMS only'}`);
@@ -119,7 +164,7 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
       authorization: `Bearer ${token}`,
     };
     const post = (p: string, body: unknown): LoadRequest => ({ method: 'POST', path: p, body: Buffer.from(encodeBody(body, 'msgpack')) });
-    const requestsFor = (design: DesignName, n: number): LoadRequest[] => {
+    const requestsFor = (design: DesignName, n: number, epoch: number): LoadRequest[] => {
       switch (design) {
         case 'plain':
           return slices(pool, n).map((numbers) => post(PATHS.plainLookup, { numbers }));
@@ -139,6 +184,8 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
     const errorNotes: string[] = [];
 
     interface Run {
+      target: Target;
+      group: HttpGroup;
       design: DesignName;
       shape: HttpShape;
       phase: HttpMark['phase'];
@@ -153,23 +200,29 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
       cpuMs: number;
     }
 
+    const markName = (run: Run): string => {
+      const base = `http ${run.design} ${run.shape}${run.phase === 'latency' ? ' (idle, 1 in flight)' : ''}`;
+      if (run.group === 'designs') return base;
+      return `${base} (${run.target.backend}, ${run.target.evalThreads} eval thread${run.target.evalThreads === 1 ? '' : 's'})`;
+    };
+
     /**
-     * Runs several configurations (one per design) in alternating slices,
-     * `rounds` slices each, so that background load on the shared machine
-     * falls on every design alike; each configuration's slices add up.
+     * Runs several configurations (designs, or servers) in alternating
+     * slices, `rounds` slices each, so that background load on the shared
+     * machine falls on every one alike; each configuration's slices add up.
      */
     const measure = async (runs: Run[], rounds: number) => {
-      const tallies: Tally[] = runs.map(() => ({ requests: 0, errors: 0, statuses: {}, durationMs: 0, latenciesMs: [], requestBodyBytes: 0, replyBodyBytes: 0, cpuMs: 0 }));
+      const tallies: Tally[] = runs.map(() => ({ requests: 0, errors: 0, statuses: {}, durationMs: 0, latenciesMs: [], requestBodyBytes: 0, replyBodyBytes: 0, retryAfterSeconds: [], cpuMs: 0 }));
       for (const run of runs) {
         if (run.warmup && config.warmupMs > 0) {
-          await runLoad(url, { requests: run.requests, headers: run.headers, concurrency: 1, durationMs: config.warmupMs, minRequests: 1, maxRequests: 1_000_000 });
+          await runLoad(run.target.url, { requests: run.requests, headers: run.headers, concurrency: 1, durationMs: config.warmupMs, minRequests: 1, maxRequests: 1_000_000 });
         }
       }
       for (let round = 0; round < rounds; round++) {
         for (const [i, run] of runs.entries()) {
           const t = tallies[i]!;
-          const before = await child.usage();
-          const r = await runLoad(url, {
+          const before = await run.target.child.usage();
+          const r = await runLoad(run.target.url, {
             requests: run.requests,
             headers: run.headers,
             concurrency: run.p.concurrency,
@@ -177,7 +230,7 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
             minRequests: Math.ceil(run.p.minRequests / rounds),
             maxRequests: Math.ceil(run.p.maxRequests / rounds),
           });
-          const after = await child.usage();
+          const after = await run.target.child.usage();
           t.cpuMs += (after.cpuUs - before.cpuUs) / 1000;
           t.requests += r.requests;
           t.errors += r.errors;
@@ -195,9 +248,12 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
         const s = summarize(t.latenciesMs);
         const mark: HttpMark = {
           section: 'http',
-          name: `http ${run.design} ${run.shape}${run.phase === 'latency' ? ' (idle, 1 in flight)' : ''}`,
+          name: markName(run),
           design: run.design,
           shape: run.shape,
+          group: run.group,
+          backend: run.target.backend,
+          evalThreads: run.target.evalThreads,
           phase: run.phase,
           endpoint: run.endpoint,
           numbersPerRequest: run.numbersPerRequest,
@@ -218,7 +274,7 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
         };
         marks.push(mark);
         log(
-          `  ${mark.name.padEnd(42)} c=${run.p.concurrency} ${String(mark.requests).padStart(6)} req in ${(t.durationMs / 1000).toFixed(1)} s: ` +
+          `  ${mark.name.padEnd(58)} c=${run.p.concurrency} ${String(mark.requests).padStart(6)} req in ${(t.durationMs / 1000).toFixed(1)} s: ` +
             `${Math.round(mark.lookupsPerSec).toLocaleString('en-US')} lookups/s, p50 ${s.p50.toFixed(2)} ms, p99 ${s.p99.toFixed(2)} ms, ` +
             `server CPU ${mark.serverCpuUsPerLookup.toFixed(1)} µs/lookup (${Math.round(mark.serverCpuShare * 100)} % busy)` +
             (t.errors ? `, ${t.errors} ERRORS ${JSON.stringify(t.statuses)}` : ''),
@@ -229,15 +285,32 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
 
     const designRuns = (shape: HttpShapeConfig, phase: HttpMark['phase'], p: HttpPhaseConfig): Run[] =>
       DESIGNS.map((design) => ({
+        target: main,
+        group: 'designs',
         design,
         shape: shape.shape,
         phase,
         endpoint: endpointOf[design],
         numbersPerRequest: shape.numbers,
-        requests: requestsFor(design, shape.numbers),
+        requests: requestsFor(design, shape.numbers, main.epoch),
         headers,
         p,
         warmup: phase === 'throughput' && shape.numbers <= 100,
+      }));
+    /** Blinded evaluate on each of several servers, taking turns. */
+    const serverRuns = (group: HttpGroup, servers: Target[], shape: HttpShapeConfig): Run[] =>
+      servers.map((target) => ({
+        target,
+        group,
+        design: 'blinded',
+        shape: shape.shape,
+        phase: 'throughput',
+        endpoint: endpointOf.blinded,
+        numbersPerRequest: shape.numbers,
+        requests: requestsFor('blinded', shape.numbers, target.epoch),
+        headers,
+        p: shape,
+        warmup: shape.numbers <= 100,
       }));
 
     // No more slices than the phase's minimum requests: a slice holds at least one request.
@@ -245,10 +318,12 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
     for (const shape of config.shapes) await measure(designRuns(shape, 'throughput', shape), roundsFor(shape));
     if (config.bucket) {
       const count = 2 ** config.bucketBits;
-      const requests: LoadRequest[] = Array.from({ length: Math.min(count, 4096) }, (_, b) => ({ method: 'GET', path: PATHS.blindedBucket(epoch, b) }));
+      const requests: LoadRequest[] = Array.from({ length: Math.min(count, 4096) }, (_, b) => ({ method: 'GET', path: PATHS.blindedBucket(main.epoch, b) }));
       await measure(
         [
           {
+            target: main,
+            group: 'designs',
             design: 'blinded',
             shape: 'bucket',
             phase: 'throughput',
@@ -266,36 +341,49 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
     if (config.latency) {
       for (const shape of config.shapes) await measure(designRuns(shape, 'latency', { ...config.latency, concurrency: 1 }), roundsFor(config.latency));
     }
-    const end = await child.usage();
-    const ev = end.evaluator;
+    const mainUsage = await main.child.usage();
+
+    if (config.backends) {
+      const servers: Target[] = [];
+      for (const b of config.backends.backends) servers.push(b === main.backend ? main : await serverFor(b, config.evalThreads, ['blinded']));
+      for (const shape of config.backends.shapes) await measure(serverRuns('backends', servers, shape), roundsFor(shape));
+    }
+    if (config.threads) {
+      const servers: Target[] = [];
+      for (const n of config.threads.counts) servers.push(n === main.evalThreads && main.backend === 'sodium' ? main : await serverFor('sodium', n, ['blinded']));
+      for (const shape of config.threads.shapes) await measure(serverRuns('threads', servers, shape), roundsFor(shape));
+    }
+
+    const serverLines = [...targets.values()].map((t) => {
+      const threads = t.evalThreads === 0 ? 'evaluate inline on the event loop' : `${t.evalThreads} evaluator worker thread${t.evalThreads === 1 ? '' : 's'}`;
+      return `${t.key}: pid ${t.child.pid}, ${t.designs.join(', ')}, backend ${t.backend}, ${threads}, blinded serving ${t.startSeconds.toFixed(1)} s after fork`;
+    });
+    const ev = mainUsage.evaluator;
     const evaluatorText = !ev
-      ? 'blinded evaluate on the event loop'
+      ? `blinded evaluate with --eval-threads ${main.evalThreads}`
       : ev.inline
         ? 'blinded evaluate inline on the event loop (no evaluator threads)'
-        : `blinded evaluate on ${ev.threads} evaluator worker thread${ev.threads === 1 ? '' : 's'} (PCD_EVAL_THREADS, default one per core)`;
+        : `blinded evaluate on ${ev.threads} evaluator worker thread${ev.threads === 1 ? '' : 's'}`;
     return {
       marks,
       setup: {
-        server: `child process (pid ${child.pid}) serving ${DESIGNS.join(', ')} on ${url}; requests, plain and hashed lookups and bucket fetches on its one event loop, ${evaluatorText}. Server CPU is all its threads, so above 100 % it used more than one core`,
-        loadGenerator: 'this process: closed loop over keep-alive node:http connections, bodies encoded and blinded before timing',
-        directory: `${seeded.numbers} numbers (server/seed.ts, seed '${BENCH_SEED}'), blinded epoch ${epoch}: ${cfg.mode}, bucketBits ${cfg.bucketBits}, tagBytes ${cfg.tagBytes}`,
-        requests: `numbers drawn from a contact list of ${pool.length} (half registered); the same prepared requests are cycled`,
-        serverRssAfter: formatBytes(end.memory.rss),
+        server: `child process (pid ${main.child.pid}) serving ${DESIGNS.join(', ')} on ${main.url} with the ${main.backend} backend; requests, plain and hashed lookups and bucket fetches on its one event loop, ${evaluatorText}. Server CPU is all its threads, so above 100 % it used more than one core`,
+        servers: `one child per (backend, evaluator threads), each over its own copy of the seeded store with its own epoch: ${serverLines.join('; ')}`,
+        loadGenerator: 'this process: closed loop over keep-alive node:http connections, bodies encoded and blinded (sodium) before timing',
+        directory: `${seeded.numbers} numbers (server/seed.ts, seed '${BENCH_SEED}'), blinded epochs: ${config.mode}, bucketBits ${config.bucketBits}`,
+        requests: `numbers drawn from a contact list of ${pool.length} (half registered); the same prepared requests are cycled (a 4,096-element batch repeats the pool's elements)`,
+        serverRssAfter: formatBytes(mainUsage.memory.rss),
       },
       notes: [
         'HTTP: lookups/s counts numbers answered per second (requests/s x numbers per request). For blinded it is the evaluate endpoint, the crypto-bound part; the bucket fetch is a separate, cacheable GET measured on its own row (one bucket serves every number that falls in it).',
         'HTTP: latency is per request, measured by the load generator at the stated concurrency (c); with c > 1 on a saturated server it includes queueing. Rows marked "idle" have one request in flight.',
-        `HTTP: for each request shape the designs take turns in up to ${config.rounds} slice${config.rounds > 1 ? 's' : ''} each, so background load on the shared machine falls on all of them alike.`,
-        ...(errorNotes.length > 0
-          ? [
-              `HTTP: failed requests (left out of the rates): ${errorNotes.join(' ')} ` +
-                'ECONNRESET here means the server closed a keep-alive connection that already carried the next request: a large blinded evaluate runs synchronously and holds the event loop for seconds, and when that is longer than the server\'s keep-alive timeout (5 s), the idle-connection timer of another connection fires before its pending request is read.',
-            ]
-          : []),
+        `HTTP: for each request shape the designs (or the servers of a backend or thread-count comparison) take turns in up to ${config.rounds} slice${config.rounds > 1 ? 's' : ''} each, so background load on the shared machine falls on all of them alike.`,
+        'HTTP: rows with a backend and thread count in parentheses are blinded evaluate on servers that differ only in that setting (`--backend`, `--eval-threads`); the load generator shares the machine\'s cores with the server, so on 2 cores a second evaluator thread competes with it.',
+        ...(errorNotes.length > 0 ? [`HTTP: failed requests (left out of the rates): ${errorNotes.join(' ')}`] : []),
       ],
     };
   } finally {
-    await child.close();
+    for (const c of spawned) await c.close();
     fs.rmSync(root, { recursive: true, force: true });
   }
 }

@@ -25,6 +25,10 @@ export interface LoadPhase {
   durationMs: number;
   minRequests: number;
   maxRequests: number;
+  /** After a 503, wait this long before the worker's next attempt (a client retrying a full server); default 0. */
+  retryDelayMs?: number;
+  /** Stop early when this resolves (the phase then ends with the requests in flight). */
+  stop?: Promise<unknown>;
 }
 
 export interface LoadResult {
@@ -36,6 +40,8 @@ export interface LoadResult {
   latenciesMs: number[];
   requestBodyBytes: number;
   replyBodyBytes: number;
+  /** Retry-After values (seconds) of the 503s seen. */
+  retryAfterSeconds: number[];
 }
 
 export function loopbackOnly(url: string): URL {
@@ -49,7 +55,7 @@ export function loopbackOnly(url: string): URL {
 /** Per-request bound; far above any request the benchmark sends (a 1,000-element evaluate takes seconds). */
 const REQUEST_TIMEOUT_MS = 120_000;
 
-function send(agent: http.Agent, base: URL, req: LoadRequest, headers: Record<string, string>): Promise<{ status: number; bytes: number }> {
+function send(agent: http.Agent, base: URL, req: LoadRequest, headers: Record<string, string>): Promise<{ status: number; bytes: number; retryAfter?: string }> {
   return new Promise((resolve, reject) => {
     const r = http.request(
       {
@@ -63,7 +69,8 @@ function send(agent: http.Agent, base: URL, req: LoadRequest, headers: Record<st
       (res) => {
         let bytes = 0;
         res.on('data', (chunk: Buffer) => (bytes += chunk.length));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes }));
+        const retryAfter = res.headers['retry-after'];
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, bytes, ...(retryAfter ? { retryAfter } : {}) }));
         res.on('error', reject);
       },
     );
@@ -86,9 +93,12 @@ export async function runLoad(url: string, phase: LoadPhase): Promise<LoadResult
   let next = 0;
   let reqBytes = 0;
   let replyBytes = 0;
+  const retryAfter: number[] = [];
+  let stopped = false;
+  void phase.stop?.then(() => (stopped = true));
   const t0 = performance.now();
   const more = () => {
-    if (started >= phase.maxRequests) return false;
+    if (stopped || started >= phase.maxRequests) return false;
     if (performance.now() - t0 < phase.durationMs) return true;
     return started < phase.minRequests;
   };
@@ -108,6 +118,11 @@ export async function runLoad(url: string, phase: LoadPhase): Promise<LoadResult
         } else {
           errors++;
           statuses[r.status] = (statuses[r.status] ?? 0) + 1;
+          if (r.status === 503) {
+            const seconds = Number(r.retryAfter);
+            if (Number.isFinite(seconds)) retryAfter.push(seconds);
+            if (phase.retryDelayMs) await new Promise((resolve) => setTimeout(resolve, phase.retryDelayMs));
+          }
         }
       } catch (e) {
         errors++;
@@ -120,5 +135,5 @@ export async function runLoad(url: string, phase: LoadPhase): Promise<LoadResult
   await Promise.all(Array.from({ length: phase.concurrency }, worker));
   const durationMs = performance.now() - t0;
   agent.destroy();
-  return { requests: done - errors, errors, statuses, durationMs, latenciesMs: latencies, requestBodyBytes: reqBytes, replyBodyBytes: replyBytes };
+  return { requests: done - errors, errors, statuses, durationMs, latenciesMs: latencies, requestBodyBytes: reqBytes, replyBodyBytes: replyBytes, retryAfterSeconds: retryAfter };
 }

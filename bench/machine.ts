@@ -56,6 +56,7 @@ function osPrettyName(): string {
 export const MEASURED_PACKAGES = [
   '@noble/curves',
   '@noble/hashes',
+  'libsodium-wrappers-sumo',
   'express',
   'msgpackr',
   'better-sqlite3',

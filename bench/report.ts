@@ -8,10 +8,12 @@ import type {
   BenchResults,
   BuildMark,
   CryptoMark,
+  FairnessMark,
   HttpMark,
   Mark,
   Projection,
   ReverseMark,
+  ScaleMark,
 } from './results.ts';
 import { formatBytes, formatNumber, formatSeconds } from './stats.ts';
 import { barChart, lineChart } from './svg.ts';
@@ -66,19 +68,61 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
   if (r.sections.some((x) => x.carriedOverFrom || x.error)) out.push('');
 
   if (r.ratios.length > 0) {
-    out.push('## Ratios between designs (same run)', '');
+    out.push('## Ratios (same run): designs, backends, threads, the peer, fairness', '');
     out.push('Server CPU per lookup is read from the server process itself, so it holds even when other work shared the machine; lookups per second also depend on how much CPU the server was given (see "server CPU / wall time" in the HTTP table).', '');
     out.push(table(['ratio', 'value'], r.ratios.map((x) => [x.name, `${x.value >= 10 ? formatNumber(x.value, 0) : x.value.toFixed(2)}x`])), '');
   }
 
   const crypto = by<CryptoMark>(r, 'crypto');
   if (crypto.length > 0) {
-    out.push(`## Crypto per operation (${crypto[0]!.backend})`, '');
-    out.push('One core, the functions the designs call (shared/oprf.ts, shared/e164.ts, shared/hashed.ts, shared/buckets.ts). Batch rows: one call handles the whole batch (one DLEQ proof per batch in voprf); time is per element or number.', '');
+    out.push('## Crypto per operation, backends side by side', '');
+    out.push(
+      'One core, through the suite interface the server and the client call (shared/suite.ts): `noble` is @noble/curves (pure JS, the reference), `sodium` libsodium\'s WASM ristretto255. ' +
+        'The backends of one operation were timed in alternation. Batch rows: one call handles the whole batch (one DLEQ proof per batch in voprf); time is per element or number. ' +
+        '"sodium / noble" is how many times faster sodium is.' +
+        (r.setup.psiJs ? ` psi.js: ${r.setup.psiJs}.` : ''),
+      '',
+    );
+    const impls = [...new Set(crypto.map((m) => m.backend))].filter((b) => b !== 'any' && b !== 'psi.js');
+    const operations = [...new Set(crypto.map((m) => m.operation))];
+    const get = (operation: string, b: string) => crypto.find((m) => m.operation === operation && m.backend === b);
+    const sideBySide = operations.filter((o) => impls.some((b) => get(o, b)));
+    if (sideBySide.length > 0) {
+      out.push(
+        table(
+          ['operation', 'batch', ...impls.map((b) => `${b} µs/item`), ...impls.map((b) => `${b} items/s`), ...(impls.includes('noble') && impls.includes('sodium') ? ['sodium / noble'] : [])],
+          sideBySide.map((o) => {
+            const ms_ = impls.map((b) => get(o, b));
+            const n = get(o, 'noble');
+            const sd = get(o, 'sodium');
+            return [
+              o,
+              ms_.find(Boolean)?.batch ?? '',
+              ...ms_.map((m) => (m ? us(m.usPerItem) : '')),
+              ...ms_.map((m) => (m ? n0(m.itemsPerSec) : '')),
+              ...(impls.includes('noble') && impls.includes('sodium') ? [n && sd ? `${(n.usPerItem / sd.usPerItem).toFixed(1)}x` : ''] : []),
+            ];
+          }),
+        ),
+        '',
+      );
+    }
+    const peers = crypto.filter((m) => m.backend === 'psi.js');
+    if (peers.length > 0 || r.references.length > 0) {
+      out.push('### The peer: OpenMined psi.js', '');
+      if (peers.length > 0) {
+        out.push(table(['mark (measured in this run)', 'per item (µs)', 'items/s', 'batch', 'calls timed'], peers.map((m) => [m.name, us(m.usPerItem), n0(m.itemsPerSec), m.batch, m.ops])), '');
+      }
+      for (const ref of r.references) {
+        out.push(`> **Not measured:** ${ref.name}: ${n0(ref.low)}–${n0(ref.high)} ${ref.unit} (${ref.source}).${ref.why ? ` Why not measured: ${ref.why}.` : ''}`, '');
+      }
+    }
+    out.push('All crypto marks:', '');
     out.push(
       table(
-        ['mark', 'per item (µs)', 'items/s', 'batch', 'calls timed', 'median per call (ms)', 'p99 per call (ms)'],
-        crypto.map((m) => [m.name, us(m.usPerItem), n0(m.itemsPerSec), m.batch, m.ops, ms(m.medianUs / 1000), ms(m.p99Us / 1000)]),
+        ['mark', 'backend', 'per item (µs)', 'items/s', 'batch', 'calls timed', 'median per call (ms)', 'p99 per call (ms)'],
+        crypto.map((m) => [m.name, m.backend, us(m.usPerItem), n0(m.itemsPerSec), m.batch, m.ops, ms(m.medianUs / 1000), ms(m.p99Us / 1000)]),
+        ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r'],
       ),
       '',
     );
@@ -90,10 +134,12 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
     out.push('## HTTP lookups per design', '');
     for (const [k, v] of Object.entries(r.setup)) out.push(`- ${k}: ${v}`);
     out.push('');
+    const designs = http.filter((m) => (m.group ?? 'designs') === 'designs');
+    const variants = http.filter((m) => m.group && m.group !== 'designs');
     out.push(
       table(
         ['design', 'request', 'endpoint', 'c', 'requests', 'failed', 'lookups/s', 'requests/s', 'p50 (ms)', 'p99 (ms)', 'server CPU per lookup (µs)', 'server CPU / wall time'],
-        http.map((m) => [
+        designs.map((m) => [
           m.design,
           m.shape + (m.phase === 'latency' ? ' (idle)' : ''),
           m.endpoint,
@@ -108,6 +154,56 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
           `${Math.round(m.serverCpuShare * 100)} %`,
         ]),
         ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+      ),
+      '',
+    );
+    if (variants.length > 0) {
+      out.push('### Blinded evaluate: backend and evaluator threads', '');
+      out.push('Servers that differ in one setting (`--backend`, `--eval-threads`), the same directory and prepared requests, taking turns. elements/s = evaluated elements per second.', '');
+      out.push(
+        table(
+          ['comparing', 'backend', 'eval threads', 'elements / request', 'c', 'requests', 'failed', 'elements/s', 'p50 (ms)', 'p99 (ms)', 'server CPU per element (µs)', 'server CPU / wall time'],
+          variants.map((m) => [
+            m.group === 'backends' ? 'backend' : 'threads',
+            m.backend,
+            m.evalThreads,
+            m.numbersPerRequest,
+            m.concurrency,
+            m.requests,
+            m.errors,
+            n0(m.lookupsPerSec),
+            ms(m.latencyMs.p50),
+            ms(m.latencyMs.p99),
+            us(m.serverCpuUsPerLookup),
+            `${Math.round(m.serverCpuShare * 100)} %`,
+          ]),
+          ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+        ),
+        '',
+      );
+    }
+  }
+
+  const fair = by<FairnessMark>(r, 'fairness');
+  if (fair.length > 0) {
+    out.push('## Fairness: a light requester beside a flood', '');
+    out.push(
+      table(
+        ['phase', 'light: sent', 'light: 200', 'light: 503', 'light p50 (ms)', 'light p99 (ms)', 'light max (ms)', 'flooder: 200', 'flooder: 503', 'flooder elements/s', 'Retry-After seen (s)'],
+        fair.map((m) => [
+          m.phase === 'flood' ? `under a flood (${m.flooder?.inFlight} x ${m.flooder?.elementsPerRequest} elements in flight)` : 'idle server',
+          m.light.sent,
+          m.light.ok,
+          m.light.rejected503,
+          ms(m.light.latencyMs.p50),
+          ms(m.light.latencyMs.p99),
+          ms(m.light.latencyMs.max),
+          m.flooder?.ok ?? '',
+          m.flooder?.rejected503 ?? '',
+          m.flooder ? n0(m.flooder.elementsPerSec) : '',
+          m.flooder?.retryAfterSeconds ? `${m.flooder.retryAfterSeconds.min}–${m.flooder.retryAfterSeconds.max}` : '',
+        ]),
+        ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
       ),
       '',
     );
@@ -162,6 +258,39 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
     for (const p of r.projections.filter((x) => x.section === 'build')) out.push(projectionTable(p), '');
   }
 
+  const scale = by<ScaleMark>(r, 'scale');
+  if (scale.length > 0) {
+    out.push('## Scale: seeding, serving, kill -9 and restart', '');
+    out.push(
+      table(
+        ['numbers', 'seed (s)', 'listening (s)', 'blinded serving (s)', 'epoch build (s)', 'build numbers/s', 'build threads', 'RSS (3 designs, after GC)', 'peak RSS', 'restart: serving (s)', 'restart: epoch from', 'new number answers'],
+        scale.map((m) => [
+          n0(m.numbers),
+          ms(m.seedSeconds),
+          ms(m.listeningSeconds),
+          ms(m.blindedServingSeconds),
+          m.buildSeconds !== undefined ? ms(m.buildSeconds) : '',
+          m.buildNumbersPerSec !== undefined ? n0(m.buildNumbersPerSec) : '',
+          m.buildThreads ?? '',
+          formatBytes(m.rssBytes),
+          formatBytes(m.peakRssBytes),
+          m.restart ? ms(m.restart.blindedServingSeconds) : '',
+          m.restart?.epochSource ?? '',
+          m.restart ? (m.restart.answersMessages ? 'messages' : `NO (${m.restart.capabilities.join(', ') || 'SMS only'})`) : '',
+        ]),
+      ),
+      '',
+    );
+    const targets = scale.flatMap((m) => m.targets);
+    if (targets.length > 0) {
+      out.push('Targets of the issue, judged from this run:', '');
+      out.push(table(['target', 'limit', 'measured', 'met'], targets.map((t) => [t.target, t.limit, t.measured, t.met ? 'met' : '**not met**']), ['l', 'l', 'l', 'l']), '');
+    }
+    const judged = new Set(scale.map((m) => m.numbers));
+    const missing = [1_000_000, 10_000_000].filter((n) => !judged.has(n));
+    if (missing.length > 0) out.push(`Not judged in this run (size not run): ${missing.map((n) => `${n0(n)} numbers`).join(', ')}.`, '');
+  }
+
   const rev = by<ReverseMark>(r, 'reverse');
   if (rev.length > 0) {
     out.push('## Reversing a hashed log', '');
@@ -194,7 +323,7 @@ export function renderCharts(r: BenchResults): Map<string, string> {
   const charts = new Map<string, string>();
   const machine = `${r.machine.cpuModel}, ${r.machine.cores} cores, Node ${r.machine.node}, ${r.date.slice(0, 10)}`;
 
-  const http = by<HttpMark>(r, 'http').filter((m) => m.phase === 'throughput' && m.shape !== 'bucket');
+  const http = by<HttpMark>(r, 'http').filter((m) => m.phase === 'throughput' && m.shape !== 'bucket' && (m.group ?? 'designs') === 'designs');
   if (http.length > 0) {
     const shapes = [...new Set(http.map((m) => m.shape))];
     const designs = [...new Set(http.map((m) => m.design))];
@@ -229,17 +358,103 @@ export function renderCharts(r: BenchResults): Map<string, string> {
 
   const crypto = by<CryptoMark>(r, 'crypto');
   if (crypto.length > 0) {
+    // One implementation per operation: the server's default backend, and the backend-independent work.
+    const main = crypto.filter((m) => m.backend === 'sodium' || m.backend === 'any');
+    const shown = main.length > 0 ? main : crypto;
     charts.set(
       'crypto.svg',
       barChart({
         title: 'Crypto cost per number or element, by operation',
-        subtitle: `${crypto[0]!.backend}; ${machine}`,
+        subtitle: `${shown.some((m) => m.backend === 'sodium') ? 'sodium backend (libsodium WASM)' : 'one backend'}; ${machine}`,
         xLabel: 'operation',
         yLabel: 'µs per item, one core (log scale)',
-        categories: crypto.map((m) => shortCryptoName(m.name)),
-        series: [{ name: 'µs per item', values: crypto.map((m) => m.usPerItem) }],
+        categories: shown.map((m) => shortCryptoName(m.operation)),
+        series: [{ name: 'µs per item', values: shown.map((m) => m.usPerItem) }],
         log: true,
         note: 'Batch operations: one call per batch; one DLEQ proof per batch in voprf, so its cost per element falls with the batch.',
+      }),
+    );
+    const impls: string[] = [...new Set(crypto.map((m) => m.backend))].filter((b) => b !== 'any' && b !== 'psi.js');
+    const ops = [...new Set(crypto.filter((m) => impls.includes(m.backend)).map((m) => m.operation))];
+    const psi = crypto.filter((m) => m.backend === 'psi.js');
+    if (impls.length > 0 && ops.length > 0) {
+      const categories = [...ops.map(shortCryptoName), ...psi.map((m) => shortCryptoName(m.operation))];
+      charts.set(
+        'crypto-backends.svg',
+        barChart({
+          title: 'Crypto per item: noble vs sodium (and psi.js, measured in the same run)',
+          subtitle: machine,
+          xLabel: 'operation',
+          yLabel: 'µs per item, one core (log scale)',
+          categories,
+          series: [
+            ...impls.map((b) => ({ name: b, values: [...ops.map((o) => crypto.find((m) => m.operation === o && m.backend === b)?.usPerItem), ...psi.map(() => undefined)] })),
+            ...(psi.length > 0 ? [{ name: 'psi.js', values: [...ops.map(() => undefined), ...psi.map((m) => m.usPerItem)] }] : []),
+          ],
+          log: true,
+          slantLabels: true,
+          note: 'Backends of one operation timed in alternation; psi.js = OpenMined ECDH PSI over P-256 (WASM), per item of a 100-item request.',
+        }),
+      );
+    }
+  }
+
+  const variants = by<HttpMark>(r, 'http').filter((m) => m.group === 'backends' || m.group === 'threads');
+  if (variants.length > 0) {
+    const label = (m: HttpMark) => `${m.numbersPerRequest}/req, c=${m.concurrency}`;
+    const categories = [...new Set(variants.map((m) => `${m.group === 'backends' ? 'backend' : 'threads'}: ${label(m)}`))];
+    const seriesNames = [...new Set(variants.map((m) => `${m.backend}, ${m.evalThreads} thread${m.evalThreads === 1 ? '' : 's'}`))];
+    charts.set(
+      'http-backends.svg',
+      barChart({
+        title: 'Blinded evaluate over HTTP: elements per second by backend and evaluator threads',
+        subtitle: machine,
+        xLabel: 'comparison: elements per request, requests in flight',
+        yLabel: 'elements evaluated per second',
+        categories,
+        series: seriesNames.map((name) => ({
+          name,
+          values: categories.map((c) => variants.find((m) => `${m.group === 'backends' ? 'backend' : 'threads'}: ${label(m)}` === c && `${m.backend}, ${m.evalThreads} thread${m.evalThreads === 1 ? '' : 's'}` === name)?.lookupsPerSec),
+        })),
+        note: 'One server child per setting (--backend, --eval-threads), the same prepared requests; the load generator shares the cores.',
+      }),
+    );
+  }
+
+  const fair = by<FairnessMark>(r, 'fairness');
+  if (fair.length > 0) {
+    charts.set(
+      'fairness.svg',
+      barChart({
+        title: 'Latency of 1-element evaluate requests, idle vs beside a flood',
+        subtitle: machine,
+        xLabel: 'what the server was doing',
+        yLabel: 'latency per request, ms (log scale)',
+        categories: fair.map((m) => (m.phase === 'flood' ? `beside ${m.flooder?.inFlight} x ${m.flooder?.elementsPerRequest}-element requests` : 'idle')),
+        series: (['p50', 'p99', 'max'] as const).map((k) => ({ name: k, values: fair.map((m) => m.light.latencyMs[k]) })),
+        log: true,
+        note: 'Another account floods evaluate (retrying on 503); fair admission should keep the light requester answered.',
+      }),
+    );
+  }
+
+  const scale = by<ScaleMark>(r, 'scale');
+  if (scale.length > 0) {
+    charts.set(
+      'scale.svg',
+      barChart({
+        title: 'Seeding, time to serve and restart after kill -9, by directory size',
+        subtitle: machine,
+        xLabel: 'registered numbers',
+        yLabel: 'seconds (log scale)',
+        categories: scale.map((m) => formatNumber(m.numbers, 0)),
+        series: [
+          { name: 'seed', values: scale.map((m) => m.seedSeconds) },
+          { name: 'fork to blinded serving', values: scale.map((m) => m.blindedServingSeconds) },
+          { name: 'restart to blinded serving', values: scale.map((m) => m.restart?.blindedServingSeconds) },
+        ],
+        log: true,
+        note: 'One child serving plain, hashed and blinded; serving = first 200 of GET /v1/blinded/config; restart on the same folder after SIGKILL.',
       }),
     );
   }
@@ -358,6 +573,9 @@ function shortCryptoName(name: string): string {
     .replace(/blinded: bucket id \(b = \d+\)/, 'bucket id')
     .replace('server Evaluate: directory build (voprf)', 'Evaluate')
     .replace(/server BlindEvaluate \((\w+), batch (\d+)\)/, 'BlindEval $1 ×$2')
+    .replace(/server evaluateChunk x(\d+) \+ proveComposite \((\w+), batch (\d+)\)/, 'split $2 ×$3 /$1')
+    .replace(/psi\.js server processRequest \(batch (\d+)\)/, 'psi.js server ×$1')
+    .replace(/psi\.js client createRequest \(batch (\d+)\)/, 'psi.js client ×$1')
     .replace(/client finalize \((\w+), batch (\d+)(, proof verified)?\)/, 'finalize $1 ×$2')
     .replace(/client blind \((\w+)\)/, 'blind $1')
     .replace(/client bucket search \((\d+) tags\)/, 'search $1');

@@ -5,21 +5,30 @@
  * run: ratios between designs, and projections (always labelled as such).
  */
 import type { DesignName } from '../shared/messages.ts';
-import type { OprfMode } from '../shared/oprf.ts';
+import type { BackendName, OprfMode } from '../shared/suite.ts';
 import type { MachineInfo, TreeState } from './machine.ts';
 import type { Summary, TimedMark } from './stats.ts';
 
-export const RESULTS_SCHEMA = 'pcd-bench/1';
-export const SECTIONS = ['crypto', 'http', 'bandwidth', 'build', 'reverse'] as const;
+export const RESULTS_SCHEMA = 'pcd-bench/2';
+export const SECTIONS = ['crypto', 'http', 'fairness', 'bandwidth', 'build', 'scale', 'reverse'] as const;
 export type Section = (typeof SECTIONS)[number];
 
-/** One crypto operation (reference backend), timed per call; `items` per call for batch operations. */
+/**
+ * Who computed a crypto mark: one of our two suite backends (shared/suite.ts),
+ * a peer library measured in the same run for comparison (OpenMined psi.js),
+ * or `any` for work that does not touch the OPRF (hashing, normalisation).
+ */
+export type CryptoImpl = BackendName | 'psi.js' | 'any';
+
+/** One crypto operation, timed per call; `items` per call for batch operations. */
 export interface CryptoMark extends TimedMark {
   section: 'crypto';
   name: string;
-  /** What one item is: 'number', 'element'. */
+  /** The operation without the implementation: marks of one `op` and batch compare across implementations. */
+  operation: string;
+  /** What one item is: 'number', 'element', 'item'. */
   op: string;
-  backend: string;
+  backend: CryptoImpl;
   mode?: OprfMode;
   /** Items (numbers, elements) one call handles. */
   batch: number;
@@ -27,7 +36,14 @@ export interface CryptoMark extends TimedMark {
   usPerItem: number;
 }
 
-export type HttpShape = 'single' | 'sync-100' | 'sync-1000' | 'bucket';
+export type HttpShape = 'single' | 'sync-100' | 'sync-1000' | 'sync-4096' | 'bucket';
+
+/**
+ * What an HTTP mark compares: `designs` (the three designs on one server),
+ * `backends` (blinded evaluate, one server per crypto backend), `threads`
+ * (blinded evaluate, sodium, one server per evaluator thread count).
+ */
+export type HttpGroup = 'designs' | 'backends' | 'threads';
 
 export type LatencyMs = Omit<Summary, 'count'>;
 
@@ -37,6 +53,10 @@ export interface HttpMark {
   name: string;
   design: DesignName;
   shape: HttpShape;
+  group: HttpGroup;
+  /** The server's crypto backend and evaluator threads (as configured). */
+  backend: BackendName;
+  evalThreads: number;
   /** 'throughput' (several requests in flight) or 'latency' (one at a time, idle server). */
   phase: 'throughput' | 'latency';
   endpoint: string;
@@ -137,7 +157,93 @@ export interface ReverseMark {
   recovered: number;
 }
 
-export type Mark = CryptoMark | HttpMark | BandwidthMark | BuildMark | ReverseMark;
+/**
+ * One account floods blinded evaluate with large batches (several in flight,
+ * retrying on 503) while another sends 1-element requests one after the
+ * other: what the light requester still gets.
+ */
+export interface FairnessMark {
+  section: 'fairness';
+  name: string;
+  /** 'flood': the light requester while the flood runs; 'idle': the same requests alone, for comparison. */
+  phase: 'flood' | 'idle';
+  backend: BackendName;
+  evalThreads: number;
+  durationMs: number;
+  flooder?: {
+    elementsPerRequest: number;
+    inFlight: number;
+    /** Pause after a 503 before the next attempt. */
+    retryDelayMs: number;
+    ok: number;
+    rejected503: number;
+    otherErrors: Record<string, number>;
+    elementsPerSec: number;
+    /** Retry-After values seen on its 503s, seconds. */
+    retryAfterSeconds?: { min: number; max: number };
+  };
+  light: {
+    elementsPerRequest: number;
+    sent: number;
+    ok: number;
+    rejected503: number;
+    otherErrors: Record<string, number>;
+    /** Of the 200s. */
+    latencyMs: LatencyMs;
+  };
+}
+
+/** A target the issue set, judged from the marks of this run. */
+export interface ScaleTarget {
+  target: string;
+  limit: string;
+  measured: string;
+  met: boolean;
+}
+
+/**
+ * A directory of `numbers` seeded through the ordinary path, one server
+ * child serving all three designs over it: when blinded serves, memory, then
+ * a registration, kill -9, and the restart on the same folder.
+ */
+export interface ScaleMark {
+  section: 'scale';
+  name: string;
+  numbers: number;
+  backend: BackendName;
+  /** Seeding the store (bench/seeding.ts, the store's bulk insert). */
+  seedSeconds: number;
+  /** From fork to the socket listening (the child's start reply). */
+  listeningSeconds: number;
+  /** From fork to GET /v1/blinded/config answering 200. */
+  blindedServingSeconds: number;
+  /** The epoch build as the server reports it, when it reports one. */
+  buildSeconds?: number;
+  buildThreads?: number;
+  buildNumbersPerSec?: number;
+  /** Server RSS with everything loaded (after a full GC), and its peak so far. */
+  rssBytes: number;
+  peakRssBytes: number;
+  heapUsedBytes: number;
+  arrayBuffersBytes: number;
+  /** After kill -9 about `killAfterMs` after one registration through the admin API. */
+  restart?: {
+    killAfterMs: number;
+    /** From fork of the new child to blinded config 200. */
+    blindedServingSeconds: number;
+    listeningSeconds: number;
+    /** How the restarted server got its epoch: 'cache' (loaded, journal replayed) or 'build'. */
+    epochSource?: string;
+    /** The number registered before the kill, looked up through the real blinded client after the restart. */
+    registered: string;
+    answersMessages: boolean;
+    capabilities: string[];
+    rssBytes: number;
+  };
+  targets: ScaleTarget[];
+}
+
+export type Mark = CryptoMark | HttpMark | FairnessMark | BandwidthMark | BuildMark | ScaleMark | ReverseMark;
 
 export interface Ratio {
   name: string;
@@ -145,6 +251,19 @@ export interface Ratio {
   /** How it was formed, from marks of this run. */
   formula: string;
   section: Section;
+}
+
+/** A figure from outside this run (a peer's published throughput), never mixed with marks. */
+export interface ExternalReference {
+  name: string;
+  /** The quoted range (low = high for a single figure). */
+  low: number;
+  high: number;
+  unit: string;
+  source: string;
+  measured: false;
+  /** Why it stands in for a measurement in this run. */
+  why?: string;
 }
 
 /** An extrapolation from measured marks; never a measurement. */
@@ -183,6 +302,8 @@ export interface BenchResults {
   marks: Mark[];
   ratios: Ratio[];
   projections: Projection[];
+  /** Figures from outside this run, labelled as such (e.g. a peer that could not be loaded). */
+  references: ExternalReference[];
   notes: string[];
   /** Folded mark return values (see bench/stats.ts sink). */
   sink: number;

@@ -6,13 +6,17 @@
  *   results.md     writeup-ready tables (the machine named at the top)
  *   *.svg          charts with titles, axis labels and units
  *
- *   npm run bench                      full profile (about 20 minutes on 2 cores)
- *   npm run bench -- --quick           small sizes, about a minute
+ *   npm run bench                      full profile (about 25 minutes on 2 cores, plus the
+ *                                      scale section: 10^6 and 10^7 numbers, about an hour)
+ *   npm run bench -- --only scale --scale-sizes 1e6     the scale section alone, at 10^6
+ *   npm run bench -- --quick           small sizes, about two minutes
  *   npm run bench -- --only crypto,reverse --out /tmp/b
  *   npm run bench -- --render          tables and charts again from results.json
  *   node --import tsx bench/run.ts --quick     the same without the pcd binary
  *
- * Sections: crypto, http, bandwidth, build, reverse (DESIGN.md §6). With
+ * Sections: crypto, http, fairness, bandwidth, build, scale, reverse
+ * (DESIGN.md §6). `scale` is the heavy one (10^6 and 10^7 numbers in the
+ * full profile, tens of minutes): run it on its own with --only scale. With
  * --only, sections not run are carried over from an existing results.json
  * of the same profile and machine (and say so), so one section can be
  * re-measured without redoing the rest.
@@ -30,15 +34,29 @@ import { runBuild } from './build.ts';
 import { configFor, type BenchConfig, type Profile } from './config.ts';
 import { runCrypto } from './crypto.ts';
 import { deriveRatios } from './derive.ts';
+import { runFairness } from './fairness.ts';
 import { runHttp } from './http.ts';
 import { machineInfo, packageVersions, PROJECT_ROOT, treeState } from './machine.ts';
 import { renderCharts, renderMarkdown } from './report.ts';
-import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type Mark, type Projection, type Section, type SectionRun } from './results.ts';
+import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type ExternalReference, type Mark, type Projection, type Section, type SectionRun } from './results.ts';
 import { runReverse } from './reverse.ts';
+import { runScale } from './scale.ts';
 import { sinkDigest } from './stats.ts';
 
 export const DEFAULT_OUT = path.join(PROJECT_ROOT, 'bench', 'results');
-export const CHART_FILES = ['http-lookups.svg', 'http-server-cpu.svg', 'crypto.svg', 'bandwidth.svg', 'build-time.svg', 'memory.svg', 'reverse.svg'];
+export const CHART_FILES = [
+  'http-lookups.svg',
+  'http-server-cpu.svg',
+  'http-backends.svg',
+  'fairness.svg',
+  'crypto.svg',
+  'crypto-backends.svg',
+  'bandwidth.svg',
+  'build-time.svg',
+  'memory.svg',
+  'scale.svg',
+  'reverse.svg',
+];
 
 export interface BenchOptions {
   profile: Profile;
@@ -60,6 +78,15 @@ export function parseSections(list: string): Section[] {
   return names as Section[];
 }
 
+/** '1e6,100000' -> [1000000, 100000]: positive integers, in the order given. */
+export function parseSizes(list: string): number[] {
+  const sizes = list.split(',').map((x) => Number(x.trim()));
+  for (const n of sizes) {
+    if (!Number.isSafeInteger(n) || n < 1) throw new Error(`--scale-sizes: '${list}' is not a list of positive integers`);
+  }
+  return sizes;
+}
+
 /** Runs the sections and returns the results (not yet written). */
 export async function runBench(options: BenchOptions): Promise<BenchResults> {
   const log = options.log ?? ((line: string) => console.log(line));
@@ -68,10 +95,10 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
   const config = { ...configFor(options.profile, machine.cores), ...options.config };
   const only = options.only ?? SECTIONS;
   const versions = packageVersions();
-  const backend = `@noble/curves ${versions['@noble/curves']} (reference, pure TypeScript)`;
 
   const marks: Mark[] = [];
   const projections: Projection[] = [];
+  const references: ExternalReference[] = [];
   const sections: SectionRun[] = [];
   const notes: string[] = [];
   let setup: Record<string, string> = {};
@@ -84,13 +111,30 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     const t0 = performance.now();
     try {
       switch (section) {
-        case 'crypto':
-          marks.push(...(await runCrypto(config.crypto, { backend, log })));
+        case 'crypto': {
+          const r = await runCrypto(config.crypto, { log });
+          marks.push(...r.marks);
+          references.push(...r.references);
+          notes.push(...r.notes);
+          if (r.implementations['psi.js']) setup.psiJs = r.implementations['psi.js'];
           break;
+        }
         case 'http': {
           const r = await runHttp(config.http, log);
           marks.push(...r.marks);
-          setup = r.setup;
+          setup = { ...setup, ...r.setup };
+          notes.push(...r.notes);
+          break;
+        }
+        case 'fairness': {
+          const r = await runFairness(config.fairness, log);
+          marks.push(...r.marks);
+          notes.push(...r.notes);
+          break;
+        }
+        case 'scale': {
+          const r = await runScale(config.scale, log);
+          marks.push(...r.marks);
           notes.push(...r.notes);
           break;
         }
@@ -125,9 +169,6 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     }
   }
 
-  notes.unshift(
-    `Crypto: one backend, ${backend}; every design calls it through shared/oprf.ts. Times are per number or element on one core; "calls timed" is the sample count.`,
-  );
   const results: BenchResults = {
     schema: RESULTS_SCHEMA,
     date: new Date().toISOString(),
@@ -141,11 +182,12 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     marks,
     ratios: [],
     projections,
+    references,
     notes,
     sink: sinkDigest(),
     durationSeconds: (performance.now() - started) / 1000,
   };
-  results.ratios = deriveRatios(results.marks);
+  results.ratios = deriveRatios(results.marks, results.references);
   return results;
 }
 
@@ -177,10 +219,11 @@ export function mergeEarlier(r: BenchResults, earlier: BenchResults | undefined,
     }),
     marks: SECTIONS.flatMap((s) => (carried.includes(s) ? earlier.marks : r.marks).filter((m) => m.section === s)),
     projections: SECTIONS.flatMap((s) => (carried.includes(s) ? earlier.projections : r.projections).filter((p) => p.section === s)),
-    setup: carried.includes('http') ? earlier.setup : r.setup,
+    setup: carried.includes('http') ? { ...r.setup, ...earlier.setup } : r.setup,
+    references: carried.includes('crypto') ? earlier.references : r.references,
     notes: [...new Set([...r.notes, ...earlier.notes.filter((n) => carried.some((s) => n.toLowerCase().startsWith(s)))])],
   };
-  merged.ratios = deriveRatios(merged.marks);
+  merged.ratios = deriveRatios(merged.marks, merged.references);
   return merged;
 }
 
@@ -216,6 +259,7 @@ export async function main(argv: string[]): Promise<void> {
     .addOption(new Option('--tiny', 'smallest sizes (seconds), for tests').hideHelp())
     .option('--out <dir>', 'where results.json, results.md and the charts go', DEFAULT_OUT)
     .option('--only <sections>', `comma-separated sections: ${SECTIONS.join(', ')}`)
+    .option('--scale-sizes <list>', 'scale section: comma-separated directory sizes instead of the profile\'s (e.g. 1e6 or 100000,1e6)')
     .option('--no-merge', 'with --only: do not carry the other sections over from an existing results.json')
     .option('--render', 'measure nothing: rewrite results.md and the charts from the results.json in --out')
     .exitOverride()
@@ -229,7 +273,7 @@ export async function main(argv: string[]): Promise<void> {
     }
     throw e;
   }
-  const o = program.opts<{ quick?: boolean; tiny?: boolean; out: string; only?: string; merge: boolean; render?: boolean }>();
+  const o = program.opts<{ quick?: boolean; tiny?: boolean; out: string; only?: string; merge: boolean; render?: boolean; scaleSizes?: string }>();
   const profile: Profile = o.tiny ? 'tiny' : o.quick ? 'quick' : 'full';
   const only = o.only ? parseSections(o.only) : undefined;
   const out = path.resolve(o.out);
@@ -239,7 +283,13 @@ export async function main(argv: string[]): Promise<void> {
     console.log(`rewrote ${writeResults(earlier, out).join(', ')}`);
     return;
   }
-  const results = await runBench({ profile, out, only });
+  const scaleSizes = o.scaleSizes ? parseSizes(o.scaleSizes) : undefined;
+  const results = await runBench({
+    profile,
+    out,
+    only,
+    ...(scaleSizes ? { config: { scale: { ...configFor(profile, machineInfo().cores).scale, sizes: scaleSizes } } } : {}),
+  });
   const final = only && o.merge ? mergeEarlier(results, readResults(path.join(out, 'results.json')), only) : results;
   const files = writeResults(final, out);
   const shown = (f: string) => (path.relative(process.cwd(), f).startsWith('..') ? f : path.relative(process.cwd(), f));

@@ -3,10 +3,12 @@
  *
  * Every route, core or design, is a `Route` (shared/design.ts) and goes
  * through the same pipeline here, so no design repeats it:
- *   authentication (admin or requester token) -> rate limit -> content type
- *   -> bounded body read -> decode -> strict schema -> handler -> encode
- *   in the request's format (or Accept) -> one error middleware that turns
- *   every failure into `{ error: { code, message } }` with the status of its code.
+ *   authentication (admin or requester token) -> content type -> load
+ *   admission from the headers alone (Route.admit, before any body byte is
+ *   read) -> bounded body read -> decode -> strict schema -> rate limit
+ *   -> handler -> encode in the request's format (or Accept) -> one error
+ *   middleware that turns every failure into `{ error: { code, message } }`
+ *   with the status of its code.
  *
  * The server's own log (pino) records method, route pattern, status and
  * time only: never a path parameter value, a body, a token or an IP.
@@ -39,6 +41,12 @@ function bearer(req: Request): string | undefined {
   if (!h) return undefined;
   const m = /^Bearer ([A-Za-z0-9._~+/=-]{1,256})$/.exec(h);
   return m?.[1];
+}
+
+/** The declared body size, when the header holds a plain decimal length. */
+function contentLength(req: Request): number | undefined {
+  const h = req.headers['content-length'];
+  return h !== undefined && /^\d{1,15}$/.test(h) ? Number(h) : undefined;
 }
 
 function sameSecret(a: string, b: string): boolean {
@@ -102,6 +110,7 @@ export function createApp(deps: AppDeps): express.Express {
         }
       }
 
+      const ip = req.ip ?? req.socket.remoteAddress ?? 'unknown';
       let format: Format | undefined;
       let body: unknown;
       if (r.request) {
@@ -112,6 +121,8 @@ export function createApp(deps: AppDeps): express.Express {
             `Content-Type must be ${CONTENT_TYPE.msgpack} or ${CONTENT_TYPE.json}, got ${req.headers['content-type'] ?? 'none'}`,
           );
         }
+        // Load admission from the headers alone: a refused request costs no body read or decode.
+        if (requester && r.admit) r.admit({ requester, contentLength: contentLength(req), ip });
         await new Promise<void>((resolve, reject) => rawBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())));
         const raw: unknown = req.body;
         body = parseRequest(r.request, decodeBody(raw instanceof Uint8Array ? raw : new Uint8Array(0), format), format);
@@ -124,7 +135,7 @@ export function createApp(deps: AppDeps): express.Express {
         body,
         params: req.params as Record<string, string>,
         requester,
-        ip: req.ip ?? req.socket.remoteAddress ?? 'unknown',
+        ip,
         ifNoneMatch: req.headers['if-none-match'],
       });
       if (reply.etag) res.setHeader('ETag', reply.etag);

@@ -40,8 +40,8 @@ import { maskToCapabilities } from '../shared/capabilities.ts';
 import { normalizeNumber, type E164 } from '../shared/e164.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { HASH_BYTES, hashNumber } from '../shared/hashed.ts';
-import { pickCurrent, type EpochRow } from './epochs.ts';
-import { readEpochKeys } from './keys.ts';
+import { pickCurrent, type EpochRow } from './blinded/epoch.ts';
+import { readEpochKeys } from './blinded/keys.ts';
 import { DB_FILE } from './store.ts';
 
 export const AUDIT_DESIGNS = ['plain', 'hashed', 'blinded'] as const;
@@ -775,7 +775,7 @@ const BLINDED_COLUMNS: Record<string, readonly string[]> = {
 
 type EpochDbRow = Omit<EpochRow, 'public_key'>;
 
-/** The epoch the server serves as current, by the server's own rule (server/epochs.ts). */
+/** The epoch the server serves as current, by the server's own rule (server/blinded/epoch.ts). */
 export function currentEpochOf(epochs: readonly EpochSummary[]): EpochSummary | undefined {
   return pickCurrent(
     epochs.filter((e) => e.destroyedAt === null),

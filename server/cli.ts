@@ -16,11 +16,11 @@ import { DAY_MS } from './querylog.ts';
 import { startServer, type RunningServer } from './server.ts';
 import { Store } from './store.ts';
 import { generateAccounts, generateContactLists, type SeedOptions } from './seed.ts';
-import { rotateKeyOffline } from './designs/blinded.ts';
+import { rotateKeyOffline, type BlindedServerDesign } from './designs/blinded.ts';
 import { registerAuditCommand } from './audit-cli.ts';
 
 export const DEFAULT_DATA = 'data';
-/** Default seeded size for `npm start`: the reference (noble) path evaluates ~300 numbers/s per core, so this builds in a few seconds. */
+/** Default seeded size for `npm start`: the blinded build evaluates thousands of numbers/s per core (sodium; ~780 with noble), so this builds in about a second. */
 export const START_SEED_SIZE = 1000;
 export const REQUESTERS_FILE = 'requesters.json';
 
@@ -91,6 +91,37 @@ export function seedDataFolder(dataDir: string, contactsDir: string, options: Se
 
 function loggerFor(level: string) {
   return pino({ level }, pino.destination(2));
+}
+
+/**
+ * Says when the blinded design is ready: the server listens (plain and
+ * hashed answer) while its epochs load or build, with progress on stderr.
+ */
+function announceReady(server: RunningServer): void {
+  const blinded = server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign | undefined;
+  if (!blinded) return;
+  let pending = true;
+  void server.ready.then(
+    () => {
+      pending = false;
+      const st = blinded.epochs.stats;
+      const how = [
+        st.cacheLoads ? `${st.cacheLoads} epoch(s) loaded from cache${st.replayedChanges ? `, ${st.replayedChanges} journaled change(s) replayed` : ''}` : '',
+        st.lastBuild
+          ? `${st.builds} built, the last from ${st.lastBuild.numbers.toLocaleString('en-US')} numbers in ${st.lastBuild.seconds.toFixed(1)} s on ${st.lastBuild.threads} thread(s)`
+          : '',
+      ].filter(Boolean);
+      console.log(`blinded ready: current epoch ${blinded.epochs.currentNumber}${how.length ? ` (${how.join('; ')})` : ''}`);
+    },
+    (e: unknown) => {
+      pending = false;
+      process.stderr.write(`blinded is not ready: ${e instanceof Error ? e.message : String(e)}; its routes answer 503 (see the log)\n`);
+    },
+  );
+  // Printed after the "serving" line unless the epochs were ready already.
+  setImmediate(() => {
+    if (pending) console.log('blinded: loading or building its epochs; its routes answer 503 until it is ready');
+  });
 }
 
 function onSignals(server: RunningServer): void {
@@ -171,6 +202,7 @@ export function registerServerCommands(program: Command): void {
       const server = await serve(o);
       console.log(`pcd serving ${server.designs.map((d) => d.name).join(', ')} on ${server.url} (data: ${path.resolve(o.data)}, ${server.directory.size} numbers)`);
       console.log(`admin token: ${server.adminTokenSource}`);
+      announceReady(server);
     },
   );
 
@@ -216,6 +248,7 @@ export function registerServerCommands(program: Command): void {
       console.log(`  npm run pcd -- audit --data ${o.data} --design plain --target ${example ?? '+14155550123'}`);
     }
     console.log('Ctrl-C stops the server (query logs are flushed first).');
+    announceReady(server);
   });
 
   program

@@ -46,6 +46,13 @@ export interface ServerOptions {
 export interface ServerContext {
   readonly store: Store;
   readonly directory: Directory;
+  /**
+   * The directory version that `directory` reflects: every change up to it
+   * has been applied there (and delivered to, or is being delivered to, the
+   * designs), none after it. Read it in the same synchronous step as a copy
+   * of the directory to know what the copy holds.
+   */
+  directoryVersion(): number;
   readonly now: () => number;
   readonly options: ServerOptions;
   readonly logger: Logger;

@@ -58,7 +58,7 @@ import {
   WAL_HEADER_BYTES,
   type AuditFormat,
 } from './audit.ts';
-import { KEY_FILE, readEpochKeys } from './keys.ts';
+import { KEY_FILE, readEpochKeys } from './blinded/keys.ts';
 import { DB_FILE } from './store.ts';
 
 /** Where a hit is: a design's data, the directory, a free page, or something else. */
@@ -532,6 +532,8 @@ const TABLE_DESIGN: Record<string, ScanDesign> = {
   epochs: 'blinded',
   accounts: 'directory',
   numbers: 'directory',
+  // The journal of directory changes (server/store.ts): registered numbers, and deleted ones until it is pruned.
+  directory_changes: 'directory',
 };
 
 /** Page number -> owning table/index name ('free-page' for freelist pages), from dbstat and the freelist. */

@@ -4,8 +4,15 @@
  * socket (tests, the audit); `startServer` listens and returns the URL.
  *
  * Directory changes made through the admin API go to the store first (one
- * transaction), then to the in-memory directory, then to every design,
- * before the admin call answers: the next lookup sees them.
+ * transaction, journaled there for the blinded epochs' crash recovery), then
+ * to the in-memory directory, then to every design, before the admin call
+ * answers: the next lookup sees them.
+ *
+ * Each design comes up on its own: a factory returns once its design can
+ * answer (plain and hashed index the directory at once; blinded checks its
+ * keys and loads or builds its epochs in the background, answering 503
+ * until then), so the server listens while a large epoch builds.
+ * `OpenServer.ready` settles when every design is ready.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -67,8 +74,13 @@ export interface OpenServer {
   readonly designs: readonly ServerDesign[];
   readonly context: ServerContext;
   readonly adminTokenSource: string;
-  /** Registers or removes numbers everywhere (store already changed). */
-  applyChanges(changes: readonly DirectoryChange[]): Promise<void>;
+  /** Settles when every design is ready to answer (the blinded epochs loaded or built); rejects when one cannot be. */
+  readonly ready: Promise<void>;
+  /**
+   * Registers or removes numbers everywhere (store already changed, to
+   * directory version `version`; default: the store's version now).
+   */
+  applyChanges(changes: readonly DirectoryChange[], version?: number): Promise<void>;
   /** Flushes logs, closes designs and the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -83,7 +95,9 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   const store = Store.open(options.dataDir);
   const { token: adminToken, source: adminTokenSource } = resolveAdminToken(options.dataDir, options.adminToken);
   const directory = Directory.load(store);
-  const context: ServerContext = { store, directory, now, options, logger };
+  // Read in the same synchronous step as the load: the version the in-memory directory reflects.
+  let directoryVersion = store.directoryVersion();
+  const context: ServerContext = { store, directory, directoryVersion: () => directoryVersion, now, options, logger };
 
   const designs: ServerDesign[] = [];
   try {
@@ -94,11 +108,19 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     throw e;
   }
 
+  // No design asked for the directory journal (server/store.ts): nobody replays it, so it keeps nothing.
+  if (!store.directoryJournal) store.pruneDirectoryChanges(Number.MAX_SAFE_INTEGER);
+
+  const ready = Promise.all(designs.map((d) => (d as ServerDesign & { ready?: Promise<void> }).ready)).then(() => undefined);
+  ready.catch(() => {}); // observed by whoever awaits `ready`; the design logs its own failure
+
   // Serialise directory changes so designs see them in the order the store made them.
   let chain: Promise<void> = Promise.resolve();
-  const applyChanges = (changes: readonly DirectoryChange[]): Promise<void> => {
+  const applyChanges = (changes: readonly DirectoryChange[], version?: number): Promise<void> => {
+    const at = version ?? store.directoryVersion();
     const run = chain.then(async () => {
       directory.apply(changes);
+      directoryVersion = Math.max(directoryVersion, at);
       for (const d of designs) await d.onDirectoryChange(changes);
     });
     chain = run.catch(() => {});
@@ -127,8 +149,8 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
           }
         });
         const mask = capabilitiesToMask(body.capabilities);
-        const { accountId, token, changes } = store.createAccount({ email: body.email, numbers, mask }, now());
-        await applyChanges(changes);
+        const { accountId, token, changes, version } = store.createAccount({ email: body.email, numbers, mask }, now());
+        await applyChanges(changes, version);
         return { status: 201, body: { accountId, token } };
       },
     }),
@@ -139,9 +161,9 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
       async handle({ params }) {
         const id = parseIdSegment(params.accountId ?? '', Number.MAX_SAFE_INTEGER);
         if (id === undefined) throw new PcdError(ErrorCode.InvalidField, `account id must be a positive integer, got '${String(params.accountId).slice(0, 40)}'`);
-        const changes = store.deleteAccount(id);
-        if (!changes) throw new PcdError(ErrorCode.NotFound, `no account ${id}`);
-        await applyChanges(changes);
+        const update = store.deleteAccount(id);
+        if (!update) throw new PcdError(ErrorCode.NotFound, `no account ${id}`);
+        await applyChanges(update.changes, update.version);
         return { body: { ok: true } };
       },
     }),
@@ -170,7 +192,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
       store.close();
     })());
 
-  return { app, store, directory, designs, context, adminTokenSource, applyChanges, close };
+  return { app, store, directory, designs, context, adminTokenSource, ready, applyChanges, close };
 }
 
 export interface RunningServer extends OpenServer {

@@ -2,8 +2,19 @@
  * The embedded store: one SQLite file (better-sqlite3) in the data folder for
  * accounts, registered numbers, the query logs of every design and epoch
  * metadata. OPRF secret keys are NOT here: they live in their own file
- * (server/keys.ts) so that the database can be copied, audited or handed
- * over without them.
+ * (server/blinded/keys.ts) so that the database can be copied, audited or
+ * handed over without them.
+ *
+ * The directory version (`meta.directory_version`) grows by one per changed
+ * number. While a design that derives caches from the directory asks for it
+ * ({@link Store.enableDirectoryJournal}: the blinded epochs do), every
+ * change is also journaled in `directory_changes`, one row per version, in
+ * the SAME transaction as the account change and the version bump: a cache
+ * that reflects version v is brought up to date after a crash by replaying
+ * the rows above v ({@link Store.directoryChangesSince}). The journal holds
+ * deleted numbers too, so its owner prunes it as soon as no cache needs the
+ * rows ({@link Store.pruneDirectoryChanges}); a bulk insert (`pcd seed`)
+ * bumps the version without journaling, which a replay sees as a gap.
  *
  * `secure_delete` is on, so rows purged past retention are overwritten on
  * disk rather than left in free pages where `pcd audit --scan` (or a
@@ -68,6 +79,15 @@ CREATE TABLE IF NOT EXISTS blinded_bucket_log (
 );
 CREATE INDEX IF NOT EXISTS blinded_bucket_log_ts ON blinded_bucket_log(ts);
 
+-- The directory journal: one row per changed number (mask 0: removed), its
+-- version the directory version the change made. Pruned once every epoch
+-- cache reflects it (server/blinded/epochs.ts).
+CREATE TABLE IF NOT EXISTS directory_changes (
+  version INTEGER PRIMARY KEY,
+  number TEXT NOT NULL,
+  mask INTEGER NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS epochs (
   epoch INTEGER PRIMARY KEY,
   public_key BLOB NOT NULL,
@@ -102,9 +122,21 @@ export interface NewAccount {
   mask: CapabilityMask;
 }
 
+/** A journaled directory change: the directory version it made. */
+export interface JournaledChange extends DirectoryChange {
+  version: number;
+}
+
+/** What a directory change did: the changes, and the directory version after it. */
+export interface DirectoryUpdate {
+  changes: DirectoryChange[];
+  version: number;
+}
+
 export class Store {
   readonly db: Database.Database;
   private readonly stmts;
+  private journal = false;
 
   private constructor(readonly dataDir: string, readonly file: string) {
     this.db = new Database(file);
@@ -130,6 +162,11 @@ export class Store {
       getMeta: this.db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
       setMeta: this.db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
       directorySize: this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM numbers'),
+      journalChange: this.db.prepare<[number, string, number]>('INSERT INTO directory_changes (version, number, mask) VALUES (?, ?, ?)'),
+      changesSince: this.db.prepare<[number], { version: number; number: string; mask: number }>(
+        'SELECT version, number, mask FROM directory_changes WHERE version > ? ORDER BY version',
+      ),
+      pruneChanges: this.db.prepare<[number]>('DELETE FROM directory_changes WHERE version <= ?'),
     };
   }
 
@@ -161,6 +198,51 @@ export class Store {
     this.setMeta('directory_version', String(this.directoryVersion() + 1));
   }
 
+  /**
+   * Records changes inside the caller's transaction: one version per
+   * changed number, each journaled when the journal is on. Returns the
+   * directory version after them.
+   */
+  private recordChanges(changes: readonly DirectoryChange[]): number {
+    let version = this.directoryVersion();
+    if (changes.length === 0) return version;
+    for (const c of changes) {
+      version++;
+      if (this.journal) this.stmts.journalChange.run(version, c.number, c.mask);
+    }
+    this.setMeta('directory_version', String(version));
+    return version;
+  }
+
+  /** Journals every directory change from now on (see the module header). */
+  enableDirectoryJournal(): void {
+    this.journal = true;
+  }
+
+  get directoryJournal(): boolean {
+    return this.journal;
+  }
+
+  /**
+   * The journaled changes after `version`, oldest first, or undefined when
+   * the journal does not reach back that far (pruned, or a change that was
+   * not journaled, such as a bulk insert): then only a rebuild is right.
+   */
+  directoryChangesSince(version: number): JournaledChange[] | undefined {
+    const current = this.directoryVersion();
+    if (!Number.isSafeInteger(version) || version < 0 || version > current) return undefined;
+    if (version === current) return [];
+    const rows = this.stmts.changesSince.all(version);
+    // Versions are unique integers in (version, current]: as many rows as versions means none is missing.
+    if (rows.length !== current - version) return undefined;
+    return rows.map((r) => ({ version: r.version, number: r.number as E164, mask: r.mask }));
+  }
+
+  /** Deletes journal rows up to `version` (inclusive); returns how many. */
+  pruneDirectoryChanges(version: number): number {
+    return this.stmts.pruneChanges.run(Math.min(version, Number.MAX_SAFE_INTEGER)).changes;
+  }
+
   // ------------------------------------------------------------- accounts
 
   authenticate(token: string): Requester | undefined {
@@ -169,7 +251,7 @@ export class Store {
   }
 
   /** Creates an account with its numbers; conflicts (email or number taken) are 409s. */
-  createAccount(account: NewAccount, now: number): { accountId: number; token: string; changes: DirectoryChange[] } {
+  createAccount(account: NewAccount, now: number): { accountId: number; token: string } & DirectoryUpdate {
     const token = newToken();
     const tx = this.db.transaction(() => {
       if (this.stmts.emailExists.get(account.email)) {
@@ -183,21 +265,20 @@ export class Store {
       }
       const id = Number(this.stmts.insertAccount.run(account.email, hashToken(token), account.mask, now).lastInsertRowid);
       for (const n of account.numbers) this.stmts.insertNumber.run(n, id);
-      this.bumpDirectoryVersion();
-      return id;
+      const changes = account.numbers.map((number) => ({ number, mask: account.mask }));
+      return { accountId: id, changes, version: this.recordChanges(changes) };
     });
-    const accountId = tx();
-    return { accountId, token, changes: account.numbers.map((number) => ({ number, mask: account.mask })) };
+    return { ...tx(), token };
   }
 
   /** Deletes an account; returns the directory changes (its numbers, now unregistered), or undefined if absent. */
-  deleteAccount(accountId: number): DirectoryChange[] | undefined {
+  deleteAccount(accountId: number): DirectoryUpdate | undefined {
     const tx = this.db.transaction(() => {
       const numbers = this.stmts.accountNumbers.all(accountId);
       const res = this.stmts.deleteAccount.run(accountId);
       if (res.changes === 0) return undefined;
-      this.bumpDirectoryVersion();
-      return numbers.map((r) => ({ number: r.number as E164, mask: 0 }));
+      const changes = numbers.map((r) => ({ number: r.number as E164, mask: 0 }));
+      return { changes, version: this.recordChanges(changes) };
     });
     return tx();
   }
@@ -246,7 +327,9 @@ export class Store {
 
   /**
    * Bulk insert for seeding: accounts without tokens (tokens are issued on
-   * demand with issueToken), in transactions of `chunk` accounts.
+   * demand with issueToken), in transactions of `chunk` accounts. Not
+   * journaled: one version bump per transaction, so a cache built before
+   * it is rebuilt rather than replayed.
    */
   bulkInsert(accounts: Iterable<NewAccount>, now: number, onProgress?: (numbers: number) => void, chunk = 50_000): number {
     let count = 0;

@@ -90,6 +90,13 @@ export interface RouteInput<Req> {
   ifNoneMatch: string | undefined;
 }
 
+/** What {@link Route.admit} knows: who asks, and the declared body size (absent for a chunked body). */
+export interface AdmitInput {
+  requester: Requester;
+  contentLength: number | undefined;
+  ip: string;
+}
+
 export interface RouteReply<Res> {
   status?: number;
   /** Absent for 304. */
@@ -107,6 +114,12 @@ export interface Route<Req = unknown, Res = unknown> {
   request?: Schema<Req>;
   /** Lookups this request costs the requester's rate limit (numbers, hashes or elements). */
   cost?: (body: Req) => number;
+  /**
+   * Load admission before the body is read or decoded (auth 'requester'
+   * routes): throws a PcdError (503 with retryAfterSeconds) to refuse, from
+   * what the headers say, so a flood costs no decoding.
+   */
+  admit?: (input: AdmitInput) => void;
   handle(input: RouteInput<Req>): RouteReply<Res> | Promise<RouteReply<Res>>;
 }
 

@@ -1,16 +1,18 @@
 /**
  * Smoke test of the benchmark: every section at its tiniest size (a real
- * server in a child process, real clients, real builds) into a temporary
- * folder, then the files a writeup uses are checked for shape: results.json
- * parses with the expected keys, results.md holds tables, every chart is a
- * well-formed SVG with a title. Never a timing: the machines are shared.
+ * server in a child process, real clients, real builds, both crypto
+ * backends, a flood beside a light requester, a kill -9 and a restart) into
+ * a temporary folder, then the files a writeup uses are checked for shape:
+ * results.json parses with the expected keys, marks and ratios (units
+ * present), results.md holds tables, every chart is a well-formed SVG with a
+ * title. Never a timing: the machines are shared.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHART_FILES, mergeEarlier, parseSections, readResults, runBench, writeResults } from '../bench/run.ts';
-import { RESULTS_SCHEMA, SECTIONS, type BenchResults } from '../bench/results.ts';
+import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type CryptoMark, type FairnessMark, type HttpMark, type ScaleMark } from '../bench/results.ts';
 import { barChart, lineChart } from '../bench/svg.ts';
 import { table } from '../bench/report.ts';
 
@@ -40,7 +42,7 @@ describe('benchmark, tiny profile', () => {
     out = fs.mkdtempSync(path.join(os.tmpdir(), 'pcd-bench-test-'));
     results = await runBench({ profile: 'tiny', out, log: () => {} });
     writeResults(results, out);
-  }, 180_000);
+  }, 300_000);
 
   afterAll(() => {
     fs.rmSync(out, { recursive: true, force: true });
@@ -61,30 +63,87 @@ describe('benchmark, tiny profile', () => {
     expect(json.machine).toMatchObject({ cpuModel: expect.any(String), cores: expect.any(Number), memoryBytes: expect.any(Number), os: expect.any(String), node: process.version });
     expect(json.versions['@noble/curves']).toMatch(/^\d+\.\d+\.\d+/);
     expect(json.versions['@noble/hashes']).toMatch(/^\d+\.\d+\.\d+/);
+    expect(json.versions['libsodium-wrappers-sumo']).toMatch(/^\d+\.\d+\.\d+/);
     expect(json.parameters).toMatchObject({ profile: 'tiny' });
     expect(Number.isNaN(Date.parse(json.date))).toBe(false);
 
     for (const m of json.marks) expect(typeof m.name).toBe('string');
-    const crypto = json.marks.filter((m) => m.section === 'crypto');
+    const crypto = json.marks.filter((m): m is CryptoMark => m.section === 'crypto');
     expect(crypto.map((m) => m.name)).toEqual(
       expect.arrayContaining([
-        'client blind (voprf)',
-        'server Evaluate: directory build (voprf)',
-        'server BlindEvaluate (voprf, batch 1)',
-        'server BlindEvaluate (oprf, batch 1)',
-        'client finalize (voprf, batch 1, proof verified)',
+        ...['noble', 'sodium'].flatMap((b) => [
+          `client blind (voprf) [${b}]`,
+          `server Evaluate: directory build (voprf) [${b}]`,
+          `server BlindEvaluate (voprf, batch 1) [${b}]`,
+          `server BlindEvaluate (oprf, batch 1) [${b}]`,
+          `server BlindEvaluate (voprf, batch 4) [${b}]`,
+          `server evaluateChunk x2 + proveComposite (voprf, batch 4) [${b}]`,
+          `client finalize (voprf, batch 4, proof verified) [${b}]`,
+        ]),
         'hashed: SHA-256 of a number',
         'normalizeNumber (E.164 input)',
       ]),
     );
-    for (const m of crypto) expect(m).toMatchObject({ ops: expect.any(Number), meanUs: expect.any(Number), medianUs: expect.any(Number), p50Us: expect.any(Number), p99Us: expect.any(Number) });
+    for (const m of crypto) {
+      expect(m).toMatchObject({ ops: expect.any(Number), meanUs: expect.any(Number), medianUs: expect.any(Number), p50Us: expect.any(Number), p99Us: expect.any(Number) });
+      expect(['noble', 'sodium', 'psi.js', 'any']).toContain(m.backend);
+      expect(m.usPerItem).toBeGreaterThan(0);
+      expect(['number', 'element', 'item']).toContain(m.op);
+    }
+    const ratio = (name: string) => json.ratios.find((r) => r.name === name);
+    for (const op of ['server BlindEvaluate (voprf, batch 4)', 'server BlindEvaluate (oprf, batch 4)', 'client blind (voprf)', 'client finalize (voprf, batch 4, proof verified)', 'server Evaluate: directory build (voprf)']) {
+      expect(ratio(`sodium / noble speed: ${op}`)?.value).toBeGreaterThan(0);
+    }
+    // The peer: measured when psi.js can be loaded (bench/psi.ts), else an external figure labelled as not measured, with why.
+    const psi = crypto.filter((m) => m.backend === 'psi.js');
+    if (psi.length > 0) {
+      expect(psi.map((m) => m.name).sort()).toEqual(['psi.js client createRequest (batch 4)', 'psi.js server processRequest (batch 4)']);
+      expect(ratio('sodium server BlindEvaluate (voprf) / psi.js processRequest, items per second (batch 4)')?.value).toBeGreaterThan(0);
+    } else {
+      expect(json.references).toEqual([expect.objectContaining({ measured: false, low: 1000, high: 1600, unit: 'items/s', why: expect.any(String) })]);
+      expect(json.ratios.some((r) => r.name.startsWith('sodium server BlindEvaluate (voprf, batch 4) / psi.js') && r.name.includes('NOT MEASURED'))).toBe(true);
+    }
 
-    const http = json.marks.filter((m) => m.section === 'http');
-    expect(new Set(http.map((m) => m.design))).toEqual(new Set(['plain', 'hashed', 'blinded']));
+    const http = json.marks.filter((m): m is HttpMark => m.section === 'http');
+    const byGroup = (g: HttpMark['group']) => http.filter((m) => m.group === g);
+    expect(new Set(byGroup('designs').map((m) => m.design))).toEqual(new Set(['plain', 'hashed', 'blinded']));
+    expect(new Set(byGroup('backends').map((m) => m.backend))).toEqual(new Set(['noble', 'sodium']));
+    expect(new Set(byGroup('threads').map((m) => m.evalThreads))).toEqual(new Set([1, 2]));
+    for (const m of [...byGroup('backends'), ...byGroup('threads')]) expect(m).toMatchObject({ design: 'blinded', numbersPerRequest: 100 });
     for (const m of http) {
       expect(m.errors).toBe(0);
       expect(m.requests).toBeGreaterThan(0);
       expect(m.latencyMs).toMatchObject({ p50: expect.any(Number), p99: expect.any(Number), mean: expect.any(Number) });
+    }
+    for (const name of [
+      'HTTP blinded sync-100: sodium / noble elements per second',
+      'HTTP blinded sync-100 (sodium): 2 / 1 evaluator threads, elements per second',
+      'HTTP single (on-demand): blinded sodium / plain p99 latency',
+      'HTTP single: plain / blinded lookups per second',
+    ]) {
+      expect(ratio(name)?.value).toBeGreaterThan(0);
+    }
+
+    const fairness = json.marks.filter((m): m is FairnessMark => m.section === 'fairness');
+    expect(fairness.map((m) => m.phase)).toEqual(['idle', 'flood']);
+    for (const m of fairness) {
+      expect(m.light.sent).toBeGreaterThan(0);
+      expect(m.light.ok + m.light.rejected503).toBeLessThanOrEqual(m.light.sent);
+      expect(m.light.latencyMs).toMatchObject({ p99: expect.any(Number), max: expect.any(Number) });
+    }
+    const flood = fairness.find((m) => m.phase === 'flood')!;
+    expect(flood.flooder).toMatchObject({ elementsPerRequest: 4096, ok: expect.any(Number), rejected503: expect.any(Number), elementsPerSec: expect.any(Number) });
+    expect(ratio('light requester under a flood / idle: p99 latency')?.value).toBeGreaterThan(0);
+
+    const scale = json.marks.filter((m): m is ScaleMark => m.section === 'scale');
+    expect(scale.map((m) => m.numbers)).toEqual([300]);
+    for (const m of scale) {
+      expect(m.blindedServingSeconds).toBeGreaterThanOrEqual(m.listeningSeconds);
+      expect(m.rssBytes).toBeGreaterThan(0);
+      // Correctness, not timing: the number registered just before kill -9 answers after the restart.
+      expect(m.restart).toMatchObject({ answersMessages: true, capabilities: expect.arrayContaining(['messages']) });
+      expect(m.targets.map((t) => t.target)).toEqual(expect.arrayContaining([expect.stringMatching(/^restart after kill -9/), expect.stringMatching(/registered just before kill -9/)]));
+      for (const t of m.targets) expect(typeof t.met).toBe('boolean');
     }
 
     const bw = json.marks.filter((m) => m.section === 'bandwidth');
@@ -111,7 +170,18 @@ describe('benchmark, tiny profile', () => {
     expect(md).toMatch(/^# pcd benchmark results/);
     expect(md).toContain(results.machine.cpuModel);
     expect(md).toMatch(MD_TABLE);
-    for (const heading of ['## Ratios', '## Crypto per operation', '## HTTP lookups', '## Bytes on the wire', '## Directory build', '## Reversing a hashed log']) {
+    for (const heading of [
+      '## Ratios',
+      '## Crypto per operation, backends side by side',
+      '### The peer: OpenMined psi.js',
+      '## HTTP lookups',
+      '### Blinded evaluate: backend and evaluator threads',
+      '## Fairness',
+      '## Bytes on the wire',
+      '## Directory build',
+      '## Scale',
+      '## Reversing a hashed log',
+    ]) {
       expect(md).toContain(heading);
     }
     expect(md).toContain('projection, not a measurement');

@@ -2,10 +2,15 @@
  * The three designs through one real server and the real client give
  * identical answers for the same directory and contact list: registered and
  * unregistered numbers, duplicates, several regions, national input; for
- * bucketBits 0 (full directory sync) and a larger value.
+ * bucketBits 0 (full directory sync) and a larger value. Also: the hashed
+ * server's node:crypto hash is the protocol's hashNumber, byte for byte.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fc from 'fast-check';
 import { DESIGNS } from '../shared/messages.ts';
+import type { E164 } from '../shared/e164.ts';
+import { hashNumber } from '../shared/hashed.ts';
+import { serverHash } from '../server/designs/hashed.ts';
 import { sampleNumbers } from '../server/seed.ts';
 import { startTestServer, type TestServer } from './helpers.ts';
 
@@ -67,5 +72,16 @@ describe.each([0, 6])('all designs agree, bucketBits %i', (bucketBits) => {
     for (const design of DESIGNS) expect((await s.client(token, design).lookup(n)).capabilities, design).toEqual(['facetime']);
     await s.admin.deleteAccount(accountId);
     for (const design of DESIGNS) expect((await s.client(token, design).lookup(n)).capabilities, design).toEqual([]);
+  });
+});
+
+describe('the hashed index hash', () => {
+  it('is shared/hashed.ts hashNumber byte for byte, for numbers of every region and any UTF-8 text', () => {
+    for (const n of sampleNumbers({ count: 2000, seed: 'hashed-agree' })) expect(Buffer.from(serverHash(n))).toEqual(Buffer.from(hashNumber(n)));
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), (s) => {
+        expect(Buffer.from(serverHash(s as E164))).toEqual(Buffer.from(hashNumber(s as E164)));
+      }),
+    );
   });
 });

@@ -37,6 +37,11 @@ export async function startTestServer(options: Partial<ServerOptions> = {}): Pro
   const dataDir = options.dataDir ?? tempDir();
   // One evaluator worker: the pool is exercised, and test servers do not start one per core each.
   const server = await startServer({ adminToken: ADMIN_TOKEN, logIntervalMs: 20, evalThreads: 1, ...options, dataDir, port: 0 });
+  // Every design answering (the blinded epochs loaded or built): tests that watch a design come up use startServer.
+  await server.ready.catch(async (e: unknown) => {
+    await server.close();
+    throw e;
+  });
   const ts: TestServer = {
     server,
     dataDir,

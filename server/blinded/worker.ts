@@ -16,6 +16,7 @@
  *   drop   epoch                                 (no reply)
  *   epochs id                                    -> epochs: the epochs held, for tests
  *   chunk  id, epoch, first, elements n x 32     -> chunk: D_i n x 32 [|| composite 32 (voprf)]
+ *          prove (voprf, the chunk is the whole batch) -> chunk: D_i n x 32 || the batch proof 64
  *   tags   id, epoch, tagBytes, numbers (keys)   -> tags: n x tagBytes, truncated Evaluate outputs
  *
  * A failed job answers `error` with the PcdError code when the backend threw
@@ -39,7 +40,7 @@ export type ToWorker =
   | { t: 'key'; epoch: number; mode: OprfMode; secretKey: Uint8Array; publicKey: Uint8Array }
   | { t: 'drop'; epoch: number }
   | { t: 'epochs'; id: number }
-  | { t: 'chunk'; id: number; epoch: number; first: number; elements: Uint8Array }
+  | { t: 'chunk'; id: number; epoch: number; first: number; elements: Uint8Array; prove?: boolean }
   | { t: 'tags'; id: number; epoch: number; tagBytes: number; numbers: Float64Array };
 
 export type FromWorker =
@@ -96,8 +97,10 @@ export function createHandler(backend: OprfBackend, post: (m: FromWorker, transf
           if (m.t === 'chunk') {
             const { mode, key } = held(m.epoch);
             const r = backend.evaluateChunk(mode, key, unpackElements(m.elements), m.first);
-            const out = packElements(r.evaluated, ELEMENT_BYTES, r.composite ? ELEMENT_BYTES : 0);
-            if (r.composite) out.set(r.composite, r.evaluated.length * ELEMENT_BYTES);
+            // A batch of one chunk is proven here too, so a single lookup costs the main thread no crypto.
+            const tail = r.composite && m.prove ? backend.proveComposite(key, [r.composite]) : r.composite;
+            const out = packElements(r.evaluated, ELEMENT_BYTES, tail?.length ?? 0);
+            if (tail) out.set(tail, r.evaluated.length * ELEMENT_BYTES);
             post({ t: 'chunk', id: m.id, out }, [out.buffer]);
           } else {
             const { mode, key } = held(m.epoch);

@@ -24,9 +24,9 @@
  * tags back into numbers. The key therefore lives only in the key file
  * (0600, never in the database, never logged, never sent) and is destroyed
  * when its epoch retires, after which leftover tags are unlinkable for good.
- * In memory it is held by the epoch and by the evaluator worker threads
- * (server/evaluator.ts: sent by postMessage, never through a file), which zero
- * and forget their copy when the epoch is destroyed.
+ * In memory it is held by the epoch and by the evaluator pool and its worker
+ * threads (server/blinded/pool.ts: sent by postMessage, never through a
+ * file), which zero and forget their copies when the epoch is destroyed.
  * A requester, for its part, can use evaluate as an oracle (one element per
  * number it wants to test), which only rate limiting bounds: the cost of an
  * evaluate request is its element count, charged against the requester's
@@ -34,10 +34,14 @@
  *
  * ## Where evaluation runs
  *
- * BlindEvaluate (~3 ms per element in VOPRF mode) runs on a pool of worker
- * threads (server/evaluator.ts; `PCD_EVAL_THREADS`, default one per core),
- * so a large batch blocks neither the event loop nor other requests. Element
- * checks stay on the main thread, before anything is handed to a worker.
+ * BlindEvaluate (VOPRF: ~0.3 ms per element with sodium, ~2.5 ms with
+ * noble) runs on a pool of worker threads (server/blinded/pool.ts;
+ * `PCD_EVAL_THREADS`, default one per core): a batch is split into chunks
+ * spread over every worker under one proof, so a large batch blocks neither
+ * the event loop nor other requests. Chunks are served round-robin per
+ * requester (server/blinded/fair.ts), and the route's admission hook
+ * refuses a requester whose backlog is full before its body is read.
+ * Elements are checked where they are evaluated (RFC 9497 §3.3).
  *
  * ## What it persists
  *
@@ -46,7 +50,6 @@
  * tag, blinded or evaluated element. The per-epoch cache file holds the tags
  * of registered numbers only, which are in the directory anyway.
  */
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import pino from 'pino';
 import { bucketCount } from '../../shared/buckets.ts';
 import { CAPABILITIES } from '../../shared/capabilities.ts';
@@ -62,21 +65,33 @@ import {
   type EvaluateReply,
   type RotateKeyReply,
 } from '../../shared/messages.ts';
-import { ELEMENT_BYTES, SUITE, isValidElement } from '../../shared/oprf.ts';
+import { LIMITS } from '../../shared/limits.ts';
+import { SUITE } from '../../shared/oprf.ts';
+import { DEFAULT_BACKEND } from '../../shared/suite.ts';
+import { loadBackend } from '../../shared/backends.ts';
 import type { ServerContext, ServerDesignFactory, ServerOptions } from '../context.ts';
 import { Directory } from '../directory.ts';
-import { Epochs } from '../epochs.ts';
-import { EvaluatorPool } from '../evaluator.ts';
+import { Epochs } from '../blinded/epochs.ts';
+import { EvaluatorPool } from '../blinded/pool.ts';
 import { designLog } from '../querylog.ts';
 import { Store } from '../store.ts';
 
 type EvalLogRow = [ts: number, accountId: number, ip: string, epoch: number, count: number];
 type BucketLogRow = [ts: number, ip: string, epoch: number, bucket: number];
 
-/** Longest stretch of element checks on the main thread between two yields to the event loop, in ms. */
-const CHECK_SLICE_MS = 10;
-/** How often the evaluator pool's keys are compared with the served epochs (dropping destroyed ones), in ms. */
-const KEY_SYNC_MS = 1000;
+/**
+ * Smallest body bytes per element of an evaluate request: JSON (44 base64
+ * characters, 2 quotes, a comma); MessagePack needs 34 (bin 8 header + 32).
+ * Dividing a Content-Length by it never over-counts in either format, so
+ * admission from the headers never refuses a request that would fit.
+ */
+const MIN_BODY_BYTES_PER_ELEMENT = 47;
+
+/** Elements an evaluate body of `contentLength` bytes holds at least (1 when the length is not declared). */
+export function elementsIn(contentLength: number | undefined): number {
+  if (contentLength === undefined) return 1;
+  return Math.max(1, Math.min(LIMITS.maxBatch, Math.floor(contentLength / MIN_BODY_BYTES_PER_ELEMENT)));
+}
 
 /** Buckets change only with the directory; a minute of staleness in shared caches is the trade. */
 export const BUCKET_CACHE_CONTROL = 'public, max-age=60';
@@ -84,6 +99,8 @@ export const BUCKET_CACHE_CONTROL = 'public, max-age=60';
 /** The server design plus its epochs and evaluator pool (for tests, benchmarks and the audit). */
 export interface BlindedServerDesign extends ServerDesign {
   readonly epochs: Epochs;
+  /** Settles once every epoch is loaded or built (Epochs.ready); until then its routes answer 503. */
+  readonly ready: Promise<void>;
   readonly evaluator: EvaluatorPool;
 }
 
@@ -92,32 +109,6 @@ export function matchesEtag(header: string | undefined, etag: string): boolean {
   if (!header) return false;
   if (header.trim() === '*') return true;
   return header.split(',').some((t) => t.trim().replace(/^W\//, '') === etag);
-}
-
-function identity(bytes: Uint8Array): boolean {
-  return bytes.every((b) => b === 0);
-}
-
-/**
- * RFC 9497 §3.3: every element from the wire is checked, on the main thread,
- * before any is evaluated; the first bad one names its index. A check costs
- * ~0.15 ms (a ristretto255 decode), so a 4096-element batch yields to the
- * event loop every {@link CHECK_SLICE_MS} ms rather than block it for ~0.6 s.
- */
-async function checkElements(elements: readonly Uint8Array[]): Promise<void> {
-  let since = performance.now();
-  for (let i = 0; i < elements.length; i++) {
-    const el = elements[i]!;
-    if (!isValidElement(el)) {
-      // The ristretto255 identity encodes as 32 zero bytes (RFC 9496 §4.3.2).
-      const why = identity(el) ? 'is the identity element' : `is not a canonical ristretto255 encoding of ${ELEMENT_BYTES} bytes`;
-      throw new PcdError(ErrorCode.InvalidElement, `elements[${i}] ${why} (RFC 9497 §3.3): nothing was evaluated`);
-    }
-    if (performance.now() - since >= CHECK_SLICE_MS) {
-      await yieldToLoop();
-      since = performance.now();
-    }
-  }
 }
 
 function parseSegment(what: string, raw: string | undefined): number {
@@ -131,27 +122,18 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
   const evalLog = designLog<EvalLogRow>(ctx, 'blinded_eval_log', ['ts', 'account_id', 'ip', 'epoch', 'count']);
   const bucketLog = designLog<BucketLogRow>(ctx, 'blinded_bucket_log', ['ts', 'ip', 'epoch', 'bucket']);
 
-  // BlindEvaluate runs on worker threads (server/evaluator.ts), started now in the background:
+  // BlindEvaluate runs on worker threads (server/blinded/pool.ts), started now in the background:
   // a request that comes first waits for them; if they cannot start, evaluation is inline (logged).
-  const evaluator = new EvaluatorPool({ logger: ctx.logger, size: ctx.options.evalThreads });
+  const backend = await loadBackend(ctx.options.backend ?? DEFAULT_BACKEND);
+  const evaluator = new EvaluatorPool({ backend, logger: ctx.logger, size: ctx.options.evalThreads });
   void evaluator.start();
-  /** Drops from the pool (and its workers' memory) the key of every epoch that is no longer served. */
-  const syncKeys = (): void => {
-    const live = new Set(epochs.list().map((e) => e.epoch));
-    for (const epoch of evaluator.epochs) if (!live.has(epoch)) evaluator.dropKey(epoch);
-  };
-  const keySync = setInterval(() => {
-    try {
-      syncKeys();
-    } catch (e) {
-      ctx.logger.error({ err: (e as Error).message }, 'evaluator key sync failed');
-    }
-  }, KEY_SYNC_MS);
-  keySync.unref();
+  // A destroyed epoch's key leaves the pool and its workers' memory at once; its unfinished batches get 410.
+  epochs.onDestroyed((epoch) => evaluator.dropKey(epoch));
 
   return {
     name: 'blinded',
     epochs,
+    ready: epochs.ready,
     evaluator,
     routes: [
       route<undefined, BlindedConfigReply>({
@@ -159,7 +141,6 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
         path: PATHS.blindedConfig,
         auth: 'anyone',
         handle() {
-          syncKeys();
           const current = epochs.current;
           return {
             body: {
@@ -190,14 +171,19 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
         auth: 'requester',
         request: EvaluateRequest,
         cost: (b) => b.elements.length,
+        // Before the body is read: refuse (503, Retry-After) when this requester's backlog or the pool's is full.
+        admit({ requester, contentLength }) {
+          evaluator.admit(requester.accountId, elementsIn(contentLength));
+        },
         async handle({ body, requester, ip }) {
-          syncKeys();
-          epochs.get(body.epoch);
-          evaluator.checkCapacity(body.elements.length);
-          await checkElements(body.elements);
-          const e = epochs.get(body.epoch); // again: it may have retired while the elements were checked
-          const { evaluated, proof } = await evaluator.evaluateBatch(e.epoch, e.params.mode, e.key, body.elements);
-          evalLog.append([ctx.now(), requester!.accountId, ip, e.epoch, body.elements.length]);
+          if (!requester) throw new PcdError(ErrorCode.Unauthenticated, 'evaluate needs a requester token');
+          const n = body.elements.length;
+          if (n < 1 || n > LIMITS.maxBatch) throw new PcdError(ErrorCode.TooManyItems, `elements: 1 to ${LIMITS.maxBatch} per request, got ${n}`);
+          const e = epochs.get(body.epoch);
+          if (!evaluator.hasKey(e.epoch)) evaluator.setKey(e.epoch, e.params.mode, e.key);
+          // The workers check every element (RFC 9497 §3.3); the backlog bounds apply again with the real count.
+          const { evaluated, proof } = await evaluator.evaluate(e.epoch, body.elements, { requester: requester.accountId });
+          evalLog.append([ctx.now(), requester.accountId, ip, e.epoch, n]);
           return { body: { epoch: e.epoch, evaluated, ...(proof ? { proof } : {}) } };
         },
       }),
@@ -232,7 +218,6 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
         request: RotateKeyRequest,
         async handle({ body }) {
           const r = await epochs.rotate({ bucketBits: body.bucketBits, mode: body.mode });
-          syncKeys();
           return { status: 201, body: r };
         },
       }),
@@ -243,7 +228,6 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
     },
 
     async close() {
-      clearInterval(keySync);
       await evaluator.close();
       evalLog.close();
       bucketLog.close();
@@ -264,10 +248,15 @@ export async function rotateKeyOffline(options: ServerOptions): Promise<RotateKe
   const store = Store.open(options.dataDir);
   try {
     const logger = options.logger ?? pino({ level: process.env.PCD_LOG_LEVEL ?? 'silent' });
-    const ctx: ServerContext = { store, directory: Directory.load(store), now: options.now ?? Date.now, options, logger };
+    const directory = Directory.load(store);
+    const version = store.directoryVersion();
+    const ctx: ServerContext = { store, directory, directoryVersion: () => version, now: options.now ?? Date.now, options, logger };
     const epochs = await Epochs.open(ctx, { build: false });
     try {
-      if (epochs.createdAtOpen) return { epoch: epochs.current.epoch };
+      if (epochs.createdAtOpen) {
+        await epochs.ready; // the first epoch, built and cached
+        return { epoch: epochs.currentNumber };
+      }
       return await epochs.rotate({});
     } finally {
       await epochs.close();

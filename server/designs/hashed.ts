@@ -4,17 +4,30 @@
  * number's hash to the number, confirms a hit by hashing the candidate, and
  * logs the hashes. Hashing hides nothing from whoever holds the log: valid
  * numbers are few enough to enumerate (`pcd audit --design hashed` does).
+ *
+ * The rule is shared/hashed.ts `hashNumber`; the server computes the same
+ * bytes with node:crypto's one-shot `crypto.hash` ({@link serverHash}; it
+ * indexes the whole directory at start), and a test checks the two agree.
+ * Measured on the project's 2-core VM over 200,000 numbers: noble's JS
+ * SHA-256 370-440k/s, `createHash('sha256')` 370-490k/s (its per-call
+ * object costs as much as the hash of 12 bytes), `crypto.hash` 0.98-1.1M/s.
  */
+import crypto from 'node:crypto';
 import { maskToCapabilities } from '../../shared/capabilities.ts';
 import { route, type DirectoryChange, type ServerDesign } from '../../shared/design.ts';
 import { e164ToKey, keyToE164, type E164 } from '../../shared/e164.ts';
-import { hashNumber, type HashBytes } from '../../shared/hashed.ts';
+import type { HashBytes } from '../../shared/hashed.ts';
 import { HashedLookupRequest, PATHS, type HashedLookupReply } from '../../shared/messages.ts';
 import type { ServerDesignFactory } from '../context.ts';
 import { KeyTable } from '../keytable.ts';
 import { designLog } from '../querylog.ts';
 
 type HashedLogRow = [ts: number, accountId: number, email: string, ip: string, hash: Buffer, answer: number];
+
+/** SHA-256(utf8(number)) through node:crypto (one-shot, Node >= 20.12): the bytes of shared/hashed.ts hashNumber. */
+export function serverHash(number: E164): HashBytes {
+  return crypto.hash('sha256', number, 'buffer');
+}
 
 /** First 6 bytes of a hash as an integer: exact in a float64 key. */
 function prefix48(h: Uint8Array): number {
@@ -29,13 +42,13 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 export const createHashedDesign: ServerDesignFactory = (ctx): ServerDesign => {
   const index = new KeyTable(Float64Array, true, ctx.directory.size);
-  const add = (number: E164) => index.set(prefix48(hashNumber(number)), e164ToKey(number));
+  const add = (number: E164) => index.set(prefix48(serverHash(number)), e164ToKey(number));
   for (const { number } of ctx.directory.entries()) add(number);
 
   const find = (hash: HashBytes): E164 | undefined => {
     for (const key of index.getAll(prefix48(hash))) {
       const number = keyToE164(key);
-      if (equalBytes(hashNumber(number), hash)) return number;
+      if (equalBytes(serverHash(number), hash)) return number;
     }
     return undefined;
   };
@@ -65,7 +78,7 @@ export const createHashedDesign: ServerDesignFactory = (ctx): ServerDesign => {
     ],
     onDirectoryChange(changes: readonly DirectoryChange[]) {
       for (const { number, mask } of changes) {
-        if (mask === 0) index.delete(prefix48(hashNumber(number)), e164ToKey(number));
+        if (mask === 0) index.delete(prefix48(serverHash(number)), e164ToKey(number));
         else add(number);
       }
     },

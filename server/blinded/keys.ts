@@ -20,7 +20,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { bytesToHex, hexToBytes } from '@noble/hashes/utils.js';
-import { publicKeyOf, SCALAR_BYTES, type ScalarBytes } from '../shared/oprf.ts';
+import { publicKeyOf } from '../../shared/oprf.ts';
+import { SCALAR_BYTES, type ScalarBytes } from '../../shared/suite.ts';
 
 export const KEY_FILE = 'oprf-keys.json';
 const FILE_MODE = 0o600;

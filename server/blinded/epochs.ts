@@ -1,0 +1,654 @@
+/**
+ * Epochs of the blinded design: an epoch is one OPRF key, the parameters
+ * fixed with it (mode, bucketBits, tagBytes) and the buckets of tags built
+ * from it. Everything derived from a key belongs to its epoch and dies with it.
+ *
+ * Where things live:
+ * - metadata: the `epochs` table (epoch, public key, params, created_at,
+ *   retires_at, destroyed_at);
+ * - secret keys: `<dataDir>/oprf-keys.json` (server/blinded/keys.ts), never
+ *   in the database, never logged, never sent;
+ * - buckets: in memory ({@link BucketTable}, server/blinded/table.ts) and
+ *   cached in `<dataDir>/epochs/<epoch>.bin` with the directory version they
+ *   reflect; built by server/blinded/build.ts.
+ *
+ * ## Directory changes and crashes
+ *
+ * A registration or deletion updates every served epoch's affected bucket
+ * before the admin call returns (one Evaluate per changed number per epoch,
+ * on the main thread with the loaded backend), and is durable before that:
+ * the store journals it in the transaction of the change. Cache files follow,
+ * debounced (1-10 s); after a crash an epoch comes back from its cache plus
+ * the journal (server/blinded/recovery.ts), not from a rebuild. After every
+ * cache write the journal is pruned down to the lowest cache version of the
+ * live epochs, so deleted numbers are kept no longer than a cache needs them.
+ *
+ * ## Readiness
+ *
+ * {@link Epochs.open} returns once keys and metadata are checked (a live
+ * epoch whose key is missing is an error then and there); loading caches,
+ * replaying and building run in the background, current epoch first, and
+ * {@link Epochs.ready} settles when all are done. Until an epoch's table is
+ * there, requests for it answer 503 `unavailable` with Retry-After and what
+ * is going on (building, with progress). Changes that arrive meanwhile are
+ * queued for it and applied when its table is in place, in the same
+ * synchronous step that makes it served, so none falls in between.
+ *
+ * ## Lifecycle
+ *
+ * The first start creates epoch 1 (key file, then its row) and builds it.
+ * `rotate()` builds epoch N+1 with a fresh key while N keeps serving, then
+ * makes it current and gives N `retires_at = now + graceMs`. Past that
+ * instant (checked at start, on every request that names an epoch, and on a
+ * timer, always with the injected clock) the epoch is destroyed:
+ * `destroyed_at` is set first, then its key is removed from the key file
+ * and its cache file deleted, then {@link Epochs.onDestroyed} listeners are
+ * told (the evaluator pool drops its copies); requests for it get 410
+ * epoch_retired. Every step is ordered so that a crash at any point is
+ * finished at the next start (a destroyed epoch whose key is still in the
+ * file loses it then; a key written by a rotation that never reached the
+ * database is removed), and a live epoch whose key is missing stops the
+ * server with an error that says so: a new key is never made up silently.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { DEFAULT_TAG_BYTES, bucketOf, checkBucketBits, checkTagBytes } from '../../shared/buckets.ts';
+import { loadBackend } from '../../shared/backends.ts';
+import type { DirectoryChange } from '../../shared/design.ts';
+import { ErrorCode, PcdError } from '../../shared/errors.ts';
+import { DEFAULT_BACKEND, MODES, type KeyPair, type OprfBackend, type OprfMode } from '../../shared/suite.ts';
+import type { ServerContext } from '../context.ts';
+import { buildEpoch, checkAbort, snapshotDirectory, tagOf, type AbortFlag, type BuildResult, type Snapshot } from './build.ts';
+import { KeyFile } from './keys.ts';
+import {
+  DEFAULT_BUCKET_BITS,
+  DEFAULT_GRACE_MS,
+  DEFAULT_MODE,
+  MAX_RETRY_AFTER_S,
+  notReady,
+  pickCurrent,
+  type EpochRow,
+  type EpochStats,
+  type LiveEpoch,
+  type PublicEpoch,
+  type ServedEpoch,
+} from './epoch.ts';
+import { recoverFromCache } from './recovery.ts';
+import { EPOCHS_DIR, readCacheVersion, removeCacheFile, writeCacheFile, type BucketTable, type EpochParams } from './table.ts';
+
+/** Epochs served at once: the config reply lists at most 64 (shared/messages.ts). */
+const MAX_LIVE_EPOCHS = 64;
+const PERSIST_DEBOUNCE_MS = 1000;
+const PERSIST_MAX_WAIT_MS = 10_000;
+
+export interface OpenEpochsOptions {
+  /**
+   * Load (or build) every live epoch's buckets in the background (default
+   * true). `pcd rotate-key` offline opens without, since it only builds the
+   * new epoch; an epoch created at open is built either way.
+   */
+  build?: boolean;
+}
+
+export class Epochs {
+  private readonly live = new Map<number, LiveEpoch>();
+  private readonly destroyed = new Set<number>();
+  private currentEpoch = 0;
+  private maxEpoch = 0;
+  /** One queue per epoch being prepared or built: every directory change is pushed to each. */
+  private readonly queues = new Set<DirectoryChange[]>();
+  private activeBuild: { epoch: number; done: number; total: number } | undefined;
+  /** True until the epochs open() started preparing are all done. */
+  private starting = true;
+  private readonly abort: AbortFlag = { aborted: false };
+  private readonly destroyedListeners = new Set<(epoch: number) => void>();
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private persistTimer: NodeJS.Timeout | undefined;
+  private persistDeadline = 0;
+  private closed = false;
+  readonly stats: EpochStats = { builds: 0, cacheLoads: 0, replayedChanges: 0, evaluations: 0 };
+  /** True when open() had to create the first epoch. */
+  createdAtOpen = false;
+  private prepared: Promise<void> = Promise.resolve();
+
+  private readonly stmts;
+
+  private constructor(
+    private readonly ctx: ServerContext,
+    private readonly keyFile: KeyFile,
+    /** The crypto backend, loaded on this thread. */
+    readonly backend: OprfBackend,
+  ) {
+    const db = ctx.store.db;
+    this.stmts = {
+      all: db.prepare<[], EpochRow>('SELECT * FROM epochs ORDER BY epoch'),
+      insert: db.prepare<[number, Buffer, string, number, number, number]>(
+        'INSERT INTO epochs (epoch, public_key, mode, bucket_bits, tag_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)',
+      ),
+      retire: db.prepare<[number, number]>('UPDATE epochs SET retires_at = ? WHERE epoch = ?'),
+      destroy: db.prepare<[number, number]>('UPDATE epochs SET destroyed_at = ? WHERE epoch = ? AND destroyed_at IS NULL'),
+    };
+  }
+
+  /**
+   * Settles when every epoch open() started preparing is served; rejects
+   * when one could not be (it then answers 503 saying why) or the server closed first.
+   */
+  get ready(): Promise<void> {
+    return this.prepared;
+  }
+
+  get graceMs(): number {
+    return this.ctx.options.graceMs ?? DEFAULT_GRACE_MS;
+  }
+
+  get dataDir(): string {
+    return this.ctx.options.dataDir;
+  }
+
+  /**
+   * Opens the epochs of a data folder: loads the backend, finishes
+   * interrupted destructions, retires expired epochs, checks every live
+   * epoch has its key and creates the first epoch when there is none, then
+   * starts loading or building the buckets in the background ({@link ready}).
+   */
+  static async open(ctx: ServerContext, options: OpenEpochsOptions = {}): Promise<Epochs> {
+    const backend = await loadBackend(ctx.options.backend ?? DEFAULT_BACKEND);
+    const keyFile = KeyFile.open(ctx.options.dataDir);
+    for (const w of keyFile.warnings) ctx.logger.warn(w);
+    fs.mkdirSync(path.join(ctx.options.dataDir, EPOCHS_DIR), { recursive: true, mode: 0o700 });
+    ctx.store.enableDirectoryJournal();
+    const epochs = new Epochs(ctx, keyFile, backend);
+    try {
+      epochs.load();
+    } catch (e) {
+      await epochs.close();
+      throw e;
+    }
+    const todo = [...epochs.live.values()].filter((e) => options.build !== false || epochs.createdAtOpen);
+    epochs.prepared = epochs.prepareAll(todo);
+    epochs.prepared.catch(() => {}); // observed through `ready`; failures are logged where they happen
+    epochs.startExpiryTimer();
+    return epochs;
+  }
+
+  private load(): void {
+    const rows = this.stmts.all.all();
+    const now = this.ctx.now();
+    const known = new Set(rows.map((r) => r.epoch));
+    this.maxEpoch = rows.reduce((m, r) => Math.max(m, r.epoch), 0);
+
+    // A key the database does not know: a rotation (or first start) that wrote
+    // the key and stopped before its database row. Only the next epoch number
+    // can be that; anything else means the database and key file do not belong together.
+    for (const epoch of this.keyFile.epochs()) {
+      if (known.has(epoch)) continue;
+      if (epoch === this.maxEpoch + 1) {
+        this.keyFile.destroy(epoch);
+        this.ctx.logger.warn({ epoch }, 'removed the key of an epoch an interrupted rotation never finished');
+        continue;
+      }
+      throw new Error(
+        `${this.keyFile.file} holds a key for epoch ${epoch}, which the database ${this.ctx.store.file} does not know: ` +
+          `the key file and the database do not belong together (move one of them away to start over)`,
+      );
+    }
+
+    for (const row of rows) {
+      if (row.destroyed_at !== null) {
+        this.destroyed.add(row.epoch);
+        this.finishDestruction(row.epoch);
+        continue;
+      }
+      const mode = row.mode as OprfMode;
+      if (!MODES.includes(mode)) throw new Error(`epoch ${row.epoch} in ${this.ctx.store.file} has unknown mode '${row.mode}'`);
+      const sk = this.keyFile.get(row.epoch);
+      if (row.retires_at !== null && row.retires_at <= now) {
+        this.destroyEpoch(row.epoch, now);
+        continue;
+      }
+      if (!sk) {
+        throw new Error(
+          `epoch ${row.epoch} is live in ${this.ctx.store.file} but its secret key is missing from ${this.keyFile.file}; ` +
+            `restore the key file from a backup. The server does not make up a new key for an existing epoch ` +
+            `(clients hold its public key); run 'pcd rotate-key' after restoring, or move the data folder away to start over.`,
+        );
+      }
+      const publicKey = this.backend.publicKeyOf(sk);
+      if (!Buffer.from(publicKey).equals(row.public_key)) {
+        throw new Error(`the key of epoch ${row.epoch} in ${this.keyFile.file} does not match the public key in ${this.ctx.store.file}`);
+      }
+      this.addLive({
+        epoch: row.epoch,
+        params: { mode, bucketBits: row.bucket_bits, tagBytes: row.tag_bytes },
+        key: { secretKey: sk, publicKey },
+        createdAt: row.created_at,
+        retiresAt: row.retires_at ?? undefined,
+      });
+    }
+
+    this.currentEpoch = pickCurrent([...this.live.values()], (e) => e.retiresAt !== undefined)?.epoch ?? 0;
+
+    if (this.currentEpoch === 0) {
+      this.createFirst(this.paramsFor({}));
+      this.createdAtOpen = true;
+    } else {
+      const cur = this.live.get(this.currentEpoch)!;
+      const wanted = this.paramsFor({}, cur.params);
+      if (wanted.mode !== cur.params.mode || wanted.bucketBits !== cur.params.bucketBits || wanted.tagBytes !== cur.params.tagBytes) {
+        this.ctx.logger.warn(
+          { epoch: cur.epoch, epochParams: cur.params, configured: wanted },
+          'the configured blinded parameters differ from the current epoch; they apply from the next key rotation',
+        );
+      }
+    }
+  }
+
+  /** A live epoch without its table yet; the version of its cache file (if any) keeps the journal rows it needs. */
+  private addLive(e: Pick<LiveEpoch, 'epoch' | 'params' | 'key' | 'createdAt' | 'retiresAt'>): LiveEpoch {
+    const live: LiveEpoch = {
+      ...e,
+      table: undefined,
+      version: -1,
+      cachedVersion: readCacheVersion(this.dataDir, e.epoch),
+      dirty: false,
+      preparing: { phase: 'waiting', done: 0, total: 0, since: performance.now() },
+    };
+    this.live.set(e.epoch, live);
+    return live;
+  }
+
+  /** The first epoch of a data folder: key file, then its row; its buckets are built in the background like any epoch without a cache. */
+  private createFirst(params: EpochParams): void {
+    const epoch = this.maxEpoch + 1;
+    const key = this.backend.generateKeyPair();
+    const now = this.ctx.now();
+    this.keyFile.add(epoch, key.secretKey);
+    this.stmts.insert.run(epoch, Buffer.from(key.publicKey), params.mode, params.bucketBits, params.tagBytes, now);
+    this.maxEpoch = epoch;
+    this.currentEpoch = epoch;
+    this.addLive({ epoch, params, key, createdAt: now, retiresAt: undefined });
+    this.ctx.logger.info({ epoch, ...params }, 'created the first epoch');
+  }
+
+  /** Parameters of a new epoch: the request's, else the configured ones, else the base epoch's, else the defaults. */
+  private paramsFor(req: { bucketBits?: number; mode?: OprfMode }, base?: EpochParams): EpochParams {
+    const o = this.ctx.options;
+    const mode = req.mode ?? o.mode ?? base?.mode ?? DEFAULT_MODE;
+    if (!MODES.includes(mode)) throw new PcdError(ErrorCode.InvalidField, `mode must be one of ${MODES.join(', ')}, got '${String(mode)}'`);
+    return {
+      mode,
+      bucketBits: checkBucketBits(req.bucketBits ?? o.bucketBits ?? base?.bucketBits ?? DEFAULT_BUCKET_BITS),
+      tagBytes: checkTagBytes(o.tagBytes ?? base?.tagBytes ?? DEFAULT_TAG_BYTES),
+    };
+  }
+
+  // ------------------------------------------------------------- loading and building
+
+  /**
+   * Prepares epochs one at a time, current first, then newest first: every
+   * epoch that comes back from its cache before any build starts (so an old
+   * epoch with a cache is not kept waiting behind a long build), then the
+   * builds. Rejects with the first failure once all were tried.
+   */
+  private async prepareAll(todo: LiveEpoch[]): Promise<void> {
+    const order = todo.sort((a, b) => (a.epoch === this.currentEpoch ? -1 : b.epoch === this.currentEpoch ? 1 : b.epoch - a.epoch));
+    let failure: unknown;
+    const attempt = async (e: LiveEpoch, mayBuild: boolean): Promise<boolean> => {
+      checkAbort(this.abort);
+      if (this.live.get(e.epoch) !== e) return true; // destroyed meanwhile
+      try {
+        return await this.prepare(e, mayBuild);
+      } catch (err) {
+        if (this.abort.aborted) throw err;
+        if (this.live.get(e.epoch) !== e) return true; // retired while it was prepared: nothing failed
+        failure ??= err;
+        e.preparing = { phase: 'failed', done: 0, total: 0, since: performance.now(), error: (err as Error).message };
+        this.ctx.logger.error({ epoch: e.epoch, err: (err as Error).message }, 'could not prepare the buckets of an epoch');
+        return true;
+      }
+    };
+    try {
+      const toBuild: LiveEpoch[] = [];
+      for (const e of order) if (!(await attempt(e, false))) toBuild.push(e);
+      for (const e of toBuild) await attempt(e, true);
+    } finally {
+      this.starting = false;
+      for (const e of this.live.values()) if (e.preparing?.phase === 'waiting') e.preparing = undefined;
+    }
+    if (failure) throw failure;
+  }
+
+  /**
+   * Loads an epoch's cache and replays the journal onto it; else builds it
+   * when `mayBuild`, else leaves it waiting and returns false.
+   */
+  private async prepare(e: LiveEpoch, mayBuild: boolean): Promise<boolean> {
+    // Registered before the journal is read or the directory copied: every later change is queued too.
+    const queue: DirectoryChange[] = [];
+    this.queues.add(queue);
+    // Stops with the server, or when the epoch is destroyed meanwhile.
+    const stopped = () => this.abort.aborted || this.live.get(e.epoch) !== e;
+    const abort: AbortFlag = {
+      get aborted() {
+        return stopped();
+      },
+    };
+    try {
+      const t0 = performance.now();
+      let table: BucketTable;
+      let version: number;
+      const got = await recoverFromCache(this.ctx, this.backend, e, abort);
+      if ('table' in got) {
+        ({ table, version } = got);
+        this.stats.cacheLoads++;
+        this.stats.replayedChanges += got.replayed;
+        this.stats.evaluations += got.evaluations;
+        this.stats.lastLoad = { epoch: e.epoch, seconds: (performance.now() - t0) / 1000, replayed: got.replayed };
+        this.ctx.logger.info({ epoch: e.epoch, entries: table.size, replayed: got.replayed }, 'loaded epoch buckets from cache');
+      } else if (!mayBuild) {
+        e.preparing = { phase: 'waiting', done: 0, total: 0, since: performance.now() };
+        return false;
+      } else {
+        e.cachedVersion = undefined; // its cache is of no use: the journal need not be kept for it
+        this.ctx.logger.info({ epoch: e.epoch, reason: got.rebuild }, 'building epoch buckets');
+        const snapshot = snapshotDirectory(this.ctx.directory, () => this.ctx.directoryVersion());
+        e.preparing = { phase: 'building', done: 0, total: snapshot.keys.length, since: performance.now() };
+        const built = await this.runBuild(e.epoch, e.params, e.key, snapshot, abort, (done) => {
+          if (e.preparing) e.preparing.done = done;
+        });
+        ({ table, version } = built);
+        if (this.stats.lastBuild) this.stats.lastBuild.pendingChanges = queue.length;
+      }
+      // Synchronously from here: the queue is applied and the table served in one step.
+      checkAbort(abort);
+      this.applyQueued(table, e.params, e.key, queue);
+      e.version = Math.max(version, this.ctx.directoryVersion());
+      e.table = table;
+      e.preparing = undefined;
+      e.dirty = e.cachedVersion !== e.version;
+      if (e.cachedVersion === undefined) this.writeCache(e);
+      else if (e.dirty) this.schedulePersist();
+      return true;
+    } finally {
+      this.queues.delete(queue);
+    }
+  }
+
+  /** A build, recorded as the one under way (rotations wait for it) while it runs. */
+  private async runBuild(
+    epoch: number,
+    params: EpochParams,
+    key: KeyPair,
+    snapshot: Snapshot,
+    abort: AbortFlag,
+    onProgress: (done: number) => void,
+  ): Promise<BuildResult> {
+    const active = { epoch, done: 0, total: snapshot.keys.length };
+    this.activeBuild = active;
+    try {
+      return await buildEpoch(epoch, params, key, snapshot, {
+        backend: this.backend,
+        abort,
+        logger: this.ctx.logger,
+        progressBar: this.ctx.options.progress === true,
+        stats: this.stats,
+        onProgress: (done) => {
+          active.done = done;
+          onProgress(done);
+        },
+      });
+    } finally {
+      if (this.activeBuild === active) this.activeBuild = undefined;
+    }
+  }
+
+  /** Applies queued changes to a table just built or loaded (idempotent for changes it already has). */
+  private applyQueued(table: BucketTable, params: EpochParams, key: KeyPair, queue: readonly DirectoryChange[]): void {
+    for (const c of queue) {
+      table.set(bucketOf(c.number, params.bucketBits), tagOf(this.backend, params.mode, key.secretKey, c.number, params.tagBytes), c.mask);
+      this.stats.evaluations++;
+    }
+  }
+
+  /** The build under way, if any, and how far it is (tests and the operator). */
+  get building(): { epoch: number; done: number; total: number } | undefined {
+    return this.activeBuild && { ...this.activeBuild };
+  }
+
+  /**
+   * Rotates the key: builds epoch N+1 (the server keeps serving N
+   * meanwhile), then commits (key file first, then the database row and N's
+   * retirement in one transaction, then the cache), makes it current and
+   * retires N after the grace period.
+   */
+  async rotate(req: { bucketBits?: number; mode?: OprfMode } = {}): Promise<{ epoch: number; previous?: number; retiresAt?: number }> {
+    if (this.closed) throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down');
+    if (this.activeBuild) throw new PcdError(ErrorCode.Conflict, `epoch ${this.activeBuild.epoch} is being built; rotate again once it is done`);
+    if (this.starting) throw new PcdError(ErrorCode.Conflict, 'the epochs are still being loaded or built at start; rotate once the blinded design is ready');
+    this.expire();
+    if (this.live.size >= MAX_LIVE_EPOCHS) {
+      throw new PcdError(
+        ErrorCode.Conflict,
+        `${this.live.size} epochs are still served (the config lists at most ${MAX_LIVE_EPOCHS}): wait for older ones to retire before rotating again`,
+      );
+    }
+    const previous = this.live.get(this.currentEpoch);
+    const params = this.paramsFor(req, previous?.params);
+    const epoch = this.maxEpoch + 1;
+    const key = this.backend.generateKeyPair();
+
+    const queue: DirectoryChange[] = [];
+    this.queues.add(queue);
+    let table: BucketTable;
+    let version: number;
+    try {
+      const snapshot = snapshotDirectory(this.ctx.directory, () => this.ctx.directoryVersion());
+      const built = await this.runBuild(epoch, params, key, snapshot, this.abort, () => {});
+      // Synchronously from here to the end: the queued changes, then the commit.
+      if (this.stats.lastBuild) this.stats.lastBuild.pendingChanges = queue.length;
+      table = built.table;
+      this.applyQueued(table, params, key, queue);
+      version = Math.max(built.version, this.ctx.directoryVersion());
+    } finally {
+      this.queues.delete(queue);
+    }
+    if (this.closed) throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down: the new epoch was abandoned');
+
+    const now = this.ctx.now();
+    const retiresAt = previous ? Math.min(previous.retiresAt ?? Infinity, now + this.graceMs) : undefined;
+    this.keyFile.add(epoch, key.secretKey);
+    this.ctx.store.db.transaction(() => {
+      this.stmts.insert.run(epoch, Buffer.from(key.publicKey), params.mode, params.bucketBits, params.tagBytes, now);
+      if (previous && retiresAt !== undefined) this.stmts.retire.run(retiresAt, previous.epoch);
+    })();
+    this.maxEpoch = epoch;
+    const live: LiveEpoch = { epoch, params, key, createdAt: now, retiresAt: undefined, table, version, cachedVersion: undefined, dirty: true, preparing: undefined };
+    this.live.set(epoch, live);
+    if (previous && retiresAt !== undefined) previous.retiresAt = retiresAt;
+    this.currentEpoch = epoch;
+    this.writeCache(live);
+    this.ctx.logger.info({ epoch, ...params, previous: previous?.epoch, retiresAt }, 'created epoch');
+    this.expire(); // graceMs = 0 retires the previous epoch at once
+    return { epoch, ...(previous ? { previous: previous.epoch, retiresAt } : {}) };
+  }
+
+  // ------------------------------------------------------------- retirement
+
+  /** Destroys every epoch whose grace period has ended (injected clock). Never the current one. */
+  expire(): void {
+    if (this.closed) return;
+    const now = this.ctx.now();
+    for (const e of [...this.live.values()]) {
+      if (e.epoch !== this.currentEpoch && e.retiresAt !== undefined && e.retiresAt <= now) this.destroyEpoch(e.epoch, now);
+    }
+  }
+
+  /** Calls `listener` with the epoch number after each destruction (key and cache gone); returns the unsubscribe. */
+  onDestroyed(listener: (epoch: number) => void): () => void {
+    this.destroyedListeners.add(listener);
+    return () => this.destroyedListeners.delete(listener);
+  }
+
+  /** destroyed_at first (the epoch is dead from then on), then the key, then the cache file, then the listeners. */
+  private destroyEpoch(epoch: number, now: number): void {
+    this.stmts.destroy.run(now, epoch);
+    this.destroyed.add(epoch);
+    const e = this.live.get(epoch);
+    this.live.delete(epoch);
+    this.finishDestruction(epoch);
+    e?.key.secretKey.fill(0);
+    this.ctx.logger.info({ epoch }, 'epoch retired: its key and cached buckets are destroyed');
+    for (const listener of this.destroyedListeners) {
+      try {
+        listener(epoch);
+      } catch (err) {
+        this.ctx.logger.error({ epoch, err: (err as Error).message }, 'an epoch destruction listener failed');
+      }
+    }
+  }
+
+  private finishDestruction(epoch: number): void {
+    if (this.keyFile.destroy(epoch)) this.ctx.logger.info({ epoch }, 'destroyed the key of a retired epoch');
+    removeCacheFile(this.dataDir, epoch);
+  }
+
+  private startExpiryTimer(): void {
+    const every = Math.min(60_000, Math.max(1000, this.graceMs));
+    this.expiryTimer = setInterval(() => {
+      try {
+        this.expire();
+      } catch (e) {
+        this.ctx.logger.error({ err: (e as Error).message }, 'epoch retirement failed');
+      }
+    }, every);
+    this.expiryTimer.unref();
+  }
+
+  // ------------------------------------------------------------- serving
+
+  /** Number of the current epoch (served or still being prepared). */
+  get currentNumber(): number {
+    this.expire();
+    return this.currentEpoch;
+  }
+
+  /** The current epoch, or 503 while it is being prepared. */
+  get current(): ServedEpoch {
+    this.expire();
+    const e = this.live.get(this.currentEpoch);
+    if (!e) throw new PcdError(ErrorCode.Unavailable, 'no epoch is being served', { retryAfterSeconds: MAX_RETRY_AFTER_S });
+    return this.served(e);
+  }
+
+  /** Every live epoch, oldest first. */
+  list(): PublicEpoch[] {
+    this.expire();
+    return [...this.live.values()]
+      .sort((a, b) => a.epoch - b.epoch)
+      .map((e) => ({
+        epoch: e.epoch,
+        publicKey: e.key.publicKey,
+        ...e.params,
+        createdAt: e.createdAt,
+        ...(e.retiresAt !== undefined ? { retiresAt: e.retiresAt } : {}),
+      }));
+  }
+
+  /** A served epoch, or 404 unknown_epoch / 410 epoch_retired / 503 unavailable while it is being prepared. */
+  get(epoch: number): ServedEpoch {
+    this.expire();
+    const e = this.live.get(epoch);
+    if (e) return this.served(e);
+    if (this.destroyed.has(epoch)) {
+      throw new PcdError(ErrorCode.EpochRetired, `epoch ${epoch} is retired and its key destroyed: fetch /v1/blinded/config and use epoch ${this.currentEpoch}`);
+    }
+    throw new PcdError(ErrorCode.UnknownEpoch, `no epoch ${epoch}: the current epoch is ${this.currentEpoch} (see /v1/blinded/config)`);
+  }
+
+  private served(e: LiveEpoch): ServedEpoch {
+    if (e.table) return e as ServedEpoch;
+    throw notReady(e, this.activeBuild?.epoch);
+  }
+
+  // ------------------------------------------------------------- directory changes
+
+  /**
+   * Updates every served epoch's buckets, and queues the changes for every
+   * epoch being prepared or built. The store has journaled them already.
+   */
+  applyChanges(changes: readonly DirectoryChange[]): void {
+    if (changes.length === 0) return;
+    for (const q of this.queues) q.push(...changes);
+    const version = this.ctx.directoryVersion();
+    for (const e of this.live.values()) {
+      if (!e.table) continue;
+      const { mode, bucketBits, tagBytes } = e.params;
+      for (const { number, mask } of changes) {
+        e.table.set(bucketOf(number, bucketBits), tagOf(this.backend, mode, e.key.secretKey, number, tagBytes), mask);
+        this.stats.evaluations++;
+      }
+      e.version = Math.max(e.version, version);
+      e.dirty = true;
+    }
+    this.schedulePersist();
+  }
+
+  private schedulePersist(): void {
+    if (this.closed) return;
+    const now = Date.now();
+    if (!this.persistTimer) this.persistDeadline = now + PERSIST_MAX_WAIT_MS;
+    else clearTimeout(this.persistTimer);
+    this.persistTimer = setTimeout(() => this.persist(), Math.max(0, Math.min(PERSIST_DEBOUNCE_MS, this.persistDeadline - now)));
+    this.persistTimer.unref();
+  }
+
+  /** Writes the cache file of every changed epoch. */
+  persist(): void {
+    if (this.persistTimer) clearTimeout(this.persistTimer);
+    this.persistTimer = undefined;
+    for (const e of this.live.values()) if (e.dirty) this.writeCache(e);
+  }
+
+  /**
+   * Writes one epoch's cache file, then prunes the journal. A failure is
+   * logged, not thrown: the buckets in memory are right, the epoch stays
+   * dirty, the journal keeps what it needs, and the next persist (or the
+   * next start, which replays) makes up for it.
+   */
+  private writeCache(e: LiveEpoch): void {
+    if (!e.table) return;
+    try {
+      writeCacheFile(this.dataDir, e.table, { mode: e.params.mode, publicKey: e.key.publicKey, directoryVersion: e.version });
+      e.dirty = false;
+      e.cachedVersion = e.version;
+    } catch (err) {
+      this.ctx.logger.error({ epoch: e.epoch, err: (err as Error).message }, 'could not write the epoch cache');
+      return;
+    }
+    this.pruneJournal();
+  }
+
+  /** Deletes the journal rows every live epoch's cache reflects already (an epoch without a cache is built, not replayed). */
+  private pruneJournal(): void {
+    let upTo = Infinity;
+    for (const e of this.live.values()) if (e.cachedVersion !== undefined) upTo = Math.min(upTo, e.cachedVersion);
+    if (upTo === Infinity) return;
+    try {
+      this.ctx.store.pruneDirectoryChanges(upTo);
+    } catch (err) {
+      this.ctx.logger.error({ err: (err as Error).message }, 'could not prune the directory journal');
+    }
+  }
+
+  /** Stops timers and any build or load (waiting for it to stop), writes changed caches. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.abort.aborted = true;
+    if (this.expiryTimer) clearInterval(this.expiryTimer);
+    await this.ready.catch(() => {});
+    this.persist(); // writes every changed epoch, logs (does not throw) on failure
+    this.closed = true;
+  }
+}
+
