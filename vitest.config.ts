@@ -6,5 +6,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',
+    // Two files at a time: the machines have 2 cores, and vitest's default leaves one idle.
+    maxWorkers: 2,
   },
 });
