@@ -19,14 +19,15 @@ function pcd(args: string[], env: Record<string, string> = {}) {
   return run(process.execPath, [PCD, ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
 }
 
+/** Starts `pcd serve`; resolves once it listens and, when it serves blinded, says blinded is ready (the others answer before). */
 async function serve(args: string[]): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, [PCD, 'serve', '--port', '0', '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const url = await new Promise<string>((resolve, reject) => {
     let out = '';
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
-      const m = /on (http:\/\/[\d.:]+)/.exec(out);
-      if (m) resolve(m[1]!);
+      const m = /serving (.+?) on (http:\/\/[\d.:]+)/.exec(out);
+      if (m && (!m[1]!.includes('blinded') || /^blinded ready: /m.test(out))) resolve(m[2]!);
     });
     child.on('exit', (code) => reject(new Error(`pcd serve exited with ${code}: ${out}`)));
   });
