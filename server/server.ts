@@ -111,7 +111,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   // No design asked for the directory journal (server/store.ts): nobody replays it, so it keeps nothing.
   if (!store.directoryJournal) store.pruneDirectoryChanges(Number.MAX_SAFE_INTEGER);
 
-  const ready = Promise.all(designs.map((d) => (d as ServerDesign & { ready?: Promise<void> }).ready)).then(() => undefined);
+  const ready = Promise.all(designs.map((d) => d.ready)).then(() => undefined);
   ready.catch(() => {}); // observed by whoever awaits `ready`; the design logs its own failure
 
   // Serialise directory changes so designs see them in the order the store made them.

@@ -142,6 +142,12 @@ export interface ServerDesign {
    * so the very next lookup sees them.
    */
   onDirectoryChange(changes: readonly DirectoryChange[]): void | Promise<void>;
+  /**
+   * Settles once the design answers (absent: at once). The server listens
+   * before: a design that loads or builds in the background answers 503
+   * with Retry-After until then, and the others serve meanwhile.
+   */
+  readonly ready?: Promise<void>;
   /** Flushes what the design buffers (its query log) and releases resources. */
   close(): Promise<void>;
 }
