@@ -81,7 +81,7 @@ import {
   type Rng,
   type ScalarBytes,
 } from './suite.ts';
-import { asSha512, assertMode, checkArray, checkInput, composeSuite, drawFrom, scalarFromDraw, type GroupOps } from './voprf.ts';
+import { asSha512, assertMode, checkArray, checkFinalize, checkInput, composeSuite, drawFrom, scalarFromDraw, type GroupOps } from './voprf.ts';
 
 // The suite's constants and wire types are defined in shared/suite.ts; re-exported for callers of this module.
 export {
@@ -324,46 +324,13 @@ export function finalizeBatch(
   publicKey?: PointBytes,
   proof?: ProofBytes,
 ): OutputBytes[] {
-  assertMode(mode);
+  const verify = checkFinalize({ elementProblem, checkScalar }, mode, items, publicKey, proof);
   const { inputs, blinds, blinded, evaluated } = items;
-  checkArray('inputs', inputs);
-  checkArray('blinds', blinds);
-  checkArray('blinded', blinded);
-  if (blinds.length !== inputs.length || blinded.length !== inputs.length) {
-    throw new RangeError(
-      `finalizeBatch: ${inputs.length} inputs, ${blinds.length} blinds and ${blinded.length} blinded elements must match`,
-    );
-  }
-  if (!Array.isArray(evaluated) || evaluated.length !== blinded.length) {
-    const got = Array.isArray(evaluated) ? `${evaluated.length} evaluated elements` : 'no array of evaluated elements';
-    throw new PcdError(ErrorCode.MalformedReply, `the server returned ${got} for ${blinded.length} blinded elements`);
-  }
-  if (mode === 'voprf') {
-    if (publicKey === undefined) throw new TypeError('voprf mode: finalizeBatch needs the epoch public key');
-    if (proof === undefined) throw new PcdError(ErrorCode.MalformedReply, 'voprf mode: the server sent no proof');
-  } else if (proof !== undefined) {
-    // A proof means the server runs voprf: its tags would never match ours.
-    throw new PcdError(ErrorCode.MalformedReply, 'oprf mode: the server sent a proof, so it is not in oprf mode');
-  }
-
-  inputs.forEach((input, i) => checkInput(`input ${i}`, input));
-  blinds.forEach((blind, i) => checkScalar(`blind ${i}`, blind));
-  checkElements('blinded element', blinded, ErrorCode.InvalidElement);
-  // RFC 9497 §3.3: evaluated elements come over the wire and must decode and not be the identity.
-  checkElements('evaluated element', evaluated, ErrorCode.MalformedReply);
   if (inputs.length === 0) return [];
-
-  if (mode === 'oprf') {
+  if (!verify) {
     return inputs.map((input, i) =>
       ristretto255_oprf.oprf.finalize(input, blinds[i] as ScalarBytes, evaluated[i] as PointBytes),
     );
-  }
-
-  const pkProblem = elementProblem(publicKey);
-  if (pkProblem !== undefined) throw new PcdError(ErrorCode.MalformedReply, `epoch public key: ${pkProblem}`);
-  if (!(proof instanceof Uint8Array) || proof.length !== PROOF_BYTES) {
-    const got = proof instanceof Uint8Array ? `${proof.length} bytes` : typeof proof;
-    throw new PcdError(ErrorCode.MalformedReply, `proof: expected ${PROOF_BYTES} bytes, got ${got}`);
   }
   const batch = inputs.map((input, i) => ({
     input,
@@ -372,7 +339,7 @@ export function finalizeBatch(
     evaluated: evaluated[i] as PointBytes,
   }));
   try {
-    return ristretto255_oprf.voprf.finalizeBatch(batch, publicKey as PointBytes, proof);
+    return ristretto255_oprf.voprf.finalizeBatch(batch, verify.publicKey, verify.proof);
   } catch (cause) {
     // Everything but the proof was validated above, so what fails here is the proof:
     // a non-canonical c or s (RFC 9497 §4.1 DeserializeScalar) or VerifyProof (§2.2.2).

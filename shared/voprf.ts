@@ -129,6 +129,65 @@ export function checkArray(what: string, list: unknown): asserts list is readonl
   if (!Array.isArray(list)) throw new TypeError(`${what}: expected an array`);
 }
 
+/** What a backend checks bytes with: its own decoding, the same rules (RFC 9497 §3.3, §4.1). */
+export interface WireChecks {
+  elementProblem(bytes: unknown): string | undefined;
+  /** Throws a RangeError for a secret scalar that is not canonical or is zero. */
+  checkScalar(what: string, bytes: unknown): void;
+}
+
+/**
+ * Every check Finalize makes before any arithmetic, the same in every
+ * backend: a caller's mismatched arrays are RangeErrors, a reply the client
+ * cannot use is `malformed_reply`. Returns the proof, narrowed, in voprf mode
+ * (a batch of no input needs none and returns undefined).
+ */
+export function checkFinalize(
+  check: WireChecks,
+  mode: OprfMode,
+  items: FinalizeItems,
+  publicKey: PointBytes | undefined,
+  proof: ProofBytes | undefined,
+): { publicKey: PointBytes; proof: ProofBytes } | undefined {
+  assertMode(mode);
+  const { inputs, blinds, blinded, evaluated } = items;
+  checkArray('inputs', inputs);
+  checkArray('blinds', blinds);
+  checkArray('blinded', blinded);
+  if (blinds.length !== inputs.length || blinded.length !== inputs.length) {
+    throw new RangeError(`finalizeBatch: ${inputs.length} inputs, ${blinds.length} blinds and ${blinded.length} blinded elements must match`);
+  }
+  if (!Array.isArray(evaluated) || evaluated.length !== blinded.length) {
+    const got = Array.isArray(evaluated) ? `${evaluated.length} evaluated elements` : 'no array of evaluated elements';
+    throw new PcdError(ErrorCode.MalformedReply, `the server returned ${got} for ${blinded.length} blinded elements`);
+  }
+  if (mode === 'voprf') {
+    if (publicKey === undefined) throw new TypeError('voprf mode: finalizeBatch needs the epoch public key');
+    if (proof === undefined) throw new PcdError(ErrorCode.MalformedReply, 'voprf mode: the server sent no proof');
+  } else if (proof !== undefined) {
+    // A proof means the server runs voprf: its tags would never match ours.
+    throw new PcdError(ErrorCode.MalformedReply, 'oprf mode: the server sent a proof, so it is not in oprf mode');
+  }
+  inputs.forEach((input, i) => checkInput(`input ${i}`, input));
+  blinds.forEach((blind, i) => check.checkScalar(`blind ${i}`, blind));
+  const elements = (what: string, list: readonly unknown[], code: ErrorCode) =>
+    list.forEach((b, i) => {
+      const problem = check.elementProblem(b);
+      if (problem !== undefined) throw new PcdError(code, `${what} ${i}: ${problem}`);
+    });
+  elements('blinded element', blinded, ErrorCode.InvalidElement);
+  // RFC 9497 §3.3: evaluated elements come over the wire and must decode and not be the identity.
+  elements('evaluated element', evaluated, ErrorCode.MalformedReply);
+  if (mode === 'oprf' || inputs.length === 0) return undefined;
+  const pkProblem = check.elementProblem(publicKey);
+  if (pkProblem !== undefined) throw new PcdError(ErrorCode.MalformedReply, `epoch public key: ${pkProblem}`);
+  if (!(proof instanceof Uint8Array) || proof.length !== PROOF_BYTES) {
+    const got = proof instanceof Uint8Array ? `${proof.length} bytes` : typeof proof;
+    throw new PcdError(ErrorCode.MalformedReply, `proof: expected ${PROOF_BYTES} bytes, got ${got}`);
+  }
+  return { publicKey: publicKey!, proof };
+}
+
 /** The composition over one group: the functions an {@link OprfBackend} needs. */
 export function composeSuite(g: GroupOps) {
   const hashToGroup = (input: Uint8Array, mode: OprfMode): PointBytes =>
@@ -261,40 +320,9 @@ export function composeSuite(g: GroupOps) {
 
     /** RFC 9497 §3.3.1 / §3.3.2 Finalize; voprf runs §2.2.2 VerifyProof first. */
     finalizeBatch(mode: OprfMode, items: FinalizeItems, publicKey?: PointBytes, proof?: ProofBytes): OutputBytes[] {
-      assertMode(mode);
+      const verify = checkFinalize({ elementProblem: g.elementProblem, checkScalar }, mode, items, publicKey, proof);
       const { inputs, blinds, blinded, evaluated } = items;
-      checkArray('inputs', inputs);
-      checkArray('blinds', blinds);
-      checkArray('blinded', blinded);
-      if (blinds.length !== inputs.length || blinded.length !== inputs.length) {
-        throw new RangeError(`finalizeBatch: ${inputs.length} inputs, ${blinds.length} blinds and ${blinded.length} blinded elements must match`);
-      }
-      if (!Array.isArray(evaluated) || evaluated.length !== blinded.length) {
-        const got = Array.isArray(evaluated) ? `${evaluated.length} evaluated elements` : 'no array of evaluated elements';
-        throw new PcdError(ErrorCode.MalformedReply, `the server returned ${got} for ${blinded.length} blinded elements`);
-      }
-      if (mode === 'voprf') {
-        if (publicKey === undefined) throw new TypeError('voprf mode: finalizeBatch needs the epoch public key');
-        if (proof === undefined) throw new PcdError(ErrorCode.MalformedReply, 'voprf mode: the server sent no proof');
-      } else if (proof !== undefined) {
-        throw new PcdError(ErrorCode.MalformedReply, 'oprf mode: the server sent a proof, so it is not in oprf mode');
-      }
-      inputs.forEach((input, i) => checkInput(`input ${i}`, input));
-      blinds.forEach((blind, i) => checkScalar(`blind ${i}`, blind));
-      checkElements('blinded element', blinded, ErrorCode.InvalidElement);
-      // RFC 9497 §3.3: evaluated elements come over the wire and must decode and not be the identity.
-      checkElements('evaluated element', evaluated, ErrorCode.MalformedReply);
-      if (inputs.length === 0) return [];
-
-      if (mode === 'voprf') {
-        const pkProblem = g.elementProblem(publicKey);
-        if (pkProblem !== undefined) throw new PcdError(ErrorCode.MalformedReply, `epoch public key: ${pkProblem}`);
-        if (!(proof instanceof Uint8Array) || proof.length !== PROOF_BYTES) {
-          const got = proof instanceof Uint8Array ? `${proof.length} bytes` : typeof proof;
-          throw new PcdError(ErrorCode.MalformedReply, `proof: expected ${PROOF_BYTES} bytes, got ${got}`);
-        }
-        verifyProof(publicKey!, blinded, evaluated, proof);
-      }
+      if (verify) verifyProof(verify.publicKey, blinded, evaluated, verify.proof);
       return inputs.map((input, i) => finalHash(input, g.mul(g.scalarInvert(blinds[i]!), evaluated[i]!)));
     },
 

@@ -4,35 +4,16 @@
  * (evaluateChunk + proveComposite) against the whole batch, and the same
  * rejections of malformed, non-canonical (RFC 9496 Appendix A.2) and
  * identity encodings. The 10,000 randomized cross-checks between the two
- * backends are in test/backend-crosscheck.test.ts.
+ * backends are in test/backend-crosscheck.ts.
  */
-import { readFileSync } from 'node:fs';
 import { bytesToHex, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { deriveKeyPair, rngForScalars } from '../shared/oprf.ts';
 import { ELEMENT_BYTES, type OprfBackend, type OprfMode } from '../shared/suite.ts';
 import { bothBackends, describeBackends } from './backends.ts';
+import { vectors } from './vectors.ts';
 
-interface VectorTest {
-  name: string;
-  Input: string[];
-  Blind: string[];
-  BlindedElement: string[];
-  EvaluationElement: string[];
-  Proof?: string;
-  ProofRandomScalar?: string;
-  Output: string[];
-}
-interface VectorMode {
-  Seed: string;
-  KeyInfo: string;
-  skSm: string;
-  tests: VectorTest[];
-}
-const vectors = JSON.parse(readFileSync(new URL('./vectors/rfc9497-ristretto255-SHA512.json', import.meta.url), 'utf8')) as {
-  modes: { OPRF: VectorMode; VOPRF: VectorMode };
-};
 const hex = (list: readonly string[]) => list.map((h) => hexToBytes(h));
 const hexList = (list: readonly Uint8Array[]) => list.map((b) => bytesToHex(b));
 

@@ -6,7 +6,6 @@
  * ProofRandomScalar to noble's RandomScalar, so the real code path runs.
  * POPRF vectors are in the file but not run: pcd does not use POPRF.
  */
-import { readFileSync } from 'node:fs';
 import { bytesToHex, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -29,36 +28,8 @@ import {
   type KeyPair,
   type OprfMode,
 } from '../shared/oprf.ts';
+import { vectors } from './vectors.ts';
 
-// ---------------------------------------------------------------------------
-// The vector file
-
-interface VectorTest {
-  name: string;
-  Input: string[];
-  Blind: string[];
-  BlindedElement: string[];
-  EvaluationElement: string[];
-  Proof?: string;
-  ProofRandomScalar?: string;
-  Output: string[];
-}
-interface VectorMode {
-  Seed: string;
-  KeyInfo: string;
-  skSm: string;
-  pkSm?: string;
-  tests: VectorTest[];
-}
-interface VectorFile {
-  source: string;
-  suite: string;
-  modes: { OPRF: VectorMode; VOPRF: VectorMode };
-}
-
-const vectors = JSON.parse(
-  readFileSync(new URL('./vectors/rfc9497-ristretto255-SHA512.json', import.meta.url), 'utf8'),
-) as VectorFile;
 
 const hex = (list: readonly string[]) => list.map((h) => hexToBytes(h));
 const hexList = (list: readonly Uint8Array[]) => list.map((b) => bytesToHex(b));
