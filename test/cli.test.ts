@@ -22,14 +22,25 @@ function pcd(args: string[], env: Record<string, string> = {}) {
 /** Starts `pcd serve`; resolves once it listens and, when it serves blinded, says blinded is ready (the others answer before). */
 async function serve(args: string[]): Promise<{ child: ChildProcess; url: string }> {
   const child = spawn(process.execPath, [PCD, 'serve', '--port', '0', '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
   const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
+    // A server that never gets ready is killed, so a failed run leaves no process behind.
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`pcd serve was not ready within 50 s: ${out}`));
+    }, 50_000);
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       const m = /serving (.+?) on (http:\/\/[\d.:]+)/.exec(out);
-      if (m && (!m[1]!.includes('blinded') || /^blinded ready: /m.test(out))) resolve(m[2]!);
+      if (m && (!m[1]!.includes('blinded') || /^blinded ready: /m.test(out))) {
+        clearTimeout(timer);
+        resolve(m[2]!);
+      }
     });
-    child.on('exit', (code) => reject(new Error(`pcd serve exited with ${code}: ${out}`)));
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`pcd serve exited with ${code}: ${out}`));
+    });
   });
   return { child, url };
 }
