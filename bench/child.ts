@@ -44,7 +44,7 @@ export interface Usage {
   epochStats?: EpochStats;
 }
 
-/** What the benchmark reports of the blinded design's evaluator pool (server/evaluator.ts). */
+/** What the benchmark reports of the blinded design's evaluator pool (server/blinded/pool.ts). */
 export interface EvaluatorInfo {
   /** Configured worker threads (0: evaluate inline on the event loop). */
   size: number;

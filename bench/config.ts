@@ -63,6 +63,7 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           backend: 'sodium',
           evalThreads: 2,
           backends: { backends: ['noble', 'sodium'], shapes: [once('sync-100', 100, 1)] },
+          otherMode: { single: { concurrency: 4, durationMs: 150, minRequests: 2, maxRequests: 1_000_000 } },
           threads: { counts: THREAD_COUNTS, shapes: [once('sync-100', 100, 2)] },
         },
         fairness: {
@@ -113,6 +114,7 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           backend: 'sodium',
           evalThreads: cores,
           backends: { backends: ['noble', 'sodium'], shapes: [{ shape: 'sync-100', numbers: 100, concurrency: 4, durationMs: 1500, minRequests: 8, maxRequests: 100_000 }] },
+          otherMode: { single: { concurrency: 4, durationMs: 800, minRequests: 10, maxRequests: 1_000_000 } },
           threads: {
             counts: THREAD_COUNTS,
             shapes: [
@@ -170,6 +172,7 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           backend: 'sodium',
           evalThreads: cores,
           backends: { backends: ['noble', 'sodium'], shapes: [{ shape: 'sync-100', numbers: 100, concurrency: 4, durationMs: 10_000, minRequests: 20, maxRequests: 1_000_000 }] },
+          otherMode: { single: { concurrency: 4, durationMs: 10_000, minRequests: 20, maxRequests: 1_000_000 } },
           threads: {
             counts: THREAD_COUNTS,
             shapes: [

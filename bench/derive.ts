@@ -53,6 +53,20 @@ export function deriveRatios(marks: readonly Mark[], references: readonly Extern
     }
   }
 
+  // HTTP: single lookups against a server whose epochs are in the other mode, plain beside it.
+  const modes = variant('modes');
+  const modePlain = modes.find((m) => m.design === 'plain');
+  const modeBlinded = modes.find((m) => m.design === 'blinded');
+  if (modeBlinded) {
+    const mode = /\((\w+) epoch/.exec(modeBlinded.name)?.[1] ?? 'other mode';
+    push('http', `HTTP single, ${mode} epoch: blinded / plain lookups per second (same server)`, modeBlinded.lookupsPerSec, modePlain?.lookupsPerSec, `${modeBlinded.name} ÷ ${modePlain?.name}`);
+    push('http', `HTTP single, ${mode} epoch: blinded / plain p50 latency (same server)`, modeBlinded.latencyMs.p50, modePlain?.latencyMs.p50, `p50, ${modeBlinded.name} ÷ ${modePlain?.name}`);
+  }
+  const single = http.filter((m) => m.shape === 'single');
+  const sPlain = single.find((m) => m.design === 'plain');
+  const sBlinded = single.find((m) => m.design === 'blinded');
+  push('http', `HTTP single: blinded / plain lookups per second (same server)`, sBlinded?.lookupsPerSec, sPlain?.lookupsPerSec, `${sBlinded?.name} ÷ ${sPlain?.name}`);
+
   // Fairness: what a flood costs the light requester.
   const fair = by<FairnessMark>(marks, 'fairness');
   const idle = fair.find((m) => m.phase === 'idle');

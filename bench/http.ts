@@ -67,6 +67,12 @@ export interface HttpConfig {
   backends?: HttpVariantConfig & { backends: BackendName[] };
   /** Blinded evaluate, sodium, one server per evaluator thread count (`--eval-threads`). */
   threads?: HttpVariantConfig & { counts: number[] };
+  /**
+   * Single lookups against a second server (same backend and threads) whose
+   * epochs are in the other OPRF mode: plain and blinded on that one server,
+   * taking turns, so the blinded / plain ratio is shown for both modes.
+   */
+  otherMode?: { single: HttpPhaseConfig };
   bucketBits: number;
   mode: OprfMode;
   /** Distinct numbers the requests draw from (half registered). */
@@ -99,6 +105,7 @@ interface Target {
   url: string;
   backend: BackendName;
   evalThreads: number;
+  mode: OprfMode;
   epoch: number;
   designs: readonly DesignName[];
   startSeconds: number;
@@ -116,22 +123,22 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
     log(`  directory of ${seeded.numbers} numbers seeded in ${seeded.seedSeconds.toFixed(1)} s; pool of ${pool.length} numbers (${seeded.contacts.filter((c) => c.registered).length} registered)`);
 
     /** A server child over its own copy of the seeded store (each builds its own epoch, with its own key). */
-    const serverFor = async (backend: BackendName, evalThreads: number, designs: readonly DesignName[]): Promise<Target> => {
-      const key = `${backend}/${evalThreads}`;
+    const serverFor = async (backend: BackendName, evalThreads: number, designs: readonly DesignName[], mode: OprfMode = config.mode): Promise<Target> => {
+      const key = `${backend}/${evalThreads}${mode === config.mode ? '' : `/${mode}`}`;
       const have = targets.get(key);
       if (have) return have;
-      const dataDir = copyFolder(template, path.join(root, key.replace('/', '-')));
+      const dataDir = copyFolder(template, path.join(root, key.replaceAll('/', '-')));
       const child = forkServer();
       spawned.push(child);
       const t0 = performance.now();
       const started = await child.start(
-        { dataDir, designs: [...designs], bucketBits: config.bucketBits, mode: config.mode, adminToken: BENCH_ADMIN_TOKEN, progress: false, backend, evalThreads },
+        { dataDir, designs: [...designs], bucketBits: config.bucketBits, mode, adminToken: BENCH_ADMIN_TOKEN, progress: false, backend, evalThreads },
         openTimeoutMs(seeded.numbers),
       );
       await waitBlindedServing(started.url, openTimeoutMs(seeded.numbers));
       const cfg = (await createTransport({ baseUrl: started.url }).request({ method: 'GET', path: PATHS.blindedConfig, reply: BlindedConfigReply, auth: false })).body!;
-      if (cfg.mode !== config.mode) throw new Error(`the server runs ${cfg.mode}, the benchmark asked for ${config.mode}`);
-      const t: Target = { key, child, url: started.url, backend, evalThreads, epoch: cfg.current, designs, startSeconds: (performance.now() - t0) / 1000 };
+      if (cfg.mode !== mode) throw new Error(`the server runs ${cfg.mode}, the benchmark asked for ${mode}`);
+      const t: Target = { key, child, url: started.url, backend, evalThreads, mode, epoch: cfg.current, designs, startSeconds: (performance.now() - t0) / 1000 };
       targets.set(key, t);
       log(`  server ${key} (pid ${child.pid}, ${designs.join(', ')}) serving at ${t.url} after ${t.startSeconds.toFixed(1)} s`);
       return t;
@@ -141,7 +148,14 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
     const mainStarting = serverFor(config.backend, config.evalThreads, DESIGNS);
     const tBlind = performance.now();
     const blinder = await loadBackend('sodium');
-    const blinded = blinder.blindBatch(config.mode, pool.map((n) => utf8ToBytes(n))).blinded;
+    // The mode is part of HashToGroup's domain (RFC 9497 §3.1): elements are blinded per mode.
+    const blindedFor = new Map<OprfMode, Uint8Array[]>();
+    const blindedIn = (mode: OprfMode): Uint8Array[] => {
+      let b = blindedFor.get(mode);
+      if (!b) blindedFor.set(mode, (b = blinder.blindBatch(mode, pool.map((n) => utf8ToBytes(n))).blinded));
+      return b;
+    };
+    blindedIn(config.mode);
     const blindSeconds = (performance.now() - tBlind) / 1000;
     const main = await mainStarting;
     log(`  ${pool.length} numbers blinded ahead in ${blindSeconds.toFixed(1)} s`);
@@ -164,14 +178,14 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
       authorization: `Bearer ${token}`,
     };
     const post = (p: string, body: unknown): LoadRequest => ({ method: 'POST', path: p, body: Buffer.from(encodeBody(body, 'msgpack')) });
-    const requestsFor = (design: DesignName, n: number, epoch: number): LoadRequest[] => {
+    const requestsFor = (design: DesignName, n: number, epoch: number, mode: OprfMode = config.mode): LoadRequest[] => {
       switch (design) {
         case 'plain':
           return slices(pool, n).map((numbers) => post(PATHS.plainLookup, { numbers }));
         case 'hashed':
           return slices(pool, n).map((s) => post(PATHS.hashedLookup, { hashes: s.map(hashNumber) }));
         case 'blinded':
-          return slices(blinded, n).map((elements) => post(PATHS.blindedEvaluate, { epoch, elements }));
+          return slices(blindedIn(mode), n).map((elements) => post(PATHS.blindedEvaluate, { epoch, elements }));
       }
     };
     const endpointOf: Record<DesignName, string> = {
@@ -203,6 +217,7 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
     const markName = (run: Run): string => {
       const base = `http ${run.design} ${run.shape}${run.phase === 'latency' ? ' (idle, 1 in flight)' : ''}`;
       if (run.group === 'designs') return base;
+      if (run.group === 'modes') return `${base} (${run.target.mode} epoch, ${run.target.backend})`;
       return `${base} (${run.target.backend}, ${run.target.evalThreads} eval thread${run.target.evalThreads === 1 ? '' : 's'})`;
     };
 
@@ -354,9 +369,29 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
       for (const shape of config.threads.shapes) await measure(serverRuns('threads', servers, shape), roundsFor(shape));
     }
 
+    if (config.otherMode) {
+      const other: OprfMode = config.mode === 'voprf' ? 'oprf' : 'voprf';
+      const target = await serverFor(config.backend, config.evalThreads, ['plain', 'blinded'], other);
+      const p = config.otherMode.single;
+      const runs: Run[] = (['plain', 'blinded'] as const).map((design) => ({
+        target,
+        group: 'modes',
+        design,
+        shape: 'single',
+        phase: 'throughput',
+        endpoint: endpointOf[design],
+        numbersPerRequest: 1,
+        requests: requestsFor(design, 1, target.epoch, other),
+        headers,
+        p,
+        warmup: true,
+      }));
+      await measure(runs, roundsFor(p));
+    }
+
     const serverLines = [...targets.values()].map((t) => {
       const threads = t.evalThreads === 0 ? 'evaluate inline on the event loop' : `${t.evalThreads} evaluator worker thread${t.evalThreads === 1 ? '' : 's'}`;
-      return `${t.key}: pid ${t.child.pid}, ${t.designs.join(', ')}, backend ${t.backend}, ${threads}, blinded serving ${t.startSeconds.toFixed(1)} s after fork`;
+      return `${t.key}: pid ${t.child.pid}, ${t.designs.join(', ')}, backend ${t.backend}, ${t.mode} epochs, ${threads}, blinded serving ${t.startSeconds.toFixed(1)} s after fork`;
     });
     const ev = mainUsage.evaluator;
     const evaluatorText = !ev

@@ -135,7 +135,8 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
     for (const [k, v] of Object.entries(r.setup)) out.push(`- ${k}: ${v}`);
     out.push('');
     const designs = http.filter((m) => (m.group ?? 'designs') === 'designs');
-    const variants = http.filter((m) => m.group && m.group !== 'designs');
+    const variants = http.filter((m) => m.group === 'backends' || m.group === 'threads');
+    const modes = http.filter((m) => m.group === 'modes');
     out.push(
       table(
         ['design', 'request', 'endpoint', 'c', 'requests', 'failed', 'lookups/s', 'requests/s', 'p50 (ms)', 'p99 (ms)', 'server CPU per lookup (µs)', 'server CPU / wall time'],
@@ -157,6 +158,18 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
       ),
       '',
     );
+    if (modes.length > 0) {
+      out.push('### Single lookups with the epoch in the other OPRF mode', '');
+      out.push('A second server, the same backend, threads, directory and prepared requests, whose blinded epochs are in the other mode; plain and blinded single lookups on it take turns.', '');
+      out.push(
+        table(
+          ['design', 'request', 'c', 'requests', 'failed', 'lookups/s', 'p50 (ms)', 'p99 (ms)', 'server CPU per lookup (µs)', 'server CPU / wall time'],
+          modes.map((m) => [m.name, m.shape, m.concurrency, m.requests, m.errors, n0(m.lookupsPerSec), ms(m.latencyMs.p50), ms(m.latencyMs.p99), us(m.serverCpuUsPerLookup), `${Math.round(m.serverCpuShare * 100)} %`]),
+          ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+        ),
+        '',
+      );
+    }
     if (variants.length > 0) {
       out.push('### Blinded evaluate: backend and evaluator threads', '');
       out.push('Servers that differ in one setting (`--backend`, `--eval-threads`), the same directory and prepared requests, taking turns. elements/s = evaluated elements per second.', '');

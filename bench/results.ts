@@ -43,7 +43,7 @@ export type HttpShape = 'single' | 'sync-100' | 'sync-1000' | 'sync-4096' | 'buc
  * `backends` (blinded evaluate, one server per crypto backend), `threads`
  * (blinded evaluate, sodium, one server per evaluator thread count).
  */
-export type HttpGroup = 'designs' | 'backends' | 'threads';
+export type HttpGroup = 'designs' | 'backends' | 'threads' | 'modes';
 
 export type LatencyMs = Omit<Summary, 'count'>;
 

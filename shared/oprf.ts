@@ -1,8 +1,11 @@
 /**
  * RFC 9497 (OPRFs using prime-order groups), suite `ristretto255-SHA512`:
- * the project's only binding of it. Every group and hash operation is
- * `ristretto255_oprf` from @noble/curves; this module only fixes the suite,
+ * the `noble` backend of shared/suite.ts, the reference the `sodium` backend
+ * (shared/sodium.ts) must match byte for byte. Every RFC operation is
+ * `ristretto255_oprf` from @noble/curves; this module fixes the suite,
  * checks what crosses the wire, and turns failures into {@link PcdError}s.
+ * The split-batch steps noble does not expose (evaluateChunk,
+ * proveComposite) are composed in shared/voprf.ts from noble's group.
  *
  * ## Flow (RFC 9497 §3.3.1)
  *
