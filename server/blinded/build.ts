@@ -28,7 +28,6 @@
  * rewrites that shared entry until the next build. Builds report how many
  * collisions they merged.
  */
-import os from 'node:os';
 import type { Logger } from 'pino';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { bucketCount, bucketOf, compareTags, truncateTag } from '../../shared/buckets.ts';
@@ -38,6 +37,7 @@ import type { KeyPair, OprfBackend, OprfMode, ScalarBytes } from '../../shared/s
 import type { Directory } from '../directory.ts';
 import type { EpochStats } from './epoch.ts';
 import { startWorker } from './spawn.ts';
+import { BUILD_THREADS_ENV, threadCount } from './threads.ts';
 import { BucketTable, type EpochParams } from './table.ts';
 import type { FromWorker, ToWorker } from './worker.ts';
 
@@ -110,9 +110,7 @@ class Slicer {
 
 /** Threads a build uses: PCD_BUILD_THREADS, else one per core (1 means the main thread). */
 export function buildThreads(): number {
-  const env = Number(process.env.PCD_BUILD_THREADS);
-  if (Number.isInteger(env) && env >= 1) return env;
-  return Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
+  return threadCount(BUILD_THREADS_ENV, process.env[BUILD_THREADS_ENV], 1).threads;
 }
 
 export interface TagOptions {
@@ -298,7 +296,9 @@ export async function assemble(
     // One bucket is sorted in one go: a full-sync (bucketBits 0) bucket of 10^7 tags blocks for seconds.
     if (((b & 1023) === 1023 || end - start > 1024) && slicer.due()) await slicer.yield();
   }
-  const table = BucketTable.fromCounts(epoch, bucketBits, tagBytes, counts, outTags.slice(0, w * tagBytes), outMasks.slice(0, w));
+  // Copies only when collisions were merged (the arrays are then too long): at 10^7 numbers a copy is 90 MB of peak memory.
+  const exact = w === n;
+  const table = BucketTable.fromCounts(epoch, bucketBits, tagBytes, counts, exact ? outTags : outTags.slice(0, w * tagBytes), exact ? outMasks : outMasks.slice(0, w));
   return { table, collisions };
 }
 

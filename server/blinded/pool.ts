@@ -58,7 +58,6 @@
  * material), and is replaced. `close()` fails everything unfinished with
  * 503 and terminates the workers.
  */
-import os from 'node:os';
 import type { Worker } from 'node:worker_threads';
 import pino, { type Logger } from 'pino';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
@@ -77,10 +76,10 @@ import {
 } from '../../shared/suite.ts';
 import { DEFAULT_MAX_PER_REQUESTER, FairScheduler, type Chunk, type RequesterKey } from './fair.ts';
 import { startWorker } from './spawn.ts';
+import { EVAL_THREADS_ENV, threadCount } from './threads.ts';
 import type { FromWorker, ToWorker } from './worker.ts';
 
-/** Environment variable with the number of evaluator threads (0: inline on the main thread). */
-export const EVAL_THREADS_ENV = 'PCD_EVAL_THREADS';
+export { EVAL_THREADS_ENV };
 
 /**
  * Elements per chunk. Measured on the 2-core VM (Node 20, minimum of
@@ -172,11 +171,7 @@ export interface PoolStats {
  * core. A value that is not such an integer is reported in `problem` and ignored.
  */
 export function evalThreads(env: string | undefined = process.env[EVAL_THREADS_ENV]): { threads: number; problem?: string } {
-  const cores = Math.max(1, os.availableParallelism?.() ?? os.cpus().length);
-  if (env === undefined || env.trim() === '') return { threads: cores };
-  const n = Number(env);
-  if (Number.isInteger(n) && n >= 0) return { threads: n };
-  return { threads: cores, problem: `${EVAL_THREADS_ENV} must be an integer >= 0 (0: evaluate on the main thread), got '${env.slice(0, 40)}'` };
+  return threadCount(EVAL_THREADS_ENV, env, 0);
 }
 
 interface HeldKey {
