@@ -111,7 +111,15 @@ export function registerClientCommands(program: Command): void {
       .argument('<file>', 'contact file: one number per line, or .vcf')
       .option('-b, --batch <n>', `numbers per request (max ${LIMITS.maxBatch})`, (v) => Number.parseInt(v, 10), 1000),
   ).action(async (file: string, o: CommonOptions & { batch: number }) => {
-    const entries = parseContactFile(fs.readFileSync(file, 'utf8'));
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder, not a contact file' : code === 'EACCES' ? 'not readable' : (e as Error).message;
+      throw new PcdError(ErrorCode.InvalidField, `cannot read the contact file ${file}: ${why}`);
+    }
+    const entries = parseContactFile(text);
     const valid: { entry: string; number: E164 }[] = [];
     const invalid: { entry: string; error: string }[] = [];
     for (const entry of entries) {
