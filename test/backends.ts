@@ -2,7 +2,8 @@
  * `describeBackends`: runs a test body once per crypto backend (after
  * voprf-ts's describeCryptoTests), so every backend test is written once.
  */
-import { beforeAll, describe } from 'vitest';
+import { beforeAll, describe, expect } from 'vitest';
+import { PcdError, type ErrorCode } from '../shared/errors.ts';
 import { loadBackend } from '../shared/backends.ts';
 import { BACKENDS, type BackendName, type OprfBackend } from '../shared/suite.ts';
 
@@ -25,4 +26,17 @@ export function describeBackends(title: string, body: (get: () => OprfBackend, n
 export async function bothBackends(): Promise<{ noble: OprfBackend; sodium: OprfBackend }> {
   const [noble, sodium] = await Promise.all([loadBackend('noble'), loadBackend('sodium')]);
   return { noble, sodium };
+}
+
+/** Expects `fn` to throw a PcdError with `code`, and returns it for more checks. */
+export function pcdError(fn: () => unknown, code: ErrorCode): PcdError {
+  let caught: unknown;
+  try {
+    fn();
+  } catch (e) {
+    caught = e;
+  }
+  expect(caught).toBeInstanceOf(PcdError);
+  expect((caught as PcdError).code).toBe(code);
+  return caught as PcdError;
 }

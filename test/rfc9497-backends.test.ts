@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { deriveKeyPair, rngForScalars } from '../shared/oprf.ts';
 import { ELEMENT_BYTES, type OprfBackend, type OprfMode } from '../shared/suite.ts';
-import { bothBackends, describeBackends } from './backends.ts';
+import { bothBackends, describeBackends, pcdError } from './backends.ts';
 import { vectors } from './vectors.ts';
 
 const hex = (list: readonly string[]) => list.map((h) => hexToBytes(h));
@@ -54,17 +54,6 @@ const RFC9496_INVALID = [
 ];
 const IDENTITY = new Uint8Array(ELEMENT_BYTES);
 
-function pcdError(fn: () => unknown, code: ErrorCode): PcdError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(PcdError);
-  expect((caught as PcdError).code).toBe(code);
-  return caught as PcdError;
-}
 
 const RUNS = [
   { section: 'OPRF', mode: 'oprf' },

@@ -28,6 +28,7 @@ import {
   type KeyPair,
   type OprfMode,
 } from '../shared/oprf.ts';
+import { pcdError } from './backends.ts';
 import { vectors } from './vectors.ts';
 
 
@@ -39,19 +40,6 @@ const RUNS: ReadonlyArray<{ section: 'OPRF' | 'VOPRF'; mode: OprfMode; count: nu
   { section: 'VOPRF', mode: 'voprf', count: 3 },
 ];
 
-/** Expects `fn` to throw a PcdError with `code`, and returns it for more checks. */
-function pcdError(fn: () => unknown, code: ErrorCode): PcdError {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(PcdError);
-  const err = caught as PcdError;
-  expect(err.code).toBe(code);
-  return err;
-}
 
 function flipBit(bytes: Uint8Array, byte: number, bit: number): Uint8Array {
   const out = bytes.slice();
