@@ -9,7 +9,7 @@
 import { bytesToHex, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { ErrorCode, PcdError } from '../shared/errors.ts';
+import { ErrorCode } from '../shared/errors.ts';
 import {
   ELEMENT_BYTES,
   OUTPUT_BYTES,
