@@ -163,7 +163,7 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
     // Correctness first: every design, through the real client, gives the expected answers.
     const probe = seeded.contacts.slice(0, 16);
     for (const design of DESIGNS) {
-      const results = await createClient({ baseUrl: main.url, token, design }).lookupMany(probe.map((c) => c.number));
+      const results = await createClient({ baseUrl: main.url, token, design, allowOprf: config.mode === 'oprf' }).lookupMany(probe.map((c) => c.number));
       results.forEach((r, i) => {
         if ((r.capabilities.length > 0) !== probe[i]!.registered) {
           throw new Error(`${design}: ${r.number} answered ${JSON.stringify(r.capabilities)}, expected ${probe[i]!.registered ? 'registered' : 'SMS only'}`);

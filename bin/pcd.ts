@@ -47,5 +47,10 @@ try {
     console.error(`pcd: ${e.message} (${e.code})`);
     process.exit(e.status >= 500 ? 3 : 2);
   }
-  throw e;
+  // Anything else is one line too (a file the OS refused, a database error); the stack only on request.
+  if (process.env.PCD_DEBUG) throw e;
+  const code = (e as { code?: unknown } | null)?.code;
+  const message = e instanceof Error ? e.message : String(e);
+  console.error(`pcd: ${message}${typeof code === 'string' ? ` (${code})` : ''} (PCD_DEBUG=1 shows where)`);
+  process.exit(1);
 }

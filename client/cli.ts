@@ -2,6 +2,15 @@
  * Client commands: `pcd lookup NUMBER...` and `pcd sync FILE`.
  * Both take --server, --token (or PCD_SERVER, PCD_TOKEN), --design and
  * --region, and print human lines or, with --json, one JSON document.
+ *
+ * The blinded design refuses OPRF epochs unless --allow-oprf, and pins each
+ * epoch's public key; `--pins FILE` (or PCD_PINS) keeps the pins across runs,
+ * by default they live for one command only (client/designs/blinded.ts says why).
+ *
+ * Environment variables are read when the command runs, never as option
+ * defaults: `--help` shows no token. Every user error is a PcdError, which
+ * bin/pcd.ts prints as one line with a non-zero exit; a refusal for load
+ * (429, 503) says when to try again.
  */
 import fs from 'node:fs';
 import { Command, Option } from 'commander';
@@ -11,7 +20,7 @@ import { LIMITS } from '../shared/limits.ts';
 import { DESIGNS, type DesignName } from '../shared/messages.ts';
 import type { RequestOptions, Transport } from '../shared/design.ts';
 import { BACKENDS, DEFAULT_BACKEND, parseBackendName, type BackendName } from '../shared/suite.ts';
-import { createClient, type LookupResult } from './client.ts';
+import { checkBatchSize, createClient, type LookupResult } from './client.ts';
 import { createTransport } from './transport.ts';
 
 export const DEFAULT_PORT = 8787;
@@ -38,24 +47,77 @@ export function parseContactFile(text: string): string[] {
 }
 
 interface CommonOptions {
-  server: string;
+  server?: string;
   token?: string;
   design: DesignName;
   region?: string;
   json?: boolean;
   format: 'msgpack' | 'json';
   backend: BackendName;
+  allowOprf?: boolean;
+  pins?: string;
 }
+
+/** Environment variables of the client commands. */
+export const SERVER_ENV = 'PCD_SERVER';
+export const TOKEN_ENV = 'PCD_TOKEN';
+export const PINS_ENV = 'PCD_PINS';
 
 function addCommon(cmd: Command): Command {
   return cmd
-    .option('-s, --server <url>', 'server base URL (env PCD_SERVER)', process.env.PCD_SERVER ?? DEFAULT_SERVER)
-    .option('-t, --token <token>', 'requester token (env PCD_TOKEN)', process.env.PCD_TOKEN)
+    .option('-s, --server <url>', `server base URL, http:// when no scheme is given (env ${SERVER_ENV}, default ${DEFAULT_SERVER})`)
+    .option('-t, --token <token>', `requester token (env ${TOKEN_ENV})`)
     .addOption(new Option('-d, --design <design>', 'lookup design').choices([...DESIGNS]).default('blinded'))
     .option('-r, --region <CC>', 'default region for numbers without a country code, e.g. US')
     .addOption(new Option('--format <format>', 'wire format').choices(['msgpack', 'json']).default('msgpack'))
     .addOption(backendOption())
+    .option('--allow-oprf', 'blinded: accept epochs in OPRF mode, whose answers carry no proof (refused by default)')
+    .option('--pins <file>', `blinded: keep the pinned epoch keys in this JSON file across runs (env ${PINS_ENV}; default: this run only)`)
     .option('--json', 'print JSON for machines');
+}
+
+/** The connection settings of a command: flags first, then the environment, read now (not when the options were built). */
+export function resolveCommon(o: CommonOptions, env: NodeJS.ProcessEnv = process.env): { server: string; token?: string; pinFile?: string } {
+  const pick = (flag: string | undefined, name: string) => (flag !== undefined && flag !== '' ? flag : env[name] !== undefined && env[name] !== '' ? env[name] : undefined);
+  return { server: pick(o.server, SERVER_ENV) ?? DEFAULT_SERVER, token: pick(o.token, TOKEN_ENV), pinFile: pick(o.pins, PINS_ENV) };
+}
+
+/** `--batch`: a whole number from 1 to LIMITS.maxBatch, written in decimal digits; anything else is one invalid_field line. */
+export function parseBatchOption(v: string): number {
+  const t = v.trim();
+  if (!/^\d{1,9}$/.test(t)) throw new PcdError(ErrorCode.InvalidField, `--batch must be a whole number from 1 to ${LIMITS.maxBatch}, got '${v.slice(0, 40)}'`);
+  try {
+    return checkBatchSize(Number(t));
+  } catch {
+    throw new PcdError(ErrorCode.InvalidField, `--batch must be a whole number from 1 to ${LIMITS.maxBatch}, got '${v.slice(0, 40)}'`);
+  }
+}
+
+/**
+ * Runs a command's action so that every failure reaching bin/pcd.ts is one
+ * line: a PcdError's message (which may come from the server) loses its line
+ * breaks, shows other control characters escaped (no terminal escapes from a
+ * server) and gains the server's Retry-After; an abort or timeout under
+ * fetch becomes a network error.
+ */
+export function oneLine<A extends unknown[]>(action: (...args: A) => Promise<void>): (...args: A) => Promise<void> {
+  return async (...args: A) => {
+    try {
+      await action(...args);
+    } catch (e) {
+      if (e instanceof PcdError) {
+        const text = e.message
+          .replace(/\s*[\r\n]+\s*/g, ' ')
+          .replace(/[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+        const retry = e.retryAfterSeconds !== undefined ? `; retry after ${e.retryAfterSeconds} s` : '';
+        if (text === e.message && retry === '') throw e;
+        throw new PcdError(e.code, text + retry, { status: e.status, retryAfterSeconds: e.retryAfterSeconds, cause: e });
+      }
+      const name = (e as { name?: unknown } | null)?.name;
+      if (name === 'AbortError' || name === 'TimeoutError') throw new PcdError(ErrorCode.Network, `the request was cut off: ${(e as Error).message}`, { cause: e });
+      throw e;
+    }
+  };
 }
 
 /** `--backend noble|sodium` (env PCD_BACKEND), shared by the client and server commands. */
@@ -83,9 +145,9 @@ export function countingTransport(inner: Transport): { transport: Transport; sta
   return { transport, stats };
 }
 
-function needToken(o: CommonOptions): string {
-  if (!o.token) throw new PcdError(ErrorCode.Unauthenticated, 'no requester token: pass --token or set PCD_TOKEN (npm start prints a demo token)');
-  return o.token;
+function needToken(token: string | undefined): string {
+  if (!token) throw new PcdError(ErrorCode.Unauthenticated, `no requester token: pass --token or set ${TOKEN_ENV} (npm start prints a demo token)`);
+  return token;
 }
 
 export function registerClientCommands(program: Command): void {
@@ -94,23 +156,35 @@ export function registerClientCommands(program: Command): void {
       .command('lookup')
       .description('look numbers up: messenger (with capabilities) or SMS only')
       .argument('<numbers...>', 'phone numbers, E.164 or national with --region'),
-  ).action(async (numbers: string[], o: CommonOptions) => {
-    const client = createClient({ baseUrl: o.server, token: needToken(o), design: o.design, defaultRegion: o.region, format: o.format, backend: o.backend });
+  ).action(oneLine(async (numbers: string[], o: CommonOptions) => {
+    const c = resolveCommon(o);
+    const client = createClient({
+      baseUrl: c.server,
+      token: needToken(c.token),
+      design: o.design,
+      defaultRegion: o.region,
+      format: o.format,
+      backend: o.backend,
+      allowOprf: o.allowOprf,
+      pinFile: c.pinFile,
+    });
     const results = await client.lookupMany(numbers);
     if (o.json) {
       console.log(JSON.stringify({ design: o.design, results }, null, 2));
       return;
     }
     for (const r of results) console.log(`${r.number.padEnd(16)} ${describeAnswer(r.capabilities)}`);
-  });
+  }));
 
   addCommon(
     program
       .command('sync')
       .description('check a contact list (one number per line, or a vCard file) in batches')
       .argument('<file>', 'contact file: one number per line, or .vcf')
-      .option('-b, --batch <n>', `numbers per request (max ${LIMITS.maxBatch})`, (v) => Number.parseInt(v, 10), 1000),
-  ).action(async (file: string, o: CommonOptions & { batch: number }) => {
+      .option('-b, --batch <n>', `numbers per request, 1 to ${LIMITS.maxBatch}`, '1000'),
+  ).action(oneLine(async (file: string, o: CommonOptions & { batch: string }) => {
+    const batch = parseBatchOption(o.batch);
+    const c = resolveCommon(o);
     let text: string;
     try {
       text = fs.readFileSync(file, 'utf8');
@@ -130,8 +204,8 @@ export function registerClientCommands(program: Command): void {
         invalid.push({ entry, error: e.message });
       }
     }
-    const { transport, stats } = countingTransport(createTransport({ baseUrl: o.server, token: needToken(o), format: o.format }));
-    const client = createClient({ baseUrl: o.server, design: o.design, batchSize: o.batch, transport, backend: o.backend });
+    const { transport, stats } = countingTransport(createTransport({ baseUrl: c.server, token: needToken(c.token), format: o.format }));
+    const client = createClient({ baseUrl: c.server, design: o.design, batchSize: batch, transport, backend: o.backend, allowOprf: o.allowOprf, pinFile: c.pinFile });
     const started = performance.now();
     const results: LookupResult[] = valid.length ? await client.lookupMany(valid.map((v) => v.number)) : [];
     const ms = performance.now() - started;
@@ -166,5 +240,5 @@ export function registerClientCommands(program: Command): void {
     );
     for (const r of results) console.log(`${r.number.padEnd(16)} ${describeAnswer(r.capabilities)}`);
     for (const x of invalid) console.log(`${x.entry.padEnd(16)} invalid: ${x.error}`);
-  });
+  }));
 }

@@ -8,11 +8,15 @@
  * Numbers are normalised to E.164 here (shared/e164.ts) before any design
  * sees them; lookupMany splits large lists into batches the server accepts
  * and keeps order and duplicates. Errors are PcdError with the server's code
- * (or a client-side one such as proof_invalid): match on `code`.
+ * (or a client-side one such as proof_invalid or key_changed): match on `code`.
+ *
+ * The blinded design insists on VOPRF (`allowOprf` accepts OPRF epochs) and
+ * pins each epoch's public key per server (`pinFile` keeps the pins across
+ * runs; client/designs/blinded.ts says why and how).
  */
 import type { ClientDesign, ClientDesignFactory, LookupResult, Transport } from '../shared/design.ts';
 import { normalizeNumber, type E164 } from '../shared/e164.ts';
-import { PcdError } from '../shared/errors.ts';
+import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { LIMITS } from '../shared/limits.ts';
 import {
   CreateAccountReply,
@@ -26,10 +30,10 @@ import {
 } from '../shared/messages.ts';
 import type { Format } from '../shared/schema.ts';
 import type { BackendName } from '../shared/suite.ts';
-import { createBlindedClient } from './designs/blinded.ts';
+import { KeyPins, createBlindedClient, createBlindedClientWith } from './designs/blinded.ts';
 import { createHashedClient } from './designs/hashed.ts';
 import { createPlainClient } from './designs/plain.ts';
-import { createTransport } from './transport.ts';
+import { createTransport, normalizeServerUrl } from './transport.ts';
 
 export type { LookupResult } from '../shared/design.ts';
 
@@ -51,7 +55,13 @@ export interface ClientOptions {
   timeoutMs?: number;
   /** Crypto backend of the blinded design (default sodium). */
   backend?: BackendName;
-  /** Use this transport instead of HTTP fetch (tests, instrumentation). */
+  /** Blinded design: accept epochs in OPRF mode, whose answers carry no proof (default false: refused, proof_invalid). */
+  allowOprf?: boolean;
+  /** Blinded design: keep the pinned epoch keys in this JSON file across runs (default: in memory only). */
+  pinFile?: string;
+  /** Blinded design: pins shared with other clients (overrides pinFile). */
+  pins?: KeyPins;
+  /** Use this transport instead of HTTP fetch (tests, instrumentation); baseUrl still names the server for the pins. */
   transport?: Transport;
 }
 
@@ -75,11 +85,27 @@ export function normalizeList(numbers: readonly string[], defaultRegion?: string
   });
 }
 
+/** A batch size is a whole number from 1 to LIMITS.maxBatch; anything else is invalid_field, never rounded. */
+export function checkBatchSize(n: number): number {
+  if (!Number.isInteger(n) || n < 1 || n > LIMITS.maxBatch) {
+    throw new PcdError(ErrorCode.InvalidField, `the batch size must be a whole number from 1 to ${LIMITS.maxBatch}, got ${String(n).slice(0, 40)}`);
+  }
+  return n;
+}
+
 export function createClient(options: ClientOptions): Client {
-  const transport =
-    options.transport ?? createTransport({ baseUrl: options.baseUrl, token: options.token, format: options.format, timeoutMs: options.timeoutMs });
-  const design = CLIENT_DESIGNS[options.design ?? 'blinded'](transport, { backend: options.backend });
-  const batch = Math.max(1, Math.min(options.batchSize ?? LIMITS.maxBatch, LIMITS.maxBatch));
+  const baseUrl = normalizeServerUrl(options.baseUrl);
+  const transport = options.transport ?? createTransport({ baseUrl, token: options.token, format: options.format, timeoutMs: options.timeoutMs });
+  const name = options.design ?? 'blinded';
+  const design =
+    name === 'blinded'
+      ? createBlindedClientWith(transport, {
+          backend: options.backend,
+          allowOprf: options.allowOprf,
+          pins: (options.pins ?? new KeyPins(options.pinFile)).scope(baseUrl),
+        })
+      : CLIENT_DESIGNS[name](transport, { backend: options.backend });
+  const batch = checkBatchSize(options.batchSize ?? LIMITS.maxBatch);
 
   const lookupNormalized = async (numbers: readonly E164[], signal?: AbortSignal): Promise<LookupResult[]> => {
     const out: LookupResult[] = [];

@@ -24,6 +24,7 @@ import type { DesignName } from '../shared/messages.ts';
 import { DESIGNS } from '../shared/messages.ts';
 import { parseRequest, type Format } from '../shared/schema.ts';
 import type { RateLimiter } from './ratelimit.ts';
+import { storeErrorToPcdError } from './store.ts';
 
 export interface AppDeps {
   routes: readonly Route<any, any>[];
@@ -34,12 +35,15 @@ export interface AppDeps {
   rateLimiter?: RateLimiter;
   trustProxy?: boolean | string | number;
   logger: Logger;
+  /** True once the server is shutting down: new requests get 503 and every reply closes its connection. */
+  draining?: () => boolean;
 }
 
 function bearer(req: Request): string | undefined {
   const h = req.headers.authorization;
   if (!h) return undefined;
-  const m = /^Bearer ([A-Za-z0-9._~+/=-]{1,256})$/.exec(h);
+  // The scheme is case-insensitive (RFC 9110 §11.1); the token is RFC 6750's b64token.
+  const m = /^bearer +([A-Za-z0-9._~+/=-]{1,256}) *$/i.exec(h);
   return m?.[1];
 }
 
@@ -89,6 +93,16 @@ export function createApp(deps: AppDeps): express.Express {
     next();
   });
 
+  // Before routing, so unknown paths and failed authentication count too.
+  app.use((req, res, next) => {
+    if (deps.draining?.()) {
+      res.setHeader('Connection', 'close');
+      throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down: retry in a moment', { retryAfterSeconds: 5 });
+    }
+    deps.rateLimiter?.takeIp(req.ip ?? req.socket.remoteAddress ?? 'unknown');
+    next();
+  });
+
   const byPath = new Map<string, Set<string>>();
   for (const r of deps.routes) {
     const methods = byPath.get(r.path) ?? new Set<string>();
@@ -129,15 +143,23 @@ export function createApp(deps: AppDeps): express.Express {
       }
       const out = replyFormat(req, format);
 
-      if (requester && r.cost && deps.rateLimiter) deps.rateLimiter.take(requester.accountId, r.cost(body));
-
-      const reply = await r.handle({
-        body,
-        params: req.params as Record<string, string>,
-        requester,
-        ip,
-        ifNoneMatch: req.headers['if-none-match'],
-      });
+      // Charged before the handler (concurrent requests cannot overdraw), given back when it refuses.
+      const limiter = deps.rateLimiter;
+      const charge = requester && r.cost && limiter ? limiter.take(requester.accountId, r.cost(body)) : undefined;
+      let reply;
+      try {
+        reply = await r.handle({
+          body,
+          params: req.params as Record<string, string>,
+          requester,
+          ip,
+          ifNoneMatch: req.headers['if-none-match'],
+        });
+      } catch (e) {
+        if (charge) limiter?.refund(charge);
+        throw e;
+      }
+      if (deps.draining?.()) res.setHeader('Connection', 'close');
       if (reply.etag) res.setHeader('ETag', reply.etag);
       if (reply.cacheControl) res.setHeader('Cache-Control', reply.cacheControl);
       else res.setHeader('Cache-Control', 'no-store');
@@ -193,6 +215,9 @@ export function createApp(deps: AppDeps): express.Express {
 /** Maps anything thrown to a PcdError; body-parser errors keep their meaning. */
 function toPcdError(err: unknown): PcdError {
   if (err instanceof PcdError) return err;
+  // Disk full, I/O errors, a locked database: 503 with Retry-After, never a 500 (server/store.ts).
+  const stored = storeErrorToPcdError(err);
+  if (stored) return stored;
   const e = err as { type?: string; status?: number; message?: string };
   if (e?.type === 'entity.too.large') {
     return new PcdError(ErrorCode.BodyTooLarge, `body is larger than ${LIMITS.maxBodyBytes} bytes`);

@@ -11,6 +11,14 @@
  *   fetches of that bucket and the evaluation rows (who asked how many
  *   blinded elements when); the audit reports the anonymity set.
  *
+ * Each row is shown against the account as it was when logged: plain and
+ * hashed rows carry the requester's email themselves; evaluation rows carry
+ * an account id only, which is named only if that account already existed
+ * when the row was written (ids are never reused, server/store.ts; data
+ * folders of versions that did reuse them are guarded by the creation time),
+ * so a deleted account shows as deleted, never as a later account. Bucket
+ * fetches are counted per minute, IP, epoch and bucket (server/designs/blinded.ts).
+ *
  * The companion `scan.ts` searches every persisted byte of the data folder
  * for the numbers themselves.
  *
@@ -42,7 +50,7 @@ import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { HASH_BYTES, hashNumber } from '../shared/hashed.ts';
 import { pickCurrent, type EpochRow } from './blinded/epoch.ts';
 import { readEpochKeys } from './blinded/keys.ts';
-import { DB_FILE } from './store.ts';
+import { BUCKET_LOG_WINDOW_MS, DB_FILE } from './store.ts';
 
 export const AUDIT_DESIGNS = ['plain', 'hashed', 'blinded'] as const;
 export type AuditDesign = (typeof AUDIT_DESIGNS)[number];
@@ -688,10 +696,13 @@ export interface EpochSummary {
 }
 
 export interface BucketFetchRow {
+  /** Start of the minute the fetches were counted in (the log aggregates per minute; older data folders: the fetch's time). */
   ts: number;
   ip: string;
   epoch: number;
   bucket: number;
+  /** Fetches from this IP of this bucket in that minute (1 per row in data folders of earlier versions). */
+  count: number;
   /**
    * Accounts with an evaluation request from the same IP within
    * {@link CORRELATION_WINDOW_MS}: what joining the two logs suggests (that
@@ -706,6 +717,11 @@ export const CORRELATION_WINDOW_MS = 60_000;
 export interface EvaluationRow {
   ts: number;
   accountId: number;
+  /**
+   * The email of the account with that id, only if it existed when the row
+   * was logged (created at or before `ts`); null when it was deleted since,
+   * or the id was another account's (data folders of versions that reused ids).
+   */
   email: string | null;
   ip: string;
   epoch: number;
@@ -757,20 +773,21 @@ export interface BlindedAudit {
   targets: BlindedTarget[];
   /** Evaluation rows in the range: the same for every target, since none is derived from a number. */
   evaluations: { rows: EvaluationRow[]; requests: number; elements: number };
-  /** Bucket fetch rows in the range, all buckets. */
+  /** Bucket fetches in the range, all buckets (the sum of the rows' counts). */
   bucketFetches: number;
   warnings: string[];
 }
 
 export const BLINDED_STATEMENT =
   'No row of blinded_eval_log or blinded_bucket_log is derived from a number: evaluation rows hold time, account, IP, epoch and ' +
-  'a count of blinded elements (uniformly random group elements to the server); bucket rows hold time, IP, epoch and a bucket id ' +
-  'that every number of the bucket shares. Linked rows per target: 0. What the operator can produce is below.';
+  'a count of blinded elements (uniformly random group elements to the server); bucket rows hold a minute, IP, epoch, a bucket id ' +
+  'that every number of the bucket shares, and how many fetches. Linked rows per target: 0. What the operator can produce is below.';
 
 /** Columns the blinded logs may have; anything else is reported, since the statement above would no longer be checked. */
 const BLINDED_COLUMNS: Record<string, readonly string[]> = {
   blinded_eval_log: ['id', 'ts', 'account_id', 'ip', 'epoch', 'count'],
-  blinded_bucket_log: ['id', 'ts', 'ip', 'epoch', 'bucket'],
+  // 'id': the per-fetch shape of earlier versions, before the server migrates it.
+  blinded_bucket_log: ['id', 'ts', 'ip', 'epoch', 'bucket', 'count'],
 };
 
 type EpochDbRow = Omit<EpochRow, 'public_key'>;
@@ -863,8 +880,12 @@ export function auditBlinded(dataDir: string, options: AuditOptions & { plan?: s
       }
     }
 
+    // Per-minute counts; a data folder the previous version wrote (and no server has migrated yet) has one row per fetch.
+    const aggregated = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('blinded_bucket_log')").all().some((c) => c.name === 'count');
     const fetchRows = db.prepare<[number, number, number, number], Omit<BucketFetchRow, 'sameIpRequesters'>>(
-      'SELECT ts, ip, epoch, bucket FROM blinded_bucket_log WHERE epoch = ? AND bucket = ? AND ts >= ? AND ts < ? ORDER BY ts, id',
+      aggregated
+        ? 'SELECT ts, ip, epoch, bucket, count FROM blinded_bucket_log WHERE epoch = ? AND bucket = ? AND ts >= ? AND ts < ? ORDER BY ts, ip'
+        : 'SELECT ts, ip, epoch, bucket, 1 AS count FROM blinded_bucket_log WHERE epoch = ? AND bucket = ? AND ts >= ? AND ts < ? ORDER BY ts, id',
     );
     // The operator can join the logs on IP and time: a fetch near an evaluation from the same IP points at that requester.
     const sameIp = db.prepare<[string, number, number], { account_id: number }>(
@@ -873,7 +894,10 @@ export function auditBlinded(dataDir: string, options: AuditOptions & { plan?: s
     const fetchesOf = (epoch: number, bucket: number): BucketFetchRow[] =>
       fetchRows.all(epoch, bucket, since, until).map((f) => ({
         ...f,
-        sameIpRequesters: sameIp.all(f.ip, f.ts - CORRELATION_WINDOW_MS, f.ts + CORRELATION_WINDOW_MS).map((r) => r.account_id),
+        // An aggregated row stands for fetches anywhere in its minute.
+        sameIpRequesters: sameIp
+          .all(f.ip, f.ts - CORRELATION_WINDOW_MS, f.ts + (aggregated ? BUCKET_LOG_WINDOW_MS : 0) + CORRELATION_WINDOW_MS)
+          .map((r) => r.account_id),
       }));
     const blindedTargets: BlindedTarget[] = targets.map((target) => {
       const perEpoch: BlindedTargetEpoch[] = epochs.map((e) => {
@@ -904,12 +928,16 @@ export function auditBlinded(dataDir: string, options: AuditOptions & { plan?: s
 
     const evalRows = db
       .prepare<[number, number], { ts: number; account_id: number; email: string | null; ip: string; epoch: number; count: number }>(
-        'SELECT e.ts, e.account_id, a.email, e.ip, e.epoch, e.count FROM blinded_eval_log e LEFT JOIN accounts a ON a.id = e.account_id WHERE e.ts >= ? AND e.ts < ? ORDER BY e.ts, e.id',
+        // The row holds an account id only: name the account only if it is the one that asked (it existed then), never a later one.
+        'SELECT e.ts, e.account_id, a.email, e.ip, e.epoch, e.count FROM blinded_eval_log e ' +
+          'LEFT JOIN accounts a ON a.id = e.account_id AND a.created_at <= e.ts WHERE e.ts >= ? AND e.ts < ? ORDER BY e.ts, e.id',
       )
       .all(since, until)
       .map((r) => ({ ts: r.ts, accountId: r.account_id, email: r.email, ip: r.ip, epoch: r.epoch, count: r.count }));
     const bucketFetches = db
-      .prepare<[number, number], { n: number }>('SELECT count(*) AS n FROM blinded_bucket_log WHERE ts >= ? AND ts < ?')
+      .prepare<[number, number], { n: number }>(
+        `SELECT ${aggregated ? 'coalesce(sum(count), 0)' : 'count(*)'} AS n FROM blinded_bucket_log WHERE ts >= ? AND ts < ?`,
+      )
       .get(since, until)!.n;
 
     return {
@@ -1074,7 +1102,7 @@ function blindedTable(r: BlindedAudit): string {
         String(t.bucket ?? '-'),
         String(t.registeredInBucket ?? '-'),
         t.anonymitySet ? fmtCount(t.anonymitySet.estimate) : '-',
-        String(t.epochs.reduce((s, e) => s + e.fetches.length, 0)),
+        String(t.epochs.reduce((s, e) => s + e.fetches.reduce((n, f) => n + f.count, 0), 0)),
       ]),
     ),
   ];
@@ -1086,8 +1114,8 @@ function blindedTable(r: BlindedAudit): string {
         `fetches of ${t.target}'s bucket (each concerns every number of the bucket equally; joined with the evaluation log on IP ` +
           `within ${CORRELATION_WINDOW_MS / 1000} s, a fetch suggests which account asked about SOME number of the bucket):\n` +
           renderTable(
-            ['time', 'ip', 'epoch', 'bucket', 'same-IP requesters'],
-            fetches.map((f) => [isoTime(f.ts), f.ip, String(f.epoch), String(f.bucket), f.sameIpRequesters.join(' ')]),
+            ['minute', 'ip', 'epoch', 'bucket', 'fetches', 'same-IP requesters'],
+            fetches.map((f) => [isoTime(f.ts), f.ip, String(f.epoch), String(f.bucket), String(f.count), f.sameIpRequesters.join(' ')]),
           ),
       );
     }
@@ -1098,7 +1126,7 @@ function blindedTable(r: BlindedAudit): string {
         ? '\n' +
           renderTable(
             ['time', 'account', 'email', 'ip', 'epoch', 'elements'],
-            r.evaluations.rows.map((e) => [isoTime(e.ts), String(e.accountId), e.email ?? '', e.ip, String(e.epoch), String(e.count)]),
+            r.evaluations.rows.map((e) => [isoTime(e.ts), String(e.accountId), e.email ?? '(deleted)', e.ip, String(e.epoch), String(e.count)]),
           )
         : ''),
   );
@@ -1115,7 +1143,7 @@ function blindedCsv(r: BlindedAudit): string {
     lines.push(csvRecord(['target', t.target, t.linkedRows, t.registered, t.epoch, t.bucketBits, t.bucket, t.registeredInBucket, t.anonymitySet?.estimate, '', '', '', '', '', '', '']));
     for (const e of t.epochs) {
       for (const f of e.fetches) {
-        lines.push(csvRecord(['bucket_fetch', t.target, '', '', f.epoch, e.bucketBits, f.bucket, '', '', f.ts, isoTime(f.ts), '', '', f.ip, '', f.sameIpRequesters.join(' ')]));
+        lines.push(csvRecord(['bucket_fetch', t.target, '', '', f.epoch, e.bucketBits, f.bucket, '', '', f.ts, isoTime(f.ts), '', '', f.ip, f.count, f.sameIpRequesters.join(' ')]));
       }
     }
   }

@@ -13,8 +13,11 @@ import { DESIGNS, type DesignName } from '../shared/messages.ts';
 import { MODES, type BackendName, type OprfMode } from '../shared/suite.ts';
 import { DEFAULT_PORT, backendOption } from '../client/cli.ts';
 import { DAY_MS } from './querylog.ts';
+import { DEFAULT_RATE_LIMITS } from './ratelimit.ts';
+import { LIMITS } from '../shared/limits.ts';
 import { startServer, type RunningServer } from './server.ts';
 import { Store } from './store.ts';
+import { acquireFolderLock } from './lock.ts';
 import { generateAccounts, generateContactLists, type SeedOptions } from './seed.ts';
 import { rotateKeyOffline, type BlindedServerDesign } from './designs/blinded.ts';
 import { registerAuditCommand } from './audit-cli.ts';
@@ -33,10 +36,22 @@ export function parseDesigns(list: string): DesignName[] {
   return names as DesignName[];
 }
 
-function int(name: string) {
+/** A commander parser for a whole number in [min, max]; anything else is a one-line error naming the option. */
+function int(name: string, min = 0, max = Number.MAX_SAFE_INTEGER) {
   return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new PcdError(ErrorCode.InvalidField, `${name} must be a non-negative number, got '${v}'`);
+    const n = /^\s*-?\d+\s*$/.test(v) ? Number(v) : Number.NaN;
+    if (!Number.isSafeInteger(n) || n < min || n > max) {
+      throw new PcdError(ErrorCode.InvalidField, `${name} must be a whole number from ${min} to ${max.toLocaleString('en-US')}, got '${v}'`);
+    }
+    return n;
+  };
+}
+
+/** A commander parser for a number in [min, max] (fractions allowed). */
+function num(name: string, min: number, max: number) {
+  return (v: string): number => {
+    const n = v.trim() === '' ? Number.NaN : Number(v);
+    if (!Number.isFinite(n) || n < min || n > max) throw new PcdError(ErrorCode.InvalidField, `${name} must be a number from ${min} to ${max}, got '${v}'`);
     return n;
   };
 }
@@ -57,7 +72,9 @@ export interface SeedResult {
  * contacts are not server data, and the audit scan must not find them there).
  */
 export function seedDataFolder(dataDir: string, contactsDir: string, options: SeedOptions, log: (s: string) => void = () => {}): SeedResult {
-  const store = Store.open(dataDir);
+  // Refused, in one line naming it, while a server (or another command) holds the folder.
+  const lock = acquireFolderLock(dataDir, { role: 'seed', logger: loggerFor(process.env.PCD_LOG_LEVEL ?? 'warn') });
+  const store = lock.guard(() => Store.open(dataDir));
   try {
     const existing = store.directorySize();
     if (existing > 0) {
@@ -86,6 +103,7 @@ export function seedDataFolder(dataDir: string, contactsDir: string, options: Se
     return { numbers, ms: performance.now() - started, requesters };
   } finally {
     store.close();
+    lock.release();
   }
 }
 
@@ -124,16 +142,25 @@ function announceReady(server: RunningServer): void {
   });
 }
 
-function onSignals(server: RunningServer): void {
+/**
+ * SIGINT/SIGTERM: stop accepting, let in-flight requests finish within the
+ * deadline, flush the query logs, exit 0. A second signal cuts the
+ * in-flight requests at once (the logs are still flushed).
+ */
+function onSignals(server: RunningServer, deadlineMs: number): void {
   let stopping = false;
   const stop = (sig: string) => {
-    if (stopping) return;
+    if (stopping) {
+      process.stderr.write(`${sig} again: cutting in-flight requests\n`);
+      server.http.closeAllConnections();
+      return;
+    }
     stopping = true;
-    process.stderr.write(`\n${sig}: flushing query logs and stopping\n`);
-    server.close().then(
+    process.stderr.write(`\n${sig}: finishing in-flight requests (at most ${deadlineMs / 1000} s), flushing query logs, stopping\n`);
+    server.close(deadlineMs).then(
       () => process.exit(0),
       (e: unknown) => {
-        console.error(e);
+        process.stderr.write(`pcd: stopping failed: ${e instanceof Error ? e.message : String(e)}\n`);
         process.exit(1);
       },
     );
@@ -151,7 +178,11 @@ interface ServeFlags {
   mode?: OprfMode;
   retentionDays: number;
   graceHours: number;
-  rateLimit: number;
+  rateLimit: boolean;
+  limitBurst: number;
+  limitPerHour: number;
+  ipLimitPerMinute: number;
+  shutdownTimeout: number;
   evalThreads?: number;
   backend: BackendName;
   logLevel: string;
@@ -160,16 +191,20 @@ interface ServeFlags {
 
 function addServeOptions(cmd: Command): Command {
   return cmd
-    .option('-p, --port <port>', 'port', int('--port'), DEFAULT_PORT)
+    .option('-p, --port <port>', 'port', int('--port', 0, 65535), DEFAULT_PORT)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--data <dir>', 'data folder', DEFAULT_DATA)
     .option('--design <list>', 'designs to serve, comma separated', DESIGNS.join(','))
-    .option('--bucket-bits <b>', 'blinded design: bucket bits for new epochs', int('--bucket-bits'))
+    .option('--bucket-bits <b>', 'blinded design: bucket bits for new epochs', int('--bucket-bits', 0, LIMITS.maxBucketBits))
     .addOption(new Option('--mode <mode>', 'blinded design: OPRF mode for new epochs').choices([...MODES]))
-    .option('--retention-days <days>', 'query log retention', int('--retention-days'), 30)
-    .option('--grace-hours <hours>', 'blinded design: how long a rotated-out epoch is still served', int('--grace-hours'), 24)
-    .option('--rate-limit <n>', 'lookups per requester per minute (0: off)', int('--rate-limit'), 0)
-    .option('--eval-threads <n>', 'blinded design: evaluate worker threads (0: main thread; default PCD_EVAL_THREADS, else one per core)', int('--eval-threads'))
+    .option('--retention-days <days>', 'query log retention', num('--retention-days', 0, 36_500), 30)
+    .option('--grace-hours <hours>', 'blinded design: how long a rotated-out epoch is still served', num('--grace-hours', 0, 87_600), 24)
+    .option('--no-rate-limit', 'turn the rate limits off (benchmarks, scripted research runs)')
+    .option('--limit-burst <n>', 'lookups a requester may make at first (its initial contact sync)', int('--limit-burst', 1), DEFAULT_RATE_LIMITS.requesterBurst)
+    .option('--limit-per-hour <n>', 'lookups given back to a requester per hour', num('--limit-per-hour', 0.001, 1e9), DEFAULT_RATE_LIMITS.requesterPerHour)
+    .option('--ip-limit-per-minute <n>', 'requests per minute per client IP, on every endpoint', int('--ip-limit-per-minute', 1), DEFAULT_RATE_LIMITS.ipPerMinute)
+    .option('--shutdown-timeout <s>', 'on SIGTERM/SIGINT: seconds in-flight requests get to finish', num('--shutdown-timeout', 0, 3600), 10)
+    .option('--eval-threads <n>', 'blinded design: evaluate worker threads (0: main thread; default PCD_EVAL_THREADS, else one per core)', int('--eval-threads', 0, 256))
     .addOption(backendOption())
     .option('--trust-proxy', 'take the client IP from X-Forwarded-For (behind a reverse proxy)')
     .option('--log-level <level>', 'server log level (pino)', process.env.PCD_LOG_LEVEL ?? 'info');
@@ -185,14 +220,15 @@ async function serve(o: ServeFlags): Promise<RunningServer> {
     mode: o.mode,
     retentionMs: o.retentionDays * DAY_MS,
     graceMs: o.graceHours * 3600_000,
-    rateLimitPerMinute: o.rateLimit,
+    rateLimits: o.rateLimit ? { requesterBurst: o.limitBurst, requesterPerHour: o.limitPerHour, ipPerMinute: o.ipLimitPerMinute } : false,
+    shutdownTimeoutMs: o.shutdownTimeout * 1000,
     evalThreads: o.evalThreads,
     backend: o.backend,
     trustProxy: o.trustProxy,
     progress: true,
     logger: loggerFor(o.logLevel),
   });
-  onSignals(server);
+  onSignals(server, o.shutdownTimeout * 1000);
   return server;
 }
 
@@ -210,12 +246,19 @@ export function registerServerCommands(program: Command): void {
     program
       .command('start')
       .description('the quick start: seed a default directory into an empty data folder, then serve and print how to query it')
-      .option('--size <n>', 'numbers to seed when the data folder is empty', int('--size'), START_SEED_SIZE),
+      .option('--size <n>', 'numbers to seed when the data folder is empty', int('--size', 1, 10_000_000), START_SEED_SIZE),
   ).action(async (o: ServeFlags & { size: number }) => {
     const contactsDir = contactsDirFor(o.data);
-    const store = Store.open(o.data);
-    const empty = store.directorySize() === 0;
-    store.close();
+    // Under the folder's lock, like the seeding and serving that follow (each takes it in turn).
+    const lock = acquireFolderLock(o.data, { role: 'server', logger: loggerFor(o.logLevel) });
+    let empty: boolean;
+    try {
+      const store = Store.open(o.data);
+      empty = store.directorySize() === 0;
+      store.close();
+    } finally {
+      lock.release();
+    }
     if (empty) {
       console.log(`seeding a synthetic directory of ${o.size} numbers into ${path.resolve(o.data)} ...`);
       const r = seedDataFolder(o.data, contactsDir, { size: o.size });
@@ -255,12 +298,12 @@ export function registerServerCommands(program: Command): void {
     .command('seed')
     .description('write a synthetic directory (fixed random seed) into an empty data folder')
     .option('--data <dir>', 'data folder', DEFAULT_DATA)
-    .option('--size <n>', 'registered numbers (10^3 .. 10^7)', int('--size'), 10_000)
+    .option('--size <n>', 'registered numbers (10^3 .. 10^7)', int('--size', 1, 10_000_000), 10_000)
     .option('--seed <seed>', 'random seed', 'pcd')
     .option('--regions <list>', 'regions, comma separated ISO 3166 codes')
-    .option('--requesters <n>', 'accounts that get a contact list', int('--requesters'), 3)
-    .option('--contacts <n>', 'numbers per contact list', int('--contacts'), 200)
-    .option('--registered-share <f>', 'share of a contact list that is registered (0..1)', Number, 0.5)
+    .option('--requesters <n>', 'accounts that get a contact list', int('--requesters', 0, 10_000), 3)
+    .option('--contacts <n>', 'numbers per contact list', int('--contacts', 1, 1_000_000), 200)
+    .option('--registered-share <f>', 'share of a contact list that is registered (0..1)', num('--registered-share', 0, 1), 0.5)
     .option('--contacts-dir <dir>', 'where contact lists and requester tokens go (default: contacts/ beside the data folder)')
     .action((o: { data: string; size: number; seed: string; regions?: string; requesters: number; contacts: number; registeredShare: number; contactsDir?: string }) => {
       const contactsDir = o.contactsDir ?? contactsDirFor(o.data);
@@ -287,12 +330,23 @@ export function registerServerCommands(program: Command): void {
     .command('rotate-key')
     .description('blinded design: make a new epoch with a new key; the old one is served for the grace period, then its key is destroyed (server must be stopped; use POST /v1/admin/rotate-key on a running one)')
     .option('--data <dir>', 'data folder', DEFAULT_DATA)
-    .option('--bucket-bits <b>', 'bucket bits of the new epoch', int('--bucket-bits'))
+    .option('--bucket-bits <b>', 'bucket bits of the new epoch', int('--bucket-bits', 0, LIMITS.maxBucketBits))
     .addOption(new Option('--mode <mode>', 'OPRF mode of the new epoch').choices([...MODES]))
-    .option('--grace-hours <hours>', 'how long the previous epoch is still served', int('--grace-hours'), 24)
+    .option('--grace-hours <hours>', 'how long the previous epoch is still served', num('--grace-hours', 0, 87_600), 24)
     .addOption(backendOption())
-    .action(async (o: { data: string; bucketBits?: number; mode?: OprfMode; graceHours: number; backend: BackendName }) => {
-      const r = await rotateKeyOffline({ dataDir: o.data, bucketBits: o.bucketBits, mode: o.mode, graceMs: o.graceHours * 3600_000, backend: o.backend, progress: true });
+    .option('--repair', 'where the key file and the database disagree: destroy keys of unknown epochs, retire for good the live epochs whose key is lost or wrong, then rotate')
+    .action(async (o: { data: string; bucketBits?: number; mode?: OprfMode; graceHours: number; backend: BackendName; repair?: boolean }) => {
+      const r = await rotateKeyOffline({
+        dataDir: o.data,
+        bucketBits: o.bucketBits,
+        mode: o.mode,
+        graceMs: o.graceHours * 3600_000,
+        backend: o.backend,
+        progress: true,
+        repair: o.repair,
+        logger: loggerFor(process.env.PCD_LOG_LEVEL ?? 'warn'), // what was tightened or repaired, on stderr
+      });
+      for (const line of r.repaired ?? []) console.log(`repaired: ${line}`);
       console.log(`new epoch ${r.epoch}${r.previous ? `; epoch ${r.previous} is served until ${new Date(r.retiresAt ?? 0).toISOString()}, then its key is destroyed` : ''}`);
     });
 

@@ -8,6 +8,7 @@ import type { ServerDesign } from '../shared/design.ts';
 import type { DesignName } from '../shared/messages.ts';
 import type { BackendName, OprfMode } from '../shared/suite.ts';
 import type { Directory } from './directory.ts';
+import type { RateLimits } from './ratelimit.ts';
 import type { Store } from './store.ts';
 
 export interface ServerOptions {
@@ -22,6 +23,8 @@ export interface ServerOptions {
   /** Query-log batch interval (default 1 s) and size (default 1000 rows). */
   logIntervalMs?: number;
   logMaxRows?: number;
+  /** Rows one query log holds in memory at most while it cannot write them (default 100,000; past it the oldest are dropped and counted). */
+  logMaxPending?: number;
   /** Admin token; default PCD_ADMIN_TOKEN, else generated into the data folder. */
   adminToken?: string;
   /** Blinded design parameters for new epochs. */
@@ -34,8 +37,14 @@ export interface ServerOptions {
   backend?: BackendName;
   /** Blinded evaluate worker threads (0: on the main thread); default PCD_EVAL_THREADS, else one per core. */
   evalThreads?: number;
-  /** Lookups (numbers, hashes or elements) per requester per minute; 0 disables (default 0). */
-  rateLimitPerMinute?: number;
+  /**
+   * Rate limits (server/ratelimit.ts): per requester in lookups, per IP in
+   * requests. On by default (DEFAULT_RATE_LIMITS, any field overridable);
+   * false turns them off (benchmarks, scripted research runs).
+   */
+  rateLimits?: Partial<RateLimits> | false;
+  /** On close: how long in-flight requests may take to finish before their connections are cut (default 10 s). */
+  shutdownTimeoutMs?: number;
   /** express 'trust proxy' setting, for a server behind a reverse proxy. */
   trustProxy?: boolean | string | number;
   /** Show a progress bar on stderr for long builds. */

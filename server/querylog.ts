@@ -4,77 +4,404 @@
  * `intervalMs` has passed, and on close (graceful shutdown). A crash loses at
  * most one interval of rows, which is the trade the batching makes.
  *
+ * Two kinds:
+ * - {@link BatchedLog}: one row per event (the lookup logs).
+ * - {@link CountingLog}: events counted per key and time window (a minute by
+ *   default) in memory, each window written once it is over as one row with
+ *   a count (upserted, so a window written early is added to, never
+ *   duplicated). Anonymous traffic (bucket fetches) thus grows the database
+ *   by at most one row per distinct key per window, however many requests
+ *   come. A crash loses at most the open window's counts.
+ *
+ * ## When the database cannot be written (disk full, I/O error)
+ *
+ * A write that fails keeps its rows in memory and is retried with backoff
+ * (intervalMs doubling up to `retryMaxMs`, default 30 s); nothing is thrown
+ * out of a timer, a request or close(). Memory is bounded: past `maxPending`
+ * rows (default 100,000 per log) the oldest are dropped and counted, and the
+ * count is reported in the server log (a warning with the table and how many,
+ * never a row's content). `health()` exposes the state and every log
+ * registers under its store (server/loghealth.ts), which `GET /v1/health`
+ * reads. A design whose policy is "every lookup is logged" calls
+ * {@link QueryLog.requireRoom} before answering: while the log is failing and
+ * its buffer is full, that refuses with 503 instead of answering unlogged.
+ *
  * Retention: `Retention` purges every log table of rows older than the
- * retention period, at start and then periodically, with an injected clock.
+ * retention period, at start and then periodically, with an injected clock;
+ * a purge that fails is reported and tried again at the next period.
  */
 import type Database from 'better-sqlite3';
+import type { Logger } from 'pino';
+import { ErrorCode, PcdError } from '../shared/errors.ts';
 import type { ServerContext } from './context.ts';
-import type { Store } from './store.ts';
+import { loggerOf, registerLog, type LogHealth, type MonitoredLog } from './loghealth.ts';
+import { sqliteCode, type Store } from './store.ts';
 
-export class BatchedLog<Row extends unknown[]> {
-  private rows: Row[] = [];
+export const DEFAULT_MAX_ROWS = 1000;
+export const DEFAULT_INTERVAL_MS = 1000;
+/** Rows one log holds in memory at most while it cannot write them. */
+export const DEFAULT_MAX_PENDING = 100_000;
+export const DEFAULT_RETRY_MAX_MS = 30_000;
+export const MINUTE_MS = 60_000;
+
+export interface LogOptions {
+  /** Flush once this many rows are pending (default 1000). */
+  maxRows?: number;
+  /** Flush this long after the first pending row (default 1 s); also the first retry delay. */
+  intervalMs?: number;
+  /** Rows held in memory at most; past it the oldest are dropped and counted (default 100,000). */
+  maxPending?: number;
+  /** Longest retry delay after failed writes (default 30 s). */
+  retryMaxMs?: number;
+  /** Where failures and drops are reported (warn); never with row contents. */
+  logger?: Logger;
+}
+
+/** The failure handling, bounds, timer and health shared by both kinds of log. */
+export abstract class QueryLog implements MonitoredLog {
   private timer: NodeJS.Timeout | undefined;
-  private readonly insert: Database.Statement<unknown[]>;
-  private readonly writeAll: (rows: Row[]) => void;
   private closed = false;
+  private failing = false;
+  private lastError: string | undefined;
+  private failures = 0;
+  private dropped = 0;
+  private droppedReported = 0;
+  private unregister: (() => void) | undefined;
+  protected readonly maxRows: number;
+  protected readonly intervalMs: number;
+  readonly maxPending: number;
+  private readonly retryMaxMs: number;
+  private readonly logger: Logger | undefined;
 
   constructor(
-    private readonly db: Database.Database,
+    protected readonly db: Database.Database,
     readonly table: string,
-    columns: readonly string[],
-    private readonly options: { maxRows?: number; intervalMs?: number } = {},
+    options: LogOptions,
   ) {
-    this.insert = db.prepare(`INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`);
+    this.maxPending = Math.max(1, options.maxPending ?? DEFAULT_MAX_PENDING);
+    // A log that writes never holds more than its bound: it flushes at the bound at the latest.
+    this.maxRows = Math.max(1, Math.min(options.maxRows ?? DEFAULT_MAX_ROWS, this.maxPending));
+    this.intervalMs = Math.max(1, options.intervalMs ?? DEFAULT_INTERVAL_MS);
+    this.retryMaxMs = Math.max(this.intervalMs, options.retryMaxMs ?? DEFAULT_RETRY_MAX_MS);
+    this.logger = options.logger;
+  }
+
+  /** Rows waiting in memory. */
+  abstract get pending(): number;
+
+  /** Writes pending rows (all, or only those due) in one transaction and forgets them; throws, keeping them, on failure. */
+  protected abstract writePending(all: boolean): void;
+
+  /** True when some pending row is due for a regular (not forced) write. */
+  protected abstract hasDue(): boolean;
+
+  /** Registers with the store's health registry (server/loghealth.ts). */
+  register(owner: object): this {
+    this.unregister?.();
+    this.unregister = registerLog(owner, this, this.logger);
+    return this;
+  }
+
+  health(): LogHealth {
+    return {
+      table: this.table,
+      pending: this.pending,
+      failing: this.failing,
+      ...(this.lastError !== undefined ? { lastError: this.lastError } : {}),
+      dropped: this.dropped,
+    };
+  }
+
+  /**
+   * For designs that log every answer: throws 503 (Retry-After) when the log
+   * is failing and `rows` more would pass its bound, so nothing is answered
+   * that could not be logged. While the log writes, or has room, it passes.
+   */
+  requireRoom(rows: number): void {
+    if (!this.failing || this.pending + rows <= this.maxPending) return;
+    throw new PcdError(
+      ErrorCode.Unavailable,
+      `the server cannot write its query log (${this.lastError ?? 'storage error'}) and holds as many unwritten rows as it may: ` +
+        'lookups are refused until the log can be written again',
+      { retryAfterSeconds: this.retryDelay() / 1000 },
+    );
+  }
+
+  /**
+   * Writes everything pending now (also while failing: a manual retry).
+   * Returns false when the write failed; the rows are then kept and retried
+   * with backoff. Never throws.
+   */
+  flush(): boolean {
+    return this.attempt(true);
+  }
+
+  /** Last flush, then closed for appends. Rows that cannot be written are reported, not thrown. */
+  close(): void {
+    if (this.closed) return;
+    this.clearTimer();
+    if (this.pending > 0) this.attempt(true);
+    this.closed = true;
+    this.clearTimer();
+    const lost = this.pending;
+    if (lost > 0) {
+      this.logger?.warn({ table: this.table, rows: lost, code: this.lastError ?? (this.db.open ? undefined : 'closed') }, 'query log closed with rows it could not write: they are lost');
+    }
+    this.reportDrops();
+    this.unregister?.();
+  }
+
+  protected checkOpen(): void {
+    if (this.closed) throw new Error(`query log ${this.table} is closed`);
+  }
+
+  /** After a row was added: flush when enough are pending (unless failing: the retry timer is on), else make sure a timer runs. */
+  protected added(): void {
+    if (!this.failing && this.pending >= this.maxRows) this.attempt(true);
+    else if (!this.timer) this.schedule();
+  }
+
+  /** Counts rows dropped for the memory bound; reported at the next write attempt and on close. */
+  protected countDropped(n: number): void {
+    this.dropped += n;
+  }
+
+  private attempt(all: boolean): boolean {
+    this.clearTimer();
+    if (this.pending === 0) {
+      this.reportDrops();
+      return true;
+    }
+    if (!this.db.open) return false;
+    try {
+      this.writePending(all);
+    } catch (e) {
+      const code = sqliteCode(e) ?? (e instanceof Error ? e.name : 'error');
+      this.failures++;
+      if (!this.failing || code !== this.lastError) {
+        this.logger?.warn({ table: this.table, code }, 'query log write failed: its rows are kept in memory and retried');
+      }
+      this.failing = true;
+      this.lastError = code;
+      this.reportDrops();
+      this.schedule();
+      return false;
+    }
+    if (this.failing) this.logger?.warn({ table: this.table }, 'query log written again after failed writes');
+    this.failing = false;
+    this.failures = 0;
+    this.lastError = undefined;
+    this.reportDrops();
+    this.schedule();
+    return true;
+  }
+
+  private reportDrops(): void {
+    const n = this.dropped - this.droppedReported;
+    if (n <= 0) return;
+    this.droppedReported = this.dropped;
+    this.logger?.warn({ table: this.table, dropped: n, droppedTotal: this.dropped }, 'query log dropped its oldest unwritten rows: the in-memory bound was reached');
+  }
+
+  private retryDelay(): number {
+    return Math.min(this.retryMaxMs, this.intervalMs * 2 ** Math.min(30, Math.max(0, this.failures - 1)));
+  }
+
+  private schedule(): void {
+    this.clearTimer();
+    if (this.closed || this.pending === 0) return;
+    const delay = this.failing ? this.retryDelay() : this.intervalMs;
+    this.timer = setTimeout(() => this.tick(), delay);
+    this.timer.unref();
+  }
+
+  private tick(): void {
+    this.timer = undefined;
+    try {
+      // A failing log retries everything; otherwise what is due (all rows of a BatchedLog, the closed windows of a CountingLog).
+      if (this.failing) this.attempt(true);
+      else if (this.hasDue()) this.attempt(this.allDue());
+      else this.schedule();
+    } catch {
+      // attempt() does not throw; a timer must never take the server down even if it did.
+    }
+  }
+
+  /** Whether a regular write takes every pending row (BatchedLog) or only the due ones (CountingLog). */
+  protected allDue(): boolean {
+    return true;
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+/** One row per event, written in batches. */
+export class BatchedLog<Row extends unknown[]> extends QueryLog {
+  private rows: Row[] = [];
+  /** Rows before `head` are dropped (kept in the array until it is compacted). */
+  private head = 0;
+  private readonly writeAll: (rows: Row[]) => void;
+
+  constructor(db: Database.Database, table: string, columns: readonly string[], options: LogOptions = {}) {
+    super(db, table, options);
+    const insert = db.prepare(`INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`);
     this.writeAll = db.transaction((rows: Row[]) => {
-      for (const r of rows) this.insert.run(...r);
+      for (const r of rows) insert.run(...r);
     });
   }
 
   append(row: Row): void {
-    if (this.closed) throw new Error(`query log ${this.table} is closed`);
+    this.checkOpen();
     this.rows.push(row);
-    if (this.rows.length >= (this.options.maxRows ?? 1000)) this.flush();
-    else if (!this.timer) {
-      this.timer = setTimeout(() => this.flush(), this.options.intervalMs ?? 1000);
-      this.timer.unref();
-    }
+    const over = this.pending - this.maxPending;
+    if (over > 0) this.dropOldest(over);
+    this.added();
   }
 
-  /** Rows waiting in memory. */
   get pending(): number {
-    return this.rows.length;
+    return this.rows.length - this.head;
   }
 
-  flush(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.rows.length === 0 || !this.db.open) return;
-    const rows = this.rows;
+  protected hasDue(): boolean {
+    return this.pending > 0;
+  }
+
+  protected writePending(): void {
+    const batch = this.head === 0 ? this.rows : this.rows.slice(this.head);
+    this.writeAll(batch);
     this.rows = [];
-    this.writeAll(rows);
+    this.head = 0;
   }
 
-  close(): void {
-    this.flush();
-    this.closed = true;
+  private dropOldest(n: number): void {
+    this.head += n;
+    this.countDropped(n);
+    if (this.head >= 1024 && this.head * 2 >= this.rows.length) {
+      this.rows = this.rows.slice(this.head);
+      this.head = 0;
+    }
   }
 }
 
-/** A design's query log, batched as the server's options say. */
+/**
+ * Events counted per (window start, key) in memory; a window is written
+ * once it is over, as one row `(ts = window start, ...key, count)`, upserted
+ * (`count = count + excluded.count`): the table needs a unique key on
+ * `(ts, ...keyColumns)`. `pending` counts rows (distinct keys), the drop
+ * counter counts events.
+ */
+export class CountingLog<Key extends (string | number)[]> extends QueryLog {
+  private entries = new Map<string, { ts: number; key: Key; count: number }>();
+  private readonly writeRows: (rows: { ts: number; key: Key; count: number }[]) => void;
+
+  constructor(
+    db: Database.Database,
+    table: string,
+    keyColumns: readonly string[],
+    private readonly now: () => number,
+    private readonly windowMs = MINUTE_MS,
+    options: LogOptions = {},
+  ) {
+    super(db, table, options);
+    const cols = ['ts', ...keyColumns];
+    const upsert = db.prepare(
+      `INSERT INTO ${table} (${cols.join(', ')}, count) VALUES (${cols.map(() => '?').join(', ')}, ?) ` +
+        `ON CONFLICT (${cols.join(', ')}) DO UPDATE SET count = count + excluded.count`,
+    );
+    this.writeRows = db.transaction((rows: { ts: number; key: Key; count: number }[]) => {
+      for (const r of rows) upsert.run(r.ts, ...r.key, r.count);
+    });
+  }
+
+  /** Counts one event (or `n`) for `key` in the current window. */
+  add(key: Key, n = 1): void {
+    this.checkOpen();
+    const ts = Math.floor(this.now() / this.windowMs) * this.windowMs;
+    const id = JSON.stringify([ts, ...key]);
+    const e = this.entries.get(id);
+    if (e) e.count += n;
+    else {
+      this.entries.set(id, { ts, key, count: n });
+      if (this.entries.size > this.maxPending) {
+        // The oldest window's row first: Map iteration is insertion order.
+        const [oldest, entry] = this.entries.entries().next().value!;
+        this.entries.delete(oldest);
+        this.countDropped(entry.count);
+      }
+    }
+    this.added();
+  }
+
+  get pending(): number {
+    return this.entries.size;
+  }
+
+  /** Events waiting in memory (the sum of the pending rows' counts). */
+  get pendingEvents(): number {
+    let n = 0;
+    for (const e of this.entries.values()) n += e.count;
+    return n;
+  }
+
+  protected hasDue(): boolean {
+    const cutoff = this.now() - this.windowMs;
+    for (const e of this.entries.values()) if (e.ts <= cutoff) return true;
+    return false;
+  }
+
+  protected override allDue(): boolean {
+    return false;
+  }
+
+  protected writePending(all: boolean): void {
+    const cutoff = this.now() - this.windowMs;
+    const due = [...this.entries].filter(([, e]) => all || e.ts <= cutoff);
+    if (due.length === 0) return;
+    this.writeRows(due.map(([, e]) => e));
+    for (const [id] of due) this.entries.delete(id);
+  }
+}
+
+function logOptions(ctx: ServerContext): LogOptions {
+  return {
+    intervalMs: ctx.options.logIntervalMs,
+    maxRows: ctx.options.logMaxRows,
+    maxPending: ctx.options.logMaxPending,
+    logger: ctx.logger,
+  };
+}
+
+/** A design's query log, batched as the server's options say, registered under the store for health reports. */
 export function designLog<Row extends unknown[]>(ctx: ServerContext, table: string, columns: readonly string[]): BatchedLog<Row> {
-  return new BatchedLog<Row>(ctx.store.db, table, columns, { intervalMs: ctx.options.logIntervalMs, maxRows: ctx.options.logMaxRows });
+  return new BatchedLog<Row>(ctx.store.db, table, columns, logOptions(ctx)).register(ctx.store);
+}
+
+/** A design's aggregated log: counts per key and window (a minute by default), on the server's clock. */
+export function countingLog<Key extends (string | number)[]>(
+  ctx: ServerContext,
+  table: string,
+  keyColumns: readonly string[],
+  windowMs = MINUTE_MS,
+): CountingLog<Key> {
+  return new CountingLog<Key>(ctx.store.db, table, keyColumns, ctx.now, windowMs, logOptions(ctx)).register(ctx.store);
 }
 
 export const DAY_MS = 24 * 60 * 60 * 1000;
 
 export class Retention {
   private timer: NodeJS.Timeout | undefined;
+  /** SQLite code of the last purge that failed, until one succeeds. */
+  lastError: string | undefined;
 
   constructor(
     private readonly store: Store,
     readonly retentionMs: number,
     private readonly now: () => number,
     private readonly flushAll: () => void = () => {},
+    private readonly logger?: Logger,
   ) {}
 
   /** Deletes rows older than now - retention; returns how many. */
@@ -83,13 +410,24 @@ export class Retention {
     return this.store.purgeLogs(this.now() - this.retentionMs);
   }
 
+  /** Purges now and then every `everyMs`; a purge that fails (full disk) is reported and retried at the next period, never thrown. */
   start(everyMs = 60 * 60 * 1000): void {
-    this.purge();
-    this.timer = setInterval(() => this.purge(), everyMs);
+    this.safePurge();
+    this.timer = setInterval(() => this.safePurge(), everyMs);
     this.timer.unref();
   }
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
+  }
+
+  private safePurge(): void {
+    try {
+      this.purge();
+      this.lastError = undefined;
+    } catch (e) {
+      this.lastError = sqliteCode(e) ?? 'error';
+      (this.logger ?? loggerOf(this.store))?.warn({ code: this.lastError }, 'query log retention purge failed: tried again at the next period');
+    }
   }
 }

@@ -1,38 +1,248 @@
 /**
- * Per-requester token bucket over lookups (numbers, hashes or blinded
- * elements), refilled continuously at `perMinute`. It is what bounds a
- * requester's use of the server as an enumeration oracle: in the blinded
- * design the server cannot see what is asked, only how much.
+ * Rate limits, on by default (DESIGN.md §3): what bounds one account's use
+ * of the server as an enumeration oracle, and one IP's share of the server.
+ *
+ * ## Per requester: a token bucket counted in lookups
+ *
+ * A lookup is a number (plain), a hash (hashed) or a blinded element
+ * (blinded): the blinded server cannot tell a repeat from a new number, so
+ * every one counts, in every design alike. A new account starts with a
+ * large allowance (`requesterBurst`, default 50,000: an initial contact
+ * sync of a big address book) that refills slowly (`requesterPerHour`,
+ * default 5 an hour, 120 a day: the numbers a person adds), never above the
+ * allowance. In the spirit of Signal's contact discovery limits: tens of
+ * thousands first, a few an hour after. So one account can test at most
+ * 50,120 numbers on its first day and 120 a day after, in any design.
+ *
+ * A request is charged before its handler runs and refunded when the
+ * handler refuses it (a 4xx such as an invalid element, or a 503): only
+ * requests that pass validation and are answered cost anything, and
+ * concurrent requests cannot overdraw the allowance between check and
+ * charge.
+ *
+ * The state is persisted (table `rate_limits`: account id, tokens, time),
+ * written in batches every second and on close, so a restart gives no one
+ * a fresh allowance; a crash forgets at most the last second of charges.
+ * An account at its full allowance has no row. A failed write (disk full)
+ * is kept and retried, never thrown.
+ *
+ * ## Per IP: a request rate on every endpoint
+ *
+ * Every request, the anonymous ones (config, buckets, health) and the ones
+ * that fail authentication included, takes one token from its IP's bucket
+ * (`ipPerMinute`, default 6,000 a minute, with as large a burst). It keeps
+ * one address from taking the server for itself and bounds token guessing.
+ * It is kept in memory only: it refills within a minute, and persisting it
+ * would put every client's IP on disk in one more place.
+ *
+ * Refusals are 429 `rate_limited` with Retry-After: the seconds until the
+ * request would fit. `pcd serve --no-rate-limit` (ServerOptions.rateLimits
+ * false) turns both off for benchmarks and scripted research runs.
  */
+import type Database from 'better-sqlite3';
+import type { Logger } from 'pino';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 
+export interface RateLimits {
+  /** Lookups a new account may make at once: the allowance for an initial contact sync. */
+  requesterBurst: number;
+  /** Lookups given back per hour, up to the burst. */
+  requesterPerHour: number;
+  /** Requests per minute per IP, on every endpoint (the burst is as large). */
+  ipPerMinute: number;
+}
+
+export const DEFAULT_RATE_LIMITS: Readonly<RateLimits> = {
+  requesterBurst: 50_000,
+  requesterPerHour: 5,
+  ipPerMinute: 6_000,
+};
+
+const HOUR_MS = 3_600_000;
+const MINUTE_MS = 60_000;
+/** Per-IP entries kept before a sweep drops the full ones early. */
+const MAX_IP_ENTRIES = 100_000;
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+/** What a request was charged, to give back if it is refused. */
+export interface Charge {
+  readonly accountId: number;
+  readonly cost: number;
+}
+
+/** Checks the limits' numbers; a bad one is a one-line error naming it. */
+export function checkRateLimits(limits: RateLimits): RateLimits {
+  for (const [k, v] of Object.entries(limits)) {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) throw new PcdError(ErrorCode.InvalidField, `rate limit ${k} must be a positive number, got ${String(v)}`);
+  }
+  return limits;
+}
+
 export class RateLimiter {
-  private readonly buckets = new Map<number, { tokens: number; at: number }>();
+  private readonly accounts = new Map<number, Bucket>();
+  private readonly dirty = new Set<number>();
+  private readonly ips = new Map<string, Bucket>();
+  private readonly timer: NodeJS.Timeout;
+  private readonly stmts;
+  private failing = false;
+  private closed = false;
 
   constructor(
-    readonly perMinute: number,
+    readonly limits: RateLimits,
     private readonly now: () => number,
-    /** Burst: how many lookups a requester may make at once (default one minute's worth). */
-    readonly burst = perMinute,
-  ) {}
+    private readonly db: Database.Database,
+    private readonly logger?: Logger,
+    flushEveryMs = 1000,
+  ) {
+    checkRateLimits(limits);
+    db.exec('CREATE TABLE IF NOT EXISTS rate_limits (account_id INTEGER PRIMARY KEY, tokens REAL NOT NULL, at INTEGER NOT NULL)');
+    this.stmts = {
+      get: db.prepare<[number], { tokens: number; at: number }>('SELECT tokens, at FROM rate_limits WHERE account_id = ?'),
+      put: db.prepare<[number, number, number]>(
+        'INSERT INTO rate_limits (account_id, tokens, at) VALUES (?, ?, ?) ON CONFLICT(account_id) DO UPDATE SET tokens = excluded.tokens, at = excluded.at',
+      ),
+      del: db.prepare<[number]>('DELETE FROM rate_limits WHERE account_id = ?'),
+    };
+    this.timer = setInterval(() => {
+      this.flush();
+      this.sweep();
+    }, flushEveryMs);
+    this.timer.unref();
+  }
 
-  /** Takes `cost` tokens for `accountId` or throws rate_limited. */
-  take(accountId: number, cost: number): void {
-    const t = this.now();
-    const b = this.buckets.get(accountId) ?? { tokens: this.burst, at: t };
-    b.tokens = Math.min(this.burst, b.tokens + ((t - b.at) * this.perMinute) / 60_000);
-    b.at = t;
+  private refilled(b: Bucket, t: number, perMs: number, burst: number): void {
+    if (t > b.at) b.tokens = Math.min(burst, b.tokens + (t - b.at) * perMs);
+    b.at = Math.max(b.at, t);
+  }
+
+  private account(accountId: number, t: number): Bucket {
+    let b = this.accounts.get(accountId);
+    if (!b) {
+      const row = this.stmts.get.get(accountId);
+      b = row ? { tokens: row.tokens, at: row.at } : { tokens: this.limits.requesterBurst, at: t };
+      this.accounts.set(accountId, b);
+      if (row) this.dirty.add(accountId); // rewritten (or deleted, once full) at the next flush
+    }
+    this.refilled(b, t, this.limits.requesterPerHour / HOUR_MS, this.limits.requesterBurst);
+    return b;
+  }
+
+  /** Lookups `accountId` may make now (for tests and the operator). */
+  available(accountId: number): number {
+    return this.account(accountId, this.now()).tokens;
+  }
+
+  /** Takes `cost` lookups from the account's allowance, or throws 429 rate_limited with Retry-After. */
+  take(accountId: number, cost: number): Charge {
+    const { requesterBurst: burst, requesterPerHour: perHour } = this.limits;
+    if (cost > burst) {
+      throw new PcdError(ErrorCode.RateLimited, `a request of ${cost} lookups exceeds the allowance of ${burst}: send smaller batches`, {
+        retryAfterSeconds: 3600,
+      });
+    }
+    const b = this.account(accountId, this.now());
     if (cost > b.tokens) {
-      this.buckets.set(accountId, b);
-      const wait = Math.ceil(((cost - b.tokens) * 60_000) / this.perMinute / 1000);
+      const seconds = ((cost - b.tokens) / perHour) * 3600;
       throw new PcdError(
         ErrorCode.RateLimited,
-        cost > this.burst
-          ? `a request of ${cost} lookups exceeds the limit of ${this.burst} per minute`
-          : `rate limit of ${this.perMinute} lookups per minute reached: retry in ${wait} s`,
+        `lookup allowance used up: ${Math.floor(b.tokens)} of ${burst} left, ${perHour} come back per hour; this request of ${cost} fits in ${formatWait(seconds)}`,
+        { retryAfterSeconds: seconds },
       );
     }
     b.tokens -= cost;
-    this.buckets.set(accountId, b);
+    this.dirty.add(accountId);
+    return { accountId, cost };
   }
+
+  /** Gives a refused request's lookups back. */
+  refund(charge: Charge): void {
+    const b = this.account(charge.accountId, this.now());
+    b.tokens = Math.min(this.limits.requesterBurst, b.tokens + charge.cost);
+    this.dirty.add(charge.accountId);
+  }
+
+  /** Takes one request from `ip`'s bucket, or throws 429 rate_limited with Retry-After. */
+  takeIp(ip: string): void {
+    const t = this.now();
+    const per = this.limits.ipPerMinute;
+    let b = this.ips.get(ip);
+    if (!b) {
+      if (this.ips.size >= MAX_IP_ENTRIES) this.sweep();
+      b = { tokens: per, at: t };
+      this.ips.set(ip, b);
+    }
+    this.refilled(b, t, per / MINUTE_MS, per);
+    if (b.tokens < 1) {
+      const seconds = ((1 - b.tokens) / per) * 60;
+      throw new PcdError(ErrorCode.RateLimited, `too many requests from this address: ${per} a minute; retry in ${formatWait(seconds)}`, {
+        retryAfterSeconds: seconds,
+      });
+    }
+    b.tokens -= 1;
+  }
+
+  /** Forgets an account's state (its account was deleted). */
+  forget(accountId: number): void {
+    this.accounts.delete(accountId);
+    this.dirty.add(accountId);
+  }
+
+  /**
+   * Writes changed accounts in one transaction; a full allowance is no row.
+   * A failure (disk full, I/O error) keeps them for the next try.
+   */
+  flush(): void {
+    if (this.dirty.size === 0 || !this.db.open) return;
+    const t = this.now();
+    const ids = [...this.dirty];
+    try {
+      this.db.transaction(() => {
+        for (const id of ids) {
+          const b = this.accounts.get(id);
+          if (b) this.refilled(b, t, this.limits.requesterPerHour / HOUR_MS, this.limits.requesterBurst);
+          if (!b || b.tokens >= this.limits.requesterBurst) this.stmts.del.run(id);
+          else this.stmts.put.run(id, b.tokens, b.at);
+        }
+      })();
+      for (const id of ids) this.dirty.delete(id);
+      if (this.failing) this.logger?.warn('rate limit state written again');
+      this.failing = false;
+    } catch (e) {
+      if (!this.failing) this.logger?.warn({ code: (e as { code?: string }).code }, 'rate limit state could not be written; kept in memory, retried every second');
+      this.failing = true;
+    }
+  }
+
+  /** Drops in-memory entries that are back at their full allowance (their state is the default). */
+  private sweep(): void {
+    const t = this.now();
+    const per = this.limits.ipPerMinute;
+    for (const [ip, b] of this.ips) {
+      this.refilled(b, t, per / MINUTE_MS, per);
+      if (b.tokens >= per) this.ips.delete(ip);
+    }
+    for (const [id, b] of this.accounts) {
+      if (this.dirty.has(id)) continue;
+      this.refilled(b, t, this.limits.requesterPerHour / HOUR_MS, this.limits.requesterBurst);
+      if (b.tokens >= this.limits.requesterBurst) this.accounts.delete(id);
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.timer);
+    this.flush();
+  }
+}
+
+function formatWait(seconds: number): string {
+  const s = Math.max(1, Math.ceil(seconds));
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.ceil(s / 60)} min`;
+  return `${(s / 3600).toFixed(1)} h`;
 }

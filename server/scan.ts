@@ -534,6 +534,8 @@ const TABLE_DESIGN: Record<string, ScanDesign> = {
   numbers: 'directory',
   // The journal of directory changes (server/store.ts): registered numbers, and deleted ones until it is pruned.
   directory_changes: 'directory',
+  // AUTOINCREMENT's counter (server/store.ts): the largest account id given out.
+  sqlite_sequence: 'directory',
 };
 
 /** Page number -> owning table/index name ('free-page' for freelist pages), from dbstat and the freelist. */

@@ -18,7 +18,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import type { Server } from 'node:http';
+import { STATUS_CODES, type Server } from 'node:http';
+import type { Duplex } from 'node:stream';
 import pino from 'pino';
 import type express from 'express';
 import { capabilitiesToMask } from '../shared/capabilities.ts';
@@ -39,8 +40,10 @@ import { createApp } from './app.ts';
 import type { ServerContext, ServerDesignFactory, ServerOptions } from './context.ts';
 import { Directory } from './directory.ts';
 import { DAY_MS, Retention } from './querylog.ts';
-import { RateLimiter } from './ratelimit.ts';
+import { degradedState } from './loghealth.ts';
+import { DEFAULT_RATE_LIMITS, RateLimiter } from './ratelimit.ts';
 import { Store } from './store.ts';
+import { acquireFolderLock, type FolderLock } from './lock.ts';
 import { createPlainDesign } from './designs/plain.ts';
 import { createHashedDesign } from './designs/hashed.ts';
 import { createBlindedDesign } from './designs/blinded.ts';
@@ -74,6 +77,8 @@ export interface OpenServer {
   readonly designs: readonly ServerDesign[];
   readonly context: ServerContext;
   readonly adminTokenSource: string;
+  /** The data folder's lock (server/lock.ts), held until close(). */
+  readonly folderLock: FolderLock;
   /** Settles when every design is ready to answer (the blinded epochs loaded or built); rejects when one cannot be. */
   readonly ready: Promise<void>;
   /**
@@ -81,6 +86,10 @@ export interface OpenServer {
    * directory version `version`; default: the store's version now).
    */
   applyChanges(changes: readonly DirectoryChange[], version?: number): Promise<void>;
+  /** The rate limiter (absent with rateLimits: false). */
+  readonly rateLimiter: RateLimiter | undefined;
+  /** Starts shutting down: new requests get 503 (Retry-After) and every reply closes its connection. */
+  drain(): void;
   /** Flushes logs, closes designs and the store. Idempotent. */
   close(): Promise<void>;
 }
@@ -92,9 +101,11 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   }
   const logger = options.logger ?? pino({ level: process.env.PCD_LOG_LEVEL ?? 'silent' });
   const now = options.now ?? Date.now;
-  const store = Store.open(options.dataDir);
-  const { token: adminToken, source: adminTokenSource } = resolveAdminToken(options.dataDir, options.adminToken);
-  const directory = Directory.load(store);
+  // One owner per data folder: refused with one line naming the holder; also makes the folder 0700, its files 0600.
+  const folderLock = acquireFolderLock(options.dataDir, { role: 'server', logger });
+  const store = folderLock.guard(() => Store.open(options.dataDir));
+  const { token: adminToken, source: adminTokenSource } = folderLock.guard(() => resolveAdminToken(options.dataDir, options.adminToken), () => store.close());
+  const directory = folderLock.guard(() => Directory.load(store), () => store.close());
   // Read in the same synchronous step as the load: the version the in-memory directory reflects.
   let directoryVersion = store.directoryVersion();
   const context: ServerContext = { store, directory, directoryVersion: () => directoryVersion, now, options, logger };
@@ -103,8 +114,12 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   try {
     for (const name of designNames) designs.push(await DESIGN_FACTORIES[name](context));
   } catch (e) {
-    for (const d of designs) await d.close();
-    store.close();
+    try {
+      for (const d of designs) await d.close();
+      store.close();
+    } finally {
+      folderLock.release();
+    }
     throw e;
   }
 
@@ -132,7 +147,11 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
       method: 'GET',
       path: PATHS.health,
       auth: 'anyone',
-      handle: () => ({ body: { ok: true, designs: designNames } }),
+      // Not ok while a query log cannot be written (server/loghealth.ts): which, and how far behind.
+      handle: () => {
+        const degraded = degradedState(store);
+        return { body: degraded ? { ok: false, designs: designNames, degraded } : { ok: true, designs: designNames } };
+      },
     }),
     route<CreateAccountRequest, CreateAccountReply>({
       method: 'POST',
@@ -163,13 +182,16 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
         if (id === undefined) throw new PcdError(ErrorCode.InvalidField, `account id must be a positive integer, got '${String(params.accountId).slice(0, 40)}'`);
         const update = store.deleteAccount(id);
         if (!update) throw new PcdError(ErrorCode.NotFound, `no account ${id}`);
+        rateLimiter?.forget(id);
         await applyChanges(update.changes, update.version);
         return { body: { ok: true } };
       },
     }),
   ];
 
-  const rateLimiter = options.rateLimitPerMinute ? new RateLimiter(options.rateLimitPerMinute, now) : undefined;
+  const rateLimiter =
+    options.rateLimits === false ? undefined : new RateLimiter({ ...DEFAULT_RATE_LIMITS, ...options.rateLimits }, now, store.db, logger);
+  let draining = false;
   const app = createApp({
     routes: [...coreRoutes, ...designs.flatMap((d) => d.routes)],
     designs: designNames,
@@ -178,6 +200,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     rateLimiter,
     trustProxy: options.trustProxy,
     logger,
+    draining: () => draining,
   });
 
   const retention = new Retention(store, options.retentionMs ?? DEFAULT_RETENTION_MS, now);
@@ -187,18 +210,60 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   const close = (): Promise<void> =>
     (closed ??= (async () => {
       retention.stop();
-      await chain;
-      for (const d of designs) await d.close();
-      store.close();
+      rateLimiter?.close();
+      try {
+        await chain;
+        for (const d of designs) await d.close();
+        store.close();
+      } finally {
+        folderLock.release();
+      }
     })());
 
-  return { app, store, directory, designs, context, adminTokenSource, ready, applyChanges, close };
+  const drain = (): void => {
+    draining = true;
+  };
+  return { app, store, directory, designs, context, adminTokenSource, folderLock, ready, rateLimiter, drain, applyChanges, close };
 }
 
 export interface RunningServer extends OpenServer {
   readonly url: string;
   readonly port: number;
   readonly http: Server;
+  /** Stops as OpenServer.close does, after in-flight requests finish or `deadlineMs` passes (default options.shutdownTimeoutMs, else 10 s). */
+  close(deadlineMs?: number): Promise<void>;
+}
+
+/**
+ * What node's HTTP parser refuses before express sees a request (a request
+ * line or headers over 16 KB, a method it does not know, bytes that are not
+ * HTTP) gets a coded error body too, written straight to the socket as the
+ * node docs prescribe for 'clientError', and the connection is closed.
+ */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (err.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const e =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? new PcdError(ErrorCode.HeadersTooLarge, 'the request line and headers exceed 16 KB')
+      : new PcdError(ErrorCode.BadRequest, `not a valid HTTP/1.1 request (${err.code ?? 'parse error'})`);
+  const body = JSON.stringify(e.toBody());
+  socket.end(
+    `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Cache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
+
+/** A listen failure as one line: a busy port, a forbidden one, an address this host does not have. */
+function listenError(e: unknown, host: string, port: number): unknown {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  const where = `${host}:${port}`;
+  if (code === 'EADDRINUSE') return new PcdError(ErrorCode.Conflict, `${where} is in use (another pcd serve?): stop it or choose another --port`, { cause: e });
+  if (code === 'EACCES') return new PcdError(ErrorCode.Forbidden, `not allowed to listen on ${where}: ports below 1024 need privileges, choose another --port`, { cause: e });
+  if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') return new PcdError(ErrorCode.InvalidField, `cannot listen on ${where}: this host has no such address (--host)`, { cause: e });
+  return e;
 }
 
 /** Opens the server and listens (port 0: an ephemeral port). */
@@ -209,17 +274,30 @@ export async function startServer(options: ServerOptions & { port?: number; host
     const s = open.app.listen(options.port ?? 0, host, (err?: Error) => (err ? reject(err) : resolve(s)));
   }).catch(async (e: unknown) => {
     await open.close();
-    throw e;
+    throw listenError(e, host, options.port ?? 0);
   });
   http.keepAliveTimeout = 5000;
+  http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket));
   const { port } = http.address() as AddressInfo;
   const urlHost = host.includes(':') ? `[${host}]` : host;
-  const closeAll = async (): Promise<void> => {
-    await new Promise<void>((resolve) => {
-      http.close(() => resolve());
-      http.closeIdleConnections();
-    });
-    await open.close();
-  };
+  open.folderLock.setPort(port, `http://${urlHost}:${port}`);
+  // Graceful stop: no new connections; requests on kept-alive ones get 503 and `Connection: close`;
+  // in-flight requests get until the deadline, then their connections are cut; then the logs are
+  // flushed and the store closed (OpenServer.close). Every acknowledged lookup is in the log.
+  let closing: Promise<void> | undefined;
+  const closeAll = (deadlineMs = options.shutdownTimeoutMs ?? 10_000): Promise<void> =>
+    (closing ??= (async () => {
+      open.drain();
+      await new Promise<void>((resolve) => {
+        const cut = setTimeout(() => http.closeAllConnections(), deadlineMs);
+        cut.unref();
+        http.close(() => {
+          clearTimeout(cut);
+          resolve();
+        });
+        http.closeIdleConnections();
+      });
+      await open.close();
+    })());
   return { ...open, url: `http://${urlHost}:${port}`, port, http, close: closeAll };
 }

@@ -22,6 +22,16 @@
  *
  * Tokens are stored as SHA-256 hashes: they are 256-bit random values, so a
  * fast hash is enough and the database never holds a usable token.
+ *
+ * Account ids are never reused (`AUTOINCREMENT`): a log row's account id
+ * names the account that asked, even after it is deleted and others are
+ * created. Data folders of earlier versions are migrated when opened (see
+ * {@link Store.open}): the accounts table is rebuilt with AUTOINCREMENT, its
+ * sequence starting above every id in the accounts table and the logs, and
+ * the per-fetch bucket log is aggregated into per-minute counts.
+ *
+ * A full disk or an I/O error is a 503, not a 500: {@link storeErrorToPcdError}
+ * maps SQLite's codes, and the account methods the API calls apply it.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -34,15 +44,32 @@ import { ErrorCode, PcdError } from '../shared/errors.ts';
 
 export const DB_FILE = 'pcd.sqlite';
 
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS accounts (
-  id INTEGER PRIMARY KEY,
+/** The accounts table: AUTOINCREMENT, so an id is never given to a second account. */
+function accountsTable(name: string): string {
+  return `CREATE TABLE ${name} (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
   email TEXT NOT NULL UNIQUE,
   token_hash BLOB UNIQUE,
   capabilities INTEGER NOT NULL,
   created_at INTEGER NOT NULL
-);
+)`;
+}
+
+/** Bucket fetches counted per (minute, IP, epoch, bucket): the key leads with ts, so purging by ts uses it. */
+function bucketLogTable(name: string): string {
+  return `CREATE TABLE ${name} (
+  ts INTEGER NOT NULL, ip TEXT NOT NULL, epoch INTEGER NOT NULL, bucket INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  PRIMARY KEY (ts, ip, epoch, bucket)
+) WITHOUT ROWID`;
+}
+
+/** The bucket log's aggregation window: ts is the start of a minute. */
+export const BUCKET_LOG_WINDOW_MS = 60_000;
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+${accountsTable('IF NOT EXISTS accounts')};
 CREATE TABLE IF NOT EXISTS numbers (
   number TEXT PRIMARY KEY,
   account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE
@@ -67,17 +94,14 @@ CREATE INDEX IF NOT EXISTS hashed_log_hash ON hashed_log(hash, ts);
 CREATE INDEX IF NOT EXISTS hashed_log_ts ON hashed_log(ts);
 
 -- blinded: nothing derived from a number. Evaluations: who, when, from where,
--- which epoch, how many elements. Bucket fetches: when, from where, which bucket.
+-- which epoch, how many elements. Bucket fetches: per minute (ts = its start),
+-- IP, epoch and bucket, how many (revalidations answered 304 are not counted).
 CREATE TABLE IF NOT EXISTS blinded_eval_log (
   id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, account_id INTEGER NOT NULL,
   ip TEXT NOT NULL, epoch INTEGER NOT NULL, count INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS blinded_eval_log_ts ON blinded_eval_log(ts);
-CREATE TABLE IF NOT EXISTS blinded_bucket_log (
-  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, ip TEXT NOT NULL,
-  epoch INTEGER NOT NULL, bucket INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS blinded_bucket_log_ts ON blinded_bucket_log(ts);
+${bucketLogTable('IF NOT EXISTS blinded_bucket_log')};
 
 -- The directory journal: one row per changed number (mask 0: removed), its
 -- version the directory version the change made. Pruned once every epoch
@@ -107,6 +131,43 @@ export const LOG_TABLES = {
   blinded_eval_log: 'blinded',
   blinded_bucket_log: 'blinded',
 } as const;
+
+/** The SQLite error code of a thrown error (`SQLITE_FULL`, `SQLITE_IOERR_WRITE`, ...), if it is one. */
+export function sqliteCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return err instanceof Error && typeof code === 'string' && code.startsWith('SQLITE_') ? code : undefined;
+}
+
+/** Codes that say the storage cannot take the request now, not that the request or the data is wrong. */
+const UNAVAILABLE_CODES = /^SQLITE_(FULL|IOERR|BUSY|LOCKED|NOMEM|READONLY|CANTOPEN|PROTOCOL)(_|$)/;
+
+/**
+ * A store error as the API answers it: a full disk, an I/O error, a locked
+ * or read-only database become 503 `unavailable` with Retry-After; anything
+ * else (a PcdError, a bug, a corrupt file) is not a store condition and
+ * gives undefined, for the caller's own mapping.
+ */
+export function storeErrorToPcdError(err: unknown): PcdError | undefined {
+  if (err instanceof PcdError) return undefined;
+  const code = sqliteCode(err);
+  if (!code || !UNAVAILABLE_CODES.test(code)) return undefined;
+  const what =
+    code === 'SQLITE_FULL'
+      ? "the server's storage is full"
+      : /^SQLITE_(BUSY|LOCKED)/.test(code)
+        ? "the server's storage is busy"
+        : "the server's storage cannot be written or read";
+  return new PcdError(ErrorCode.Unavailable, `${what} (${code}): try again later`, { cause: err, retryAfterSeconds: 30 });
+}
+
+/** Runs a store operation; storage conditions are thrown as their 503 PcdError. */
+function guarded<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw storeErrorToPcdError(e) ?? e;
+  }
+}
 
 export function hashToken(token: string): Buffer {
   return crypto.createHash('sha256').update(token, 'utf8').digest();
@@ -143,8 +204,11 @@ export class Store {
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('secure_delete = ON');
-    this.db.pragma('foreign_keys = ON');
+    // Off while the schema is created and migrated (a table rebuild must not cascade), on for everything after.
+    this.db.pragma('foreign_keys = OFF');
     this.db.exec(SCHEMA);
+    this.migrate();
+    this.db.pragma('foreign_keys = ON');
     this.stmts = {
       auth: this.db.prepare<[Buffer], { id: number; email: string }>('SELECT id, email FROM accounts WHERE token_hash = ?'),
       insertAccount: this.db.prepare<[string, Buffer | null, number, number]>(
@@ -168,6 +232,53 @@ export class Store {
       ),
       pruneChanges: this.db.prepare<[number]>('DELETE FROM directory_changes WHERE version <= ?'),
     };
+  }
+
+  /**
+   * Brings a database of an earlier version to this schema, in one
+   * transaction (foreign keys are off around it, as SQLite's table rebuild
+   * procedure requires: https://www.sqlite.org/lang_altertable.html#otheralter):
+   * - accounts without AUTOINCREMENT: rebuilt with it, same ids, and the
+   *   sequence set to the largest id in accounts or any log, so no id a log
+   *   row holds is given out again;
+   * - blinded_bucket_log with one row per fetch: aggregated into counts per
+   *   (minute, IP, epoch, bucket).
+   */
+  private migrate(): void {
+    const tableSql = (name: string) =>
+      this.db.prepare<[string], { sql: string }>("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?").get(name)?.sql ?? '';
+    const columns = (name: string) => this.db.prepare<[], { name: string }>(`SELECT name FROM pragma_table_info('${name}')`).all().map((c) => c.name);
+    const accountsOld = !/AUTOINCREMENT/i.test(tableSql('accounts'));
+    const bucketLogOld = !columns('blinded_bucket_log').includes('count');
+    if (!accountsOld && !bucketLogOld) return;
+    this.db.transaction(() => {
+      if (accountsOld) {
+        this.db.exec(`DROP TABLE IF EXISTS accounts_rebuild; ${accountsTable('accounts_rebuild')};
+          INSERT INTO accounts_rebuild (id, email, token_hash, capabilities, created_at)
+            SELECT id, email, token_hash, capabilities, created_at FROM accounts ORDER BY id;
+          DROP TABLE accounts;
+          ALTER TABLE accounts_rebuild RENAME TO accounts;`);
+        const maxId = this.db
+          .prepare<[], { m: number | null }>(
+            `SELECT max(m) AS m FROM (SELECT max(id) AS m FROM accounts UNION ALL SELECT max(account_id) FROM plain_log
+             UNION ALL SELECT max(account_id) FROM hashed_log UNION ALL SELECT max(account_id) FROM blinded_eval_log)`,
+          )
+          .get()!.m;
+        this.db.prepare("DELETE FROM sqlite_sequence WHERE name IN ('accounts', 'accounts_rebuild')").run();
+        this.db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('accounts', ?)").run(maxId ?? 0);
+        const broken = this.db.pragma('foreign_key_check') as unknown[];
+        if (broken.length) throw new Error(`migrating the accounts table: ${broken.length} row(s) reference a missing account; the database is left unchanged`);
+      }
+      if (bucketLogOld) {
+        this.db.exec(`DROP TABLE IF EXISTS blinded_bucket_log_rebuild; ${bucketLogTable('blinded_bucket_log_rebuild')};
+          INSERT INTO blinded_bucket_log_rebuild (ts, ip, epoch, bucket, count)
+            SELECT (ts / ${BUCKET_LOG_WINDOW_MS}) * ${BUCKET_LOG_WINDOW_MS}, ip, epoch, bucket, count(*) FROM blinded_bucket_log GROUP BY 1, 2, 3, 4;
+          DROP TABLE blinded_bucket_log;
+          ALTER TABLE blinded_bucket_log_rebuild RENAME TO blinded_bucket_log;`);
+      }
+    })();
+    // The old rows' pages are zeroed (secure_delete); leave no copy of them in the write-ahead log either.
+    this.db.pragma('wal_checkpoint(TRUNCATE)');
   }
 
   static open(dataDir: string): Store {
@@ -246,7 +357,7 @@ export class Store {
   // ------------------------------------------------------------- accounts
 
   authenticate(token: string): Requester | undefined {
-    const row = this.stmts.auth.get(hashToken(token));
+    const row = guarded(() => this.stmts.auth.get(hashToken(token)));
     return row ? { accountId: row.id, email: row.email } : undefined;
   }
 
@@ -268,7 +379,7 @@ export class Store {
       const changes = account.numbers.map((number) => ({ number, mask: account.mask }));
       return { accountId: id, changes, version: this.recordChanges(changes) };
     });
-    return { ...tx(), token };
+    return { ...guarded(tx), token };
   }
 
   /** Deletes an account; returns the directory changes (its numbers, now unregistered), or undefined if absent. */
@@ -280,13 +391,13 @@ export class Store {
       const changes = numbers.map((r) => ({ number: r.number as E164, mask: 0 }));
       return { changes, version: this.recordChanges(changes) };
     });
-    return tx();
+    return guarded(tx);
   }
 
   /** Issues a fresh token for an existing account (the old one stops working). */
   issueToken(accountId: number): string {
     const token = newToken();
-    this.stmts.setToken.run(hashToken(token), accountId);
+    guarded(() => this.stmts.setToken.run(hashToken(token), accountId));
     return token;
   }
 
@@ -319,7 +430,8 @@ export class Store {
   *directory(): Generator<DirectoryChange> {
     const it = this.db
       .prepare<[], { number: string; capabilities: number }>(
-        'SELECT n.number, a.capabilities FROM numbers n JOIN accounts a ON a.id = n.account_id',
+        // An account without capabilities is registered but not reachable: not in the directory (mask 0 means absent).
+        'SELECT n.number, a.capabilities FROM numbers n JOIN accounts a ON a.id = n.account_id WHERE a.capabilities != 0',
       )
       .iterate();
     for (const row of it) yield { number: row.number as E164, mask: row.capabilities };

@@ -66,8 +66,9 @@ export function compareTags(a: Uint8Array, ai: number, b: Uint8Array, bi: number
 
 /**
  * A bucket as it travels: sorted tags and one capability byte per tag.
- * `fromWire` checks the layout so a malformed bucket is an error, never a
- * silent "SMS only".
+ * `received` (a bucket from a server, on the client) checks the layout and
+ * the masks so a malformed bucket is an error, never a silent "SMS only";
+ * `fromWire` checks the layout only (the server re-reading its own tables).
  */
 export class Bucket {
   readonly count: number;
@@ -80,7 +81,19 @@ export class Bucket {
     this.count = capabilities.length;
   }
 
-  /** Checks lengths, ascending order and non-zero masks of a received bucket. */
+  /**
+   * A bucket a server sent: the layout as {@link fromWire}, and no tag with
+   * an all-zero capability mask (a registered tag always has a capability;
+   * mask 0 means not registered, so such a tag has no place in a bucket).
+   */
+  static received(tags: Uint8Array, capabilities: Uint8Array, tagBytes: number): Bucket {
+    const bucket = Bucket.fromWire(tags, capabilities, tagBytes);
+    const zero = capabilities.indexOf(0);
+    if (zero >= 0) throw new PcdError(ErrorCode.MalformedReply, `bucket tag ${zero} has an empty capability mask (a registered tag has at least one capability)`);
+    return bucket;
+  }
+
+  /** Checks lengths and ascending order (not the masks: see {@link received}). */
   static fromWire(tags: Uint8Array, capabilities: Uint8Array, tagBytes: number): Bucket {
     if (tags.length !== capabilities.length * tagBytes) {
       throw new PcdError(

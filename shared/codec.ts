@@ -32,20 +32,43 @@ export function formatOfContentType(header: string | undefined): Format | undefi
 }
 
 /**
- * Reply format from an Accept header: the first listed format pcd speaks, the
- * fallback when the header is absent or a wildcard, undefined when it names
- * only formats pcd does not speak.
+ * Reply format from an Accept header (RFC 9110 §12.5.1): the format with
+ * the highest weight, `q=0` meaning "not this one"; among equals, the one
+ * listed first, then one reached by a wildcard (any type, or application/any),
+ * the fallback first. The fallback when the header is absent; undefined when
+ * it accepts neither format pcd speaks (the server answers 406).
  */
 export function formatOfAccept(header: string | undefined, fallback: Format): Format | undefined {
   if (!header) return fallback;
-  let wildcard = false;
-  for (const part of header.split(',')) {
-    const type = part.split(';', 1)[0]!.trim().toLowerCase();
+  const listed = new Map<Format, { q: number; at: number }>();
+  let wildcard = 0;
+  header.split(',').forEach((part, at) => {
+    const [type = '', ...params] = part.split(';').map((x) => x.trim().toLowerCase());
+    let q = 1;
+    for (const p of params) {
+      const m = /^q\s*=\s*([0-9.]{1,5})$/.exec(p);
+      if (m && Number.isFinite(Number(m[1]))) q = Math.min(1, Math.max(0, Number(m[1])));
+    }
     const f = formatOfContentType(type);
-    if (f) return f;
-    if (type === '*/*' || type === 'application/*') wildcard = true;
+    if (f) {
+      if (!listed.has(f)) listed.set(f, { q, at });
+    } else if (type === '*/*' || type === 'application/*') {
+      wildcard = Math.max(wildcard, q);
+    }
+  });
+  const formats: Format[] = fallback === 'msgpack' ? ['msgpack', 'json'] : ['json', 'msgpack'];
+  const rank = (f: Format) => ({ q: listed.get(f)?.q ?? wildcard, at: listed.get(f)?.at ?? Infinity });
+  let best: Format | undefined;
+  for (const f of formats) {
+    const r = rank(f);
+    if (r.q <= 0) continue;
+    if (best === undefined) best = f;
+    else {
+      const b = rank(best);
+      if (r.q > b.q || (r.q === b.q && r.at < b.at)) best = f;
+    }
   }
-  return wildcard ? fallback : undefined;
+  return best;
 }
 
 function toJsonValue(value: unknown): unknown {

@@ -29,6 +29,7 @@ export const ErrorCode = {
   // 406/413/415/429
   NotAcceptable: 'not_acceptable',
   BodyTooLarge: 'body_too_large',
+  HeadersTooLarge: 'headers_too_large',
   UnsupportedMediaType: 'unsupported_media_type',
   RateLimited: 'rate_limited',
   // 500/503
@@ -37,6 +38,8 @@ export const ErrorCode = {
   // client side only: what the client found wrong with a server's reply
   ProofInvalid: 'proof_invalid',
   MalformedReply: 'malformed_reply',
+  /** The server published another public key for an epoch the client has pinned (client/designs/blinded.ts). */
+  KeyChanged: 'key_changed',
   Network: 'network',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -59,12 +62,14 @@ export const STATUS: Readonly<Record<ErrorCode, number>> = {
   conflict: 409,
   epoch_retired: 410,
   body_too_large: 413,
+  headers_too_large: 431,
   unsupported_media_type: 415,
   rate_limited: 429,
   internal: 500,
   unavailable: 503,
   proof_invalid: 502,
   malformed_reply: 502,
+  key_changed: 502,
   network: 503,
 };
 

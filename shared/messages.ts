@@ -29,13 +29,31 @@ export const PATHS = {
 const capabilityName = string({ max: 32, min: 1, pattern: /^[a-z][a-z0-9_-]*$/, what: 'a capability name' });
 const epochId = integer({ min: 1, max: 2 ** 31 - 1 });
 
-// GET /v1/health -> { ok, designs }
-export const HealthReply = object({ ok: boolean(), designs: array(literal(...DESIGNS), { max: DESIGNS.length }) });
+// GET /v1/health -> { ok, designs, degraded? }
+// `degraded` (and ok false) while a query log cannot be written (full disk, I/O error): every log's state.
+export const LogHealthInfo = object({
+  table: string({ max: 64 }),
+  /** Rows waiting in memory. */
+  pending: integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+  /** The last write failed; rows are kept and retried. */
+  failing: boolean(),
+  /** SQLite code of the last failed write, e.g. SQLITE_FULL. */
+  lastError: optional(string({ max: 64 })),
+  /** Rows (events, for an aggregated log) dropped since start for the in-memory bound. */
+  dropped: integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
+});
+export type LogHealthInfo = Infer<typeof LogHealthInfo>;
+export const HealthReply = object({
+  ok: boolean(),
+  designs: array(literal(...DESIGNS), { max: DESIGNS.length }),
+  degraded: optional(object({ logs: array(LogHealthInfo, { max: 64 }) })),
+});
 export type HealthReply = Infer<typeof HealthReply>;
 
 // POST /v1/accounts { email, numbers: [str], capabilities: [str] } -> { accountId, token }
 export const CreateAccountRequest = object({
-  email: string({ max: LIMITS.maxEmailLength, min: 3, pattern: /^[^\s@]+@[^\s@]+$/, what: 'an email address' }),
+  // No whitespace, control, format (bidi) or lone surrogate characters: the email is shown in logs and audit reports.
+  email: string({ max: LIMITS.maxEmailLength, min: 3, pattern: /^[^\s@\p{Cc}\p{Cf}\p{Cs}]+@[^\s@\p{Cc}\p{Cf}\p{Cs}]+$/u, what: 'an email address' }),
   numbers: array(string({ max: LIMITS.maxNumberLength, what: 'a phone number' }), { max: LIMITS.maxNumbersPerAccount, min: 1 }),
   capabilities: array(capabilityName, { max: LIMITS.maxCapabilities }),
   /** Optional: the region for numbers written without a country code. */

@@ -313,6 +313,64 @@ describe('a data folder served with the blinded design only', () => {
 });
 
 // ---------------------------------------------------------------------------
+// Account ids are never reused: the audit shows each lookup against the account that asked
+
+describe('account ids after a deletion', () => {
+  it('are never given again, and the audit attributes a deleted account\'s lookups to it, not to a newer account', async () => {
+    const clock = testClock();
+    const [aPhone, bPhone, target] = sampleNumbers({ count: 3, seed: 'audit-id-reuse', regions: ['US'] }) as [E164, E164, E164];
+    const s = await startTestServer({ designs: ['plain', 'blinded'], now: clock.now, bucketBits: BUCKET_BITS });
+    let a: { accountId: number; token: string };
+    let b: { accountId: number; token: string };
+    try {
+      await s.admin.createAccount({ email: 'keeper@example.org', numbers: [alicePhone], capabilities: ['messages'] });
+      a = await s.admin.createAccount({ email: 'a@example.org', numbers: [aPhone], capabilities: ['messages'] });
+      await s.client(a.token, 'plain').lookup(target);
+      await s.client(a.token, 'blinded').lookup(target);
+      clock.advance(HOUR);
+      await s.admin.deleteAccount(a.accountId);
+      b = await s.admin.createAccount({ email: 'b@example.org', numbers: [bPhone], capabilities: ['messages'] });
+      expect(b.accountId).not.toBe(a.accountId);
+      expect(b.accountId).toBeGreaterThan(a.accountId);
+      clock.advance(HOUR);
+      await s.client(b.token, 'plain').lookup(target);
+    } finally {
+      await s.close();
+    }
+    const plain = auditPlain(s.dataDir, { targets: [target] });
+    expect(plain.rows.map((r) => [r.accountId, r.email])).toEqual([
+      [a.accountId, 'a@example.org'],
+      [b.accountId, 'b@example.org'],
+    ]);
+    const blinded = auditBlinded(s.dataDir, { targets: [target] });
+    // A is gone: its evaluation shows its id and no email, never B's.
+    expect(blinded.evaluations.rows.map((r) => [r.accountId, r.email])).toEqual([[a.accountId, null]]);
+    const table = formatAudit(blinded, 'table');
+    expect(table).toContain('(deleted)');
+    expect(table).not.toContain('b@example.org');
+  });
+
+  it('a log row of an id an earlier version gave to a later account is not attributed to that account', () => {
+    const dataDir = tempDir();
+    const t0 = Date.UTC(2026, 10, 1, 12, 0, 0);
+    const store = Store.open(dataDir);
+    try {
+      // Carol (id 3) evaluated at t0 and was deleted; an earlier version then gave id 3 to dave (created at t0 + 1h).
+      store.db.prepare('INSERT INTO blinded_eval_log (ts, account_id, ip, epoch, count) VALUES (?, 3, ?, 1, 2)').run(t0, '10.0.0.3');
+      store.db.prepare("INSERT INTO accounts (id, email, token_hash, capabilities, created_at) VALUES (3, 'dave@example.org', NULL, 1, ?)").run(t0 + HOUR);
+      store.db.prepare('INSERT INTO blinded_eval_log (ts, account_id, ip, epoch, count) VALUES (?, 3, ?, 1, 5)').run(t0 + 2 * HOUR, '10.0.0.4');
+    } finally {
+      store.close();
+    }
+    const a = auditBlinded(dataDir, { targets: [T] });
+    expect(a.evaluations.rows.map((r) => [r.ts, r.accountId, r.email, r.count])).toEqual([
+      [t0, 3, null, 2],
+      [t0 + 2 * HOUR, 3, 'dave@example.org', 5],
+    ]);
+  });
+});
+
+// ---------------------------------------------------------------------------
 // Retention: purged rows must not survive anywhere
 
 describe('a data folder after the retention period', () => {

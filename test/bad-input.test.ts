@@ -65,6 +65,8 @@ const cases = (): Case[] => [
   ['a requester token on the admin API', '/v1/accounts', { headers: auth(), body: json({ email: 'e@x.org', numbers: [unreg], capabilities: [] }) }, 403, 'forbidden'],
   ['a wrong admin token', '/v1/accounts', { headers: { authorization: 'Bearer wrong', 'content-type': 'application/json' }, body: json({ email: 'e@x.org', numbers: [unreg], capabilities: [] }) }, 403, 'forbidden'],
   ['an unknown capability', '/v1/accounts', { headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: json({ email: 'e@x.org', numbers: [unreg], capabilities: ['telepathy'] }) }, 400, 'invalid_field', /telepathy/],
+  ['an email with a control character', '/v1/accounts', { headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: json({ email: 'e\u0007@x.org', numbers: [unreg], capabilities: [] }) }, 400, 'invalid_field', /email/],
+  ['an email with a bidi override', '/v1/accounts', { headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: json({ email: 'gro.x@\u202ee', numbers: [unreg], capabilities: [] }) }, 400, 'invalid_field', /email/],
   ['a bad email', '/v1/accounts', { headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: json({ email: 'nobody', numbers: [unreg], capabilities: [] }) }, 400, 'invalid_field', /email/],
   ['a number registered twice', '/v1/accounts', { headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: json({ email: 'e@x.org', numbers: [reg], capabilities: [] }) }, 409, 'conflict'],
   ['deleting an unknown account', '/v1/accounts/999999', { method: 'DELETE', headers: { authorization: `Bearer ${ADMIN_TOKEN}` } }, 404, 'not_found'],
@@ -73,6 +75,7 @@ const cases = (): Case[] => [
   ['the wrong method', '/v1/plain/lookup', { method: 'GET', headers: auth() }, 405, 'method_not_allowed'],
   ['a design the server does not serve', '/v1/blinded/config', { method: 'GET' }, 404, 'design_disabled'],
   ['an Accept it cannot meet', '/v1/health', { method: 'GET', headers: { accept: 'text/html' } }, 406, 'not_acceptable'],
+  ['an Accept that refuses both formats (q=0)', '/v1/health', { method: 'GET', headers: { accept: 'application/msgpack;q=0, application/json;q=0, text/html' } }, 406, 'not_acceptable'],
 ];
 
 describe('bad input', () => {
@@ -95,6 +98,14 @@ describe('bad input', () => {
     });
     expect(r.status).toBe(400);
     expect(r.headers.get('content-type')).toMatch(/application\/msgpack/);
+  });
+
+  it('answers in the format the Accept header weighs highest, never in one it refuses', async () => {
+    const typeFor = async (accept: string) => (await fetch(url('/v1/health'), { headers: { accept } })).headers.get('content-type');
+    expect(await typeFor('application/json;q=0.5, application/msgpack')).toMatch(/msgpack/);
+    expect(await typeFor('application/json, application/msgpack')).toMatch(/json/);
+    expect(await typeFor('application/msgpack;q=0, */*')).toMatch(/json/);
+    expect(await typeFor('*/*')).toMatch(/msgpack/);
   });
 
   it('gives the client a typed error it can branch on', async () => {

@@ -2,11 +2,16 @@
  * The command line as a user runs it: `pcd seed`, `pcd serve` on that data
  * folder in a child process, `pcd lookup` and `pcd sync` (plain list and
  * vCard, human and --json output) against it, and `pcd serve` on an empty
- * folder serving an empty directory.
+ * folder serving an empty directory. Every user error (a bad number or
+ * --batch, a missing or wrong token, a server that is down or refuses for
+ * load) is one line on stderr and a non-zero exit. The checks that need no
+ * child process are in test/client-hardening.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { parseContactFile } from '../client/cli.ts';
@@ -17,6 +22,20 @@ const PCD = path.resolve('bin/pcd.mjs');
 
 function pcd(args: string[], env: Record<string, string> = {}) {
   return run(process.execPath, [PCD, ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
+}
+
+/** Runs `pcd ARGS` expecting it to fail; returns its exit code and stderr, which must be one line with no stack trace. */
+async function pcdFails(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stderr: string }> {
+  const r = await pcd(args, env).then(
+    () => undefined,
+    (e: { code: number; stderr: string }) => e,
+  );
+  expect(r, `pcd ${args.join(' ')} succeeded`).toBeDefined();
+  const stderr = r!.stderr.trim();
+  expect(stderr.split('\n'), stderr).toHaveLength(1);
+  expect(stderr).toMatch(/^pcd: /);
+  expect(stderr).not.toMatch(/\n\s+at /);
+  return { code: r!.code, stderr };
 }
 
 /** Starts `pcd serve`; resolves once it listens and, when it serves blinded, says blinded is ready (the others answer before). */
@@ -75,14 +94,18 @@ describe('pcd command line', () => {
   it('looks numbers up in each design and prints messenger or SMS only', async () => {
     const list = parseContactFile(fs.readFileSync(contacts, 'utf8'));
     const outputs: string[] = [];
+    const pins = path.join(root, 'pins', 'pins.json');
     for (const design of ['plain', 'hashed', 'blinded']) {
-      const { stdout } = await pcd(['lookup', ...list.slice(0, 6), '--server', server.url, '--design', design], { PCD_TOKEN: token });
+      // The server without its scheme works as well (http:// is assumed); blinded pins its epoch key in --pins.
+      const target = design === 'hashed' ? server.url.replace(/^http:\/\//, '') : server.url;
+      const { stdout } = await pcd(['lookup', ...list.slice(0, 6), '--server', target, '--design', design, '--pins', pins], { PCD_TOKEN: token });
       outputs.push(stdout);
       expect(stdout.trim().split('\n')).toHaveLength(6);
       expect(stdout).toMatch(/^\+\d+ +(messenger \((messages|facetime)(, facetime)?\)|SMS only)$/m);
     }
     expect(outputs[1]).toBe(outputs[0]);
     expect(outputs[2]).toBe(outputs[0]);
+    expect(Object.keys((JSON.parse(fs.readFileSync(pins, 'utf8')) as { servers: object }).servers)).toEqual([server.url]);
   });
 
   it('syncs a contact file and a vCard, with a summary and --json', async () => {
@@ -100,12 +123,47 @@ describe('pcd command line', () => {
     expect(doc.results.map((r) => r.number)).toEqual([list[0], list[1], list[0]]);
   });
 
-  it('says what is wrong with a bad number or a missing token, with a non-zero exit', async () => {
-    const bad = await pcd(['lookup', '12', '--server', server.url], { PCD_TOKEN: token }).catch((e: { code: number; stderr: string }) => e);
-    expect((bad as { code: number }).code).toBe(2);
-    expect((bad as { stderr: string }).stderr).toMatch(/'12' is not a phone number.*invalid_number/);
-    const noToken = await pcd(['lookup', '+14155550123', '--server', server.url], { PCD_TOKEN: '' }).catch((e: { code: number; stderr: string }) => e);
-    expect((noToken as { stderr: string }).stderr).toMatch(/no requester token/);
+  it('says what is wrong with a bad number, --batch or token in one line, with a non-zero exit', async () => {
+    const bad = await pcdFails(['lookup', '12', '--server', server.url], { PCD_TOKEN: token });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/'12' is not a phone number.*invalid_number/);
+    const noToken = await pcdFails(['lookup', '+14155550123', '--server', server.url], { PCD_TOKEN: '' });
+    expect(noToken.stderr).toMatch(/no requester token/);
+    const wrong = await pcdFails(['lookup', '+14155550123', '--server', server.url, '--token', 'not-a-token']);
+    expect(wrong).toEqual({ code: 2, stderr: 'pcd: the requester token is unknown or revoked (unauthenticated)' });
+    // Refused before the file is read or anything is sent (it used to answer nothing, with exit 0).
+    const batch = await pcdFails(['sync', contacts, '--server', server.url, '--batch', 'abc'], { PCD_TOKEN: token });
+    expect(batch).toEqual({ code: 2, stderr: "pcd: --batch must be a whole number from 1 to 4096, got 'abc' (invalid_field)" });
+  });
+
+  it('says in one line that the server is down, or refusing for load and until when', async () => {
+    const down = http.createServer();
+    await new Promise<void>((resolve) => down.listen(0, '127.0.0.1', resolve));
+    const closedPort = (down.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => down.close(() => resolve()));
+    const refused = await pcdFails(['lookup', '+14155550123', '--server', `127.0.0.1:${closedPort}`], { PCD_TOKEN: token });
+    expect(refused.code).toBe(3);
+    expect(refused.stderr).toBe(`pcd: cannot reach http://127.0.0.1:${closedPort}: connection refused (is the server running? pcd serve starts one) (network)`);
+
+    const busy = http.createServer((req, res) => {
+      const limited = req.url!.startsWith('/v1/plain/');
+      res.writeHead(limited ? 429 : 503, { 'content-type': 'application/json', 'retry-after': limited ? '42' : '3' });
+      res.end(JSON.stringify({ error: limited ? { code: 'rate_limited', message: 'too many lookups' } : { code: 'unavailable', message: 'epoch 1 is still building' } }));
+    });
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(busy.address() as AddressInfo).port}`;
+    try {
+      expect(await pcdFails(['lookup', '+14155550123', '--server', url, '--design', 'plain'], { PCD_TOKEN: token })).toEqual({
+        code: 2,
+        stderr: 'pcd: too many lookups; retry after 42 s (rate_limited)',
+      });
+      expect(await pcdFails(['lookup', '+14155550123', '--server', url], { PCD_TOKEN: token })).toEqual({
+        code: 3,
+        stderr: 'pcd: epoch 1 is still building; retry after 3 s (unavailable)',
+      });
+    } finally {
+      await new Promise<void>((resolve) => busy.close(() => resolve()));
+    }
   });
 
   it('serves an empty directory from an empty data folder', async () => {

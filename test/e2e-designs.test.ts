@@ -73,6 +73,21 @@ describe.each([0, 6])('all designs agree, bucketBits %i', (bucketBits) => {
     await s.admin.deleteAccount(accountId);
     for (const design of DESIGNS) expect((await s.client(token, design).lookup(n)).capabilities, design).toEqual([]);
   });
+
+  it('leaves an account without capabilities out of the directory, before and after a restart', async () => {
+    const n = unregistered[12]!;
+    await s.admin.createAccount({ email: `nocaps${bucketBits}@example.org`, numbers: [n], capabilities: [] });
+    const check = async () => {
+      for (const design of DESIGNS) {
+        const r = await s.client(token, design).lookupMany([n, registered[0]!]);
+        expect(r.map((x) => x.capabilities), design).toEqual([[], expected.get(registered[0]!)]);
+      }
+    };
+    await check();
+    s = await s.restart(); // the directory is loaded from the store
+    await s.admin.rotateKey({}); // and a new epoch is built from it
+    await check();
+  });
 });
 
 describe('the hashed index hash', () => {

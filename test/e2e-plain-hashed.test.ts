@@ -105,6 +105,23 @@ describe('plain query log', () => {
     expect(Buffer.from(rows[0]!.hash).includes(Buffer.from(x1!))).toBe(false);
   });
 
+  it('never gives a deleted account\'s id to a new one, across a restart too; the log keeps who asked', async () => {
+    const { s, alice, bob } = await setup();
+    await s.client(bob.token, 'plain').lookup(x1!);
+    await s.admin.deleteAccount(bob.accountId);
+    const s2 = await s.restart();
+    open.push(s2);
+    const carol = await s2.admin.createAccount({ email: 'carol@example.org', numbers: [c1!], capabilities: ['messages'] });
+    expect(carol.accountId).toBeGreaterThan(bob.accountId);
+    expect(carol.accountId).toBeGreaterThan(alice.accountId);
+    expect(await s2.client(carol.token, 'plain').health()).toEqual({ ok: true, designs: ['plain', 'hashed'] });
+    await s2.close();
+    const db = new Database(path.join(s.dataDir, DB_FILE), { readonly: true });
+    const rows = db.prepare('SELECT account_id, email FROM plain_log').all();
+    db.close();
+    expect(rows).toEqual([{ account_id: bob.accountId, email: 'bob@example.org' }]);
+  });
+
   it('purges rows past the retention period', async () => {
     const clock = testClock();
     const { s, alice } = await setup({ now: clock.now, retentionMs: 30 * DAY_MS });
@@ -119,5 +136,33 @@ describe('plain query log', () => {
     const numbers = db.prepare('SELECT number FROM plain_log').all();
     db.close();
     expect(numbers).toEqual([{ number: x2 }]);
+  });
+});
+
+describe('plain lookups of numbers that need normalising', () => {
+  it('yield to the event loop: a health check sent after ten 4,096-number requests is answered before any of them', async () => {
+    const { s, alice } = await setup();
+    // International format with spaces and dashes: not canonical, so each goes through libphonenumber.
+    const national = Array.from({ length: LIMITS.maxBatch }, (_, i) => `+1 415-555-${String(i % 10_000).padStart(4, '0')}`);
+    const body = JSON.stringify({ numbers: national });
+    const headers = { 'content-type': 'application/json', authorization: `Bearer ${alice.token}` };
+    const order: string[] = [];
+    const lookups = Array.from({ length: 10 }, () =>
+      fetch(s.server.url + '/v1/plain/lookup', { method: 'POST', headers, body }).then(async (r) => {
+        expect(r.status).toBe(200);
+        const reply = (await r.json()) as { results: { number: string }[] };
+        expect(reply.results[1]!.number).toBe('+14155550001');
+        order.push('lookup');
+      }),
+    );
+    // Once every lookup's body is in (the server is normalising), ask for health.
+    await new Promise((r) => setTimeout(r, 50));
+    const health = fetch(s.server.url + '/v1/health').then(async (r) => {
+      expect(r.status).toBe(200);
+      await r.arrayBuffer();
+      order.push('health');
+    });
+    await Promise.all([...lookups, health]);
+    expect(order.indexOf('health')).toBe(0);
   });
 });

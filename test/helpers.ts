@@ -2,6 +2,7 @@
  * Test harness: a real server on an ephemeral port over a temporary data
  * folder, the real client, and an admin client. Every e2e test builds on it.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -36,7 +37,8 @@ export interface TestServer {
 export async function startTestServer(options: Partial<ServerOptions> = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? tempDir();
   // One evaluator worker: the pool is exercised, and test servers do not start one per core each.
-  const server = await startServer({ adminToken: ADMIN_TOKEN, logIntervalMs: 20, evalThreads: 1, ...options, dataDir, port: 0 });
+  // Rate limits off unless a test asks for them (test/ratelimit.test.ts): tests run thousands of lookups from one IP.
+  const server = await startServer({ adminToken: ADMIN_TOKEN, logIntervalMs: 20, evalThreads: 1, rateLimits: false, ...options, dataDir, port: 0 });
   // Every design answering (the blinded epochs loaded or built): tests that watch a design come up use startServer.
   await server.ready.catch(async (e: unknown) => {
     await server.close();
@@ -70,4 +72,49 @@ export async function raw(
     json = undefined;
   }
   return { status: res.status, contentType: res.headers.get('content-type'), json, text };
+}
+
+/** The CLI entry, for tests that run `pcd` as a user does. */
+export const PCD_BIN = path.resolve('bin/pcd.mjs');
+
+/**
+ * Starts `pcd serve` in a child process; resolves once it listens and, when
+ * it serves blinded, once it says blinded is ready. A server that never gets
+ * ready is killed, so a failed run leaves no process behind.
+ */
+export async function spawnServe(args: string[], env: Record<string, string> = {}): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+  const child = spawn(process.execPath, [PCD_BIN, 'serve', '--port', '0', '--log-level', 'warn', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
+  let out = '';
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`pcd serve was not ready within 50 s: ${out}`));
+    }, 50_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /serving (.+?) on (http:\/\/[\d.:]+)/.exec(out);
+      if (m && (!m[1]!.includes('blinded') || /^blinded ready: /m.test(out))) {
+        clearTimeout(timer);
+        resolve(m[2]!);
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`pcd serve exited with ${code}: ${out}`));
+    });
+  });
+  return { child, url, output: () => out };
+}
+
+/** Sends `signal` and resolves with the exit code. */
+export function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve(child.exitCode);
+    child.on('exit', (code) => resolve(code));
+    child.kill(signal);
+  });
 }

@@ -14,9 +14,26 @@
  *
  * Nothing the client cannot verify becomes an answer: a failed or missing
  * proof, an evaluated list of the wrong length or epoch, a bucket that is
- * not what was asked or not sorted: each is a thrown PcdError, never "SMS
- * only". An unknown or retired epoch makes the client fetch the config again
- * and retry once.
+ * not what was asked, not sorted or holding a tag with an empty capability
+ * mask: each is a thrown PcdError, never "SMS only". An unknown or retired
+ * epoch makes the client fetch the config again and retry once.
+ *
+ * VOPRF only, unless told otherwise: an epoch the config says is in `oprf`
+ * mode comes with no proof, so a server (or whoever rewrote the config)
+ * could answer with any key. Such an epoch is refused with `proof_invalid`
+ * before anything is blinded or sent, unless the caller passes `allowOprf`
+ * (CLI: `--allow-oprf`).
+ *
+ * Key pinning (trust on first use): the public key of every epoch the client
+ * has seen is pinned per server base URL and epoch number, in memory always
+ * ({@link KeyPins}), and in a JSON file when one is given (`pinFile`; CLI
+ * `--pins FILE` or PCD_PINS). A config that lists a known epoch with another
+ * key is `key_changed`, never an answer: that is what a server singling one
+ * requester out with its own key looks like. A new epoch (rotation) is
+ * simply pinned. The CLI persists no pins unless asked: a default file in
+ * the user's home would collect pins of every throwaway test server, and a
+ * local server whose data folder was reset (epoch 1 again, a new key) would
+ * then be refused until its entry is removed.
  */
 import { Bucket, bucketOf, truncateTag } from '../../shared/buckets.ts';
 import { maskToCapabilities } from '../../shared/capabilities.ts';
@@ -27,6 +44,8 @@ import { ErrorCode, PcdError, isPcdError } from '../../shared/errors.ts';
 import { BlindedConfigReply, BucketReply, EvaluateReply, PATHS } from '../../shared/messages.ts';
 import { DEFAULT_BACKEND, type BackendName, type OprfBackend, type OprfMode, type Rng } from '../../shared/suite.ts';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
+import fs from 'node:fs';
+import path from 'node:path';
 
 export interface BlindedClientOptions {
   /** Crypto backend, or its name (default sodium: ~10x noble per scalar multiplication; noble runs anywhere). */
@@ -39,7 +58,136 @@ export interface BlindedClientOptions {
   maxCachedTags?: number;
   /** Bucket requests in flight at once (default 8). */
   bucketConcurrency?: number;
+  /** Accept epochs in OPRF mode (no proof that the server used the published key); default false: refused with proof_invalid. */
+  allowOprf?: boolean;
+  /** Where this client's epoch keys are pinned; default a fresh in-memory pin set. */
+  pins?: PinScope;
   now?: () => number;
+}
+
+/** The pins of one server: {@link KeyPins.scope}. */
+export interface PinScope {
+  /** Checks every listed epoch's key against its pin and pins the new ones; a changed key is a `key_changed` PcdError. */
+  check(epochs: readonly { epoch: number; publicKey: Uint8Array }[]): void;
+}
+
+/** Pins kept per server; the lowest epochs go first beyond this. */
+export const MAX_PINNED_EPOCHS = 256;
+
+type PinTable = Map<string, Map<number, string>>;
+
+/**
+ * Pinned epoch public keys per server base URL, in memory and optionally in
+ * a JSON file (`{ version: 1, servers: { url: { epoch: base64 key } } }`,
+ * written atomically with mode 0600). A file that exists but cannot be read
+ * as a pin file is an error: silently starting over would drop every pin.
+ * Saving merges with what another process may have written meanwhile.
+ */
+export class KeyPins {
+  private table: PinTable | undefined;
+
+  constructor(readonly file?: string) {}
+
+  /** The pins of one server, by its normalised base URL. */
+  scope(server: string): PinScope {
+    return { check: (epochs) => this.check(server, epochs) };
+  }
+
+  /** The pinned key of `epoch` at `server`, base64, or undefined. */
+  pinned(server: string, epoch: number): string | undefined {
+    return this.load().get(server)?.get(epoch);
+  }
+
+  check(server: string, epochs: readonly { epoch: number; publicKey: Uint8Array }[]): void {
+    const table = this.load();
+    const known = table.get(server);
+    const fresh: [number, string][] = [];
+    for (const e of epochs) {
+      const key = Buffer.from(e.publicKey).toString('base64');
+      const pin = known?.get(e.epoch);
+      if (pin === undefined) fresh.push([e.epoch, key]);
+      else if (pin !== key) throw this.changed(server, e.epoch);
+    }
+    if (fresh.length === 0) return;
+    if (this.file !== undefined) {
+      // Another process may have pinned meanwhile: merge with the file as it is now.
+      const now = readPinFile(this.file);
+      for (const [epoch, key] of fresh) {
+        const other = now.get(server)?.get(epoch);
+        if (other !== undefined && other !== key) throw this.changed(server, epoch);
+      }
+      this.table = now;
+    }
+    const mine = this.table!.get(server) ?? new Map<number, string>();
+    for (const [epoch, key] of fresh) mine.set(epoch, key);
+    if (mine.size > MAX_PINNED_EPOCHS) {
+      for (const epoch of [...mine.keys()].sort((a, b) => a - b).slice(0, mine.size - MAX_PINNED_EPOCHS)) mine.delete(epoch);
+    }
+    this.table!.set(server, mine);
+    if (this.file !== undefined) writePinFile(this.file, this.table!);
+  }
+
+  private load(): PinTable {
+    return (this.table ??= this.file === undefined ? new Map() : readPinFile(this.file));
+  }
+
+  private changed(server: string, epoch: number): PcdError {
+    const where = this.file === undefined ? 'earlier by this client' : `in ${this.file}`;
+    const reset = this.file === undefined ? '' : `; if its operator confirms its data folder was reset, remove the pins of ${server} from ${this.file}`;
+    return new PcdError(
+      ErrorCode.KeyChanged,
+      `${server} now publishes a different public key for epoch ${epoch} than the one pinned ${where}: no answer was produced ` +
+        `(a server answering this client with a key of its own looks like this${reset})`,
+    );
+  }
+}
+
+function readPinFile(file: string): PinTable {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return new Map();
+    throw new PcdError(ErrorCode.InvalidField, `cannot read the pin file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  const bad = (why: string): never => {
+    throw new PcdError(ErrorCode.InvalidField, `${file} is not a pcd pin file (${why}): fix or remove it`);
+  };
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    return bad('not JSON');
+  }
+  const d = doc as { version?: unknown; servers?: unknown };
+  if (typeof doc !== 'object' || doc === null || d.version !== 1) bad('expected version 1');
+  if (typeof d.servers !== 'object' || d.servers === null || Array.isArray(d.servers)) bad('no servers object');
+  const table: PinTable = new Map();
+  for (const [server, epochs] of Object.entries(d.servers as Record<string, unknown>)) {
+    if (typeof epochs !== 'object' || epochs === null || Array.isArray(epochs)) bad(`the pins of ${server.slice(0, 80)} are not an object`);
+    const m = new Map<number, string>();
+    for (const [epoch, key] of Object.entries(epochs as Record<string, unknown>)) {
+      if (!/^[1-9]\d{0,9}$/.test(epoch)) bad(`epoch '${epoch.slice(0, 20)}' is not a positive integer`);
+      if (typeof key !== 'string' || !/^[A-Za-z0-9+/]{43}=$/.test(key)) bad(`the key of epoch ${epoch} is not 32 bytes of base64`);
+      m.set(Number(epoch), key as string);
+    }
+    table.set(server, m);
+  }
+  return table;
+}
+
+function writePinFile(file: string, table: PinTable): void {
+  const servers: Record<string, Record<string, string>> = {};
+  for (const [server, epochs] of table) servers[server] = Object.fromEntries([...epochs].sort((a, b) => a[0] - b[0]).map(([e, k]) => [String(e), k]));
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+    fs.writeFileSync(tmp, JSON.stringify({ version: 1, servers }, null, 2) + '\n', { mode: 0o600 });
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true });
+    throw new PcdError(ErrorCode.InvalidField, `cannot write the pin file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
 }
 
 /** What the client spent, for benchmarks and tests. */
@@ -59,7 +207,7 @@ export interface BlindedClientStats {
 
 export interface BlindedClient extends ClientDesign {
   readonly stats: BlindedClientStats;
-  /** Forgets the config, tags and buckets. */
+  /** Forgets the config, tags and buckets; the pinned keys stay. */
   clear(): void;
 }
 
@@ -82,6 +230,7 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
   const maxTags = options.maxCachedTags ?? 1 << 17;
   const concurrency = Math.max(1, options.bucketConcurrency ?? 8);
   const chosen = options.backend ?? DEFAULT_BACKEND;
+  const pins = options.pins ?? new KeyPins().scope('the server');
   let backend: Promise<OprfBackend> | undefined;
   /** Loaded on first use (libsodium's WASM module starts in ~20-40 ms), once. */
   const suite = (): Promise<OprfBackend> => (backend ??= typeof chosen === 'string' ? loadBackend(chosen) : Promise.resolve(chosen));
@@ -121,6 +270,8 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
         count(r);
         stats.configFetches++;
         if (!r.body) throw new PcdError(ErrorCode.MalformedReply, 'the blinded config reply has no body');
+        // Before anything of this config is used: a changed key for a known epoch is key_changed.
+        pins.check(r.body.epochs);
         config = { reply: r.body, at: now() };
         prune(r.body);
         return r.body;
@@ -135,13 +286,21 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
   const currentEpoch = (reply: BlindedConfigReply): EpochParams => {
     const e = reply.epochs.find((x) => x.epoch === reply.current);
     if (!e) throw new PcdError(ErrorCode.MalformedReply, `the config names epoch ${reply.current} current but does not list it`);
-    return {
+    const p: EpochParams = {
       epoch: e.epoch,
       publicKey: e.publicKey,
       mode: e.mode ?? reply.mode,
       bucketBits: e.bucketBits ?? reply.bucketBits,
       tagBytes: e.tagBytes ?? reply.tagBytes,
     };
+    if (p.mode !== 'voprf' && !options.allowOprf) {
+      throw new PcdError(
+        ErrorCode.ProofInvalid,
+        `epoch ${p.epoch} is in ${p.mode} mode: the server would send no proof that it uses the epoch's published key, ` +
+          `so its answers cannot be checked; refused before anything was sent (allow it with --allow-oprf, or allowOprf in the client options)`,
+      );
+    }
+    return p;
   };
 
   const tagsOf = (epoch: number): Map<E164, Uint8Array> => {
@@ -222,7 +381,7 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
     }
     let bucket: Bucket;
     try {
-      bucket = Bucket.fromWire(body.tags, body.capabilities, p.tagBytes);
+      bucket = Bucket.received(body.tags, body.capabilities, p.tagBytes);
     } catch (e) {
       if (e instanceof PcdError) throw new PcdError(e.code, `bucket ${id} of epoch ${p.epoch}: ${e.message}`);
       throw e;

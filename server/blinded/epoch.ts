@@ -7,7 +7,7 @@
  * server/blinded/epochs.ts.
  */
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
-import type { KeyPair, OprfMode } from '../../shared/suite.ts';
+import { MODES, type KeyPair, type OprfBackend, type OprfMode, type ScalarBytes } from '../../shared/suite.ts';
 import type { BucketTable, EpochParams } from './table.ts';
 
 export const DEFAULT_GRACE_MS = 24 * 60 * 60 * 1000;
@@ -140,4 +140,123 @@ export function notReady(e: LiveEpoch, building: number | undefined): PcdError {
       retryAfterSeconds = 5;
   }
   return new PcdError(ErrorCode.Unavailable, `epoch ${e.epoch} ${what}; the blinded design answers once it is ready`, { retryAfterSeconds });
+}
+
+// ------------------------------------------------------------- the key file against the database
+
+/** Where a key problem was found, for its message. */
+export interface KeyFileSite {
+  dataDir: string;
+  /** The database file and the key file. */
+  db: string;
+  keyFile: string;
+}
+
+/**
+ * A disagreement between the key file and the database found at start:
+ * a key for an epoch the database does not know, a live epoch without its
+ * key, or a live epoch whose key does not give its public key. `pcd
+ * rotate-key --repair` fixes each the one honest way: an unknown key is
+ * destroyed, a live epoch without its right key is retired for good (its
+ * key cannot be made up again: clients hold its public key) and a new
+ * epoch replaces it.
+ */
+export interface KeyProblem {
+  readonly kind: 'unknown' | 'missing' | 'mismatch';
+  readonly epoch: number;
+  /** One line, with the recovery step; never key bytes. */
+  readonly message: string;
+}
+
+const repairCommand = (site: KeyFileSite) => `\`pcd rotate-key --data ${site.dataDir} --repair\``;
+
+export function keyProblem(kind: KeyProblem['kind'], epoch: number, site: KeyFileSite): KeyProblem {
+  const retire = `run ${repairCommand(site)} to retire epoch ${epoch} and start a new epoch`;
+  const message = {
+    unknown:
+      `${site.keyFile} holds a key for epoch ${epoch}, which the database ${site.db} does not know: the key file and the database do not belong together. ` +
+      `Put back the key file that belongs to this database, or run ${repairCommand(site)} to destroy the keys of unknown epochs`,
+    missing:
+      `epoch ${epoch} is live in ${site.db} but its secret key is missing from ${site.keyFile}: restore the key file from a backup, ` +
+      `or ${retire} (a lost key is never made up again: clients hold its public key)`,
+    mismatch:
+      `epoch ${epoch} in ${site.db} has another public key than the key ${site.keyFile} holds for it: the key file was replaced or edited. ` +
+      `Restore it from a backup, or ${retire}`,
+  }[kind];
+  return { kind, epoch, message };
+}
+
+/** The error that stops a start on key problems: the first one, and how many more there are. */
+export function keyProblemsError(problems: readonly KeyProblem[]): PcdError {
+  const more = problems.length - 1;
+  return new PcdError(ErrorCode.Conflict, problems[0]!.message + (more > 0 ? ` (and ${more} more epoch${more > 1 ? 's' : ''} like it)` : ''));
+}
+
+/** What {@link checkEpochs} found: what to finish, destroy, serve, and what disagrees. */
+export interface EpochCheck {
+  maxEpoch: number;
+  /** Keys of the next epoch number without a row: a rotation interrupted between key file and database. Removed. */
+  interrupted: number[];
+  /** Rows destroyed already: whatever is left of them (key, cache) goes. */
+  destroyed: number[];
+  /** Rows past their retirement: destroyed now. */
+  expired: number[];
+  /** Live rows with the key that gives their public key. */
+  live: Pick<LiveEpoch, 'epoch' | 'params' | 'key' | 'createdAt' | 'retiresAt'>[];
+  problems: KeyProblem[];
+  /** The parameters of the newest epoch with a problem: a repair's new epoch keeps them. */
+  retiredParams?: EpochParams;
+}
+
+/**
+ * Sorts a data folder's epoch rows against its key file (at start). Pure
+ * but for the key copies it hands out in `live` (the caller owns them);
+ * the copies it reads to compare are zeroed.
+ */
+export function checkEpochs(
+  rows: readonly EpochRow[],
+  keys: { epochs(): number[]; get(epoch: number): ScalarBytes | undefined },
+  backend: Pick<OprfBackend, 'publicKeyOf'>,
+  now: number,
+  site: KeyFileSite,
+): EpochCheck {
+  const known = new Set(rows.map((r) => r.epoch));
+  const maxEpoch = rows.reduce((m, r) => Math.max(m, r.epoch), 0);
+  const found: EpochCheck = { maxEpoch, interrupted: [], destroyed: [], expired: [], live: [], problems: [] };
+  // A key the database does not know: a rotation (or first start) that wrote
+  // the key and stopped before its database row. Only the next epoch number
+  // can be that; anything else means the database and key file do not belong together.
+  for (const epoch of keys.epochs()) {
+    if (known.has(epoch)) continue;
+    if (epoch === maxEpoch + 1) found.interrupted.push(epoch);
+    else found.problems.push(keyProblem('unknown', epoch, site));
+  }
+  for (const row of rows) {
+    if (row.destroyed_at !== null) {
+      found.destroyed.push(row.epoch);
+      continue;
+    }
+    const mode = row.mode as OprfMode;
+    if (!MODES.includes(mode)) {
+      throw new PcdError(
+        ErrorCode.Conflict,
+        `epoch ${row.epoch} in ${site.db} has unknown mode '${row.mode}' (written by another pcd version?): serve this data folder with the pcd that made it`,
+      );
+    }
+    if (row.retires_at !== null && row.retires_at <= now) {
+      found.expired.push(row.epoch);
+      continue;
+    }
+    const params: EpochParams = { mode, bucketBits: row.bucket_bits, tagBytes: row.tag_bytes };
+    const sk = keys.get(row.epoch);
+    const publicKey = sk && backend.publicKeyOf(sk);
+    if (!sk || !publicKey || !Buffer.from(publicKey).equals(row.public_key)) {
+      sk?.fill(0);
+      found.problems.push(keyProblem(sk ? 'mismatch' : 'missing', row.epoch, site));
+      found.retiredParams = params;
+      continue;
+    }
+    found.live.push({ epoch: row.epoch, params, key: { secretKey: sk, publicKey }, createdAt: row.created_at, retiresAt: row.retires_at ?? undefined });
+  }
+  return found;
 }

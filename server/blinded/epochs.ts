@@ -47,8 +47,12 @@
  * epoch_retired. Every step is ordered so that a crash at any point is
  * finished at the next start (a destroyed epoch whose key is still in the
  * file loses it then; a key written by a rotation that never reached the
- * database is removed), and a live epoch whose key is missing stops the
- * server with an error that says so: a new key is never made up silently.
+ * database is removed), and a live epoch whose key is missing or wrong, or
+ * a key of an unknown epoch, stops the server with one line that says so
+ * and how to recover: a new key is never made up silently. `pcd rotate-key
+ * --repair` ({@link OpenEpochsOptions.repair}) is the explicit way out: it
+ * retires such an epoch for good and starts a new one. One rotation runs at
+ * a time ({@link Epochs.rotate}).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -65,9 +69,12 @@ import {
   DEFAULT_GRACE_MS,
   DEFAULT_MODE,
   MAX_RETRY_AFTER_S,
+  checkEpochs,
+  keyProblemsError,
   notReady,
   pickCurrent,
   type EpochRow,
+  type KeyProblem,
   type EpochStats,
   type LiveEpoch,
   type PublicEpoch,
@@ -88,6 +95,11 @@ export interface OpenEpochsOptions {
    * new epoch; an epoch created at open is built either way.
    */
   build?: boolean;
+  /**
+   * `pcd rotate-key --repair`: fix what the key file and the database
+   * disagree on instead of refusing to start (see {@link KeyProblem}).
+   */
+  repair?: boolean;
 }
 
 export class Epochs {
@@ -107,9 +119,13 @@ export class Epochs {
   private persistDeadline = 0;
   private closed = false;
   readonly stats: EpochStats = { builds: 0, cacheLoads: 0, replayedChanges: 0, evaluations: 0 };
-  /** True when open() had to create the first epoch. */
+  /** True when open() had to create an epoch (the first, or one replacing epochs retired by a repair). */
   createdAtOpen = false;
+  /** What open() with `repair` fixed, one line each (never key bytes). */
+  readonly repaired: string[] = [];
   private prepared: Promise<void> = Promise.resolve();
+  /** The rotation under way: one at a time, the others are refused with 409 (see {@link rotate}). */
+  private rotation: { epoch: number; done: Promise<unknown> } | undefined;
 
   private readonly stmts;
 
@@ -122,6 +138,7 @@ export class Epochs {
     const db = ctx.store.db;
     this.stmts = {
       all: db.prepare<[], EpochRow>('SELECT * FROM epochs ORDER BY epoch'),
+      maxEpoch: db.prepare<[], { m: number }>('SELECT coalesce(max(epoch), 0) AS m FROM epochs'),
       insert: db.prepare<[number, Buffer, string, number, number, number]>(
         'INSERT INTO epochs (epoch, public_key, mode, bucket_bits, tag_bytes, created_at) VALUES (?, ?, ?, ?, ?, ?)',
       ),
@@ -160,7 +177,7 @@ export class Epochs {
     ctx.store.enableDirectoryJournal();
     const epochs = new Epochs(ctx, keyFile, backend);
     try {
-      epochs.load();
+      epochs.load(options.repair === true);
     } catch (e) {
       await epochs.close();
       throw e;
@@ -172,65 +189,28 @@ export class Epochs {
     return epochs;
   }
 
-  private load(): void {
-    const rows = this.stmts.all.all();
+  private load(repair: boolean): void {
     const now = this.ctx.now();
-    const known = new Set(rows.map((r) => r.epoch));
-    this.maxEpoch = rows.reduce((m, r) => Math.max(m, r.epoch), 0);
-
-    // A key the database does not know: a rotation (or first start) that wrote
-    // the key and stopped before its database row. Only the next epoch number
-    // can be that; anything else means the database and key file do not belong together.
-    for (const epoch of this.keyFile.epochs()) {
-      if (known.has(epoch)) continue;
-      if (epoch === this.maxEpoch + 1) {
-        this.keyFile.destroy(epoch);
-        this.ctx.logger.warn({ epoch }, 'removed the key of an epoch an interrupted rotation never finished');
-        continue;
-      }
-      throw new Error(
-        `${this.keyFile.file} holds a key for epoch ${epoch}, which the database ${this.ctx.store.file} does not know: ` +
-          `the key file and the database do not belong together (move one of them away to start over)`,
-      );
+    const site = { dataDir: this.dataDir, db: this.ctx.store.file, keyFile: this.keyFile.file };
+    const found = checkEpochs(this.stmts.all.all(), this.keyFile, this.backend, now, site);
+    this.maxEpoch = found.maxEpoch;
+    for (const epoch of found.interrupted) {
+      this.keyFile.destroy(epoch);
+      this.ctx.logger.warn({ epoch }, 'removed the key of an epoch an interrupted rotation never finished');
     }
-
-    for (const row of rows) {
-      if (row.destroyed_at !== null) {
-        this.destroyed.add(row.epoch);
-        this.finishDestruction(row.epoch);
-        continue;
-      }
-      const mode = row.mode as OprfMode;
-      if (!MODES.includes(mode)) throw new Error(`epoch ${row.epoch} in ${this.ctx.store.file} has unknown mode '${row.mode}'`);
-      const sk = this.keyFile.get(row.epoch);
-      if (row.retires_at !== null && row.retires_at <= now) {
-        this.destroyEpoch(row.epoch, now);
-        continue;
-      }
-      if (!sk) {
-        throw new Error(
-          `epoch ${row.epoch} is live in ${this.ctx.store.file} but its secret key is missing from ${this.keyFile.file}; ` +
-            `restore the key file from a backup. The server does not make up a new key for an existing epoch ` +
-            `(clients hold its public key); run 'pcd rotate-key' after restoring, or move the data folder away to start over.`,
-        );
-      }
-      const publicKey = this.backend.publicKeyOf(sk);
-      if (!Buffer.from(publicKey).equals(row.public_key)) {
-        throw new Error(`the key of epoch ${row.epoch} in ${this.keyFile.file} does not match the public key in ${this.ctx.store.file}`);
-      }
-      this.addLive({
-        epoch: row.epoch,
-        params: { mode, bucketBits: row.bucket_bits, tagBytes: row.tag_bytes },
-        key: { secretKey: sk, publicKey },
-        createdAt: row.created_at,
-        retiresAt: row.retires_at ?? undefined,
-      });
+    for (const epoch of found.destroyed) {
+      this.destroyed.add(epoch);
+      this.finishDestruction(epoch);
     }
+    for (const epoch of found.expired) this.destroyEpoch(epoch, now);
+    for (const e of found.live) this.addLive(e);
+    if (found.problems.length > 0 && !repair) throw keyProblemsError(found.problems);
+    for (const p of found.problems) this.repair(p, now);
 
     this.currentEpoch = pickCurrent([...this.live.values()], (e) => e.retiresAt !== undefined)?.epoch ?? 0;
 
     if (this.currentEpoch === 0) {
-      this.createFirst(this.paramsFor({}));
+      this.createFirst(this.paramsFor({}, found.retiredParams));
       this.createdAtOpen = true;
     } else {
       const cur = this.live.get(this.currentEpoch)!;
@@ -258,7 +238,28 @@ export class Epochs {
     return live;
   }
 
-  /** The first epoch of a data folder: key file, then its row; its buckets are built in the background like any epoch without a cache. */
+  /**
+   * `--repair`: an unknown epoch's key is destroyed; a live epoch without
+   * its right key is destroyed as a retired one is (destroyed_at, then the
+   * key file's entry if any, then its cache), for good.
+   */
+  private repair(p: KeyProblem, now: number): void {
+    if (p.kind === 'unknown') {
+      this.keyFile.destroy(p.epoch);
+    } else {
+      this.stmts.destroy.run(now, p.epoch);
+      this.destroyed.add(p.epoch);
+      this.finishDestruction(p.epoch);
+    }
+    const what =
+      p.kind === 'unknown'
+        ? `destroyed the key of epoch ${p.epoch}, which the database does not know`
+        : `retired epoch ${p.epoch} for good: its key was ${p.kind === 'missing' ? 'missing' : 'not the one its public key belongs to'}`;
+    this.repaired.push(what);
+    this.ctx.logger.warn({ epoch: p.epoch, problem: p.kind }, `repair: ${what}`);
+  }
+
+  /** The first epoch of a data folder (or of one whose live epochs a repair retired): key file, then its row; its buckets are built in the background like any epoch without a cache. */
   private createFirst(params: EpochParams): void {
     const epoch = this.maxEpoch + 1;
     const key = this.backend.generateKeyPair();
@@ -268,7 +269,7 @@ export class Epochs {
     this.maxEpoch = epoch;
     this.currentEpoch = epoch;
     this.addLive({ epoch, params, key, createdAt: now, retiresAt: undefined });
-    this.ctx.logger.info({ epoch, ...params }, 'created the first epoch');
+    this.ctx.logger.info({ epoch, ...params }, epoch === 1 ? 'created the first epoch' : 'created a new epoch: none was live');
   }
 
   /** Parameters of a new epoch: the request's, else the configured ones, else the base epoch's, else the defaults. */
@@ -421,56 +422,95 @@ export class Epochs {
    * meanwhile), then commits (key file first, then the database row and N's
    * retirement in one transaction, then the cache), makes it current and
    * retires N after the grace period.
+   *
+   * One rotation at a time, whatever the order of calls: the check and the
+   * claim happen in the same synchronous step, before anything is awaited,
+   * so a second call while one is under way (or while the epochs are still
+   * being prepared at start) is refused with 409 and changes nothing.
+   * Directory changes that arrive during the build are queued for the new
+   * epoch and applied in the synchronous step that commits it. A commit that
+   * fails (the database refuses the row) takes the new key out of the key
+   * file again, so the key file never holds a key the database does not know.
    */
-  async rotate(req: { bucketBits?: number; mode?: OprfMode } = {}): Promise<{ epoch: number; previous?: number; retiresAt?: number }> {
-    if (this.closed) throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down');
-    if (this.activeBuild) throw new PcdError(ErrorCode.Conflict, `epoch ${this.activeBuild.epoch} is being built; rotate again once it is done`);
-    if (this.starting) throw new PcdError(ErrorCode.Conflict, 'the epochs are still being loaded or built at start; rotate once the blinded design is ready');
-    this.expire();
-    if (this.live.size >= MAX_LIVE_EPOCHS) {
-      throw new PcdError(
-        ErrorCode.Conflict,
-        `${this.live.size} epochs are still served (the config lists at most ${MAX_LIVE_EPOCHS}): wait for older ones to retire before rotating again`,
-      );
+  rotate(req: { bucketBits?: number; mode?: OprfMode } = {}): Promise<{ epoch: number; previous?: number; retiresAt?: number }> {
+    try {
+      if (this.closed || this.abort.aborted) throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down');
+      if (this.rotation) throw new PcdError(ErrorCode.Conflict, `epoch ${this.rotation.epoch} is being built by another rotation; rotate again once it is done`);
+      if (this.activeBuild) throw new PcdError(ErrorCode.Conflict, `epoch ${this.activeBuild.epoch} is being built; rotate again once it is done`);
+      if (this.starting) throw new PcdError(ErrorCode.Conflict, 'the epochs are still being loaded or built at start; rotate once the blinded design is ready');
+      this.expire();
+      if (this.live.size >= MAX_LIVE_EPOCHS) {
+        throw new PcdError(
+          ErrorCode.Conflict,
+          `${this.live.size} epochs are still served (the config lists at most ${MAX_LIVE_EPOCHS}): wait for older ones to retire before rotating again`,
+        );
+      }
+      const previous = this.live.get(this.currentEpoch);
+      const params = this.paramsFor(req, previous?.params);
+      const epoch = this.maxEpoch + 1;
+      const done = this.rotateTo(epoch, params, previous).finally(() => {
+        if (this.rotation?.done === done) this.rotation = undefined;
+      });
+      this.rotation = { epoch, done }; // claimed in the same synchronous step as the checks above
+      return done;
+    } catch (e) {
+      return Promise.reject(e);
     }
-    const previous = this.live.get(this.currentEpoch);
-    const params = this.paramsFor(req, previous?.params);
-    const epoch = this.maxEpoch + 1;
-    const key = this.backend.generateKeyPair();
+  }
 
+  private async rotateTo(epoch: number, params: EpochParams, previous: LiveEpoch | undefined): Promise<{ epoch: number; previous?: number; retiresAt?: number }> {
+    const key = this.backend.generateKeyPair();
+    let committed = false;
     const queue: DirectoryChange[] = [];
     this.queues.add(queue);
-    let table: BucketTable;
-    let version: number;
     try {
-      const snapshot = snapshotDirectory(this.ctx.directory, () => this.ctx.directoryVersion());
-      const built = await this.runBuild(epoch, params, key, snapshot, this.abort, () => {});
-      // Synchronously from here to the end: the queued changes, then the commit.
-      if (this.stats.lastBuild) this.stats.lastBuild.pendingChanges = queue.length;
-      table = built.table;
-      this.applyQueued(table, params, key, queue);
-      version = Math.max(built.version, this.ctx.directoryVersion());
-    } finally {
-      this.queues.delete(queue);
-    }
-    if (this.closed) throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down: the new epoch was abandoned');
+      let table: BucketTable;
+      let version: number;
+      try {
+        const snapshot = snapshotDirectory(this.ctx.directory, () => this.ctx.directoryVersion());
+        const built = await this.runBuild(epoch, params, key, snapshot, this.abort, () => {});
+        // Synchronously from here to the end: the queued changes, then the commit.
+        if (this.stats.lastBuild) this.stats.lastBuild.pendingChanges = queue.length;
+        table = built.table;
+        this.applyQueued(table, params, key, queue);
+        version = Math.max(built.version, this.ctx.directoryVersion());
+      } finally {
+        this.queues.delete(queue);
+      }
+      if (this.closed || this.abort.aborted) throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down: the new epoch was abandoned');
 
-    const now = this.ctx.now();
-    const retiresAt = previous ? Math.min(previous.retiresAt ?? Infinity, now + this.graceMs) : undefined;
-    this.keyFile.add(epoch, key.secretKey);
-    this.ctx.store.db.transaction(() => {
-      this.stmts.insert.run(epoch, Buffer.from(key.publicKey), params.mode, params.bucketBits, params.tagBytes, now);
-      if (previous && retiresAt !== undefined) this.stmts.retire.run(retiresAt, previous.epoch);
-    })();
-    this.maxEpoch = epoch;
-    const live: LiveEpoch = { epoch, params, key, createdAt: now, retiresAt: undefined, table, version, cachedVersion: undefined, dirty: true, preparing: undefined };
-    this.live.set(epoch, live);
-    if (previous && retiresAt !== undefined) previous.retiresAt = retiresAt;
-    this.currentEpoch = epoch;
-    this.writeCache(live);
-    this.ctx.logger.info({ epoch, ...params, previous: previous?.epoch, retiresAt }, 'created epoch');
-    this.expire(); // graceMs = 0 retires the previous epoch at once
-    return { epoch, ...(previous ? { previous: previous.epoch, retiresAt } : {}) };
+      const now = this.ctx.now();
+      const retiresAt = previous ? Math.min(previous.retiresAt ?? Infinity, now + this.graceMs) : undefined;
+      this.keyFile.add(epoch, key.secretKey);
+      try {
+        this.ctx.store.db.transaction(() => {
+          const inDb = this.stmts.maxEpoch.get()!.m;
+          if (inDb >= epoch) {
+            throw new PcdError(
+              ErrorCode.Conflict,
+              `${this.ctx.store.file} has epoch ${inDb} already, which this server did not make: another process changed the data folder; restart the server`,
+            );
+          }
+          this.stmts.insert.run(epoch, Buffer.from(key.publicKey), params.mode, params.bucketBits, params.tagBytes, now);
+          if (previous && retiresAt !== undefined) this.stmts.retire.run(retiresAt, previous.epoch);
+        })();
+      } catch (e) {
+        this.keyFile.destroy(epoch); // the database does not know it: the key file must not either
+        throw e;
+      }
+      committed = true;
+      this.maxEpoch = epoch;
+      const live: LiveEpoch = { epoch, params, key, createdAt: now, retiresAt: undefined, table, version, cachedVersion: undefined, dirty: true, preparing: undefined };
+      this.live.set(epoch, live);
+      if (previous && retiresAt !== undefined) previous.retiresAt = retiresAt;
+      this.currentEpoch = epoch;
+      this.writeCache(live);
+      this.ctx.logger.info({ epoch, ...params, previous: previous?.epoch, retiresAt }, 'created epoch');
+      this.expire(); // graceMs = 0 retires the previous epoch at once
+      return { epoch, ...(previous ? { previous: previous.epoch, retiresAt } : {}) };
+    } finally {
+      if (!committed) key.secretKey.fill(0);
+    }
   }
 
   // ------------------------------------------------------------- retirement
@@ -567,6 +607,7 @@ export class Epochs {
   }
 
   private served(e: LiveEpoch): ServedEpoch {
+    if (this.closed) throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down');
     if (e.table) return e as ServedEpoch;
     throw notReady(e, this.activeBuild?.epoch);
   }
@@ -578,7 +619,7 @@ export class Epochs {
    * epoch being prepared or built. The store has journaled them already.
    */
   applyChanges(changes: readonly DirectoryChange[]): void {
-    if (changes.length === 0) return;
+    if (changes.length === 0 || this.closed) return; // closed: the journal has them for the next start
     for (const q of this.queues) q.push(...changes);
     const version = this.ctx.directoryVersion();
     for (const e of this.live.values()) {
@@ -641,14 +682,18 @@ export class Epochs {
     }
   }
 
-  /** Stops timers and any build or load (waiting for it to stop), writes changed caches. Idempotent. */
+  /** Stops timers and any build, load or rotation (waiting for it to stop), writes changed caches, zeroes the keys held. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.abort.aborted = true;
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     await this.ready.catch(() => {});
+    await this.rotation?.done.catch(() => {});
     this.persist(); // writes every changed epoch, logs (does not throw) on failure
     this.closed = true;
+    // Nothing evaluates any more: every key this object holds is zeroed (the key file keeps them).
+    for (const e of this.live.values()) e.key.secretKey.fill(0);
+    this.keyFile.close();
   }
 }
 

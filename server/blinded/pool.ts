@@ -217,6 +217,8 @@ interface Slot {
   lastError?: string;
 }
 
+/** How long close() waits for the workers to say they zeroed their keys before terminating them, ms. */
+const CLOSE_WAIT_MS = 2000;
 const SHUTTING_DOWN = 'the server is shutting down: the batch was not evaluated';
 const CRASHED = 'an evaluator worker stopped while evaluating this batch (it is being replaced); nothing was returned: retry';
 const FAILED = 'the evaluator failed on this batch; nothing was returned';
@@ -707,20 +709,29 @@ export class EvaluatorPool {
     if (slot?.state === 'ready') await slot.worker.terminate();
   }
 
-  /** Fails every unfinished batch with 503, zeroes and forgets the keys, terminates the workers. Idempotent. */
+  /** Fails every unfinished batch with 503, zeroes and forgets the keys (the workers theirs, before they are terminated), terminates the workers. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const b of [...this.open]) this.fail(b, new PcdError(ErrorCode.Unavailable, SHUTTING_DOWN));
     this.scheduler.clear();
     const slots = this.slots.filter((s): s is Slot => s !== undefined);
+    const zeroed: Promise<unknown>[] = [];
     for (const s of slots) {
       s.job = undefined;
-      // Best effort: a worker that reads this before it is terminated zeroes its keys.
-      if (s.state === 'ready') for (const epoch of this.keys.keys()) this.post(s, { t: 'drop', epoch });
+      if (s.state !== 'ready') continue;
+      for (const epoch of this.keys.keys()) this.post(s, { t: 'drop', epoch });
+      // A worker handles messages in order: its answer to this comes after it zeroed every key dropped above.
+      const id = this.nextId++;
+      zeroed.push(new Promise((resolve) => s.queries.set(id, resolve)));
+      this.post(s, { t: 'epochs', id });
     }
     for (const k of this.keys.values()) k.key.secretKey.fill(0);
     this.keys.clear();
+    // Bounded: a worker that is stuck is terminated all the same (its memory goes with the thread).
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(zeroed), new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)))]);
+    clearTimeout(timer);
     await Promise.all(slots.map((s) => this.kill(s)));
     this.slots.length = 0;
   }

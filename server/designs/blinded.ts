@@ -46,9 +46,26 @@
  * ## What it persists
  *
  * `blinded_eval_log` (time, account, IP, epoch, element count) and
- * `blinded_bucket_log` (time, IP, epoch, bucket id): never a number, hash,
- * tag, blinded or evaluated element. The per-epoch cache file holds the tags
- * of registered numbers only, which are in the directory anyway.
+ * `blinded_bucket_log` (minute, IP, epoch, bucket id, fetch count): never a
+ * number, hash, tag, blinded or evaluated element. The per-epoch cache file
+ * holds the tags of registered numbers only, which are in the directory anyway.
+ *
+ * Bucket fetches are anonymous and cheap to repeat, so their log must not
+ * grow with the request rate: fetches are counted in memory per (minute, IP,
+ * epoch, bucket) and each minute is written once as one row with its count
+ * (server/querylog.ts CountingLog; `ts` is the minute's start, so retention
+ * purges it like any log). Revalidations (If-None-Match answered 304) are not
+ * logged at all: they reveal nothing the first fetch did not. One client
+ * fetching one bucket all day adds 1,440 rows, not one per request; the
+ * operator still sees which IP fetched which bucket in which minute, and how
+ * often, which is what the per-fetch rows said too (to the minute).
+ *
+ * When the log cannot be written (full disk, I/O error; server/querylog.ts):
+ * evaluations follow the lookup designs' rule (rows are kept and retried;
+ * once the log is failing and its buffer is full, evaluate answers 503 with
+ * Retry-After rather than unlogged), bucket fetches keep being answered (the
+ * aggregated rows are few) and, past the buffer's bound, the oldest counts
+ * are dropped and counted (`GET /v1/health`, and a warning in the server log).
  */
 import pino from 'pino';
 import { bucketCount } from '../../shared/buckets.ts';
@@ -73,11 +90,12 @@ import type { ServerContext, ServerDesignFactory, ServerOptions } from '../conte
 import { Directory } from '../directory.ts';
 import { Epochs } from '../blinded/epochs.ts';
 import { EvaluatorPool } from '../blinded/pool.ts';
-import { designLog } from '../querylog.ts';
+import { countingLog, designLog } from '../querylog.ts';
 import { Store } from '../store.ts';
+import { acquireFolderLock } from '../lock.ts';
 
 type EvalLogRow = [ts: number, accountId: number, ip: string, epoch: number, count: number];
-type BucketLogRow = [ts: number, ip: string, epoch: number, bucket: number];
+type BucketLogKey = [ip: string, epoch: number, bucket: number];
 
 /**
  * Smallest body bytes per element of an evaluate request: JSON (44 base64
@@ -120,7 +138,8 @@ function parseSegment(what: string, raw: string | undefined): number {
 export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContext): Promise<BlindedServerDesign> => {
   const epochs = await Epochs.open(ctx);
   const evalLog = designLog<EvalLogRow>(ctx, 'blinded_eval_log', ['ts', 'account_id', 'ip', 'epoch', 'count']);
-  const bucketLog = designLog<BucketLogRow>(ctx, 'blinded_bucket_log', ['ts', 'ip', 'epoch', 'bucket']);
+  // Counted per (minute, IP, epoch, bucket): one row per minute however many fetches (module header).
+  const bucketLog = countingLog<BucketLogKey>(ctx, 'blinded_bucket_log', ['ip', 'epoch', 'bucket']);
 
   // BlindEvaluate runs on worker threads (server/blinded/pool.ts), started now in the background:
   // a request that comes first waits for them; if they cannot start, evaluation is inline (logged).
@@ -177,6 +196,7 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
         },
         async handle({ body, requester, ip }) {
           if (!requester) throw new PcdError(ErrorCode.Unauthenticated, 'evaluate needs a requester token');
+          evalLog.requireRoom(1); // 503 while the log cannot be written and its buffer is full (module header)
           const n = body.elements.length;
           if (n < 1 || n > LIMITS.maxBatch) throw new PcdError(ErrorCode.TooManyItems, `elements: 1 to ${LIMITS.maxBatch} per request, got ${n}`);
           const e = epochs.get(body.epoch);
@@ -203,9 +223,10 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
               `epoch ${epochId} has ${count} bucket${count > 1 ? 's' : ''} (bucketBits ${e.params.bucketBits}): no bucket ${bucket}`,
             );
           }
-          bucketLog.append([ctx.now(), ip, epochId, bucket]);
           const etag = e.table.etag(bucket);
+          // A revalidation is not logged; a fetch is counted in its minute's row (module header).
           if (matchesEtag(ifNoneMatch, etag)) return { status: 304, etag, cacheControl: BUCKET_CACHE_CONTROL };
+          bucketLog.add([ip, epochId, bucket]);
           const { tags, capabilities } = e.table.view(bucket);
           return { body: { epoch: epochId, bucket, tags, capabilities }, etag, cacheControl: BUCKET_CACHE_CONTROL };
         },
@@ -241,27 +262,38 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
  * the next epoch (with options.bucketBits / options.mode when given, else
  * the current epoch's), makes it current and starts the previous one's
  * grace period. On a data folder without epochs it creates the first one.
- * The server must not be running on the same folder: it would not see the
- * new epoch until restarted, and both would write the key file.
+ * The server must not be running on the same folder (it would not see the
+ * new epoch until restarted, and both would write the key file): the
+ * folder's lock (server/lock.ts) refuses it with one line naming the server.
+ *
+ * `repair` (`pcd rotate-key --repair`): where the key file and the database
+ * disagree, destroys keys of unknown epochs and retires for good the live
+ * epochs whose key is lost or wrong, then rotates; `repaired` says what it did.
  */
-export async function rotateKeyOffline(options: ServerOptions): Promise<RotateKeyReply> {
-  const store = Store.open(options.dataDir);
+export async function rotateKeyOffline(options: ServerOptions & { repair?: boolean }): Promise<RotateKeyReply & { repaired?: string[] }> {
+  const logger = options.logger ?? pino({ level: process.env.PCD_LOG_LEVEL ?? 'silent' });
+  const lock = acquireFolderLock(options.dataDir, { role: 'rotate-key', logger });
   try {
-    const logger = options.logger ?? pino({ level: process.env.PCD_LOG_LEVEL ?? 'silent' });
-    const directory = Directory.load(store);
-    const version = store.directoryVersion();
-    const ctx: ServerContext = { store, directory, directoryVersion: () => version, now: options.now ?? Date.now, options, logger };
-    const epochs = await Epochs.open(ctx, { build: false });
+    const store = Store.open(options.dataDir);
     try {
-      if (epochs.createdAtOpen) {
-        await epochs.ready; // the first epoch, built and cached
-        return { epoch: epochs.currentNumber };
+      const directory = Directory.load(store);
+      const version = store.directoryVersion();
+      const ctx: ServerContext = { store, directory, directoryVersion: () => version, now: options.now ?? Date.now, options, logger };
+      const epochs = await Epochs.open(ctx, { build: false, repair: options.repair === true });
+      const repaired = epochs.repaired.length > 0 ? { repaired: [...epochs.repaired] } : {};
+      try {
+        if (epochs.createdAtOpen) {
+          await epochs.ready; // the first epoch (or the one replacing those a repair retired), built and cached
+          return { epoch: epochs.currentNumber, ...repaired };
+        }
+        return { ...(await epochs.rotate({})), ...repaired };
+      } finally {
+        await epochs.close();
       }
-      return await epochs.rotate({});
     } finally {
-      await epochs.close();
+      store.close();
     }
   } finally {
-    store.close();
+    lock.release();
   }
 }

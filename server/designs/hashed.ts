@@ -11,6 +11,11 @@
  * Measured on the project's 2-core VM over 200,000 numbers: noble's JS
  * SHA-256 370-440k/s, `createHash('sha256')` 370-490k/s (its per-call
  * object costs as much as the hash of 12 bytes), `crypto.hash` 0.98-1.1M/s.
+ *
+ * When the log cannot be written: as the plain design (server/designs/plain.ts),
+ * every answered lookup is logged. Rows are kept and retried while the
+ * buffer has room; once the log is failing and its buffer is full, lookups
+ * are refused with 503 `unavailable` and Retry-After.
  */
 import crypto from 'node:crypto';
 import { maskToCapabilities } from '../../shared/capabilities.ts';
@@ -65,6 +70,7 @@ export const createHashedDesign: ServerDesignFactory = (ctx): ServerDesign => {
         request: HashedLookupRequest,
         cost: (b) => b.hashes.length,
         handle({ body, requester, ip }) {
+          log.requireRoom(body.hashes.length); // refused, not answered unlogged (module header)
           const ts = ctx.now();
           const results = body.hashes.map((hash) => {
             const number = find(hash);

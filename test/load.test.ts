@@ -1,0 +1,84 @@
+/**
+ * A mixed-design load run: many concurrent clients, each with its own
+ * requester token and design, look up contact lists (registered and
+ * unregistered numbers, in random batch sizes, duplicates included) against
+ * one real server at once, while the admin registers new accounts. Every
+ * answer is checked against the directory the store holds: the designs
+ * under concurrency answer exactly what a lone client would.
+ */
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { maskToCapabilities } from '../shared/capabilities.ts';
+import { DESIGNS, type DesignName } from '../shared/messages.ts';
+import { seedDataFolder } from '../server/cli.ts';
+import { startTestServer, tempDir, type TestServer } from './helpers.ts';
+
+/** A small deterministic generator (mulberry32), so a failure replays. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+describe('mixed-design load from many concurrent clients', () => {
+  const root = tempDir('pcd-load-');
+  let ts: TestServer;
+  const expected = new Map<string, string[]>();
+  let registered: string[] = [];
+  const tokens: string[] = [];
+
+  beforeAll(async () => {
+    const dataDir = path.join(root, 'data');
+    seedDataFolder(dataDir, path.join(root, 'contacts'), { size: 1500, requesters: 0 });
+    ts = await startTestServer({ dataDir, bucketBits: 4, evalThreads: 2 });
+    for (const { number, mask } of ts.server.store.directory()) expected.set(number, maskToCapabilities(mask));
+    registered = [...expected.keys()];
+    for (let i = 0; i < 12; i++) {
+      const { token } = await ts.admin.createAccount({ email: `load${i}@example.org`, numbers: [`+1415555${String(1000 + i).padStart(4, '0')}`], capabilities: ['messages'] });
+      tokens.push(token);
+      expected.set(`+1415555${String(1000 + i).padStart(4, '0')}`, ['messages']);
+    }
+  });
+  afterAll(() => ts?.close());
+
+  it('answers every lookup of 12 concurrent clients over the three designs as the directory says', async () => {
+    const random = rng(20261202);
+    const unregistered = Array.from({ length: 400 }, (_, i) => `+1415555${String(2000 + i).padStart(4, '0')}`);
+    for (const n of unregistered) expected.set(n, []);
+    const pick = (): string => (random() < 0.5 ? registered[Math.floor(random() * registered.length)]! : unregistered[Math.floor(random() * unregistered.length)]!);
+
+    let checked = 0;
+    const newcomers: string[] = [];
+    const client = async (i: number): Promise<void> => {
+      const design: DesignName = DESIGNS[i % DESIGNS.length]!;
+      const c = ts.client(tokens[i]!, design, { batchSize: 1 + Math.floor(random() * 300) });
+      for (let round = 0; round < 4; round++) {
+        const list = Array.from({ length: 1 + Math.floor(random() * 250) }, pick);
+        const results = await c.lookupMany(list);
+        expect(results.map((r) => r.number), design).toEqual(list);
+        results.forEach((r) => expect(r.capabilities, `${design} ${r.number}`).toEqual(expected.get(r.number)));
+        checked += results.length;
+      }
+    };
+    // The admin registers while the clients run; those numbers are looked up once every client is done.
+    const registrar = (async () => {
+      for (let i = 0; i < 10; i++) {
+        const n = `+1415555${String(3000 + i).padStart(4, '0')}`;
+        await ts.admin.createAccount({ email: `new${i}@example.org`, numbers: [n], capabilities: ['facetime'] });
+        newcomers.push(n);
+      }
+    })();
+    await Promise.all([...tokens.map((_, i) => client(i)), registrar]);
+    expect(checked).toBeGreaterThan(12 * 4);
+
+    for (const design of DESIGNS) {
+      const results = await ts.client(tokens[0]!, design).lookupMany(newcomers);
+      expect(results.map((r) => r.capabilities), design).toEqual(newcomers.map(() => ['facetime']));
+    }
+  });
+});

@@ -1,0 +1,221 @@
+/**
+ * Anonymous traffic must not grow the database without bound: bucket
+ * fetches are counted per (minute, IP, epoch, bucket) and revalidations
+ * (304) are not logged at all (server/designs/blinded.ts, "What it
+ * persists"). Through a real server: 20,000 revalidations and 20,000 GETs
+ * from one IP. And a data folder of the previous version (one row per
+ * fetch, account ids without AUTOINCREMENT) still opens, migrated.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { PATHS } from '../shared/messages.ts';
+import { flushLogs, logHealth } from '../server/loghealth.ts';
+import { sampleNumbers } from '../server/seed.ts';
+import { DB_FILE, Store } from '../server/store.ts';
+import { startTestServer, tempDir, testClock } from './helpers.ts';
+
+const MINUTE = 60_000;
+const REQUESTS = 20_000;
+const CONCURRENCY = 8;
+
+/** Bytes of the database and its write-ahead log. */
+function dbBytes(dir: string): number {
+  const size = (f: string) => (fs.existsSync(f) ? fs.statSync(f).size : 0);
+  const file = path.join(dir, DB_FILE);
+  return size(file) + size(`${file}-wal`);
+}
+
+/** Runs `n` calls of `f` with `concurrency` in flight; returns how often each result came. */
+async function run(n: number, concurrency: number, f: () => Promise<number>): Promise<Map<number, number>> {
+  const seen = new Map<number, number>();
+  let started = 0;
+  const worker = async () => {
+    while (started < n) {
+      started++;
+      const r = await f();
+      seen.set(r, (seen.get(r) ?? 0) + 1);
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return seen;
+}
+
+describe('bucket fetch log growth', () => {
+  it('20,000 revalidations and 20,000 GETs from one IP grow pcd.sqlite + -wal by less than 100 KB', async () => {
+    const clock = testClock();
+    const s = await startTestServer({ designs: ['blinded'], now: clock.now, bucketBits: 2 });
+    try {
+      const numbers = sampleNumbers({ count: 12, seed: 'log-growth', regions: ['US'] });
+      for (let i = 0; i < numbers.length; i += 3) {
+        await s.admin.createAccount({ email: `r${i}@example.org`, numbers: numbers.slice(i, i + 3), capabilities: ['messages'] });
+      }
+      const store = s.server.store;
+      const url = `${s.server.url}${PATHS.blindedBucket(1, 0)}`;
+      const first = await fetch(url);
+      await first.arrayBuffer();
+      expect(first.status).toBe(200);
+      const etag = first.headers.get('etag')!;
+      expect(etag).toBeTruthy();
+      expect(flushLogs(store)).toBe(true);
+      const sumCount = () => store.db.prepare<[], { n: number | null }>('SELECT sum(count) AS n FROM blinded_bucket_log').get()!.n ?? 0;
+      expect(sumCount()).toBe(1);
+      const before = dbBytes(s.dataDir);
+
+      // The server's clock moves 10 ms per request: 40,000 requests span about 7 minutes of log windows.
+      const revalidations = await run(REQUESTS, CONCURRENCY, async () => {
+        clock.advance(10);
+        const r = await fetch(url, { headers: { 'if-none-match': etag } });
+        await r.arrayBuffer();
+        return r.status;
+      });
+      expect(revalidations).toEqual(new Map([[304, REQUESTS]]));
+      // Not logged: nothing pending, nothing written.
+      expect(logHealth(store).find((l) => l.table === 'blinded_bucket_log')!.pending).toBe(0);
+      expect(sumCount()).toBe(1);
+
+      const start = clock.now();
+      const gets = await run(REQUESTS, CONCURRENCY, async () => {
+        clock.advance(10);
+        const r = await fetch(url);
+        await r.arrayBuffer();
+        return r.status;
+      });
+      const end = clock.now();
+      expect(gets).toEqual(new Map([[200, REQUESTS]]));
+      expect(flushLogs(store)).toBe(true);
+
+      const growth = dbBytes(s.dataDir) - before;
+      console.log(`bucket log: ${2 * REQUESTS} anonymous requests grew pcd.sqlite + -wal by ${growth} bytes`);
+      expect(growth).toBeLessThan(100 * 1024);
+      // Every GET counted, in one row per minute the GETs spanned (plus the first fetch's).
+      const rows = store.db.prepare<[], { ts: number; ip: string; epoch: number; bucket: number; count: number }>('SELECT * FROM blinded_bucket_log ORDER BY ts').all();
+      expect(sumCount()).toBe(REQUESTS + 1);
+      const minutes = Math.floor(end / MINUTE) - Math.floor(start / MINUTE) + 1;
+      expect(rows.length).toBeLessThanOrEqual(minutes + 1);
+      for (const r of rows) {
+        expect(r.ts % MINUTE).toBe(0);
+        expect(r).toMatchObject({ epoch: 1, bucket: 0, ip: expect.stringMatching(/127\.0\.0\.1$/) });
+      }
+    } finally {
+      await s.close();
+    }
+  }, 180_000);
+});
+
+// The schema of the previous version (server/store.ts before bucket fetches were counted and ids made AUTOINCREMENT).
+const PREVIOUS_SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS accounts (
+  id INTEGER PRIMARY KEY,
+  email TEXT NOT NULL UNIQUE,
+  token_hash BLOB UNIQUE,
+  capabilities INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS numbers (
+  number TEXT PRIMARY KEY,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS numbers_account ON numbers(account_id);
+CREATE TABLE IF NOT EXISTS plain_log (
+  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, account_id INTEGER NOT NULL,
+  email TEXT NOT NULL, ip TEXT NOT NULL, number TEXT NOT NULL, answer INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS plain_log_number ON plain_log(number, ts);
+CREATE INDEX IF NOT EXISTS plain_log_ts ON plain_log(ts);
+CREATE TABLE IF NOT EXISTS hashed_log (
+  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, account_id INTEGER NOT NULL,
+  email TEXT NOT NULL, ip TEXT NOT NULL, hash BLOB NOT NULL, answer INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS hashed_log_hash ON hashed_log(hash, ts);
+CREATE INDEX IF NOT EXISTS hashed_log_ts ON hashed_log(ts);
+CREATE TABLE IF NOT EXISTS blinded_eval_log (
+  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, account_id INTEGER NOT NULL,
+  ip TEXT NOT NULL, epoch INTEGER NOT NULL, count INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blinded_eval_log_ts ON blinded_eval_log(ts);
+CREATE TABLE IF NOT EXISTS blinded_bucket_log (
+  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, ip TEXT NOT NULL,
+  epoch INTEGER NOT NULL, bucket INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS blinded_bucket_log_ts ON blinded_bucket_log(ts);
+CREATE TABLE IF NOT EXISTS directory_changes (
+  version INTEGER PRIMARY KEY,
+  number TEXT NOT NULL,
+  mask INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS epochs (
+  epoch INTEGER PRIMARY KEY,
+  public_key BLOB NOT NULL,
+  mode TEXT NOT NULL,
+  bucket_bits INTEGER NOT NULL,
+  tag_bytes INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  retires_at INTEGER,
+  destroyed_at INTEGER
+);
+`;
+
+describe('a data folder of the previous version', () => {
+  it('opens: the bucket log becomes per-minute counts, accounts get AUTOINCREMENT above every logged id, nothing else changes', async () => {
+    const dataDir = tempDir();
+    const t0 = Date.UTC(2026, 10, 1, 12, 0, 0);
+    const [n1, n2, n3] = sampleNumbers({ count: 3, seed: 'previous-version', regions: ['US'] });
+    const old = new Database(path.join(dataDir, DB_FILE));
+    old.pragma('journal_mode = WAL');
+    old.pragma('foreign_keys = ON');
+    old.exec(PREVIOUS_SCHEMA);
+    old.prepare('INSERT INTO accounts (id, email, token_hash, capabilities, created_at) VALUES (?, ?, NULL, 1, ?)').run(1, 'alice@example.org', t0);
+    old.prepare('INSERT INTO accounts (id, email, token_hash, capabilities, created_at) VALUES (?, ?, NULL, 3, ?)').run(2, 'bob@example.org', t0);
+    old.prepare('INSERT INTO numbers (number, account_id) VALUES (?, ?)').run(n1, 1);
+    old.prepare('INSERT INTO numbers (number, account_id) VALUES (?, ?)').run(n2, 2);
+    // Account 3 existed, looked something up, and was deleted: only the logs remember its id.
+    old.prepare('INSERT INTO plain_log (ts, account_id, email, ip, number, answer) VALUES (?, 3, ?, ?, ?, 0)').run(t0 + 5, 'carol@example.org', '10.0.0.3', n3);
+    old.prepare('INSERT INTO blinded_eval_log (ts, account_id, ip, epoch, count) VALUES (?, 3, ?, 1, 4)').run(t0 + 6, '10.0.0.3');
+    const fetch = old.prepare('INSERT INTO blinded_bucket_log (ts, ip, epoch, bucket) VALUES (?, ?, ?, ?)');
+    for (let i = 0; i < 5; i++) fetch.run(t0 + 1000 * i, '10.0.0.1', 1, 2); // five fetches in one minute
+    fetch.run(t0 + 30_000, '10.0.0.2', 1, 2);
+    fetch.run(t0 + MINUTE + 1, '10.0.0.1', 1, 2); // the next minute
+    old.close();
+
+    const store = Store.open(dataDir);
+    try {
+      expect(store.db.prepare('SELECT ts, ip, epoch, bucket, count FROM blinded_bucket_log ORDER BY ts, ip').all()).toEqual([
+        { ts: t0, ip: '10.0.0.1', epoch: 1, bucket: 2, count: 5 },
+        { ts: t0, ip: '10.0.0.2', epoch: 1, bucket: 2, count: 1 },
+        { ts: t0 + MINUTE, ip: '10.0.0.1', epoch: 1, bucket: 2, count: 1 },
+      ]);
+      const accountsSql = store.db.prepare<[], { sql: string }>("SELECT sql FROM sqlite_schema WHERE name = 'accounts'").get()!.sql;
+      expect(accountsSql).toMatch(/AUTOINCREMENT/);
+      expect(store.db.prepare('SELECT id, email FROM accounts ORDER BY id').all()).toEqual([
+        { id: 1, email: 'alice@example.org' },
+        { id: 2, email: 'bob@example.org' },
+      ]);
+      expect(store.db.prepare('SELECT number, account_id FROM numbers ORDER BY account_id').all()).toEqual([
+        { number: n1, account_id: 1 },
+        { number: n2, account_id: 2 },
+      ]);
+      expect(store.db.prepare('SELECT count(*) AS n FROM plain_log').get()).toEqual({ n: 1 });
+      expect(store.db.pragma('foreign_keys', { simple: true })).toBe(1);
+      // Foreign keys still cascade from the rebuilt table.
+      expect(store.deleteAccount(2)!.changes).toEqual([{ number: n2, mask: 0 }]);
+      expect(store.db.prepare('SELECT count(*) AS n FROM numbers').get()).toEqual({ n: 1 });
+      // The next id is above every id a log row holds (3), not max(accounts.id) + 1.
+      const { accountId } = store.createAccount({ email: 'dave@example.org', numbers: [n3!], mask: 1 }, t0 + 10);
+      expect(accountId).toBe(4);
+    } finally {
+      store.close();
+    }
+    // Opening again changes nothing more; the server serves the folder.
+    const s = await startTestServer({ dataDir, designs: ['plain', 'hashed', 'blinded'], bucketBits: 2 });
+    try {
+      const eve = await s.admin.createAccount({ email: 'eve@example.org', numbers: [n2!], capabilities: ['messages'] });
+      expect(eve.accountId).toBe(5);
+      expect((await s.client(eve.token, 'plain').lookup(n1!)).capabilities).toEqual(['messages']);
+    } finally {
+      await s.close();
+    }
+  });
+});
