@@ -82,6 +82,8 @@ export function seedDataFolder(dataDir: string, contactsDir: string, options: Se
     }
     const started = performance.now();
     const now = Date.now();
+    // Contact lists first: options they cannot satisfy are refused before anything is written.
+    const lists = [...generateContactLists(options)];
     const numbers = store.bulkInsert(
       (function* () {
         for (const a of generateAccounts(options)) yield { email: a.email, numbers: a.numbers, mask: capabilitiesToMask(a.capabilities) };
@@ -91,7 +93,7 @@ export function seedDataFolder(dataDir: string, contactsDir: string, options: Se
     );
     fs.mkdirSync(contactsDir, { recursive: true });
     const requesters: SeedResult['requesters'] = [];
-    for (const list of generateContactLists(options)) {
+    for (const list of lists) {
       const account = store.accountByEmail(list.email);
       if (!account) throw new Error(`seed: requester ${list.email} is not among the seeded accounts`);
       const file = path.join(contactsDir, `${list.email.split('@')[0]}.txt`);
@@ -246,7 +248,7 @@ export function registerServerCommands(program: Command): void {
     program
       .command('start')
       .description('the quick start: seed a default directory into an empty data folder, then serve and print how to query it')
-      .option('--size <n>', 'numbers to seed when the data folder is empty', int('--size', 1, 10_000_000), START_SEED_SIZE),
+      .option('--size <n>', 'numbers to seed when the data folder is empty', int('--size', 10, 10_000_000), START_SEED_SIZE),
   ).action(async (o: ServeFlags & { size: number }) => {
     const contactsDir = contactsDirFor(o.data);
     // Under the folder's lock, like the seeding and serving that follow (each takes it in turn).
@@ -261,7 +263,8 @@ export function registerServerCommands(program: Command): void {
     }
     if (empty) {
       console.log(`seeding a synthetic directory of ${o.size} numbers into ${path.resolve(o.data)} ...`);
-      const r = seedDataFolder(o.data, contactsDir, { size: o.size });
+      // Contact lists of 200 (half registered), shorter for a directory too small for them.
+      const r = seedDataFolder(o.data, contactsDir, { size: o.size, contactsPerRequester: Math.min(200, Math.max(2, Math.floor(o.size / 2))) });
       console.log(`seeded ${r.numbers} numbers in ${(r.ms / 1000).toFixed(1)} s; contact lists in ${contactsDir}`);
     }
     const server = await serve(o);
