@@ -8,17 +8,17 @@
  * child process are in test/client-hardening.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { parseContactFile } from '../client/cli.ts';
-import { tempDir } from './helpers.ts';
+import { PCD_BIN, spawnServe as serve, stopChild as stop, tempDir } from './helpers.ts';
 
 const run = promisify(execFile);
-const PCD = path.resolve('bin/pcd.mjs');
+const PCD = PCD_BIN;
 
 function pcd(args: string[], env: Record<string, string> = {}) {
   return run(process.execPath, [PCD, ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
@@ -36,39 +36,6 @@ async function pcdFails(args: string[], env: Record<string, string> = {}): Promi
   expect(stderr).toMatch(/^pcd: /);
   expect(stderr).not.toMatch(/\n\s+at /);
   return { code: r!.code, stderr };
-}
-
-/** Starts `pcd serve`; resolves once it listens and, when it serves blinded, says blinded is ready (the others answer before). */
-async function serve(args: string[]): Promise<{ child: ChildProcess; url: string }> {
-  const child = spawn(process.execPath, [PCD, 'serve', '--port', '0', '--log-level', 'warn', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    // A server that never gets ready is killed, so a failed run leaves no process behind.
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`pcd serve was not ready within 50 s: ${out}`));
-    }, 50_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /serving (.+?) on (http:\/\/[\d.:]+)/.exec(out);
-      if (m && (!m[1]!.includes('blinded') || /^blinded ready: /m.test(out))) {
-        clearTimeout(timer);
-        resolve(m[2]!);
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`pcd serve exited with ${code}: ${out}`));
-    });
-  });
-  return { child, url };
-}
-
-function stop(child: ChildProcess): Promise<number | null> {
-  return new Promise((resolve) => {
-    child.on('exit', (code) => resolve(code));
-    child.kill('SIGTERM');
-  });
 }
 
 describe('pcd command line', () => {
