@@ -12,6 +12,9 @@
  * - `usage`: this process's CPU time and memory now (after a full GC with
  *   `gc`), with the blinded design's epoch counters.
  * - `close`: closes the server (flushing its logs) and exits.
+ * - `clock`: sets the time the server's clock (ServerOptions.now) reads from
+ *   then on, Unix ms; until it is first set, the real time. Simulated time
+ *   (workload/simulate.ts) sets it before `start` and before every request.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -30,7 +33,8 @@ export type ChildCommand =
   | { cmd: 'start'; options: ChildServerOptions; listenOnly?: boolean }
   | { cmd: 'open'; options: ChildServerOptions }
   | { cmd: 'usage'; gc?: boolean }
-  | { cmd: 'close' };
+  | { cmd: 'close' }
+  | { cmd: 'clock'; now: number };
 
 export interface Usage {
   /** process.cpuUsage() user + system, microseconds: every thread of the process (evaluator and build workers too). */
@@ -120,13 +124,15 @@ function dirBytes(dir: string): number | undefined {
 
 const logger = pino({ level: 'silent' });
 let server: RunningServer | undefined;
+/** Set by the `clock` command: the time ServerOptions.now returns (undefined: the real time). */
+let clockMs: number | undefined;
 
 async function handle(c: ChildCommand): Promise<StartReply | OpenReply | Usage | null> {
   switch (c.cmd) {
     case 'start': {
       if (server) throw new Error('a server is running already');
       const t0 = performance.now();
-      server = await startServer({ rateLimits: false, ...c.options, host: '127.0.0.1', port: 0, logger });
+      server = await startServer({ rateLimits: false, ...c.options, now: () => clockMs ?? Date.now(), host: '127.0.0.1', port: 0, logger });
       if (!c.listenOnly) await server.ready; // every design answering: the blinded epochs loaded or built
       const seconds = (performance.now() - t0) / 1000;
       return { url: server.url, seconds, directorySize: server.directory.size, epochStats: blindedStats(server), usage: usage() };
@@ -155,6 +161,10 @@ async function handle(c: ChildCommand): Promise<StartReply | OpenReply | Usage |
     case 'usage':
       if (c.gc) gc();
       return usage();
+    case 'clock':
+      if (!Number.isSafeInteger(c.now)) throw new Error(`clock: ${String(c.now)} is not a time in Unix ms`);
+      clockMs = c.now;
+      return null;
     case 'close':
       if (server) await server.close();
       server = undefined;

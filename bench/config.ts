@@ -11,6 +11,7 @@ import type { FairnessConfig } from './fairness.ts';
 import type { HttpConfig, HttpShapeConfig } from './http.ts';
 import type { ReverseConfig } from './reverse.ts';
 import type { ScaleConfig } from './scale.ts';
+import type { WorkloadConfig } from './workload.ts';
 
 export type Profile = 'quick' | 'full' | 'tiny';
 
@@ -22,6 +23,7 @@ export interface BenchConfig {
   build: BuildConfig;
   scale: ScaleConfig;
   reverse: ReverseConfig;
+  workload: WorkloadConfig;
 }
 
 /** Evaluator threads compared in the http section (`--eval-threads 1` vs `2`). */
@@ -86,6 +88,13 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           targetsPerRange: 10,
           projected: PROJECTED_RANGES,
         },
+        workload: {
+          population: { blocks: 2, blockDigits: 3, people: 120, registeredShare: 0.25, degreeMedian: 12, communitySize: 15 },
+          script: { days: 2, conversationsPerDay: 3, reinstallsPerYear: 60 },
+          designs: ['plain', 'hashed', 'blinded'],
+          bucketBits: [0, 8],
+          usersPerIp: 1,
+        },
       };
     case 'quick':
       return {
@@ -142,6 +151,13 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           ],
           targetsPerRange: 100,
           projected: PROJECTED_RANGES,
+        },
+        workload: {
+          population: { people: 600, registeredShare: 0.3, degreeMedian: 30 },
+          script: { days: 3 },
+          designs: ['plain', 'hashed', 'blinded'],
+          bucketBits: [0, 4, 8, 12],
+          usersPerIp: 1,
         },
       };
     case 'full':
@@ -215,6 +231,8 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           targetsPerRange: 1000,
           projected: PROJECTED_RANGES,
         },
+        // The default scale of `pcd simulate` (about ten minutes on 2 cores), with 16 bucket bits added.
+        workload: { population: {}, script: {}, designs: ['plain', 'hashed', 'blinded'], bucketBits: [0, 4, 8, 12, 16], usersPerIp: 1 },
       };
   }
 }

@@ -123,7 +123,7 @@ export async function runFairness(config: FairnessConfig, log: (line: string) =>
           ok: ok(l),
           rejected503: l.statuses['503'] ?? 0,
           otherErrors: others(l),
-          latencyMs: { mean: s.mean, median: s.median, p50: s.p50, p99: s.p99, min: s.min, max: s.max },
+          latencyMs: { mean: s.mean, median: s.median, p50: s.p50, p95: s.p95, p99: s.p99, min: s.min, max: s.max },
         },
       };
     };

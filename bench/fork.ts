@@ -26,6 +26,8 @@ export interface ServerChild {
   kill(signal: NodeJS.Signals): Promise<void>;
   /** Closes the server (its logs flushed) and waits for the process to exit. */
   close(): Promise<void>;
+  /** Sets the server's clock (ServerOptions.now) to `now`, Unix ms; set it before `start` to run on simulated time from the first row. */
+  clock(now: number): Promise<void>;
 }
 
 export function forkServer(env: Record<string, string | undefined> = {}): ServerChild {
@@ -85,6 +87,7 @@ export function forkServer(env: Record<string, string | undefined> = {}): Server
     start: (options, timeoutMs, listenOnly) => send<StartReply>({ cmd: 'start', options, ...(listenOnly ? { listenOnly } : {}) }, timeoutMs),
     open: (options, timeoutMs) => send<OpenReply>({ cmd: 'open', options }, timeoutMs),
     usage: (options) => send<Usage>({ cmd: 'usage', ...(options?.gc ? { gc: true } : {}) }),
+    clock: (now) => send<null>({ cmd: 'clock', now }).then(() => undefined),
     async kill(signal) {
       if (exited) return;
       child.kill(signal);

@@ -280,7 +280,7 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
           durationMs: t.durationMs,
           requestsPerSec: t.requests / (t.durationMs / 1000),
           lookupsPerSec: lookups / (t.durationMs / 1000),
-          latencyMs: { mean: s.mean, median: s.median, p50: s.p50, p99: s.p99, min: s.min, max: s.max },
+          latencyMs: { mean: s.mean, median: s.median, p50: s.p50, p95: s.p95, p99: s.p99, min: s.min, max: s.max },
           serverCpuMsPerRequest: attempted > 0 ? t.cpuMs / attempted : Number.NaN,
           serverCpuUsPerLookup: attempted > 0 ? (t.cpuMs * 1000) / (attempted * run.numbersPerRequest) : Number.NaN,
           serverCpuShare: t.cpuMs / t.durationMs,

@@ -87,19 +87,42 @@ export function packageVersions(): Record<string, string> {
 
 export interface TreeState {
   commit: string | undefined;
-  /** Files changed against the commit (uncommitted work was measured too). */
+  /**
+   * Whether the work tree differed from the commit: changed or staged files,
+   * or untracked files git does not ignore (uncommitted work was measured
+   * too). Undefined when git could not tell (no git, not a clone).
+   */
   dirty: boolean | undefined;
+  /** What differed, as `git status --porcelain` lines (the first 20), when dirty. */
+  changes?: string[];
+  /** How many such lines there were in all. */
+  changeCount?: number;
 }
+
+const MAX_CHANGES_RECORDED = 20;
 
 export function treeState(): TreeState {
   const git = (...args: string[]): string | undefined => {
     try {
-      return execFileSync('git', args, { cwd: PROJECT_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trim();
+      return execFileSync('git', args, { cwd: PROJECT_ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 5000 }).trimEnd();
     } catch {
       return undefined;
     }
   };
-  const commit = git('rev-parse', 'HEAD');
-  const status = git('status', '--porcelain', '--untracked-files=no');
-  return { commit, dirty: status === undefined ? undefined : status.length > 0 };
+  const commit = git('rev-parse', 'HEAD')?.trim() || undefined;
+  // Untracked files count: a new source file the run imported is measured but in no commit.
+  const status = commit === undefined ? undefined : git('status', '--porcelain', '--untracked-files=normal');
+  if (status === undefined) return { commit, dirty: undefined };
+  const lines = status.split('\n').filter((l) => l.trim().length > 0);
+  if (lines.length === 0) return { commit, dirty: false };
+  return { commit, dirty: true, changes: lines.slice(0, MAX_CHANGES_RECORDED), changeCount: lines.length };
+}
+
+/** One line for a report: `commit abc123def456 (clean tree)`, or what made it dirty. */
+export function describeTree(tree: TreeState): string {
+  const commit = tree.commit ? `commit ${tree.commit.slice(0, 12)}` : 'commit unknown';
+  if (tree.dirty === false) return `${commit} (clean tree)`;
+  if (tree.dirty === undefined) return `${commit} (tree state unknown: git could not tell)`;
+  const n = tree.changeCount ?? tree.changes?.length;
+  return `${commit} + uncommitted changes (DIRTY TREE${n ? `: ${n} file${n === 1 ? '' : 's'} differ` : ''})`;
 }

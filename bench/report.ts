@@ -1,8 +1,15 @@
 /**
  * Turns results.json into what a writeup pastes: results.md (the machine,
- * then one Markdown table per section, ratios, projections marked as such)
- * and SVG charts with titles, axis labels and units.
+ * the commit and whether the tree was clean, then one Markdown table per
+ * section with p50 / p95 / p99 latencies, ratios, projections marked as
+ * such). Charts are bench/charts.ts (Vega-Lite specs) and bench/vega.ts.
+ *
+ * A run that is not a full run from a clean commit says so at the top and
+ * above every table (bench/label.ts), so a table pasted alone still does.
  */
+import { workloadMarkdown } from './workload.ts';
+import { describeTree } from './machine.ts';
+import { DIRTY_LABEL, machineLine, runLabels, titleSuffix } from './label.ts';
 import type {
   BandwidthMark,
   BenchResults,
@@ -16,7 +23,8 @@ import type {
   ScaleMark,
 } from './results.ts';
 import { formatBytes, formatNumber, formatSeconds } from './stats.ts';
-import { barChart, lineChart } from './svg.ts';
+
+export { machineLine } from './label.ts';
 
 function by<T extends Mark>(r: BenchResults, section: T['section']): T[] {
   return r.marks.filter((m): m is T => m.section === section);
@@ -33,35 +41,66 @@ export function table(headers: string[], rows: (string | number)[][], align?: ('
 }
 
 const n0 = (v: number) => formatNumber(v, 0);
-const ms = (v: number) => (Number.isFinite(v) ? (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)) : '–');
-const us = (v: number) => (Number.isFinite(v) ? (v >= 1000 ? formatNumber(v, 0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)) : '–');
+const ms = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)) : '–');
+const us = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? (v >= 1000 ? formatNumber(v, 0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)) : '–');
+const pct = (v: number) => `${Math.round(v * 100)} %`;
 
-export function machineLine(r: BenchResults): string {
-  const m = r.machine;
-  return `${m.cpuModel}, ${m.cores} cores${m.cpuMHz ? ` @ ${m.cpuMHz} MHz` : ''}, ${formatBytes(m.memoryBytes)} RAM, ${m.os} ${m.arch}, Node ${m.node} (V8 ${m.v8})`;
+/** Marks a value measured from one sample (one request, one call): no spread to speak of. */
+export const ONE_SAMPLE = '†';
+const ONE_SAMPLE_NOTE = `${ONE_SAMPLE} one sample only (one request, or one timed call): p50 is that sample, p95 and p99 are not shown; not a figure to cite.`;
+
+/** p50, p95, p99 cells (ms); p95 and p99 blank for a single sample, p95 '–' in runs from before it was recorded. */
+function percentiles(l: { p50: number; p95?: number; p99: number }, samples: number, scale = 1): string[] {
+  if (samples < 2) return [`${ms(l.p50 * scale)} ${ONE_SAMPLE}`, '', ''];
+  return [ms(l.p50 * scale), ms(l.p95 === undefined ? undefined : l.p95 * scale), ms(l.p99 * scale)];
 }
 
-function projectionTable(p: Projection): string {
+function projectionTable(p: Projection, t: typeof table): string {
   const value = (row: Projection['rows'][number]) => (row.unit === 's' ? formatSeconds(row.value) : formatBytes(row.value));
   return [
     `**${p.name}** _(projection, not a measurement)_  `,
     `Basis: ${p.basis}.  `,
     `Assumption: ${p.assumption}.`,
     '',
-    table(['', 'projected'], p.rows.map((row) => [row.label, value(row)])),
+    t(['', 'projected'], p.rows.map((row) => [row.label, value(row)])),
   ].join('\n');
+}
+
+/** The command that makes a run like this one. */
+function regenerate(r: BenchResults): string {
+  return r.profile === 'full' ? '`npm run bench` (from a clean commit)' : `\`npm run bench -- --${r.profile}\``;
 }
 
 export function renderMarkdown(r: BenchResults, charts: readonly string[]): string {
   const out: string[] = [];
-  out.push('# pcd benchmark results', '');
+  const labels = runLabels(r);
+  const caption = labels.length > 0 ? `_${titleSuffix(r).trim()}_\n\n` : '';
+  /** Every table carries the run's label when it has one. */
+  const t = (headers: string[], rows: (string | number)[][], align?: ('l' | 'r')[]) => caption + table(headers, rows, align);
+  let oneSample = false;
+  const footnote = () => {
+    if (!oneSample) return [];
+    oneSample = false;
+    return [`<sub>${ONE_SAMPLE_NOTE}</sub>`, ''];
+  };
+
+  out.push(`# pcd benchmark results${titleSuffix(r)}`, '');
+  if (r.profile !== 'full') {
+    out.push(`> **${labels[0]!.replace(/^./, (c) => c.toUpperCase())}.** A \`${r.profile}\` run checks that the benchmark works; its sizes and durations are too small for figures a writeup can cite. The reference run is \`npm run bench\` from a clean commit, in \`bench/results/\`.`, '');
+  }
+  if (r.tree.dirty !== false) {
+    const changes = r.tree.changes ?? [];
+    out.push(
+      r.tree.dirty
+        ? `> **DIRTY TREE: ${DIRTY_LABEL.replace(/^dirty tree: /, '')}.** Measured at ${describeTree(r.tree)}${changes.length > 0 ? `: ${changes.map((c) => `\`${c.trim()}\``).join(', ')}${(r.tree.changeCount ?? 0) > changes.length ? ', …' : ''}` : ''}. Not a reference run.`
+        : `> **Tree state unknown:** git could not tell which commit was measured, or whether the tree was clean. Not a reference run.`,
+      '',
+    );
+  }
   out.push(`Measured ${r.date} on **${machineLine(r)}** (host \`${r.machine.hostname}\`, load average at start ${r.machine.loadavgAtStart.join(' / ')}).  `);
-  out.push(
-    `Profile \`${r.profile}\`, commit \`${r.tree.commit?.slice(0, 12) ?? 'unknown'}\`${r.tree.dirty ? ' with uncommitted changes' : ''}; ` +
-      `${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.  `,
-  );
-  out.push(`Total run time ${formatSeconds(r.durationSeconds)}. Regenerate with \`npm run bench${r.profile === 'quick' ? ' -- --quick' : ''}\`; machine-readable results in \`results.json\`.`, '');
-  out.push('The machines are shared and noisy: compare designs by the ratios below, formed from marks of this same run, rather than by absolute figures across runs.', '');
+  out.push(`Profile \`${r.profile}\`, ${describeTree(r.tree)}; ${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.  `);
+  out.push(`Total run time ${formatSeconds(r.durationSeconds)}. Regenerate with ${regenerate(r)}; machine-readable results in \`results.json\`; compare two runs with \`pcd bench compare A B\`.`, '');
+  out.push('The machines are shared and noisy: compare designs by the ratios below, formed from marks of this same run, rather than by absolute figures across runs. Latency percentiles are nearest-rank: of fewer than 20 samples p95 is the slowest one, of fewer than 100 so is p99.', '');
   for (const s of r.sections.filter((x) => x.carriedOverFrom || x.error)) {
     out.push(`> Section \`${s.section}\`: ${s.error ? `FAILED: ${s.error}` : `carried over from the run of ${s.carriedOverFrom}`}.`);
   }
@@ -70,65 +109,11 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
   if (r.ratios.length > 0) {
     out.push('## Ratios (same run): designs, backends, threads, the peer, fairness', '');
     out.push('Server CPU per lookup is read from the server process itself, so it holds even when other work shared the machine; lookups per second also depend on how much CPU the server was given (see "server CPU / wall time" in the HTTP table).', '');
-    out.push(table(['ratio', 'value'], r.ratios.map((x) => [x.name, `${x.value >= 10 ? formatNumber(x.value, 0) : x.value.toFixed(2)}x`])), '');
+    out.push(t(['ratio', 'value'], r.ratios.map((x) => [x.name, `${x.value >= 10 ? formatNumber(x.value, 0) : x.value.toFixed(2)}x`])), '');
   }
 
   const crypto = by<CryptoMark>(r, 'crypto');
-  if (crypto.length > 0) {
-    out.push('## Crypto per operation, backends side by side', '');
-    out.push(
-      'One core, through the suite interface the server and the client call (shared/suite.ts): `noble` is @noble/curves (pure JS, the reference), `sodium` libsodium\'s WASM ristretto255. ' +
-        'The backends of one operation were timed in alternation. Batch rows: one call handles the whole batch (one DLEQ proof per batch in voprf); time is per element or number. ' +
-        '"sodium / noble" is how many times faster sodium is.' +
-        (r.setup.psiJs ? ` psi.js: ${r.setup.psiJs}.` : ''),
-      '',
-    );
-    const impls = [...new Set(crypto.map((m) => m.backend))].filter((b) => b !== 'any' && b !== 'psi.js');
-    const operations = [...new Set(crypto.map((m) => m.operation))];
-    const get = (operation: string, b: string) => crypto.find((m) => m.operation === operation && m.backend === b);
-    const sideBySide = operations.filter((o) => impls.some((b) => get(o, b)));
-    if (sideBySide.length > 0) {
-      out.push(
-        table(
-          ['operation', 'batch', ...impls.map((b) => `${b} µs/item`), ...impls.map((b) => `${b} items/s`), ...(impls.includes('noble') && impls.includes('sodium') ? ['sodium / noble'] : [])],
-          sideBySide.map((o) => {
-            const ms_ = impls.map((b) => get(o, b));
-            const n = get(o, 'noble');
-            const sd = get(o, 'sodium');
-            return [
-              o,
-              ms_.find(Boolean)?.batch ?? '',
-              ...ms_.map((m) => (m ? us(m.usPerItem) : '')),
-              ...ms_.map((m) => (m ? n0(m.itemsPerSec) : '')),
-              ...(impls.includes('noble') && impls.includes('sodium') ? [n && sd ? `${(n.usPerItem / sd.usPerItem).toFixed(1)}x` : ''] : []),
-            ];
-          }),
-        ),
-        '',
-      );
-    }
-    const peers = crypto.filter((m) => m.backend === 'psi.js');
-    if (peers.length > 0 || r.references.length > 0) {
-      out.push('### The peer: OpenMined psi.js', '');
-      if (peers.length > 0) {
-        out.push(table(['mark (measured in this run)', 'per item (µs)', 'items/s', 'batch', 'calls timed'], peers.map((m) => [m.name, us(m.usPerItem), n0(m.itemsPerSec), m.batch, m.ops])), '');
-      }
-      for (const ref of r.references) {
-        out.push(`> **Not measured:** ${ref.name}: ${n0(ref.low)}–${n0(ref.high)} ${ref.unit} (${ref.source}).${ref.why ? ` Why not measured: ${ref.why}.` : ''}`, '');
-      }
-    }
-    out.push('All crypto marks:', '');
-    out.push(
-      table(
-        ['mark', 'backend', 'per item (µs)', 'items/s', 'batch', 'calls timed', 'median per call (ms)', 'p99 per call (ms)'],
-        crypto.map((m) => [m.name, m.backend, us(m.usPerItem), n0(m.itemsPerSec), m.batch, m.ops, ms(m.medianUs / 1000), ms(m.p99Us / 1000)]),
-        ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r'],
-      ),
-      '',
-    );
-    out.push('```', ...crypto.map((m) => `${m.name} x ${formatNumber(m.itemsPerSec, m.itemsPerSec >= 100 ? 0 : 1)} ${m.op}s/sec @ ${us(m.usPerItem)} µs/${m.op}`), '```', '');
-  }
-
+  if (crypto.length > 0) out.push(...cryptoTables(r, crypto, t));
   const http = by<HttpMark>(r, 'http');
   if (http.length > 0) {
     out.push('## HTTP lookups per design', '');
@@ -137,9 +122,15 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
     const designs = http.filter((m) => (m.group ?? 'designs') === 'designs');
     const variants = http.filter((m) => m.group === 'backends' || m.group === 'threads');
     const modes = http.filter((m) => m.group === 'modes');
+    /** Latency columns of an HTTP mark; a mark of one request is marked. */
+    const latency = (m: HttpMark) => {
+      if (m.requests < 2) oneSample = true;
+      return percentiles(m.latencyMs, m.requests);
+    };
+    const cpu = (m: HttpMark) => [us(m.serverCpuUsPerLookup), pct(m.serverCpuShare)];
     out.push(
-      table(
-        ['design', 'request', 'endpoint', 'c', 'requests', 'failed', 'lookups/s', 'requests/s', 'p50 (ms)', 'p99 (ms)', 'server CPU per lookup (µs)', 'server CPU / wall time'],
+      t(
+        ['design', 'request', 'endpoint', 'c', 'requests', 'failed', 'lookups/s', 'requests/s', 'p50 (ms)', 'p95 (ms)', 'p99 (ms)', 'server CPU per lookup (µs)', 'server CPU / wall time'],
         designs.map((m) => [
           m.design,
           m.shape + (m.phase === 'latency' ? ' (idle)' : ''),
@@ -149,33 +140,33 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
           m.errors,
           n0(m.lookupsPerSec),
           formatNumber(m.requestsPerSec),
-          ms(m.latencyMs.p50),
-          ms(m.latencyMs.p99),
-          us(m.serverCpuUsPerLookup),
-          `${Math.round(m.serverCpuShare * 100)} %`,
+          ...latency(m),
+          ...cpu(m),
         ]),
-        ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+        ['l', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
       ),
       '',
+      ...footnote(),
     );
     if (modes.length > 0) {
       out.push('### Single lookups with the epoch in the other OPRF mode', '');
       out.push('A second server, the same backend, threads, directory and prepared requests, whose blinded epochs are in the other mode; plain and blinded single lookups on it take turns.', '');
       out.push(
-        table(
-          ['design', 'request', 'c', 'requests', 'failed', 'lookups/s', 'p50 (ms)', 'p99 (ms)', 'server CPU per lookup (µs)', 'server CPU / wall time'],
-          modes.map((m) => [m.name, m.shape, m.concurrency, m.requests, m.errors, n0(m.lookupsPerSec), ms(m.latencyMs.p50), ms(m.latencyMs.p99), us(m.serverCpuUsPerLookup), `${Math.round(m.serverCpuShare * 100)} %`]),
-          ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+        t(
+          ['design', 'request', 'c', 'requests', 'failed', 'lookups/s', 'p50 (ms)', 'p95 (ms)', 'p99 (ms)', 'server CPU per lookup (µs)', 'server CPU / wall time'],
+          modes.map((m) => [m.name, m.shape, m.concurrency, m.requests, m.errors, n0(m.lookupsPerSec), ...latency(m), ...cpu(m)]),
+          ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
         ),
         '',
+        ...footnote(),
       );
     }
     if (variants.length > 0) {
       out.push('### Blinded evaluate: backend and evaluator threads', '');
       out.push('Servers that differ in one setting (`--backend`, `--eval-threads`), the same directory and prepared requests, taking turns. elements/s = evaluated elements per second.', '');
       out.push(
-        table(
-          ['comparing', 'backend', 'eval threads', 'elements / request', 'c', 'requests', 'failed', 'elements/s', 'p50 (ms)', 'p99 (ms)', 'server CPU per element (µs)', 'server CPU / wall time'],
+        t(
+          ['comparing', 'backend', 'eval threads', 'elements / request', 'c', 'requests', 'failed', 'elements/s', 'p50 (ms)', 'p95 (ms)', 'p99 (ms)', 'server CPU per element (µs)', 'server CPU / wall time'],
           variants.map((m) => [
             m.group === 'backends' ? 'backend' : 'threads',
             m.backend,
@@ -185,40 +176,43 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
             m.requests,
             m.errors,
             n0(m.lookupsPerSec),
-            ms(m.latencyMs.p50),
-            ms(m.latencyMs.p99),
-            us(m.serverCpuUsPerLookup),
-            `${Math.round(m.serverCpuShare * 100)} %`,
+            ...latency(m),
+            ...cpu(m),
           ]),
-          ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+          ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
         ),
         '',
+        ...footnote(),
       );
     }
   }
 
   const fair = by<FairnessMark>(r, 'fairness');
   if (fair.length > 0) {
+    const lightLatency = (m: FairnessMark) => {
+      if (m.light.ok < 2) oneSample = true;
+      return percentiles(m.light.latencyMs, m.light.ok);
+    };
     out.push('## Fairness: a light requester beside a flood', '');
     out.push(
-      table(
-        ['phase', 'light: sent', 'light: 200', 'light: 503', 'light p50 (ms)', 'light p99 (ms)', 'light max (ms)', 'flooder: 200', 'flooder: 503', 'flooder elements/s', 'Retry-After seen (s)'],
+      t(
+        ['phase', 'light: sent', 'light: 200', 'light: 503', 'light p50 (ms)', 'light p95 (ms)', 'light p99 (ms)', 'light max (ms)', 'flooder: 200', 'flooder: 503', 'flooder elements/s', 'Retry-After seen (s)'],
         fair.map((m) => [
           m.phase === 'flood' ? `under a flood (${m.flooder?.inFlight} x ${m.flooder?.elementsPerRequest} elements in flight)` : 'idle server',
           m.light.sent,
           m.light.ok,
           m.light.rejected503,
-          ms(m.light.latencyMs.p50),
-          ms(m.light.latencyMs.p99),
+          ...lightLatency(m),
           ms(m.light.latencyMs.max),
           m.flooder?.ok ?? '',
           m.flooder?.rejected503 ?? '',
           m.flooder ? n0(m.flooder.elementsPerSec) : '',
           m.flooder?.retryAfterSeconds ? `${m.flooder.retryAfterSeconds.min}–${m.flooder.retryAfterSeconds.max}` : '',
         ]),
-        ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+        ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
       ),
       '',
+      ...footnote(),
     );
   }
 
@@ -226,7 +220,7 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
   if (bw.length > 0) {
     out.push(`## Bytes on the wire per lookup (directory of ${n0(bw[0]!.directorySize)} numbers)`, '');
     out.push(
-      table(
+      t(
         ['design', 'lookups', 'requests', 'wire bytes / lookup', 'body bytes / lookup', 'wire sent', 'wire received', 'config fetch (once per epoch)'],
         bw.map((m) => [
           m.design === 'blinded' ? `blinded b=${m.bucketBits}` : m.design,
@@ -242,14 +236,14 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
       ),
       '',
     );
-    for (const p of r.projections.filter((x) => x.section === 'bandwidth')) out.push(projectionTable(p), '');
+    for (const p of r.projections.filter((x) => x.section === 'bandwidth')) out.push(projectionTable(p, t), '');
   }
 
   const build = by<BuildMark>(r, 'build');
   if (build.length > 0) {
     out.push('## Directory build time and server memory', '');
     out.push(
-      table(
+      t(
         ['design', 'numbers', 'open (s)', 'build (s)', 'numbers/s', 'threads', 'RSS', 'RSS growth', 'typed arrays growth', 'directory index', 'epoch cache file', 'peak RSS'],
         build.map((m) => [
           m.design === 'directory' ? 'directory index only' : m.name.endsWith('(1 thread)') ? `${m.design} (1 thread)` : m.design,
@@ -268,14 +262,14 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
       ),
       '',
     );
-    for (const p of r.projections.filter((x) => x.section === 'build')) out.push(projectionTable(p), '');
+    for (const p of r.projections.filter((x) => x.section === 'build')) out.push(projectionTable(p, t), '');
   }
 
   const scale = by<ScaleMark>(r, 'scale');
   if (scale.length > 0) {
     out.push('## Scale: seeding, serving, kill -9 and restart', '');
     out.push(
-      table(
+      t(
         ['numbers', 'seed (s)', 'listening (s)', 'blinded serving (s)', 'epoch build (s)', 'build numbers/s', 'build threads', 'RSS (3 designs, after GC)', 'peak RSS', 'restart: serving (s)', 'restart: epoch from', 'new number answers'],
         scale.map((m) => [
           n0(m.numbers),
@@ -297,7 +291,7 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
     const targets = scale.flatMap((m) => m.targets);
     if (targets.length > 0) {
       out.push('Targets of the issue, judged from this run:', '');
-      out.push(table(['target', 'limit', 'measured', 'met'], targets.map((t) => [t.target, t.limit, t.measured, t.met ? 'met' : '**not met**']), ['l', 'l', 'l', 'l']), '');
+      out.push(t(['target', 'limit', 'measured', 'met'], targets.map((t) => [t.target, t.limit, t.measured, t.met ? 'met' : '**not met**']), ['l', 'l', 'l', 'l']), '');
     }
     const judged = new Set(scale.map((m) => m.numbers));
     const missing = [1_000_000, 10_000_000].filter((n) => !judged.has(n));
@@ -309,19 +303,27 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
     out.push('## Reversing a hashed log', '');
     out.push('A log of SHA-256(E.164) hashes, half of numbers inside the range and half outside, reversed by enumerating the range on one core.', '');
     out.push(
-      table(
+      t(
         ['range', 'range size', 'enumerated', 'hasher', 'time', 'hashes/s', 'recovered'],
         rev.map((m) => [m.range, n0(m.rangeSize), n0(m.enumerated), m.hasher, formatSeconds(m.seconds), n0(m.hashesPerSec), `${m.recovered} / ${m.targetsInRange}`]),
         ['l', 'r', 'r', 'l', 'r', 'r', 'r'],
       ),
       '',
     );
-    for (const p of r.projections.filter((x) => x.section === 'reverse')) out.push(projectionTable(p), '');
+    for (const p of r.projections.filter((x) => x.section === 'reverse')) out.push(projectionTable(p, t), '');
+  }
+
+  if (r.workload && r.workload.length > 0) {
+    out.push('## Workload: what 30 days of each design\'s log give away', '');
+    // Every table carries the run's label, as the others do.
+    const lines = workloadMarkdown(r.workload).split('\n');
+    out.push(lines.map((l, i) => (caption && l.startsWith('|') && !lines[i - 1]?.startsWith('|') ? caption + l : l)).join('\n'), '');
   }
 
   if (charts.length > 0) {
     out.push('## Charts', '');
-    for (const c of charts) out.push(`![${c}](${c})`, '');
+    out.push('Each chart is a Vega-Lite spec (`<name>.vl.json`, data inline) beside its SVG rendering: restyle the spec and re-render it with `npx vl2svg <name>.vl.json <name>.svg`, or redraw them all from `results.json` with `npm run bench -- --render --out <this folder>`.', '');
+    for (const c of charts) out.push(`![${c}](${c})  `, `[Vega-Lite spec](${c.replace(/\.svg$/, '.vl.json')})`, '');
   }
   if (r.notes.length > 0) {
     out.push('## Notes', '');
@@ -331,265 +333,114 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
   return out.join('\n');
 }
 
-/** The charts this run's marks support: file name to SVG text. */
-export function renderCharts(r: BenchResults): Map<string, string> {
-  const charts = new Map<string, string>();
-  const machine = `${r.machine.cpuModel}, ${r.machine.cores} cores, Node ${r.machine.node}, ${r.date.slice(0, 10)}`;
-
-  const http = by<HttpMark>(r, 'http').filter((m) => m.phase === 'throughput' && m.shape !== 'bucket' && (m.group ?? 'designs') === 'designs');
-  if (http.length > 0) {
-    const shapes = [...new Set(http.map((m) => m.shape))];
-    const designs = [...new Set(http.map((m) => m.design))];
-    const categories = shapes.map((s) => (s === 'single' ? 'single lookup' : `contact sync of ${s.slice(5)}`));
-    charts.set(
-      'http-lookups.svg',
-      barChart({
-        title: 'HTTP lookups per second, by design',
-        subtitle: machine,
-        xLabel: 'request shape (numbers per request)',
-        yLabel: 'lookups per second (log scale)',
-        categories,
-        series: designs.map((d) => ({ name: d, values: shapes.map((s) => http.find((m) => m.design === d && m.shape === s)?.lookupsPerSec) })),
-        log: true,
-        note: 'Server in its own process on 127.0.0.1; blinded = evaluate requests (elements blinded ahead); bucket fetches separate.',
-      }),
-    );
-    charts.set(
-      'http-server-cpu.svg',
-      barChart({
-        title: 'Server CPU time per lookup, by design',
-        subtitle: machine,
-        xLabel: 'request shape (numbers per request)',
-        yLabel: 'server CPU per lookup, µs (log scale)',
-        categories,
-        series: designs.map((d) => ({ name: d, values: shapes.map((s) => http.find((m) => m.design === d && m.shape === s)?.serverCpuUsPerLookup) })),
-        log: true,
-        note: 'process.cpuUsage() of the server process (user + system) over each phase, divided by the numbers answered.',
-      }),
-    );
-  }
-
-  const crypto = by<CryptoMark>(r, 'crypto');
-  if (crypto.length > 0) {
-    // One implementation per operation: the server's default backend, and the backend-independent work.
-    const main = crypto.filter((m) => m.backend === 'sodium' || m.backend === 'any');
-    const shown = main.length > 0 ? main : crypto;
-    charts.set(
-      'crypto.svg',
-      barChart({
-        title: 'Crypto cost per number or element, by operation',
-        subtitle: `${shown.some((m) => m.backend === 'sodium') ? 'sodium backend (libsodium WASM)' : 'one backend'}; ${machine}`,
-        xLabel: 'operation',
-        yLabel: 'µs per item, one core (log scale)',
-        categories: shown.map((m) => shortCryptoName(m.operation)),
-        series: [{ name: 'µs per item', values: shown.map((m) => m.usPerItem) }],
-        log: true,
-        note: 'Batch operations: one call per batch; one DLEQ proof per batch in voprf, so its cost per element falls with the batch.',
-      }),
-    );
-    const impls: string[] = [...new Set(crypto.map((m) => m.backend))].filter((b) => b !== 'any' && b !== 'psi.js');
-    const ops = [...new Set(crypto.filter((m) => impls.includes(m.backend)).map((m) => m.operation))];
-    const psi = crypto.filter((m) => m.backend === 'psi.js');
-    if (impls.length > 0 && ops.length > 0) {
-      const categories = [...ops.map(shortCryptoName), ...psi.map((m) => shortCryptoName(m.operation))];
-      charts.set(
-        'crypto-backends.svg',
-        barChart({
-          title: 'Crypto per item: noble vs sodium (and psi.js, measured in the same run)',
-          subtitle: machine,
-          xLabel: 'operation',
-          yLabel: 'µs per item, one core (log scale)',
-          categories,
-          series: [
-            ...impls.map((b) => ({ name: b, values: [...ops.map((o) => crypto.find((m) => m.operation === o && m.backend === b)?.usPerItem), ...psi.map(() => undefined)] })),
-            ...(psi.length > 0 ? [{ name: 'psi.js', values: [...ops.map(() => undefined), ...psi.map((m) => m.usPerItem)] }] : []),
-          ],
-          log: true,
-          slantLabels: true,
-          note: 'Backends of one operation timed in alternation; psi.js = OpenMined ECDH PSI over P-256 (WASM), per item of a 100-item request.',
+/**
+ * The crypto section: the two suite backends side by side per operation,
+ * then the peers side by side (noble, sodium and OpenMined psi.js on the
+ * like-for-like operations of one request), then every mark with p50 / p95
+ * / p99 per call.
+ */
+function cryptoTables(r: BenchResults, crypto: CryptoMark[], t: typeof table): string[] {
+  const out: string[] = [];
+  out.push('## Crypto per operation, backends side by side', '');
+  out.push(
+    'One core, through the suite interface the server and the client call (shared/suite.ts): `noble` is @noble/curves (pure JS, the reference), `sodium` libsodium\'s WASM ristretto255. ' +
+      'The backends of one operation were timed in alternation. Batch rows: one call handles the whole batch (one DLEQ proof per batch in voprf); time is per element or number. ' +
+      '"sodium / noble" is how many times faster sodium is.' +
+      (r.setup.psiJs ? ` psi.js: ${r.setup.psiJs}.` : ''),
+    '',
+  );
+  let oneSample = false;
+  const mark = (m: CryptoMark | undefined) => {
+    if (!m) return '';
+    if (m.samples < 2) oneSample = true;
+    return `${us(m.usPerItem)}${m.samples < 2 ? ` ${ONE_SAMPLE}` : ''}`;
+  };
+  const footnote = () => (oneSample ? ((oneSample = false), [`<sub>${ONE_SAMPLE_NOTE}</sub>`, '']) : []);
+  const impls = [...new Set(crypto.map((m) => m.backend))].filter((b) => b !== 'any' && b !== 'psi.js');
+  const both = impls.includes('noble') && impls.includes('sodium');
+  const operations = [...new Set(crypto.map((m) => m.operation))];
+  const get = (operation: string, b: string) => crypto.find((m) => m.operation === operation && m.backend === b);
+  const speedup = (slow: CryptoMark | undefined, fast: CryptoMark | undefined) => (slow && fast ? `${(slow.usPerItem / fast.usPerItem).toFixed(1)}x` : '');
+  const sideBySide = operations.filter((o) => impls.some((b) => get(o, b)));
+  if (sideBySide.length > 0) {
+    out.push(
+      t(
+        ['operation', 'batch', ...impls.map((b) => `${b} µs/item`), ...impls.map((b) => `${b} items/s`), ...(both ? ['sodium / noble'] : [])],
+        sideBySide.map((o) => {
+          const ms_ = impls.map((b) => get(o, b));
+          return [
+            o,
+            ms_.find(Boolean)?.batch ?? '',
+            ...ms_.map(mark),
+            ...ms_.map((m) => (m ? n0(m.itemsPerSec) : '')),
+            ...(both ? [speedup(get(o, 'noble'), get(o, 'sodium'))] : []),
+          ];
         }),
-      );
-    }
-  }
-
-  const variants = by<HttpMark>(r, 'http').filter((m) => m.group === 'backends' || m.group === 'threads');
-  if (variants.length > 0) {
-    const label = (m: HttpMark) => `${m.numbersPerRequest}/req, c=${m.concurrency}`;
-    const categories = [...new Set(variants.map((m) => `${m.group === 'backends' ? 'backend' : 'threads'}: ${label(m)}`))];
-    const seriesNames = [...new Set(variants.map((m) => `${m.backend}, ${m.evalThreads} thread${m.evalThreads === 1 ? '' : 's'}`))];
-    charts.set(
-      'http-backends.svg',
-      barChart({
-        title: 'Blinded evaluate over HTTP: elements per second by backend and evaluator threads',
-        subtitle: machine,
-        xLabel: 'comparison: elements per request, requests in flight',
-        yLabel: 'elements evaluated per second',
-        categories,
-        series: seriesNames.map((name) => ({
-          name,
-          values: categories.map((c) => variants.find((m) => `${m.group === 'backends' ? 'backend' : 'threads'}: ${label(m)}` === c && `${m.backend}, ${m.evalThreads} thread${m.evalThreads === 1 ? '' : 's'}` === name)?.lookupsPerSec),
-        })),
-        note: 'One server child per setting (--backend, --eval-threads), the same prepared requests; the load generator shares the cores.',
-      }),
+      ),
+      '',
+      ...footnote(),
     );
   }
 
-  const fair = by<FairnessMark>(r, 'fairness');
-  if (fair.length > 0) {
-    charts.set(
-      'fairness.svg',
-      barChart({
-        title: 'Latency of 1-element evaluate requests, idle vs beside a flood',
-        subtitle: machine,
-        xLabel: 'what the server was doing',
-        yLabel: 'latency per request, ms (log scale)',
-        categories: fair.map((m) => (m.phase === 'flood' ? `beside ${m.flooder?.inFlight} x ${m.flooder?.elementsPerRequest}-element requests` : 'idle')),
-        series: (['p50', 'p99', 'max'] as const).map((k) => ({ name: k, values: fair.map((m) => m.light.latencyMs[k]) })),
-        log: true,
-        note: 'Another account floods evaluate (retrying on 503); fair admission should keep the light requester answered.',
-      }),
+  // The peers side by side: what one request of N costs each implementation, per item.
+  const psi = crypto.filter((m) => m.backend === 'psi.js');
+  const psiServer = psi.find((m) => m.operation.startsWith('psi.js server processRequest'));
+  const psiClient = psi.find((m) => m.operation.startsWith('psi.js client createRequest'));
+  const configured = (r.parameters.crypto as { psiItems?: number } | undefined)?.psiItems;
+  const n = psiServer?.batch ?? configured ?? 100;
+  const rows: { role: string; ops: Record<string, string>; peer?: CryptoMark; peerWhy?: string }[] = [
+    { role: `server: evaluate a request of ${n}, OPRF (no proof, as psi.js)`, ops: { noble: `server BlindEvaluate (oprf, batch ${n})`, sodium: `server BlindEvaluate (oprf, batch ${n})` }, peer: psiServer },
+    { role: `server: evaluate a request of ${n}, VOPRF (one DLEQ proof)`, ops: { noble: `server BlindEvaluate (voprf, batch ${n})`, sodium: `server BlindEvaluate (voprf, batch ${n})` }, peerWhy: 'no verifiable mode' },
+    { role: `client: blind the numbers of a request (per number)`, ops: { noble: 'client blind (voprf)', sodium: 'client blind (voprf)' }, peer: psiClient },
+  ];
+  const peerRows = rows.filter((x) => impls.some((b) => get(x.ops[b] ?? '', b)) || x.peer);
+  out.push('### Peers side by side: noble, sodium and OpenMined psi.js', '');
+  out.push(
+    `µs per item on one core, the same run; psi.js is OpenMined's ECDH PSI over P-256 (WASM), ${psi.length > 0 ? 'timed in alternation with BlindEvaluate of the same batch' : '**not measured in this run** (set `PCD_BENCH_PSI_JS`, see the README)'}. "sodium vs psi.js" is how many times faster sodium is than psi.js per item (below 1x: slower).`,
+    '',
+  );
+  if (peerRows.length > 0) {
+    out.push(
+      t(
+        ['what one request costs', ...impls.map((b) => `${b} µs/item`), 'psi.js µs/item', ...(both ? ['sodium / noble'] : []), ...(impls.includes('sodium') ? ['sodium vs psi.js'] : [])],
+        peerRows.map((x) => {
+          const ours = impls.map((b) => get(x.ops[b] ?? '', b));
+          const sodium = get(x.ops.sodium ?? '', 'sodium');
+          return [
+            x.role,
+            ...ours.map(mark),
+            x.peer ? mark(x.peer) : x.peerWhy ? `– (${x.peerWhy})` : psi.length > 0 ? '–' : 'not measured',
+            ...(both ? [speedup(get(x.ops.noble ?? '', 'noble'), sodium)] : []),
+            ...(impls.includes('sodium') ? [speedup(x.peer, sodium)] : []),
+          ];
+        }),
+        ['l', ...impls.map(() => 'r' as const), 'r', ...(both ? ['r' as const] : []), ...(impls.includes('sodium') ? ['r' as const] : [])],
+      ),
+      '',
+      ...footnote(),
     );
   }
-
-  const scale = by<ScaleMark>(r, 'scale');
-  if (scale.length > 0) {
-    charts.set(
-      'scale.svg',
-      barChart({
-        title: 'Seeding, time to serve and restart after kill -9, by directory size',
-        subtitle: machine,
-        xLabel: 'registered numbers',
-        yLabel: 'seconds (log scale)',
-        categories: scale.map((m) => formatNumber(m.numbers, 0)),
-        series: [
-          { name: 'seed', values: scale.map((m) => m.seedSeconds) },
-          { name: 'fork to blinded serving', values: scale.map((m) => m.blindedServingSeconds) },
-          { name: 'restart to blinded serving', values: scale.map((m) => m.restart?.blindedServingSeconds) },
-        ],
-        log: true,
-        note: 'One child serving plain, hashed and blinded; serving = first 200 of GET /v1/blinded/config; restart on the same folder after SIGKILL.',
-      }),
-    );
+  if (psi.length > 0) {
+    out.push(t(['psi.js mark (measured in this run)', 'per item (µs)', 'items/s', 'batch', 'calls timed'], psi.map((m) => [m.name, mark(m), n0(m.itemsPerSec), m.batch, m.ops])), '', ...footnote());
+  }
+  for (const ref of r.references) {
+    out.push(`> **Not measured:** ${ref.name}: ${n0(ref.low)}–${n0(ref.high)} ${ref.unit} (${ref.source}).${ref.why ? ` Why not measured: ${ref.why}.` : ''}`, '');
   }
 
-  const bw = by<BandwidthMark>(r, 'bandwidth');
-  const blinded = bw.filter((m) => m.design === 'blinded');
-  if (blinded.length > 0) {
-    const bits = [...new Set(blinded.map((m) => m.bucketBits!))].sort((a, b) => a - b);
-    const lookups = [...new Set(blinded.map((m) => m.lookups))].sort((a, b) => a - b);
-    const label = (l: number) => (l === 1 ? 'single lookup' : `sync of ${l}`);
-    const projBits = r.projections.filter((p) => p.section === 'bandwidth').flatMap((p) => p.rows.map((x) => x.x));
-    const allBits = [...new Set([...bits, ...projBits])].sort((a, b) => a - b);
-    const series: { name: string; points: [number, number][]; dashed?: boolean }[] = lookups.map((l) => ({
-      name: `blinded, ${label(l)}`,
-      points: blinded.filter((m) => m.lookups === l).map((m) => [m.bucketBits!, m.wireBytesPerLookup] as [number, number]),
-    }));
-    for (const d of ['plain', 'hashed'] as const) {
-      const m = bw.find((x) => x.design === d && x.lookups === 1);
-      if (m) series.push({ name: `${d}, single lookup`, points: [[allBits[0]!, m.wireBytesPerLookup], [allBits[allBits.length - 1]!, m.wireBytesPerLookup]] });
-    }
-    for (const p of r.projections.filter((x) => x.section === 'bandwidth')) {
-      const n = /at (\S+) registered/.exec(p.name)?.[1] ?? '';
-      series.push({ name: `model, ${n} numbers`, points: p.rows.map((x) => [x.x, x.value]), dashed: true });
-    }
-    charts.set(
-      'bandwidth.svg',
-      lineChart({
-        title: 'Bytes on the wire per lookup vs bucket bits',
-        subtitle: `measured over a directory of ${formatNumber(blinded[0]!.directorySize, 0)} numbers; dashed: model for larger directories`,
-        xLabel: 'bucketBits b (anonymity set = numbering plan / 2^b)',
-        yLabel: 'wire bytes per lookup (log scale)',
-        series,
-        logY: true,
-        xTicks: allBits,
-        note: 'HTTP/1.1 headers and bodies both ways, cold client, config fetch excluded. Larger b: smaller buckets, smaller anonymity set.',
+  out.push('### All crypto marks', '');
+  out.push('Per call (one call = one batch). Cheap operations are timed several calls to a sample, so their percentiles are of per-sample averages ("calls per sample" > 1).', '');
+  out.push(
+    t(
+      ['mark', 'backend', 'per item (µs)', 'items/s', 'batch', 'samples', 'calls per sample', 'p50 per call (ms)', 'p95 per call (ms)', 'p99 per call (ms)'],
+      crypto.map((m) => {
+        if (m.samples < 2) oneSample = true;
+        return [m.name, m.backend, us(m.usPerItem), n0(m.itemsPerSec), m.batch, m.samples, m.opsPerSample, ...percentiles({ p50: m.p50Us ?? m.medianUs, p95: m.p95Us, p99: m.p99Us }, m.samples, 1 / 1000)];
       }),
-    );
-  }
-
-  const build = by<BuildMark>(r, 'build').filter((m) => !m.name.endsWith('(1 thread)'));
-  if (build.length > 0) {
-    const designs = [...new Set(build.map((m) => m.design))];
-    const series: { name: string; points: [number, number][]; dashed?: boolean }[] = designs.map((d) => ({
-      name: d === 'directory' ? 'directory index' : d,
-      points: build.filter((m) => m.design === d).map((m) => [m.numbers, m.seconds] as [number, number]),
-    }));
-    const proj = r.projections.filter((p) => p.section === 'build' && p.rows.every((x) => x.unit === 's'));
-    const cores = r.machine.cores;
-    const projected = proj
-      .map((p) => [Number(/at ([\d,]+) numbers/.exec(p.name)?.[1]?.replace(/,/g, '')), p.rows.find((x) => x.x === cores)?.value] as const)
-      .filter((x): x is readonly [number, number] => Number.isFinite(x[0]) && x[1] !== undefined);
-    const lastBlinded = build.filter((m) => m.design === 'blinded').sort((a, b) => b.numbers - a.numbers)[0];
-    if (projected.length > 0 && lastBlinded) {
-      series.push({ name: `blinded, projected (${cores} cores)`, points: [[lastBlinded.numbers, lastBlinded.seconds], ...projected.map(([n, s]) => [n, s] as [number, number])], dashed: true });
-    }
-    charts.set(
-      'build-time.svg',
-      lineChart({
-        title: 'Server open time (directory load + design build) vs directory size',
-        subtitle: machine,
-        xLabel: 'registered numbers (log scale)',
-        yLabel: 'seconds (log scale)',
-        series,
-        logX: true,
-        logY: true,
-        note: 'blinded evaluates RFC 9497 Evaluate once per number; dashed: projection at the measured per-core rate.',
-      }),
-    );
-    charts.set(
-      'memory.svg',
-      lineChart({
-        title: 'Server memory for the directory vs directory size',
-        subtitle: machine,
-        xLabel: 'registered numbers (log scale)',
-        yLabel: 'typed-array bytes added (log scale)',
-        series: designs.map((d) => ({
-          name: d === 'directory' ? 'directory index' : d,
-          points: build.filter((m) => m.design === d && m.arrayBuffersDeltaBytes > 0).map((m) => [m.numbers, m.arrayBuffersDeltaBytes] as [number, number]),
-        })),
-        logX: true,
-        logY: true,
-        note: 'process.memoryUsage().arrayBuffers after minus before opening the server (after GC): the hash tables and buckets.',
-      }),
-    );
-  }
-
-  const rev = by<ReverseMark>(r, 'reverse').filter((m) => m.hasher.startsWith('node:crypto'));
-  if (rev.length > 0) {
-    const proj = r.projections.find((p) => p.section === 'reverse');
-    const categories = [...rev.map((m) => `${m.range}${m.enumerated < m.rangeSize ? ' (part)' : ''}`), ...(proj?.rows.map((x) => x.label) ?? [])];
-    charts.set(
-      'reverse.svg',
-      barChart({
-        title: 'Time to reverse a hashed log, by numbering-plan range',
-        subtitle: machine,
-        xLabel: 'range enumerated',
-        yLabel: 'seconds on one core (log scale)',
-        categories: categories.map((c) => (c.endsWith(' (part)') ? c : c.replace(/ \(.*\)$/, ''))),
-        series: [
-          { name: 'measured', values: [...rev.map((m) => m.seconds), ...(proj?.rows.map(() => undefined) ?? [])] },
-          { name: 'projected', values: [...rev.map(() => undefined), ...(proj?.rows.map((x) => x.value) ?? [])] },
-        ],
-        log: true,
-        note: 'SHA-256 via node:crypto on one core; projected = range size / measured rate, divided by the cores or GPUs an attacker brings.',
-      }),
-    );
-  }
-  return charts;
-}
-
-function shortCryptoName(name: string): string {
-  return name
-    .replace('normalizeNumber (E.164 input)', 'normalize E.164')
-    .replace('normalizeNumber (national input + region)', 'normalize national')
-    .replace('hashed: SHA-256 of a number', 'SHA-256')
-    .replace(/blinded: bucket id \(b = \d+\)/, 'bucket id')
-    .replace('server Evaluate: directory build (voprf)', 'Evaluate')
-    .replace(/server BlindEvaluate \((\w+), batch (\d+)\)/, 'BlindEval $1 ×$2')
-    .replace(/server evaluateChunk x(\d+) \+ proveComposite \((\w+), batch (\d+)\)/, 'split $2 ×$3 /$1')
-    .replace(/psi\.js server processRequest \(batch (\d+)\)/, 'psi.js server ×$1')
-    .replace(/psi\.js client createRequest \(batch (\d+)\)/, 'psi.js client ×$1')
-    .replace(/client finalize \((\w+), batch (\d+)(, proof verified)?\)/, 'finalize $1 ×$2')
-    .replace(/client blind \((\w+)\)/, 'blind $1')
-    .replace(/client bucket search \((\d+) tags\)/, 'search $1');
+      ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+    ),
+    '',
+    ...footnote(),
+  );
+  out.push('```', ...crypto.map((m) => `${m.name} x ${formatNumber(m.itemsPerSec, m.itemsPerSec >= 100 ? 0 : 1)} ${m.op}s/sec @ ${us(m.usPerItem)} µs/${m.op}`), '```', '');
+  return out;
 }

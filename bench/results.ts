@@ -8,9 +8,10 @@ import type { DesignName } from '../shared/messages.ts';
 import type { BackendName, OprfMode } from '../shared/suite.ts';
 import type { MachineInfo, TreeState } from './machine.ts';
 import type { Summary, TimedMark } from './stats.ts';
+import type { WorkloadMark, WorkloadResult } from './workload.ts';
 
 export const RESULTS_SCHEMA = 'pcd-bench/2';
-export const SECTIONS = ['crypto', 'http', 'fairness', 'bandwidth', 'build', 'scale', 'reverse'] as const;
+export const SECTIONS = ['crypto', 'http', 'fairness', 'bandwidth', 'build', 'scale', 'reverse', 'workload'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /**
@@ -243,7 +244,7 @@ export interface ScaleMark {
   targets: ScaleTarget[];
 }
 
-export type Mark = CryptoMark | HttpMark | FairnessMark | BandwidthMark | BuildMark | ScaleMark | ReverseMark;
+export type Mark = CryptoMark | HttpMark | FairnessMark | BandwidthMark | BuildMark | ScaleMark | ReverseMark | WorkloadMark;
 
 export interface Ratio {
   name: string;
@@ -308,4 +309,6 @@ export interface BenchResults {
   /** Folded mark return values (see bench/stats.ts sink). */
   sink: number;
   durationSeconds: number;
+  /** The workload section: the contact graph an operator rebuilds from each design's persisted logs (bench/workload.ts). */
+  workload?: WorkloadResult[];
 }

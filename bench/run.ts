@@ -1,20 +1,29 @@
 /**
  * `npm run bench` (= `pcd bench`): runs the benchmark sections and writes,
- * under bench/results/ (or --out):
+ * into one run folder:
  *
- *   results.json   the machine, versions, parameters, every mark, ratios, projections
- *   results.md     writeup-ready tables (the machine named at the top)
- *   *.svg          charts with titles, axis labels and units
+ *   results.json   the machine, versions, commit and tree state, parameters, every mark, ratios, projections
+ *   results.md     writeup-ready tables (the machine and commit named at the top)
+ *   *.vl.json      each chart as a Vega-Lite spec, data inline (bench/charts.ts)
+ *   *.svg          its rendering (bench/vega.ts): title, axis titles with units, the run
+ *
+ * The run folder: the full profile writes the reference run, bench/results/
+ * (committed), and only from a clean commit (--allow-dirty overrides, and
+ * the report then says "dirty tree"); --quick and --tiny write a new
+ * bench/scratch/<profile>-<time>/ (git-ignored) and never bench/results/.
+ * --out names another folder.
  *
  *   npm run bench                      full profile (about 25 minutes on 2 cores, plus the
  *                                      scale section: 10^6 and 10^7 numbers, about an hour)
  *   npm run bench -- --only scale --scale-sizes 1e6     the scale section alone, at 10^6
- *   npm run bench -- --quick           small sizes, about two minutes
+ *   npm run bench -- --quick           small sizes, about two minutes, into bench/scratch/
  *   npm run bench -- --only crypto,reverse --out /tmp/b
- *   npm run bench -- --render          tables and charts again from results.json
+ *   npm run bench -- --render          tables and charts again from bench/results/results.json (or --out)
+ *   npm run bench -- compare A B       ratios between two runs (folders or results.json files)
  *   node --import tsx bench/run.ts --quick     the same without the pcd binary
  *
- * Sections: crypto, http, fairness, bandwidth, build, scale, reverse
+ * Sections: crypto, http, fairness, bandwidth, build, scale, reverse,
+ * workload (a simulated month, workload/: what each design's logs give away)
  * (DESIGN.md §6). `scale` is the heavy one (10^6 and 10^7 numbers in the
  * full profile, tens of minutes): run it on its own with --only scale. With
  * --only, sections not run are carried over from an existing results.json
@@ -36,14 +45,43 @@ import { runCrypto } from './crypto.ts';
 import { deriveRatios } from './derive.ts';
 import { runFairness } from './fairness.ts';
 import { runHttp } from './http.ts';
-import { machineInfo, packageVersions, PROJECT_ROOT, treeState } from './machine.ts';
-import { renderCharts, renderMarkdown } from './report.ts';
+import { chartSpecs } from './charts.ts';
+import { describeTree, machineInfo, packageVersions, PROJECT_ROOT, treeState, type TreeState } from './machine.ts';
+import { renderMarkdown } from './report.ts';
+import { removeChart, writeChart } from './vega.ts';
 import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type ExternalReference, type Mark, type Projection, type Section, type SectionRun } from './results.ts';
 import { runReverse } from './reverse.ts';
+import { runWorkloadSection, type WorkloadResult } from './workload.ts';
 import { runScale } from './scale.ts';
 import { sinkDigest } from './stats.ts';
 
+/** The reference run (committed): full profile only, from a clean commit. */
 export const DEFAULT_OUT = path.join(PROJECT_ROOT, 'bench', 'results');
+/** Where --quick and --tiny runs go by default, one folder per run (git-ignored). */
+export const SCRATCH_ROOT = path.join(PROJECT_ROOT, 'bench', 'scratch');
+
+/** The run folder when no --out is given: bench/results/ for the full profile, a new bench/scratch/<profile>-<time>/ otherwise. */
+export function defaultOut(profile: Profile, now = new Date()): string {
+  if (profile === 'full') return DEFAULT_OUT;
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  let dir = path.join(SCRATCH_ROOT, `${profile}-${stamp}`);
+  for (let i = 2; fs.existsSync(dir); i++) dir = path.join(SCRATCH_ROOT, `${profile}-${stamp}-${i}`);
+  return dir;
+}
+
+/**
+ * Why a run must not start (checked before anything is measured), or
+ * undefined: only a full run from a clean commit writes the reference run
+ * in bench/results/ (--allow-dirty lets a dirty tree through, labelled).
+ */
+export function refusal(profile: Profile, out: string, tree: TreeState, allowDirty = false): string | undefined {
+  if (path.resolve(out) !== DEFAULT_OUT) return undefined;
+  if (profile !== 'full') return `a --${profile} run never writes bench/results/ (the reference run): drop --out to write a scratch folder under bench/scratch/, or name another folder`;
+  if (tree.dirty === false || allowDirty) return undefined;
+  const what = tree.dirty === undefined ? 'git cannot tell whether the tree is clean' : `the tree has uncommitted changes (${describeTree(tree)}${tree.changes?.[0] ? `, e.g. ${tree.changes[0].trim()}` : ''})`;
+  return `refusing a full run into bench/results/ (the reference run): ${what}; commit first, or pass --allow-dirty (the report will say "dirty tree"), or --out another folder`;
+}
+
 export const CHART_FILES = [
   'http-lookups.svg',
   'http-server-cpu.svg',
@@ -55,6 +93,7 @@ export const CHART_FILES = [
   'build-time.svg',
   'memory.svg',
   'scale.svg',
+  'workload.svg',
   'reverse.svg',
 ];
 
@@ -67,6 +106,8 @@ export interface BenchOptions {
   /** Override parts of the profile's configuration (tests). */
   config?: Partial<BenchConfig>;
   log?: (line: string) => void;
+  /** The tree state checked before the run (default: read when the run ends). */
+  tree?: TreeState;
 }
 
 export function parseSections(list: string): Section[] {
@@ -102,6 +143,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
   const sections: SectionRun[] = [];
   const notes: string[] = [];
   let setup: Record<string, string> = {};
+  let workload: WorkloadResult[] | undefined;
 
   log(`pcd bench (${options.profile}) on ${machine.cpuModel}, ${machine.cores} cores, ${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB, Node ${machine.node}`);
   for (const section of SECTIONS) {
@@ -160,6 +202,13 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
           projections.push(...r.projections);
           break;
         }
+        case 'workload': {
+          const r = await runWorkloadSection(config.workload, log);
+          marks.push(...r.marks);
+          notes.push(...r.notes);
+          workload = r.rows;
+          break;
+        }
       }
       sections.push({ section, startedAt, seconds: (performance.now() - t0) / 1000 });
     } catch (e) {
@@ -175,7 +224,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     profile: options.profile,
     machine: { ...machine, loadavgAtEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) },
     versions,
-    tree: treeState(),
+    tree: options.tree ?? treeState(),
     parameters: { profile: options.profile, sections: [...only], ...config },
     setup,
     sections,
@@ -186,6 +235,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     notes,
     sink: sinkDigest(),
     durationSeconds: (performance.now() - started) / 1000,
+    ...(workload ? { workload } : {}),
   };
   results.ratios = deriveRatios(results.marks, results.references);
   return results;
@@ -221,6 +271,7 @@ export function mergeEarlier(r: BenchResults, earlier: BenchResults | undefined,
     projections: SECTIONS.flatMap((s) => (carried.includes(s) ? earlier.projections : r.projections).filter((p) => p.section === s)),
     setup: carried.includes('http') ? { ...r.setup, ...earlier.setup } : r.setup,
     references: carried.includes('crypto') ? earlier.references : r.references,
+    workload: carried.includes('workload') ? earlier.workload : r.workload,
     notes: [...new Set([...r.notes, ...earlier.notes.filter((n) => carried.some((s) => n.toLowerCase().startsWith(s)))])],
   };
   merged.ratios = deriveRatios(merged.marks, merged.references);
@@ -233,18 +284,15 @@ function writeAtomic(file: string, text: string): void {
   fs.renameSync(tmp, file);
 }
 
-/** Writes results.json, results.md and the charts into `out`; returns the files written. */
-export function writeResults(r: BenchResults, out: string): string[] {
+/** Writes results.json, results.md and the charts (`<name>.vl.json` and `<name>.svg`) into `out`; returns the files written. */
+export async function writeResults(r: BenchResults, out: string): Promise<string[]> {
   fs.mkdirSync(out, { recursive: true });
-  const charts = renderCharts(r);
+  const charts = chartSpecs(r);
   const written: string[] = [];
-  for (const name of CHART_FILES) {
-    const file = path.join(out, name);
-    const svg = charts.get(name);
-    if (svg) {
-      writeAtomic(file, svg);
-      written.push(file);
-    } else fs.rmSync(file, { force: true }); // a stale chart of an earlier run would not match the tables
+  for (const name of new Set([...CHART_FILES, ...charts.keys()])) {
+    const spec = charts.get(name);
+    if (spec) written.push(...(await writeChart(out, name, spec)));
+    else removeChart(out, name); // a stale chart of an earlier run would not match the tables
   }
   writeAtomic(path.join(out, 'results.json'), JSON.stringify(r, null, 2) + '\n');
   writeAtomic(path.join(out, 'results.md'), renderMarkdown(r, [...charts.keys()]));
@@ -252,16 +300,34 @@ export function writeResults(r: BenchResults, out: string): string[] {
   return written;
 }
 
-export async function main(argv: string[]): Promise<void> {
+/** What main uses that a test replaces (the tree state, the measuring itself). */
+export interface MainDeps {
+  tree?: () => TreeState;
+  run?: typeof runBench;
+}
+
+/** A refusal or a bad argument: one line on stderr, exit code 2, nothing measured. */
+function fail(message: string): void {
+  console.error(`pcd bench: ${message}`);
+  process.exitCode = 2;
+}
+
+export async function main(argv: string[], deps: MainDeps = {}): Promise<void> {
+  if (argv[0] === 'compare') {
+    const { compareMain } = await import('./compare.ts');
+    compareMain(argv.slice(1));
+    return;
+  }
   const program = new Command('pcd bench')
-    .description('benchmarks: crypto per operation, HTTP lookups, bytes on the wire, directory build and memory, hashed-log reversal')
-    .option('--quick', 'small sizes (about a minute), for smoke runs')
+    .description('benchmarks: crypto per operation, HTTP lookups, bytes on the wire, directory build and memory, hashed-log reversal (`pcd bench compare A B`: ratios between two runs)')
+    .option('--quick', 'small sizes (about a minute), for smoke runs; written under bench/scratch/')
     .addOption(new Option('--tiny', 'smallest sizes (seconds), for tests').hideHelp())
-    .option('--out <dir>', 'where results.json, results.md and the charts go', DEFAULT_OUT)
+    .option('--out <dir>', 'where results.json, results.md and the charts go (default: bench/results/ for the full profile, a new bench/scratch/<profile>-<time>/ for --quick)')
     .option('--only <sections>', `comma-separated sections: ${SECTIONS.join(', ')}`)
     .option('--scale-sizes <list>', 'scale section: comma-separated directory sizes instead of the profile\'s (e.g. 1e6 or 100000,1e6)')
     .option('--no-merge', 'with --only: do not carry the other sections over from an existing results.json')
-    .option('--render', 'measure nothing: rewrite results.md and the charts from the results.json in --out')
+    .option('--allow-dirty', 'let a full run write bench/results/ from a tree with uncommitted changes (the report says "dirty tree")')
+    .option('--render', 'measure nothing: rewrite results.md and the charts from the results.json in --out (default bench/results/)')
     .exitOverride()
     .showHelpAfterError();
   try {
@@ -273,25 +339,38 @@ export async function main(argv: string[]): Promise<void> {
     }
     throw e;
   }
-  const o = program.opts<{ quick?: boolean; tiny?: boolean; out: string; only?: string; merge: boolean; render?: boolean; scaleSizes?: string }>();
+  const o = program.opts<{ quick?: boolean; tiny?: boolean; out?: string; only?: string; merge: boolean; render?: boolean; scaleSizes?: string; allowDirty?: boolean }>();
   const profile: Profile = o.tiny ? 'tiny' : o.quick ? 'quick' : 'full';
-  const only = o.only ? parseSections(o.only) : undefined;
-  const out = path.resolve(o.out);
+  let only: Section[] | undefined;
+  let scaleSizes: number[] | undefined;
+  try {
+    only = o.only ? parseSections(o.only) : undefined;
+    scaleSizes = o.scaleSizes ? parseSizes(o.scaleSizes) : undefined;
+  } catch (e) {
+    return fail(e instanceof Error ? e.message : String(e));
+  }
   if (o.render) {
+    const out = path.resolve(o.out ?? DEFAULT_OUT);
     const earlier = readResults(path.join(out, 'results.json'));
-    if (!earlier) throw new Error(`no ${RESULTS_SCHEMA} results.json in ${out}`);
-    console.log(`rewrote ${writeResults(earlier, out).join(', ')}`);
+    if (!earlier) return fail(`no ${RESULTS_SCHEMA} results.json in ${out}`);
+    console.log(`rewrote ${(await writeResults(earlier, out)).join(', ')}`);
     return;
   }
-  const scaleSizes = o.scaleSizes ? parseSizes(o.scaleSizes) : undefined;
-  const results = await runBench({
+  const out = path.resolve(o.out ?? defaultOut(profile));
+  // Before anything is measured: only a full run from a clean commit writes the reference run.
+  const tree = (deps.tree ?? treeState)();
+  const refused = refusal(profile, out, tree, o.allowDirty);
+  if (refused) return fail(refused);
+  if (tree.dirty !== false) console.error(`pcd bench: measuring ${describeTree(tree)}${path.resolve(out) === DEFAULT_OUT ? ' into bench/results/ (--allow-dirty): the report says "dirty tree"' : ''}`);
+  const results = await (deps.run ?? runBench)({
     profile,
     out,
     only,
+    tree,
     ...(scaleSizes ? { config: { scale: { ...configFor(profile, machineInfo().cores).scale, sizes: scaleSizes } } } : {}),
   });
   const final = only && o.merge ? mergeEarlier(results, readResults(path.join(out, 'results.json')), only) : results;
-  const files = writeResults(final, out);
+  const files = await writeResults(final, out);
   const shown = (f: string) => (path.relative(process.cwd(), f).startsWith('..') ? f : path.relative(process.cwd(), f));
   console.log(`\nwrote ${files.map(shown).join(', ')}`);
   console.log(`${final.marks.length} marks, ${final.ratios.length} ratios, ${final.projections.length} projections in ${final.durationSeconds.toFixed(0)} s`);
@@ -304,5 +383,11 @@ export async function main(argv: string[]): Promise<void> {
 
 // `node --import tsx bench/run.ts --quick`: the same without the pcd binary.
 if (process.argv[1] && import.meta.url === pathToFileURL(path.resolve(process.argv[1])).href) {
-  await main(process.argv.slice(2));
+  try {
+    await main(process.argv.slice(2));
+  } catch (e) {
+    if (process.env.PCD_DEBUG) throw e;
+    console.error(`pcd bench: ${e instanceof Error ? e.message : String(e)} (PCD_DEBUG=1 shows where)`);
+    process.exitCode = 1;
+  }
 }

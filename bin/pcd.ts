@@ -2,7 +2,7 @@
  * `pcd`: one binary, subcommands for both sides.
  *   client: lookup, sync
  *   server: serve, start, seed, rotate-key, audit
- *   bench:  bench
+ *   bench:  bench, simulate
  */
 import { Command, CommanderError } from 'commander';
 import { registerClientCommands } from '../client/cli.ts';
@@ -36,6 +36,16 @@ program
   .helpOption(false)
   .action(async () => {
     const { main } = await import('../bench/run.ts');
+    await main(process.argv.slice(3));
+  });
+program
+  .command('simulate')
+  .description('simulate a month of lookups against real servers and rebuild the contact graph from their logs (pcd simulate --help)')
+  .allowUnknownOption()
+  .allowExcessArguments()
+  .helpOption(false)
+  .action(async () => {
+    const { main } = await import('../workload/cli.ts');
     await main(process.argv.slice(3));
   });
 

@@ -275,7 +275,7 @@ export function openSnapshot(dataDir: string, options: { wal?: boolean; file?: s
   return { db, file, pageSize, walFramesApplied, image: options.keepImage ? image : undefined, close: () => db.close() };
 }
 
-function withSnapshot<T>(dataDir: string, f: (s: DbSnapshot) => T): T {
+export function withSnapshot<T>(dataDir: string, f: (s: DbSnapshot) => T): T {
   const s = openSnapshot(dataDir);
   try {
     return f(s);
@@ -288,7 +288,7 @@ function tableExists(db: Database.Database, name: string): boolean {
   return db.prepare<[string], { n: number }>("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table' AND name = ?").get(name)!.n > 0;
 }
 
-function requireTable(db: Database.Database, name: string): void {
+export function requireTable(db: Database.Database, name: string): void {
   if (!tableExists(db, name)) throw new PcdError(ErrorCode.NotFound, `the database has no table ${name}: not a pcd data folder, or an older schema`);
 }
 

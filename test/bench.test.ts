@@ -1,25 +1,35 @@
 /**
  * Smoke test of the benchmark: every section at its tiniest size (a real
  * server in a child process, real clients, real builds, both crypto
- * backends, a flood beside a light requester, a kill -9 and a restart) into
- * a temporary folder, then the files a writeup uses are checked for shape:
- * results.json parses with the expected keys, marks and ratios (units
- * present), results.md holds tables, every chart is a well-formed SVG with a
- * title. Never a timing: the machines are shared.
+ * backends, a flood beside a light requester, a kill -9 and a restart),
+ * run the way a person runs it (`pcd bench --tiny`, no --out: into a new
+ * scratch folder, never bench/results/), then the files a writeup uses are
+ * checked for shape: results.json parses with the expected keys, marks and
+ * ratios (units present), results.md holds tables with p50 / p95 / p99 and
+ * the run's label, every chart is a Vega-Lite spec beside its vega SVG
+ * rendering with the title and axis titles. Then `bench compare` of two
+ * runs, and the refusal of a reference run from a dirty tree (before
+ * anything is measured). Never a timing: the machines are shared.
  */
+import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CHART_FILES, mergeEarlier, parseSections, readResults, runBench, writeResults } from '../bench/run.ts';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { barChartSpec, lineChartSpec, withRunLabel } from '../bench/charts.ts';
+import { compareRuns, loadRun } from '../bench/compare.ts';
+import { PROJECT_ROOT } from '../bench/machine.ts';
+import { renderMarkdown, table } from '../bench/report.ts';
+import { CHART_FILES, DEFAULT_OUT, defaultOut, main, mergeEarlier, parseSections, readResults, refusal, SCRATCH_ROOT } from '../bench/run.ts';
 import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type CryptoMark, type FairnessMark, type HttpMark, type ScaleMark } from '../bench/results.ts';
-import { barChart, lineChart } from '../bench/svg.ts';
-import { table } from '../bench/report.ts';
+import { renderSpec, type ChartSpec } from '../bench/vega.ts';
 
-/** Tags open and close in order (self-closing ones aside), one root <svg>. */
-function expectWellFormedSvg(text: string): void {
+/** Tags open and close in order (self-closing ones aside), one root <svg>, drawn by vega. */
+function expectVegaSvg(text: string): void {
   expect(text.startsWith('<svg')).toBe(true);
   expect(text.trimEnd().endsWith('</svg>')).toBe(true);
+  expect(text).toMatch(/^<svg[^>]*class="marks"/); // vega's SVG renderer
   const stack: string[] = [];
   for (const m of text.matchAll(/<(\/?)([a-zA-Z][\w:-]*)([^>]*?)(\/?)>/g)) {
     const [, closing, name, , selfClosing] = m;
@@ -28,24 +38,101 @@ function expectWellFormedSvg(text: string): void {
     else stack.push(name!);
   }
   expect(stack).toEqual([]);
-  expect(text).toMatch(/<title>[^<]+<\/title>/);
   expect(text).not.toMatch(/NaN|undefined|Infinity/);
+}
+
+const xml = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/** The title lines and axis titles of a spec (top level or the first layer's encoding). */
+type SpecNode = { title?: { text: string | string[] }; encoding?: Record<string, { title?: string }>; hconcat?: SpecNode[]; vconcat?: SpecNode[]; layer?: SpecNode[] };
+
+/** The title lines, and the x and y axis titles of every panel (a multi-panel chart has one pair per panel, set on a panel or its first layer). */
+function titlesOf(spec: ChartSpec): { title: string[]; axes: string[] } {
+  const s = spec as unknown as SpecNode;
+  const text = s.title?.text ?? '';
+  const axesOf = (n: SpecNode): string[] => {
+    const own = [n.encoding?.x?.title, n.encoding?.y?.title].filter((x): x is string => typeof x === 'string');
+    if (own.length > 0) return own;
+    const parts = n.hconcat ?? n.vconcat;
+    if (parts) return parts.flatMap(axesOf);
+    return n.layer?.[0] ? axesOf(n.layer[0]) : [];
+  };
+  return { title: Array.isArray(text) ? text : [text], axes: axesOf(s) };
 }
 
 const MD_TABLE = /^\|.*\|\n\|(?:\s*:?-{3,}:?\s*\|)+$/m;
 
+const sha = (file: string) => (fs.existsSync(file) ? crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex') : 'absent');
+/** Every file of the committed reference run with its digest, to show a run left it alone. */
+function referenceDigest(): Record<string, string> {
+  if (!fs.existsSync(DEFAULT_OUT)) return {};
+  return Object.fromEntries(fs.readdirSync(DEFAULT_OUT).sort().map((f) => [f, sha(path.join(DEFAULT_OUT, f))]));
+}
+
+/** Runs `pcd bench` argv in this process, quietly; returns what it printed and its exit code. */
+async function runMain(argv: string[], deps?: Parameters<typeof main>[1]): Promise<{ stdout: string; stderr: string; exitCode: number }> {
+  const stdout: string[] = [];
+  const stderr: string[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void stdout.push(a.join(' ')));
+  const err = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void stderr.push(a.join(' ')));
+  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stdout.push(String(chunk));
+    return true;
+  });
+  const before = process.exitCode;
+  process.exitCode = 0;
+  try {
+    await main(argv, deps);
+    return { stdout: stdout.join('\n'), stderr: stderr.join('\n'), exitCode: Number(process.exitCode ?? 0) };
+  } finally {
+    process.exitCode = before;
+    log.mockRestore();
+    err.mockRestore();
+    write.mockRestore();
+  }
+}
+
 describe('benchmark, tiny profile', () => {
   let out: string;
   let results: BenchResults;
+  let reference: Record<string, string>;
+  let scratchBefore: string[];
+  let printed: string;
+  const extra: string[] = [];
 
   beforeAll(async () => {
-    out = fs.mkdtempSync(path.join(os.tmpdir(), 'pcd-bench-test-'));
-    results = await runBench({ profile: 'tiny', out, log: () => {} });
-    writeResults(results, out);
+    // As a person runs it: no --out. It must land in a new scratch folder and leave bench/results/ alone.
+    reference = referenceDigest();
+    scratchBefore = fs.existsSync(SCRATCH_ROOT) ? fs.readdirSync(SCRATCH_ROOT) : [];
+    const run = await runMain(['--tiny']);
+    printed = run.stdout;
+    expect(run.exitCode).toBe(0);
+    const made = (fs.existsSync(SCRATCH_ROOT) ? fs.readdirSync(SCRATCH_ROOT) : []).filter((d) => !scratchBefore.includes(d));
+    expect(made).toHaveLength(1);
+    out = path.join(SCRATCH_ROOT, made[0]!);
+    results = readResults(path.join(out, 'results.json'))!;
   }, 300_000);
 
   afterAll(() => {
-    fs.rmSync(out, { recursive: true, force: true });
+    if (out) fs.rmSync(out, { recursive: true, force: true });
+    if (fs.existsSync(SCRATCH_ROOT) && fs.readdirSync(SCRATCH_ROOT).length === 0) fs.rmdirSync(SCRATCH_ROOT);
+    for (const dir of extra) fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('writes a run without --out into a new git-ignored scratch folder, never into bench/results/', () => {
+    expect(path.dirname(out)).toBe(SCRATCH_ROOT);
+    expect(path.basename(out)).toMatch(/^tiny-\d{8}T\d{6}Z(-\d+)?$/);
+    expect(printed).toContain(path.relative(process.cwd(), path.join(out, 'results.json')));
+    expect(referenceDigest()).toEqual(reference);
+    let ignored: string | undefined;
+    try {
+      ignored = execFileSync('git', ['check-ignore', path.join(out, 'results.json')], { cwd: PROJECT_ROOT, encoding: 'utf8' }).trim();
+    } catch (e) {
+      if ((e as { status?: number }).status === 1) ignored = ''; // git ran and said: not ignored
+    }
+    if (ignored !== undefined) expect(ignored).not.toBe(''); // (no git at all: nothing to check)
+    expect(defaultOut('full')).toBe(DEFAULT_OUT);
+    expect(path.dirname(defaultOut('quick'))).toBe(SCRATCH_ROOT);
   });
 
   it('runs every section without error', () => {
@@ -167,13 +254,30 @@ describe('benchmark, tiny profile', () => {
 
   it('writes results.md with the machine named and Markdown tables', () => {
     const md = fs.readFileSync(path.join(out, 'results.md'), 'utf8');
-    expect(md).toMatch(/^# pcd benchmark results/);
+    expect(md).toMatch(/^# pcd benchmark results \(tiny run: smoke-test sizes, not for citation/);
     expect(md).toContain(results.machine.cpuModel);
     expect(md).toMatch(MD_TABLE);
+    // The commit and the tree state, recorded and said.
+    expect(results.tree.commit === undefined || /^[0-9a-f]{40}$/.test(results.tree.commit)).toBe(true);
+    expect(md).toMatch(results.tree.dirty === false ? /\(clean tree\)/ : /DIRTY TREE|tree state unknown/i);
+    // Every table carries the run's label.
+    const tables = md.split('\n').filter((l, i, all) => /^\|(?:\s*:?-{3,}:?\s*\|)+$/.test(l) && all[i - 1]?.startsWith('|'));
+    const labelled = md.match(/^_\(tiny run: smoke-test sizes, not for citation[^\n]*\)_\n\n\|/gm) ?? [];
+    expect(tables.length).toBeGreaterThan(10);
+    expect(labelled.length).toBe(tables.length);
+    // p50, p95 and p99 side by side wherever a latency is shown.
+    expect(md).toContain('| p50 (ms) | p95 (ms) | p99 (ms) |');
+    expect(md).toContain('| light p50 (ms) | light p95 (ms) | light p99 (ms) |');
+    expect(md).toContain('| p50 per call (ms) | p95 per call (ms) | p99 per call (ms) |');
+    // The tiny profile's one-request row (a sync of 100, once) is marked, and the mark explained.
+    expect(md).toMatch(/\| sync-100 \| [^\n]*† \|/);
+    expect(md).toContain('† one sample only');
+    // The peers side by side, psi.js measured or said not to be.
+    expect(md).toMatch(/\| what one request costs \| noble µs\/item \| sodium µs\/item \| psi\.js µs\/item \|/);
     for (const heading of [
       '## Ratios',
       '## Crypto per operation, backends side by side',
-      '### The peer: OpenMined psi.js',
+      '### Peers side by side: noble, sodium and OpenMined psi.js',
       '## HTTP lookups',
       '### Blinded evaluate: backend and evaluator threads',
       '## Fairness',
@@ -187,13 +291,48 @@ describe('benchmark, tiny profile', () => {
     expect(md).toContain('projection, not a measurement');
   });
 
-  it('writes every chart as a well-formed SVG with a title and axis labels', () => {
+  it('writes every chart as a Vega-Lite spec beside its vega SVG rendering, with the title, axis titles and run label', () => {
     for (const name of CHART_FILES) {
+      const spec = JSON.parse(fs.readFileSync(path.join(out, name.replace(/\.svg$/, '.vl.json')), 'utf8')) as ChartSpec;
+      expect(spec.$schema).toMatch(/vega-lite\/v6\.json$/);
+      expect(JSON.stringify(spec)).toContain('"values"'); // data inline: the spec alone redraws the chart
       const svg = fs.readFileSync(path.join(out, name), 'utf8');
-      expectWellFormedSvg(svg);
-      expect(svg).toMatch(/rotate\(-90/); // the y-axis label
+      expectVegaSvg(svg);
+      const { title, axes } = titlesOf(spec);
+      expect(title[0]!.length).toBeGreaterThan(10);
+      expect(title[1]).toBe('(tiny run: smoke-test sizes, not for citation' + (results.tree.dirty === false ? ')' : results.tree.dirty ? '; dirty tree: uncommitted changes measured)' : '; tree state unknown)'));
+      expect(axes.length % 2 === 0 && axes.length >= 2, `${name}: axes ${JSON.stringify(axes)}`).toBe(true);
+      for (const text of [...title, ...axes, results.machine.cpuModel]) expect(svg, `${name}: ${text}`).toContain(xml(text));
+      expect(axes.some((a) => /µs|ms|seconds|bytes|per second|bucketBits|numbers|request|operation|range|server/.test(a))).toBe(true);
     }
   });
+
+  it('compares two runs: ratios of the marks both have, and the marks only one has', async () => {
+    const second = fs.mkdtempSync(path.join(os.tmpdir(), 'pcd-bench-compare-'));
+    extra.push(second);
+    const run = await runMain(['--tiny', '--only', 'crypto,reverse', '--out', second]);
+    expect(run.exitCode).toBe(0);
+    const c = await runMain(['compare', out, path.join(second, 'results.json')]);
+    expect(c.exitCode).toBe(0);
+    expect(c.stdout).toMatch(/^mark\s+metric\s+A\s+B\s+B\/A$/m);
+    expect(c.stdout).toMatch(/^crypto: client blind \(voprf\) \[sodium\]\s+µs per item\s+[\d,.]+\s+[\d,.]+\s+\d+\.\d\dx$/m);
+    expect(c.stdout).toMatch(/^reverse: .*hashes\/s\s+[\d,.]+\s+[\d,.]+\s+\d+\.\d\dx$/m);
+    expect(c.stdout).toMatch(/^Only in A \(\d+ marks\):\n {2}http: /m);
+    expect(c.stdout).toContain('Only in B: none.');
+    const cmp = compareRuns(loadRun(out).results, loadRun(second).results);
+    expect(cmp.rows.every((r) => r.mark.startsWith('crypto: ') || r.mark.startsWith('reverse: '))).toBe(true);
+    expect(cmp.rows.filter((r) => r.ratio !== undefined).length).toBeGreaterThan(20);
+
+    // One line on stderr for a missing or invalid file, exit code 2.
+    const missing = await runMain(['compare', path.join(second, 'nope'), out]);
+    expect(missing.exitCode).toBe(2);
+    expect(missing.stderr).toMatch(/^pcd bench compare: .*nope: no such file or folder$/);
+    fs.writeFileSync(path.join(second, 'bad.json'), '{"schema": "something else", "marks": []}');
+    const bad = await runMain(['compare', out, path.join(second, 'bad.json')]);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/^pcd bench compare: .*bad\.json: not a pcd-bench\/\d+ results\.json/);
+    expect(bad.stderr.split('\n')).toHaveLength(1);
+  }, 120_000);
 
   it('carries sections over from an earlier results.json when only some are re-run', () => {
     const earlier = readResults(path.join(out, 'results.json'))!;
@@ -205,10 +344,79 @@ describe('benchmark, tiny profile', () => {
   });
 });
 
+const FAKE: BenchResults = {
+  schema: RESULTS_SCHEMA,
+  date: '2026-01-01T00:00:00.000Z',
+  profile: 'quick',
+  machine: { hostname: 'h', cpuModel: 'Test CPU 9000', cores: 2, cpuMHz: undefined, memoryBytes: 2 ** 30, os: 'Linux', arch: 'x64', node: 'v20.0.0', v8: '11', loadavgAtStart: [0, 0, 0] },
+  versions: {},
+  tree: { commit: 'a'.repeat(40), dirty: false },
+  parameters: {},
+  setup: {},
+  sections: [],
+  marks: [],
+  ratios: [],
+  projections: [],
+  references: [],
+  notes: [],
+  sink: 0,
+  durationSeconds: 1,
+};
+
 describe('benchmark report pieces', () => {
-  it('draws charts from hand-made data, log and linear', () => {
-    expectWellFormedSvg(barChart({ title: 'a & b', xLabel: 'x', yLabel: 'y (units)', categories: ['one', 'two'], series: [{ name: 's', values: [1, undefined] }], log: true }));
-    expectWellFormedSvg(lineChart({ title: 't', xLabel: 'x', yLabel: 'y', series: [{ name: 'l', points: [[0, 1], [4, 10]] }, { name: 'm', points: [[0, 2]], dashed: true }] }));
+  it('renders Vega-Lite charts from hand-made data, log and linear, with no warning', async () => {
+    const warnings: string[] = [];
+    const bar = barChartSpec(FAKE, { title: 'a & b', xTitle: 'x', yTitle: 'y (units, log scale)', legendTitle: 's', categories: ['one', 'two'], series: ['s', 't'], rows: [{ category: 'one', series: 's', value: 1 }, { category: 'two', series: 't', value: 1000 }], log: true });
+    const line = lineChartSpec(FAKE, { title: 'lines', xTitle: 'x (bits)', yTitle: 'y (bytes)', legendTitle: 'series', series: [{ name: 'l', points: [[0, 1], [4, 10]] }, { name: 'same values', points: [[0, 1], [4, 10]] }, { name: 'm', points: [[0, 2]], projected: true }] });
+    for (const spec of [bar, line]) {
+      const svg = await renderSpec(spec, { onWarn: (m) => warnings.push(m) });
+      expectVegaSvg(svg);
+      const { title, axes } = titlesOf(spec);
+      for (const text of [...title, ...axes, 'Test CPU 9000']) expect(svg).toContain(xml(text));
+      expect(title[1]).toBe('(quick run: small sizes, not for citation)');
+    }
+    expect(warnings).toEqual([]);
+    // A spec built elsewhere (another section's) gets the same label.
+    const other = withRunLabel(FAKE, { title: { text: 'Other', subtitle: 'its own' }, data: { values: [{ a: 1 }] }, mark: 'point', encoding: { x: { field: 'a', type: 'quantitative' } } });
+    expect((other as { title: unknown }).title).toEqual({ text: ['Other', '(quick run: small sizes, not for citation)'], subtitle: [expect.stringContaining('Test CPU 9000'), 'its own'] });
+    // Lines with the same values stay apart: each series its own shape and dash.
+    const enc = (line as unknown as { encoding: Record<string, { scale: { range: unknown[] } }> }).encoding;
+    expect(new Set(enc.shape!.scale.range.map(String)).size).toBe(3);
+    expect(new Set(enc.strokeDash!.scale.range.map(String)).size).toBe(3);
+  });
+
+  it('says whether the tree was clean, and labels a dirty or non-full run', () => {
+    const clean = renderMarkdown({ ...FAKE, profile: 'full' }, []);
+    expect(clean).toMatch(/^# pcd benchmark results\n/);
+    expect(clean).toContain(`commit ${'a'.repeat(12)} (clean tree)`);
+    expect(clean).not.toMatch(/not for citation|DIRTY/);
+    const dirty = renderMarkdown({ ...FAKE, profile: 'full', tree: { commit: 'b'.repeat(40), dirty: true, changes: [' M server/x.ts'], changeCount: 1 } }, []);
+    expect(dirty).toMatch(/^# pcd benchmark results \(dirty tree: uncommitted changes measured\)\n/);
+    expect(dirty).toMatch(/^> \*\*DIRTY TREE: .*server\/x\.ts/m);
+    expect(renderMarkdown(FAKE, [])).toMatch(/^# pcd benchmark results \(quick run: small sizes, not for citation\)\n/);
+  });
+
+  it('refuses a full run into bench/results/ from a dirty tree before measuring anything', async () => {
+    const dirty = { commit: 'c'.repeat(40), dirty: true, changes: [' M bench/run.ts'], changeCount: 1 };
+    const clean = { commit: 'c'.repeat(40), dirty: false };
+    const run = vi.fn(async () => FAKE);
+    const reference = referenceDigest();
+    const refused = await runMain([], { tree: () => dirty, run });
+    expect(refused.exitCode).toBe(2);
+    expect(refused.stderr).toMatch(/^pcd bench: refusing a full run into bench\/results\/ .*uncommitted changes.*--allow-dirty/);
+    expect(refused.stderr.split('\n')).toHaveLength(1);
+    // A quick run is never let into bench/results/, clean tree or not.
+    const quick = await runMain(['--quick', '--out', DEFAULT_OUT], { tree: () => clean, run });
+    expect(quick.exitCode).toBe(2);
+    expect(quick.stderr).toMatch(/^pcd bench: a --quick run never writes bench\/results\//);
+    expect(run).not.toHaveBeenCalled();
+    expect(referenceDigest()).toEqual(reference);
+    // The rule itself: --allow-dirty lets it through, another folder is not the reference run, unknown is not clean.
+    expect(refusal('full', DEFAULT_OUT, dirty, true)).toBeUndefined();
+    expect(refusal('full', DEFAULT_OUT, clean)).toBeUndefined();
+    expect(refusal('full', path.join(os.tmpdir(), 'elsewhere'), dirty)).toBeUndefined();
+    expect(refusal('full', DEFAULT_OUT, { commit: undefined, dirty: undefined })).toMatch(/cannot tell/);
+    expect(refusal('tiny', DEFAULT_OUT, clean)).toMatch(/never writes bench\/results/);
   });
 
   it('renders a Markdown table', () => {

@@ -1,0 +1,405 @@
+/**
+ * The operator's view: the contact graph rebuilt from nothing but the data
+ * folder a server persisted (read after it stopped, through the readers of
+ * `pcd audit`: server/audit.ts auditPlain, auditHashed with reverseHashes
+ * and parsePlan, auditBlinded, and its byte-level snapshot for the two
+ * tables the blinded audit does not list in bulk), plus what is public: the
+ * numbering plan in use. Never the simulation's memory.
+ *
+ * An edge is (account id, number): "this account looked this number up".
+ *
+ * - plain: every plain_log row is an edge, as logged.
+ * - hashed: every hashed_log row whose hash the enumeration of the plan
+ *   reverses is an edge.
+ * - blinded: no row holds a number. What the log holds, and what this
+ *   attack does with it:
+ *   1. Attribution. blinded_bucket_log rows are (minute, IP, epoch, bucket,
+ *      count); blinded_eval_log rows are (time, account, IP, epoch, count).
+ *      A fetch row is attributed to the accounts with an evaluation from the
+ *      same IP within the audit's CORRELATION_WINDOW_MS of its minute
+ *      (the client fetches its buckets right after its evaluation), or,
+ *      when there is none, to every account ever seen on that IP. One
+ *      account: a firm attribution; several (a shared IP): each is possible.
+ *   2. Candidates. A fetch of bucket b says: the account looked up SOME
+ *      number whose bucket id is b. The candidate set is every number of
+ *      the numbering plan with bucket id b (all plan numbers, not only the
+ *      registered ones, because clients look up unregistered contacts too,
+ *      and the bucket fetch is the same either way), less the account's own
+ *      numbers. The registered-only set (registered numbers with bucket id
+ *      b) is reported beside it: smaller, but it never contains an
+ *      unregistered contact.
+ *   3. Mutuality. Contacts are often mutual and the operator knows every
+ *      account's own number (the numbers table). A registered candidate y is
+ *      "mutual" when y's account fetched the bucket of the requester's own
+ *      number. The mutual set M(A, b) is those candidates.
+ *   Claims, per (account A, bucket b) firmly attributed to A:
+ *   - `bucket`: the plan candidate set is one number: claimed (certain, up
+ *     to the account looking itself up, which is excluded);
+ *   - `mutual`: M(A, b) is one number: claimed (a guess: measured);
+ *   - `registered`: the registered set is one number: claimed (a guess:
+ *     the contact may be an unregistered number of the bucket);
+ *   the headline attack is `bucket` or else `mutual`.
+ *   Per true edge (A, x) the candidate-set size is the plan set of x's
+ *   bucket when A is attributed (firmly or possibly) a fetch of it, and the
+ *   whole plan (less A's own numbers) when not: then the log shows only
+ *   that A asked something, when, and how many elements.
+ *   Timing beyond the minute, element counts and the order of rows are not
+ *   used for claims; the counts are reported as what remains (who asked,
+ *   when, how many, and which syncs were whole address books).
+ */
+import type Database from 'better-sqlite3';
+import { bucketOf } from '../shared/buckets.ts';
+import type { E164 } from '../shared/e164.ts';
+import type { DesignName } from '../shared/messages.ts';
+import { CORRELATION_WINDOW_MS, auditBlinded, auditHashed, auditPlain, parsePlan, requireTable, withSnapshot, type PlanPattern } from '../server/audit.ts';
+import { BUCKET_LOG_WINDOW_MS } from '../server/store.ts';
+
+/** "account number". */
+export type EdgeKey = string;
+export const edgeKey = (accountId: number, number: string): EdgeKey => `${accountId} ${number}`;
+
+export interface Candidates {
+  /** Numbers of the plan the operator cannot tell the true contact from. */
+  plan: number;
+  /** The same among registered numbers (only for a registered contact; null otherwise). */
+  registered: number | null;
+}
+
+export interface WhatRemains {
+  /** The columns a row holds. */
+  fields: string;
+  rows: number;
+  requesters: number;
+  ips: number;
+  /** Lookups the rows count (one per row for plain and hashed; blinded elements). */
+  lookups: number;
+  /** Requests that were whole-book syncs (more than one number or element). */
+  syncRequests: number;
+  from: number | null;
+  until: number | null;
+  /** Blinded: bucket-fetch rows and the fetches they count; how many rows attribution could not settle. */
+  bucketRows?: number;
+  bucketFetches?: number;
+  ambiguousBucketRows?: number;
+  unattributedBucketRows?: number;
+  /** Hashed: the reversal. */
+  reversal?: { candidates: number; seconds: number; distinctHashes: number; reversed: number };
+}
+
+export interface Reconstruction {
+  design: DesignName;
+  bucketBits: number | null;
+  /** The headline attack's claimed edges. */
+  claimed: Set<EdgeKey>;
+  /** Each attack's claims (plain and hashed: one). */
+  attacks: { name: string; claimed: Set<EdgeKey> }[];
+  candidates(accountId: number, number: E164): Candidates;
+  remains: WhatRemains;
+  warnings: string[];
+}
+
+/** Every number a plan spans, X digits counting up. */
+export function* enumeratePlan(plan: readonly PlanPattern[]): Generator<E164> {
+  for (const { pattern, size } of plan) {
+    const digits = [...pattern];
+    const xs = digits.flatMap((c, i) => (c === 'X' ? [i] : []));
+    const cur = digits.map((c) => (c === 'X' ? '0' : c));
+    for (let n = 0; n < size; n++) {
+      yield cur.join('') as E164;
+      for (let k = xs.length - 1; k >= 0; k--) {
+        const p = xs[k]!;
+        if (cur[p] === '9') cur[p] = '0';
+        else {
+          cur[p] = String(Number(cur[p]) + 1);
+          break;
+        }
+      }
+    }
+  }
+}
+
+function span(ts: number[]): { from: number | null; until: number | null } {
+  let from = Infinity;
+  let until = -Infinity;
+  for (const t of ts) {
+    if (t < from) from = t;
+    if (t > until) until = t;
+  }
+  return ts.length ? { from, until } : { from: null, until: null };
+}
+
+/** A design that logs the number (or its hash): each reversed row is an edge. */
+function fromRows(design: 'plain' | 'hashed', rows: { ts: number; accountId: number; number: string; ip: string }[], planSize: number, fields: string): Reconstruction {
+  const claimed = new Set(rows.map((r) => edgeKey(r.accountId, r.number)));
+  const perRequest = new Map<string, number>(); // rows of one request share account and time
+  for (const r of rows) perRequest.set(`${r.accountId} ${r.ts}`, (perRequest.get(`${r.accountId} ${r.ts}`) ?? 0) + 1);
+  return {
+    design,
+    bucketBits: null,
+    claimed,
+    attacks: [{ name: design === 'plain' ? 'direct' : 'enumeration', claimed }],
+    candidates: (a, n) => ({ plan: claimed.has(edgeKey(a, n)) ? 1 : planSize, registered: null }),
+    remains: {
+      fields,
+      rows: rows.length,
+      requesters: new Set(rows.map((r) => r.accountId)).size,
+      ips: new Set(rows.map((r) => r.ip)).size,
+      lookups: rows.length,
+      syncRequests: [...perRequest.values()].filter((c) => c > 1).length,
+      ...span(rows.map((r) => r.ts)),
+    },
+    warnings: [],
+  };
+}
+
+export function reconstructPlain(dataDir: string, planSpec: string): Reconstruction {
+  const a = auditPlain(dataDir, { targets: [] });
+  const r = fromRows('plain', a.rows, planSizeOf(planSpec), 'time, account, email, IP, number, answer');
+  r.warnings.push(...a.warnings);
+  return r;
+}
+
+export function reconstructHashed(dataDir: string, planSpec: string): Reconstruction {
+  const a = auditHashed(dataDir, { targets: [], plan: planSpec });
+  const r = fromRows('hashed', a.rows, planSizeOf(planSpec), 'time, account, email, IP, SHA-256 of the number (reversed), answer');
+  r.remains.reversal = { candidates: a.reversal.candidates, seconds: a.reversal.ms / 1000, distinctHashes: a.reversal.distinctHashes, reversed: a.reversal.reversed };
+  r.warnings.push(...a.warnings);
+  return r;
+}
+
+function planSizeOf(spec: string): number {
+  return parsePlan(spec).reduce((s, p) => s + p.size, 0);
+}
+
+interface FetchRow {
+  ts: number;
+  ip: string;
+  epoch: number;
+  bucket: number;
+  count: number;
+}
+
+/** The bucket log and the account of every registered number, from the same on-disk snapshot the audit reads. */
+function readBlindedTables(dataDir: string): { fetches: FetchRow[]; owners: Map<string, number> } {
+  return withSnapshot(dataDir, ({ db }: { db: Database.Database }) => {
+    requireTable(db, 'blinded_bucket_log');
+    requireTable(db, 'numbers');
+    const aggregated = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('blinded_bucket_log')").all().some((c) => c.name === 'count');
+    const fetches = db
+      .prepare<[], FetchRow>(`SELECT ts, ip, epoch, bucket, ${aggregated ? 'count' : '1 AS count'} FROM blinded_bucket_log ORDER BY ts`)
+      .all();
+    const owners = new Map<string, number>();
+    for (const r of db.prepare<[], { number: string; account_id: number }>('SELECT number, account_id FROM numbers').iterate()) owners.set(r.number, r.account_id);
+    return { fetches, owners };
+  });
+}
+
+/** The index of the first element of sorted `xs` that is >= x. */
+function lowerBound(xs: readonly number[], x: number): number {
+  let lo = 0;
+  let hi = xs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (xs[mid]! < x) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+export function reconstructBlinded(dataDir: string, planSpec: string): Reconstruction {
+  const audit = auditBlinded(dataDir, { targets: [] });
+  const { fetches, owners } = readBlindedTables(dataDir);
+  const plan = parsePlan(planSpec);
+  const planSize = plan.reduce((s, p) => s + p.size, 0);
+  const bitsOf = new Map(audit.epochs.map((e) => [e.epoch, e.bucketBits]));
+  const epochsUsed = [...new Set([...audit.evaluations.rows.map((r) => r.epoch), ...fetches.map((f) => f.epoch)])].filter((e) => bitsOf.has(e));
+  const bitsUsed = [...new Set(epochsUsed.map((e) => bitsOf.get(e)!))];
+  // Bucket ids are comparable within an epoch only.
+  const slot = (epoch: number, bucket: number) => epoch * 2 ** 25 + bucket;
+
+  // Plan numbers and registered numbers per bucket, for every bucketBits in use: counts, and the number when there is one.
+  type Tally = { count: Map<number, number>; one: Map<number, E164> };
+  const tally = (): Tally => ({ count: new Map(), one: new Map() });
+  const add = (t: Tally, b: number, n: E164) => {
+    const c = (t.count.get(b) ?? 0) + 1;
+    t.count.set(b, c);
+    if (c === 1) t.one.set(b, n);
+    else t.one.delete(b);
+  };
+  const planBy = new Map<number, Tally>();
+  const regBy = new Map<number, Tally>();
+  const regList = new Map<number, Map<number, E164[]>>();
+  for (const bits of bitsUsed) {
+    const t = tally();
+    for (const n of enumeratePlan(plan)) add(t, bucketOf(n, bits), n);
+    planBy.set(bits, t);
+    const r = tally();
+    const lists = new Map<number, E164[]>();
+    for (const n of owners.keys()) {
+      const b = bucketOf(n as E164, bits);
+      add(r, b, n as E164);
+      const l = lists.get(b);
+      if (l) l.push(n as E164);
+      else lists.set(b, [n as E164]);
+    }
+    regBy.set(bits, r);
+    regList.set(bits, lists);
+  }
+  const ownNumbers = new Map<number, E164[]>();
+  for (const [n, a] of owners) {
+    const l = ownNumbers.get(a);
+    if (l) l.push(n as E164);
+    else ownNumbers.set(a, [n as E164]);
+  }
+
+  // 1. Attribution.
+  const evalsByIp = new Map<string, { ts: number[]; accounts: number[] }>();
+  for (const r of [...audit.evaluations.rows].sort((a, b) => a.ts - b.ts)) {
+    const e = evalsByIp.get(r.ip) ?? { ts: [], accounts: [] };
+    e.ts.push(r.ts);
+    e.accounts.push(r.accountId);
+    evalsByIp.set(r.ip, e);
+  }
+  const firm = new Map<number, Set<number>>(); // account -> slots
+  const possible = new Map<number, Set<number>>();
+  const fetchedBy = new Map<number, Set<number>>(); // slot -> accounts (any attribution)
+  const put = (m: Map<number, Set<number>>, k: number, v: number) => {
+    const s = m.get(k);
+    if (s) s.add(v);
+    else m.set(k, new Set([v]));
+  };
+  let ambiguous = 0;
+  let unattributed = 0;
+  for (const f of fetches) {
+    if (!bitsOf.has(f.epoch)) {
+      unattributed++; // an epoch the epochs table does not list: its bucket ids cannot be matched to numbers
+      continue;
+    }
+    const e = evalsByIp.get(f.ip);
+    const near = new Set<number>();
+    if (e) {
+      const lo = lowerBound(e.ts, f.ts - CORRELATION_WINDOW_MS);
+      const hi = lowerBound(e.ts, f.ts + BUCKET_LOG_WINDOW_MS + CORRELATION_WINDOW_MS);
+      for (let i = lo; i < hi; i++) near.add(e.accounts[i]!);
+      if (near.size === 0) for (const a of e.accounts) near.add(a);
+    }
+    if (near.size === 0) {
+      unattributed++;
+      continue;
+    }
+    if (near.size > 1) ambiguous++;
+    const s = slot(f.epoch, f.bucket);
+    for (const a of near) {
+      put(possible, a, s);
+      put(fetchedBy, s, a);
+      if (near.size === 1) put(firm, a, s);
+    }
+  }
+
+  const ownIn = (a: number, bits: number, b: number): number => (ownNumbers.get(a) ?? []).filter((n) => bucketOf(n, bits) === b).length;
+
+  // 3. Mutuality: registered numbers of bucket (epoch, b) whose account fetched the bucket of one of A's own numbers.
+  const reciprocatingMemo = new Map<string, Set<number>>();
+  const reciprocatingOf = (a: number, epoch: number): Set<number> => {
+    const k = `${a} ${epoch}`;
+    let r = reciprocatingMemo.get(k);
+    if (!r) {
+      const bits = bitsOf.get(epoch)!;
+      r = new Set<number>();
+      for (const n of ownNumbers.get(a) ?? []) for (const x of fetchedBy.get(slot(epoch, bucketOf(n, bits))) ?? []) if (x !== a) r.add(x);
+      reciprocatingMemo.set(k, r);
+    }
+    return r;
+  };
+  const mutual = (a: number, epoch: number, b: number, limit = 2): E164[] => {
+    const bits = bitsOf.get(epoch)!;
+    const reciprocating = reciprocatingOf(a, epoch);
+    const out: E164[] = [];
+    const inBucket = regList.get(bits)!.get(b) ?? [];
+    if (reciprocating.size < inBucket.length) {
+      for (const x of reciprocating) for (const n of ownNumbers.get(x) ?? []) if (bucketOf(n, bits) === b && out.length < limit) out.push(n);
+    } else {
+      for (const n of inBucket) if (out.length < limit && reciprocating.has(owners.get(n)!)) out.push(n);
+    }
+    return out;
+  };
+
+  const bucketClaims = new Set<EdgeKey>();
+  const mutualClaims = new Set<EdgeKey>();
+  const registeredClaims = new Set<EdgeKey>();
+  for (const [a, slots] of firm) {
+    const own = new Set<string>(ownNumbers.get(a) ?? []);
+    for (const s of slots) {
+      const epoch = Math.floor(s / 2 ** 25);
+      const b = s - epoch * 2 ** 25;
+      const bits = bitsOf.get(epoch)!;
+      const p = planBy.get(bits)!;
+      const pOne = p.one.get(b);
+      if (pOne !== undefined && !own.has(pOne)) bucketClaims.add(edgeKey(a, pOne));
+      const r = regBy.get(bits)!;
+      const regCount = (r.count.get(b) ?? 0) - ownIn(a, bits, b);
+      if (regCount === 1) {
+        const n = (regList.get(bits)!.get(b) ?? []).find((x) => !own.has(x));
+        if (n) registeredClaims.add(edgeKey(a, n));
+      }
+      const m = mutual(a, epoch, b);
+      if (m.length === 1) mutualClaims.add(edgeKey(a, m[0]!));
+    }
+  }
+  const claimed = new Set<EdgeKey>([...bucketClaims, ...mutualClaims]);
+
+  const candidates = (a: number, n: E164): Candidates => {
+    const own = ownNumbers.get(a) ?? [];
+    const registered = owners.has(n);
+    for (const epoch of epochsUsed) {
+      const bits = bitsOf.get(epoch)!;
+      const b = bucketOf(n, bits);
+      if (!possible.get(a)?.has(slot(epoch, b))) continue;
+      const mineHere = ownIn(a, bits, b);
+      return {
+        plan: (planBy.get(bits)!.count.get(b) ?? 0) - mineHere,
+        registered: registered ? (regBy.get(bits)!.count.get(b) ?? 0) - mineHere : null,
+      };
+    }
+    return { plan: planSize - own.length, registered: registered ? owners.size - own.length : null };
+  };
+
+  const evals = audit.evaluations.rows;
+  const current = audit.currentEpoch === null ? undefined : audit.epochs.find((e) => e.epoch === audit.currentEpoch);
+  return {
+    design: 'blinded',
+    bucketBits: current?.bucketBits ?? bitsUsed[0] ?? null,
+    claimed,
+    attacks: [
+      { name: 'bucket', claimed: bucketClaims },
+      { name: 'mutual', claimed: mutualClaims },
+      { name: 'registered', claimed: registeredClaims },
+    ],
+    candidates,
+    remains: {
+      fields: 'evaluations: time, account, IP, epoch, element count; bucket fetches: minute, IP, epoch, bucket id, count',
+      rows: evals.length + fetches.length,
+      requesters: new Set(evals.map((r) => r.accountId)).size,
+      ips: new Set([...evals.map((r) => r.ip), ...fetches.map((f) => f.ip)]).size,
+      lookups: audit.evaluations.elements,
+      syncRequests: evals.filter((r) => r.count > 1).length,
+      ...span([...evals.map((r) => r.ts), ...fetches.map((f) => f.ts)]),
+      bucketRows: fetches.length,
+      bucketFetches: audit.bucketFetches,
+      ambiguousBucketRows: ambiguous,
+      unattributedBucketRows: unattributed,
+    },
+    warnings: audit.warnings,
+  };
+}
+
+export function reconstruct(design: DesignName, dataDir: string, planSpec: string): Reconstruction {
+  switch (design) {
+    case 'plain':
+      return reconstructPlain(dataDir, planSpec);
+    case 'hashed':
+      return reconstructHashed(dataDir, planSpec);
+    case 'blinded':
+      return reconstructBlinded(dataDir, planSpec);
+  }
+}
