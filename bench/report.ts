@@ -314,7 +314,6 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
   }
 
   if (r.workload && r.workload.length > 0) {
-    out.push('## Workload: what 30 days of each design\'s log give away', '');
     // Every table carries the run's label, as the others do.
     const lines = workloadMarkdown(r.workload).split('\n');
     out.push(lines.map((l, i) => (caption && l.startsWith('|') && !lines[i - 1]?.startsWith('|') ? caption + l : l)).join('\n'), '');
