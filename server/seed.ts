@@ -293,7 +293,8 @@ function resolveRegions(regions: readonly string[] | undefined): Plan[] {
 // ---------------------------------------------------------------------------
 // Deterministic randomness: xoshiro128** seeded from SHA-256.
 
-class Rng {
+/** xoshiro128** seeded from 16 bytes; exported for the workload generator (workload/rng.ts), which adds its distributions. */
+export class Rng {
   private a: number;
   private b: number;
   private c: number;
@@ -322,9 +323,10 @@ class Rng {
     return result;
   }
 
-  /** Uniform integer in [0, n), n <= 2^32, unbiased (rejection). */
+  /** Uniform integer in [0, n), unbiased (rejection) for n <= 2^32; above, from 53 random bits. */
   int(n: number): number {
     if (n <= 1) return 0;
+    if (n > 0x1_0000_0000) return Math.floor(this.float() * n);
     const limit = 0x1_0000_0000 - (0x1_0000_0000 % n);
     for (;;) {
       const x = this.u32();

@@ -1,56 +1,16 @@
 /**
  * Deterministic randomness for the workload: xoshiro128** streams whose
- * state is SHA-256(seed, label, index), the construction server/seed.ts
- * uses (its generator is private to it). No Math.random anywhere in
+ * state is SHA-256(seed, label, index): server/seed.ts's generator and
+ * construction, under the workload's own domain label. No Math.random anywhere in
  * workload/: the same flags give the same population and the same 30 days,
  * byte for byte.
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
+import { Rng as SeedRng } from '../server/seed.ts';
 
-export class Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-
-  constructor(state: Uint8Array) {
-    const word = (i: number) => (state[i]! | (state[i + 1]! << 8) | (state[i + 2]! << 16) | (state[i + 3]! << 24)) >>> 0;
-    this.a = word(0);
-    this.b = word(4);
-    this.c = word(8);
-    this.d = word(12);
-    if ((this.a | this.b | this.c | this.d) === 0) this.a = 1;
-  }
-
-  u32(): number {
-    const result = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;
-    const t = this.b << 9;
-    this.c ^= this.a;
-    this.d ^= this.b;
-    this.b ^= this.c;
-    this.a ^= this.d;
-    this.c ^= t;
-    this.d = rotl(this.d, 11);
-    return result;
-  }
-
-  /** Uniform integer in [0, n), unbiased. */
-  int(n: number): number {
-    if (n <= 1) return 0;
-    if (n > 0x1_0000_0000) return Math.floor(this.float() * n);
-    const limit = 0x1_0000_0000 - (0x1_0000_0000 % n);
-    for (;;) {
-      const x = this.u32();
-      if (x < limit) return x % n;
-    }
-  }
-
-  /** Uniform in [0, 1), 53 bits. */
-  float(): number {
-    return ((this.u32() >>> 5) * 0x400_0000 + (this.u32() >>> 6)) / 0x20_0000_0000_0000;
-  }
-
+/** The directory generator's xoshiro128** (server/seed.ts), with the distributions the workload draws from. */
+export class Rng extends SeedRng {
   /** Standard normal (Box-Muller). */
   normal(): number {
     const u = 1 - this.float();
@@ -70,10 +30,6 @@ export class Rng {
   chance(p: number): boolean {
     return this.float() < p;
   }
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
 }
 
 /** An independent stream for (seed, label, index). */
