@@ -24,7 +24,7 @@ import { Store } from '../server/store.ts';
 import { capabilitiesToMask } from '../shared/capabilities.ts';
 import { PATHS } from '../shared/messages.ts';
 import type { E164 } from '../shared/e164.ts';
-import { ADMIN_TOKEN, raw, startTestServer, tempDir } from './helpers.ts';
+import { ADMIN_TOKEN, holdEpochBuilds, raw, startTestServer, tempDir } from './helpers.ts';
 
 const pool = sampleNumbers({ count: 60, seed: 'crash-recovery', regions: ['US', 'GB', 'DE'] });
 const seeded = pool.slice(0, 40);
@@ -178,20 +178,7 @@ describe('each design comes up on its own', () => {
   });
 
   it('serves plain and hashed while the blinded epoch builds; blinded answers 503 with progress, then the build keeps a change made meanwhile', async () => {
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    vi.resetModules();
-    vi.doMock('../server/blinded/build.ts', async (importOriginal) => {
-      const real = await importOriginal<typeof import('../server/blinded/build.ts')>();
-      return {
-        ...real,
-        async buildEpoch(...args: Parameters<typeof real.buildEpoch>) {
-          await gate; // held until the test has looked at the server mid-build
-          return real.buildEpoch(...args);
-        },
-      };
-    });
-    const { startServer } = await import('../server/server.ts');
+    const { release, startServer } = await holdEpochBuilds();
     const dataDir = seedFolder(seeded);
     const server = await startServer({ dataDir, adminToken: ADMIN_TOKEN, evalThreads: 1, logIntervalMs: 20, port: 0 });
     try {

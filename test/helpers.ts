@@ -3,6 +3,7 @@
  * folder, the real client, and an admin client. Every e2e test builds on it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { vi } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -117,4 +118,28 @@ export function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM
     child.on('exit', (code) => resolve(code));
     child.kill(signal);
   });
+}
+
+/**
+ * Holds every epoch build until `release()`: the server module graph is
+ * re-imported with server/blinded/build.ts mocked, so a test can look at a
+ * server mid-build. Import `startServer` from the returned loader; undo with
+ * `vi.doUnmock('../server/blinded/build.ts')` and `vi.resetModules()`.
+ */
+export async function holdEpochBuilds(): Promise<{ release: () => void; startServer: typeof startServer }> {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  vi.resetModules();
+  vi.doMock('../server/blinded/build.ts', async (importOriginal) => {
+    const real = await importOriginal<typeof import('../server/blinded/build.ts')>();
+    return {
+      ...real,
+      async buildEpoch(...args: Parameters<typeof real.buildEpoch>) {
+        await gate; // held until the test has looked at the server mid-build
+        return real.buildEpoch(...args);
+      },
+    };
+  });
+  const mocked = await import('../server/server.ts');
+  return { release, startServer: mocked.startServer };
 }

@@ -30,7 +30,7 @@ import { KEY_FILE, KeyFile, parseKeyFileBytes, readEpochKeys, serializeKeyFile }
 import { createHandler, type FromWorker } from '../server/blinded/worker.ts';
 import type { Epochs } from '../server/blinded/epochs.ts';
 import type { EvaluatorPool } from '../server/blinded/pool.ts';
-import { ADMIN_TOKEN, raw, startTestServer, tempDir, testClock, type TestServer } from './helpers.ts';
+import { ADMIN_TOKEN, holdEpochBuilds, raw, startTestServer, tempDir, testClock, type TestServer } from './helpers.ts';
 
 const HOUR = 3_600_000;
 const run = promisify(execFile);
@@ -182,20 +182,7 @@ describe('a rotation while the epochs are built at start', () => {
   });
 
   it('is refused with 409 until the build is done, then rotates', async () => {
-    let release!: () => void;
-    const gate = new Promise<void>((resolve) => (release = resolve));
-    vi.resetModules();
-    vi.doMock('../server/blinded/build.ts', async (importOriginal) => {
-      const real = await importOriginal<typeof import('../server/blinded/build.ts')>();
-      return {
-        ...real,
-        async buildEpoch(...args: Parameters<typeof real.buildEpoch>) {
-          await gate;
-          return real.buildEpoch(...args);
-        },
-      };
-    });
-    const { startServer } = await import('../server/server.ts');
+    const { release, startServer } = await holdEpochBuilds();
     const server = await startServer({ dataDir: tempDir(), designs: ['blinded'], adminToken: ADMIN_TOKEN, evalThreads: 1, port: 0 });
     try {
       const ts = { server } as TestServer;
