@@ -24,7 +24,7 @@ import { loadBackend } from '../shared/backends.ts';
 import { normalizeNumber, type E164 } from '../shared/e164.ts';
 import { hashNumber } from '../shared/hashed.ts';
 import { MODES, type BackendName, type OprfBackend, type OprfMode, type PointBytes } from '../shared/suite.ts';
-import { sampleNumbers } from '../server/seed.ts';
+import { sampleNumbers } from '../synth/directory.ts';
 import { loadPsi, preparePsi, PSI_EXTERNAL } from './psi.ts';
 import type { CryptoImpl, CryptoMark, ExternalReference } from './results.ts';
 import { timeInterleaved, type TimingBudget } from './stats.ts';

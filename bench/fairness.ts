@@ -21,7 +21,7 @@ import { loadBackend } from '../shared/backends.ts';
 import { CONTENT_TYPE, encodeBody } from '../shared/codec.ts';
 import { BlindedConfigReply, PATHS } from '../shared/messages.ts';
 import type { BackendName } from '../shared/suite.ts';
-import { sampleNumbers } from '../server/seed.ts';
+import { sampleNumbers } from '../synth/directory.ts';
 import { Store } from '../server/store.ts';
 import { forkServer, openTimeoutMs, waitBlindedServing } from './fork.ts';
 import { runLoad, type LoadRequest, type LoadResult } from './loadgen.ts';

@@ -405,7 +405,7 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
         server: `child process (pid ${main.child.pid}) serving ${DESIGNS.join(', ')} on ${main.url} with the ${main.backend} backend; requests, plain and hashed lookups and bucket fetches on its one event loop, ${evaluatorText}. Server CPU is all its threads, so above 100 % it used more than one core`,
         servers: `one child per (backend, evaluator threads), each over its own copy of the seeded store with its own epoch: ${serverLines.join('; ')}`,
         loadGenerator: 'this process: closed loop over keep-alive node:http connections, bodies encoded and blinded (sodium) before timing',
-        directory: `${seeded.numbers} numbers (server/seed.ts, seed '${BENCH_SEED}'), blinded epochs: ${config.mode}, bucketBits ${config.bucketBits}`,
+        directory: `${seeded.numbers} numbers (synth/, seed '${BENCH_SEED}'), blinded epochs: ${config.mode}, bucketBits ${config.bucketBits}`,
         requests: `numbers drawn from a contact list of ${pool.length} (half registered); the same prepared requests are cycled (a 4,096-element batch repeats the pool's elements)`,
         serverRssAfter: formatBytes(mainUsage.memory.rss),
       },

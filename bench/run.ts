@@ -193,7 +193,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
           projections.push(...r.projections);
           notes.push(...r.notes);
           const s = r.seeding.at(-1);
-          if (s) notes.push(`Build: seeding the store (server/seed.ts generator + SQLite bulk insert) ran at ${Math.round(s.numbers / s.seconds).toLocaleString('en-US')} numbers/s at ${s.numbers.toLocaleString('en-US')} numbers.`);
+          if (s) notes.push(`Build: seeding the store (synth/ generator + SQLite bulk insert) ran at ${Math.round(s.numbers / s.seconds).toLocaleString('en-US')} numbers/s at ${s.numbers.toLocaleString('en-US')} numbers.`);
           break;
         }
         case 'reverse': {

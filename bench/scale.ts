@@ -1,6 +1,6 @@
 /**
  * Scale: a directory of N numbers seeded through the ordinary path
- * (bench/seeding.ts: server/seed.ts's generator into the store's bulk
+ * (bench/seeding.ts: synth/'s generator into the store's bulk
  * insert, what `pcd seed` runs), then one server child serving all three
  * designs over it, timed from the fork:
  *
@@ -21,7 +21,7 @@ import { createAdminClient, createClient } from '../client/client.ts';
 import { DESIGNS } from '../shared/messages.ts';
 import type { BackendName } from '../shared/suite.ts';
 import type { E164 } from '../shared/e164.ts';
-import { sampleNumbers } from '../server/seed.ts';
+import { sampleNumbers } from '../synth/directory.ts';
 import { Store } from '../server/store.ts';
 import { forkServer, openTimeoutMs, waitBlindedServing, type ServerChild } from './fork.ts';
 import type { ScaleMark, ScaleTarget } from './results.ts';
@@ -212,7 +212,7 @@ export async function runScale(config: ScaleConfig, log: (line: string) => void)
   return {
     marks,
     notes: [
-      `Scale: each size is seeded into a fresh folder (bench/seeding.ts: server/seed.ts into the store's bulk insert, as \`pcd seed\`), then one server child serves plain, hashed and blinded (${config.backend}, bucketBits ${config.bucketBits}, evaluator and build threads at their defaults). Times run from the fork of the child; "serving" is the first 200 of GET /v1/blinded/config (the server listens while the epoch builds and answers 503 until then). RSS is read in the child after a full GC; peak RSS is the process's maximum so far (the build's worker threads included). Then one number is registered through the admin API, the child is killed with SIGKILL about ${config.killAfterMs} ms later, and a new child is started on the same folder.`,
+      `Scale: each size is seeded into a fresh folder (bench/seeding.ts: synth/ into the store's bulk insert, as \`pcd seed\`), then one server child serves plain, hashed and blinded (${config.backend}, bucketBits ${config.bucketBits}, evaluator and build threads at their defaults). Times run from the fork of the child; "serving" is the first 200 of GET /v1/blinded/config (the server listens while the epoch builds and answers 503 until then). RSS is read in the child after a full GC; peak RSS is the process's maximum so far (the build's worker threads included). Then one number is registered through the admin API, the child is killed with SIGKILL about ${config.killAfterMs} ms later, and a new child is started on the same folder.`,
       'Scale: targets are judged only at the sizes they name (10^6, 10^7), the restart targets at every size; 1 GB = 10^9 bytes.',
     ],
   };

@@ -1,5 +1,5 @@
 /**
- * Data folders for the benchmarks: the synthetic directory of server/seed.ts
+ * Data folders for the benchmarks: the synthetic directory of synth/
  * written into a fresh store, and a requester with a contact list (half of
  * it registered) whose numbers the load generator looks up.
  */
@@ -8,8 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { capabilitiesToMask } from '../shared/capabilities.ts';
 import type { E164 } from '../shared/e164.ts';
-import { generateAccounts, generateContactLists } from '../server/seed.ts';
-import { DB_FILE, Store } from '../server/store.ts';
+import { generateAccounts, generateContactLists } from '../synth/directory.ts';
+import { DB_FILE } from '../disk/files.ts';
+import { Store } from '../server/store.ts';
 
 export const BENCH_SEED = 'pcd-bench';
 export const BENCH_ADMIN_TOKEN = 'pcd-bench-admin-token-not-a-secret';

@@ -48,9 +48,10 @@ import { maskToCapabilities } from '../shared/capabilities.ts';
 import { normalizeNumber, type E164 } from '../shared/e164.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { HASH_BYTES, hashNumber } from '../shared/hashed.ts';
-import { pickCurrent, type EpochRow } from './blinded/epoch.ts';
-import { readEpochKeys } from './blinded/keys.ts';
-import { BUCKET_LOG_WINDOW_MS, DB_FILE } from './store.ts';
+import { pickCurrent, type EpochRow } from '../disk/epochs.ts';
+import { readEpochKeys } from '../disk/keyfile.ts';
+import { DB_FILE } from '../disk/files.ts';
+import { BUCKET_LOG_WINDOW_MS } from '../shared/designs/blinded.ts';
 
 export const AUDIT_DESIGNS = ['plain', 'hashed', 'blinded'] as const;
 export type AuditDesign = (typeof AUDIT_DESIGNS)[number];

@@ -18,7 +18,7 @@ import { LIMITS } from '../shared/limits.ts';
 import { startServer, type RunningServer } from './server.ts';
 import { Store } from './store.ts';
 import { acquireFolderLock } from './lock.ts';
-import { generateAccounts, generateContactLists, type SeedOptions } from './seed.ts';
+import { generateAccounts, generateContactLists, type SeedOptions } from '../synth/directory.ts';
 import { rotateKeyOffline, type BlindedServerDesign } from './designs/blinded.ts';
 import { registerAuditCommand } from './audit-cli.ts';
 

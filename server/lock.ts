@@ -47,7 +47,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { writeFileAtomic } from './blinded/keys.ts';
-import { DB_FILE } from './store.ts';
+import { DB_FILE } from '../disk/files.ts';
 
 export const LOCK_FILE = 'server.lock';
 export const OWNER_FILE = 'server.lock.json';

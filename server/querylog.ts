@@ -33,6 +33,7 @@
 import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
+import { columnNames, type CountKey, type CountLogTable, type LogRow, type RowLogTable } from '../shared/logs.ts';
 import type { ServerContext } from './context.ts';
 import { loggerOf, registerLog, type LogHealth, type MonitoredLog } from './loghealth.ts';
 import { sqliteCode, type Store } from './store.ts';
@@ -374,19 +375,14 @@ function logOptions(ctx: ServerContext): LogOptions {
   };
 }
 
-/** A design's query log, batched as the server's options say, registered under the store for health reports. */
-export function designLog<Row extends unknown[]>(ctx: ServerContext, table: string, columns: readonly string[]): BatchedLog<Row> {
-  return new BatchedLog<Row>(ctx.store.db, table, columns, logOptions(ctx)).register(ctx.store);
+/** A design's query log (its declaration: shared/designs/<name>.ts), batched as the server's options say, registered under the store for health reports. */
+export function designLog<const T extends RowLogTable>(ctx: ServerContext, table: T): BatchedLog<LogRow<T>> {
+  return new BatchedLog<LogRow<T>>(ctx.store.db, table.name, columnNames(table), logOptions(ctx)).register(ctx.store);
 }
 
 /** A design's aggregated log: counts per key and window (a minute by default), on the server's clock. */
-export function countingLog<Key extends (string | number)[]>(
-  ctx: ServerContext,
-  table: string,
-  keyColumns: readonly string[],
-  windowMs = MINUTE_MS,
-): CountingLog<Key> {
-  return new CountingLog<Key>(ctx.store.db, table, keyColumns, ctx.now, windowMs, logOptions(ctx)).register(ctx.store);
+export function countingLog<const T extends CountLogTable>(ctx: ServerContext, table: T): CountingLog<CountKey<T>> {
+  return new CountingLog<CountKey<T>>(ctx.store.db, table.name, table.key, ctx.now, table.windowMs, logOptions(ctx)).register(ctx.store);
 }
 
 export const DAY_MS = 24 * 60 * 60 * 1000;

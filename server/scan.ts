@@ -58,8 +58,8 @@ import {
   WAL_HEADER_BYTES,
   type AuditFormat,
 } from './audit.ts';
-import { KEY_FILE, readEpochKeys } from './blinded/keys.ts';
-import { DB_FILE } from './store.ts';
+import { KEY_FILE, readEpochKeys } from '../disk/keyfile.ts';
+import { DB_FILE } from '../disk/files.ts';
 
 /** Where a hit is: a design's data, the directory, a free page, or something else. */
 export type ScanDesign = 'plain' | 'hashed' | 'blinded' | 'directory' | 'free-page' | 'other';

@@ -175,7 +175,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     }),
     route<undefined, OkReply>({
       method: 'DELETE',
-      path: '/v1/accounts/:accountId',
+      path: PATHS.account.pattern,
       auth: 'admin',
       async handle({ params }) {
         const id = parseIdSegment(params.accountId ?? '', Number.MAX_SAFE_INTEGER);

@@ -41,96 +41,10 @@ import type { CapabilityMask } from '../shared/capabilities.ts';
 import type { DirectoryChange, Requester } from '../shared/design.ts';
 import type { E164 } from '../shared/e164.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
-
-export const DB_FILE = 'pcd.sqlite';
-
-/** The accounts table: AUTOINCREMENT, so an id is never given to a second account. */
-function accountsTable(name: string): string {
-  return `CREATE TABLE ${name} (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  email TEXT NOT NULL UNIQUE,
-  token_hash BLOB UNIQUE,
-  capabilities INTEGER NOT NULL,
-  created_at INTEGER NOT NULL
-)`;
-}
-
-/** Bucket fetches counted per (minute, IP, epoch, bucket): the key leads with ts, so purging by ts uses it. */
-function bucketLogTable(name: string): string {
-  return `CREATE TABLE ${name} (
-  ts INTEGER NOT NULL, ip TEXT NOT NULL, epoch INTEGER NOT NULL, bucket INTEGER NOT NULL,
-  count INTEGER NOT NULL,
-  PRIMARY KEY (ts, ip, epoch, bucket)
-) WITHOUT ROWID`;
-}
-
-/** The bucket log's aggregation window: ts is the start of a minute. */
-export const BUCKET_LOG_WINDOW_MS = 60_000;
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-${accountsTable('IF NOT EXISTS accounts')};
-CREATE TABLE IF NOT EXISTS numbers (
-  number TEXT PRIMARY KEY,
-  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS numbers_account ON numbers(account_id);
-
--- plain: what the report describes: every lookup, with the number, the
--- requester's account, email and IP, and the answer.
-CREATE TABLE IF NOT EXISTS plain_log (
-  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, account_id INTEGER NOT NULL,
-  email TEXT NOT NULL, ip TEXT NOT NULL, number TEXT NOT NULL, answer INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS plain_log_number ON plain_log(number, ts);
-CREATE INDEX IF NOT EXISTS plain_log_ts ON plain_log(ts);
-
--- hashed: the same, with SHA-256 of the number in place of the number.
-CREATE TABLE IF NOT EXISTS hashed_log (
-  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, account_id INTEGER NOT NULL,
-  email TEXT NOT NULL, ip TEXT NOT NULL, hash BLOB NOT NULL, answer INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS hashed_log_hash ON hashed_log(hash, ts);
-CREATE INDEX IF NOT EXISTS hashed_log_ts ON hashed_log(ts);
-
--- blinded: nothing derived from a number. Evaluations: who, when, from where,
--- which epoch, how many elements. Bucket fetches: per minute (ts = its start),
--- IP, epoch and bucket, how many (revalidations answered 304 are not counted).
-CREATE TABLE IF NOT EXISTS blinded_eval_log (
-  id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, account_id INTEGER NOT NULL,
-  ip TEXT NOT NULL, epoch INTEGER NOT NULL, count INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS blinded_eval_log_ts ON blinded_eval_log(ts);
-${bucketLogTable('IF NOT EXISTS blinded_bucket_log')};
-
--- The directory journal: one row per changed number (mask 0: removed), its
--- version the directory version the change made. Pruned once every epoch
--- cache reflects it (server/blinded/epochs.ts).
-CREATE TABLE IF NOT EXISTS directory_changes (
-  version INTEGER PRIMARY KEY,
-  number TEXT NOT NULL,
-  mask INTEGER NOT NULL
-);
-
-CREATE TABLE IF NOT EXISTS epochs (
-  epoch INTEGER PRIMARY KEY,
-  public_key BLOB NOT NULL,
-  mode TEXT NOT NULL,
-  bucket_bits INTEGER NOT NULL,
-  tag_bytes INTEGER NOT NULL,
-  created_at INTEGER NOT NULL,
-  retires_at INTEGER,
-  destroyed_at INTEGER
-);
-`;
-
-/** Query-log tables and the design each belongs to; every one has a `ts` column (Unix ms). */
-export const LOG_TABLES = {
-  plain_log: 'plain',
-  hashed_log: 'hashed',
-  blinded_eval_log: 'blinded',
-  blinded_bucket_log: 'blinded',
-} as const;
+import { BLINDED_BUCKET_LOG } from '../shared/designs/blinded.ts';
+import { LOG_TABLES } from '../shared/designs/index.ts';
+import { DB_FILE } from '../disk/files.ts';
+import { accountsTable, countsTableDdl, SCHEMA } from '../disk/schema.ts';
 
 /** The SQLite error code of a thrown error (`SQLITE_FULL`, `SQLITE_IOERR_WRITE`, ...), if it is one. */
 export function sqliteCode(err: unknown): string | undefined {
@@ -270,9 +184,9 @@ export class Store {
         if (broken.length) throw new Error(`migrating the accounts table: ${broken.length} row(s) reference a missing account; the database is left unchanged`);
       }
       if (bucketLogOld) {
-        this.db.exec(`DROP TABLE IF EXISTS blinded_bucket_log_rebuild; ${bucketLogTable('blinded_bucket_log_rebuild')};
+        this.db.exec(`DROP TABLE IF EXISTS blinded_bucket_log_rebuild; ${countsTableDdl(BLINDED_BUCKET_LOG, 'blinded_bucket_log_rebuild')}
           INSERT INTO blinded_bucket_log_rebuild (ts, ip, epoch, bucket, count)
-            SELECT (ts / ${BUCKET_LOG_WINDOW_MS}) * ${BUCKET_LOG_WINDOW_MS}, ip, epoch, bucket, count(*) FROM blinded_bucket_log GROUP BY 1, 2, 3, 4;
+            SELECT (ts / ${BLINDED_BUCKET_LOG.windowMs}) * ${BLINDED_BUCKET_LOG.windowMs}, ip, epoch, bucket, count(*) FROM blinded_bucket_log GROUP BY 1, 2, 3, 4;
           DROP TABLE blinded_bucket_log;
           ALTER TABLE blinded_bucket_log_rebuild RENAME TO blinded_bucket_log;`);
       }
@@ -473,7 +387,7 @@ export class Store {
   purgeLogs(cutoff: number): number {
     let n = 0;
     const tx = this.db.transaction(() => {
-      for (const table of Object.keys(LOG_TABLES)) {
+      for (const { name: table } of LOG_TABLES) {
         n += this.db.prepare(`DELETE FROM ${table} WHERE ts < ?`).run(cutoff).changes;
       }
     });

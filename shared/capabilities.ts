@@ -4,6 +4,7 @@
  * `capabilities` bytes (DESIGN.md §3). The order is part of the protocol.
  */
 import { ErrorCode, PcdError } from './errors.ts';
+import { string } from './schema.ts';
 
 export const CAPABILITIES = ['messages', 'facetime'] as const;
 export type Capability = (typeof CAPABILITIES)[number];
@@ -35,3 +36,6 @@ export function maskToCapabilities(mask: CapabilityMask, names: readonly string[
   for (let j = 0; j < names.length; j++) if (mask & (1 << j)) out.push(names[j]!);
   return out;
 }
+
+/** A capability name on the wire (a client reads the list from the server's config). */
+export const capabilityName = string({ max: 32, min: 1, pattern: /^[a-z][a-z0-9_-]*$/, what: 'a capability name' });

@@ -1,33 +1,35 @@
 /**
- * The HTTP API of DESIGN.md §3: every endpoint's path, request and reply,
+ * The HTTP API (docs/protocol.md): every endpoint's path, request and reply,
  * as types and as the strict schemas that check them. Server routes, the
- * client and the tests all take them from here.
+ * client and the tests all take them from here. The common endpoints
+ * (health, accounts) are defined here; each design's in
+ * shared/designs/<name>.ts, re-exported from here.
  *
  * Byte fields are `bin` in MessagePack and base64 in JSON (codec.ts).
  */
+import { capabilityName } from './capabilities.ts';
+import { DESIGNS } from './designs/index.ts';
+import { BLINDED_PATHS } from './designs/blinded.ts';
+import { HASHED_PATHS } from './designs/hashed.ts';
+import { PLAIN_PATHS } from './designs/plain.ts';
 import { LIMITS } from './limits.ts';
-import { ELEMENT_BYTES, MODES, PROOF_BYTES, SUITE } from './oprf.ts';
-import { HASH_BYTES } from './hashed.ts';
-import { MAX_TAG_BYTES } from './buckets.ts';
-import { array, boolean, bytes, integer, literal, object, optional, string, type Infer } from './schema.ts';
+import { pathTemplate } from './paths.ts';
+import { array, boolean, integer, literal, object, optional, string, type Infer } from './schema.ts';
 
-export const DESIGNS = ['plain', 'hashed', 'blinded'] as const;
-export type DesignName = (typeof DESIGNS)[number];
+export { DESIGNS, type DesignName } from './designs/index.ts';
+export * from './designs/plain.ts';
+export * from './designs/hashed.ts';
+export * from './designs/blinded.ts';
 
+/** Every path of the API: the common ones here, each design's from shared/designs/<name>.ts. */
 export const PATHS = {
   health: '/v1/health',
   accounts: '/v1/accounts',
-  account: (id: string | number) => `/v1/accounts/${encodeURIComponent(String(id))}`,
-  plainLookup: '/v1/plain/lookup',
-  hashedLookup: '/v1/hashed/lookup',
-  blindedConfig: '/v1/blinded/config',
-  blindedEvaluate: '/v1/blinded/evaluate',
-  blindedBucket: (epoch: number, bucket: number) => `/v1/blinded/buckets/${epoch}/${bucket}`,
-  adminRotate: '/v1/admin/rotate-key',
+  account: pathTemplate('/v1/accounts/:accountId', 'accountId'),
+  ...PLAIN_PATHS,
+  ...HASHED_PATHS,
+  ...BLINDED_PATHS,
 } as const;
-
-const capabilityName = string({ max: 32, min: 1, pattern: /^[a-z][a-z0-9_-]*$/, what: 'a capability name' });
-const epochId = integer({ min: 1, max: 2 ** 31 - 1 });
 
 // GET /v1/health -> { ok, designs, degraded? }
 // `degraded` (and ok false) while a query log cannot be written (full disk, I/O error): every log's state.
@@ -66,83 +68,6 @@ export type CreateAccountReply = Infer<typeof CreateAccountReply>;
 // DELETE /v1/accounts/{accountId} -> { ok }
 export const OkReply = object({ ok: boolean() });
 export type OkReply = Infer<typeof OkReply>;
-
-// POST /v1/plain/lookup { numbers: [str] } -> { results: [{ number, capabilities }] }
-export const PlainLookupRequest = object({
-  numbers: array(string({ max: LIMITS.maxNumberLength, what: 'a phone number' }), { max: LIMITS.maxBatch, min: 1 }),
-});
-export type PlainLookupRequest = Infer<typeof PlainLookupRequest>;
-export const PlainLookupReply = object({
-  results: array(object({ number: string({ max: LIMITS.maxNumberLength }), capabilities: array(capabilityName, { max: LIMITS.maxCapabilities }) }), { max: LIMITS.maxBatch }),
-});
-export type PlainLookupReply = Infer<typeof PlainLookupReply>;
-
-// POST /v1/hashed/lookup { hashes: [bin(32)] } -> { results: [{ capabilities }] }
-export const HashedLookupRequest = object({ hashes: array(bytes({ length: HASH_BYTES }), { max: LIMITS.maxBatch, min: 1 }) });
-export type HashedLookupRequest = Infer<typeof HashedLookupRequest>;
-export const HashedLookupReply = object({
-  results: array(object({ capabilities: array(capabilityName, { max: LIMITS.maxCapabilities }) }), { max: LIMITS.maxBatch }),
-});
-export type HashedLookupReply = Infer<typeof HashedLookupReply>;
-
-// GET /v1/blinded/config -> { suite, mode, capabilities, tagBytes, bucketBits, current, epochs: [{ epoch, publicKey }] }
-// Each epoch also names its own mode, bucketBits and tagBytes (epochs made
-// before a parameter change keep theirs); the top-level ones are the current epoch's.
-export const EpochInfo = object({
-  epoch: epochId,
-  publicKey: bytes({ length: ELEMENT_BYTES }),
-  mode: optional(literal(...MODES)),
-  bucketBits: optional(integer({ min: 0, max: LIMITS.maxBucketBits })),
-  tagBytes: optional(integer({ min: 1, max: MAX_TAG_BYTES })),
-  /** Unix ms after which this epoch is no longer served (set once a newer epoch exists). */
-  retiresAt: optional(integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
-});
-export type EpochInfo = Infer<typeof EpochInfo>;
-export const BlindedConfigReply = object({
-  suite: literal(SUITE),
-  mode: literal(...MODES),
-  capabilities: array(capabilityName, { max: 8 }),
-  tagBytes: integer({ min: 1, max: MAX_TAG_BYTES }),
-  bucketBits: integer({ min: 0, max: LIMITS.maxBucketBits }),
-  current: epochId,
-  epochs: array(EpochInfo, { max: 64, min: 1 }),
-});
-export type BlindedConfigReply = Infer<typeof BlindedConfigReply>;
-
-// POST /v1/blinded/evaluate { epoch, elements: [bin(32)] } -> { epoch, evaluated: [bin(32)], proof?: bin(64) }
-export const EvaluateRequest = object({
-  epoch: epochId,
-  elements: array(bytes({ length: ELEMENT_BYTES }), { max: LIMITS.maxBatch, min: 1 }),
-});
-export type EvaluateRequest = Infer<typeof EvaluateRequest>;
-export const EvaluateReply = object({
-  epoch: epochId,
-  evaluated: array(bytes({ length: ELEMENT_BYTES }), { max: LIMITS.maxBatch }),
-  proof: optional(bytes({ length: PROOF_BYTES })),
-});
-export type EvaluateReply = Infer<typeof EvaluateReply>;
-
-// GET /v1/blinded/buckets/{epoch}/{bucket} -> { epoch, bucket, tags: bin(n * tagBytes), capabilities: bin(n) }
-export const BucketReply = object({
-  epoch: epochId,
-  bucket: integer({ min: 0, max: 2 ** LIMITS.maxBucketBits - 1 }),
-  tags: bytes({ max: LIMITS.maxReplyBytes }),
-  capabilities: bytes({ max: LIMITS.maxReplyBytes }),
-});
-export type BucketReply = Infer<typeof BucketReply>;
-
-// POST /v1/admin/rotate-key { bucketBits?, mode? } -> { epoch, previous, retiresAt }
-export const RotateKeyRequest = object({
-  bucketBits: optional(integer({ min: 0, max: LIMITS.maxBucketBits })),
-  mode: optional(literal(...MODES)),
-});
-export type RotateKeyRequest = Infer<typeof RotateKeyRequest>;
-export const RotateKeyReply = object({
-  epoch: epochId,
-  previous: optional(epochId),
-  retiresAt: optional(integer({ min: 0, max: Number.MAX_SAFE_INTEGER })),
-});
-export type RotateKeyReply = Infer<typeof RotateKeyReply>;
 
 /** Parses a decimal path segment such as an epoch or bucket id; undefined when it is not one. */
 export function parseIdSegment(segment: string, max: number): number | undefined {

@@ -22,24 +22,20 @@
  *
  * Validation on the hot path uses libphonenumber's own numbering-plan
  * patterns, compiled once per region and applied with the same rules as its
- * `getNumberType()` / country detection (see {@link compileMobileCheck}).
- * The first number of every block, and every number {@link sampleNumbers}
- * returns, is also checked by libphonenumber itself
+ * `getNumberType()` / country detection (see compileMobileCheck in
+ * synth/plan.ts). The first number of every block, and every number
+ * {@link sampleNumbers} returns, is also checked by libphonenumber itself
  * (`parsePhoneNumberFromString(n).isValid()`); `verifyAll` checks all.
+ *
+ * This file: the public API (accounts, contact lists, samples), option
+ * checking and the blocks. synth/plan.ts compiles the numbering plans and
+ * draws valid numbers from them; synth/rng.ts holds the random streams.
  */
 
-import { sha256 } from '@noble/hashes/sha2.js';
-import { utf8ToBytes } from '@noble/hashes/utils.js';
-import {
-  Metadata,
-  getCountryCallingCode,
-  parsePhoneNumberFromString,
-  type CountryCode,
-  type PhoneNumberType,
-} from 'libphonenumber-js/max';
-import metadata from 'libphonenumber-js/metadata.max.json';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { normalizeRegion, type E164 } from '../shared/e164.ts';
+import { synthShuffle, synthStream, type SynthRng } from './rng.ts';
+import { MAX_MISSES, acceptable, compilePlan, pickLength, randomDigits, sample, verify, type Plan } from './plan.ts';
 
 // ---------------------------------------------------------------------------
 // Public API
@@ -152,7 +148,7 @@ export function generateContactLists(opts: SeedOptions): SeedContactList[] {
         `a contact list needs ${registered} registered numbers but the directory has only ${o.size - own.size} besides the requester's`,
       );
     }
-    const rng = stream(o.seed, 'contacts', r);
+    const rng = synthStream(o.seed, 'contacts', r);
     const chosen = new Set<string>();
     const list: E164[] = [];
     while (list.length < registered) {
@@ -161,11 +157,11 @@ export function generateContactLists(opts: SeedOptions): SeedContactList[] {
       chosen.add(e);
       list.push(e);
     }
-    const unregistered = sample(stream(o.seed, 'unregistered', r), o.plans, n - registered, (plan, nn, e) =>
+    const unregistered = sample(synthStream(o.seed, 'unregistered', r), o.plans, n - registered, (plan, nn, e) =>
       dir.hasBlockFor(plan, nn) || chosen.has(e),
     );
     for (const e of unregistered) list.push(e);
-    shuffle(list, rng);
+    synthShuffle(list, rng);
     return { email: account.email, numbers: list };
   });
 }
@@ -186,19 +182,7 @@ export function sampleNumbers(opts: {
   const seed = checkSeed(opts.seed);
   const plans = resolveRegions(opts.regions);
   const exclude = opts.exclude;
-  return sample(stream(seed, 'sample', 0), plans, count, exclude ? (_p, _nn, e) => exclude(e) : undefined);
-}
-
-/**
- * The compiled check the generator applies to a national (significant)
- * number of `region`: true iff libphonenumber-js/max would parse
- * '+<cc><nationalNumber>' as a valid number of `region` whose type is MOBILE
- * or FIXED_LINE_OR_MOBILE. Exposed so tests can hold it against
- * libphonenumber itself.
- */
-export function compileMobileCheck(region: string): (nationalNumber: string) => boolean {
-  const plan = compilePlan(normalizeRegion(region));
-  return (nn) => acceptable(plan, nn);
+  return sample(synthStream(seed, 'sample', 0), plans, count, exclude ? (_p, _nn, e) => exclude(e) : undefined);
 }
 
 // ---------------------------------------------------------------------------
@@ -291,286 +275,6 @@ function resolveRegions(regions: readonly string[] | undefined): Plan[] {
 }
 
 // ---------------------------------------------------------------------------
-// Deterministic randomness: xoshiro128** seeded from SHA-256.
-
-/** xoshiro128** seeded from 16 bytes; exported for the workload generator (workload/rng.ts), which adds its distributions. */
-export class Rng {
-  private a: number;
-  private b: number;
-  private c: number;
-  private d: number;
-
-  constructor(state: Uint8Array) {
-    const word = (i: number) =>
-      (state[i]! | (state[i + 1]! << 8) | (state[i + 2]! << 16) | (state[i + 3]! << 24)) >>> 0;
-    this.a = word(0);
-    this.b = word(4);
-    this.c = word(8);
-    this.d = word(12);
-    if ((this.a | this.b | this.c | this.d) === 0) this.a = 1; // the one state xoshiro must avoid
-  }
-
-  /** Uniform 32-bit unsigned integer. */
-  u32(): number {
-    const result = Math.imul(rotl(Math.imul(this.b, 5), 7), 9) >>> 0;
-    const t = this.b << 9;
-    this.c ^= this.a;
-    this.d ^= this.b;
-    this.b ^= this.c;
-    this.a ^= this.d;
-    this.c ^= t;
-    this.d = rotl(this.d, 11);
-    return result;
-  }
-
-  /** Uniform integer in [0, n), unbiased (rejection) for n <= 2^32; above, from 53 random bits. */
-  int(n: number): number {
-    if (n <= 1) return 0;
-    if (n > 0x1_0000_0000) return Math.floor(this.float() * n);
-    const limit = 0x1_0000_0000 - (0x1_0000_0000 % n);
-    for (;;) {
-      const x = this.u32();
-      if (x < limit) return x % n;
-    }
-  }
-
-  /** Uniform in [0, 1) with 53 random bits. */
-  float(): number {
-    return ((this.u32() >>> 5) * 0x400_0000 + (this.u32() >>> 6)) / 0x20_0000_0000_0000;
-  }
-}
-
-function rotl(x: number, k: number): number {
-  return (x << k) | (x >>> (32 - k));
-}
-
-/** An independent stream for (seed, label, index). */
-function stream(seed: string, label: string, index: number): Rng {
-  return new Rng(sha256(utf8ToBytes(`pcd/seed/v1\u0000${seed}\u0000${label}\u0000${index}`)));
-}
-
-function shuffle<T>(list: T[], rng: Rng): void {
-  for (let i = list.length - 1; i > 0; i--) {
-    const j = rng.int(i + 1);
-    const t = list[i]!;
-    list[i] = list[j]!;
-    list[j] = t;
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Numbering plans, compiled once from libphonenumber's max metadata.
-
-/** What libphonenumber's Metadata exposes at run time beyond its typings. */
-interface PlanInternals {
-  nationalNumberPattern(): string;
-  possibleLengths(): number[];
-  leadingDigits(): string | undefined;
-  hasTypes(): boolean;
-  type(name: PhoneNumberType): { pattern(): string; possibleLengths(): number[] | undefined } | undefined;
-}
-
-interface TypeDef {
-  /** '' when libphonenumber dropped it as a duplicate of the fixed-line pattern. */
-  pattern: string;
-  re: RegExp | undefined;
-  lengths: readonly number[] | undefined;
-}
-
-interface Plan {
-  region: CountryCode;
-  cc: string;
-  general: RegExp;
-  leading: RegExp | undefined;
-  hasTypes: boolean;
-  fixed: TypeDef | undefined;
-  mobile: TypeDef | undefined;
-  /** The non-fixed-line types present, in libphonenumber's order of checking. */
-  others: readonly { name: PhoneNumberType; def: TypeDef }[];
-  /** Other regions sharing the calling code, in libphonenumber's order (this one included); undefined if none. */
-  siblings: readonly Plan[] | undefined;
-  /** National lengths a mobile number can have (and 7..15 digits with the calling code). */
-  lengths: readonly number[];
-}
-
-const NON_FIXED_LINE_TYPES: readonly PhoneNumberType[] = [
-  'MOBILE',
-  'PREMIUM_RATE',
-  'TOLL_FREE',
-  'SHARED_COST',
-  'VOIP',
-  'PERSONAL_NUMBER',
-  'PAGER',
-  'UAN',
-  'VOICEMAIL',
-];
-
-const plans = new Map<string, Plan>();
-
-function compilePlan(region: CountryCode): Plan {
-  const cached = plans.get(region);
-  if (cached) return cached;
-  const m = new Metadata();
-  m.selectNumberingPlan(region);
-  const np = m.numberingPlan as unknown as PlanInternals;
-  const typeDef = (name: PhoneNumberType): TypeDef | undefined => {
-    const t = np.type(name);
-    if (!t) return undefined;
-    const pattern = t.pattern();
-    return { pattern, re: pattern ? new RegExp(`^(?:${pattern})$`) : undefined, lengths: t.possibleLengths() };
-  };
-  const leading = np.leadingDigits();
-  const cc = getCountryCallingCode(region);
-  const plan: Plan = {
-    region,
-    cc,
-    general: new RegExp(`^(?:${np.nationalNumberPattern()})$`),
-    // libphonenumber tests `nationalNumber.search(leadingDigits) === 0`: a match at the start.
-    leading: leading ? new RegExp(`^(?:${leading})`) : undefined,
-    hasTypes: np.hasTypes(),
-    fixed: typeDef('FIXED_LINE'),
-    mobile: typeDef('MOBILE'),
-    others: NON_FIXED_LINE_TYPES.flatMap((name) => {
-      const def = typeDef(name);
-      return def === undefined ? [] : [{ name, def }];
-    }),
-    siblings: undefined,
-    lengths: [],
-  };
-  plans.set(region, plan);
-  const source = plan.mobile?.pattern ? plan.mobile : plan.fixed?.pattern ? plan.fixed : undefined;
-  plan.lengths = (source?.lengths ?? np.possibleLengths()).filter((l) => l >= 2 && l + cc.length >= 7 && l + cc.length <= 15);
-  const sharing = metadata.country_calling_codes[cc] ?? [region];
-  if (sharing.length > 1) plan.siblings = sharing.map((c) => (c === region ? plan : compilePlan(c)));
-  return plan;
-}
-
-/** Same outcome as libphonenumber's isNumberTypeEqualTo(). */
-function isType(t: TypeDef | undefined, nn: string): boolean {
-  if (t === undefined || t.re === undefined) return false;
-  if (t.lengths !== undefined && t.lengths.indexOf(nn.length) < 0) return false;
-  return t.re.test(nn);
-}
-
-/** Same outcome as libphonenumber's getNumberType() for a number of this plan's country. */
-function numberType(p: Plan, nn: string): PhoneNumberType | undefined {
-  if (!p.general.test(nn)) return undefined;
-  if (isType(p.fixed, nn)) {
-    if (p.mobile === undefined || p.mobile.pattern === '' || isType(p.mobile, nn)) return 'FIXED_LINE_OR_MOBILE';
-    return 'FIXED_LINE';
-  }
-  for (const t of p.others) if (isType(t.def, nn)) return t.name;
-  return undefined;
-}
-
-/**
- * True iff '+<cc><nn>' parses (libphonenumber) to this plan's region, is
- * valid, and is MOBILE or FIXED_LINE_OR_MOBILE. Mirrors
- * getCountryByNationalNumber(): the first sharing region whose leading digits
- * match, else whose types accept the number, owns it.
- */
-function acceptable(p: Plan, nn: string): boolean {
-  if (p.siblings !== undefined) {
-    let owner: Plan | undefined;
-    for (const s of p.siblings) {
-      if (s.leading !== undefined) {
-        if (s.leading.test(nn)) {
-          owner = s;
-          break;
-        }
-      } else if (s === p) {
-        // p owns the number iff its types accept it, and then that type decides.
-        return isMobile(numberType(p, nn));
-      } else if (numberType(s, nn) !== undefined) {
-        owner = s;
-        break;
-      }
-    }
-    if (owner !== p) return false;
-  }
-  if (!p.hasTypes) return p.general.test(nn);
-  return isMobile(numberType(p, nn));
-}
-
-function isMobile(t: PhoneNumberType | undefined): boolean {
-  return t === 'MOBILE' || t === 'FIXED_LINE_OR_MOBILE';
-}
-
-/** libphonenumber's own verdict, for the numbers the generator double-checks. */
-function verify(p: Plan, e164: string): void {
-  const parsed = parsePhoneNumberFromString(e164);
-  const type = parsed?.getType();
-  if (
-    parsed === undefined ||
-    parsed.number !== e164 ||
-    parsed.country !== p.region ||
-    !parsed.isValid() ||
-    (p.hasTypes && type !== 'MOBILE' && type !== 'FIXED_LINE_OR_MOBILE')
-  ) {
-    throw new PcdError(
-      ErrorCode.Internal,
-      `seed: ${e164} passed the compiled ${p.region} check but libphonenumber disagrees ` +
-        `(parsed ${parsed?.number ?? 'nothing'}, region ${parsed?.country ?? 'none'}, valid ${String(parsed?.isValid())}, type ${String(type)})`,
-    );
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Random numbers
-
-function randomDigits(rng: Rng, length: number): string {
-  let s = '';
-  while (s.length < length) {
-    const chunk = rng.int(1_000_000_000).toString().padStart(9, '0');
-    s += chunk;
-  }
-  return s.slice(0, length);
-}
-
-function pickLength(rng: Rng, p: Plan): number {
-  return p.lengths[rng.int(p.lengths.length)]!;
-}
-
-/** Consecutive rejected candidates after which a region (or a sample) is considered exhausted. */
-const MAX_MISSES = 200_000;
-
-/** `count` distinct acceptable numbers, each region equally likely, all verified by libphonenumber. */
-function sample(
-  rng: Rng,
-  regions: readonly Plan[],
-  count: number,
-  exclude: ((p: Plan, nn: string, e164: E164) => boolean) | undefined,
-): E164[] {
-  const out: E164[] = [];
-  const seen = new Set<string>();
-  let misses = 0;
-  while (out.length < count) {
-    if (misses > MAX_MISSES) {
-      throw new PcdError(
-        ErrorCode.InvalidField,
-        `could not find ${count} distinct valid numbers in ${regions.map((p) => p.region).join(', ')} (found ${out.length})`,
-      );
-    }
-    const p = regions[rng.int(regions.length)]!;
-    const nn = randomDigits(rng, pickLength(rng, p));
-    if (!acceptable(p, nn)) {
-      misses++;
-      continue;
-    }
-    const e = `+${p.cc}${nn}` as E164;
-    if (seen.has(e) || (exclude !== undefined && exclude(p, nn, e))) {
-      misses++;
-      continue;
-    }
-    verify(p, e);
-    seen.add(e);
-    out.push(e);
-    misses = 0;
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------
 // The directory: blocks of numbers sharing a prefix.
 
 interface Block {
@@ -584,7 +288,7 @@ interface Block {
   start: number;
 }
 
-interface Directory {
+interface SynthDirectory {
   blocks: readonly Block[];
   /** Block holding directory index i. */
   blockOf(index: number): number;
@@ -605,8 +309,8 @@ const PROBES = 8;
 /** A block holds at most this share of its suffixes. */
 const MAX_OCCUPANCY = 0.25;
 
-function buildDirectory(o: Resolved): Directory {
-  const rng = stream(o.seed, 'blocks', 0);
+function buildDirectory(o: Resolved): SynthDirectory {
+  const rng = synthStream(o.seed, 'blocks', 0);
   const blocks: Block[] = [];
   const keys = new Map<string, number>();
   const active = o.plans.slice();
@@ -665,7 +369,7 @@ function isqrt(n: number): number {
 }
 
 function findBlock(
-  rng: Rng,
+  rng: SynthRng,
   p: Plan,
   keys: ReadonlyMap<string, number>,
 ): { prefix: string; suffixDigits: number; key: string } | undefined {
@@ -688,7 +392,7 @@ function findBlock(
 
 /** Draws a block's numbers: its own stream, suffixes without repetition, each validated. */
 class BlockCursor {
-  private readonly rng: Rng;
+  private readonly rng: SynthRng;
   private readonly seen: Uint8Array;
   private readonly space: number;
   private readonly head: string;
@@ -701,7 +405,7 @@ class BlockCursor {
     private readonly block: Block,
     index: number,
   ) {
-    this.rng = stream(o.seed, 'block', index);
+    this.rng = synthStream(o.seed, 'block', index);
     this.space = 10 ** block.suffixDigits;
     this.seen = new Uint8Array(this.space);
     this.head = `+${block.plan.cc}${block.prefix}`;
@@ -744,9 +448,9 @@ class BlockCursor {
 /** Open blocks numbers are drawn from at a time. */
 const WINDOW = 64;
 
-function* accountStream(o: Resolved, directory: () => Directory): Generator<SeedAccount> {
+function* accountStream(o: Resolved, directory: () => SynthDirectory): Generator<SeedAccount> {
   const dir = directory();
-  const rng = stream(o.seed, 'accounts', 0);
+  const rng = synthStream(o.seed, 'accounts', 0);
   const open: BlockCursor[] = [];
   let nextBlock = 0;
   while (open.length < WINDOW && nextBlock < dir.blocks.length) {

@@ -29,8 +29,9 @@ import {
   type AuditResult,
 } from '../server/audit.ts';
 import { MultiPatternSearcher, numberForms, scanDataFolder, type Boundary, type ScanResult } from '../server/scan.ts';
-import { sampleNumbers } from '../server/seed.ts';
-import { DB_FILE, Store } from '../server/store.ts';
+import { sampleNumbers } from '../synth/directory.ts';
+import { DB_FILE } from '../disk/files.ts';
+import { Store } from '../server/store.ts';
 import { DAY_MS } from '../server/querylog.ts';
 import { bucketOf } from '../shared/buckets.ts';
 import { normalizeNumber, type E164 } from '../shared/e164.ts';

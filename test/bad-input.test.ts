@@ -10,8 +10,8 @@ import path from 'node:path';
 import { encodeBody } from '../shared/codec.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { isPcdError } from '../shared/errors.ts';
-import { sampleNumbers } from '../server/seed.ts';
-import { DB_FILE } from '../server/store.ts';
+import { sampleNumbers } from '../synth/directory.ts';
+import { DB_FILE } from '../disk/files.ts';
 import { createClient } from '../client/client.ts';
 import { ADMIN_TOKEN, raw, startTestServer, type TestServer } from './helpers.ts';
 

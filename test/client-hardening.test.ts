@@ -22,7 +22,7 @@ import { ErrorCode, PcdError, isPcdError } from '../shared/errors.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { BlindedConfigReply, PATHS, type BucketReply } from '../shared/messages.ts';
 import { generateKeyPair } from '../shared/oprf.ts';
-import { sampleNumbers } from '../server/seed.ts';
+import { sampleNumbers } from '../synth/directory.ts';
 import { startTestServer, tempDir, type TestServer } from './helpers.ts';
 
 const [alice, bob, carol, nobody] = sampleNumbers({ count: 4, seed: 'client-hardening', regions: ['US'] });

@@ -19,7 +19,7 @@ import { createAdminClient, createClient } from '../client/client.ts';
 import { forkServer, type ServerChild } from '../bench/fork.ts';
 import type { ChildServerOptions } from '../bench/child.ts';
 import { readCacheVersion } from '../server/blinded/table.ts';
-import { sampleNumbers } from '../server/seed.ts';
+import { sampleNumbers } from '../synth/directory.ts';
 import { Store } from '../server/store.ts';
 import { capabilitiesToMask } from '../shared/capabilities.ts';
 import { PATHS } from '../shared/messages.ts';

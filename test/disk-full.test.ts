@@ -25,8 +25,9 @@ import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { PATHS, type HealthReply } from '../shared/messages.ts';
 import { flushLogs, logHealth } from '../server/loghealth.ts';
 import { BatchedLog, CountingLog } from '../server/querylog.ts';
-import { sampleNumbers } from '../server/seed.ts';
-import { DB_FILE, Store, storeErrorToPcdError } from '../server/store.ts';
+import { sampleNumbers } from '../synth/directory.ts';
+import { DB_FILE } from '../disk/files.ts';
+import { Store, storeErrorToPcdError } from '../server/store.ts';
 import { startTestServer, tempDir, testClock, type TestServer } from './helpers.ts';
 
 const MINUTE = 60_000;

@@ -11,7 +11,7 @@ import { DESIGNS } from '../shared/messages.ts';
 import type { E164 } from '../shared/e164.ts';
 import { hashNumber } from '../shared/hashed.ts';
 import { serverHash } from '../server/designs/hashed.ts';
-import { sampleNumbers } from '../server/seed.ts';
+import { sampleNumbers } from '../synth/directory.ts';
 import { startTestServer, type TestServer } from './helpers.ts';
 
 const REGIONS = ['US', 'GB', 'DE', 'FR', 'IN', 'BR', 'JP', 'NG'];

@@ -6,8 +6,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import Database from 'better-sqlite3';
 import path from 'node:path';
-import { sampleNumbers } from '../server/seed.ts';
-import { DB_FILE } from '../server/store.ts';
+import { sampleNumbers } from '../synth/directory.ts';
+import { DB_FILE } from '../disk/files.ts';
 import { DAY_MS } from '../server/querylog.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { startTestServer, testClock, type TestServer } from './helpers.ts';

@@ -19,7 +19,7 @@ import { LIMITS } from '../shared/limits.ts';
 import { PATHS } from '../shared/messages.ts';
 import { FairScheduler, DEFAULT_MAX_PER_REQUESTER, type Chunk } from '../server/blinded/fair.ts';
 import type { BlindedServerDesign } from '../server/designs/blinded.ts';
-import { sampleNumbers } from '../server/seed.ts';
+import { sampleNumbers } from '../synth/directory.ts';
 import { raw, startTestServer, type TestServer } from './helpers.ts';
 
 interface Item {

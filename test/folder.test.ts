@@ -20,8 +20,9 @@ import type { E164 } from '../shared/e164.ts';
 import { seedDataFolder } from '../server/cli.ts';
 import { rotateKeyOffline } from '../server/designs/blinded.ts';
 import { LOCK_FILE, OWNER_FILE, acquireFolderLock, type FolderLock } from '../server/lock.ts';
-import { DB_FILE, Store } from '../server/store.ts';
-import { sampleNumbers } from '../server/seed.ts';
+import { DB_FILE } from '../disk/files.ts';
+import { Store } from '../server/store.ts';
+import { sampleNumbers } from '../synth/directory.ts';
 import { ADMIN_TOKEN, startTestServer, tempDir, type TestServer } from './helpers.ts';
 
 const run = promisify(execFile);

@@ -27,7 +27,7 @@ import { hashNumber } from '../shared/hashed.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { PATHS } from '../shared/messages.ts';
 import { ELEMENT_BYTES, blindBatch } from '../shared/oprf.ts';
-import { sampleNumbers } from '../server/seed.ts';
+import { sampleNumbers } from '../synth/directory.ts';
 import { ADMIN_TOKEN, startTestServer, testClock, type TestServer } from './helpers.ts';
 
 const SEED = Number(process.env.PCD_FUZZ_SEED ?? 9497);

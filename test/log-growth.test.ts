@@ -12,8 +12,9 @@ import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { PATHS } from '../shared/messages.ts';
 import { flushLogs, logHealth } from '../server/loghealth.ts';
-import { sampleNumbers } from '../server/seed.ts';
-import { DB_FILE, Store } from '../server/store.ts';
+import { sampleNumbers } from '../synth/directory.ts';
+import { DB_FILE } from '../disk/files.ts';
+import { Store } from '../server/store.ts';
 import { startTestServer, tempDir, testClock } from './helpers.ts';
 
 const MINUTE = 60_000;

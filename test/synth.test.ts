@@ -5,14 +5,14 @@ import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { isE164, normalizeNumber, regionOf, type E164 } from '../shared/e164.ts';
 import {
   DEFAULT_SEED_REGIONS,
-  compileMobileCheck,
   generateAccounts,
   generateContactLists,
   sampleNumbers,
   seedEmail,
   type SeedAccount,
   type SeedOptions,
-} from '../server/seed.ts';
+} from '../synth/directory.ts';
+import { compileMobileCheck } from '../synth/plan.ts';
 
 function accounts(opts: SeedOptions): SeedAccount[] {
   return [...generateAccounts(opts)];
@@ -70,7 +70,7 @@ describe('generateAccounts', () => {
   });
 
   it('matches the pinned digest (changes only with the algorithm or libphonenumber metadata)', () => {
-    // If this fails after a deliberate change to server/seed.ts or a libphonenumber-js
+    // If this fails after a deliberate change to synth/ or a libphonenumber-js
     // update, every seeded store changes too: update the digest on purpose.
     expect(digest(dir1000)).toBe('6fcec47074535a80be81640f32ca4b0e5063c680c16e92fdcd5cb7be02ee4413');
   });

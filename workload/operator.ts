@@ -52,7 +52,7 @@ import { bucketOf } from '../shared/buckets.ts';
 import type { E164 } from '../shared/e164.ts';
 import type { DesignName } from '../shared/messages.ts';
 import { CORRELATION_WINDOW_MS, auditBlinded, auditHashed, auditPlain, parsePlan, requireTable, withSnapshot, type PlanPattern } from '../server/audit.ts';
-import { BUCKET_LOG_WINDOW_MS } from '../server/store.ts';
+import { BUCKET_LOG_WINDOW_MS } from '../shared/designs/blinded.ts';
 
 /** "account number". */
 export type EdgeKey = string;

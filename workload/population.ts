@@ -4,7 +4,7 @@
  * requester in the simulation), and every user's address book.
  *
  * - Numbers come from a few numbering-plan blocks: a prefix and
- *   `blockDigits` free digits (`+1650505XXXX`), found with server/seed.ts's
+ *   `blockDigits` free digits (`+1650505XXXX`), found with synth/'s
  *   generator (a valid mobile number of the region) and kept only when every
  *   number of the block is a valid mobile number (its compiled check). The
  *   blocks are the plan the operator enumerates (hashed reversal) and counts
@@ -26,7 +26,8 @@ import { getCountryCallingCode, parsePhoneNumberFromString, type CountryCode } f
 import type { E164 } from '../shared/e164.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { normalizeRegion } from '../shared/e164.ts';
-import { compileMobileCheck, sampleNumbers } from '../server/seed.ts';
+import { compileMobileCheck } from '../synth/plan.ts';
+import { sampleNumbers } from '../synth/directory.ts';
 import { normalQuantile, pairUniform, seedWord, shuffle, stream, type Rng } from './rng.ts';
 
 export interface PopulationOptions {

@@ -1,15 +1,15 @@
 /**
  * Deterministic randomness for the workload: xoshiro128** streams whose
- * state is SHA-256(seed, label, index): server/seed.ts's generator and
+ * state is SHA-256(seed, label, index): synth/'s generator and
  * construction, under the workload's own domain label. No Math.random anywhere in
  * workload/: the same flags give the same population and the same 30 days,
  * byte for byte.
  */
 import { sha256 } from '@noble/hashes/sha2.js';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
-import { Rng as SeedRng } from '../server/seed.ts';
+import { SynthRng as SeedRng } from '../synth/rng.ts';
 
-/** The directory generator's xoshiro128** (server/seed.ts), with the distributions the workload draws from. */
+/** The directory generator's xoshiro128** (synth/), with the distributions the workload draws from. */
 export class Rng extends SeedRng {
   /** Standard normal (Box-Muller). */
   normal(): number {

@@ -56,22 +56,8 @@ export interface EpochStats {
   lastLoad?: { epoch: number; seconds: number; replayed: number };
 }
 
-/** The current epoch among live ones, oldest first: the newest that is not retiring, else the newest. The audit applies the same rule. */
-export function pickCurrent<T>(live: readonly T[], retiring: (e: T) => boolean): T | undefined {
-  return live.filter((e) => !retiring(e)).at(-1) ?? live.at(-1);
-}
-
-/** A row of the `epochs` table. */
-export interface EpochRow {
-  epoch: number;
-  public_key: Buffer;
-  mode: string;
-  bucket_bits: number;
-  tag_bytes: number;
-  created_at: number;
-  retires_at: number | null;
-  destroyed_at: number | null;
-}
+import type { EpochRow } from '../../disk/epochs.ts';
+export { pickCurrent, type EpochRow } from '../../disk/epochs.ts';
 
 /** What is happening to an epoch whose table is not there yet. */
 export interface Preparation {

@@ -82,6 +82,7 @@ import {
   type EvaluateReply,
   type RotateKeyReply,
 } from '../../shared/messages.ts';
+import { BLINDED_BUCKET_LOG, BLINDED_EVAL_LOG } from '../../shared/designs/blinded.ts';
 import { LIMITS } from '../../shared/limits.ts';
 import { SUITE } from '../../shared/oprf.ts';
 import { DEFAULT_BACKEND } from '../../shared/suite.ts';
@@ -94,8 +95,6 @@ import { countingLog, designLog } from '../querylog.ts';
 import { Store } from '../store.ts';
 import { acquireFolderLock } from '../lock.ts';
 
-type EvalLogRow = [ts: number, accountId: number, ip: string, epoch: number, count: number];
-type BucketLogKey = [ip: string, epoch: number, bucket: number];
 
 /**
  * Smallest body bytes per element of an evaluate request: JSON (44 base64
@@ -137,9 +136,9 @@ function parseSegment(what: string, raw: string | undefined): number {
 
 export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContext): Promise<BlindedServerDesign> => {
   const epochs = await Epochs.open(ctx);
-  const evalLog = designLog<EvalLogRow>(ctx, 'blinded_eval_log', ['ts', 'account_id', 'ip', 'epoch', 'count']);
+  const evalLog = designLog(ctx, BLINDED_EVAL_LOG);
   // Counted per (minute, IP, epoch, bucket): one row per minute however many fetches (module header).
-  const bucketLog = countingLog<BucketLogKey>(ctx, 'blinded_bucket_log', ['ip', 'epoch', 'bucket']);
+  const bucketLog = countingLog(ctx, BLINDED_BUCKET_LOG);
 
   // BlindEvaluate runs on worker threads (server/blinded/pool.ts), started now in the background:
   // a request that comes first waits for them; if they cannot start, evaluation is inline (logged).
@@ -210,7 +209,7 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
 
       route<undefined, BucketReply>({
         method: 'GET',
-        path: '/v1/blinded/buckets/:epoch/:bucket',
+        path: PATHS.blindedBucket.pattern,
         auth: 'anyone',
         handle({ params, ip, ifNoneMatch }) {
           const epochId = parseSegment('epoch', params.epoch);

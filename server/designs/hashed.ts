@@ -22,12 +22,11 @@ import { maskToCapabilities } from '../../shared/capabilities.ts';
 import { route, type DirectoryChange, type ServerDesign } from '../../shared/design.ts';
 import { e164ToKey, keyToE164, type E164 } from '../../shared/e164.ts';
 import type { HashBytes } from '../../shared/hashed.ts';
+import { HASHED_LOG } from '../../shared/designs/hashed.ts';
 import { HashedLookupRequest, PATHS, type HashedLookupReply } from '../../shared/messages.ts';
 import type { ServerDesignFactory } from '../context.ts';
 import { KeyTable } from '../keytable.ts';
 import { designLog } from '../querylog.ts';
-
-type HashedLogRow = [ts: number, accountId: number, email: string, ip: string, hash: Buffer, answer: number];
 
 /** SHA-256(utf8(number)) through node:crypto (one-shot, Node >= 20.12): the bytes of shared/hashed.ts hashNumber. */
 export function serverHash(number: E164): HashBytes {
@@ -58,7 +57,7 @@ export const createHashedDesign: ServerDesignFactory = (ctx): ServerDesign => {
     return undefined;
   };
 
-  const log = designLog<HashedLogRow>(ctx, 'hashed_log', ['ts', 'account_id', 'email', 'ip', 'hash', 'answer']);
+  const log = designLog(ctx, HASHED_LOG);
 
   return {
     name: 'hashed',

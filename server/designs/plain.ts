@@ -21,11 +21,10 @@ import { maskToCapabilities } from '../../shared/capabilities.ts';
 import { route, type ServerDesign } from '../../shared/design.ts';
 import { isE164, normalizeNumber, type E164 } from '../../shared/e164.ts';
 import { PcdError } from '../../shared/errors.ts';
+import { PLAIN_LOG } from '../../shared/designs/plain.ts';
 import { PATHS, PlainLookupRequest, type PlainLookupReply } from '../../shared/messages.ts';
 import type { ServerDesignFactory } from '../context.ts';
 import { designLog } from '../querylog.ts';
-
-type PlainLogRow = [ts: number, accountId: number, email: string, ip: string, number: string, answer: number];
 
 /** Numbers normalised between two yields to the event loop: ~32 x 55 µs, under 2 ms. */
 const NORMALIZE_SLICE = 32;
@@ -65,7 +64,7 @@ export async function normalizeAll(numbers: readonly string[]): Promise<E164[]> 
 }
 
 export const createPlainDesign: ServerDesignFactory = (ctx): ServerDesign => {
-  const log = designLog<PlainLogRow>(ctx, 'plain_log', ['ts', 'account_id', 'email', 'ip', 'number', 'answer']);
+  const log = designLog(ctx, PLAIN_LOG);
   return {
     name: 'plain',
     routes: [

@@ -1,0 +1,9 @@
+/**
+ * The data folder's format (written by server/, read by audit/): the file
+ * names. The schema of the database is disk/schema.ts, the key file's format
+ * disk/keyfile.ts, the epochs table's rows disk/epochs.ts.
+ */
+/** The SQLite database: accounts, numbers, every design's query log, epoch metadata. */
+export const DB_FILE = 'pcd.sqlite';
+/** The OPRF secret keys, one per live epoch: apart from the database (0600). */
+export const KEY_FILE = 'oprf-keys.json';

@@ -1,0 +1,78 @@
+/**
+ * The database schema (disk/files.ts DB_FILE): the tables every server has
+ * (meta, accounts, numbers, the directory journal, epochs) and each design's
+ * log tables, generated from their declarations (shared/designs/<name>.ts,
+ * shared/logs.ts). The server creates it (server/store.ts); the audit and
+ * the scan read databases made by it.
+ */
+import { LOG_TABLES } from '../shared/designs/index.ts';
+import type { CountLogTable, LogTable } from '../shared/logs.ts';
+
+/** The accounts table: AUTOINCREMENT, so an id is never given to a second account. */
+export function accountsTable(name: string): string {
+  return `CREATE TABLE ${name} (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  email TEXT NOT NULL UNIQUE,
+  token_hash BLOB UNIQUE,
+  capabilities INTEGER NOT NULL,
+  created_at INTEGER NOT NULL
+)`;
+}
+
+/**
+ * A log table's DDL under `name` (default its own; a migration builds a copy
+ * under another name). `rows`: an integer id, then the declared columns, then
+ * its indexes. `counts`: keyed by (ts, key...), WITHOUT ROWID, so that
+ * purging by ts uses the key.
+ */
+export function logTableDdl(table: LogTable, options: { name?: string; ifNotExists?: boolean } = {}): string {
+  const name = options.name ?? table.name;
+  const ine = options.ifNotExists === false ? '' : 'IF NOT EXISTS ';
+  const cols = table.columns.map((c) => `${c.name} ${c.type} NOT NULL`);
+  if (table.kind === 'counts') {
+    return `CREATE TABLE ${ine}${name} (\n  ${cols.join(', ')},\n  PRIMARY KEY (${['ts', ...table.key].join(', ')})\n) WITHOUT ROWID;`;
+  }
+  const indexes = table.indexes.map((ix) => `CREATE INDEX ${ine}${name}_${ix[0]} ON ${name}(${ix.join(', ')});`);
+  return [`CREATE TABLE ${ine}${name} (\n  id INTEGER PRIMARY KEY, ${cols.join(', ')}\n);`, ...indexes].join('\n');
+}
+
+/** The bucket log's copy for the migration from per-fetch rows (server/store.ts). */
+export function countsTableDdl(table: CountLogTable, name: string): string {
+  return logTableDdl(table, { name, ifNotExists: false });
+}
+
+const COMMON = `
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+${accountsTable('IF NOT EXISTS accounts')};
+CREATE TABLE IF NOT EXISTS numbers (
+  number TEXT PRIMARY KEY,
+  account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS numbers_account ON numbers(account_id);
+
+-- The directory journal: one row per changed number (mask 0: removed), its
+-- version the directory version the change made. Pruned once every epoch
+-- cache reflects it (server/blinded/epochs.ts).
+CREATE TABLE IF NOT EXISTS directory_changes (
+  version INTEGER PRIMARY KEY,
+  number TEXT NOT NULL,
+  mask INTEGER NOT NULL
+);
+
+-- Rate-limit buckets per requester (server/ratelimit.ts): account ids and token counts, nothing else.
+CREATE TABLE IF NOT EXISTS rate_limits (account_id INTEGER PRIMARY KEY, tokens REAL NOT NULL, at INTEGER NOT NULL);
+
+CREATE TABLE IF NOT EXISTS epochs (
+  epoch INTEGER PRIMARY KEY,
+  public_key BLOB NOT NULL,
+  mode TEXT NOT NULL,
+  bucket_bits INTEGER NOT NULL,
+  tag_bytes INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  retires_at INTEGER,
+  destroyed_at INTEGER
+);
+`;
+
+/** The whole schema: idempotent (IF NOT EXISTS), run on every open. */
+export const SCHEMA = [COMMON, ...LOG_TABLES.map((t) => `-- ${t.design}: ${t.description}\n${logTableDdl(t)}`)].join('\n');

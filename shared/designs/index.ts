@@ -1,0 +1,27 @@
+/**
+ * The design registry of the protocol: every design's name and log tables,
+ * in the order the CLI, the reports and the page show them. Adding a design
+ * is a file beside this one (its paths, messages and logs) and one line here;
+ * each side then has its own registry keyed by DesignName (server/server.ts,
+ * client/client.ts, audit/designs/index.ts), which the type checker keeps
+ * complete.
+ */
+import type { LogTable } from '../logs.ts';
+import { BLINDED } from './blinded.ts';
+import { HASHED } from './hashed.ts';
+import { PLAIN } from './plain.ts';
+
+export const DESIGN_PROTOCOLS = [PLAIN, HASHED, BLINDED] as const;
+
+export type DesignName = (typeof DESIGN_PROTOCOLS)[number]['name'];
+export const DESIGNS: readonly DesignName[] = DESIGN_PROTOCOLS.map((d) => d.name);
+
+/** Every declared log table, with its design. */
+export const LOG_TABLES: readonly (LogTable & { readonly design: DesignName })[] = DESIGN_PROTOCOLS.flatMap((d) =>
+  d.logs.map((t) => ({ ...t, design: d.name })),
+);
+
+/** A declared log table by name, or undefined. */
+export function logTable(name: string): (LogTable & { readonly design: DesignName }) | undefined {
+  return LOG_TABLES.find((t) => t.name === name);
+}
