@@ -27,13 +27,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { utf8ToBytes } from '@noble/hashes/utils.js';
-import { createClient } from '../client/client.ts';
+import { CLIENT_DESIGNS, createClient } from '../client/client.ts';
 import { createTransport } from '../client/transport.ts';
 import { CONTENT_TYPE, encodeBody } from '../shared/codec.ts';
-import { hashNumber } from '../shared/hashed.ts';
 import { BlindedConfigReply, DESIGNS, PATHS, type DesignName } from '../shared/messages.ts';
-import { loadBackend } from '../shared/backends.ts';
 import type { BackendName, OprfMode } from '../shared/suite.ts';
 import { forkServer, openTimeoutMs, waitBlindedServing, type ServerChild } from './fork.ts';
 import { runLoad, type LoadRequest, type LoadResult } from './loadgen.ts';
@@ -144,21 +141,7 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
       return t;
     };
 
-    // The main server builds its first epoch while this process blinds the pool.
-    const mainStarting = serverFor(config.backend, config.evalThreads, DESIGNS);
-    const tBlind = performance.now();
-    const blinder = await loadBackend('sodium');
-    // The mode is part of HashToGroup's domain (RFC 9497 §3.1): elements are blinded per mode.
-    const blindedFor = new Map<OprfMode, Uint8Array[]>();
-    const blindedIn = (mode: OprfMode): Uint8Array[] => {
-      let b = blindedFor.get(mode);
-      if (!b) blindedFor.set(mode, (b = blinder.blindBatch(mode, pool.map((n) => utf8ToBytes(n))).blinded));
-      return b;
-    };
-    blindedIn(config.mode);
-    const blindSeconds = (performance.now() - tBlind) / 1000;
-    const main = await mainStarting;
-    log(`  ${pool.length} numbers blinded ahead in ${blindSeconds.toFixed(1)} s`);
+    const main = await serverFor(config.backend, config.evalThreads, DESIGNS);
 
     // Correctness first: every design, through the real client, gives the expected answers.
     const probe = seeded.contacts.slice(0, 16);
@@ -177,22 +160,32 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
       accept: CONTENT_TYPE.msgpack,
       authorization: `Bearer ${token}`,
     };
-    const post = (p: string, body: unknown): LoadRequest => ({ method: 'POST', path: p, body: Buffer.from(encodeBody(body, 'msgpack')) });
-    const requestsFor = (design: DesignName, n: number, epoch: number, mode: OprfMode = config.mode): LoadRequest[] => {
-      switch (design) {
-        case 'plain':
-          return slices(pool, n).map((numbers) => post(PATHS.plainLookup, { numbers }));
-        case 'hashed':
-          return slices(pool, n).map((s) => post(PATHS.hashedLookup, { hashes: s.map(hashNumber) }));
-        case 'blinded':
-          return slices(blindedIn(mode), n).map((elements) => post(PATHS.blindedEvaluate, { epoch, elements }));
+    /**
+     * Each design's lookup requests for slices of n pool numbers, prepared
+     * ahead by the design's own client (ClientDesign.prepare: hashing, or
+     * the config and blinding with sodium) against the target's config, as
+     * the real client sends them: the load then measures the server's work.
+     */
+    const prepared = new Map<string, LoadRequest[]>();
+    let prepareSeconds = 0;
+    const requestsFor = async (target: Target, design: DesignName, n: number): Promise<LoadRequest[]> => {
+      const key = `${target.key}|${design}|${n}`;
+      let out = prepared.get(key);
+      if (!out) {
+        const t0 = performance.now();
+        const client = CLIENT_DESIGNS[design](createTransport({ baseUrl: target.url }), { backend: 'sodium', allowOprf: true });
+        out = [];
+        for (const numbers of slices(pool, n)) {
+          const r = (await client.prepare(numbers)).request;
+          if (!r || r.method === 'DELETE') throw new Error(`${design}: prepared no lookup request for ${n} numbers`);
+          out.push({ method: r.method, path: r.path, body: r.body === undefined ? undefined : Buffer.from(encodeBody(r.body, 'msgpack')) });
+        }
+        prepared.set(key, out);
+        prepareSeconds += (performance.now() - t0) / 1000;
       }
+      return out;
     };
-    const endpointOf: Record<DesignName, string> = {
-      plain: `POST ${PATHS.plainLookup}`,
-      hashed: `POST ${PATHS.hashedLookup}`,
-      blinded: `POST ${PATHS.blindedEvaluate}`,
-    };
+    const endpointOf = (requests: readonly LoadRequest[]): string => `${requests[0]!.method} ${requests[0]!.path}`;
 
     const marks: HttpMark[] = [];
     const errorNotes: string[] = [];
@@ -298,39 +291,49 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
       }
     };
 
-    const designRuns = (shape: HttpShapeConfig, phase: HttpMark['phase'], p: HttpPhaseConfig): Run[] =>
-      DESIGNS.map((design) => ({
-        target: main,
-        group: 'designs',
-        design,
-        shape: shape.shape,
-        phase,
-        endpoint: endpointOf[design],
-        numbersPerRequest: shape.numbers,
-        requests: requestsFor(design, shape.numbers, main.epoch),
-        headers,
-        p,
-        warmup: phase === 'throughput' && shape.numbers <= 100,
-      }));
+    const designRuns = (shape: HttpShapeConfig, phase: HttpMark['phase'], p: HttpPhaseConfig): Promise<Run[]> =>
+      Promise.all(
+        DESIGNS.map(async (design): Promise<Run> => {
+          const requests = await requestsFor(main, design, shape.numbers);
+          return {
+            target: main,
+            group: 'designs',
+            design,
+            shape: shape.shape,
+            phase,
+            endpoint: endpointOf(requests),
+            numbersPerRequest: shape.numbers,
+            requests,
+            headers,
+            p,
+            warmup: phase === 'throughput' && shape.numbers <= 100,
+          };
+        }),
+      );
     /** Blinded evaluate on each of several servers, taking turns. */
-    const serverRuns = (group: HttpGroup, servers: Target[], shape: HttpShapeConfig): Run[] =>
-      servers.map((target) => ({
-        target,
-        group,
-        design: 'blinded',
-        shape: shape.shape,
-        phase: 'throughput',
-        endpoint: endpointOf.blinded,
-        numbersPerRequest: shape.numbers,
-        requests: requestsFor('blinded', shape.numbers, target.epoch),
-        headers,
-        p: shape,
-        warmup: shape.numbers <= 100,
-      }));
+    const serverRuns = (group: HttpGroup, servers: Target[], shape: HttpShapeConfig): Promise<Run[]> =>
+      Promise.all(
+        servers.map(async (target): Promise<Run> => {
+          const requests = await requestsFor(target, 'blinded', shape.numbers);
+          return {
+            target,
+            group,
+            design: 'blinded',
+            shape: shape.shape,
+            phase: 'throughput',
+            endpoint: endpointOf(requests),
+            numbersPerRequest: shape.numbers,
+            requests,
+            headers,
+            p: shape,
+            warmup: shape.numbers <= 100,
+          };
+        }),
+      );
 
     // No more slices than the phase's minimum requests: a slice holds at least one request.
     const roundsFor = (p: { minRequests: number }) => Math.max(1, Math.min(config.rounds, p.minRequests));
-    for (const shape of config.shapes) await measure(designRuns(shape, 'throughput', shape), roundsFor(shape));
+    for (const shape of config.shapes) await measure(await designRuns(shape, 'throughput', shape), roundsFor(shape));
     if (config.bucket) {
       const count = 2 ** config.bucketBits;
       const requests: LoadRequest[] = Array.from({ length: Math.min(count, 4096) }, (_, b) => ({ method: 'GET', path: PATHS.blindedBucket(main.epoch, b) }));
@@ -354,38 +357,32 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
       );
     }
     if (config.latency) {
-      for (const shape of config.shapes) await measure(designRuns(shape, 'latency', { ...config.latency, concurrency: 1 }), roundsFor(config.latency));
+      for (const shape of config.shapes) await measure(await designRuns(shape, 'latency', { ...config.latency, concurrency: 1 }), roundsFor(config.latency));
     }
     const mainUsage = await main.child.usage();
+    log(`  lookup requests prepared ahead through each design's client (hashing, blinding with sodium) in ${prepareSeconds.toFixed(1)} s so far`);
 
     if (config.backends) {
       const servers: Target[] = [];
       for (const b of config.backends.backends) servers.push(b === main.backend ? main : await serverFor(b, config.evalThreads, ['blinded']));
-      for (const shape of config.backends.shapes) await measure(serverRuns('backends', servers, shape), roundsFor(shape));
+      for (const shape of config.backends.shapes) await measure(await serverRuns('backends', servers, shape), roundsFor(shape));
     }
     if (config.threads) {
       const servers: Target[] = [];
       for (const n of config.threads.counts) servers.push(n === main.evalThreads && main.backend === 'sodium' ? main : await serverFor('sodium', n, ['blinded']));
-      for (const shape of config.threads.shapes) await measure(serverRuns('threads', servers, shape), roundsFor(shape));
+      for (const shape of config.threads.shapes) await measure(await serverRuns('threads', servers, shape), roundsFor(shape));
     }
 
     if (config.otherMode) {
       const other: OprfMode = config.mode === 'voprf' ? 'oprf' : 'voprf';
       const target = await serverFor(config.backend, config.evalThreads, ['plain', 'blinded'], other);
       const p = config.otherMode.single;
-      const runs: Run[] = (['plain', 'blinded'] as const).map((design) => ({
-        target,
-        group: 'modes',
-        design,
-        shape: 'single',
-        phase: 'throughput',
-        endpoint: endpointOf[design],
-        numbersPerRequest: 1,
-        requests: requestsFor(design, 1, target.epoch, other),
-        headers,
-        p,
-        warmup: true,
-      }));
+      const runs: Run[] = await Promise.all(
+        (['plain', 'blinded'] as const).map(async (design): Promise<Run> => {
+          const requests = await requestsFor(target, design, 1);
+          return { target, group: 'modes', design, shape: 'single', phase: 'throughput', endpoint: endpointOf(requests), numbersPerRequest: 1, requests, headers, p, warmup: true };
+        }),
+      );
       await measure(runs, roundsFor(p));
     }
 

@@ -19,12 +19,12 @@ import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { DESIGNS, type DesignName } from '../shared/messages.ts';
 import type { RequestOptions, Transport } from '../shared/design.ts';
-import { BACKENDS, DEFAULT_BACKEND, parseBackendName, type BackendName } from '../shared/suite.ts';
+import type { BackendName } from '../shared/suite.ts';
+import { DEFAULT_SERVER } from '../shared/defaults.ts';
+import { backendOption } from '../bin/options.ts';
 import { checkBatchSize, createClient, type LookupResult } from './client.ts';
 import { createTransport } from './transport.ts';
 
-export const DEFAULT_PORT = 8787;
-export const DEFAULT_SERVER = `http://127.0.0.1:${DEFAULT_PORT}`;
 
 export function describeAnswer(capabilities: readonly string[]): string {
   return capabilities.length ? `messenger (${capabilities.join(', ')})` : 'SMS only';
@@ -121,15 +121,6 @@ export function oneLine<A extends unknown[]>(action: (...args: A) => Promise<voi
 }
 
 /** `--backend noble|sodium` (env PCD_BACKEND), shared by the client and server commands. */
-export function backendOption(): Option {
-  const env = process.env[BACKEND_ENV];
-  const fallback = env !== undefined && env !== '' ? parseBackendName(env) : DEFAULT_BACKEND;
-  return new Option('--backend <name>', `crypto backend of the blinded design (env ${BACKEND_ENV})`).choices([...BACKENDS]).default(fallback);
-}
-
-/** Environment variable naming the crypto backend. */
-export const BACKEND_ENV = 'PCD_BACKEND';
-
 /** A transport that counts requests and bytes, for the sync summary. */
 export function countingTransport(inner: Transport): { transport: Transport; stats: { requests: number; sent: number; received: number } } {
   const stats = { requests: 0, sent: 0, received: 0 };

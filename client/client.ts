@@ -30,7 +30,7 @@ import {
 } from '../shared/messages.ts';
 import type { Format } from '../shared/schema.ts';
 import type { BackendName } from '../shared/suite.ts';
-import { KeyPins, createBlindedClient, createBlindedClientWith } from './designs/blinded.ts';
+import { KeyPins, createBlindedClient } from './designs/blinded.ts';
 import { createHashedClient } from './designs/hashed.ts';
 import { createPlainClient } from './designs/plain.ts';
 import { createTransport, normalizeServerUrl } from './transport.ts';
@@ -97,14 +97,11 @@ export function createClient(options: ClientOptions): Client {
   const baseUrl = normalizeServerUrl(options.baseUrl);
   const transport = options.transport ?? createTransport({ baseUrl, token: options.token, format: options.format, timeoutMs: options.timeoutMs });
   const name = options.design ?? 'blinded';
-  const design =
-    name === 'blinded'
-      ? createBlindedClientWith(transport, {
-          backend: options.backend,
-          allowOprf: options.allowOprf,
-          pins: (options.pins ?? new KeyPins(options.pinFile)).scope(baseUrl),
-        })
-      : CLIENT_DESIGNS[name](transport, { backend: options.backend });
+  const design = CLIENT_DESIGNS[name](transport, {
+    backend: options.backend,
+    allowOprf: options.allowOprf,
+    pins: (options.pins ?? new KeyPins(options.pinFile)).scope(baseUrl),
+  });
   const batch = checkBatchSize(options.batchSize ?? LIMITS.maxBatch);
 
   const lookupNormalized = async (numbers: readonly E164[], signal?: AbortSignal): Promise<LookupResult[]> => {

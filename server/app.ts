@@ -136,7 +136,7 @@ export function createApp(deps: AppDeps): express.Express {
           );
         }
         // Load admission from the headers alone: a refused request costs no body read or decode.
-        if (requester && r.admit) r.admit({ requester, contentLength: contentLength(req), ip });
+        if (requester && r.auth === 'requester' && r.admit) r.admit({ requester, contentLength: contentLength(req), ip });
         await new Promise<void>((resolve, reject) => rawBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())));
         const raw: unknown = req.body;
         body = parseRequest(r.request, decodeBody(raw instanceof Uint8Array ? raw : new Uint8Array(0), format), format);
@@ -145,16 +145,13 @@ export function createApp(deps: AppDeps): express.Express {
 
       // Charged before the handler (concurrent requests cannot overdraw), given back when it refuses.
       const limiter = deps.rateLimiter;
-      const charge = requester && r.cost && limiter ? limiter.take(requester.accountId, r.cost(body)) : undefined;
+      const charge = requester && r.auth === 'requester' && r.cost && limiter ? limiter.take(requester.accountId, r.cost(body)) : undefined;
       let reply;
       try {
-        reply = await r.handle({
-          body,
-          params: req.params as Record<string, string>,
-          requester,
-          ip,
-          ifNoneMatch: req.headers['if-none-match'],
-        });
+        const input = { body, params: req.params as Record<string, string>, ip, ifNoneMatch: req.headers['if-none-match'] };
+        if (r.auth !== 'requester') reply = await r.handle({ ...input, requester: undefined });
+        else if (requester) reply = await r.handle({ ...input, requester });
+        else throw new Error(`route ${r.method} ${r.path}: a requester route reached its handler unauthenticated`);
       } catch (e) {
         if (charge) limiter?.refund(charge);
         throw e;

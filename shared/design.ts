@@ -52,21 +52,59 @@ export interface LookupResult {
   capabilities: string[];
 }
 
+/**
+ * One lookup exchange a design has prepared: the request to send and what
+ * turns its reply into answers. Preparing is everything done before the
+ * numbers' request leaves (plain: nothing; hashed: hashing; blinded: the
+ * config, the tag cache and blinding); finishing is everything after
+ * (checking the reply; blinded: the proof, finalising, the buckets).
+ */
+export interface PreparedLookup {
+  /** The lookup request (plain or hashed lookup, blinded evaluate), or undefined when nothing needs asking (every tag cached). */
+  readonly request: RequestOptions<unknown> | undefined;
+  /** The answers for the prepared numbers, in order, from the reply to `request` (undefined when there was none). */
+  finish(reply: TransportReply<unknown> | undefined, options?: { signal?: AbortSignal }): Promise<LookupResult[]>;
+}
+
 export interface ClientDesign {
   readonly name: DesignName;
   /**
-   * Answers for normalised numbers, in order, duplicates included. Numbers
-   * arrive in batches of at most LIMITS.maxBatch. A reply the design cannot
-   * trust (a failed proof, an unknown epoch, a malformed bucket) is thrown
-   * as a PcdError, never turned into "SMS only".
+   * Prepares the lookup of normalised numbers (at most LIMITS.maxBatch). The
+   * benchmark sends prepared requests itself, so that what it measures is
+   * the server's work.
+   */
+  prepare(numbers: readonly E164[], options?: { signal?: AbortSignal }): Promise<PreparedLookup>;
+  /**
+   * Answers for normalised numbers, in order, duplicates included: prepare,
+   * send, finish (a design may retry, e.g. blinded after a key rotation).
+   * Numbers arrive in batches of at most LIMITS.maxBatch. A reply the design
+   * cannot trust (a failed proof, an unknown epoch, a malformed bucket) is
+   * thrown as a PcdError, never turned into "SMS only".
    */
   lookupBatch(numbers: readonly E164[], options?: { signal?: AbortSignal }): Promise<LookupResult[]>;
+}
+
+/** prepare, send, finish: one lookup exchange through a transport. */
+export async function lookupOnce(design: ClientDesign, transport: Transport, numbers: readonly E164[], signal?: AbortSignal): Promise<LookupResult[]> {
+  const prepared = await design.prepare(numbers, { signal });
+  const reply = prepared.request ? await transport.request({ ...prepared.request, signal }) : undefined;
+  return prepared.finish(reply, { signal });
 }
 
 /** What a client design may be given besides its transport. */
 export interface ClientDesignOptions {
   /** Crypto backend for designs that blind (default: DEFAULT_BACKEND, shared/suite.ts). */
   backend?: BackendName | OprfBackend;
+  /** Designs with a verifiable mode: accept a server that runs the unverifiable one (blinded: OPRF mode; default false). */
+  allowOprf?: boolean;
+  /** Designs that pin server keys: the pins for this server (client/designs/blinded.ts KeyPins.scope). */
+  pins?: PinScope;
+}
+
+/** The pinned epoch keys of one server. */
+export interface PinScope {
+  /** Checks every listed epoch's key against its pin and pins the new ones; a changed key is a `key_changed` PcdError. */
+  check(epochs: readonly { epoch: number; publicKey: Uint8Array }[]): void;
 }
 
 export type ClientDesignFactory = (transport: Transport, options?: ClientDesignOptions) => ClientDesign;
@@ -79,18 +117,18 @@ export interface Requester {
   email: string;
 }
 
-export interface RouteInput<Req> {
+export interface RouteInput<Req, Who extends Requester | undefined = Requester | undefined> {
   body: Req;
   /** Path parameters, still raw strings: the handler parses them. */
   params: Readonly<Record<string, string>>;
-  /** Set when the route's `auth` is 'requester'. */
-  requester: Requester | undefined;
+  /** The authenticated requester on an `auth: 'requester'` route; undefined on the others. */
+  requester: Who;
   /** The requester's IP address as the server sees it. */
   ip: string;
   ifNoneMatch: string | undefined;
 }
 
-/** What {@link Route.admit} knows: who asks, and the declared body size (absent for a chunked body). */
+/** What {@link RequesterRoute.admit} knows: who asks, and the declared body size (absent for a chunked body). */
 export interface AdmitInput {
   requester: Requester;
   contentLength: number | undefined;
@@ -105,23 +143,35 @@ export interface RouteReply<Res> {
   cacheControl?: string;
 }
 
-export interface Route<Req = unknown, Res = unknown> {
+interface RouteCommon<Req> {
   method: 'GET' | 'POST' | 'DELETE';
-  /** express 5 path, e.g. '/v1/blinded/buckets/:epoch/:bucket'. */
+  /** express 5 path: a PATHS string, or a PATHS template's `.pattern` ('/v1/blinded/buckets/:epoch/:bucket'). */
   path: string;
-  auth: 'anyone' | 'requester' | 'admin';
   /** Request body schema (POST). */
   request?: Schema<Req>;
+}
+
+/** A route anyone, or only the admin token, may call: its handler has no requester. */
+export interface OpenRoute<Req = unknown, Res = unknown> extends RouteCommon<Req> {
+  auth: 'anyone' | 'admin';
+  handle(input: RouteInput<Req, undefined>): RouteReply<Res> | Promise<RouteReply<Res>>;
+}
+
+/** A route that needs a requester token: its handler is given the authenticated requester. */
+export interface RequesterRoute<Req = unknown, Res = unknown> extends RouteCommon<Req> {
+  auth: 'requester';
   /** Lookups this request costs the requester's rate limit (numbers, hashes or elements). */
   cost?: (body: Req) => number;
   /**
-   * Load admission before the body is read or decoded (auth 'requester'
-   * routes): throws a PcdError (503 with retryAfterSeconds) to refuse, from
-   * what the headers say, so a flood costs no decoding.
+   * Load admission before the body is read or decoded: throws a PcdError
+   * (503 with retryAfterSeconds) to refuse, from what the headers say, so a
+   * flood costs no decoding.
    */
   admit?: (input: AdmitInput) => void;
-  handle(input: RouteInput<Req>): RouteReply<Res> | Promise<RouteReply<Res>>;
+  handle(input: RouteInput<Req, Requester>): RouteReply<Res> | Promise<RouteReply<Res>>;
 }
+
+export type Route<Req = unknown, Res = unknown> = OpenRoute<Req, Res> | RequesterRoute<Req, Res>;
 
 /** Erases a route's type parameters so routes of several shapes sit in one list. */
 export function route<Req, Res>(r: Route<Req, Res>): Route<any, any> {

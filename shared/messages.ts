@@ -8,15 +8,13 @@
  * Byte fields are `bin` in MessagePack and base64 in JSON (codec.ts).
  */
 import { capabilityName } from './capabilities.ts';
-import { DESIGNS } from './designs/index.ts';
-import { BLINDED_PATHS } from './designs/blinded.ts';
-import { HASHED_PATHS } from './designs/hashed.ts';
-import { PLAIN_PATHS } from './designs/plain.ts';
+import { DESIGN_PATHS, DESIGNS } from './designs/index.ts';
 import { LIMITS } from './limits.ts';
 import { pathTemplate } from './paths.ts';
 import { array, boolean, integer, literal, object, optional, string, type Infer } from './schema.ts';
 
 export { DESIGNS, type DesignName } from './designs/index.ts';
+// Each design's messages, for importers that want the whole API from one module.
 export * from './designs/plain.ts';
 export * from './designs/hashed.ts';
 export * from './designs/blinded.ts';
@@ -26,9 +24,7 @@ export const PATHS = {
   health: '/v1/health',
   accounts: '/v1/accounts',
   account: pathTemplate('/v1/accounts/:accountId', 'accountId'),
-  ...PLAIN_PATHS,
-  ...HASHED_PATHS,
-  ...BLINDED_PATHS,
+  ...DESIGN_PATHS,
 } as const;
 
 // GET /v1/health -> { ok, designs, degraded? }

@@ -37,7 +37,7 @@
  */
 import { Bucket, bucketOf, truncateTag } from '../../shared/buckets.ts';
 import { maskToCapabilities } from '../../shared/capabilities.ts';
-import type { ClientDesign, ClientDesignFactory, LookupResult, Transport } from '../../shared/design.ts';
+import type { ClientDesign, ClientDesignFactory, LookupResult, PinScope, PreparedLookup, RequestOptions, Transport } from '../../shared/design.ts';
 import { loadBackend } from '../../shared/backends.ts';
 import type { E164 } from '../../shared/e164.ts';
 import { ErrorCode, PcdError, isPcdError } from '../../shared/errors.ts';
@@ -63,12 +63,6 @@ export interface BlindedClientOptions {
   /** Where this client's epoch keys are pinned; default a fresh in-memory pin set. */
   pins?: PinScope;
   now?: () => number;
-}
-
-/** The pins of one server: {@link KeyPins.scope}. */
-export interface PinScope {
-  /** Checks every listed epoch's key against its pin and pins the new ones; a changed key is a `key_changed` PcdError. */
-  check(epochs: readonly { epoch: number; publicKey: Uint8Array }[]): void;
 }
 
 /** Pins kept per server; the lowest epochs go first beyond this. */
@@ -309,50 +303,51 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
     return m;
   };
 
-  /** Blind, one evaluate request, verify, finalize, truncate: the tags of `numbers` (distinct, none cached). */
-  const evaluateTags = async (p: EpochParams, numbers: readonly E164[], signal: AbortSignal | undefined): Promise<Uint8Array[]> => {
+  /**
+   * Blinds `numbers` (distinct, none cached) for one evaluate request; `tagsFrom`
+   * checks its reply, verifies the proof, finalises and truncates: their tags.
+   */
+  const blindFor = async (p: EpochParams, numbers: readonly E164[]) => {
     const inputs = numbers.map((n) => utf8ToBytes(n));
     const b = await suite();
     const { blinds, blinded } = b.blindBatch(p.mode, inputs, options.rng);
-    const r = await transport.request({
+    const request: RequestOptions<EvaluateReply> = {
       method: 'POST',
       path: PATHS.blindedEvaluate,
       body: { epoch: p.epoch, elements: blinded },
       reply: EvaluateReply,
-      signal,
-    });
-    count(r);
-    stats.evaluateRequests++;
-    stats.elementsEvaluated += blinded.length;
-    const reply = r.body;
-    if (!reply) throw new PcdError(ErrorCode.MalformedReply, 'the evaluate reply has no body');
-    if (reply.epoch !== p.epoch) {
-      throw new PcdError(ErrorCode.MalformedReply, `asked epoch ${p.epoch} to evaluate, the server answered for epoch ${reply.epoch}`);
-    }
-    if (reply.evaluated.length !== blinded.length) {
-      throw new PcdError(ErrorCode.MalformedReply, `sent ${blinded.length} blinded elements, the server returned ${reply.evaluated.length} evaluated ones`);
-    }
-    if (p.mode === 'voprf' && reply.proof === undefined) {
-      throw new PcdError(
-        ErrorCode.ProofInvalid,
-        `epoch ${p.epoch} is in voprf mode but the server sent no proof, so nothing shows it used the epoch's published key: no answer was produced`,
-      );
-    }
-    let outputs: Uint8Array[];
-    try {
-      outputs = b.finalizeBatch(p.mode, { inputs, blinds, blinded, evaluated: reply.evaluated }, p.publicKey, reply.proof);
-    } catch (e) {
-      if (isPcdError(e, ErrorCode.ProofInvalid)) {
+    };
+    const tagsFrom = (reply: EvaluateReply | undefined): Uint8Array[] => {
+      if (!reply) throw new PcdError(ErrorCode.MalformedReply, 'the evaluate reply has no body');
+      if (reply.epoch !== p.epoch) {
+        throw new PcdError(ErrorCode.MalformedReply, `asked epoch ${p.epoch} to evaluate, the server answered for epoch ${reply.epoch}`);
+      }
+      if (reply.evaluated.length !== blinded.length) {
+        throw new PcdError(ErrorCode.MalformedReply, `sent ${blinded.length} blinded elements, the server returned ${reply.evaluated.length} evaluated ones`);
+      }
+      if (p.mode === 'voprf' && reply.proof === undefined) {
         throw new PcdError(
           ErrorCode.ProofInvalid,
-          `the server did not evaluate with epoch ${p.epoch}'s published key (its batch proof does not verify against it): ` +
-            `no answer was produced. ${e.message}`,
-          { cause: e },
+          `epoch ${p.epoch} is in voprf mode but the server sent no proof, so nothing shows it used the epoch's published key: no answer was produced`,
         );
       }
-      throw e;
-    }
-    return outputs.map((o) => truncateTag(o, p.tagBytes));
+      let outputs: Uint8Array[];
+      try {
+        outputs = b.finalizeBatch(p.mode, { inputs, blinds, blinded, evaluated: reply.evaluated }, p.publicKey, reply.proof);
+      } catch (e) {
+        if (isPcdError(e, ErrorCode.ProofInvalid)) {
+          throw new PcdError(
+            ErrorCode.ProofInvalid,
+            `the server did not evaluate with epoch ${p.epoch}'s published key (its batch proof does not verify against it): ` +
+              `no answer was produced. ${e.message}`,
+            { cause: e },
+          );
+        }
+        throw e;
+      }
+      return outputs.map((o) => truncateTag(o, p.tagBytes));
+    };
+    return { request, tagsFrom };
   };
 
   /** One bucket, from the cache when the server says it has not changed. */
@@ -390,7 +385,8 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
     return bucket;
   };
 
-  const attempt = async (numbers: readonly E164[], signal: AbortSignal | undefined, fresh: boolean): Promise<LookupResult[]> => {
+  /** Config, tag cache, blinding: the evaluate request for the numbers whose tags are not cached, and what finishes the lookup. */
+  const prepareWith = async (numbers: readonly E164[], signal: AbortSignal | undefined, fresh: boolean): Promise<PreparedLookup> => {
     const reply = await getConfig(signal, fresh);
     const p = currentEpoch(reply);
     const tags = tagsOf(p.epoch);
@@ -403,34 +399,52 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
       const t = tags.get(n);
       if (t) got.set(n, t);
     }
-    if (missing.length > 0) {
-      const evaluated = await evaluateTags(p, missing, signal);
-      missing.forEach((n, i) => {
-        const t = evaluated[i]!;
-        got.set(n, t);
-        tags.set(n, t);
-      });
-      // Oldest entries out first (Map keeps insertion order).
-      for (const k of tags.keys()) {
-        if (tags.size <= maxTags) break;
-        tags.delete(k);
-      }
-    }
+    const evaluation = missing.length > 0 ? await blindFor(p, missing) : undefined;
 
-    const bucketIds = new Map<E164, number>();
-    for (const n of distinct) bucketIds.set(n, bucketOf(n, p.bucketBits));
-    const wanted = [...new Set(bucketIds.values())];
-    const buckets = new Map<number, Bucket>();
-    for (let i = 0; i < wanted.length; i += concurrency) {
-      const part = wanted.slice(i, i + concurrency);
-      const fetched = await Promise.all(part.map((id) => fetchBucket(p, id, signal)));
-      part.forEach((id, j) => buckets.set(id, fetched[j]!));
-    }
+    return {
+      request: evaluation?.request,
+      async finish(r, opts) {
+        const signal = opts?.signal;
+        if (evaluation) {
+          if (!r) throw new PcdError(ErrorCode.MalformedReply, 'the evaluate request got no reply');
+          count(r);
+          stats.evaluateRequests++;
+          stats.elementsEvaluated += missing.length;
+          const evaluated = evaluation.tagsFrom(r.body as EvaluateReply | undefined);
+          missing.forEach((n, i) => {
+            const t = evaluated[i]!;
+            got.set(n, t);
+            tags.set(n, t);
+          });
+          // Oldest entries out first (Map keeps insertion order).
+          for (const k of tags.keys()) {
+            if (tags.size <= maxTags) break;
+            tags.delete(k);
+          }
+        }
 
-    return numbers.map((number) => {
-      const mask = buckets.get(bucketIds.get(number)!)!.lookup(got.get(number)!);
-      return { number, capabilities: maskToCapabilities(mask, reply.capabilities) };
-    });
+        const bucketIds = new Map<E164, number>();
+        for (const n of distinct) bucketIds.set(n, bucketOf(n, p.bucketBits));
+        const wanted = [...new Set(bucketIds.values())];
+        const buckets = new Map<number, Bucket>();
+        for (let i = 0; i < wanted.length; i += concurrency) {
+          const part = wanted.slice(i, i + concurrency);
+          const fetched = await Promise.all(part.map((id) => fetchBucket(p, id, signal)));
+          part.forEach((id, j) => buckets.set(id, fetched[j]!));
+        }
+
+        return numbers.map((number) => {
+          const mask = buckets.get(bucketIds.get(number)!)!.lookup(got.get(number)!);
+          return { number, capabilities: maskToCapabilities(mask, reply.capabilities) };
+        });
+      },
+    };
+  };
+
+  const attempt = async (numbers: readonly E164[], signal: AbortSignal | undefined, fresh: boolean): Promise<LookupResult[]> => {
+    const prepared = await prepareWith(numbers, signal, fresh);
+    const r = prepared.request ? await transport.request({ ...prepared.request, signal }) : undefined;
+    return prepared.finish(r, { signal });
   };
 
   return {
@@ -440,6 +454,9 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
       config = undefined;
       tagCache.clear();
       bucketCache.clear();
+    },
+    prepare(numbers, opts) {
+      return prepareWith(numbers, opts?.signal, false);
     },
     async lookupBatch(numbers, opts) {
       if (numbers.length === 0) return [];
@@ -457,4 +474,5 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
   };
 }
 
-export const createBlindedClient: ClientDesignFactory = (transport, options) => createBlindedClientWith(transport, { backend: options?.backend });
+export const createBlindedClient: ClientDesignFactory = (transport, options) =>
+  createBlindedClientWith(transport, { backend: options?.backend, allowOprf: options?.allowOprf, pins: options?.pins });

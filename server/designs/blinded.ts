@@ -194,7 +194,6 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
           evaluator.admit(requester.accountId, elementsIn(contentLength));
         },
         async handle({ body, requester, ip }) {
-          if (!requester) throw new PcdError(ErrorCode.Unauthenticated, 'evaluate needs a requester token');
           evalLog.requireRoom(1); // 503 while the log cannot be written and its buffer is full (module header)
           const n = body.elements.length;
           if (n < 1 || n > LIMITS.maxBatch) throw new PcdError(ErrorCode.TooManyItems, `elements: 1 to ${LIMITS.maxBatch} per request, got ${n}`);

@@ -74,7 +74,7 @@ export const createHashedDesign: ServerDesignFactory = (ctx): ServerDesign => {
           const results = body.hashes.map((hash) => {
             const number = find(hash);
             const mask = number ? ctx.directory.mask(number) : 0;
-            log.append([ts, requester!.accountId, requester!.email, ip, Buffer.from(hash), mask]);
+            log.append([ts, requester.accountId, requester.email, ip, Buffer.from(hash), mask]);
             return { capabilities: maskToCapabilities(mask) };
           });
           return { body: { results } };

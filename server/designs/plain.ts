@@ -80,7 +80,7 @@ export const createPlainDesign: ServerDesignFactory = (ctx): ServerDesign => {
           const ts = ctx.now();
           const results = numbers.map((number) => {
             const mask = ctx.directory.mask(number);
-            log.append([ts, requester!.accountId, requester!.email, ip, number, mask]);
+            log.append([ts, requester.accountId, requester.email, ip, number, mask]);
             return { number, capabilities: maskToCapabilities(mask) };
           });
           return { body: { results } };

@@ -115,4 +115,5 @@ export const BLINDED_BUCKET_LOG = checkLogTable({
   windowMs: BUCKET_LOG_WINDOW_MS,
 }) satisfies LogTable;
 
-export const BLINDED = { name: 'blinded', logs: [BLINDED_EVAL_LOG, BLINDED_BUCKET_LOG] } as const;
+/** The design's protocol facts, listed in shared/designs/index.ts. */
+export const BLINDED = { name: 'blinded', paths: BLINDED_PATHS, logs: [BLINDED_EVAL_LOG, BLINDED_BUCKET_LOG] } as const;

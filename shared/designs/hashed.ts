@@ -37,4 +37,5 @@ export const HASHED_LOG = checkLogTable({
   indexes: [['hash', 'ts'], ['ts']],
 }) satisfies LogTable;
 
-export const HASHED = { name: 'hashed', logs: [HASHED_LOG] } as const;
+/** The design's protocol facts, listed in shared/designs/index.ts. */
+export const HASHED = { name: 'hashed', paths: HASHED_PATHS, logs: [HASHED_LOG] } as const;

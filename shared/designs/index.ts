@@ -1,5 +1,5 @@
 /**
- * The design registry of the protocol: every design's name and log tables,
+ * The design registry of the protocol: every design's name, paths and log tables,
  * in the order the CLI, the reports and the page show them. Adding a design
  * is a file beside this one (its paths, messages and logs) and one line here;
  * each side then has its own registry keyed by DesignName (server/server.ts,
@@ -15,6 +15,11 @@ export const DESIGN_PROTOCOLS = [PLAIN, HASHED, BLINDED] as const;
 
 export type DesignName = (typeof DESIGN_PROTOCOLS)[number]['name'];
 export const DESIGNS: readonly DesignName[] = DESIGN_PROTOCOLS.map((d) => d.name);
+
+type UnionToIntersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void ? I : never;
+
+/** Every design's paths in one object (shared/messages.ts PATHS adds the common ones). */
+export const DESIGN_PATHS = Object.assign({}, ...DESIGN_PROTOCOLS.map((d) => d.paths)) as UnionToIntersection<(typeof DESIGN_PROTOCOLS)[number]['paths']>;
 
 /** Every declared log table, with its design. */
 export const LOG_TABLES: readonly (LogTable & { readonly design: DesignName })[] = DESIGN_PROTOCOLS.flatMap((d) =>

@@ -39,4 +39,5 @@ export const PLAIN_LOG = checkLogTable({
   indexes: [['number', 'ts'], ['ts']],
 }) satisfies LogTable;
 
-export const PLAIN = { name: 'plain', logs: [PLAIN_LOG] } as const;
+/** The design's protocol facts, listed in shared/designs/index.ts. */
+export const PLAIN = { name: 'plain', paths: PLAIN_PATHS, logs: [PLAIN_LOG] } as const;
