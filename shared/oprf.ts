@@ -54,11 +54,15 @@
  * ## Errors
  *
  * Bad data from the wire is a {@link PcdError}: a blinded element a client
- * sent is `invalid_element`; something wrong in a server's reply is
- * `malformed_reply`; a proof that does not verify is `proof_invalid`. A
- * caller's own mistake (wrong mode string, bad secret key, arrays of
- * different lengths on the client side, oversized input) is a plain
- * `TypeError` / `RangeError`: it is a bug, not a protocol event.
+ * sent is `invalid_element`; something wrong in a server's reply (a wrong
+ * count of evaluated elements, an unexpected proof, a bad evaluated element
+ * or epoch public key) is `malformed_reply`; a voprf reply without a proof,
+ * or with one that does not verify, is `proof_invalid`. A caller's own mistake (wrong mode
+ * string, bad secret key, arrays of different lengths on the client side,
+ * oversized input) is a plain `TypeError` / `RangeError`: it is a bug, not a
+ * protocol event. The checks themselves are shared with the sodium backend
+ * (shared/voprf.ts: one element check, one list check, one Finalize check);
+ * this module gives them noble's decoding.
  *
  * @module
  */
@@ -68,7 +72,6 @@ import { bytesToNumberLE, numberToBytesLE } from '@noble/curves/utils.js';
 import { sha512 } from '@noble/hashes/sha2.js';
 import { ErrorCode, PcdError } from './errors.ts';
 import {
-  ELEMENT_BYTES,
   MODES,
   OUTPUT_BYTES,
   PROOF_BYTES,
@@ -84,7 +87,21 @@ import {
   type Rng,
   type ScalarBytes,
 } from './suite.ts';
-import { asSha512, assertMode, checkArray, checkFinalize, checkInput, composeSuite, drawFrom, scalarFromDraw, type GroupOps } from './voprf.ts';
+import {
+  asSha512,
+  assertMode,
+  checkArray,
+  checkElements,
+  checkFinalize,
+  checkInput,
+  checkScalar,
+  composeSuite,
+  drawFrom,
+  elementProblem,
+  scalarFromDraw,
+  type GroupOps,
+  type WireDecoding,
+} from './voprf.ts';
 
 // The suite's constants and wire types are defined in shared/suite.ts; re-exported for callers of this module.
 export {
@@ -107,7 +124,6 @@ export {
 
 const { Point } = ristretto255;
 const { Fn } = Point;
-type Element = InstanceType<typeof Point>;
 
 if (ristretto255_oprf.name !== SUITE) {
   throw new Error(`@noble/curves ristretto255_oprf is suite ${ristretto255_oprf.name}, expected ${SUITE}`);
@@ -173,49 +189,34 @@ function toNobleRng(rng: Rng | undefined): NobleRng | undefined {
 }
 
 // ---------------------------------------------------------------------------
-// Input validation
+// Input validation: the shared wire checks (shared/voprf.ts) over noble's decoding
 
-
-/**
- * What is wrong with `bytes` as a wire element, or undefined if nothing:
- * DeserializeElement is ristretto255 Decode (RFC 9496 §4.3.1, which rejects
- * non-canonical encodings) plus the identity check (RFC 9497 §3.3, §4.1).
- */
-function elementProblem(bytes: unknown): string | undefined {
-  if (!(bytes instanceof Uint8Array)) return `expected a byte string, got ${typeof bytes}`;
-  if (bytes.length !== ELEMENT_BYTES) return `expected ${ELEMENT_BYTES} bytes, got ${bytes.length}`;
-  let point: Element;
-  try {
-    point = Point.fromBytes(bytes);
-  } catch {
-    return 'not a canonical ristretto255 encoding';
-  }
-  // RFC 9497 §3.3: applications MUST reject the identity received over the wire.
-  if (point.is0()) return 'is the identity element';
-  return undefined;
-}
-
-function checkElements(what: string, list: readonly unknown[], code: ErrorCode): void {
-  list.forEach((bytes, i) => {
-    const problem = elementProblem(bytes);
-    if (problem !== undefined) throw new PcdError(code, `${what} ${i}: ${problem}`);
-  });
-}
+/** noble's decoding primitives: all this backend adds to the wire checks. */
+const nobleDecoding: WireDecoding = {
+  // RFC 9496 §4.3.1 Decode: RistrettoPoint.fromBytes throws on anything but a canonical encoding.
+  decodesElement(bytes) {
+    try {
+      Point.fromBytes(bytes);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+  isCanonicalScalar(bytes) {
+    try {
+      Fn.fromBytes(bytes);
+      return true;
+    } catch {
+      return false;
+    }
+  },
+};
 
 /** A secret scalar of our own (key, blind): canonical, nonzero (RFC 9497 §4.1 DeserializeScalar). */
-function checkScalar(what: string, bytes: unknown): void {
-  if (!(bytes instanceof Uint8Array)) throw new TypeError(`${what}: expected a byte string, got ${typeof bytes}`);
-  if (bytes.length !== SCALAR_BYTES) throw new RangeError(`${what}: expected ${SCALAR_BYTES} bytes, got ${bytes.length}`);
-  let s: bigint;
-  try {
-    s = Fn.fromBytes(bytes);
-  } catch {
-    throw new RangeError(`${what}: not a canonical scalar (must be below the group order)`);
-  }
-  if (Fn.is0(s)) throw new RangeError(`${what}: is zero`);
-}
+const checkSecret = (what: string, bytes: unknown): void => checkScalar(nobleDecoding.isCanonicalScalar, what, bytes);
 
-
+/** {@link elementProblem} (shared/voprf.ts) with noble's decoding. */
+const nobleElementProblem = (bytes: unknown): string | undefined => elementProblem(nobleDecoding.decodesElement, bytes);
 
 // ---------------------------------------------------------------------------
 // Keys (RFC 9497 §3.2)
@@ -243,7 +244,7 @@ export function deriveKeyPair(mode: OprfMode, seed: Uint8Array, info: Uint8Array
 
 /** pkS = skS * G (RFC 9497 §3.2): to publish a loaded key, or check a stored pair. */
 export function publicKeyOf(secretKey: ScalarBytes): PointBytes {
-  checkScalar('secret key', secretKey);
+  checkSecret('secret key', secretKey);
   return Point.BASE.multiply(Fn.fromBytes(secretKey)).toBytes();
 }
 
@@ -291,15 +292,16 @@ export function blindEvaluateBatch(
 ): { evaluated: PointBytes[]; proof?: ProofBytes } {
   assertMode(mode);
   checkArray('blinded', blinded);
-  checkScalar('secret key', key.secretKey);
   if (blinded.length === 0) throw new PcdError(ErrorCode.BadRequest, 'the batch holds no blinded element');
-  checkElements('blinded element', blinded, ErrorCode.InvalidElement);
+  checkSecret('secret key', key.secretKey);
+  // RFC 9497 §3.3: every element from the wire is checked before any is evaluated.
+  checkElements(nobleDecoding.decodesElement, blinded, ErrorCode.InvalidElement, 'blinded element');
 
   if (mode === 'oprf') {
     const evaluated = blinded.map((b) => ristretto255_oprf.oprf.blindEvaluate(key.secretKey, b));
     return { evaluated };
   }
-  const pkProblem = elementProblem(key.publicKey);
+  const pkProblem = nobleElementProblem(key.publicKey);
   if (pkProblem !== undefined) throw new RangeError(`public key: ${pkProblem}`);
   const { evaluated, proof } = ristretto255_oprf.voprf.blindEvaluateBatch(
     key.secretKey,
@@ -327,7 +329,7 @@ export function finalizeBatch(
   publicKey?: PointBytes,
   proof?: ProofBytes,
 ): OutputBytes[] {
-  const verify = checkFinalize({ elementProblem, checkScalar }, mode, items, publicKey, proof);
+  const verify = checkFinalize(nobleDecoding, mode, items, publicKey, proof);
   const { inputs, blinds, blinded, evaluated } = items;
   if (inputs.length === 0) return [];
   if (!verify) {
@@ -363,7 +365,7 @@ export function finalizeBatch(
  */
 export function evaluate(mode: OprfMode, secretKey: ScalarBytes, input: Uint8Array): OutputBytes {
   assertMode(mode);
-  checkScalar('secret key', secretKey);
+  checkSecret('secret key', secretKey);
   checkInput('input', input);
   return NOBLE[mode].evaluate(secretKey, input);
 }
@@ -373,7 +375,7 @@ export function evaluate(mode: OprfMode, secretKey: ScalarBytes, input: Uint8Arr
  * 32 bytes, a canonical encoding, not the identity (RFC 9497 §3.3, §4.1).
  */
 export function isValidElement(bytes: Uint8Array): boolean {
-  return elementProblem(bytes) === undefined;
+  return nobleElementProblem(bytes) === undefined;
 }
 
 /**
@@ -387,7 +389,7 @@ export function isValidElement(bytes: Uint8Array): boolean {
 export function rngForScalars(scalars: readonly Uint8Array[]): Rng {
   checkArray('scalars', scalars);
   const draws = scalars.map((s, i) => {
-    checkScalar(`scalar ${i}`, s);
+    checkSecret(`scalar ${i}`, s);
     return numberToBytesLE(Fn.fromBytes(s) - 1n, RANDOM_SCALAR_BYTES);
   });
   let next = 0;
@@ -423,15 +425,7 @@ const nobleGroup: GroupOps = {
   scalarMul: (a, b) => Fn.toBytes(Fn.mul(Fn.fromBytes(a), Fn.fromBytes(b))),
   scalarSub: (a, b) => Fn.toBytes(Fn.sub(Fn.fromBytes(a), Fn.fromBytes(b))),
   scalarInvert: (a) => Fn.toBytes(Fn.inv(Fn.fromBytes(a))),
-  isCanonicalScalar(bytes) {
-    try {
-      Fn.fromBytes(bytes);
-      return true;
-    } catch {
-      return false;
-    }
-  },
-  elementProblem,
+  ...nobleDecoding,
   randomScalar: (rng) => scalarFromDraw(drawFrom(rng ?? ((n) => crypto.getRandomValues(new Uint8Array(n)))), Fn.ORDER),
 };
 
@@ -446,7 +440,8 @@ export const nobleBackend: OprfBackend = {
   name: 'noble',
   generateKeyPair: () => generateKeyPair('voprf'),
   publicKeyOf,
-  elementProblem,
+  decodesElement: nobleDecoding.decodesElement,
+  elementProblem: nobleElementProblem,
   blindBatch,
   blindEvaluateBatch,
   finalizeBatch,

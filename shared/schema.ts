@@ -84,9 +84,17 @@ export function literal<const L extends string>(...values: L[]): Schema<L> {
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 /** A byte string: exactly `length` bytes, or up to `max` bytes. */
-export function bytes(opts: { length?: number; max?: number; multipleOf?: number }): Schema<Uint8Array> {
+/**
+ * Bytes: `bin` in MessagePack, base64 in JSON. `requestCode` is the code of a
+ * failed check in a request when it is not invalid_field: a blinded element
+ * of the wrong size is invalid_element, as the crypto's own element check
+ * says of a bad encoding (shared/voprf.ts elementProblem); in a reply every
+ * failure stays malformed_reply.
+ */
+export function bytes(opts: { length?: number; max?: number; multipleOf?: number; requestCode?: ErrorCode }): Schema<Uint8Array> {
   return {
-    check(value, path, ctx) {
+    check(value, path, outer) {
+      const ctx = opts.requestCode && outer.code === ErrorCode.InvalidField ? { ...outer, code: opts.requestCode } : outer;
       let out: Uint8Array;
       if (ctx.format === 'json') {
         if (typeof value !== 'string') fail(ctx, path, `expected base64 bytes, got ${describe(value)}`);

@@ -13,11 +13,13 @@
  * and `await sodium.ready` costs 20-40 ms, once per thread
  * ({@link createSodiumBackend} is called once per thread by shared/backends.ts).
  *
- * What libsodium checks itself, and what is checked here: its ristretto255
- * decoding rejects non-canonical encodings (RFC 9496 §4.3.1), its scalar
- * multiplication refuses to return the identity; the identity encoding (32
- * zero bytes, RFC 9496 §4.3.2) is rejected here before any decoding
- * (RFC 9497 §3.3), as the noble backend does.
+ * What libsodium checks itself, and what is checked around it: its
+ * ristretto255 decoding (`crypto_core_ristretto255_is_valid_point`, the
+ * decode primitive this backend gives the shared element check) rejects
+ * non-canonical encodings (RFC 9496 §4.3.1), its scalar multiplication
+ * refuses to return the identity; the identity encoding itself (32 zero
+ * bytes, RFC 9496 §4.3.2) is rejected by the shared element check in
+ * shared/voprf.ts (RFC 9497 §3.3), the same for both backends.
  *
  * Key hygiene: libsodium.js copies every argument into the WASM heap and
  * frees it after the call without zeroing it, so copies of a secret key can
@@ -27,7 +29,7 @@
  * @module
  */
 import sodium from 'libsodium-wrappers-sumo';
-import { ELEMENT_BYTES, SCALAR_BYTES, type OprfBackend, type Rng, type ScalarBytes } from './suite.ts';
+import { SCALAR_BYTES, type OprfBackend, type Rng, type ScalarBytes } from './suite.ts';
 import { asSha512, composeSuite, drawFrom, isZeroBytes, scalarFromDraw, type GroupOps } from './voprf.ts';
 
 /** The group order L = 2^252 + 27742317777372353535851937790883648493 (RFC 9496 §4.1), little-endian. */
@@ -60,14 +62,8 @@ function sodiumGroup(): GroupOps {
     scalarSub: (a, b) => s.crypto_core_ristretto255_scalar_sub(a, b),
     scalarInvert: (a) => s.crypto_core_ristretto255_scalar_invert(a),
     isCanonicalScalar,
-    elementProblem(bytes) {
-      if (!(bytes instanceof Uint8Array)) return `expected a byte string, got ${typeof bytes}`;
-      if (bytes.length !== ELEMENT_BYTES) return `expected ${ELEMENT_BYTES} bytes, got ${bytes.length}`;
-      // RFC 9497 §3.3: applications MUST reject the identity received over the wire.
-      if (isZeroBytes(bytes)) return 'is the identity element';
-      if (!s.crypto_core_ristretto255_is_valid_point(bytes)) return 'not a canonical ristretto255 encoding';
-      return undefined;
-    },
+    // RFC 9496 §4.3.1 Decode; the rest of the element check is shared (shared/voprf.ts elementProblem).
+    decodesElement: (bytes) => s.crypto_core_ristretto255_is_valid_point(bytes),
     randomScalar(rng?: Rng): ScalarBytes {
       if (rng !== undefined) {
         return scalarFromDraw(drawFrom(rng), ORDER);

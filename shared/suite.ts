@@ -90,11 +90,13 @@ export interface EvaluatedChunk {
 }
 
 /**
- * The suite. Errors follow one rule in every backend: bad data from the wire
- * is a PcdError (`invalid_element` for a client's element, `malformed_reply`
- * for a server's reply, `proof_invalid` for a proof that does not verify); a
- * caller's own mistake (wrong mode, bad key, mismatched arrays) is a
- * TypeError or RangeError.
+ * The suite. Errors follow one rule in every backend, from the same checks
+ * (shared/voprf.ts): bad data from the wire is a PcdError (`invalid_element`
+ * for a client's blinded element; `malformed_reply` for a server's reply: a
+ * wrong count of evaluated elements, an unexpected proof, a bad evaluated
+ * element or epoch public key; `proof_invalid` for a voprf reply without a
+ * proof or with one that does not verify); a caller's own mistake (wrong mode, bad key, mismatched
+ * arrays) is a TypeError or RangeError.
  */
 export interface OprfBackend {
   readonly name: BackendName;
@@ -104,9 +106,16 @@ export interface OprfBackend {
   /** pkS = skS * G (RFC 9497 §3.2). */
   publicKeyOf(secretKey: ScalarBytes): PointBytes;
   /**
+   * RFC 9496 §4.3.1 Decode as a yes/no, for 32 bytes: true when they are the
+   * canonical encoding of an element. The backend's one decode primitive,
+   * what shared/voprf.ts `elementProblem` and `checkElements` are given.
+   */
+  decodesElement(bytes: Uint8Array): boolean;
+  /**
    * What is wrong with `bytes` as an element from the wire, or undefined:
-   * DeserializeElement (RFC 9496 §4.3.1 Decode, which rejects non-canonical
-   * encodings) plus the identity check (RFC 9497 §3.3).
+   * shared/voprf.ts `elementProblem` with {@link decodesElement}
+   * (DeserializeElement, RFC 9496 §4.3.1 Decode, plus the identity check of
+   * RFC 9497 §3.3), the same text from every backend.
    */
   elementProblem(bytes: unknown): string | undefined;
 

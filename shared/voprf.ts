@@ -12,12 +12,19 @@
  * one-way map; HashToScalar (RFC 9497 §4.1) reduces 64 expand_message_xmd
  * bytes, read little-endian, modulo the group order.
  *
+ * The wire checks live here too, once for both backends: THE element check
+ * ({@link elementProblem}), THE list check that turns its reason into a
+ * PcdError naming the index ({@link checkElements}), the secret-scalar check
+ * and every check Finalize makes ({@link checkFinalize}). A backend adds
+ * only its decoding primitives ({@link WireDecoding}).
+ *
  * @module
  */
 import { expand_message_xmd } from '@noble/curves/abstract/hash-to-curve.js';
 import type { CHash } from '@noble/curves/utils.js';
 import { ErrorCode, PcdError } from './errors.ts';
 import {
+  ELEMENT_BYTES,
   MAX_BATCH_ELEMENTS,
   MAX_INPUT_BYTES,
   MODES,
@@ -66,8 +73,8 @@ export interface GroupOps {
   scalarMul(a: ScalarBytes, b: ScalarBytes): ScalarBytes;
   scalarSub(a: ScalarBytes, b: ScalarBytes): ScalarBytes;
   scalarInvert(a: ScalarBytes): ScalarBytes;
-  /** Problem with a wire element (RFC 9496 §4.3.1 Decode, identity: RFC 9497 §3.3), or undefined. */
-  elementProblem(bytes: unknown): string | undefined;
+  /** RFC 9496 §4.3.1 Decode as a yes/no ({@link DecodesElement}): all a backend adds to {@link elementProblem}. */
+  decodesElement: DecodesElement;
   /** True when 32 bytes encode an integer below the group order (RFC 9497 §4.1 DeserializeScalar). */
   isCanonicalScalar(bytes: Uint8Array): boolean;
   /** RFC 9497 §2.1 RandomScalar: nonzero; from `rng` exactly as noble maps it when given. */
@@ -129,21 +136,94 @@ export function checkArray(what: string, list: unknown): asserts list is readonl
   if (!Array.isArray(list)) throw new TypeError(`${what}: expected an array`);
 }
 
-/** What a backend checks bytes with: its own decoding, the same rules (RFC 9497 §3.3, §4.1). */
-export interface WireChecks {
-  elementProblem(bytes: unknown): string | undefined;
-  /** Throws a RangeError for a secret scalar that is not canonical or is zero. */
-  checkScalar(what: string, bytes: unknown): void;
+// ---------------------------------------------------------------------------
+// Wire checks: the same rules in every backend, which adds only its decoding
+
+/**
+ * RFC 9496 §4.3.1 Decode as a yes/no: true when 32 bytes are the canonical
+ * encoding of a ristretto255 element. The one backend-specific part of the
+ * element check: @noble/curves' `RistrettoPoint.fromBytes` not throwing
+ * (shared/oprf.ts), libsodium's `crypto_core_ristretto255_is_valid_point`
+ * (shared/sodium.ts). Never called with anything but 32 bytes.
+ */
+export type DecodesElement = (bytes: Uint8Array) => boolean;
+
+/** A backend's decoding primitives, all the wire checks below need of it. */
+export type WireDecoding = Pick<GroupOps, 'decodesElement' | 'isCanonicalScalar'>;
+
+/**
+ * The code of a bad element, by where it came from: `invalid_element` for a
+ * blinded element (a client's), `malformed_reply` for an evaluated element
+ * (a server's reply).
+ */
+export type ElementErrorCode = typeof ErrorCode.InvalidElement | typeof ErrorCode.MalformedReply;
+
+/**
+ * THE element check: what is wrong with `bytes` as a ristretto255 element
+ * received over the wire, or undefined if nothing. RFC 9497 §4.1
+ * DeserializeElement is RFC 9496 §4.3.1 Decode, which rejects non-canonical
+ * encodings (`decodes`, the backend's); RFC 9497 §3.3 adds that
+ * applications MUST reject the identity element received over the wire.
+ * Decode accepts exactly one encoding per element and the identity's is 32
+ * zero bytes (RFC 9496 §4.3.2 Encode), so the identity is recognised by its
+ * bytes, before any decoding.
+ */
+export function elementProblem(decodes: DecodesElement, bytes: unknown): string | undefined {
+  if (!(bytes instanceof Uint8Array)) return `expected a byte string, got ${typeof bytes}`;
+  if (bytes.length !== ELEMENT_BYTES) return `expected ${ELEMENT_BYTES} bytes, got ${bytes.length}`;
+  if (isZeroBytes(bytes)) return 'is the identity element';
+  if (!decodes(bytes)) return 'not a canonical ristretto255 encoding';
+  return undefined;
+}
+
+/**
+ * THE list check: {@link elementProblem} on every element of `list`, in
+ * order, before anything is computed from any (RFC 9497 §3.3). The first bad
+ * one throws a PcdError with `code` naming its index: `list[i]` is element
+ * `first + i` of its batch, named `${name} ${index}` (`blinded element 3`)
+ * or `name(index)` (`elements[3]`, as the request field).
+ */
+export function checkElements(
+  decodes: DecodesElement,
+  list: readonly unknown[],
+  code: ElementErrorCode,
+  name: string | ((index: number) => string),
+  first = 0,
+): void {
+  for (let i = 0; i < list.length; i++) {
+    const problem = elementProblem(decodes, list[i]);
+    if (problem === undefined) continue;
+    const index = first + i;
+    throw new PcdError(code, `${typeof name === 'string' ? `${name} ${index}` : name(index)}: ${problem}`);
+  }
+}
+
+/**
+ * A secret scalar of our own (a key, a blind): 32 bytes, canonical, nonzero
+ * (RFC 9497 §4.1 DeserializeScalar). Anything else is the caller's mistake:
+ * a TypeError or RangeError, never a PcdError.
+ */
+export function checkScalar(isCanonicalScalar: (bytes: Uint8Array) => boolean, what: string, bytes: unknown): void {
+  if (!(bytes instanceof Uint8Array)) throw new TypeError(`${what}: expected a byte string, got ${typeof bytes}`);
+  if (bytes.length !== SCALAR_BYTES) throw new RangeError(`${what}: expected ${SCALAR_BYTES} bytes, got ${bytes.length}`);
+  if (!isCanonicalScalar(bytes)) throw new RangeError(`${what}: not a canonical scalar (must be below the group order)`);
+  if (isZeroBytes(bytes)) throw new RangeError(`${what}: is zero`);
 }
 
 /**
  * Every check Finalize makes before any arithmetic, the same in every
- * backend: a caller's mismatched arrays are RangeErrors, a reply the client
- * cannot use is `malformed_reply`. Returns the proof, narrowed, in voprf mode
- * (a batch of no input needs none and returns undefined).
+ * backend, so each failure has one code: a caller's mismatched arrays or
+ * missing public key are TypeErrors / RangeErrors; a reply the client cannot
+ * use (a wrong count of evaluated elements, a proof present in oprf, a
+ * proof of the wrong size, a bad evaluated element, a bad epoch public key)
+ * is `malformed_reply`; a bad blinded element is `invalid_element`, as on
+ * the server. A voprf reply without a proof, and a proof that does not
+ * verify (found after this), are `proof_invalid`: nothing shows the server
+ * used the published key. Returns the proof, narrowed, in voprf
+ * mode (a batch of no input needs none and returns undefined).
  */
 export function checkFinalize(
-  check: WireChecks,
+  decoding: WireDecoding,
   mode: OprfMode,
   items: FinalizeItems,
   publicKey: PointBytes | undefined,
@@ -163,23 +243,18 @@ export function checkFinalize(
   }
   if (mode === 'voprf') {
     if (publicKey === undefined) throw new TypeError('voprf mode: finalizeBatch needs the epoch public key');
-    if (proof === undefined) throw new PcdError(ErrorCode.MalformedReply, 'voprf mode: the server sent no proof');
+    if (proof === undefined) throw new PcdError(ErrorCode.ProofInvalid, 'voprf mode: the server sent no proof, so nothing shows it used the published key');
   } else if (proof !== undefined) {
     // A proof means the server runs voprf: its tags would never match ours.
     throw new PcdError(ErrorCode.MalformedReply, 'oprf mode: the server sent a proof, so it is not in oprf mode');
   }
   inputs.forEach((input, i) => checkInput(`input ${i}`, input));
-  blinds.forEach((blind, i) => check.checkScalar(`blind ${i}`, blind));
-  const elements = (what: string, list: readonly unknown[], code: ErrorCode) =>
-    list.forEach((b, i) => {
-      const problem = check.elementProblem(b);
-      if (problem !== undefined) throw new PcdError(code, `${what} ${i}: ${problem}`);
-    });
-  elements('blinded element', blinded, ErrorCode.InvalidElement);
+  blinds.forEach((blind, i) => checkScalar(decoding.isCanonicalScalar, `blind ${i}`, blind));
+  checkElements(decoding.decodesElement, blinded, ErrorCode.InvalidElement, 'blinded element');
   // RFC 9497 §3.3: evaluated elements come over the wire and must decode and not be the identity.
-  elements('evaluated element', evaluated, ErrorCode.MalformedReply);
+  checkElements(decoding.decodesElement, evaluated, ErrorCode.MalformedReply, 'evaluated element');
   if (mode === 'oprf' || inputs.length === 0) return undefined;
-  const pkProblem = check.elementProblem(publicKey);
+  const pkProblem = elementProblem(decoding.decodesElement, publicKey);
   if (pkProblem !== undefined) throw new PcdError(ErrorCode.MalformedReply, `epoch public key: ${pkProblem}`);
   if (!(proof instanceof Uint8Array) || proof.length !== PROOF_BYTES) {
     const got = proof instanceof Uint8Array ? `${proof.length} bytes` : typeof proof;
@@ -195,18 +270,7 @@ export function composeSuite(g: GroupOps) {
   const hashToScalar = (msg: Uint8Array, mode: OprfMode): ScalarBytes =>
     g.reduce64(expand_message_xmd(msg, H2S_DST[mode], 64, g.sha512));
 
-  const checkScalar = (what: string, s: unknown): void => {
-    if (!(s instanceof Uint8Array)) throw new TypeError(`${what}: expected a byte string, got ${typeof s}`);
-    if (s.length !== SCALAR_BYTES) throw new RangeError(`${what}: expected ${SCALAR_BYTES} bytes, got ${s.length}`);
-    if (!g.isCanonicalScalar(s)) throw new RangeError(`${what}: not a canonical scalar (must be below the group order)`);
-    if (isZeroBytes(s)) throw new RangeError(`${what}: is zero`);
-  };
-  const checkElements = (what: string, list: readonly unknown[], code: ErrorCode, first = 0): void => {
-    for (let i = 0; i < list.length; i++) {
-      const problem = g.elementProblem(list[i]);
-      if (problem !== undefined) throw new PcdError(code, `${what} ${first + i}: ${problem}`);
-    }
-  };
+  const secret = (what: string, s: unknown): void => checkScalar(g.isCanonicalScalar, what, s);
   /**
    * Public keys already found valid, by object: a server evaluates every
    * batch of an epoch with the same key object, and decoding it costs as
@@ -214,9 +278,9 @@ export function composeSuite(g: GroupOps) {
    */
   const goodPublicKeys = new WeakSet<Uint8Array>();
   const checkKey = (key: KeyPair): void => {
-    checkScalar('secret key', key.secretKey);
+    secret('secret key', key.secretKey);
     if (goodPublicKeys.has(key.publicKey)) return;
-    const problem = g.elementProblem(key.publicKey);
+    const problem = elementProblem(g.decodesElement, key.publicKey);
     if (problem !== undefined) throw new RangeError(`public key: ${problem}`);
     goodPublicKeys.add(key.publicKey);
   };
@@ -263,10 +327,10 @@ export function composeSuite(g: GroupOps) {
       throw new RangeError(`evaluateChunk: elements ${first}..${first + blinded.length - 1} do not fit one batch of at most ${MAX_BATCH_ELEMENTS}`);
     }
     if (blinded.length === 0) throw new PcdError(ErrorCode.BadRequest, 'the batch holds no blinded element');
-    if (mode === 'oprf') checkScalar('secret key', key.secretKey);
+    if (mode === 'oprf') secret('secret key', key.secretKey);
     else checkKey(key);
     // RFC 9497 §3.3: every element from the wire is checked before any is evaluated.
-    checkElements('blinded element', blinded, ErrorCode.InvalidElement, first);
+    checkElements(g.decodesElement, blinded, ErrorCode.InvalidElement, 'blinded element', first);
     const evaluated = blinded.map((b) => g.mul(key.secretKey, b));
     if (mode === 'oprf') return { evaluated };
     const seed = compositeSeed(key.publicKey);
@@ -285,11 +349,12 @@ export function composeSuite(g: GroupOps) {
     },
 
     publicKeyOf(secretKey: ScalarBytes): PointBytes {
-      checkScalar('secret key', secretKey);
+      secret('secret key', secretKey);
       return g.mulBase(secretKey);
     },
 
-    elementProblem: (bytes: unknown) => g.elementProblem(bytes),
+    decodesElement: g.decodesElement,
+    elementProblem: (bytes: unknown) => elementProblem(g.decodesElement, bytes),
 
     /** RFC 9497 §3.3.1 Blind: r = RandomScalar(), B = r * HashToGroup(x). */
     blindBatch(mode: OprfMode, inputs: readonly Uint8Array[], rng?: Rng): { blinds: ScalarBytes[]; blinded: PointBytes[] } {
@@ -320,7 +385,7 @@ export function composeSuite(g: GroupOps) {
 
     /** RFC 9497 §3.3.1 / §3.3.2 Finalize; voprf runs §2.2.2 VerifyProof first. */
     finalizeBatch(mode: OprfMode, items: FinalizeItems, publicKey?: PointBytes, proof?: ProofBytes): OutputBytes[] {
-      const verify = checkFinalize({ elementProblem: g.elementProblem, checkScalar }, mode, items, publicKey, proof);
+      const verify = checkFinalize(g, mode, items, publicKey, proof);
       const { inputs, blinds, blinded, evaluated } = items;
       if (verify) verifyProof(verify.publicKey, blinded, evaluated, verify.proof);
       return inputs.map((input, i) => finalHash(input, g.mul(g.scalarInvert(blinds[i]!), evaluated[i]!)));
@@ -329,7 +394,7 @@ export function composeSuite(g: GroupOps) {
     /** RFC 9497 §3.3.1 Evaluate: Finalize's hash of skS * HashToGroup(x). */
     evaluate(mode: OprfMode, secretKey: ScalarBytes, input: Uint8Array): OutputBytes {
       assertMode(mode);
-      checkScalar('secret key', secretKey);
+      secret('secret key', secretKey);
       checkInput('input', input);
       const p = hashToGroup(input, mode);
       if (isZeroBytes(p)) throw new RangeError('input hashes to the identity element (RFC 9497 §3.3.1 InvalidInputError)');

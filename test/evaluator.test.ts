@@ -29,8 +29,8 @@ import { parseReply } from '../shared/schema.ts';
 import type { BackendName, KeyPair, OprfBackend, OprfMode, PointBytes } from '../shared/suite.ts';
 import { EvaluatorPool, evalThreads, type EvaluatedBatch, type PoolOptions } from '../server/blinded/pool.ts';
 import type { BlindedServerDesign } from '../server/designs/blinded.ts';
-import { readEpochKeys } from '../server/blinded/keys.ts';
-import { sampleNumbers } from '../server/seed.ts';
+import { readEpochKeys } from '../disk/keyfile.ts';
+import { sampleNumbers } from '../synth/directory.ts';
 import { raw, startTestServer, type TestServer } from './helpers.ts';
 
 const numbers = sampleNumbers({ count: 300, seed: 'evaluator-test', regions: ['US', 'GB', 'DE'] });
@@ -71,7 +71,7 @@ function captureLogger() {
 
 /** The pool's live worker objects (to watch them exit). */
 function workersOf(pool: EvaluatorPool): Worker[] {
-  return (pool as unknown as { slots: ({ worker: Worker } | undefined)[] }).slots.flatMap((s) => (s ? [s.worker] : []));
+  return (pool as unknown as { workers: { slots: ({ worker: Worker } | undefined)[] } }).workers.slots.flatMap((s) => (s ? [s.worker] : []));
 }
 
 /** Settles a promise into its value or its error, so a test can hold several. */
@@ -162,13 +162,20 @@ describe('EvaluatorPool: failures, keys, bounds', () => {
     elements[150] = new Uint8Array(32); // in a chunk still queued when the first ones fail
     const err = await pool.evaluate(1, elements, { requester: 1 }).catch((e: unknown) => e);
     expect(isPcdError(err, ErrorCode.InvalidElement)).toBe(true);
-    expect((err as Error).message).toMatch(/^elements\[5\] .*canonical.*nothing was evaluated/);
+    expect((err as Error).message).toMatch(/^elements\[5\]: .*canonical.*nothing was evaluated/);
 
     const identity = [...b.blinded];
     identity[100] = new Uint8Array(32);
     await expect(pool.evaluate(1, identity, { requester: 1 })).rejects.toMatchObject({
       code: ErrorCode.InvalidElement,
-      message: expect.stringMatching(/^elements\[100\] is the identity element/),
+      message: expect.stringMatching(/^elements\[100\]: is the identity element/),
+    });
+    // An element that is not 32 bytes cannot be packed for a worker: the same error, from the same check.
+    const short = [...b.blinded];
+    short[70] = new Uint8Array(31);
+    await expect(pool.evaluate(1, short, { requester: 1 })).rejects.toMatchObject({
+      code: ErrorCode.InvalidElement,
+      message: expect.stringMatching(/^elements\[70\]: expected 32 bytes, got 31; nothing was evaluated/),
     });
     expectCorrect(backend, 'voprf', key, b, await pool.evaluate(1, b.blinded, { requester: 1 }));
     expect(pool.stats).toMatchObject({ batches: 1, pendingElements: 0, queuedElements: 0, openBatches: 0, runningChunks: 0, activeRequesters: 0 });
@@ -396,7 +403,7 @@ describe('POST /v1/blinded/evaluate on the pool', () => {
     elements[250] = new Uint8Array(32).fill(0xff); // not canonical
     const r = await raw(s.server.url + PATHS.blindedEvaluate, { headers: jsonAuth(token), body: body(1, elements) });
     expect(r.status).toBe(400);
-    expect(r.json.error).toMatchObject({ code: ErrorCode.InvalidElement, message: expect.stringMatching(/^elements\[250\] .*canonical/) });
+    expect(r.json.error).toMatchObject({ code: ErrorCode.InvalidElement, message: expect.stringMatching(/^elements\[250\]: .*canonical/) });
     expect(pool.stats).toMatchObject({ batches: 0, pendingElements: 0, openBatches: 0 });
   });
 

@@ -117,7 +117,7 @@ describeBackends('wire checks', (backend) => {
     }
   });
 
-  it('Finalize refuses a tampered proof (proof_invalid), an identity evaluation and a missing proof (malformed_reply)', () => {
+  it('Finalize refuses a tampered proof and a missing proof (proof_invalid) and an identity evaluation (malformed_reply)', () => {
     const b = backend();
     const inputs = [utf8ToBytes('+14155550100'), utf8ToBytes('+14155550101')];
     const { blinds, blinded } = b.blindBatch('voprf', inputs);
@@ -133,7 +133,7 @@ describeBackends('wire checks', (backend) => {
     const other = b.generateKeyPair();
     pcdError(() => b.finalizeBatch('voprf', items, other.publicKey, reply.proof), ErrorCode.ProofInvalid);
     pcdError(() => b.finalizeBatch('voprf', { ...items, evaluated: [reply.evaluated[0]!, IDENTITY] }, key.publicKey, reply.proof), ErrorCode.MalformedReply);
-    pcdError(() => b.finalizeBatch('voprf', items, key.publicKey, undefined), ErrorCode.MalformedReply);
+    pcdError(() => b.finalizeBatch('voprf', items, key.publicKey, undefined), ErrorCode.ProofInvalid);
     pcdError(() => b.finalizeBatch('oprf', items, undefined, reply.proof), ErrorCode.MalformedReply);
     expect(b.finalizeBatch('voprf', items, key.publicKey, reply.proof)).toHaveLength(2);
   });
@@ -160,9 +160,10 @@ describe('the two backends reject the same encodings', () => {
     }
     let rejected = 0;
     for (const s of samples) {
+      // The decode primitives are the only backend-specific part of the element check (shared/voprf.ts).
+      expect(sodium.decodesElement(s), bytesToHex(s)).toBe(noble.decodesElement(s));
       const a = noble.elementProblem(s);
-      const b = sodium.elementProblem(s);
-      expect(b === undefined, bytesToHex(s)).toBe(a === undefined);
+      expect(sodium.elementProblem(s), bytesToHex(s)).toBe(a);
       if (a !== undefined) rejected++;
     }
     // Most random strings are not elements: the comparison covered both answers.

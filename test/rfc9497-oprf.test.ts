@@ -169,8 +169,8 @@ describe('VOPRF proof checks (RFC 9497 §2.2.2)', () => {
     );
   });
 
-  it('a missing or short proof is malformed_reply; a missing public key is a caller error', () => {
-    pcdError(() => finalizeBatch('voprf', items, key.publicKey, undefined), ErrorCode.MalformedReply);
+  it('a missing proof is proof_invalid, a short one malformed_reply; a missing public key is a caller error', () => {
+    pcdError(() => finalizeBatch('voprf', items, key.publicKey, undefined), ErrorCode.ProofInvalid);
     pcdError(() => finalizeBatch('voprf', items, key.publicKey, proof.subarray(0, 63)), ErrorCode.MalformedReply);
     expect(() => finalizeBatch('voprf', items, undefined, proof)).toThrow(TypeError);
   });

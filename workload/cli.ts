@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
-import type { DesignName } from '../shared/messages.ts';
+import { DESIGNS, type DesignName } from '../shared/messages.ts';
 import { workloadChart, workloadMarkdown } from '../bench/workload.ts';
 import { DEFAULT_POPULATION } from './population.ts';
 import { DEFAULT_BUCKET_BITS, runWorkload } from './run.ts';
@@ -120,7 +120,7 @@ export function simulateProgram(): Command {
     .option('--reinstalls-per-year <x>', 'reinstalls and new phones per user per year (each a full contact sync)', num('--reinstalls-per-year'), S.reinstallsPerYear)
     .option('--cache-ttl-hours <x>', 'the app\u2019s answer cache: hours before a contact is looked up again', num('--cache-ttl-hours'), S.cacheTtlHours)
     .addOption(new Option('--start <date>', 'first day of the window (ISO 8601)').argParser(parseStart).default(S.start, new Date(S.start).toISOString().slice(0, 10)))
-    .option('--designs <list>', 'designs to run: plain,hashed,blinded', list, ['plain', 'hashed', 'blinded'])
+    .option('--designs <list>', `designs to run: ${DESIGNS.join(',')}`, list, [...DESIGNS])
     .option('--bucket-bits <list>', 'blinded: one run per bucketBits value', intList('--bucket-bits'), DEFAULT_BUCKET_BITS)
     .option('--users-per-ip <n>', 'users behind one IP address (1: every user its own; more: a carrier NAT)', int('--users-per-ip'), 1)
     .addOption(new Option('--eval-threads <n>', 'blinded evaluator threads of the server (default one per core)').argParser(int('--eval-threads')))

@@ -53,6 +53,15 @@
  * --repair` ({@link OpenEpochsOptions.repair}) is the explicit way out: it
  * retires such an epoch for good and starts a new one. One rotation runs at
  * a time ({@link Epochs.rotate}).
+ *
+ * ## Files
+ *
+ * This module is the lifecycle: opening (the checks of server/blinded/epoch.ts,
+ * repair, the first epoch), rotation, retirement and destruction, serving,
+ * and directory changes. Loading and building the tables, with the queues
+ * of changes that arrive meanwhile and the start-up order, is
+ * server/blinded/epochs-prepare.ts; when cache files are written and the
+ * journal pruned is server/blinded/epochs-persist.ts.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -60,9 +69,9 @@ import { DEFAULT_TAG_BYTES, bucketOf, checkBucketBits, checkTagBytes } from '../
 import { loadBackend } from '../../shared/backends.ts';
 import type { DirectoryChange } from '../../shared/design.ts';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
-import { DEFAULT_BACKEND, MODES, type KeyPair, type OprfBackend, type OprfMode } from '../../shared/suite.ts';
+import { DEFAULT_BACKEND, MODES, type OprfBackend, type OprfMode } from '../../shared/suite.ts';
 import type { ServerContext } from '../context.ts';
-import { buildEpoch, checkAbort, snapshotDirectory, tagOf, type AbortFlag, type BuildResult, type Snapshot } from './build.ts';
+import { snapshotDirectory, tagOf, type AbortFlag } from './build.ts';
 import { KeyFile } from './keys.ts';
 import {
   DEFAULT_BUCKET_BITS,
@@ -80,13 +89,12 @@ import {
   type PublicEpoch,
   type ServedEpoch,
 } from './epoch.ts';
-import { recoverFromCache } from './recovery.ts';
-import { EPOCHS_DIR, readCacheVersion, removeCacheFile, writeCacheFile, type BucketTable, type EpochParams } from './table.ts';
+import { EpochCaches } from './epochs-persist.ts';
+import { EpochPreparer } from './epochs-prepare.ts';
+import { EPOCHS_DIR, readCacheVersion, removeCacheFile, type BucketTable, type EpochParams } from './table.ts';
 
 /** Epochs served at once: the config reply lists at most 64 (shared/messages.ts). */
 const MAX_LIVE_EPOCHS = 64;
-const PERSIST_DEBOUNCE_MS = 1000;
-const PERSIST_MAX_WAIT_MS = 10_000;
 
 export interface OpenEpochsOptions {
   /**
@@ -107,16 +115,9 @@ export class Epochs {
   private readonly destroyed = new Set<number>();
   private currentEpoch = 0;
   private maxEpoch = 0;
-  /** One queue per epoch being prepared or built: every directory change is pushed to each. */
-  private readonly queues = new Set<DirectoryChange[]>();
-  private activeBuild: { epoch: number; done: number; total: number } | undefined;
-  /** True until the epochs open() started preparing are all done. */
-  private starting = true;
   private readonly abort: AbortFlag = { aborted: false };
   private readonly destroyedListeners = new Set<(epoch: number) => void>();
   private expiryTimer: NodeJS.Timeout | undefined;
-  private persistTimer: NodeJS.Timeout | undefined;
-  private persistDeadline = 0;
   private closed = false;
   readonly stats: EpochStats = { builds: 0, cacheLoads: 0, replayedChanges: 0, evaluations: 0 };
   /** True when open() had to create an epoch (the first, or one replacing epochs retired by a repair). */
@@ -128,6 +129,10 @@ export class Epochs {
   private rotation: { epoch: number; done: Promise<unknown> } | undefined;
 
   private readonly stmts;
+  /** When cache files are written (server/blinded/epochs-persist.ts). */
+  private readonly caches: EpochCaches;
+  /** Loads, builds and their queues of changes (server/blinded/epochs-prepare.ts). */
+  private readonly preparer: EpochPreparer;
 
   private constructor(
     private readonly ctx: ServerContext,
@@ -145,6 +150,8 @@ export class Epochs {
       retire: db.prepare<[number, number]>('UPDATE epochs SET retires_at = ? WHERE epoch = ?'),
       destroy: db.prepare<[number, number]>('UPDATE epochs SET destroyed_at = ? WHERE epoch = ? AND destroyed_at IS NULL'),
     };
+    this.caches = new EpochCaches(ctx, this.live);
+    this.preparer = new EpochPreparer({ ctx, backend, stats: this.stats, abort: this.abort, caches: this.caches, live: this.live });
   }
 
   /**
@@ -183,7 +190,7 @@ export class Epochs {
       throw e;
     }
     const todo = [...epochs.live.values()].filter((e) => options.build !== false || epochs.createdAtOpen);
-    epochs.prepared = epochs.prepareAll(todo);
+    epochs.prepared = epochs.preparer.prepareAll(todo, epochs.currentEpoch);
     epochs.prepared.catch(() => {}); // observed through `ready`; failures are logged where they happen
     epochs.startExpiryTimer();
     return epochs;
@@ -284,137 +291,9 @@ export class Epochs {
     };
   }
 
-  // ------------------------------------------------------------- loading and building
-
-  /**
-   * Prepares epochs one at a time, current first, then newest first: every
-   * epoch that comes back from its cache before any build starts (so an old
-   * epoch with a cache is not kept waiting behind a long build), then the
-   * builds. Rejects with the first failure once all were tried.
-   */
-  private async prepareAll(todo: LiveEpoch[]): Promise<void> {
-    const order = todo.sort((a, b) => (a.epoch === this.currentEpoch ? -1 : b.epoch === this.currentEpoch ? 1 : b.epoch - a.epoch));
-    let failure: unknown;
-    const attempt = async (e: LiveEpoch, mayBuild: boolean): Promise<boolean> => {
-      checkAbort(this.abort);
-      if (this.live.get(e.epoch) !== e) return true; // destroyed meanwhile
-      try {
-        return await this.prepare(e, mayBuild);
-      } catch (err) {
-        if (this.abort.aborted) throw err;
-        if (this.live.get(e.epoch) !== e) return true; // retired while it was prepared: nothing failed
-        failure ??= err;
-        e.preparing = { phase: 'failed', done: 0, total: 0, since: performance.now(), error: (err as Error).message };
-        this.ctx.logger.error({ epoch: e.epoch, err: (err as Error).message }, 'could not prepare the buckets of an epoch');
-        return true;
-      }
-    };
-    try {
-      const toBuild: LiveEpoch[] = [];
-      for (const e of order) if (!(await attempt(e, false))) toBuild.push(e);
-      for (const e of toBuild) await attempt(e, true);
-    } finally {
-      this.starting = false;
-      for (const e of this.live.values()) if (e.preparing?.phase === 'waiting') e.preparing = undefined;
-    }
-    if (failure) throw failure;
-  }
-
-  /**
-   * Loads an epoch's cache and replays the journal onto it; else builds it
-   * when `mayBuild`, else leaves it waiting and returns false.
-   */
-  private async prepare(e: LiveEpoch, mayBuild: boolean): Promise<boolean> {
-    // Registered before the journal is read or the directory copied: every later change is queued too.
-    const queue: DirectoryChange[] = [];
-    this.queues.add(queue);
-    // Stops with the server, or when the epoch is destroyed meanwhile.
-    const stopped = () => this.abort.aborted || this.live.get(e.epoch) !== e;
-    const abort: AbortFlag = {
-      get aborted() {
-        return stopped();
-      },
-    };
-    try {
-      const t0 = performance.now();
-      let table: BucketTable;
-      let version: number;
-      const got = await recoverFromCache(this.ctx, this.backend, e, abort);
-      if ('table' in got) {
-        ({ table, version } = got);
-        this.stats.cacheLoads++;
-        this.stats.replayedChanges += got.replayed;
-        this.stats.evaluations += got.evaluations;
-        this.stats.lastLoad = { epoch: e.epoch, seconds: (performance.now() - t0) / 1000, replayed: got.replayed };
-        this.ctx.logger.info({ epoch: e.epoch, entries: table.size, replayed: got.replayed }, 'loaded epoch buckets from cache');
-      } else if (!mayBuild) {
-        e.preparing = { phase: 'waiting', done: 0, total: 0, since: performance.now() };
-        return false;
-      } else {
-        e.cachedVersion = undefined; // its cache is of no use: the journal need not be kept for it
-        this.ctx.logger.info({ epoch: e.epoch, reason: got.rebuild }, 'building epoch buckets');
-        const snapshot = snapshotDirectory(this.ctx.directory, () => this.ctx.directoryVersion());
-        e.preparing = { phase: 'building', done: 0, total: snapshot.keys.length, since: performance.now() };
-        const built = await this.runBuild(e.epoch, e.params, e.key, snapshot, abort, (done) => {
-          if (e.preparing) e.preparing.done = done;
-        });
-        ({ table, version } = built);
-        if (this.stats.lastBuild) this.stats.lastBuild.pendingChanges = queue.length;
-      }
-      // Synchronously from here: the queue is applied and the table served in one step.
-      checkAbort(abort);
-      this.applyQueued(table, e.params, e.key, queue);
-      e.version = Math.max(version, this.ctx.directoryVersion());
-      e.table = table;
-      e.preparing = undefined;
-      e.dirty = e.cachedVersion !== e.version;
-      if (e.cachedVersion === undefined) this.writeCache(e);
-      else if (e.dirty) this.schedulePersist();
-      return true;
-    } finally {
-      this.queues.delete(queue);
-    }
-  }
-
-  /** A build, recorded as the one under way (rotations wait for it) while it runs. */
-  private async runBuild(
-    epoch: number,
-    params: EpochParams,
-    key: KeyPair,
-    snapshot: Snapshot,
-    abort: AbortFlag,
-    onProgress: (done: number) => void,
-  ): Promise<BuildResult> {
-    const active = { epoch, done: 0, total: snapshot.keys.length };
-    this.activeBuild = active;
-    try {
-      return await buildEpoch(epoch, params, key, snapshot, {
-        backend: this.backend,
-        abort,
-        logger: this.ctx.logger,
-        progressBar: this.ctx.options.progress === true,
-        stats: this.stats,
-        onProgress: (done) => {
-          active.done = done;
-          onProgress(done);
-        },
-      });
-    } finally {
-      if (this.activeBuild === active) this.activeBuild = undefined;
-    }
-  }
-
-  /** Applies queued changes to a table just built or loaded (idempotent for changes it already has). */
-  private applyQueued(table: BucketTable, params: EpochParams, key: KeyPair, queue: readonly DirectoryChange[]): void {
-    for (const c of queue) {
-      table.set(bucketOf(c.number, params.bucketBits), tagOf(this.backend, params.mode, key.secretKey, c.number, params.tagBytes), c.mask);
-      this.stats.evaluations++;
-    }
-  }
-
   /** The build under way, if any, and how far it is (tests and the operator). */
   get building(): { epoch: number; done: number; total: number } | undefined {
-    return this.activeBuild && { ...this.activeBuild };
+    return this.preparer.building;
   }
 
   /**
@@ -436,8 +315,9 @@ export class Epochs {
     try {
       if (this.closed || this.abort.aborted) throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down');
       if (this.rotation) throw new PcdError(ErrorCode.Conflict, `epoch ${this.rotation.epoch} is being built by another rotation; rotate again once it is done`);
-      if (this.activeBuild) throw new PcdError(ErrorCode.Conflict, `epoch ${this.activeBuild.epoch} is being built; rotate again once it is done`);
-      if (this.starting) throw new PcdError(ErrorCode.Conflict, 'the epochs are still being loaded or built at start; rotate once the blinded design is ready');
+      const building = this.preparer.building;
+      if (building) throw new PcdError(ErrorCode.Conflict, `epoch ${building.epoch} is being built; rotate again once it is done`);
+      if (this.preparer.starting) throw new PcdError(ErrorCode.Conflict, 'the epochs are still being loaded or built at start; rotate once the blinded design is ready');
       this.expire();
       if (this.live.size >= MAX_LIVE_EPOCHS) {
         throw new PcdError(
@@ -461,21 +341,20 @@ export class Epochs {
   private async rotateTo(epoch: number, params: EpochParams, previous: LiveEpoch | undefined): Promise<{ epoch: number; previous?: number; retiresAt?: number }> {
     const key = this.backend.generateKeyPair();
     let committed = false;
-    const queue: DirectoryChange[] = [];
-    this.queues.add(queue);
+    const queue = this.preparer.openQueue();
     try {
       let table: BucketTable;
       let version: number;
       try {
         const snapshot = snapshotDirectory(this.ctx.directory, () => this.ctx.directoryVersion());
-        const built = await this.runBuild(epoch, params, key, snapshot, this.abort, () => {});
+        const built = await this.preparer.runBuild(epoch, params, key, snapshot, this.abort, () => {});
         // Synchronously from here to the end: the queued changes, then the commit.
         if (this.stats.lastBuild) this.stats.lastBuild.pendingChanges = queue.length;
         table = built.table;
-        this.applyQueued(table, params, key, queue);
+        this.preparer.applyQueued(table, params, key, queue);
         version = Math.max(built.version, this.ctx.directoryVersion());
       } finally {
-        this.queues.delete(queue);
+        this.preparer.closeQueue(queue);
       }
       if (this.closed || this.abort.aborted) throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down: the new epoch was abandoned');
 
@@ -504,7 +383,7 @@ export class Epochs {
       this.live.set(epoch, live);
       if (previous && retiresAt !== undefined) previous.retiresAt = retiresAt;
       this.currentEpoch = epoch;
-      this.writeCache(live);
+      this.caches.write(live);
       this.ctx.logger.info({ epoch, ...params, previous: previous?.epoch, retiresAt }, 'created epoch');
       this.expire(); // graceMs = 0 retires the previous epoch at once
       return { epoch, ...(previous ? { previous: previous.epoch, retiresAt } : {}) };
@@ -609,7 +488,7 @@ export class Epochs {
   private served(e: LiveEpoch): ServedEpoch {
     if (this.closed) throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down');
     if (e.table) return e as ServedEpoch;
-    throw notReady(e, this.activeBuild?.epoch);
+    throw notReady(e, this.preparer.building?.epoch);
   }
 
   // ------------------------------------------------------------- directory changes
@@ -620,7 +499,7 @@ export class Epochs {
    */
   applyChanges(changes: readonly DirectoryChange[]): void {
     if (changes.length === 0 || this.closed) return; // closed: the journal has them for the next start
-    for (const q of this.queues) q.push(...changes);
+    this.preparer.queue(changes);
     const version = this.ctx.directoryVersion();
     for (const e of this.live.values()) {
       if (!e.table) continue;
@@ -632,54 +511,12 @@ export class Epochs {
       e.version = Math.max(e.version, version);
       e.dirty = true;
     }
-    this.schedulePersist();
-  }
-
-  private schedulePersist(): void {
-    if (this.closed) return;
-    const now = Date.now();
-    if (!this.persistTimer) this.persistDeadline = now + PERSIST_MAX_WAIT_MS;
-    else clearTimeout(this.persistTimer);
-    this.persistTimer = setTimeout(() => this.persist(), Math.max(0, Math.min(PERSIST_DEBOUNCE_MS, this.persistDeadline - now)));
-    this.persistTimer.unref();
+    this.caches.schedule();
   }
 
   /** Writes the cache file of every changed epoch. */
   persist(): void {
-    if (this.persistTimer) clearTimeout(this.persistTimer);
-    this.persistTimer = undefined;
-    for (const e of this.live.values()) if (e.dirty) this.writeCache(e);
-  }
-
-  /**
-   * Writes one epoch's cache file, then prunes the journal. A failure is
-   * logged, not thrown: the buckets in memory are right, the epoch stays
-   * dirty, the journal keeps what it needs, and the next persist (or the
-   * next start, which replays) makes up for it.
-   */
-  private writeCache(e: LiveEpoch): void {
-    if (!e.table) return;
-    try {
-      writeCacheFile(this.dataDir, e.table, { mode: e.params.mode, publicKey: e.key.publicKey, directoryVersion: e.version });
-      e.dirty = false;
-      e.cachedVersion = e.version;
-    } catch (err) {
-      this.ctx.logger.error({ epoch: e.epoch, err: (err as Error).message }, 'could not write the epoch cache');
-      return;
-    }
-    this.pruneJournal();
-  }
-
-  /** Deletes the journal rows every live epoch's cache reflects already (an epoch without a cache is built, not replayed). */
-  private pruneJournal(): void {
-    let upTo = Infinity;
-    for (const e of this.live.values()) if (e.cachedVersion !== undefined) upTo = Math.min(upTo, e.cachedVersion);
-    if (upTo === Infinity) return;
-    try {
-      this.ctx.store.pruneDirectoryChanges(upTo);
-    } catch (err) {
-      this.ctx.logger.error({ err: (err as Error).message }, 'could not prune the directory journal');
-    }
+    this.caches.persist();
   }
 
   /** Stops timers and any build, load or rotation (waiting for it to stop), writes changed caches, zeroes the keys held. Idempotent. */
@@ -689,7 +526,7 @@ export class Epochs {
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     await this.ready.catch(() => {});
     await this.rotation?.done.catch(() => {});
-    this.persist(); // writes every changed epoch, logs (does not throw) on failure
+    this.caches.close(); // writes every changed epoch, logs (does not throw) on failure
     this.closed = true;
     // Nothing evaluates any more: every key this object holds is zeroed (the key file keeps them).
     for (const e of this.live.values()) e.key.secretKey.fill(0);

@@ -21,10 +21,11 @@
  * transferred ArrayBuffer per chunk, both ways.
  *
  * Each element is validated where it is evaluated (evaluateChunk, RFC 9497
- * §3.3); a bad one fails its batch with 400 `invalid_element` naming the
- * lowest bad index as `elements[i]`: the batch's queued chunks are dropped
- * and its running ones awaited (they are the only ones that could hold a
- * lower index, since a batch's chunks are handed out in order).
+ * §3.3, by the one element check of shared/voprf.ts); a bad one fails its
+ * batch with 400 `invalid_element` naming the lowest bad index as
+ * `elements[i]`: the batch's queued chunks are dropped and its running ones
+ * awaited (they are the only ones that could hold a lower index, since a
+ * batch's chunks are handed out in order).
  *
  * ## Order and admission
  *
@@ -57,29 +58,26 @@
  * with 500 `internal` and a fixed message (nothing from the worker, no key
  * material), and is replaced. `close()` fails everything unfinished with
  * 503 and terminates the workers.
+ *
+ * ## Files
+ *
+ * This module is the pool itself: admission, scheduling, the keys, handing
+ * chunks out and settling batches. The worker threads' lifecycle (start,
+ * keys sent, crash replacement, close) is server/blinded/pool-workers.ts;
+ * one batch's state, a chunk's layout, the element error and the proof
+ * assembly are server/blinded/pool-batch.ts.
  */
-import type { Worker } from 'node:worker_threads';
 import pino, { type Logger } from 'pino';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
 import { LIMITS } from '../../shared/limits.ts';
-import {
-  ELEMENT_BYTES,
-  MAX_BATCH_ELEMENTS,
-  PROOF_BYTES,
-  type BackendName,
-  type KeyPair,
-  type OprfBackend,
-  type OprfMode,
-  type PointBytes,
-  type ProofBytes,
-  type Rng,
-} from '../../shared/suite.ts';
+import { ELEMENT_BYTES, MAX_BATCH_ELEMENTS, type BackendName, type KeyPair, type OprfBackend, type OprfMode, type Rng } from '../../shared/suite.ts';
 import { DEFAULT_MAX_PER_REQUESTER, FairScheduler, type Chunk, type RequesterKey } from './fair.ts';
-import { startWorker } from './spawn.ts';
+import { batchReply, elementError, evaluateInline, newBatch, packChunk, storeChunk, workerProves, type Batch, type EvaluatedBatch } from './pool-batch.ts';
+import { EvaluatorWorkers, firstLine, type HeldKey } from './pool-workers.ts';
 import { EVAL_THREADS_ENV, threadCount } from './threads.ts';
-import type { FromWorker, ToWorker } from './worker.ts';
 
 export { EVAL_THREADS_ENV };
+export type { EvaluatedBatch };
 
 /**
  * Elements per chunk. Measured on the 2-core VM (Node 20, minimum of
@@ -113,12 +111,6 @@ export interface PoolOptions {
   maxQueued?: number;
   /** Clock in ms for the cost estimate behind Retry-After; default performance.now. */
   now?: () => number;
-}
-
-/** The result of one batch: what the evaluate reply carries. */
-export interface EvaluatedBatch {
-  evaluated: PointBytes[];
-  proof?: ProofBytes;
 }
 
 export interface EvaluateOptions {
@@ -174,51 +166,6 @@ export function evalThreads(env: string | undefined = process.env[EVAL_THREADS_E
   return threadCount(EVAL_THREADS_ENV, env, 0);
 }
 
-interface HeldKey {
-  readonly mode: OprfMode;
-  readonly key: KeyPair;
-}
-
-interface Batch {
-  readonly epoch: number;
-  readonly requester: RequesterKey;
-  readonly held: HeldKey;
-  readonly elements: readonly Uint8Array[];
-  /** Evaluated elements, n x 32, filled chunk by chunk. */
-  readonly out: Uint8Array<ArrayBuffer>;
-  /** voprf: each chunk's composite part, by its first index. */
-  readonly composites: Map<number, PointBytes>;
-  readonly rng: Rng | undefined;
-  /** voprf, a batch of one chunk: the proof its worker computed. */
-  proof?: ProofBytes;
-  /** Elements not yet evaluated. */
-  remaining: number;
-  /** Chunks handed out and not yet back. */
-  running: number;
-  /** The lowest failing chunk's error, while its batch's running chunks finish. */
-  failure?: { first: number; error: PcdError };
-  settled: boolean;
-  resolve(r: EvaluatedBatch): void;
-  reject(e: unknown): void;
-}
-
-interface Job {
-  readonly id: number;
-  readonly chunk: Chunk<Batch>;
-}
-
-interface Slot {
-  readonly index: number;
-  readonly worker: Worker;
-  state: 'starting' | 'ready' | 'dead';
-  readonly ready: Promise<void>;
-  job?: Job;
-  readonly queries: Map<number, (epochs: number[] | undefined) => void>;
-  lastError?: string;
-}
-
-/** How long close() waits for the workers to say they zeroed their keys before terminating them, ms. */
-const CLOSE_WAIT_MS = 2000;
 const SHUTTING_DOWN = 'the server is shutting down: the batch was not evaluated';
 const CRASHED = 'an evaluator worker stopped while evaluating this batch (it is being replaced); nothing was returned: retry';
 const FAILED = 'the evaluator failed on this batch; nothing was returned';
@@ -232,17 +179,17 @@ export class EvaluatorPool {
   readonly backend: OprfBackend;
   private readonly logger: Logger;
   private readonly scheduler: FairScheduler<Batch>;
+  /** The pool's copy of each epoch's key; every ready worker holds its own. */
   private readonly keys = new Map<number, HeldKey>();
   /** Epochs whose keys were dropped: refused from then on. */
   private readonly retired = new Set<number>();
-  private readonly slots: (Slot | undefined)[] = [];
+  private readonly workers: EvaluatorWorkers<Chunk<Batch>>;
   private readonly open = new Set<Batch>();
   private starting: Promise<void> | undefined;
   private inline: boolean;
   private fallback: string | undefined;
   private inlineBusy = false;
   private closed = false;
-  private nextId = 1;
   private readonly counters = { batches: 0, elements: 0, chunks: 0, inlineChunks: 0, crashes: 0 };
   private readonly workerChunks: number[] = [];
 
@@ -267,142 +214,49 @@ export class EvaluatorPool {
       msPerElement: COST_GUESS_MS[options.backend.name],
       parallelism: Math.max(1, size),
     });
+    this.workers = new EvaluatorWorkers<Chunk<Batch>>({
+      size,
+      backend: this.backend.name,
+      logger: this.logger,
+      keys: this.keys,
+      events: {
+        chunk: (chunk, out, worker) => {
+          this.workerChunks[worker] = (this.workerChunks[worker] ?? 0) + 1;
+          this.chunkDone(chunk, out);
+          this.pump();
+        },
+        error: (chunk, code, message, worker) => {
+          this.chunkFailed(chunk, code, message, worker);
+          this.pump();
+        },
+        crashed: (chunk) => {
+          this.counters.crashes++;
+          if (!chunk) return;
+          this.scheduler.done(chunk, false);
+          chunk.item.running--;
+          this.fail(chunk.item, new PcdError(ErrorCode.Internal, CRASHED));
+        },
+        changed: (threads) => {
+          this.scheduler.parallelism = Math.max(1, threads);
+          this.pump();
+        },
+        fallBack: (reason) => {
+          this.inline = true;
+          this.fallback = reason;
+          this.scheduler.parallelism = 1;
+          this.logger.warn({ reason, threads: this.size }, 'evaluator worker threads could not start: evaluating on the main thread');
+          this.pump();
+        },
+      },
+    });
   }
-
-  // ------------------------------------------------------------------ workers
 
   /**
    * Starts the workers (idempotent) and resolves once they are ready, or once
    * the pool has fallen back to inline evaluation (logged). Never rejects.
    */
   start(): Promise<void> {
-    return (this.starting ??= this.startWorkers());
-  }
-
-  private async startWorkers(): Promise<void> {
-    if (this.inline || this.closed) return;
-    const t0 = performance.now();
-    const slots = Array.from({ length: this.size }, (_, i) => this.spawn(i));
-    const results = await Promise.allSettled(slots.map((s) => s.ready));
-    if (this.closed) return;
-    const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
-    const first = failed[0];
-    const reason = first ? firstLine(first.reason) : '';
-    if (failed.length === slots.length) {
-      await Promise.all(slots.map((s) => this.kill(s)));
-      return this.fallBack(reason);
-    }
-    if (failed.length > 0) {
-      this.logger.error({ failed: failed.length, err: reason }, 'some evaluator worker threads could not start');
-      results.forEach((r, i) => {
-        if (r.status === 'rejected') this.slots[i] = undefined;
-      });
-    }
-    this.logger.info({ threads: this.threads, backend: this.backend.name, ms: Math.round(performance.now() - t0) }, 'evaluator worker threads started');
-    this.pump();
-  }
-
-  private fallBack(reason: string): void {
-    this.inline = true;
-    this.fallback = reason;
-    this.scheduler.parallelism = 1;
-    this.logger.warn({ reason, threads: this.size }, 'evaluator worker threads could not start: evaluating on the main thread');
-    this.pump();
-  }
-
-  private spawn(index: number): Slot {
-    const { worker, ready } = startWorker(this.backend.name);
-    const slot: Slot = { index, worker, state: 'starting', ready, queries: new Map() };
-    this.slots[index] = slot;
-    ready.then(
-      () => {
-        if (slot.state !== 'starting' || this.closed) return;
-        slot.state = 'ready';
-        for (const [epoch, k] of this.keys) this.sendKey(slot, epoch, k);
-        this.scheduler.parallelism = Math.max(1, this.threads);
-        this.pump();
-      },
-      () => {},
-    );
-    worker.on('message', (m: FromWorker) => {
-      switch (m.t) {
-        case 'chunk':
-          return this.fromWorker(slot, m.id, (job) => {
-            this.workerChunks[slot.index] = (this.workerChunks[slot.index] ?? 0) + 1;
-            this.chunkDone(job.chunk, m.out);
-          });
-        case 'error':
-          return this.fromWorker(slot, m.id, (job) => this.chunkFailed(job.chunk, m.code, m.message, slot.index));
-        case 'epochs': {
-          const q = slot.queries.get(m.id);
-          slot.queries.delete(m.id);
-          q?.(m.epochs);
-          return;
-        }
-        default:
-          return; // ready / failed: handled by startWorker; tags: not ours
-      }
-    });
-    worker.on('error', (e) => (slot.lastError = e.message));
-    worker.on('exit', (code) => {
-      const was = slot.state;
-      slot.state = 'dead';
-      for (const q of slot.queries.values()) q(undefined);
-      slot.queries.clear();
-      if (was === 'ready') this.onCrash(slot, code);
-    });
-    return slot;
-  }
-
-  private get threads(): number {
-    return this.slots.filter((s) => s?.state === 'ready').length;
-  }
-
-  private fromWorker(slot: Slot, id: number, fn: (job: Job) => void): void {
-    const job = slot.job;
-    if (!job || job.id !== id) return;
-    slot.job = undefined;
-    slot.worker.unref();
-    fn(job);
-    this.pump();
-  }
-
-  private onCrash(slot: Slot, code: number): void {
-    if (this.closed) return;
-    this.counters.crashes++;
-    const job = slot.job;
-    slot.job = undefined;
-    if (job) {
-      this.scheduler.done(job.chunk, false);
-      job.chunk.item.running--;
-      this.fail(job.chunk.item, new PcdError(ErrorCode.Internal, CRASHED));
-    }
-    this.logger.error({ worker: slot.index, exitCode: code, err: slot.lastError === undefined ? undefined : firstLine(slot.lastError) }, 'evaluator worker stopped: replacing it');
-    this.scheduler.parallelism = Math.max(1, this.threads);
-    void this.replace(slot.index);
-  }
-
-  private async replace(index: number): Promise<void> {
-    if (this.closed || this.inline) return;
-    const slot = this.spawn(index);
-    try {
-      await slot.ready;
-    } catch (e) {
-      if (this.closed) return;
-      this.slots[index] = undefined;
-      const reason = firstLine(e);
-      this.logger.error({ worker: index, err: reason }, 'a replacement evaluator worker could not start');
-      if (!this.slots.some((s) => s && s.state !== 'dead')) this.fallBack(`no evaluator worker left: ${reason}`);
-    }
-  }
-
-  private async kill(slot: Slot): Promise<void> {
-    slot.state = 'dead';
-    await slot.worker.terminate();
-  }
-
-  private post(slot: Slot, m: ToWorker, transfer: ArrayBuffer[] = []): void {
-    slot.worker.postMessage(m, transfer);
+    return (this.starting ??= this.inline || this.closed ? Promise.resolve() : this.workers.start());
   }
 
   // ------------------------------------------------------------------ keys
@@ -422,19 +276,12 @@ export class EvaluatorPool {
     }
     const held: HeldKey = { mode, key: { secretKey: Uint8Array.from(key.secretKey), publicKey: Uint8Array.from(key.publicKey) } };
     this.keys.set(epoch, held);
-    for (const slot of this.slots) if (slot?.state === 'ready') this.sendKey(slot, epoch, held);
+    this.workers.sendKey(epoch, held);
   }
 
   /** True when the pool holds `epoch`'s key. */
   hasKey(epoch: number): boolean {
     return this.keys.has(epoch);
-  }
-
-  private sendKey(slot: Slot, epoch: number, { mode, key }: HeldKey): void {
-    // Fresh exact-size copies, transferred: the pool's own copy stays here.
-    const secretKey = Uint8Array.from(key.secretKey);
-    const publicKey = Uint8Array.from(key.publicKey);
-    this.post(slot, { t: 'key', epoch, mode, secretKey, publicKey }, [secretKey.buffer, publicKey.buffer]);
   }
 
   /**
@@ -446,7 +293,7 @@ export class EvaluatorPool {
     this.retired.add(epoch);
     const held = this.keys.get(epoch);
     this.keys.delete(epoch);
-    for (const slot of this.slots) if (slot?.state === 'ready') this.post(slot, { t: 'drop', epoch });
+    this.workers.dropKey(epoch);
     for (const b of [...this.open]) if (b.epoch === epoch) this.fail(b, retired(epoch));
     held?.key.secretKey.fill(0);
   }
@@ -457,19 +304,8 @@ export class EvaluatorPool {
   }
 
   /** Epochs whose keys each running worker holds (asked of the workers themselves), ascending. */
-  async workerEpochs(): Promise<number[][]> {
-    const ready = this.slots.filter((s): s is Slot => s?.state === 'ready');
-    const lists = await Promise.all(
-      ready.map(
-        (slot) =>
-          new Promise<number[] | undefined>((resolve) => {
-            const id = this.nextId++;
-            slot.queries.set(id, resolve);
-            this.post(slot, { t: 'epochs', id });
-          }),
-      ),
-    );
-    return lists.filter((l): l is number[] => l !== undefined).map((l) => l.sort((a, b) => a - b));
+  workerEpochs(): Promise<number[][]> {
+    return this.workers.epochs();
   }
 
   // ------------------------------------------------------------------ admission and evaluation
@@ -502,20 +338,7 @@ export class EvaluatorPool {
       if (n === 0) throw new PcdError(ErrorCode.BadRequest, 'the batch holds no blinded element');
       if (n > MAX_BATCH_ELEMENTS) throw new RangeError(`a batch holds at most ${MAX_BATCH_ELEMENTS} elements (RFC 9497 §2.2.1), got ${n}`);
       return new Promise<EvaluatedBatch>((resolve, reject) => {
-        const batch: Batch = {
-          epoch,
-          requester: options.requester,
-          held,
-          elements,
-          out: new Uint8Array(n * ELEMENT_BYTES),
-          composites: new Map(),
-          rng: options.rng,
-          remaining: n,
-          running: 0,
-          settled: false,
-          resolve,
-          reject,
-        };
+        const batch = newBatch(epoch, held, elements, { requester: options.requester, rng: options.rng }, resolve, reject);
         this.scheduler.enqueue(options.requester, batch, n); // throws the 503 when it does not fit
         this.open.add(batch);
         if (!this.inline) void this.start();
@@ -540,82 +363,54 @@ export class EvaluatorPool {
       });
       return;
     }
-    for (const slot of this.slots) {
-      if (slot?.state !== 'ready' || slot.job) continue;
+    while (this.workers.idle) {
       const chunk = this.scheduler.next();
       if (!chunk) return;
       const batch = chunk.item;
-      const packed = this.pack(chunk);
-      if (!packed) continue;
       batch.running++;
-      const job: Job = { id: this.nextId++, chunk };
-      slot.job = job;
-      slot.worker.ref(); // a busy worker keeps the process alive until it answers
-      // A voprf batch that is one chunk gets its proof from the worker (no crypto on the main thread);
-      // a batch with a test rng keeps the proof here, where the rng is.
-      const prove = batch.held.mode === 'voprf' && batch.rng === undefined && chunk.count === batch.elements.length;
-      this.post(slot, { t: 'chunk', id: job.id, epoch: batch.epoch, first: chunk.first, elements: packed, prove }, [packed.buffer]);
-    }
-  }
-
-  /** The chunk's elements in one new buffer; undefined (and the batch failed) when one is not 32 bytes. */
-  private pack(chunk: Chunk<Batch>): Uint8Array<ArrayBuffer> | undefined {
-    const { item: batch, first, count } = chunk;
-    const packed = new Uint8Array(count * ELEMENT_BYTES);
-    for (let i = 0; i < count; i++) {
-      const el = batch.elements[first + i]!;
-      if (el.length !== ELEMENT_BYTES) {
-        this.scheduler.done(chunk, false);
-        this.fail(batch, new PcdError(ErrorCode.InvalidElement, `elements[${first + i}] is not ${ELEMENT_BYTES} bytes (RFC 9497 §3.3): nothing was evaluated`));
-        return undefined;
+      const elements = packChunk(chunk);
+      // An element that is not 32 bytes cannot travel packed: it fails its batch as a bad element.
+      if (!elements) {
+        this.chunkFailed(chunk, ErrorCode.InvalidElement, 'an element is not 32 bytes', 'main');
+        continue;
       }
-      packed.set(el, i * ELEMENT_BYTES);
+      const { epoch } = batch;
+      const { first } = chunk;
+      const prove = workerProves(chunk);
+      this.workers.dispatch(chunk, (id) => ({ t: 'chunk', id, epoch, first, elements, prove }), [elements.buffer]);
     }
-    return packed;
   }
 
   private runInline(): void {
     const chunk = this.scheduler.next();
     if (!chunk) return;
-    const batch = chunk.item;
-    const { first, count } = chunk;
-    batch.running++;
+    chunk.item.running++;
     this.counters.inlineChunks++;
-    let r: ReturnType<OprfBackend['evaluateChunk']>;
+    let out: Uint8Array;
     try {
-      r = this.backend.evaluateChunk(batch.held.mode, batch.held.key, batch.elements.slice(first, first + count), first);
+      out = evaluateInline(this.backend, chunk);
     } catch (e) {
       const code = e instanceof PcdError ? e.code : undefined;
       return this.chunkFailed(chunk, code, e instanceof Error ? e.message : String(e), 'main');
     }
-    const out = new Uint8Array(count * ELEMENT_BYTES + (r.composite ? ELEMENT_BYTES : 0));
-    r.evaluated.forEach((d, i) => out.set(d, i * ELEMENT_BYTES));
-    if (r.composite) out.set(r.composite, count * ELEMENT_BYTES);
     this.chunkDone(chunk, out);
   }
 
-  /** A chunk came back: out = count x 32 evaluated [|| 32-byte composite in voprf]. */
+  /** A chunk came back, in the layout of server/blinded/pool-batch.ts. */
   private chunkDone(chunk: Chunk<Batch>, out: Uint8Array): void {
     this.scheduler.done(chunk);
     this.counters.chunks++;
     const batch = chunk.item;
     batch.running--;
     if (batch.settled) return;
-    const bytes = chunk.count * ELEMENT_BYTES;
-    const voprf = batch.held.mode === 'voprf';
-    const proven = voprf && out.length === bytes + PROOF_BYTES && chunk.count === batch.elements.length;
-    if (!proven && out.length !== bytes + (voprf ? ELEMENT_BYTES : 0)) {
-      this.logger.error({ got: out.length, expected: bytes }, 'an evaluator worker answered a chunk of the wrong size');
+    if (!storeChunk(chunk, out)) {
+      this.logger.error({ got: out.length, expected: chunk.count * ELEMENT_BYTES }, 'an evaluator worker answered a chunk of the wrong size');
       return this.fail(batch, new PcdError(ErrorCode.Internal, FAILED));
     }
     if (batch.failure) {
       if (batch.running === 0) this.fail(batch, batch.failure.error);
       return;
     }
-    batch.out.set(out.subarray(0, bytes), chunk.first * ELEMENT_BYTES);
-    if (proven) batch.proof = out.subarray(bytes);
-    else if (voprf) batch.composites.set(chunk.first, out.subarray(bytes));
-    batch.remaining -= chunk.count;
     if (batch.remaining === 0) this.finish(batch);
   }
 
@@ -630,46 +425,26 @@ export class EvaluatorPool {
       return this.fail(batch, new PcdError(ErrorCode.Internal, FAILED));
     }
     if (!batch.failure || chunk.first < batch.failure.first) {
-      batch.failure = { first: chunk.first, error: this.elementError(chunk) ?? new PcdError(code as ErrorCode, message) };
+      batch.failure = { first: chunk.first, error: elementError(this.backend, chunk) ?? new PcdError(code as ErrorCode, message) };
     }
     // Later chunks cannot hold a lower index: drop them; earlier ones still running might.
     this.scheduler.cancel(batch);
     if (batch.running === 0) this.fail(batch, batch.failure.error);
   }
 
-  /**
-   * The failing chunk's first bad element, named as the client sent it
-   * (`elements[i]`): found again here, on the failure path only, up to the
-   * first bad element of one chunk, so the message never depends on a
-   * backend's wording.
-   */
-  private elementError(chunk: Chunk<Batch>): PcdError | undefined {
-    for (let i = chunk.first; i < chunk.first + chunk.count; i++) {
-      const problem = this.backend.elementProblem(chunk.item.elements[i]);
-      if (problem !== undefined) return new PcdError(ErrorCode.InvalidElement, `elements[${i}] ${problem} (RFC 9497 §3.3): nothing was evaluated`);
-    }
-    return undefined;
-  }
-
   private finish(batch: Batch): void {
-    const n = batch.elements.length;
-    let proof: ProofBytes | undefined = batch.proof;
-    if (batch.held.mode === 'voprf' && proof === undefined) {
-      const parts = [...batch.composites.entries()].sort((a, b) => a[0] - b[0]).map(([, c]) => c);
-      try {
-        // RFC 9497 §2.2.1: M = sum of the parts, Z = k * M, one DLEQ proof for the whole batch.
-        proof = this.backend.proveComposite(batch.held.key, parts, batch.rng);
-      } catch (e) {
-        this.logger.error({ err: firstLine(e) }, 'the batch proof failed');
-        return this.fail(batch, new PcdError(ErrorCode.Internal, FAILED));
-      }
+    let reply: EvaluatedBatch;
+    try {
+      reply = batchReply(this.backend, batch);
+    } catch (e) {
+      this.logger.error({ err: firstLine(e) }, 'the batch proof failed');
+      return this.fail(batch, new PcdError(ErrorCode.Internal, FAILED));
     }
     batch.settled = true;
     this.open.delete(batch);
     this.counters.batches++;
-    this.counters.elements += n;
-    const evaluated = Array.from({ length: n }, (_, i) => batch.out.subarray(i * ELEMENT_BYTES, (i + 1) * ELEMENT_BYTES));
-    batch.resolve(proof ? { evaluated, proof } : { evaluated });
+    this.counters.elements += batch.elements.length;
+    batch.resolve(reply);
   }
 
   /** Settles a batch with an error; its queued chunks leave the scheduler, its running ones are ignored when they return. */
@@ -685,7 +460,7 @@ export class EvaluatorPool {
     const s = this.scheduler.stats;
     return {
       size: this.size,
-      threads: this.threads,
+      threads: this.workers.threads,
       inline: this.inline,
       ...(this.fallback !== undefined ? { fallback: this.fallback } : {}),
       chunkElements: this.chunkElements,
@@ -704,9 +479,8 @@ export class EvaluatorPool {
   }
 
   /** For tests: ends worker `index` abruptly, as a crash would (it is replaced). */
-  async crashWorker(index: number): Promise<void> {
-    const slot = this.slots[index];
-    if (slot?.state === 'ready') await slot.worker.terminate();
+  crashWorker(index: number): Promise<void> {
+    return this.workers.crash(index);
   }
 
   /** Fails every unfinished batch with 503, zeroes and forgets the keys (the workers theirs, before they are terminated), terminates the workers. Idempotent. */
@@ -715,31 +489,11 @@ export class EvaluatorPool {
     this.closed = true;
     for (const b of [...this.open]) this.fail(b, new PcdError(ErrorCode.Unavailable, SHUTTING_DOWN));
     this.scheduler.clear();
-    const slots = this.slots.filter((s): s is Slot => s !== undefined);
-    const zeroed: Promise<unknown>[] = [];
-    for (const s of slots) {
-      s.job = undefined;
-      if (s.state !== 'ready') continue;
-      for (const epoch of this.keys.keys()) this.post(s, { t: 'drop', epoch });
-      // A worker handles messages in order: its answer to this comes after it zeroed every key dropped above.
-      const id = this.nextId++;
-      zeroed.push(new Promise((resolve) => s.queries.set(id, resolve)));
-      this.post(s, { t: 'epochs', id });
-    }
+    const stopped = this.workers.close(); // has posted every worker its drops when it returns
     for (const k of this.keys.values()) k.key.secretKey.fill(0);
     this.keys.clear();
-    // Bounded: a worker that is stuck is terminated all the same (its memory goes with the thread).
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(zeroed), new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)))]);
-    clearTimeout(timer);
-    await Promise.all(slots.map((s) => this.kill(s)));
-    this.slots.length = 0;
+    await stopped;
   }
-}
-
-/** The first line of an error's message, at most 200 characters: what the log may hold of a worker's failure. */
-function firstLine(e: unknown): string {
-  return (e instanceof Error ? e.message : String(e)).split('\n', 1)[0]?.slice(0, 200) ?? '';
 }
 
 function retired(epoch: number): PcdError {

@@ -8,6 +8,7 @@
  */
 import { MAX_TAG_BYTES } from '../buckets.ts';
 import { capabilityName } from '../capabilities.ts';
+import { ErrorCode } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
 import { checkLogTable, TS_COLUMN, type LogTable } from '../logs.ts';
 import { ELEMENT_BYTES, MODES, PROOF_BYTES, SUITE } from '../oprf.ts';
@@ -50,7 +51,8 @@ export type BlindedConfigReply = Infer<typeof BlindedConfigReply>;
 // POST /v1/blinded/evaluate { epoch, elements: [bin(32)] } -> { epoch, evaluated: [bin(32)], proof?: bin(64) }
 export const EvaluateRequest = object({
   epoch: epochId,
-  elements: array(bytes({ length: ELEMENT_BYTES }), { max: LIMITS.maxBatch, min: 1 }),
+  // A wrong-size element is invalid_element, as a bad encoding is (one code per failure, shared/voprf.ts elementProblem).
+  elements: array(bytes({ length: ELEMENT_BYTES, requestCode: ErrorCode.InvalidElement }), { max: LIMITS.maxBatch, min: 1 }),
 });
 export type EvaluateRequest = Infer<typeof EvaluateRequest>;
 export const EvaluateReply = object({
