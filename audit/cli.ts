@@ -1,28 +1,21 @@
 /**
  * `pcd audit`: what a pen-register order yields under each design, on a data
- * folder's persisted data (server/audit.ts), or with `--scan` a search of
- * every file in it for a list of numbers (server/scan.ts). Reads only: the
- * server need not run, and nothing in the data folder is written.
+ * folder's persisted data (audit/designs/), or with `--scan` a search of
+ * every file in it for a list of numbers (audit/scan/). Reads only: the
+ * server need not run, and nothing in the data folder is written. An
+ * offline tool: registered by bin/pcd.ts, never part of the server process.
  */
 import fs from 'node:fs';
 import { Command, Option } from 'commander';
 import type { E164 } from '../shared/e164.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { normalizeNumber } from '../shared/e164.ts';
-import {
-  AUDIT_DESIGNS,
-  AUDIT_FORMATS,
-  databaseFile,
-  formatAudit,
-  parsePlan,
-  parseTargets,
-  parseTime,
-  runAudit,
-  type AuditDesign,
-  type AuditFormat,
-  type AuditResult,
-} from './audit.ts';
-import { formatScan, scanDataFolder } from './scan.ts';
+import { DESIGNS, type DesignName } from '../shared/designs/index.ts';
+import { formatAudit, runAudit, type AuditResult } from './designs/index.ts';
+import { AUDIT_FORMATS, type AuditFormat } from './format.ts';
+import { databaseFile } from './image.ts';
+import { parsePlan, parseTargets, parseTime } from './plan.ts';
+import { formatScan, scanDataFolder } from './scan/scan.ts';
 
 interface AuditFlags {
   data: string;
@@ -41,15 +34,15 @@ function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
 }
 
-export function parseDesignList(list: string): AuditDesign[] {
+export function parseDesignList(list: string): DesignName[] {
   const names = [...new Set(list.split(',').map((s) => s.trim()).filter(Boolean))];
   for (const n of names) {
-    if (!(AUDIT_DESIGNS as readonly string[]).includes(n)) {
-      throw new PcdError(ErrorCode.InvalidField, `unknown design '${n}': choose from ${AUDIT_DESIGNS.join(', ')}`);
+    if (!(DESIGNS as readonly string[]).includes(n)) {
+      throw new PcdError(ErrorCode.InvalidField, `unknown design '${n}': choose from ${DESIGNS.join(', ')}`);
     }
   }
   if (names.length === 0) throw new PcdError(ErrorCode.InvalidField, 'no design given');
-  return names as AuditDesign[];
+  return names as DesignName[];
 }
 
 /** A numbers file: one number per line; blank lines and lines starting with '#' are skipped. Errors name the line. */
@@ -83,7 +76,7 @@ export function registerAuditCommand(program: Command): void {
         '(reads only: the server need not run, nothing in the data folder is written)',
     )
     .option('--data <dir>', 'data folder', 'data')
-    .option('--design <list>', `design(s) to audit, comma separated: ${AUDIT_DESIGNS.join(', ')}`, AUDIT_DESIGNS.join(','))
+    .option('--design <list>', `design(s) to audit, comma separated: ${DESIGNS.join(', ')}`, DESIGNS.join(','))
     .addOption(
       new Option('--target <number>', 'target number; repeat the option or separate with commas')
         .argParser(collect)
@@ -122,7 +115,7 @@ export function registerAuditCommand(program: Command): void {
       }
       const designs = parseDesignList(o.design);
       if (o.format === 'csv' && designs.length > 1) {
-        throw new PcdError(ErrorCode.InvalidField, `--format csv prints one design's rows: pick one with --design (${AUDIT_DESIGNS.join(', ')})`);
+        throw new PcdError(ErrorCode.InvalidField, `--format csv prints one design's rows: pick one with --design (${DESIGNS.join(', ')})`);
       }
       const now = Date.now();
       const since = o.since === undefined ? undefined : parseTime(o.since, now);

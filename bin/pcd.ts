@@ -1,10 +1,12 @@
 /**
  * `pcd`: one binary, subcommands for both sides.
  *   client: lookup, sync
- *   server: serve, start, seed, rotate-key, audit
+ *   server: serve, start, seed, rotate-key
+ *   audit:  audit (offline: reads a data folder, never runs in the server process)
  *   bench:  bench, simulate
  */
 import { Command, CommanderError } from 'commander';
+import { registerAuditCommand } from '../audit/cli.ts';
 import { registerClientCommands } from '../client/cli.ts';
 import { registerServerCommands } from '../server/cli.ts';
 import { PcdError } from '../shared/errors.ts';
@@ -23,6 +25,7 @@ const program = new Command('pcd')
 try {
   registerClientCommands(program);
   registerServerCommands(program);
+  registerAuditCommand(program);
 } catch (e) {
   // A bad environment variable (PCD_BACKEND=...) is found while the options are built.
   console.error(`pcd: ${e instanceof Error ? e.message : String(e)}`);

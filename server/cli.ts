@@ -1,6 +1,6 @@
 /**
  * Server-side commands: `pcd serve`, `pcd start` (npm start), `pcd seed`,
- * `pcd rotate-key` and `pcd audit`. They own argv, the environment, signals
+ * and `pcd rotate-key` (`pcd audit` is audit/cli.ts). They own argv, the environment, signals
  * and the console; the work itself is in the modules they call.
  */
 import fs from 'node:fs';
@@ -11,7 +11,8 @@ import { capabilitiesToMask } from '../shared/capabilities.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { DESIGNS, type DesignName } from '../shared/messages.ts';
 import { MODES, type BackendName, type OprfMode } from '../shared/suite.ts';
-import { DEFAULT_PORT, backendOption } from '../client/cli.ts';
+import { DEFAULT_PORT } from '../shared/defaults.ts';
+import { backendOption } from '../bin/options.ts';
 import { DAY_MS } from './querylog.ts';
 import { DEFAULT_RATE_LIMITS } from './ratelimit.ts';
 import { LIMITS } from '../shared/limits.ts';
@@ -20,7 +21,6 @@ import { Store } from './store.ts';
 import { acquireFolderLock } from './lock.ts';
 import { generateAccounts, generateContactLists, type SeedOptions } from '../synth/directory.ts';
 import { rotateKeyOffline, type BlindedServerDesign } from './designs/blinded.ts';
-import { registerAuditCommand } from './audit-cli.ts';
 
 export const DEFAULT_DATA = 'data';
 /** Default seeded size for `npm start`: the blinded build evaluates thousands of numbers/s per core (sodium; ~780 with noble), so this builds in about a second. */
@@ -352,8 +352,6 @@ export function registerServerCommands(program: Command): void {
       for (const line of r.repaired ?? []) console.log(`repaired: ${line}`);
       console.log(`new epoch ${r.epoch}${r.previous ? `; epoch ${r.previous} is served until ${new Date(r.retiresAt ?? 0).toISOString()}, then its key is destroyed` : ''}`);
     });
-
-  registerAuditCommand(program);
 }
 
 function readRequesters(contactsDir: string): SeedResult['requesters'] {

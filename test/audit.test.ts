@@ -2,10 +2,12 @@
  * The audit and the scan (DESIGN.md §5) on real data folders: a real server
  * on an ephemeral port, lookups through the real client with an injected
  * clock, the directory seeded through POST /v1/accounts; the server is
- * closed (logs flushed) before the data folder is audited. Also: the
- * building blocks (one-block SHA-256, bucket words, plan patterns, the
- * multi-pattern searcher, the WAL reader) against their references, and the
- * claim that the audit writes nothing under the data folder.
+ * closed (logs flushed) before the data folder is audited. The blinded
+ * audit's linked rows on a tampered copy of a served folder, and its
+ * statement against the declarations. Also: the building blocks (hash
+ * reversal, plan patterns and times, number forms, the multi-pattern
+ * searcher, the WAL reader) against their references, and the claim that
+ * the audit writes nothing under the data folder.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -15,22 +17,21 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import Database from 'better-sqlite3';
-import {
-  auditBlinded,
-  auditHashed,
-  auditPlain,
-  databaseImage,
-  formatAudit,
-  parsePlan,
-  parseTime,
-  planContains,
-  reverseHashes,
-  surroundingRange,
-  type AuditResult,
-} from '../server/audit.ts';
-import { MultiPatternSearcher, numberForms, scanDataFolder, type Boundary, type ScanResult } from '../server/scan.ts';
+import { auditBlinded, BLINDED_LOGS, blindedStatement } from '../audit/designs/blinded.ts';
+import { auditHashed, reverseHashes } from '../audit/designs/hashed.ts';
+import { formatAudit, type AuditResult } from '../audit/designs/index.ts';
+import { auditPlain } from '../audit/designs/plain.ts';
+import { databaseImage } from '../audit/image.ts';
+import { parsePlan, parseTime, planContains, surroundingRange } from '../audit/plan.ts';
+import { numberForms } from '../audit/scan/forms.ts';
+import { scanDataFolder, type ScanResult } from '../audit/scan/scan.ts';
+import { MultiPatternSearcher, type Boundary } from '../audit/scan/search.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 import { DB_FILE } from '../disk/files.ts';
+import { readEpochKeys } from '../disk/keyfile.ts';
+import { BLINDED_BUCKET_LOG, BLINDED_EVAL_LOG } from '../shared/designs/blinded.ts';
+import { LOG_TABLES } from '../shared/designs/index.ts';
+import { numberColumns, type LogTable } from '../shared/logs.ts';
 import { Store } from '../server/store.ts';
 import { DAY_MS } from '../server/querylog.ts';
 import { bucketOf } from '../shared/buckets.ts';
@@ -167,7 +168,9 @@ describe('audit of a data folder served with plain, hashed and blinded', () => {
 
   it('blinded: no linked row; the bucket, who shares it, the anonymity set, and what the operator can produce', () => {
     const a = auditBlinded(dataDir, { targets: [T, registered[1]!] });
-    expect(a.statement).toMatch(/No row of blinded_eval_log or blinded_bucket_log is derived from a number/);
+    expect(a.statement).toBe(blindedStatement());
+    // The served database has exactly the declared columns (and id): nothing the audit does not know.
+    expect(a.warnings).toEqual([]);
     expect(a.currentEpoch).toBe(1);
     expect(a.epochs).toMatchObject([{ epoch: 1, bucketBits: BUCKET_BITS, destroyedAt: null, keyOnDisk: true }]);
     const directory = [alicePhone, bobPhone, ...registered];
@@ -199,6 +202,61 @@ describe('audit of a data folder served with plain, hashed and blinded', () => {
     const none = auditBlinded(dataDir, { targets: [T], until: t0 });
     expect(none.evaluations.rows).toEqual([]);
     expect(none.targets[0]!.epochs.flatMap((e) => e.fetches)).toEqual([]);
+  });
+
+  it('blinded: linked rows are counted in every column of every declared log table, for every form of the target', () => {
+    // A tampered copy of the served folder: rows a server that logs as declared never writes.
+    const copy = tempDir('pcd-audit-tampered-');
+    fs.cpSync(dataDir, copy, { recursive: true });
+    const keys = readEpochKeys(copy);
+    const tag = numberForms(T, { epochs: [{ epoch: 1, mode: 'voprf', tagBytes: 8, secretKey: keys.get(1)! }] }).find((f) => f.form === 'tag-e1-hex')!;
+    const sha256 = Buffer.from(hashNumber(T));
+    const at = t0 + 5 * HOUR;
+    const db = new Database(path.join(copy, DB_FILE));
+    try {
+      const evalRow = db.prepare(`INSERT INTO ${BLINDED_EVAL_LOG.name} (ts, account_id, ip, epoch, count) VALUES (?, ?, ?, 1, 1)`);
+      evalRow.run(at, alice.accountId, T); // the E.164 text in the ip column
+      evalRow.run(at, alice.accountId, sha256.toString('hex')); // its SHA-256 as hex text
+      evalRow.run(at, alice.accountId, sha256); // its SHA-256 as a BLOB (column types are affinities to SQLite)
+      evalRow.run(at, alice.accountId, `10.0.0.9 ${Buffer.from(tag.bytes).toString('latin1')}`); // its epoch-1 tag, inside a longer value
+      evalRow.run(at, alice.accountId, x4); // an unrelated number
+      db.prepare(`INSERT INTO ${BLINDED_BUCKET_LOG.name} (ts, ip, epoch, bucket, count) VALUES (?, ?, 1, 0, 1)`).run(at, T.slice(1)); // its digits
+    } finally {
+      db.close();
+    }
+    const a = auditBlinded(copy, { targets: [T, x4, x3] });
+    expect(a.targets.map((t) => [t.target, t.linkedRows])).toEqual([
+      [T, 5],
+      [x4, 1],
+      [x3, 0],
+    ]);
+    expect(a.warnings.find((w) => w.startsWith(`${T}: 4 row(s) of ${BLINDED_EVAL_LOG.name} hold a form of it`))).toMatch(/e164.*sha256-hex.*sha256-raw.*tag-e1-hex/);
+    expect(a.warnings.find((w) => w.startsWith(`${T}: 1 row(s) of ${BLINDED_BUCKET_LOG.name} hold a form of it (digits)`))).toBeDefined();
+    expect(formatAudit(a, 'csv').split('\n').find((l) => l.startsWith(`target,${T},`))).toMatch(new RegExp(`^target,\\${T},5,`));
+    // The range applies: before the tampered rows, nothing is linked; the untampered folder links nothing.
+    expect(auditBlinded(copy, { targets: [T, x4], until: at }).targets.map((t) => t.linkedRows)).toEqual([0, 0]);
+    expect(auditBlinded(dataDir, { targets: [T, x4] }).targets.map((t) => t.linkedRows)).toEqual([0, 0]);
+    // Without the key file, the tag is not a form that can be derived: the other four rows still count.
+    fs.rmSync(path.join(copy, 'oprf-keys.json'));
+    expect(auditBlinded(copy, { targets: [T] }).targets[0]!.linkedRows).toBe(4);
+  });
+
+  it('blinded: the statement is the declarations: every table and column, and no column derived from a number', () => {
+    // The audit reads the design's declared log tables, all of them.
+    expect(BLINDED_LOGS.map((t) => t.name)).toEqual(LOG_TABLES.filter((t) => t.design === 'blinded').map((t) => t.name));
+    const statement = blindedStatement();
+    for (const t of BLINDED_LOGS) {
+      expect(numberColumns(t)).toEqual([]);
+      // Every declared column, in order, with what it holds when that is not its name.
+      const columns = t.columns.map((c) => (c.name === c.holds ? c.name : `${c.name} (${c.holds})`)).join(', ');
+      expect(statement).toContain(`${t.name} rows hold ${columns} (${t.description})`);
+    }
+    expect(statement).toMatch(/^No row of blinded_eval_log or blinded_bucket_log is derived from a number/);
+    // Declare a column that holds a number's hash, and the statement says the opposite.
+    const leaky: LogTable = { ...BLINDED_EVAL_LOG, name: 'leaky_log', columns: [...BLINDED_EVAL_LOG.columns, { name: 'hash', type: 'BLOB', holds: 'number-hash' }] };
+    const told = blindedStatement([...BLINDED_LOGS, leaky]);
+    expect(told).toMatch(/^Rows of blinded_eval_log or blinded_bucket_log or leaky_log are derived from a number: leaky_log\.hash hold/);
+    expect(told).not.toMatch(/No row/);
   });
 
   it('formats every result as a table, CSV and JSON', () => {

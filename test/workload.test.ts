@@ -15,7 +15,7 @@ import { enumeratePlan } from '../workload/operator.ts';
 import { DEFAULT_POPULATION, generatePopulation, planNumbers, type PopulationOptions } from '../workload/population.ts';
 import { runWorkload, type WorkloadRun } from '../workload/run.ts';
 import { DEFAULT_SCRIPT, generateScript, type ScriptOptions } from '../workload/script.ts';
-import { parsePlan } from '../server/audit.ts';
+import { parsePlan } from '../audit/plan.ts';
 import { isPcdError } from '../shared/errors.ts';
 import { normalizeNumber } from '../shared/e164.ts';
 

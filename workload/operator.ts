@@ -1,7 +1,7 @@
 /**
  * The operator's view: the contact graph rebuilt from nothing but the data
  * folder a server persisted (read after it stopped, through the readers of
- * `pcd audit`: server/audit.ts auditPlain, auditHashed with reverseHashes
+ * `pcd audit`: audit/designs/ auditPlain, auditHashed with reverseHashes
  * and parsePlan, auditBlinded, and its byte-level snapshot for the two
  * tables the blinded audit does not list in bulk), plus what is public: the
  * numbering plan in use. Never the simulation's memory.
@@ -51,7 +51,11 @@ import type Database from 'better-sqlite3';
 import { bucketOf } from '../shared/buckets.ts';
 import type { E164 } from '../shared/e164.ts';
 import type { DesignName } from '../shared/messages.ts';
-import { CORRELATION_WINDOW_MS, auditBlinded, auditHashed, auditPlain, parsePlan, requireTable, withSnapshot, type PlanPattern } from '../server/audit.ts';
+import { CORRELATION_WINDOW_MS, auditBlinded } from '../audit/designs/blinded.ts';
+import { auditHashed } from '../audit/designs/hashed.ts';
+import { auditPlain } from '../audit/designs/plain.ts';
+import { requireTable, withSnapshot } from '../audit/image.ts';
+import { parsePlan, type PlanPattern } from '../audit/plan.ts';
 import { BUCKET_LOG_WINDOW_MS } from '../shared/designs/blinded.ts';
 
 /** "account number". */
