@@ -24,6 +24,7 @@ import { renderMarkdown, table } from '../bench/report.ts';
 import { CHART_FILES, DEFAULT_OUT, defaultOut, main, mergeEarlier, parseSections, readResults, refusal, SCRATCH_ROOT } from '../bench/run.ts';
 import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type CryptoMark, type FairnessMark, type HttpMark, type ScaleMark } from '../bench/results.ts';
 import { renderSpec, type ChartSpec } from '../bench/vega.ts';
+import { DESIGNS } from '../shared/messages.ts';
 
 /** Tags open and close in order (self-closing ones aside), one root <svg>, drawn by vega. */
 function expectVegaSvg(text: string): void {
@@ -193,7 +194,7 @@ describe('benchmark, tiny profile', () => {
 
     const http = json.marks.filter((m): m is HttpMark => m.section === 'http');
     const byGroup = (g: HttpMark['group']) => http.filter((m) => m.group === g);
-    expect(new Set(byGroup('designs').map((m) => m.design))).toEqual(new Set(['plain', 'hashed', 'blinded']));
+    expect(new Set(byGroup('designs').map((m) => m.design))).toEqual(new Set(DESIGNS));
     expect(new Set(byGroup('backends').map((m) => m.backend))).toEqual(new Set(['noble', 'sodium']));
     expect(new Set(byGroup('threads').map((m) => m.evalThreads))).toEqual(new Set([1, 2]));
     for (const m of [...byGroup('backends'), ...byGroup('threads')]) expect(m).toMatchObject({ design: 'blinded', numbersPerRequest: 100 });
@@ -241,7 +242,7 @@ describe('benchmark, tiny profile', () => {
     }
 
     const build = json.marks.filter((m) => m.section === 'build');
-    expect(new Set(build.map((m) => m.design))).toEqual(new Set(['directory', 'plain', 'hashed', 'blinded']));
+    expect(new Set(build.map((m) => m.design))).toEqual(new Set(['directory', ...DESIGNS]));
     for (const m of build) expect(m.directoryIndexBytes).toBeGreaterThan(0);
 
     const reverse = json.marks.filter((m) => m.section === 'reverse');

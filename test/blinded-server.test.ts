@@ -23,7 +23,7 @@ import type { Transport } from '../shared/design.ts';
 import type { E164 } from '../shared/e164.ts';
 import { ErrorCode, PcdError, isPcdError } from '../shared/errors.ts';
 import { BlindedConfigReply, PATHS } from '../shared/messages.ts';
-import { ELEMENT_BYTES, SUITE, blindBatch, blindEvaluateBatch, evaluate, generateKeyPair, type OprfMode } from '../shared/oprf.ts';
+import { ELEMENT_BYTES, SUITE, blindBatch, blindEvaluateBatch, evaluate, generateKeyPair, publicKeyOf, type OprfMode } from '../shared/oprf.ts';
 import { parseReply } from '../shared/schema.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { sampleNumbers } from '../synth/directory.ts';
@@ -137,6 +137,7 @@ describe('GET /v1/blinded/config', () => {
     // The published key is the key file's key.
     const keys = readEpochKeys(s.dataDir);
     expect([...keys.keys()]).toEqual([1]);
+    expect(Buffer.from(publicKeyOf(keys.get(1)!)).toString('hex')).toBe(Buffer.from(c.epochs[0]!.publicKey).toString('hex'));
   });
 
   it('takes bucketBits, mode and tagBytes of a new data folder from the options', async () => {
@@ -268,7 +269,7 @@ describe('bad requests', () => {
 
     const short = await raw(url, { headers: jsonAuth(token), body: evaluateBody(1, [blinded[0]!, blinded[1]!.subarray(0, 31)]) });
     expect(short.status).toBe(400);
-    expect(short.json.error).toMatchObject({ code: ErrorCode.InvalidField, message: expect.stringMatching(/elements\[1\].*32 bytes/) });
+    expect(short.json.error).toMatchObject({ code: ErrorCode.InvalidElement, message: expect.stringMatching(/elements\[1\].*32 bytes/) });
 
     const many = await raw(url, { headers: jsonAuth(token), body: evaluateBody(1, Array.from({ length: LIMITS.maxBatch + 1 }, () => blinded[0]!)) });
     expect(many.status).toBe(400);

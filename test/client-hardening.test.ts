@@ -102,7 +102,7 @@ describe('OPRF epochs', () => {
   });
 });
 
-describe('a VOPRF server', () => {
+describe('the client of a VOPRF server', () => {
   let s: TestServer;
   let token: string;
   beforeAll(async () => {

@@ -14,7 +14,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createAdminClient, createClient } from '../client/client.ts';
 import { forkServer, type ServerChild } from '../bench/fork.ts';
 import type { ChildServerOptions } from '../bench/child.ts';
@@ -24,7 +24,7 @@ import { Store } from '../server/store.ts';
 import { capabilitiesToMask } from '../shared/capabilities.ts';
 import { PATHS } from '../shared/messages.ts';
 import type { E164 } from '../shared/e164.ts';
-import { ADMIN_TOKEN, holdEpochBuilds, raw, startTestServer, tempDir } from './helpers.ts';
+import { ADMIN_TOKEN, describeDesigns, holdEpochBuilds, raw, startTestServer, tempDir } from './helpers.ts';
 
 const pool = sampleNumbers({ count: 60, seed: 'crash-recovery', regions: ['US', 'GB', 'DE'] });
 const seeded = pool.slice(0, 40);
@@ -75,7 +75,7 @@ async function kill9(c: ServerChild): Promise<void> {
 describe('a server killed with SIGKILL right after a directory change', () => {
   it('comes back from its cache plus the journaled change, without a rebuild, for a registration and a deletion', async () => {
     const dataDir = seedFolder(seeded);
-    const options: ChildServerOptions = { dataDir, adminToken: ADMIN_TOKEN, designs: ['plain', 'blinded'], bucketBits: 2, evalThreads: 1 };
+    const options: ChildServerOptions = { dataDir, adminToken: ADMIN_TOKEN, designs: ['plain', 'blinded'], bucketBits: 2, evalThreads: 0 };
 
     // First start: no cache, one build.
     const first = child();
@@ -172,44 +172,58 @@ describe('the directory journal', () => {
 });
 
 describe('each design comes up on its own', () => {
-  afterEach(() => {
+  // One server for the block, its epoch build held at a gate until the last test releases it.
+  let release: () => void = () => {};
+  let server: Awaited<ReturnType<Awaited<ReturnType<typeof holdEpochBuilds>>['startServer']>>;
+  let token: string;
+  let dataDir: string;
+  const carol = fresh[0]!;
+
+  beforeAll(async () => {
+    const held = await holdEpochBuilds();
+    release = held.release;
+    dataDir = seedFolder(seeded);
+    server = await held.startServer({ dataDir, adminToken: ADMIN_TOKEN, evalThreads: 0, logIntervalMs: 20, port: 0 });
+    const admin = createAdminClient({ baseUrl: server.url, adminToken: ADMIN_TOKEN });
+    ({ token } = await admin.createAccount({ email: 'carol@example.org', numbers: [carol], capabilities: ['facetime'] }));
+  });
+  afterAll(async () => {
+    release();
+    await server?.close();
     vi.doUnmock('../server/blinded/build.ts');
     vi.resetModules();
   });
 
-  it('serves plain and hashed while the blinded epoch builds; blinded answers 503 with progress, then the build keeps a change made meanwhile', async () => {
-    const { release, startServer } = await holdEpochBuilds();
-    const dataDir = seedFolder(seeded);
-    const server = await startServer({ dataDir, adminToken: ADMIN_TOKEN, evalThreads: 1, logIntervalMs: 20, port: 0 });
-    try {
-      const admin = createAdminClient({ baseUrl: server.url, adminToken: ADMIN_TOKEN });
-      const carol = fresh[0]!;
-      const { token } = await admin.createAccount({ email: 'carol@example.org', numbers: [carol], capabilities: ['facetime'] });
-      for (const design of ['plain', 'hashed'] as const) {
+  describeDesigns(
+    'while the blinded epoch builds, %s',
+    (design) => {
+      it('answers, a registration made meanwhile included', async () => {
         const r = await createClient({ baseUrl: server.url, token, design }).lookupMany([carol, seeded[0]!, fresh[1]!]);
-        expect(r.map((x) => x.capabilities), design).toEqual([['facetime'], ['messages'], []]);
-      }
+        expect(r.map((x) => x.capabilities)).toEqual([['facetime'], ['messages'], []]);
+      });
+    },
+    ['plain', 'hashed'],
+  );
 
-      const config = await raw(server.url + PATHS.blindedConfig, { method: 'GET' });
-      expect(config.status).toBe(503);
-      expect(config.json.error).toMatchObject({ code: 'unavailable', message: expect.stringMatching(/epoch 1 is building: 0 of 40 numbers evaluated \(0%\)/) });
-      const res = await fetch(server.url + PATHS.blindedBucket(1, 0));
-      expect(res.status).toBe(503);
-      expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-      await res.arrayBuffer();
-      const blinded = createClient({ baseUrl: server.url, token, design: 'blinded' });
-      await expect(blinded.lookup(carol)).rejects.toMatchObject({ code: 'unavailable' });
+  it('while it builds, blinded answers 503 with its progress and a Retry-After', async () => {
+    const config = await raw(server.url + PATHS.blindedConfig, { method: 'GET' });
+    expect(config.status).toBe(503);
+    expect(config.json.error).toMatchObject({ code: 'unavailable', message: expect.stringMatching(/epoch 1 is building: 0 of 40 numbers evaluated \(0%\)/) });
+    const res = await fetch(server.url + PATHS.blindedBucket(1, 0));
+    expect(res.status).toBe(503);
+    expect(Number(res.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    await res.arrayBuffer();
+    const blinded = createClient({ baseUrl: server.url, token, design: 'blinded' });
+    await expect(blinded.lookup(carol)).rejects.toMatchObject({ code: 'unavailable' });
+  });
 
-      release();
-      await server.ready;
-      const design = server.designs.find((d) => d.name === 'blinded') as unknown as { epochs: { stats: { lastBuild?: { pendingChanges: number } } } };
-      expect(design.epochs.stats.lastBuild).toMatchObject({ pendingChanges: 1 });
-      const after = createClient({ baseUrl: server.url, token, design: 'blinded' });
-      expect((await after.lookupMany([carol, seeded[0]!, fresh[1]!])).map((x) => x.capabilities)).toEqual([['facetime'], ['messages'], []]);
-      expect(fs.existsSync(path.join(dataDir, 'epochs', '1.bin'))).toBe(true);
-    } finally {
-      release();
-      await server.close();
-    }
+  it('once built, blinded answers too: the build kept the registration made meanwhile', async () => {
+    release();
+    await server.ready;
+    const design = server.designs.find((d) => d.name === 'blinded') as unknown as { epochs: { stats: { lastBuild?: { pendingChanges: number } } } };
+    expect(design.epochs.stats.lastBuild).toMatchObject({ pendingChanges: 1 });
+    const after = createClient({ baseUrl: server.url, token, design: 'blinded' });
+    expect((await after.lookupMany([carol, seeded[0]!, fresh[1]!])).map((x) => x.capabilities)).toEqual([['facetime'], ['messages'], []]);
+    expect(fs.existsSync(path.join(dataDir, 'epochs', '1.bin'))).toBe(true);
   });
 });

@@ -102,7 +102,7 @@ describe('the data folder lock', () => {
     const dataDir = tempDir('pcd-lock-kill-');
     const child: ServerChild = forkServer();
     cleanups.push(() => child.close().catch(() => {}));
-    const up = await child.start({ dataDir, adminToken: ADMIN_TOKEN, designs: ['blinded'], evalThreads: 1 }, 120_000);
+    const up = await child.start({ dataDir, adminToken: ADMIN_TOKEN, designs: ['blinded'], evalThreads: 0 }, 120_000);
     const owner = `pcd serve \\(pid ${child.pid}, ${up.url.replaceAll('.', '\\.')}, since [^)]+\\)`;
     // Another process: this one.
     await expect(rotateKeyOffline({ dataDir })).rejects.toThrow(new RegExp(`is in use by ${owner}: stop it first`));

@@ -1,18 +1,43 @@
 /**
  * Test harness: a real server on an ephemeral port over a temporary data
  * folder, the real client, and an admin client. Every e2e test builds on it.
+ * Also: one describe block per design, the strength of property tests, and
+ * `pcd` run in this process or as a child.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { vi } from 'vitest';
+import { describe, vi } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { format } from 'node:util';
 import { createAdminClient, createClient, type ClientOptions } from '../client/client.ts';
-import type { DesignName } from '../shared/messages.ts';
+import { DESIGNS, type DesignName } from '../shared/messages.ts';
 import type { ServerOptions } from '../server/context.ts';
 import { startServer, type RunningServer } from '../server/server.ts';
 
 export const ADMIN_TOKEN = 'test-admin-token-not-a-secret';
+
+/**
+ * `PCD_TEST_FULL=1` (CI sets it): property tests and long loops run at full
+ * strength. Unset, they run a fraction of it, so the suite stays quick on a
+ * laptop; the assertions are the same either way.
+ */
+export const FULL_ENV = 'PCD_TEST_FULL';
+export const FULL = process.env[FULL_ENV] === '1';
+
+/** Runs of a property test (fast-check numRuns) or rounds of a loop: `full` under PCD_TEST_FULL=1, else `quick` (default a fifth). */
+export function runs(full: number, quick = Math.ceil(full / 5)): number {
+  return FULL ? full : Math.max(1, Math.min(full, quick));
+}
+
+/**
+ * One describe block per design (shared/messages.ts DESIGNS, or the subset
+ * given), `fn` getting the design's name; `%s` in the title is the name.
+ */
+export function describeDesigns(title: string, fn: (design: DesignName) => void, designs: readonly DesignName[] = DESIGNS): void {
+  for (const d of designs) if (!DESIGNS.includes(d)) throw new Error(`describeDesigns: unknown design '${d}'`);
+  describe.each([...designs])(title.includes('%s') ? title : `${title} (%s)`, fn);
+}
 
 export function tempDir(prefix = 'pcd-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -37,9 +62,10 @@ export interface TestServer {
 
 export async function startTestServer(options: Partial<ServerOptions> = {}): Promise<TestServer> {
   const dataDir = options.dataDir ?? tempDir();
-  // One evaluator worker: the pool is exercised, and test servers do not start one per core each.
+  // Evaluation inline (no worker thread): a worker costs ~0.3 s of CPU to start and adds nothing to most tests;
+  // the tests of the pool itself (and the e2e, load and shutdown tests) ask for workers with evalThreads.
   // Rate limits off unless a test asks for them (test/ratelimit.test.ts): tests run thousands of lookups from one IP.
-  const server = await startServer({ adminToken: ADMIN_TOKEN, logIntervalMs: 20, evalThreads: 1, rateLimits: false, ...options, dataDir, port: 0 });
+  const server = await startServer({ adminToken: ADMIN_TOKEN, logIntervalMs: 20, evalThreads: 0, rateLimits: false, ...options, dataDir, port: 0 });
   // Every design answering (the blinded epochs loaded or built): tests that watch a design come up use startServer.
   await server.ready.catch(async (e: unknown) => {
     await server.close();
@@ -78,15 +104,85 @@ export async function raw(
 /** The CLI entry, for tests that run `pcd` as a user does. */
 export const PCD_BIN = path.resolve('bin/pcd.mjs');
 
+export interface PcdRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `pcd ARGS` in this process: the commands bin/pcd.ts registers, and
+ * its way out (a PcdError is one `pcd: message (code)` line on stderr and
+ * exit 2, or 3 for a 5xx; anything else one line and exit 1), without the
+ * second or so a child process costs to start. `env` is set for the run and
+ * restored after. For commands whose point is a real process (signals, the
+ * binary's own exit), run bin/pcd.mjs as a child instead.
+ *
+ * Keep the mapping in step with bin/pcd.ts.
+ */
+export async function runPcd(args: string[], env: Record<string, string | undefined> = {}): Promise<PcdRun> {
+  const [{ Command, CommanderError }, { registerClientCommands }, { registerServerCommands }, { PcdError }] = await Promise.all([
+    import('commander'),
+    import('../client/cli.ts'),
+    import('../server/cli.ts'),
+    import('../shared/errors.ts'),
+  ]);
+  const out = { stdout: '', stderr: '' };
+  const saved = new Map<string, string | undefined>();
+  for (const [k, v] of Object.entries(env)) {
+    saved.set(k, process.env[k]);
+    if (v === undefined) delete process.env[k];
+    else process.env[k] = v;
+  }
+  const spies = [
+    vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => void (out.stdout += format(...a) + '\n')),
+    vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => void (out.stderr += format(...a) + '\n')),
+    vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => ((out.stderr += String(chunk)), true)),
+  ];
+  let code = 0;
+  try {
+    const program = new Command('pcd')
+      .showHelpAfterError()
+      .exitOverride()
+      .configureOutput({ writeOut: (s) => void (out.stdout += s), writeErr: (s) => void (out.stderr += s) });
+    try {
+      registerClientCommands(program);
+      registerServerCommands(program);
+    } catch (e) {
+      out.stderr += `pcd: ${e instanceof Error ? e.message : String(e)}\n`;
+      return { code: 2, ...out };
+    }
+    await program.parseAsync(args, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) code = e.exitCode;
+    else if (e instanceof PcdError) {
+      out.stderr += `pcd: ${e.message} (${e.code})\n`;
+      code = e.status >= 500 ? 3 : 2;
+    } else {
+      const c = (e as { code?: unknown } | null)?.code;
+      out.stderr += `pcd: ${e instanceof Error ? e.message : String(e)}${typeof c === 'string' ? ` (${c})` : ''} (PCD_DEBUG=1 shows where)\n`;
+      code = 1;
+    }
+  } finally {
+    for (const s of spies) s.mockRestore();
+    for (const [k, v] of saved) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+  return { code, ...out };
+}
+
 /**
  * Starts `pcd serve` in a child process; resolves once it listens and, when
  * it serves blinded, once it says blinded is ready. A server that never gets
- * ready is killed, so a failed run leaves no process behind.
+ * ready is killed, so a failed run leaves no process behind. Evaluation is
+ * inline (PCD_EVAL_THREADS=0) unless `env` or `--eval-threads` says otherwise.
  */
 export async function spawnServe(args: string[], env: Record<string, string> = {}): Promise<{ child: ChildProcess; url: string; output: () => string }> {
   const child = spawn(process.execPath, [PCD_BIN, 'serve', '--port', '0', '--log-level', 'warn', ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, ...env },
+    env: { ...process.env, PCD_EVAL_THREADS: '0', ...env },
   });
   let out = '';
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));

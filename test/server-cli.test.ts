@@ -1,13 +1,16 @@
 /**
  * Server commands refuse mistakes in one line on stderr with a non-zero
- * exit, never a stack trace: options out of range, a busy port.
+ * exit, never a stack trace: options out of range, a busy port. The real
+ * binary for one option mistake and the busy port (its exit code is the
+ * point); the other option mistakes in this process (runPcd), which prints
+ * and exits as bin/pcd.ts does.
  */
 import { execFile } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { PCD_BIN, tempDir } from './helpers.ts';
+import { PCD_BIN, runPcd, tempDir } from './helpers.ts';
 
 const run = promisify(execFile);
 
@@ -32,6 +35,12 @@ function oneLine(stderr: string): string {
 describe('server commands: one line and a non-zero exit for every mistake', () => {
   const root = tempDir('pcd-server-cli-');
 
+  it('pcd serve --port 70000, the real binary', async () => {
+    const r = await pcd(['serve', '--port', '70000', '--data', path.join(root, 'never')]);
+    expect(r.code).toBe(2);
+    expect(oneLine(r.stderr)).toMatch(/--port must be a whole number from 0 to 65,535, got '70000'/);
+  });
+
   it.each([
     [['serve', '--port', '70000'], /--port must be a whole number from 0 to 65,535, got '70000'/],
     [['serve', '--port', '1.5'], /--port must be a whole number/],
@@ -39,8 +48,8 @@ describe('server commands: one line and a non-zero exit for every mistake', () =
     [['serve', '--limit-per-hour', '0'], /--limit-per-hour must be a number from/],
     [['serve', '--bucket-bits', '25'], /--bucket-bits must be a whole number from 0 to 24/],
     [['seed', '--registered-share', '2'], /--registered-share must be a number from 0 to 1/],
-  ])('pcd %j', async (args, message) => {
-    const r = await pcd([...args, '--data', path.join(root, 'never')]);
+  ])('pcd %j, in-process', async (args, message) => {
+    const r = await runPcd([...args, '--data', path.join(root, 'never')]);
     expect(r.code).toBe(2);
     expect(oneLine(r.stderr)).toMatch(message);
   });
