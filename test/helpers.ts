@@ -118,15 +118,10 @@ export interface PcdRun {
  * restored after. For commands whose point is a real process (signals, the
  * binary's own exit), run bin/pcd.mjs as a child instead.
  *
- * Keep the mapping in step with bin/pcd.ts.
+ * The program and its error mapping are bin/program.ts's, as the binary's.
  */
 export async function runPcd(args: string[], env: Record<string, string | undefined> = {}): Promise<PcdRun> {
-  const [{ Command, CommanderError }, { registerClientCommands }, { registerServerCommands }, { PcdError }] = await Promise.all([
-    import('commander'),
-    import('../client/cli.ts'),
-    import('../server/cli.ts'),
-    import('../shared/errors.ts'),
-  ]);
+  const { buildErrorOutcome, buildProgram, errorOutcome } = await import('../bin/program.ts');
   const out = { stdout: '', stderr: '' };
   const saved = new Map<string, string | undefined>();
   for (const [k, v] of Object.entries(env)) {
@@ -141,28 +136,19 @@ export async function runPcd(args: string[], env: Record<string, string | undefi
   ];
   let code = 0;
   try {
-    const program = new Command('pcd')
-      .showHelpAfterError()
-      .exitOverride()
-      .configureOutput({ writeOut: (s) => void (out.stdout += s), writeErr: (s) => void (out.stderr += s) });
+    let program;
     try {
-      registerClientCommands(program);
-      registerServerCommands(program);
+      program = buildProgram({ writeOut: (s) => void (out.stdout += s), writeErr: (s) => void (out.stderr += s) });
     } catch (e) {
-      out.stderr += `pcd: ${e instanceof Error ? e.message : String(e)}\n`;
-      return { code: 2, ...out };
+      const o = buildErrorOutcome(e);
+      out.stderr += `${o.line}\n`;
+      return { code: o.code, ...out };
     }
     await program.parseAsync(args, { from: 'user' });
   } catch (e) {
-    if (e instanceof CommanderError) code = e.exitCode;
-    else if (e instanceof PcdError) {
-      out.stderr += `pcd: ${e.message} (${e.code})\n`;
-      code = e.status >= 500 ? 3 : 2;
-    } else {
-      const c = (e as { code?: unknown } | null)?.code;
-      out.stderr += `pcd: ${e instanceof Error ? e.message : String(e)}${typeof c === 'string' ? ` (${c})` : ''} (PCD_DEBUG=1 shows where)\n`;
-      code = 1;
-    }
+    const o = errorOutcome(e);
+    if (o.line) out.stderr += `${o.line}\n`;
+    code = o.code;
   } finally {
     for (const s of spies) s.mockRestore();
     for (const [k, v] of saved) {

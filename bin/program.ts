@@ -1,0 +1,69 @@
+/**
+ * The `pcd` program, built once: every command registered (client, server,
+ * audit, bench, simulate), and the rule that turns any error into one line
+ * and an exit code. bin/pcd.ts runs it on process.argv; tests run it in-process.
+ *   client: lookup, sync
+ *   server: serve, start, seed, rotate-key
+ *   audit:  audit (offline: reads a data folder, never runs in the server process)
+ *   bench:  bench, simulate
+ */
+import { Command, CommanderError, type OutputConfiguration } from 'commander';
+import { registerAuditCommand } from '../audit/cli.ts';
+import { registerClientCommands } from '../client/cli.ts';
+import { registerServerCommands } from '../server/cli.ts';
+import { PcdError } from '../shared/errors.ts';
+
+/**
+ * Every command on a fresh program; `output` (tests) is set before the
+ * commands are added, which inherit it. Throws on a bad environment variable
+ * (PCD_BACKEND=...), found while options are built.
+ */
+export function buildProgram(output?: OutputConfiguration): Command {
+  const program = new Command('pcd')
+    .description('private contact discovery: plain, hashed and blinded (RFC 9497 VOPRF) capability lookup')
+    .showHelpAfterError()
+    .exitOverride();
+  if (output) program.configureOutput(output);
+  registerClientCommands(program);
+  registerServerCommands(program);
+  registerAuditCommand(program);
+  program
+    .command('bench')
+    .description('run the benchmarks (see bench/README in the README)')
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .helpOption(false)
+    .action(async () => {
+      const { main } = await import('../bench/run.ts');
+      await main(process.argv.slice(3));
+    });
+  program
+    .command('simulate')
+    .description('simulate a month of lookups against real servers and rebuild the contact graph from their logs (pcd simulate --help)')
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .helpOption(false)
+    .action(async () => {
+      const { main } = await import('../workload/cli.ts');
+      await main(process.argv.slice(3));
+    });
+  return program;
+}
+
+/**
+ * What the user sees of an error: one line (empty for commander's own, which
+ * it has printed) and the exit code: commander's, 2 for a user error, 3 for
+ * a server or storage condition, 1 for anything else.
+ */
+export function errorOutcome(e: unknown): { line: string; code: number } {
+  if (e instanceof CommanderError) return { line: '', code: e.exitCode };
+  if (e instanceof PcdError) return { line: `pcd: ${e.message} (${e.code})`, code: e.status >= 500 ? 3 : 2 };
+  const code = (e as { code?: unknown } | null)?.code;
+  const message = e instanceof Error ? e.message : String(e);
+  return { line: `pcd: ${message}${typeof code === 'string' ? ` (${code})` : ''} (PCD_DEBUG=1 shows where)`, code: 1 };
+}
+
+/** The line and code of an error found while the program is built (a bad environment variable). */
+export function buildErrorOutcome(e: unknown): { line: string; code: number } {
+  return { line: `pcd: ${e instanceof Error ? e.message : String(e)}`, code: 2 };
+}
