@@ -255,5 +255,5 @@ export function tableColumns(db: Database.Database, name: string): string[] {
  * plus the store's `id` for a `rows` table.
  */
 export type LogDbRow<T extends LogTable> = (T extends { readonly kind: 'rows' } ? { id: number } : unknown) & {
-  -readonly [C in T['columns'][number] as C['name']]: ColumnValue<C>;
+  -readonly [C in T['columns'][number] as C['name']]: ColumnValue<C, Buffer>;
 };

@@ -37,6 +37,8 @@ export interface AppDeps {
   logger: Logger;
   /** True once the server is shutting down: new requests get 503 and every reply closes its connection. */
   draining?: () => boolean;
+  /** Mounted after the API routes, before the 404: the web page (web/server.ts). */
+  extra?: express.Router;
 }
 
 function bearer(req: Request): string | undefined {
@@ -185,6 +187,8 @@ export function createApp(deps: AppDeps): express.Express {
       throw new PcdError(ErrorCode.DesignDisabled, `this server does not serve the ${d} design (it serves ${deps.designs.join(', ') || 'none'})`);
     });
   }
+
+  if (deps.extra) app.use(deps.extra);
 
   app.use(() => {
     throw new PcdError(ErrorCode.NotFound, 'no such endpoint');

@@ -21,6 +21,7 @@ import { Store } from './store.ts';
 import { acquireFolderLock } from './lock.ts';
 import { generateAccounts, generateContactLists, type SeedOptions } from '../synth/directory.ts';
 import { rotateKeyOffline, type BlindedServerDesign } from './designs/blinded.ts';
+import { createWebUi, type WebUi } from '../web/server.ts';
 
 export const DEFAULT_DATA = 'data';
 /** Default seeded size for `npm start`: the blinded build evaluates thousands of numbers/s per core (sodium; ~780 with noble), so this builds in about a second. */
@@ -189,6 +190,8 @@ interface ServeFlags {
   backend: BackendName;
   logLevel: string;
   trustProxy?: boolean;
+  /** --no-ui sets it false. */
+  ui: boolean;
 }
 
 function addServeOptions(cmd: Command): Command {
@@ -209,11 +212,13 @@ function addServeOptions(cmd: Command): Command {
     .option('--eval-threads <n>', 'blinded design: evaluate worker threads (0: main thread; default PCD_EVAL_THREADS, else one per core)', int('--eval-threads', 0, 256))
     .addOption(backendOption())
     .option('--trust-proxy', 'take the client IP from X-Forwarded-For (behind a reverse proxy)')
+    .option('--no-ui', 'do not serve the web page at / (nor its log view)')
     .option('--log-level <level>', 'server log level (pino)', process.env.PCD_LOG_LEVEL ?? 'info');
 }
 
-async function serve(o: ServeFlags): Promise<RunningServer> {
+async function serve(o: ServeFlags, web: WebUi | undefined): Promise<RunningServer> {
   const server = await startServer({
+    web: web?.mount,
     dataDir: o.data,
     port: o.port,
     host: o.host,
@@ -237,9 +242,11 @@ async function serve(o: ServeFlags): Promise<RunningServer> {
 export function registerServerCommands(program: Command): void {
   addServeOptions(program.command('serve').description('serve what the data folder holds (an empty directory included)')).action(
     async (o: ServeFlags) => {
-      const server = await serve(o);
+      const web = o.ui ? createWebUi() : undefined;
+      const server = await serve(o, web);
       console.log(`pcd serving ${server.designs.map((d) => d.name).join(', ')} on ${server.url} (data: ${path.resolve(o.data)}, ${server.directory.size} numbers)`);
       console.log(`admin token: ${server.adminTokenSource}`);
+      if (web) printPage(server, web, o.host);
       announceReady(server);
     },
   );
@@ -267,7 +274,8 @@ export function registerServerCommands(program: Command): void {
       const r = seedDataFolder(o.data, contactsDir, { size: o.size, contactsPerRequester: Math.min(200, Math.max(2, Math.floor(o.size / 2))) });
       console.log(`seeded ${r.numbers} numbers in ${(r.ms / 1000).toFixed(1)} s; contact lists in ${contactsDir}`);
     }
-    const server = await serve(o);
+    const web = o.ui ? createWebUi() : undefined;
+    const server = await serve(o, web);
     const requesters = readRequesters(contactsDir);
     let demo = requesters[0];
     if (demo && !server.store.authenticate(demo.token)) demo = undefined;
@@ -277,9 +285,11 @@ export function registerServerCommands(program: Command): void {
       if (first) demo = { email: first.email, accountId: first.accountId, token: server.store.issueToken(first.accountId), contacts: '', registered: 0, total: 0 };
     }
     const example = server.store.sampleNumber();
+    if (demo) web?.usePageAccount(demo);
     console.log('');
     console.log(`pcd is serving ${server.designs.map((d) => d.name).join(', ')} on ${server.url}  (${server.directory.size} registered numbers)`);
     console.log(`admin token:      ${server.adminTokenSource}`);
+    if (web) printPage(server, web, o.host);
     if (demo) {
       console.log(`demo requester:   ${demo.email}`);
       console.log(`requester token:  ${demo.token}`);
@@ -352,6 +362,15 @@ export function registerServerCommands(program: Command): void {
       for (const line of r.repaired ?? []) console.log(`repaired: ${line}`);
       console.log(`new epoch ${r.epoch}${r.previous ? `; epoch ${r.previous} is served until ${new Date(r.retiresAt ?? 0).toISOString()}, then its key is destroyed` : ''}`);
     });
+}
+
+/** The page's address, and the one-time link that opens it with the log view (notebook-server style). */
+function printPage(server: RunningServer, web: WebUi, host: string): void {
+  console.log(`web page:         ${server.url}/  (answers only)`);
+  console.log(`operator link:    ${web.loginUrl(server.url)}  (works once; opens the page with the log view)`);
+  if (!/^(127\.|localhost$|::1$|\[::1\]$)/.test(host)) {
+    console.log(`note: --host ${host} makes the page reachable from other machines; its log view still needs the link above`);
+  }
 }
 
 function readRequesters(contactsDir: string): SeedResult['requesters'] {

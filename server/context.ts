@@ -3,6 +3,7 @@
  * index, the clock and the resolved options. One factory per design builds
  * its ServerDesign from it (server/designs/<name>.ts).
  */
+import type { Router } from 'express';
 import type { Logger } from 'pino';
 import type { ServerDesign } from '../shared/design.ts';
 import type { DesignName } from '../shared/messages.ts';
@@ -49,6 +50,8 @@ export interface ServerOptions {
   trustProxy?: boolean | string | number;
   /** Show a progress bar on stderr for long builds. */
   progress?: boolean;
+  /** The web page and its log view (web/server.ts createWebUi().mount), mounted after the API routes; absent: no page (`--no-ui`). */
+  web?: WebMount;
   logger?: Logger;
 }
 
@@ -68,3 +71,6 @@ export interface ServerContext {
 }
 
 export type ServerDesignFactory = (ctx: ServerContext) => ServerDesign | Promise<ServerDesign>;
+
+/** Builds the router of the web page (web/server.ts) from the server's context. */
+export type WebMount = (ctx: ServerContext) => Router;

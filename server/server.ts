@@ -201,6 +201,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     trustProxy: options.trustProxy,
     logger,
     draining: () => draining,
+    extra: options.web?.(context),
   });
 
   const retention = new Retention(store, options.retentionMs ?? DEFAULT_RETENTION_MS, now);

@@ -8,6 +8,7 @@
  * (schema.ts) before anything else sees it.
  */
 import { Packr } from 'msgpackr';
+import { bytesToBase64, utf8Decode, utf8Encode } from './bytes.ts';
 import { ErrorCode, PcdError } from './errors.ts';
 import type { Format } from './schema.ts';
 
@@ -72,7 +73,7 @@ export function formatOfAccept(header: string | undefined, fallback: Format): Fo
 }
 
 function toJsonValue(value: unknown): unknown {
-  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString('base64');
+  if (value instanceof Uint8Array) return bytesToBase64(value);
   if (Array.isArray(value)) return value.map(toJsonValue);
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
@@ -83,7 +84,7 @@ function toJsonValue(value: unknown): unknown {
 }
 
 export function encodeBody(value: unknown, format: Format): Uint8Array {
-  if (format === 'json') return Buffer.from(JSON.stringify(toJsonValue(value)), 'utf8');
+  if (format === 'json') return utf8Encode(JSON.stringify(toJsonValue(value)));
   return packr.pack(value);
 }
 
@@ -91,7 +92,7 @@ export function encodeBody(value: unknown, format: Format): Uint8Array {
 export function decodeBody(body: Uint8Array, format: Format): unknown {
   if (body.length === 0) throw new PcdError(ErrorCode.MalformedBody, `empty body: expected a ${format === 'json' ? 'JSON' : 'MessagePack'} object`);
   try {
-    if (format === 'json') return JSON.parse(Buffer.from(body.buffer, body.byteOffset, body.byteLength).toString('utf8'));
+    if (format === 'json') return JSON.parse(utf8Decode(body));
     return packr.unpack(body);
   } catch (e) {
     throw new PcdError(

@@ -13,7 +13,7 @@ export const DEFAULT_SERVER = `http://127.0.0.1:${DEFAULT_PORT}`;
 export const BACKEND_ENV = 'PCD_BACKEND';
 
 /** The backend the environment asks for, else DEFAULT_BACKEND; a bad name throws a PcdError naming it. */
-export function backendFromEnv(env: NodeJS.ProcessEnv = process.env): BackendName {
+export function backendFromEnv(env: Readonly<Record<string, string | undefined>> = process.env): BackendName {
   const value = env[BACKEND_ENV];
   return value !== undefined && value !== '' ? parseBackendName(value) : DEFAULT_BACKEND;
 }

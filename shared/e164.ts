@@ -23,7 +23,6 @@ import {
   type CountryCode,
   type PhoneNumber,
 } from 'libphonenumber-js/max';
-import metadata from 'libphonenumber-js/metadata.max.json';
 import { ErrorCode, PcdError } from './errors.ts';
 
 /** A canonical E.164 number: '+', then 7 to 15 digits, the first not 0. */
@@ -208,7 +207,9 @@ function firstUnexpectedChar(s: string): string | undefined {
 /** The region to name in a message: the number's own, else the main one of its calling code. */
 function placeOf(p: PhoneNumber): string {
   if (p.country !== undefined) return p.country;
-  const main = metadata.country_calling_codes[p.countryCallingCode]?.[0];
+  // The metadata lists a calling code's regions main one first; the method is libphonenumber-js's, missing from its typings.
+  const md = new Metadata() as unknown as { getCountryCodesForCallingCode(code: string): string[] | undefined };
+  const main = md.getCountryCodesForCallingCode(p.countryCallingCode)?.[0];
   if (main !== undefined && isSupportedCountry(main)) return main;
   return `the +${p.countryCallingCode} plan`;
 }

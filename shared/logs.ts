@@ -70,8 +70,8 @@ export interface CountLogTable extends LogTableBase {
 
 export type LogTable = RowLogTable | CountLogTable;
 
-/** The value a column of `type` holds in JavaScript (better-sqlite3 gives BLOBs as Buffers). */
-export type ColumnValue<C> = C extends { readonly type: 'INTEGER' } ? number : C extends { readonly type: 'TEXT' } ? string : Buffer;
+/** The value a column of `type` holds in JavaScript; `Blob` is what a BLOB is read as (better-sqlite3: a Buffer, which the server side names). */
+export type ColumnValue<C, Blob extends Uint8Array = Uint8Array> = C extends { readonly type: 'INTEGER' } ? number : C extends { readonly type: 'TEXT' } ? string : Blob;
 
 /** A row as a writer appends it: one value per declared column, in order (the type follows the declaration). */
 export type LogRow<T extends LogTable> = Extract<ColumnValues<T['columns']>, unknown[]>;

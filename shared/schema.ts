@@ -10,6 +10,7 @@
  * `object()` rejects unknown keys when `strict` (server reading requests) and
  * ignores them otherwise (client reading replies, so servers can add fields).
  */
+import { base64ToBytes } from './bytes.ts';
 import { ErrorCode, PcdError } from './errors.ts';
 
 export type Format = 'msgpack' | 'json';
@@ -103,7 +104,7 @@ export function bytes(opts: { length?: number; max?: number; multipleOf?: number
         if (value.length > Math.ceil(limit / 3) * 4 || value.length % 4 !== 0 || !BASE64.test(value)) {
           fail(ctx, path, `expected base64 bytes${opts.length !== undefined ? ` (${opts.length} bytes)` : ''}, got ${describe(value)}`);
         }
-        out = new Uint8Array(Buffer.from(value, 'base64'));
+        out = base64ToBytes(value);
       } else {
         if (!(value instanceof Uint8Array)) fail(ctx, path, `expected bytes, got ${describe(value)}`);
         out = value;

@@ -44,11 +44,10 @@ import { ErrorCode, PcdError, isPcdError } from '../../shared/errors.ts';
 import { BlindedConfigReply, BucketReply, EvaluateReply, PATHS } from '../../shared/messages.ts';
 import { DEFAULT_BACKEND, type BackendName, type OprfBackend, type OprfMode, type Rng } from '../../shared/suite.ts';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
-import fs from 'node:fs';
-import path from 'node:path';
+import { bytesToBase64 } from '../../shared/bytes.ts';
 
 export interface BlindedClientOptions {
-  /** Crypto backend, or its name (default sodium: ~10x noble per scalar multiplication; noble runs anywhere). */
+  /** Crypto backend, or its name (default sodium, ~10x noble per scalar multiplication, falling back to noble where WASM cannot load). */
   backend?: BackendName | OprfBackend;
   /** Randomness for blinding (tests); default crypto.getRandomValues. */
   rng?: Rng;
@@ -97,7 +96,7 @@ export class KeyPins {
     const known = table.get(server);
     const fresh: [number, string][] = [];
     for (const e of epochs) {
-      const key = Buffer.from(e.publicKey).toString('base64');
+      const key = bytesToBase64(e.publicKey);
       const pin = known?.get(e.epoch);
       if (pin === undefined) fresh.push([e.epoch, key]);
       else if (pin !== key) throw this.changed(server, e.epoch);
@@ -136,7 +135,21 @@ export class KeyPins {
   }
 }
 
+/**
+ * node:fs and node:path, taken at run time (process.getBuiltinModule, Node
+ * 20.16+) rather than imported, so that a browser bundle of the client holds
+ * no Node import: there, pins live in memory and a pin file is refused.
+ */
+function nodeFiles(): { fs: typeof import('node:fs'); path: typeof import('node:path'); pid: number } {
+  const proc = (globalThis as { process?: { pid: number; getBuiltinModule?: (id: string) => unknown } }).process;
+  if (!proc?.getBuiltinModule) {
+    throw new PcdError(ErrorCode.InvalidField, 'a pin file needs Node.js (20.16 or later); elsewhere the pins are kept in memory: leave pinFile unset');
+  }
+  return { fs: proc.getBuiltinModule('node:fs') as typeof import('node:fs'), path: proc.getBuiltinModule('node:path') as typeof import('node:path'), pid: proc.pid };
+}
+
 function readPinFile(file: string): PinTable {
+  const { fs } = nodeFiles();
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
@@ -173,7 +186,8 @@ function readPinFile(file: string): PinTable {
 function writePinFile(file: string, table: PinTable): void {
   const servers: Record<string, Record<string, string>> = {};
   for (const [server, epochs] of table) servers[server] = Object.fromEntries([...epochs].sort((a, b) => a[0] - b[0]).map(([e, k]) => [String(e), k]));
-  const tmp = `${file}.${process.pid}.tmp`;
+  const { fs, path, pid } = nodeFiles();
+  const tmp = `${file}.${pid}.tmp`;
   try {
     fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
     fs.writeFileSync(tmp, JSON.stringify({ version: 1, servers }, null, 2) + '\n', { mode: 0o600 });
@@ -226,8 +240,13 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
   const chosen = options.backend ?? DEFAULT_BACKEND;
   const pins = options.pins ?? new KeyPins().scope('the server');
   let backend: Promise<OprfBackend> | undefined;
-  /** Loaded on first use (libsodium's WASM module starts in ~20-40 ms), once. */
-  const suite = (): Promise<OprfBackend> => (backend ??= typeof chosen === 'string' ? loadBackend(chosen) : Promise.resolve(chosen));
+  /**
+   * Loaded on first use (libsodium's WASM module starts in ~20-40 ms), once. With no backend asked for, the
+   * fast one where it loads (WASM), else the noble reference, which runs anywhere: both give the same bytes.
+   */
+  const suite = (): Promise<OprfBackend> =>
+    (backend ??=
+      typeof chosen !== 'string' ? Promise.resolve(chosen) : options.backend === undefined ? loadBackend(chosen).catch(() => loadBackend('noble')) : loadBackend(chosen));
   const stats: BlindedClientStats = {
     configFetches: 0,
     evaluateRequests: 0,

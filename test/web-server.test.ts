@@ -1,0 +1,182 @@
+/**
+ * The web page's server side (web/server.ts): the page at `/` with its
+ * headers, the one-time login link, the view token, the trace of what a
+ * lookup left (scoped to the page's requester, flushed first, the hashed
+ * reversal timed), bad input, and `--no-ui`. The page itself, in a real
+ * browser: test/web-page.test.ts.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashNumber } from '../shared/hashed.ts';
+import type { E164 } from '../shared/e164.ts';
+import { createWebUi, PAGE_CSP, PAGE_ACCOUNT_EMAIL, type WebUi } from '../web/server.ts';
+import { raw, runPcd, spawnServe, startTestServer, stopChild, tempDir, type TestServer } from './helpers.ts';
+
+const REGISTERED = '+14155550123' as E164;
+const UNREGISTERED = '+14155550199' as E164;
+
+function fakeDist(): string {
+  const dir = tempDir('pcd-web-');
+  fs.writeFileSync(path.join(dir, 'index.html'), '<!doctype html><title>pcd</title><script type="module" src="/app.js"></script>');
+  fs.writeFileSync(path.join(dir, 'app.js'), 'console.log(1)');
+  return dir;
+}
+
+async function login(url: string, code: string) {
+  return raw(`${url}/v1/ui/login`, { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code }) });
+}
+
+const codeOf = (link: string) => link.split('#login=')[1]!;
+
+describe('web/server.ts: the page, the login link and the trace', () => {
+  let ts: TestServer;
+  let ui: WebUi;
+  let view: string;
+  let page: { accountId: number; email: string; token: string };
+  let other: string;
+
+  beforeAll(async () => {
+    ui = createWebUi({ distDir: fakeDist() });
+    ts = await startTestServer({ web: ui.mount });
+    await ts.admin.createAccount({ email: 'owner@example.org', numbers: [REGISTERED], capabilities: ['messages', 'facetime'] });
+    ({ token: other } = await ts.admin.createAccount({ email: 'other@example.org', numbers: ['+14155550177'], capabilities: ['messages'] }));
+    const r = await login(ts.server.url, codeOf(ui.loginUrl(ts.server.url)));
+    expect(r.status).toBe(200);
+    view = r.json.viewToken;
+    page = r.json.requester;
+  });
+  afterAll(() => ts?.close());
+
+  it('serves the page at / with a strict CSP, and its files', async () => {
+    const r = await fetch(`${ts.server.url}/`);
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toMatch(/text\/html/);
+    expect(r.headers.get('content-security-policy')).toBe(PAGE_CSP);
+    expect(r.headers.get('referrer-policy')).toBe('no-referrer');
+    expect(await r.text()).toContain('/app.js');
+    const js = await fetch(`${ts.server.url}/app.js`);
+    expect(js.status).toBe(200);
+    expect(js.headers.get('content-type')).toMatch(/javascript/);
+    const missing = await raw(`${ts.server.url}/nothing.js`, { method: 'GET' });
+    expect(missing.status).toBe(404);
+    expect(missing.json.error.code).toBe('not_found');
+  });
+
+  it('the login link is in the fragment, works once, and hands out a view token and the page account', async () => {
+    const link = ui.loginUrl(ts.server.url);
+    expect(link).toMatch(new RegExp(`^${ts.server.url}/#login=[A-Za-z0-9_-]{32}$`));
+    expect(page.email).toBe(PAGE_ACCOUNT_EMAIL);
+    expect(view).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    const first = await login(ts.server.url, codeOf(link));
+    expect(first.status).toBe(200);
+    expect(first.json.requester.accountId).toBe(page.accountId);
+    const again = await login(ts.server.url, codeOf(link));
+    expect(again.status).toBe(403);
+    expect(again.json.error).toMatchObject({ code: 'forbidden', message: expect.stringMatching(/used already/) });
+    const unknown = await login(ts.server.url, 'A'.repeat(32));
+    expect(unknown.status).toBe(403);
+  });
+
+  it('refuses malformed logins with a coded 4xx', async () => {
+    for (const body of ['', 'not json', '{"code": 5}', '{"code": "short"}', JSON.stringify({ code: 'x'.repeat(5000) })]) {
+      const r = await raw(`${ts.server.url}/v1/ui/login`, { headers: { 'content-type': 'application/json' }, body });
+      expect(r.status, body.slice(0, 30)).toBeGreaterThanOrEqual(400);
+      expect(r.status, body.slice(0, 30)).toBeLessThan(500);
+      expect(r.json.error.code, body.slice(0, 30)).toMatch(/^(invalid_field|bad_request|body_too_large)$/);
+    }
+  });
+
+  it('the trace holds the rows the page account left, per design, and none of another account', async () => {
+    const auth = { authorization: `Bearer ${view}` };
+    const clock = await raw(`${ts.server.url}/v1/ui/clock`, { method: 'GET', headers: auth });
+    expect(clock.status).toBe(200);
+    const since = clock.json.now as number;
+    for (const design of ['plain', 'hashed', 'blinded'] as const) {
+      await ts.client(other, design).lookupMany([REGISTERED]); // another requester: not in the page's trace
+      const results = await ts.client(page.token, design).lookupMany([REGISTERED, UNREGISTERED]);
+      expect(results.map((r) => r.capabilities.length > 0)).toEqual([true, false]);
+    }
+    const trace = async (design: string, extra = '') => raw(`${ts.server.url}/v1/ui/trace?design=${design}&since=${since}${extra}`, { method: 'GET', headers: auth });
+
+    const plain = await trace('plain');
+    expect(plain.status).toBe(200);
+    const pt = plain.json.tables[0];
+    expect(pt.name).toBe('plain_log');
+    expect(pt.columns.map((c: { holds: string }) => c.holds)).toEqual(['time', 'account', 'email', 'ip', 'number', 'answer']);
+    expect(pt.rows.map((r: unknown[]) => r.slice(1, 6)).sort()).toEqual(
+      [
+        [page.accountId, PAGE_ACCOUNT_EMAIL, '127.0.0.1', REGISTERED, 3],
+        [page.accountId, PAGE_ACCOUNT_EMAIL, '127.0.0.1', UNREGISTERED, 0],
+      ].sort(),
+    );
+
+    const hashed = await trace('hashed', `&plan=${encodeURIComponent('+14155XXXXXX')}`);
+    expect(hashed.status).toBe(200);
+    const hashes = hashed.json.tables[0].rows.map((r: unknown[]) => r[4]);
+    const hex = (n: E164) => Buffer.from(hashNumber(n)).toString('hex');
+    expect(hashes.sort()).toEqual([hex(REGISTERED), hex(UNREGISTERED)].sort());
+    expect(hashed.json.reversal).toMatchObject({ plan: '+14155XXXXXX', candidates: 1_000_000, numbers: { [hex(REGISTERED)]: REGISTERED, [hex(UNREGISTERED)]: UNREGISTERED } });
+    expect(hashed.json.reversal.ms).toBeGreaterThan(0);
+    const outside = await trace('hashed', `&plan=${encodeURIComponent('+14156XXXXXX')}`);
+    expect(outside.json.reversal.numbers).toEqual({});
+
+    const blinded = await trace('blinded');
+    expect(blinded.status).toBe(200);
+    const [evals, buckets] = blinded.json.tables;
+    expect(evals.name).toBe('blinded_eval_log');
+    expect(evals.rows).toEqual([[expect.any(Number), page.accountId, '127.0.0.1', 1, 2]]);
+    expect(buckets.name).toBe('blinded_bucket_log');
+    expect(buckets.rows.length).toBeGreaterThan(0);
+    const text = JSON.stringify(blinded.json);
+    for (const form of [REGISTERED, REGISTERED.slice(1), '4155550123', hex(REGISTERED), UNREGISTERED.slice(1)]) expect(text).not.toContain(form);
+  });
+
+  it('refuses a trace without a view token, with a wrong one, and with bad parameters', async () => {
+    const url = `${ts.server.url}/v1/ui/trace?design=plain&since=0`;
+    expect((await raw(url, { method: 'GET' })).json.error.code).toBe('unauthenticated');
+    const wrong = await raw(url, { method: 'GET', headers: { authorization: 'Bearer not-a-view-token' } });
+    expect([wrong.status, wrong.json.error.code]).toEqual([403, 'forbidden']);
+    // The admin token's holder uses the audit; a requester token is no view token.
+    const requester = await raw(url, { method: 'GET', headers: { authorization: `Bearer ${page.token}` } });
+    expect(requester.status).toBe(403);
+    const auth = { authorization: `Bearer ${view}` };
+    for (const q of ['design=nope', 'design=plain&since=-1', 'design=plain&since=abc', 'design=plain&plan=%2B1415XXXXXXX', 'design=hashed&plan=%2B14XXXXXXXXX', 'design=hashed&plan=nonsense', 'design=plain&design=hashed']) {
+      const r = await raw(`${ts.server.url}/v1/ui/trace?${q}`, { method: 'GET', headers: auth });
+      expect([r.status, r.json.error.code], q).toEqual([400, 'invalid_field']);
+      expect(r.json.error.message.length, q).toBeGreaterThan(10);
+    }
+  });
+});
+
+describe('the page in the commands', () => {
+  it('pcd serve prints the page and a one-time operator link; --no-ui serves no page', async () => {
+    const dataDir = tempDir();
+    await runPcd(['seed', '--data', dataDir, '--size', '20', '--requesters', '1', '--contacts', '4']);
+    const on = await spawnServe(['--data', dataDir, '--design', 'plain']);
+    try {
+      // The link is printed right after the line spawnServe waits for.
+      for (let i = 0; i < 100 && !on.output().includes('operator link'); i++) await new Promise((r) => setTimeout(r, 20));
+      const out = on.output();
+      expect(out).toContain(`web page:         ${on.url}/`);
+      const link = /operator link: +(\S+)/.exec(out)?.[1];
+      expect(link).toMatch(/#login=/);
+      const r = await login(on.url, codeOf(link!));
+      expect(r.status).toBe(200);
+      expect((await login(on.url, codeOf(link!))).status).toBe(403);
+      const pageReply = await fetch(`${on.url}/`);
+      expect(pageReply.status).toBe(fs.existsSync('dist/web/index.html') ? 200 : 404);
+    } finally {
+      await stopChild(on.child);
+    }
+    const off = await spawnServe(['--data', dataDir, '--design', 'plain', '--no-ui']);
+    try {
+      expect(off.output()).not.toContain('operator link');
+      const r = await raw(`${off.url}/`, { method: 'GET' });
+      expect([r.status, r.json.error.code]).toEqual([404, 'not_found']);
+      expect((await login(off.url, 'A'.repeat(32))).json.error.code).toBe('not_found');
+    } finally {
+      await stopChild(off.child);
+    }
+  });
+});

@@ -1,0 +1,283 @@
+/**
+ * The web page's server side: the page's files at `/`, the one-time login
+ * links, and the operator's view of what a lookup left in the query logs.
+ *
+ *   GET  /                     the page (dist/web/index.html), its files at /<name>
+ *   POST /v1/ui/login          { code } -> { viewToken, requester | null }
+ *   GET  /v1/ui/clock          (view token) -> { now }
+ *   GET  /v1/ui/trace          (view token) ?design&since[&plan] -> the rows the page's lookups left
+ *
+ * Who sees the logs. Log rows are an operator's view, so they need more
+ * than the page: `pcd start` / `pcd serve` print a link carrying a one-time
+ * login code in its fragment (`/#login=CODE`, which a browser never sends in
+ * a request, so it is in no access log), as notebook servers do. The page
+ * trades the code once for a view token (random, in memory, gone when the
+ * server stops) and, for its lookups, the token of the page's requester
+ * account. A page opened without the link shows answers only: its
+ * visitor pastes an account token and sees no log. The admin token itself
+ * never reaches the browser, and a view token can read the log view only.
+ *
+ * The trace is scoped to the page's own requester (the account column) and,
+ * for a table without one (the blinded design's bucket counts), to the IP
+ * the trace request comes from; the batched logs are flushed first, so what
+ * it shows is what the database holds. For the hashed design it also
+ * reverses the logged hashes by enumerating a numbering-plan range the page
+ * names (at most 10^6 numbers, about 2 s on one core), the audit's own
+ * reversal (audit/designs/hashed.ts), timed.
+ *
+ * Files are served with a strict Content-Security-Policy (no inline script
+ * or style; 'wasm-unsafe-eval' for libsodium's WASM) and no-referrer.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import express, { type Request } from 'express';
+import { ErrorCode, PcdError } from '../shared/errors.ts';
+import { DESIGNS, type DesignName } from '../shared/messages.ts';
+import { DESIGN_PROTOCOLS } from '../shared/designs/index.ts';
+import { columnNames, type LogTable } from '../shared/logs.ts';
+import type { Requester } from '../shared/design.ts';
+import type { WebMount } from '../server/context.ts';
+import { flushLogs } from '../server/loghealth.ts';
+import { parsePlan, planSize } from '../audit/plan.ts';
+import { reverseHashes } from '../audit/designs/hashed.ts';
+
+/** Where `npm run build` writes the page (web/build.ts). */
+export const DEFAULT_WEB_DIST = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'web');
+/** The page's own requester account when the server is not told which to use. */
+export const PAGE_ACCOUNT_EMAIL = 'web-page@pcd.local';
+/** Largest range the trace enumerates to reverse a hash: 10^6 numbers, ~2 s on one core. */
+export const MAX_TRACE_PLAN = 1e6;
+/** Rows per table in one trace reply. */
+export const MAX_TRACE_ROWS = 100;
+/** An unused login code expires after this long. */
+export const LOGIN_CODE_TTL_MS = 24 * 3600_000;
+const MAX_CODES = 64;
+
+export const PAGE_CSP = [
+  "default-src 'none'",
+  "script-src 'self' 'wasm-unsafe-eval'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+export type { WebMount } from '../server/context.ts';
+
+export interface WebUiOptions {
+  /** The built page (default dist/web beside this checkout). */
+  distDir?: string;
+  /** The account whose token the page's lookups use; default the page's own account, created on first login. */
+  pageAccount?: { accountId: number; email: string; token: string };
+}
+
+export interface WebUi {
+  readonly mount: WebMount;
+  /** Mints a one-time login code and returns the link that carries it. */
+  loginUrl(baseUrl: string): string;
+  /** From now on, logins hand out this account's token for the page's lookups (`pcd start`: its demo requester). */
+  usePageAccount(account: { accountId: number; email: string; token: string }): void;
+}
+
+export interface TraceTable {
+  name: string;
+  kind: LogTable['kind'];
+  description: string;
+  columns: { name: string; holds: string }[];
+  rows: (string | number | null)[][];
+}
+
+function randomSecret(): string {
+  return crypto.randomBytes(24).toString('base64url');
+}
+
+function digest(s: string): string {
+  return crypto.createHash('sha256').update(s).digest('hex');
+}
+
+function bearer(req: Request): string {
+  const m = /^bearer +([A-Za-z0-9._~+/=-]{1,256}) *$/i.exec(req.headers.authorization ?? '');
+  if (!m) throw new PcdError(ErrorCode.Unauthenticated, "the log view needs 'Authorization: Bearer <view token>' (from the one-time login link)");
+  return m[1]!;
+}
+
+function queryParam(req: Request, name: string): string | undefined {
+  const v = (req.query as Record<string, unknown>)[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'string' || v.length > 64) throw new PcdError(ErrorCode.InvalidField, `${name} must be given once, as a short string`);
+  return v;
+}
+
+function cell(v: unknown): string | number | null {
+  if (v === null || v === undefined) return null;
+  if (v instanceof Uint8Array) return Buffer.from(v).toString('hex');
+  if (typeof v === 'bigint') return Number(v);
+  return v as string | number;
+}
+
+export function createWebUi(options: WebUiOptions = {}): WebUi {
+  const distDir = path.resolve(options.distDir ?? DEFAULT_WEB_DIST);
+  /** Login codes by their SHA-256 (a code is compared as a digest, never kept), with their expiry. */
+  const codes = new Map<string, number>();
+  /** View tokens by their SHA-256, each with the requester its page looks up as. */
+  const views = new Map<string, { requester: Requester }>();
+  let page: { accountId: number; email: string; token: string } | undefined = options.pageAccount;
+
+  const mount: WebMount = (ctx) => {
+    const { store } = ctx;
+    const served = new Set<DesignName>(ctx.options.designs ?? DESIGNS);
+    /** The page's requester: as configured, else its own account (created once, its token issued once per server run). */
+    const pageRequester = (): { accountId: number; email: string; token: string } => {
+      if (page) return page;
+      const existing = store.accountByEmail(PAGE_ACCOUNT_EMAIL);
+      if (existing) page = { ...existing, token: store.issueToken(existing.accountId) };
+      else {
+        const made = store.createAccount({ email: PAGE_ACCOUNT_EMAIL, numbers: [], mask: 0 }, ctx.now());
+        page = { accountId: made.accountId, email: PAGE_ACCOUNT_EMAIL, token: made.token };
+      }
+      return page;
+    };
+
+    const viewer = (req: Request): { requester: Requester } => {
+      const v = views.get(digest(bearer(req)));
+      if (!v) throw new PcdError(ErrorCode.Forbidden, 'this view token is unknown (the server was restarted?): open a new login link');
+      return v;
+    };
+
+    const router = express.Router();
+    const json = express.json({ limit: 1024, type: () => true });
+
+    router.post('/v1/ui/login', json, (req, res) => {
+      const code = (req.body as { code?: unknown } | undefined)?.code;
+      if (typeof code !== 'string' || !/^[A-Za-z0-9_-]{16,64}$/.test(code)) {
+        throw new PcdError(ErrorCode.InvalidField, "the body must be { code }, the login code from the link's #login= fragment");
+      }
+      const key = digest(code);
+      const expires = codes.get(key);
+      codes.delete(key); // one use, whatever happens next
+      if (expires === undefined || expires < Date.now()) {
+        throw new PcdError(ErrorCode.Forbidden, 'this login link was used already or has expired: each link works once; restart the server or ask it for a new one');
+      }
+      const p = pageRequester();
+      const viewToken = randomSecret();
+      views.set(digest(viewToken), { requester: { accountId: p.accountId, email: p.email } });
+      res.setHeader('Cache-Control', 'no-store');
+      res.json({ viewToken, requester: p });
+    });
+
+    router.get('/v1/ui/clock', (req, res) => {
+      viewer(req);
+      res.setHeader('Cache-Control', 'no-store');
+      res.json({ now: ctx.now() });
+    });
+
+    router.get('/v1/ui/trace', (req, res) => {
+      const { requester } = viewer(req);
+      const design = queryParam(req, 'design');
+      if (!design || !(DESIGNS as readonly string[]).includes(design)) {
+        throw new PcdError(ErrorCode.InvalidField, `design must be one of ${DESIGNS.join(', ')}`);
+      }
+      if (!served.has(design as DesignName)) throw new PcdError(ErrorCode.DesignDisabled, `this server does not serve the ${design} design`);
+      const sinceText = queryParam(req, 'since') ?? '0';
+      const since = /^\d{1,15}$/.test(sinceText) ? Number(sinceText) : Number.NaN;
+      if (!Number.isSafeInteger(since)) throw new PcdError(ErrorCode.InvalidField, `since must be a time in Unix ms, got '${sinceText}'`);
+      const planText = queryParam(req, 'plan');
+      if (planText !== undefined && design !== 'hashed') throw new PcdError(ErrorCode.InvalidField, 'plan applies to the hashed design only');
+      const plan = planText === undefined ? undefined : parsePlan(planText);
+      if (plan && planSize(plan) > MAX_TRACE_PLAN) {
+        throw new PcdError(ErrorCode.InvalidField, `the plan spans ${planSize(plan).toLocaleString('en-US')} numbers; the page's trace enumerates at most ${MAX_TRACE_PLAN.toLocaleString('en-US')} (at most 6 X)`);
+      }
+      const ip = req.ip ?? req.socket.remoteAddress ?? 'unknown';
+
+      flushLogs(store); // what the database holds, not what waits in memory
+      const logs: readonly LogTable[] = DESIGN_PROTOCOLS.find((d) => d.name === design)!.logs;
+      const tables: TraceTable[] = logs.map((t) => {
+        const names = columnNames(t);
+        const where: string[] = ['ts >= ?'];
+        const args: (string | number)[] = [t.kind === 'counts' ? Math.floor(since / t.windowMs) * t.windowMs : since];
+        const account = t.columns.find((c) => c.holds === 'account');
+        const ipColumn = t.columns.find((c) => c.holds === 'ip');
+        if (account) {
+          where.push(`${account.name} = ?`);
+          args.push(requester.accountId);
+        } else if (ipColumn) {
+          where.push(`${ipColumn.name} = ?`);
+          args.push(ip);
+        }
+        const rows = store.db
+          .prepare(`SELECT ${names.join(', ')} FROM ${t.name} WHERE ${where.join(' AND ')} ORDER BY ${t.kind === 'rows' ? 'ts DESC, rowid DESC' : 'ts DESC'} LIMIT ${MAX_TRACE_ROWS}`)
+          .raw()
+          .all(...args) as unknown[][];
+        return {
+          name: t.name,
+          kind: t.kind,
+          description: t.description,
+          columns: t.columns.map((c) => ({ name: c.name, holds: c.holds })),
+          rows: rows.map((r) => r.map(cell)),
+        };
+      });
+
+      let reversal;
+      if (plan) {
+        const hashColumn = logs[0]!.columns.findIndex((c) => c.holds === 'number-hash');
+        const hashes = tables[0]!.rows.map((r) => Buffer.from(String(r[hashColumn]), 'hex'));
+        const r = reverseHashes(hashes, plan);
+        reversal = {
+          plan: plan.map((p) => p.pattern).join(','),
+          candidates: r.candidates,
+          ms: r.ms,
+          ratePerSecond: r.ms > 0 ? Math.round((r.candidates / r.ms) * 1000) : r.candidates * 1000,
+          numbers: Object.fromEntries(r.numbers),
+        };
+      }
+      res.setHeader('Cache-Control', 'no-store');
+      res.json({ design, since, now: ctx.now(), requester: { accountId: requester.accountId, ip }, tables, ...(reversal ? { reversal } : {}) });
+    });
+
+    const page404 = () => {
+      throw new PcdError(ErrorCode.NotFound, `the web page is not built (${path.join(distDir, 'index.html')} is missing): run npm run build`);
+    };
+    const headers = (res: express.Response) => {
+      res.setHeader('Content-Security-Policy', PAGE_CSP);
+      res.setHeader('Referrer-Policy', 'no-referrer');
+      res.setHeader('X-Content-Type-Options', 'nosniff');
+    };
+    router.get('/', (_req, res) => {
+      const file = path.join(distDir, 'index.html');
+      if (!fs.existsSync(file)) page404();
+      headers(res);
+      res.setHeader('Cache-Control', 'no-cache');
+      res.sendFile(file);
+    });
+    router.use(
+      express.static(distDir, {
+        index: false,
+        dotfiles: 'ignore',
+        fallthrough: true,
+        setHeaders: (res) => {
+          headers(res);
+          res.setHeader('Cache-Control', 'no-cache');
+        },
+      }),
+    );
+    return router;
+  };
+
+  return {
+    mount,
+    usePageAccount(account) {
+      page = account;
+    },
+    loginUrl(baseUrl) {
+      const now = Date.now();
+      for (const [k, exp] of codes) if (exp < now || codes.size >= MAX_CODES) codes.delete(k);
+      const code = randomSecret();
+      codes.set(digest(code), now + LOGIN_CODE_TTL_MS);
+      return `${baseUrl.replace(/\/+$/, '')}/#login=${code}`;
+    },
+  };
+}
