@@ -111,7 +111,8 @@ export function createTransport(options: TransportOptions): Transport {
       // (by the server's keep-alive timeout, a proxy or a CDN), try once more.
       for (let attempt = 0; !res; attempt++) {
         try {
-          res = await doFetch(base + req.path, { method: req.method, headers, body: payload, signal });
+          // The DOM typings want an ArrayBuffer-backed view; encodeBody's always is.
+          res = await doFetch(base + req.path, { method: req.method, headers, body: payload as Uint8Array<ArrayBuffer> | undefined, signal });
         } catch (e) {
           if (req.signal?.aborted) throw e;
           if (signal.aborted) throw new PcdError(ErrorCode.Network, `${req.method} ${req.path} timed out after ${options.timeoutMs ?? 60_000} ms`, { cause: e });

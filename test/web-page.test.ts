@@ -1,0 +1,298 @@
+/**
+ * The web page, end to end, in a real headless Chromium (puppeteer-core,
+ * nothing downloaded): the page built by web/build.ts, served by a real
+ * server with the web UI mounted, the client library running in the
+ * browser under the server's CSP.
+ *
+ * - operator link: in each design a registered and an unregistered number,
+ *   typed in the box and sent by the button, Ctrl+Enter or Enter; the answers
+ *   (messenger with its capabilities, SMS only), the bytes on the wire, and
+ *   the log panel: plain the number, email and IP; hashed the hash and its
+ *   reversal time; blinded requester, IP, element count and bucket id, and
+ *   no form of either number anywhere in that panel (text or HTML);
+ * - all three side by side;
+ * - without the link: answers only with an account token, and a note where
+ *   the log would be; a refused token shows its error code;
+ * - an invalid number is named, and nothing is sent;
+ * - a login link works once: the second use is refused on the page;
+ * - a server that is gone is a network error on the page, not an answer.
+ *
+ * Skipped, with a warning naming what to install, where there is no Chromium.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'puppeteer-core';
+import { bucketOf } from '../shared/buckets.ts';
+import type { E164 } from '../shared/e164.ts';
+import { hashNumber } from '../shared/hashed.ts';
+import { buildWeb } from '../web/build.ts';
+import { CHROMIUM_HINT, findChromium, launchChromium, lookupsDone, waitForLookup } from '../web/screenshot.ts';
+import { PAGE_ACCOUNT_EMAIL, createWebUi, type WebUi } from '../web/server.ts';
+import { startTestServer, tempDir, type TestServer } from './helpers.ts';
+
+const chromium = findChromium();
+if (!chromium) {
+  const why = process.env.PCD_CHROMIUM ? `PCD_CHROMIUM (${process.env.PCD_CHROMIUM}) is not an executable file` : 'no Chromium found';
+  console.warn(`test/web-page.test.ts is skipped: ${why}; ${CHROMIUM_HINT}`);
+}
+
+/**
+ * The little of the DOM the callbacks below touch: this file is checked
+ * for Node (no DOM lib); the callbacks run in the page against its real DOM.
+ */
+interface El {
+  innerText: string;
+  innerHTML: string;
+  value: string;
+  hidden: boolean;
+  dataset: Record<string, string | undefined>;
+  querySelectorAll(selector: string): ArrayLike<El>;
+  getAttribute(name: string): string | null;
+}
+declare const location: { hash: string; href: string };
+declare const sessionStorage: { getItem(key: string): string | null };
+
+const BUCKET_BITS = 3;
+const REGISTERED = '+14155550123' as E164;
+const UNREGISTERED = '+14155550199' as E164;
+const BOB = '+442079460018' as E164;
+const UNREGISTERED_2 = '+14155550177' as E164;
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+
+/** Every form of a number that must not be in the blinded log panel. */
+function formsOf(n: E164): string[] {
+  const digits = n.slice(1);
+  const national = n.startsWith('+1') ? digits.slice(1) : digits.slice(2);
+  return [n, digits, national, hex(hashNumber(n)), `${national.slice(0, 3)} ${national.slice(3, 6)} ${national.slice(6)}`, `${national.slice(0, 3)}-${national.slice(3, 6)}-${national.slice(6)}`];
+}
+
+describe.skipIf(!chromium)('web page in headless Chromium', () => {
+  let ts: TestServer;
+  let ui: WebUi;
+  let browser: Browser;
+  let aliceToken: string;
+  /** What the page must never log: script errors, CSP refusals. */
+  const problems: string[] = [];
+
+  beforeAll(async () => {
+    const dist = tempDir('pcd-web-');
+    await buildWeb(dist);
+    ui = createWebUi({ distDir: dist });
+    ts = await startTestServer({ web: ui.mount, bucketBits: BUCKET_BITS });
+    aliceToken = (await ts.admin.createAccount({ email: 'alice@example.com', numbers: [REGISTERED], capabilities: ['messages', 'facetime'] })).token;
+    await ts.admin.createAccount({ email: 'bob@example.co.uk', numbers: [BOB], capabilities: ['messages'] });
+    browser = await launchChromium(chromium!);
+  }, 120_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await ts?.close();
+  });
+
+  async function open(url: string): Promise<Page> {
+    const page = await browser.newPage();
+    await page.setViewport({ width: 1280, height: 900 });
+    page.on('pageerror', (e) => problems.push(`page error: ${e instanceof Error ? e.message : String(e)}`));
+    page.on('console', (m) => {
+      if (/Content Security Policy|Refused to/i.test(m.text())) problems.push(`console: ${m.text()}`);
+    });
+    await page.goto(url, { waitUntil: 'load' });
+    await page.waitForSelector('html[data-ready="true"]', { timeout: 30_000 });
+    return page;
+  }
+
+  const text = (page: Page, selector: string) => page.$eval(selector, (el) => (el as unknown as El).innerText);
+  const html = (page: Page, selector: string) => page.$eval(selector, (el) => (el as unknown as El).innerHTML);
+
+  async function typeNumbers(page: Page, typed: string): Promise<void> {
+    await page.$eval('#numbers', (el) => void ((el as unknown as El).value = ''));
+    await page.type('#numbers', typed);
+  }
+
+  type Submit = 'button' | 'ctrl-enter' | 'enter-on-design' | 'enter-on-token';
+
+  /** Chooses the design, sends the lookup the way a person would, and waits for it to finish. */
+  async function lookUp(page: Page, design: string, typed: string, submit: Submit): Promise<void> {
+    await typeNumbers(page, typed);
+    await page.click(`label[for="design-${design}"]`);
+    const before = await lookupsDone(page);
+    if (submit === 'button') await page.click('#lookup');
+    else if (submit === 'ctrl-enter') {
+      await page.focus('#numbers');
+      await page.keyboard.down('Control');
+      await page.keyboard.press('Enter');
+      await page.keyboard.up('Control');
+    } else {
+      await page.focus(submit === 'enter-on-design' ? `#design-${design}` : '#token');
+      await page.keyboard.press('Enter');
+    }
+    await waitForLookup(page, before);
+  }
+
+  /** The answers a card shows: [answer kind, text, capability chips]. */
+  async function answers(page: Page, design: string): Promise<{ kind: string; text: string; chips: string[] }[]> {
+    return page.$$eval(`#card-${design} .answer`, (els) =>
+      els.map((e) => {
+        const el = e as unknown as El;
+        return { kind: el.dataset.answer ?? '', text: el.innerText, chips: Array.from(el.querySelectorAll('.chip')).map((c) => c.innerText) };
+      }),
+    );
+  }
+
+  async function expectTwoAnswers(page: Page, design: string): Promise<void> {
+    const a = await answers(page, design);
+    expect(a).toHaveLength(2);
+    expect(a[0]).toMatchObject({ kind: 'messenger', chips: ['messages', 'facetime'] });
+    expect(a[0]!.text).toContain('+1 415 555 0123');
+    expect(a[1]).toMatchObject({ kind: 'sms', chips: [] });
+    expect(a[1]!.text).toContain('SMS only');
+    const wire = await text(page, `#card-${design} .wire`);
+    const m = /^(\d+) requests?: ([\d,]+) B sent, ([\d,]+) B received/.exec(wire);
+    expect(m, wire).not.toBeNull();
+    expect(Number(m![1])).toBeGreaterThan(0);
+    expect(Number(m![3]!.replaceAll(',', ''))).toBeGreaterThan(0);
+  }
+
+  describe('with the operator login link', () => {
+    let page: Page;
+    let pageAccountId: number;
+
+    beforeAll(async () => {
+      page = await open(ui.loginUrl(ts.server.url));
+      expect(await page.evaluate(() => location.hash)).toBe(''); // the code left the address bar
+      expect(await text(page, '#session')).toContain('operator view');
+      expect(await page.$eval('#token-field', (el) => (el as unknown as El).hidden)).toBe(true);
+      const account = ts.server.store.accountByEmail(PAGE_ACCOUNT_EMAIL);
+      expect(account).toBeDefined();
+      pageAccountId = account!.accountId;
+    });
+
+    it('plain: the answers, and the row with number, email and IP', async () => {
+      await lookUp(page, 'plain', '(415) 555-0123\n+1 415-555-0199', 'button');
+      await expectTwoAnswers(page, 'plain');
+      const log = await text(page, '#log-plain');
+      expect(log).toContain(REGISTERED);
+      expect(log).toContain(UNREGISTERED);
+      expect(log).toContain(PAGE_ACCOUNT_EMAIL);
+      expect(log).toContain('127.0.0.1');
+      expect(log).toContain(String(pageAccountId));
+    });
+
+    it('hashed: the hashes, reversed by enumeration, with the time it took and the whole plan extrapolated', async () => {
+      await lookUp(page, 'hashed', '(415) 555-0123\n+1 415-555-0199', 'ctrl-enter');
+      await expectTwoAnswers(page, 'hashed');
+      const log = await text(page, '#log-hashed');
+      expect(log).toContain(hex(hashNumber(REGISTERED)));
+      expect(log).toContain(hex(hashNumber(UNREGISTERED)));
+      expect(log).toMatch(/Reversed 2 of 2 logged hashes by hashing all 10⁶ numbers of \+14155XXXXXX in [\d.]+ (ms|s)/);
+      expect(log).toContain(`= ${REGISTERED}`);
+      expect(log).toMatch(/the whole \+1 plan, 10¹⁰ numbers, would take ~[\d.]+ (s|min|h|days)/);
+    });
+
+    it('blinded: requester, IP, element count and bucket ids, and no form of the number in the log panel', async () => {
+      await lookUp(page, 'blinded', '(415) 555-0123\n+1 415-555-0199', 'enter-on-design');
+      await expectTwoAnswers(page, 'blinded');
+      expect(await page.$eval('#card-blinded .backend', (el) => (el as unknown as El).dataset.backend)).toBe('sodium');
+      expect(await text(page, '#card-blinded .facts')).toContain('DLEQ proof verified');
+
+      const log = await text(page, '#log-blinded');
+      expect(log).toMatch(new RegExp(`account ${pageAccountId} at 127\\.0\\.0\\.1 sent 2 blinded elements \\(epoch 1\\)`));
+      expect(log).toContain('The number is nowhere in these rows');
+      const buckets = await page.$$eval('#log-blinded [data-table="blinded_bucket_log"] [data-holds="bucket"] .value', (els) => els.map((e) => (e as unknown as El).innerText));
+      for (const n of [REGISTERED, UNREGISTERED]) expect(buckets).toContain(String(bucketOf(n, BUCKET_BITS)));
+      const evalCounts = await page.$$eval('#log-blinded [data-table="blinded_eval_log"] [data-holds="count"] .value', (els) => els.map((e) => (e as unknown as El).innerText));
+      expect(evalCounts).toEqual(['2']);
+
+      const panelHtml = await html(page, '#log-blinded');
+      for (const n of [REGISTERED, UNREGISTERED]) {
+        for (const form of formsOf(n)) {
+          expect(log, `blinded panel text holds ${form}`).not.toContain(form);
+          expect(panelHtml, `blinded panel HTML holds ${form}`).not.toContain(form);
+        }
+      }
+    });
+
+    it('all three side by side, numbers comma separated', async () => {
+      await lookUp(page, 'all', '+44 20 7946 0018, 415 555 0177', 'button');
+      expect(await page.$eval('#results', (el) => (el as unknown as El).dataset.layout)).toBe('side-by-side');
+      expect(await text(page, '#results .agreement')).toContain('same answers');
+      for (const design of ['plain', 'hashed', 'blinded']) {
+        const a = await answers(page, design);
+        expect(a.map((x) => [x.kind, x.chips])).toEqual([
+          ['messenger', ['messages']],
+          ['sms', []],
+        ]);
+        expect(await text(page, `#card-${design} .wire`)).toMatch(/^\d+ requests?: /);
+      }
+      expect(await text(page, '#log-plain')).toContain(BOB);
+      expect(await text(page, '#log-hashed')).toContain(`= ${BOB}`);
+      const blinded = await text(page, '#log-blinded');
+      expect(blinded).toContain('sent 2 blinded elements');
+      for (const n of [BOB, UNREGISTERED_2]) for (const form of formsOf(n).slice(0, 4)) expect(blinded).not.toContain(form);
+    });
+
+    it('an invalid number is named, and nothing is sent', async () => {
+      const before = await lookupsDone(page);
+      await typeNumbers(page, '+1 415 555 0123\n555-01');
+      await page.click('#lookup');
+      await page.waitForSelector('#error:not([hidden])');
+      const error = await text(page, '#error');
+      expect(error).toContain('invalid_number');
+      expect(error).toMatch(/number 2: '555-01' is /);
+      expect(await page.$eval('#numbers', (el) => (el as unknown as El).getAttribute('aria-invalid'))).toBe('true');
+      expect(await lookupsDone(page)).toBe(before);
+    });
+  });
+
+  it('without the login link: answers only, with an account token, and a note where the log would be', async () => {
+    const page = await open(`${ts.server.url}/`);
+    expect(await text(page, '#session')).toContain('answers only');
+    expect(await page.$eval('#token-field', (el) => (el as unknown as El).hidden)).toBe(false);
+
+    // A token the server does not know: the refusal, with its code.
+    await page.type('#token', 'not-a-real-token');
+    await lookUp(page, 'plain', '(415) 555-0123', 'enter-on-token');
+    expect(await text(page, '#card-plain .problem')).toMatch(/unauthenticated|forbidden/);
+
+    await page.$eval('#token', (el) => void ((el as unknown as El).value = ''));
+    await page.type('#token', aliceToken);
+    await lookUp(page, 'plain', '(415) 555-0123\n+1 415-555-0199', 'enter-on-token');
+    await expectTwoAnswers(page, 'plain');
+    const log = await text(page, '#log-plain');
+    expect(log).toContain('The log view needs the one-time operator link');
+    expect(log).not.toContain(REGISTERED);
+    expect(log).not.toContain('127.0.0.1');
+    await page.close();
+  });
+
+  it('a login link works once: the second use is refused on the page', async () => {
+    const link = ui.loginUrl(ts.server.url);
+    const first = await open(link);
+    expect(await text(first, '#session')).toContain('operator view');
+    const second = await open(link);
+    await second.waitForSelector('#error:not([hidden])');
+    const error = await text(second, '#error');
+    expect(error).toContain('This login link was refused');
+    expect(error).toContain('forbidden');
+    expect(error).toMatch(/used already/);
+    expect(await text(second, '#session')).toContain('answers only');
+    expect(await second.evaluate(() => sessionStorage.getItem('pcd.view'))).toBeNull();
+    await Promise.all([first.close(), second.close()]);
+  });
+
+  // Last but one: it stops the server.
+  it('a server that is gone: the lookup shows the network error, not an answer', async () => {
+    const page = await open(ui.loginUrl(ts.server.url));
+    await ts.close();
+    await lookUp(page, 'blinded', '(415) 555-0123', 'button');
+    expect(await answers(page, 'blinded')).toEqual([]);
+    const problem = await text(page, '#card-blinded .problem');
+    expect(problem).toContain('network');
+    expect(problem).toContain('cannot reach');
+    await page.close();
+  });
+
+  it('the page ran without a script error or a CSP refusal', () => {
+    expect(problems).toEqual([]);
+  });
+});
