@@ -244,6 +244,15 @@ describe.skipIf(!chromium)('web page in headless Chromium', () => {
     });
   });
 
+  it('?backend=noble: the blinded lookup runs on the pure-JS reference in the browser, with the same answers', async () => {
+    const page = await open(ui.loginUrl(ts.server.url).replace('/#login=', '/?backend=noble#login='));
+    await lookUp(page, 'blinded', '(415) 555-0123\n+1 415-555-0199', 'button');
+    await expectTwoAnswers(page, 'blinded');
+    expect(await page.$eval('#card-blinded .backend', (el) => (el as unknown as El).dataset.backend)).toBe('noble');
+    expect(await text(page, '#card-blinded .facts')).toContain('DLEQ proof verified');
+    await page.close();
+  });
+
   it('without the login link: answers only, with an account token, and a note where the log would be', async () => {
     const page = await open(`${ts.server.url}/`);
     expect(await text(page, '#session')).toContain('answers only');

@@ -92,8 +92,16 @@ const slots = new Map<DesignName, Slot>();
 let backendChoice: Promise<{ name: BackendName; fallback?: string }> | undefined;
 let blindedConfig: { bucketBits?: number; mode?: string } = {};
 
-/** libsodium's WASM build where it loads (the server's CSP allows 'wasm-unsafe-eval'), else the noble reference. */
+/**
+ * The blinded design's crypto backend: the page address's `?backend=noble` or `?backend=sodium` when it names
+ * one (to compare them in a browser), else libsodium's WASM build where it loads (the server's CSP allows
+ * 'wasm-unsafe-eval'), else the noble reference.
+ */
 export function chooseBackend(): Promise<{ name: BackendName; fallback?: string }> {
+  const asked = new URLSearchParams(location.search).get('backend');
+  if (asked === 'noble' || asked === 'sodium') {
+    backendChoice ??= loadBackend(asked).then(() => ({ name: asked }));
+  }
   backendChoice ??= loadBackend('sodium').then(
     () => ({ name: 'sodium' as BackendName }),
     async (e: unknown) => {
