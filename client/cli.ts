@@ -22,7 +22,9 @@ import type { RequestOptions, Transport } from '../shared/design.ts';
 import type { BackendName } from '../shared/suite.ts';
 import { DEFAULT_SERVER } from '../shared/defaults.ts';
 import { backendOption } from '../bin/options.ts';
-import { checkBatchSize, createClient, type LookupResult } from './client.ts';
+import path from 'node:path';
+import { ADMIN_TOKEN_FILE } from '../disk/files.ts';
+import { checkBatchSize, createAdminClient, createClient, type LookupResult } from './client.ts';
 import { createTransport } from './transport.ts';
 
 
@@ -141,7 +143,33 @@ function needToken(token: string | undefined): string {
   return token;
 }
 
+/** The admin token: PCD_ADMIN_TOKEN, else the data folder's file; never generated here. */
+export function readAdminToken(dataDir: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (env.PCD_ADMIN_TOKEN) return env.PCD_ADMIN_TOKEN;
+  const file = path.join(dataDir, ADMIN_TOKEN_FILE);
+  try {
+    const token = fs.readFileSync(file, 'utf8').trim();
+    if (token !== '') return token;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT') throw new PcdError(ErrorCode.InvalidField, `cannot read the admin token from ${file}: ${code ?? (e as Error).message}`);
+  }
+  throw new PcdError(ErrorCode.InvalidField, `no admin token: set PCD_ADMIN_TOKEN, or point --data at the server's data folder (${file} is missing or empty)`);
+}
+
 export function registerClientCommands(program: Command): void {
+  program
+    .command('page-link')
+    .description("a new one-time link to a running server's web page with its log view (admin token: PCD_ADMIN_TOKEN, else the data folder's file)")
+    .option('-s, --server <url>', `server base URL (env ${SERVER_ENV}, default ${DEFAULT_SERVER})`)
+    .option('--data <dir>', "the server's data folder, for its admin-token file", 'data')
+    .action(
+      oneLine(async (o: { server?: string; data: string }) => {
+        const baseUrl = o.server ?? process.env[SERVER_ENV] ?? DEFAULT_SERVER;
+        console.log(await createAdminClient({ baseUrl, adminToken: readAdminToken(o.data) }).pageLink());
+      }),
+    );
+
   addCommon(
     program
       .command('lookup')

@@ -16,7 +16,7 @@
  */
 import type { ClientDesign, ClientDesignFactory, LookupResult, Transport } from '../shared/design.ts';
 import { normalizeNumber, type E164 } from '../shared/e164.ts';
-import { ErrorCode, PcdError } from '../shared/errors.ts';
+import { ErrorCode, PcdError, isPcdError } from '../shared/errors.ts';
 import { LIMITS } from '../shared/limits.ts';
 import {
   CreateAccountReply,
@@ -24,6 +24,7 @@ import {
   PATHS,
   RotateKeyReply,
   HealthReply,
+  PageLinkReply,
   type CreateAccountRequest,
   type DesignName,
   type RotateKeyRequest,
@@ -129,7 +130,7 @@ export function createClient(options: ClientOptions): Client {
   };
 }
 
-/** Admin calls: create and delete accounts, rotate the blinded design's key. */
+/** Admin calls: create and delete accounts, rotate the blinded design's key, mint a link to the page's log view. */
 export function createAdminClient(options: { baseUrl: string; adminToken: string; format?: Format }) {
   const t = createTransport({ baseUrl: options.baseUrl, token: options.adminToken, format: options.format });
   return {
@@ -141,6 +142,16 @@ export function createAdminClient(options: { baseUrl: string; adminToken: string
     },
     async rotateKey(params: RotateKeyRequest = {}): Promise<RotateKeyReply> {
       return (await t.request({ method: 'POST', path: PATHS.adminRotate, body: params, reply: RotateKeyReply })).body!;
+    },
+    /** A new one-time link to the web page's log view (the server must serve the page: not --no-ui). */
+    async pageLink(): Promise<string> {
+      try {
+        const { body } = await t.request({ method: 'POST', path: PATHS.adminPageLink, reply: PageLinkReply, auth: true });
+        return normalizeServerUrl(options.baseUrl) + body!.path;
+      } catch (e) {
+        if (isPcdError(e, ErrorCode.NotFound)) throw new PcdError(ErrorCode.NotFound, `${normalizeServerUrl(options.baseUrl)} serves no web page (started with --no-ui?)`, { status: e.status });
+        throw e;
+      }
     },
   };
 }

@@ -7,3 +7,5 @@
 export const DB_FILE = 'pcd.sqlite';
 /** The OPRF secret keys, one per live epoch: apart from the database (0600). */
 export const KEY_FILE = 'oprf-keys.json';
+/** The admin token, when PCD_ADMIN_TOKEN does not give it: generated on first use (0600). */
+export const ADMIN_TOKEN_FILE = 'admin-token';

@@ -5,7 +5,7 @@
  */
 import type { Router } from 'express';
 import type { Logger } from 'pino';
-import type { ServerDesign } from '../shared/design.ts';
+import type { Route, ServerDesign } from '../shared/design.ts';
 import type { DesignName } from '../shared/messages.ts';
 import type { BackendName, OprfMode } from '../shared/suite.ts';
 import type { Directory } from './directory.ts';
@@ -72,5 +72,11 @@ export interface ServerContext {
 
 export type ServerDesignFactory = (ctx: ServerContext) => ServerDesign | Promise<ServerDesign>;
 
-/** Builds the router of the web page (web/server.ts) from the server's context. */
-export type WebMount = (ctx: ServerContext) => Router;
+/** The web page's part of the server (web/server.ts): its routes through the API pipeline, and a router for the page's own files and endpoints. */
+export interface WebParts {
+  routes: readonly Route<any, any>[];
+  router: Router;
+}
+
+/** Builds the web page's part (web/server.ts) from the server's context. */
+export type WebMount = (ctx: ServerContext) => WebParts;

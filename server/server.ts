@@ -36,6 +36,7 @@ import {
   type HealthReply,
   type OkReply,
 } from '../shared/messages.ts';
+import { ADMIN_TOKEN_FILE } from '../disk/files.ts';
 import { createApp } from './app.ts';
 import type { ServerContext, ServerDesignFactory, ServerOptions } from './context.ts';
 import { Directory } from './directory.ts';
@@ -54,7 +55,7 @@ export const DESIGN_FACTORIES: Readonly<Record<DesignName, ServerDesignFactory>>
   blinded: createBlindedDesign,
 };
 
-export const ADMIN_TOKEN_FILE = 'admin-token';
+export { ADMIN_TOKEN_FILE };
 export const DEFAULT_RETENTION_MS = 30 * DAY_MS;
 
 /** The admin token: the option, else PCD_ADMIN_TOKEN, else the data folder's file (generated on first use). */
@@ -192,8 +193,9 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   const rateLimiter =
     options.rateLimits === false ? undefined : new RateLimiter({ ...DEFAULT_RATE_LIMITS, ...options.rateLimits }, now, store.db, logger);
   let draining = false;
+  const web = options.web?.(context);
   const app = createApp({
-    routes: [...coreRoutes, ...designs.flatMap((d) => d.routes)],
+    routes: [...coreRoutes, ...designs.flatMap((d) => d.routes), ...(web?.routes ?? [])],
     designs: designNames,
     authenticate: (t) => store.authenticate(t),
     adminToken,
@@ -201,7 +203,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     trustProxy: options.trustProxy,
     logger,
     draining: () => draining,
-    extra: options.web?.(context),
+    extra: web?.router,
   });
 
   const retention = new Retention(store, options.retentionMs ?? DEFAULT_RETENTION_MS, now);

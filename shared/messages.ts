@@ -24,6 +24,8 @@ export const PATHS = {
   health: '/v1/health',
   accounts: '/v1/accounts',
   account: pathTemplate('/v1/accounts/:accountId', 'accountId'),
+  /** The web page's one-time operator link (web/server.ts; absent with --no-ui). */
+  adminPageLink: '/v1/admin/page-link',
   ...DESIGN_PATHS,
 } as const;
 
@@ -60,6 +62,10 @@ export const CreateAccountRequest = object({
 export type CreateAccountRequest = Infer<typeof CreateAccountRequest>;
 export const CreateAccountReply = object({ accountId: integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), token: string({ max: 128 }) });
 export type CreateAccountReply = Infer<typeof CreateAccountReply>;
+
+// POST /v1/admin/page-link -> 201 { path }: '/#login=CODE', a new one-time link to the page's log view
+export const PageLinkReply = object({ path: string({ max: 128, pattern: /^\/#login=[A-Za-z0-9_-]{16,64}$/, what: 'a login link path' }) });
+export type PageLinkReply = Infer<typeof PageLinkReply>;
 
 // DELETE /v1/accounts/{accountId} -> { ok }
 export const OkReply = object({ ok: boolean() });

@@ -132,6 +132,19 @@ describe('web/server.ts: the page, the login link and the trace', () => {
     for (const form of [REGISTERED, REGISTERED.slice(1), '4155550123', hex(REGISTERED), UNREGISTERED.slice(1)]) expect(text).not.toContain(form);
   });
 
+  it('POST /v1/admin/page-link mints a new one-time link for the admin only', async () => {
+    const link = await ts.admin.pageLink();
+    expect(link).toMatch(new RegExp(`^${ts.server.url}/#login=[A-Za-z0-9_-]{32}$`));
+    expect((await login(ts.server.url, codeOf(link))).status).toBe(200);
+    expect((await login(ts.server.url, codeOf(link))).status).toBe(403);
+    const none = await raw(`${ts.server.url}/v1/admin/page-link`, { method: 'POST' });
+    expect([none.status, none.json.error.code]).toEqual([401, 'unauthenticated']);
+    const wrong = await raw(`${ts.server.url}/v1/admin/page-link`, { method: 'POST', headers: { authorization: `Bearer ${view}` } });
+    expect([wrong.status, wrong.json.error.code]).toEqual([403, 'forbidden']);
+    const get = await raw(`${ts.server.url}/v1/admin/page-link`, { method: 'GET', headers: { authorization: `Bearer ${view}` } });
+    expect(get.status).toBe(405);
+  });
+
   it('refuses a trace without a view token, with a wrong one, and with bad parameters', async () => {
     const url = `${ts.server.url}/v1/ui/trace?design=plain&since=0`;
     expect((await raw(url, { method: 'GET' })).json.error.code).toBe('unauthenticated');
@@ -166,6 +179,16 @@ describe('the page in the commands', () => {
       expect((await login(on.url, codeOf(link!))).status).toBe(403);
       const pageReply = await fetch(`${on.url}/`);
       expect(pageReply.status).toBe(fs.existsSync('dist/web/index.html') ? 200 : 404);
+      // A new link without a restart: the admin token from the data folder.
+      const again = await runPcd(['page-link', '--server', on.url, '--data', dataDir], { PCD_ADMIN_TOKEN: undefined });
+      expect(again.code, again.stderr).toBe(0);
+      const fresh = again.stdout.trim();
+      expect(fresh).toMatch(new RegExp(`^${on.url}/#login=[A-Za-z0-9_-]{32}$`));
+      expect((await login(on.url, codeOf(fresh))).status).toBe(200);
+      const noToken = await runPcd(['page-link', '--server', on.url, '--data', tempDir()], { PCD_ADMIN_TOKEN: undefined });
+      expect(noToken.code).toBe(2);
+      expect(noToken.stderr.trim().split('\n')).toHaveLength(1);
+      expect(noToken.stderr).toMatch(/no admin token: set PCD_ADMIN_TOKEN/);
     } finally {
       await stopChild(on.child);
     }
@@ -175,6 +198,9 @@ describe('the page in the commands', () => {
       const r = await raw(`${off.url}/`, { method: 'GET' });
       expect([r.status, r.json.error.code]).toEqual([404, 'not_found']);
       expect((await login(off.url, 'A'.repeat(32))).json.error.code).toBe('not_found');
+      const link = await runPcd(['page-link', '--server', off.url, '--data', dataDir], { PCD_ADMIN_TOKEN: undefined });
+      expect(link.code).toBe(2);
+      expect(link.stderr).toMatch(/serves no web page \(started with --no-ui\?\)/);
     } finally {
       await stopChild(off.child);
     }

@@ -6,6 +6,7 @@
  *   POST /v1/ui/login          { code } -> { viewToken, requester | null }
  *   GET  /v1/ui/clock          (view token) -> { now }
  *   GET  /v1/ui/trace          (view token) ?design&since[&plan] -> the rows the page's lookups left
+ *   POST /v1/admin/page-link   (admin) -> 201 { path: '/#login=CODE' }, a new one-time link (`pcd page-link`)
  *
  * Who sees the logs. Log rows are an operator's view, so they need more
  * than the page: `pcd start` / `pcd serve` print a link carrying a one-time
@@ -32,13 +33,13 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import express, { type Request } from 'express';
+import express, { type Request, type Router } from 'express';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
-import { DESIGNS, type DesignName } from '../shared/messages.ts';
 import { DESIGN_PROTOCOLS } from '../shared/designs/index.ts';
 import { columnNames, type LogTable } from '../shared/logs.ts';
-import type { Requester } from '../shared/design.ts';
-import type { WebMount } from '../server/context.ts';
+import { route, type Requester } from '../shared/design.ts';
+import { DESIGNS, PATHS, type DesignName, type PageLinkReply } from '../shared/messages.ts';
+import type { ServerContext, WebMount } from '../server/context.ts';
 import { flushLogs } from '../server/loghealth.ts';
 import { parsePlan, planSize } from '../audit/plan.ts';
 import { reverseHashes } from '../audit/designs/hashed.ts';
@@ -127,7 +128,7 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
   const views = new Map<string, { requester: Requester }>();
   let page: { accountId: number; email: string; token: string } | undefined = options.pageAccount;
 
-  const mount: WebMount = (ctx) => {
+  const pageRouter = (ctx: ServerContext): Router => {
     const { store } = ctx;
     const served = new Set<DesignName>(ctx.options.designs ?? DESIGNS);
     /** The page's requester: as configured, else its own account (created once, its token issued once per server run). */
@@ -267,17 +268,34 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
     return router;
   };
 
+  /** Mints a one-time login code: the link's fragment. */
+  const newLinkPath = (): string => {
+    const now = Date.now();
+    for (const [k, exp] of codes) if (exp < now || codes.size >= MAX_CODES) codes.delete(k);
+    const code = randomSecret();
+    codes.set(digest(code), now + LOGIN_CODE_TTL_MS);
+    return `/#login=${code}`;
+  };
+
+  const mount: WebMount = (ctx) => ({
+    router: pageRouter(ctx),
+    routes: [
+      route<undefined, PageLinkReply>({
+        method: 'POST',
+        path: PATHS.adminPageLink,
+        auth: 'admin',
+        handle: () => ({ status: 201, body: { path: newLinkPath() } }),
+      }),
+    ],
+  });
+
   return {
     mount,
     usePageAccount(account) {
       page = account;
     },
     loginUrl(baseUrl) {
-      const now = Date.now();
-      for (const [k, exp] of codes) if (exp < now || codes.size >= MAX_CODES) codes.delete(k);
-      const code = randomSecret();
-      codes.set(digest(code), now + LOGIN_CODE_TTL_MS);
-      return `${baseUrl.replace(/\/+$/, '')}/#login=${code}`;
+      return `${baseUrl.replace(/\/+$/, '')}${newLinkPath()}`;
     },
   };
 }
