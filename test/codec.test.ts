@@ -87,6 +87,7 @@ const SAMPLES: Record<string, Sample> = {
   },
   CreateAccountReply: { direction: 'reply', values: [{ accountId: 42, token: Buffer.from(key1.secretKey).toString('base64url') }] },
   OkReply: { direction: 'reply', values: [{ ok: true }, { ok: false }] },
+  PageLinkReply: { direction: 'reply', values: [{ path: '/#login=' + 'A'.repeat(32) }, { path: '/#login=abc_DEF-0123456789' }] },
   PlainLookupRequest: { direction: 'request', values: [{ numbers: [n1, '+44 20 7946 0018', '0176 12345678', n4] }] },
   PlainLookupReply: {
     direction: 'reply',
