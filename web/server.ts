@@ -23,8 +23,10 @@
  * the trace request comes from; the batched logs are flushed first, so what
  * it shows is what the database holds. For the hashed design it also
  * reverses the logged hashes by enumerating a numbering-plan range the page
- * names (at most 10^6 numbers, about 2 s on one core), the audit's own
- * reversal (audit/designs/hashed.ts), timed.
+ * names (at most 10^6 numbers, about 1 s of the main thread), timed: the
+ * audit's own enumeration (audit/designs/hashed.ts `reverseHashes`, a pure
+ * function; the audit's reader of a data folder is not used here, and
+ * nothing in server/ imports audit/: the page's room wires the two).
  *
  * Files are served with a strict Content-Security-Policy (no inline script
  * or style; 'wasm-unsafe-eval' for libsodium's WASM) and no-referrer.
