@@ -41,7 +41,8 @@ export interface AppDeps {
   extra?: express.Router;
 }
 
-function bearer(req: Request): string | undefined {
+/** The bearer token of a request; undefined when the header is absent or malformed. */
+export function bearer(req: Request): string | undefined {
   const h = req.headers.authorization;
   if (!h) return undefined;
   // The scheme is case-insensitive (RFC 9110 §11.1); the token is RFC 6750's b64token.

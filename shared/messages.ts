@@ -10,6 +10,7 @@
 import { capabilityName } from './capabilities.ts';
 import { DESIGN_PATHS, DESIGNS } from './designs/index.ts';
 import { LIMITS } from './limits.ts';
+import { PAGE_PATHS } from './page.ts';
 import { pathTemplate } from './paths.ts';
 import { array, boolean, integer, literal, object, optional, string, type Infer } from './schema.ts';
 
@@ -18,14 +19,15 @@ export { DESIGNS, type DesignName } from './designs/index.ts';
 export * from './designs/plain.ts';
 export * from './designs/hashed.ts';
 export * from './designs/blinded.ts';
+// The web page's messages (served with the page only).
+export * from './page.ts';
 
 /** Every path of the API: the common ones here, each design's from shared/designs/<name>.ts. */
 export const PATHS = {
   health: '/v1/health',
   accounts: '/v1/accounts',
   account: pathTemplate('/v1/accounts/:accountId', 'accountId'),
-  /** The web page's one-time operator link (web/server.ts; absent with --no-ui). */
-  adminPageLink: '/v1/admin/page-link',
+  ...PAGE_PATHS,
   ...DESIGN_PATHS,
 } as const;
 
@@ -62,10 +64,6 @@ export const CreateAccountRequest = object({
 export type CreateAccountRequest = Infer<typeof CreateAccountRequest>;
 export const CreateAccountReply = object({ accountId: integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), token: string({ max: 128 }) });
 export type CreateAccountReply = Infer<typeof CreateAccountReply>;
-
-// POST /v1/admin/page-link -> 201 { path }: '/#login=CODE', a new one-time link to the page's log view
-export const PageLinkReply = object({ path: string({ max: 128, pattern: /^\/#login=[A-Za-z0-9_-]{16,64}$/, what: 'a login link path' }) });
-export type PageLinkReply = Infer<typeof PageLinkReply>;
 
 // DELETE /v1/accounts/{accountId} -> { ok }
 export const OkReply = object({ ok: boolean() });

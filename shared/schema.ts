@@ -62,6 +62,46 @@ export function integer(opts: { min: number; max: number }): Schema<number> {
   };
 }
 
+/** A finite number (fractions allowed) in [min, max]. */
+export function number(opts: { min: number; max: number }): Schema<number> {
+  return {
+    check(value, path, ctx) {
+      if (typeof value !== 'number' || !Number.isFinite(value)) fail(ctx, path, `expected a number, got ${describe(value)}`);
+      if (value < opts.min || value > opts.max) fail(ctx, path, `expected a number from ${opts.min} to ${opts.max}, got ${value}`);
+      return value;
+    },
+  };
+}
+
+/** A table cell as a log row holds it: a string of at most `max` characters, a finite number, or null. */
+export function cell(opts: { max: number }): Schema<string | number | null> {
+  return {
+    check(value, path, ctx) {
+      if (value === null || (typeof value === 'number' && Number.isFinite(value))) return value;
+      if (typeof value !== 'string') fail(ctx, path, `expected a string, a number or null, got ${describe(value)}`);
+      if (value.length > opts.max) fail(ctx, path, `expected at most ${opts.max} characters, got ${value.length}`);
+      return value;
+    },
+  };
+}
+
+/** An object used as a map: at most `max` keys, each matching `key`, every value checked. */
+export function record<T>(value: Schema<T>, opts: { max: number; key: RegExp }): Schema<Record<string, T>> {
+  return {
+    check(v, path, ctx) {
+      if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Uint8Array) fail(ctx, path, `expected an object, got ${describe(v)}`);
+      const entries = Object.entries(v as Record<string, unknown>);
+      if (entries.length > opts.max) fail(ctx, path, `expected at most ${opts.max} keys, got ${entries.length}`);
+      const out: Record<string, T> = {};
+      for (const [k, x] of entries) {
+        if (!opts.key.test(k)) fail(ctx, path, `unexpected key ${describe(k)}`);
+        out[k] = value.check(x, `${path}.${k.slice(0, 40)}`, ctx);
+      }
+      return out;
+    },
+  };
+}
+
 export function boolean(): Schema<boolean> {
   return {
     check(value, path, ctx) {

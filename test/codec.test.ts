@@ -25,6 +25,7 @@ import { parseReply, parseRequest, type Schema } from '../shared/schema.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 
 const FORMATS: readonly Format[] = ['msgpack', 'json'];
+const hex = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
 const T0 = Date.UTC(2026, 10, 1, 12, 0, 0);
 const numbers = sampleNumbers({ count: 6, seed: 'codec', regions: ['US', 'GB', 'DE', 'IN'] });
 const [n1, n2, n3, n4, n5, n6] = numbers as [E164, E164, E164, E164, E164, E164];
@@ -87,6 +88,37 @@ const SAMPLES: Record<string, Sample> = {
   },
   CreateAccountReply: { direction: 'reply', values: [{ accountId: 42, token: Buffer.from(key1.secretKey).toString('base64url') }] },
   OkReply: { direction: 'reply', values: [{ ok: true }, { ok: false }] },
+  PageLoginRequest: { direction: 'request', values: [{ code: 'E3Am4diQMyZUe-TD7SPEQACeAoyRNvzt' }] },
+  PageLoginReply: {
+    direction: 'reply',
+    values: [{ viewToken: 'kSYk9lABqFQayfn7UsRmv1gRhxIr2q0U', requester: { email: 'web-page@pcd.local', accountId: 2, token: 'N3PAySBpORmHlZvEXy-Ao_DKteHodZDLkYbK3bNQ844' } }],
+  },
+  PageClockReply: { direction: 'reply', values: [{ now: T0 }] },
+  TraceTable: {
+    direction: 'reply',
+    values: [
+      { name: 'plain_log', kind: 'rows', description: 'one looked-up number', columns: [{ name: 'ts', holds: 'time' }, { name: 'number', holds: 'number' }], rows: [[T0, n1], [T0 + 1, null]] },
+      { name: 'blinded_bucket_log', kind: 'counts', description: 'bucket fetches per minute', columns: [{ name: 'bucket', holds: 'bucket' }], rows: [] },
+    ],
+  },
+  TraceReversal: {
+    direction: 'reply',
+    values: [{ plan: '+14155XXXXXX', candidates: 1_000_000, ms: 951.7, ratePerSecond: 1_050_702, numbers: { [hex(hashNumber(n1))]: n1 } }],
+  },
+  TraceReply: {
+    direction: 'reply',
+    values: [
+      {
+        design: 'hashed',
+        since: T0,
+        now: T0 + 5,
+        requester: { accountId: 2, ip: '127.0.0.1' },
+        tables: [{ name: 'hashed_log', kind: 'rows', description: 'one looked-up hash', columns: [{ name: 'hash', holds: 'number-hash' }], rows: [[hex(hashNumber(n2))]] }],
+        reversal: { plan: '+14155XXXXXX', candidates: 1_000_000, ms: 12.5, ratePerSecond: 80_000_000, numbers: {} },
+      },
+      { design: 'blinded', since: T0, now: T0, requester: { accountId: 9, ip: '::1' }, tables: [] },
+    ],
+  },
   PageLinkReply: { direction: 'reply', values: [{ path: '/#login=' + 'A'.repeat(32) }, { path: '/#login=abc_DEF-0123456789' }] },
   PlainLookupRequest: { direction: 'request', values: [{ numbers: [n1, '+44 20 7946 0018', '0176 12345678', n4] }] },
   PlainLookupReply: {

@@ -9,6 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashNumber } from '../shared/hashed.ts';
+import { TraceReply } from '../shared/messages.ts';
+import { parseReply } from '../shared/schema.ts';
 import type { E164 } from '../shared/e164.ts';
 import { createWebUi, PAGE_CSP, PAGE_ACCOUNT_EMAIL, type WebUi } from '../web/server.ts';
 import { raw, runPcd, spawnServe, startTestServer, stopChild, tempDir, type TestServer } from './helpers.ts';
@@ -83,7 +85,7 @@ describe('web/server.ts: the page, the login link and the trace', () => {
       const r = await raw(`${ts.server.url}/v1/ui/login`, { headers: { 'content-type': 'application/json' }, body });
       expect(r.status, body.slice(0, 30)).toBeGreaterThanOrEqual(400);
       expect(r.status, body.slice(0, 30)).toBeLessThan(500);
-      expect(r.json.error.code, body.slice(0, 30)).toMatch(/^(invalid_field|bad_request|body_too_large)$/);
+      expect(r.json.error.code, body.slice(0, 30)).toMatch(/^(invalid_field|malformed_body|body_too_large)$/);
     }
   });
 
@@ -123,6 +125,8 @@ describe('web/server.ts: the page, the login link and the trace', () => {
 
     const blinded = await trace('blinded');
     expect(blinded.status).toBe(200);
+    // Each reply is what shared/page.ts declares, as the page checks it.
+    for (const r of [plain, hashed, blinded]) expect(() => parseReply(TraceReply, r.json, 'json')).not.toThrow();
     const [evals, buckets] = blinded.json.tables;
     expect(evals.name).toBe('blinded_eval_log');
     expect(evals.rows).toEqual([[expect.any(Number), page.accountId, '127.0.0.1', 1, 2]]);

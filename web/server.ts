@@ -3,7 +3,7 @@
  * links, and the operator's view of what a lookup left in the query logs.
  *
  *   GET  /                     the page (dist/web/index.html), its files at /<name>
- *   POST /v1/ui/login          { code } -> { viewToken, requester | null }
+ *   POST /v1/ui/login          { code } -> { viewToken, requester }   (a Route: the API's pipeline)
  *   GET  /v1/ui/clock          (view token) -> { now }
  *   GET  /v1/ui/trace          (view token) ?design&since[&plan] -> the rows the page's lookups left
  *   POST /v1/admin/page-link   (admin) -> 201 { path: '/#login=CODE' }, a new one-time link (`pcd page-link`)
@@ -40,7 +40,21 @@ import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { DESIGN_PROTOCOLS } from '../shared/designs/index.ts';
 import { columnNames, type LogTable } from '../shared/logs.ts';
 import { route, type Requester } from '../shared/design.ts';
-import { DESIGNS, PATHS, type DesignName, type PageLinkReply } from '../shared/messages.ts';
+import {
+  DESIGNS,
+  MAX_TRACE_PLAN,
+  MAX_TRACE_ROWS,
+  PATHS,
+  PageLoginRequest,
+  type DesignName,
+  type PageClockReply,
+  type PageLinkReply,
+  type PageLoginReply,
+  type TraceReply,
+  type TraceTable,
+} from '../shared/messages.ts';
+import { encodeBody, formatOfAccept } from '../shared/codec.ts';
+import { bearer } from '../server/app.ts';
 import type { ServerContext, WebMount } from '../server/context.ts';
 import { flushLogs } from '../server/loghealth.ts';
 import { parsePlan, planSize } from '../audit/plan.ts';
@@ -50,10 +64,6 @@ import { reverseHashes } from '../audit/designs/hashed.ts';
 export const DEFAULT_WEB_DIST = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'web');
 /** The page's own requester account when the server is not told which to use. */
 export const PAGE_ACCOUNT_EMAIL = 'web-page@pcd.local';
-/** Largest range the trace enumerates to reverse a hash: 10^6 numbers, ~2 s on one core. */
-export const MAX_TRACE_PLAN = 1e6;
-/** Rows per table in one trace reply. */
-export const MAX_TRACE_ROWS = 100;
 /** An unused login code expires after this long. */
 export const LOGIN_CODE_TTL_MS = 24 * 3600_000;
 const MAX_CODES = 64;
@@ -86,14 +96,6 @@ export interface WebUi {
   usePageAccount(account: { accountId: number; email: string; token: string }): void;
 }
 
-export interface TraceTable {
-  name: string;
-  kind: LogTable['kind'];
-  description: string;
-  columns: { name: string; holds: string }[];
-  rows: (string | number | null)[][];
-}
-
 function randomSecret(): string {
   return crypto.randomBytes(24).toString('base64url');
 }
@@ -102,10 +104,11 @@ function digest(s: string): string {
   return crypto.createHash('sha256').update(s).digest('hex');
 }
 
-function bearer(req: Request): string {
-  const m = /^bearer +([A-Za-z0-9._~+/=-]{1,256}) *$/i.exec(req.headers.authorization ?? '');
-  if (!m) throw new PcdError(ErrorCode.Unauthenticated, "the log view needs 'Authorization: Bearer <view token>' (from the one-time login link)");
-  return m[1]!;
+/** Replies in the format the request accepts (JSON for the page), as the API's routes do. */
+function reply(req: Request, res: express.Response, body: PageClockReply | TraceReply): void {
+  const format = formatOfAccept(req.headers.accept, 'json') ?? 'json';
+  res.setHeader('Cache-Control', 'no-store');
+  res.type(format === 'json' ? 'application/json' : 'application/msgpack').send(Buffer.from(encodeBody(body, format)));
 }
 
 function queryParam(req: Request, name: string): string | undefined {
@@ -130,55 +133,59 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
   const views = new Map<string, { requester: Requester }>();
   let page: { accountId: number; email: string; token: string } | undefined = options.pageAccount;
 
+  /** The page's requester: as configured, else its own account (created once; its token issued once per server run). */
+  const pageRequester = (ctx: ServerContext): { accountId: number; email: string; token: string } => {
+    if (page) return page;
+    const existing = ctx.store.accountByEmail(PAGE_ACCOUNT_EMAIL);
+    if (existing) page = { ...existing, token: ctx.store.issueToken(existing.accountId) };
+    else {
+      const made = ctx.store.createAccount({ email: PAGE_ACCOUNT_EMAIL, numbers: [], mask: 0 }, ctx.now());
+      page = { accountId: made.accountId, email: PAGE_ACCOUNT_EMAIL, token: made.token };
+    }
+    return page;
+  };
+
+  /** POST /v1/ui/login: through the API's pipeline (content type, size, strict schema), like every other route. */
+  const loginRoute = (ctx: ServerContext) =>
+    route<PageLoginRequest, PageLoginReply>({
+      method: 'POST',
+      path: PATHS.pageLogin,
+      auth: 'anyone',
+      request: PageLoginRequest,
+      handle({ body }) {
+        const key = digest(body.code);
+        const expires = codes.get(key);
+        codes.delete(key); // one use, whatever happens next
+        if (expires === undefined || expires < Date.now()) {
+          throw new PcdError(ErrorCode.Forbidden, 'this login link was used already or has expired: each link works once; run `pcd page-link` or restart the server for a new one');
+        }
+        const p = pageRequester(ctx);
+        const viewToken = randomSecret();
+        views.set(digest(viewToken), { requester: { accountId: p.accountId, email: p.email } });
+        return { body: { viewToken, requester: p } };
+      },
+    });
+
   const pageRouter = (ctx: ServerContext): Router => {
     const { store } = ctx;
     const served = new Set<DesignName>(ctx.options.designs ?? DESIGNS);
-    /** The page's requester: as configured, else its own account (created once, its token issued once per server run). */
-    const pageRequester = (): { accountId: number; email: string; token: string } => {
-      if (page) return page;
-      const existing = store.accountByEmail(PAGE_ACCOUNT_EMAIL);
-      if (existing) page = { ...existing, token: store.issueToken(existing.accountId) };
-      else {
-        const made = store.createAccount({ email: PAGE_ACCOUNT_EMAIL, numbers: [], mask: 0 }, ctx.now());
-        page = { accountId: made.accountId, email: PAGE_ACCOUNT_EMAIL, token: made.token };
-      }
-      return page;
-    };
 
     const viewer = (req: Request): { requester: Requester } => {
-      const v = views.get(digest(bearer(req)));
+      const token = bearer(req);
+      if (!token) throw new PcdError(ErrorCode.Unauthenticated, "the log view needs 'Authorization: Bearer <view token>' (from the one-time login link)");
+      const v = views.get(digest(token));
       if (!v) throw new PcdError(ErrorCode.Forbidden, 'this view token is unknown (the server was restarted?): open a new login link');
       return v;
     };
 
     const router = express.Router();
-    const json = express.json({ limit: 1024, type: () => true });
 
-    router.post('/v1/ui/login', json, (req, res) => {
-      const code = (req.body as { code?: unknown } | undefined)?.code;
-      if (typeof code !== 'string' || !/^[A-Za-z0-9_-]{16,64}$/.test(code)) {
-        throw new PcdError(ErrorCode.InvalidField, "the body must be { code }, the login code from the link's #login= fragment");
-      }
-      const key = digest(code);
-      const expires = codes.get(key);
-      codes.delete(key); // one use, whatever happens next
-      if (expires === undefined || expires < Date.now()) {
-        throw new PcdError(ErrorCode.Forbidden, 'this login link was used already or has expired: each link works once; restart the server or ask it for a new one');
-      }
-      const p = pageRequester();
-      const viewToken = randomSecret();
-      views.set(digest(viewToken), { requester: { accountId: p.accountId, email: p.email } });
-      res.setHeader('Cache-Control', 'no-store');
-      res.json({ viewToken, requester: p });
-    });
-
-    router.get('/v1/ui/clock', (req, res) => {
+    router.get(PATHS.pageClock, (req, res) => {
       viewer(req);
-      res.setHeader('Cache-Control', 'no-store');
-      res.json({ now: ctx.now() });
+      reply(req, res, { now: ctx.now() });
     });
 
-    router.get('/v1/ui/trace', (req, res) => {
+    router.get(PATHS.pageTrace, (req, res) => {
       const { requester } = viewer(req);
       const design = queryParam(req, 'design');
       if (!design || !(DESIGNS as readonly string[]).includes(design)) {
@@ -188,8 +195,11 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
       const sinceText = queryParam(req, 'since') ?? '0';
       const since = /^\d{1,15}$/.test(sinceText) ? Number(sinceText) : Number.NaN;
       if (!Number.isSafeInteger(since)) throw new PcdError(ErrorCode.InvalidField, `since must be a time in Unix ms, got '${sinceText}'`);
+      const logs: readonly LogTable[] = DESIGN_PROTOCOLS.find((d) => d.name === design)!.logs;
+      // The enumeration applies to a log that holds number hashes (the hashed design's), whichever design declares one.
+      const hashed = logs.findIndex((t) => t.columns.some((c) => c.holds === 'number-hash'));
       const planText = queryParam(req, 'plan');
-      if (planText !== undefined && design !== 'hashed') throw new PcdError(ErrorCode.InvalidField, 'plan applies to the hashed design only');
+      if (planText !== undefined && hashed < 0) throw new PcdError(ErrorCode.InvalidField, `plan applies to a design whose log holds number hashes; ${design}'s holds none`);
       const plan = planText === undefined ? undefined : parsePlan(planText);
       if (plan && planSize(plan) > MAX_TRACE_PLAN) {
         throw new PcdError(ErrorCode.InvalidField, `the plan spans ${planSize(plan).toLocaleString('en-US')} numbers; the page's trace enumerates at most ${MAX_TRACE_PLAN.toLocaleString('en-US')} (at most 6 X)`);
@@ -197,7 +207,6 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
       const ip = req.ip ?? req.socket.remoteAddress ?? 'unknown';
 
       flushLogs(store); // what the database holds, not what waits in memory
-      const logs: readonly LogTable[] = DESIGN_PROTOCOLS.find((d) => d.name === design)!.logs;
       const tables: TraceTable[] = logs.map((t) => {
         const names = columnNames(t);
         const where: string[] = ['ts >= ?'];
@@ -224,10 +233,10 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
         };
       });
 
-      let reversal;
+      let reversal: TraceReply['reversal'];
       if (plan) {
-        const hashColumn = logs[0]!.columns.findIndex((c) => c.holds === 'number-hash');
-        const hashes = tables[0]!.rows.map((r) => Buffer.from(String(r[hashColumn]), 'hex'));
+        const hashColumn = logs[hashed]!.columns.findIndex((c) => c.holds === 'number-hash');
+        const hashes = tables[hashed]!.rows.map((r) => Buffer.from(String(r[hashColumn]), 'hex'));
         const r = reverseHashes(hashes, plan);
         reversal = {
           plan: plan.map((p) => p.pattern).join(','),
@@ -237,8 +246,7 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
           numbers: Object.fromEntries(r.numbers),
         };
       }
-      res.setHeader('Cache-Control', 'no-store');
-      res.json({ design, since, now: ctx.now(), requester: { accountId: requester.accountId, ip }, tables, ...(reversal ? { reversal } : {}) });
+      reply(req, res, { design: design as DesignName, since, now: ctx.now(), requester: { accountId: requester.accountId, ip }, tables, reversal });
     });
 
     const page404 = () => {
@@ -282,6 +290,7 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
   const mount: WebMount = (ctx) => ({
     router: pageRouter(ctx),
     routes: [
+      loginRoute(ctx),
       route<undefined, PageLinkReply>({
         method: 'POST',
         path: PATHS.adminPageLink,

@@ -1,9 +1,10 @@
 /**
  * The page's own calls to the server, besides the lookups (which go through
  * the client library): the one-time login and the operator's log view
- * (web/server.ts), all JSON.
+ * (web/server.ts), all JSON, through the client library's transport and
+ * checked by the schemas of shared/page.ts.
  *
- *   POST /v1/ui/login  { code }             -> { viewToken, requester: { email, accountId, token } | null }
+ *   POST /v1/ui/login  { code }             -> { viewToken, requester: { email, accountId, token } }
  *   GET  /v1/ui/clock  (Bearer view token)  -> { now }
  *   GET  /v1/ui/trace  ?design&since[&plan] -> { design, since, now, requester, tables, reversal? }
  *
@@ -12,98 +13,53 @@
  * the fragment is then taken out of the address bar and history. The view
  * token and the page's requester token live in sessionStorage: gone with the tab.
  */
-import { ErrorCode, PcdError, type DesignName } from './lib.ts';
+import {
+  ErrorCode,
+  PATHS,
+  PageClockReply,
+  PageLoginReply,
+  PcdError,
+  TraceReply,
+  createTransport,
+  parseReply,
+  type DesignName,
+  type RequestOptions,
+  type TraceReversal,
+  type TraceTable,
+} from './lib.ts';
 
-export interface PageRequester {
-  email: string;
-  accountId: number;
-  token: string;
-}
-
-export interface View {
-  viewToken: string;
-  requester: PageRequester | null;
-}
-
-export interface TraceColumn {
-  name: string;
-  holds: string;
-}
-
-export interface TraceTable {
-  name: string;
-  kind: 'rows' | 'counts';
-  description: string;
-  columns: TraceColumn[];
-  rows: (string | number | null)[][];
-}
-
-export interface Reversal {
-  plan: string;
-  candidates: number;
-  ms: number;
-  ratePerSecond: number;
-  /** Reversed hashes: lowercase hex -> E.164. */
-  numbers: Record<string, string>;
-}
-
-export interface Trace {
-  design: DesignName;
-  since: number;
-  now: number;
-  requester: { accountId: number; ip: string };
-  tables: TraceTable[];
-  reversal?: Reversal;
-}
+export type PageRequester = PageLoginReply['requester'];
+export type View = PageLoginReply;
+export type Trace = TraceReply;
+export type { TraceReversal, TraceTable };
 
 const VIEW_KEY = 'pcd.view';
 const TOKEN_KEY = 'pcd.token';
-const CODES = new Set<string>(Object.values(ErrorCode));
-
-function isRecord(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** A pcd error body turned back into the PcdError the server threw; anything else named by its status. */
-function errorOf(status: number, body: unknown, what: string): PcdError {
-  const err = isRecord(body) ? body.error : undefined;
-  if (isRecord(err) && typeof err.code === 'string' && CODES.has(err.code) && typeof err.message === 'string') {
-    return new PcdError(err.code as ErrorCode, err.message, { status });
-  }
-  return new PcdError(ErrorCode.MalformedReply, `${what}: the server answered HTTP ${status} without a pcd error body`, { status });
-}
-
-async function callJson(path: string, init: RequestInit, what: string): Promise<unknown> {
-  let res: Response;
+/**
+ * One call of the page's own endpoints through the client library's transport (JSON here): the same
+ * error mapping (a pcd error body becomes its PcdError, a refused connection a `network` one) and the reply
+ * checked by its schema in shared/page.ts. `what` names the call in an error message.
+ */
+async function call<T>(token: string | undefined, req: RequestOptions<T>, what: string): Promise<T> {
   try {
-    res = await fetch(path, { ...init, headers: { accept: 'application/json', ...(init.headers as Record<string, string> | undefined) }, cache: 'no-store' });
+    const { body } = await createTransport({ baseUrl: location.origin, token, format: 'json' }).request(req);
+    if (body === undefined) throw new PcdError(ErrorCode.MalformedReply, 'the reply has no body');
+    return body;
   } catch (e) {
-    throw new PcdError(ErrorCode.Network, `${what}: cannot reach the server (${e instanceof Error ? e.message : String(e)})`, { cause: e });
+    if (e instanceof PcdError) throw new PcdError(e.code, `${what}: ${e.message}`, { status: e.status, cause: e });
+    throw e;
   }
-  const text = await res.text();
-  let body: unknown;
-  try {
-    body = text === '' ? undefined : JSON.parse(text);
-  } catch {
-    body = undefined;
-  }
-  if (!res.ok) throw errorOf(res.status, body, what);
-  if (body === undefined) throw new PcdError(ErrorCode.MalformedReply, `${what}: the reply is not JSON`);
-  return body;
 }
 
+/** This tab's view, as the login reply's schema reads it; anything else is as if absent. */
 function readView(): View | undefined {
+  const stored = sessionStorage.getItem(VIEW_KEY);
+  if (stored === null) return undefined;
   try {
-    const v: unknown = JSON.parse(sessionStorage.getItem(VIEW_KEY) ?? 'null');
-    if (isRecord(v) && typeof v.viewToken === 'string' && (v.requester === null || isRequester(v.requester))) return v as unknown as View;
+    return parseReply(PageLoginReply, JSON.parse(stored), 'json');
   } catch {
-    // unreadable: as if absent
+    return undefined;
   }
-  return undefined;
-}
-
-function isRequester(v: unknown): v is PageRequester {
-  return isRecord(v) && typeof v.email === 'string' && typeof v.accountId === 'number' && typeof v.token === 'string';
 }
 
 export function forgetView(): void {
@@ -140,15 +96,7 @@ export async function startSession(): Promise<SessionStart> {
   history.replaceState(history.state, '', location.pathname + location.search);
   const code = decodeURIComponent(m[1] ?? '');
   try {
-    const body = await callJson(
-      '/v1/ui/login',
-      { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code }) },
-      'the login link',
-    );
-    if (!isRecord(body) || typeof body.viewToken !== 'string' || !(body.requester === null || isRequester(body.requester))) {
-      throw new PcdError(ErrorCode.MalformedReply, 'the login reply is not { viewToken, requester }');
-    }
-    const view: View = { viewToken: body.viewToken, requester: body.requester };
+    const view = await call(undefined, { method: 'POST', path: PATHS.pageLogin, body: { code }, reply: PageLoginReply, auth: false }, 'the login link');
     sessionStorage.setItem(VIEW_KEY, JSON.stringify(view));
     return { view, fresh: true };
   } catch (e) {
@@ -158,22 +106,11 @@ export async function startSession(): Promise<SessionStart> {
 }
 
 export async function serverClock(view: View): Promise<number> {
-  const body = await callJson('/v1/ui/clock', { headers: { authorization: `Bearer ${view.viewToken}` } }, 'the log view');
-  if (!isRecord(body) || typeof body.now !== 'number') throw new PcdError(ErrorCode.MalformedReply, 'the clock reply is not { now }');
-  return body.now;
+  return (await call(view.viewToken, { method: 'GET', path: PATHS.pageClock, reply: PageClockReply, auth: true }, 'the log view')).now;
 }
 
 export async function fetchTrace(view: View, design: DesignName, since: number, plan?: string): Promise<Trace> {
   const q = new URLSearchParams({ design, since: String(since) });
   if (plan !== undefined) q.set('plan', plan);
-  const body = await callJson(`/v1/ui/trace?${q.toString()}`, { headers: { authorization: `Bearer ${view.viewToken}` } }, 'the log view');
-  if (!isRecord(body) || !Array.isArray(body.tables) || !isRecord(body.requester)) {
-    throw new PcdError(ErrorCode.MalformedReply, 'the trace reply is not { design, requester, tables }');
-  }
-  for (const t of body.tables as unknown[]) {
-    if (!isRecord(t) || typeof t.name !== 'string' || !Array.isArray(t.columns) || !Array.isArray(t.rows)) {
-      throw new PcdError(ErrorCode.MalformedReply, 'a trace table is not { name, columns, rows }');
-    }
-  }
-  return body as unknown as Trace;
+  return call(view.viewToken, { method: 'GET', path: `${PATHS.pageTrace}?${q.toString()}`, reply: TraceReply, auth: true }, 'the log view');
 }

@@ -1,7 +1,8 @@
 /**
- * Everything the page takes from the client library, in one place: the page
- * runs the same client as the CLI and the tests (client/index.ts, the
- * `pcd/client` entry), imported from source and bundled by web/build.ts.
+ * Everything the page takes from the client library and the protocol module,
+ * in one place: the page runs the same client as the CLI and the tests
+ * (client/index.ts, the `pcd/client` entry), imported from source and
+ * bundled by web/build.ts.
  */
 export {
   createClient,
@@ -22,3 +23,6 @@ export {
   type DesignName,
   type BackendName,
 } from '../../client/index.ts';
+/** The page's own messages (shared/page.ts), checked by the same schemas the server's replies are built to. */
+export { PATHS, PageClockReply, PageLoginReply, TraceReply, type TraceReversal, type TraceTable } from '../../shared/messages.ts';
+export { parseReply } from '../../shared/schema.ts';
