@@ -27,26 +27,21 @@ export function buildProgram(output?: OutputConfiguration): Command {
   registerClientCommands(program);
   registerServerCommands(program);
   registerAuditCommand(program);
-  program
-    .command('bench')
-    .description('run the benchmarks (see bench/README in the README)')
-    .allowUnknownOption()
-    .allowExcessArguments()
-    .helpOption(false)
-    .action(async () => {
-      const { main } = await import('../bench/run.ts');
-      await main(process.argv.slice(3));
-    });
-  program
-    .command('simulate')
-    .description('simulate a month of lookups against real servers and rebuild the contact graph from their logs (pcd simulate --help)')
-    .allowUnknownOption()
-    .allowExcessArguments()
-    .helpOption(false)
-    .action(async () => {
-      const { main } = await import('../workload/cli.ts');
-      await main(process.argv.slice(3));
-    });
+  // Commands that parse their own arguments (they have many options of their own), loaded only when run.
+  const passThrough = (name: string, description: string, load: () => Promise<{ main(argv: string[]): Promise<void> }>) =>
+    program
+      .command(name)
+      .description(description)
+      .allowUnknownOption()
+      .allowExcessArguments()
+      .helpOption(false)
+      .action(async () => (await load()).main(process.argv.slice(3)));
+  passThrough('bench', 'run the benchmarks (see bench/README in the README)', () => import('../bench/run.ts'));
+  passThrough(
+    'simulate',
+    'simulate a month of lookups against real servers and rebuild the contact graph from their logs (pcd simulate --help)',
+    () => import('../workload/cli.ts'),
+  );
   return program;
 }
 

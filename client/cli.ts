@@ -24,6 +24,7 @@ import { DEFAULT_SERVER } from '../shared/defaults.ts';
 import { backendOption } from '../bin/options.ts';
 import path from 'node:path';
 import { ADMIN_TOKEN_FILE } from '../disk/files.ts';
+import { readAdminToken } from '../disk/admintoken.ts';
 import { checkBatchSize, createAdminClient, createClient, type LookupResult } from './client.ts';
 import { createTransport } from './transport.ts';
 
@@ -143,18 +144,11 @@ function needToken(token: string | undefined): string {
   return token;
 }
 
-/** The admin token: PCD_ADMIN_TOKEN, else the data folder's file; never generated here. */
-export function readAdminToken(dataDir: string, env: NodeJS.ProcessEnv = process.env): string {
-  if (env.PCD_ADMIN_TOKEN) return env.PCD_ADMIN_TOKEN;
-  const file = path.join(dataDir, ADMIN_TOKEN_FILE);
-  try {
-    const token = fs.readFileSync(file, 'utf8').trim();
-    if (token !== '') return token;
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT') throw new PcdError(ErrorCode.InvalidField, `cannot read the admin token from ${file}: ${code ?? (e as Error).message}`);
-  }
-  throw new PcdError(ErrorCode.InvalidField, `no admin token: set PCD_ADMIN_TOKEN, or point --data at the server's data folder (${file} is missing or empty)`);
+/** The admin token as the server finds it (disk/admintoken.ts), never generated here. */
+function adminTokenOf(dataDir: string): string {
+  const found = readAdminToken(dataDir);
+  if (found?.token) return found.token;
+  throw new PcdError(ErrorCode.InvalidField, `no admin token: set PCD_ADMIN_TOKEN, or point --data at the server's data folder (${path.join(dataDir, ADMIN_TOKEN_FILE)} is missing or empty)`);
 }
 
 export function registerClientCommands(program: Command): void {
@@ -166,7 +160,7 @@ export function registerClientCommands(program: Command): void {
     .action(
       oneLine(async (o: { server?: string; data: string }) => {
         const baseUrl = o.server ?? process.env[SERVER_ENV] ?? DEFAULT_SERVER;
-        console.log(await createAdminClient({ baseUrl, adminToken: readAdminToken(o.data) }).pageLink());
+        console.log(await createAdminClient({ baseUrl, adminToken: adminTokenOf(o.data) }).pageLink());
       }),
     );
 

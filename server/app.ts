@@ -62,13 +62,14 @@ function sameSecret(a: string, b: string): boolean {
   return crypto.timingSafeEqual(ha, hb);
 }
 
-function replyFormat(req: Request, requestFormat: Format | undefined): Format {
+/** The reply's format: what Accept asks for, else the request's (default MessagePack); 406 when neither can be. */
+export function replyFormat(req: Request, requestFormat: Format | undefined): Format {
   const f = formatOfAccept(req.headers.accept, requestFormat ?? 'msgpack');
   if (!f) throw new PcdError(ErrorCode.NotAcceptable, `cannot answer in ${req.headers.accept}: pcd speaks ${CONTENT_TYPE.msgpack} and ${CONTENT_TYPE.json}`);
   return f;
 }
 
-function send(res: Response, status: number, body: unknown, format: Format): void {
+export function send(res: Response, status: number, body: unknown, format: Format): void {
   res.status(status).type(CONTENT_TYPE[format]).send(Buffer.from(encodeBody(body, format)));
 }
 

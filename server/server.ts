@@ -37,6 +37,7 @@ import {
   type OkReply,
 } from '../shared/messages.ts';
 import { ADMIN_TOKEN_FILE } from '../disk/files.ts';
+import { readAdminToken } from '../disk/admintoken.ts';
 import { createApp } from './app.ts';
 import type { ServerContext, ServerDesignFactory, ServerOptions } from './context.ts';
 import { Directory } from './directory.ts';
@@ -61,10 +62,9 @@ export const DEFAULT_RETENTION_MS = 30 * DAY_MS;
 /** The admin token: the option, else PCD_ADMIN_TOKEN, else the data folder's file (generated on first use). */
 export function resolveAdminToken(dataDir: string, explicit?: string): { token: string; source: string } {
   if (explicit) return { token: explicit, source: 'option' };
-  const env = process.env.PCD_ADMIN_TOKEN;
-  if (env) return { token: env, source: 'the PCD_ADMIN_TOKEN environment variable' };
+  const found = readAdminToken(dataDir);
+  if (found) return found;
   const file = path.join(dataDir, ADMIN_TOKEN_FILE);
-  if (fs.existsSync(file)) return { token: fs.readFileSync(file, 'utf8').trim(), source: file };
   const token = crypto.randomBytes(32).toString('base64url');
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   fs.writeFileSync(file, token + '\n', { mode: 0o600, flag: 'wx' });

@@ -35,6 +35,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Statement } from 'better-sqlite3';
 import express, { type Request, type Router } from 'express';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { DESIGN_PROTOCOLS } from '../shared/designs/index.ts';
@@ -53,8 +54,7 @@ import {
   type TraceReply,
   type TraceTable,
 } from '../shared/messages.ts';
-import { encodeBody, formatOfAccept } from '../shared/codec.ts';
-import { bearer } from '../server/app.ts';
+import { bearer, replyFormat, send } from '../server/app.ts';
 import type { ServerContext, WebMount } from '../server/context.ts';
 import { flushLogs } from '../server/loghealth.ts';
 import { parsePlan, planSize } from '../audit/plan.ts';
@@ -104,11 +104,10 @@ function digest(s: string): string {
   return crypto.createHash('sha256').update(s).digest('hex');
 }
 
-/** Replies in the format the request accepts (JSON for the page), as the API's routes do. */
+/** Replies as the API's routes do (server/app.ts): in the format Accept asks for (the page asks JSON), never cached. */
 function reply(req: Request, res: express.Response, body: PageClockReply | TraceReply): void {
-  const format = formatOfAccept(req.headers.accept, 'json') ?? 'json';
   res.setHeader('Cache-Control', 'no-store');
-  res.type(format === 'json' ? 'application/json' : 'application/msgpack').send(Buffer.from(encodeBody(body, format)));
+  send(res, 200, body, replyFormat(req, 'json'));
 }
 
 function queryParam(req: Request, name: string): string | undefined {
@@ -118,7 +117,8 @@ function queryParam(req: Request, name: string): string | undefined {
   return v;
 }
 
-function cell(v: unknown): string | number | null {
+/** A database value as a trace cell: BLOBs as hex. */
+function toCell(v: unknown): string | number | null {
   if (v === null || v === undefined) return null;
   if (v instanceof Uint8Array) return Buffer.from(v).toString('hex');
   if (typeof v === 'bigint') return Number(v);
@@ -178,6 +178,26 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
       return v;
     };
 
+    /**
+     * One statement per declared table, prepared on first use: its rows since a time, newest first, scoped to
+     * the page's requester by the table's account column, else to the asking IP by its IP column.
+     */
+    const queries = new Map<string, { stmt: Statement; scope: 'account' | 'ip' | 'none' }>();
+    const traceQuery = (t: LogTable) => {
+      let q = queries.get(t.name);
+      if (!q) {
+        const account = t.columns.find((c) => c.holds === 'account');
+        const ipColumn = t.columns.find((c) => c.holds === 'ip');
+        const by = account ?? ipColumn;
+        const sql =
+          `SELECT ${columnNames(t).join(', ')} FROM ${t.name} WHERE ts >= ?${by ? ` AND ${by.name} = ?` : ''} ` +
+          `ORDER BY ${t.kind === 'rows' ? 'ts DESC, rowid DESC' : 'ts DESC'} LIMIT ${MAX_TRACE_ROWS}`;
+        q = { stmt: store.db.prepare(sql).raw(), scope: account ? 'account' : ipColumn ? 'ip' : 'none' };
+        queries.set(t.name, q);
+      }
+      return q;
+    };
+
     const router = express.Router();
 
     router.get(PATHS.pageClock, (req, res) => {
@@ -208,28 +228,15 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
 
       flushLogs(store); // what the database holds, not what waits in memory
       const tables: TraceTable[] = logs.map((t) => {
-        const names = columnNames(t);
-        const where: string[] = ['ts >= ?'];
-        const args: (string | number)[] = [t.kind === 'counts' ? Math.floor(since / t.windowMs) * t.windowMs : since];
-        const account = t.columns.find((c) => c.holds === 'account');
-        const ipColumn = t.columns.find((c) => c.holds === 'ip');
-        if (account) {
-          where.push(`${account.name} = ?`);
-          args.push(requester.accountId);
-        } else if (ipColumn) {
-          where.push(`${ipColumn.name} = ?`);
-          args.push(ip);
-        }
-        const rows = store.db
-          .prepare(`SELECT ${names.join(', ')} FROM ${t.name} WHERE ${where.join(' AND ')} ORDER BY ${t.kind === 'rows' ? 'ts DESC, rowid DESC' : 'ts DESC'} LIMIT ${MAX_TRACE_ROWS}`)
-          .raw()
-          .all(...args) as unknown[][];
+        const q = traceQuery(t);
+        const from = t.kind === 'counts' ? Math.floor(since / t.windowMs) * t.windowMs : since;
+        const rows = (q.scope === 'none' ? q.stmt.all(from) : q.stmt.all(from, q.scope === 'account' ? requester.accountId : ip)) as unknown[][];
         return {
           name: t.name,
           kind: t.kind,
           description: t.description,
           columns: t.columns.map((c) => ({ name: c.name, holds: c.holds })),
-          rows: rows.map((r) => r.map(cell)),
+          rows: rows.map((r) => r.map(toCell)),
         };
       });
 
