@@ -19,6 +19,16 @@ export const ErrorCode = {
   // 401/403: who is asking
   Unauthenticated: 'unauthenticated',
   Forbidden: 'forbidden',
+  /** Privacy Pass (RFC 9577): the request carries no token; the reply's WWW-Authenticate holds the challenge and token keys. */
+  TokenRequired: 'token_required',
+  /** A token that does not parse or whose signature does not verify (a forgery), or one made for another challenge. */
+  TokenInvalid: 'token_invalid',
+  /** A token already spent (its nonce hash is in the spent store). */
+  TokenReplayed: 'token_replayed',
+  /** A token of a key this server does not know, or of a retired one. */
+  TokenKeyUnknown: 'token_key_unknown',
+  /** A token of another size class than the request's element count. */
+  TokenWrongClass: 'token_wrong_class',
   // 404/405/409/410
   NotFound: 'not_found',
   DesignDisabled: 'design_disabled',
@@ -40,6 +50,12 @@ export const ErrorCode = {
   MalformedReply: 'malformed_reply',
   /** The server published another public key for an epoch the client has pinned (client/designs/blinded.ts). */
   KeyChanged: 'key_changed',
+  /** The server showed this client another view than before for something pinned: a root or a token key of a known epoch, an OHTTP key config. */
+  ViewChanged: 'view_changed',
+  /** A bucket whose Merkle path does not lead to its epoch's published root (a doctored or dropped tag). */
+  BucketUnproven: 'bucket_unproven',
+  /** The client's token pool for a size class is empty and could not be refilled. */
+  TokensExhausted: 'tokens_exhausted',
   Network: 'network',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
@@ -53,6 +69,11 @@ export const STATUS: Readonly<Record<ErrorCode, number>> = {
   invalid_element: 400,
   too_many_items: 400,
   unauthenticated: 401,
+  token_required: 401,
+  token_invalid: 401,
+  token_replayed: 401,
+  token_key_unknown: 401,
+  token_wrong_class: 401,
   forbidden: 403,
   not_found: 404,
   design_disabled: 404,
@@ -70,6 +91,9 @@ export const STATUS: Readonly<Record<ErrorCode, number>> = {
   proof_invalid: 502,
   malformed_reply: 502,
   key_changed: 502,
+  view_changed: 502,
+  bucket_unproven: 502,
+  tokens_exhausted: 503,
   network: 503,
 };
 
