@@ -14,13 +14,15 @@ import { DESIGNS, type DesignName } from '../shared/designs/index.ts';
 import { formatAudit, runAudit, type AuditResult } from './designs/index.ts';
 import { AUDIT_FORMATS, type AuditFormat } from './format.ts';
 import { databaseFile } from './image.ts';
-import { parsePlan, parseTargets, parseTime } from './plan.ts';
+import { parseAccounts, parsePlan, parseRelays, parseTargets, parseTime } from './plan.ts';
 import { formatScan, scanDataFolder } from './scan/scan.ts';
 
 interface AuditFlags {
   data: string;
   design: string;
   target: string[];
+  account: string[];
+  relay: string[];
   region?: string;
   since?: string;
   until?: string;
@@ -82,6 +84,24 @@ export function registerAuditCommand(program: Command): void {
         .argParser(collect)
         .default([] as string[], 'every number in the log'),
     )
+    .addOption(
+      new Option(
+        '--account <id>',
+        "blinded: the order's other face, what the operator can produce about an account (token issuance per day, evaluations paid with the account); " +
+          'repeat the option or separate with commas',
+      )
+        .argParser(collect)
+        .default([] as string[], 'every account with a row in the range'),
+    )
+    .addOption(
+      new Option(
+        '--relay <ip>',
+        "blinded: an OHTTP relay's address (pcd serve --ohttp-relay), marked in the rows: such a row stands for every client of the relay; " +
+          'repeat the option or separate with commas',
+      )
+        .argParser(collect)
+        .default([] as string[], 'none'),
+    )
     .option('-r, --region <CC>', 'default region for numbers written without a country code, e.g. US')
     .option('--since <time>', "start of the range: ISO 8601 (2026-11-01, 2026-11-01T12:00Z) or an age such as 7d, 12h, 30m (default: the beginning)")
     .option('--until <time>', "end of the range, exclusive: ISO 8601, an age, or 'now' (default: open)")
@@ -102,6 +122,7 @@ export function registerAuditCommand(program: Command): void {
         '  pcd audit --data data --design plain --target +14155550123 --since 7d',
         '  pcd audit --design hashed --target +14155550123 --plan +1415XXXXXXX --format json',
         '  pcd audit --design blinded --target +14155550123',
+        '  pcd audit --design blinded --account 3 --since 30d --relay 203.0.113.7',
         '  pcd audit --scan contacts/user0.txt',
       ].join('\n'),
     )
@@ -110,7 +131,7 @@ export function registerAuditCommand(program: Command): void {
       if (o.scan !== undefined) {
         const numbers = readNumbersFile(o.scan, o.region);
         const result = scanDataFolder(o.data, numbers, { national: o.national });
-        process.stdout.write(formatScan(result, o.format) + '\n');
+        console.log(formatScan(result, o.format));
         return;
       }
       const designs = parseDesignList(o.design);
@@ -124,12 +145,14 @@ export function registerAuditCommand(program: Command): void {
         throw new PcdError(ErrorCode.InvalidField, `--since (${new Date(since).toISOString()}) must be before --until (${new Date(until).toISOString()})`);
       }
       const targets = parseTargets(o.target, o.region);
+      const accounts = parseAccounts(o.account);
+      const relays = parseRelays(o.relay);
       if (o.plan !== undefined) parsePlan(o.plan); // report a bad pattern before any work
-      const results: AuditResult[] = designs.map((design) => runAudit(o.data, design, { targets, since, until, plan: o.plan }));
+      const results: AuditResult[] = designs.map((design) => runAudit(o.data, design, { targets, since, until, plan: o.plan, accounts, relays }));
       if (o.format === 'json') {
-        process.stdout.write(JSON.stringify(results.length === 1 ? results[0] : results, null, 2) + '\n');
+        console.log(JSON.stringify(results.length === 1 ? results[0] : results, null, 2));
         return;
       }
-      process.stdout.write(results.map((r) => formatAudit(r, o.format)).join('\n\n' + '='.repeat(72) + '\n\n') + '\n');
+      console.log(results.map((r) => formatAudit(r, o.format)).join('\n\n' + '='.repeat(72) + '\n\n'));
     });
 }

@@ -236,7 +236,7 @@ export function withSnapshot<T>(dataDir: string, f: (s: DbSnapshot) => T): T {
   }
 }
 
-function tableExists(db: Database.Database, name: string): boolean {
+export function tableExists(db: Database.Database, name: string): boolean {
   return db.prepare<[string], { n: number }>("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table' AND name = ?").get(name)!.n > 0;
 }
 

@@ -5,12 +5,14 @@
  *   client: lookup, sync
  *   server: serve, start, seed, rotate-key
  *   audit:  audit (offline: reads a data folder, never runs in the server process)
+ *   relay:  relay (an Oblivious HTTP relay in front of a server's gateway, relay/relay.ts)
  *   bench:  bench, simulate
  */
 import { Command, CommanderError, type OutputConfiguration } from 'commander';
 import { registerAuditCommand } from '../audit/cli.ts';
 import { registerClientCommands } from '../client/cli.ts';
 import { registerServerCommands } from '../server/cli.ts';
+import { registerRelayCommand } from '../relay/relay.ts';
 import { PcdError } from '../shared/errors.ts';
 
 /**
@@ -27,6 +29,7 @@ export function buildProgram(output?: OutputConfiguration): Command {
   registerClientCommands(program);
   registerServerCommands(program);
   registerAuditCommand(program);
+  registerRelayCommand(program);
   // Commands that parse their own arguments (they have many options of their own), loaded only when run.
   const passThrough = (name: string, description: string, load: () => Promise<{ main(argv: string[]): Promise<void> }>) =>
     program

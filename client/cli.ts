@@ -27,6 +27,7 @@ import { ADMIN_TOKEN_FILE } from '../disk/files.ts';
 import { readAdminToken } from '../disk/admintoken.ts';
 import { checkBatchSize, createAdminClient, createClient, type LookupResult } from './client.ts';
 import { createTransport } from './transport.ts';
+import { relayFetchFor } from './ohttp.ts';
 
 
 export function describeAnswer(capabilities: readonly string[]): string {
@@ -59,12 +60,15 @@ interface CommonOptions {
   backend: BackendName;
   allowOprf?: boolean;
   pins?: string;
+  /** --relay (env PCD_RELAY): an OHTTP relay for the blinded design (client/ohttp.ts). */
+  relay?: string;
 }
 
 /** Environment variables of the client commands. */
 export const SERVER_ENV = 'PCD_SERVER';
 export const TOKEN_ENV = 'PCD_TOKEN';
 export const PINS_ENV = 'PCD_PINS';
+export const RELAY_ENV = 'PCD_RELAY';
 
 function addCommon(cmd: Command): Command {
   return cmd
@@ -76,13 +80,14 @@ function addCommon(cmd: Command): Command {
     .addOption(backendOption())
     .option('--allow-oprf', 'blinded: accept epochs in OPRF mode, whose answers carry no proof (refused by default)')
     .option('--pins <file>', `blinded: keep the pinned epoch keys in this JSON file across runs (env ${PINS_ENV}; default: this run only)`)
+    .option('--relay <url>', `blinded: send config, evaluate and bucket requests through this OHTTP relay (pcd relay), so the server does not see your address (env ${RELAY_ENV})`)
     .option('--json', 'print JSON for machines');
 }
 
 /** The connection settings of a command: flags first, then the environment, read now (not when the options were built). */
-export function resolveCommon(o: CommonOptions, env: NodeJS.ProcessEnv = process.env): { server: string; token?: string; pinFile?: string } {
+export function resolveCommon(o: CommonOptions, env: NodeJS.ProcessEnv = process.env): { server: string; token?: string; pinFile?: string; relay?: string } {
   const pick = (flag: string | undefined, name: string) => (flag !== undefined && flag !== '' ? flag : env[name] !== undefined && env[name] !== '' ? env[name] : undefined);
-  return { server: pick(o.server, SERVER_ENV) ?? DEFAULT_SERVER, token: pick(o.token, TOKEN_ENV), pinFile: pick(o.pins, PINS_ENV) };
+  return { server: pick(o.server, SERVER_ENV) ?? DEFAULT_SERVER, token: pick(o.token, TOKEN_ENV), pinFile: pick(o.pins, PINS_ENV), relay: pick(o.relay, RELAY_ENV) };
 }
 
 /** `--batch`: a whole number from 1 to LIMITS.maxBatch, written in decimal digits; anything else is one invalid_field line. */
@@ -180,6 +185,7 @@ export function registerClientCommands(program: Command): void {
       backend: o.backend,
       allowOprf: o.allowOprf,
       pinFile: c.pinFile,
+      relay: c.relay,
     });
     const results = await client.lookupMany(numbers);
     if (o.json) {
@@ -217,7 +223,7 @@ export function registerClientCommands(program: Command): void {
         invalid.push({ entry, error: e.message });
       }
     }
-    const { transport, stats } = countingTransport(createTransport({ baseUrl: c.server, token: needToken(c.token), format: o.format }));
+    const { transport, stats } = countingTransport(createTransport({ baseUrl: c.server, token: needToken(c.token), format: o.format, fetch: relayFetchFor(o.design, c.relay) }));
     const client = createClient({ baseUrl: c.server, design: o.design, batchSize: batch, transport, backend: o.backend, allowOprf: o.allowOprf, pinFile: c.pinFile });
     const started = performance.now();
     const results: LookupResult[] = valid.length ? await client.lookupMany(valid.map((v) => v.number)) : [];

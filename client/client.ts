@@ -35,6 +35,8 @@ import { KeyPins, createBlindedClient } from './designs/blinded.ts';
 import { createHashedClient } from './designs/hashed.ts';
 import { createPlainClient } from './designs/plain.ts';
 import { createTransport, normalizeServerUrl } from './transport.ts';
+import { relayFetchFor } from './ohttp.ts';
+import type { TokenPoolOptions } from './tokens.ts';
 
 export type { LookupResult } from '../shared/design.ts';
 
@@ -64,6 +66,22 @@ export interface ClientOptions {
   pins?: KeyPins;
   /** Use this transport instead of HTTP fetch (tests, instrumentation); baseUrl still names the server for the pins. */
   transport?: Transport;
+  /**
+   * An Oblivious HTTP relay (RFC 9458; `pcd relay`): the blinded design's
+   * config, evaluate and bucket requests go through it, sealed to the
+   * server's gateway, so the server does not see this client's address
+   * (client/ohttp.ts). Other designs, token issuance and admin calls go
+   * direct. Ignored when `transport` is given (build it with
+   * client/ohttp.ts relayFetchFor then).
+   */
+  relay?: string;
+  /**
+   * Blinded design on a server that takes Privacy Pass tokens (the default):
+   * the token pool's options (client/tokens.ts: tokens kept ahead per size
+   * class, the refill's random delay, what an empty class does). Tokens are
+   * fetched with `token` (the account) and spent without it.
+   */
+  tokens?: TokenPoolOptions;
 }
 
 export interface Client {
@@ -96,12 +114,16 @@ export function checkBatchSize(n: number): number {
 
 export function createClient(options: ClientOptions): Client {
   const baseUrl = normalizeServerUrl(options.baseUrl);
-  const transport = options.transport ?? createTransport({ baseUrl, token: options.token, format: options.format, timeoutMs: options.timeoutMs });
   const name = options.design ?? 'blinded';
+  // OHTTP (client/ohttp.ts): the blinded design's config, evaluate and bucket requests through the relay, the rest direct.
+  const viaRelay = relayFetchFor(name, options.relay);
+  const transport = options.transport ?? createTransport({ baseUrl, token: options.token, format: options.format, timeoutMs: options.timeoutMs, fetch: viaRelay });
   const design = CLIENT_DESIGNS[name](transport, {
     backend: options.backend,
     allowOprf: options.allowOprf,
     pins: (options.pins ?? new KeyPins(options.pinFile)).scope(baseUrl),
+    issuer: transport,
+    tokens: options.tokens,
   });
   const batch = checkBatchSize(options.batchSize ?? LIMITS.maxBatch);
 

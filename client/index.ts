@@ -23,7 +23,10 @@ export {
   type LookupResult,
 } from './client.ts';
 export { createTransport, normalizeServerUrl, type TransportOptions } from './transport.ts';
+export { createOhttpFetch, createRelayedFetch, relayFetchFor, OhttpKeyPins, type OhttpFetchOptions } from './ohttp.ts';
 export { KeyPins, MAX_PINNED_EPOCHS, createBlindedClientWith, type BlindedClient, type BlindedClientOptions, type BlindedClientStats } from './designs/blinded.ts';
+export { TokenPool, type TokenPoolOptions, type TokenPoolStats, type TokenView } from './tokens.ts';
+export { DEFAULT_SIZE_CLASSES, sizeClassFor, type BlindedAuth } from '../shared/tokens.ts';
 export { ErrorCode, PcdError, isPcdError, type ErrorBody } from '../shared/errors.ts';
 export { normalizeNumber, isE164, regionOf, type E164 } from '../shared/e164.ts';
 export { loadBackend } from '../shared/backends.ts';

@@ -93,7 +93,8 @@ export function createTransport(options: TransportOptions): Transport {
     async request<T>(req: RequestOptions<T>): Promise<TransportReply<T>> {
       const headers: Record<string, string> = { accept: CONTENT_TYPE[format] };
       const auth = req.auth ?? req.method !== 'GET';
-      if (auth) {
+      if (req.authorization !== undefined) headers.authorization = req.authorization;
+      else if (auth) {
         if (!options.token) throw new PcdError(ErrorCode.Unauthenticated, 'this request needs a requester token and the client has none');
         headers.authorization = `Bearer ${options.token}`;
       }
@@ -114,6 +115,7 @@ export function createTransport(options: TransportOptions): Transport {
           // The DOM typings want an ArrayBuffer-backed view; encodeBody's always is.
           res = await doFetch(base + req.path, { method: req.method, headers, body: payload as Uint8Array<ArrayBuffer> | undefined, signal });
         } catch (e) {
+          if (e instanceof PcdError) throw e; // a fetch of pcd's own (client/ohttp.ts) already says what went wrong, e.g. view_changed
           if (req.signal?.aborted) throw e;
           if (signal.aborted) throw new PcdError(ErrorCode.Network, `${req.method} ${req.path} timed out after ${options.timeoutMs ?? 60_000} ms`, { cause: e });
           if (req.method === 'GET' && attempt === 0) continue;

@@ -9,3 +9,7 @@ export const DB_FILE = 'pcd.sqlite';
 export const KEY_FILE = 'oprf-keys.json';
 /** The admin token, when PCD_ADMIN_TOKEN does not give it: generated on first use (0600). */
 export const ADMIN_TOKEN_FILE = 'admin-token';
+/** The Privacy Pass issuer's RSA keys, one per size class and live epoch (server/tokens/keys.ts): apart from the database (0600). */
+export const TOKEN_KEY_FILE = 'token-keys.json';
+/** The OHTTP gateway's X25519 private key(s) (server/ohttp.ts): generated on first start (0600). */
+export const OHTTP_KEY_FILE = 'ohttp-key.json';

@@ -59,8 +59,14 @@ CREATE TABLE IF NOT EXISTS directory_changes (
   mask INTEGER NOT NULL
 );
 
--- Rate-limit buckets per requester (server/ratelimit.ts): account ids and token counts, nothing else.
+-- Rate-limit buckets per requester (server/ratelimit.ts): account id, the allowance at the start of a day, the day; nothing else.
 CREATE TABLE IF NOT EXISTS rate_limits (account_id INTEGER PRIMARY KEY, tokens REAL NOT NULL, at INTEGER NOT NULL);
+
+-- Spent Privacy Pass tokens (server/tokens/spent.ts): SHA-256 of each spent token's key id and nonce, and
+-- the key id, no time; WITHOUT ROWID so that neither the rowid nor the page order follows the order of spending.
+-- Rows go when their token key retires with its epoch.
+CREATE TABLE IF NOT EXISTS spent_tokens (nonce_hash BLOB PRIMARY KEY, key_id BLOB NOT NULL) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS spent_tokens_key ON spent_tokens(key_id);
 
 CREATE TABLE IF NOT EXISTS epochs (
   epoch INTEGER PRIMARY KEY,

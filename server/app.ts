@@ -39,6 +39,12 @@ export interface AppDeps {
   draining?: () => boolean;
   /** Mounted after the API routes, before the 404: the web page (web/server.ts). */
   extra?: express.Router;
+  // ---- OHTTP gateway (server/ohttp.ts) ----
+  /** Mounted after the draining and per-IP checks, before the API routes: GET and POST /.well-known/ohttp-gateway. */
+  gateway?: express.Router;
+  /** Addresses the per-IP limit does not apply to: the configured OHTTP relays (ServerOptions.ohttpRelays), which speak for many clients. */
+  ipLimitExempt?: (ip: string) => boolean;
+  // ---- end OHTTP gateway ----
 }
 
 /** The bearer token of a request; undefined when the header is absent or malformed. */
@@ -103,9 +109,13 @@ export function createApp(deps: AppDeps): express.Express {
       res.setHeader('Connection', 'close');
       throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down: retry in a moment', { retryAfterSeconds: 5 });
     }
-    deps.rateLimiter?.takeIp(req.ip ?? req.socket.remoteAddress ?? 'unknown');
+    // OHTTP: a configured relay's address is exempt, for the outer request and for the inner one, which carries it (server/ohttp.ts).
+    const ip = req.ip ?? req.socket.remoteAddress ?? 'unknown';
+    if (!deps.ipLimitExempt?.(ip)) deps.rateLimiter?.takeIp(ip);
     next();
   });
+
+  if (deps.gateway) app.use(deps.gateway); // OHTTP gateway (server/ohttp.ts): its own body reading, before the API routes
 
   const byPath = new Map<string, Set<string>>();
   for (const r of deps.routes) {
@@ -115,7 +125,9 @@ export function createApp(deps: AppDeps): express.Express {
 
     const handler = async (req: Request, res: Response): Promise<void> => {
       let requester: Requester | undefined;
-      if (r.auth !== 'anyone') {
+      // A Privacy Pass token (RFC 9577): checked from the header alone, before anything else is read.
+      const payment = r.auth === 'token' ? await r.checkToken(req.headers.authorization) : undefined;
+      if (r.auth !== 'anyone' && r.auth !== 'token') {
         const token = bearer(req);
         if (!token) {
           throw new PcdError(ErrorCode.Unauthenticated, `missing or malformed 'Authorization: Bearer <token>' header`);
@@ -141,6 +153,7 @@ export function createApp(deps: AppDeps): express.Express {
         }
         // Load admission from the headers alone: a refused request costs no body read or decode.
         if (requester && r.auth === 'requester' && r.admit) r.admit({ requester, contentLength: contentLength(req), ip });
+        if (r.auth === 'token' && r.admit) r.admit({ contentLength: contentLength(req), ip });
         await new Promise<void>((resolve, reject) => rawBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())));
         const raw: unknown = req.body;
         body = parseRequest(r.request, decodeBody(raw instanceof Uint8Array ? raw : new Uint8Array(0), format), format);
@@ -150,6 +163,8 @@ export function createApp(deps: AppDeps): express.Express {
       // Charged before the handler (concurrent requests cannot overdraw), given back when it refuses.
       const limiter = deps.rateLimiter;
       const charge = requester && r.auth === 'requester' && r.cost && limiter ? limiter.take(requester.accountId, r.cost(body)) : undefined;
+      // The token's class against the body, then the spend (token_replayed when spent before); given back when the handler refuses.
+      const unspend = payment?.spend(body);
       let reply;
       try {
         const input = { body, params: req.params as Record<string, string>, ip, ifNoneMatch: req.headers['if-none-match'] };
@@ -158,6 +173,7 @@ export function createApp(deps: AppDeps): express.Express {
         else throw new Error(`route ${r.method} ${r.path}: a requester route reached its handler unauthenticated`);
       } catch (e) {
         if (charge) limiter?.refund(charge);
+        unspend?.();
         throw e;
       }
       if (deps.draining?.()) res.setHeader('Connection', 'close');
@@ -209,6 +225,7 @@ export function createApp(deps: AppDeps): express.Express {
     res.setHeader('Cache-Control', 'no-store');
     // A refusal for load or limits always says when to come back (DESIGN.md §3).
     if (e.status === 429 || e.status === 503) res.setHeader('Retry-After', String(e.retryAfterSeconds ?? 1));
+    if (e.wwwAuthenticate !== undefined) res.setHeader('WWW-Authenticate', e.wwwAuthenticate);
     send(res, e.status, e.toBody(), format);
   });
 

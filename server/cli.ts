@@ -5,18 +5,20 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Command, Option } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import pino from 'pino';
 import { capabilitiesToMask } from '../shared/capabilities.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { DESIGNS, type DesignName } from '../shared/messages.ts';
 import { MODES, type BackendName, type OprfMode } from '../shared/suite.ts';
 import { DEFAULT_PORT } from '../shared/defaults.ts';
+import { BLINDED_AUTHS, DEFAULT_ISSUER_NAME, DEFAULT_SIZE_CLASSES, sizeClassProblem, type BlindedAuth } from '../shared/tokens.ts';
 import { backendOption } from '../bin/options.ts';
 import { DAY_MS } from './querylog.ts';
 import { DEFAULT_RATE_LIMITS } from './ratelimit.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { startServer, type RunningServer } from './server.ts';
+import { relayAddresses } from './ohttp.ts';
 import { Store } from './store.ts';
 import { acquireFolderLock } from './lock.ts';
 import { generateAccounts, generateContactLists, type SeedOptions } from '../synth/directory.ts';
@@ -190,8 +192,21 @@ interface ServeFlags {
   backend: BackendName;
   logLevel: string;
   trustProxy?: boolean;
+  /** --ohttp-relay, repeatable and comma separated (server/ohttp.ts). */
+  ohttpRelay: string[];
+  blindedAuth: BlindedAuth;
+  sizeClasses?: number[];
+  tokenIssuer?: string;
   /** --no-ui sets it false. */
   ui: boolean;
+}
+
+/** `--size-classes 1,16,256,4096`: ascending whole numbers up to the batch limit (shared/tokens.ts sizeClassProblem). */
+function sizeClassList(value: string): number[] {
+  const classes = value.split(',').map((v) => Number(v.trim()));
+  const problem = sizeClassProblem(classes);
+  if (problem) throw new InvalidArgumentError(`${problem} (got '${value.slice(0, 80)}')`);
+  return classes;
 }
 
 function addServeOptions(cmd: Command): Command {
@@ -212,6 +227,19 @@ function addServeOptions(cmd: Command): Command {
     .option('--eval-threads <n>', 'blinded design: evaluate worker threads (0: main thread; default PCD_EVAL_THREADS, else one per core)', int('--eval-threads', 0, 256))
     .addOption(backendOption())
     .option('--trust-proxy', 'take the client IP from X-Forwarded-For (behind a reverse proxy)')
+    .option(
+      '--ohttp-relay <addrs>',
+      'IP addresses of OHTTP relays (pcd relay), comma separated or repeated: exempt from the per-IP limit, as each speaks for many clients',
+      (v: string, prev: string[]) => [...prev, ...relayAddresses(v.split(',')).values()],
+      [] as string[],
+    )
+    .addOption(
+      new Option('--blinded-auth <auth>', 'blinded design: who pays for evaluate: a Privacy Pass token (no account in the log) or the account')
+        .choices([...BLINDED_AUTHS])
+        .default('token'),
+    )
+    .option('--size-classes <list>', `blinded design, with tokens: the size classes a request is padded to (default ${DEFAULT_SIZE_CLASSES.join(',')})`, sizeClassList)
+    .option('--token-issuer <name>', `blinded design, with tokens: the issuer name in the token challenge (default ${DEFAULT_ISSUER_NAME})`)
     .option('--no-ui', 'do not serve the web page at / (nor its log view)')
     .option('--log-level <level>', 'server log level (pino)', process.env.PCD_LOG_LEVEL ?? 'info');
 }
@@ -232,6 +260,10 @@ async function serve(o: ServeFlags, web: WebUi | undefined): Promise<RunningServ
     evalThreads: o.evalThreads,
     backend: o.backend,
     trustProxy: o.trustProxy,
+    ohttpRelays: o.ohttpRelay,
+    blindedAuth: o.blindedAuth,
+    sizeClasses: o.sizeClasses,
+    tokenIssuer: o.tokenIssuer,
     progress: true,
     logger: loggerFor(o.logLevel),
   });

@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { Route, ServerDesign } from '../shared/design.ts';
 import type { DesignName } from '../shared/messages.ts';
 import type { BackendName, OprfMode } from '../shared/suite.ts';
+import type { BlindedAuth } from '../shared/tokens.ts';
 import type { Directory } from './directory.ts';
 import type { RateLimits } from './ratelimit.ts';
 import type { Store } from './store.ts';
@@ -34,6 +35,12 @@ export interface ServerOptions {
   tagBytes?: number;
   /** How long an epoch is still served after a newer one exists (default 24 h). */
   graceMs?: number;
+  /** Who may call the blinded evaluate endpoint: 'token' (Privacy Pass, default: no account in its log) or 'account' (the requester's bearer token). */
+  blindedAuth?: BlindedAuth;
+  /** Privacy Pass size classes (default shared/tokens.ts DEFAULT_SIZE_CLASSES). */
+  sizeClasses?: readonly number[];
+  /** The token challenge's issuer name (default shared/tokens.ts DEFAULT_ISSUER_NAME). */
+  tokenIssuer?: string;
   /** Crypto backend of the blinded design (evaluation, build, directory changes); default sodium (shared/suite.ts DEFAULT_BACKEND). */
   backend?: BackendName;
   /** Blinded evaluate worker threads (0: on the main thread); default PCD_EVAL_THREADS, else one per core. */
@@ -48,6 +55,12 @@ export interface ServerOptions {
   shutdownTimeoutMs?: number;
   /** express 'trust proxy' setting, for a server behind a reverse proxy. */
   trustProxy?: boolean | string | number;
+  /**
+   * IP addresses of OHTTP relays (relay/relay.ts, `pcd serve --ohttp-relay`):
+   * exempt from the per-IP limit, since each speaks for many clients and
+   * limits them itself (server/ohttp.ts says why the server still sees it).
+   */
+  ohttpRelays?: readonly string[];
   /** Show a progress bar on stderr for long builds. */
   progress?: boolean;
   /** The web page and its log view (web/server.ts createWebUi().mount), mounted after the API routes; absent: no page (`--no-ui`). */

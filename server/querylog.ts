@@ -398,12 +398,16 @@ export class Retention {
     private readonly now: () => number,
     private readonly flushAll: () => void = () => {},
     private readonly logger?: Logger,
+    /** State outside the logs kept no longer than they are (the rate limits' rows: server/ratelimit.ts RateLimiter.age). */
+    private readonly alsoAge: (cutoff: number) => void = () => {},
   ) {}
 
   /** Deletes rows older than now - retention; returns how many. */
   purge(): number {
     this.flushAll();
-    return this.store.purgeLogs(this.now() - this.retentionMs);
+    const cutoff = this.now() - this.retentionMs;
+    this.alsoAge(cutoff);
+    return this.store.purgeLogs(cutoff);
   }
 
   /** Purges now and then every `everyMs`; a purge that fails (full disk) is reported and retried at the next period, never thrown. */

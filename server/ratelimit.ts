@@ -20,11 +20,21 @@
  * concurrent requests cannot overdraw the allowance between check and
  * charge.
  *
- * The state is persisted (table `rate_limits`: account id, tokens, time),
+ * The state is persisted (table `rate_limits`: account id, tokens, day),
  * written in batches every second and on close, so a restart gives no one
  * a fresh allowance; a crash forgets at most the last second of charges.
  * An account at its full allowance has no row. A failed write (disk full)
  * is kept and retried, never thrown.
+ *
+ * What a row keeps is only what the quota needs, and no activity trace:
+ * the time of an account's last request would be one (a pen-register
+ * order's "when"), so a row holds the allowance as it stood at the start of
+ * that request's day (UTC), which may be negative, and the day. Refilling
+ * from the day's start gives exactly the allowance of the last request, so
+ * nothing is lost, and the row says no more than the issuance log does
+ * (account and day). Rows whose day is older than the logs' retention are
+ * moved forward to today ({@link RateLimiter.age}, run by the retention
+ * purge, server/querylog.ts), so no row outlives the retention either.
  *
  * ## Per IP: a request rate on every endpoint
  *
@@ -59,6 +69,7 @@ export const DEFAULT_RATE_LIMITS: Readonly<RateLimits> = {
 };
 
 const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
 const MINUTE_MS = 60_000;
 /** Per-IP entries kept before a sweep drops the full ones early. */
 const MAX_IP_ENTRIES = 100_000;
@@ -205,7 +216,11 @@ export class RateLimiter {
           const b = this.accounts.get(id);
           if (b) this.refilled(b, t, this.limits.requesterPerHour / HOUR_MS, this.limits.requesterBurst);
           if (!b || b.tokens >= this.limits.requesterBurst) this.stmts.del.run(id);
-          else this.stmts.put.run(id, b.tokens, b.at);
+          else {
+            // The allowance at the start of the day, not the time of the request (module header).
+            const day = Math.floor(b.at / DAY_MS) * DAY_MS;
+            this.stmts.put.run(id, b.tokens - (b.at - day) * (this.limits.requesterPerHour / HOUR_MS), day);
+          }
         }
       })();
       for (const id of ids) this.dirty.delete(id);
@@ -215,6 +230,27 @@ export class RateLimiter {
       if (!this.failing) this.logger?.warn({ code: (e as { code?: string }).code }, 'rate limit state could not be written; kept in memory, retried every second');
       this.failing = true;
     }
+  }
+
+  /**
+   * Moves rows whose day is before `cutoff` (the logs' retention) forward
+   * to today's start, refilled, or deletes them once full; returns how many
+   * rows changed. Run with the retention purge.
+   */
+  age(cutoff: number): number {
+    if (!this.db.open) return 0;
+    this.flush();
+    const perMs = this.limits.requesterPerHour / HOUR_MS;
+    const today = Math.floor(this.now() / DAY_MS) * DAY_MS;
+    const old = this.db.prepare<[number], { account_id: number; tokens: number; at: number }>('SELECT account_id, tokens, at FROM rate_limits WHERE at < ?').all(cutoff);
+    this.db.transaction(() => {
+      for (const r of old) {
+        const tokens = Math.min(this.limits.requesterBurst, r.tokens + (today - r.at) * perMs);
+        if (tokens >= this.limits.requesterBurst) this.stmts.del.run(r.account_id);
+        else this.stmts.put.run(r.account_id, tokens, today);
+      }
+    })();
+    return old.length;
   }
 
   /** Drops in-memory entries that are back at their full allowance (their state is the default). */

@@ -49,6 +49,7 @@ import { acquireFolderLock, type FolderLock } from './lock.ts';
 import { createPlainDesign } from './designs/plain.ts';
 import { createHashedDesign } from './designs/hashed.ts';
 import { createBlindedDesign } from './designs/blinded.ts';
+import { normalizeAddress, openGateway, relayAddresses, type Gateway } from './ohttp.ts';
 
 export const DESIGN_FACTORIES: Readonly<Record<DesignName, ServerDesignFactory>> = {
   plain: createPlainDesign,
@@ -73,6 +74,8 @@ export function resolveAdminToken(dataDir: string, explicit?: string): { token: 
 
 export interface OpenServer {
   readonly app: express.Express;
+  /** The OHTTP gateway (server/ohttp.ts), when the blinded design is served. */
+  readonly gateway: Gateway | undefined;
   readonly store: Store;
   readonly directory: Directory;
   readonly designs: readonly ServerDesign[];
@@ -100,6 +103,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   for (const d of designNames) {
     if (!(DESIGNS as readonly string[]).includes(d)) throw new PcdError(ErrorCode.InvalidField, `unknown design '${d}': known are ${DESIGNS.join(', ')}`);
   }
+  const relays = relayAddresses(options.ohttpRelays ?? []); // OHTTP relays' addresses, checked before anything is opened
   const logger = options.logger ?? pino({ level: process.env.PCD_LOG_LEVEL ?? 'silent' });
   const now = options.now ?? Date.now;
   // One owner per data folder: refused with one line naming the holder; also makes the folder 0700, its files 0600.
@@ -112,8 +116,11 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   const context: ServerContext = { store, directory, directoryVersion: () => directoryVersion, now, options, logger };
 
   const designs: ServerDesign[] = [];
+  // OHTTP gateway (server/ohttp.ts), for the blinded design: its key is loaded or generated under the folder's lock.
+  let gateway: Gateway | undefined;
   try {
     for (const name of designNames) designs.push(await DESIGN_FACTORIES[name](context));
+    if (designNames.includes('blinded')) gateway = await openGateway({ dataDir: options.dataDir, dispatch: (req, res) => app(req, res), logger });
   } catch (e) {
     try {
       for (const d of designs) await d.close();
@@ -204,9 +211,12 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     logger,
     draining: () => draining,
     extra: web?.router,
+    gateway: gateway?.router,
+    ipLimitExempt: relays.size > 0 ? (ip) => relays.has(normalizeAddress(ip)) : undefined,
   });
 
-  const retention = new Retention(store, options.retentionMs ?? DEFAULT_RETENTION_MS, now);
+  // The rate limits' rows are aged with the logs: none names a day older than the retention (server/ratelimit.ts).
+  const retention = new Retention(store, options.retentionMs ?? DEFAULT_RETENTION_MS, now, undefined, logger, (cutoff) => rateLimiter?.age(cutoff));
   retention.start();
 
   let closed: Promise<void> | undefined;
@@ -226,7 +236,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   const drain = (): void => {
     draining = true;
   };
-  return { app, store, directory, designs, context, adminTokenSource, folderLock, ready, rateLimiter, drain, applyChanges, close };
+  return { app, store, directory, designs, context, adminTokenSource, folderLock, ready, rateLimiter, drain, applyChanges, close, gateway };
 }
 
 export interface RunningServer extends OpenServer {

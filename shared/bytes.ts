@@ -37,3 +37,10 @@ export function utf8Encode(text: string): Uint8Array {
 export function utf8Decode(bytes: Uint8Array): string {
   return utf8Decoder.decode(bytes);
 }
+
+/** Equal length and bytes; not constant-time (for public values: key ids, digests, roots). */
+export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

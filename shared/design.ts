@@ -26,6 +26,8 @@ export interface RequestOptions<T> {
   reply: Schema<T>;
   /** Send the requester token (default true for POST). */
   auth?: boolean;
+  /** An Authorization header of its own, sent instead of the requester token: a Privacy Pass token (`PrivateToken token=…`, RFC 9577). */
+  authorization?: string;
   /** Conditional GET: an ETag the caller holds. */
   ifNoneMatch?: string;
   signal?: AbortSignal;
@@ -99,12 +101,35 @@ export interface ClientDesignOptions {
   allowOprf?: boolean;
   /** Designs that pin server keys: the pins for this server (client/designs/blinded.ts KeyPins.scope). */
   pins?: PinScope;
+  /** Designs paid with Privacy Pass tokens (blinded, auth 'token'): the transport to the issuer, direct with the account's bearer token. */
+  issuer?: Transport;
+  /** Their token pool's options (client/tokens.ts TokenPoolOptions). */
+  tokens?: {
+    ahead?: Readonly<Record<number, number>>;
+    refillMeanMs?: number;
+    whenEmpty?: 'fetch' | 'fail';
+  };
 }
 
-/** The pinned epoch keys of one server. */
+/** What one server showed this client of an epoch in a config: its key, and its bucket tree's root at a directory version (shared/merkle.ts). */
+export interface PinnedEpoch {
+  epoch: number;
+  publicKey: Uint8Array;
+  root: Uint8Array;
+  version: number;
+}
+
+/** The pinned epoch keys of one server, and the bucket roots it showed per (epoch, version). */
 export interface PinScope {
-  /** Checks every listed epoch's key against its pin and pins the new ones; a changed key is a `key_changed` PcdError. */
-  check(epochs: readonly { epoch: number; publicKey: Uint8Array }[]): void;
+  /**
+   * Checks every listed epoch's key against its pin and pins the new ones
+   * (a changed key is a `key_changed` PcdError), and its root against the
+   * root seen before for the same (epoch, version), keeping the new ones
+   * (another root is `view_changed`); nothing is pinned when either fails.
+   */
+  check(epochs: readonly PinnedEpoch[]): void;
+  /** The root this server showed for `epoch` at directory `version`, if this client saw it. */
+  root(epoch: number, version: number): Uint8Array | undefined;
 }
 
 export type ClientDesignFactory = (transport: Transport, options?: ClientDesignOptions) => ClientDesign;
@@ -171,7 +196,28 @@ export interface RequesterRoute<Req = unknown, Res = unknown> extends RouteCommo
   handle(input: RouteInput<Req, Requester>): RouteReply<Res> | Promise<RouteReply<Res>>;
 }
 
-export type Route<Req = unknown, Res = unknown> = OpenRoute<Req, Res> | RequesterRoute<Req, Res>;
+/** A token checked by a {@link TokenRoute} (signature, key, challenge), not yet spent. */
+export interface CheckedPayment<Req> {
+  /** Checks the decoded body against the token (its size class) and spends it, or throws; returns what gives it back when the request is then refused. */
+  spend(body: Req): () => void;
+}
+
+/**
+ * A route paid with a Privacy Pass token (RFC 9577) instead of an account
+ * (the blinded design's evaluate with auth 'token', server/tokens/): its
+ * handler has no requester. The token is checked from the headers alone,
+ * before the body is read, and spent after the body is checked.
+ */
+export interface TokenRoute<Req = unknown, Res = unknown> extends RouteCommon<Req> {
+  auth: 'token';
+  /** Checks the Authorization header's token; throws a 401 PcdError (with its WWW-Authenticate challenge) when it is missing or not good. */
+  checkToken(authorization: string | undefined): Promise<CheckedPayment<Req>>;
+  /** Load admission before the body is read, as {@link RequesterRoute.admit}, with no requester. */
+  admit?: (input: { contentLength: number | undefined; ip: string }) => void;
+  handle(input: RouteInput<Req, undefined>): RouteReply<Res> | Promise<RouteReply<Res>>;
+}
+
+export type Route<Req = unknown, Res = unknown> = OpenRoute<Req, Res> | RequesterRoute<Req, Res> | TokenRoute<Req, Res>;
 
 /** Erases a route's type parameters so routes of several shapes sit in one list. */
 export function route<Req, Res>(r: Route<Req, Res>): Route<any, any> {

@@ -115,13 +115,16 @@ export class PcdError extends Error {
   readonly status: number;
   /** For 429 and 503: when to try again, in whole seconds (the server sends it as Retry-After). */
   readonly retryAfterSeconds: number | undefined;
+  /** For a 401 of a token-authenticated endpoint: the WWW-Authenticate challenge the server sends with it (RFC 9577 §2.1). */
+  readonly wwwAuthenticate: string | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { status?: number; cause?: unknown; retryAfterSeconds?: number }) {
+  constructor(code: ErrorCode, message: string, options?: { status?: number; cause?: unknown; retryAfterSeconds?: number; wwwAuthenticate?: string }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.status = options?.status ?? STATUS[code];
     const r = options?.retryAfterSeconds;
     this.retryAfterSeconds = r === undefined ? undefined : Math.max(1, Math.ceil(r));
+    this.wwwAuthenticate = options?.wwwAuthenticate;
   }
 
   toBody(): ErrorBody {

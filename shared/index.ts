@@ -3,8 +3,9 @@
  * `exports`). Everything a client, a server or a checker in another code
  * base needs to speak pcd's protocol: the message shapes and their schemas,
  * the codec (MessagePack and JSON), the error codes, E.164 normalisation,
- * bucket ids and tags, the per-design declarations (paths, log tables and
- * what each column holds), and the RFC 9497 suite behind its backend
+ * bucket ids and tags, the Merkle tree over an epoch's buckets, the
+ * per-design declarations (paths, log tables and what each column holds),
+ * and the RFC 9497 suite behind its backend
  * interface (`loadBackend('noble' | 'sodium')`; libsodium's WASM module is
  * loaded only when asked for).
  *
@@ -19,6 +20,7 @@ export * from './schema.ts';
 export * from './suite.ts';
 export * from './backends.ts';
 export * from './buckets.ts';
+export * from './merkle.ts';
 export * from './capabilities.ts';
 export * from './hashed.ts';
 export * from './limits.ts';
@@ -26,6 +28,7 @@ export * from './paths.ts';
 export * from './design.ts';
 export * from './logs.ts';
 export * from './bytes.ts';
+export * from './tokens.ts';
 export * from './defaults.ts';
 export { DESIGN_PROTOCOLS, DESIGN_PATHS, LOG_TABLES, logTable } from './designs/index.ts';
 export { nobleBackend } from './oprf.ts';

@@ -35,6 +35,7 @@ export type Holds =
   | 'answer'
   | 'epoch'
   | 'bucket'
+  | 'size-class'
   | 'count';
 
 /** What a column holds that is derived from a looked-up number. */

@@ -7,6 +7,7 @@
  */
 import { DESIGNS } from './designs/index.ts';
 import { LIMITS } from './limits.ts';
+import { BLINDED_AUTHS } from './tokens.ts';
 import { array, cell, integer, literal, number, object, optional, record, string, type Infer } from './schema.ts';
 
 export const PAGE_PATHS = {
@@ -42,10 +43,21 @@ export const MAX_TRACE_ROWS = 100;
 /** Largest numbering-plan range a trace enumerates to reverse hashes: 10^6 numbers (at most 6 X). */
 export const MAX_TRACE_PLAN = 1e6;
 
-// GET /v1/ui/trace?design&since[&plan] -> { design, since, now, requester, tables, reversal? }
+/**
+ * How the trace picked a table's rows: by the page's account (the table has
+ * an account column), by the IP the trace request came from (it has none,
+ * only an IP: nothing in its rows names an account), or not at all.
+ */
+export const TRACE_SCOPES = ['account', 'ip', 'none'] as const;
+export type TraceScope = (typeof TRACE_SCOPES)[number];
+
+// GET /v1/ui/trace?design&since[&plan] -> { design, since, now, requester, auth?, tables, reversal? }
 export const TraceTable = object({
   name: string({ max: 64 }),
   kind: literal('rows', 'counts'),
+  /** A counts table's window (ts is its start): a minute, a day. */
+  windowMs: optional(integer({ min: 1, max: MAX_MS })),
+  scope: literal(...TRACE_SCOPES),
   description: string({ max: 512 }),
   columns: array(object({ name: string({ max: 64 }), holds: string({ max: 32 }) }), { max: 32 }),
   /** Newest first; BLOBs as lowercase hex, `ts` in Unix ms. */
@@ -67,6 +79,9 @@ export const TraceReply = object({
   since: integer({ min: 0, max: MAX_MS }),
   now: integer({ min: 0, max: MAX_MS }),
   requester: object({ accountId: integer({ min: 1, max: MAX_MS }), ip: string({ max: 64 }) }),
+  /** Blinded: how evaluate knows its caller on this server, a Privacy Pass token or the account (shared/tokens.ts). */
+  auth: optional(literal(...BLINDED_AUTHS)),
+  /** The tables of the design this server writes (a log it does not keep under its options is left out). */
   tables: array(TraceTable, { max: 16 }),
   reversal: optional(TraceReversal),
 });

@@ -253,7 +253,7 @@ describe('the epoch cache file', () => {
 
 describe('bad requests', () => {
   it('rejects bad elements before evaluating any, naming the index; too many and wrong lengths too', async () => {
-    const s = await start();
+    const s = await start({ blindedAuth: 'account' }); // requests by hand, with the account's bearer token
     const { token } = await register(s, registered.slice(0, 2));
     const url = s.server.url + PATHS.blindedEvaluate;
     const { blinded } = blindBatch('voprf', [utf8ToBytes(unregistered[0]!), utf8ToBytes(unregistered[1]!)]);
@@ -297,7 +297,7 @@ describe('bad requests', () => {
   });
 
   it('answers unknown epochs 404, bad path segments 400, buckets out of range 404', async () => {
-    const s = await start({ bucketBits: 2 });
+    const s = await start({ bucketBits: 2, blindedAuth: 'account' }); // requests by hand, with the account's bearer token
     const { token } = await register(s, registered.slice(0, 2));
     const { blinded } = blindBatch('voprf', [utf8ToBytes(unregistered[0]!)]);
     const ev = await raw(s.server.url + PATHS.blindedEvaluate, { headers: jsonAuth(token), body: evaluateBody(7, blinded) });
@@ -410,6 +410,9 @@ describe('key rotation', () => {
     const oldClient = blindedClient(s, token);
     const asked = [...registered.slice(0, 6), ...unregistered.slice(0, 3)];
     expect(await oldClient.lookupBatch(asked)).toEqual(expected(asked));
+    // A client that looks nothing up during the grace period: its config still names epoch 1 at the end.
+    const idleClient = blindedClient(s, token);
+    expect(await idleClient.lookupBatch(asked)).toEqual(expected(asked));
     const key1 = Buffer.from(readEpochKeys(s.dataDir).get(1)!).toString('hex');
 
     const rot = await s.admin.rotateKey({});
@@ -430,7 +433,11 @@ describe('key rotation', () => {
     const newClient = blindedClient(s, token);
     const both = [...asked, carol];
     const want = both.map((n) => ({ number: n, capabilities: n === carol ? ['messages'] : expected([n])[0]!.capabilities }));
+    // Carol's bucket is of a newer directory version than the old client's config: it fetches the config
+    // again for that version's root (shared/merkle.ts), and answers from epoch 1, which it had evaluated in.
+    const oldFetches = oldClient.stats.configFetches;
     expect(await oldClient.lookupBatch(both)).toEqual(want);
+    expect(oldClient.stats.configFetches).toBe(oldFetches + 1);
     expect(await newClient.lookupBatch(both)).toEqual(want);
     expect((await raw(s.server.url + PATHS.blindedBucket(1, 0), { method: 'GET' })).status).toBe(200);
     expect(fs.existsSync(path.join(s.dataDir, EPOCHS_DIR, '1.bin'))).toBe(true);
@@ -454,10 +461,12 @@ describe('key rotation', () => {
       { epoch: 2, destroyed_at: null },
     ]);
 
-    // The old client meets 410, fetches the config again and answers from epoch 2.
-    const fetchesBefore = oldClient.stats.configFetches;
+    // The idle client meets 410, fetches the config again and answers from epoch 2.
+    const fetchesBefore = idleClient.stats.configFetches;
+    expect(await idleClient.lookupBatch(both)).toEqual(want);
+    expect(idleClient.stats.configFetches).toBe(fetchesBefore + 1);
+    // The old client's config (fetched for the root) names epoch 2 current already.
     expect(await oldClient.lookupBatch(both)).toEqual(want);
-    expect(oldClient.stats.configFetches).toBe(fetchesBefore + 1);
 
     // After a restart: still retired (410), never resurrected.
     s = await restart(s);

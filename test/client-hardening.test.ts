@@ -142,10 +142,11 @@ describe('the client of a VOPRF server', () => {
     expect((await via({}, { pins }).lookup(alice!)).capabilities).toEqual(['messages', 'facetime']);
     // The same epoch number under another base URL is another server: its key is pinned on its own.
     const elsewhere = 'http://pcd.example.org:8787';
-    pins.scope(elsewhere).check([{ epoch: 1, publicKey: other }]);
+    const root = new Uint8Array(32);
+    pins.scope(elsewhere).check([{ epoch: 1, publicKey: other, root, version: 0 }]);
     expect(pins.pinned(elsewhere, 1)).toBe(Buffer.from(other).toString('base64'));
     expect((await via({}, { pins }).lookup(bob!)).capabilities).toEqual(['messages', 'facetime']);
-    expect(() => pins.scope(elsewhere).check([{ epoch: 1, publicKey: new Uint8Array(32).fill(7) }])).toThrow(/pcd\.example\.org:8787 now publishes/);
+    expect(() => pins.scope(elsewhere).check([{ epoch: 1, publicKey: new Uint8Array(32).fill(7), root, version: 0 }])).toThrow(/pcd\.example\.org:8787 now publishes/);
   });
 
   it('persists pins in a pin file, reloads them in a later client, and pins a rotated epoch', async () => {

@@ -18,6 +18,7 @@ import { CONTENT_TYPE, decodeBody, encodeBody, formatOfContentType, type Format 
 import { ErrorCode, PcdError, errorFromBody, isPcdError } from '../shared/errors.ts';
 import type { E164 } from '../shared/e164.ts';
 import { hashNumber } from '../shared/hashed.ts';
+import { auditPath, bucketLeafHash, merkleRoot } from '../shared/merkle.ts';
 import * as messages from '../shared/messages.ts';
 import { DESIGNS } from '../shared/messages.ts';
 import { SUITE, blindBatch, blindEvaluateBatch, evaluate, generateKeyPair } from '../shared/oprf.ts';
@@ -46,6 +47,13 @@ function bucketOf(list: readonly string[]): { tags: Uint8Array; capabilities: Ui
   tags.forEach((t, i) => out.set(t, i * DEFAULT_TAG_BYTES));
   return { tags: out, capabilities: Uint8Array.from(tags, (_, i) => capabilitiesToMask(i % 2 ? ['messages'] : ['messages', 'facetime'])) };
 }
+
+/** Epoch 2's 16 buckets (bucketBits 4): bucket 11 holds four numbers, the others none; its root and bucket 11's path (shared/merkle.ts). */
+const EPOCH2_BUCKETS = Array.from({ length: 16 }, (_, b) => (b === 11 ? bucketOf([n1, n2, n3, n6]) : bucketOf([])));
+const EPOCH2_LEAVES = EPOCH2_BUCKETS.map((content, bucket) => bucketLeafHash({ epoch: 2, bucket, ...content }));
+const EPOCH2_ROOT = merkleRoot(EPOCH2_LEAVES);
+/** Epoch 1 (bucketBits 0): one bucket, its leaf is the root. */
+const EPOCH1_ROOT = bucketLeafHash({ epoch: 1, bucket: 0, ...bucketOf([n4, n5]) });
 
 type Direction = 'request' | 'reply';
 interface Sample {
@@ -139,8 +147,8 @@ const SAMPLES: Record<string, Sample> = {
   EpochInfo: {
     direction: 'reply',
     values: [
-      { epoch: 1, publicKey: key1.publicKey, mode: 'voprf', bucketBits: 0, tagBytes: 8, retiresAt: T0 + 86_400_000 },
-      { epoch: 2, publicKey: key2.publicKey },
+      { epoch: 1, publicKey: key1.publicKey, root: EPOCH1_ROOT, version: 41, mode: 'voprf', bucketBits: 0, tagBytes: 8, retiresAt: T0 + 86_400_000 },
+      { epoch: 2, publicKey: key2.publicKey, root: EPOCH2_ROOT, version: 0 },
     ],
   },
   BlindedConfigReply: {
@@ -154,8 +162,8 @@ const SAMPLES: Record<string, Sample> = {
         bucketBits: 4,
         current: 2,
         epochs: [
-          { epoch: 1, publicKey: key1.publicKey, mode: 'voprf', bucketBits: 0, tagBytes: 8, retiresAt: T0 + 86_400_000 },
-          { epoch: 2, publicKey: key2.publicKey, mode: 'voprf', bucketBits: 4, tagBytes: 8 },
+          { epoch: 1, publicKey: key1.publicKey, root: EPOCH1_ROOT, version: 41, mode: 'voprf', bucketBits: 0, tagBytes: 8, retiresAt: T0 + 86_400_000 },
+          { epoch: 2, publicKey: key2.publicKey, root: EPOCH2_ROOT, version: 41, mode: 'voprf', bucketBits: 4, tagBytes: 8 },
         ],
       },
     ],
@@ -171,8 +179,9 @@ const SAMPLES: Record<string, Sample> = {
   BucketReply: {
     direction: 'reply',
     values: [
-      { epoch: 2, bucket: 11, ...bucketOf([n1, n2, n3, n6]) },
-      { epoch: 2, bucket: 0, tags: new Uint8Array(0), capabilities: new Uint8Array(0) }, // an empty bucket
+      { epoch: 2, bucket: 11, ...EPOCH2_BUCKETS[11]!, version: 41, path: auditPath(EPOCH2_LEAVES, 11) },
+      { epoch: 2, bucket: 0, tags: new Uint8Array(0), capabilities: new Uint8Array(0), version: 41, path: auditPath(EPOCH2_LEAVES, 0) }, // an empty bucket
+      { epoch: 1, bucket: 0, ...bucketOf([n4, n5]), version: 41, path: [] }, // bucketBits 0: the leaf is the root
     ],
   },
   RotateKeyRequest: { direction: 'request', values: [{}, { bucketBits: 6, mode: 'oprf' }, { bucketBits: 0 }] },

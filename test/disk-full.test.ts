@@ -278,7 +278,9 @@ describe('a server whose disk fills while lookups run', () => {
 
   async function setup(extra: { logMaxPending?: number } = {}) {
     const clock = testClock();
-    const s = await startTestServer({ designs: DESIGNS, now: clock.now, bucketBits: 2, ...extra });
+    // The account path: it is the one whose evaluations are logged row by row and buffered like the lookup logs. With tokens,
+    // a spend must reach the spent-token store before the answer, so a full disk refuses evaluate with 503 (server/tokens/service.ts).
+    const s = await startTestServer({ designs: DESIGNS, now: clock.now, bucketBits: 2, blindedAuth: 'account', ...extra });
     open.push(s);
     const alice = await s.admin.createAccount({ email: 'alice@example.org', numbers: [alicePhone], capabilities: ['messages'] });
     const bob = await s.admin.createAccount({ email: 'bob@example.org', numbers: [bobPhone], capabilities: ['messages', 'facetime'] });

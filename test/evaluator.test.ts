@@ -356,7 +356,8 @@ describe('EvaluatorPool: failures, keys, bounds', () => {
 
 describe('POST /v1/blinded/evaluate on the pool', () => {
   async function start(options: Parameters<typeof startTestServer>[0] = {}) {
-    const s = await startTestServer({ designs: ['plain', 'blinded'], evalThreads: 2, ...options });
+    // The account path: these tests send evaluate requests by hand, per account (the token path: test/rfc9578-privacypass.test.ts).
+    const s = await startTestServer({ designs: ['plain', 'blinded'], evalThreads: 2, blindedAuth: 'account', ...options });
     servers.push(s);
     const design = s.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign;
     await design.evaluator.start();

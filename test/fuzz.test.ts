@@ -47,7 +47,8 @@ const seen = new Map<string, number>();
 
 beforeAll(async () => {
   const clock = testClock();
-  s = await startTestServer({ now: clock.now, graceMs: HOUR, bucketBits: BUCKET_BITS });
+  // The account path: every request here is made by hand with a bearer token (tokens are fuzzed in test/rfc9578-privacypass.test.ts).
+  s = await startTestServer({ now: clock.now, graceMs: HOUR, bucketBits: BUCKET_BITS, blindedAuth: 'account' });
   token = (await s.admin.createAccount({ email: 'fuzz@example.org', numbers: [reg1!, reg2!], capabilities: ['messages'] })).token;
   await s.admin.createAccount({ email: 'other@example.org', numbers: [reg3!], capabilities: ['messages', 'facetime'] });
   await s.admin.rotateKey({});

@@ -51,9 +51,13 @@ describe('the rate limiter', () => {
     expect(a.available(7)).toBe(100);
     a.take(7, 25);
     a.close(); // flushes
-    expect(db.prepare('SELECT account_id, tokens FROM rate_limits ORDER BY account_id').all()).toEqual([
-      { account_id: 7, tokens: 75 },
-      { account_id: 8, tokens: 99 },
+    // Each row holds the allowance at the start of its day (UTC) and the day, never the time of the request:
+    // 75 at noon is 75 - 12 h x 10/h = -45 at midnight, which refills back to exactly 75 by noon.
+    const day = Math.floor(clock.now() / 86_400_000) * 86_400_000;
+    const hours = (clock.now() - day) / 3600_000;
+    expect(db.prepare('SELECT account_id, tokens, at FROM rate_limits ORDER BY account_id').all()).toEqual([
+      { account_id: 7, tokens: 75 - hours * 10, at: day },
+      { account_id: 8, tokens: 99 - hours * 10, at: day },
     ]);
     const b = new RateLimiter(limits, clock.now, db);
     expect(b.available(7)).toBe(75);
@@ -61,6 +65,25 @@ describe('the rate limiter', () => {
     expect(b.available(8)).toBe(100);
     b.close();
     expect(db.prepare('SELECT account_id FROM rate_limits').all()).toEqual([{ account_id: 7 }]);
+    db.close();
+  });
+
+  it('ages rows older than the retention forward to today, refilled, and deletes those that are full: no row names an old day', () => {
+    const clock = testClock();
+    const db = new Database(':memory:');
+    const limits = { requesterBurst: 1000, requesterPerHour: 1, ipPerMinute: 60 };
+    const a = new RateLimiter(limits, clock.now, db);
+    a.take(1, 900); // 100 left: refilled in 900 h
+    a.take(2, 10); // 990 left: full again in 10 h
+    a.close();
+    clock.advance(31 * 86_400_000);
+    const b = new RateLimiter(limits, clock.now, db);
+    const cutoff = clock.now() - 30 * 86_400_000;
+    expect(b.age(cutoff)).toBe(2);
+    const today = Math.floor(clock.now() / 86_400_000) * 86_400_000;
+    expect(db.prepare('SELECT account_id, at FROM rate_limits').all()).toEqual([{ account_id: 1, at: today }]);
+    expect(b.available(1)).toBeCloseTo(100 + 31 * 24, 6); // nothing gained or lost by the move
+    b.close();
     db.close();
   });
 

@@ -29,7 +29,7 @@ describe('SIGTERM under load', () => {
     const token = (JSON.parse(fs.readFileSync(path.join(contacts, REQUESTERS_FILE), 'utf8')) as { token: string }[])[0]!.token;
     const server = await spawnServe(['--data', data, '--no-rate-limit', '--shutdown-timeout', '5', '--eval-threads', '1'], { PCD_ADMIN_TOKEN: ADMIN_TOKEN });
 
-    const acked = { plain: new Set<string>(), hashed: new Set<string>(), blindedElements: 0 };
+    const acked = { plain: new Set<string>(), hashed: new Set<string>(), blindedElements: 0, blindedRequests: 0 };
     const refusals: number[] = [];
     let next = 0;
     let signalled = false;
@@ -43,9 +43,11 @@ describe('SIGTERM under load', () => {
         const numbers = [fresh(), fresh(), fresh()];
         try {
           if (design === 'blinded') {
-            const before = (blinded.design as unknown as { stats: { elementsEvaluated: number } }).stats.elementsEvaluated;
+            const stats = (blinded.design as unknown as { stats: { elementsEvaluated: number; evaluateRequests: number } }).stats;
+            const before = { elements: stats.elementsEvaluated, requests: stats.evaluateRequests };
             await blinded.lookupMany(numbers);
-            acked.blindedElements += (blinded.design as unknown as { stats: { elementsEvaluated: number } }).stats.elementsEvaluated - before;
+            acked.blindedElements += stats.elementsEvaluated - before.elements;
+            acked.blindedRequests += stats.evaluateRequests - before.requests;
             continue;
           }
           const body = design === 'plain' ? { numbers } : { hashes: numbers.map((n) => Buffer.from(hashNumber(n as E164)).toString('base64')) };
@@ -85,8 +87,13 @@ describe('SIGTERM under load', () => {
       const hashed = new Set(db.prepare<[], { hash: Buffer }>('SELECT hash FROM hashed_log').all().map((r) => r.hash.toString('hex')));
       const missingHashed = [...acked.hashed].filter((n) => !hashed.has(Buffer.from(hashNumber(n as E164)).toString('hex')));
       expect(missingHashed).toEqual([]);
-      const elements = db.prepare<[], { n: number | null }>('SELECT sum(count) AS n FROM blinded_eval_log').get()!.n ?? 0;
-      expect(elements).toBeGreaterThanOrEqual(acked.blindedElements);
+      // Evaluate is paid with tokens (the default): its log counts requests per minute and size class, and every
+      // acknowledged request's token is in the spent store.
+      const requests = db.prepare<[], { n: number | null }>('SELECT sum(count) AS n FROM blinded_token_eval_log').get()!.n ?? 0;
+      expect(requests).toBeGreaterThanOrEqual(acked.blindedRequests);
+      const spent = db.prepare<[], { n: number }>('SELECT count(*) AS n FROM spent_tokens').get()!.n;
+      expect(spent).toBeGreaterThanOrEqual(acked.blindedRequests);
+      expect(db.prepare<[], { n: number }>('SELECT count(*) AS n FROM blinded_eval_log').get()!.n).toBe(0);
     } finally {
       db.close();
     }

@@ -5,7 +5,7 @@
  *   GET  /                     the page (dist/web/index.html), its files at /<name>
  *   POST /v1/ui/login          { code } -> { viewToken, requester }   (a Route: the API's pipeline)
  *   GET  /v1/ui/clock          (view token) -> { now }
- *   GET  /v1/ui/trace          (view token) ?design&since[&plan] -> the rows the page's lookups left
+ *   GET  /v1/ui/trace          (view token) ?design&since[&plan] -> the rows the page's lookups left (blinded: and the server's auth)
  *   POST /v1/admin/page-link   (admin) -> 201 { path: '/#login=CODE' }, a new one-time link (`pcd page-link`)
  *
  * Who sees the logs. Log rows are an operator's view, so they need more
@@ -19,9 +19,22 @@
  * never reaches the browser, and a view token can read the log view only.
  *
  * The trace is scoped to the page's own requester (the account column) and,
- * for a table without one (the blinded design's bucket counts), to the IP
- * the trace request comes from; the batched logs are flushed first, so what
- * it shows is what the database holds. For the hashed design it also
+ * for a table without one (the blinded design's bucket counts, and its
+ * evaluations paid with a Privacy Pass token), to the IP the trace request
+ * comes from; each table says which (`scope`). The batched logs are flushed
+ * first, so what it shows is what the database holds, and only the tables
+ * this server writes are listed (server/loghealth.ts: a server whose blinded
+ * evaluate takes accounts keeps no token logs).
+ *
+ * What the IP scope means, said plainly because it is the point of the
+ * anonymous variant: a row of `blinded_token_eval_log` holds a minute, an
+ * IP, an epoch, a size class and a count, and nothing that names an
+ * account. The trace finds it the only way an operator could: by the IP
+ * and the time, which is also how the operator would tie it to the account
+ * that fetched tokens (`token_issuance_log`, per account and day) from the
+ * same IP. Other requesters at that IP in that minute are in the same rows;
+ * through an OHTTP relay the IP is the relay's, and the page's own trace
+ * would not find them either. `auth` says which variant the server runs. For the hashed design it also
  * reverses the logged hashes by enumerating a numbering-plan range the page
  * names (at most 10^6 numbers, about 1 s of the main thread), timed: the
  * audit's own enumeration (audit/designs/hashed.ts `reverseHashes`, a pure
@@ -52,11 +65,13 @@ import {
   type PageLinkReply,
   type PageLoginReply,
   type TraceReply,
+  type TraceScope,
   type TraceTable,
 } from '../shared/messages.ts';
+import type { BlindedAuth } from '../shared/tokens.ts';
 import { bearer, replyFormat, send } from '../server/app.ts';
 import type { ServerContext, WebMount } from '../server/context.ts';
-import { flushLogs } from '../server/loghealth.ts';
+import { flushLogs, logHealth } from '../server/loghealth.ts';
 import { parsePlan, planSize } from '../audit/plan.ts';
 import { reverseHashes } from '../audit/designs/hashed.ts';
 
@@ -182,7 +197,7 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
      * One statement per declared table, prepared on first use: its rows since a time, newest first, scoped to
      * the page's requester by the table's account column, else to the asking IP by its IP column.
      */
-    const queries = new Map<string, { stmt: Statement; scope: 'account' | 'ip' | 'none' }>();
+    const queries = new Map<string, { stmt: Statement; scope: TraceScope }>();
     const traceQuery = (t: LogTable) => {
       let q = queries.get(t.name);
       if (!q) {
@@ -215,7 +230,9 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
       const sinceText = queryParam(req, 'since') ?? '0';
       const since = /^\d{1,15}$/.test(sinceText) ? Number(sinceText) : Number.NaN;
       if (!Number.isSafeInteger(since)) throw new PcdError(ErrorCode.InvalidField, `since must be a time in Unix ms, got '${sinceText}'`);
-      const logs: readonly LogTable[] = DESIGN_PROTOCOLS.find((d) => d.name === design)!.logs;
+      // The design's declared tables that this server writes (a log is registered with the store when made).
+      const written = new Set(logHealth(store).map((l) => l.table));
+      const logs: readonly LogTable[] = DESIGN_PROTOCOLS.find((d) => d.name === design)!.logs.filter((t) => written.has(t.name));
       // The enumeration applies to a log that holds number hashes (the hashed design's), whichever design declares one.
       const hashed = logs.findIndex((t) => t.columns.some((c) => c.holds === 'number-hash'));
       const planText = queryParam(req, 'plan');
@@ -234,6 +251,8 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
         return {
           name: t.name,
           kind: t.kind,
+          ...(t.kind === 'counts' ? { windowMs: t.windowMs } : {}),
+          scope: q.scope,
           description: t.description,
           columns: t.columns.map((c) => ({ name: c.name, holds: c.holds })),
           rows: rows.map((r) => r.map(toCell)),
@@ -253,7 +272,8 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
           numbers: Object.fromEntries(r.numbers),
         };
       }
-      reply(req, res, { design: design as DesignName, since, now: ctx.now(), requester: { accountId: requester.accountId, ip }, tables, reversal });
+      const auth: BlindedAuth | undefined = design === 'blinded' ? (ctx.options.blindedAuth ?? 'token') : undefined; // server/designs/blinded.ts's default
+      reply(req, res, { design: design as DesignName, since, now: ctx.now(), requester: { accountId: requester.accountId, ip }, ...(auth ? { auth } : {}), tables, reversal });
     });
 
     const page404 = () => {

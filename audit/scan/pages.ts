@@ -5,18 +5,22 @@
  * In the SQLite file: byte offset -> page -> the table or index owning the
  * page (the `dbstat` virtual table, over the main file's own bytes) ->
  * design: each declared log table is its design's (shared/designs/index.ts
- * LOG_TABLES), the other tables of disk/schema.ts are listed below; pages on
- * the freelist are 'free-page'. In the -wal, each frame's header names its
- * page, mapped the same way over the state with the WAL applied ('wal:'
- * prefix). `epochs/` and the key file belong to 'blinded'; anything else is
- * 'other:<file>'. `secure_delete` is on in the store, so a correct server
+ * LOG_TABLES), the other tables of disk/schema.ts are listed below
+ * ({@link TABLE_DESIGN}: the directory's, and the blinded design's epochs
+ * and spent tokens); pages on the freelist are 'free-page'. In the -wal,
+ * each frame's header names its page, mapped the same way over the state
+ * with the WAL applied ('wal:' prefix). The files outside the database
+ * are listed below too ({@link DATA_FILES}: the key files of the blinded
+ * design, its OPRF keys, its token keys and its OHTTP gateway key, and
+ * `epochs/`, its bucket caches); anything else is 'other:<file>'. `secure_delete` is on in the store, so a correct server
  * leaves no purged row in free pages: the scan is how that is shown rather
  * than assumed.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
-import { KEY_FILE } from '../../disk/files.ts';
+import { ADMIN_TOKEN_FILE, DB_FILE, KEY_FILE, OHTTP_KEY_FILE, TOKEN_KEY_FILE } from '../../disk/files.ts';
+import { SPENT_TOKENS_TABLE } from '../../shared/designs/blinded.ts';
 import { DESIGNS, LOG_TABLES, type DesignName } from '../../shared/designs/index.ts';
 import { isSqliteFile, openSnapshot, readWal, sqlitePageSize, WAL_FRAME_HEADER_BYTES, WAL_HEADER_BYTES } from '../image.ts';
 
@@ -33,11 +37,13 @@ export interface Place {
   staleWalFrame?: true;
 }
 
-/** The design a table's pages belong to: every declared log table's own, and the tables every server has. */
-const TABLE_DESIGN: ReadonlyMap<string, ScanDesign> = new Map<string, ScanDesign>([
+/** The design a table's pages belong to: every declared log table's own, and the tables outside the designs' logs. */
+export const TABLE_DESIGN: ReadonlyMap<string, ScanDesign> = new Map<string, ScanDesign>([
   ...LOG_TABLES.map((t): [string, ScanDesign] => [t.name, t.design]),
   // The blinded design's epochs: public keys and parameters.
   ['epochs', 'blinded'],
+  // Spent Privacy Pass tokens (server/tokens/service.ts): a hash per token and its key id, no time, no account.
+  [SPENT_TOKENS_TABLE, 'blinded'],
   ['accounts', 'directory'],
   ['numbers', 'directory'],
   // The journal of directory changes (server/store.ts): registered numbers, and deleted ones until it is pruned.
@@ -47,6 +53,35 @@ const TABLE_DESIGN: ReadonlyMap<string, ScanDesign> = new Map<string, ScanDesign
   // Rate-limit buckets per requester account (server/ratelimit.ts).
   ['rate_limits', 'directory'],
 ]);
+
+/** What a file of the data folder outside the database is, and whose (disk/files.ts). */
+export interface DataFile {
+  kind: string;
+  design: ScanDesign;
+}
+
+/** The files of a data folder besides the database, its -wal and -shm: what each is and whose. `epochs/` holds the bucket caches. */
+export const DATA_FILES: ReadonlyMap<string, DataFile> = new Map<string, DataFile>([
+  // Each epoch's OPRF secret key (disk/keyfile.ts).
+  [KEY_FILE, { kind: 'oprf keys', design: 'blinded' }],
+  // The Privacy Pass issuer's RSA keys, one per size class and epoch (server/tokens/keys.ts).
+  [TOKEN_KEY_FILE, { kind: 'token keys', design: 'blinded' }],
+  // The OHTTP gateway's key (server/ohttp.ts): it opens the blinded design's relayed requests, and nothing else.
+  [OHTTP_KEY_FILE, { kind: 'ohttp gateway key', design: 'blinded' }],
+  [ADMIN_TOKEN_FILE, { kind: 'admin token', design: 'other' }],
+]);
+
+/** The folder of the blinded design's bucket caches (`epochs/<n>.bin`, server/blinded/epochs.ts). */
+export const BUCKET_CACHE_DIR = 'epochs';
+
+/** What a file is, by its path relative to the data folder. */
+export function dataFileOf(rel: string): DataFile {
+  if (rel === DB_FILE) return { kind: 'database', design: 'other' };
+  if (rel === `${DB_FILE}-wal`) return { kind: 'write-ahead log', design: 'other' };
+  if (rel === `${DB_FILE}-shm`) return { kind: 'wal-index', design: 'other' };
+  if (rel.split(path.sep)[0] === BUCKET_CACHE_DIR) return { kind: 'bucket cache', design: 'blinded' };
+  return DATA_FILES.get(rel) ?? { kind: 'other', design: 'other' };
+}
 
 /** Page number -> owning table/index name ('free-page' for freelist pages), from dbstat and the freelist. */
 export interface PageMap {
@@ -115,8 +150,12 @@ function otherPlace(rel: string): Place {
 
 /** How offsets of one file map to places; databases are read once per file. */
 export function attributorFor(abs: string, rel: string, warnings: string[]): Attributor {
-  const parts = rel.split(path.sep);
-  if (parts[0] === 'epochs' || rel === KEY_FILE) return () => ({ attributedTo: 'blinded', design: 'blinded' });
+  // A design's own files (key files, bucket caches) belong to it whole.
+  const own = dataFileOf(rel);
+  if (own.design !== 'other') {
+    const place: Place = { attributedTo: own.design, design: own.design };
+    return () => place;
+  }
   const head = Buffer.alloc(100);
   const fd = fs.openSync(abs, 'r');
   let headLen: number;

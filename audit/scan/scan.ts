@@ -10,7 +10,8 @@
  *   text, digits, national number, hashes, and tags and OPRF outputs of the
  *   epochs whose key is on disk).
  * - Where: every regular file under the folder, recursively: the SQLite file
- *   and its -wal and -shm, the key file, epoch bucket caches, anything else.
+ *   and its -wal and -shm, the key files (OPRF, token, OHTTP), epoch bucket
+ *   caches, anything else (audit/scan/pages.ts DATA_FILES).
  * - How: one pass per file whatever the number of patterns
  *   (audit/scan/search.ts).
  * - Whose: each hit attributed to a design by the page it is on
@@ -19,12 +20,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { E164 } from '../../shared/e164.ts';
-import { DB_FILE, KEY_FILE } from '../../disk/files.ts';
 import { readEpochKeys } from '../../disk/keyfile.ts';
 import { csvRecord, renderTable, type AuditFormat } from '../format.ts';
 import { openSnapshot } from '../image.ts';
 import { formRank, numberForms, tagEpochsOf } from './forms.ts';
-import { attributorFor, SCAN_DESIGNS, type ScanDesign } from './pages.ts';
+import { attributorFor, dataFileOf, SCAN_DESIGNS, type ScanDesign } from './pages.ts';
 import { MultiPatternSearcher, type Boundary } from './search.ts';
 
 export { SCAN_DESIGNS, type ScanDesign };
@@ -99,12 +99,7 @@ function listFiles(dir: string, warnings: string[], root = dir): string[] {
 }
 
 function fileKind(rel: string): string {
-  if (rel === DB_FILE) return 'database';
-  if (rel === `${DB_FILE}-wal`) return 'write-ahead log';
-  if (rel === `${DB_FILE}-shm`) return 'wal-index';
-  if (rel === KEY_FILE) return 'oprf keys';
-  if (rel.split(path.sep)[0] === 'epochs') return 'bucket cache';
-  return 'other';
+  return dataFileOf(rel).kind;
 }
 
 // ===========================================================================

@@ -5,7 +5,8 @@
  *   blind   (r, B) = Blind(x) for each number not in the tag cache
  *   eval    POST /v1/blinded/evaluate         ONE request per batch: { epoch, elements: [B] }
  *   final   tag = Finalize(x, r, Z), the batch DLEQ proof checked first (voprf)
- *   bucket  GET  /v1/blinded/buckets/{e}/{b}  each needed bucket once, revalidated by ETag
+ *   bucket  GET  /v1/blinded/buckets/{e}/{b}  each needed bucket once, revalidated by ETag;
+ *                                             its Merkle path checked against the epoch's published root
  *   answer  search the tag in its bucket, locally
  *
  * The server sees blinded elements and bucket ids, never a number or an
@@ -34,17 +35,35 @@
  * the user's home would collect pins of every throwaway test server, and a
  * local server whose data folder was reset (epoch 1 again, a new key) would
  * then be refused until its entry is removed.
+ *
+ * One view for everyone (shared/merkle.ts): the proof says nothing about the
+ * buckets, so the config publishes, per epoch, the Merkle root over all its
+ * buckets at a directory version, and each bucket reply carries its version
+ * and its path to the root. The client checks every bucket it receives
+ * against the root it was shown for that (epoch, version): a bucket with a
+ * tag dropped (a messenger contact turned "SMS only") or changed is
+ * `bucket_unproven`, never an answer. A bucket newer than the config held
+ * makes the client fetch the config again, fresh, once; a bucket of a
+ * version whose root it never saw is fetched once more, then refused. The
+ * roots seen are kept per (epoch, version) beside the key pins, in memory
+ * ({@link KeyPins}), and a config that shows another root for a pair seen
+ * before is `view_changed`. A 304 keeps the bucket checked when it was
+ * fetched. What this does not show: that other clients see the same root;
+ * comparing roots between clients (gossip, a log) is not part of pcd.
  */
 import { Bucket, bucketOf, truncateTag } from '../../shared/buckets.ts';
 import { maskToCapabilities } from '../../shared/capabilities.ts';
-import type { ClientDesign, ClientDesignFactory, LookupResult, PinScope, PreparedLookup, RequestOptions, Transport } from '../../shared/design.ts';
+import type { ClientDesign, ClientDesignFactory, LookupResult, PinnedEpoch, PinScope, PreparedLookup, RequestOptions, Transport } from '../../shared/design.ts';
 import { loadBackend } from '../../shared/backends.ts';
 import type { E164 } from '../../shared/e164.ts';
 import { ErrorCode, PcdError, isPcdError } from '../../shared/errors.ts';
 import { BlindedConfigReply, BucketReply, EvaluateReply, PATHS } from '../../shared/messages.ts';
+import { digestsEqual, verifyBucketPath } from '../../shared/merkle.ts';
 import { DEFAULT_BACKEND, type BackendName, type OprfBackend, type OprfMode, type Rng } from '../../shared/suite.ts';
+import type { BlindedAuth } from '../../shared/tokens.ts';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
 import { bytesToBase64 } from '../../shared/bytes.ts';
+import { TokenPool, type TokenPoolOptions, type TokenView } from '../tokens.ts';
 
 export interface BlindedClientOptions {
   /** Crypto backend, or its name (default sodium, ~10x noble per scalar multiplication, falling back to noble where WASM cannot load). */
@@ -61,13 +80,24 @@ export interface BlindedClientOptions {
   allowOprf?: boolean;
   /** Where this client's epoch keys are pinned; default a fresh in-memory pin set. */
   pins?: PinScope;
+  /**
+   * Privacy Pass (a server whose config says auth 'token'): the transport to
+   * the issuer, direct and with the account's bearer token (default: this
+   * client's transport), and the pool's options (client/tokens.ts).
+   */
+  issuer?: Transport;
+  tokens?: TokenPoolOptions;
   now?: () => number;
 }
 
 /** Pins kept per server; the lowest epochs go first beyond this. */
 export const MAX_PINNED_EPOCHS = 256;
+/** Bucket roots kept per server and epoch, one per directory version seen; the lowest versions go first beyond this. */
+export const MAX_ROOTS_PER_EPOCH = 64;
 
 type PinTable = Map<string, Map<number, string>>;
+/** Roots seen: server, then epoch, then directory version. */
+type RootTable = Map<string, Map<number, Map<number, Uint8Array>>>;
 
 /**
  * Pinned epoch public keys per server base URL, in memory and optionally in
@@ -75,15 +105,20 @@ type PinTable = Map<string, Map<number, string>>;
  * written atomically with mode 0600). A file that exists but cannot be read
  * as a pin file is an error: silently starting over would drop every pin.
  * Saving merges with what another process may have written meanwhile.
+ *
+ * Beside the keys, in memory only, the bucket roots each server showed per
+ * (epoch, directory version): one version has one root, so another root
+ * for a pair seen before is `view_changed`.
  */
 export class KeyPins {
   private table: PinTable | undefined;
+  private readonly roots: RootTable = new Map();
 
   constructor(readonly file?: string) {}
 
   /** The pins of one server, by its normalised base URL. */
   scope(server: string): PinScope {
-    return { check: (epochs) => this.check(server, epochs) };
+    return { check: (epochs) => this.check(server, epochs), root: (epoch, version) => this.root(server, epoch, version) };
   }
 
   /** The pinned key of `epoch` at `server`, base64, or undefined. */
@@ -91,7 +126,12 @@ export class KeyPins {
     return this.load().get(server)?.get(epoch);
   }
 
-  check(server: string, epochs: readonly { epoch: number; publicKey: Uint8Array }[]): void {
+  /** The root `server` showed for `epoch` at directory `version`, or undefined. */
+  root(server: string, epoch: number, version: number): Uint8Array | undefined {
+    return this.roots.get(server)?.get(epoch)?.get(version);
+  }
+
+  check(server: string, epochs: readonly PinnedEpoch[]): void {
     const table = this.load();
     const known = table.get(server);
     const fresh: [number, string][] = [];
@@ -101,7 +141,33 @@ export class KeyPins {
       if (pin === undefined) fresh.push([e.epoch, key]);
       else if (pin !== key) throw this.changed(server, e.epoch);
     }
-    if (fresh.length === 0) return;
+    // One (epoch, version), one root: checked before anything of this config is kept.
+    for (const e of epochs) {
+      const seen = this.root(server, e.epoch, e.version);
+      if (seen !== undefined && !digestsEqual(seen, e.root)) throw this.viewChanged(server, e.epoch, e.version);
+    }
+    if (fresh.length > 0) this.pinKeys(server, fresh);
+    this.keepRoots(server, epochs);
+  }
+
+  private keepRoots(server: string, epochs: readonly PinnedEpoch[]): void {
+    const mine = this.roots.get(server) ?? new Map<number, Map<number, Uint8Array>>();
+    for (const e of epochs) {
+      const versions = mine.get(e.epoch) ?? new Map<number, Uint8Array>();
+      versions.set(e.version, e.root.slice());
+      if (versions.size > MAX_ROOTS_PER_EPOCH) {
+        for (const v of [...versions.keys()].sort((a, b) => a - b).slice(0, versions.size - MAX_ROOTS_PER_EPOCH)) versions.delete(v);
+      }
+      mine.set(e.epoch, versions);
+    }
+    if (mine.size > MAX_PINNED_EPOCHS) {
+      for (const epoch of [...mine.keys()].sort((a, b) => a - b).slice(0, mine.size - MAX_PINNED_EPOCHS)) mine.delete(epoch);
+    }
+    this.roots.set(server, mine);
+  }
+
+  private pinKeys(server: string, fresh: readonly [number, string][]): void {
+    let table = this.load();
     if (this.file !== undefined) {
       // Another process may have pinned meanwhile: merge with the file as it is now.
       const now = readPinFile(this.file);
@@ -109,19 +175,27 @@ export class KeyPins {
         const other = now.get(server)?.get(epoch);
         if (other !== undefined && other !== key) throw this.changed(server, epoch);
       }
-      this.table = now;
+      table = this.table = now;
     }
-    const mine = this.table!.get(server) ?? new Map<number, string>();
+    const mine = table.get(server) ?? new Map<number, string>();
     for (const [epoch, key] of fresh) mine.set(epoch, key);
     if (mine.size > MAX_PINNED_EPOCHS) {
       for (const epoch of [...mine.keys()].sort((a, b) => a - b).slice(0, mine.size - MAX_PINNED_EPOCHS)) mine.delete(epoch);
     }
-    this.table!.set(server, mine);
-    if (this.file !== undefined) writePinFile(this.file, this.table!);
+    table.set(server, mine);
+    if (this.file !== undefined) writePinFile(this.file, table);
   }
 
   private load(): PinTable {
     return (this.table ??= this.file === undefined ? new Map() : readPinFile(this.file));
+  }
+
+  private viewChanged(server: string, epoch: number, version: number): PcdError {
+    return new PcdError(
+      ErrorCode.ViewChanged,
+      `${server} now shows a different bucket root for epoch ${epoch} at directory version ${version} than it showed this client before: ` +
+        `no answer was produced (a server showing this client a directory of its own looks like this)`,
+    );
   }
 
   private changed(server: string, epoch: number): PcdError {
@@ -209,17 +283,25 @@ export interface BlindedClientStats {
   bucketFetches: number;
   /** Bucket fetches answered 304 Not Modified. */
   bucketNotModified: number;
+  /** Buckets whose Merkle path was checked against the root published for their version. */
+  bucketsProven: number;
   bytesSent: number;
   bytesReceived: number;
+  /** Dummy blinded elements sent to pad requests to their token's size class. */
+  paddingElements: number;
 }
 
 export interface BlindedClient extends ClientDesign {
   readonly stats: BlindedClientStats;
+  /** The Privacy Pass token pool, once the server asked for tokens (config auth 'token'). */
+  readonly tokens: TokenPool;
   /** Forgets the config, tags and buckets; the pinned keys stay. */
   clear(): void;
 }
 
 interface EpochParams {
+  /** How evaluate is paid: a Privacy Pass token, or the account (config auth). */
+  auth: BlindedAuth;
   epoch: number;
   publicKey: Uint8Array;
   mode: OprfMode;
@@ -254,8 +336,10 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
     tagCacheHits: 0,
     bucketFetches: 0,
     bucketNotModified: 0,
+    bucketsProven: 0,
     bytesSent: 0,
     bytesReceived: 0,
+    paddingElements: 0,
   };
 
   let config: { reply: BlindedConfigReply; at: number } | undefined;
@@ -285,6 +369,7 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
         if (!r.body) throw new PcdError(ErrorCode.MalformedReply, 'the blinded config reply has no body');
         // Before anything of this config is used: a changed key for a known epoch is key_changed.
         pins.check(r.body.epochs);
+        checkTokenKeys(r.body);
         config = { reply: r.body, at: now() };
         prune(r.body);
         return r.body;
@@ -295,11 +380,48 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
     return configInFlight;
   };
 
+  /**
+   * Token keys are pinned with their epoch, in memory: a config that shows
+   * a known epoch with another token key for a class is view_changed, since
+   * a server giving one client keys of its own could tell its tokens apart.
+   */
+  const tokenPins = new Map<number, Map<number, string>>();
+  const checkTokenKeys = (reply: BlindedConfigReply) => {
+    for (const e of reply.epochs) {
+      const pinned = tokenPins.get(e.epoch) ?? new Map<number, string>();
+      for (const k of e.tokenKeys ?? []) {
+        const key = bytesToBase64(k.tokenKey);
+        const pin = pinned.get(k.sizeClass);
+        if (pin !== undefined && pin !== key) {
+          throw new PcdError(
+            ErrorCode.ViewChanged,
+            `the server now publishes another token key for epoch ${e.epoch}, size class ${k.sizeClass}, than it did before: a server singling this client out looks like this; no request was sent`,
+          );
+        }
+        pinned.set(k.sizeClass, key);
+      }
+      tokenPins.set(e.epoch, pinned);
+    }
+    if (tokenPins.size > MAX_PINNED_EPOCHS) for (const epoch of [...tokenPins.keys()].sort((a, b) => a - b).slice(0, tokenPins.size - MAX_PINNED_EPOCHS)) tokenPins.delete(epoch);
+  };
+
+  const tokenView = async (fresh: boolean): Promise<TokenView> => {
+    const reply = await getConfig(undefined, fresh);
+    if (reply.auth !== 'token' || reply.issuer === undefined) throw new PcdError(ErrorCode.MalformedReply, 'the server takes no Privacy Pass tokens (its config says auth account)');
+    return {
+      issuer: reply.issuer,
+      current: reply.current,
+      keys: reply.epochs.flatMap((e) => (e.tokenKeys ?? []).map((k) => ({ epoch: e.epoch, sizeClass: k.sizeClass, tokenKey: k.tokenKey }))),
+    };
+  };
+  const tokens = new TokenPool(options.issuer ?? transport, tokenView, options.tokens);
+
   /** The current epoch and its parameters, as the config states them. */
   const currentEpoch = (reply: BlindedConfigReply): EpochParams => {
     const e = reply.epochs.find((x) => x.epoch === reply.current);
     if (!e) throw new PcdError(ErrorCode.MalformedReply, `the config names epoch ${reply.current} current but does not list it`);
     const p: EpochParams = {
+      auth: reply.auth ?? 'account',
       epoch: e.epoch,
       publicKey: e.publicKey,
       mode: e.mode ?? reply.mode,
@@ -329,12 +451,19 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
   const blindFor = async (p: EpochParams, numbers: readonly E164[]) => {
     const inputs = numbers.map((n) => utf8ToBytes(n));
     const b = await suite();
+    // With tokens: one token of the request's size class, and dummy elements up to the class (shared/tokens.ts):
+    // blinded random inputs, uniformly random group elements as real blinded elements are.
+    const token = p.auth === 'token' ? await tokens.take(numbers.length) : undefined;
+    const padding = token ? token.sizeClass - numbers.length : 0;
+    for (let i = 0; i < padding; i++) inputs.push(randomBytes(32));
+    stats.paddingElements += padding;
     const { blinds, blinded } = b.blindBatch(p.mode, inputs, options.rng);
     const request: RequestOptions<EvaluateReply> = {
       method: 'POST',
       path: PATHS.blindedEvaluate,
       body: { epoch: p.epoch, elements: blinded },
       reply: EvaluateReply,
+      ...(token ? { authorization: token.authorization } : {}),
     };
     const tagsFrom = (reply: EvaluateReply | undefined): Uint8Array[] => {
       if (!reply) throw new PcdError(ErrorCode.MalformedReply, 'the evaluate reply has no body');
@@ -364,44 +493,87 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
         }
         throw e;
       }
-      return outputs.map((o) => truncateTag(o, p.tagBytes));
+      // The padding's outputs are dropped: its elements were covered by the proof, nothing else.
+      return outputs.slice(0, numbers.length).map((o) => truncateTag(o, p.tagBytes));
     };
     return { request, tagsFrom };
   };
 
-  /** One bucket, from the cache when the server says it has not changed. */
+  /**
+   * The root this client was shown for `epoch` at directory `version`. A
+   * version newer than the config held means the directory moved on since:
+   * the config is fetched again, fresh, once (its roots are checked and
+   * kept by the pins). Undefined for a version this client was never shown.
+   */
+  const rootFor = async (epoch: number, version: number, signal: AbortSignal | undefined): Promise<Uint8Array | undefined> => {
+    const seen = pins.root(epoch, version);
+    if (seen) return seen;
+    const held = config?.reply.epochs.find((e) => e.epoch === epoch)?.version;
+    if (held !== undefined && version <= held) return undefined;
+    await getConfig(signal, true);
+    return pins.root(epoch, version);
+  };
+
+  /**
+   * One bucket, proven: its path must lead to the root published for its
+   * epoch and version (shared/merkle.ts), else bucket_unproven. From the
+   * cache when the server says it has not changed (it was proven when
+   * fetched). A version whose root this client never saw (a shared cache's
+   * older copy, or a directory that moved on again meanwhile) is fetched
+   * once more without If-None-Match, then refused.
+   */
   const fetchBucket = async (p: EpochParams, id: number, signal: AbortSignal | undefined): Promise<Bucket> => {
     const key = `${p.epoch}/${id}`;
     const cached = bucketCache.get(key);
-    const r = await transport.request({
-      method: 'GET',
-      path: PATHS.blindedBucket(p.epoch, id),
-      reply: BucketReply,
-      auth: false,
-      ifNoneMatch: cached?.etag,
-      signal,
-    });
-    count(r);
-    stats.bucketFetches++;
-    if (r.status === 304) {
-      if (!cached) throw new PcdError(ErrorCode.MalformedReply, `bucket ${id} of epoch ${p.epoch}: 304 Not Modified to a request without If-None-Match`);
-      stats.bucketNotModified++;
-      return cached.bucket;
+    for (let attempt = 0; ; attempt++) {
+      const revalidate = attempt === 0 ? cached : undefined;
+      const r = await transport.request({
+        method: 'GET',
+        path: PATHS.blindedBucket(p.epoch, id),
+        reply: BucketReply,
+        auth: false,
+        ifNoneMatch: revalidate?.etag,
+        signal,
+      });
+      count(r);
+      stats.bucketFetches++;
+      if (r.status === 304) {
+        if (!revalidate) throw new PcdError(ErrorCode.MalformedReply, `bucket ${id} of epoch ${p.epoch}: 304 Not Modified to a request without If-None-Match`);
+        stats.bucketNotModified++;
+        return revalidate.bucket;
+      }
+      const body = r.body;
+      if (!body) throw new PcdError(ErrorCode.MalformedReply, `bucket ${id} of epoch ${p.epoch}: the reply has no body`);
+      if (body.epoch !== p.epoch || body.bucket !== id) {
+        throw new PcdError(ErrorCode.MalformedReply, `asked bucket ${id} of epoch ${p.epoch}, got bucket ${body.bucket} of epoch ${body.epoch}`);
+      }
+      let bucket: Bucket;
+      try {
+        bucket = Bucket.received(body.tags, body.capabilities, p.tagBytes);
+      } catch (e) {
+        if (e instanceof PcdError) throw new PcdError(e.code, `bucket ${id} of epoch ${p.epoch}: ${e.message}`);
+        throw e;
+      }
+      const root = await rootFor(p.epoch, body.version, signal);
+      if (root === undefined) {
+        if (attempt === 0) continue;
+        throw new PcdError(
+          ErrorCode.BucketUnproven,
+          `bucket ${id} of epoch ${p.epoch} is at directory version ${body.version}, for which the server showed this client no root: ` +
+            `it cannot be checked, so no answer was produced`,
+        );
+      }
+      if (!verifyBucketPath({ epoch: p.epoch, bucket: id, tags: body.tags, capabilities: body.capabilities }, body.path, root, p.bucketBits)) {
+        throw new PcdError(
+          ErrorCode.BucketUnproven,
+          `bucket ${id} of epoch ${p.epoch} does not lead to the root the server published for directory version ${body.version} ` +
+            `(a tag dropped, added or changed, or a path of ${body.path.length} entries for ${p.bucketBits} bucket bits): no answer was produced`,
+        );
+      }
+      stats.bucketsProven++;
+      bucketCache.set(key, { etag: r.etag, bucket });
+      return bucket;
     }
-    const body = r.body;
-    if (!body) throw new PcdError(ErrorCode.MalformedReply, `bucket ${id} of epoch ${p.epoch}: the reply has no body`);
-    if (body.epoch !== p.epoch || body.bucket !== id) {
-      throw new PcdError(ErrorCode.MalformedReply, `asked bucket ${id} of epoch ${p.epoch}, got bucket ${body.bucket} of epoch ${body.epoch}`);
-    }
-    let bucket: Bucket;
-    try {
-      bucket = Bucket.received(body.tags, body.capabilities, p.tagBytes);
-    } catch (e) {
-      if (e instanceof PcdError) throw new PcdError(e.code, `bucket ${id} of epoch ${p.epoch}: ${e.message}`);
-      throw e;
-    }
-    bucketCache.set(key, { etag: r.etag, bucket });
-    return bucket;
   };
 
   /** Config, tag cache, blinding: the evaluate request for the numbers whose tags are not cached, and what finishes the lookup. */
@@ -469,6 +641,7 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
   return {
     name: 'blinded',
     stats,
+    tokens,
     clear() {
       config = undefined;
       tagCache.clear();
@@ -483,8 +656,10 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
         return await attempt(numbers, opts?.signal, false);
       } catch (e) {
         // The epoch moved on (rotation, retirement): fetch the config again and retry once.
-        if (isPcdError(e, ErrorCode.UnknownEpoch) || isPcdError(e, ErrorCode.EpochRetired)) {
+        // A token of a key that retired meanwhile: drop the pool's tokens of keys no longer listed, and retry with another.
+        if (isPcdError(e, ErrorCode.UnknownEpoch) || isPcdError(e, ErrorCode.EpochRetired) || isPcdError(e, ErrorCode.TokenKeyUnknown)) {
           config = undefined;
+          if (isPcdError(e, ErrorCode.TokenKeyUnknown)) await tokens.refresh();
           return attempt(numbers, opts?.signal, true);
         }
         throw e;
@@ -494,4 +669,11 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
 }
 
 export const createBlindedClient: ClientDesignFactory = (transport, options) =>
-  createBlindedClientWith(transport, { backend: options?.backend, allowOprf: options?.allowOprf, pins: options?.pins });
+  createBlindedClientWith(transport, { backend: options?.backend, allowOprf: options?.allowOprf, pins: options?.pins, issuer: options?.issuer, tokens: options?.tokens });
+
+/** Random bytes from the platform (Web Crypto: Node and browsers), for the padding's dummy inputs. */
+function randomBytes(n: number): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(n);
+  globalThis.crypto.getRandomValues(out);
+  return out;
+}

@@ -31,6 +31,27 @@ export interface PublicEpoch extends EpochParams {
   retiresAt?: number;
 }
 
+/**
+ * What the config publishes of a served epoch's buckets besides {@link PublicEpoch}:
+ * the Merkle root over them (shared/merkle.ts) and the directory version the
+ * table reflected when it was read. One version has one root: the table and
+ * the version change together, in the synchronous step of a directory change.
+ */
+export interface EpochView {
+  root: Uint8Array;
+  version: number;
+}
+
+/** A bucket as the bucket route serves it: content, ETag, audit path, and the directory version all three reflect. */
+export interface ProvenBucket {
+  tags: Uint8Array;
+  capabilities: Uint8Array;
+  etag: string;
+  /** Leaf to root, bucketBits digests (shared/merkle.ts). */
+  path: Uint8Array[];
+  version: number;
+}
+
 /** Counters for tests, benchmarks and the operator: how the buckets came to be. */
 export interface EpochStats {
   /** Epochs built from the directory (Evaluate for every number). */

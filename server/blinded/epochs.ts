@@ -10,7 +10,11 @@
  *   in the database, never logged, never sent;
  * - buckets: in memory ({@link BucketTable}, server/blinded/table.ts) and
  *   cached in `<dataDir>/epochs/<epoch>.bin` with the directory version they
- *   reflect; built by server/blinded/build.ts.
+ *   reflect; built by server/blinded/build.ts;
+ * - the Merkle tree over each epoch's buckets (shared/merkle.ts): in memory
+ *   only (server/blinded/tree.ts), computed again after a load; its root is
+ *   published with the directory version it reflects ({@link Epochs.published},
+ *   {@link Epochs.provenBucket}), so every client can be shown the same view.
  *
  * ## Directory changes and crashes
  *
@@ -85,7 +89,9 @@ import {
   type EpochRow,
   type KeyProblem,
   type EpochStats,
+  type EpochView,
   type LiveEpoch,
+  type ProvenBucket,
   type PublicEpoch,
   type ServedEpoch,
 } from './epoch.ts';
@@ -192,6 +198,10 @@ export class Epochs {
     const todo = [...epochs.live.values()].filter((e) => options.build !== false || epochs.createdAtOpen);
     epochs.prepared = epochs.preparer.prepareAll(todo, epochs.currentEpoch);
     epochs.prepared.catch(() => {}); // observed through `ready`; failures are logged where they happen
+    // The Merkle trees' first computation, in the background once the tables are there (see published()).
+    void epochs.prepared.catch(() => {}).then(() => {
+      for (const e of epochs.live.values()) epochs.warmTree(e);
+    });
     epochs.startExpiryTimer();
     return epochs;
   }
@@ -384,6 +394,7 @@ export class Epochs {
       if (previous && retiresAt !== undefined) previous.retiresAt = retiresAt;
       this.currentEpoch = epoch;
       this.caches.write(live);
+      this.warmTree(live);
       this.ctx.logger.info({ epoch, ...params, previous: previous?.epoch, retiresAt }, 'created epoch');
       this.expire(); // graceMs = 0 retires the previous epoch at once
       return { epoch, ...(previous ? { previous: previous.epoch, retiresAt } : {}) };
@@ -472,6 +483,62 @@ export class Epochs {
         createdAt: e.createdAt,
         ...(e.retiresAt !== undefined ? { retiresAt: e.retiresAt } : {}),
       }));
+  }
+
+  /**
+   * What the config publishes: the current epoch, and every served epoch
+   * with its Merkle root and the directory version it reflects (shared/merkle.ts),
+   * oldest first. Waits (yielding) while a tree is first computed or has a
+   * large refresh to do; then reads every root and version in one
+   * synchronous step. An epoch whose buckets are still being loaded or
+   * built has no root yet and is left out until it is served.
+   */
+  async published(): Promise<{ current: ServedEpoch; epochs: (PublicEpoch & EpochView)[] }> {
+    for (;;) {
+      const current = this.current; // 503 while the current epoch is being prepared
+      const waiting = [...this.live.values()].flatMap((e) => (e.table && !e.table.merkle.isReady ? [e.table.merkle] : []));
+      if (waiting.length > 0) {
+        await Promise.all(waiting.map((t) => t.ready()));
+        continue;
+      }
+      const epochs = [...this.live.values()]
+        .flatMap((e) => (e.table ? [{ e, table: e.table }] : []))
+        .sort((a, b) => a.e.epoch - b.e.epoch)
+        .map(({ e, table }) => ({
+          epoch: e.epoch,
+          publicKey: e.key.publicKey,
+          ...e.params,
+          createdAt: e.createdAt,
+          ...(e.retiresAt !== undefined ? { retiresAt: e.retiresAt } : {}),
+          root: table.merkle.root(),
+          version: e.version,
+        }));
+      return { current, epochs };
+    }
+  }
+
+  /**
+   * Bucket `bucket` of a served epoch (in range: the caller checks) with its
+   * ETag, its audit path and the directory version, read in one synchronous
+   * step once the epoch's tree can answer (see {@link published}).
+   */
+  async provenBucket(epoch: number, bucket: number): Promise<ProvenBucket> {
+    for (;;) {
+      const { table, version } = this.get(epoch); // 410 if destroyed while waiting
+      const tree = table.merkle;
+      if (!tree.isReady) {
+        await tree.ready();
+        continue;
+      }
+      return { ...table.view(bucket), etag: table.etag(bucket), path: tree.path(bucket), version };
+    }
+  }
+
+  /** Starts the first computation of an epoch's tree in the background, so the first config does not wait for it. */
+  private warmTree(e: LiveEpoch): void {
+    e.table?.merkle.ready().catch((err: unknown) => {
+      this.ctx.logger.error({ epoch: e.epoch, err: (err as Error).message }, 'could not compute the Merkle tree of an epoch');
+    });
   }
 
   /** A served epoch, or 404 unknown_epoch / 410 epoch_retired / 503 unavailable while it is being prepared. */

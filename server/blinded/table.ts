@@ -7,6 +7,14 @@
  * changed since, as immutable {@link Bucket}s. Writing the cache merges the
  * overlay back into a new base.
  *
+ * A table also keeps the Merkle tree over its buckets ({@link BucketTable.merkle},
+ * server/blinded/tree.ts; the hashing is shared/merkle.ts): every change
+ * marks its bucket stale there, and the root and paths are rehashed when
+ * next read. A bucket's ETag is made from its leaf hash, which commits to
+ * the epoch, the bucket id and the content: it changes exactly when the
+ * content does. The tree is not in the cache file: it is recomputed from
+ * the buckets after a load.
+ *
  * ## Cache file `<dataDir>/epochs/<epoch>.bin` (little-endian)
  *
  *   offset  size          field
@@ -34,8 +42,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { Bucket, bucketCount } from '../../shared/buckets.ts';
+import { LEAF_HEADER_BYTES, bucketLeafHash, writeLeafHeader, type Digest } from '../../shared/merkle.ts';
 import { MODES, type OprfMode, type PointBytes } from '../../shared/suite.ts';
 import { writeFileAtomic } from './keys.ts';
+import { BucketTree, nodeSha256 } from './tree.ts';
 
 /** Folder of the cache files, under the data folder. */
 export const EPOCHS_DIR = 'epochs';
@@ -43,6 +53,12 @@ const MAGIC = 'PCDE';
 const FORMAT_VERSION = 1;
 const HEADER_BYTES = 64;
 const CHECKSUM_BYTES = 32;
+/**
+ * Buckets of at least this many entries keep their leaf hash until they
+ * change: the ETag and the tree both need it, and hashing such a bucket
+ * costs more than keeping 32 bytes (at most size / 1024 of them are kept).
+ */
+const LEAF_MEMO_MIN_ENTRIES = 1024;
 
 /** The parameters fixed with an epoch's key. */
 export interface EpochParams {
@@ -70,6 +86,9 @@ export function cacheFilePath(dataDir: string, epoch: number): string {
 export class BucketTable {
   private readonly overlay = new Map<number, Bucket>();
   private readonly etags = new Map<number, string>();
+  private readonly leafMemo = new Map<number, Digest>();
+  private readonly leafScratch = Buffer.alloc(1024);
+  private tree: BucketTree | undefined;
   private entries: number;
 
   private constructor(
@@ -116,16 +135,37 @@ export class BucketTable {
     return { tags: this.tags.subarray(start * this.tagBytes, end * this.tagBytes), capabilities: this.masks.subarray(start, end) };
   }
 
-  /** Strong ETag of a bucket's content, memoised until the bucket changes. */
+  /** Strong ETag of a bucket's content (from its leaf hash), memoised until the bucket changes. */
   etag(bucket: number): string {
     let etag = this.etags.get(bucket);
     if (etag === undefined) {
-      const { tags, capabilities } = this.view(bucket);
-      const h = crypto.createHash('sha256').update(tags).update(capabilities).digest('hex').slice(0, 16);
-      etag = `"e${this.epoch}-b${bucket}-${h}"`;
+      etag = `"e${this.epoch}-b${bucket}-${Buffer.from(this.leafHash(bucket)).toString('hex', 0, 8)}"`;
       this.etags.set(bucket, etag);
     }
     return etag;
+  }
+
+  /** leaf(b) of shared/merkle.ts: SHA-256(0x00 || "pcd-bucket-v1" || epoch || b || count || tags || masks). */
+  leafHash(bucket: number): Digest {
+    const memo = this.leafMemo.get(bucket);
+    if (memo) return memo;
+    const v = this.view(bucket);
+    const size = LEAF_HEADER_BYTES + v.tags.length + v.capabilities.length;
+    if (size <= this.leafScratch.length) {
+      // A small bucket (most of them, once bucketBits is large): one buffer, one call.
+      writeLeafHeader(this.leafScratch, 0, this.epoch, bucket, v.capabilities.length);
+      this.leafScratch.set(v.tags, LEAF_HEADER_BYTES);
+      this.leafScratch.set(v.capabilities, LEAF_HEADER_BYTES + v.tags.length);
+      return crypto.hash('sha256', this.leafScratch.subarray(0, size), 'buffer');
+    }
+    const leaf = bucketLeafHash({ epoch: this.epoch, bucket, tags: v.tags, capabilities: v.capabilities }, nodeSha256);
+    if (v.capabilities.length >= LEAF_MEMO_MIN_ENTRIES) this.leafMemo.set(bucket, leaf);
+    return leaf;
+  }
+
+  /** The Merkle tree over the buckets (server/blinded/tree.ts), made on first use; its root and paths follow every {@link set}. */
+  get merkle(): BucketTree {
+    return (this.tree ??= new BucketTree(this.bucketBits, (b) => this.leafHash(b)));
   }
 
   /** Sets `tag` in `bucket` to `mask` (0 removes it). */
@@ -140,6 +180,8 @@ export class BucketTable {
     this.entries += next.count - b.count;
     this.overlay.set(bucket, next);
     this.etags.delete(bucket);
+    this.leafMemo.delete(bucket);
+    this.tree?.changed(bucket);
   }
 
   /** Merges the overlay into the base; returns per-bucket counts of the result. */
@@ -161,7 +203,7 @@ export class BucketTable {
     this.offsets = offsets;
     this.tags = tags;
     this.masks = masks;
-    this.overlay.clear(); // content is unchanged, so the memoised ETags stay valid
+    this.overlay.clear(); // content is unchanged, so the memoised ETags, leaf hashes and the tree stay valid
     return counts;
   }
 

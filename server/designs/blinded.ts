@@ -94,6 +94,11 @@ import { EvaluatorPool } from '../blinded/pool.ts';
 import { countingLog, designLog } from '../querylog.ts';
 import { Store } from '../store.ts';
 import { acquireFolderLock } from '../lock.ts';
+import { TokenKeys } from '../tokens/keys.ts';
+import { SpentTokens, TokenService } from '../tokens/service.ts';
+import { BLINDED_TOKEN_EVAL_LOG, TOKEN_ISSUANCE_LOG } from '../../shared/designs/blinded.ts';
+import { DEFAULT_ISSUER_NAME, DEFAULT_SIZE_CLASSES, TokensRequest, type TokensReply } from '../../shared/tokens.ts';
+import type { RequesterKey } from '../blinded/fair.ts';
 
 
 /**
@@ -119,6 +124,21 @@ export interface BlindedServerDesign extends ServerDesign {
   /** Settles once every epoch is loaded or built (Epochs.ready); until then its routes answer 503. */
   readonly ready: Promise<void>;
   readonly evaluator: EvaluatorPool;
+  /** The Privacy Pass issuer and redeemer, with auth 'token' (the default); undefined with auth 'account'. */
+  readonly tokens: TokenService | undefined;
+}
+
+/**
+ * The evaluator's fairness key (server/blinded/fair.ts) of a request paid
+ * with a token: there is no account, so requests are queued per IP, hashed
+ * (FNV-1a) to a negative number that no account id can be. Through an OHTTP
+ * relay every request has the relay's address and shares one queue: the
+ * relay's own per-IP limit is what keeps one client from taking it.
+ */
+export function anonymousFairnessKey(ip: string): RequesterKey {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < ip.length; i++) h = Math.imul(h ^ ip.charCodeAt(i), 0x01000193);
+  return -1 - ((h >>> 0) & 0x3fffffff);
 }
 
 /** True when an If-None-Match header names `etag` (or is `*`); weak validators compare by opaque tag. */
@@ -148,18 +168,50 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
   // A destroyed epoch's key leaves the pool and its workers' memory at once; its unfinished batches get 410.
   epochs.onDestroyed((epoch) => evaluator.dropKey(epoch));
 
+  // Anonymous requesters (server/tokens/service.ts): token keys per size class and live epoch, made in the
+  // background for every live epoch (and each new one after a rotation), retired with their epoch.
+  const auth = ctx.options.blindedAuth ?? 'token';
+  const tokens =
+    auth === 'token'
+      ? new TokenService(await TokenKeys.open(ctx.options.dataDir, ctx.options.sizeClasses ?? DEFAULT_SIZE_CLASSES), new SpentTokens(ctx.store.db), ctx.options.tokenIssuer ?? DEFAULT_ISSUER_NAME)
+      : undefined;
+  const tokenEvalLog = tokens ? countingLog(ctx, BLINDED_TOKEN_EVAL_LOG) : undefined;
+  const issuanceLog = tokens ? countingLog(ctx, TOKEN_ISSUANCE_LOG) : undefined;
+  const ensureTokenKeys = async (): Promise<void> => {
+    if (!tokens) return;
+    const live = epochs.list().map((e) => e.epoch);
+    await Promise.all(live.map((e) => tokens.keys.ensure(e)));
+    // Keys of epochs that are no longer live (destroyed while the server was down) retire now.
+    for (const e of tokens.keys.epochs()) if (!live.includes(e)) tokens.retire(e);
+  };
+  if (tokens) epochs.onDestroyed((epoch) => tokens.retire(epoch));
+  const ready = Promise.all([epochs.ready, ensureTokenKeys()]).then(() => undefined);
+
+  /** BlindEvaluate of a checked request on the pool (the workers check every element, RFC 9497 §3.3), under `requester`'s fairness key. */
+  const evaluate = async (body: EvaluateRequest, requester: RequesterKey) => {
+    const n = body.elements.length;
+    if (n < 1 || n > LIMITS.maxBatch) throw new PcdError(ErrorCode.TooManyItems, `elements: 1 to ${LIMITS.maxBatch} per request, got ${n}`);
+    const e = epochs.get(body.epoch);
+    if (!evaluator.hasKey(e.epoch)) evaluator.setKey(e.epoch, e.params.mode, e.key);
+    // The backlog bounds apply again with the real count.
+    const { evaluated, proof } = await evaluator.evaluate(e.epoch, body.elements, { requester });
+    return { epoch: e.epoch, evaluated, proof };
+  };
+
   return {
     name: 'blinded',
     epochs,
-    ready: epochs.ready,
+    ready,
     evaluator,
+    tokens,
     routes: [
       route<undefined, BlindedConfigReply>({
         method: 'GET',
         path: PATHS.blindedConfig,
         auth: 'anyone',
-        handle() {
-          const current = epochs.current;
+        async handle() {
+          // Roots and versions read in one step with the rest (server/blinded/epochs.ts published); only served epochs have a root.
+          const { current, epochs: published } = await epochs.published();
           return {
             body: {
               suite: SUITE,
@@ -168,12 +220,17 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
               tagBytes: current.params.tagBytes,
               bucketBits: current.params.bucketBits,
               current: current.epoch,
-              epochs: epochs.list().map((e) => ({
+              auth,
+              ...(tokens ? { issuer: tokens.issuerName } : {}),
+              epochs: published.map((e) => ({
                 epoch: e.epoch,
                 publicKey: e.publicKey,
+                root: e.root,
+                version: e.version,
                 mode: e.mode,
                 bucketBits: e.bucketBits,
                 tagBytes: e.tagBytes,
+                ...(tokens ? { tokenKeys: tokens.keys.of(e.epoch).map((k) => ({ sizeClass: k.sizeClass, tokenKey: k.tokenKey })) } : {}),
                 ...(e.retiresAt !== undefined ? { retiresAt: e.retiresAt } : {}),
               })),
             },
@@ -183,34 +240,81 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
         },
       }),
 
-      route<EvaluateRequest, EvaluateReply>({
-        method: 'POST',
-        path: PATHS.blindedEvaluate,
-        auth: 'requester',
-        request: EvaluateRequest,
-        cost: (b) => b.elements.length,
-        // Before the body is read: refuse (503, Retry-After) when this requester's backlog or the pool's is full.
-        admit({ requester, contentLength }) {
-          evaluator.admit(requester.accountId, elementsIn(contentLength));
-        },
-        async handle({ body, requester, ip }) {
-          evalLog.requireRoom(1); // 503 while the log cannot be written and its buffer is full (module header)
-          const n = body.elements.length;
-          if (n < 1 || n > LIMITS.maxBatch) throw new PcdError(ErrorCode.TooManyItems, `elements: 1 to ${LIMITS.maxBatch} per request, got ${n}`);
-          const e = epochs.get(body.epoch);
-          if (!evaluator.hasKey(e.epoch)) evaluator.setKey(e.epoch, e.params.mode, e.key);
-          // The workers check every element (RFC 9497 §3.3); the backlog bounds apply again with the real count.
-          const { evaluated, proof } = await evaluator.evaluate(e.epoch, body.elements, { requester: requester.accountId });
-          evalLog.append([ctx.now(), requester.accountId, ip, e.epoch, n]);
-          return { body: { epoch: e.epoch, evaluated, ...(proof ? { proof } : {}) } };
-        },
-      }),
+      ...(tokens && tokenEvalLog
+        ? [
+            route<EvaluateRequest, EvaluateReply>({
+              method: 'POST',
+              path: PATHS.blindedEvaluate,
+              auth: 'token',
+              request: EvaluateRequest,
+              // Steps 1-4 of server/tokens/service.ts, before the body is read; the challenge names the current epoch's keys.
+              async checkToken(authorization) {
+                const checked = await tokens.check(authorization, epochs.currentNumber);
+                return {
+                  spend(body) {
+                    const n = body.elements.length;
+                    if (n !== checked.key.sizeClass) {
+                      throw new PcdError(
+                        ErrorCode.TokenWrongClass,
+                        `a token of size class ${checked.key.sizeClass} pays for exactly ${checked.key.sizeClass} elements, the request has ${n}: pad the request to its class`,
+                        { wwwAuthenticate: tokens.wwwAuthenticate(epochs.currentNumber) },
+                      );
+                    }
+                    return tokens.spend(checked, epochs.currentNumber);
+                  },
+                };
+              },
+              admit({ contentLength, ip }) {
+                evaluator.admit(anonymousFairnessKey(ip), elementsIn(contentLength));
+              },
+              async handle({ body, ip }) {
+                tokenEvalLog.requireRoom(1);
+                const { epoch, evaluated, proof } = await evaluate(body, anonymousFairnessKey(ip));
+                tokenEvalLog.add([ip, epoch, body.elements.length]);
+                return { body: { epoch, evaluated, ...(proof ? { proof } : {}) } };
+              },
+            }),
+            route<TokensRequest, TokensReply>({
+              method: 'POST',
+              path: PATHS.tokens,
+              auth: 'requester',
+              request: TokensRequest,
+              // The issuer's quota is the account's lookup allowance, in elements (server/ratelimit.ts).
+              cost: (b) => b.sizeClass * b.requests.length,
+              handle({ body, requester }) {
+                issuanceLog?.requireRoom(1);
+                epochs.get(body.epoch); // unknown_epoch or epoch_retired, as evaluate would say
+                const responses = tokens.issue(body.epoch, body.sizeClass, body.requests);
+                issuanceLog?.add([requester.accountId], body.sizeClass * body.requests.length);
+                return { body: { responses } };
+              },
+            }),
+          ]
+        : [
+            route<EvaluateRequest, EvaluateReply>({
+              method: 'POST',
+              path: PATHS.blindedEvaluate,
+              auth: 'requester',
+              request: EvaluateRequest,
+              cost: (b) => b.elements.length,
+              // Before the body is read: refuse (503, Retry-After) when this requester's backlog or the pool's is full.
+              admit({ requester, contentLength }) {
+                evaluator.admit(requester.accountId, elementsIn(contentLength));
+              },
+              async handle({ body, requester, ip }) {
+                evalLog.requireRoom(1); // 503 while the log cannot be written and its buffer is full (module header)
+                const { epoch, evaluated, proof } = await evaluate(body, requester.accountId);
+                evalLog.append([ctx.now(), requester.accountId, ip, epoch, body.elements.length]);
+                return { body: { epoch, evaluated, ...(proof ? { proof } : {}) } };
+              },
+            }),
+          ]),
 
       route<undefined, BucketReply>({
         method: 'GET',
         path: PATHS.blindedBucket.pattern,
         auth: 'anyone',
-        handle({ params, ip, ifNoneMatch }) {
+        async handle({ params, ip, ifNoneMatch }) {
           const epochId = parseSegment('epoch', params.epoch);
           const bucket = parseSegment('bucket', params.bucket);
           const e = epochs.get(epochId);
@@ -225,8 +329,13 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
           // A revalidation is not logged; a fetch is counted in its minute's row (module header).
           if (matchesEtag(ifNoneMatch, etag)) return { status: 304, etag, cacheControl: BUCKET_CACHE_CONTROL };
           bucketLog.add([ip, epochId, bucket]);
-          const { tags, capabilities } = e.table.view(bucket);
-          return { body: { epoch: epochId, bucket, tags, capabilities }, etag, cacheControl: BUCKET_CACHE_CONTROL };
+          // Content, ETag, audit path and version read together, once the epoch's Merkle tree can answer.
+          const b = await epochs.provenBucket(epochId, bucket);
+          return {
+            body: { epoch: epochId, bucket, tags: b.tags, capabilities: b.capabilities, version: b.version, path: b.path },
+            etag: b.etag,
+            cacheControl: BUCKET_CACHE_CONTROL,
+          };
         },
       }),
 
@@ -237,6 +346,8 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
         request: RotateKeyRequest,
         async handle({ body }) {
           const r = await epochs.rotate({ bucketBits: body.bucketBits, mode: body.mode });
+          // The new epoch's token keys, before clients are told of it (they are published with it).
+          await tokens?.keys.ensure(r.epoch);
           return { status: 201, body: r };
         },
       }),
@@ -250,6 +361,8 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
       await evaluator.close();
       evalLog.close();
       bucketLog.close();
+      tokenEvalLog?.close();
+      issuanceLog?.close();
       await epochs.close();
     },
   };

@@ -66,6 +66,28 @@ export function formatMinute(ms: number): string {
   return `${String(d.getHours()).padStart(2, '0')}:${String(d.getMinutes()).padStart(2, '0')}`;
 }
 
+const DAY_MS = 86_400_000;
+
+/**
+ * A counts table's window from its start: a day (the server's days are UTC, as its windows are floor(ts / window))
+ * as its date, "2026-11-01 (UTC)"; a shorter one as local times, "14:03–14:04".
+ */
+export function formatWindow(start: number, windowMs: number): string {
+  if (windowMs >= DAY_MS && windowMs % DAY_MS === 0) {
+    const day = new Date(start).toISOString().slice(0, 10);
+    return windowMs === DAY_MS ? `${day} (UTC)` : `${day} + ${windowMs / DAY_MS} days (UTC)`;
+  }
+  return `${formatMinute(start)}–${formatMinute(start + windowMs)}`;
+}
+
+/** A counts table's window as a unit: "minute", "day", "10 s". */
+export function windowName(windowMs: number): string {
+  if (windowMs === DAY_MS) return 'day';
+  if (windowMs === 3_600_000) return 'hour';
+  if (windowMs === 60_000) return 'minute';
+  return formatDuration(windowMs);
+}
+
 /** "1 request", "3 requests". */
 export function plural(n: number, one: string, many = `${one}s`): string {
   return `${int.format(n)} ${n === 1 ? one : many}`;

@@ -22,7 +22,9 @@ export {
   type RequestOptions,
   type DesignName,
   type BackendName,
+  type BlindedAuth,
+  type BlindedClient,
 } from '../../client/index.ts';
 /** The page's own messages (shared/page.ts), checked by the same schemas the server's replies are built to. */
-export { PATHS, PageClockReply, PageLoginReply, TraceReply, type TraceReversal, type TraceTable } from '../../shared/messages.ts';
+export { PATHS, PageClockReply, PageLoginReply, TraceReply, type TraceReversal, type TraceScope, type TraceTable } from '../../shared/messages.ts';
 export { parseReply } from '../../shared/schema.ts';

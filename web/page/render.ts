@@ -5,17 +5,25 @@
  *
  *   plain    the row: number, account, email, IP
  *   hashed   the row with the hash, and the hash reversed by enumeration, timed and extrapolated
- *   blinded  requester, IP, element count, epoch, bucket ids, and that the number is nowhere
+ *   blinded  the number is nowhere; then, as the server runs it:
+ *            anonymous (Privacy Pass tokens, the default): the account's token issuance per day, the
+ *              evaluations per minute, IP, epoch and size class (no account, no element count), the bucket ids;
+ *              and what ties the two: only the time and the IP
+ *            as the account: requester, IP, element count, epoch, bucket ids
+ *
+ * The blinded card says which variant the server runs and what crossed the
+ * wire in it: the issuance with the account, the evaluate request with the
+ * token only and its padding, the buckets with nothing.
  *
  * The blinded log panel is built from the trace reply and the wire counts
  * only: nothing the page knows about the looked-up numbers goes into it.
  */
 import type { Trace, TraceTable } from './api.ts';
 import { code, h, type Child } from './dom.ts';
-import { formatBytes, formatCount, formatDuration, formatInt, formatMinute, formatRate, formatTime, plural } from './format.ts';
-import { CAPABILITIES, ErrorCode, type DesignName, type PcdError } from './lib.ts';
+import { formatBytes, formatCount, formatDuration, formatInt, formatRate, formatTime, formatWindow, plural, windowName } from './format.ts';
+import { CAPABILITIES, ErrorCode, PATHS, type DesignName, type PcdError } from './lib.ts';
 import { displayNumber, planOf } from './numbers.ts';
-import type { DesignRun, WireExchange } from './run.ts';
+import type { BlindedFacts, Credential, DesignRun, WireExchange } from './run.ts';
 
 /** One line per design: what leaves the phone for each number. */
 export const DESIGN_INFO: Readonly<Record<DesignName, { tagline: string }>> = {
@@ -57,25 +65,30 @@ function fact(term: string, ...value: Child[]): HTMLElement {
   return h('div', { class: 'fact' }, h('dt', null, term), h('dd', null, ...value));
 }
 
+const CREDENTIAL_TEXT: Readonly<Record<Credential, string>> = {
+  account: 'with the account',
+  token: 'with a token, no account',
+  none: 'no credential',
+};
+
+function exchangeLine(x: WireExchange): Child[] {
+  return [
+    h('code', null, `${x.method} ${x.path}`),
+    ' ',
+    h('span', { class: `credential cred-${x.credential}`, 'data-credential': x.credential }, CREDENTIAL_TEXT[x.credential]),
+    ' ',
+    h('span', { class: 'muted' }, x.status === 0 ? `failed (${x.error ?? 'error'})` : `${x.status}: ${formatBytes(x.sent)} sent, ${formatBytes(x.received)} received`),
+  ];
+}
+
 function wireDetails(wire: readonly WireExchange[]): HTMLElement | null {
   if (wire.length === 0) return null;
   return h(
     'details',
     { class: 'wire-detail' },
     h('summary', null, 'each request'),
-    h(
-      'ol',
-      null,
-      ...wire.map((x) =>
-        h(
-          'li',
-          null,
-          h('code', null, `${x.method} ${x.path}`),
-          ' ',
-          h('span', { class: 'muted' }, x.status === 0 ? `failed (${x.error ?? 'error'})` : `${x.status}: ${formatBytes(x.sent)} sent, ${formatBytes(x.received)} received`),
-        ),
-      ),
-    ),
+    h('p', { class: 'muted' }, 'Bytes are the bodies and the Authorization header, the part that says who sends.'),
+    h('ol', null, ...wire.map((x) => h('li', null, ...exchangeLine(x)))),
   );
 }
 
@@ -112,7 +125,7 @@ function capabilityText(mask: number): string {
 
 function cellText(table: TraceTable, holds: string, v: string | number | null): string {
   if (v === null) return '—';
-  if (holds === 'time' && typeof v === 'number') return table.kind === 'counts' ? `${formatMinute(v)}–${formatMinute(v + 60_000)}` : formatTime(v);
+  if (holds === 'time' && typeof v === 'number') return table.kind === 'counts' ? formatWindow(v, table.windowMs ?? 60_000) : formatTime(v);
   if (holds === 'answer' && typeof v === 'number') return capabilityText(v);
   return String(v);
 }
@@ -133,8 +146,11 @@ function logTable(table: TraceTable, extra?: (holds: string, v: string | number 
   return h(
     'section',
     { class: 'log-table', 'data-table': table.name },
-    h('h4', null, code(table.name), ' ', h('span', { class: 'kind' }, table.kind === 'counts' ? 'counts per minute' : 'one row per event')),
+    h('h4', null, code(table.name), ' ', h('span', { class: 'kind' }, table.kind === 'counts' ? `counts per ${windowName(table.windowMs ?? 60_000)}` : 'one row per event')),
     h('p', { class: 'desc' }, table.description),
+    table.scope === 'ip'
+      ? h('p', { class: 'scope', 'data-scope': 'ip' }, 'No account column: these are the rows of the IP this page’s trace came from.')
+      : null,
     rows.length === 0
       ? h('p', { class: 'muted' }, 'no rows for this lookup')
       : h(
@@ -252,28 +268,32 @@ function hashedLog(run: DesignRun, trace: Trace): Child[] {
   return out;
 }
 
-function blindedLog(run: DesignRun, trace: Trace): Child[] {
-  const evalTable = trace.tables.find((t) => t.kind === 'rows');
-  const bucketTable = trace.tables.find((t) => t.kind === 'counts');
-  const countCol = column(evalTable, 'count');
-  const epochCol = column(evalTable, 'epoch');
-  const elements = evalTable ? evalTable.rows.reduce((s, r) => s + Number(r[countCol] ?? 0), 0) : 0;
-  const epochs = evalTable ? [...new Set(evalTable.rows.map((r) => r[epochCol]))] : [];
-  const bucketCol = column(bucketTable, 'bucket');
-  const logged = bucketTable ? [...new Set(bucketTable.rows.map((r) => Number(r[bucketCol])))].sort((a, b) => a - b).map(String) : [];
+/** The trace's tables of the blinded design, told apart by what their columns hold (shared/designs/blinded.ts). */
+function blindedTables(trace: Trace) {
+  const holding = (holds: string) => (t: TraceTable) => t.columns.some((c) => c.holds === holds);
+  return {
+    /** Evaluate requests as the account (auth account): one row each, with the requester. */
+    accountEval: trace.tables.find((t) => t.kind === 'rows' && t.columns.some((c) => c.holds === 'account')),
+    /** Evaluate requests paid with a token: per minute, IP, epoch and size class. */
+    tokenEval: trace.tables.find(holding('size-class')),
+    /** Token issuance: per day and account. */
+    issuance: trace.tables.find((t) => t.kind === 'counts' && holding('account')(t)),
+    buckets: trace.tables.find(holding('bucket')),
+  };
+}
+
+/** The numbers in one column of a table's rows. */
+function columnValues(table: TraceTable | undefined, holds: string): number[] {
+  const i = column(table, holds);
+  return table && i >= 0 ? table.rows.map((r) => Number(r[i] ?? 0)) : [];
+}
+
+/** Buckets counted for this IP, and the ones this lookup fetched (a 304 revalidation is not counted by the server, nor marked here). */
+function bucketFacts(run: DesignRun, bucketTable: TraceTable | undefined) {
+  const logged = [...new Set(columnValues(bucketTable, 'bucket'))].sort((a, b) => a - b).map(String);
   const fetched = run.wire.filter((x) => x.path.startsWith('/v1/blinded/buckets/'));
-  /** Buckets this lookup fetched (a 304 revalidation is not counted by the server, nor marked here). */
   const mine = new Set(fetched.filter((x) => x.status === 200).map((x) => x.path.split('/').pop() ?? ''));
-  const bits = run.blinded?.bucketBits;
-  const evaluated = run.wire.some((x) => x.path === '/v1/blinded/evaluate');
-  const learns: Child[] = [
-    'account ',
-    h('strong', null, String(trace.requester.accountId)),
-    ' at ',
-    h('strong', null, trace.requester.ip),
-    evaluated || elements > 0
-      ? [' sent ', h('strong', null, plural(elements, 'blinded element')), epochs.length ? ` (epoch ${epochs.join(', ')})` : '', '; ']
-      : '; ',
+  const sentence: Child[] =
     logged.length > 0
       ? [
           logged.length === 1 ? 'bucket ' : 'buckets ',
@@ -282,9 +302,58 @@ function blindedLog(run: DesignRun, trace: Trace): Child[] {
           ' fetched from that IP this minute',
           mine.size > 0 && mine.size < logged.length ? ` (${[...mine].join(', ')} by this lookup)` : '',
         ]
-      : 'no bucket fetch was counted',
+      : ['no bucket fetch was counted'];
+  return { fetched, mine, sentence };
+}
+
+/** As the account (auth account): the per-request row names the requester, its IP and its element count. */
+function accountLearns(trace: Trace, evalTable: TraceTable | undefined, evaluated: boolean, buckets: Child[]): Child[] {
+  const elements = columnValues(evalTable, 'count').reduce((a, b) => a + b, 0);
+  const epochs = [...new Set(columnValues(evalTable, 'epoch'))];
+  return [
+    'account ',
+    h('strong', null, String(trace.requester.accountId)),
+    ' at ',
+    h('strong', null, trace.requester.ip),
+    ...(evaluated || elements > 0 ? [' sent ', h('strong', null, plural(elements, 'blinded element')), epochs.length ? ` (epoch ${epochs.join(', ')})` : '', '; '] : ['; ']),
+    ...buckets,
+    '.',
+  ];
+}
+
+/** Anonymous (auth token): the issuance row names the account and a day's total; the evaluation rows name no one. */
+function tokenLearns(trace: Trace, t: ReturnType<typeof blindedTables>, buckets: Child[]): Child[] {
+  const issued = columnValues(t.issuance, 'count').reduce((a, b) => a + b, 0);
+  const dayCol = column(t.issuance, 'time');
+  const day = t.issuance && dayCol >= 0 && t.issuance.rows[0] ? cellText(t.issuance, 'time', t.issuance.rows[0][dayCol] ?? null) : undefined;
+  const rows = t.tokenEval?.rows ?? [];
+  const classCol = column(t.tokenEval, 'size-class');
+  const countCol = column(t.tokenEval, 'count');
+  const epochs = [...new Set(columnValues(t.tokenEval, 'epoch'))];
+  const perClass = new Map<number, number>();
+  for (const r of rows) perClass.set(Number(r[classCol] ?? 0), (perClass.get(Number(r[classCol] ?? 0)) ?? 0) + Number(r[countCol] ?? 0));
+  const classes = [...perClass].sort((a, b) => a[0] - b[0]).map(([c, n]) => `${plural(n, 'request')} of class ${c}`);
+  return [
+    'account ',
+    h('strong', null, String(trace.requester.accountId)),
+    issued > 0 ? [' was issued ', h('strong', null, `${formatInt(issued)} elements’ worth of tokens`), day ? ` on ${day}` : ' today'] : ' was issued no token today',
+    '; from ',
+    h('strong', null, trace.requester.ip),
+    ', someone made ',
+    classes.length > 0 ? [h('strong', null, classes.join(', ')), epochs.length ? ` to evaluate (epoch ${epochs.join(', ')})` : ' to evaluate'] : 'no evaluate request',
+    ', with no account and no element count; ',
+    ...buckets,
     '.',
   ].flat();
+}
+
+function blindedLog(run: DesignRun, trace: Trace): Child[] {
+  const auth = trace.auth ?? run.blinded?.auth ?? 'account';
+  const t = blindedTables(trace);
+  const bits = run.blinded?.bucketBits;
+  const evaluate = run.wire.filter((x) => x.path === PATHS.blindedEvaluate);
+  const evaluated = evaluate.length > 0;
+  const b = bucketFacts(run, t.buckets);
   const out: Child[] = [
     h(
       'p',
@@ -292,27 +361,70 @@ function blindedLog(run: DesignRun, trace: Trace): Child[] {
       h('strong', null, 'The number is nowhere in these rows: '),
       'not in the clear, not hashed, not as a tag. The server evaluated random-looking elements and cannot tell which number, or whether it is registered: the answer was found on this side, in the bucket.',
     ),
-    h('p', { class: 'learns' }, 'What the server can tell: ', ...learns),
   ];
-  if (bits !== undefined) {
+  if (auth === 'token') {
+    const paidClass = evaluate.at(-1)?.elements;
+    const onDemand = (run.blinded?.fetchesOnDemand ?? 0) > 0;
     out.push(
+      h('p', { class: 'learns' }, 'What the server can tell: ', ...tokenLearns(trace, t, b.sentence)),
       h(
         'p',
-        { class: 'muted' },
-        bits === 0
-          ? 'Bucket bits 0: every lookup fetches the whole directory, so the bucket id says nothing.'
-          : `A bucket id is ${bits} bits: it narrows a number down to 1 in ${formatInt(2 ** bits)} of its numbering plan, no further.`,
+        { class: 'verdict-line who-line unlinked' },
+        h('strong', null, `Nothing in the evaluate row names account ${trace.requester.accountId}. `),
+        'It holds a minute, an IP, an epoch, a size class and a count. It is tied to the account only by its time and its IP, which is how this page found it: ',
+        'the trace asked for the rows of the IP it came from, and from that IP the account fetched tokens',
+        onDemand ? ' a moment before (on demand: the pool had no token of this class, so issuance and lookup are close in time). ' : ' earlier. ',
+        'Anyone else at that IP in that minute is counted in the same rows. Through an OHTTP relay the IP is the relay’s, shared by all who use it, and only the time is left.',
       ),
     );
+    if (t.accountEval) {
+      out.push(
+        h(
+          'p',
+          { class: 'muted', 'data-table-absent': t.accountEval.name },
+          code(t.accountEval.name),
+          t.accountEval.rows.length === 0
+            ? ', the per-account evaluate log: no row; this server takes a token on evaluate, not the account.'
+            : `, the per-account evaluate log: ${plural(t.accountEval.rows.length, 'row')} (a client that sent its account instead of a token).`,
+        ),
+      );
+    }
+    if (bits !== undefined) out.push(bucketBitsNote(bits));
+    if (!evaluated && !run.error) out.push(h('p', { class: 'muted' }, 'This lookup sent no evaluate request: every tag was already in this page’s cache, so it spent no token.'));
+    if (b.fetched.some((x) => x.status === 304)) out.push(h('p', { class: 'muted' }, 'A bucket this page already held was revalidated (304): revalidations are not counted.'));
+    // In the order they were written: issuance, evaluation, buckets.
+    for (const table of [t.issuance, t.tokenEval, t.buckets]) {
+      if (!table) continue;
+      out.push(
+        logTable(table, (holds, v) =>
+          holds === 'bucket' && b.mine.has(String(v))
+            ? h('span', { class: 'mine' }, 'this lookup')
+            : holds === 'size-class' && paidClass !== undefined && Number(v) === paidClass
+              ? h('span', { class: 'mine' }, 'this lookup’s class')
+              : holds === 'account' && table === t.issuance
+                ? h('span', { class: 'mine' }, 'the page’s account')
+                : null,
+        ),
+      );
+    }
+    return out;
   }
+  out.push(h('p', { class: 'learns' }, 'What the server can tell: ', ...accountLearns(trace, t.accountEval, evaluated, b.sentence)));
+  if (bits !== undefined) out.push(bucketBitsNote(bits));
   if (!evaluated && !run.error) out.push(h('p', { class: 'muted' }, 'This lookup sent no evaluate request: every tag was already in this page’s cache.'));
-  if (fetched.some((x) => x.status === 304)) out.push(h('p', { class: 'muted' }, 'A bucket this page already held was revalidated (304): revalidations are not counted.'));
-  out.push(
-    ...trace.tables.map((t) =>
-      logTable(t, (holds, v) => (holds === 'bucket' && mine.has(String(v)) ? h('span', { class: 'mine' }, 'this lookup') : null)),
-    ),
-  );
+  if (b.fetched.some((x) => x.status === 304)) out.push(h('p', { class: 'muted' }, 'A bucket this page already held was revalidated (304): revalidations are not counted.'));
+  out.push(...trace.tables.map((table) => logTable(table, (holds, v) => (holds === 'bucket' && b.mine.has(String(v)) ? h('span', { class: 'mine' }, 'this lookup') : null))));
   return out;
+}
+
+function bucketBitsNote(bits: number): HTMLElement {
+  return h(
+    'p',
+    { class: 'muted' },
+    bits === 0
+      ? 'Bucket bits 0: every lookup fetches the whole directory, so the bucket id says nothing.'
+      : `A bucket id is ${bits} bits: it narrows a number down to 1 in ${formatInt(2 ** bits)} of its numbering plan, no further.`,
+  );
 }
 
 function logPanel(run: DesignRun): HTMLElement {
@@ -347,16 +459,116 @@ function logPanel(run: DesignRun): HTMLElement {
   );
 }
 
+/**
+ * Which blinded variant the server runs, as its config says: anonymous (a Privacy Pass token on evaluate,
+ * the request padded to its token's size class) or as the account.
+ */
+function variant(b: BlindedFacts, wire: readonly WireExchange[]): { name: string; line: Child[] } | undefined {
+  if (b.auth === undefined) return undefined;
+  if (b.auth === 'account') return { name: ', as the account', line: ['the account’s token on every evaluate request'] };
+  const paid = wire.filter((x) => x.elements !== undefined).at(-1)?.elements;
+  return {
+    name: ', anonymous',
+    line: ['Privacy Pass token', paid !== undefined ? [', padded to class ', h('strong', { class: 'size-class' }, String(paid))] : ' (no evaluate this time: every tag was cached)'].flat(),
+  };
+}
+
+function bytesOf(xs: readonly WireExchange[]): string {
+  const t = wireTotals(xs);
+  return `${formatBytes(t.sent)} sent, ${formatBytes(t.received)} received`;
+}
+
+/** Token issuance requests as the page shows them: "1 request for 8 tokens of class 1". */
+function issuanceText(xs: readonly WireExchange[]): string {
+  const tokens = xs.map((x) => x.tokens).filter((t) => t !== undefined);
+  const byClass = new Map<number, number>();
+  for (const t of tokens) byClass.set(t.sizeClass, (byClass.get(t.sizeClass) ?? 0) + t.count);
+  const what = [...byClass].map(([c, n]) => `${plural(n, 'token')} of class ${c}`).join(', ');
+  return `${plural(xs.length, 'request')}${what ? ` for ${what}` : ''}`;
+}
+
+/**
+ * The blinded lookup's exchanges by step, each with the credential it carried: what crossed the wire,
+ * and what of it says who asks.
+ */
+function crossedWire(run: DesignRun, b: BlindedFacts): HTMLElement | null {
+  const step = (name: string, ...content: Child[]) => h('li', { 'data-step': name }, h('span', { class: 'step' }, name), ' ', ...content);
+  const is = (path: string) => (x: WireExchange) => x.path === path;
+  const config = run.wire.filter(is(PATHS.blindedConfig));
+  const issuance = run.wire.filter(is(PATHS.tokens));
+  const evaluate = run.wire.filter(is(PATHS.blindedEvaluate));
+  const buckets = run.wire.filter((x) => x.path.startsWith('/v1/blinded/buckets/'));
+  const refills = run.between.filter(is(PATHS.tokens));
+  const items: HTMLElement[] = [];
+  if (refills.length > 0) {
+    items.push(
+      step('refill', `between lookups, at a random time the client chose: ${issuanceText(refills)}, `, h('span', { class: 'cred-account' }, 'with the account'), ` (${bytesOf(refills)})`),
+    );
+  }
+  if (config.length > 0) items.push(step('config', `${plural(config.length, 'fetch', 'fetches')}, no credential (${bytesOf(config)})`));
+  if (b.auth === 'token') {
+    if (issuance.length > 0) {
+      items.push(
+        step(
+          'issuance',
+          `${issuanceText(issuance)}, `,
+          h('span', { class: 'cred-account' }, 'with the account'),
+          ` (${bytesOf(issuance)})`,
+          b.fetchesOnDemand > 0 ? ': on demand, the pool had none of this class' : '',
+          b.tokensHeld !== undefined ? `; ${plural(b.tokensHeld, 'token')} of it left in the pool` : '',
+        ),
+      );
+    } else if (b.tokensSpent > 0) {
+      items.push(step('issuance', 'none now: the token came from this page’s pool, fetched earlier', b.tokensHeld !== undefined ? ` (${plural(b.tokensHeld, 'token')} of its class left)` : ''));
+    }
+  }
+  if (evaluate.length > 0) {
+    const elements = evaluate.reduce((n, x) => n + (x.elements ?? 0), 0);
+    const header = evaluate.reduce((n, x) => n + x.authBytes, 0);
+    items.push(
+      b.auth === 'token'
+        ? step(
+            'evaluate',
+            h('span', { class: 'cred-token' }, 'with the token only, no account'),
+            `: ${plural(elements - b.padding, 'element')} + `,
+            h('strong', { class: 'padding' }, `${formatInt(b.padding)} dummy`),
+            ` = class ${formatInt(elements)}; token header ${formatBytes(header)} (${bytesOf(evaluate)})`,
+          )
+        : step('evaluate', h('span', { class: 'cred-account' }, 'with the account'), `: ${plural(elements, 'blinded element')} (${bytesOf(evaluate)})`),
+    );
+  }
+  if (buckets.length > 0) {
+    const fresh = buckets.filter((x) => x.status === 200).length;
+    const revalidated = buckets.filter((x) => x.status === 304).length;
+    items.push(
+      step(
+        'buckets',
+        `${plural(fresh, 'bucket')} fetched${revalidated ? `, ${formatInt(revalidated)} revalidated (304)` : ''}, no credential`,
+        b.bucketsProven > 0 ? ', each checked against the epoch’s published Merkle root' : '',
+        ` (${bytesOf(buckets)})`,
+      ),
+    );
+  }
+  return items.length > 0 ? h('ol', { class: 'crossed', 'aria-label': 'What crossed the wire, step by step' }, ...items) : null;
+}
+
 /** A design's card; without a trace (no operator view) its log panel says how to get one. */
 export function designCard(run: DesignRun): HTMLElement {
   const info = DESIGN_INFO[run.design];
   const w = wireTotals(run.wire);
   const b = run.blinded;
-  const proved = run.design === 'blinded' && !run.error && run.wire.some((x) => x.path === '/v1/blinded/evaluate');
+  const proved = run.design === 'blinded' && !run.error && run.wire.some((x) => x.path === PATHS.blindedEvaluate);
+  const v = b ? variant(b, run.wire) : undefined;
   return h(
     'article',
-    { class: `card design-${run.design}`, id: `card-${run.design}`, 'data-design': run.design },
-    h('header', { class: 'card-head' }, h('h2', null, run.design), h('p', { class: 'tagline' }, info.tagline)),
+    { class: `card design-${run.design}`, id: `card-${run.design}`, 'data-design': run.design, 'data-auth': b?.auth },
+    h(
+      'header',
+      { class: 'card-head' },
+      h('h2', null, run.design, v ? h('span', { class: 'variant-name' }, v.name) : null),
+      v ? h('p', { class: 'variant', 'data-auth': b?.auth }, ...v.line) : null,
+      h('p', { class: 'tagline' }, info.tagline),
+    ),
     h(
       'dl',
       { class: 'facts' },
@@ -367,6 +579,7 @@ export function designCard(run: DesignRun): HTMLElement {
       fact('time', formatDuration(run.ms)),
       b ? fact('crypto', h('span', { class: 'backend', 'data-backend': b.backend }, b.backend === 'sodium' ? 'sodium (libsodium WASM)' : 'noble (pure JS)'), b.fallback ? ` (sodium did not load: ${b.fallback})` : '', proved ? `, ${b.mode === 'oprf' ? 'OPRF: no proof' : 'DLEQ proof verified'}` : '') : null,
     ),
+    b ? crossedWire(run, b) : null,
     wireDetails(run.wire),
     h('div', { class: 'card-body' }, h('section', { class: 'answers', 'aria-label': `Answers (${run.design})` }, h('h3', null, 'Answers'), answerList(run)), logPanel(run)),
   );

@@ -1,0 +1,210 @@
+/**
+ * The issuer's token keys (shared/tokens.ts): one RSA-2048 key pair per
+ * size class and live blinded epoch, so that token keys rotate and retire
+ * with the epoch key and the client pins them together
+ * (client/designs/blinded.ts). Kept in `<dataDir>/token-keys.json`, apart
+ * from the database, mode 0600, written atomically (server/blinded/keys.ts
+ * writeFileAtomic, which also scrubs a leftover temp file):
+ *
+ *   { "version": 1, "epochs": [{ "epoch": 1, "keys": [{ "sizeClass": 1, "pkcs8": "<base64 DER>" }] }] }
+ *
+ * The private keys live as node:crypto KeyObjects (in OpenSSL's memory,
+ * which JavaScript cannot zero); a retired epoch's keys are dropped from
+ * memory and from the file, and the spent tokens of its keys are deleted
+ * (server/tokens/spent.ts), after which a token of that key is refused as
+ * unknown (token_key_unknown). No private key appears in a log line, an
+ * error message or a reply: messages name epochs, classes and files only.
+ *
+ * The published key is the RSASSA-PSS SubjectPublicKeyInfo of RFC 9578
+ * §6.5 (`convertEncToRSASSAPSS` of the rsaEncryption SPKI), and its
+ * token_key_id is SHA-256 of those bytes.
+ */
+import crypto, { type KeyObject } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { publicVerif } from '@cloudflare/privacypass-ts';
+import { TOKEN_KEY_FILE } from '../../disk/files.ts';
+import { ErrorCode, PcdError } from '../../shared/errors.ts';
+import { tokenKeyId } from '../../shared/tokens.ts';
+import { writeFileAtomic } from '../blinded/keys.ts';
+
+/** WebCrypto's key type as privacypass-ts takes it. */
+type VerifyKey = Parameters<publicVerif.Origin['verify']>[1];
+
+const FILE_VERSION = 1;
+const MAX_FILE_BYTES = 4 << 20;
+const RSA_BITS = 2048;
+
+/** One token key: its class and epoch, the key pair, what is published and its id. */
+export interface TokenKey {
+  readonly epoch: number;
+  readonly sizeClass: number;
+  readonly privateKey: KeyObject;
+  /** rsaEncryption form, for node:crypto's raw RSA (issuance). */
+  readonly publicKey: KeyObject;
+  /** The published token key: RSASSA-PSS SPKI (RFC 9578 §6.5). */
+  readonly tokenKey: Uint8Array;
+  /** SHA-256(tokenKey). */
+  readonly keyId: Uint8Array;
+  /** The key for WebCrypto RSA-PSS verification (privacypass-ts Origin.verify). */
+  readonly verifyKey: VerifyKey;
+}
+
+export function tokenKeyFilePath(dataDir: string): string {
+  return path.join(dataDir, TOKEN_KEY_FILE);
+}
+
+function bad(file: string, why: string): PcdError {
+  return new PcdError(ErrorCode.InvalidField, `${file} is not a pcd token key file (${why}): restore it from a backup, or remove it to make new token keys (tokens already issued are then refused)`);
+}
+
+interface StoredKey {
+  epoch: number;
+  sizeClass: number;
+  pkcs8: Buffer;
+}
+
+function readFile(file: string): StoredKey[] {
+  const st = fs.statSync(file);
+  if (!st.isFile()) throw bad(file, 'not a regular file');
+  if (st.size > MAX_FILE_BYTES) throw bad(file, `${st.size} bytes, more than a token key file holds`);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch {
+    throw bad(file, 'not JSON');
+  }
+  const d = doc as { version?: unknown; epochs?: unknown };
+  if (typeof doc !== 'object' || doc === null || d.version !== FILE_VERSION || !Array.isArray(d.epochs)) throw bad(file, `expected { "version": ${FILE_VERSION}, "epochs": [...] }`);
+  const out: StoredKey[] = [];
+  for (const e of d.epochs as unknown[]) {
+    const { epoch, keys } = (e ?? {}) as { epoch?: unknown; keys?: unknown };
+    if (typeof epoch !== 'number' || !Number.isInteger(epoch) || epoch < 1 || !Array.isArray(keys)) throw bad(file, 'an epoch entry is not { epoch, keys }');
+    for (const k of keys as unknown[]) {
+      const { sizeClass, pkcs8 } = (k ?? {}) as { sizeClass?: unknown; pkcs8?: unknown };
+      if (typeof sizeClass !== 'number' || !Number.isInteger(sizeClass) || sizeClass < 1) throw bad(file, `epoch ${epoch}: a key without a size class`);
+      if (typeof pkcs8 !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(pkcs8)) throw bad(file, `epoch ${epoch}, class ${sizeClass}: the key is not base64`);
+      out.push({ epoch, sizeClass, pkcs8: Buffer.from(pkcs8, 'base64') });
+    }
+  }
+  return out;
+}
+
+function serialize(keys: Iterable<StoredKey>): string {
+  const byEpoch = new Map<number, StoredKey[]>();
+  for (const k of keys) byEpoch.set(k.epoch, [...(byEpoch.get(k.epoch) ?? []), k]);
+  const epochs = [...byEpoch]
+    .sort((a, b) => a[0] - b[0])
+    .map(([epoch, ks]) => ({ epoch, keys: ks.sort((a, b) => a.sizeClass - b.sizeClass).map((k) => ({ sizeClass: k.sizeClass, pkcs8: k.pkcs8.toString('base64') })) }));
+  return JSON.stringify({ version: FILE_VERSION, epochs }, null, 1) + '\n';
+}
+
+async function load(s: StoredKey): Promise<TokenKey & { stored: StoredKey }> {
+  const privateKey = crypto.createPrivateKey({ key: s.pkcs8, format: 'der', type: 'pkcs8' });
+  if (privateKey.asymmetricKeyType !== 'rsa' || privateKey.asymmetricKeyDetails?.modulusLength !== RSA_BITS) {
+    throw new PcdError(ErrorCode.InvalidField, `token key of epoch ${s.epoch}, class ${s.sizeClass}: not an RSA-${RSA_BITS} key`);
+  }
+  const publicKey = crypto.createPublicKey(privateKey);
+  const spki = new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }));
+  const tokenKey = publicVerif.convertEncToRSASSAPSS(spki);
+  const verifyKey: VerifyKey = await crypto.subtle.importKey('spki', spki, { name: 'RSA-PSS', hash: 'SHA-384' }, true, ['verify']);
+  return { epoch: s.epoch, sizeClass: s.sizeClass, privateKey, publicKey, tokenKey, keyId: tokenKeyId(tokenKey), verifyKey, stored: s };
+}
+
+function generate(epoch: number, sizeClass: number): Promise<StoredKey> {
+  return new Promise((resolve, reject) => {
+    crypto.generateKeyPair('rsa', { modulusLength: RSA_BITS, publicExponent: 65537 }, (err, _pub, priv) => {
+      if (err) reject(err);
+      else resolve({ epoch, sizeClass, pkcs8: priv.export({ type: 'pkcs8', format: 'der' }) });
+    });
+  });
+}
+
+/** The token keys of every live epoch, loaded from and written through to the key file. */
+export class TokenKeys {
+  private readonly keys = new Map<number, Map<number, TokenKey & { stored: StoredKey }>>();
+  private readonly byId = new Map<string, TokenKey>();
+  private readonly pending = new Map<number, Promise<void>>();
+
+  private constructor(
+    readonly file: string,
+    readonly classes: readonly number[],
+  ) {}
+
+  /** Loads `<dataDir>/token-keys.json` (absent: none yet); a file group or others can read is tightened to 0600. */
+  static async open(dataDir: string, classes: readonly number[]): Promise<TokenKeys> {
+    const t = new TokenKeys(tokenKeyFilePath(dataDir), classes);
+    if (fs.existsSync(t.file)) {
+      const st = fs.statSync(t.file);
+      if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) fs.chmodSync(t.file, 0o600);
+      for (const s of readFile(t.file)) t.add(await load(s));
+    }
+    return t;
+  }
+
+  private add(k: TokenKey & { stored: StoredKey }): void {
+    let m = this.keys.get(k.epoch);
+    if (!m) this.keys.set(k.epoch, (m = new Map()));
+    m.set(k.sizeClass, k);
+    this.byId.set(Buffer.from(k.keyId).toString('hex'), k);
+  }
+
+  private write(): void {
+    const all: StoredKey[] = [];
+    for (const m of this.keys.values()) for (const k of m.values()) all.push(k.stored);
+    writeFileAtomic(this.file, serialize(all));
+  }
+
+  /** True when `epoch` has a key for every class. */
+  has(epoch: number): boolean {
+    const m = this.keys.get(epoch);
+    return m !== undefined && this.classes.every((c) => m.has(c));
+  }
+
+  /** Makes the missing keys of `epoch` (in the background of the event loop: RSA key generation runs in libuv's pool), once. */
+  ensure(epoch: number): Promise<void> {
+    if (this.has(epoch)) return Promise.resolve();
+    let p = this.pending.get(epoch);
+    if (!p) {
+      p = (async () => {
+        const missing = this.classes.filter((c) => !this.keys.get(epoch)?.has(c));
+        const made = await Promise.all(missing.map((c) => generate(epoch, c)));
+        for (const s of made) this.add(await load(s));
+        this.write();
+      })().finally(() => this.pending.delete(epoch));
+      this.pending.set(epoch, p);
+    }
+    return p;
+  }
+
+  /** The key of `epoch` and `sizeClass`, or undefined. */
+  get(epoch: number, sizeClass: number): TokenKey | undefined {
+    return this.keys.get(epoch)?.get(sizeClass);
+  }
+
+  /** The keys of `epoch`, by ascending class. */
+  of(epoch: number): TokenKey[] {
+    return [...(this.keys.get(epoch)?.values() ?? [])].sort((a, b) => a.sizeClass - b.sizeClass);
+  }
+
+  /** A live key by its token_key_id, or undefined (never issued here, or retired). */
+  byKeyId(keyId: Uint8Array): TokenKey | undefined {
+    return this.byId.get(Buffer.from(keyId).toString('hex'));
+  }
+
+  /** Epochs that have keys. */
+  epochs(): number[] {
+    return [...this.keys.keys()].sort((a, b) => a - b);
+  }
+
+  /** Forgets `epoch`'s keys, in memory and in the file; returns their key ids (for the spent store's purge). */
+  retire(epoch: number): Uint8Array[] {
+    const m = this.keys.get(epoch);
+    if (!m) return [];
+    const ids = [...m.values()].map((k) => k.keyId);
+    for (const id of ids) this.byId.delete(Buffer.from(id).toString('hex'));
+    this.keys.delete(epoch);
+    this.write();
+    return ids;
+  }
+}

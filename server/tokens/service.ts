@@ -1,0 +1,213 @@
+/**
+ * The Privacy Pass issuer and redeemer of the blinded design
+ * (shared/tokens.ts; RFC 9576 architecture with the issuer and the
+ * origin in one server, token type 0x0002).
+ *
+ * ## Issuance (RFC 9578 §6)
+ *
+ * `POST /v1/tokens`, authenticated by the account's bearer token. The
+ * quota is the account's lookup allowance (server/ratelimit.ts), counted in
+ * elements: a token of class c costs c. What the issuer keeps is
+ * `token_issuance_log`: per account and day, the elements' worth issued;
+ * nothing about the class or the time of day, and nothing that links a
+ * token to its issuance (the signature is blind: RFC 9474 §1).
+ *
+ * BlindSign (RFC 9474 §4.3) is RSASP1 through node:crypto
+ * (`privateDecrypt` with RSA_NO_PADDING: OpenSSL's CRT, about 0.3 ms), then
+ * RSAVP1 of the result compared with the input, as the RFC requires before
+ * a signature leaves (a fault in the private operation would leak the key).
+ * blindrsa-ts signs with big numbers in JavaScript, about 455 ms a token.
+ *
+ * ## Redemption (RFC 9577 §2.2)
+ *
+ * `Authorization: PrivateToken token=<base64url>`; the header is parsed by
+ * privacypass-ts and checked in this order, each failure a 401 with its
+ * code and the challenge in WWW-Authenticate:
+ *  1. one token of type 0x0002, of the exact length: else token_invalid;
+ *  2. its token_key_id names a live key of ours: else token_key_unknown
+ *     (a retired key's too: its spent tokens were purged with it);
+ *  3. its challenge_digest is our challenge's: else token_invalid;
+ *  4. the RSA-PSS signature verifies (privacypass-ts Origin.verify,
+ *     WebCrypto): else token_invalid (a forgery);
+ *  5. its class is the request's element count: else token_wrong_class;
+ *  6. spending it inserts SHA-256(key id || nonce) into `spent_tokens`
+ *     under a unique key: a second spend fails there, token_replayed.
+ * A spent token is given back (its row deleted) when the request is then
+ * refused (a bad element, an unknown epoch, a 503), as a rate-limit charge
+ * is refunded. A spend that cannot be written (a full disk, an I/O error)
+ * refuses the request with 503 and Retry-After (server/store.ts): a spend
+ * kept only in memory could be replayed after a restart, so evaluate with
+ * tokens does not answer unrecorded, where the account path's buffered log
+ * lets it answer while the buffer has room.
+ */
+import crypto from 'node:crypto';
+import { AuthorizationHeader, TOKEN_TYPES, WWWAuthenticateHeader, publicVerif, type Token } from '@cloudflare/privacypass-ts';
+import type Database from 'better-sqlite3';
+import { bytesEqual } from '../../shared/bytes.ts';
+import { ErrorCode, PcdError } from '../../shared/errors.ts';
+import { SPENT_TOKENS_TABLE } from '../../shared/designs/blinded.ts';
+import {
+  TOKEN_BYTES,
+  TOKEN_ORIGIN_INFO,
+  TOKEN_REQUEST_BYTES,
+  TOKEN_TYPE,
+  challengeDigest,
+  tokenChallenge,
+} from '../../shared/tokens.ts';
+import type { TokenKey, TokenKeys } from './keys.ts';
+
+/** Longest Authorization header read as a token: the base64url of a token is 472 characters. */
+const MAX_TOKEN_HEADER = 1024;
+
+/** A token whose signature verified, not yet spent. */
+export interface CheckedToken {
+  readonly key: TokenKey;
+  readonly nonceHash: Uint8Array;
+}
+
+/** The spent-token store: one row per spent token, deleted with its key. */
+export class SpentTokens {
+  private readonly stmts;
+
+  constructor(db: Database.Database) {
+    this.stmts = {
+      insert: db.prepare<[Uint8Array, Uint8Array]>(`INSERT INTO ${SPENT_TOKENS_TABLE} (nonce_hash, key_id) VALUES (?, ?)`),
+      remove: db.prepare<[Uint8Array]>(`DELETE FROM ${SPENT_TOKENS_TABLE} WHERE nonce_hash = ?`),
+      purge: db.prepare<[Uint8Array]>(`DELETE FROM ${SPENT_TOKENS_TABLE} WHERE key_id = ?`),
+      count: db.prepare<[], { n: number }>(`SELECT count(*) AS n FROM ${SPENT_TOKENS_TABLE}`),
+    };
+  }
+
+  /** Records a spend; false when the token was spent before (the unique key refused it). Other store errors are thrown (503). */
+  spend(t: CheckedToken): boolean {
+    try {
+      this.stmts.insert.run(t.nonceHash, t.key.keyId);
+      return true;
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') return false;
+      throw e;
+    }
+  }
+
+  unspend(t: CheckedToken): void {
+    this.stmts.remove.run(t.nonceHash);
+  }
+
+  /** Deletes the spent tokens of a retired key; returns how many. */
+  purge(keyId: Uint8Array): number {
+    return this.stmts.purge.run(keyId).changes;
+  }
+
+  get size(): number {
+    return this.stmts.count.get()?.n ?? 0;
+  }
+}
+
+/**
+ * BlindSign, RFC 9474 §4.3: s = RSASP1(sk, m); m' = RSAVP1(pk, s); m' must equal m.
+ * `blindedMsg` is the TokenRequest's blinded_msg (Nk bytes).
+ */
+export function blindSign(key: TokenKey, blindedMsg: Uint8Array): Uint8Array {
+  let s: Buffer;
+  try {
+    // RSASP1 (RFC 8017 §5.2.1): "message representative out of range" when m >= n, which OpenSSL refuses too.
+    s = crypto.privateDecrypt({ key: key.privateKey, padding: crypto.constants.RSA_NO_PADDING }, blindedMsg);
+  } catch {
+    throw new PcdError(ErrorCode.InvalidField, 'a token request\'s blinded message is not below the token key\'s modulus');
+  }
+  const back = crypto.publicEncrypt({ key: key.publicKey, padding: crypto.constants.RSA_NO_PADDING }, s);
+  if (!bytesEqual(back, blindedMsg)) throw new PcdError(ErrorCode.Internal, 'signing failure (RFC 9474 §4.3): the signature did not verify');
+  return new Uint8Array(s);
+}
+
+export class TokenService {
+  readonly challenge;
+  private readonly digest: Uint8Array;
+  private readonly origin = new publicVerif.Origin(publicVerif.BlindRSAMode.PSS, [TOKEN_ORIGIN_INFO]);
+
+  constructor(
+    readonly keys: TokenKeys,
+    readonly spent: SpentTokens,
+    readonly issuerName: string,
+  ) {
+    this.challenge = tokenChallenge(issuerName);
+    this.digest = challengeDigest(this.challenge);
+  }
+
+  /** The WWW-Authenticate value of a 401 (RFC 9577 §2.1): one challenge per token key of `epoch`. */
+  wwwAuthenticate(epoch: number): string {
+    return this.keys
+      .of(epoch)
+      .map((k) => new WWWAuthenticateHeader(this.challenge, k.tokenKey).toString())
+      .join(', ');
+  }
+
+  /** Issues one TokenResponse per TokenRequest with `epoch`'s key of `sizeClass` (quota charged by the caller). */
+  issue(epoch: number, sizeClass: number, requests: readonly Uint8Array[]): Uint8Array[] {
+    const key = this.keys.get(epoch, sizeClass);
+    if (!key) {
+      const classes = this.keys.of(epoch).map((k) => k.sizeClass);
+      throw new PcdError(
+        classes.length === 0 ? ErrorCode.UnknownEpoch : ErrorCode.InvalidField,
+        classes.length === 0 ? `epoch ${epoch} has no token keys (not a live epoch, or its keys are still being made)` : `epoch ${epoch} has no size class ${sizeClass}: its classes are ${classes.join(', ')}`,
+      );
+    }
+    const truncated = key.keyId[key.keyId.length - 1]!;
+    return requests.map((r, i) => {
+      // TokenRequest, RFC 9578 §6.1: token_type (0x0002) || truncated_token_key_id || blinded_msg.
+      if (r.length !== TOKEN_REQUEST_BYTES || ((r[0]! << 8) | r[1]!) !== TOKEN_TYPE) {
+        throw new PcdError(ErrorCode.InvalidField, `requests[${i}]: not a TokenRequest of type 0x0002`);
+      }
+      // §6.3: the issuer MUST check that truncated_token_key_id is the last byte of its key's id.
+      if (r[2] !== truncated) throw new PcdError(ErrorCode.InvalidField, `requests[${i}]: made for another token key than epoch ${epoch}'s class ${sizeClass}`);
+      return blindSign(key, r.subarray(3));
+    });
+  }
+
+  /** Steps 1-4 of the module header; throws a 401 PcdError with the challenge of `epoch` (the current one). */
+  async check(authorization: string | undefined, challengeEpoch: number): Promise<CheckedToken> {
+    const refuse = (code: ErrorCode, message: string): never => {
+      throw new PcdError(code, message, { wwwAuthenticate: this.wwwAuthenticate(challengeEpoch) });
+    };
+    if (authorization === undefined || !/^\s*privatetoken\s/i.test(authorization)) {
+      return refuse(ErrorCode.TokenRequired, 'this endpoint takes a Privacy Pass token (Authorization: PrivateToken token=…, RFC 9577); the WWW-Authenticate header has the challenge and token keys');
+    }
+    if (authorization.length > MAX_TOKEN_HEADER) return refuse(ErrorCode.TokenInvalid, `the Authorization header is ${authorization.length} characters, longer than any token`);
+    let token: Token;
+    try {
+      // The scheme name is case-insensitive (RFC 9110 §11.1); the library matches it as written in RFC 9577.
+      const parsed = AuthorizationHeader.parse(TOKEN_TYPES.BLIND_RSA, authorization.trim().replace(/^privatetoken/i, 'PrivateToken'));
+      if (parsed.length !== 1 || !parsed[0]) throw new Error('not one token');
+      token = parsed[0].token;
+    } catch {
+      return refuse(ErrorCode.TokenInvalid, 'the Authorization header does not hold one PrivateToken token of type 0x0002 (RFC 9577 §2.2.2)');
+    }
+    const a = token.authInput;
+    if (a.tokenType !== TOKEN_TYPE || token.serialize().length !== TOKEN_BYTES) return refuse(ErrorCode.TokenInvalid, 'the token is not of type 0x0002 (Blind RSA-2048)');
+    const key = this.keys.byKeyId(a.tokenKeyId);
+    if (!key) return refuse(ErrorCode.TokenKeyUnknown, 'the token was issued under a key this server does not know or has retired: fetch tokens of a current key');
+    if (!bytesEqual(a.challengeDigest, this.digest)) return refuse(ErrorCode.TokenInvalid, 'the token was made for another challenge (issuer name or origin)');
+    let ok = false;
+    try {
+      ok = await this.origin.verify(token, key.verifyKey);
+    } catch {
+      ok = false;
+    }
+    if (!ok) return refuse(ErrorCode.TokenInvalid, 'the token\'s signature does not verify under its token key');
+    const nonceHash = crypto.createHash('sha256').update(a.tokenKeyId).update(a.nonce).digest();
+    return { key, nonceHash: new Uint8Array(nonceHash) };
+  }
+
+  /** Step 6: records the spend, or throws token_replayed; returns what gives it back. */
+  spend(t: CheckedToken, challengeEpoch: number): () => void {
+    if (!this.spent.spend(t)) {
+      throw new PcdError(ErrorCode.TokenReplayed, 'this token was spent before: each token pays for one request', { wwwAuthenticate: this.wwwAuthenticate(challengeEpoch) });
+    }
+    return () => this.spent.unspend(t);
+  }
+
+  /** An epoch's keys retire with it: their spent tokens go, and their tokens are refused from now on. */
+  retire(epoch: number): void {
+    for (const id of this.keys.retire(epoch)) this.spent.purge(id);
+  }
+}

@@ -1,0 +1,315 @@
+/**
+ * Privacy Pass for the blinded design (shared/tokens.ts, server/tokens/,
+ * client/tokens.ts): the RFC 9578 token type 0x0002 vectors through our
+ * issuer's signing and the library's verification, byte for byte, then the
+ * real server and client: issuance against the quota, redemption without an
+ * account, and every refusal (no token, replay, forgery, another key,
+ * another class, a retired key), none of which is evaluated.
+ */
+import crypto from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { AuthorizationHeader, TOKEN_TYPES, Token, TokenChallenge, WWWAuthenticateHeader, publicVerif } from '@cloudflare/privacypass-ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { encodeBody } from '../shared/codec.ts';
+import { loadBackend } from '../shared/backends.ts';
+import { PATHS } from '../shared/messages.ts';
+import { TOKEN_BYTES, TOKEN_ORIGIN_INFO, sizeClassFor, tokenChallenge, tokenKeyId, DEFAULT_SIZE_CLASSES } from '../shared/tokens.ts';
+import { blindSign } from '../server/tokens/service.ts';
+import type { TokenKey } from '../server/tokens/keys.ts';
+import type { BlindedServerDesign } from '../server/designs/blinded.ts';
+import { createBlindedClientWith } from '../client/designs/blinded.ts';
+import { createTransport } from '../client/transport.ts';
+import { isPcdError } from '../shared/errors.ts';
+import { startTestServer, testClock, type TestServer } from './helpers.ts';
+
+interface PubVector {
+  skS: string;
+  pkS: string;
+  token_challenge: string;
+  nonce: string;
+  blind: string;
+  salt: string;
+  token_request: string;
+  token_response: string;
+  token: string;
+}
+const hex = (h: string) => new Uint8Array(Buffer.from(h, 'hex'));
+const load = (f: string) => JSON.parse(readFileSync(new URL(`./vectors/privacypass/${f}`, import.meta.url), 'utf8')) as PubVector[];
+const VECTORS: [string, PubVector][] = [
+  ...load('pub_verif_rfc9578.go.json').map((v, i) => [`go ${i}`, v] as [string, PubVector]),
+  ...load('pub_verif_rfc9578.rust.json').map((v, i) => [`rust ${i}`, v] as [string, PubVector]),
+];
+
+/** A TokenKey of the vector's key pair, as server/tokens/keys.ts loads one. */
+async function vectorKey(v: PubVector): Promise<TokenKey> {
+  const privateKey = crypto.createPrivateKey(Buffer.from(v.skS, 'hex').toString('utf8'));
+  const publicKey = crypto.createPublicKey(privateKey);
+  const spki = new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }));
+  const tokenKey = publicVerif.convertEncToRSASSAPSS(spki);
+  const verifyKey = await crypto.subtle.importKey('spki', spki, { name: 'RSA-PSS', hash: 'SHA-384' }, true, ['verify']);
+  return { epoch: 1, sizeClass: 1, privateKey, publicKey, tokenKey, keyId: tokenKeyId(tokenKey), verifyKey: verifyKey as TokenKey['verifyKey'] };
+}
+
+describe('RFC 9578 §6 (token type 0x0002, Blind RSA) vectors', () => {
+  it.each(VECTORS)('%s: the published key is the vector pkS, and BlindSign through node:crypto gives the vector token response byte for byte', async (_name, v) => {
+    const key = await vectorKey(v);
+    // RFC 9578 §6.5: the token key is the RSASSA-PSS SPKI; our conversion of the private key's public half gives the same bytes.
+    expect(Buffer.from(key.tokenKey).toString('hex')).toBe(v.pkS);
+    const request = hex(v.token_request);
+    // TokenRequest: type 0x0002, truncated key id = last byte of SHA-256(pkS), then the blinded message (§6.1).
+    expect((request[0]! << 8) | request[1]!).toBe(0x0002);
+    expect(request[2]).toBe(key.keyId[31]);
+    expect(Buffer.from(blindSign(key, request.subarray(3))).toString('hex')).toBe(v.token_response);
+  });
+
+  it.each(VECTORS)('%s: the vector token verifies with the library under the key, and a flipped bit does not', async (_name, v) => {
+    const key = await vectorKey(v);
+    const token = Token.deserialize(TOKEN_TYPES.BLIND_RSA, hex(v.token));
+    expect(token.serialize().length).toBe(TOKEN_BYTES);
+    expect(Buffer.from(token.authInput.tokenKeyId).toString('hex')).toBe(Buffer.from(key.keyId).toString('hex'));
+    expect(Buffer.from(token.authInput.nonce).toString('hex')).toBe(v.nonce);
+    expect(Buffer.from(token.authInput.challengeDigest).toString('hex')).toBe(crypto.createHash('sha256').update(hex(v.token_challenge)).digest('hex'));
+    const origin = new publicVerif.Origin(publicVerif.BlindRSAMode.PSS);
+    expect(await origin.verify(token, key.verifyKey)).toBe(true);
+    const bad = hex(v.token);
+    bad[bad.length - 1]! ^= 1;
+    expect(await origin.verify(Token.deserialize(TOKEN_TYPES.BLIND_RSA, bad), key.verifyKey)).toBe(false);
+  });
+
+  it('a token request from the library, signed by our issuer, finalises into a token the library verifies (the round trip the client and server make)', async () => {
+    const v = VECTORS[0]![1];
+    const key = await vectorKey(v);
+    const challenge = tokenChallenge('pcd.test');
+    const client = new publicVerif.Client(publicVerif.BlindRSAMode.PSS);
+    const req = await client.createTokenRequest(challenge, key.tokenKey);
+    const token = await client.finalize(new publicVerif.TokenResponse(blindSign(key, req.blindedMsg)));
+    expect(await new publicVerif.Origin(publicVerif.BlindRSAMode.PSS, [TOKEN_ORIGIN_INFO]).verify(token, key.verifyKey)).toBe(true);
+  });
+
+  it('BlindSign refuses a blinded message at or above the modulus (RFC 8017 §5.2.1 RSASP1)', async () => {
+    const key = await vectorKey(VECTORS[0]![1]);
+    expect(() => blindSign(key, new Uint8Array(256).fill(0xff))).toThrow(/modulus/);
+  });
+
+  it('RFC 9577 headers: our challenge round-trips through WWW-Authenticate, and the vector header parses', () => {
+    const headers = JSON.parse(readFileSync(new URL('./vectors/privacypass/auth_scheme_header_v14.json', import.meta.url), 'utf8')) as Record<string, string | number>[];
+    for (const h of headers) {
+      const parsed = WWWAuthenticateHeader.parse(String(h['WWW-Authenticate']));
+      expect(parsed.length).toBeGreaterThan(0);
+      expect(Buffer.from(parsed[0]!.challenge.serialize()).toString('hex')).toBe(h['token-challenge-0']);
+      expect(Buffer.from(parsed[0]!.tokenKey).toString('hex')).toBe(h['token-key-0']);
+    }
+    const ours = tokenChallenge('pcd.example');
+    const back = TokenChallenge.deserialize(ours.serialize());
+    expect(back.issuerName).toBe('pcd.example');
+    expect(back.redemptionContext.length).toBe(0);
+    expect(back.originInfo).toEqual([TOKEN_ORIGIN_INFO]);
+  });
+
+  it('size classes: the smallest class that holds the count; the default classes are the powers of two up to the batch limit', () => {
+    expect(DEFAULT_SIZE_CLASSES.slice(0, 4)).toEqual([1, 2, 4, 8]);
+    expect(DEFAULT_SIZE_CLASSES.at(-1)).toBe(4096);
+    expect(sizeClassFor(1, DEFAULT_SIZE_CLASSES)).toBe(1);
+    expect(sizeClassFor(3, DEFAULT_SIZE_CLASSES)).toBe(4);
+    expect(sizeClassFor(1000, DEFAULT_SIZE_CLASSES)).toBe(1024);
+    expect(sizeClassFor(100, [1, 16, 256, 4096])).toBe(256);
+    expect(sizeClassFor(4097, DEFAULT_SIZE_CLASSES)).toBeUndefined();
+  });
+});
+
+describe('tokens on a real server (auth token, the default)', () => {
+  let s: TestServer;
+  let account: string;
+  const registered = '+14155550101';
+  const clock = testClock(Date.now());
+
+  beforeAll(async () => {
+    s = await startTestServer({ now: clock.now, graceMs: 60_000 });
+    const a = await s.admin.createAccount({ email: 'a@pcd.test', numbers: [registered], capabilities: ['messages'] });
+    const b = await s.admin.createAccount({ email: 'b@pcd.test', numbers: ['+14155550102'], capabilities: ['messages'] });
+    account = b.token;
+    void a;
+  });
+  afterAll(() => s.close());
+
+  const blinded = () => s.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign;
+  const evaluations = () => blinded().evaluator.stats.elements;
+
+  /** One fresh token of `sizeClass`, through the real pool, and `n` blinded elements to spend it on. */
+  async function tokenAndElements(n: number): Promise<{ authorization: string; body: Uint8Array; epoch: number }> {
+    const c = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: account }), { tokens: { ahead: {}, refillMeanMs: 0 } });
+    const t = await c.tokens.take(n);
+    const backend = await loadBackend('noble');
+    const { blinded } = backend.blindBatch('voprf', Array.from({ length: n }, (_, i) => new TextEncoder().encode(`x${i}`)));
+    c.tokens.close();
+    return { authorization: t.authorization, body: encodeBody({ epoch: t.epoch, elements: blinded }, 'msgpack'), epoch: t.epoch };
+  }
+
+  const evaluate = (authorization: string | undefined, body: Uint8Array) =>
+    fetch(s.server.url + PATHS.blindedEvaluate, {
+      method: 'POST',
+      headers: { 'content-type': 'application/msgpack', accept: 'application/json', ...(authorization ? { authorization } : {}) },
+      body,
+    });
+
+  it('the real client looks up with tokens and no account on evaluate; the log holds a size class, not the account or the count', async () => {
+    const client = s.client(account, 'blinded', { tokens: { refillMeanMs: 0 } });
+    const [r1, r2] = await client.lookupMany([registered, '+14155550199']);
+    expect(r1!.capabilities).toEqual(['messages']);
+    expect(r2!.capabilities).toEqual([]);
+    await new Promise((r) => setTimeout(r, 50));
+    clock.advance(61_000); // close the minute of the token evaluation log
+    await s.server.close();
+    s = await s.restart({ now: clock.now, graceMs: 60_000 });
+    const rows = s.server.store.db.prepare('SELECT * FROM blinded_token_eval_log').all() as Record<string, unknown>[];
+    expect(rows.length).toBeGreaterThan(0);
+    expect(Object.keys(rows[0]!)).toEqual(['ts', 'ip', 'epoch', 'size_class', 'count']);
+    expect(rows.map((r) => r.size_class)).toContain(64); // two numbers padded to the test server's class 64
+    expect(s.server.store.db.prepare('SELECT count(*) AS n FROM blinded_eval_log').get()).toEqual({ n: 0 });
+    const issued = s.server.store.db.prepare('SELECT * FROM token_issuance_log').all() as { account_id: number; count: number }[];
+    expect(issued.length).toBeGreaterThan(0);
+    expect(Object.keys(issued[0]!)).toEqual(['ts', 'account_id', 'count']);
+  });
+
+  it('no token: 401 token_required with a WWW-Authenticate challenge per size class that the library parses', async () => {
+    const { body } = await tokenAndElements(1);
+    const res = await evaluate(undefined, body);
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('token_required');
+    const challenges = WWWAuthenticateHeader.parse(res.headers.get('www-authenticate') ?? '');
+    expect(challenges.map((c) => c.challenge.issuerName)).toEqual(['pcd.issuer', 'pcd.issuer', 'pcd.issuer']);
+    // A bearer account token is no token either.
+    const bearer = await evaluate(`Bearer ${account}`, body);
+    expect(bearer.status).toBe(401);
+  });
+
+  it('a token is spent once: the replay is 401 token_replayed and is not evaluated', async () => {
+    const { authorization, body } = await tokenAndElements(1);
+    expect((await evaluate(authorization, body)).status).toBe(200);
+    const before = evaluations();
+    const again = await evaluate(authorization, body);
+    expect(again.status).toBe(401);
+    expect(((await again.json()) as { error: { code: string } }).error.code).toBe('token_replayed');
+    expect(evaluations()).toBe(before);
+  });
+
+  it('a forged token (signature bits flipped, or a made-up authenticator) is 401 token_invalid and not evaluated', async () => {
+    const { authorization, body } = await tokenAndElements(1);
+    const token = AuthorizationHeader.parse(TOKEN_TYPES.BLIND_RSA, authorization)[0]!.token;
+    const forged = token.serialize();
+    forged[forged.length - 5]! ^= 0x40;
+    const before = evaluations();
+    for (const bytes of [forged, new Uint8Array([...token.serialize().subarray(0, 98), ...crypto.randomBytes(256)])]) {
+      const res = await evaluate(new AuthorizationHeader(Token.deserialize(TOKEN_TYPES.BLIND_RSA, bytes)).toString(), body);
+      expect(res.status).toBe(401);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('token_invalid');
+    }
+    for (const garbage of ['PrivateToken token=', 'PrivateToken token=abc', `PrivateToken token=${'A'.repeat(2000)}`, 'PrivateToken']) {
+      const res = await evaluate(garbage, body);
+      expect(res.status).toBe(401);
+      expect(['token_invalid', 'token_required']).toContain(((await res.json()) as { error: { code: string } }).error.code);
+    }
+    expect(evaluations()).toBe(before);
+    // The real token still works afterwards: the forgeries spent nothing.
+    expect((await evaluate(authorization, body)).status).toBe(200);
+  });
+
+  it('a token of another key (a key pair of our own making, as a second issuer would have) is 401 token_key_unknown', async () => {
+    const { body } = await tokenAndElements(1);
+    const { publicKey, privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+    const tokenKey = publicVerif.convertEncToRSASSAPSS(new Uint8Array(publicKey.export({ type: 'spki', format: 'der' })));
+    const client = new publicVerif.Client(publicVerif.BlindRSAMode.PSS);
+    const req = await client.createTokenRequest(tokenChallenge('pcd.issuer'), tokenKey);
+    const other = { privateKey, publicKey } as TokenKey;
+    const token = await client.finalize(new publicVerif.TokenResponse(blindSign(other, req.blindedMsg)));
+    const before = evaluations();
+    const res = await evaluate(new AuthorizationHeader(token).toString(), body);
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('token_key_unknown');
+    expect(evaluations()).toBe(before);
+  });
+
+  it('a token of class 1 on a request of 64 elements is 401 token_wrong_class, and stays unspent', async () => {
+    const one = await tokenAndElements(1);
+    const many = await tokenAndElements(64);
+    const before = evaluations();
+    const res = await evaluate(one.authorization, many.body);
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('token_wrong_class');
+    expect(evaluations()).toBe(before);
+    expect((await evaluate(one.authorization, one.body)).status).toBe(200);
+  });
+
+  it('a request refused after the spend (an element that is not a group element) gives its token back', async () => {
+    const { authorization, epoch } = await tokenAndElements(1);
+    const bad = encodeBody({ epoch, elements: [new Uint8Array(32).fill(0xff)] }, 'msgpack');
+    expect((await evaluate(authorization, bad)).status).toBe(400);
+    const { body } = await tokenAndElements(1);
+    expect((await evaluate(authorization, body)).status).toBe(200);
+  });
+
+  it('the issuer refuses a request for a class it has not, a malformed token request, and an unknown epoch', async () => {
+    const post = (body: unknown) =>
+      fetch(s.server.url + PATHS.tokens, { method: 'POST', headers: { authorization: `Bearer ${account}`, 'content-type': 'application/json', accept: 'application/json' }, body: JSON.stringify(body) });
+    const req = Buffer.alloc(259).toString('base64');
+    const cases: [unknown, number, string][] = [
+      [{ epoch: 1, sizeClass: 3, requests: [req] }, 400, 'invalid_field'],
+      [{ epoch: 1, sizeClass: 1, requests: [req] }, 400, 'invalid_field'],
+      [{ epoch: 99, sizeClass: 1, requests: [req] }, 404, 'unknown_epoch'],
+      [{ epoch: 1, sizeClass: 1, requests: [] }, 400, 'invalid_field'],
+      [{ epoch: 1, sizeClass: 1, requests: Array(65).fill(req) }, 400, 'too_many_items'],
+    ];
+    for (const [body, status, code] of cases) {
+      const res = await post(body);
+      expect(res.status, JSON.stringify(body).slice(0, 80)).toBe(status);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
+    }
+    const anon = await fetch(s.server.url + PATHS.tokens, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(anon.status).toBe(401);
+  });
+
+  it('a rotation makes new token keys; once the old epoch retires its keys are unknown, its spent tokens are purged, and the client moves on', async () => {
+    const old = await tokenAndElements(1);
+    const spentBefore = blinded().tokens!.spent.size;
+    expect(spentBefore).toBeGreaterThan(0);
+    const { epoch } = await s.admin.rotateKey();
+    expect(blinded().tokens!.keys.of(epoch).length).toBe(3);
+    clock.advance(61_000); // past the grace period: the old epoch and its token keys retire
+    blinded().epochs.expire();
+    const res = await evaluate(old.authorization, old.body);
+    expect(res.status).toBe(401);
+    expect(['token_key_unknown', 'epoch_retired', 'unknown_epoch']).toContain(((await res.json()) as { error: { code: string } }).error.code);
+    expect(blinded().tokens!.spent.size).toBeLessThan(spentBefore);
+    const client = s.client(account, 'blinded', { tokens: { refillMeanMs: 0 } });
+    expect((await client.lookup(registered)).capabilities).toEqual(['messages']);
+  });
+});
+
+describe('auth account (--blinded-auth account)', () => {
+  it('evaluate takes the bearer token and logs the account, as before; /v1/tokens is not served', async () => {
+    const s = await startTestServer({ blindedAuth: 'account' });
+    try {
+      const a = await s.admin.createAccount({ email: 'c@pcd.test', numbers: ['+14155550103'], capabilities: ['messages'] });
+      const client = s.client(a.token, 'blinded');
+      expect((await client.lookup('+14155550103')).capabilities).toEqual(['messages']);
+      const res = await fetch(s.server.url + PATHS.tokens, { method: 'POST', headers: { authorization: `Bearer ${a.token}`, 'content-type': 'application/json' }, body: '{}' });
+      expect(res.status).toBe(404);
+      await new Promise((r) => setTimeout(r, 100));
+      expect((s.server.store.db.prepare('SELECT account_id FROM blinded_eval_log').all() as { account_id: number }[]).map((r) => r.account_id)).toEqual([a.accountId]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('a client whose pool must not fetch on demand says tokens_exhausted', async () => {
+    const s = await startTestServer();
+    try {
+      const a = await s.admin.createAccount({ email: 'd@pcd.test', numbers: ['+14155550104'], capabilities: ['messages'] });
+      const client = s.client(a.token, 'blinded', { tokens: { whenEmpty: 'fail', refillMeanMs: 3_600_000 } });
+      const e = await client.lookup('+14155550104').catch((x: unknown) => x);
+      expect(isPcdError(e, 'tokens_exhausted')).toBe(true);
+    } finally {
+      await s.close();
+    }
+  });
+});
