@@ -147,8 +147,12 @@ export function registerAuditCommand(program: Command): void {
       const targets = parseTargets(o.target, o.region);
       const accounts = parseAccounts(o.account);
       const relays = parseRelays(o.relay);
+      if ((accounts.length || relays.length) && !designs.includes('blinded')) {
+        throw new PcdError(ErrorCode.InvalidField, `--account and --relay are the blinded design's (token issuance, relayed requests): add blinded to --design`);
+      }
       if (o.plan !== undefined) parsePlan(o.plan); // report a bad pattern before any work
       const results: AuditResult[] = designs.map((design) => runAudit(o.data, design, { targets, since, until, plan: o.plan, accounts, relays }));
+      // console.log, as every pcd command writes: what an in-process run (test/helpers.ts runPcd) reads as stdout.
       if (o.format === 'json') {
         console.log(JSON.stringify(results.length === 1 ? results[0] : results, null, 2));
         return;

@@ -461,5 +461,12 @@ export function shortCryptoName(name: string): string {
     .replace(/psi\.js client createRequest \(batch (\d+)\)/, 'psi.js client ×$1')
     .replace(/client finalize \((\w+), batch (\d+)(, proof verified)?\)/, 'finalize $1 ×$2')
     .replace(/client blind \((\w+)\)/, 'blind $1')
-    .replace(/client bucket search \((\d+) tags\)/, 'search $1');
+    .replace(/client bucket search \((\d+) tags\)/, 'search $1')
+    .replace(/^token redemption check .*/, 'token check')
+    .replace(/^token spend .*/, 'token spend')
+    .replace(/^issuance BlindSign per token \(server blindSign.*/, 'BlindSign node:crypto')
+    .replace(/^issuance BlindSign per token \(blindrsa-ts.*/, 'BlindSign blindrsa-ts')
+    .replace(/^client token request .*/, 'token request')
+    .replace(/^client token finalize .*/, 'token finalize')
+    .replace(/^bench: mint a token .*/, 'mint (bench)');
 }

@@ -12,6 +12,7 @@ import type { HttpConfig, HttpShapeConfig } from './http.ts';
 import type { ReverseConfig } from './reverse.ts';
 import type { ScaleConfig } from './scale.ts';
 import type { WorkloadConfig } from './workload.ts';
+import { WORKLOAD_BOOKS } from './tokens.ts';
 
 export type Profile = 'quick' | 'full' | 'tiny';
 
@@ -49,12 +50,13 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           split: { elements: 4, chunks: 2 },
           psiItems: 4,
           bucketEntries: 256,
+          tokens: { slowSamples: 1 },
         },
         http: {
           directorySize: 120,
           bucketBits: 2,
           mode: 'voprf',
-          poolSize: 40,
+          poolSize: 100,
           shapes: [
             { shape: 'single', numbers: 1, concurrency: 2, durationMs: 150, minRequests: 2, maxRequests: 10_000 },
             { shape: 'sync-100', numbers: 100, concurrency: 1, durationMs: 0, minRequests: 1, maxRequests: 1 },
@@ -67,6 +69,14 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           backends: { backends: ['noble', 'sodium'], shapes: [once('sync-100', 100, 1)] },
           otherMode: { single: { concurrency: 4, durationMs: 150, minRequests: 2, maxRequests: 1_000_000 } },
           threads: { counts: THREAD_COUNTS, shapes: [once('sync-100', 100, 2)] },
+          auth: {
+            shapes: [
+              { shape: 'single', numbers: 1, concurrency: 2, durationMs: 150, minRequests: 2, maxRequests: 10_000 },
+              once('sync-100', 100, 1),
+            ],
+          },
+          issuance: { perRequest: [8], sizeClass: 1, concurrency: 2, durationMs: 100, minRequests: 2, maxRequests: 10_000 },
+          padding: { logNormal: { ...WORKLOAD_BOOKS, points: 1000 }, workload: { population: { blocks: 2, blockDigits: 3, people: 120, registeredShare: 0.25, degreeMedian: 12, communitySize: 15 }, script: { days: 2, reinstallsPerYear: 60 } } },
         },
         fairness: {
           directorySize: 100,
@@ -106,6 +116,7 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           split: { elements: 100, chunks: 4 },
           psiItems: 100,
           bucketEntries: 4096,
+          tokens: { slowSamples: 2 },
         },
         http: {
           directorySize: 1000,
@@ -131,6 +142,15 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
               { shape: 'sync-4096', numbers: 4096, concurrency: 1, durationMs: 0, minRequests: 2, maxRequests: 100_000 },
             ],
           },
+          auth: {
+            shapes: [
+              { shape: 'single', numbers: 1, concurrency: 4, durationMs: 1500, minRequests: 10, maxRequests: 1_000_000 },
+              { shape: 'sync-100', numbers: 100, concurrency: 2, durationMs: 1500, minRequests: 4, maxRequests: 100_000 },
+              { shape: 'sync-1000', numbers: 1000, concurrency: 2, durationMs: 1500, minRequests: 4, maxRequests: 100_000 },
+            ],
+          },
+          issuance: { perRequest: [8, 64], sizeClass: 1, concurrency: 2, durationMs: 1000, minRequests: 4, maxRequests: 1_000_000 },
+          padding: { logNormal: WORKLOAD_BOOKS, workload: { population: {}, script: {} } },
         },
         fairness: {
           directorySize: 1000,
@@ -170,6 +190,7 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           split: { elements: 100, chunks: 4 },
           psiItems: 100,
           bucketEntries: 4096,
+          tokens: { slowSamples: 5 },
         },
         http: {
           directorySize: 10_000,
@@ -196,6 +217,15 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
               { shape: 'sync-4096', numbers: 4096, concurrency: 1, durationMs: 10_000, minRequests: 5, maxRequests: 1_000_000 },
             ],
           },
+          auth: {
+            shapes: [
+              { shape: 'single', numbers: 1, concurrency: 4, durationMs: 10_000, minRequests: 20, maxRequests: 1_000_000 },
+              { shape: 'sync-100', numbers: 100, concurrency: 2, durationMs: 10_000, minRequests: 4, maxRequests: 1_000_000 },
+              { shape: 'sync-1000', numbers: 1000, concurrency: 2, durationMs: 15_000, minRequests: 4, maxRequests: 1_000_000 },
+            ],
+          },
+          issuance: { perRequest: [8, 64], sizeClass: 1, concurrency: 2, durationMs: 5000, minRequests: 10, maxRequests: 1_000_000 },
+          padding: { logNormal: WORKLOAD_BOOKS, workload: { population: {}, script: {} } },
         },
         fairness: {
           directorySize: 10_000,

@@ -16,8 +16,26 @@
  * (bench/psi.ts), timed in alternation with BlindEvaluate of 100. And the
  * backend-independent work: SHA-256 per number (the hashed design), the
  * bucket id, the local bucket search, number normalisation.
+ *
+ * Privacy Pass (shared/tokens.ts, server/tokens/): what the server spends
+ * per token redeemed (TokenService.check: parse the header, find the key,
+ * compare the challenge digest, verify the RSA-PSS signature; then the
+ * spend's SQLite insert, on a real store), what it spends per token issued
+ * (BlindSign through node:crypto, beside blindrsa-ts's own BlindSign in
+ * JavaScript big numbers, a few calls only: ~0.5 s each), and what the
+ * client spends per token (privacypass-ts: the token request, the
+ * finalisation). And the benchmark's own minting (bench/tokens.ts).
  */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
+import { publicVerif } from '@cloudflare/privacypass-ts';
+import { Store } from '../server/store.ts';
+import { TokenKeys } from '../server/tokens/keys.ts';
+import { SpentTokens, TokenService, blindSign } from '../server/tokens/service.ts';
+import { DEFAULT_ISSUER_NAME, challengeDigest, tokenChallenge } from '../shared/tokens.ts';
+import { TOKEN_OPS, authorizationOf, mintToken, randomTokenRequest } from './tokens.ts';
 import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
 import { Bucket, bucketOf, DEFAULT_TAG_BYTES, truncateTag } from '../shared/buckets.ts';
 import { loadBackend } from '../shared/backends.ts';
@@ -46,6 +64,8 @@ export interface CryptoConfig {
   bucketEntries: number;
   /** Backends measured side by side (default both). */
   backends?: readonly BackendName[];
+  /** Privacy Pass marks; `slowSamples`: calls of blindrsa-ts's BlindSign (~0.5 s each). Absent: not measured. */
+  tokens?: { slowSamples: number };
 }
 
 export interface CryptoContext {
@@ -114,10 +134,14 @@ export async function runCrypto(config: CryptoConfig, ctx: CryptoContext): Promi
     batch?: number;
     mode?: OprfMode;
     big?: boolean;
+    /** Privacy Pass marks: their group, who computes them, and a budget of their own (slow calls). */
+    group?: 'tokens';
+    by?: string;
+    budget?: TimingBudget;
   }
   /** Times marks in alternation (see timeInterleaved): the pairs a ratio is formed from share the machine's noise. */
   const add = async (...entries: [Spec, () => unknown][]): Promise<void> => {
-    const budget = entries.some(([spec]) => spec.big) ? config.bigBudget : config.budget;
+    const budget = entries.find(([spec]) => spec.budget)?.[0].budget ?? (entries.some(([spec]) => spec.big) ? config.bigBudget : config.budget);
     const timed = await timeInterleaved(
       entries.map(([, fn]) => fn),
       budget,
@@ -132,6 +156,8 @@ export async function runCrypto(config: CryptoConfig, ctx: CryptoContext): Promi
         op: spec.op,
         backend: spec.impl,
         ...(spec.mode ? { mode: spec.mode } : {}),
+        ...(spec.group ? { group: spec.group } : {}),
+        ...(spec.by ? { impl: spec.by } : {}),
         batch,
         ...t,
         itemsPerSec: t.opsPerSec * batch,
@@ -278,6 +304,8 @@ export async function runCrypto(config: CryptoConfig, ctx: CryptoContext): Promi
   const nextProbe = cycler(probes);
   await add([{ operation: `client bucket search (${config.bucketEntries} tags)`, impl: 'any', op: 'number' }, () => bucket.lookup(nextProbe())]);
 
+  if (config.tokens) await tokenMarks(config, add, notes);
+
   notes.push(
     `Crypto: backends ${backends.map((b) => b.name).join(' and ')} through the one suite interface (shared/suite.ts); the backends of one operation were timed in alternation (one sample each in turn), so "sodium / noble" ratios share the machine's noise. Times are per number or element on one core; "calls timed" is the sample count.`,
   );
@@ -287,6 +315,82 @@ export async function runCrypto(config: CryptoConfig, ctx: CryptoContext): Promi
     );
   }
   return { marks, references, notes, implementations };
+}
+
+type AddMarks = (...entries: [{ operation: string; impl: CryptoImpl; op: string; group?: 'tokens'; by?: string; budget?: TimingBudget }, () => unknown][]) => Promise<void>;
+
+/** The Privacy Pass marks (module header), on a store and a token key of their own in a temporary folder. */
+async function tokenMarks(config: CryptoConfig, add: AddMarks, notes: string[]): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pcd-bench-tokens-'));
+  const store = Store.open(dir);
+  try {
+    const keys = await TokenKeys.open(dir, [1]);
+    await keys.ensure(1);
+    const key = keys.get(1, 1)!;
+    const spent = new SpentTokens(store.db);
+    const service = new TokenService(keys, spent, DEFAULT_ISSUER_NAME);
+    const digest = challengeDigest(service.challenge);
+    const spec = (operation: string, by: string, budget?: TimingBudget) => ({ operation, impl: 'any' as const, op: 'token', group: 'tokens' as const, by, ...(budget ? { budget } : {}) });
+
+    // Redemption: the check on a cycle of distinct tokens (checking spends nothing), then the spend of fresh nonces.
+    const headers = Array.from({ length: 64 }, () => authorizationOf(mintToken(key, digest)));
+    const nextHeader = cycler(headers);
+    const check = await service.check(headers[0], 1);
+    await add([spec(TOKEN_OPS.check, 'privacypass-ts parse, WebCrypto RSA-PSS verify'), () => service.check(nextHeader(), 1)]);
+    let n = 0;
+    const nonceHash = new Uint8Array(32);
+    crypto.getRandomValues(nonceHash);
+    await add([
+      spec(TOKEN_OPS.spend, 'SQLite (better-sqlite3, WAL)'),
+      () => {
+        new DataView(nonceHash.buffer).setUint32(0, n++);
+        return spent.spend({ key: check.key, nonceHash });
+      },
+    ]);
+
+    // Issuance: BlindSign of random blinded messages below the modulus (bench/tokens.ts).
+    const blinded = Array.from({ length: 64 }, () => randomTokenRequest(key).subarray(3));
+    const nextBlinded = cycler(blinded);
+    await add([spec(TOKEN_OPS.blindSign, 'node:crypto (OpenSSL)'), () => blindSign(key, nextBlinded())], [spec(TOKEN_OPS.mint, 'node:crypto (OpenSSL)'), () => mintToken(key, digest)]);
+    if (config.tokens!.slowSamples > 0) {
+      const signKey = await crypto.subtle.importKey('pkcs8', key.privateKey.export({ type: 'pkcs8', format: 'der' }), { name: 'RSA-PSS', hash: 'SHA-384' }, true, ['sign']);
+      const issuer = new publicVerif.Issuer(publicVerif.BlindRSAMode.PSS, DEFAULT_ISSUER_NAME, signKey, key.verifyKey);
+      const requests = blinded.slice(0, 8).map((b) => new publicVerif.TokenRequest(key.keyId[key.keyId.length - 1]!, Uint8Array.from(b), publicVerif.BLIND_RSA));
+      const nextRequest = cycler(requests);
+      const slow = config.tokens!.slowSamples;
+      await add([spec(TOKEN_OPS.blindSignJs, 'blindrsa-ts (JavaScript big numbers)', { ms: 0, minSamples: slow, maxSamples: slow, warmupMs: -1 }), () => issuer.issue(nextRequest())]);
+    }
+
+    // The client: each finalisation needs a request of its own (the client keeps its blinding once), so the
+    // requests timed first are signed and then finalised, as many as were made.
+    const challenge = tokenChallenge(DEFAULT_ISSUER_NAME);
+    const made: { client: publicVerif.Client; request: publicVerif.TokenRequest }[] = [];
+    await add([
+      spec(TOKEN_OPS.request, 'privacypass-ts, blindrsa-ts'),
+      async () => {
+        const client = new publicVerif.Client(publicVerif.BlindRSAMode.PSS);
+        const request = await client.createTokenRequest(challenge, key.tokenKey);
+        made.push({ client, request });
+        return request.blindedMsg;
+      },
+    ]);
+    const signed = made.map((m) => ({ client: m.client, response: new publicVerif.TokenResponse(blindSign(key, m.request.blindedMsg)) }));
+    let next = 0;
+    await add([
+      spec(TOKEN_OPS.finalize, 'privacypass-ts, blindrsa-ts', { ms: config.bigBudget.ms, minSamples: Math.min(signed.length, config.bigBudget.minSamples), maxSamples: signed.length, warmupMs: -1 }),
+      () => {
+        const s = signed[next++]!;
+        return s.client.finalize(s.response).then((t) => t.authenticator);
+      },
+    ]);
+    notes.push(
+      'Crypto, Privacy Pass: one token per item. The redemption check is TokenService.check (server/tokens/service.ts) on distinct minted tokens; the spend is its SQLite insert on a real store (WAL, synchronous NORMAL); BlindSign is the server\'s (node:crypto raw RSA with the RFC 9474 §4.3 check) beside blindrsa-ts\'s own (' +
+        `${config.tokens!.slowSamples} call${config.tokens!.slowSamples === 1 ? '' : 's'}); the client's token request and finalisation are privacypass-ts (blindrsa-ts in JavaScript). "bench: mint" is how the benchmark makes the tokens its HTTP load spends (bench/tokens.ts).`,
+    );
+  } finally {
+    store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 function formatRate(perSec: number): string {

@@ -4,6 +4,7 @@
  * the same machine says more than either number alone).
  */
 import type { BandwidthMark, BuildMark, CryptoMark, ExternalReference, FairnessMark, HttpMark, Mark, Ratio } from './results.ts';
+import { TOKEN_OPS } from './tokens.ts';
 
 function by<T extends Mark>(marks: readonly Mark[], section: T['section']): T[] {
   return marks.filter((m): m is T => m.section === section);
@@ -53,6 +54,20 @@ export function deriveRatios(marks: readonly Mark[], references: readonly Extern
     }
   }
 
+  // HTTP: blinded evaluate paid with a token against the account, twin servers taking turns. Lookups count the numbers
+  // asked for, so the padding to the token's class is part of the token path's cost; per element sent, the token's own.
+  for (const shape of [...new Set(variant('auth').map((m) => m.shape))]) {
+    const of = (a: string) => variant('auth').find((m) => m.shape === shape && m.auth === a);
+    const token = of('token');
+    const account = of('account');
+    push('http', `HTTP blinded ${shape}: token / account lookups per second (numbers asked for)`, token?.lookupsPerSec, account?.lookupsPerSec, `${token?.name} ÷ ${account?.name}`);
+    push('http', `HTTP blinded ${shape}: token / account server CPU per lookup`, token?.serverCpuUsPerLookup, account?.serverCpuUsPerLookup, `server CPU µs/lookup, ${token?.name} ÷ ${account?.name}`);
+    if (token?.elementsPerRequest !== undefined && token.elementsPerRequest !== token.numbersPerRequest) {
+      push('http', `HTTP blinded ${shape}: token / account elements per second (elements sent, padding included)`, token.elementsPerSec, account?.elementsPerSec, `elements/s, ${token.name} ÷ ${account?.name}`);
+      push('http', `HTTP blinded ${shape}: elements sent / numbers asked for with a token (padding to class ${token.elementsPerRequest})`, token.elementsPerRequest, token.numbersPerRequest, `${token.elementsPerRequest} ÷ ${token.numbersPerRequest}`);
+    }
+  }
+
   // HTTP: single lookups against a server whose epochs are in the other mode, plain beside it.
   const modes = variant('modes');
   const modePlain = modes.find((m) => m.design === 'plain');
@@ -96,6 +111,12 @@ export function deriveRatios(marks: readonly Mark[], references: readonly Extern
     const sha = find('hashed: SHA-256 of a number', 'any');
     push('crypto', `${b}: cost of one OPRF tag / one SHA-256 per number (what a guess costs, key in hand)`, evaluate?.usPerItem, sha?.usPerItem, `${evaluate?.name} ÷ ${sha?.name}`);
   }
+  // Privacy Pass: the server's BlindSign against blindrsa-ts's, per token.
+  const token = (o: string) => crypto.find((m) => m.group === 'tokens' && m.operation === o);
+  const nodeSign = token(TOKEN_OPS.blindSign);
+  const jsSign = token(TOKEN_OPS.blindSignJs);
+  push('crypto', 'Privacy Pass BlindSign: blindrsa-ts / node:crypto time per token', jsSign?.usPerItem, nodeSign?.usPerItem, `${jsSign?.name} ÷ ${nodeSign?.name}`);
+
   if (suites.includes('noble') && suites.includes('sodium')) {
     for (const operation of [...new Set(crypto.filter((m) => m.backend === 'sodium').map((m) => m.operation))]) {
       const s = find(operation, 'sodium');

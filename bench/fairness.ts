@@ -12,6 +12,11 @@
  * The flood starts first and runs `leadMs` before the light requester, so
  * its backlog is full when the light requests arrive; it stops when they are
  * done. Elements are blinded before the clock starts, as in bench/http.ts.
+ *
+ * The server takes accounts (`blindedAuth: 'account'`), not Privacy Pass
+ * tokens: a token request has no account and queues per IP, and every
+ * request of the benchmark comes from 127.0.0.1, so with tokens the two
+ * requesters would share one queue and the measure would be of nothing.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -74,7 +79,9 @@ export async function runFairness(config: FairnessConfig, log: (line: string) =>
     }
 
     const starting = child.start(
-      { dataDir, bucketBits: config.bucketBits, adminToken: BENCH_ADMIN_TOKEN, progress: false, backend: config.backend, evalThreads: config.evalThreads },
+      // Accounts, not tokens: the fairness measured is between accounts (with tokens requests queue per IP, and every
+      // request of the benchmark comes from 127.0.0.1).
+      { dataDir, bucketBits: config.bucketBits, adminToken: BENCH_ADMIN_TOKEN, progress: false, backend: config.backend, evalThreads: config.evalThreads, blindedAuth: 'account' },
       openTimeoutMs(seeded.numbers),
     );
     const backend = await loadBackend('sodium');

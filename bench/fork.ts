@@ -113,11 +113,26 @@ export function openTimeoutMs(numbers: number): number {
 }
 
 /**
- * Resolves once `GET /v1/blinded/config` answers 200: the blinded design
- * serves. The server listens while its epoch builds (the route answers 503
- * meanwhile), so the socket being open is not enough. Polls every
- * `intervalMs`; returns the seconds waited and the statuses seen.
+ * Resolves once `GET /v1/blinded/config` answers 200 and, on a server that
+ * takes Privacy Pass tokens, lists the current epoch's token keys: the
+ * blinded design serves. The server listens while its epoch builds (the
+ * route answers 503 meanwhile) and makes its token keys in the background
+ * (the config lists none until then, and a client finds no size class), so
+ * the socket being open is not enough. Polls every `intervalMs`; returns
+ * the seconds waited and the statuses seen ('200 without token keys' for a
+ * config that lists none yet).
  */
+/** False for a config (JSON) of a token server whose current epoch lists no token keys yet; true otherwise. */
+function tokenKeysListed(json: string): boolean {
+  try {
+    const c = JSON.parse(json) as { auth?: string; current?: number; epochs?: { epoch?: number; tokenKeys?: unknown[] }[] };
+    if (c.auth !== 'token') return true;
+    return (c.epochs?.find((e) => e.epoch === c.current)?.tokenKeys?.length ?? 0) > 0;
+  } catch {
+    return true; // not ours to judge: the status said it serves
+  }
+}
+
 export async function waitBlindedServing(url: string, timeoutMs: number, intervalMs = 50): Promise<{ seconds: number; statuses: Record<string, number> }> {
   const t0 = performance.now();
   const statuses: Record<string, number> = {};
@@ -125,8 +140,9 @@ export async function waitBlindedServing(url: string, timeoutMs: number, interva
   for (;;) {
     const status = await new Promise<string>((resolve) => {
       const r = http.get(u, { agent: false, headers: { accept: 'application/json' } }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(String(res.statusCode ?? 0)));
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve(res.statusCode === 200 && !tokenKeysListed(Buffer.concat(chunks).toString('utf8')) ? '200 without token keys' : String(res.statusCode ?? 0)));
         res.on('error', () => resolve('error'));
       });
       r.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error'));

@@ -6,6 +6,10 @@
  * is what is measured), and node:http is used rather than fetch because it
  * costs the generator less per request.
  *
+ * A request may carry headers of its own over the phase's (a Privacy Pass
+ * token is single-use, so each request pays with its own Authorization
+ * header; bench/tokens.ts mints them before the clock starts).
+ *
  * Bounded both ways: a phase stops when its duration has passed and it has
  * at least `minRequests` replies, or at `maxRequests`, whichever comes first.
  */
@@ -15,6 +19,8 @@ export interface LoadRequest {
   method: 'GET' | 'POST';
   path: string;
   body?: Buffer;
+  /** Headers of this request, over the phase's (e.g. its own single-use token). */
+  headers?: Record<string, string>;
 }
 
 export interface LoadPhase {
@@ -55,7 +61,8 @@ export function loopbackOnly(url: string): URL {
 /** Per-request bound; far above any request the benchmark sends (a 1,000-element evaluate takes seconds). */
 const REQUEST_TIMEOUT_MS = 120_000;
 
-function send(agent: http.Agent, base: URL, req: LoadRequest, headers: Record<string, string>): Promise<{ status: number; bytes: number; retryAfter?: string }> {
+function send(agent: http.Agent, base: URL, req: LoadRequest, phaseHeaders: Record<string, string>): Promise<{ status: number; bytes: number; retryAfter?: string }> {
+  const headers = req.headers ? { ...phaseHeaders, ...req.headers } : phaseHeaders;
   return new Promise((resolve, reject) => {
     const r = http.request(
       {

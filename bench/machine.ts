@@ -57,6 +57,8 @@ export const MEASURED_PACKAGES = [
   '@noble/curves',
   '@noble/hashes',
   'libsodium-wrappers-sumo',
+  '@cloudflare/privacypass-ts',
+  '@cloudflare/blindrsa-ts',
   'express',
   'msgpackr',
   'better-sqlite3',

@@ -23,6 +23,7 @@ import type {
   ScaleMark,
 } from './results.ts';
 import { formatBytes, formatNumber, formatSeconds } from './stats.ts';
+import { TOKEN_LIMITS, tokenTargets } from './tokens.ts';
 
 export { machineLine } from './label.ts';
 
@@ -114,6 +115,7 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
 
   const crypto = by<CryptoMark>(r, 'crypto');
   if (crypto.length > 0) out.push(...cryptoTables(r, crypto, t));
+  out.push(...tokenCryptoTables(crypto, t));
   const http = by<HttpMark>(r, 'http');
   if (http.length > 0) {
     out.push('## HTTP lookups per design', '');
@@ -186,6 +188,8 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
       );
     }
   }
+
+  out.push(...tokenTables(r, t));
 
   const fair = by<FairnessMark>(r, 'fairness');
   if (fair.length > 0) {
@@ -441,5 +445,117 @@ function cryptoTables(r: BenchResults, crypto: CryptoMark[], t: typeof table): s
     ...footnote(),
   );
   out.push('```', ...crypto.map((m) => `${m.name} x ${formatNumber(m.itemsPerSec, m.itemsPerSec >= 100 ? 0 : 1)} ${m.op}s/sec @ ${us(m.usPerItem)} µs/${m.op}`), '```', '');
+  return out;
+}
+
+/** The crypto section's Privacy Pass marks (bench/crypto.ts), one token per item. */
+function tokenCryptoTables(crypto: CryptoMark[], t: typeof table): string[] {
+  const marks = crypto.filter((m) => m.group === 'tokens');
+  if (marks.length === 0) return [];
+  let oneSample = false;
+  const rows = marks.map((m) => {
+    if (m.samples < 2) oneSample = true;
+    return [m.operation, m.impl ?? '', `${us(m.usPerItem)}${m.samples < 2 ? ` ${ONE_SAMPLE}` : ''}`, formatNumber(m.itemsPerSec), m.samples, ...percentiles({ p50: m.p50Us, p95: m.p95Us, p99: m.p99Us }, m.samples, 1 / 1000)];
+  });
+  return [
+    '### Privacy Pass tokens, per token',
+    '',
+    'One core. The server redeems a token with TokenService.check and then the spend\'s insert, and issues one with BlindSign; the client makes a token request and finalises the response (privacypass-ts over blindrsa-ts, JavaScript big numbers). "bench: mint" is how the benchmark makes the tokens its HTTP load spends (not a cost of the protocol). Percentiles are per call (of per-sample averages when a sample holds several calls).',
+    '',
+    t(['operation', 'computed by', 'µs per token', 'tokens/s', 'samples', 'p50 (ms)', 'p95 (ms)', 'p99 (ms)'], rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r']),
+    '',
+    ...(oneSample ? [`<sub>${ONE_SAMPLE_NOTE}</sub>`, ''] : []),
+  ];
+}
+
+/** Anonymous requesters: blinded evaluate with a token against the account, issuance, padding, and the issue's targets. */
+function tokenTables(r: BenchResults, t: typeof table): string[] {
+  const out: string[] = [];
+  const http = by<HttpMark>(r, 'http');
+  const auth = http.filter((m) => m.group === 'auth');
+  const issuance = http.filter((m) => m.group === 'issuance');
+  const padding = r.padding ?? [];
+  const targets = tokenTargets(r);
+  if (auth.length + issuance.length + padding.length + targets.length === 0) return out;
+  let oneSample = false;
+  const latency = (m: HttpMark) => {
+    if (m.requests < 2) oneSample = true;
+    return percentiles(m.latencyMs, m.requests);
+  };
+  const footnote = () => (oneSample ? ((oneSample = false), [`<sub>${ONE_SAMPLE_NOTE}</sub>`, '']) : []);
+  out.push('## Anonymous requesters: Privacy Pass tokens', '');
+  if (auth.length > 0) {
+    out.push('### Blinded evaluate: paid with a token against the account', '');
+    out.push(
+      'Twin servers, the same backend, threads, directory and prepared requests, one taking a Privacy Pass token per request (the default) and one the account (`--blinded-auth account`), taking turns. ' +
+        'With a token each request is padded to its size class as the client pads it: lookups/s counts the numbers asked for, elements/s the elements sent. ' +
+        `"token / account" is lookups/s of the token row over the account row (the issue's target: at least ${TOKEN_LIMITS.authRatio.toFixed(2)}x).`,
+      '',
+    );
+    const shapes = [...new Set(auth.map((m) => m.shape))];
+    const ordered = shapes.flatMap((s) => (['token', 'account'] as const).flatMap((a) => auth.filter((m) => m.shape === s && m.auth === a)));
+    const ratio = (m: HttpMark) => {
+      const other = auth.find((x) => x.shape === m.shape && x.auth === 'account');
+      return m.auth === 'token' && other ? `${(m.lookupsPerSec / other.lookupsPerSec).toFixed(2)}x` : '';
+    };
+    out.push(
+      t(
+        ['request', 'paid with', 'numbers / request', 'elements sent / request', 'c', 'requests', 'failed', 'lookups/s', 'elements/s', 'token / account', 'p50 (ms)', 'p95 (ms)', 'p99 (ms)', 'server CPU per lookup (µs)', 'server CPU / wall time'],
+        ordered.map((m) => [
+          m.shape,
+          m.auth ?? '',
+          m.numbersPerRequest,
+          m.elementsPerRequest ?? m.numbersPerRequest,
+          m.concurrency,
+          m.requests,
+          m.errors,
+          n0(m.lookupsPerSec),
+          n0(m.elementsPerSec ?? m.lookupsPerSec),
+          ratio(m),
+          ...latency(m),
+          us(m.serverCpuUsPerLookup),
+          pct(m.serverCpuShare),
+        ]),
+        ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+      ),
+      '',
+      ...footnote(),
+    );
+  }
+  if (issuance.length > 0) {
+    out.push('### Issuance: POST /v1/tokens', '');
+    out.push(
+      `Prepared token requests (random blinded messages below the modulus: the same BlindSign for the server) with the account's bearer token, on the main server, taking turns. Tokens per server CPU second is what one core issues (the issue's target: at least ${n0(TOKEN_LIMITS.issuancePerCore)}).`,
+      '',
+    );
+    out.push(
+      t(
+        ['tokens / request', 'c', 'requests', 'failed', 'tokens/s', 'p50 (ms)', 'p95 (ms)', 'p99 (ms)', 'server CPU per token (µs)', 'tokens per server CPU second', 'server CPU / wall time'],
+        issuance.map((m) => [m.numbersPerRequest, m.concurrency, m.requests, m.errors, n0(m.lookupsPerSec), ...latency(m), us(m.serverCpuUsPerLookup), n0(1e6 / m.serverCpuUsPerLookup), pct(m.serverCpuShare)]),
+        ['r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r'],
+      ),
+      '',
+      ...footnote(),
+    );
+  }
+  if (padding.length > 0) {
+    out.push('### Padding to size classes', '');
+    out.push(
+      `Computed, not timed: each request padded with dummy elements to the smallest size class that holds it, so the server's log holds a class, not a count. "sent / asked" is elements evaluated per number asked for (the issue's target on the workload's mix: at most ${TOKEN_LIMITS.padding.toFixed(1)}x); "syncs alone" leaves the single lookups (class 1, never padded) out.`,
+      '',
+    );
+    out.push(
+      t(
+        ['requests', 'requests', 'single lookups', 'numbers asked for', 'elements sent', 'sent / asked', 'syncs alone', 'sizes from'],
+        padding.map((p) => [p.name, n0(p.requests), n0(p.singles), n0(p.asked), n0(p.sent), `${p.ratio.toFixed(3)}x`, p.syncRatio !== undefined ? `${p.syncRatio.toFixed(3)}x` : '', p.basis]),
+        ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+      ),
+      '',
+    );
+  }
+  if (targets.length > 0) {
+    out.push('### Targets of the issue for anonymous requesters, judged from this run', '');
+    out.push(t(['target', 'limit', 'measured', 'met'], targets.map((x) => [x.target, x.limit, x.measured, x.met ? 'met' : '**not met**']), ['l', 'l', 'l', 'l']), '');
+  }
   return out;
 }

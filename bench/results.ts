@@ -6,6 +6,7 @@
  */
 import type { DesignName } from '../shared/messages.ts';
 import type { BackendName, OprfMode } from '../shared/suite.ts';
+import type { BlindedAuth } from '../shared/tokens.ts';
 import type { MachineInfo, TreeState } from './machine.ts';
 import type { Summary, TimedMark } from './stats.ts';
 import type { WorkloadMark, WorkloadResult } from './workload.ts';
@@ -35,16 +36,20 @@ export interface CryptoMark extends TimedMark {
   batch: number;
   itemsPerSec: number;
   usPerItem: number;
+  /** Privacy Pass marks (bench/crypto.ts): 'tokens'; their `backend` is 'any' (not the OPRF suite). */
+  group?: 'tokens';
+  /** Who computed a 'tokens' mark: node:crypto, privacypass-ts (WebCrypto), blindrsa-ts, SQLite. */
+  impl?: string;
 }
 
-export type HttpShape = 'single' | 'sync-100' | 'sync-1000' | 'sync-4096' | 'bucket';
+export type HttpShape = 'single' | 'sync-100' | 'sync-1000' | 'sync-4096' | 'bucket' | 'tokens';
 
 /**
  * What an HTTP mark compares: `designs` (the three designs on one server),
  * `backends` (blinded evaluate, one server per crypto backend), `threads`
  * (blinded evaluate, sodium, one server per evaluator thread count).
  */
-export type HttpGroup = 'designs' | 'backends' | 'threads' | 'modes';
+export type HttpGroup = 'designs' | 'backends' | 'threads' | 'modes' | 'auth' | 'issuance';
 
 export type LatencyMs = Omit<Summary, 'count'>;
 
@@ -79,6 +84,39 @@ export interface HttpMark {
   serverCpuShare: number;
   requestBodyBytes: number;
   replyBodyBytes: number;
+  /**
+   * Blinded evaluate: how the server was paid (`--blinded-auth`), and the
+   * elements each request sent: with a token, the numbers padded with dummy
+   * elements to the token's size class (lookups count the numbers only).
+   * Group 'auth' compares the two on twin servers; group 'issuance' is
+   * POST /v1/tokens, where a "lookup" is one token issued.
+   */
+  auth?: BlindedAuth;
+  elementsPerRequest?: number;
+  elementsPerSec?: number;
+}
+
+/**
+ * Elements sent per number asked for when every request is padded to its
+ * Privacy Pass size class (shared/tokens.ts), over a mix of request sizes:
+ * one of the bench's shapes, a log-normal mix of sync sizes, or the
+ * workload simulation's script. Computed, not timed.
+ */
+export interface PaddingRow {
+  name: string;
+  kind: 'shape' | 'log-normal' | 'workload';
+  requests: number;
+  /** Requests of a single number among them. */
+  singles: number;
+  /** Numbers asked for, and elements sent once each request is padded to its class. */
+  asked: number;
+  sent: number;
+  /** sent / asked. */
+  ratio: number;
+  /** The same over the requests of more than one number (syncs) alone. */
+  syncRatio?: number;
+  /** Where the sizes come from. */
+  basis: string;
 }
 
 export interface BandwidthExchange {
@@ -311,4 +349,6 @@ export interface BenchResults {
   durationSeconds: number;
   /** The workload section: the contact graph an operator rebuilds from each design's persisted logs (bench/workload.ts). */
   workload?: WorkloadResult[];
+  /** The http section: padding to Privacy Pass size classes over request-size mixes (bench/tokens.ts). */
+  padding?: PaddingRow[];
 }

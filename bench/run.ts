@@ -49,7 +49,7 @@ import { chartSpecs } from './charts.ts';
 import { describeTree, machineInfo, packageVersions, PROJECT_ROOT, treeState, type TreeState } from './machine.ts';
 import { renderMarkdown } from './report.ts';
 import { removeChart, writeChart } from './vega.ts';
-import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type ExternalReference, type Mark, type Projection, type Section, type SectionRun } from './results.ts';
+import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type ExternalReference, type Mark, type PaddingRow, type Projection, type Section, type SectionRun } from './results.ts';
 import { runReverse } from './reverse.ts';
 import { runWorkloadSection, type WorkloadResult } from './workload.ts';
 import { runScale } from './scale.ts';
@@ -144,6 +144,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
   const notes: string[] = [];
   let setup: Record<string, string> = {};
   let workload: WorkloadResult[] | undefined;
+  let padding: PaddingRow[] | undefined;
 
   log(`pcd bench (${options.profile}) on ${machine.cpuModel}, ${machine.cores} cores, ${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB, Node ${machine.node}`);
   for (const section of SECTIONS) {
@@ -164,6 +165,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
         case 'http': {
           const r = await runHttp(config.http, log);
           marks.push(...r.marks);
+          padding = r.padding;
           setup = { ...setup, ...r.setup };
           notes.push(...r.notes);
           break;
@@ -236,6 +238,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     sink: sinkDigest(),
     durationSeconds: (performance.now() - started) / 1000,
     ...(workload ? { workload } : {}),
+    ...(padding ? { padding } : {}),
   };
   results.ratios = deriveRatios(results.marks, results.references);
   return results;
@@ -272,6 +275,7 @@ export function mergeEarlier(r: BenchResults, earlier: BenchResults | undefined,
     setup: carried.includes('http') ? { ...r.setup, ...earlier.setup } : r.setup,
     references: carried.includes('crypto') ? earlier.references : r.references,
     workload: carried.includes('workload') ? earlier.workload : r.workload,
+    padding: carried.includes('http') ? earlier.padding : r.padding,
     notes: [...new Set([...r.notes, ...earlier.notes.filter((n) => carried.some((s) => n.toLowerCase().startsWith(s)))])],
   };
   merged.ratios = deriveRatios(merged.marks, merged.references);

@@ -10,11 +10,17 @@
  * - {@link workloadMarkdown}: the rows as Markdown tables.
  * - {@link workloadChart}: graph recovery, candidate-set size and bytes per
  *   lookup against bucketBits, as one Vega-Lite spec (data inline).
+ *
+ * Where the config lists `blinded` and none of its anonymous variants, the
+ * section runs those too (blinded-anonymous and blinded-anonymous+relay:
+ * evaluate paid with Privacy Pass tokens, directly and through an OHTTP
+ * relay), at the same bucket bits; `anonymous: false` leaves them out.
  */
 import { DEFAULT_POPULATION, type PopulationOptions } from '../workload/population.ts';
 import { runWorkload, type WorkloadRun } from '../workload/run.ts';
 import { DEFAULT_SCRIPT, type ScriptOptions } from '../workload/script.ts';
 import type { WorkloadResult } from '../workload/score.ts';
+import { isAnonymous, type WorkloadVariant } from '../workload/simulate.ts';
 import type { DesignName } from '../shared/messages.ts';
 
 export type { WorkloadResult } from '../workload/score.ts';
@@ -22,9 +28,19 @@ export type { WorkloadResult } from '../workload/score.ts';
 export interface WorkloadConfig {
   population: Partial<PopulationOptions>;
   script: Partial<Omit<ScriptOptions, 'start' | 'seed'>>;
-  designs: DesignName[];
+  /** Variants (workload/simulate.ts WORKLOAD_VARIANTS). */
+  designs: WorkloadVariant[];
   bucketBits: number[];
   usersPerIp: number;
+  /** Add the anonymous variants beside `blinded` when the list names none (default true). */
+  anonymous?: boolean;
+}
+
+/** The variants a config runs (module header). */
+export function workloadVariants(config: Pick<WorkloadConfig, 'designs' | 'anonymous'>): WorkloadVariant[] {
+  const listed = [...config.designs];
+  if (config.anonymous === false || !listed.includes('blinded') || listed.some(isAnonymous)) return listed;
+  return [...listed, 'blinded-anonymous', 'blinded-anonymous+relay'];
 }
 
 /** One simulated run: what it took and sent. Its graph recovery is the matching row of `workload`. */
@@ -32,6 +48,7 @@ export interface WorkloadMark {
   section: 'workload';
   name: string;
   design: DesignName;
+  variant: WorkloadVariant;
   bucketBits: number | null;
   days: number;
   users: number;
@@ -50,7 +67,7 @@ export async function runWorkloadSection(
   const run = await runWorkload({
     population: { ...DEFAULT_POPULATION, ...config.population },
     script: { ...DEFAULT_SCRIPT, ...config.script },
-    designs: config.designs,
+    designs: workloadVariants(config),
     bucketBits: config.bucketBits,
     usersPerIp: config.usersPerIp,
     log,
@@ -61,6 +78,7 @@ export async function runWorkloadSection(
       section: 'workload',
       name: `workload ${r.label}: ${days} simulated days`,
       design: r.design,
+      variant: r.variant,
       bucketBits: r.bucketBits,
       days,
       users: run.population.users,
@@ -94,8 +112,16 @@ const pct = (x: number | null) => (x === null ? '-' : `${(x * 100).toFixed(x > 0
 const count = (x: number | null) =>
   x === null ? '-' : x !== 0 && Math.abs(x) < 1 ? String(Number(x.toPrecision(2))) : x.toLocaleString('en-US', { maximumFractionDigits: 1 });
 const bits = (r: WorkloadResult) => (r.bucketBits === null ? '-' : String(r.bucketBits));
+/** The variant (results.json from before the variants have only the design). */
+const variantOf = (r: WorkloadResult): string => r.variant ?? r.design;
 
-/** The rows as Markdown: recovery per design and bucketBits, the blinded attacks one by one, and what each log still holds. */
+const ci = (x: [number, number] | null) => (x === null ? '' : ` (${pct(x[0])} – ${pct(x[1])})`);
+
+/**
+ * The rows as Markdown: recovery per variant and bucketBits, the blinded
+ * attacks one by one, requester recovery and padding for the anonymous
+ * variants, and what each log still holds.
+ */
 export function workloadMarkdown(w: readonly WorkloadResult[]): string {
   if (w.length === 0) return '';
   const first = w[0]!;
@@ -107,7 +133,7 @@ export function workloadMarkdown(w: readonly WorkloadResult[]): string {
     mdTable(
       ['design', 'bucket bits', 'numbers per bucket (plan / registered)', 'true edges', 'recovered', 'recall', 'precision', 'median candidates', 'edges with ≤ 10 candidates', 'address-book recall', 'bytes / lookup'],
       w.map((r) => [
-        r.design,
+        variantOf(r),
         bits(r),
         r.planPerBucket === null ? '-' : `${count(r.planPerBucket)} / ${count(r.registeredPerBucket)}`,
         count(r.edges),
@@ -127,12 +153,59 @@ export function workloadMarkdown(w: readonly WorkloadResult[]): string {
       '### Blinded: the attacks one by one',
       '`bucket`: the plan numbers of a fetched bucket are one number (certain). `mutual`: one registered number of the bucket whose account fetched ' +
         'the bucket of the requester\u2019s own number (a guess). `registered`: the bucket holds one registered number (a guess: the contact may be unregistered). ' +
-        'The headline claims are `bucket` or else `mutual`; fetches are tied to requesters by IP and minute (workload/operator.ts). ' +
+        'The headline claims are `bucket` or else `mutual`; fetches are tied to requesters by IP and minute (workload/operator.ts), with tokens through ' +
+        'the requests the requester attack names (below). ' +
         'What decides these figures is how many numbers share a bucket (plan / 2^b and directory / 2^b, in the first table), not b itself: ' +
         'a deployment with 10^9 registered numbers leaves far larger sets at the same b than this simulated plan does.',
       mdTable(
-        ['bucket bits', 'attack', 'claimed', 'correct', 'recall', 'precision', 'median registered candidates'],
-        blinded.flatMap((r) => r.attacks.map((a) => [bits(r), a.name, count(a.claimed), count(a.recovered), pct(a.recall), pct(a.precision), count(r.medianCandidatesRegistered)])),
+        ['design', 'bucket bits', 'attack', 'claimed', 'correct', 'recall', 'precision', 'median registered candidates'],
+        blinded.flatMap((r) => r.attacks.map((a) => [variantOf(r), bits(r), a.name, count(a.claimed), count(a.recovered), pct(a.recall), pct(a.precision), count(r.medianCandidatesRegistered)])),
+      ),
+    );
+  }
+  const anonymous = w.filter((r) => r.requesters);
+  if (anonymous.length) {
+    parts.push(
+      '### Requester recovery: who sent each anonymous request',
+      'With Privacy Pass tokens the evaluation log holds no account; the operator links each counted evaluate request to an account from the token logs ' +
+        '(issuance per day and account; requests per minute, IP and size class) and, without a relay, the IP (workload/requesters.ts). ' +
+        '*Linked*: requests the attack names an account for (a unique match), and the precision of those names; *top guess*: a guess for every request. ' +
+        '*Chance*: 1 / the accounts that sent a request that day, averaged over requests. *Volume only*: guessing the day\u2019s largest token issuer for every request, ' +
+        'which uses nothing of the request: what issuance counts alone give away. Intervals: Wilson, 95 %.',
+      mdTable(
+        ['design', 'bucket bits', 'requests', 'linked', 'precision of links', 'top guess', 'chance', 'top guess / chance', 'top guess, single lookups', 'volume only', 'syncs linked (right)', 'IPs linked (named, right)'],
+        anonymous.map((r) => {
+          const q = r.requesters!;
+          return [
+            variantOf(r),
+            bits(r),
+            count(q.requests) + (q.requests !== q.sent ? ` (sent ${count(q.sent)})` : ''),
+            pct(q.linkedShare),
+            pct(q.precision) + ci(q.precisionCi),
+            pct(q.top1) + ci(q.top1Ci),
+            `${pct(q.chance)} (1 / ${count(q.activePerDay)})`,
+            q.chance > 0 ? `${(q.top1 / q.chance).toFixed(1)}x${q.top1Ci[0] <= q.chance ? ' (at chance)' : ''}` : '-',
+            q.requests > q.syncs.requests ? pct((q.top1Correct - q.syncs.top1Correct) / (q.requests - q.syncs.requests)) : '-',
+            pct(q.volume),
+            `${count(q.syncs.named)} of ${count(q.syncs.requests)} (${count(q.syncs.namedCorrect)})`,
+            q.ips.linked ? `${count(q.ips.linked)} (${count(q.ips.named)}, ${count(q.ips.namedCorrect)})` : '-',
+          ];
+        }),
+      ),
+    );
+    parts.push(
+      '### Padding to the size classes',
+      'Elements sent / elements asked (the numbers not in a tag cache): each anonymous request is padded with dummy elements to its token\u2019s size class ' +
+        '(powers of two). Single lookups are class 1; a contact sync pads to the next power of two. Tokens: issued and spent over every install, and the ' +
+        'issuances a lookup had to wait for (an empty class).',
+      mdTable(
+        ['design', 'bucket bits', 'requests', 'elements asked', 'elements sent', 'padding', 'single lookups', 'syncs', 'tokens issued / spent', 'fetched on demand'],
+        anonymous.map((r) => {
+          const p = r.padding ?? { requests: 0, asked: 0, sent: 0, ratio: 1, single: null, batch: null };
+          const t = r.pools;
+          const x = (v: number | null) => (v === null ? '-' : `${v.toFixed(2)}x`);
+          return [variantOf(r), bits(r), count(p.requests), count(p.asked), count(p.sent), x(p.ratio), x(p.single), x(p.batch), t ? `${count(t.fetched)} / ${count(t.spent)}` : '-', t ? count(t.fetchedOnDemand) : '-'];
+        }),
       ),
     );
   }
@@ -141,7 +214,7 @@ export function workloadMarkdown(w: readonly WorkloadResult[]): string {
     mdTable(
       ['design', 'bucket bits', 'rows', 'requesters', 'IPs', 'lookups counted', 'sync requests', 'bucket rows (ambiguous, unattributed)', 'a row holds'],
       w.map((r) => [
-        r.design,
+        variantOf(r),
         bits(r),
         count(r.remains.rows),
         count(r.remains.requesters),
@@ -173,8 +246,9 @@ export function workloadChart(w: readonly WorkloadResult[]): { file: 'workload.s
   for (const r of w) {
     const base = { design: r.design, bucketBits: r.bucketBits, medianCandidates: Math.max(1, r.medianCandidates), bytesPerLookup: Math.max(1, r.bytesPerLookup) };
     if (r.design === 'blinded') {
-      values.push({ ...base, series: 'blinded: bucket or mutual', recall: r.recall, precision: r.precision });
-      const g = r.attacks.find((a) => a.name === 'registered');
+      const v = variantOf(r);
+      values.push({ ...base, series: `${v}: bucket or mutual`, recall: r.recall, precision: r.precision });
+      const g = v === 'blinded' ? r.attacks.find((a) => a.name === 'registered') : undefined;
       if (g) values.push({ ...base, series: 'blinded: registered-only guess', recall: g.recall, precision: g.precision, guess: true });
     } else values.push({ ...base, series: r.design, rule: r.design, recall: r.recall, precision: r.precision });
   }

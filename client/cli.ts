@@ -25,8 +25,10 @@ import { backendOption } from '../bin/options.ts';
 import path from 'node:path';
 import { ADMIN_TOKEN_FILE } from '../disk/files.ts';
 import { readAdminToken } from '../disk/admintoken.ts';
-import { checkBatchSize, createAdminClient, createClient, type LookupResult } from './client.ts';
-import { createTransport } from './transport.ts';
+import { checkBatchSize, createAdminClient, createClient, type Client, type LookupResult } from './client.ts';
+import type { BlindedClient } from './designs/blinded.ts';
+import type { TokenRecord } from './tokens.ts';
+import { createTransport, normalizeServerUrl } from './transport.ts';
 import { relayFetchFor } from './ohttp.ts';
 
 
@@ -62,6 +64,8 @@ interface CommonOptions {
   pins?: string;
   /** --relay (env PCD_RELAY): an OHTTP relay for the blinded design (client/ohttp.ts). */
   relay?: string;
+  /** --tokens (env PCD_TOKENS): a file that keeps the Privacy Pass token pool across runs. */
+  tokens?: string;
 }
 
 /** Environment variables of the client commands. */
@@ -69,6 +73,7 @@ export const SERVER_ENV = 'PCD_SERVER';
 export const TOKEN_ENV = 'PCD_TOKEN';
 export const PINS_ENV = 'PCD_PINS';
 export const RELAY_ENV = 'PCD_RELAY';
+export const TOKENS_ENV = 'PCD_TOKENS';
 
 function addCommon(cmd: Command): Command {
   return cmd
@@ -81,13 +86,81 @@ function addCommon(cmd: Command): Command {
     .option('--allow-oprf', 'blinded: accept epochs in OPRF mode, whose answers carry no proof (refused by default)')
     .option('--pins <file>', `blinded: keep the pinned epoch keys in this JSON file across runs (env ${PINS_ENV}; default: this run only)`)
     .option('--relay <url>', `blinded: send config, evaluate and bucket requests through this OHTTP relay (pcd relay), so the server does not see your address (env ${RELAY_ENV})`)
+    .option('--tokens <file>', `blinded, with Privacy Pass tokens: keep a token pool in this file (mode 0600) across runs and top it up after each, so that tokens are fetched ahead of lookups (env ${TOKENS_ENV}; default: each run fetches just the tokens it spends, at the time it spends them)`)
     .option('--json', 'print JSON for machines');
 }
 
 /** The connection settings of a command: flags first, then the environment, read now (not when the options were built). */
-export function resolveCommon(o: CommonOptions, env: NodeJS.ProcessEnv = process.env): { server: string; token?: string; pinFile?: string; relay?: string } {
+export function resolveCommon(o: CommonOptions, env: NodeJS.ProcessEnv = process.env): { server: string; token?: string; pinFile?: string; relay?: string; tokenFile?: string } {
   const pick = (flag: string | undefined, name: string) => (flag !== undefined && flag !== '' ? flag : env[name] !== undefined && env[name] !== '' ? env[name] : undefined);
-  return { server: pick(o.server, SERVER_ENV) ?? DEFAULT_SERVER, token: pick(o.token, TOKEN_ENV), pinFile: pick(o.pins, PINS_ENV), relay: pick(o.relay, RELAY_ENV) };
+  return {
+    server: pick(o.server, SERVER_ENV) ?? DEFAULT_SERVER,
+    token: pick(o.token, TOKEN_ENV),
+    pinFile: pick(o.pins, PINS_ENV),
+    relay: pick(o.relay, RELAY_ENV),
+    tokenFile: pick(o.tokens, TOKENS_ENV),
+  };
+}
+
+/**
+ * The token pool of a command run. A CLI process lives for one command, so
+ * a pool kept in memory would be fetched right before the lookup and lost
+ * after it: without a file the pool keeps nothing ahead and fetches exactly
+ * the tokens it spends (nothing of the account's allowance is wasted, but
+ * issuance then comes at lookup time). With `--tokens FILE` the pool is
+ * read from the file, topped up after the command (client/tokens.ts
+ * defaults: 8 of class 1, one of each class used), and written back, so
+ * that the next run's lookups spend tokens fetched before.
+ */
+function tokenPoolFile(file: string | undefined, server: string) {
+  const read = (): TokenRecord[] => {
+    if (file === undefined) return [];
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw new PcdError(ErrorCode.InvalidField, `cannot read the token file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    let doc: { version?: unknown; servers?: Record<string, unknown> };
+    try {
+      doc = JSON.parse(text) as typeof doc;
+    } catch {
+      throw new PcdError(ErrorCode.InvalidField, `${file} is not a pcd token file (not JSON): fix or remove it`);
+    }
+    if (doc?.version !== 1 || typeof doc.servers !== 'object' || doc.servers === null) throw new PcdError(ErrorCode.InvalidField, `${file} is not a pcd token file (expected version 1): fix or remove it`);
+    const mine = doc.servers[server];
+    return Array.isArray(mine) ? (mine as TokenRecord[]) : [];
+  };
+  const write = (records: TokenRecord[]): void => {
+    if (file === undefined) return;
+    let servers: Record<string, unknown> = {};
+    try {
+      servers = (JSON.parse(fs.readFileSync(file, 'utf8')) as { servers?: Record<string, unknown> }).servers ?? {};
+    } catch {
+      servers = {};
+    }
+    servers[server] = records;
+    const tmp = `${file}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, JSON.stringify({ version: 1, servers }) + '\n', { mode: 0o600 });
+    fs.renameSync(tmp, file);
+  };
+  return { read, write, options: file === undefined ? { ahead: {}, refillMeanMs: Infinity } : { refillMeanMs: Infinity } };
+}
+
+/** Runs `work` with the blinded design's token pool loaded from and saved to the token file (when there is one). */
+async function withTokenPool<T>(client: Client, pool: ReturnType<typeof tokenPoolFile>, work: () => Promise<T>): Promise<T> {
+  const tokens = client.design.name === 'blinded' ? (client.design as BlindedClient).tokens : undefined;
+  if (!tokens) return work();
+  tokens.import(pool.read());
+  try {
+    return await work();
+  } finally {
+    // Topped up after the lookups: the next run spends tokens fetched now, not at its own lookup time.
+    if (tokens.stats.tokensSpent > 0 || tokens.export().length > 0) await tokens.fill().catch(() => {});
+    pool.write(tokens.export());
+    tokens.close();
+  }
 }
 
 /** `--batch`: a whole number from 1 to LIMITS.maxBatch, written in decimal digits; anything else is one invalid_field line. */
@@ -176,6 +249,7 @@ export function registerClientCommands(program: Command): void {
       .argument('<numbers...>', 'phone numbers, E.164 or national with --region'),
   ).action(oneLine(async (numbers: string[], o: CommonOptions) => {
     const c = resolveCommon(o);
+    const pool = tokenPoolFile(c.tokenFile, normalizeServerUrl(c.server));
     const client = createClient({
       baseUrl: c.server,
       token: needToken(c.token),
@@ -186,8 +260,9 @@ export function registerClientCommands(program: Command): void {
       allowOprf: o.allowOprf,
       pinFile: c.pinFile,
       relay: c.relay,
+      tokens: pool.options,
     });
-    const results = await client.lookupMany(numbers);
+    const results = await withTokenPool(client, pool, () => client.lookupMany(numbers));
     if (o.json) {
       console.log(JSON.stringify({ design: o.design, results }, null, 2));
       return;
@@ -224,9 +299,10 @@ export function registerClientCommands(program: Command): void {
       }
     }
     const { transport, stats } = countingTransport(createTransport({ baseUrl: c.server, token: needToken(c.token), format: o.format, fetch: relayFetchFor(o.design, c.relay) }));
-    const client = createClient({ baseUrl: c.server, design: o.design, batchSize: batch, transport, backend: o.backend, allowOprf: o.allowOprf, pinFile: c.pinFile });
+    const pool = tokenPoolFile(c.tokenFile, normalizeServerUrl(c.server));
+    const client = createClient({ baseUrl: c.server, design: o.design, batchSize: batch, transport, backend: o.backend, allowOprf: o.allowOprf, pinFile: c.pinFile, tokens: pool.options });
     const started = performance.now();
-    const results: LookupResult[] = valid.length ? await client.lookupMany(valid.map((v) => v.number)) : [];
+    const results: LookupResult[] = valid.length ? await withTokenPool(client, pool, () => client.lookupMany(valid.map((v) => v.number))) : [];
     const ms = performance.now() - started;
     const messenger = results.filter((r) => r.capabilities.length > 0).length;
     const summary = {

@@ -101,6 +101,17 @@ async function readBounded(res: Response, max: number, what: string): Promise<Ui
   return bytes;
 }
 
+/** A failure to reach the relay, as one line naming it; an abort or timeout stays itself, for the caller to report. */
+function unreachable(relay: string, signal: AbortSignal | undefined) {
+  return (e: unknown): never => {
+    if (signal?.aborted || e instanceof PcdError) throw e;
+    const cause = (e as { cause?: unknown } | null)?.cause;
+    const inner = cause instanceof Error ? cause : e instanceof Error ? e : undefined;
+    const code = (inner as { code?: unknown } | undefined)?.code;
+    throw new PcdError(ErrorCode.Network, `cannot reach the relay ${relay}: ${typeof code === 'string' ? code : (inner?.message ?? String(e)).slice(0, 160)}`, { cause: e });
+  };
+}
+
 function mediaType(res: Response): string {
   return (res.headers.get('content-type') ?? '').split(';', 1)[0]?.trim().toLowerCase() ?? '';
 }
@@ -139,7 +150,7 @@ export function createOhttpFetch(options: OhttpFetchOptions): typeof fetch {
     if (given !== undefined) {
       list = given instanceof Uint8Array ? m.decodeKeyConfigList(given, ErrorCode.InvalidField) : [given];
     } else {
-      const res = await doFetch(`${relay}${m.OHTTP_GATEWAY_PATH}`, { method: 'GET', headers: { accept: m.OHTTP_MEDIA.keys }, signal });
+      const res = await doFetch(`${relay}${m.OHTTP_GATEWAY_PATH}`, { method: 'GET', headers: { accept: m.OHTTP_MEDIA.keys }, signal }).catch(unreachable(relay, signal));
       const bytes = await readBounded(res, KEY_LIST_MAX_BYTES, 'the key configuration');
       if (!res.ok) {
         let body: unknown;
@@ -186,7 +197,7 @@ export function createOhttpFetch(options: OhttpFetchOptions): typeof fetch {
       headers: { 'content-type': m.OHTTP_MEDIA.request, accept: m.OHTTP_MEDIA.response },
       body: encapsulated as Uint8Array<ArrayBuffer>,
       signal,
-    });
+    }).catch(unreachable(relay, signal));
     if (outer.status === 200 && mediaType(outer) === m.OHTTP_MEDIA.response) {
       const sealed = await readBounded(outer, maxReply + 1024, 'the encapsulated reply');
       const inner = decodeResponse(await m.decapsulateResponse(context, sealed), {

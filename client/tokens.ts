@@ -55,7 +55,7 @@ export interface TokenPoolOptions {
    * 4,096 token costs 4,096 of the account's allowance).
    */
   ahead?: Readonly<Record<number, number>>;
-  /** Mean of the random delay before a refill (default 10 minutes; 0: at once). */
+  /** Mean of the random delay before a refill (default 10 minutes; 0: at once; Infinity: never, the owner calls fill()). */
   refillMeanMs?: number;
   /** A lookup whose class is empty: fetch now (default) or fail with tokens_exhausted. */
   whenEmpty?: 'fetch' | 'fail';
@@ -74,6 +74,15 @@ export interface TokenPoolStats {
 interface HeldToken {
   keyB64: string;
   header: string;
+}
+
+/** A held token as a pool file keeps it (client/cli.ts --tokens): a secret, like a bearer token, for mode-0600 files only. */
+export interface TokenRecord {
+  sizeClass: number;
+  /** The token key it was issued under, base64. */
+  tokenKey: string;
+  /** The Authorization header value. */
+  authorization: string;
 }
 
 /** One token, ready to send, and the class it pays for. */
@@ -116,7 +125,8 @@ export class TokenPool {
       try {
         const v = await this.view(false);
         this.dropUnlisted(v);
-        const classes = [...new Set(v.keys.filter((k) => k.epoch === v.current).map((k) => k.sizeClass))];
+        const epoch = this.keysEpoch(v);
+        const classes = [...new Set(v.keys.filter((k) => k.epoch === epoch).map((k) => k.sizeClass))];
         for (const c of classes) {
           const missing = this.target(c) - this.count(c);
           if (missing > 0) await this.fetch(v, c, missing);
@@ -136,8 +146,9 @@ export class TokenPool {
 
   /** Fetches `n` tokens of class `sizeClass` for the view's current epoch. */
   private async fetch(v: TokenView, sizeClass: number, n: number): Promise<void> {
-    const key = v.keys.find((k) => k.epoch === v.current && k.sizeClass === sizeClass);
-    if (!key) throw new PcdError(ErrorCode.TokensExhausted, `the server publishes no token key of size class ${sizeClass} for epoch ${v.current}`);
+    const epoch = this.keysEpoch(v);
+    const key = v.keys.find((k) => k.epoch === epoch && k.sizeClass === sizeClass);
+    if (!key) throw new PcdError(ErrorCode.TokensExhausted, `the server publishes no token key of size class ${sizeClass} (epoch ${v.current})`);
     const challenge: TokenChallenge = tokenChallenge(v.issuer);
     const keyB64 = bytesToBase64(key.tokenKey);
     for (let left = n; left > 0; ) {
@@ -180,6 +191,7 @@ export class TokenPool {
   private scheduleRefill(): void {
     if (this.timer !== undefined) return;
     const mean = this.options.refillMeanMs ?? 10 * 60_000;
+    if (!Number.isFinite(mean)) return; // Infinity: no refill timer (a short-lived process that fills by itself, client/cli.ts)
     const u = (this.options.random ?? Math.random)();
     const delay = mean <= 0 ? 0 : -Math.log(1 - Math.min(u, 0.999999)) * mean;
     this.timer = setTimeout(() => {
@@ -191,10 +203,21 @@ export class TokenPool {
     (this.timer as { unref?: () => void }).unref?.();
   }
 
+  /**
+   * The epoch whose token keys to use: the current one, or, while its keys
+   * are still being made (just after a rotation), the newest that has them.
+   * A token of any live epoch's key pays for any evaluation.
+   */
+  private keysEpoch(v: TokenView): number {
+    if (v.keys.some((k) => k.epoch === v.current)) return v.current;
+    return v.keys.reduce((e, k) => Math.max(e, k.epoch), 0);
+  }
+
   /** The class a request of `n` elements pays with, from the view's current epoch. */
   async classFor(n: number): Promise<number> {
     const v = await this.view(false);
-    const classes = v.keys.filter((k) => k.epoch === v.current).map((k) => k.sizeClass);
+    const epoch = this.keysEpoch(v);
+    const classes = v.keys.filter((k) => k.epoch === epoch).map((k) => k.sizeClass);
     const c = sizeClassFor(n, classes);
     if (c === undefined) throw new PcdError(ErrorCode.TokensExhausted, `no size class holds ${n} elements (the server's classes: ${classes.join(', ') || 'none'})`);
     return c;
@@ -204,6 +227,7 @@ export class TokenPool {
   async take(n: number): Promise<SpendableToken> {
     const sizeClass = await this.classFor(n);
     this.used.add(sizeClass);
+    this.dropUnlisted(await this.view(false));
     let list = this.held.get(sizeClass);
     if (!list || list.length === 0) {
       if (this.options.whenEmpty === 'fail') {
@@ -221,6 +245,22 @@ export class TokenPool {
     const v = await this.view(false);
     const epoch = v.keys.find((k) => bytesToBase64(k.tokenKey) === t.keyB64)?.epoch ?? v.current;
     return { sizeClass, epoch, authorization: t.header };
+  }
+
+  /** The unspent tokens, to keep across runs (a short-lived process: the CLI). */
+  export(): TokenRecord[] {
+    return [...this.held].flatMap(([sizeClass, list]) => list.map((t) => ({ sizeClass, tokenKey: t.keyB64, authorization: t.header })));
+  }
+
+  /** Adds tokens kept by an earlier run; those of keys the server no longer lists are dropped at the next fill or spend. */
+  import(records: readonly TokenRecord[]): void {
+    for (const r of records) {
+      if (!Number.isInteger(r.sizeClass) || r.sizeClass < 1 || typeof r.tokenKey !== 'string' || typeof r.authorization !== 'string' || !/^PrivateToken token=/.test(r.authorization)) continue;
+      const list = this.held.get(r.sizeClass) ?? [];
+      list.push({ keyB64: r.tokenKey, header: r.authorization });
+      this.held.set(r.sizeClass, list);
+      this.used.add(r.sizeClass);
+    }
   }
 
   /** Drops every token of keys the server no longer lists (after token_key_unknown). */

@@ -28,8 +28,9 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
-import { Command } from 'commander';
+import { Command, Option } from 'commander';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { OHTTP_GATEWAY_PATH, OHTTP_MEDIA, MAX_ENCAPSULATED_REQUEST_BYTES } from '../shared/ohttp.ts';
 import { normalizeServerUrl } from '../client/transport.ts';
@@ -174,12 +175,8 @@ export async function startRelay(options: RelayOptions): Promise<RunningRelay> {
       res.end();
       return;
     }
-    await new Promise<void>((resolve, reject) => {
-      const body = Readable.fromWeb(upstream.body as unknown as NodeReadableStream<Uint8Array>);
-      body.on('error', reject);
-      res.on('close', resolve);
-      body.pipe(res);
-    });
+    // A client that goes away, or a gateway that breaks off, ends both sides.
+    await pipeline(Readable.fromWeb(upstream.body as unknown as NodeReadableStream<Uint8Array>), res);
   };
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
@@ -314,7 +311,7 @@ export function registerRelayCommand(program: Command): void {
     .option('-p, --port <port>', 'port', int('--port', 0, 65535), DEFAULT_RELAY_PORT)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
     .option('--ip-limit-per-minute <n>', 'requests per minute per client IP', int('--ip-limit-per-minute', 1, 1_000_000_000), DEFAULT_RELAY_IP_PER_MINUTE)
-    .option('--max-body <size>', 'largest encapsulated request forwarded', parseSize, DEFAULT_RELAY_MAX_BODY)
+    .addOption(new Option('--max-body <size>', 'largest encapsulated request forwarded (B, KiB, MiB)').argParser(parseSize).default(DEFAULT_RELAY_MAX_BODY, '600KiB'))
     .option('--timeout <s>', 'seconds one forwarded exchange may take', int('--timeout', 1, 3600), DEFAULT_RELAY_TIMEOUT_MS / 1000)
     .action(async (o: { gateway: string; port: number; host: string; ipLimitPerMinute: number; maxBody: number; timeout: number }) => {
       const relay = await startRelay({

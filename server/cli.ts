@@ -12,7 +12,7 @@ import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { DESIGNS, type DesignName } from '../shared/messages.ts';
 import { MODES, type BackendName, type OprfMode } from '../shared/suite.ts';
 import { DEFAULT_PORT } from '../shared/defaults.ts';
-import { BLINDED_AUTHS, DEFAULT_ISSUER_NAME, DEFAULT_SIZE_CLASSES, sizeClassProblem, type BlindedAuth } from '../shared/tokens.ts';
+import { BLINDED_AUTHS, DEFAULT_BLINDED_AUTH, DEFAULT_ISSUER_NAME, DEFAULT_SIZE_CLASSES, sizeClassProblem, type BlindedAuth } from '../shared/tokens.ts';
 import { backendOption } from '../bin/options.ts';
 import { DAY_MS } from './querylog.ts';
 import { DEFAULT_RATE_LIMITS } from './ratelimit.ts';
@@ -236,7 +236,7 @@ function addServeOptions(cmd: Command): Command {
     .addOption(
       new Option('--blinded-auth <auth>', 'blinded design: who pays for evaluate: a Privacy Pass token (no account in the log) or the account')
         .choices([...BLINDED_AUTHS])
-        .default('token'),
+        .default(DEFAULT_BLINDED_AUTH),
     )
     .option('--size-classes <list>', `blinded design, with tokens: the size classes a request is padded to (default ${DEFAULT_SIZE_CLASSES.join(',')})`, sizeClassList)
     .option('--token-issuer <name>', `blinded design, with tokens: the issuer name in the token challenge (default ${DEFAULT_ISSUER_NAME})`)
@@ -332,8 +332,15 @@ export function registerServerCommands(program: Command): void {
         console.log('check a whole contact list:');
         console.log(`  PCD_TOKEN=${demo.token} npm run pcd -- sync ${path.relative(process.cwd(), demo.contacts)} --server ${server.url} --design blinded`);
       }
-      console.log('what a pen-register order yields under each design:');
-      console.log(`  npm run pcd -- audit --data ${o.data} --design plain --target ${example ?? '+14155550123'}`);
+      const blinded = server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign | undefined;
+      if (blinded?.tokens) {
+        console.log('blinded evaluate is paid with Privacy Pass tokens, so its log names no account (--blinded-auth account to compare);');
+        console.log('to hide your address as well, run an OHTTP relay and add --relay to the lookup:');
+        console.log(`  npm run pcd -- relay --gateway ${server.url} --port ${o.port === 0 ? 8788 : o.port + 1}`);
+        console.log(`  PCD_TOKEN=${demo.token} npm run pcd -- lookup ${example ?? '+14155550123'} --server ${server.url} --relay http://127.0.0.1:${o.port === 0 ? 8788 : o.port + 1}`);
+      }
+      console.log('what a pen-register order yields under each design (and, for blinded, about the demo account):');
+      console.log(`  npm run pcd -- audit --data ${o.data} --target ${example ?? '+14155550123'} --account ${demo.accountId}`);
     }
     console.log('Ctrl-C stops the server (query logs are flushed first).');
     announceReady(server);

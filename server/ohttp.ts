@@ -39,9 +39,15 @@
  * A request that cannot be opened (wrong media type, too large, truncated,
  * unknown key id, another suite, a failed AEAD) is a plain 4xx with the
  * usual `{ error: { code, message } }` body (RFC 9458 §5.2, §6): nothing
- * can be encrypted to a client whose request was not read. Everything after
- * that (a malformed binary request, a refused path, the app's own errors) is
- * an encapsulated response with the app's status and coded body.
+ * can be encrypted to a client whose request was not read. (For a key
+ * problem RFC 9458 §5.3 names a problem type, `ohttp-key`, with the same
+ * 400; pcd keeps its one error body.) Everything after that (a malformed
+ * binary request, a refused path, the app's own errors) is an encapsulated
+ * response with the app's status and coded body.
+ *
+ * A client that posts to the gateway itself, with no relay, is charged the
+ * per-IP limit twice per request (the outer request and the inner one both
+ * come from its address); it gains nothing by skipping the relay anyway.
  *
  * ## The key
  *

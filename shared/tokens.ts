@@ -128,3 +128,5 @@ export type TokensReply = Infer<typeof TokensReply>;
 /** How the blinded evaluate endpoint knows its caller: a Privacy Pass token (default) or the account's bearer token. */
 export const BLINDED_AUTHS = ['token', 'account'] as const;
 export type BlindedAuth = (typeof BLINDED_AUTHS)[number];
+/** A server's blinded auth unless configured (`--blinded-auth`): tokens, so that the evaluation log names no account. */
+export const DEFAULT_BLINDED_AUTH: BlindedAuth = 'token';

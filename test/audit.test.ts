@@ -12,8 +12,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import Database from 'better-sqlite3';
@@ -37,7 +35,7 @@ import { DAY_MS } from '../server/querylog.ts';
 import { bucketOf } from '../shared/buckets.ts';
 import { normalizeNumber, type E164 } from '../shared/e164.ts';
 import { hashNumber } from '../shared/hashed.ts';
-import { startTestServer, tempDir, testClock, type TestServer } from './helpers.ts';
+import { runPcd, startTestServer, tempDir, testClock, type TestServer } from './helpers.ts';
 
 const HOUR = 3_600_000;
 const BUCKET_BITS = 4;
@@ -314,25 +312,31 @@ describe('audit of a data folder served with plain, hashed and blinded', () => {
   });
 
   it('the CLI prints the audit and the scan (exit code 0)', async () => {
-    const run = promisify(execFile);
-    const bin = path.resolve('bin/pcd.mjs');
-    const plain = await run(process.execPath, [bin, 'audit', '--data', dataDir, '--design', 'plain', '--target', T, '--format', 'json']);
-    expect(JSON.parse(plain.stdout).rows).toHaveLength(2);
-    const hashed = await run(process.execPath, [bin, 'audit', '--data', dataDir, '--design', 'hashed', '--target', T.slice(2), '--region', 'US', '--format', 'csv']);
-    expect(hashed.stdout.trim().split('\n')).toHaveLength(3);
+    // In-process (test/helpers.ts runPcd): the program and its exit codes are the binary's.
+    const run = async (...args: string[]) => {
+      const r = await runPcd(['audit', ...args]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      return r.stdout;
+    };
+    const plain = await run('--data', dataDir, '--design', 'plain', '--target', T, '--format', 'json');
+    expect(JSON.parse(plain).rows).toHaveLength(2);
+    const hashed = await run('--data', dataDir, '--design', 'hashed', '--target', T.slice(2), '--region', 'US', '--format', 'csv');
+    expect(hashed.trim().split('\n')).toHaveLength(3);
     const file = path.join(tempDir('pcd-audit-numbers-'), 'numbers.txt');
     fs.writeFileSync(file, `# numbers to look for\n${T}\n\n${x3}\n`);
-    const scan = await run(process.execPath, [bin, 'audit', '--data', dataDir, '--scan', file, '--format', 'json']);
-    const parsed = JSON.parse(scan.stdout) as ScanResult;
+    const parsed = JSON.parse(await run('--data', dataDir, '--scan', file, '--format', 'json')) as ScanResult;
     expect(parsed.numbers.map((n) => [n.number, n.hits.length > 0])).toEqual([
       [T, true],
       [x3, false],
     ]);
-    const all = await run(process.execPath, [bin, 'audit', '--data', dataDir, '--target', T]);
-    expect(all.stdout).toMatch(/plain design/);
-    expect(all.stdout).toMatch(/hashed design/);
-    expect(all.stdout).toMatch(/blinded design/);
-    await expect(run(process.execPath, [bin, 'audit', '--data', dataDir, '--design', 'hashed'])).rejects.toMatchObject({ code: 2 });
+    const all = await run('--data', dataDir, '--target', T);
+    expect(all).toMatch(/plain design/);
+    expect(all).toMatch(/hashed design/);
+    expect(all).toMatch(/blinded design/);
+    expect(await runPcd(['audit', '--data', dataDir, '--design', 'hashed'])).toMatchObject({ code: 2 });
+    // --account and --relay are the blinded design's: asked of another design alone, a user error.
+    expect(await runPcd(['audit', '--data', dataDir, '--design', 'plain', '--target', T, '--account', String(alice.accountId)])).toMatchObject({ code: 2 });
   }, 120_000);
 });
 

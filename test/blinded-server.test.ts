@@ -448,7 +448,9 @@ describe('key rotation', () => {
     expect(gone.status).toBe(410);
     expect(gone.json.error.code).toBe(ErrorCode.EpochRetired);
     const { blinded } = blindBatch('voprf', [utf8ToBytes(carol)]);
-    const ev = await raw(s.server.url + PATHS.blindedEvaluate, { headers: jsonAuth(token), body: evaluateBody(1, blinded) });
+    // With a token of a live key (epoch 2's), an evaluation on epoch 1 is refused as retired.
+    const paid = await blindedClient(s, token).tokens.take(1);
+    const ev = await raw(s.server.url + PATHS.blindedEvaluate, { headers: { ...jsonAuth(token), authorization: paid.authorization }, body: evaluateBody(1, blinded) });
     expect(ev.status).toBe(410);
     expect([...readEpochKeys(s.dataDir).keys()]).toEqual([2]);
     expect(fs.readFileSync(path.join(s.dataDir, KEY_FILE), 'utf8')).not.toContain(key1);
@@ -607,8 +609,10 @@ describe('what the blinded design persists', () => {
     }
     const store = Store.open(s.dataDir);
     try {
-      const evals = store.db.prepare('SELECT ts, account_id, ip, epoch, count FROM blinded_eval_log').all();
-      expect(evals).toEqual([{ ts: clock.now(), account_id: expect.any(Number), ip: expect.any(String), epoch: 1, count: 6 }]);
+      // Paid with a token (the default): per minute, IP, epoch and size class (6 elements padded to the test server's class 64), no account.
+      expect(store.db.prepare('SELECT count(*) AS n FROM blinded_eval_log').get()).toEqual({ n: 0 });
+      const evals = store.db.prepare('SELECT ts, ip, epoch, size_class, count FROM blinded_token_eval_log').all();
+      expect(evals).toEqual([{ ts: Math.floor(clock.now() / 60_000) * 60_000, ip: expect.any(String), epoch: 1, size_class: 64, count: 1 }]);
       const buckets = store.db.prepare<[], { epoch: number; bucket: number }>('SELECT epoch, bucket FROM blinded_bucket_log').all();
       expect(new Set(buckets.map((b) => b.bucket))).toEqual(new Set([...secret, registered[0]!].map((n) => bucketOf(n, 4))));
     } finally {

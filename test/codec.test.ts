@@ -105,8 +105,8 @@ const SAMPLES: Record<string, Sample> = {
   TraceTable: {
     direction: 'reply',
     values: [
-      { name: 'plain_log', kind: 'rows', description: 'one looked-up number', columns: [{ name: 'ts', holds: 'time' }, { name: 'number', holds: 'number' }], rows: [[T0, n1], [T0 + 1, null]] },
-      { name: 'blinded_bucket_log', kind: 'counts', description: 'bucket fetches per minute', columns: [{ name: 'bucket', holds: 'bucket' }], rows: [] },
+      { name: 'plain_log', kind: 'rows', scope: 'account', description: 'one looked-up number', columns: [{ name: 'ts', holds: 'time' }, { name: 'number', holds: 'number' }], rows: [[T0, n1], [T0 + 1, null]] },
+      { name: 'blinded_bucket_log', kind: 'counts', windowMs: 60_000, scope: 'ip', description: 'bucket fetches per minute', columns: [{ name: 'bucket', holds: 'bucket' }], rows: [] },
     ],
   },
   TraceReversal: {
@@ -121,7 +121,7 @@ const SAMPLES: Record<string, Sample> = {
         since: T0,
         now: T0 + 5,
         requester: { accountId: 2, ip: '127.0.0.1' },
-        tables: [{ name: 'hashed_log', kind: 'rows', description: 'one looked-up hash', columns: [{ name: 'hash', holds: 'number-hash' }], rows: [[hex(hashNumber(n2))]] }],
+        tables: [{ name: 'hashed_log', kind: 'rows', scope: 'account', description: 'one looked-up hash', columns: [{ name: 'hash', holds: 'number-hash' }], rows: [[hex(hashNumber(n2))]] }],
         reversal: { plan: '+14155XXXXXX', candidates: 1_000_000, ms: 12.5, ratePerSecond: 80_000_000, numbers: {} },
       },
       { design: 'blinded', since: T0, now: T0, requester: { accountId: 9, ip: '::1' }, tables: [] },

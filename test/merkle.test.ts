@@ -243,6 +243,22 @@ describe('the server’s tree (server/blinded/tree.ts)', () => {
     expect(tree.path(4094).map(hex)).toEqual(m.path(4094).map(hex));
   });
 
+  it('says how far its first computation is and how long it has left', async () => {
+    const bits = 15;
+    const empty = { tags: new Uint8Array(0), capabilities: new Uint8Array(0) };
+    const m = model(4, bits, Array.from({ length: 2 ** bits }, () => empty));
+    const tree = new BucketTree(bits, m.leaf);
+    expect(tree.etaSeconds()).toBeGreaterThan(0); // nothing computed yet: estimated
+    const done = tree.ready(); // the first slice runs now, the rest after yields
+    expect(tree.isReady).toBe(false);
+    expect(tree.computing).toMatchObject({ first: true, total: 2 ** (bits + 1) - 1 });
+    expect(tree.computing!.done).toBeGreaterThan(0);
+    await done;
+    expect(tree.etaSeconds()).toBe(0);
+    expect(tree.computing).toBeUndefined();
+    expect(hex(tree.root())).toBe(hex(m.root()));
+  });
+
   it('refuses to be read before it is computed', () => {
     expect(() => new BucketTree(2, () => new Uint8Array(DIGEST_BYTES)).root()).toThrow(/await ready/);
   });
@@ -281,6 +297,11 @@ describe('a bucket table’s root (server/blinded/table.ts)', () => {
     table.set(2, tag, 3);
     table.compact();
     await table.merkle.ready();
+    expect(hex(table.merkle.root())).toBe(hex(reference()));
+    // A bucket too large for the one-call path (over 1 KiB) hashes the same.
+    for (let i = 0; i < 300; i++) table.set(6, Uint8Array.from({ length: tagBytes }, (_, k) => (k === 0 ? i >> 8 : k === 1 ? i & 255 : 7)), 1);
+    await table.merkle.ready();
+    expect(table.view(6).capabilities).toHaveLength(300);
     expect(hex(table.merkle.root())).toBe(hex(reference()));
   });
 });

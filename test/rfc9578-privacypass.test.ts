@@ -7,7 +7,8 @@
  * another class, a retired key), none of which is evaluated.
  */
 import crypto from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import fs, { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { AuthorizationHeader, TOKEN_TYPES, Token, TokenChallenge, WWWAuthenticateHeader, publicVerif } from '@cloudflare/privacypass-ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodeBody } from '../shared/codec.ts';
@@ -20,7 +21,8 @@ import type { BlindedServerDesign } from '../server/designs/blinded.ts';
 import { createBlindedClientWith } from '../client/designs/blinded.ts';
 import { createTransport } from '../client/transport.ts';
 import { isPcdError } from '../shared/errors.ts';
-import { startTestServer, testClock, type TestServer } from './helpers.ts';
+import { normalizeNumber } from '../shared/e164.ts';
+import { runPcd, startTestServer, testClock, type TestServer } from './helpers.ts';
 
 interface PubVector {
   skS: string;
@@ -296,6 +298,51 @@ describe('auth account (--blinded-auth account)', () => {
       expect(res.status).toBe(404);
       await new Promise((r) => setTimeout(r, 100));
       expect((s.server.store.db.prepare('SELECT account_id FROM blinded_eval_log').all() as { account_id: number }[]).map((r) => r.account_id)).toEqual([a.accountId]);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it("the issuer's quota is the account's allowance, in elements: a token of class 64 costs 64, and past the allowance it is 429 with Retry-After", async () => {
+    const s = await startTestServer({ rateLimits: { requesterBurst: 100, requesterPerHour: 5, ipPerMinute: 6000 } });
+    try {
+      const a = await s.admin.createAccount({ email: 'q@pcd.test', numbers: ['+14155550105'], capabilities: ['messages'] });
+      const client = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: a.token }), { tokens: { ahead: {}, refillMeanMs: 3_600_000 } });
+      await client.tokens.take(50); // class 64: 64 of 100
+      expect(s.server.rateLimiter!.available(a.accountId)).toBeCloseTo(36, 0);
+      const e = await client.tokens.take(50).catch((x: unknown) => x);
+      expect(isPcdError(e, 'rate_limited')).toBe(true);
+      expect((e as { retryAfterSeconds?: number }).retryAfterSeconds).toBeGreaterThan(3600 * 5);
+      expect((await client.lookupBatch([normalizeNumber('+14155550105')])).map((r) => r.capabilities)).toEqual([['messages']]); // class 1 still fits
+      client.tokens.close();
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('pcd lookup --tokens FILE keeps a pool across runs: the second run spends a token fetched by the first, and tops the pool up after', async () => {
+    const s = await startTestServer();
+    try {
+      const a = await s.admin.createAccount({ email: 'e@pcd.test', numbers: ['+14155550106'], capabilities: ['messages'] });
+      const file = path.join(s.dataDir, '..', 'tokens.json');
+      const env = { PCD_TOKEN: a.token, PCD_SERVER: s.server.url };
+      const first = await runPcd(['lookup', '+14155550106', '--tokens', file], env);
+      expect(first.stdout, first.stderr).toMatch(/\+14155550106\s+messenger/);
+      expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+      const held = (): string[] => (JSON.parse(fs.readFileSync(file, 'utf8')) as { servers: Record<string, { authorization: string }[]> }).servers[s.server.url]!.map((t) => t.authorization);
+      const before = held();
+      expect(before.length).toBe(8); // class 1's target, fetched after the lookup
+      const second = await runPcd(['lookup', '+14155550199', '--tokens', file], env);
+      expect(second.stdout, second.stderr).toMatch(/SMS only/);
+      const after = held();
+      expect(after.length).toBe(8);
+      // Exactly one of the tokens the first run left was spent by the second; one new token replaced it.
+      expect(before.filter((t) => !after.includes(t)).length).toBe(1);
+      // Without a file a run fetches just what it spends: one token of class 1.
+      const issued = () => (s.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign).tokens!.spent.size;
+      const spentBefore = issued();
+      expect((await runPcd(['lookup', '+14155550198'], env)).code).toBe(0);
+      expect(issued()).toBe(spentBefore + 1);
     } finally {
       await s.close();
     }

@@ -8,9 +8,14 @@
  *   typed in the box and sent by the button, Ctrl+Enter or Enter; the answers
  *   (messenger with its capabilities, SMS only), the bytes on the wire, and
  *   the log panel: plain the number, email and IP; hashed the hash and its
- *   reversal time; blinded requester, IP, element count and bucket id, and
- *   no form of either number anywhere in that panel (text or HTML);
- * - all three side by side;
+ *   reversal time; blinded (anonymous, the server's default) the card
+ *   naming its variant and what crossed the wire (the token issuance with
+ *   the account, the evaluate request with the token only and its padding,
+ *   the buckets), the issuance row with the account, the evaluation rows
+ *   without one, the bucket ids, and no form of either number anywhere in
+ *   that panel (text or HTML);
+ * - all three side by side, the blinded card the anonymous variant;
+ * - blinded on a server that takes the account: requester, IP, element count;
  * - without the link: answers only with an account token, and a note where
  *   the log would be; a refused token shows its error code;
  * - an invalid number is named, and nothing is sent;
@@ -41,6 +46,7 @@ if (!chromium) {
  */
 interface El {
   innerText: string;
+  textContent: string | null;
   innerHTML: string;
   value: string;
   hidden: boolean;
@@ -69,13 +75,14 @@ function formsOf(n: E164): string[] {
 describe.skipIf(!chromium)('web page in headless Chromium', () => {
   let ts: TestServer;
   let ui: WebUi;
+  let dist: string;
   let browser: Browser;
   let aliceToken: string;
   /** What the page must never log: script errors, CSP refusals. */
   const problems: string[] = [];
 
   beforeAll(async () => {
-    const dist = tempDir('pcd-web-');
+    dist = tempDir('pcd-web-');
     await buildWeb(dist);
     ui = createWebUi({ distDir: dist });
     ts = await startTestServer({ web: ui.mount, bucketBits: BUCKET_BITS });
@@ -189,19 +196,53 @@ describe.skipIf(!chromium)('web page in headless Chromium', () => {
       expect(log).toMatch(/the whole \+1 plan, 10¹⁰ numbers, would take ~[\d.]+ (s|min|h|days)/);
     });
 
-    it('blinded: requester, IP, element count and bucket ids, and no form of the number in the log panel', async () => {
+    it('blinded, anonymous: the variant, what crossed the wire, the issuance row with the account, the evaluation rows without, and no form of the number', async () => {
       await lookUp(page, 'blinded', '(415) 555-0123\n+1 415-555-0199', 'enter-on-design');
       await expectTwoAnswers(page, 'blinded');
       expect(await page.$eval('#card-blinded .backend', (el) => (el as unknown as El).dataset.backend)).toBe('sodium');
       expect(await text(page, '#card-blinded .facts')).toContain('DLEQ proof verified');
 
+      // The variant, as the server's config says: 2 numbers pay with a token of class 64 (the test server's classes are 1, 64, 4096).
+      expect(await text(page, '#card-blinded .card-head h2')).toBe('blinded, anonymous');
+      expect(await text(page, '#card-blinded .variant')).toBe('Privacy Pass token, padded to class 64');
+      // What crossed the wire: issuance with the account, evaluate with the token only, padded; buckets with nothing.
+      const step = (name: string) => text(page, `#card-blinded .crossed [data-step="${name}"]`);
+      expect(await step('issuance')).toMatch(/^issuance 1 request for 1 token of class 64, with the account \([\d,]+ B sent, [\d,]+ B received\): on demand/);
+      const evaluate = await step('evaluate');
+      expect(evaluate).toMatch(/^evaluate with the token only, no account: 2 elements \+ 62 dummy = class 64; token header ([\d,]+) B/);
+      expect(Number(/token header ([\d,]+) B/.exec(evaluate)![1]!.replaceAll(',', ''))).toBeGreaterThan(400);
+      expect(await step('buckets')).toMatch(/^buckets 2 buckets fetched, no credential, each checked against the epoch’s published Merkle root/);
+      const credentials = await page.$$eval('#card-blinded .wire-detail li', (els) =>
+        els.map((e) => {
+          const el = e as unknown as El;
+          // textContent: the list sits in a closed <details>, where innerText is empty.
+          return [el.querySelectorAll('code')[0]?.textContent?.split(' ')[1], el.querySelectorAll('[data-credential]')[0]?.getAttribute('data-credential')];
+        }),
+      );
+      expect(credentials).toContainEqual(['/v1/tokens', 'account']);
+      expect(credentials).toContainEqual(['/v1/blinded/evaluate', 'token']);
+      expect(credentials.filter(([path]) => path?.startsWith('/v1/blinded/buckets/')).every(([, c]) => c === 'none')).toBe(true);
+
       const log = await text(page, '#log-blinded');
-      expect(log).toMatch(new RegExp(`account ${pageAccountId} at 127\\.0\\.0\\.1 sent 2 blinded elements \\(epoch 1\\)`));
       expect(log).toContain('The number is nowhere in these rows');
-      const buckets = await page.$$eval('#log-blinded [data-table="blinded_bucket_log"] [data-holds="bucket"] .value', (els) => els.map((e) => (e as unknown as El).innerText));
+      expect(log).toMatch(new RegExp(`account ${pageAccountId} was issued 64 elements’ worth of tokens on \\d{4}-\\d\\d-\\d\\d \\(UTC\\)`));
+      expect(log).toMatch(/from 127\.0\.0\.1, someone made 1 request of class 64 to evaluate \(epoch 1\), with no account and no element count/);
+      expect(log).toContain(`Nothing in the evaluate row names account ${pageAccountId}`);
+      expect(log).toContain('It can be tied to the account only by its time and its IP');
+      expect(log).toContain('Through an OHTTP relay the IP is the relay’s');
+      const cells = (table: string, holds: string) =>
+        page.$$eval(`#log-blinded [data-table="${table}"] [data-holds="${holds}"] .value`, (els) => els.map((e) => (e as unknown as El).innerText));
+      // The issuance row names the page's account; the evaluation row names no one and counts no elements.
+      expect(await cells('token_issuance_log', 'account')).toEqual([String(pageAccountId)]);
+      expect(await cells('token_issuance_log', 'count')).toEqual(['64']);
+      expect(await cells('blinded_token_eval_log', 'size-class')).toEqual(['64']);
+      expect(await cells('blinded_token_eval_log', 'account')).toEqual([]);
+      expect(await cells('blinded_token_eval_log', 'ip')).toEqual(['127.0.0.1']);
+      expect(await text(page, '#log-blinded [data-table="blinded_token_eval_log"]')).not.toContain(String(PAGE_ACCOUNT_EMAIL));
+      expect(await page.$$('#log-blinded [data-table="blinded_eval_log"]')).toHaveLength(0);
+      expect(await text(page, '#log-blinded [data-table-absent="blinded_eval_log"]')).toContain('no row');
+      const buckets = await cells('blinded_bucket_log', 'bucket');
       for (const n of [REGISTERED, UNREGISTERED]) expect(buckets).toContain(String(bucketOf(n, BUCKET_BITS)));
-      const evalCounts = await page.$$eval('#log-blinded [data-table="blinded_eval_log"] [data-holds="count"] .value', (els) => els.map((e) => (e as unknown as El).innerText));
-      expect(evalCounts).toEqual(['2']);
 
       const panelHtml = await html(page, '#log-blinded');
       for (const n of [REGISTERED, UNREGISTERED]) {
@@ -226,8 +267,13 @@ describe.skipIf(!chromium)('web page in headless Chromium', () => {
       }
       expect(await text(page, '#log-plain')).toContain(BOB);
       expect(await text(page, '#log-hashed')).toContain(`= ${BOB}`);
+      // The anonymous variant beside the others: its card says so, and its log holds no account beside the evaluation.
+      expect(await text(page, '#card-blinded .card-head h2')).toBe('blinded, anonymous');
+      expect(await text(page, '#card-blinded .variant')).toBe('Privacy Pass token, padded to class 64');
+      expect(await text(page, '#card-blinded .crossed [data-step="evaluate"]')).toContain('2 elements + 62 dummy = class 64');
       const blinded = await text(page, '#log-blinded');
-      expect(blinded).toContain('sent 2 blinded elements');
+      expect(blinded).toMatch(/someone made \d+ requests? of class 64 to evaluate/);
+      expect(blinded).toContain('Nothing in the evaluate row names account');
       for (const n of [BOB, UNREGISTERED_2]) for (const form of formsOf(n).slice(0, 4)) expect(blinded).not.toContain(form);
     });
 
@@ -251,6 +297,31 @@ describe.skipIf(!chromium)('web page in headless Chromium', () => {
     expect(await page.$eval('#card-blinded .backend', (el) => (el as unknown as El).dataset.backend)).toBe('noble');
     expect(await text(page, '#card-blinded .facts')).toContain('DLEQ proof verified');
     await page.close();
+  });
+
+  it('blinded on a server that takes the account: requester, IP, element count and bucket ids, and no token', async () => {
+    const accountUi = createWebUi({ distDir: dist });
+    const server = await startTestServer({ web: accountUi.mount, bucketBits: BUCKET_BITS, blindedAuth: 'account' });
+    try {
+      await server.admin.createAccount({ email: 'alice@example.com', numbers: [REGISTERED], capabilities: ['messages', 'facetime'] });
+      const page = await open(accountUi.loginUrl(server.server.url));
+      await lookUp(page, 'blinded', '(415) 555-0123\n+1 415-555-0199', 'button');
+      await expectTwoAnswers(page, 'blinded');
+      const accountId = server.server.store.accountByEmail(PAGE_ACCOUNT_EMAIL)!.accountId;
+      expect(await text(page, '#card-blinded .card-head h2')).toBe('blinded, as the account');
+      expect(await text(page, '#card-blinded .variant')).toBe('the account’s token on every evaluate request');
+      expect(await page.$$('#card-blinded .crossed [data-step="issuance"]')).toHaveLength(0);
+      expect(await text(page, '#card-blinded .crossed [data-step="evaluate"]')).toMatch(/^evaluate with the account: 2 blinded elements/);
+      const log = await text(page, '#log-blinded');
+      expect(log).toMatch(new RegExp(`account ${accountId} at 127\\.0\\.0\\.1 sent 2 blinded elements \\(epoch 1\\)`));
+      const evalCounts = await page.$$eval('#log-blinded [data-table="blinded_eval_log"] [data-holds="count"] .value', (els) => els.map((e) => (e as unknown as El).innerText));
+      expect(evalCounts).toEqual(['2']);
+      expect(await page.$$('#log-blinded [data-table="blinded_token_eval_log"], #log-blinded [data-table="token_issuance_log"]')).toHaveLength(0);
+      for (const n of [REGISTERED, UNREGISTERED]) for (const form of formsOf(n)) expect(log).not.toContain(form);
+      await page.close();
+    } finally {
+      await server.close();
+    }
   });
 
   it('without the login link: answers only, with an account token, and a note where the log would be', async () => {

@@ -2,13 +2,17 @@
  * The web page's server side (web/server.ts): the page at `/` with its
  * headers, the one-time login link, the view token, the trace of what a
  * lookup left (scoped to the page's requester, flushed first, the hashed
- * reversal timed), bad input, and `--no-ui`. The page itself, in a real
- * browser: test/web-page.test.ts.
+ * reversal timed), bad input, and `--no-ui`. Blinded, both variants: with
+ * Privacy Pass tokens (the default) the issuance row names the account and
+ * the evaluation rows name no one, found by IP; as the account, the old
+ * per-request rows. The page itself, in a real browser:
+ * test/web-page.test.ts.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashNumber } from '../shared/hashed.ts';
+import { BLINDED_EVAL_LOG, BLINDED_TOKEN_EVAL_LOG, TOKEN_ISSUANCE_LOG } from '../shared/designs/blinded.ts';
 import { TraceReply } from '../shared/messages.ts';
 import { parseReply } from '../shared/schema.ts';
 import type { E164 } from '../shared/e164.ts';
@@ -127,13 +131,34 @@ describe('web/server.ts: the page, the login link and the trace', () => {
     expect(blinded.status).toBe(200);
     // Each reply is what shared/page.ts declares, as the page checks it.
     for (const r of [plain, hashed, blinded]) expect(() => parseReply(TraceReply, r.json, 'json')).not.toThrow();
-    const [evals, buckets] = blinded.json.tables;
-    expect(evals.name).toBe('blinded_eval_log');
-    expect(evals.rows).toEqual([[expect.any(Number), page.accountId, '127.0.0.1', 1, 2]]);
-    expect(buckets.name).toBe('blinded_bucket_log');
+    // The default server takes Privacy Pass tokens on evaluate: the trace says so, and holds its token logs.
+    expect(blinded.json.auth).toBe('token');
+    type Table = { name: string; scope: string; windowMs?: number; columns: { name: string; holds: string }[]; rows: unknown[][] };
+    const tables = new Map<string, Table>((blinded.json.tables as Table[]).map((t) => [t.name, t]));
+    expect([...tables.keys()].sort()).toEqual(['blinded_bucket_log', BLINDED_EVAL_LOG.name, BLINDED_TOKEN_EVAL_LOG.name, TOKEN_ISSUANCE_LOG.name].sort());
+    // Nothing reached the per-account evaluate log: the evaluate requests carried tokens.
+    expect(tables.get(BLINDED_EVAL_LOG.name)!.rows).toEqual([]);
+    // Issuance: per account and UTC day, in elements: one token of class 64 (2 numbers padded to 64), and none of the other account's.
+    const issuance = tables.get(TOKEN_ISSUANCE_LOG.name)!;
+    expect([issuance.scope, issuance.windowMs]).toEqual(['account', 86_400_000]);
+    expect(issuance.rows).toEqual([[expect.any(Number), page.accountId, 64]]);
+    expect((issuance.rows[0]![0] as number) % 86_400_000).toBe(0);
+    // The anonymous evaluations: found by IP, no account and no element count in them. The other account's
+    // single lookup from the same IP (class 1) sits beside the page account's (class 64), told apart by class only.
+    const evals = tables.get(BLINDED_TOKEN_EVAL_LOG.name)!;
+    expect([evals.scope, evals.windowMs]).toEqual(['ip', 60_000]);
+    expect(evals.columns.map((c) => c.holds)).toEqual(['time', 'ip', 'epoch', 'size-class', 'count']);
+    expect(evals.columns.some((c) => ['account', 'email', 'number', 'number-hash'].includes(c.holds))).toBe(false);
+    expect(evals.rows.map((r) => r.slice(1)).sort()).toEqual([
+      ['127.0.0.1', 1, 1, 1],
+      ['127.0.0.1', 1, 64, 1],
+    ]);
+    for (const r of evals.rows) expect((r[0] as number) % 60_000).toBe(0);
+    const buckets = tables.get('blinded_bucket_log')!;
+    expect(buckets.scope).toBe('ip');
     expect(buckets.rows.length).toBeGreaterThan(0);
     const text = JSON.stringify(blinded.json);
-    for (const form of [REGISTERED, REGISTERED.slice(1), '4155550123', hex(REGISTERED), UNREGISTERED.slice(1)]) expect(text).not.toContain(form);
+    for (const form of [REGISTERED, REGISTERED.slice(1), '4155550123', hex(REGISTERED), UNREGISTERED.slice(1), PAGE_ACCOUNT_EMAIL]) expect(text).not.toContain(form);
   });
 
   it('POST /v1/admin/page-link mints a new one-time link for the admin only', async () => {
@@ -162,6 +187,33 @@ describe('web/server.ts: the page, the login link and the trace', () => {
       const r = await raw(`${ts.server.url}/v1/ui/trace?${q}`, { method: 'GET', headers: auth });
       expect([r.status, r.json.error.code], q).toEqual([400, 'invalid_field']);
       expect(r.json.error.message.length, q).toBeGreaterThan(10);
+    }
+  });
+});
+
+describe('web/server.ts: the blinded trace of a server that takes the account on evaluate', () => {
+  it('holds the per-request row with the account, IP and element count, and no token log', async () => {
+    const ui = createWebUi({ distDir: fakeDist() });
+    const ts = await startTestServer({ web: ui.mount, blindedAuth: 'account' });
+    try {
+      await ts.admin.createAccount({ email: 'owner@example.org', numbers: [REGISTERED], capabilities: ['messages'] });
+      const r = await login(ts.server.url, codeOf(ui.loginUrl(ts.server.url)));
+      const { viewToken, requester } = r.json as { viewToken: string; requester: { accountId: number; token: string } };
+      const auth = { authorization: `Bearer ${viewToken}` };
+      const since = (await raw(`${ts.server.url}/v1/ui/clock`, { method: 'GET', headers: auth })).json.now as number;
+      await ts.client(requester.token, 'blinded').lookupMany([REGISTERED, UNREGISTERED]);
+      const t = await raw(`${ts.server.url}/v1/ui/trace?design=blinded&since=${since}`, { method: 'GET', headers: auth });
+      expect(t.status).toBe(200);
+      expect(() => parseReply(TraceReply, t.json, 'json')).not.toThrow();
+      expect(t.json.auth).toBe('account');
+      const [evals, buckets, ...rest] = t.json.tables;
+      expect(rest).toEqual([]); // no token logs: this server keeps none
+      expect([evals.name, evals.scope]).toEqual([BLINDED_EVAL_LOG.name, 'account']);
+      expect(evals.rows).toEqual([[expect.any(Number), requester.accountId, '127.0.0.1', 1, 2]]);
+      expect([buckets.name, buckets.scope]).toEqual(['blinded_bucket_log', 'ip']);
+      expect(buckets.rows.length).toBeGreaterThan(0);
+    } finally {
+      await ts.close();
     }
   });
 });

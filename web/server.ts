@@ -68,7 +68,7 @@ import {
   type TraceScope,
   type TraceTable,
 } from '../shared/messages.ts';
-import type { BlindedAuth } from '../shared/tokens.ts';
+import { DEFAULT_BLINDED_AUTH, type BlindedAuth } from '../shared/tokens.ts';
 import { bearer, replyFormat, send } from '../server/app.ts';
 import type { ServerContext, WebMount } from '../server/context.ts';
 import { flushLogs, logHealth } from '../server/loghealth.ts';
@@ -272,7 +272,7 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
           numbers: Object.fromEntries(r.numbers),
         };
       }
-      const auth: BlindedAuth | undefined = design === 'blinded' ? (ctx.options.blindedAuth ?? 'token') : undefined; // server/designs/blinded.ts's default
+      const auth: BlindedAuth | undefined = design === 'blinded' ? (ctx.options.blindedAuth ?? DEFAULT_BLINDED_AUTH) : undefined;
       reply(req, res, { design: design as DesignName, since, now: ctx.now(), requester: { accountId: requester.accountId, ip }, ...(auth ? { auth } : {}), tables, reversal });
     });
 

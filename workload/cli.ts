@@ -1,12 +1,14 @@
 /**
  * `pcd simulate`: the workload simulation from the command line (see
  * workload/run.ts). Every population and script parameter is a flag; the
- * defaults are the default scale (about ten minutes on two cores for the
- * six runs: plain, hashed, blinded at 0, 4, 8 and 12 bucket bits).
+ * defaults are the default scale: plain, hashed, and the blinded variants
+ * (blinded, blinded-anonymous, blinded-anonymous+relay) at 0, 4, 8 and 12
+ * bucket bits.
  *
  *   pcd simulate                                   default scale, table on stdout
  *   pcd simulate --out sim/ --days 7 --bucket-bits 0,8,16
  *   pcd simulate --designs blinded --bucket-bits 12 --people 20000 --registered-share 0.5
+ *   pcd simulate --designs blinded-anonymous,blinded-anonymous+relay --bucket-bits 0 --days 3
  *
  * With --out: results.json (parameters, population, script counts and the
  * `workload` rows), workload.md (the tables) and workload.vl.json (the
@@ -17,11 +19,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
-import { DESIGNS, type DesignName } from '../shared/messages.ts';
 import { workloadChart, workloadMarkdown } from '../bench/workload.ts';
 import { DEFAULT_POPULATION } from './population.ts';
 import { DEFAULT_BUCKET_BITS, runWorkload } from './run.ts';
 import { DEFAULT_SCRIPT } from './script.ts';
+import { LIBRARY_REFILL_MEAN_MS, VARIANT_NAMES, type WorkloadVariant } from './simulate.ts';
 
 export const WORKLOAD_SCHEMA = 'pcd-workload/1';
 
@@ -84,6 +86,7 @@ interface Flags {
   designs: string[];
   bucketBits: number[];
   usersPerIp: number;
+  refillMeanMinutes: number;
   evalThreads?: number;
   parallel: number;
   keepData?: boolean;
@@ -96,8 +99,9 @@ export function simulateProgram(): Command {
   const S = DEFAULT_SCRIPT;
   return new Command('pcd simulate')
     .description(
-      'simulate days of contact discovery by a synthetic population against real servers (plain, hashed, blinded at several bucket bits), ' +
-        'then rebuild the contact graph from each server\u2019s persisted data as its operator could, and score it',
+      'simulate days of contact discovery by a synthetic population against real servers (plain, hashed, blinded at several bucket bits, ' +
+        'with evaluate paid by the account or by Privacy Pass tokens, directly or through an OHTTP relay), then rebuild the contact graph ' +
+        '(and, with tokens, who sent each request) from each server\u2019s persisted data as its operator could, and score it',
     )
     .option('--seed <s>', 'seed of the population and of the days (deterministic)', P.seed)
     .option('--regions <list>', 'regions of the numbering-plan blocks, round robin', list, P.regions)
@@ -120,9 +124,15 @@ export function simulateProgram(): Command {
     .option('--reinstalls-per-year <x>', 'reinstalls and new phones per user per year (each a full contact sync)', num('--reinstalls-per-year'), S.reinstallsPerYear)
     .option('--cache-ttl-hours <x>', 'the app\u2019s answer cache: hours before a contact is looked up again', num('--cache-ttl-hours'), S.cacheTtlHours)
     .addOption(new Option('--start <date>', 'first day of the window (ISO 8601)').argParser(parseStart).default(S.start, new Date(S.start).toISOString().slice(0, 10)))
-    .option('--designs <list>', `designs to run: ${DESIGNS.join(',')}`, list, [...DESIGNS])
-    .option('--bucket-bits <list>', 'blinded: one run per bucketBits value', intList('--bucket-bits'), DEFAULT_BUCKET_BITS)
+    .option('--designs <list>', `designs to run: ${VARIANT_NAMES.join(',')}`, list, [...VARIANT_NAMES])
+    .option('--bucket-bits <list>', 'blinded (every variant): one run per bucketBits value', intList('--bucket-bits'), DEFAULT_BUCKET_BITS)
     .option('--users-per-ip <n>', 'users behind one IP address (1: every user its own; more: a carrier NAT)', int('--users-per-ip'), 1)
+    .option(
+      '--refill-mean-minutes <x>',
+      'with tokens: mean delay of the token pool\u2019s random refill after a spend, in simulated minutes (the library\u2019s default)',
+      num('--refill-mean-minutes'),
+      LIBRARY_REFILL_MEAN_MS / 60_000,
+    )
     .addOption(new Option('--eval-threads <n>', 'blinded evaluator threads of the server (default one per core)').argParser(int('--eval-threads')))
     .option('--parallel <n>', 'runs at once, each with its own server child and clock (the results do not depend on it)', int('--parallel'), 1)
     .option('--keep-data', 'keep each run\u2019s data folder (under --out/data) for pcd audit; like any data folder it holds the server\u2019s keys and token hashes')
@@ -177,9 +187,10 @@ export async function main(argv: string[]): Promise<void> {
       cacheTtlHours: f.cacheTtlHours,
       start: f.start,
     },
-    designs: f.designs as DesignName[],
+    designs: f.designs as WorkloadVariant[],
     bucketBits: f.bucketBits,
     usersPerIp: f.usersPerIp,
+    refillMeanMs: f.refillMeanMinutes * 60_000,
     ...(f.evalThreads !== undefined ? { evalThreads: f.evalThreads } : {}),
     parallel: f.parallel,
     keepData: f.keepData ?? false,

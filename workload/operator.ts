@@ -46,6 +46,14 @@
  *   Timing beyond the minute, element counts and the order of rows are not
  *   used for claims; the counts are reported as what remains (who asked,
  *   when, how many, and which syncs were whole address books).
+ * - blinded with Privacy Pass tokens (the anonymous variants): the
+ *   evaluation log holds no account. The requester attack
+ *   (workload/requesters.ts) links each counted evaluate request to an
+ *   account from the token logs (per-day issuance per account; per-minute
+ *   requests per IP and size class); the requests it links by IP and those
+ *   it names by issuance become the evaluation rows the attack above
+ *   attributes bucket fetches with. A relay's address is every relayed
+ *   client's, so its fetches attribute to nobody in particular.
  */
 import type Database from 'better-sqlite3';
 import { bucketOf } from '../shared/buckets.ts';
@@ -56,7 +64,9 @@ import { auditHashed } from '../audit/designs/hashed.ts';
 import { auditPlain } from '../audit/designs/plain.ts';
 import { requireTable, withSnapshot } from '../audit/image.ts';
 import { parsePlan, type PlanPattern } from '../audit/plan.ts';
-import { BUCKET_LOG_WINDOW_MS } from '../shared/designs/blinded.ts';
+import { BLINDED_TOKEN_EVAL_LOG, BUCKET_LOG_WINDOW_MS, TOKEN_ISSUANCE_LOG } from '../shared/designs/blinded.ts';
+import { attackRequesters, type IssuanceRow, type RequesterAttack, type TokenEvalRow } from './requesters.ts';
+import { isAnonymous, variantSpec, type RunTarget } from './simulate.ts';
 
 /** "account number". */
 export type EdgeKey = string;
@@ -88,6 +98,9 @@ export interface WhatRemains {
   unattributedBucketRows?: number;
   /** Hashed: the reversal. */
   reversal?: { candidates: number; seconds: number; distinctHashes: number; reversed: number };
+  /** With tokens: issuance rows and the elements' worth they count. */
+  issuanceRows?: number;
+  issuedElements?: number;
 }
 
 export interface Reconstruction {
@@ -100,6 +113,17 @@ export interface Reconstruction {
   candidates(accountId: number, number: E164): Candidates;
   remains: WhatRemains;
   warnings: string[];
+  /** With tokens: the requester attack (workload/requesters.ts), scored in workload/score.ts. */
+  requesters?: RequesterAttack;
+}
+
+/** An evaluation as the bucket attribution uses it: a blinded_eval_log row, or an anonymous request the requester attack named. */
+export interface EvaluationRow {
+  ts: number;
+  accountId: number;
+  ip: string;
+  epoch: number;
+  count: number;
 }
 
 /** Every number a plan spans, X digits counting up. */
@@ -210,13 +234,15 @@ function lowerBound(xs: readonly number[], x: number): number {
   return lo;
 }
 
-export function reconstructBlinded(dataDir: string, planSpec: string): Reconstruction {
+/** `evaluations`: the rows that attribute bucket fetches (default: blinded_eval_log's, as the audit reads them). */
+export function reconstructBlinded(dataDir: string, planSpec: string, evaluations?: readonly EvaluationRow[]): Reconstruction {
   const audit = auditBlinded(dataDir, { targets: [] });
+  const evals: readonly EvaluationRow[] = evaluations ?? audit.evaluations.rows;
   const { fetches, owners } = readBlindedTables(dataDir);
   const plan = parsePlan(planSpec);
   const planSize = plan.reduce((s, p) => s + p.size, 0);
   const bitsOf = new Map(audit.epochs.map((e) => [e.epoch, e.bucketBits]));
-  const epochsUsed = [...new Set([...audit.evaluations.rows.map((r) => r.epoch), ...fetches.map((f) => f.epoch)])].filter((e) => bitsOf.has(e));
+  const epochsUsed = [...new Set([...evals.map((r) => r.epoch), ...fetches.map((f) => f.epoch)])].filter((e) => bitsOf.has(e));
   const bitsUsed = [...new Set(epochsUsed.map((e) => bitsOf.get(e)!))];
   // Bucket ids are comparable within an epoch only.
   const slot = (epoch: number, bucket: number) => epoch * 2 ** 25 + bucket;
@@ -258,7 +284,7 @@ export function reconstructBlinded(dataDir: string, planSpec: string): Reconstru
 
   // 1. Attribution.
   const evalsByIp = new Map<string, { ts: number[]; accounts: number[] }>();
-  for (const r of [...audit.evaluations.rows].sort((a, b) => a.ts - b.ts)) {
+  for (const r of [...evals].sort((a, b) => a.ts - b.ts)) {
     const e = evalsByIp.get(r.ip) ?? { ts: [], accounts: [] };
     e.ts.push(r.ts);
     e.accounts.push(r.accountId);
@@ -368,7 +394,6 @@ export function reconstructBlinded(dataDir: string, planSpec: string): Reconstru
     return { plan: planSize - own.length, registered: registered ? owners.size - own.length : null };
   };
 
-  const evals = audit.evaluations.rows;
   const current = audit.currentEpoch === null ? undefined : audit.epochs.find((e) => e.epoch === audit.currentEpoch);
   return {
     design: 'blinded',
@@ -397,7 +422,64 @@ export function reconstructBlinded(dataDir: string, planSpec: string): Reconstru
   };
 }
 
-export function reconstruct(design: DesignName, dataDir: string, planSpec: string): Reconstruction {
+/** The token logs (shared/designs/blinded.ts), from the same on-disk snapshot the audit reads. */
+export function readTokenTables(dataDir: string): { evalRows: TokenEvalRow[]; issuance: IssuanceRow[] } {
+  return withSnapshot(dataDir, ({ db }: { db: Database.Database }) => {
+    requireTable(db, BLINDED_TOKEN_EVAL_LOG.name);
+    requireTable(db, TOKEN_ISSUANCE_LOG.name);
+    const evalRows = db.prepare<[], TokenEvalRow>(`SELECT ts, ip, epoch, size_class AS sizeClass, count FROM ${BLINDED_TOKEN_EVAL_LOG.name} ORDER BY ts`).all();
+    const issuance = db.prepare<[], IssuanceRow>(`SELECT ts, account_id AS accountId, count AS elements FROM ${TOKEN_ISSUANCE_LOG.name} ORDER BY ts`).all();
+    return { evalRows, issuance };
+  });
+}
+
+/**
+ * Blinded with tokens: the requester attack on the token logs, then the
+ * bucket attack with the requests it named as the evaluations. `relayIps`:
+ * the server's configured relays, which its operator knows.
+ */
+export function reconstructAnonymous(dataDir: string, planSpec: string, relayIps: readonly string[]): Reconstruction {
+  const { evalRows, issuance } = readTokenTables(dataDir);
+  const attack = attackRequesters({ evalRows, issuance, relayIps: new Set(relayIps) });
+  // The requests linked by IP (an IP's link is one account for all its requests, named or the best of a tie) and those named
+  // by issuance carry their account; every other request is an evaluation by someone unknown (a negative id of its own),
+  // so that a fetch near it is not pinned on a linked request of the same minute and IP (a relay's), and is claimed for nobody.
+  const rows: EvaluationRow[] = attack.events.map((e, i) => {
+    const g = attack.guesses[i]!;
+    const known = g.accountId !== null && (g.via === 'ip' || g.named);
+    return { ts: e.ts, accountId: known ? g.accountId! : -1 - i, ip: e.ip, epoch: e.epoch, count: e.sizeClass };
+  });
+  const full = reconstructBlinded(dataDir, planSpec, rows);
+  const real = (claims: Set<EdgeKey>) => new Set([...claims].filter((k) => !k.startsWith('-')));
+  const rec: Reconstruction = { ...full, claimed: real(full.claimed), attacks: full.attacks.map((a) => ({ name: a.name, claimed: real(a.claimed) })) };
+  const r = rec.remains;
+  const events = attack.events;
+  return {
+    ...rec,
+    requesters: attack,
+    remains: {
+      ...r,
+      fields:
+        'token evaluations: minute, IP, epoch, size class, count; bucket fetches: minute, IP, epoch, bucket id, count; token issuance: day, account, elements',
+      rows: evalRows.length + (r.bucketRows ?? 0) + issuance.length,
+      requesters: attack.accounts,
+      ips: new Set([...events.map((e) => e.ip), ...readBucketIps(dataDir)]).size,
+      lookups: events.reduce((n, e) => n + e.sizeClass, 0),
+      syncRequests: events.filter((e) => e.sizeClass > 1).length,
+      ...span([...events.map((e) => e.ts), ...(r.from === null ? [] : [r.from]), ...(r.until === null ? [] : [r.until])]),
+      issuanceRows: issuance.length,
+      issuedElements: issuance.reduce((n, x) => n + x.elements, 0),
+    },
+  };
+}
+
+function readBucketIps(dataDir: string): string[] {
+  return withSnapshot(dataDir, ({ db }: { db: Database.Database }) => db.prepare<[], { ip: string }>('SELECT DISTINCT ip FROM blinded_bucket_log').all().map((r) => r.ip));
+}
+
+export function reconstruct(target: RunTarget, dataDir: string, planSpec: string, relayIps: readonly string[] = []): Reconstruction {
+  if (isAnonymous(target.variant)) return reconstructAnonymous(dataDir, planSpec, relayIps);
+  const design: DesignName = variantSpec(target.variant).design;
   switch (design) {
     case 'plain':
       return reconstructPlain(dataDir, planSpec);

@@ -1,6 +1,6 @@
 /**
  * The whole measurement: one population, one script of the window, then per
- * design (and per bucketBits for blinded) a fresh data folder, a real
+ * variant (and per bucketBits for blinded) a fresh data folder, a real
  * server child, the script played through the real client, the server
  * stopped, and the operator's reconstruction from what it persisted, scored
  * against the script's truth. Used by `pcd simulate` (workload/cli.ts) and
@@ -11,20 +11,22 @@ import os from 'node:os';
 import path from 'node:path';
 import { checkBucketBits } from '../shared/buckets.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
-import { DESIGNS, type DesignName } from '../shared/messages.ts';
 import { reconstruct } from './operator.ts';
 import { DEFAULT_POPULATION, generatePopulation, type PopulationOptions, type PopulationStats } from './population.ts';
 import { scoreRun, type WorkloadResult } from './score.ts';
 import { DEFAULT_SCRIPT, generateScript, type Script, type ScriptOptions } from './script.ts';
-import { runLabel, runScript, type RunTarget } from './simulate.ts';
+import { LIBRARY_REFILL_MEAN_MS, VARIANT_NAMES, isAnonymous, runLabel, runScript, variantSpec, type RunTarget, type WorkloadVariant } from './simulate.ts';
 
 export interface WorkloadOptions {
   population: PopulationOptions;
   script: ScriptOptions;
-  designs: DesignName[];
-  /** Blinded: one run per value. */
+  /** Variants (simulate.ts WORKLOAD_VARIANTS): plain, hashed, blinded, blinded-anonymous, blinded-anonymous+relay. */
+  designs: WorkloadVariant[];
+  /** Blinded (every variant): one run per value. */
   bucketBits: number[];
   usersPerIp: number;
+  /** With tokens: the pools' mean refill delay, in simulated ms (default the library's, 10 minutes). */
+  refillMeanMs?: number;
   evalThreads?: number;
   /** Runs (server children) at once (default 1); each has its own clock, so the rows are the same, only faster on two cores. */
   parallel?: number;
@@ -41,7 +43,7 @@ export function defaultWorkloadOptions(): WorkloadOptions {
   return {
     population: { ...DEFAULT_POPULATION, regions: [...DEFAULT_POPULATION.regions] },
     script: { ...DEFAULT_SCRIPT },
-    designs: [...DESIGNS],
+    designs: [...VARIANT_NAMES],
     bucketBits: [...DEFAULT_BUCKET_BITS],
     usersPerIp: 1,
   };
@@ -51,9 +53,10 @@ export interface WorkloadRun {
   parameters: {
     population: PopulationOptions;
     script: Omit<ScriptOptions, 'start'> & { start: string };
-    designs: DesignName[];
+    designs: WorkloadVariant[];
     bucketBits: number[];
     usersPerIp: number;
+    refillMeanMs: number;
   };
   population: PopulationStats & { plan: string };
   script: Script['counts'] & { actions: number; lookedUpEdges: number; conversationEdges: number; addressBookEdges: number };
@@ -64,13 +67,14 @@ export interface WorkloadRun {
 }
 
 export function targetsOf(o: Pick<WorkloadOptions, 'designs' | 'bucketBits'>): RunTarget[] {
-  if (o.designs.length === 0) throw new PcdError(ErrorCode.InvalidField, 'no design to simulate: --designs plain,hashed,blinded');
+  if (o.designs.length === 0) throw new PcdError(ErrorCode.InvalidField, `no design to simulate: --designs ${VARIANT_NAMES.join(',')}`);
   for (const d of o.designs) {
-    if (!(DESIGNS as readonly string[]).includes(d)) throw new PcdError(ErrorCode.InvalidField, `unknown design '${d}': known are ${DESIGNS.join(', ')}`);
+    if (!(VARIANT_NAMES as readonly string[]).includes(d)) throw new PcdError(ErrorCode.InvalidField, `unknown design '${d}': known are ${VARIANT_NAMES.join(', ')}`);
   }
   for (const b of o.bucketBits) checkBucketBits(b);
-  if (o.designs.includes('blinded') && o.bucketBits.length === 0) throw new PcdError(ErrorCode.InvalidField, 'blinded needs at least one --bucket-bits value');
-  return o.designs.flatMap((design): RunTarget[] => (design === 'blinded' ? [...new Set(o.bucketBits)].map((bucketBits) => ({ design, bucketBits })) : [{ design }]));
+  const blinded = (v: WorkloadVariant) => variantSpec(v).design === 'blinded';
+  if (o.designs.some(blinded) && o.bucketBits.length === 0) throw new PcdError(ErrorCode.InvalidField, 'blinded needs at least one --bucket-bits value');
+  return [...new Set(o.designs)].flatMap((variant): RunTarget[] => (blinded(variant) ? [...new Set(o.bucketBits)].map((bucketBits) => ({ variant, bucketBits })) : [{ variant }]));
 }
 
 export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {
@@ -78,6 +82,9 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {
   const t0 = performance.now();
   const targets = targetsOf(o);
   if (!Number.isInteger(o.usersPerIp) || o.usersPerIp < 1) throw new PcdError(ErrorCode.InvalidField, `users per IP must be a whole number >= 1, got ${o.usersPerIp}`);
+  if (o.refillMeanMs !== undefined && !(Number.isFinite(o.refillMeanMs) && o.refillMeanMs >= 0 && o.refillMeanMs <= 30 * 86_400_000)) {
+    throw new PcdError(ErrorCode.InvalidField, `the mean refill delay must be from 0 to 30 days, got ${o.refillMeanMs / 60_000} minutes`);
+  }
   const pop = generatePopulation(o.population);
   const script = generateScript(pop, o.script);
   const s = pop.stats;
@@ -100,15 +107,20 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {
     for (let i = next++; i < targets.length; i = next++) {
       const target = targets[i]!;
       const r0 = performance.now();
-      const run = await runScript(pop, script, target, { root, usersPerIp: o.usersPerIp, evalThreads: o.evalThreads, log });
-      const rec = reconstruct(target.design, run.dataDir, pop.planSpec);
+      const run = await runScript(pop, script, target, { root, usersPerIp: o.usersPerIp, evalThreads: o.evalThreads, refillMeanMs: o.refillMeanMs, log });
+      const rec = reconstruct(target, run.dataDir, pop.planSpec, run.relayIps);
       const row = scoreRun(pop, script, run, rec, (performance.now() - r0) / 1000);
       results[i] = row;
+      const pct = (x: number | null) => (x === null ? '-' : `${(x * 100).toFixed(1)} %`);
+      const q = row.requesters;
       log(
         `  ${runLabel(target)}: ${row.lookups} lookups in ${run.seconds.toFixed(1)} s (server start ${run.startSeconds.toFixed(1)} s, ` +
-          `client calls ${run.clientSeconds.toFixed(1)} s, clock ${run.clockSeconds.toFixed(1)} s); recall ${(row.recall * 100).toFixed(1)} %, ` +
-          `precision ${row.precision === null ? '-' : (row.precision * 100).toFixed(1) + ' %'}, median candidates ${row.medianCandidates}, ` +
-          `${Math.round(row.bytesPerLookup)} B/lookup${run.errors ? `; ${run.errors} failed lookups (${run.firstError})` : ''}`,
+          `client calls ${run.clientSeconds.toFixed(1)} s, clock ${run.clockSeconds.toFixed(1)} s); recall ${pct(row.recall)}, ` +
+          `precision ${pct(row.precision)}, median candidates ${row.medianCandidates}, ` +
+          `${Math.round(row.bytesPerLookup)} B/lookup` +
+          (q ? `; requesters: ${pct(q.linkedShare)} linked at ${pct(q.precision)}, top guess ${pct(q.top1)} (chance ${pct(q.chance)})` : '') +
+          (row.padding && isAnonymous(target.variant) ? `; padding ${row.padding.ratio.toFixed(2)}x` : '') +
+          (run.errors ? `; ${run.errors} failed lookups (${run.firstError})` : ''),
       );
       for (const w of rec.warnings) log(`    warning: ${w}`);
       if (o.keepData) dataDirs.push(run.dataDir);
@@ -128,6 +140,7 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {
       designs: o.designs,
       bucketBits: o.bucketBits,
       usersPerIp: o.usersPerIp,
+      refillMeanMs: o.refillMeanMs ?? LIBRARY_REFILL_MEAN_MS,
     },
     population: { ...pop.stats, plan: pop.planSpec },
     script: {

@@ -10,14 +10,21 @@
  * - medianCandidates: per true edge, the numbers the operator cannot tell
  *   the true contact from (1: named; the whole plan: nothing learned);
  * - conversation and address-book recall: the same claims against the
- *   pairs that talked, and against every book entry at the window's end.
+ *   pairs that talked, and against every book entry at the window's end;
+ * - with tokens, requester recovery (workload/requesters.ts): each
+ *   counted evaluate request's guessed account against the account that
+ *   sent it (share linked, precision, a guess for every request, and
+ *   chance: 1 / accounts active that day);
+ * - blinded, padding: elements sent / elements asked (the numbers that
+ *   were not in a tag cache), overall, for single lookups and for syncs.
  */
 import type { DesignName } from '../shared/messages.ts';
 import type { E164 } from '../shared/e164.ts';
 import { edgeKey, type EdgeKey, type Reconstruction, type WhatRemains } from './operator.ts';
 import type { WorkloadPopulation } from './population.ts';
+import { scoreRequesters, type RequesterScore } from './requesters.ts';
 import type { Script } from './script.ts';
-import { runLabel, type RunRecord } from './simulate.ts';
+import { runLabel, variantSpec, type RunRecord, type PoolRunStats, type SentEvaluation, type WorkloadVariant } from './simulate.ts';
 
 export interface AttackScore {
   name: string;
@@ -27,7 +34,21 @@ export interface AttackScore {
   precision: number | null;
 }
 
+/** Elements sent / elements asked: what padding to the token's size class costs. */
+export interface PaddingScore {
+  requests: number;
+  asked: number;
+  sent: number;
+  /** sent / asked (1: no padding). */
+  ratio: number;
+  /** Requests of one number (a lookup), and of more (a sync): their own ratios (null without such requests). */
+  single: number | null;
+  batch: number | null;
+}
+
 export interface WorkloadResult {
+  /** As `--designs` names it: plain, hashed, blinded, blinded-anonymous, blinded-anonymous+relay. */
+  variant: WorkloadVariant;
   design: DesignName;
   /** Blinded: the epoch's bucket bits; null for plain and hashed. */
   bucketBits: number | null;
@@ -57,6 +78,12 @@ export interface WorkloadResult {
   planPerBucket: number | null;
   registeredPerBucket: number | null;
   remains: WhatRemains;
+  /** With tokens: requester recovery, scored against the truth. */
+  requesters: RequesterScore | null;
+  /** Blinded: the padding's cost. */
+  padding: PaddingScore | null;
+  /** With tokens: the token pools' issuance and spending, and the refills played. */
+  pools: PoolRunStats | null;
   /** Client calls that failed (expected 0). */
   errors: number;
   /** Wall time of the run: seeding, server start, the simulated days, and the reconstruction. */
@@ -92,6 +119,21 @@ function asEdges(keys: Set<number>, pop: WorkloadPopulation, accountIds: readonl
   return { set, list };
 }
 
+export function scorePadding(sent: readonly SentEvaluation[]): PaddingScore {
+  const sum = (xs: readonly SentEvaluation[]) => xs.reduce((a, e) => ({ asked: a.asked + e.asked, sent: a.sent + e.elements }), { asked: 0, sent: 0 });
+  const all = sum(sent);
+  const single = sum(sent.filter((e) => e.asked === 1));
+  const batch = sum(sent.filter((e) => e.asked > 1));
+  return {
+    requests: sent.length,
+    asked: all.asked,
+    sent: all.sent,
+    ratio: all.asked ? all.sent / all.asked : 1,
+    single: single.asked ? single.sent / single.asked : null,
+    batch: batch.asked ? batch.sent / batch.asked : null,
+  };
+}
+
 export function scoreRun(pop: WorkloadPopulation, script: Script, run: RunRecord, rec: Reconstruction, seconds: number): WorkloadResult {
   const looked = asEdges(script.truth.lookedUp, pop, run.accountIds);
   const talked = asEdges(script.truth.conversations, pop, run.accountIds).set;
@@ -105,9 +147,22 @@ export function scoreRun(pop: WorkloadPopulation, script: Script, run: RunRecord
     if (c.registered !== null) registered.push(c.registered);
   }
   const ratio = (x: number, y: number) => (y > 0 ? x / y : 0);
-  const bits = run.target.design === 'blinded' ? (rec.bucketBits ?? run.target.bucketBits ?? 0) : null;
+  const design = variantSpec(run.target.variant).design;
+  const bits = design === 'blinded' ? (rec.bucketBits ?? run.target.bucketBits ?? 0) : null;
+  let requesters: RequesterScore | null = null;
+  if (rec.requesters) {
+    const sent = run.evaluations.map((e) => ({ t: e.t, ip: e.ip, sizeClass: e.elements, accountId: run.accountIds[e.user]! }));
+    const ipAccounts = new Map<string, Set<number>>();
+    for (const e of sent) {
+      const s = ipAccounts.get(e.ip) ?? new Set<number>();
+      s.add(e.accountId);
+      ipAccounts.set(e.ip, s);
+    }
+    requesters = scoreRequesters(rec.requesters, sent, ipAccounts);
+  }
   return {
-    design: run.target.design,
+    variant: run.target.variant,
+    design,
     bucketBits: bits,
     label: runLabel(run.target),
     edges: looked.set.size,
@@ -134,6 +189,9 @@ export function scoreRun(pop: WorkloadPopulation, script: Script, run: RunRecord
     planPerBucket: bits === null ? null : pop.stats.planSize / 2 ** bits,
     registeredPerBucket: bits === null ? null : run.directorySize / 2 ** bits,
     remains: rec.remains,
+    requesters,
+    padding: design === 'blinded' ? scorePadding(run.evaluations) : null,
+    pools: run.pools,
     errors: run.errors,
     seconds,
   };

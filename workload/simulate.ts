@@ -22,34 +22,136 @@
  *   until the simulated reinstall, which starts a new client and syncs the
  *   whole book with lookupMany. Bytes are counted per client from the
  *   transport's body counts (client/cli.ts countingTransport).
+ *
+ * Variants ({@link WORKLOAD_VARIANTS}): the blinded design with evaluate
+ * paid by the account (`blinded`, the server's `blindedAuth: 'account'`),
+ * or by a Privacy Pass token (`blinded-anonymous`, shared/tokens.ts),
+ * alone or through an OHTTP relay (`blinded-anonymous+relay`: a relay
+ * (relay/relay.ts) in this process, so the server sees the relay's
+ * address for the config, evaluate and bucket requests; token issuance
+ * goes direct, with the account, as the library does). With tokens:
+ * - the app starts its token pool (client/tokens.ts) with `fill()` when it
+ *   is installed, and the library pads and pays each evaluate request;
+ * - the pool's refill runs on the simulated clock. The library refills at
+ *   a random delay after a spend (exponential, mean 10 minutes, one timer
+ *   at a time) with a real `setTimeout`, which would fire at a random
+ *   moment of the run's wall time. So the pool's own timer is parked
+ *   (`refillMeanMs` and `random` chosen so that it would fire weeks from
+ *   now, unref'd), and the run plays the library's rule in simulated time:
+ *   after an action that spent a token, unless a refill is pending, one is
+ *   due at the action's instant plus a draw of the same exponential (seeded
+ *   per user), where the server's clock is set and `fill()` called. The
+ *   issuance log's day is the server's clock's.
+ * - every evaluate request is recorded as the truth of the requester
+ *   attack (workload/requesters.ts): its simulated instant, the user, the
+ *   address the server saw and its size class (elements sent, padding
+ *   included), with the elements it asked for.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { countingTransport } from '../client/cli.ts';
 import { createClient, type Client } from '../client/client.ts';
+import type { BlindedClient } from '../client/designs/blinded.ts';
+import { relayFetchFor } from '../client/ohttp.ts';
+import type { TokenPool, TokenPoolOptions } from '../client/tokens.ts';
 import { createTransport } from '../client/transport.ts';
 import { capabilitiesToMask } from '../shared/capabilities.ts';
-import type { DesignName } from '../shared/messages.ts';
+import type { RequestOptions, Transport } from '../shared/design.ts';
+import { PATHS, type DesignName } from '../shared/messages.ts';
+import type { BlindedAuth } from '../shared/tokens.ts';
 import { Store } from '../server/store.ts';
 import { forkServer, openTimeoutMs } from '../bench/fork.ts';
+import { startRelay, type RunningRelay } from '../relay/relay.ts';
 import type { WorkloadPopulation } from './population.ts';
+import { stream, type Rng } from './rng.ts';
 import { DAY_MS, type Script } from './script.ts';
 
 /** Not a secret: the admin API is not used; the server needs a token to start without writing one. */
 const ADMIN_TOKEN = 'pcd-workload-admin-token-not-a-secret';
 
-export interface RunTarget {
+/** What a variant runs: a design and, for blinded, how evaluate is paid and whether through a relay. */
+export interface VariantSpec {
   design: DesignName;
+  /** Blinded: the server's `blindedAuth`. */
+  auth?: BlindedAuth;
+  relay: boolean;
+}
+
+/** Every variant a run can be, as `--designs` names them. */
+export const WORKLOAD_VARIANTS = {
+  plain: { design: 'plain', relay: false },
+  hashed: { design: 'hashed', relay: false },
+  blinded: { design: 'blinded', auth: 'account', relay: false },
+  'blinded-anonymous': { design: 'blinded', auth: 'token', relay: false },
+  'blinded-anonymous+relay': { design: 'blinded', auth: 'token', relay: true },
+} as const satisfies Record<string, VariantSpec>;
+export type WorkloadVariant = keyof typeof WORKLOAD_VARIANTS;
+export const VARIANT_NAMES = Object.keys(WORKLOAD_VARIANTS) as WorkloadVariant[];
+
+export function variantSpec(v: WorkloadVariant): VariantSpec {
+  return WORKLOAD_VARIANTS[v];
+}
+
+/** Evaluate paid with Privacy Pass tokens: no account in the evaluation log. */
+export function isAnonymous(v: WorkloadVariant): boolean {
+  return variantSpec(v).auth === 'token';
+}
+
+export interface RunTarget {
+  variant: WorkloadVariant;
   /** Blinded only. */
   bucketBits?: number;
 }
+
+/** The library's default mean refill delay (client/tokens.ts TokenPoolOptions.refillMeanMs). */
+export const LIBRARY_REFILL_MEAN_MS = 10 * 60_000;
+
+/**
+ * The pool's own refill timer, parked (module header): `random` 1 is
+ * clamped to 0.999999 by the pool, so its delay is -ln(1e-6) = 13.8 times
+ * the mean, here about 24 days of wall time, below setTimeout's 2^31 - 1 ms
+ * (beyond which Node would fire it at once).
+ */
+const PARKED_POOL: TokenPoolOptions = { refillMeanMs: 150_000_000, random: () => 1 };
 
 export interface RunOptions {
   /** Parent folder; the run's data folder is made inside it. */
   root: string;
   usersPerIp: number;
   evalThreads?: number;
+  /** Anonymous variants: the mean refill delay played in simulated time (default the library's, 10 minutes). */
+  refillMeanMs?: number;
   log?: (line: string) => void;
+}
+
+/** One evaluate request a client sent: the truth the requester attack is scored against. */
+export interface SentEvaluation {
+  /** Simulated instant (the server's clock when it was sent). */
+  t: number;
+  user: number;
+  /** The address the server saw: the user's, or the relay's. */
+  ip: string;
+  /** Elements sent: with tokens, the size class paid for (padding included). */
+  elements: number;
+  /** Elements asked for: the numbers that were not in the tag cache. */
+  asked: number;
+}
+
+/**
+ * The anonymous variants' token pools, summed over every install
+ * (client/tokens.ts TokenPoolStats: issuance requests, tokens fetched,
+ * spent, and fetched on demand), and the app starts and refills played.
+ */
+export interface PoolRunStats {
+  issuanceRequests: number;
+  fetched: number;
+  spent: number;
+  fetchedOnDemand: number;
+  /** App starts (one `fill()` per install) and refills played on the simulated clock. */
+  appStarts: number;
+  refills: number;
+  /** fill() calls that failed (a background refill's failure is swallowed by the library; counted here). */
+  fillErrors: number;
 }
 
 export interface RunRecord {
@@ -71,6 +173,12 @@ export interface RunRecord {
   /** Wall time spent in the client library's calls, and in setting the server's clock. */
   clientSeconds: number;
   clockSeconds: number;
+  /** Blinded: every evaluate request sent, in order. */
+  evaluations: SentEvaluation[];
+  /** With tokens. */
+  pools: PoolRunStats | null;
+  /** Through a relay: the addresses the server was told are relays (ServerOptions.ohttpRelays), which its operator knows. */
+  relayIps: string[];
 }
 
 /** The IP user u's requests come from: 10.0.0.0/8, one address per `usersPerIp` users. */
@@ -89,8 +197,22 @@ export function forwardedFetch(ip: string): typeof fetch {
 }
 
 export function runLabel(t: RunTarget): string {
-  return t.design === 'blinded' ? `blinded b=${t.bucketBits ?? 0}` : t.design;
+  return variantSpec(t.variant).design === 'blinded' ? `${t.variant} b=${t.bucketBits ?? 0}` : t.variant;
 }
+
+/** A transport that reports each evaluate request it sent successfully. */
+function observingTransport(inner: Transport, sent: (o: RequestOptions<unknown>) => void): Transport {
+  return {
+    async request<T>(o: RequestOptions<T>) {
+      const r = await inner.request(o);
+      if (o.method === 'POST' && o.path === PATHS.blindedEvaluate) sent(o as RequestOptions<unknown>);
+      return r;
+    },
+  };
+}
+
+/** The address the relay's requests reach the server from (it listens and connects on loopback). */
+const RELAY_ADDRESS = '127.0.0.1';
 
 /** Seeds a fresh data folder with every user's account; returns the account ids and tokens (in memory only). */
 function seedUsers(dataDir: string, pop: WorkloadPopulation, createdAt: number): { accountIds: number[]; tokens: string[] } {
@@ -118,13 +240,27 @@ function seedUsers(dataDir: string, pop: WorkloadPopulation, createdAt: number):
   }
 }
 
+/** One install of the app: its client, and with tokens its pool and the refill due on the simulated clock. */
+interface Install {
+  client: Client;
+  blinded: BlindedClient | undefined;
+  /** Padding elements of this client already reported (BlindedClientStats.paddingElements is counted before the request is sent). */
+  padding: number;
+  refillAt: number | undefined;
+}
+
 export async function runScript(pop: WorkloadPopulation, script: Script, target: RunTarget, options: RunOptions): Promise<RunRecord> {
   const log = options.log ?? (() => {});
   const t0 = performance.now();
   const label = runLabel(target);
+  const spec = variantSpec(target.variant);
+  const anonymous = spec.auth === 'token';
   const dataDir = fs.mkdtempSync(path.join(options.root, `${label.replace(/[^a-z0-9]+/gi, '-')}-`));
   const { accountIds, tokens } = seedUsers(dataDir, pop, script.options.start - DAY_MS);
   const child = forkServer();
+  let relay: RunningRelay | undefined;
+  const relayIps = spec.relay ? [RELAY_ADDRESS] : [];
+  const seenIp = (u: number) => (spec.relay ? RELAY_ADDRESS : userIp(u, options.usersPerIp));
   const record: RunRecord = {
     target,
     dataDir,
@@ -139,14 +275,21 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
     startSeconds: 0,
     clientSeconds: 0,
     clockSeconds: 0,
+    evaluations: [],
+    pools: anonymous ? { issuanceRequests: 0, fetched: 0, spent: 0, fetchedOnDemand: 0, appStarts: 0, refills: 0, fillErrors: 0 } : null,
+    relayIps,
   };
+  const installs = new Map<number, Install>();
+  const everyInstall: Install[] = [];
   try {
     await child.clock(script.options.start);
     const started = await child.start(
       {
         dataDir,
-        designs: [target.design],
+        designs: [spec.design],
         bucketBits: target.bucketBits ?? 0,
+        ...(spec.auth ? { blindedAuth: spec.auth } : {}),
+        ...(spec.relay ? { ohttpRelays: relayIps } : {}),
         rateLimits: false,
         trustProxy: true,
         retentionMs: Math.max(30 * DAY_MS, script.end - script.options.start + 2 * DAY_MS),
@@ -157,35 +300,90 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
     );
     record.directorySize = started.directorySize;
     record.startSeconds = started.seconds;
-
-    const counters: { requests: number; sent: number; received: number }[] = [];
-    const clients = new Map<number, Client>();
-    const install = (u: number): Client => {
-      const { transport, stats } = countingTransport(
-        createTransport({ baseUrl: started.url, token: tokens[u]!, fetch: forwardedFetch(userIp(u, options.usersPerIp)) }),
-      );
-      counters.push(stats);
-      const client = createClient({ baseUrl: started.url, design: target.design, transport });
-      clients.set(u, client);
-      return client;
-    };
+    // The relay's own per-IP limit would see every simulated user as this process's one address.
+    if (spec.relay) relay = await startRelay({ gateway: started.url, host: RELAY_ADDRESS, port: 0, ipLimitPerMinute: 1_000_000_000 });
 
     let clock = script.options.start;
+    const setClock = async (t: number) => {
+      if (t === clock) return;
+      const c0 = performance.now();
+      await child.clock(t);
+      clock = t;
+      record.clockSeconds += (performance.now() - c0) / 1000;
+    };
+
+    const counters: { requests: number; sent: number; received: number }[] = [];
+    const install = (u: number): Install => {
+      const direct = forwardedFetch(userIp(u, options.usersPerIp));
+      // Through the relay: the blinded config, evaluate and bucket requests sealed to the server's gateway; token issuance direct.
+      const fetchFn = relay ? relayFetchFor('blinded', relay.url, { fetch: direct }) : direct;
+      const { transport, stats } = countingTransport(createTransport({ baseUrl: started.url, token: tokens[u]!, fetch: fetchFn }));
+      counters.push(stats);
+      let self: Install | undefined;
+      const observed = observingTransport(transport, (o) => {
+        const elements = (o.body as { elements: unknown[] }).elements.length;
+        const padding = self?.blinded ? self.blinded.stats.paddingElements - self.padding : 0;
+        if (self?.blinded) self.padding = self.blinded.stats.paddingElements;
+        record.evaluations.push({ t: clock, user: u, ip: seenIp(u), elements, asked: elements - padding });
+      });
+      const client = createClient({ baseUrl: started.url, design: spec.design, transport: observed, ...(anonymous ? { tokens: PARKED_POOL } : {}) });
+      self = { client, blinded: spec.design === 'blinded' ? (client.design as BlindedClient) : undefined, padding: 0, refillAt: undefined };
+      const old = installs.get(u);
+      if (old) old.blinded?.tokens.close(); // the old app is gone, with its tokens and its pending refill
+      installs.set(u, self);
+      everyInstall.push(self);
+      return self;
+    };
+    const fill = async (pool: TokenPool) => {
+      try {
+        await pool.fill();
+      } catch (e) {
+        record.pools!.fillErrors++;
+        record.firstError ??= `token fill: ${e instanceof Error ? e.message : String(e)}`;
+      }
+    };
+    // Refills due up to `t`, in time order (ties: the lower user), each at its own instant.
+    const refillsUntil = async (t: number) => {
+      for (;;) {
+        let due: Install | undefined;
+        for (const i of installs.values()) if (i.refillAt !== undefined && i.refillAt <= t && (due === undefined || i.refillAt < due.refillAt!)) due = i;
+        if (!due) return;
+        await setClock(due.refillAt!);
+        due.refillAt = undefined;
+        record.pools!.refills++;
+        await fill(due.blinded!.tokens);
+      }
+    };
+    const refillRngs = new Map<number, Rng>();
+    const refillMean = options.refillMeanMs ?? LIBRARY_REFILL_MEAN_MS;
+
     let last = performance.now();
     for (let i = 0; i < script.actions.length; i++) {
       const a = script.actions[i]!;
-      if (a.t !== clock) {
-        const c0 = performance.now();
-        await child.clock(a.t);
-        clock = a.t;
-        record.clockSeconds += (performance.now() - c0) / 1000;
-      }
+      if (anonymous) await refillsUntil(a.t);
+      await setClock(a.t);
       const numbers = a.people.map((p) => pop.numbers[p]!);
       record.lookups += numbers.length;
       const l0 = performance.now();
+      let inst = a.kind === 'sync' ? undefined : installs.get(a.user);
       try {
-        if (a.kind === 'sync') await install(a.user).lookupMany(numbers);
-        else await (clients.get(a.user) ?? install(a.user)).lookup(numbers[0]!);
+        if (!inst) {
+          inst = install(a.user);
+          if (anonymous) {
+            // The app starts: its pool fetches ahead (client/tokens.ts fill).
+            record.pools!.appStarts++;
+            await fill(inst.blinded!.tokens);
+          }
+        }
+        const spent = inst.blinded?.tokens.stats.tokensSpent ?? 0;
+        if (a.kind === 'sync') await inst.client.lookupMany(numbers);
+        else await inst.client.lookup(numbers[0]!);
+        // The library's rule (client/tokens.ts scheduleRefill): a spend starts a refill timer unless one is pending.
+        if (anonymous && inst.blinded!.tokens.stats.tokensSpent > spent && inst.refillAt === undefined) {
+          let rng = refillRngs.get(a.user);
+          if (!rng) refillRngs.set(a.user, (rng = stream(script.options.seed, 'token-refill', a.user)));
+          inst.refillAt = a.t + Math.round(rng.exponential(refillMean));
+        }
       } catch (e) {
         record.errors++;
         record.firstError ??= e instanceof Error ? e.message : String(e);
@@ -196,13 +394,25 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
         log(`    ${label}: ${i + 1}/${script.actions.length} actions, day ${((a.t - script.options.start) / DAY_MS).toFixed(1)}`);
       }
     }
+    if (anonymous) await refillsUntil(script.end - 1);
     await child.clock(script.end);
     for (const c of counters) {
       record.requests += c.requests;
       record.bytesSent += c.sent;
       record.bytesReceived += c.received;
     }
+    if (record.pools) {
+      for (const i of everyInstall) {
+        const st = i.blinded!.tokens.stats;
+        record.pools.issuanceRequests += st.issuanceRequests;
+        record.pools.fetched += st.tokensFetched;
+        record.pools.spent += st.tokensSpent;
+        record.pools.fetchedOnDemand += st.fetchesOnDemand;
+      }
+    }
   } finally {
+    for (const i of everyInstall) i.blinded?.tokens.close();
+    await relay?.close();
     await child.close(); // flushes the query logs into the data folder
   }
   record.seconds = (performance.now() - t0) / 1000;

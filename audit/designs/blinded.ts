@@ -158,6 +158,14 @@ export interface IssuanceRow {
   day: number;
   /** Elements' worth of tokens issued that day: the sum of their size classes. */
   elements: number;
+  /**
+   * Evaluations paid with a token that day, every requester's (the
+   * operator's day-level join: tokens fetched on demand are spent the day
+   * they are issued, and on a quiet server one account's issuance may be
+   * the only one that matches the day's size classes; tokens fetched ahead
+   * may be spent any later day while their key lives).
+   */
+  sameDay: { requests: number; paddedElements: number; ips: number };
 }
 
 /** The order's other face: what the operator can produce about one account. */
@@ -604,13 +612,19 @@ function blindedOf(
     : [];
   const named = options.accounts?.length ? [...new Set(options.accounts)] : null;
   const accountIds = named ?? [...new Set([...issuanceRows.map((r) => r.account_id), ...evalRows.map((r) => r.accountId)])].sort((a, b) => a - b);
+  const dayOf = logs.includes(BLINDED_TOKEN_EVAL_LOG)
+    ? db.prepare<[number, number], { requests: number; paddedElements: number; ips: number }>(
+        `SELECT coalesce(sum(count), 0) AS requests, coalesce(sum(count * size_class), 0) AS paddedElements, count(DISTINCT ip) AS ips FROM ${TOKEN_EVAL} WHERE ts >= ? AND ts < ?`,
+      )
+    : undefined;
+  const sameDay = (day: number) => dayOf?.get(day, day + TOKEN_ISSUANCE_LOG.windowMs) ?? { requests: 0, paddedElements: 0, ips: 0 };
   const accountRow = db.prepare<[number], { email: string; created_at: number }>('SELECT email, created_at FROM accounts WHERE id = ?');
   const lastId = tableExists(db, 'sqlite_sequence')
     ? (db.prepare<[], { seq: number }>("SELECT seq FROM sqlite_sequence WHERE name = 'accounts'").get()?.seq ?? 0)
     : 0;
   const accounts: AccountOrder[] = accountIds.map((id) => {
     const a = accountRow.get(id);
-    const issuance = issuanceRows.filter((r) => r.account_id === id).map((r) => ({ day: r.ts, elements: r.count }));
+    const issuance = issuanceRows.filter((r) => r.account_id === id).map((r) => ({ day: r.ts, elements: r.count, sameDay: sameDay(r.ts) }));
     const evaluations = evalRows.filter((r) => r.accountId === id);
     return {
       accountId: id,
@@ -728,7 +742,7 @@ export function blindedTable(r: BlindedAudit): string {
   parts.push(
     `evaluation requests paid with a token (${BLINDED_TOKEN_EVAL_LOG.name}) in the range: ${te.requests}` +
       (te.requests
-        ? ` (size class: requests ${te.classes.map((c) => `${c.sizeClass}: ${c.requests}`).join(', ')}; at most ${te.paddedElements} blinded elements, padding included; the same for every target)\n` +
+        ? ` (${te.classes.map((c) => `${c.requests} of size class ${c.sizeClass}`).join(', ')}; at most ${te.paddedElements} blinded elements, padding included; the same for every target)\n` +
           'They name no account and no element count: a row is a minute, an IP, an epoch, the size class the request was padded to, and how many requests. ' +
           relayNote(r) +
           '\n' +
@@ -738,10 +752,10 @@ export function blindedTable(r: BlindedAudit): string {
           )
         : ''),
   );
-  const who = r.accountsNamed ? `the account(s) the order names: ${r.accountsNamed.join(', ')}` : 'every account with a row in the range (name accounts with --account)';
+  const who = r.accountsNamed ? `named by the order: ${r.accountsNamed.join(', ')}` : 'every account with a row in the range; name accounts with --account';
   const issuance = r.accounts.flatMap((a) => a.issuance.map((d) => ({ a, d })));
   parts.push(
-    `what the operator can produce about accounts, ${who}: ${r.accounts.length} account(s)\n` +
+    `what the operator can produce about accounts (${who}): ${r.accounts.length} account(s)\n` +
       `Token issuance (${TOKEN_ISSUANCE_LOG.name}) is kept per account and day, in elements' worth (the sum of the tokens' size classes), ` +
       'with no size class and no time of day. Nothing links a token to its issuance: the issuer signed blinded messages (RFC 9474) ' +
       'and never saw the tokens it later sees spent, so the evaluations paid with tokens above cannot be attributed to an account from the data. ' +
@@ -764,10 +778,19 @@ export function blindedTable(r: BlindedAudit): string {
   );
   if (issuance.length) {
     parts.push(
-      'token issuance per day:\n' +
+      'token issuance per day, beside the evaluations paid with a token that day by every requester (a day-level join: on a quiet day ' +
+        "one account's issuance may be the only one that matches the day's size classes; tokens fetched ahead are spent any later day):\n" +
         renderTable(
-          ['day', 'account', 'email', 'elements issued'],
-          issuance.map(({ a, d }) => [isoTime(d.day).slice(0, 10), String(a.accountId), a.email ?? `(${a.status === 'deleted' ? 'deleted' : 'no such account'})`, String(d.elements)]),
+          ['day', 'account', 'email', 'elements issued', 'token evaluations that day', 'padded elements', 'IPs'],
+          issuance.map(({ a, d }) => [
+            isoTime(d.day).slice(0, 10),
+            String(a.accountId),
+            a.email ?? `(${a.status === 'deleted' ? 'deleted' : 'no such account'})`,
+            String(d.elements),
+            String(d.sameDay.requests),
+            String(d.sameDay.paddedElements),
+            String(d.sameDay.ips),
+          ]),
         ),
     );
   }
@@ -799,15 +822,16 @@ export function blindedTable(r: BlindedAudit): string {
 /**
  * One CSV with a `record` column: a 'target' line per target, then its
  * 'bucket_fetch' lines, the 'evaluation' lines (paid with an account), the
- * 'token_evaluation' lines, an 'account' line per account with its
- * 'issuance' lines (count: elements' worth issued that day), and a
- * 'spent_tokens' line per token key.
+ * 'token_evaluation' lines, an 'account' line per account (ts: its
+ * creation; count: the elements' worth issued in the range) with its
+ * 'issuance' lines (ts: the day; count: the elements' worth issued that
+ * day), and a 'spent_tokens' line per token key (count: tokens spent).
  */
 export function blindedCsv(r: BlindedAudit): string {
   const header = [
     'record', 'target', 'linked_rows', 'registered', 'epoch', 'bucket_bits', 'bucket', 'registered_in_bucket', 'anonymity_set',
     'ts', 'time', 'account_id', 'email', 'ip', 'count', 'same_ip_requesters', 'relay', 'size_class', 'same_ip_token_evaluations', 'key_id',
-  ];
+  ] as const;
   const line = (v: Partial<Record<(typeof header)[number], string | number | boolean | null | undefined>>) => csvRecord(header.map((h) => v[h]));
   const lines = [csvRecord(header)];
   for (const t of r.targets) {

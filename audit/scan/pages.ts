@@ -74,7 +74,7 @@ export const DATA_FILES: ReadonlyMap<string, DataFile> = new Map<string, DataFil
 /** The folder of the blinded design's bucket caches (`epochs/<n>.bin`, server/blinded/epochs.ts). */
 export const BUCKET_CACHE_DIR = 'epochs';
 
-/** What a file is, by its path relative to the data folder. */
+/** What a file is, by its path relative to the data folder. The database and its WAL are no one's whole: their hits are attributed page by page ({@link attributorFor}). */
 export function dataFileOf(rel: string): DataFile {
   if (rel === DB_FILE) return { kind: 'database', design: 'other' };
   if (rel === `${DB_FILE}-wal`) return { kind: 'write-ahead log', design: 'other' };

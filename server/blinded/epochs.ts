@@ -101,6 +101,20 @@ import { EPOCHS_DIR, readCacheVersion, removeCacheFile, type BucketTable, type E
 
 /** Epochs served at once: the config reply lists at most 64 (shared/messages.ts). */
 const MAX_LIVE_EPOCHS = 64;
+/** A request waits for a Merkle tree this long at most; a longer computation (the first of 2^20 buckets or more) is a 503 with Retry-After. */
+const MAX_TREE_WAIT_S = 2;
+
+/** The 503 of an epoch whose Merkle tree is still being computed, with progress and a Retry-After. */
+function treeNotReady(epoch: number, table: BucketTable): PcdError {
+  const eta = table.merkle.etaSeconds();
+  const c = table.merkle.computing;
+  const progress = c ? `: ${Math.floor((100 * c.done) / Math.max(1, c.total))}% of ${c.total.toLocaleString('en-US')} hashes` : '';
+  return new PcdError(
+    ErrorCode.Unavailable,
+    `epoch ${epoch}'s Merkle root over its ${table.bucketCount.toLocaleString('en-US')} buckets is being ${c?.first === false ? 'updated' : 'computed'}${progress}, about ${Math.ceil(eta)} s left`,
+    { retryAfterSeconds: Math.min(MAX_RETRY_AFTER_S, Math.max(1, eta)) },
+  );
+}
 
 export interface OpenEpochsOptions {
   /**
@@ -496,13 +510,20 @@ export class Epochs {
   async published(): Promise<{ current: ServedEpoch; epochs: (PublicEpoch & EpochView)[] }> {
     for (;;) {
       const current = this.current; // 503 while the current epoch is being prepared
-      const waiting = [...this.live.values()].flatMap((e) => (e.table && !e.table.merkle.isReady ? [e.table.merkle] : []));
-      if (waiting.length > 0) {
-        await Promise.all(waiting.map((t) => t.ready()));
+      const served = [...this.live.values()].flatMap((e) => (e.table ? [{ e, table: e.table }] : []));
+      const waiting = served.filter(({ table }) => !table.merkle.isReady);
+      // A long first computation (2^20 buckets and more): the current epoch answers 503, an older one is left out meanwhile.
+      const long = waiting.filter(({ table }) => table.merkle.etaSeconds() > MAX_TREE_WAIT_S);
+      for (const { e } of long) this.warmTree(e); // under way from now on, if it was not
+      const currentLong = long.find(({ e }) => e.epoch === current.epoch);
+      if (currentLong) throw treeNotReady(currentLong.e.epoch, currentLong.table);
+      const short = waiting.filter((w) => !long.includes(w));
+      if (short.length > 0) {
+        await Promise.all(short.map(({ table }) => table.merkle.ready()));
         continue;
       }
-      const epochs = [...this.live.values()]
-        .flatMap((e) => (e.table ? [{ e, table: e.table }] : []))
+      const epochs = served
+        .filter(({ table }) => table.merkle.isReady)
         .sort((a, b) => a.e.epoch - b.e.epoch)
         .map(({ e, table }) => ({
           epoch: e.epoch,
@@ -527,6 +548,10 @@ export class Epochs {
       const { table, version } = this.get(epoch); // 410 if destroyed while waiting
       const tree = table.merkle;
       if (!tree.isReady) {
+        if (tree.etaSeconds() > MAX_TREE_WAIT_S) {
+          this.warmTree(this.live.get(epoch));
+          throw treeNotReady(epoch, table);
+        }
         await tree.ready();
         continue;
       }
@@ -534,9 +559,9 @@ export class Epochs {
     }
   }
 
-  /** Starts the first computation of an epoch's tree in the background, so the first config does not wait for it. */
-  private warmTree(e: LiveEpoch): void {
-    e.table?.merkle.ready().catch((err: unknown) => {
+  /** Starts computing an epoch's tree in the background (once: a run under way is joined), so requests need not wait for it. */
+  private warmTree(e: LiveEpoch | undefined): void {
+    e?.table?.merkle.ready().catch((err: unknown) => {
       this.ctx.logger.error({ epoch: e.epoch, err: (err as Error).message }, 'could not compute the Merkle tree of an epoch');
     });
   }

@@ -58,6 +58,8 @@ export const DEFAULT_STORED_BITS = 18;
 const SYNC_HASH_BUDGET = 4096;
 /** Longest stretch of hashing before yielding to the event loop. */
 const SLICE_MS = 8;
+/** Hashes a second assumed before a run has measured its own rate (node:crypto does about 10^6 small ones). */
+const DEFAULT_HASH_RATE = 500_000;
 
 const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -78,6 +80,8 @@ export class BucketTree {
   private readonly stale: Set<number>[];
   /** The full computation or a sliced refresh under way. */
   private running: Promise<void> | undefined;
+  /** How far the run under way is, in hashes, for {@link etaSeconds}. */
+  private progress: { done: number; total: number; since: number } | undefined;
   private readonly scratch = Buffer.alloc(1 + 2 * DIGEST_BYTES);
 
   constructor(
@@ -114,8 +118,27 @@ export class BucketTree {
     if (this.levels && this.staleCost() <= SYNC_HASH_BUDGET) return Promise.resolve();
     this.running ??= (this.levels ? this.refreshSliced(this.levels) : this.build()).finally(() => {
       this.running = undefined;
+      this.progress = undefined;
     });
     return this.running.then(() => this.ready());
+  }
+
+  /**
+   * Seconds until {@link ready} settles, estimated from the rate of the run
+   * under way (else 2 µs a hash): 0 when ready. The server
+   * answers 503 with Retry-After rather than keep a request waiting long.
+   */
+  etaSeconds(): number {
+    if (this.isReady) return 0;
+    const p = this.progress;
+    const elapsed = p ? (performance.now() - p.since) / 1000 : 0;
+    if (p && p.done > 0 && elapsed > 0.05) return (p.total - p.done) / (p.done / elapsed);
+    return (this.levels ? this.staleCost() : 2 ** (this.bits + 1)) / DEFAULT_HASH_RATE;
+  }
+
+  /** What the run under way has done, in hashes (for a 503's message). */
+  get computing(): { first: boolean; done: number; total: number } | undefined {
+    return this.progress && { first: this.levels === undefined, done: this.progress.done, total: this.progress.total };
   }
 
   /** True when {@link root} and {@link path} may be called (and cost at most a small refresh). */
@@ -191,11 +214,14 @@ export class BucketTree {
   /** The first computation: every stored level, bottom up, in slices. Changes meanwhile are marked stale and refreshed after. */
   private async build(): Promise<void> {
     const levels = Array.from({ length: this.bits - this.low + 1 }, (_, k) => new Uint8Array(DIGEST_BYTES * 2 ** (this.bits - this.low - k)));
+    const progress = (this.progress = { done: 0, total: 2 ** (this.bits + 1) - 1, since: performance.now() });
+    const lowCost = 2 ** (this.low + 1) - 1;
     let t0 = performance.now();
     for (let k = 0; k < levels.length; k++) {
       const count = 2 ** (this.bits - this.low - k);
       for (let i = 0; i < count; i++) {
         this.recompute(levels, k, i);
+        progress.done += k === 0 ? lowCost : 1;
         if ((i & 63) === 63 && performance.now() - t0 > SLICE_MS) {
           await yieldToLoop();
           t0 = performance.now();
@@ -209,6 +235,8 @@ export class BucketTree {
   private async refreshSliced(levels: Uint8Array[]): Promise<void> {
     let t0 = performance.now();
     while (this.staleCost() > SYNC_HASH_BUDGET) {
+      const progress = (this.progress = { done: 0, total: this.staleCost(), since: performance.now() });
+      const lowCost = 2 ** (this.low + 1) - 1 + this.bits - this.low;
       for (let k = 0; k < levels.length; k++) {
         // A synchronous refresh may run between slices: take each node out before hashing it, re-read the set after a yield.
         for (;;) {
@@ -217,6 +245,7 @@ export class BucketTree {
           const i = next.value;
           this.stale[k]!.delete(i);
           this.recompute(levels, k, i);
+          progress.done += k === 0 ? lowCost : 0;
           if (k + 1 < levels.length) this.stale[k + 1]!.add(i >>> 1);
           if (performance.now() - t0 > SLICE_MS) {
             await yieldToLoop();

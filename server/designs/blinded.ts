@@ -97,7 +97,7 @@ import { acquireFolderLock } from '../lock.ts';
 import { TokenKeys } from '../tokens/keys.ts';
 import { SpentTokens, TokenService } from '../tokens/service.ts';
 import { BLINDED_TOKEN_EVAL_LOG, TOKEN_ISSUANCE_LOG } from '../../shared/designs/blinded.ts';
-import { DEFAULT_ISSUER_NAME, DEFAULT_SIZE_CLASSES, TokensRequest, type TokensReply } from '../../shared/tokens.ts';
+import { DEFAULT_BLINDED_AUTH, DEFAULT_ISSUER_NAME, DEFAULT_SIZE_CLASSES, TokensRequest, type TokensReply } from '../../shared/tokens.ts';
 import type { RequesterKey } from '../blinded/fair.ts';
 
 
@@ -170,7 +170,7 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
 
   // Anonymous requesters (server/tokens/service.ts): token keys per size class and live epoch, made in the
   // background for every live epoch (and each new one after a rotation), retired with their epoch.
-  const auth = ctx.options.blindedAuth ?? 'token';
+  const auth = ctx.options.blindedAuth ?? DEFAULT_BLINDED_AUTH;
   const tokens =
     auth === 'token'
       ? new TokenService(await TokenKeys.open(ctx.options.dataDir, ctx.options.sizeClasses ?? DEFAULT_SIZE_CLASSES), new SpentTokens(ctx.store.db), ctx.options.tokenIssuer ?? DEFAULT_ISSUER_NAME)

@@ -6,7 +6,7 @@
  *
  *   POST /v1/ui/login  { code }             -> { viewToken, requester: { email, accountId, token } }
  *   GET  /v1/ui/clock  (Bearer view token)  -> { now }
- *   GET  /v1/ui/trace  ?design&since[&plan] -> { design, since, now, requester, tables, reversal? }
+ *   GET  /v1/ui/trace  ?design&since[&plan] -> { design, since, now, requester, auth?, tables, reversal? }
  *
  * The login code comes in the link's fragment (`/#login=CODE`), which a
  * browser never sends, so it reaches the server once, in this POST body;

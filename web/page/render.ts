@@ -41,6 +41,8 @@ const ERROR_HINTS: Partial<Record<ErrorCode, string>> = {
   [ErrorCode.DesignDisabled]: 'this server does not serve that design',
   [ErrorCode.ProofInvalid]: 'the server’s answer did not prove it used the published key: no answer is trusted',
   [ErrorCode.KeyChanged]: 'the server published another key for an epoch this page had pinned',
+  [ErrorCode.BucketUnproven]: 'a bucket did not lead to the root the server published for its version (a tag dropped or changed?): no answer is trusted',
+  [ErrorCode.ViewChanged]: 'the server showed this page another bucket root than before for the same epoch and directory version',
 };
 
 /** A PcdError as the page shows it: its code, status and message, a hint, and when to retry. */
@@ -370,11 +372,14 @@ function blindedLog(run: DesignRun, trace: Trace): Child[] {
       h(
         'p',
         { class: 'verdict-line who-line unlinked' },
-        h('strong', null, `Nothing in the evaluate row names account ${trace.requester.accountId}. `),
-        'It holds a minute, an IP, an epoch, a size class and a count. It is tied to the account only by its time and its IP, which is how this page found it: ',
-        'the trace asked for the rows of the IP it came from, and from that IP the account fetched tokens',
-        onDemand ? ' a moment before (on demand: the pool had no token of this class, so issuance and lookup are close in time). ' : ' earlier. ',
-        'Anyone else at that IP in that minute is counted in the same rows. Through an OHTTP relay the IP is the relay’s, shared by all who use it, and only the time is left.',
+        h('strong', null, `Nothing in the evaluate row names account ${trace.requester.accountId}: `),
+        'it holds a minute, an IP, an epoch, a size class and a count. It can be tied to the account only by its time and its IP, ',
+        'by whoever also saw the account’s token request come in (the issuance row keeps a day and a count: no time of day, no IP). ',
+        onDemand
+          ? 'Here that request came from the same IP a moment before, since the pool had no token of this class. '
+          : 'Here the token came from the pool, fetched earlier from the same IP. ',
+        'This page found the row the same way, by the IP its trace came from; anyone else at that IP in that minute is counted in the same row. ',
+        'Through an OHTTP relay the IP is the relay’s, shared by all who use it, and only the time is left.',
       ),
     );
     if (t.accountEval) {
