@@ -54,6 +54,8 @@ import { CONTENT_TYPE, encodeBody } from '../shared/codec.ts';
 import { BlindedConfigReply, DESIGNS, PATHS, type DesignName } from '../shared/messages.ts';
 import type { BackendName, OprfMode } from '../shared/suite.ts';
 import { DEFAULT_SIZE_CLASSES, type BlindedAuth } from '../shared/tokens.ts';
+import type { E164 } from '../shared/e164.ts';
+import { sampleNumbers } from '../synth/directory.ts';
 import type { PopulationOptions } from '../workload/population.ts';
 import type { ScriptOptions } from '../workload/script.ts';
 import { forkServer, openTimeoutMs, waitBlindedServing, type ServerChild } from './fork.ts';
@@ -236,7 +238,7 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
         const sizes = new Set<number>();
         // With tokens, each prepared request costs the client a real token (~40 ms): fewer of them, cycled (evaluate caches nothing).
         const paid = design === 'blinded' && target.auth === 'token';
-        const parts = slices(pool, n, paid ? 16 : 64);
+        const parts = slices(poolOf(n), n, paid ? 16 : 64);
         for (const numbers of parts) {
           const r = (await client.prepare(numbers)).request;
           if (!r || r.method === 'DELETE') throw new Error(`${design}: prepared no lookup request for ${n} numbers`);
@@ -250,6 +252,19 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
         prepareSeconds += (performance.now() - t0) / 1000;
       }
       return out;
+    };
+    /**
+     * Numbers for requests of n: the contact list, and past its end numbers outside it (not in the directory, so
+     * answered "SMS only"): every request holds n distinct numbers, since a client evaluates each number once.
+     */
+    const extra: E164[] = [];
+    const poolOf = (n: number): readonly E164[] => {
+      if (n <= pool.length) return pool;
+      if (extra.length < n - pool.length) {
+        const inPool = new Set(pool);
+        extra.splice(0, extra.length, ...sampleNumbers({ count: n - pool.length, seed: 'pcd-bench-http-extra', exclude: (x) => inPool.has(x) }));
+      }
+      return [...pool, ...extra.slice(0, n - pool.length)];
     };
     const endpointOf = (requests: readonly LoadRequest[]): string => `${requests[0]!.method} ${requests[0]!.path}`;
 
@@ -568,7 +583,7 @@ export async function runHttp(config: HttpConfig, log: (line: string) => void): 
         servers: `one child per (backend, evaluator threads, auth), each over its own copy of the seeded store with its own epoch: ${serverLines.join('; ')}`,
         loadGenerator: `this process: closed loop over keep-alive node:http connections, bodies encoded and blinded (sodium) before timing; tokens minted with the issuer's key between slices (${minted.n.toLocaleString('en-US')} in ${minted.s.toFixed(1)} s, not timed), one per request`,
         directory: `${seeded.numbers} numbers (synth/, seed '${BENCH_SEED}'), blinded epochs: ${config.mode}, bucketBits ${config.bucketBits}`,
-        requests: `numbers drawn from a contact list of ${pool.length} (half registered); the same prepared requests are cycled (a 4,096-element batch repeats the pool's elements), each with a token of its own where the server takes tokens`,
+        requests: `numbers drawn from a contact list of ${pool.length} (half registered), and for a request of more, numbers outside it (every request holds distinct numbers: a client evaluates each once); the same prepared requests are cycled, each with a token of its own where the server takes tokens`,
         serverRssAfter: formatBytes(mainUsage.memory.rss),
       },
       notes: [

@@ -546,7 +546,7 @@ function tokenTables(r: BenchResults, t: typeof table): string[] {
     );
     out.push(
       t(
-        ['requests', 'requests', 'single lookups', 'numbers asked for', 'elements sent', 'sent / asked', 'syncs alone', 'sizes from'],
+        ['mix of requests', 'requests', 'single lookups', 'numbers asked for', 'elements sent', 'sent / asked', 'syncs alone', 'sizes from'],
         padding.map((p) => [p.name, n0(p.requests), n0(p.singles), n0(p.asked), n0(p.sent), `${p.ratio.toFixed(3)}x`, p.syncRatio !== undefined ? `${p.syncRatio.toFixed(3)}x` : '', p.basis]),
         ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
       ),

@@ -153,8 +153,8 @@ export function workloadMarkdown(w: readonly WorkloadResult[]): string {
       '### Blinded: the attacks one by one',
       '`bucket`: the plan numbers of a fetched bucket are one number (certain). `mutual`: one registered number of the bucket whose account fetched ' +
         'the bucket of the requester\u2019s own number (a guess). `registered`: the bucket holds one registered number (a guess: the contact may be unregistered). ' +
-        'The headline claims are `bucket` or else `mutual`; fetches are tied to requesters by IP and minute (workload/operator.ts), with tokens through ' +
-        'the requests the requester attack names (below). ' +
+        'The headline claims are `bucket` or else `mutual`; fetches are tied to requesters by IP and minute (workload/operator.ts); in the anonymous variants, ' +
+        'whose evaluation log names no account, through the requests the requester attack links (below). ' +
         'What decides these figures is how many numbers share a bucket (plan / 2^b and directory / 2^b, in the first table), not b itself: ' +
         'a deployment with 10^9 registered numbers leaves far larger sets at the same b than this simulated plan does.',
       mdTable(

@@ -14,6 +14,8 @@
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -22,9 +24,17 @@ import { compareRuns, loadRun } from '../bench/compare.ts';
 import { PROJECT_ROOT } from '../bench/machine.ts';
 import { renderMarkdown, table } from '../bench/report.ts';
 import { CHART_FILES, DEFAULT_OUT, defaultOut, main, mergeEarlier, parseSections, readResults, refusal, SCRATCH_ROOT } from '../bench/run.ts';
-import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type CryptoMark, type FairnessMark, type HttpMark, type ScaleMark } from '../bench/results.ts';
+import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type CryptoMark, type FairnessMark, type HttpMark, type PaddingRow, type ScaleMark } from '../bench/results.ts';
 import { renderSpec, type ChartSpec } from '../bench/vega.ts';
-import { DESIGNS } from '../shared/messages.ts';
+import { DESIGNS, PATHS } from '../shared/messages.ts';
+import { DEFAULT_SIZE_CLASSES, sizeClassFor } from '../shared/tokens.ts';
+import { TOKEN_LIMITS, TOKEN_OPS, TokenMinter, logNormalSizes, paddingRow, randomTokenRequest, tokenTargets } from '../bench/tokens.ts';
+import { runLoad, type LoadRequest } from '../bench/loadgen.ts';
+import { ErrorCode, isPcdError } from '../shared/errors.ts';
+import { LIMITS } from '../shared/limits.ts';
+import { Store } from '../server/store.ts';
+import { TokenKeys } from '../server/tokens/keys.ts';
+import { SpentTokens, TokenService } from '../server/tokens/service.ts';
 
 /** Tags open and close in order (self-closing ones aside), one root <svg>, drawn by vega. */
 function expectVegaSvg(text: string): void {
@@ -176,8 +186,13 @@ describe('benchmark, tiny profile', () => {
       expect(m).toMatchObject({ ops: expect.any(Number), meanUs: expect.any(Number), medianUs: expect.any(Number), p50Us: expect.any(Number), p99Us: expect.any(Number) });
       expect(['noble', 'sodium', 'psi.js', 'any']).toContain(m.backend);
       expect(m.usPerItem).toBeGreaterThan(0);
-      expect(['number', 'element', 'item']).toContain(m.op);
+      expect(['number', 'element', 'item', 'token']).toContain(m.op);
     }
+    // Privacy Pass, one token per item: the server's redemption check and spend, BlindSign both ways, the client's request and finalisation.
+    const tokenMarks = crypto.filter((m) => m.group === 'tokens');
+    expect(tokenMarks.map((m) => m.operation).sort()).toEqual(Object.values(TOKEN_OPS).sort());
+    for (const m of tokenMarks) expect(m).toMatchObject({ backend: 'any', op: 'token', batch: 1, impl: expect.any(String) });
+    expect(json.versions['@cloudflare/privacypass-ts']).toMatch(/^\d+\.\d+\.\d+/);
     const ratio = (name: string) => json.ratios.find((r) => r.name === name);
     for (const op of ['server BlindEvaluate (voprf, batch 4)', 'server BlindEvaluate (oprf, batch 4)', 'client blind (voprf)', 'client finalize (voprf, batch 4, proof verified)', 'server Evaluate: directory build (voprf)']) {
       expect(ratio(`sodium / noble speed: ${op}`)?.value).toBeGreaterThan(0);
@@ -197,7 +212,49 @@ describe('benchmark, tiny profile', () => {
     expect(new Set(byGroup('designs').map((m) => m.design))).toEqual(new Set(DESIGNS));
     expect(new Set(byGroup('backends').map((m) => m.backend))).toEqual(new Set(['noble', 'sodium']));
     expect(new Set(byGroup('threads').map((m) => m.evalThreads))).toEqual(new Set([1, 2]));
-    for (const m of [...byGroup('backends'), ...byGroup('threads')]) expect(m).toMatchObject({ design: 'blinded', numbersPerRequest: 100 });
+    for (const m of [...byGroup('backends'), ...byGroup('threads')]) expect(m).toMatchObject({ design: 'blinded', numbersPerRequest: 100, auth: 'account', elementsPerRequest: 100 });
+    // The main server takes tokens: its blinded evaluate pads to the class, and lookups count the numbers asked for.
+    const classOf = (n: number) => sizeClassFor(n, DEFAULT_SIZE_CLASSES)!;
+    for (const m of byGroup('designs').filter((x) => x.endpoint === `POST ${PATHS.blindedEvaluate}`)) {
+      expect(m).toMatchObject({ auth: 'token', elementsPerRequest: classOf(m.numbersPerRequest), lookups: m.requests * m.numbersPerRequest });
+    }
+    // Token against account: twin servers, per shape; the token side padded as the client pads.
+    const auth = byGroup('auth');
+    expect(auth.map((m) => `${m.shape}/${m.auth}`).sort()).toEqual(['single/account', 'single/token', 'sync-100/account', 'sync-100/token']);
+    for (const m of auth) {
+      expect(m.design).toBe('blinded');
+      expect(m.elementsPerRequest).toBe(m.auth === 'token' ? classOf(m.numbersPerRequest) : m.numbersPerRequest);
+      expect(m.lookups).toBe(m.requests * m.numbersPerRequest);
+      expect(m.elementsPerSec! / m.lookupsPerSec).toBeCloseTo(m.elementsPerRequest! / m.numbersPerRequest, 6);
+    }
+    for (const shape of ['single', 'sync-100']) {
+      expect(ratio(`HTTP blinded ${shape}: token / account lookups per second (numbers asked for)`)?.value).toBeGreaterThan(0);
+      expect(ratio(`HTTP blinded ${shape}: token / account server CPU per lookup`)?.value).toBeGreaterThan(0);
+    }
+    expect(ratio(`HTTP blinded sync-100: elements sent / numbers asked for with a token (padding to class ${classOf(100)})`)?.value).toBeCloseTo(classOf(100) / 100, 6);
+    // Issuance: tokens per request, one "lookup" per token issued.
+    const issuance = byGroup('issuance');
+    expect(issuance.length).toBeGreaterThan(0);
+    for (const m of issuance) {
+      expect(m).toMatchObject({ endpoint: 'POST /v1/tokens', shape: 'tokens', lookups: m.requests * m.numbersPerRequest });
+      expect(m.serverCpuUsPerLookup).toBeGreaterThan(0);
+    }
+    // Padding, computed: every shape and mix holds what its classes say.
+    const padding = json.padding ?? [];
+    expect(padding.map((p) => p.kind)).toEqual(expect.arrayContaining(['shape', 'log-normal', 'workload']));
+    for (const p of padding) {
+      expect(p.sent).toBeGreaterThanOrEqual(p.asked);
+      expect(p.ratio).toBeCloseTo(p.sent / p.asked, 9);
+    }
+    expect(padding.find((p) => p.name === 'bench shape sync-100')).toMatchObject({ asked: 100, sent: classOf(100) });
+    expect(tokenTargets(json).map((t) => t.target)).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^token redemption check/),
+        expect.stringMatching(/^issuance over HTTP/),
+        expect.stringMatching(/^blinded single over HTTP with tokens/),
+        expect.stringMatching(/^padding to size classes: the workload's requests/),
+      ]),
+    );
     for (const m of http) {
       expect(m.errors).toBe(0);
       expect(m.requests).toBeGreaterThan(0);
@@ -286,6 +343,12 @@ describe('benchmark, tiny profile', () => {
       '## Directory build',
       '## Scale',
       '## Reversing a hashed log',
+      '### Privacy Pass tokens, per token',
+      '## Anonymous requesters: Privacy Pass tokens',
+      '### Blinded evaluate: paid with a token against the account',
+      '### Issuance: POST /v1/tokens',
+      '### Padding to size classes',
+      '### Targets of the issue for anonymous requesters, judged from this run',
     ]) {
       expect(md).toContain(heading);
     }
@@ -428,5 +491,102 @@ describe('benchmark report pieces', () => {
   it('refuses unknown sections', () => {
     expect(parseSections('crypto, http')).toEqual(['crypto', 'http']);
     expect(() => parseSections('crypto,nope')).toThrow(/unknown section 'nope'/);
+  });
+});
+
+describe('benchmark tokens (bench/tokens.ts) and per-request headers', () => {
+  const dirs: string[] = [];
+  afterAll(() => {
+    for (const d of dirs) fs.rmSync(d, { recursive: true, force: true });
+  });
+  const folder = () => {
+    const d = fs.mkdtempSync(path.join(os.tmpdir(), 'pcd-bench-tokens-test-'));
+    dirs.push(d);
+    return d;
+  };
+
+  it('mints tokens the server redeems as its own: checked, spent once, replay refused; another issuer\'s are refused', async () => {
+    const dir = folder();
+    const store = Store.open(dir);
+    try {
+      const keys = await TokenKeys.open(dir, [1, 128]);
+      await keys.ensure(1);
+      const published = { issuer: 'bench.test', epoch: 1, keys: keys.of(1).map((k) => ({ sizeClass: k.sizeClass, tokenKey: k.tokenKey })) };
+      const minter = await TokenMinter.open(dir, published);
+      const service = new TokenService(keys, new SpentTokens(store.db), 'bench.test');
+      const [a, b] = await minter.mint(128, 2);
+      expect(a).not.toBe(b);
+      const checked = await service.check(a, 1);
+      expect(checked.key.sizeClass).toBe(128);
+      service.spend(checked, 1);
+      expect(() => service.spend(checked, 1)).toThrow(expect.objectContaining({ code: ErrorCode.TokenReplayed }));
+      expect((await service.check(b, 1)).key.sizeClass).toBe(128);
+      // The challenge digest is the issuer name's: a token minted for another issuer is not this server's.
+      const other = await TokenMinter.open(dir, { ...published, issuer: 'someone.else' });
+      await expect(service.check((await other.mint(1, 1))[0], 1)).rejects.toSatisfy((e) => isPcdError(e, ErrorCode.TokenInvalid));
+      // A key the server does not publish is refused before anything is minted.
+      await expect(TokenMinter.open(dir, { ...published, keys: [{ sizeClass: 1, tokenKey: published.keys[1]!.tokenKey }] })).rejects.toThrow(/not the token key the server publishes/);
+    } finally {
+      store.close();
+    }
+  });
+
+  it('prepares token requests the issuer signs, for its key only', async () => {
+    const dir = folder();
+    const store = Store.open(dir);
+    try {
+      const keys = await TokenKeys.open(dir, [1, 2]);
+      await keys.ensure(1);
+      const service = new TokenService(keys, new SpentTokens(store.db), 'bench.test');
+      const request = randomTokenRequest(keys.get(1, 1)!);
+      const [sig] = service.issue(1, 1, [request]);
+      expect(sig).toHaveLength(256);
+      // The truncated key id names the class's key: the other class's key refuses it.
+      expect(() => service.issue(1, 2, [request])).toThrow(expect.objectContaining({ code: ErrorCode.InvalidField }));
+    } finally {
+      store.close();
+    }
+  });
+
+  it('pads requests to their size class, splitting at the largest batch', () => {
+    const row = paddingRow('mix', 'shape', [1, 3, 100, LIMITS.maxBatch + 904], DEFAULT_SIZE_CLASSES, 'test');
+    // 1 -> 1, 3 -> 4, 100 -> 128, and a request over the limit is two: the largest class, then 904 -> 1024.
+    expect(row).toMatchObject({ requests: 5, singles: 1, asked: 1 + 3 + 100 + LIMITS.maxBatch + 904, sent: 1 + 4 + 128 + LIMITS.maxBatch + 1024 });
+    expect(row.syncRatio).toBeCloseTo((4 + 128 + LIMITS.maxBatch + 1024) / (3 + 100 + LIMITS.maxBatch + 904), 9);
+    const sizes = logNormalSizes({ median: 50, sigma: 0.8, max: 1000, points: 999 });
+    expect(sizes).toHaveLength(999);
+    expect([...sizes].sort((x, y) => x - y)).toEqual(sizes);
+    expect(sizes[499]).toBe(50);
+    expect(Math.min(...sizes)).toBeGreaterThanOrEqual(2);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(1000);
+  });
+
+  it('sends each request with its own headers over the phase\'s', async () => {
+    const seen: { auth: string | undefined; accept: string | undefined }[] = [];
+    const server = http.createServer((req, res) => {
+      seen.push({ auth: req.headers.authorization, accept: req.headers.accept });
+      res.end('ok');
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const requests: LoadRequest[] = Array.from({ length: 5 }, (_, i) => ({ method: 'GET', path: '/', ...(i < 4 ? { headers: { authorization: `PrivateToken token=t${i}` } } : {}) }));
+      const r = await runLoad(`http://127.0.0.1:${port}`, { requests, headers: { accept: 'x/y', authorization: 'Bearer phase' }, concurrency: 2, durationMs: 0, minRequests: 5, maxRequests: 5 });
+      expect(r.requests).toBe(5);
+      expect(seen.map((s) => s.auth).sort()).toEqual(['Bearer phase', 'PrivateToken token=t0', 'PrivateToken token=t1', 'PrivateToken token=t2', 'PrivateToken token=t3']);
+      expect(seen.every((s) => s.accept === 'x/y')).toBe(true);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
+  it('judges the targets from the marks it is given', () => {
+    const check = { section: 'crypto', group: 'tokens', operation: TOKEN_OPS.check, usPerItem: 0, p99Us: 0, opsPerSample: 1 } as CryptoMark;
+    const judged = (us: number) => tokenTargets({ marks: [{ ...check, usPerItem: us }] }).find((t) => t.target.startsWith('token redemption check'))?.met;
+    expect(judged(TOKEN_LIMITS.checkUs / 2)).toBe(true);
+    expect(judged(TOKEN_LIMITS.checkUs * 2)).toBe(false);
+    const pad = (ratio: number): PaddingRow => ({ name: 'mix', kind: 'workload', requests: 1, singles: 0, asked: 100, sent: 100 * ratio, ratio, basis: '' });
+    expect(tokenTargets({ marks: [], padding: [pad(1.2)] })[0]?.met).toBe(true);
+    expect(tokenTargets({ marks: [], padding: [pad(1.6)] })[0]?.met).toBe(false);
   });
 });

@@ -249,7 +249,7 @@ describe('fair admission over HTTP', () => {
 
   it("a flood of large requests from one account does not make another's 1-element request fail; refusals are 503 with Retry-After, before decoding", async () => {
     // noble on one worker (~2.5 ms per element): the flood is ~20 s of work, far longer than this test lets it run.
-    // The account path: fairness is per account (with tokens it is per IP: server/designs/blinded.ts anonymousFairnessKey).
+    // The account path: fairness is per account (with tokens it is per request: server/designs/blinded.ts anonymousFairnessKey).
     const s = await startTestServer({ designs: ['blinded'], evalThreads: 1, backend: 'noble', blindedAuth: 'account' });
     servers.push(s);
     const design = s.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign;

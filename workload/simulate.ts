@@ -35,9 +35,9 @@
  * - the pool's refill runs on the simulated clock. The library refills at
  *   a random delay after a spend (exponential, mean 10 minutes, one timer
  *   at a time) with a real `setTimeout`, which would fire at a random
- *   moment of the run's wall time. So the pool's own timer is parked
- *   (`refillMeanMs` and `random` chosen so that it would fire weeks from
- *   now, unref'd), and the run plays the library's rule in simulated time:
+ *   moment of the run's wall time. So the pool runs without a timer
+ *   (`refillMeanMs: Infinity`: the owner calls `fill()`), and the run
+ *   plays the library's rule in simulated time:
  *   after an action that spent a token, unless a refill is pending, one is
  *   due at the action's instant plus a draw of the same exponential (seeded
  *   per user), where the server's clock is set and `fill()` called. The
@@ -106,13 +106,8 @@ export interface RunTarget {
 /** The library's default mean refill delay (client/tokens.ts TokenPoolOptions.refillMeanMs). */
 export const LIBRARY_REFILL_MEAN_MS = 10 * 60_000;
 
-/**
- * The pool's own refill timer, parked (module header): `random` 1 is
- * clamped to 0.999999 by the pool, so its delay is -ln(1e-6) = 13.8 times
- * the mean, here about 24 days of wall time, below setTimeout's 2^31 - 1 ms
- * (beyond which Node would fire it at once).
- */
-const PARKED_POOL: TokenPoolOptions = { refillMeanMs: 150_000_000, random: () => 1 };
+/** No refill timer of the pool's own (module header): the run calls fill() at the simulated instants the library's rule gives. */
+const SIMULATED_REFILLS: TokenPoolOptions = { refillMeanMs: Infinity };
 
 export interface RunOptions {
   /** Parent folder; the run's data folder is made inside it. */
@@ -326,10 +321,10 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
         if (self?.blinded) self.padding = self.blinded.stats.paddingElements;
         record.evaluations.push({ t: clock, user: u, ip: seenIp(u), elements, asked: elements - padding });
       });
-      const client = createClient({ baseUrl: started.url, design: spec.design, transport: observed, ...(anonymous ? { tokens: PARKED_POOL } : {}) });
+      const client = createClient({ baseUrl: started.url, design: spec.design, transport: observed, ...(anonymous ? { tokens: SIMULATED_REFILLS } : {}) });
       self = { client, blinded: spec.design === 'blinded' ? (client.design as BlindedClient) : undefined, padding: 0, refillAt: undefined };
       const old = installs.get(u);
-      if (old) old.blinded?.tokens.close(); // the old app is gone, with its tokens and its pending refill
+      if (old) old.blinded?.tokens.close(); // the old app is gone, with its tokens and its pending refill (its entry is replaced)
       installs.set(u, self);
       everyInstall.push(self);
       return self;

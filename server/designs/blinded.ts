@@ -130,15 +130,19 @@ export interface BlindedServerDesign extends ServerDesign {
 
 /**
  * The evaluator's fairness key (server/blinded/fair.ts) of a request paid
- * with a token: there is no account, so requests are queued per IP, hashed
- * (FNV-1a) to a negative number that no account id can be. Through an OHTTP
- * relay every request has the relay's address and shares one queue: the
- * relay's own per-IP limit is what keeps one client from taking it.
+ * with a token: there is no account, and the IP is no stand-in for one
+ * (through an OHTTP relay every client has the relay's address, and one
+ * shared queue would hold all of them to one requester's backlog). So each
+ * anonymous request is its own requester for the scheduler: chunks are
+ * handed out round-robin over requests, the pool's global backlog bounds
+ * the whole, and what bounds one client's share is what it pays, one token
+ * per request from its account's allowance. Keys are negative, so no
+ * account id can be one.
  */
-export function anonymousFairnessKey(ip: string): RequesterKey {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < ip.length; i++) h = Math.imul(h ^ ip.charCodeAt(i), 0x01000193);
-  return -1 - ((h >>> 0) & 0x3fffffff);
+let anonymousRequests = 0;
+export function anonymousFairnessKey(): RequesterKey {
+  anonymousRequests = (anonymousRequests + 1) % 0x40000000;
+  return -1 - anonymousRequests;
 }
 
 /** True when an If-None-Match header names `etag` (or is `*`); weak validators compare by opaque tag. */
@@ -264,12 +268,12 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
                   },
                 };
               },
-              admit({ contentLength, ip }) {
-                evaluator.admit(anonymousFairnessKey(ip), elementsIn(contentLength));
+              admit({ contentLength }) {
+                evaluator.admit(anonymousFairnessKey(), elementsIn(contentLength));
               },
               async handle({ body, ip }) {
                 tokenEvalLog.requireRoom(1);
-                const { epoch, evaluated, proof } = await evaluate(body, anonymousFairnessKey(ip));
+                const { epoch, evaluated, proof } = await evaluate(body, anonymousFairnessKey());
                 tokenEvalLog.add([ip, epoch, body.elements.length]);
                 return { body: { epoch, evaluated, ...(proof ? { proof } : {}) } };
               },
