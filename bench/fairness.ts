@@ -14,9 +14,9 @@
  * done. Elements are blinded before the clock starts, as in bench/http.ts.
  *
  * The server takes accounts (`blindedAuth: 'account'`), not Privacy Pass
- * tokens: a token request has no account and queues per IP, and every
- * request of the benchmark comes from 127.0.0.1, so with tokens the two
- * requesters would share one queue and the measure would be of nothing.
+ * tokens: what is measured is fairness between two accounts, and a request
+ * paid with a token has no account (the scheduler treats each one as a
+ * requester of its own, server/designs/blinded.ts anonymousFairnessKey).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -79,8 +79,7 @@ export async function runFairness(config: FairnessConfig, log: (line: string) =>
     }
 
     const starting = child.start(
-      // Accounts, not tokens: the fairness measured is between accounts (with tokens requests queue per IP, and every
-      // request of the benchmark comes from 127.0.0.1).
+      // Accounts, not tokens: the fairness measured is between two accounts (module header).
       { dataDir, bucketBits: config.bucketBits, adminToken: BENCH_ADMIN_TOKEN, progress: false, backend: config.backend, evalThreads: config.evalThreads, blindedAuth: 'account' },
       openTimeoutMs(seeded.numbers),
     );

@@ -34,6 +34,8 @@ export interface WorkloadConfig {
   usersPerIp: number;
   /** Add the anonymous variants beside `blinded` when the list names none (default true). */
   anonymous?: boolean;
+  /** The anonymous variants' bucket bits, when not all of `bucketBits` (workload/run.ts WorkloadOptions.anonymousBucketBits). */
+  anonymousBucketBits?: number[];
 }
 
 /** The variants a config runs (module header). */
@@ -69,6 +71,7 @@ export async function runWorkloadSection(
     script: { ...DEFAULT_SCRIPT, ...config.script },
     designs: workloadVariants(config),
     bucketBits: config.bucketBits,
+    ...(config.anonymousBucketBits ? { anonymousBucketBits: config.anonymousBucketBits } : {}),
     usersPerIp: config.usersPerIp,
     log,
   });

@@ -130,6 +130,8 @@ export interface PinScope {
   check(epochs: readonly PinnedEpoch[]): void;
   /** The root this server showed for `epoch` at directory `version`, if this client saw it. */
   root(epoch: number, version: number): Uint8Array | undefined;
+  /** Keeps the root a bucket reply showed for (epoch, version), or throws `view_changed` when another was seen before. */
+  keepRoot(epoch: number, version: number, root: Uint8Array): void;
 }
 
 export type ClientDesignFactory = (transport: Transport, options?: ClientDesignOptions) => ClientDesign;

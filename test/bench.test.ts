@@ -581,7 +581,7 @@ describe('benchmark tokens (bench/tokens.ts) and per-request headers', () => {
   });
 
   it('judges the targets from the marks it is given', () => {
-    const check = { section: 'crypto', group: 'tokens', operation: TOKEN_OPS.check, usPerItem: 0, p99Us: 0, opsPerSample: 1 } as CryptoMark;
+    const check = { section: 'crypto', group: 'tokens', operation: TOKEN_OPS.check, usPerItem: 0, p50Us: 0, p99Us: 0, opsPerSample: 1 } as CryptoMark;
     const judged = (us: number) => tokenTargets({ marks: [{ ...check, usPerItem: us }] }).find((t) => t.target.startsWith('token redemption check'))?.met;
     expect(judged(TOKEN_LIMITS.checkUs / 2)).toBe(true);
     expect(judged(TOKEN_LIMITS.checkUs * 2)).toBe(false);

@@ -179,9 +179,9 @@ const SAMPLES: Record<string, Sample> = {
   BucketReply: {
     direction: 'reply',
     values: [
-      { epoch: 2, bucket: 11, ...EPOCH2_BUCKETS[11]!, version: 41, path: auditPath(EPOCH2_LEAVES, 11) },
-      { epoch: 2, bucket: 0, tags: new Uint8Array(0), capabilities: new Uint8Array(0), version: 41, path: auditPath(EPOCH2_LEAVES, 0) }, // an empty bucket
-      { epoch: 1, bucket: 0, ...bucketOf([n4, n5]), version: 41, path: [] }, // bucketBits 0: the leaf is the root
+      { epoch: 2, bucket: 11, ...EPOCH2_BUCKETS[11]!, version: 41, path: auditPath(EPOCH2_LEAVES, 11), root: EPOCH2_ROOT },
+      { epoch: 2, bucket: 0, tags: new Uint8Array(0), capabilities: new Uint8Array(0), version: 41, path: auditPath(EPOCH2_LEAVES, 0), root: EPOCH2_ROOT }, // an empty bucket
+      { epoch: 1, bucket: 0, ...bucketOf([n4, n5]), version: 41, path: [], root: bucketLeafHash({ epoch: 1, bucket: 0, ...bucketOf([n4, n5]) }) }, // bucketBits 0: the leaf is the root
     ],
   },
   RotateKeyRequest: { direction: 'request', values: [{}, { bucketBits: 6, mode: 'oprf' }, { bucketBits: 0 }] },

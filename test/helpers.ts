@@ -39,8 +39,8 @@ export function describeDesigns(title: string, fn: (design: DesignName) => void,
   describe.each([...designs])(title.includes('%s') ? title : `${title} (%s)`, fn);
 }
 
-/** The token size classes of a test server (startTestServer), unless a test gives its own. */
-export const TEST_SIZE_CLASSES: readonly number[] = [1, 64, 4096];
+/** The token size classes of a test server (startTestServer), unless a test gives its own: four RSA keys, not thirteen. */
+export const TEST_SIZE_CLASSES: readonly number[] = [1, 16, 256, 4096];
 
 export function tempDir(prefix = 'pcd-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
@@ -68,7 +68,7 @@ export async function startTestServer(options: Partial<ServerOptions> = {}): Pro
   // Evaluation inline (no worker thread): a worker costs ~0.3 s of CPU to start and adds nothing to most tests;
   // the tests of the pool itself (and the e2e, load and shutdown tests) ask for workers with evalThreads.
   // Rate limits off unless a test asks for them (test/ratelimit.test.ts): tests run thousands of lookups from one IP.
-  // Three token size classes unless a test asks for more: each class is an RSA-2048 key made at the first start (~0.1 s of CPU).
+  // Four token size classes unless a test asks for more: each class is an RSA-2048 key made at the first start (~0.1 s of CPU).
   const server = await startServer({ adminToken: ADMIN_TOKEN, logIntervalMs: 20, evalThreads: 0, rateLimits: false, sizeClasses: TEST_SIZE_CLASSES, ...options, dataDir, port: 0 });
   // Every design answering (the blinded epochs loaded or built): tests that watch a design come up use startServer.
   await server.ready.catch(async (e: unknown) => {

@@ -85,7 +85,7 @@ describe.skipIf(!chromium)('web page in headless Chromium', () => {
     dist = tempDir('pcd-web-');
     await buildWeb(dist);
     ui = createWebUi({ distDir: dist });
-    ts = await startTestServer({ web: ui.mount, bucketBits: BUCKET_BITS });
+    ts = await startTestServer({ web: ui.mount, bucketBits: BUCKET_BITS, sizeClasses: [1, 64, 4096] });
     aliceToken = (await ts.admin.createAccount({ email: 'alice@example.com', numbers: [REGISTERED], capabilities: ['messages', 'facetime'] })).token;
     await ts.admin.createAccount({ email: 'bob@example.co.uk', numbers: [BOB], capabilities: ['messages'] });
     browser = await launchChromium(chromium!);

@@ -44,7 +44,7 @@ describe('web/server.ts: the page, the login link and the trace', () => {
 
   beforeAll(async () => {
     ui = createWebUi({ distDir: fakeDist() });
-    ts = await startTestServer({ web: ui.mount });
+    ts = await startTestServer({ web: ui.mount, sizeClasses: [1, 64, 4096] });
     await ts.admin.createAccount({ email: 'owner@example.org', numbers: [REGISTERED], capabilities: ['messages', 'facetime'] });
     ({ token: other } = await ts.admin.createAccount({ email: 'other@example.org', numbers: ['+14155550177'], capabilities: ['messages'] }));
     const r = await login(ts.server.url, codeOf(ui.loginUrl(ts.server.url)));

@@ -21,7 +21,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { workloadChart, workloadMarkdown } from '../bench/workload.ts';
 import { DEFAULT_POPULATION } from './population.ts';
-import { DEFAULT_BUCKET_BITS, runWorkload } from './run.ts';
+import { DEFAULT_ANONYMOUS_BUCKET_BITS, DEFAULT_BUCKET_BITS, runWorkload } from './run.ts';
 import { DEFAULT_SCRIPT } from './script.ts';
 import { LIBRARY_REFILL_MEAN_MS, VARIANT_NAMES, type WorkloadVariant } from './simulate.ts';
 
@@ -85,6 +85,7 @@ interface Flags {
   start: number;
   designs: string[];
   bucketBits: number[];
+  anonymousBucketBits: number[];
   usersPerIp: number;
   refillMeanMinutes: number;
   evalThreads?: number;
@@ -126,6 +127,12 @@ export function simulateProgram(): Command {
     .addOption(new Option('--start <date>', 'first day of the window (ISO 8601)').argParser(parseStart).default(S.start, new Date(S.start).toISOString().slice(0, 10)))
     .option('--designs <list>', `designs to run: ${VARIANT_NAMES.join(',')}`, list, [...VARIANT_NAMES])
     .option('--bucket-bits <list>', 'blinded (every variant): one run per bucketBits value', intList('--bucket-bits'), DEFAULT_BUCKET_BITS)
+    .option(
+      '--anonymous-bucket-bits <list>',
+      'the anonymous variants\u2019 bucketBits values (each of their runs costs 10-15x a blinded one: the client\u2019s blind RSA)',
+      intList('--anonymous-bucket-bits'),
+      DEFAULT_ANONYMOUS_BUCKET_BITS,
+    )
     .option('--users-per-ip <n>', 'users behind one IP address (1: every user its own; more: a carrier NAT)', int('--users-per-ip'), 1)
     .option(
       '--refill-mean-minutes <x>',
@@ -189,6 +196,7 @@ export async function main(argv: string[]): Promise<void> {
     },
     designs: f.designs as WorkloadVariant[],
     bucketBits: f.bucketBits,
+    anonymousBucketBits: f.anonymousBucketBits,
     usersPerIp: f.usersPerIp,
     refillMeanMs: f.refillMeanMinutes * 60_000,
     ...(f.evalThreads !== undefined ? { evalThreads: f.evalThreads } : {}),

@@ -23,12 +23,14 @@
  * The attack, per evaluate request (each counted event of the log):
  * 1. By IP (no relay). The requests of one IP make a daily series of
  *    predicted issuance; each account has its daily issuance series. The
- *    cost of (IP, account) is the L1 distance of the two series. IPs are
- *    linked to accounts greedily by increasing cost, one account per IP.
- *    A link is *named* when the IP and the account are each the other's
- *    unique best match (no tie); otherwise it is only the top guess.
+ *    cost of (IP, account) is the L1 distance of the two series. A link
+ *    is *named* when the IP and the account are each the other's unique
+ *    best match (no tie) among those not named yet, round after round;
+ *    the IPs left are linked greedily by increasing cost, one account per
+ *    IP, as top guesses.
  * 2. By day and size class (a relay's requests, or an IP left unlinked).
- *    The day's issuance left over by the IP-linked requests is each
+ *    The day's issuance left over by the IP-linked requests (and, for an
+ *    account no IP explains, by its app's start on its first day) is each
  *    account's budget. Requests of the day go largest class first: a
  *    class c > 1 needs 2c + 8 of budget (a sync on a new install); the
  *    guess is the account with the most budget among those that can pay,
@@ -177,45 +179,70 @@ export function attackRequesters(input: { evalRows: readonly TokenEvalRow[]; iss
       return c;
     });
   });
-  const uniqueMin = (xs: readonly number[]): number | undefined => {
-    let best = -1;
-    let bv = Infinity;
-    let tie = false;
-    xs.forEach((v, i) => {
-      if (v < bv) {
-        bv = v;
-        best = i;
-        tie = false;
-      } else if (v === bv) tie = true;
-    });
-    return best >= 0 && !tie ? best : undefined;
-  };
-  const bestAccountOf = cost.map((row) => uniqueMin(row));
-  const columns = accountList.map((_, j) => cost.map((row) => row[j]!));
-  const bestIpOf = columns.map((col) => uniqueMin(col));
-  const pairs: [number, number, number][] = [];
-  cost.forEach((row, i) => row.forEach((c, j) => pairs.push([c, i, j])));
-  pairs.sort((x, y) => x[0] - y[0] || x[1] - y[1] || x[2] - y[2]);
+  // Named links: pairs that are each other's unique best match among the IPs and accounts not yet named, round after
+  // round (naming a pair can break the ties of others). The rest: greedily by increasing cost, one account per IP.
   const linkOf = new Map<string, IpLink>();
-  const takenAccounts = new Set<number>();
+  const freeIps = new Set(ips.map((_, i) => i));
+  const freeAccounts = new Set(accountList.map((_, j) => j));
+  const uniqueBest = (from: Iterable<number>, over: ReadonlySet<number>, c: (a: number, b: number) => number): Map<number, number> => {
+    const out = new Map<number, number>();
+    for (const a of from) {
+      let best = -1;
+      let bv = Infinity;
+      let tie = false;
+      for (const b of over) {
+        const v = c(a, b);
+        if (v < bv) {
+          bv = v;
+          best = b;
+          tie = false;
+        } else if (v === bv) tie = true;
+      }
+      if (best >= 0 && !tie) out.set(a, best);
+    }
+    return out;
+  };
+  for (;;) {
+    const accountFor = uniqueBest(freeIps, freeAccounts, (i, j) => cost[i]![j]!);
+    const ipFor = uniqueBest(freeAccounts, freeIps, (j, i) => cost[i]![j]!);
+    let named = 0;
+    for (const [i, j] of accountFor) {
+      if (ipFor.get(j) !== i) continue;
+      linkOf.set(ips[i]!, { ip: ips[i]!, accountId: accountList[j]!, named: true, cost: cost[i]![j]! });
+      freeIps.delete(i);
+      freeAccounts.delete(j);
+      named++;
+    }
+    if (named === 0) break;
+  }
+  const pairs: [number, number, number][] = [];
+  for (const i of freeIps) for (const j of freeAccounts) pairs.push([cost[i]![j]!, i, j]);
+  pairs.sort((x, y) => x[0] - y[0] || x[1] - y[1] || x[2] - y[2]);
   for (const [c, i, j] of pairs) {
-    const ip = ips[i]!;
-    if (linkOf.has(ip) || takenAccounts.has(j)) continue;
-    takenAccounts.add(j);
-    linkOf.set(ip, { ip, accountId: accountList[j]!, named: bestAccountOf[i] === j && bestIpOf[j] === i, cost: c });
-    if (linkOf.size === ips.length) break;
+    if (!freeIps.has(i) || !freeAccounts.has(j)) continue;
+    freeIps.delete(i);
+    freeAccounts.delete(j);
+    linkOf.set(ips[i]!, { ip: ips[i]!, accountId: accountList[j]!, named: false, cost: c });
+    if (freeIps.size === 0) break;
   }
 
   // 2. By day and size class: the issuance the IP-linked requests do not explain is each account's budget.
   const budget = new Map<number, Map<number, number>>();
   for (const [d, m] of issued) budget.set(d, new Map(m));
+  const charge = (d: number, a: number, x: number) => {
+    const m = budget.get(d);
+    if (m?.has(a)) m.set(a, Math.max(0, m.get(a)! - x));
+  };
   for (const [ip, link] of linkOf) {
     const p = byIp.get(ip)!;
-    for (let i = 0; i < D; i++) {
-      const m = budget.get(days[i]!);
-      if (!m || p[i] === 0) continue;
-      m.set(link.accountId, Math.max(0, (m.get(link.accountId) ?? 0) - p[i]!));
-    }
+    for (let i = 0; i < D; i++) if (p[i]! > 0) charge(days[i]!, link.accountId, p[i]!);
+  }
+  // An account no IP explains started its app on its first day of issuance.
+  const linkedAccounts = new Set([...linkOf.values()].map((l) => l.accountId));
+  for (const a of accountList) {
+    if (linkedAccounts.has(a)) continue;
+    const first = days.find((d) => (issued.get(d)?.get(a) ?? 0) > 0);
+    if (first !== undefined) charge(first, a, APP_START_TOKENS);
   }
   const guesses: RequesterGuess[] = events.map((e) => {
     const link = input.relayIps.has(e.ip) ? undefined : linkOf.get(e.ip);

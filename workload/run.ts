@@ -24,6 +24,12 @@ export interface WorkloadOptions {
   designs: WorkloadVariant[];
   /** Blinded (every variant): one run per value. */
   bucketBits: number[];
+  /**
+   * The anonymous variants' bucket bits, when not all of `bucketBits`: each
+   * of their runs costs 10-15x a blinded one (the client's blind RSA, ~40 ms
+   * a token), and their requester recovery does not depend on b.
+   */
+  anonymousBucketBits?: number[];
   usersPerIp: number;
   /** With tokens: the pools' mean refill delay, in simulated ms (default the library's, 10 minutes). */
   refillMeanMs?: number;
@@ -38,6 +44,8 @@ export interface WorkloadOptions {
 }
 
 export const DEFAULT_BUCKET_BITS = [0, 4, 8, 12];
+/** `pcd simulate`'s bucket bits for the anonymous variants (WorkloadOptions.anonymousBucketBits). */
+export const DEFAULT_ANONYMOUS_BUCKET_BITS = [0, 8];
 
 export function defaultWorkloadOptions(): WorkloadOptions {
   return {
@@ -66,7 +74,7 @@ export interface WorkloadRun {
   seconds: number;
 }
 
-export function targetsOf(o: Pick<WorkloadOptions, 'designs' | 'bucketBits'>): RunTarget[] {
+export function targetsOf(o: Pick<WorkloadOptions, 'designs' | 'bucketBits' | 'anonymousBucketBits'>): RunTarget[] {
   if (o.designs.length === 0) throw new PcdError(ErrorCode.InvalidField, `no design to simulate: --designs ${VARIANT_NAMES.join(',')}`);
   for (const d of o.designs) {
     if (!(VARIANT_NAMES as readonly string[]).includes(d)) throw new PcdError(ErrorCode.InvalidField, `unknown design '${d}': known are ${VARIANT_NAMES.join(', ')}`);
@@ -74,7 +82,9 @@ export function targetsOf(o: Pick<WorkloadOptions, 'designs' | 'bucketBits'>): R
   for (const b of o.bucketBits) checkBucketBits(b);
   const blinded = (v: WorkloadVariant) => variantSpec(v).design === 'blinded';
   if (o.designs.some(blinded) && o.bucketBits.length === 0) throw new PcdError(ErrorCode.InvalidField, 'blinded needs at least one --bucket-bits value');
-  return [...new Set(o.designs)].flatMap((variant): RunTarget[] => (blinded(variant) ? [...new Set(o.bucketBits)].map((bucketBits) => ({ variant, bucketBits })) : [{ variant }]));
+  for (const b of o.anonymousBucketBits ?? []) checkBucketBits(b);
+  const bitsOf = (v: WorkloadVariant) => (isAnonymous(v) && o.anonymousBucketBits !== undefined ? o.anonymousBucketBits : o.bucketBits);
+  return [...new Set(o.designs)].flatMap((variant): RunTarget[] => (blinded(variant) ? [...new Set(bitsOf(variant))].map((bucketBits) => ({ variant, bucketBits })) : [{ variant }]));
 }
 
 export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {

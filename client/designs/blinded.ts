@@ -118,7 +118,11 @@ export class KeyPins {
 
   /** The pins of one server, by its normalised base URL. */
   scope(server: string): PinScope {
-    return { check: (epochs) => this.check(server, epochs), root: (epoch, version) => this.root(server, epoch, version) };
+    return {
+      check: (epochs) => this.check(server, epochs),
+      root: (epoch, version) => this.root(server, epoch, version),
+      keepRoot: (epoch, version, root) => this.keepRoot(server, epoch, version, root),
+    };
   }
 
   /** The pinned key of `epoch` at `server`, base64, or undefined. */
@@ -150,7 +154,17 @@ export class KeyPins {
     this.keepRoots(server, epochs);
   }
 
-  private keepRoots(server: string, epochs: readonly PinnedEpoch[]): void {
+  /** Keeps one root shown with a bucket (view_changed when another root was seen for the pair). */
+  keepRoot(server: string, epoch: number, version: number, root: Uint8Array): void {
+    const seen = this.root(server, epoch, version);
+    if (seen !== undefined) {
+      if (!digestsEqual(seen, root)) throw this.viewChanged(server, epoch, version);
+      return;
+    }
+    this.keepRoots(server, [{ epoch, version, root }]);
+  }
+
+  private keepRoots(server: string, epochs: readonly { epoch: number; version: number; root: Uint8Array }[]): void {
     const mine = this.roots.get(server) ?? new Map<number, Map<number, Uint8Array>>();
     for (const e of epochs) {
       const versions = mine.get(e.epoch) ?? new Map<number, Uint8Array>();
@@ -500,27 +514,11 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
   };
 
   /**
-   * The root this client was shown for `epoch` at directory `version`. A
-   * version newer than the config held means the directory moved on since:
-   * the config is fetched again, fresh, once (its roots are checked and
-   * kept by the pins). Undefined for a version this client was never shown.
-   */
-  const rootFor = async (epoch: number, version: number, signal: AbortSignal | undefined): Promise<Uint8Array | undefined> => {
-    const seen = pins.root(epoch, version);
-    if (seen) return seen;
-    const held = config?.reply.epochs.find((e) => e.epoch === epoch)?.version;
-    if (held !== undefined && version <= held) return undefined;
-    await getConfig(signal, true);
-    return pins.root(epoch, version);
-  };
-
-  /**
-   * One bucket, proven: its path must lead to the root published for its
-   * epoch and version (shared/merkle.ts), else bucket_unproven. From the
-   * cache when the server says it has not changed (it was proven when
-   * fetched). A version whose root this client never saw (a shared cache's
-   * older copy, or a directory that moved on again meanwhile) is fetched
-   * once more without If-None-Match, then refused.
+   * One bucket, proven: its path must lead to the root of its epoch and
+   * version (shared/merkle.ts), else bucket_unproven; that root must be the
+   * one this client was shown for the pair before, in a config or with
+   * another bucket, else view_changed. From the cache when the server says
+   * it has not changed (it was proven when fetched).
    */
   const fetchBucket = async (p: EpochParams, id: number, signal: AbortSignal | undefined): Promise<Bucket> => {
     const key = `${p.epoch}/${id}`;
@@ -554,15 +552,7 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
         if (e instanceof PcdError) throw new PcdError(e.code, `bucket ${id} of epoch ${p.epoch}: ${e.message}`);
         throw e;
       }
-      const root = await rootFor(p.epoch, body.version, signal);
-      if (root === undefined) {
-        if (attempt === 0) continue;
-        throw new PcdError(
-          ErrorCode.BucketUnproven,
-          `bucket ${id} of epoch ${p.epoch} is at directory version ${body.version}, for which the server showed this client no root: ` +
-            `it cannot be checked, so no answer was produced`,
-        );
-      }
+      const root = body.root;
       if (!verifyBucketPath({ epoch: p.epoch, bucket: id, tags: body.tags, capabilities: body.capabilities }, body.path, root, p.bucketBits)) {
         throw new PcdError(
           ErrorCode.BucketUnproven,
@@ -570,6 +560,9 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
             `(a tag dropped, added or changed, or a path of ${body.path.length} entries for ${p.bucketBits} bucket bits): no answer was produced`,
         );
       }
+      // The root of the bucket's version: the one this client was shown before for the pair (in a config or with another
+      // bucket), else kept now; another root for a pair seen before is view_changed (KeyPins.keepRoot).
+      pins.keepRoot(p.epoch, body.version, root);
       stats.bucketsProven++;
       bucketCache.set(key, { etag: r.etag, bucket });
       return bucket;

@@ -50,6 +50,8 @@ export interface ProvenBucket {
   /** Leaf to root, bucketBits digests (shared/merkle.ts). */
   path: Uint8Array[];
   version: number;
+  /** The root at `version`, which `path` leads to. */
+  root: Uint8Array;
 }
 
 /** Counters for tests, benchmarks and the operator: how the buckets came to be. */

@@ -555,7 +555,7 @@ export class Epochs {
         await tree.ready();
         continue;
       }
-      return { ...table.view(bucket), etag: table.etag(bucket), path: tree.path(bucket), version };
+      return { ...table.view(bucket), etag: table.etag(bucket), path: tree.path(bucket), root: tree.root(), version };
     }
   }
 

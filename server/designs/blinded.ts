@@ -336,7 +336,7 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
           // Content, ETag, audit path and version read together, once the epoch's Merkle tree can answer.
           const b = await epochs.provenBucket(epochId, bucket);
           return {
-            body: { epoch: epochId, bucket, tags: b.tags, capabilities: b.capabilities, version: b.version, path: b.path },
+            body: { epoch: epochId, bucket, tags: b.tags, capabilities: b.capabilities, version: b.version, path: b.path, root: b.root },
             etag: b.etag,
             cacheControl: BUCKET_CACHE_CONTROL,
           };

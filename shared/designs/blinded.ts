@@ -87,6 +87,13 @@ export const BucketReply = object({
   capabilities: bytes({ max: LIMITS.maxReplyBytes }),
   version: directoryVersion,
   path: array(bytes({ length: DIGEST_BYTES }), { max: LIMITS.maxBucketBits }),
+  /**
+   * The epoch's root at `version`, read with the path in one step: a client
+   * that has not seen this version's root (the directory moved on since its
+   * config) pins it from here, as it would from the config, so a registration
+   * between its config and its bucket fetch costs no second round trip.
+   */
+  root: bytes({ length: DIGEST_BYTES }),
 });
 export type BucketReply = Infer<typeof BucketReply>;
 
