@@ -336,7 +336,7 @@ async function tokenMarks(config: CryptoConfig, add: AddMarks, notes: string[]):
     const headers = Array.from({ length: 64 }, () => authorizationOf(mintToken(key, digest)));
     const nextHeader = cycler(headers);
     const check = await service.check(headers[0], 1);
-    await add([spec(TOKEN_OPS.check, 'privacypass-ts parse, WebCrypto RSA-PSS verify'), () => service.check(nextHeader(), 1)]);
+    await add([spec(TOKEN_OPS.check, 'privacypass-ts parse, node:crypto RSA-PSS verify'), () => service.check(nextHeader(), 1)]);
     let n = 0;
     const nonceHash = new Uint8Array(32);
     crypto.getRandomValues(nonceHash);

@@ -27,8 +27,14 @@
  *  2. its token_key_id names a live key of ours: else token_key_unknown
  *     (a retired key's too: its spent tokens were purged with it);
  *  3. its challenge_digest is our challenge's: else token_invalid;
- *  4. the RSA-PSS signature verifies (privacypass-ts Origin.verify,
- *     WebCrypto): else token_invalid (a forgery);
+ *  4. the RSA-PSS signature verifies (RFC 9578 §6.4: RSASSA-PSS with
+ *     SHA-384, MGF1 with SHA-384, a 48-byte salt, over the token input):
+ *     else token_invalid (a forgery). Verified by node:crypto's OpenSSL
+ *     directly (about 40 µs), where privacypass-ts's Origin.verify goes
+ *     through WebCrypto's promise machinery (about 160 µs): the bench
+ *     measured that difference as 0.82x against 0.85x for a single lookup.
+ *     The two are checked to agree, on the RFC 9578 vectors, our tokens and
+ *     forgeries (test/rfc9578-privacypass.test.ts);
  *  5. its class is the request's element count: else token_wrong_class;
  *  6. spending it inserts SHA-256(key id || nonce) into `spent_tokens`
  *     under a unique key: a second spend fails there, token_replayed.
@@ -41,14 +47,13 @@
  * lets it answer while the buffer has room.
  */
 import crypto from 'node:crypto';
-import { AuthorizationHeader, TOKEN_TYPES, WWWAuthenticateHeader, publicVerif, type Token } from '@cloudflare/privacypass-ts';
+import { AuthorizationHeader, TOKEN_TYPES, WWWAuthenticateHeader, type Token } from '@cloudflare/privacypass-ts';
 import type Database from 'better-sqlite3';
 import { bytesEqual } from '../../shared/bytes.ts';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
 import { SPENT_TOKENS_TABLE } from '../../shared/designs/blinded.ts';
 import {
   TOKEN_BYTES,
-  TOKEN_ORIGIN_INFO,
   TOKEN_REQUEST_BYTES,
   TOKEN_TYPE,
   challengeDigest,
@@ -120,10 +125,23 @@ export function blindSign(key: TokenKey, blindedMsg: Uint8Array): Uint8Array {
   return new Uint8Array(s);
 }
 
+/** Step 4: RSASSA-PSS (SHA-384, MGF1-SHA-384, salt 48) of the token input under the key, RFC 9578 §6.4. */
+export function verifyToken(key: Pick<TokenKey, 'publicKey'>, token: Token): boolean {
+  try {
+    return crypto.verify(
+      'sha384',
+      token.authInput.serialize(),
+      { key: key.publicKey, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: 48 },
+      token.authenticator,
+    );
+  } catch {
+    return false;
+  }
+}
+
 export class TokenService {
   readonly challenge;
   private readonly digest: Uint8Array;
-  private readonly origin = new publicVerif.Origin(publicVerif.BlindRSAMode.PSS, [TOKEN_ORIGIN_INFO]);
 
   constructor(
     readonly keys: TokenKeys,
@@ -187,12 +205,7 @@ export class TokenService {
     const key = this.keys.byKeyId(a.tokenKeyId);
     if (!key) return refuse(ErrorCode.TokenKeyUnknown, 'the token was issued under a key this server does not know or has retired: fetch tokens of a current key');
     if (!bytesEqual(a.challengeDigest, this.digest)) return refuse(ErrorCode.TokenInvalid, 'the token was made for another challenge (issuer name or origin)');
-    let ok = false;
-    try {
-      ok = await this.origin.verify(token, key.verifyKey);
-    } catch {
-      ok = false;
-    }
+    const ok = verifyToken(key, token);
     if (!ok) return refuse(ErrorCode.TokenInvalid, 'the token\'s signature does not verify under its token key');
     const nonceHash = crypto.createHash('sha256').update(a.tokenKeyId).update(a.nonce).digest();
     return { key, nonceHash: new Uint8Array(nonceHash) };
