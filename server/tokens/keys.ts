@@ -8,6 +8,7 @@
  *
  *   { "version": 1, "epochs": [{ "epoch": 1, "keys": [{ "sizeClass": 1, "pkcs8": "<base64 DER>" }] }] }
  *
+ * The file's format is disk/tokenkeys.ts's (the audit reads it too).
  * The private keys live as node:crypto KeyObjects (in OpenSSL's memory,
  * which JavaScript cannot zero); a retired epoch's keys are dropped from
  * memory and from the file, and the spent tokens of its keys are deleted
@@ -21,19 +22,16 @@
  */
 import crypto, { type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
 import { publicVerif } from '@cloudflare/privacypass-ts';
-import { TOKEN_KEY_FILE } from '../../disk/files.ts';
+import { publishedTokenKey, readTokenKeyFile, serializeTokenKeyFile, tokenKeyFilePath, type StoredTokenKey } from '../../disk/tokenkeys.ts';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
-import { tokenKeyId } from '../../shared/tokens.ts';
 import { writeFileAtomic } from '../blinded/keys.ts';
 
 /** WebCrypto's key type as privacypass-ts takes it. */
 type VerifyKey = Parameters<publicVerif.Origin['verify']>[1];
 
-const FILE_VERSION = 1;
-const MAX_FILE_BYTES = 4 << 20;
 const RSA_BITS = 2048;
+type StoredKey = StoredTokenKey;
 
 /** One token key: its class and epoch, the key pair, what is published and its id. */
 export interface TokenKey {
@@ -50,65 +48,14 @@ export interface TokenKey {
   readonly verifyKey: VerifyKey;
 }
 
-export function tokenKeyFilePath(dataDir: string): string {
-  return path.join(dataDir, TOKEN_KEY_FILE);
-}
-
-function bad(file: string, why: string): PcdError {
-  return new PcdError(ErrorCode.InvalidField, `${file} is not a pcd token key file (${why}): restore it from a backup, or remove it to make new token keys (tokens already issued are then refused)`);
-}
-
-interface StoredKey {
-  epoch: number;
-  sizeClass: number;
-  pkcs8: Buffer;
-}
-
-function readFile(file: string): StoredKey[] {
-  const st = fs.statSync(file);
-  if (!st.isFile()) throw bad(file, 'not a regular file');
-  if (st.size > MAX_FILE_BYTES) throw bad(file, `${st.size} bytes, more than a token key file holds`);
-  let doc: unknown;
-  try {
-    doc = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch {
-    throw bad(file, 'not JSON');
-  }
-  const d = doc as { version?: unknown; epochs?: unknown };
-  if (typeof doc !== 'object' || doc === null || d.version !== FILE_VERSION || !Array.isArray(d.epochs)) throw bad(file, `expected { "version": ${FILE_VERSION}, "epochs": [...] }`);
-  const out: StoredKey[] = [];
-  for (const e of d.epochs as unknown[]) {
-    const { epoch, keys } = (e ?? {}) as { epoch?: unknown; keys?: unknown };
-    if (typeof epoch !== 'number' || !Number.isInteger(epoch) || epoch < 1 || !Array.isArray(keys)) throw bad(file, 'an epoch entry is not { epoch, keys }');
-    for (const k of keys as unknown[]) {
-      const { sizeClass, pkcs8 } = (k ?? {}) as { sizeClass?: unknown; pkcs8?: unknown };
-      if (typeof sizeClass !== 'number' || !Number.isInteger(sizeClass) || sizeClass < 1) throw bad(file, `epoch ${epoch}: a key without a size class`);
-      if (typeof pkcs8 !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(pkcs8)) throw bad(file, `epoch ${epoch}, class ${sizeClass}: the key is not base64`);
-      out.push({ epoch, sizeClass, pkcs8: Buffer.from(pkcs8, 'base64') });
-    }
-  }
-  return out;
-}
-
-function serialize(keys: Iterable<StoredKey>): string {
-  const byEpoch = new Map<number, StoredKey[]>();
-  for (const k of keys) byEpoch.set(k.epoch, [...(byEpoch.get(k.epoch) ?? []), k]);
-  const epochs = [...byEpoch]
-    .sort((a, b) => a[0] - b[0])
-    .map(([epoch, ks]) => ({ epoch, keys: ks.sort((a, b) => a.sizeClass - b.sizeClass).map((k) => ({ sizeClass: k.sizeClass, pkcs8: k.pkcs8.toString('base64') })) }));
-  return JSON.stringify({ version: FILE_VERSION, epochs }, null, 1) + '\n';
-}
-
 async function load(s: StoredKey): Promise<TokenKey & { stored: StoredKey }> {
   const privateKey = crypto.createPrivateKey({ key: s.pkcs8, format: 'der', type: 'pkcs8' });
   if (privateKey.asymmetricKeyType !== 'rsa' || privateKey.asymmetricKeyDetails?.modulusLength !== RSA_BITS) {
     throw new PcdError(ErrorCode.InvalidField, `token key of epoch ${s.epoch}, class ${s.sizeClass}: not an RSA-${RSA_BITS} key`);
   }
-  const publicKey = crypto.createPublicKey(privateKey);
-  const spki = new Uint8Array(publicKey.export({ type: 'spki', format: 'der' }));
-  const tokenKey = publicVerif.convertEncToRSASSAPSS(spki);
+  const { publicKey, spki, tokenKey, keyId } = publishedTokenKey(privateKey);
   const verifyKey: VerifyKey = await crypto.subtle.importKey('spki', spki, { name: 'RSA-PSS', hash: 'SHA-384' }, true, ['verify']);
-  return { epoch: s.epoch, sizeClass: s.sizeClass, privateKey, publicKey, tokenKey, keyId: tokenKeyId(tokenKey), verifyKey, stored: s };
+  return { epoch: s.epoch, sizeClass: s.sizeClass, privateKey, publicKey, tokenKey, keyId, verifyKey, stored: s };
 }
 
 function generate(epoch: number, sizeClass: number): Promise<StoredKey> {
@@ -137,7 +84,7 @@ export class TokenKeys {
     if (fs.existsSync(t.file)) {
       const st = fs.statSync(t.file);
       if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) fs.chmodSync(t.file, 0o600);
-      for (const s of readFile(t.file)) t.add(await load(s));
+      for (const s of readTokenKeyFile(t.file)) t.add(await load(s));
     }
     return t;
   }
@@ -152,7 +99,7 @@ export class TokenKeys {
   private write(): void {
     const all: StoredKey[] = [];
     for (const m of this.keys.values()) for (const k of m.values()) all.push(k.stored);
-    writeFileAtomic(this.file, serialize(all));
+    writeFileAtomic(this.file, serializeTokenKeyFile(all));
   }
 
   /** True when `epoch` has a key for every class. */
