@@ -175,7 +175,7 @@ function project(marks: BuildMark[], config: BuildConfig): Projection[] {
       section: 'build',
       name: 'server memory for the directory at 10^7 and 10^9 numbers (projection)',
       basis: `typed-array growth per number: ${bases.join('; ')}`,
-      assumption: `linear in N; the hash tables double in size at 70 % load, so the real figure steps by up to 2x; blinded buckets need ${DEFAULT_TAG_BYTES + 1} B per number plus the shared index. Beyond a few 10^8 numbers one process cannot hold this: shard by number range (DESIGN.md §7)`,
+      assumption: `linear in N; the hash tables double in size at 70 % load, so the real figure steps by up to 2x; blinded buckets need ${DEFAULT_TAG_BYTES + 1} B per number plus the shared index. Beyond a few 10^8 numbers one process cannot hold this: shard by number range (several nodes over one store: not built yet)`,
       rows,
     });
   }

@@ -24,7 +24,7 @@
  *
  * Sections: crypto, http, fairness, bandwidth, build, scale, reverse,
  * workload (a simulated month, workload/: what each design's logs give away)
- * (DESIGN.md §6). `scale` is the heavy one (10^6 and 10^7 numbers in the
+ * (README, "Benchmarks"). `scale` is the heavy one (10^6 and 10^7 numbers in the
  * full profile, tens of minutes): run it on its own with --only scale. With
  * --only, sections not run are carried over from an existing results.json
  * of the same profile and machine (and say so), so one section can be

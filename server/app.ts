@@ -223,7 +223,7 @@ export function createApp(deps: AppDeps): express.Express {
     }
     if (res.headersSent) return;
     res.setHeader('Cache-Control', 'no-store');
-    // A refusal for load or limits always says when to come back (DESIGN.md §3).
+    // A refusal for load or limits always says when to come back (docs/protocol.md).
     if (e.status === 429 || e.status === 503) res.setHeader('Retry-After', String(e.retryAfterSeconds ?? 1));
     if (e.wwwAuthenticate !== undefined) res.setHeader('WWW-Authenticate', e.wwwAuthenticate);
     send(res, e.status, e.toBody(), format);

@@ -1,5 +1,5 @@
 /**
- * Rate limits, on by default (DESIGN.md §3): what bounds one account's use
+ * Rate limits, on by default (docs/protocol.md): what bounds one account's use
  * of the server as an enumeration oracle, and one IP's share of the server.
  *
  * ## Per requester: a token bucket counted in lookups

@@ -1,6 +1,6 @@
 /**
  * Bucket ids, tag truncation and the bucket layout of the blinded design
- * (DESIGN.md §3, "Bucket id" and "Tag").
+ * (docs/protocol.md, "Bucket ids" and "Tags").
  *
  * - bucket id: the first `bucketBits` bits, most significant first, of
  *   SHA-256(utf8("pcd-bucket:" + E.164)); with bucketBits = 0 the one bucket

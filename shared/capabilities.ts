@@ -1,7 +1,7 @@
 /**
  * Capabilities a registered number can have, and their bit masks.
  * Bit j (least significant first) stands for CAPABILITIES[j], as in a bucket's
- * `capabilities` bytes (DESIGN.md §3). The order is part of the protocol.
+ * `capabilities` bytes (docs/protocol.md). The order is part of the protocol.
  */
 import { ErrorCode, PcdError } from './errors.ts';
 import { string } from './schema.ts';

@@ -1,5 +1,5 @@
 /**
- * The hashed design's one rule: hash = SHA-256(utf8(E.164)) (DESIGN.md §3).
+ * The hashed design's one rule: hash = SHA-256(utf8(E.164)) (docs/protocol.md).
  * It hides nothing from the server: the space of valid numbers is small enough
  * to enumerate (see `pcd audit --design hashed`), which is why it is here, as
  * the commonly proposed half-measure to measure against.

@@ -1,5 +1,5 @@
 /**
- * What a design's query log may hold (DESIGN.md §5), as data: each design
+ * What a design's query log may hold (docs/threat-model.md), as data: each design
  * declares its log tables once, in shared/designs/<name>.ts, and everything
  * that touches a log reads the declaration:
  *

@@ -1,5 +1,5 @@
 /**
- * The audit and the scan (DESIGN.md §5) on real data folders: a real server
+ * The audit and the scan (docs/threat-model.md) on real data folders: a real server
  * on an ephemeral port, lookups through the real client with an injected
  * clock, the directory seeded through POST /v1/accounts; the server is
  * closed (logs flushed) before the data folder is audited. The blinded

@@ -1,6 +1,6 @@
 /**
  * The audit's design registry: what a pen-register order yields under each
- * design (DESIGN.md §5), computed on the server's real persisted data, one
+ * design (docs/threat-model.md), computed on the server's real persisted data, one
  * entry per design of the protocol (shared/designs/index.ts DESIGNS). The
  * type checker demands an entry for every design; {@link runAudit} and
  * {@link formatAudit} dispatch through it, and nothing else names designs.

@@ -2,7 +2,7 @@
  * The scan (`pcd audit --scan`): searches every persisted byte of a data
  * folder for phone numbers in every form a server could have stored them,
  * and says which design each hit belongs to. It is the evidence behind
- * DESIGN.md §5: a number that was only looked up through the blinded design
+ * docs/threat-model.md: a number that was only looked up through the blinded design
  * appears nowhere, not as text, not hashed, not as a tag; registered numbers
  * are in the directory by necessity.
  *

@@ -1,5 +1,5 @@
 /**
- * Blinded design, client side (DESIGN.md §3, "The blinded protocol"):
+ * Blinded design, client side (docs/protocol.md, "The blinded design"):
  *
  *   config  GET  /v1/blinded/config           epochs, public keys, parameters (cached)
  *   blind   (r, B) = Blind(x) for each number not in the tag cache

@@ -1,7 +1,7 @@
 /**
  * The OPRF key file: `<dataDir>/oprf-keys.json`, one secret key per live
  * epoch, kept apart from the SQLite database so the database can be copied,
- * audited or handed over without the keys (DESIGN.md §4).
+ * audited or handed over without the keys (docs/operations.md, "The data folder").
  *
  *   { "version": 1, "keys": [{ "epoch": 1, "secretKey": "<64 hex digits>" }] }
  *

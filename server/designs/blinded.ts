@@ -1,5 +1,5 @@
 /**
- * The blinded design (DESIGN.md §3, "The blinded protocol"), server side:
+ * The blinded design (docs/protocol.md, "The blinded design"), server side:
  * RFC 9497 ristretto255-SHA512 in VOPRF mode by default, per-epoch keys,
  * buckets of truncated tags that clients search locally.
  *

@@ -169,7 +169,7 @@ export const BLINDED_TOKEN_EVAL_LOG = checkLogTable({
 /** The issuance log's window: a day. */
 export const TOKEN_ISSUANCE_WINDOW_MS = 86_400_000;
 
-/** What the issuer keeps (DESIGN.md §7): per account and day, the elements' worth of tokens issued; no class, no time of day. */
+/** What the issuer keeps (docs/protocol.md, "Anonymous requesters"): per account and day, the elements' worth of tokens issued; no class, no time of day. */
 export const TOKEN_ISSUANCE_LOG = checkLogTable({
   name: 'token_issuance_log',
   kind: 'counts',
