@@ -145,7 +145,7 @@ function tokenPoolFile(file: string | undefined, server: string) {
     fs.writeFileSync(tmp, JSON.stringify({ version: 1, servers }) + '\n', { mode: 0o600 });
     fs.renameSync(tmp, file);
   };
-  return { read, write, options: file === undefined ? { ahead: {}, refillMeanMs: Infinity } : { refillMeanMs: Infinity } };
+  return { keeps: file !== undefined, read, write, options: file === undefined ? { ahead: {}, refillMeanMs: Infinity } : { refillMeanMs: Infinity } };
 }
 
 /** Runs `work` with the blinded design's token pool loaded from and saved to the token file (when there is one). */
@@ -156,9 +156,11 @@ async function withTokenPool<T>(client: Client, pool: ReturnType<typeof tokenPoo
   try {
     return await work();
   } finally {
-    // Topped up after the lookups: the next run spends tokens fetched now, not at its own lookup time.
-    if (tokens.stats.tokensSpent > 0 || tokens.export().length > 0) await tokens.fill().catch(() => {});
-    pool.write(tokens.export());
+    // With a file: topped up after the lookups, so the next run spends tokens fetched now, not at its own lookup time.
+    if (pool.keeps) {
+      await tokens.fill().catch(() => {});
+      pool.write(tokens.export());
+    }
     tokens.close();
   }
 }

@@ -215,7 +215,10 @@ export class TokenPool {
 
   /** The class a request of `n` elements pays with, from the view's current epoch. */
   async classFor(n: number): Promise<number> {
-    const v = await this.view(false);
+    return this.classIn(await this.view(false), n);
+  }
+
+  private classIn(v: TokenView, n: number): number {
     const epoch = this.keysEpoch(v);
     const classes = v.keys.filter((k) => k.epoch === epoch).map((k) => k.sizeClass);
     const c = sizeClassFor(n, classes);
@@ -225,9 +228,10 @@ export class TokenPool {
 
   /** Takes one token of the class for `n` elements, fetching when empty (options.whenEmpty). */
   async take(n: number): Promise<SpendableToken> {
-    const sizeClass = await this.classFor(n);
+    const v = await this.view(false);
+    const sizeClass = this.classIn(v, n);
     this.used.add(sizeClass);
-    this.dropUnlisted(await this.view(false));
+    this.dropUnlisted(v);
     let list = this.held.get(sizeClass);
     if (!list || list.length === 0) {
       if (this.options.whenEmpty === 'fail') {
@@ -235,14 +239,13 @@ export class TokenPool {
         throw new PcdError(ErrorCode.TokensExhausted, `no token of size class ${sizeClass} in the pool; it is refilled in the background (or call fill())`);
       }
       this.stats.fetchesOnDemand++;
-      await this.fetch(await this.view(false), sizeClass, Math.max(1, this.target(sizeClass)));
+      await this.fetch(v, sizeClass, Math.max(1, this.target(sizeClass)));
       list = this.held.get(sizeClass);
     }
     const t = list?.shift();
     if (!t) throw new PcdError(ErrorCode.TokensExhausted, `no token of size class ${sizeClass} could be had`);
     this.stats.tokensSpent++;
     this.scheduleRefill();
-    const v = await this.view(false);
     const epoch = v.keys.find((k) => bytesToBase64(k.tokenKey) === t.keyB64)?.epoch ?? v.current;
     return { sizeClass, epoch, authorization: t.header };
   }

@@ -38,9 +38,10 @@ export function utf8Decode(bytes: Uint8Array): string {
   return utf8Decoder.decode(bytes);
 }
 
-/** Equal length and bytes; not constant-time (for public values: key ids, digests, roots). */
+/** Equal length and bytes, compared without an early exit once the lengths match (digests, keys, roots, hashes). */
 export function bytesEqual(a: Uint8Array, b: Uint8Array): boolean {
   if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
+  return d === 0;
 }

@@ -34,6 +34,7 @@
  * every function takes another implementation of {@link Sha256}, which the
  * server passes (node:crypto, server/blinded/tree.ts): the bytes are the same.
  */
+import { bytesEqual } from './bytes.ts';
 import { sha256 } from '@noble/hashes/sha2.js';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
 import { LIMITS } from './limits.ts';
@@ -173,14 +174,6 @@ export function rootFromPath(leaf: Digest, index: number, path: readonly Digest[
   return h;
 }
 
-/** Equal digests, compared without an early exit. */
-export function digestsEqual(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  let d = 0;
-  for (let i = 0; i < a.length; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
-}
-
 /**
  * What a client checks of a bucket it received: that `path` takes its leaf
  * to `root`, the root published for the bucket's epoch and version. False
@@ -193,5 +186,5 @@ export function verifyBucketPath(leaf: BucketLeaf, path: readonly Uint8Array[], 
   if (path.length !== bucketBits || root.length !== DIGEST_BYTES) return false;
   if (!Number.isInteger(leaf.bucket) || leaf.bucket < 0 || leaf.bucket >= 2 ** bucketBits) return false;
   if (path.some((p) => p.length !== DIGEST_BYTES)) return false;
-  return digestsEqual(rootFromPath(bucketLeafHash(leaf, hash), leaf.bucket, path, hash), root);
+  return bytesEqual(rootFromPath(bucketLeafHash(leaf, hash), leaf.bucket, path, hash), root);
 }

@@ -23,18 +23,9 @@ import { LIMITS } from '../shared/limits.ts';
 import { BlindedConfigReply, PATHS, type BucketReply } from '../shared/messages.ts';
 import { generateKeyPair } from '../shared/oprf.ts';
 import { sampleNumbers } from '../synth/directory.ts';
-import { startTestServer, tempDir, type TestServer } from './helpers.ts';
+import { rejection, startTestServer, tempDir, type TestServer } from './helpers.ts';
 
 const [alice, bob, carol, nobody] = sampleNumbers({ count: 4, seed: 'client-hardening', regions: ['US'] });
-
-async function rejection(p: Promise<unknown>): Promise<PcdError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e, 'expected a PcdError, got an answer').toBeInstanceOf(PcdError);
-  return e as PcdError;
-}
 
 interface Tamper {
   /** Publish this key for every epoch in the config. */

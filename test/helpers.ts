@@ -5,7 +5,8 @@
  * `pcd` run in this process or as a child.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { describe, vi } from 'vitest';
+import { describe, expect, vi } from 'vitest';
+import { PcdError } from '../shared/errors.ts';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -41,6 +42,16 @@ export function describeDesigns(title: string, fn: (design: DesignName) => void,
 
 /** The token size classes of a test server (startTestServer), unless a test gives its own: four RSA keys, not thirteen. */
 export const TEST_SIZE_CLASSES: readonly number[] = [1, 16, 256, 4096];
+
+/** The PcdError a promise rejects with; fails the test when it resolves (an answer where a refusal was due). */
+export async function rejection(p: Promise<unknown>): Promise<PcdError> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e, 'expected a PcdError, got an answer').toBeInstanceOf(PcdError);
+  return e as PcdError;
+}
 
 export function tempDir(prefix = 'pcd-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));

@@ -27,7 +27,7 @@ import { createTransport } from '../client/transport.ts';
 import { Bucket, bucketOf } from '../shared/buckets.ts';
 import type { RequestOptions, Transport, TransportReply } from '../shared/design.ts';
 import type { E164 } from '../shared/e164.ts';
-import { ErrorCode, PcdError } from '../shared/errors.ts';
+import { ErrorCode } from '../shared/errors.ts';
 import { auditPath, bucketLeafHash, merkleRoot, verifyBucketPath } from '../shared/merkle.ts';
 import { BlindedConfigReply, BucketReply, PATHS } from '../shared/messages.ts';
 import { generateKeyPair } from '../shared/oprf.ts';
@@ -35,7 +35,7 @@ import { parseReply } from '../shared/schema.ts';
 import { tagOf } from '../server/blinded/build.ts';
 import type { BlindedServerDesign } from '../server/designs/blinded.ts';
 import { sampleNumbers } from '../synth/directory.ts';
-import { raw, startTestServer, type TestServer } from './helpers.ts';
+import { rejection, raw, startTestServer, type TestServer } from './helpers.ts';
 
 const BITS = 2;
 const pool = sampleNumbers({ count: 64, seed: 'one-view', regions: ['US', 'GB', 'DE'] });
@@ -46,15 +46,6 @@ const [alice, bob] = inBucket(0) as [E164, E164];
 const late = inBucket(0)[2]!;
 const [carol] = inBucket(3) as [E164];
 const nobody = inBucket(1)[3]!;
-
-async function rejection(p: Promise<unknown>): Promise<PcdError> {
-  const e = await p.then(
-    () => undefined,
-    (err: unknown) => err,
-  );
-  expect(e, 'expected a PcdError, got an answer').toBeInstanceOf(PcdError);
-  return e as PcdError;
-}
 
 interface Tamper {
   /** Drop this tag from every bucket reply that holds it (the path stays the server's). */

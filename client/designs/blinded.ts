@@ -58,11 +58,11 @@ import { loadBackend } from '../../shared/backends.ts';
 import type { E164 } from '../../shared/e164.ts';
 import { ErrorCode, PcdError, isPcdError } from '../../shared/errors.ts';
 import { BlindedConfigReply, BucketReply, EvaluateReply, PATHS } from '../../shared/messages.ts';
-import { digestsEqual, verifyBucketPath } from '../../shared/merkle.ts';
+import { verifyBucketPath } from '../../shared/merkle.ts';
 import { DEFAULT_BACKEND, type BackendName, type OprfBackend, type OprfMode, type Rng } from '../../shared/suite.ts';
 import type { BlindedAuth } from '../../shared/tokens.ts';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
-import { bytesToBase64 } from '../../shared/bytes.ts';
+import { bytesEqual, bytesToBase64 } from '../../shared/bytes.ts';
 import { TokenPool, type TokenPoolOptions, type TokenView } from '../tokens.ts';
 
 export interface BlindedClientOptions {
@@ -148,7 +148,7 @@ export class KeyPins {
     // One (epoch, version), one root: checked before anything of this config is kept.
     for (const e of epochs) {
       const seen = this.root(server, e.epoch, e.version);
-      if (seen !== undefined && !digestsEqual(seen, e.root)) throw this.viewChanged(server, e.epoch, e.version);
+      if (seen !== undefined && !bytesEqual(seen, e.root)) throw this.viewChanged(server, e.epoch, e.version);
     }
     if (fresh.length > 0) this.pinKeys(server, fresh);
     this.keepRoots(server, epochs);
@@ -158,7 +158,7 @@ export class KeyPins {
   keepRoot(server: string, epoch: number, version: number, root: Uint8Array): void {
     const seen = this.root(server, epoch, version);
     if (seen !== undefined) {
-      if (!digestsEqual(seen, root)) throw this.viewChanged(server, epoch, version);
+      if (!bytesEqual(seen, root)) throw this.viewChanged(server, epoch, version);
       return;
     }
     this.keepRoots(server, [{ epoch, version, root }]);

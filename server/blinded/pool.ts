@@ -68,6 +68,7 @@
  * assembly are server/blinded/pool-batch.ts.
  */
 import pino, { type Logger } from 'pino';
+import { bytesEqual } from '../../shared/bytes.ts';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
 import { LIMITS } from '../../shared/limits.ts';
 import { ELEMENT_BYTES, MAX_BATCH_ELEMENTS, type BackendName, type KeyPair, type OprfBackend, type OprfMode, type Rng } from '../../shared/suite.ts';
@@ -271,7 +272,7 @@ export class EvaluatorPool {
     if (this.retired.has(epoch)) throw retired(epoch);
     const previous = this.keys.get(epoch);
     if (previous) {
-      if (previous.mode === mode && equalBytes(previous.key.secretKey, key.secretKey) && equalBytes(previous.key.publicKey, key.publicKey)) return;
+      if (previous.mode === mode && bytesEqual(previous.key.secretKey, key.secretKey) && bytesEqual(previous.key.publicKey, key.publicKey)) return;
       throw new Error(`the evaluator pool already holds another key for epoch ${epoch}`);
     }
     const held: HeldKey = { mode, key: { secretKey: Uint8Array.from(key.secretKey), publicKey: Uint8Array.from(key.publicKey) } };
@@ -500,6 +501,3 @@ function retired(epoch: number): PcdError {
   return new PcdError(ErrorCode.EpochRetired, `epoch ${epoch} was retired and its key destroyed: fetch /v1/blinded/config`);
 }
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && Buffer.from(a.buffer, a.byteOffset, a.length).equals(Buffer.from(b.buffer, b.byteOffset, b.length));
-}

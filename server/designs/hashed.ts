@@ -18,6 +18,7 @@
  * are refused with 503 `unavailable` and Retry-After.
  */
 import crypto from 'node:crypto';
+import { bytesEqual } from '../../shared/bytes.ts';
 import { maskToCapabilities } from '../../shared/capabilities.ts';
 import { route, type DirectoryChange, type ServerDesign } from '../../shared/design.ts';
 import { e164ToKey, keyToE164, type E164 } from '../../shared/e164.ts';
@@ -38,11 +39,6 @@ function prefix48(h: Uint8Array): number {
   return h[0]! * 2 ** 40 + h[1]! * 2 ** 32 + ((h[2]! << 24) >>> 0) + (h[3]! << 16) + (h[4]! << 8) + h[5]!;
 }
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
 
 export const createHashedDesign: ServerDesignFactory = (ctx): ServerDesign => {
   const index = new KeyTable(Float64Array, true, ctx.directory.size);
@@ -52,7 +48,7 @@ export const createHashedDesign: ServerDesignFactory = (ctx): ServerDesign => {
   const find = (hash: HashBytes): E164 | undefined => {
     for (const key of index.getAll(prefix48(hash))) {
       const number = keyToE164(key);
-      if (equalBytes(serverHash(number), hash)) return number;
+      if (bytesEqual(serverHash(number), hash)) return number;
     }
     return undefined;
   };
