@@ -15,7 +15,7 @@ import { encodeBody } from '../shared/codec.ts';
 import { loadBackend } from '../shared/backends.ts';
 import { PATHS } from '../shared/messages.ts';
 import { TOKEN_BYTES, TOKEN_ORIGIN_INFO, sizeClassFor, tokenChallenge, tokenKeyId, DEFAULT_SIZE_CLASSES } from '../shared/tokens.ts';
-import { blindSign, verifyToken } from '../server/tokens/service.ts';
+import { blindSign, tokenOfHeader, verifyToken } from '../server/tokens/service.ts';
 import type { TokenKey } from '../server/tokens/keys.ts';
 import type { BlindedServerDesign } from '../server/designs/blinded.ts';
 import { createBlindedClientWith } from '../client/designs/blinded.ts';
@@ -106,6 +106,26 @@ describe('RFC 9578 §6 (token type 0x0002, Blind RSA) vectors', () => {
     }
     for (const [key, token] of cases) expect(verifyToken(key, token)).toBe(await origin.verify(token, key.verifyKey));
     expect(cases.filter(([key, token]) => verifyToken(key, token)).length).toBe(VECTORS.length);
+  });
+
+  it('the Authorization header: the direct read of the common form gives the library parser\'s token, byte for byte; other forms go to the library', () => {
+    for (const [, v] of VECTORS) {
+      const token = Token.deserialize(TOKEN_TYPES.BLIND_RSA, hex(v.token));
+      const b64 = Buffer.from(v.token, 'hex').toString('base64url');
+      expect(b64.length).toBe(472);
+      const library = new AuthorizationHeader(token).toString();
+      for (const header of [library, `PrivateToken token="${b64}"`, `PrivateToken token=${b64}`, `privatetoken  token = "${b64}" `]) {
+        const read = tokenOfHeader(header);
+        expect(Buffer.from(read.serialize()).toString('hex')).toBe(v.token);
+        expect(Buffer.from(read.authenticator).toString('hex')).toBe(Buffer.from(token.authenticator).toString('hex'));
+      }
+      // Forms the direct read does not take: the library's parser decides (here, one token with another parameter).
+      expect(Buffer.from(tokenOfHeader(`PrivateToken token="${b64}", extensions=""`).serialize()).toString('hex')).toBe(v.token);
+      // Neither reads a token that is one character short, a quote left open, or two tokens.
+      for (const bad of [`PrivateToken token=${b64.slice(1)}`, `PrivateToken token="${b64}`, `PrivateToken token=${b64}, PrivateToken token=${b64}`, `PrivateToken token=${b64.slice(0, -1)}*`]) {
+        expect(() => tokenOfHeader(bad), bad.slice(0, 40)).toThrow();
+      }
+    }
   });
 
   it('BlindSign refuses a blinded message at or above the modulus (RFC 8017 §5.2.1 RSASP1)', async () => {
