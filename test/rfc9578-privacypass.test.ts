@@ -10,7 +10,7 @@ import crypto from 'node:crypto';
 import fs, { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { AuthorizationHeader, TOKEN_TYPES, Token, TokenChallenge, WWWAuthenticateHeader, publicVerif } from '@cloudflare/privacypass-ts';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { encodeBody } from '../shared/codec.ts';
 import { loadBackend } from '../shared/backends.ts';
 import { PATHS } from '../shared/messages.ts';
@@ -179,7 +179,7 @@ describe('tokens on a real server (auth token, the default)', () => {
 
   /** One fresh token of `sizeClass`, through the real pool, and `n` blinded elements to spend it on. */
   async function tokenAndElements(n: number): Promise<{ authorization: string; body: Uint8Array; epoch: number }> {
-    const c = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: account }), { tokens: { ahead: {}, refillMeanMs: 0 } });
+    const c = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: account }), { tokens: { ahead: {}, periodMs: Infinity } });
     const t = await c.tokens.take(n);
     const backend = await loadBackend('noble');
     // A body of the token's class, as the client pads it.
@@ -196,7 +196,7 @@ describe('tokens on a real server (auth token, the default)', () => {
     });
 
   it('the real client looks up with tokens and no account on evaluate; the log holds a size class, not the account or the count', async () => {
-    const client = s.client(account, 'blinded', { tokens: { refillMeanMs: 0 } });
+    const client = s.client(account, 'blinded', { tokens: { periodMs: Infinity } });
     const [r1, r2] = await client.lookupMany([registered, '+14155550199']);
     expect(r1!.capabilities).toEqual(['messages']);
     expect(r2!.capabilities).toEqual([]);
@@ -323,7 +323,7 @@ describe('tokens on a real server (auth token, the default)', () => {
     expect(res.status).toBe(401);
     expect(['token_key_unknown', 'epoch_retired', 'unknown_epoch']).toContain(((await res.json()) as { error: { code: string } }).error.code);
     expect(blinded().tokens!.spent.size).toBeLessThan(spentBefore);
-    const client = s.client(account, 'blinded', { tokens: { refillMeanMs: 0 } });
+    const client = s.client(account, 'blinded', { tokens: { periodMs: Infinity } });
     expect((await client.lookup(registered)).capabilities).toEqual(['messages']);
   });
 });
@@ -348,7 +348,7 @@ describe('auth account (--blinded-auth account)', () => {
     const s = await startTestServer({ rateLimits: { requesterBurst: 100, requesterPerHour: 5, ipPerMinute: 6000 } });
     try {
       const a = await s.admin.createAccount({ email: 'q@pcd.test', numbers: ['+14155550105'], capabilities: ['messages'] });
-      const client = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: a.token }), { tokens: { ahead: {}, refillMeanMs: 3_600_000 } });
+      const client = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: a.token }), { tokens: { ahead: {}, periodMs: Infinity } });
       for (let i = 0; i < 6; i++) await client.tokens.take(10); // class 16: 6 x 16 = 96 of 100
       expect(s.server.rateLimiter!.available(a.accountId)).toBeCloseTo(4, 0);
       const e = await client.tokens.take(10).catch((x: unknown) => x);
@@ -389,11 +389,48 @@ describe('auth account (--blinded-auth account)', () => {
     }
   });
 
+  it('the pool\'s issuance does not follow its use: a quantum per period whatever was spent, at most maxHeld kept, on-demand only when a class is empty', async () => {
+    const s = await startTestServer();
+    try {
+      const a = await s.admin.createAccount({ email: 'p@pcd.test', numbers: ['+14155550107'], capabilities: ['messages'] });
+      const client = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: a.token }), { tokens: { periodMs: Infinity, quantum: { 1: 8 }, maxHeld: 12 } });
+      const pool = client.tokens;
+      await pool.fetchQuantum();
+      expect(pool.count(1)).toBe(8);
+      // Spending does not fetch: three lookups later the pool holds five and the issuer signed nothing more.
+      for (const n of ['+14155550107', '+14155550198', '+14155550197']) await client.lookupBatch([normalizeNumber(n)]);
+      expect(pool.count(1)).toBe(5);
+      expect(pool.stats).toMatchObject({ tokensFetched: 8, tokensSpent: 3, fetchesOnDemand: 0 });
+      // The next period's fetch is the same quantum whatever was spent; beyond maxHeld the oldest go.
+      await pool.fetchQuantum();
+      expect(pool.count(1)).toBe(12);
+      expect(pool.stats).toMatchObject({ tokensFetched: 16, tokensDropped: 1 });
+      await pool.fetchQuantum();
+      expect(pool.count(1)).toBe(12);
+      expect(pool.stats).toMatchObject({ tokensFetched: 24, tokensDropped: 9 });
+      // A class with no token (a sync of 10, class 16) is fetched on demand: one token, counted.
+      await client.lookupBatch(Array.from({ length: 10 }, (_, i) => normalizeNumber(`+1415555012${i}`)));
+      expect(pool.stats).toMatchObject({ fetchesOnDemand: 1, tokensFetched: 25 });
+      pool.close();
+
+      // Its own timer: a short period, the moment drawn at mid-period; two fetches come without any lookup.
+      const timed = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: a.token }), { tokens: { periodMs: 300, quantum: { 1: 2 }, random: () => 0.5 } });
+      await vi.waitFor(() => expect(timed.tokens.stats.issuanceRequests).toBeGreaterThanOrEqual(2), { timeout: 20_000, interval: 50 });
+      expect(timed.tokens.stats.tokensSpent).toBe(0);
+      timed.tokens.close();
+      const fetched = timed.tokens.stats.tokensFetched;
+      await new Promise((r) => setTimeout(r, 700));
+      expect(timed.tokens.stats.tokensFetched).toBe(fetched); // closed: no more
+    } finally {
+      await s.close();
+    }
+  });
+
   it('a client whose pool must not fetch on demand says tokens_exhausted', async () => {
     const s = await startTestServer();
     try {
       const a = await s.admin.createAccount({ email: 'd@pcd.test', numbers: ['+14155550104'], capabilities: ['messages'] });
-      const client = s.client(a.token, 'blinded', { tokens: { whenEmpty: 'fail', refillMeanMs: 3_600_000 } });
+      const client = s.client(a.token, 'blinded', { tokens: { whenEmpty: 'fail', periodMs: Infinity } });
       const e = await client.lookup('+14155550104').catch((x: unknown) => x);
       expect(isPcdError(e, 'tokens_exhausted')).toBe(true);
     } finally {
