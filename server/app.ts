@@ -86,6 +86,55 @@ export function replyFormat(req: Request, requestFormat: Format | undefined): Fo
   return f;
 }
 
+/**
+ * Reads a request body of at most `limit` bytes. Past the limit it stops at
+ * once (413 `body_too_large`): the stream is paused and the rest never read,
+ * where express.raw (body-parser) would read and discard the whole upload
+ * before answering. The error middleware then closes the connection. A
+ * Content-Encoding other than identity is refused (415) before a byte is read.
+ */
+export function readBody(req: Request, limit: number, tooLarge: () => PcdError): Promise<Uint8Array> {
+  const encoding = req.headers['content-encoding'];
+  if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
+    return Promise.reject(new PcdError(ErrorCode.UnsupportedMediaType, `Content-Encoding ${quoteInput(encoding)} is not supported: send the body as is`));
+  }
+  const declared = contentLength(req);
+  if (declared !== undefined && declared > limit) return Promise.reject(tooLarge());
+  return new Promise<Uint8Array>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const fail = (e: PcdError): void => {
+      cleanup();
+      req.pause();
+      reject(e);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) return fail(tooLarge());
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(new Uint8Array(Buffer.concat(chunks, size)));
+    };
+    const onError = (): void => fail(new PcdError(ErrorCode.BadRequest, 'request aborted'));
+    const onClose = (): void => {
+      if (!req.complete) fail(new PcdError(ErrorCode.BadRequest, 'request aborted'));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+    if (req.readableEnded) onEnd();
+  });
+}
+
 export function send(res: Response, status: number, body: unknown, format: Format): void {
   res.status(status).type(CONTENT_TYPE[format]).send(Buffer.from(encodeBody(body, format)));
 }
@@ -105,7 +154,7 @@ export function createApp(deps: AppDeps): express.Express {
     },
   });
 
-  const rawBody = express.raw({ type: () => true, limit: LIMITS.maxBodyBytes });
+  const tooLarge = (): PcdError => new PcdError(ErrorCode.BodyTooLarge, `body is larger than ${LIMITS.maxBodyBytes} bytes`);
 
   app.use((req, res, next) => {
     res.setHeader('X-Content-Type-Options', 'nosniff'); // every reply, errors and 404s included: no body is ever sniffed into markup
@@ -179,9 +228,8 @@ export function createApp(deps: AppDeps): express.Express {
         // Load admission from the headers alone: a refused request costs no body read or decode.
         if (requester && r.auth === 'requester' && r.admit) r.admit({ requester, contentLength: contentLength(req), ip });
         if (r.auth === 'token' && r.admit) r.admit({ contentLength: contentLength(req), ip });
-        await new Promise<void>((resolve, reject) => rawBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())));
-        const raw: unknown = req.body;
-        body = parseRequest(r.request, decodeBody(raw instanceof Uint8Array ? raw : new Uint8Array(0), format), format);
+        const raw = await readBody(req, LIMITS.maxBodyBytes, tooLarge);
+        body = parseRequest(r.request, decodeBody(raw, format), format);
       }
       const out = replyFormat(req, format);
 

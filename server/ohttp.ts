@@ -86,6 +86,7 @@ import {
 } from '../shared/ohttp.ts';
 import { OHTTP_KEY_FILE } from '../disk/files.ts';
 import { writeFileAtomic } from './blinded/keys.ts';
+import { readBody } from './app.ts';
 import { canonicalIp } from './clientip.ts';
 
 export { OHTTP_KEY_FILE };
@@ -311,7 +312,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const keyList = encodeKeyConfigList(options.keys.map((k) => k.config));
   const stats = { requests: 0, refused: 0 };
   const router = express.Router();
-  const rawBody = express.raw({ type: () => true, limit: MAX_ENCAPSULATED_REQUEST_BYTES });
+  const tooLarge = (): PcdError => new PcdError(ErrorCode.BodyTooLarge, `an encapsulated request is at most ${MAX_ENCAPSULATED_REQUEST_BYTES} bytes`);
 
   router.get(OHTTP_GATEWAY_PATH, (_req, res) => {
     res.status(200).type(OHTTP_MEDIA.keys).setHeader('Cache-Control', `public, max-age=${KEYS_MAX_AGE_S}`);
@@ -325,18 +326,10 @@ export function createGateway(options: GatewayOptions): Gateway {
       stats.refused++;
       throw new PcdError(ErrorCode.UnsupportedMediaType, `Content-Type must be ${OHTTP_MEDIA.request}, got ${req.headers['content-type'] === undefined ? 'none' : quoteInput(req.headers['content-type'])}`);
     }
-    await new Promise<void>((resolve, reject) =>
-      rawBody(req, res, (err?: unknown) => {
-        if ((err as { type?: string } | undefined)?.type === 'entity.too.large') {
-          reject(new PcdError(ErrorCode.BodyTooLarge, `an encapsulated request is at most ${MAX_ENCAPSULATED_REQUEST_BYTES} bytes`));
-        } else if (err) reject(err);
-        else resolve();
-      }),
-    );
-    const body: unknown = req.body;
+    const body = await readBody(req, MAX_ENCAPSULATED_REQUEST_BYTES, tooLarge); // stops at the limit: the rest is never read (server/app.ts)
     let opened;
     try {
-      opened = await decapsulateRequest(options.keys, body instanceof Uint8Array ? body : new Uint8Array(0));
+      opened = await decapsulateRequest(options.keys, body);
     } catch (e) {
       stats.refused++;
       throw e; // RFC 9458 §5.2: not encapsulated; the app's error middleware answers 400 with a coded body

@@ -24,7 +24,7 @@ import type express from 'express';
 import { capabilitiesToMask } from '../shared/capabilities.ts';
 import { route, type DirectoryChange, type Route, type ServerDesign } from '../shared/design.ts';
 import { normalizeNumber, type E164 } from '../shared/e164.ts';
-import { ErrorCode, PcdError } from '../shared/errors.ts';
+import { ErrorCode, PcdError, quoteInput } from '../shared/errors.ts';
 import {
   CreateAccountRequest,
   DESIGNS,
@@ -194,7 +194,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
       auth: 'admin',
       async handle({ params }) {
         const id = parseIdSegment(params.accountId ?? '', Number.MAX_SAFE_INTEGER);
-        if (id === undefined) throw new PcdError(ErrorCode.InvalidField, `account id must be a positive integer, got '${String(params.accountId).slice(0, 40)}'`);
+        if (id === undefined) throw new PcdError(ErrorCode.InvalidField, `account id must be a positive integer, got ${quoteInput(params.accountId)}`);
         const update = store.deleteAccount(id);
         if (!update) throw new PcdError(ErrorCode.NotFound, `no account ${id}`);
         rateLimiter?.forget(id);
