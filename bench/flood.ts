@@ -153,7 +153,7 @@ export async function runFlood(o: FloodOptions): Promise<FloodResult> {
     // The first wave in batches, so the client's own event loop keeps up.
     for (let i = 0; i < o.connections; i++) {
       open(i);
-      if (i % 500 === 499) await new Promise((r) => setTimeout(r, 50));
+      if (i % 500 === 499) await new Promise((r) => setTimeout(r, 100));
     }
     log(`flood: ${o.connections} connections from ${o.floodAddress} opened`);
 
