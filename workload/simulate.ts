@@ -14,7 +14,7 @@
  *   `pcd seed` does, created a day before the window) with its own requester
  *   token, kept in memory only and never written to any output.
  * - Every user has its own IP address: the server runs with `trustProxy:
- *   true` and each client's fetch adds an `X-Forwarded-For` header
+ *   'loopback'` and each client's fetch adds an `X-Forwarded-For` header
  *   (TransportOptions.fetch), so the operator's logs show per-user IPs as a
  *   deployment's would. `usersPerIp` > 1 puts that many users behind one
  *   address (a carrier NAT).
@@ -293,7 +293,7 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
         ...(spec.auth ? { blindedAuth: spec.auth } : {}),
         ...(spec.relay ? { ohttpRelays: relayIps } : {}),
         rateLimits: false,
-        trustProxy: true,
+        trustProxy: 'loopback',
         retentionMs: Math.max(30 * DAY_MS, script.end - script.options.start + 2 * DAY_MS),
         adminToken: ADMIN_TOKEN,
         ...(options.evalThreads !== undefined ? { evalThreads: options.evalThreads } : {}),
