@@ -198,7 +198,7 @@ export async function main(argv: string[]): Promise<void> {
     bucketBits: f.bucketBits,
     anonymousBucketBits: f.anonymousBucketBits,
     usersPerIp: f.usersPerIp,
-    tokenQuantum: f.tokenQuantum,
+    poolQuantum: f.tokenQuantum,
     ...(f.evalThreads !== undefined ? { evalThreads: f.evalThreads } : {}),
     parallel: f.parallel,
     keepData: f.keepData ?? false,

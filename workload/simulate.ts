@@ -118,7 +118,7 @@ export interface RunOptions {
   usersPerIp: number;
   evalThreads?: number;
   /** Anonymous variants: class-1 tokens each pool fetches per simulated day (default the library's, 8). */
-  tokenQuantum?: number;
+  poolQuantum?: number;
   log?: (line: string) => void;
 }
 
@@ -315,7 +315,7 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
     };
 
     const counters: { requests: number; sent: number; received: number }[] = [];
-    const quantum = options.tokenQuantum ?? LIBRARY_TOKEN_QUANTUM;
+    const quantum = options.poolQuantum ?? LIBRARY_TOKEN_QUANTUM;
     const rngs = new Map<number, Rng>();
     const rngOf = (u: number): Rng => {
       let r = rngs.get(u);
