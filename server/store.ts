@@ -326,8 +326,8 @@ export class Store {
     return row ? { accountId: row.id, email: row.email } : undefined;
   }
 
-  firstAccount(): Requester | undefined {
-    const row = this.db.prepare<[], { id: number; email: string }>('SELECT id, email FROM accounts ORDER BY id LIMIT 1').get();
+  accountById(accountId: number): Requester | undefined {
+    const row = this.db.prepare<[number], { id: number; email: string }>('SELECT id, email FROM accounts WHERE id = ?').get(accountId);
     return row ? { accountId: row.id, email: row.email } : undefined;
   }
 
