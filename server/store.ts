@@ -54,19 +54,29 @@ export function sqliteCode(err: unknown): string | undefined {
 
 /** Codes that say the storage cannot take the request now, not that the request or the data is wrong. */
 const UNAVAILABLE_CODES = /^SQLITE_(FULL|IOERR|BUSY|LOCKED|NOMEM|READONLY|CANTOPEN|PROTOCOL)(_|$)/;
+/** The same conditions from the file system, for the files beside the database (the key files, the epoch caches). */
+const UNAVAILABLE_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS']);
+
+/** A file system error's code (`ENOSPC`, ...) when it is one of {@link UNAVAILABLE_ERRNOS}. */
+function unavailableErrno(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return err instanceof Error && typeof code === 'string' && UNAVAILABLE_ERRNOS.has(code) ? code : undefined;
+}
 
 /**
  * A store error as the API answers it: a full disk, an I/O error, a locked
- * or read-only database become 503 `unavailable` with Retry-After; anything
- * else (a PcdError, a bug, a corrupt file) is not a store condition and
- * gives undefined, for the caller's own mapping.
+ * or read-only database, and the same from a file the server writes beside
+ * it (ENOSPC, EDQUOT, EIO, EROFS: a key file at rotation), become 503
+ * `unavailable` with Retry-After; anything else (a PcdError, a bug, a
+ * corrupt file) is not a store condition and gives undefined, for the
+ * caller's own mapping.
  */
 export function storeErrorToPcdError(err: unknown): PcdError | undefined {
   if (err instanceof PcdError) return undefined;
-  const code = sqliteCode(err);
-  if (!code || !UNAVAILABLE_CODES.test(code)) return undefined;
+  const code = sqliteCode(err) ?? unavailableErrno(err);
+  if (!code || !(UNAVAILABLE_CODES.test(code) || UNAVAILABLE_ERRNOS.has(code))) return undefined;
   const what =
-    code === 'SQLITE_FULL'
+    code === 'SQLITE_FULL' || code === 'ENOSPC' || code === 'EDQUOT'
       ? "the server's storage is full"
       : /^SQLITE_(BUSY|LOCKED)/.test(code)
         ? "the server's storage is busy"
