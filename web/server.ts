@@ -146,7 +146,11 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
   const codes = new Map<string, number>();
   /** View tokens by their SHA-256, each with the requester its page looks up as. */
   const views = new Map<string, { requester: Requester }>();
-  let page: { accountId: number; email: string; token: string } | undefined = options.pageAccount;
+  let page: { accountId: number; email: string; token: string } | undefined = options.pageAccount && {
+    accountId: options.pageAccount.accountId,
+    email: options.pageAccount.email,
+    token: options.pageAccount.token,
+  };
 
   /** The page's requester: as configured, else its own account (created once; its token issued once per server run). */
   const pageRequester = (ctx: ServerContext): { accountId: number; email: string; token: string } => {
@@ -177,7 +181,8 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
         const p = pageRequester(ctx);
         const viewToken = randomSecret();
         views.set(digest(viewToken), { requester: { accountId: p.accountId, email: p.email } });
-        return { body: { viewToken, requester: p } };
+        // What the page uses (web/page/main.ts), nothing more: no server path, contact list or counts the caller's object may carry.
+        return { body: { viewToken, requester: { email: p.email, accountId: p.accountId, token: p.token } } };
       },
     });
 
@@ -330,7 +335,7 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
   return {
     mount,
     usePageAccount(account) {
-      page = account;
+      page = { accountId: account.accountId, email: account.email, token: account.token }; // only these reach the page
     },
     loginUrl(baseUrl) {
       return `${baseUrl.replace(/\/+$/, '')}${newLinkPath()}`;
