@@ -145,7 +145,7 @@ function tokenPoolFile(file: string | undefined, server: string) {
     fs.writeFileSync(tmp, JSON.stringify({ version: 1, servers }) + '\n', { mode: 0o600 });
     fs.renameSync(tmp, file);
   };
-  return { keeps: file !== undefined, read, write, options: file === undefined ? { ahead: {}, refillMeanMs: Infinity } : { refillMeanMs: Infinity } };
+  return { keeps: file !== undefined, read, write, options: file === undefined ? { ahead: {}, periodMs: Infinity } : { periodMs: Infinity } };
 }
 
 /** Runs `work` with the blinded design's token pool loaded from and saved to the token file (when there is one). */

@@ -8,14 +8,28 @@
  *   spend    take one token of the request's class: `Authorization: PrivateToken token=…`
  *
  * What the issuer learns is when an account asked for how many elements'
- * worth. So that this says nothing about when the account looks numbers
- * up, the pool is refilled at random times after it is drawn from (an
- * exponential delay, mean `refillMeanMs`, default 10 minutes), not when a
- * lookup needs a token; `fill()` fetches ahead at start. A lookup that
- * finds its class empty fetches at once (`whenEmpty: 'fetch'`, the
- * default, which ties that issuance to that lookup in time) or fails with
- * `tokens_exhausted` (`whenEmpty: 'fail'`). A quota refusal of the issuer
- * is the server's 429 rate_limited with its Retry-After.
+ * worth (its log keeps the day and the sum). So that this says nothing
+ * about when, or how often, the account looks numbers up, the pool's
+ * issuance does not follow its use (docs/threat-model.md):
+ * - **a fixed quantum per period**: once per period (default one day), at
+ *   a moment drawn uniformly within the period, the pool fetches
+ *   `quantum` tokens (default 8 of class 1) whatever it holds or spent,
+ *   and keeps at most `maxHeld` per class (default 32 of class 1: four
+ *   days' worth), dropping the oldest. Every install then issues the same
+ *   elements every day, used or not; what a light user does not spend is
+ *   wasted, which is the price (8 blind signatures a day, about 2 ms of
+ *   the issuer's CPU per account);
+ * - `fill()` tops each class up to `ahead` (default 8 of class 1) when
+ *   the app starts, which the account's login shows anyway;
+ * - a lookup that finds its class empty fetches at once
+ *   (`whenEmpty: 'fetch'`, the default, counted in `fetchesOnDemand`:
+ *   that issuance is tied to that lookup, and says the account used more
+ *   than its quantum) or fails with `tokens_exhausted` (`'fail'`). A
+ *   class above 1 (a contact sync, after an install) is fetched on demand:
+ *   one token of c elements, on the day of the sync. Holding every class
+ *   ahead would cost up to 4,096 elements of the allowance a day.
+ * A quota refusal of the issuer is the server's 429 rate_limited with its
+ * Retry-After.
  *
  * Token requests are made and tokens finalised by @cloudflare/privacypass-ts
  * (blindrsa-ts: about 35 ms per request and 5 ms per finalisation on the
@@ -50,17 +64,39 @@ export interface TokenView {
 
 export interface TokenPoolOptions {
   /**
-   * Tokens kept ahead per class. Default: 8 of class 1 (single lookups),
-   * and of every other class one, once that class has been used (holding a
-   * 4,096 token costs 4,096 of the account's allowance).
+   * Tokens `fill()` tops each class up to. Default: 8 of class 1 (single
+   * lookups), and of every other class one, once that class has been used.
    */
   ahead?: Readonly<Record<number, number>>;
-  /** Mean of the random delay before a refill (default 10 minutes; 0: at once; Infinity: never, the owner calls fill()). */
-  refillMeanMs?: number;
+  /** Tokens fetched per class once every period, whatever the pool holds or spent (default {@link DEFAULT_QUANTUM}: 8 of class 1). */
+  quantum?: Readonly<Record<number, number>>;
+  /** The period of the quantum fetch (default one day); Infinity: no timer of the pool's own, the owner calls fetchQuantum(). */
+  periodMs?: number;
+  /** Most tokens held of one class; the oldest beyond it are dropped (default 4 x the class's quantum, at least its `ahead`). */
+  maxHeld?: number;
   /** A lookup whose class is empty: fetch now (default) or fail with tokens_exhausted. */
   whenEmpty?: 'fetch' | 'fail';
-  /** Randomness for the refill times (tests); default Math.random. */
+  /** Randomness for the moment of each period's fetch (tests, simulations); default Math.random. */
   random?: () => number;
+}
+
+/** Tokens fetched per period by default: 8 of class 1. */
+export const DEFAULT_QUANTUM: Readonly<Record<number, number>> = { 1: 8 };
+/** The default period of the quantum fetch: one day (the issuance log's unit). */
+export const DEFAULT_PERIOD_MS = 86_400_000;
+/** Tokens `fill()` keeps of class 1 by default (an app's start). */
+export const DEFAULT_AHEAD_SINGLE = 8;
+/** Held per class, as a multiple of its quantum, by default. */
+export const DEFAULT_HELD_PERIODS = 4;
+
+/**
+ * When the fetch of a period falls: `periodStart + u x periodMs`, u drawn
+ * uniformly in [0, 1) for each period; the next period starts
+ * `periodMs` later, whenever the fetch fell. The pool's timer follows it,
+ * and so does the simulation (workload/simulate.ts), on its own clock.
+ */
+export function quantumFetchAt(periodStart: number, periodMs: number, u: number): number {
+  return periodStart + Math.min(Math.max(u, 0), 0.999999) * periodMs;
 }
 
 export interface TokenPoolStats {
@@ -69,6 +105,8 @@ export interface TokenPoolStats {
   tokensSpent: number;
   /** Fetches made because a lookup found its class empty (each ties issuance to a lookup in time). */
   fetchesOnDemand: number;
+  /** Tokens dropped unspent because the class held `maxHeld` (the quantum's waste). */
+  tokensDropped: number;
 }
 
 interface HeldToken {
@@ -98,7 +136,8 @@ export class TokenPool {
   private readonly used = new Set<number>();
   private timer: ReturnType<typeof setTimeout> | undefined;
   private filling: Promise<void> | undefined;
-  readonly stats: TokenPoolStats = { issuanceRequests: 0, tokensFetched: 0, tokensSpent: 0, fetchesOnDemand: 0 };
+  private closed = false;
+  readonly stats: TokenPoolStats = { issuanceRequests: 0, tokensFetched: 0, tokensSpent: 0, fetchesOnDemand: 0, tokensDropped: 0 };
 
   constructor(
     /** The transport to the issuer: direct, with the account's bearer token. */
@@ -106,7 +145,9 @@ export class TokenPool {
     /** The server's view, fetched (and pinned) by the blinded client. */
     private readonly view: (fresh: boolean) => Promise<TokenView>,
     private readonly options: TokenPoolOptions = {},
-  ) {}
+  ) {
+    this.schedule(Date.now());
+  }
 
   /** Tokens held of `sizeClass` (any live key). */
   count(sizeClass: number): number {
@@ -116,7 +157,47 @@ export class TokenPool {
   private target(sizeClass: number): number {
     const ahead = this.options.ahead;
     if (ahead) return ahead[sizeClass] ?? 0;
-    return sizeClass === 1 ? 8 : this.used.has(sizeClass) ? 1 : 0;
+    return sizeClass === 1 ? DEFAULT_AHEAD_SINGLE : this.used.has(sizeClass) ? 1 : 0;
+  }
+
+  private quantumOf(sizeClass: number): number {
+    return (this.options.quantum ?? DEFAULT_QUANTUM)[sizeClass] ?? 0;
+  }
+
+  private maxHeldOf(sizeClass: number): number {
+    return this.options.maxHeld ?? Math.max(DEFAULT_HELD_PERIODS * this.quantumOf(sizeClass), this.target(sizeClass), 1);
+  }
+
+  /**
+   * The period's fetch (module header): `quantum` of each class, whatever
+   * the pool holds, then at most `maxHeld` kept. Called by the pool's own
+   * timer, or by its owner when `periodMs` is Infinity.
+   */
+  async fetchQuantum(): Promise<void> {
+    const v = await this.view(false);
+    this.dropUnlisted(v);
+    const epoch = this.keysEpoch(v);
+    const classes = [...new Set(v.keys.filter((k) => k.epoch === epoch).map((k) => k.sizeClass))].sort((a, b) => a - b);
+    for (const c of classes) {
+      const q = this.quantumOf(c);
+      if (q > 0) await this.fetch(v, c, q);
+    }
+  }
+
+  /** Arms the timer of the next period's fetch (periods start at `periodStart`). */
+  private schedule(periodStart: number): void {
+    const period = this.options.periodMs ?? DEFAULT_PERIOD_MS;
+    if (!Number.isFinite(period) || period <= 0 || this.closed) return;
+    const at = quantumFetchAt(periodStart, period, (this.options.random ?? Math.random)());
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.fetchQuantum()
+        .catch(() => {
+          // A failed fetch (server down, quota) is not retried early: a retry would follow the failure, not the schedule. A lookup that finds its class empty says why.
+        })
+        .finally(() => this.schedule(periodStart + period));
+    }, Math.max(0, at - Date.now()));
+    (this.timer as { unref?: () => void }).unref?.();
   }
 
   /** Fetches what is missing of every class's target (once at a time). */
@@ -181,26 +262,13 @@ export class TokenPool {
         }
         list.push({ keyB64, header });
       }
+      // The oldest go first: they are the likeliest to be of a key about to retire.
+      const max = this.maxHeldOf(sizeClass);
+      if (list.length > max) this.stats.tokensDropped += list.splice(0, list.length - max).length;
       this.held.set(sizeClass, list);
       this.stats.tokensFetched += k;
       left -= k;
     }
-  }
-
-  /** Schedules a refill at a random time (module header), once at a time. */
-  private scheduleRefill(): void {
-    if (this.timer !== undefined) return;
-    const mean = this.options.refillMeanMs ?? 10 * 60_000;
-    if (!Number.isFinite(mean)) return; // Infinity: no refill timer (a short-lived process that fills by itself, client/cli.ts)
-    const u = (this.options.random ?? Math.random)();
-    const delay = mean <= 0 ? 0 : -Math.log(1 - Math.min(u, 0.999999)) * mean;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.fill().catch(() => {
-        // A failed background refill (server down, quota) is retried at the next spend; the lookup that needs a token says why.
-      });
-    }, delay);
-    (this.timer as { unref?: () => void }).unref?.();
   }
 
   /**
@@ -235,8 +303,7 @@ export class TokenPool {
     let list = this.held.get(sizeClass);
     if (!list || list.length === 0) {
       if (this.options.whenEmpty === 'fail') {
-        this.scheduleRefill();
-        throw new PcdError(ErrorCode.TokensExhausted, `no token of size class ${sizeClass} in the pool; it is refilled in the background (or call fill())`);
+        throw new PcdError(ErrorCode.TokensExhausted, `no token of size class ${sizeClass} in the pool; it gets more at its next period's fetch (or call fill())`);
       }
       this.stats.fetchesOnDemand++;
       await this.fetch(v, sizeClass, Math.max(1, this.target(sizeClass)));
@@ -245,7 +312,6 @@ export class TokenPool {
     const t = list?.shift();
     if (!t) throw new PcdError(ErrorCode.TokensExhausted, `no token of size class ${sizeClass} could be had`);
     this.stats.tokensSpent++;
-    this.scheduleRefill();
     const epoch = v.keys.find((k) => bytesToBase64(k.tokenKey) === t.keyB64)?.epoch ?? v.current;
     return { sizeClass, epoch, authorization: t.header };
   }
@@ -271,8 +337,9 @@ export class TokenPool {
     this.dropUnlisted(await this.view(true));
   }
 
-  /** Stops the refill timer. */
+  /** Stops the period's timer. */
   close(): void {
+    this.closed = true;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
   }

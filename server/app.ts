@@ -12,17 +12,27 @@
  *
  * The server's own log (pino) records method, route pattern, status and
  * time only: never a path parameter value, a body, a token or an IP.
+ *
+ * Every reply carries `X-Content-Type-Options: nosniff`, and an error
+ * message quotes a client's input only through shared/errors.ts quoteInput
+ * (bounded, escaped). A request whose body is refused or left unread (a 413,
+ * an error before the body was read) is answered with `Connection: close`
+ * and its socket destroyed once the reply is flushed: the rest of an upload
+ * is never read and discarded (docs/operations.md, "Connections and
+ * timeouts"). `req.ip` is server/clientip.ts clientIp, for every reader.
  */
 import crypto from 'node:crypto';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { decodeBody, encodeBody, formatOfAccept, formatOfContentType, CONTENT_TYPE } from '../shared/codec.ts';
 import type { Requester, Route } from '../shared/design.ts';
-import { ErrorCode, PcdError } from '../shared/errors.ts';
+import { ErrorCode, PcdError, quoteInput } from '../shared/errors.ts';
 import { LIMITS } from '../shared/limits.ts';
+import { MAX_ENCAPSULATED_REQUEST_BYTES, OHTTP_GATEWAY_PATH } from '../shared/ohttp.ts';
 import type { DesignName } from '../shared/messages.ts';
 import { DESIGNS } from '../shared/messages.ts';
 import { parseRequest, type Format } from '../shared/schema.ts';
+import { clientIp, compileTrust, type TrustedProxies } from './clientip.ts';
 import type { RateLimiter } from './ratelimit.ts';
 import { storeErrorToPcdError } from './store.ts';
 
@@ -33,7 +43,8 @@ export interface AppDeps {
   authenticate: (token: string) => Requester | undefined;
   adminToken: string;
   rateLimiter?: RateLimiter;
-  trustProxy?: boolean | string | number;
+  /** Proxies whose X-Forwarded-For is believed (server/clientip.ts parseTrustProxy); none by default. */
+  trustProxy?: TrustedProxies;
   logger: Logger;
   /** True once the server is shutting down: new requests get 503 and every reply closes its connection. */
   draining?: () => boolean;
@@ -71,8 +82,57 @@ function sameSecret(a: string, b: string): boolean {
 /** The reply's format: what Accept asks for, else the request's (default MessagePack); 406 when neither can be. */
 export function replyFormat(req: Request, requestFormat: Format | undefined): Format {
   const f = formatOfAccept(req.headers.accept, requestFormat ?? 'msgpack');
-  if (!f) throw new PcdError(ErrorCode.NotAcceptable, `cannot answer in ${req.headers.accept}: pcd speaks ${CONTENT_TYPE.msgpack} and ${CONTENT_TYPE.json}`);
+  if (!f) throw new PcdError(ErrorCode.NotAcceptable, `cannot answer in ${quoteInput(req.headers.accept)}: pcd speaks ${CONTENT_TYPE.msgpack} and ${CONTENT_TYPE.json}`);
   return f;
+}
+
+/**
+ * Reads a request body of at most `limit` bytes. Past the limit it stops at
+ * once (413 `body_too_large`): the stream is paused and the rest never read,
+ * where express.raw (body-parser) would read and discard the whole upload
+ * before answering. The error middleware then closes the connection. A
+ * Content-Encoding other than identity is refused (415) before a byte is read.
+ */
+export function readBody(req: Request, limit: number, tooLarge: () => PcdError): Promise<Uint8Array> {
+  const encoding = req.headers['content-encoding'];
+  if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
+    return Promise.reject(new PcdError(ErrorCode.UnsupportedMediaType, `Content-Encoding ${quoteInput(encoding)} is not supported: send the body as is`));
+  }
+  const declared = contentLength(req);
+  if (declared !== undefined && declared > limit) return Promise.reject(tooLarge());
+  return new Promise<Uint8Array>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const cleanup = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+    };
+    const fail = (e: PcdError): void => {
+      cleanup();
+      req.pause();
+      reject(e);
+    };
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) return fail(tooLarge());
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(new Uint8Array(Buffer.concat(chunks, size)));
+    };
+    const onError = (): void => fail(new PcdError(ErrorCode.BadRequest, 'request aborted'));
+    const onClose = (): void => {
+      if (!req.complete) fail(new PcdError(ErrorCode.BadRequest, 'request aborted'));
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+    req.on('close', onClose);
+    if (req.readableEnded) onEnd();
+  });
 }
 
 export function send(res: Response, status: number, body: unknown, format: Format): void {
@@ -83,11 +143,25 @@ export function createApp(deps: AppDeps): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.disable('etag'); // routes set their own ETags
-  app.set('trust proxy', deps.trustProxy ?? false);
+  // One answer to "who is asking" (server/clientip.ts): express's req.ip is replaced, so every reader of it gets clientIp.
+  const trusted = compileTrust(deps.trustProxy ?? []);
+  app.set('trust proxy', deps.trustProxy && deps.trustProxy.length > 0 ? [...deps.trustProxy] : false);
+  Object.defineProperty(app.request, 'ip', {
+    configurable: true,
+    enumerable: true,
+    get(this: Request): string {
+      return clientIp(this, trusted);
+    },
+  });
 
-  const rawBody = express.raw({ type: () => true, limit: LIMITS.maxBodyBytes });
+  const tooLarge = (): PcdError => new PcdError(ErrorCode.BodyTooLarge, `body is larger than ${LIMITS.maxBodyBytes} bytes`);
 
   app.use((req, res, next) => {
+    res.setHeader('X-Content-Type-Options', 'nosniff'); // every reply, errors and 404s included: no body is ever sniffed into markup
+    // A body announced larger than any endpoint reads is refused before a byte of it is read.
+    const declared = contentLength(req);
+    const max = req.path === OHTTP_GATEWAY_PATH ? MAX_ENCAPSULATED_REQUEST_BYTES : LIMITS.maxBodyBytes;
+    if (declared !== undefined && declared > max) throw new PcdError(ErrorCode.BodyTooLarge, `a body of ${declared} bytes is larger than the ${max} bytes this endpoint reads`);
     const start = process.hrtime.bigint();
     res.on('finish', () => {
       deps.logger.debug(
@@ -110,7 +184,7 @@ export function createApp(deps: AppDeps): express.Express {
       throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down: retry in a moment', { retryAfterSeconds: 5 });
     }
     // OHTTP: a configured relay's address is exempt, for the outer request and for the inner one, which carries it (server/ohttp.ts).
-    const ip = req.ip ?? req.socket.remoteAddress ?? 'unknown';
+    const ip = clientIp(req, trusted);
     if (!deps.ipLimitExempt?.(ip)) deps.rateLimiter?.takeIp(ip);
     next();
   });
@@ -140,7 +214,7 @@ export function createApp(deps: AppDeps): express.Express {
         }
       }
 
-      const ip = req.ip ?? req.socket.remoteAddress ?? 'unknown';
+      const ip = clientIp(req, trusted);
       let format: Format | undefined;
       let body: unknown;
       if (r.request) {
@@ -148,15 +222,14 @@ export function createApp(deps: AppDeps): express.Express {
         if (!format) {
           throw new PcdError(
             ErrorCode.UnsupportedMediaType,
-            `Content-Type must be ${CONTENT_TYPE.msgpack} or ${CONTENT_TYPE.json}, got ${req.headers['content-type'] ?? 'none'}`,
+            `Content-Type must be ${CONTENT_TYPE.msgpack} or ${CONTENT_TYPE.json}, got ${req.headers['content-type'] === undefined ? 'none' : quoteInput(req.headers['content-type'])}`,
           );
         }
         // Load admission from the headers alone: a refused request costs no body read or decode.
         if (requester && r.auth === 'requester' && r.admit) r.admit({ requester, contentLength: contentLength(req), ip });
         if (r.auth === 'token' && r.admit) r.admit({ contentLength: contentLength(req), ip });
-        await new Promise<void>((resolve, reject) => rawBody(req, res, (err?: unknown) => (err ? reject(err) : resolve())));
-        const raw: unknown = req.body;
-        body = parseRequest(r.request, decodeBody(raw instanceof Uint8Array ? raw : new Uint8Array(0), format), format);
+        const raw = await readBody(req, LIMITS.maxBodyBytes, tooLarge);
+        body = parseRequest(r.request, decodeBody(raw, format), format);
       }
       const out = replyFormat(req, format);
 
@@ -213,7 +286,7 @@ export function createApp(deps: AppDeps): express.Express {
   });
 
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
-    const e = toPcdError(err);
+    const e = toPcdError(err, req);
     if (e.code === ErrorCode.Internal) deps.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'internal error');
     let format: Format = 'msgpack';
     try {
@@ -223,6 +296,12 @@ export function createApp(deps: AppDeps): express.Express {
     }
     if (res.headersSent) return;
     res.setHeader('Cache-Control', 'no-store');
+    // A body not read to its end (refused as too large, or not read before the refusal) is never read and discarded:
+    // the connection closes once the reply is flushed (node's server ends and destroys a `Connection: close` socket).
+    if (!req.complete) {
+      res.setHeader('Connection', 'close');
+      res.once('finish', () => setImmediate(() => req.socket.destroy()));
+    }
     // A refusal for load or limits always says when to come back (docs/protocol.md).
     if (e.status === 429 || e.status === 503) res.setHeader('Retry-After', String(e.retryAfterSeconds ?? 1));
     if (e.wwwAuthenticate !== undefined) res.setHeader('WWW-Authenticate', e.wwwAuthenticate);
@@ -233,7 +312,7 @@ export function createApp(deps: AppDeps): express.Express {
 }
 
 /** Maps anything thrown to a PcdError; body-parser errors keep their meaning. */
-function toPcdError(err: unknown): PcdError {
+function toPcdError(err: unknown, req: Request): PcdError {
   if (err instanceof PcdError) return err;
   // Disk full, I/O errors, a locked database: 503 with Retry-After, never a 500 (server/store.ts).
   const stored = storeErrorToPcdError(err);
@@ -244,9 +323,11 @@ function toPcdError(err: unknown): PcdError {
   }
   if (e?.type === 'request.aborted') return new PcdError(ErrorCode.BadRequest, 'request aborted');
   if (e?.type === 'request.size.invalid') return new PcdError(ErrorCode.BadRequest, 'body length does not match Content-Length');
-  if (e?.type === 'encoding.unsupported' || e?.type === 'charset.unsupported') {
-    return new PcdError(ErrorCode.UnsupportedMediaType, e.message ?? 'unsupported encoding');
+  // body-parser's own messages quote the header: ours quote it bounded and escaped.
+  if (e?.type === 'encoding.unsupported') {
+    return new PcdError(ErrorCode.UnsupportedMediaType, `Content-Encoding ${quoteInput(req.headers['content-encoding'])} is not supported: send the body as is`);
   }
-  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) return new PcdError(ErrorCode.BadRequest, e.message ?? 'bad request');
+  if (e?.type === 'charset.unsupported') return new PcdError(ErrorCode.UnsupportedMediaType, `the charset of Content-Type ${quoteInput(req.headers['content-type'])} is not supported`);
+  if (typeof e?.status === 'number' && e.status >= 400 && e.status < 500) return new PcdError(ErrorCode.BadRequest, `bad request (${quoteInput(e.type ?? e.message ?? 'unknown')})`);
   return new PcdError(ErrorCode.Internal, 'internal error');
 }

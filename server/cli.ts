@@ -19,6 +19,8 @@ import { DEFAULT_RATE_LIMITS } from './ratelimit.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { startServer, type RunningServer } from './server.ts';
 import { relayAddresses } from './ohttp.ts';
+import { parseTrustProxy } from './clientip.ts';
+import { DEFAULT_CONNECTION_LIMITS } from './net.ts';
 import { Store } from './store.ts';
 import { acquireFolderLock } from './lock.ts';
 import { generateAccounts, generateContactLists, type SeedOptions } from '../synth/directory.ts';
@@ -192,7 +194,13 @@ interface ServeFlags {
   evalThreads?: number;
   backend: BackendName;
   logLevel: string;
-  trustProxy?: boolean;
+  /** --trust-proxy, checked (server/clientip.ts parseTrustProxy). */
+  trustProxy?: string[];
+  maxConnectionsPerIp: number;
+  maxConnections: number;
+  headersTimeout: number;
+  requestTimeout: number;
+  keepAliveTimeout: number;
   /** --ohttp-relay, repeatable and comma separated (server/ohttp.ts). */
   ohttpRelay: string[];
   blindedAuth: BlindedAuth;
@@ -227,7 +235,16 @@ function addServeOptions(cmd: Command): Command {
     .option('--shutdown-timeout <s>', 'on SIGTERM/SIGINT: seconds in-flight requests get to finish', num('--shutdown-timeout', 0, 3600), 10)
     .option('--eval-threads <n>', 'blinded design: evaluate worker threads (0: main thread; default PCD_EVAL_THREADS, else one per core)', int('--eval-threads', 0, 256))
     .addOption(backendOption())
-    .option('--trust-proxy', 'take the client IP from X-Forwarded-For (behind a reverse proxy)')
+    .option(
+      '--trust-proxy <list>',
+      'reverse proxies whose X-Forwarded-For is believed, comma separated: addresses, CIDRs, loopback, linklocal, uniquelocal (the client IP is the rightmost address they did not add)',
+      (v: string) => [...parseTrustProxy(v)],
+    )
+    .option('--max-connections-per-ip <n>', 'open connections one address may hold (trusted proxies and OHTTP relays exempt)', int('--max-connections-per-ip', 1, 1_000_000), DEFAULT_CONNECTION_LIMITS.maxConnectionsPerIp)
+    .option('--max-connections <n>', 'open connections in all (lowered to the open-file limit less a headroom)', int('--max-connections', DEFAULT_CONNECTION_LIMITS.reserve + 1, 10_000_000), DEFAULT_CONNECTION_LIMITS.maxConnections)
+    .option('--headers-timeout <s>', 'seconds a request line and headers may take to arrive', num('--headers-timeout', 0.1, 3600), DEFAULT_CONNECTION_LIMITS.headersTimeoutMs / 1000)
+    .option('--request-timeout <s>', 'seconds a whole request, body included, may take to arrive', num('--request-timeout', 0.1, 3600), DEFAULT_CONNECTION_LIMITS.requestTimeoutMs / 1000)
+    .option('--keep-alive-timeout <s>', 'seconds an idle kept-alive connection stays open', num('--keep-alive-timeout', 0.1, 3600), DEFAULT_CONNECTION_LIMITS.keepAliveTimeoutMs / 1000)
     .option(
       '--ohttp-relay <addrs>',
       'IP addresses of OHTTP relays (pcd relay), comma separated or repeated: exempt from the per-IP limit, as each speaks for many clients',
@@ -261,6 +278,13 @@ async function serve(o: ServeFlags, web: WebUi | undefined): Promise<RunningServ
     evalThreads: o.evalThreads,
     backend: o.backend,
     trustProxy: o.trustProxy,
+    connectionLimits: {
+      maxConnectionsPerIp: o.maxConnectionsPerIp,
+      maxConnections: o.maxConnections,
+      headersTimeoutMs: Math.round(o.headersTimeout * 1000),
+      requestTimeoutMs: Math.round(o.requestTimeout * 1000),
+      keepAliveTimeoutMs: Math.round(o.keepAliveTimeout * 1000),
+    },
     ohttpRelays: o.ohttpRelay,
     blindedAuth: o.blindedAuth,
     sizeClasses: o.sizeClasses,

@@ -10,6 +10,7 @@ import type { DesignName } from '../shared/messages.ts';
 import type { BackendName, OprfMode } from '../shared/suite.ts';
 import type { BlindedAuth } from '../shared/tokens.ts';
 import type { Directory } from './directory.ts';
+import type { ConnectionLimits } from './net.ts';
 import type { RateLimits } from './ratelimit.ts';
 import type { Store } from './store.ts';
 
@@ -53,8 +54,15 @@ export interface ServerOptions {
   rateLimits?: Partial<RateLimits> | false;
   /** On close: how long in-flight requests may take to finish before their connections are cut (default 10 s). */
   shutdownTimeoutMs?: number;
-  /** express 'trust proxy' setting, for a server behind a reverse proxy. */
-  trustProxy?: boolean | string | number;
+  /**
+   * Reverse proxies whose X-Forwarded-For is believed (server/clientip.ts):
+   * addresses, CIDRs, `loopback`, `linklocal`, `uniquelocal`, as a list or
+   * comma separated. Default none: the client IP is the socket's. Trusting
+   * everyone (express's `true`, a hop count) is refused.
+   */
+  trustProxy?: string | readonly string[];
+  /** Connection caps and timeouts (server/net.ts DEFAULT_CONNECTION_LIMITS, any field overridable); used by startServer. */
+  connectionLimits?: Partial<ConnectionLimits>;
   /**
    * IP addresses of OHTTP relays (relay/relay.ts, `pcd serve --ohttp-relay`):
    * exempt from the per-IP limit, since each speaks for many clients and

@@ -71,7 +71,7 @@ import express, { type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import { decodeRequest, encodeResponse, fieldValue, type BhttpRequest, type FieldLine } from '../shared/bhttp.ts';
 import { CONTENT_TYPE, encodeBody, formatOfAccept } from '../shared/codec.ts';
-import { ErrorCode, PcdError } from '../shared/errors.ts';
+import { ErrorCode, PcdError, quoteInput } from '../shared/errors.ts';
 import { LIMITS } from '../shared/limits.ts';
 import {
   MAX_ENCAPSULATED_REQUEST_BYTES,
@@ -86,6 +86,8 @@ import {
 } from '../shared/ohttp.ts';
 import { OHTTP_KEY_FILE } from '../disk/files.ts';
 import { writeFileAtomic } from './blinded/keys.ts';
+import { readBody } from './app.ts';
+import { canonicalIp } from './clientip.ts';
 
 export { OHTTP_KEY_FILE };
 
@@ -105,11 +107,9 @@ const INNER_REPLY_HEADERS = ['content-type', 'etag', 'retry-after', 'cache-contr
 
 // ------------------------------------------------------------------ relay addresses
 
-/** An address as the server compares it: IPv4-mapped IPv6 (`::ffff:1.2.3.4`) as plain IPv4, IPv6 lowercase. */
+/** An address as the server compares it: canonical (server/clientip.ts canonicalIp), as every client IP is. */
 export function normalizeAddress(address: string): string {
-  const a = address.trim().toLowerCase();
-  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/.exec(a);
-  return mapped?.[1] ?? a;
+  return canonicalIp(address) ?? address.trim().toLowerCase();
 }
 
 /** The configured relays' addresses, checked once: an entry that is not an IP address is an invalid_field error naming it. */
@@ -117,7 +117,7 @@ export function relayAddresses(list: readonly string[]): ReadonlySet<string> {
   const out = new Set<string>();
   for (const raw of list) {
     const a = raw.trim();
-    if (net.isIP(a) === 0) throw new PcdError(ErrorCode.InvalidField, `an OHTTP relay is named by its IP address, got '${a.slice(0, 60)}'`);
+    if (net.isIP(a) === 0) throw new PcdError(ErrorCode.InvalidField, `an OHTTP relay is named by its IP address, got ${quoteInput(a)}`);
     out.add(normalizeAddress(a));
   }
   return out;
@@ -312,7 +312,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const keyList = encodeKeyConfigList(options.keys.map((k) => k.config));
   const stats = { requests: 0, refused: 0 };
   const router = express.Router();
-  const rawBody = express.raw({ type: () => true, limit: MAX_ENCAPSULATED_REQUEST_BYTES });
+  const tooLarge = (): PcdError => new PcdError(ErrorCode.BodyTooLarge, `an encapsulated request is at most ${MAX_ENCAPSULATED_REQUEST_BYTES} bytes`);
 
   router.get(OHTTP_GATEWAY_PATH, (_req, res) => {
     res.status(200).type(OHTTP_MEDIA.keys).setHeader('Cache-Control', `public, max-age=${KEYS_MAX_AGE_S}`);
@@ -324,20 +324,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     // RFC 9458 §5: the request's media type is message/ohttp-req.
     if (type !== OHTTP_MEDIA.request) {
       stats.refused++;
-      throw new PcdError(ErrorCode.UnsupportedMediaType, `Content-Type must be ${OHTTP_MEDIA.request}, got ${req.headers['content-type'] ?? 'none'}`);
+      throw new PcdError(ErrorCode.UnsupportedMediaType, `Content-Type must be ${OHTTP_MEDIA.request}, got ${req.headers['content-type'] === undefined ? 'none' : quoteInput(req.headers['content-type'])}`);
     }
-    await new Promise<void>((resolve, reject) =>
-      rawBody(req, res, (err?: unknown) => {
-        if ((err as { type?: string } | undefined)?.type === 'entity.too.large') {
-          reject(new PcdError(ErrorCode.BodyTooLarge, `an encapsulated request is at most ${MAX_ENCAPSULATED_REQUEST_BYTES} bytes`));
-        } else if (err) reject(err);
-        else resolve();
-      }),
-    );
-    const body: unknown = req.body;
+    const body = await readBody(req, MAX_ENCAPSULATED_REQUEST_BYTES, tooLarge); // stops at the limit: the rest is never read (server/app.ts)
     let opened;
     try {
-      opened = await decapsulateRequest(options.keys, body instanceof Uint8Array ? body : new Uint8Array(0));
+      opened = await decapsulateRequest(options.keys, body);
     } catch (e) {
       stats.refused++;
       throw e; // RFC 9458 §5.2: not encapsulated; the app's error middleware answers 400 with a coded body
@@ -362,7 +354,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       for (const [name, value] of inner.headers) if (INNER_REQUEST_HEADERS.has(name) && !(name in headers)) headers[name] = value;
       reply = await dispatchInProcess(
         options.dispatch,
-        { method: inner.method, path: inner.path, headers, body: inner.content, remoteAddress: req.ip ?? req.socket.remoteAddress ?? 'unknown' },
+        { method: inner.method, path: inner.path, headers, body: inner.content, remoteAddress: req.ip ?? 'unknown' }, // req.ip is clientIp (server/app.ts)
         { timeoutMs: options.innerTimeoutMs },
       );
     } catch (e) {

@@ -18,14 +18,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { STATUS_CODES, type Server } from 'node:http';
-import type { Duplex } from 'node:stream';
+import { createServer, type Server } from 'node:http';
 import pino from 'pino';
 import type express from 'express';
 import { capabilitiesToMask } from '../shared/capabilities.ts';
 import { route, type DirectoryChange, type Route, type ServerDesign } from '../shared/design.ts';
 import { normalizeNumber, type E164 } from '../shared/e164.ts';
-import { ErrorCode, PcdError } from '../shared/errors.ts';
+import { ErrorCode, PcdError, quoteInput } from '../shared/errors.ts';
 import {
   CreateAccountRequest,
   DESIGNS,
@@ -49,7 +48,9 @@ import { acquireFolderLock, type FolderLock } from './lock.ts';
 import { createPlainDesign } from './designs/plain.ts';
 import { createHashedDesign } from './designs/hashed.ts';
 import { createBlindedDesign } from './designs/blinded.ts';
-import { normalizeAddress, openGateway, relayAddresses, type Gateway } from './ohttp.ts';
+import { openGateway, relayAddresses, type Gateway } from './ohttp.ts';
+import { compileTrust, parseTrustProxy, type TrustedProxies } from './clientip.ts';
+import { fitToFileLimit, guardConnections, openFileLimit, resolveConnectionLimits, serverOptions, type ConnectionStats } from './net.ts';
 
 export const DESIGN_FACTORIES: Readonly<Record<DesignName, ServerDesignFactory>> = {
   plain: createPlainDesign,
@@ -92,6 +93,10 @@ export interface OpenServer {
   applyChanges(changes: readonly DirectoryChange[], version?: number): Promise<void>;
   /** The rate limiter (absent with rateLimits: false). */
   readonly rateLimiter: RateLimiter | undefined;
+  /** The proxies whose X-Forwarded-For is believed (ServerOptions.trustProxy, checked); empty: none. */
+  readonly trustedProxies: TrustedProxies;
+  /** True for an address the per-IP limits do not apply to: a trusted proxy or a configured OHTTP relay. */
+  readonly speaksForMany: (ip: string) => boolean;
   /** Starts shutting down: new requests get 503 (Retry-After) and every reply closes its connection. */
   drain(): void;
   /** Flushes logs, closes designs and the store. Idempotent. */
@@ -104,6 +109,8 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     if (!(DESIGNS as readonly string[]).includes(d)) throw new PcdError(ErrorCode.InvalidField, `unknown design '${d}': known are ${DESIGNS.join(', ')}`);
   }
   const relays = relayAddresses(options.ohttpRelays ?? []); // OHTTP relays' addresses, checked before anything is opened
+  const trustedProxies = trustProxyOption(options.trustProxy);
+  const trusted = compileTrust(trustedProxies);
   const logger = options.logger ?? pino({ level: process.env.PCD_LOG_LEVEL ?? 'silent' });
   const now = options.now ?? Date.now;
   // One owner per data folder: refused with one line naming the holder; also makes the folder 0700, its files 0600.
@@ -187,7 +194,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
       auth: 'admin',
       async handle({ params }) {
         const id = parseIdSegment(params.accountId ?? '', Number.MAX_SAFE_INTEGER);
-        if (id === undefined) throw new PcdError(ErrorCode.InvalidField, `account id must be a positive integer, got '${String(params.accountId).slice(0, 40)}'`);
+        if (id === undefined) throw new PcdError(ErrorCode.InvalidField, `account id must be a positive integer, got ${quoteInput(params.accountId)}`);
         const update = store.deleteAccount(id);
         if (!update) throw new PcdError(ErrorCode.NotFound, `no account ${id}`);
         rateLimiter?.forget(id);
@@ -207,12 +214,12 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     authenticate: (t) => store.authenticate(t),
     adminToken,
     rateLimiter,
-    trustProxy: options.trustProxy,
+    trustProxy: trustedProxies,
     logger,
     draining: () => draining,
     extra: web?.router,
     gateway: gateway?.router,
-    ipLimitExempt: relays.size > 0 ? (ip) => relays.has(normalizeAddress(ip)) : undefined,
+    ipLimitExempt: relays.size > 0 ? (ip) => relays.has(ip) : undefined, // ip is canonical (server/clientip.ts), as the relays' are
   });
 
   // The rate limits' rows are aged with the logs: none names a day older than the retention (server/ratelimit.ts).
@@ -236,37 +243,25 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   const drain = (): void => {
     draining = true;
   };
-  return { app, store, directory, designs, context, adminTokenSource, folderLock, ready, rateLimiter, drain, applyChanges, close, gateway };
+  const speaksForMany = (ip: string): boolean => relays.has(ip) || trusted(ip);
+  return { app, store, directory, designs, context, adminTokenSource, folderLock, ready, rateLimiter, trustedProxies, speaksForMany, drain, applyChanges, close, gateway };
+}
+
+/** ServerOptions.trustProxy checked: a list of proxies, never "everyone" (express's `true` or a hop count, refused). */
+function trustProxyOption(value: unknown): TrustedProxies {
+  if (value === undefined || value === false) return [];
+  if (typeof value === 'string' || (Array.isArray(value) && value.every((v) => typeof v === 'string'))) return parseTrustProxy(value as string | string[]);
+  throw new PcdError(ErrorCode.InvalidField, `trustProxy names the proxies (addresses, CIDRs, loopback, linklocal, uniquelocal); ${String(value)} would trust every client's X-Forwarded-For`);
 }
 
 export interface RunningServer extends OpenServer {
   readonly url: string;
   readonly port: number;
   readonly http: Server;
+  /** Connections open, refused and the addresses holding them (server/net.ts). */
+  readonly connections: ConnectionStats;
   /** Stops as OpenServer.close does, after in-flight requests finish or `deadlineMs` passes (default options.shutdownTimeoutMs, else 10 s). */
   close(deadlineMs?: number): Promise<void>;
-}
-
-/**
- * What node's HTTP parser refuses before express sees a request (a request
- * line or headers over 16 KB, a method it does not know, bytes that are not
- * HTTP) gets a coded error body too, written straight to the socket as the
- * node docs prescribe for 'clientError', and the connection is closed.
- */
-function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
-    socket.destroy();
-    return;
-  }
-  const e =
-    err.code === 'HPE_HEADER_OVERFLOW'
-      ? new PcdError(ErrorCode.HeadersTooLarge, 'the request line and headers exceed 16 KB')
-      : new PcdError(ErrorCode.BadRequest, `not a valid HTTP/1.1 request (${err.code ?? 'parse error'})`);
-  const body = JSON.stringify(e.toBody());
-  socket.end(
-    `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status] ?? ''}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
-      `Cache-Control: no-store\r\nConnection: close\r\n\r\n${body}`,
-  );
 }
 
 /** A listen failure as one line: a busy port, a forbidden one, an address this host does not have. */
@@ -281,16 +276,25 @@ function listenError(e: unknown, host: string, port: number): unknown {
 
 /** Opens the server and listens (port 0: an ephemeral port). */
 export async function startServer(options: ServerOptions & { port?: number; host?: string }): Promise<RunningServer> {
+  const limits = resolveConnectionLimits(options.connectionLimits); // checked before anything is opened
   const open = await openServer(options);
   const host = options.host ?? '127.0.0.1';
-  const http = await new Promise<Server>((resolve, reject) => {
-    const s = open.app.listen(options.port ?? 0, host, (err?: Error) => (err ? reject(err) : resolve(s)));
+  // Connection caps and timeouts (server/net.ts), fitted to the open-file limit, in place before the first connection.
+  const nofile = openFileLimit();
+  const fit = fitToFileLimit(limits, nofile);
+  if (fit.warning) open.context.logger.warn(fit.warning);
+  const http = createServer(serverOptions(limits), open.app);
+  const connections = guardConnections(http, limits, { exempt: open.speaksForMany, nofile });
+  await new Promise<void>((resolve, reject) => {
+    http.once('error', reject);
+    http.listen(options.port ?? 0, host, () => {
+      http.off('error', reject);
+      resolve();
+    });
   }).catch(async (e: unknown) => {
     await open.close();
     throw listenError(e, host, options.port ?? 0);
   });
-  http.keepAliveTimeout = 5000;
-  http.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => answerClientError(err, socket));
   const { port } = http.address() as AddressInfo;
   const urlHost = host.includes(':') ? `[${host}]` : host;
   open.folderLock.setPort(port, `http://${urlHost}:${port}`);
@@ -312,5 +316,5 @@ export async function startServer(options: ServerOptions & { port?: number; host
       });
       await open.close();
     })());
-  return { ...open, url: `http://${urlHost}:${port}`, port, http, close: closeAll };
+  return { ...open, url: `http://${urlHost}:${port}`, port, http, connections, close: closeAll };
 }

@@ -44,7 +44,7 @@ import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { BLINDED_BUCKET_LOG } from '../shared/designs/blinded.ts';
 import { LOG_TABLES } from '../shared/designs/index.ts';
 import { DB_FILE } from '../disk/files.ts';
-import { accountsTable, countsTableDdl, SCHEMA } from '../disk/schema.ts';
+import { accountsTable, countsTableDdl, SCHEMA, spentTokensTable } from '../disk/schema.ts';
 
 /** The SQLite error code of a thrown error (`SQLITE_FULL`, `SQLITE_IOERR_WRITE`, ...), if it is one. */
 export function sqliteCode(err: unknown): string | undefined {
@@ -178,7 +178,9 @@ export class Store {
     const accountsOld = !/AUTOINCREMENT/i.test(tableSql('accounts'));
     const bucketLogOld = !columns('blinded_bucket_log').includes('count');
     if (!columns('directory_changes').includes('previous')) this.db.exec('ALTER TABLE directory_changes ADD COLUMN previous INTEGER');
-    if (!accountsOld && !bucketLogOld) return;
+    // Before the key moved to (key_id, nonce_hash): a second index on key_id, whose upkeep doubled a spend's cost.
+    const spentOld = /nonce_hash BLOB PRIMARY KEY/i.test(tableSql('spent_tokens'));
+    if (!accountsOld && !bucketLogOld && !spentOld) return;
     this.db.transaction(() => {
       if (accountsOld) {
         this.db.exec(`DROP TABLE IF EXISTS accounts_rebuild; ${accountsTable('accounts_rebuild')};
@@ -203,6 +205,12 @@ export class Store {
             SELECT (ts / ${BLINDED_BUCKET_LOG.windowMs}) * ${BLINDED_BUCKET_LOG.windowMs}, ip, epoch, bucket, count(*) FROM blinded_bucket_log GROUP BY 1, 2, 3, 4;
           DROP TABLE blinded_bucket_log;
           ALTER TABLE blinded_bucket_log_rebuild RENAME TO blinded_bucket_log;`);
+      }
+      if (spentOld) {
+        this.db.exec(`DROP TABLE IF EXISTS spent_tokens_rebuild; ${spentTokensTable('spent_tokens_rebuild')};
+          INSERT INTO spent_tokens_rebuild (nonce_hash, key_id) SELECT nonce_hash, key_id FROM spent_tokens;
+          DROP TABLE spent_tokens;
+          ALTER TABLE spent_tokens_rebuild RENAME TO spent_tokens;`);
       }
     })();
     // The old rows' pages are zeroed (secure_delete); leave no copy of them in the write-ahead log either.

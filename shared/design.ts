@@ -106,7 +106,9 @@ export interface ClientDesignOptions {
   /** Their token pool's options (client/tokens.ts TokenPoolOptions). */
   tokens?: {
     ahead?: Readonly<Record<number, number>>;
-    refillMeanMs?: number;
+    quantum?: Readonly<Record<number, number>>;
+    periodMs?: number;
+    maxHeld?: number;
     whenEmpty?: 'fetch' | 'fail';
   };
 }

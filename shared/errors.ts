@@ -36,6 +36,8 @@ export const ErrorCode = {
   MethodNotAllowed: 'method_not_allowed',
   Conflict: 'conflict',
   EpochRetired: 'epoch_retired',
+  /** The request's headers or body did not arrive in time (server/net.ts). */
+  RequestTimeout: 'request_timeout',
   // 406/413/415/429
   NotAcceptable: 'not_acceptable',
   BodyTooLarge: 'body_too_large',
@@ -80,6 +82,7 @@ export const STATUS: Readonly<Record<ErrorCode, number>> = {
   unknown_epoch: 404,
   method_not_allowed: 405,
   not_acceptable: 406,
+  request_timeout: 408,
   conflict: 409,
   epoch_retired: 410,
   body_too_large: 413,
@@ -101,6 +104,24 @@ const CODES = new Set<string>(Object.values(ErrorCode));
 
 export function isErrorCode(value: unknown): value is ErrorCode {
   return typeof value === 'string' && CODES.has(value);
+}
+
+/** Characters of a client's input an error message echoes at most ({@link quoteInput}). */
+export const MAX_ECHO_CHARS = 64;
+
+/**
+ * A client's input as an error message may quote it: at most
+ * {@link MAX_ECHO_CHARS} characters (an ellipsis marks the cut), in double
+ * quotes with JSON's escapes, and `<`, `>`, `&` escaped too, so no message
+ * carries markup or control characters, however it is shown. Every message
+ * that names what a client sent (a header, a path segment, a field) goes
+ * through it.
+ */
+export function quoteInput(value: unknown, max: number = MAX_ECHO_CHARS): string {
+  const text = typeof value === 'string' ? value : value === undefined ? 'undefined' : String(value);
+  const chars = Array.from(text); // whole code points: a cut never splits a surrogate pair
+  const cut = chars.length > max ? chars.slice(0, max).join('') + '…' : text;
+  return JSON.stringify(cut).replace(/[<>&]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /** Wire layout of every error reply. */

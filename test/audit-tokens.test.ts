@@ -40,7 +40,7 @@ const [alicePhone, bobPhone, T, x1, x2, x3, x4, ...registered] = pool as [E164, 
 const lookedUpOnly = [T, x1, x2, x3, x4];
 
 /** Tokens fetched one at a time, when a lookup needs one: issuance is then exactly what the lookups spent. */
-const ONE_AT_A_TIME = { tokens: { ahead: {}, refillMeanMs: 3_600_000 } };
+const ONE_AT_A_TIME = { tokens: { ahead: {}, periodMs: Infinity } };
 
 /** `pcd audit ARGS` in-process; fails the test on a non-zero exit. */
 async function audit(...args: string[]): Promise<string> {

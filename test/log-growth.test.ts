@@ -225,3 +225,32 @@ describe('a data folder of the previous version', () => {
     }
   });
 });
+
+describe('a data folder whose spent tokens were keyed by their hash alone', () => {
+  it('opens: the rows move under (key_id, nonce_hash), the key_id index goes, a replay is still refused by the key and a purge is a range', () => {
+    const dataDir = tempDir();
+    const keyA = Buffer.alloc(32, 0xa1);
+    const keyB = Buffer.alloc(32, 0xb2);
+    const hashes = Array.from({ length: 5 }, (_, i) => Buffer.alloc(32, i + 1));
+    const first = Store.open(dataDir);
+    first.db.exec('DROP TABLE spent_tokens; CREATE TABLE spent_tokens (nonce_hash BLOB PRIMARY KEY, key_id BLOB NOT NULL) WITHOUT ROWID; CREATE INDEX spent_tokens_key ON spent_tokens(key_id);');
+    const put = first.db.prepare('INSERT INTO spent_tokens (nonce_hash, key_id) VALUES (?, ?)');
+    hashes.forEach((h, i) => put.run(h, i < 3 ? keyA : keyB));
+    first.close();
+
+    const store = Store.open(dataDir);
+    try {
+      const sql = store.db.prepare<[], { sql: string }>("SELECT sql FROM sqlite_schema WHERE name = 'spent_tokens'").get()!.sql;
+      expect(sql).toMatch(/PRIMARY KEY \(key_id, nonce_hash\)/);
+      expect(store.db.prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'spent_tokens' AND sql IS NOT NULL").all()).toEqual([]);
+      const rows = store.db.prepare<[], { nonce_hash: Buffer; key_id: Buffer }>('SELECT nonce_hash, key_id FROM spent_tokens ORDER BY nonce_hash').all();
+      expect(rows.map((r) => [r.nonce_hash[0], r.key_id[0]])).toEqual([[1, 0xa1], [2, 0xa1], [3, 0xa1], [4, 0xb2], [5, 0xb2]]);
+      expect(() => store.db.prepare('INSERT INTO spent_tokens (nonce_hash, key_id) VALUES (?, ?)').run(hashes[0], keyA)).toThrow(/UNIQUE|PRIMARY/);
+      expect(store.db.prepare('DELETE FROM spent_tokens WHERE key_id = ?').run(keyA).changes).toBe(3);
+      const plan = store.db.prepare<[], { detail: string }>('EXPLAIN QUERY PLAN DELETE FROM spent_tokens WHERE key_id = x\'00\'').all().map((r) => r.detail).join(' ');
+      expect(plan).toMatch(/SEARCH spent_tokens USING PRIMARY KEY \(key_id=\?\)/);
+    } finally {
+      store.close();
+    }
+  });
+});

@@ -10,12 +10,12 @@ import crypto from 'node:crypto';
 import fs, { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { AuthorizationHeader, TOKEN_TYPES, Token, TokenChallenge, WWWAuthenticateHeader, publicVerif } from '@cloudflare/privacypass-ts';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { encodeBody } from '../shared/codec.ts';
 import { loadBackend } from '../shared/backends.ts';
 import { PATHS } from '../shared/messages.ts';
 import { TOKEN_BYTES, TOKEN_ORIGIN_INFO, sizeClassFor, tokenChallenge, tokenKeyId, DEFAULT_SIZE_CLASSES } from '../shared/tokens.ts';
-import { blindSign, verifyToken } from '../server/tokens/service.ts';
+import { blindSign, tokenOfHeader, verifyToken } from '../server/tokens/service.ts';
 import type { TokenKey } from '../server/tokens/keys.ts';
 import type { BlindedServerDesign } from '../server/designs/blinded.ts';
 import { createBlindedClientWith } from '../client/designs/blinded.ts';
@@ -108,6 +108,26 @@ describe('RFC 9578 §6 (token type 0x0002, Blind RSA) vectors', () => {
     expect(cases.filter(([key, token]) => verifyToken(key, token)).length).toBe(VECTORS.length);
   });
 
+  it('the Authorization header: the direct read of the common form gives the library parser\'s token, byte for byte; other forms go to the library', () => {
+    for (const [, v] of VECTORS) {
+      const token = Token.deserialize(TOKEN_TYPES.BLIND_RSA, hex(v.token));
+      const b64 = Buffer.from(v.token, 'hex').toString('base64url');
+      expect(b64.length).toBe(472);
+      const library = new AuthorizationHeader(token).toString();
+      for (const header of [library, `PrivateToken token="${b64}"`, `PrivateToken token=${b64}`, `privatetoken  token = "${b64}" `]) {
+        const read = tokenOfHeader(header);
+        expect(Buffer.from(read.serialize()).toString('hex')).toBe(v.token);
+        expect(Buffer.from(read.authenticator).toString('hex')).toBe(Buffer.from(token.authenticator).toString('hex'));
+      }
+      // Forms the direct read does not take: the library's parser decides (here, one token with another parameter).
+      expect(Buffer.from(tokenOfHeader(`PrivateToken token="${b64}", extensions=""`).serialize()).toString('hex')).toBe(v.token);
+      // Neither reads a token that is one character short, a quote left open, or two tokens.
+      for (const bad of [`PrivateToken token=${b64.slice(1)}`, `PrivateToken token="${b64}`, `PrivateToken token=${b64}, PrivateToken token=${b64}`, `PrivateToken token=${b64.slice(0, -1)}*`]) {
+        expect(() => tokenOfHeader(bad), bad.slice(0, 40)).toThrow();
+      }
+    }
+  });
+
   it('BlindSign refuses a blinded message at or above the modulus (RFC 8017 §5.2.1 RSASP1)', async () => {
     const key = await vectorKey(VECTORS[0]![1]);
     expect(() => blindSign(key, new Uint8Array(256).fill(0xff))).toThrow(/modulus/);
@@ -159,7 +179,7 @@ describe('tokens on a real server (auth token, the default)', () => {
 
   /** One fresh token of `sizeClass`, through the real pool, and `n` blinded elements to spend it on. */
   async function tokenAndElements(n: number): Promise<{ authorization: string; body: Uint8Array; epoch: number }> {
-    const c = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: account }), { tokens: { ahead: {}, refillMeanMs: 0 } });
+    const c = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: account }), { tokens: { ahead: {}, periodMs: Infinity } });
     const t = await c.tokens.take(n);
     const backend = await loadBackend('noble');
     // A body of the token's class, as the client pads it.
@@ -176,7 +196,7 @@ describe('tokens on a real server (auth token, the default)', () => {
     });
 
   it('the real client looks up with tokens and no account on evaluate; the log holds a size class, not the account or the count', async () => {
-    const client = s.client(account, 'blinded', { tokens: { refillMeanMs: 0 } });
+    const client = s.client(account, 'blinded', { tokens: { periodMs: Infinity } });
     const [r1, r2] = await client.lookupMany([registered, '+14155550199']);
     expect(r1!.capabilities).toEqual(['messages']);
     expect(r2!.capabilities).toEqual([]);
@@ -303,7 +323,7 @@ describe('tokens on a real server (auth token, the default)', () => {
     expect(res.status).toBe(401);
     expect(['token_key_unknown', 'epoch_retired', 'unknown_epoch']).toContain(((await res.json()) as { error: { code: string } }).error.code);
     expect(blinded().tokens!.spent.size).toBeLessThan(spentBefore);
-    const client = s.client(account, 'blinded', { tokens: { refillMeanMs: 0 } });
+    const client = s.client(account, 'blinded', { tokens: { periodMs: Infinity } });
     expect((await client.lookup(registered)).capabilities).toEqual(['messages']);
   });
 });
@@ -328,7 +348,7 @@ describe('auth account (--blinded-auth account)', () => {
     const s = await startTestServer({ rateLimits: { requesterBurst: 100, requesterPerHour: 5, ipPerMinute: 6000 } });
     try {
       const a = await s.admin.createAccount({ email: 'q@pcd.test', numbers: ['+14155550105'], capabilities: ['messages'] });
-      const client = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: a.token }), { tokens: { ahead: {}, refillMeanMs: 3_600_000 } });
+      const client = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: a.token }), { tokens: { ahead: {}, periodMs: Infinity } });
       for (let i = 0; i < 6; i++) await client.tokens.take(10); // class 16: 6 x 16 = 96 of 100
       expect(s.server.rateLimiter!.available(a.accountId)).toBeCloseTo(4, 0);
       const e = await client.tokens.take(10).catch((x: unknown) => x);
@@ -369,11 +389,48 @@ describe('auth account (--blinded-auth account)', () => {
     }
   });
 
+  it('the pool\'s issuance does not follow its use: a quantum per period whatever was spent, at most maxHeld kept, on-demand only when a class is empty', async () => {
+    const s = await startTestServer();
+    try {
+      const a = await s.admin.createAccount({ email: 'p@pcd.test', numbers: ['+14155550107'], capabilities: ['messages'] });
+      const client = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: a.token }), { tokens: { periodMs: Infinity, quantum: { 1: 8 }, maxHeld: 12 } });
+      const pool = client.tokens;
+      await pool.fetchQuantum();
+      expect(pool.count(1)).toBe(8);
+      // Spending does not fetch: three lookups later the pool holds five and the issuer signed nothing more.
+      for (const n of ['+14155550107', '+14155550198', '+14155550197']) await client.lookupBatch([normalizeNumber(n)]);
+      expect(pool.count(1)).toBe(5);
+      expect(pool.stats).toMatchObject({ tokensFetched: 8, tokensSpent: 3, fetchesOnDemand: 0 });
+      // The next period's fetch is the same quantum whatever was spent; beyond maxHeld the oldest go.
+      await pool.fetchQuantum();
+      expect(pool.count(1)).toBe(12);
+      expect(pool.stats).toMatchObject({ tokensFetched: 16, tokensDropped: 1 });
+      await pool.fetchQuantum();
+      expect(pool.count(1)).toBe(12);
+      expect(pool.stats).toMatchObject({ tokensFetched: 24, tokensDropped: 9 });
+      // A class with no token (a sync of 10, class 16) is fetched on demand: one token, counted.
+      await client.lookupBatch(Array.from({ length: 10 }, (_, i) => normalizeNumber(`+1415555012${i}`)));
+      expect(pool.stats).toMatchObject({ fetchesOnDemand: 1, tokensFetched: 25 });
+      pool.close();
+
+      // Its own timer: a short period, the moment drawn at mid-period; two fetches come without any lookup.
+      const timed = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: a.token }), { tokens: { periodMs: 300, quantum: { 1: 2 }, random: () => 0.5 } });
+      await vi.waitFor(() => expect(timed.tokens.stats.issuanceRequests).toBeGreaterThanOrEqual(2), { timeout: 20_000, interval: 50 });
+      expect(timed.tokens.stats.tokensSpent).toBe(0);
+      timed.tokens.close();
+      const fetched = timed.tokens.stats.tokensFetched;
+      await new Promise((r) => setTimeout(r, 700));
+      expect(timed.tokens.stats.tokensFetched).toBe(fetched); // closed: no more
+    } finally {
+      await s.close();
+    }
+  });
+
   it('a client whose pool must not fetch on demand says tokens_exhausted', async () => {
     const s = await startTestServer();
     try {
       const a = await s.admin.createAccount({ email: 'd@pcd.test', numbers: ['+14155550104'], capabilities: ['messages'] });
-      const client = s.client(a.token, 'blinded', { tokens: { whenEmpty: 'fail', refillMeanMs: 3_600_000 } });
+      const client = s.client(a.token, 'blinded', { tokens: { whenEmpty: 'fail', periodMs: Infinity } });
       const e = await client.lookup('+14155550104').catch((x: unknown) => x);
       expect(isPcdError(e, 'tokens_exhausted')).toBe(true);
     } finally {

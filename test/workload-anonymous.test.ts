@@ -20,6 +20,7 @@ import { workloadMarkdown, workloadVariants } from '../bench/workload.ts';
 import { DEFAULT_POPULATION, type PopulationOptions } from '../workload/population.ts';
 import {
   APP_START_TOKENS,
+  DAILY_QUANTUM,
   attackRequesters,
   predictedIssuance,
   scoreRequesters,
@@ -49,20 +50,42 @@ function logOf(sent: readonly SentRequest[]): TokenEvalRow[] {
   return [...rows.values()];
 }
 
-/** Issuance as the library causes it (workload/requesters.ts predictedIssuance): the app's start, then each spend refilled. */
-function issuanceOf(sent: readonly SentRequest[]): IssuanceRow[] {
+/**
+ * Issuance as the library causes it (client/tokens.ts; workload/requesters.ts): every account's app started at the
+ * window's start (8 of class 1), then the quantum each day whatever was spent (at most 32 held), 8 more on demand when
+ * a lookup finds the pool empty, and a sync (class c > 1, a reinstall) its own token of c and the new app's 8.
+ */
+function issuanceOf(sent: readonly SentRequest[], accounts: number, days: number): IssuanceRow[] {
   const per = new Map<string, IssuanceRow>();
-  const started = new Set<number>();
-  for (const r of [...sent].sort((a, b) => a.t - b.t)) {
-    const ts = Math.floor(r.t / DAY_MS) * DAY_MS;
-    const k = `${ts} ${r.accountId}`;
-    const row = per.get(k) ?? { ts, accountId: r.accountId, elements: 0 };
-    if (!started.has(r.accountId)) {
-      started.add(r.accountId);
-      row.elements += APP_START_TOKENS;
+  const issue = (d: number, a: number, x: number) => {
+    const ts = DAY0 + d * DAY_MS;
+    const row = per.get(`${ts} ${a}`) ?? { ts, accountId: a, elements: 0 };
+    row.elements += x;
+    per.set(`${ts} ${a}`, row);
+  };
+  const held = new Map<number, number>();
+  for (let a = 1; a <= accounts; a++) {
+    issue(0, a, APP_START_TOKENS);
+    held.set(a, APP_START_TOKENS);
+  }
+  const byDay = (d: number) => [...sent].filter((r) => Math.floor((r.t - DAY0) / DAY_MS) === d).sort((x, y) => x.t - y.t);
+  for (let d = 0; d < days; d++) {
+    for (let a = 1; a <= accounts; a++) {
+      issue(d, a, DAILY_QUANTUM);
+      held.set(a, Math.min(32, held.get(a)! + DAILY_QUANTUM));
     }
-    row.elements += predictedIssuance(r.sizeClass);
-    per.set(k, row);
+    for (const r of byDay(d)) {
+      if (r.sizeClass > 1) {
+        issue(d, r.accountId, predictedIssuance(r.sizeClass));
+        held.set(r.accountId, APP_START_TOKENS);
+        continue;
+      }
+      if (held.get(r.accountId)! === 0) {
+        issue(d, r.accountId, APP_START_TOKENS);
+        held.set(r.accountId, APP_START_TOKENS);
+      }
+      held.set(r.accountId, held.get(r.accountId)! - 1);
+    }
   }
   return [...per.values()];
 }
@@ -87,7 +110,7 @@ describe('requester attack on constructed operator data', () => {
     // 20 accounts, each 3 single lookups a day for 2 days, at interleaved minutes, all from the relay's address.
     const sent: SentRequest[] = [];
     for (let a = 1; a <= 20; a++) for (let d = 0; d < 2; d++) for (let k = 0; k < 3; k++) sent.push({ t: minute(d, 60 + k * 200 + a * 3), ip: RELAY, sizeClass: 1, accountId: a });
-    const attack = attackRequesters({ evalRows: logOf(sent), issuance: issuanceOf(sent), relayIps: new Set([RELAY]) });
+    const attack = attackRequesters({ evalRows: logOf(sent), issuance: issuanceOf(sent, 20, 2), relayIps: new Set([RELAY]) });
     expect(attack.ipLinks).toEqual([]);
     const s = scoreRequesters(attack, sent, ipsOf(sent));
     expect(s.requests).toBe(sent.length);
@@ -101,30 +124,37 @@ describe('requester attack on constructed operator data', () => {
     expect(s.top1).toBeCloseTo(1 / 20, 10);
   });
 
-  it('without a relay, each IP is linked to its account by the daily series of its requests', () => {
-    // 12 accounts, each its own IP, with different activity on 3 days.
+  it('without a relay, an IP is linked to its account only where issuance sets the account apart (a pool run dry); light users are not', () => {
+    // 12 accounts, each its own IP, over 3 days: accounts 1-3 heavy (their pools run dry on different days), the rest light.
+    const heavy: Record<number, number[]> = { 1: [30, 2, 2], 2: [2, 30, 2], 3: [2, 2, 30] };
     const sent: SentRequest[] = [];
     for (let a = 1; a <= 12; a++) {
-      const perDay = [a % 4, (a * 7) % 5, Math.floor(a / 3)];
+      const perDay = heavy[a] ?? [a % 4, (a * 7) % 5, Math.floor(a / 3) % 4];
       perDay.forEach((n, d) => {
         for (let k = 0; k < n; k++) sent.push({ t: minute(d, 100 + k * 37 + a), ip: `10.0.0.${a}`, sizeClass: 1, accountId: a });
       });
     }
-    const attack = attackRequesters({ evalRows: logOf(sent), issuance: issuanceOf(sent), relayIps: new Set() });
+    const issuance = issuanceOf(sent, 12, 3);
+    // The light accounts' issuance is the same every day: the quantum, and the app's start on the first.
+    for (const r of issuance.filter((x) => x.accountId > 3)) expect(r.elements).toBe(DAILY_QUANTUM + (r.ts === DAY0 ? APP_START_TOKENS : 0));
+    const attack = attackRequesters({ evalRows: logOf(sent), issuance, relayIps: new Set() });
     const s = scoreRequesters(attack, sent, ipsOf(sent));
     expect(s.requests).toBe(sent.length);
-    expect(s.linkedShare).toBe(1);
-    expect(s.precision).toBe(1);
-    expect(s.top1).toBe(1);
-    expect(s.ips).toEqual({ linked: 12, named: 12, namedCorrect: 12 });
-    expect(s.precisionCi![0]).toBeGreaterThan(s.chance);
+    // The heavy IPs are named, each to its account; no light IP is named.
+    const named = attack.ipLinks.filter((l) => l.named);
+    expect(named.map((l) => l.ip).sort()).toEqual(['10.0.0.1', '10.0.0.2', '10.0.0.3']);
+    expect(s.ips.namedCorrect).toBe(3);
+    const lightSent = sent.filter((r) => r.accountId > 3);
+    const lightRight = attack.events.filter((e, i) => Number(e.ip.split('.')[3]) > 3 && attack.guesses[i]!.named).length;
+    expect(lightRight).toBe(0);
+    expect(lightSent.length).toBeGreaterThan(0);
   });
 
   it('a contact sync is named by its issuance even through a relay', () => {
     const sent: SentRequest[] = [];
     for (let a = 1; a <= 10; a++) for (let k = 0; k < 4; k++) sent.push({ t: minute(0, 300 + k * 90 + a), ip: RELAY, sizeClass: 1, accountId: a });
     sent.push({ t: minute(0, 700), ip: RELAY, sizeClass: 64, accountId: 7 });
-    const attack = attackRequesters({ evalRows: logOf(sent), issuance: issuanceOf(sent), relayIps: new Set([RELAY]) });
+    const attack = attackRequesters({ evalRows: logOf(sent), issuance: issuanceOf(sent, 10, 1), relayIps: new Set([RELAY]) });
     const s = scoreRequesters(attack, sent, ipsOf(sent));
     expect(s.syncs).toEqual({ requests: 1, named: 1, namedCorrect: 1, top1Correct: 1 });
     expect(s.named).toBe(1);
@@ -189,9 +219,9 @@ describe('anonymous variants against real servers and a relay, tiny', () => {
       expect(q.requests).toBe(q.sent);
       expect(r.pools!.spent).toBe(q.requests);
       expect(r.pools!.fillErrors).toBe(0);
-      // The app's starts and the refills played on the simulated clock are what issued the tokens.
+      // Every app started at the window's start, and each fetched its quantum once a simulated day.
       expect(r.pools!.appStarts).toBeGreaterThanOrEqual(run.population.users);
-      expect(r.pools!.refills).toBeGreaterThan(0);
+      expect(r.pools!.quantumFetches).toBeGreaterThanOrEqual(run.population.users * (SCRIPT.days - 1));
       expect(r.remains.issuedElements).toBeGreaterThanOrEqual(r.padding!.sent);
       // Issuance rows are days of the simulated window (the server's injected clock).
       expect(r.remains.from).toBeGreaterThanOrEqual(SCRIPT.start - 60_000);
@@ -212,16 +242,18 @@ describe('anonymous variants against real servers and a relay, tiny', () => {
     }
   });
 
-  it('without a relay the IP links requests to accounts; through one the server sees one address and no IP is linked', () => {
+  it('without a relay only an IP that issuance sets apart (a sync, a pool run dry) is named, and named right; through one the server sees one address, no IP is linked, and single lookups are guessed at chance', () => {
     const direct = row('blinded-anonymous b=0');
     const q = direct.requesters!;
-    // Every active user's own address, each linked to one account.
-    expect(direct.remains.ips).toBe(direct.remains.requesters);
+    // Every active user's own address; every app issued its quantum, active or not.
+    expect(direct.remains.ips).toBeLessThanOrEqual(direct.remains.requesters);
+    expect(direct.remains.requesters).toBe(run.population.users);
     expect(q.ips.linked).toBe(direct.remains.ips);
-    expect(q.top1Ci[0]).toBeGreaterThan(q.chance);
-    expect(q.top1).toBeGreaterThan(0.5);
-    expect(q.named).toBeGreaterThan(0);
-    expect(q.precision).toBeGreaterThanOrEqual(0.9);
+    // What issuance sets apart: syncs (c + 8 on the day) and on-demand fetches (a pool run dry). Nothing else is named.
+    expect(q.ips.named).toBeGreaterThan(0);
+    expect(q.ips.named).toBeLessThanOrEqual(direct.remains.syncRequests + direct.pools!.fetchedOnDemand);
+    expect(q.ips.namedCorrect).toBe(q.ips.named);
+    expect(q.precision).toBe(1);
 
     const relayed = row('blinded-anonymous+relay b=0');
     const r = relayed.requesters!;
@@ -229,7 +261,12 @@ describe('anonymous variants against real servers and a relay, tiny', () => {
     expect(r.ips.linked).toBe(0);
     // Only syncs (their issuance) can be named through the relay; single lookups are guessed, not named.
     expect(r.named).toBe(r.syncs.named);
-    expect(r.top1).toBeLessThan(q.top1);
+    expect(r.syncs.namedCorrect).toBe(r.syncs.named);
+    // The single lookups' guesses: no better than chance, within the interval.
+    const lookups = r.requests - r.syncs.requests;
+    expect(lookups).toBeGreaterThan(50);
+    expect(wilson(r.top1Correct - r.syncs.top1Correct, lookups)[0]).toBeLessThanOrEqual(r.chance);
+    expect(r.top1Ci[0]).toBeLessThanOrEqual(r.chance);
   });
 
   it('reports the padding: single lookups unpadded, syncs padded to a power of two, at most 1.5x overall here', () => {

@@ -23,7 +23,7 @@ import { workloadChart, workloadMarkdown } from '../bench/workload.ts';
 import { DEFAULT_POPULATION } from './population.ts';
 import { DEFAULT_ANONYMOUS_BUCKET_BITS, DEFAULT_BUCKET_BITS, runWorkload } from './run.ts';
 import { DEFAULT_SCRIPT } from './script.ts';
-import { LIBRARY_REFILL_MEAN_MS, VARIANT_NAMES, type WorkloadVariant } from './simulate.ts';
+import { LIBRARY_TOKEN_QUANTUM, VARIANT_NAMES, type WorkloadVariant } from './simulate.ts';
 
 export const WORKLOAD_SCHEMA = 'pcd-workload/1';
 
@@ -87,7 +87,7 @@ interface Flags {
   bucketBits: number[];
   anonymousBucketBits: number[];
   usersPerIp: number;
-  refillMeanMinutes: number;
+  tokenQuantum: number;
   evalThreads?: number;
   parallel: number;
   keepData?: boolean;
@@ -135,10 +135,10 @@ export function simulateProgram(): Command {
     )
     .option('--users-per-ip <n>', 'users behind one IP address (1: every user its own; more: a carrier NAT)', int('--users-per-ip'), 1)
     .option(
-      '--refill-mean-minutes <x>',
-      'with tokens: mean delay of the token pool\u2019s random refill after a spend, in simulated minutes (the library\u2019s default)',
-      num('--refill-mean-minutes'),
-      LIBRARY_REFILL_MEAN_MS / 60_000,
+      '--token-quantum <n>',
+      'with tokens: class-1 tokens each app\u2019s pool fetches once a simulated day, whatever it spent (the library\u2019s default)',
+      int('--token-quantum'),
+      LIBRARY_TOKEN_QUANTUM,
     )
     .addOption(new Option('--eval-threads <n>', 'blinded evaluator threads of the server (default one per core)').argParser(int('--eval-threads')))
     .option('--parallel <n>', 'runs at once, each with its own server child and clock (the results do not depend on it)', int('--parallel'), 1)
@@ -198,7 +198,7 @@ export async function main(argv: string[]): Promise<void> {
     bucketBits: f.bucketBits,
     anonymousBucketBits: f.anonymousBucketBits,
     usersPerIp: f.usersPerIp,
-    refillMeanMs: f.refillMeanMinutes * 60_000,
+    tokenQuantum: f.tokenQuantum,
     ...(f.evalThreads !== undefined ? { evalThreads: f.evalThreads } : {}),
     parallel: f.parallel,
     keepData: f.keepData ?? false,

@@ -12,32 +12,36 @@
  * - `token_issuance_log`: per day and account, the elements' worth of
  *   tokens issued; no class, no time of day.
  * - what every operator may read: the client library (client/tokens.ts).
- *   Its pool refills a token after each spend (at a random delay, mean 10
- *   minutes: the same day, mostly), fetches 8 class-1 tokens when the app
- *   starts, and a class above 1 only once used, on demand: a contact sync
- *   (class c > 1, what a new install sends) costs its on-demand token, its
- *   refill and the new install's 8: 2c + 8 elements that day. That is the
- *   issuance model below ({@link predictedIssuance}); no weight is fitted,
- *   least of all from the truth.
- *
+ *   Its pool's issuance does not follow its use: every install fetches
+ *   its quantum (8 of class 1) once a day whatever it spent, and 8 more
+ *   when the app starts (every user's at the window's start, and at a
+ *   reinstall). A lookup causes issuance only when it finds its class
+ *   empty: 8 of class 1 on demand (a user who spent more than the pool
+ *   held), or, for a class c > 1 (a contact sync, what a reinstall
+ *   sends), one token of c, on top of the reinstall's 8: c + 8 elements
+ *   that day. That is the issuance model below
+ *   ({@link predictedIssuance}, {@link DAILY_QUANTUM}); no weight is
+ *   fitted, least of all from the truth.
  * The attack, per evaluate request (each counted event of the log):
  * 1. By IP (no relay). The requests of one IP make a daily series of
- *    predicted issuance; each account has its daily issuance series. The
- *    cost of (IP, account) is the L1 distance of the two series. A link
- *    is *named* when the IP and the account are each the other's unique
- *    best match (no tie) among those not named yet, round after round;
- *    the IPs left are linked greedily by increasing cost, one account per
- *    IP, as top guesses.
+ *    predicted issuance; each account has its daily series of issuance
+ *    above the baseline every install has (the quantum each day, the
+ *    app's start on the first day). The cost of (IP, account) is the L1
+ *    distance of the two series. A link is *named* when the IP and the
+ *    account are each the other's unique best match (no tie) among those
+ *    not named yet, round after round; the IPs left are linked greedily
+ *    by increasing cost, one account per IP, as top guesses.
  * 2. By day and size class (a relay's requests, or an IP left unlinked).
- *    The day's issuance left over by the IP-linked requests (and, for an
- *    account no IP explains, by its app's start on its first day) is each
- *    account's budget. Requests of the day go largest class first: a
- *    class c > 1 needs 2c + 8 of budget (a sync on a new install); the
- *    guess is the account with the most budget among those that can pay,
- *    named when exactly one can, and its budget is charged. A class-1
- *    request's guess is the account with the most budget left (every
- *    class-1 request of a day looks the same: this is the best single
- *    guess), named only when one account has any.
+ *    The day's issuance above the baseline, less what the IP-linked
+ *    requests explain, is each account's budget. Requests of the day go
+ *    largest class first: a class c > 1 needs c + 8 of budget (a sync on
+ *    a reinstall); the guess is the account with the most budget among
+ *    those that can pay, named when exactly one can, and its budget is
+ *    charged. A class-1 request's guess is the account with the most
+ *    budget left (an on-demand fetch: the pool ran dry, a heavy user;
+ *    every class-1 request of a day looks the same, so this is the best
+ *    single guess), named only when one account has any; with no budget
+ *    anywhere, the day's largest issuer.
  * The reference `volume` guess uses nothing of the request but its day:
  * the account issued the most that day. What it scores is what issuance
  * counts alone give away.
@@ -50,6 +54,7 @@
  * every request. Chance is 1 / (accounts that sent a request that day),
  * averaged over requests; precisions carry a Wilson 95 % interval.
  */
+import { DEFAULT_AHEAD_SINGLE, DEFAULT_HELD_PERIODS, DEFAULT_QUANTUM } from '../client/tokens.ts';
 import { DAY_MS } from './script.ts';
 
 /** One row of blinded_token_eval_log: `count` requests in the minute starting at `ts`. */
@@ -104,15 +109,51 @@ export interface RequesterAttack {
   accounts: number;
 }
 
-/** Tokens the library's pool fetches when an app starts (client/tokens.ts: 8 of class 1). */
-export const APP_START_TOKENS = 8;
+/** Tokens the library's pool fetches when an app starts (client/tokens.ts fill: 8 of class 1). */
+export const APP_START_TOKENS = DEFAULT_AHEAD_SINGLE;
+/** Elements every install's pool fetches each day, used or not (client/tokens.ts DEFAULT_QUANTUM). */
+export const DAILY_QUANTUM = Object.entries(DEFAULT_QUANTUM).reduce((n, [c, k]) => n + Number(c) * k, 0);
 
-/** Elements of issuance one request of `sizeClass` causes, per the library (module header). */
+/** Elements of issuance one request of `sizeClass` causes, per the library (module header): none for class 1 while the pool holds one. */
 export function predictedIssuance(sizeClass: number): number {
-  return sizeClass === 1 ? 1 : 2 * sizeClass + APP_START_TOKENS;
+  return sizeClass === 1 ? 0 : sizeClass + APP_START_TOKENS;
 }
 
 const dayOf = (ts: number) => Math.floor(ts / DAY_MS);
+
+/** Class-1 tokens a pool holds at most (client/tokens.ts: 4 periods' quantum). */
+export const POOL_MAX_HELD = DEFAULT_HELD_PERIODS * (DEFAULT_QUANTUM[1] ?? 0);
+
+/**
+ * The issuance above the baseline that one client's requests (oldest first) cause per day, by the library's rule
+ * (module header): a pool that starts with the app's 8, gains the quantum at each day's start (at most
+ * POOL_MAX_HELD held), fetches 8 on demand when a class-1 request finds it empty, and restarts at 8 with a sync
+ * (a reinstall), which costs its own token of c besides. When in the day the quantum came is not logged; the
+ * start of the day is the guess that assumes the fewest on-demand fetches.
+ */
+export function replayPool(list: readonly RequestEvent[], days: readonly number[], dayIndex: ReadonlyMap<number, number>): Float64Array {
+  const out = new Float64Array(days.length);
+  let held = APP_START_TOKENS;
+  let day = -1;
+  for (const e of list) {
+    const i = dayIndex.get(dayOf(e.ts))!;
+    while (day < i) {
+      day++;
+      held = Math.min(POOL_MAX_HELD, held + DAILY_QUANTUM); // the day's quantum
+    }
+    if (e.sizeClass > 1) {
+      out[i]! += predictedIssuance(e.sizeClass);
+      held = APP_START_TOKENS;
+      continue;
+    }
+    if (held === 0) {
+      out[i]! += APP_START_TOKENS;
+      held = APP_START_TOKENS;
+    }
+    held--;
+  }
+  return out;
+}
 
 /** Every counted request of the log, oldest first. */
 export function expandEvents(rows: readonly TokenEvalRow[]): RequestEvent[] {
@@ -121,6 +162,13 @@ export function expandEvents(rows: readonly TokenEvalRow[]): RequestEvent[] {
     for (let i = 0; i < r.count; i++) out.push({ ts: r.ts, ip: r.ip, epoch: r.epoch, sizeClass: r.sizeClass });
   }
   return out;
+}
+
+/** FNV-1a of a string, 32 bits: an order for ties that follows neither list's order. */
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
 /** The key of the largest value of `m` (ties: the smallest key); undefined when empty or every value is below `min` (default: above 0). */
@@ -152,22 +200,29 @@ export function attackRequesters(input: { evalRows: readonly TokenEvalRow[]; iss
   const dayIndex = new Map(days.map((d, i) => [d, i]));
   const D = days.length;
 
-  // 1. By IP: predicted issuance per IP and day, against each account's issuance per day.
-  const byIp = new Map<string, Float64Array>();
-  const firstDay = new Map<string, number>();
+  // 1. By IP: the issuance above the baseline the IP's requests cause, per day (the library's pool replayed), against each account's.
+  const eventsOfIp = new Map<string, RequestEvent[]>();
   for (const e of events) {
     if (input.relayIps.has(e.ip)) continue;
-    let s = byIp.get(e.ip);
-    if (!s) byIp.set(e.ip, (s = new Float64Array(D)));
-    const i = dayIndex.get(dayOf(e.ts))!;
-    s[i]! += predictedIssuance(e.sizeClass);
-    if (!firstDay.has(e.ip)) firstDay.set(e.ip, i);
+    const l = eventsOfIp.get(e.ip);
+    if (l) l.push(e);
+    else eventsOfIp.set(e.ip, [e]);
   }
-  for (const [ip, i] of firstDay) byIp.get(ip)![i]! += APP_START_TOKENS; // the app's start, on the IP's first day
+  const byIp = new Map<string, Float64Array>();
+  for (const [ip, list] of eventsOfIp) byIp.set(ip, replayPool(list, days, dayIndex));
+  // What every install issues whatever it does: the quantum each day, and the app's start on the account's first day.
+  const above = new Map<number, Map<number, number>>(); // day -> account -> elements above the baseline
+  const firstOf = new Map<number, number>();
+  for (const d of [...issued.keys()].sort((x, y) => x - y)) for (const a of issued.get(d)!.keys()) if (!firstOf.has(a)) firstOf.set(a, d);
+  for (const [d, m] of issued) {
+    const out = new Map<number, number>();
+    for (const [a, x] of m) out.set(a, Math.max(0, x - DAILY_QUANTUM - (firstOf.get(a) === d ? APP_START_TOKENS : 0)));
+    above.set(d, out);
+  }
   const accountList = [...accounts].sort((a, b) => a - b);
   const series = accountList.map((a) => {
     const s = new Float64Array(D);
-    for (const [d, m] of issued) s[dayIndex.get(d)!] = m.get(a) ?? 0;
+    for (const [d, m] of above) s[dayIndex.get(d)!] = m.get(a) ?? 0;
     return s;
   });
   const ips = [...byIp.keys()].sort();
@@ -217,7 +272,9 @@ export function attackRequesters(input: { evalRows: readonly TokenEvalRow[]; iss
   }
   const pairs: [number, number, number][] = [];
   for (const i of freeIps) for (const j of freeAccounts) pairs.push([cost[i]![j]!, i, j]);
-  pairs.sort((x, y) => x[0] - y[0] || x[1] - y[1] || x[2] - y[2]);
+  // Ties in an order of their own (a hash of the pair): neither the IPs' nor the accounts' order may stand in for a match.
+  const tie = (i: number, j: number) => fnv1a(`${ips[i]} ${accountList[j]}`);
+  pairs.sort((x, y) => x[0] - y[0] || tie(x[1], x[2]) - tie(y[1], y[2]) || x[1] - y[1] || x[2] - y[2]);
   for (const [c, i, j] of pairs) {
     if (!freeIps.has(i) || !freeAccounts.has(j)) continue;
     freeIps.delete(i);
@@ -228,7 +285,7 @@ export function attackRequesters(input: { evalRows: readonly TokenEvalRow[]; iss
 
   // 2. By day and size class: the issuance the IP-linked requests do not explain is each account's budget.
   const budget = new Map<number, Map<number, number>>();
-  for (const [d, m] of issued) budget.set(d, new Map(m));
+  for (const [d, m] of above) budget.set(d, new Map(m));
   const charge = (d: number, a: number, x: number) => {
     const m = budget.get(d);
     if (m?.has(a)) m.set(a, Math.max(0, m.get(a)! - x));
@@ -236,13 +293,6 @@ export function attackRequesters(input: { evalRows: readonly TokenEvalRow[]; iss
   for (const [ip, link] of linkOf) {
     const p = byIp.get(ip)!;
     for (let i = 0; i < D; i++) if (p[i]! > 0) charge(days[i]!, link.accountId, p[i]!);
-  }
-  // An account no IP explains started its app on its first day of issuance.
-  const linkedAccounts = new Set([...linkOf.values()].map((l) => l.accountId));
-  for (const a of accountList) {
-    if (linkedAccounts.has(a)) continue;
-    const first = days.find((d) => (issued.get(d)?.get(a) ?? 0) > 0);
-    if (first !== undefined) charge(first, a, APP_START_TOKENS);
   }
   const guesses: RequesterGuess[] = events.map((e) => {
     const link = input.relayIps.has(e.ip) ? undefined : linkOf.get(e.ip);
@@ -261,11 +311,16 @@ export function attackRequesters(input: { evalRows: readonly TokenEvalRow[]; iss
     ks.sort((x, y) => events[y]!.sizeClass - events[x]!.sizeClass || x - y);
     for (const k of ks) {
       const c = events[k]!.sizeClass;
-      const need = predictedIssuance(c);
+      const need = Math.max(1, predictedIssuance(c)); // a class-1 request is named only to the one account that fetched on demand
       let payers = 0;
       for (const v of m.values()) if (v >= need) payers++;
       const guess = argmax(m, need) ?? argmax(m, c) ?? argmax(m);
-      if (guess === undefined) continue;
+      if (guess === undefined) {
+        // No account issued above its baseline: nothing sets one apart; the day's largest issuer is the guess.
+        const volume = argmax(issued.get(d) ?? new Map<number, number>());
+        if (volume !== undefined) guesses[k] = { accountId: volume, named: false, via: 'issuance' };
+        continue;
+      }
       guesses[k] = { accountId: guess, named: payers === 1, via: 'issuance' };
       if (c > 1) m.set(guess, Math.max(0, m.get(guess)! - need));
     }

@@ -15,7 +15,7 @@ import { reconstruct } from './operator.ts';
 import { DEFAULT_POPULATION, generatePopulation, type PopulationOptions, type PopulationStats } from './population.ts';
 import { scoreRun, type WorkloadResult } from './score.ts';
 import { DEFAULT_SCRIPT, generateScript, type Script, type ScriptOptions } from './script.ts';
-import { LIBRARY_REFILL_MEAN_MS, VARIANT_NAMES, isAnonymous, runLabel, runScript, variantSpec, type RunTarget, type WorkloadVariant } from './simulate.ts';
+import { LIBRARY_TOKEN_QUANTUM, VARIANT_NAMES, isAnonymous, runLabel, runScript, variantSpec, type RunTarget, type WorkloadVariant } from './simulate.ts';
 
 export interface WorkloadOptions {
   population: PopulationOptions;
@@ -31,8 +31,8 @@ export interface WorkloadOptions {
    */
   anonymousBucketBits?: number[];
   usersPerIp: number;
-  /** With tokens: the pools' mean refill delay, in simulated ms (default the library's, 10 minutes). */
-  refillMeanMs?: number;
+  /** With tokens: class-1 tokens each pool fetches per simulated day (default the library's, 8). */
+  tokenQuantum?: number;
   evalThreads?: number;
   /** Runs (server children) at once (default 1); each has its own clock, so the rows are the same, only faster on two cores. */
   parallel?: number;
@@ -64,7 +64,7 @@ export interface WorkloadRun {
     designs: WorkloadVariant[];
     bucketBits: number[];
     usersPerIp: number;
-    refillMeanMs: number;
+    tokenQuantum: number;
   };
   population: PopulationStats & { plan: string };
   script: Script['counts'] & { actions: number; lookedUpEdges: number; conversationEdges: number; addressBookEdges: number };
@@ -92,8 +92,8 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {
   const t0 = performance.now();
   const targets = targetsOf(o);
   if (!Number.isInteger(o.usersPerIp) || o.usersPerIp < 1) throw new PcdError(ErrorCode.InvalidField, `users per IP must be a whole number >= 1, got ${o.usersPerIp}`);
-  if (o.refillMeanMs !== undefined && !(Number.isFinite(o.refillMeanMs) && o.refillMeanMs >= 0 && o.refillMeanMs <= 30 * 86_400_000)) {
-    throw new PcdError(ErrorCode.InvalidField, `the mean refill delay must be from 0 to 30 days, got ${o.refillMeanMs / 60_000} minutes`);
+  if (o.tokenQuantum !== undefined && !(Number.isInteger(o.tokenQuantum) && o.tokenQuantum >= 0 && o.tokenQuantum <= 1000)) {
+    throw new PcdError(ErrorCode.InvalidField, `the token quantum must be a whole number of tokens a day from 0 to 1000, got ${o.tokenQuantum}`);
   }
   const pop = generatePopulation(o.population);
   const script = generateScript(pop, o.script);
@@ -117,7 +117,7 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {
     for (let i = next++; i < targets.length; i = next++) {
       const target = targets[i]!;
       const r0 = performance.now();
-      const run = await runScript(pop, script, target, { root, usersPerIp: o.usersPerIp, evalThreads: o.evalThreads, refillMeanMs: o.refillMeanMs, log });
+      const run = await runScript(pop, script, target, { root, usersPerIp: o.usersPerIp, evalThreads: o.evalThreads, tokenQuantum: o.tokenQuantum, log });
       const rec = reconstruct(target, run.dataDir, pop.planSpec, run.relayIps);
       const row = scoreRun(pop, script, run, rec, (performance.now() - r0) / 1000);
       results[i] = row;
@@ -150,7 +150,7 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {
       designs: o.designs,
       bucketBits: o.bucketBits,
       usersPerIp: o.usersPerIp,
-      refillMeanMs: o.refillMeanMs ?? LIBRARY_REFILL_MEAN_MS,
+      tokenQuantum: o.tokenQuantum ?? LIBRARY_TOKEN_QUANTUM,
     },
     population: { ...pop.stats, plan: pop.planSpec },
     script: {

@@ -14,7 +14,7 @@
  *   `pcd seed` does, created a day before the window) with its own requester
  *   token, kept in memory only and never written to any output.
  * - Every user has its own IP address: the server runs with `trustProxy:
- *   true` and each client's fetch adds an `X-Forwarded-For` header
+ *   'loopback'` and each client's fetch adds an `X-Forwarded-For` header
  *   (TransportOptions.fetch), so the operator's logs show per-user IPs as a
  *   deployment's would. `usersPerIp` > 1 puts that many users behind one
  *   address (a carrier NAT).
@@ -32,16 +32,19 @@
  * goes direct, with the account, as the library does). With tokens:
  * - the app starts its token pool (client/tokens.ts) with `fill()` when it
  *   is installed, and the library pads and pays each evaluate request;
- * - the pool's refill runs on the simulated clock. The library refills at
- *   a random delay after a spend (exponential, mean 10 minutes, one timer
- *   at a time) with a real `setTimeout`, which would fire at a random
+ * - every user's app is installed before the window: at its start each
+ *   pool is filled (`fill()`, 8 of class 1), the same for every user; a
+ *   reinstall starts a new app, filled at that instant;
+ * - the pool's issuance runs on the simulated clock. The library fetches
+ *   its quantum (8 of class 1) once a day at a moment drawn uniformly in
+ *   each day of the install (client/tokens.ts quantumFetchAt), whatever
+ *   it spent, with a real `setTimeout`, which would fire at a random
  *   moment of the run's wall time. So the pool runs without a timer
- *   (`refillMeanMs: Infinity`: the owner calls `fill()`), and the run
- *   plays the library's rule in simulated time:
- *   after an action that spent a token, unless a refill is pending, one is
- *   due at the action's instant plus a draw of the same exponential (seeded
- *   per user), where the server's clock is set and `fill()` called. The
- *   issuance log's day is the server's clock's.
+ *   (`periodMs: Infinity`: the owner calls `fetchQuantum()`), and the run
+ *   plays the same rule in simulated time (draws seeded per user), setting
+ *   the server's clock to each fetch's instant. A lookup that finds its
+ *   class empty fetches on demand, as the library does. The issuance
+ *   log's day is the server's clock's.
  * - every evaluate request is recorded as the truth of the requester
  *   attack (workload/requesters.ts): its simulated instant, the user, the
  *   address the server saw and its size class (elements sent, padding
@@ -53,7 +56,7 @@ import { countingTransport } from '../client/cli.ts';
 import { createClient, type Client } from '../client/client.ts';
 import type { BlindedClient } from '../client/designs/blinded.ts';
 import { relayFetchFor } from '../client/ohttp.ts';
-import type { TokenPool, TokenPoolOptions } from '../client/tokens.ts';
+import { DEFAULT_QUANTUM, quantumFetchAt, type TokenPool, type TokenPoolOptions } from '../client/tokens.ts';
 import { createTransport } from '../client/transport.ts';
 import { capabilitiesToMask } from '../shared/capabilities.ts';
 import type { RequestOptions, Transport } from '../shared/design.ts';
@@ -103,19 +106,19 @@ export interface RunTarget {
   bucketBits?: number;
 }
 
-/** The library's default mean refill delay (client/tokens.ts TokenPoolOptions.refillMeanMs). */
-export const LIBRARY_REFILL_MEAN_MS = 10 * 60_000;
+/** The library's quantum of class-1 tokens per day (client/tokens.ts DEFAULT_QUANTUM). */
+export const LIBRARY_TOKEN_QUANTUM = DEFAULT_QUANTUM[1]!;
 
-/** No refill timer of the pool's own (module header): the run calls fill() at the simulated instants the library's rule gives. */
-const SIMULATED_REFILLS: TokenPoolOptions = { refillMeanMs: Infinity };
+/** No timer of the pool's own (module header): the run calls fetchQuantum() at the simulated instants the library's rule gives. */
+const simulatedPool = (quantum: number): TokenPoolOptions => ({ periodMs: Infinity, quantum: { 1: quantum } });
 
 export interface RunOptions {
   /** Parent folder; the run's data folder is made inside it. */
   root: string;
   usersPerIp: number;
   evalThreads?: number;
-  /** Anonymous variants: the mean refill delay played in simulated time (default the library's, 10 minutes). */
-  refillMeanMs?: number;
+  /** Anonymous variants: class-1 tokens each pool fetches per simulated day (default the library's, 8). */
+  tokenQuantum?: number;
   log?: (line: string) => void;
 }
 
@@ -135,17 +138,18 @@ export interface SentEvaluation {
 /**
  * The anonymous variants' token pools, summed over every install
  * (client/tokens.ts TokenPoolStats: issuance requests, tokens fetched,
- * spent, and fetched on demand), and the app starts and refills played.
+ * spent, and fetched on demand), and the app starts and periods' fetches played.
  */
 export interface PoolRunStats {
   issuanceRequests: number;
   fetched: number;
   spent: number;
   fetchedOnDemand: number;
-  /** App starts (one `fill()` per install) and refills played on the simulated clock. */
+  /** App starts (one `fill()` per install: every user at the window's start, and each reinstall). */
   appStarts: number;
-  refills: number;
-  /** fill() calls that failed (a background refill's failure is swallowed by the library; counted here). */
+  /** Periods' fetches played (one per install and simulated day). */
+  quantumFetches: number;
+  /** fill() and fetchQuantum() calls that failed (a background fetch's failure is swallowed by the library; counted here). */
   fillErrors: number;
 }
 
@@ -235,13 +239,16 @@ function seedUsers(dataDir: string, pop: WorkloadPopulation, createdAt: number):
   }
 }
 
-/** One install of the app: its client, and with tokens its pool and the refill due on the simulated clock. */
+/** One install of the app: its client, and with tokens its pool and its next quantum fetch on the simulated clock. */
 interface Install {
+  user: number;
   client: Client;
   blinded: BlindedClient | undefined;
   /** Padding elements of this client already reported (BlindedClientStats.paddingElements is counted before the request is sent). */
   padding: number;
-  refillAt: number | undefined;
+  /** With tokens: the start of the install's current period, and the instant of its fetch (client/tokens.ts quantumFetchAt). */
+  periodStart: number;
+  fetchAt: number;
 }
 
 export async function runScript(pop: WorkloadPopulation, script: Script, target: RunTarget, options: RunOptions): Promise<RunRecord> {
@@ -271,7 +278,7 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
     clientSeconds: 0,
     clockSeconds: 0,
     evaluations: [],
-    pools: anonymous ? { issuanceRequests: 0, fetched: 0, spent: 0, fetchedOnDemand: 0, appStarts: 0, refills: 0, fillErrors: 0 } : null,
+    pools: anonymous ? { issuanceRequests: 0, fetched: 0, spent: 0, fetchedOnDemand: 0, appStarts: 0, quantumFetches: 0, fillErrors: 0 } : null,
     relayIps,
   };
   const installs = new Map<number, Install>();
@@ -286,7 +293,7 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
         ...(spec.auth ? { blindedAuth: spec.auth } : {}),
         ...(spec.relay ? { ohttpRelays: relayIps } : {}),
         rateLimits: false,
-        trustProxy: true,
+        trustProxy: 'loopback',
         retentionMs: Math.max(30 * DAY_MS, script.end - script.options.start + 2 * DAY_MS),
         adminToken: ADMIN_TOKEN,
         ...(options.evalThreads !== undefined ? { evalThreads: options.evalThreads } : {}),
@@ -308,6 +315,13 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
     };
 
     const counters: { requests: number; sent: number; received: number }[] = [];
+    const quantum = options.tokenQuantum ?? LIBRARY_TOKEN_QUANTUM;
+    const rngs = new Map<number, Rng>();
+    const rngOf = (u: number): Rng => {
+      let r = rngs.get(u);
+      if (!r) rngs.set(u, (r = stream(script.options.seed, 'token-quantum', u)));
+      return r;
+    };
     const install = (u: number): Install => {
       const direct = forwardedFetch(userIp(u, options.usersPerIp));
       // Through the relay: the blinded config, evaluate and bucket requests sealed to the server's gateway; token issuance direct.
@@ -321,41 +335,51 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
         if (self?.blinded) self.padding = self.blinded.stats.paddingElements;
         record.evaluations.push({ t: clock, user: u, ip: seenIp(u), elements, asked: elements - padding });
       });
-      const client = createClient({ baseUrl: started.url, design: spec.design, transport: observed, ...(anonymous ? { tokens: SIMULATED_REFILLS } : {}) });
-      self = { client, blinded: spec.design === 'blinded' ? (client.design as BlindedClient) : undefined, padding: 0, refillAt: undefined };
+      const client = createClient({ baseUrl: started.url, design: spec.design, transport: observed, ...(anonymous ? { tokens: simulatedPool(quantum) } : {}) });
+      self = { user: u, client, blinded: spec.design === 'blinded' ? (client.design as BlindedClient) : undefined, padding: 0, periodStart: clock, fetchAt: Infinity };
+      if (anonymous) self.fetchAt = quantumFetchAt(self.periodStart, DAY_MS, rngOf(u).float());
       const old = installs.get(u);
-      if (old) old.blinded?.tokens.close(); // the old app is gone, with its tokens and its pending refill (its entry is replaced)
+      if (old) old.blinded?.tokens.close(); // the old app is gone, with its tokens and its schedule (its entry is replaced)
       installs.set(u, self);
       everyInstall.push(self);
       return self;
     };
-    const fill = async (pool: TokenPool) => {
+    const fill = async (pool: TokenPool, how: 'fill' | 'quantum') => {
       try {
-        await pool.fill();
+        if (how === 'fill') await pool.fill();
+        else await pool.fetchQuantum();
       } catch (e) {
         record.pools!.fillErrors++;
-        record.firstError ??= `token fill: ${e instanceof Error ? e.message : String(e)}`;
+        record.firstError ??= `token ${how}: ${e instanceof Error ? e.message : String(e)}`;
       }
     };
-    // Refills due up to `t`, in time order (ties: the lower user), each at its own instant.
-    const refillsUntil = async (t: number) => {
+    // The periods' fetches due up to `t`, in time order (ties: the lower user), each at its own instant.
+    const fetchesUntil = async (t: number) => {
       for (;;) {
         let due: Install | undefined;
-        for (const i of installs.values()) if (i.refillAt !== undefined && i.refillAt <= t && (due === undefined || i.refillAt < due.refillAt!)) due = i;
+        for (const i of installs.values()) if (i.fetchAt <= t && (due === undefined || i.fetchAt < due.fetchAt)) due = i;
         if (!due) return;
-        await setClock(due.refillAt!);
-        due.refillAt = undefined;
-        record.pools!.refills++;
-        await fill(due.blinded!.tokens);
+        await setClock(Math.round(due.fetchAt));
+        due.periodStart += DAY_MS;
+        due.fetchAt = quantumFetchAt(due.periodStart, DAY_MS, rngOf(due.user).float());
+        record.pools!.quantumFetches++;
+        await fill(due.blinded!.tokens, 'quantum');
       }
     };
-    const refillRngs = new Map<number, Rng>();
-    const refillMean = options.refillMeanMs ?? LIBRARY_REFILL_MEAN_MS;
+
+    // Every app is installed before the window (the same fill for every user, at the window's start); the schedule follows.
+    if (anonymous) {
+      for (let u = 0; u < pop.users; u++) {
+        const inst = install(u);
+        record.pools!.appStarts++;
+        await fill(inst.blinded!.tokens, 'fill');
+      }
+    }
 
     let last = performance.now();
     for (let i = 0; i < script.actions.length; i++) {
       const a = script.actions[i]!;
-      if (anonymous) await refillsUntil(a.t);
+      if (anonymous) await fetchesUntil(a.t);
       await setClock(a.t);
       const numbers = a.people.map((p) => pop.numbers[p]!);
       record.lookups += numbers.length;
@@ -367,18 +391,11 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
           if (anonymous) {
             // The app starts: its pool fetches ahead (client/tokens.ts fill).
             record.pools!.appStarts++;
-            await fill(inst.blinded!.tokens);
+            await fill(inst.blinded!.tokens, 'fill');
           }
         }
-        const spent = inst.blinded?.tokens.stats.tokensSpent ?? 0;
         if (a.kind === 'sync') await inst.client.lookupMany(numbers);
         else await inst.client.lookup(numbers[0]!);
-        // The library's rule (client/tokens.ts scheduleRefill): a spend starts a refill timer unless one is pending.
-        if (anonymous && inst.blinded!.tokens.stats.tokensSpent > spent && inst.refillAt === undefined) {
-          let rng = refillRngs.get(a.user);
-          if (!rng) refillRngs.set(a.user, (rng = stream(script.options.seed, 'token-refill', a.user)));
-          inst.refillAt = a.t + Math.round(rng.exponential(refillMean));
-        }
       } catch (e) {
         record.errors++;
         record.firstError ??= e instanceof Error ? e.message : String(e);
@@ -389,7 +406,7 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
         log(`    ${label}: ${i + 1}/${script.actions.length} actions, day ${((a.t - script.options.start) / DAY_MS).toFixed(1)}`);
       }
     }
-    if (anonymous) await refillsUntil(script.end - 1);
+    if (anonymous) await fetchesUntil(script.end - 1);
     await child.clock(script.end);
     for (const c of counters) {
       record.requests += c.requests;
