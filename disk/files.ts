@@ -13,3 +13,12 @@ export const ADMIN_TOKEN_FILE = 'admin-token';
 export const TOKEN_KEY_FILE = 'token-keys.json';
 /** The OHTTP gateway's X25519 private key(s) (server/ohttp.ts): generated on first start (0600). */
 export const OHTTP_KEY_FILE = 'ohttp-key.json';
+/**
+ * A query log's rows that could not be written before a shutdown (a full
+ * disk), kept for the next start, which writes them to the table and removes
+ * the file (server/querylog.ts): `log-spill-<table>.json`, 0600.
+ */
+export const LOG_SPILL_PREFIX = 'log-spill-';
+export function logSpillFile(table: string): string {
+  return `${LOG_SPILL_PREFIX}${table}.json`;
+}

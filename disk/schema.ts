@@ -56,12 +56,16 @@ CREATE TABLE IF NOT EXISTS numbers (
 CREATE INDEX IF NOT EXISTS numbers_account ON numbers(account_id);
 
 -- The directory journal: one row per changed number (mask 0: removed), its
--- version the directory version the change made. Pruned once every epoch
--- cache reflects it (server/blinded/epochs.ts).
+-- version the directory version the change made, and the number's mask
+-- before it (previous; NULL in rows of earlier versions), which lets a
+-- start rewind the directory's digest to a cache's version
+-- (server/blinded/recovery.ts). Pruned once every epoch cache reflects it
+-- (server/blinded/epochs.ts).
 CREATE TABLE IF NOT EXISTS directory_changes (
   version INTEGER PRIMARY KEY,
   number TEXT NOT NULL,
-  mask INTEGER NOT NULL
+  mask INTEGER NOT NULL,
+  previous INTEGER
 );
 
 -- Rate-limit buckets per requester (server/ratelimit.ts): account id, the allowance at the start of a day, the day; nothing else.

@@ -26,6 +26,7 @@ import { acquireFolderLock } from './lock.ts';
 import { generateAccounts, generateContactLists, type SeedOptions } from '../synth/directory.ts';
 import { rotateKeyOffline, type BlindedServerDesign } from './designs/blinded.ts';
 import { createWebUi, type WebUi } from '../web/server.ts';
+import { recordStartDemo, startDemoAccount } from './startdemo.ts';
 
 export const DEFAULT_DATA = 'data';
 /** Default seeded size for `npm start`: the blinded build evaluates thousands of numbers/s per core (sodium; ~780 with noble), so this builds in about a second. */
@@ -324,24 +325,22 @@ export function registerServerCommands(program: Command): void {
     } finally {
       lock.release();
     }
+    let seeded: SeedResult | undefined;
     if (empty) {
       console.log(`seeding a synthetic directory of ${o.size} numbers into ${path.resolve(o.data)} ...`);
       // Contact lists of 200 (half registered), shorter for a directory too small for them.
-      const r = seedDataFolder(o.data, contactsDir, { size: o.size, contactsPerRequester: Math.min(200, Math.max(2, Math.floor(o.size / 2))) });
-      console.log(`seeded ${r.numbers} numbers in ${(r.ms / 1000).toFixed(1)} s; contact lists in ${contactsDir}`);
+      seeded = seedDataFolder(o.data, contactsDir, { size: o.size, contactsPerRequester: Math.min(200, Math.max(2, Math.floor(o.size / 2))) });
+      console.log(`seeded ${seeded.numbers} numbers in ${(seeded.ms / 1000).toFixed(1)} s; contact lists in ${contactsDir}`);
     }
     const web = o.ui ? createWebUi() : undefined;
     const server = await serve(o, web);
-    const requesters = readRequesters(contactsDir);
-    let demo = requesters[0];
-    if (demo && !server.store.authenticate(demo.token)) demo = undefined;
-    if (!demo) {
-      // The data folder was seeded elsewhere: issue a token for its first account.
-      const first = server.store.firstAccount();
-      if (first) demo = { email: first.email, accountId: first.accountId, token: server.store.issueToken(first.accountId), contacts: '', registered: 0, total: 0 };
-    }
+    // Only an account start seeded or made itself: never a token for someone else's (server/startdemo.ts).
+    const first = seeded?.requesters[0];
+    if (first) recordStartDemo(server.store, first.accountId);
+    const demo = startDemoAccount(server.store, readRequesters(contactsDir), Date.now());
+    if (demo.created) console.log(`created the demo requester ${demo.email} (account ${demo.accountId}): this data folder was not seeded by pcd start`);
     const example = server.store.sampleNumber();
-    if (demo) web?.usePageAccount(demo);
+    web?.usePageAccount(demo);
     console.log('');
     console.log(`pcd is serving ${server.designs.map((d) => d.name).join(', ')} on ${server.url}  (${server.directory.size} registered numbers)`);
     console.log(`admin token:      ${server.adminTokenSource}`);

@@ -26,10 +26,25 @@
  * {@link QueryLog.requireRoom} before answering: while the log is failing and
  * its buffer is full, that refuses with 503 instead of answering unlogged.
  *
+ * ## Shutdown while the database still cannot be written
+ *
+ * close() tries a last write; rows it cannot write are spilled to
+ * `<dataDir>/log-spill-<table>.json` (disk/files.ts; mode 0600, written
+ * atomically): exactly the rows the table would have received, in its
+ * columns (BLOBs as hex), nothing more. The next start's log of that table
+ * ({@link QueryLog.replaySpill}) takes them back into its buffer, writes
+ * them with its first write and removes the file once they are written;
+ * until then they are pending like any other row (health, retries, the
+ * bound), and a shutdown spills them again. Only when the spill cannot be
+ * written either (the file system itself is full) are rows lost, and the
+ * warning says how many. See docs/operations.md, "Shutdown".
+ *
  * Retention: `Retention` purges every log table of rows older than the
  * retention period, at start and then periodically, with an injected clock;
  * a purge that fails is reported and tried again at the next period.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
@@ -37,6 +52,8 @@ import { columnNames, type CountKey, type CountLogTable, type LogRow, type RowLo
 import type { ServerContext } from './context.ts';
 import { loggerOf, registerLog, type LogHealth, type MonitoredLog } from './loghealth.ts';
 import { sqliteCode, type Store } from './store.ts';
+import { writeFileAtomic } from './blinded/keys.ts';
+import { logSpillFile } from '../disk/files.ts';
 
 export const DEFAULT_MAX_ROWS = 1000;
 export const DEFAULT_INTERVAL_MS = 1000;
@@ -56,6 +73,27 @@ export interface LogOptions {
   retryMaxMs?: number;
   /** Where failures and drops are reported (warn); never with row contents. */
   logger?: Logger;
+  /** The data folder: rows a shutdown cannot write are spilled there and replayed by the next start (see the module header). */
+  spillDir?: string;
+}
+
+/** A spill file: the table's pending rows as the table would hold them (a counts table: ts, key columns, count). */
+interface SpillFile {
+  table: string;
+  kind: 'rows' | 'counts';
+  rows: SpillCell[][];
+}
+type SpillCell = string | number | null | { hex: string };
+
+function toSpillCell(v: unknown): SpillCell {
+  if (v instanceof Uint8Array) return { hex: Buffer.from(v).toString('hex') };
+  if (typeof v === 'bigint') return Number(v);
+  if (v === undefined) return null;
+  return v as string | number | null;
+}
+
+function fromSpillCell(c: SpillCell): unknown {
+  return c !== null && typeof c === 'object' ? Buffer.from(c.hex, 'hex') : c;
 }
 
 /** The failure handling, bounds, timer and health shared by both kinds of log. */
@@ -73,6 +111,9 @@ export abstract class QueryLog implements MonitoredLog {
   readonly maxPending: number;
   private readonly retryMaxMs: number;
   private readonly logger: Logger | undefined;
+  private readonly spillFile: string | undefined;
+  /** Set while rows replayed from the spill file wait to be written: the file is removed once they are. */
+  private replayed = false;
 
   constructor(
     protected readonly db: Database.Database,
@@ -85,6 +126,43 @@ export abstract class QueryLog implements MonitoredLog {
     this.intervalMs = Math.max(1, options.intervalMs ?? DEFAULT_INTERVAL_MS);
     this.retryMaxMs = Math.max(this.intervalMs, options.retryMaxMs ?? DEFAULT_RETRY_MAX_MS);
     this.logger = options.logger;
+    this.spillFile = options.spillDir === undefined ? undefined : path.join(options.spillDir, logSpillFile(table));
+  }
+
+  /** The kind of rows a spill file of this log holds. */
+  protected abstract readonly spillKind: 'rows' | 'counts';
+
+  /** Every pending row as the table would hold it (for the spill file). */
+  protected abstract spillRows(): unknown[][];
+
+  /** Takes spilled rows back into the buffer (within its bound: past it the oldest are dropped and counted). */
+  protected abstract restoreRows(rows: unknown[][]): void;
+
+  /**
+   * At start: takes back the rows a previous shutdown spilled for this
+   * table, and writes them now (with what is pending). The file is removed
+   * once they are written; while they cannot be, they are pending like any
+   * row. A file that cannot be read is moved aside (`.unreadable`), with a
+   * warning, never deleted.
+   */
+  replaySpill(): this {
+    const file = this.spillFile;
+    if (!file || !fs.existsSync(file)) return this;
+    let spill: SpillFile;
+    try {
+      spill = JSON.parse(fs.readFileSync(file, 'utf8')) as SpillFile;
+      if (spill.table !== this.table || spill.kind !== this.spillKind || !Array.isArray(spill.rows)) throw new Error(`not a spill of ${this.table}`);
+    } catch (e) {
+      const aside = `${file}.unreadable`;
+      fs.renameSync(file, aside);
+      this.logger?.warn({ table: this.table, file: aside, err: (e as Error).message }, 'query log spill file could not be read: moved aside, not replayed');
+      return this;
+    }
+    this.restoreRows(spill.rows.map((r) => r.map(fromSpillCell)));
+    this.replayed = true;
+    this.logger?.info({ table: this.table, rows: spill.rows.length }, 'query log rows spilled at the last shutdown are being written');
+    this.attempt(true);
+    return this;
   }
 
   /** Rows waiting in memory. */
@@ -144,12 +222,34 @@ export abstract class QueryLog implements MonitoredLog {
     if (this.pending > 0) this.attempt(true);
     this.closed = true;
     this.clearTimer();
-    const lost = this.pending;
-    if (lost > 0) {
-      this.logger?.warn({ table: this.table, rows: lost, code: this.lastError ?? (this.db.open ? undefined : 'closed') }, 'query log closed with rows it could not write: they are lost');
+    const left = this.pending;
+    if (left > 0) {
+      const code = this.lastError ?? (this.db.open ? undefined : 'closed');
+      const spilled = this.spill();
+      if (spilled) {
+        this.logger?.warn({ table: this.table, rows: left, code, file: spilled }, 'query log closed with rows it could not write: spilled to a file the next start writes to the log');
+      } else {
+        this.logger?.warn({ table: this.table, rows: left, code }, 'query log closed with rows it could not write: they are lost');
+      }
+    } else if (this.replayed && this.spillFile) {
+      fs.rmSync(this.spillFile, { force: true });
     }
     this.reportDrops();
     this.unregister?.();
+  }
+
+  /** Writes the pending rows to the spill file (replacing one this log replayed: they are among them); its path, or undefined when there is none or it failed. */
+  private spill(): string | undefined {
+    const file = this.spillFile;
+    if (!file) return undefined;
+    const spill: SpillFile = { table: this.table, kind: this.spillKind, rows: this.spillRows().map((r) => r.map(toSpillCell)) };
+    try {
+      writeFileAtomic(file, JSON.stringify(spill) + '\n');
+      return file;
+    } catch (e) {
+      this.logger?.warn({ table: this.table, code: (e as NodeJS.ErrnoException).code ?? 'error' }, 'query log spill file could not be written');
+      return undefined;
+    }
   }
 
   protected checkOpen(): void {
@@ -189,6 +289,12 @@ export abstract class QueryLog implements MonitoredLog {
       return false;
     }
     if (this.failing) this.logger?.warn({ table: this.table }, 'query log written again after failed writes');
+    if (this.replayed && this.spillFile && !this.spillPending()) {
+      // Every replayed row is in the table now (or was dropped for the bound, counted): the file has done its job.
+      fs.rmSync(this.spillFile, { force: true });
+      this.replayed = false;
+      this.logger?.info({ table: this.table }, 'query log rows spilled at the last shutdown are written');
+    }
     this.failing = false;
     this.failures = 0;
     this.lastError = undefined;
@@ -228,6 +334,11 @@ export abstract class QueryLog implements MonitoredLog {
     }
   }
 
+  /** Whether rows replayed from the spill file may still be pending (a CountingLog's regular write leaves the open window). */
+  protected spillPending(): boolean {
+    return false;
+  }
+
   /** Whether a regular write takes every pending row (BatchedLog) or only the due ones (CountingLog). */
   protected allDue(): boolean {
     return true;
@@ -245,6 +356,7 @@ export class BatchedLog<Row extends unknown[]> extends QueryLog {
   /** Rows before `head` are dropped (kept in the array until it is compacted). */
   private head = 0;
   private readonly writeAll: (rows: Row[]) => void;
+  protected readonly spillKind = 'rows';
 
   constructor(db: Database.Database, table: string, columns: readonly string[], options: LogOptions = {}) {
     super(db, table, options);
@@ -264,6 +376,17 @@ export class BatchedLog<Row extends unknown[]> extends QueryLog {
 
   get pending(): number {
     return this.rows.length - this.head;
+  }
+
+  protected spillRows(): unknown[][] {
+    return this.rows.slice(this.head);
+  }
+
+  protected restoreRows(rows: unknown[][]): void {
+    this.rows = (rows as Row[]).concat(this.rows.slice(this.head)); // older than anything appended since
+    this.head = 0;
+    const over = this.pending - this.maxPending;
+    if (over > 0) this.dropOldest(over);
   }
 
   protected hasDue(): boolean {
@@ -297,6 +420,9 @@ export class BatchedLog<Row extends unknown[]> extends QueryLog {
 export class CountingLog<Key extends (string | number)[]> extends QueryLog {
   private entries = new Map<string, { ts: number; key: Key; count: number }>();
   private readonly writeRows: (rows: { ts: number; key: Key; count: number }[]) => void;
+  protected readonly spillKind = 'counts';
+  /** Window starts of the replayed rows not yet written. */
+  private replayedIds = new Set<string>();
 
   constructor(
     db: Database.Database,
@@ -340,6 +466,41 @@ export class CountingLog<Key extends (string | number)[]> extends QueryLog {
     return this.entries.size;
   }
 
+  protected spillRows(): unknown[][] {
+    return [...this.entries.values()].map((e) => [e.ts, ...e.key, e.count]);
+  }
+
+  protected restoreRows(rows: unknown[][]): void {
+    const restored = new Map<string, { ts: number; key: Key; count: number }>();
+    for (const r of rows) {
+      const ts = r[0] as number;
+      const key = r.slice(1, -1) as Key;
+      const count = r.at(-1) as number;
+      const id = JSON.stringify([ts, ...key]);
+      const e = restored.get(id);
+      if (e) e.count += count;
+      else restored.set(id, { ts, key, count });
+      this.replayedIds.add(id);
+    }
+    // Older than anything counted since: first in iteration order, so the bound drops them first.
+    for (const [id, e] of this.entries) {
+      const r = restored.get(id);
+      if (r) r.count += e.count;
+      else restored.set(id, e);
+    }
+    this.entries = restored;
+    while (this.entries.size > this.maxPending) {
+      const [oldest, entry] = this.entries.entries().next().value!;
+      this.entries.delete(oldest);
+      this.countDropped(entry.count);
+    }
+  }
+
+  protected override spillPending(): boolean {
+    for (const id of this.replayedIds) if (!this.entries.has(id)) this.replayedIds.delete(id);
+    return this.replayedIds.size > 0;
+  }
+
   /** Events waiting in memory (the sum of the pending rows' counts). */
   get pendingEvents(): number {
     let n = 0;
@@ -372,17 +533,18 @@ function logOptions(ctx: ServerContext): LogOptions {
     maxRows: ctx.options.logMaxRows,
     maxPending: ctx.options.logMaxPending,
     logger: ctx.logger,
+    spillDir: ctx.store.dataDir,
   };
 }
 
 /** A design's query log (its declaration: shared/designs/<name>.ts), batched as the server's options say, registered under the store for health reports. */
 export function designLog<const T extends RowLogTable>(ctx: ServerContext, table: T): BatchedLog<LogRow<T>> {
-  return new BatchedLog<LogRow<T>>(ctx.store.db, table.name, columnNames(table), logOptions(ctx)).register(ctx.store);
+  return new BatchedLog<LogRow<T>>(ctx.store.db, table.name, columnNames(table), logOptions(ctx)).register(ctx.store).replaySpill();
 }
 
 /** A design's aggregated log: counts per key and window (a minute by default), on the server's clock. */
 export function countingLog<const T extends CountLogTable>(ctx: ServerContext, table: T): CountingLog<CountKey<T>> {
-  return new CountingLog<CountKey<T>>(ctx.store.db, table.name, table.key, ctx.now, table.windowMs, logOptions(ctx)).register(ctx.store);
+  return new CountingLog<CountKey<T>>(ctx.store.db, table.name, table.key, ctx.now, table.windowMs, logOptions(ctx)).register(ctx.store).replaySpill();
 }
 
 export const DAY_MS = 24 * 60 * 60 * 1000;

@@ -54,19 +54,29 @@ export function sqliteCode(err: unknown): string | undefined {
 
 /** Codes that say the storage cannot take the request now, not that the request or the data is wrong. */
 const UNAVAILABLE_CODES = /^SQLITE_(FULL|IOERR|BUSY|LOCKED|NOMEM|READONLY|CANTOPEN|PROTOCOL)(_|$)/;
+/** The same conditions from the file system, for the files beside the database (the key files, the epoch caches). */
+const UNAVAILABLE_ERRNOS = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS']);
+
+/** A file system error's code (`ENOSPC`, ...) when it is one of {@link UNAVAILABLE_ERRNOS}. */
+function unavailableErrno(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null | undefined)?.code;
+  return err instanceof Error && typeof code === 'string' && UNAVAILABLE_ERRNOS.has(code) ? code : undefined;
+}
 
 /**
  * A store error as the API answers it: a full disk, an I/O error, a locked
- * or read-only database become 503 `unavailable` with Retry-After; anything
- * else (a PcdError, a bug, a corrupt file) is not a store condition and
- * gives undefined, for the caller's own mapping.
+ * or read-only database, and the same from a file the server writes beside
+ * it (ENOSPC, EDQUOT, EIO, EROFS: a key file at rotation), become 503
+ * `unavailable` with Retry-After; anything else (a PcdError, a bug, a
+ * corrupt file) is not a store condition and gives undefined, for the
+ * caller's own mapping.
  */
 export function storeErrorToPcdError(err: unknown): PcdError | undefined {
   if (err instanceof PcdError) return undefined;
-  const code = sqliteCode(err);
-  if (!code || !UNAVAILABLE_CODES.test(code)) return undefined;
+  const code = sqliteCode(err) ?? unavailableErrno(err);
+  if (!code || !(UNAVAILABLE_CODES.test(code) || UNAVAILABLE_ERRNOS.has(code))) return undefined;
   const what =
-    code === 'SQLITE_FULL'
+    code === 'SQLITE_FULL' || code === 'ENOSPC' || code === 'EDQUOT'
       ? "the server's storage is full"
       : /^SQLITE_(BUSY|LOCKED)/.test(code)
         ? "the server's storage is busy"
@@ -97,9 +107,10 @@ export interface NewAccount {
   mask: CapabilityMask;
 }
 
-/** A journaled directory change: the directory version it made. */
+/** A journaled directory change: the directory version it made, and the number's mask before it (undefined in rows of earlier versions). */
 export interface JournaledChange extends DirectoryChange {
   version: number;
+  previous: CapabilityMask | undefined;
 }
 
 /** What a directory change did: the changes, and the directory version after it. */
@@ -140,9 +151,9 @@ export class Store {
       getMeta: this.db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?'),
       setMeta: this.db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value'),
       directorySize: this.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM numbers'),
-      journalChange: this.db.prepare<[number, string, number]>('INSERT INTO directory_changes (version, number, mask) VALUES (?, ?, ?)'),
-      changesSince: this.db.prepare<[number], { version: number; number: string; mask: number }>(
-        'SELECT version, number, mask FROM directory_changes WHERE version > ? ORDER BY version',
+      journalChange: this.db.prepare<[number, string, number, number]>('INSERT INTO directory_changes (version, number, mask, previous) VALUES (?, ?, ?, ?)'),
+      changesSince: this.db.prepare<[number], { version: number; number: string; mask: number; previous: number | null }>(
+        'SELECT version, number, mask, previous FROM directory_changes WHERE version > ? ORDER BY version',
       ),
       pruneChanges: this.db.prepare<[number]>('DELETE FROM directory_changes WHERE version <= ?'),
     };
@@ -156,7 +167,9 @@ export class Store {
    *   sequence set to the largest id in accounts or any log, so no id a log
    *   row holds is given out again;
    * - blinded_bucket_log with one row per fetch: aggregated into counts per
-   *   (minute, IP, epoch, bucket).
+   *   (minute, IP, epoch, bucket);
+   * - directory_changes without `previous`: the column is added (NULL in
+   *   the old rows, which a start then cannot rewind: it rebuilds).
    */
   private migrate(): void {
     const tableSql = (name: string) =>
@@ -164,6 +177,7 @@ export class Store {
     const columns = (name: string) => this.db.prepare<[], { name: string }>(`SELECT name FROM pragma_table_info('${name}')`).all().map((c) => c.name);
     const accountsOld = !/AUTOINCREMENT/i.test(tableSql('accounts'));
     const bucketLogOld = !columns('blinded_bucket_log').includes('count');
+    if (!columns('directory_changes').includes('previous')) this.db.exec('ALTER TABLE directory_changes ADD COLUMN previous INTEGER');
     // Before the key moved to (key_id, nonce_hash): a second index on key_id, whose upkeep doubled a spend's cost.
     const spentOld = /nonce_hash BLOB PRIMARY KEY/i.test(tableSql('spent_tokens'));
     if (!accountsOld && !bucketLogOld && !spentOld) return;
@@ -233,16 +247,17 @@ export class Store {
 
   /**
    * Records changes inside the caller's transaction: one version per
-   * changed number, each journaled when the journal is on. Returns the
-   * directory version after them.
+   * changed number, each journaled when the journal is on, with the
+   * number's mask before it (`previous`, same order). Returns the directory
+   * version after them.
    */
-  private recordChanges(changes: readonly DirectoryChange[]): number {
+  private recordChanges(changes: readonly DirectoryChange[], previous: readonly CapabilityMask[]): number {
     let version = this.directoryVersion();
     if (changes.length === 0) return version;
-    for (const c of changes) {
+    changes.forEach((c, i) => {
       version++;
-      if (this.journal) this.stmts.journalChange.run(version, c.number, c.mask);
-    }
+      if (this.journal) this.stmts.journalChange.run(version, c.number, c.mask, previous[i] ?? 0);
+    });
     this.setMeta('directory_version', String(version));
     return version;
   }
@@ -268,7 +283,7 @@ export class Store {
     const rows = this.stmts.changesSince.all(version);
     // Versions are unique integers in (version, current]: as many rows as versions means none is missing.
     if (rows.length !== current - version) return undefined;
-    return rows.map((r) => ({ version: r.version, number: r.number as E164, mask: r.mask }));
+    return rows.map((r) => ({ version: r.version, number: r.number as E164, mask: r.mask, previous: r.previous ?? undefined }));
   }
 
   /** Deletes journal rows up to `version` (inclusive); returns how many. */
@@ -299,7 +314,8 @@ export class Store {
       const id = Number(this.stmts.insertAccount.run(account.email, hashToken(token), account.mask, now).lastInsertRowid);
       for (const n of account.numbers) this.stmts.insertNumber.run(n, id);
       const changes = account.numbers.map((number) => ({ number, mask: account.mask }));
-      return { accountId: id, changes, version: this.recordChanges(changes) };
+      // Each number had no owner (checked above): it was not in the directory.
+      return { accountId: id, changes, version: this.recordChanges(changes, changes.map(() => 0)) };
     });
     return { ...guarded(tx), token };
   }
@@ -311,7 +327,7 @@ export class Store {
       const res = this.stmts.deleteAccount.run(accountId);
       if (res.changes === 0) return undefined;
       const changes = numbers.map((r) => ({ number: r.number as E164, mask: 0 }));
-      return { changes, version: this.recordChanges(changes) };
+      return { changes, version: this.recordChanges(changes, numbers.map((r) => r.capabilities)) };
     });
     return guarded(tx);
   }
@@ -328,8 +344,8 @@ export class Store {
     return row ? { accountId: row.id, email: row.email } : undefined;
   }
 
-  firstAccount(): Requester | undefined {
-    const row = this.db.prepare<[], { id: number; email: string }>('SELECT id, email FROM accounts ORDER BY id LIMIT 1').get();
+  accountById(accountId: number): Requester | undefined {
+    const row = this.db.prepare<[number], { id: number; email: string }>('SELECT id, email FROM accounts WHERE id = ?').get(accountId);
     return row ? { accountId: row.id, email: row.email } : undefined;
   }
 

@@ -128,8 +128,8 @@ describe('the directory journal', () => {
       const a = store.createAccount({ email: 'a@example.org', numbers: [fresh[0]!, fresh[1]!], mask: 1 }, 0);
       expect(a.version).toBe(v0 + 2);
       expect(store.directoryChangesSince(v0)).toEqual([
-        { version: v0 + 1, number: fresh[0], mask: 1 },
-        { version: v0 + 2, number: fresh[1], mask: 1 },
+        { version: v0 + 1, number: fresh[0], mask: 1, previous: 0 },
+        { version: v0 + 2, number: fresh[1], mask: 1, previous: 0 },
       ]);
       expect(() => store.createAccount({ email: 'b@example.org', numbers: [fresh[2]!, fresh[1]!], mask: 2 }, 0)).toThrow(/registered to another account/);
       expect(store.directoryVersion()).toBe(v0 + 2);
@@ -137,7 +137,7 @@ describe('the directory journal', () => {
       expect(d.version).toBe(v0 + 4);
       const removed = store.directoryChangesSince(v0 + 2)!;
       expect(removed.map((c) => c.version)).toEqual([v0 + 3, v0 + 4]);
-      expect(removed.map((c) => [c.number, c.mask]).sort()).toEqual([[fresh[0], 0], [fresh[1], 0]].sort());
+      expect(removed.map((c) => [c.number, c.mask, c.previous]).sort()).toEqual([[fresh[0], 0, 1], [fresh[1], 0, 1]].sort());
       // A bulk insert is not journaled: the journal no longer reaches back past it.
       store.bulkInsert([{ email: 'c@example.org', numbers: [fresh[3]!], mask: 1 }], 0);
       expect(store.directoryChangesSince(v0 + 4)).toBeUndefined();

@@ -13,7 +13,7 @@
  * login code in its fragment (`/#login=CODE`, which a browser never sends in
  * a request, so it is in no access log), as notebook servers do. The page
  * trades the code once for a view token (random, in memory, gone when the
- * server stops) and, for its lookups, the token of the page's requester
+ * server stops or {@link VIEW_TOKEN_TTL_MS} after the login) and, for its lookups, the token of the page's requester
  * account. A page opened without the link shows answers only: its
  * visitor pastes an account token and sees no log. The admin token itself
  * never reaches the browser, and a view token can read the log view only.
@@ -36,10 +36,12 @@
  * through an OHTTP relay the IP is the relay's, and the page's own trace
  * would not find them either. `auth` says which variant the server runs. For the hashed design it also
  * reverses the logged hashes by enumerating a numbering-plan range the page
- * names (at most 10^6 numbers, about 1 s of the main thread), timed: the
- * audit's own enumeration (audit/designs/hashed.ts `reverseHashes`, a pure
- * function; the audit's reader of a data folder is not used here, and
- * nothing in server/ imports audit/: the page's room wires the two).
+ * names (at most 10^6 numbers, about 1 s of CPU), timed: the audit's own
+ * enumeration (audit/designs/hashed.ts `reverseHashes`, a pure function;
+ * the audit's reader of a data folder is not used here, and nothing in
+ * server/ imports audit/: the page's room wires the two), in a worker
+ * thread, at most two at once (web/reverse.ts), so traces never hold the
+ * server's main thread.
  *
  * Files are served with a strict Content-Security-Policy (no inline script
  * or style; 'wasm-unsafe-eval' for libsodium's WASM) and no-referrer.
@@ -73,7 +75,7 @@ import { bearer, replyFormat, send } from '../server/app.ts';
 import type { ServerContext, WebMount } from '../server/context.ts';
 import { flushLogs, logHealth } from '../server/loghealth.ts';
 import { parsePlan, planSize } from '../audit/plan.ts';
-import { reverseHashes } from '../audit/designs/hashed.ts';
+import { reverseInWorker } from './reverse.ts';
 
 /** Where `npm run build` writes the page (web/build.ts). */
 export const DEFAULT_WEB_DIST = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'web');
@@ -82,6 +84,10 @@ export const PAGE_ACCOUNT_EMAIL = 'web-page@pcd.local';
 /** An unused login code expires after this long. */
 export const LOGIN_CODE_TTL_MS = 24 * 3600_000;
 const MAX_CODES = 64;
+/** A view token reads the log view this long after its login (the server's clock), then a new link is needed. */
+export const VIEW_TOKEN_TTL_MS = 8 * 3600_000;
+/** View tokens held at once: a login past it forgets the oldest. */
+const MAX_VIEWS = 64;
 
 export const PAGE_CSP = [
   "default-src 'none'",
@@ -144,9 +150,13 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
   const distDir = path.resolve(options.distDir ?? DEFAULT_WEB_DIST);
   /** Login codes by their SHA-256 (a code is compared as a digest, never kept), with their expiry. */
   const codes = new Map<string, number>();
-  /** View tokens by their SHA-256, each with the requester its page looks up as. */
-  const views = new Map<string, { requester: Requester }>();
-  let page: { accountId: number; email: string; token: string } | undefined = options.pageAccount;
+  /** View tokens by their SHA-256, each with the requester its page looks up as and its expiry (ctx.now()). */
+  const views = new Map<string, { requester: Requester; expires: number }>();
+  let page: { accountId: number; email: string; token: string } | undefined = options.pageAccount && {
+    accountId: options.pageAccount.accountId,
+    email: options.pageAccount.email,
+    token: options.pageAccount.token,
+  };
 
   /** The page's requester: as configured, else its own account (created once; its token issued once per server run). */
   const pageRequester = (ctx: ServerContext): { accountId: number; email: string; token: string } => {
@@ -176,8 +186,12 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
         }
         const p = pageRequester(ctx);
         const viewToken = randomSecret();
-        views.set(digest(viewToken), { requester: { accountId: p.accountId, email: p.email } });
-        return { body: { viewToken, requester: p } };
+        const now = ctx.now();
+        for (const [k, v] of views) if (v.expires <= now) views.delete(k);
+        while (views.size >= MAX_VIEWS) views.delete(views.keys().next().value!); // the oldest login first
+        views.set(digest(viewToken), { requester: { accountId: p.accountId, email: p.email }, expires: now + VIEW_TOKEN_TTL_MS });
+        // What the page uses (web/page/main.ts), nothing more: no server path, contact list or counts the caller's object may carry.
+        return { body: { viewToken, requester: { email: p.email, accountId: p.accountId, token: p.token } } };
       },
     });
 
@@ -188,8 +202,13 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
     const viewer = (req: Request): { requester: Requester } => {
       const token = bearer(req);
       if (!token) throw new PcdError(ErrorCode.Unauthenticated, "the log view needs 'Authorization: Bearer <view token>' (from the one-time login link)");
-      const v = views.get(digest(token));
+      const key = digest(token);
+      const v = views.get(key);
       if (!v) throw new PcdError(ErrorCode.Forbidden, 'this view token is unknown (the server was restarted?): open a new login link');
+      if (v.expires <= ctx.now()) {
+        views.delete(key);
+        throw new PcdError(ErrorCode.Forbidden, `this view token has expired (it reads the log view for ${VIEW_TOKEN_TTL_MS / 3600_000} hours after its login): open a new login link (\`pcd page-link\`)`);
+      }
       return v;
     };
 
@@ -220,7 +239,7 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
       reply(req, res, { now: ctx.now() });
     });
 
-    router.get(PATHS.pageTrace, (req, res) => {
+    router.get(PATHS.pageTrace, async (req, res) => {
       const { requester } = viewer(req);
       const design = queryParam(req, 'design');
       if (!design || !(DESIGNS as readonly string[]).includes(design)) {
@@ -263,7 +282,7 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
       if (plan) {
         const hashColumn = logs[hashed]!.columns.findIndex((c) => c.holds === 'number-hash');
         const hashes = tables[hashed]!.rows.map((r) => Buffer.from(String(r[hashColumn]), 'hex'));
-        const r = reverseHashes(hashes, plan);
+        const r = await reverseInWorker(hashes, plan); // off the main thread, at most two at once (web/reverse.ts)
         reversal = {
           plan: plan.map((p) => p.pattern).join(','),
           candidates: r.candidates,
@@ -330,7 +349,7 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
   return {
     mount,
     usePageAccount(account) {
-      page = account;
+      page = { accountId: account.accountId, email: account.email, token: account.token }; // only these reach the page
     },
     loginUrl(baseUrl) {
       return `${baseUrl.replace(/\/+$/, '')}${newLinkPath()}`;

@@ -19,7 +19,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
-import { ADMIN_TOKEN_FILE, DB_FILE, KEY_FILE, OHTTP_KEY_FILE, TOKEN_KEY_FILE } from '../../disk/files.ts';
+import { ADMIN_TOKEN_FILE, DB_FILE, KEY_FILE, OHTTP_KEY_FILE, TOKEN_KEY_FILE, logSpillFile } from '../../disk/files.ts';
 import { SPENT_TOKENS_TABLE } from '../../shared/designs/blinded.ts';
 import { DESIGNS, LOG_TABLES, type DesignName } from '../../shared/designs/index.ts';
 import { isSqliteFile, openSnapshot, readWal, sqlitePageSize, WAL_FRAME_HEADER_BYTES, WAL_HEADER_BYTES } from '../image.ts';
@@ -80,6 +80,9 @@ export function dataFileOf(rel: string): DataFile {
   if (rel === `${DB_FILE}-wal`) return { kind: 'write-ahead log', design: 'other' };
   if (rel === `${DB_FILE}-shm`) return { kind: 'wal-index', design: 'other' };
   if (rel.split(path.sep)[0] === BUCKET_CACHE_DIR) return { kind: 'bucket cache', design: 'blinded' };
+  // A query log's rows a shutdown could not write (server/querylog.ts): that log's design's, until the next start writes them.
+  const spilled = LOG_TABLES.find((t) => rel === logSpillFile(t.name) || rel === `${logSpillFile(t.name)}.unreadable`);
+  if (spilled) return { kind: 'query log spill', design: spilled.design };
   return DATA_FILES.get(rel) ?? { kind: 'other', design: 'other' };
 }
 

@@ -10,6 +10,7 @@
  */
 import type { ServerContext } from '../context.ts';
 import type { LiveEpoch } from './epoch.ts';
+import { directoryDigestAt } from './recovery.ts';
 import { writeCacheFile } from './table.ts';
 
 const PERSIST_DEBOUNCE_MS = 1000;
@@ -52,7 +53,10 @@ export class EpochCaches {
   write(e: LiveEpoch): void {
     if (!e.table) return;
     try {
-      writeCacheFile(this.ctx.options.dataDir, e.table, { mode: e.params.mode, publicKey: e.key.publicKey, directoryVersion: e.version });
+      // The digest of the directory the table reflects, which a start checks the directory against (server/blinded/recovery.ts).
+      const directoryDigest = directoryDigestAt(this.ctx, e.version);
+      if (!directoryDigest) throw new Error(`the digest of directory version ${e.version} cannot be computed`);
+      writeCacheFile(this.ctx.options.dataDir, e.table, { mode: e.params.mode, publicKey: e.key.publicKey, directoryVersion: e.version, directoryDigest });
       e.dirty = false;
       e.cachedVersion = e.version;
     } catch (err) {

@@ -75,6 +75,7 @@ import type { DirectoryChange } from '../../shared/design.ts';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
 import { DEFAULT_BACKEND, MODES, type OprfBackend, type OprfMode } from '../../shared/suite.ts';
 import type { ServerContext } from '../context.ts';
+import { storeErrorToPcdError } from '../store.ts';
 import { snapshotDirectory, tagOf, type AbortFlag } from './build.ts';
 import { KeyFile } from './keys.ts';
 import {
@@ -384,7 +385,14 @@ export class Epochs {
 
       const now = this.ctx.now();
       const retiresAt = previous ? Math.min(previous.retiresAt ?? Infinity, now + this.graceMs) : undefined;
-      this.keyFile.add(epoch, key.secretKey);
+      try {
+        this.keyFile.add(epoch, key.secretKey);
+      } catch (e) {
+        // A full disk (ENOSPC) is a 503 with Retry-After, not a 500; the key file is as it was and no temp file is left (server/blinded/keys.ts).
+        const unavailable = storeErrorToPcdError(e);
+        if (unavailable) this.ctx.logger.error({ epoch, err: (e as Error).message }, 'could not write the key file: the rotation is abandoned');
+        throw unavailable ?? e;
+      }
       try {
         this.ctx.store.db.transaction(() => {
           const inDb = this.stmts.maxEpoch.get()!.m;

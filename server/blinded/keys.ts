@@ -57,10 +57,22 @@ function scrubFd(fd: number): void {
   fs.fsyncSync(fd);
 }
 
+/** Zeroes what a failed write left in its temp file; a scrub that fails too (the disk is full) leaves the removal to do. */
+function scrubQuietly(fd: number): void {
+  try {
+    scrubFd(fd);
+  } catch {
+    // nothing more to do: the file is removed next
+  }
+}
+
 /**
  * Writes `data` to `file` atomically with mode 0600: temp file, fsync, rename,
  * fsync of the folder. A temp file left by a crash may hold keys: it is
- * overwritten with zeros before it is removed.
+ * overwritten with zeros before it is removed. A write that fails (a full
+ * disk: ENOSPC) scrubs and removes its own temp file before it throws, so
+ * nothing is left beside `file`; the caller maps the error
+ * (server/store.ts storeErrorToPcdError: 503 with Retry-After).
  */
 export function writeFileAtomic(file: string, data: string | Uint8Array, mode = FILE_MODE): void {
   const tmp = `${file}.tmp`;
@@ -75,15 +87,24 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
   }
   // 'wx': we just removed any leftover, so the file we open is ours, with our mode.
   const fd = fs.openSync(tmp, 'wx', mode);
+  let written = false;
   try {
     fs.fchmodSync(fd, mode); // the umask may have narrowed or the platform ignored the open mode
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     for (let off = 0; off < bytes.length; ) off += fs.writeSync(fd, bytes, off, bytes.length - off);
     fs.fsyncSync(fd);
+    written = true;
   } finally {
+    if (!written) scrubQuietly(fd); // part of the data (key bytes) may have reached the disk
     fs.closeSync(fd);
+    if (!written) fs.rmSync(tmp, { force: true });
   }
-  fs.renameSync(tmp, file);
+  try {
+    fs.renameSync(tmp, file);
+  } catch (e) {
+    fs.rmSync(tmp, { force: true }); // complete, but never to be used: the next write makes its own
+    throw e;
+  }
   fsyncDir(path.dirname(file));
 }
 

@@ -19,7 +19,7 @@
  *
  *   offset  size          field
  *   0       4             magic "PCDE"
- *   4       1             format version (1)
+ *   4       1             format version (2)
  *   5       1             mode (0 oprf, 1 voprf)
  *   6       1             bucketBits
  *   7       1             tagBytes
@@ -28,7 +28,8 @@
  *   16      8             directory version it reflects (u64)
  *   24      8             entries n (u64)
  *   32      32            the epoch's public key
- *   64      4 * 2^bits    entries per bucket (u32 each)
+ *   64      16            digest of the directory it reflects (server/directory.ts)
+ *   80      4 * 2^bits    entries per bucket (u32 each)
  *   ...     n * tagBytes  tags, bucket by bucket, ascending within a bucket
  *   ...     n             capability masks, same order
  *   ...     32            SHA-256 of everything above
@@ -36,7 +37,10 @@
  * It holds registered numbers' tags only (they are in the directory anyway),
  * is written atomically (temp, fsync, rename; server/blinded/keys.ts) and
  * deleted with the epoch. The directory version in the header is what lets a
- * start replay only the changes made since (server/blinded/epochs.ts).
+ * start replay only the changes made since (server/blinded/epochs.ts); the
+ * directory digest is what lets it notice a database changed under the cache
+ * without a version bump, and rebuild (server/blinded/recovery.ts). Format 1
+ * had no digest: such a cache is rebuilt once.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -44,14 +48,16 @@ import crypto from 'node:crypto';
 import { Bucket, bucketCount } from '../../shared/buckets.ts';
 import { LEAF_HEADER_BYTES, bucketLeafHash, writeLeafHeader, type Digest } from '../../shared/merkle.ts';
 import { MODES, type OprfMode, type PointBytes } from '../../shared/suite.ts';
+import { DIRECTORY_DIGEST_BYTES } from '../directory.ts';
 import { writeFileAtomic } from './keys.ts';
 import { BucketTree, nodeSha256 } from './tree.ts';
 
 /** Folder of the cache files, under the data folder. */
 export const EPOCHS_DIR = 'epochs';
 const MAGIC = 'PCDE';
-const FORMAT_VERSION = 1;
-const HEADER_BYTES = 64;
+const FORMAT_VERSION = 2;
+const DIGEST_AT = 64;
+const HEADER_BYTES = DIGEST_AT + DIRECTORY_DIGEST_BYTES;
 const CHECKSUM_BYTES = 32;
 /**
  * Buckets of at least this many entries keep their leaf hash until they
@@ -71,6 +77,23 @@ export interface EpochParams {
 export interface CacheExpectation extends EpochParams {
   epoch: number;
   publicKey: PointBytes;
+}
+
+/** What a cache file's header records besides the table's own parameters. */
+export interface CacheHeader {
+  mode: OprfMode;
+  publicKey: PointBytes;
+  /** The directory version the table reflects. */
+  directoryVersion: number;
+  /** The digest of the directory at that version (server/directory.ts DirectoryDigest). */
+  directoryDigest: Uint8Array;
+}
+
+/** A cache file read back. */
+export interface CacheContent {
+  table: BucketTable;
+  directoryVersion: number;
+  directoryDigest: Uint8Array;
 }
 
 export function cacheFilePath(dataDir: string, epoch: number): string {
@@ -208,7 +231,7 @@ export class BucketTable {
   }
 
   /** The cache file's bytes (merges the overlay first). */
-  serialize(header: { mode: OprfMode; publicKey: Uint8Array; directoryVersion: number }): Buffer {
+  serialize(header: CacheHeader): Buffer {
     const counts = this.compact();
     const n = this.entries;
     const size = HEADER_BYTES + 4 * counts.length + n * this.tagBytes + n + CHECKSUM_BYTES;
@@ -222,6 +245,7 @@ export class BucketTable {
     out.writeBigUInt64LE(BigInt(header.directoryVersion), 16);
     out.writeBigUInt64LE(BigInt(n), 24);
     out.set(header.publicKey, 32);
+    out.set(header.directoryDigest, DIGEST_AT);
     let at = HEADER_BYTES;
     for (let b = 0; b < counts.length; b++, at += 4) out.writeUInt32LE(counts[b]!, at);
     out.set(this.tags, at);
@@ -239,7 +263,7 @@ export class BucketTable {
   static deserialize(
     buf: Buffer,
     expect: CacheExpectation,
-  ): { table: BucketTable; directoryVersion: number } | { problem: string } {
+  ): CacheContent | { problem: string } {
     if (buf.length < HEADER_BYTES + CHECKSUM_BYTES || buf.toString('latin1', 0, 4) !== MAGIC) return { problem: 'not a pcd epoch cache' };
     if (buf.readUInt8(4) !== FORMAT_VERSION) return { problem: `cache format ${buf.readUInt8(4)}, expected ${FORMAT_VERSION}` };
     const body = buf.subarray(0, buf.length - CHECKSUM_BYTES);
@@ -254,6 +278,7 @@ export class BucketTable {
     }
     if (!buf.subarray(32, 64).equals(Buffer.from(expect.publicKey))) return { problem: "it was built with another key than the epoch's" };
     const directoryVersion = Number(buf.readBigUInt64LE(16));
+    const directoryDigest = new Uint8Array(buf.subarray(DIGEST_AT, DIGEST_AT + DIRECTORY_DIGEST_BYTES));
     const n = Number(buf.readBigUInt64LE(24));
     const buckets = bucketCount(bucketBits);
     const countsAt = HEADER_BYTES;
@@ -266,7 +291,7 @@ export class BucketTable {
     const tags = new Uint8Array(buf.subarray(tagsAt, masksAt));
     const masks = new Uint8Array(buf.subarray(masksAt, masksAt + n));
     try {
-      return { table: BucketTable.fromCounts(epoch, bucketBits, tagBytes, counts, tags, masks), directoryVersion };
+      return { table: BucketTable.fromCounts(epoch, bucketBits, tagBytes, counts, tags, masks), directoryVersion, directoryDigest };
     } catch (e) {
       return { problem: (e as Error).message };
     }
@@ -274,10 +299,7 @@ export class BucketTable {
 }
 
 /** Reads an epoch's cache file: undefined when there is none, else the table or why it cannot be used. */
-export function readCacheFile(
-  dataDir: string,
-  expect: CacheExpectation,
-): { table: BucketTable; directoryVersion: number } | { problem: string } | undefined {
+export function readCacheFile(dataDir: string, expect: CacheExpectation): CacheContent | { problem: string } | undefined {
   let buf: Buffer;
   try {
     buf = fs.readFileSync(cacheFilePath(dataDir, expect.epoch));
@@ -289,7 +311,7 @@ export function readCacheFile(
 }
 
 /** Writes an epoch's cache file atomically (mode 0600). */
-export function writeCacheFile(dataDir: string, table: BucketTable, header: { mode: OprfMode; publicKey: PointBytes; directoryVersion: number }): void {
+export function writeCacheFile(dataDir: string, table: BucketTable, header: CacheHeader): void {
   writeFileAtomic(cacheFilePath(dataDir, table.epoch), table.serialize(header));
 }
 
