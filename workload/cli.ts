@@ -93,7 +93,20 @@ interface Flags {
   keepData?: boolean;
   out?: string;
   json?: boolean;
+  quick?: boolean;
 }
+
+/** `--quick`: a population and window small enough for a first look in under a minute, and no anonymous variant (their client-side blind RSA alone takes minutes). */
+export const QUICK = {
+  blocks: 2,
+  blockDigits: 3,
+  people: 150,
+  degreeMedian: 12,
+  communitySize: 15,
+  days: 2,
+  designs: ['plain', 'hashed', 'blinded'],
+  bucketBits: [0, 8],
+} as const satisfies Partial<Record<keyof Flags, unknown>>;
 
 export function simulateProgram(): Command {
   const P = DEFAULT_POPULATION;
@@ -105,7 +118,7 @@ export function simulateProgram(): Command {
         '(and, with tokens, who sent each request) from each server\u2019s persisted data as its operator could, and score it',
     )
     .option('--seed <s>', 'seed of the population and of the days (deterministic)', P.seed)
-    .option('--regions <list>', 'regions of the numbering-plan blocks, round robin', list, P.regions)
+    .addOption(new Option('--regions <list>', 'regions of the numbering-plan blocks, round robin').argParser(list).default(P.regions, P.regions.join(',')))
     .option('--blocks <n>', 'numbering-plan blocks (each 10^block-digits valid mobile numbers)', int('--blocks'), P.blocks)
     .option('--block-digits <n>', 'free trailing digits per block', int('--block-digits'), P.blockDigits)
     .option('--people <n>', 'people (numbers in use) in the plan', int('--people'), P.people)
@@ -125,14 +138,16 @@ export function simulateProgram(): Command {
     .option('--reinstalls-per-year <x>', 'reinstalls and new phones per user per year (each a full contact sync)', num('--reinstalls-per-year'), S.reinstallsPerYear)
     .option('--cache-ttl-hours <x>', 'the app\u2019s answer cache: hours before a contact is looked up again', num('--cache-ttl-hours'), S.cacheTtlHours)
     .addOption(new Option('--start <date>', 'first day of the window (ISO 8601)').argParser(parseStart).default(S.start, new Date(S.start).toISOString().slice(0, 10)))
-    .option('--designs <list>', `designs to run: ${VARIANT_NAMES.join(',')}`, list, [...VARIANT_NAMES])
-    .option('--bucket-bits <list>', 'blinded (every variant): one run per bucketBits value', intList('--bucket-bits'), DEFAULT_BUCKET_BITS)
-    .option(
-      '--anonymous-bucket-bits <list>',
-      'the anonymous variants\u2019 bucketBits values (each of their runs costs 10-15x a blinded one: the client\u2019s blind RSA)',
-      intList('--anonymous-bucket-bits'),
-      DEFAULT_ANONYMOUS_BUCKET_BITS,
+    .addOption(new Option('--designs <list>', `designs to run: ${VARIANT_NAMES.join(',')}`).argParser(list).default([...VARIANT_NAMES], VARIANT_NAMES.join(',')))
+    .addOption(
+      new Option('--bucket-bits <list>', 'blinded (every variant): one run per bucketBits value').argParser(intList('--bucket-bits')).default(DEFAULT_BUCKET_BITS, DEFAULT_BUCKET_BITS.join(',')),
     )
+    .addOption(
+      new Option('--anonymous-bucket-bits <list>', 'the anonymous variants\u2019 bucketBits values (each of their runs costs 10-15x a blinded one: the client\u2019s blind RSA)')
+        .argParser(intList('--anonymous-bucket-bits'))
+        .default(DEFAULT_ANONYMOUS_BUCKET_BITS, DEFAULT_ANONYMOUS_BUCKET_BITS.join(',')),
+    )
+    .option('--quick', `a small run for a first look (under a minute): ${Object.entries(QUICK).map(([k, v]) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${Array.isArray(v) ? v.join(',') : v}`).join(' ')}; flags given beside it win`)
     .option('--users-per-ip <n>', 'users behind one IP address (1: every user its own; more: a carrier NAT)', int('--users-per-ip'), 1)
     .option(
       '--token-quantum <n>',
@@ -161,6 +176,10 @@ export async function main(argv: string[]): Promise<void> {
     throw e;
   }
   const f = program.opts<Flags>();
+  if (f.quick) {
+    // The profile replaces defaults only: what the user typed stands.
+    for (const [k, v] of Object.entries(QUICK)) if (program.getOptionValueSource(k) === 'default') (f as unknown as Record<string, unknown>)[k] = v;
+  }
   if (program.args.length) throw new PcdError(ErrorCode.InvalidField, `pcd simulate takes no arguments, got '${program.args[0]!.slice(0, 40)}'`);
   if (f.keepData && !f.out) throw new PcdError(ErrorCode.InvalidField, '--keep-data needs --out (the data folders go to --out/data)');
   const out = f.out ? path.resolve(f.out) : undefined;
