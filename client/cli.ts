@@ -25,6 +25,7 @@ import { backendOption } from '../bin/options.ts';
 import path from 'node:path';
 import { ADMIN_TOKEN_FILE } from '../disk/files.ts';
 import { readAdminToken } from '../disk/admintoken.ts';
+import { OWNER_FILE, ROLE_NAMES, processRuns, readLockOwner } from '../disk/lockowner.ts';
 import { checkBatchSize, createAdminClient, createClient, type Client, type LookupResult } from './client.ts';
 import type { BlindedClient } from './designs/blinded.ts';
 import type { TokenRecord } from './tokens.ts';
@@ -231,15 +232,36 @@ function adminTokenOf(dataDir: string): string {
   throw new PcdError(ErrorCode.InvalidField, `no admin token: set PCD_ADMIN_TOKEN, or point --data at the server's data folder (${path.join(dataDir, ADMIN_TOKEN_FILE)} is missing or empty)`);
 }
 
+/**
+ * Where `pcd page-link` sends the admin token: an address the user gave
+ * (--server, else PCD_SERVER), else the URL the server holding the data
+ * folder recorded in its owner file (disk/lockowner.ts), which sits beside
+ * the admin token in the same 0600 folder. Never a default port: on a
+ * shared host whatever listens there may be someone else's server, and it
+ * would receive this folder's admin token.
+ */
+export function pageLinkServer(flag: string | undefined, dataDir: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (flag !== undefined && flag !== '') return flag;
+  const fromEnv = env[SERVER_ENV];
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  const owner = readLockOwner(dataDir);
+  const ask = `pass --server URL (or set ${SERVER_ENV})`;
+  if (!owner) throw new PcdError(ErrorCode.InvalidField, `no server is recorded in ${path.join(dataDir, OWNER_FILE)}: start one on ${dataDir} (pcd serve --data ${dataDir}), or ${ask}`);
+  if (owner.role !== 'server') throw new PcdError(ErrorCode.InvalidField, `${dataDir} is held by ${ROLE_NAMES[owner.role]} (pid ${owner.pid}), not a server: ${ask}`);
+  if (!processRuns(owner.pid)) throw new PcdError(ErrorCode.InvalidField, `the server recorded in ${path.join(dataDir, OWNER_FILE)} (pid ${owner.pid}) is not running: start one, or ${ask}`);
+  if (!owner.url) throw new PcdError(ErrorCode.InvalidField, `the server on ${dataDir} (pid ${owner.pid}) has not recorded its URL yet (is it still starting?): ${ask}`);
+  return owner.url;
+}
+
 export function registerClientCommands(program: Command): void {
   program
     .command('page-link')
     .description("a new one-time link to a running server's web page with its log view (admin token: PCD_ADMIN_TOKEN, else the data folder's file)")
-    .option('-s, --server <url>', `server base URL (env ${SERVER_ENV}, default ${DEFAULT_SERVER})`)
-    .option('--data <dir>', "the server's data folder, for its admin-token file", 'data')
+    .option('-s, --server <url>', `server base URL (env ${SERVER_ENV}; default: the URL the data folder's server recorded in its ${OWNER_FILE})`)
+    .option('--data <dir>', "the server's data folder, for its admin-token file and the server's URL", 'data')
     .action(
       oneLine(async (o: { server?: string; data: string }) => {
-        const baseUrl = o.server ?? process.env[SERVER_ENV] ?? DEFAULT_SERVER;
+        const baseUrl = pageLinkServer(o.server, o.data);
         console.log(await createAdminClient({ baseUrl, adminToken: adminTokenOf(o.data) }).pageLink());
       }),
     );
