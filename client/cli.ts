@@ -166,6 +166,13 @@ async function withTokenPool<T>(client: Client, pool: ReturnType<typeof tokenPoo
   }
 }
 
+/** Said after a number written without its country code (shared/e164.ts normalizeNumber's message) when no --region was given. */
+const REGION_HINT = ": add --region with the number's region (e.g. --region US) or write it with its country code (e.g. +1 415 555 0123)";
+
+function isRegionless(e: PcdError): boolean {
+  return e.code === ErrorCode.InvalidNumber && / has no country code and no default region was given$/.test(e.message);
+}
+
 /** `--batch`: a whole number from 1 to LIMITS.maxBatch, written in decimal digits; anything else is one invalid_field line. */
 export function parseBatchOption(v: string): number {
   const t = v.trim();
@@ -190,7 +197,7 @@ export function oneLine<A extends unknown[]>(action: (...args: A) => Promise<voi
       await action(...args);
     } catch (e) {
       if (e instanceof PcdError) {
-        const text = e.message
+        const text = (e.message + (isRegionless(e) ? REGION_HINT : ''))
           .replace(/\s*[\r\n]+\s*/g, ' ')
           .replace(/[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
         const retry = e.retryAfterSeconds !== undefined ? `; retry after ${e.retryAfterSeconds} s` : '';
@@ -359,5 +366,8 @@ export function registerClientCommands(program: Command): void {
     );
     for (const r of results) console.log(`${r.number.padEnd(16)} ${describeAnswer(r.capabilities)}`);
     for (const x of invalid) console.log(`${x.entry.padEnd(16)} invalid: ${x.error}`);
+    if (invalid.some((x) => / has no country code and no default region was given$/.test(x.error))) {
+      console.log(`numbers without a country code${REGION_HINT}`);
+    }
   }));
 }

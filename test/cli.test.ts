@@ -135,7 +135,7 @@ describe('pcd command line', () => {
     await new Promise<void>((resolve) => down.close(() => resolve()));
     const refused = failed(await pcdBin(['lookup', '+14155550123', '--server', `127.0.0.1:${closedPort}`], { PCD_TOKEN: token }), 'server down');
     expect(refused.code).toBe(3);
-    expect(refused.stderr).toBe(`pcd: cannot reach http://127.0.0.1:${closedPort}: connection refused (is the server running? pcd serve starts one) (network)`);
+    expect(refused.stderr).toBe(`pcd: cannot reach http://127.0.0.1:${closedPort}: connection refused, ECONNREFUSED (is the server running? pcd serve starts one) (network)`);
 
     const busy = http.createServer((req, res) => {
       const limited = req.url!.startsWith('/v1/plain/');

@@ -13,8 +13,10 @@ import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it, vi } from 'vitest';
+import { createClient } from '../client/client.ts';
 import { OWNER_FILE } from '../disk/lockowner.ts';
-import { PCD_BIN, runPcd, spawnServe, stopChild, tempDir } from './helpers.ts';
+import { ErrorCode } from '../shared/errors.ts';
+import { PCD_BIN, rejection, runPcd, spawnServe, stopChild, tempDir } from './helpers.ts';
 
 const run = promisify(execFile);
 
@@ -113,4 +115,26 @@ describe('a bare pcd audit', () => {
     expect(hashed.code).toBe(2);
     expect(oneLine(hashed.stderr)).toMatch(/needs --plan/);
   }, 60_000);
+});
+
+describe('the client commands say what to do', () => {
+  it('a server that cannot be reached is its own error, with no HTTP status claimed', async () => {
+    const down = net.createServer();
+    await new Promise<void>((resolve) => down.listen(0, '127.0.0.1', resolve));
+    const port = (down.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => down.close(() => resolve()));
+    const e = await rejection(createClient({ baseUrl: `127.0.0.1:${port}`, token: 't', design: 'plain' }).lookup('+14155550123'));
+    expect(e.code).toBe(ErrorCode.Network);
+    expect(e.status).toBe(0);
+    expect(e.message).toMatch(new RegExp(`^cannot reach http://127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`));
+    const r = await runPcd(['lookup', '+14155550123', '--server', `127.0.0.1:${port}`, '--design', 'plain'], { PCD_TOKEN: 't' });
+    expect(r.code).toBe(3);
+    expect(oneLine(r.stderr)).toMatch(/^pcd: cannot reach .*ECONNREFUSED.* \(network\)$/);
+  });
+
+  it('a national number without --region: the line says to add one or the country code', async () => {
+    const r = await runPcd(['lookup', '4155550123', '--server', 'http://127.0.0.1:9', '--design', 'plain'], { PCD_TOKEN: 't' });
+    expect(r.code).toBe(2);
+    expect(oneLine(r.stderr)).toMatch(/'4155550123' has no country code .*add --region .*--region US.* country code .*\+1/);
+  });
 });
