@@ -126,7 +126,7 @@ export function registerAuditCommand(program: Command): void {
         '  pcd audit --scan contacts/user0.txt',
       ].join('\n'),
     )
-    .action((o: AuditFlags) => {
+    .action((o: AuditFlags, cmd: Command) => {
       databaseFile(o.data); // a clear error before anything else when --data is wrong
       if (o.scan !== undefined) {
         const numbers = readNumbersFile(o.scan, o.region);
@@ -134,7 +134,13 @@ export function registerAuditCommand(program: Command): void {
         console.log(formatScan(result, o.format));
         return;
       }
-      const designs = parseDesignList(o.design);
+      let designs = parseDesignList(o.design);
+      // Without --design, --target or --plan the hashed audit has no range to enumerate: the others run, and one line says what it needs.
+      let skipped: string | undefined;
+      if (cmd.getOptionValueSource('design') === 'default' && o.target.length === 0 && o.plan === undefined && designs.length > 1) {
+        designs = designs.filter((d) => d !== 'hashed');
+        skipped = 'hashed: not audited: reversing its hashes needs the numbers to try, --target NUMBER (its 10^4 neighbours) or --plan +1415555XXXX (a range)';
+      }
       if (o.format === 'csv' && designs.length > 1) {
         throw new PcdError(ErrorCode.InvalidField, `--format csv prints one design's rows: pick one with --design (${DESIGNS.join(', ')})`);
       }
@@ -155,8 +161,10 @@ export function registerAuditCommand(program: Command): void {
       // console.log, as every pcd command writes: what an in-process run (test/helpers.ts runPcd) reads as stdout.
       if (o.format === 'json') {
         console.log(JSON.stringify(results.length === 1 ? results[0] : results, null, 2));
+        if (skipped) process.stderr.write(`pcd audit: ${skipped}\n`);
         return;
       }
       console.log(results.map((r) => formatAudit(r, o.format)).join('\n\n' + '='.repeat(72) + '\n\n'));
+      if (skipped) console.log(`\n${'='.repeat(72)}\n\n${skipped}`);
     });
 }

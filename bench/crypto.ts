@@ -45,7 +45,7 @@ import { MODES, type BackendName, type OprfBackend, type OprfMode, type PointByt
 import { sampleNumbers } from '../synth/directory.ts';
 import { loadPsi, preparePsi, PSI_EXTERNAL } from './psi.ts';
 import type { CryptoImpl, CryptoMark, ExternalReference } from './results.ts';
-import { timeInterleaved, type TimingBudget } from './stats.ts';
+import { formatPerItem, timeInterleaved, type TimingBudget } from './stats.ts';
 
 export interface CryptoConfig {
   /** Time budget per mark and minimum samples. */
@@ -165,7 +165,7 @@ export async function runCrypto(config: CryptoConfig, ctx: CryptoContext): Promi
       };
       marks.push(mark);
       ctx.log(
-        `  ${mark.name.padEnd(62)} x ${formatRate(mark.itemsPerSec)} ${mark.op}s/sec @ ${mark.usPerItem.toFixed(1)} µs/${mark.op}` +
+        `  ${mark.name.padEnd(62)} x ${formatRate(mark.itemsPerSec)} ${mark.op}s/sec @ ${formatPerItem(mark.usPerItem)}/${mark.op}` +
           ` (${mark.ops} ops, p99 ${(mark.p99Us / 1000).toFixed(2)} ms/op)`,
       );
     });

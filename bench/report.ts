@@ -22,7 +22,7 @@ import type {
   ReverseMark,
   ScaleMark,
 } from './results.ts';
-import { formatBytes, formatNumber, formatSeconds } from './stats.ts';
+import { formatBytes, formatNumber, formatPerItem, formatSeconds } from './stats.ts';
 import { TOKEN_LIMITS, tokenTargets } from './tokens.ts';
 
 export { machineLine } from './label.ts';
@@ -43,7 +43,7 @@ export function table(headers: string[], rows: (string | number)[][], align?: ('
 
 const n0 = (v: number) => formatNumber(v, 0);
 const ms = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)) : '–');
-const us = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? (v >= 1000 ? formatNumber(v, 0) : v >= 10 ? v.toFixed(1) : v.toFixed(2)) : '–');
+const us = (v: number | undefined) => (v !== undefined && Number.isFinite(v) ? (v >= 1000 ? formatNumber(v, 0) : v >= 10 ? v.toFixed(1) : v >= 0.1 ? v.toFixed(2) : v.toPrecision(2)) : '–');
 const pct = (v: number) => `${Math.round(v * 100)} %`;
 
 /** Marks a value measured from one sample (one request, one call): no spread to speak of. */
@@ -444,7 +444,7 @@ function cryptoTables(r: BenchResults, crypto: CryptoMark[], t: typeof table): s
     '',
     ...footnote(),
   );
-  out.push('```', ...crypto.map((m) => `${m.name} x ${formatNumber(m.itemsPerSec, m.itemsPerSec >= 100 ? 0 : 1)} ${m.op}s/sec @ ${us(m.usPerItem)} µs/${m.op}`), '```', '');
+  out.push('```', ...crypto.map((m) => `${m.name} x ${formatNumber(m.itemsPerSec, m.itemsPerSec >= 100 ? 0 : 1)} ${m.op}s/sec @ ${formatPerItem(m.usPerItem)}/${m.op}`), '```', '');
   return out;
 }
 

@@ -210,3 +210,14 @@ export function formatSeconds(s: number): string {
   if (s < 2 * 31_557_600) return `${formatNumber(s / 86_400)} days`;
   return `${formatNumber(s / 31_557_600)} years`;
 }
+
+/**
+ * Time per item, given in µs, with its unit: ns below 1 µs (a hash of a
+ * number takes tens of ns: "0.0 µs" said nothing), else µs with three
+ * significant digits or a thousands separator.
+ */
+export function formatPerItem(us: number): string {
+  if (!Number.isFinite(us)) return '–';
+  if (us < 1) return `${(us * 1000).toFixed(us * 1000 >= 100 ? 0 : us * 1000 >= 10 ? 1 : 2)} ns`;
+  return `${us >= 1000 ? Math.round(us).toLocaleString('en-US') : us.toFixed(us >= 100 ? 0 : us >= 10 ? 1 : 2)} µs`;
+}

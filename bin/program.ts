@@ -13,7 +13,7 @@ import { registerAuditCommand } from '../audit/cli.ts';
 import { registerClientCommands } from '../client/cli.ts';
 import { registerServerCommands } from '../server/cli.ts';
 import { registerRelayCommand } from '../relay/relay.ts';
-import { PcdError } from '../shared/errors.ts';
+import { ErrorCode, PcdError } from '../shared/errors.ts';
 
 /**
  * Every command on a fresh program; `output` (tests) is set before the
@@ -55,7 +55,8 @@ export function buildProgram(output?: OutputConfiguration): Command {
  */
 export function errorOutcome(e: unknown): { line: string; code: number } {
   if (e instanceof CommanderError) return { line: '', code: e.exitCode };
-  if (e instanceof PcdError) return { line: `pcd: ${e.message} (${e.code})`, code: e.status >= 500 ? 3 : 2 };
+  // A server that cannot be reached (status 0: nobody answered) is a server condition, as a 5xx is.
+  if (e instanceof PcdError) return { line: `pcd: ${e.message} (${e.code})`, code: e.status >= 500 || e.code === ErrorCode.Network ? 3 : 2 };
   const code = (e as { code?: unknown } | null)?.code;
   const message = e instanceof Error ? e.message : String(e);
   return { line: `pcd: ${message}${typeof code === 'string' ? ` (${code})` : ''} (PCD_DEBUG=1 shows where)`, code: 1 };

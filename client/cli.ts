@@ -25,6 +25,7 @@ import { backendOption } from '../bin/options.ts';
 import path from 'node:path';
 import { ADMIN_TOKEN_FILE } from '../disk/files.ts';
 import { readAdminToken } from '../disk/admintoken.ts';
+import { OWNER_FILE, ROLE_NAMES, processRuns, readLockOwner } from '../disk/lockowner.ts';
 import { checkBatchSize, createAdminClient, createClient, type Client, type LookupResult } from './client.ts';
 import type { BlindedClient } from './designs/blinded.ts';
 import type { TokenRecord } from './tokens.ts';
@@ -165,6 +166,13 @@ async function withTokenPool<T>(client: Client, pool: ReturnType<typeof tokenPoo
   }
 }
 
+/** Said after a number written without its country code (shared/e164.ts normalizeNumber's message) when no --region was given. */
+const REGION_HINT = ": add --region with the number's region (e.g. --region US) or write it with its country code (e.g. +1 415 555 0123)";
+
+function isRegionless(e: PcdError): boolean {
+  return e.code === ErrorCode.InvalidNumber && / has no country code and no default region was given$/.test(e.message);
+}
+
 /** `--batch`: a whole number from 1 to LIMITS.maxBatch, written in decimal digits; anything else is one invalid_field line. */
 export function parseBatchOption(v: string): number {
   const t = v.trim();
@@ -189,7 +197,7 @@ export function oneLine<A extends unknown[]>(action: (...args: A) => Promise<voi
       await action(...args);
     } catch (e) {
       if (e instanceof PcdError) {
-        const text = e.message
+        const text = (e.message + (isRegionless(e) ? REGION_HINT : ''))
           .replace(/\s*[\r\n]+\s*/g, ' ')
           .replace(/[\p{Cc}\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
         const retry = e.retryAfterSeconds !== undefined ? `; retry after ${e.retryAfterSeconds} s` : '';
@@ -231,15 +239,36 @@ function adminTokenOf(dataDir: string): string {
   throw new PcdError(ErrorCode.InvalidField, `no admin token: set PCD_ADMIN_TOKEN, or point --data at the server's data folder (${path.join(dataDir, ADMIN_TOKEN_FILE)} is missing or empty)`);
 }
 
+/**
+ * Where `pcd page-link` sends the admin token: an address the user gave
+ * (--server, else PCD_SERVER), else the URL the server holding the data
+ * folder recorded in its owner file (disk/lockowner.ts), which sits beside
+ * the admin token in the same 0600 folder. Never a default port: on a
+ * shared host whatever listens there may be someone else's server, and it
+ * would receive this folder's admin token.
+ */
+export function pageLinkServer(flag: string | undefined, dataDir: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (flag !== undefined && flag !== '') return flag;
+  const fromEnv = env[SERVER_ENV];
+  if (fromEnv !== undefined && fromEnv !== '') return fromEnv;
+  const owner = readLockOwner(dataDir);
+  const ask = `pass --server URL (or set ${SERVER_ENV})`;
+  if (!owner) throw new PcdError(ErrorCode.InvalidField, `no server is recorded in ${path.join(dataDir, OWNER_FILE)}: start one on ${dataDir} (pcd serve --data ${dataDir}), or ${ask}`);
+  if (owner.role !== 'server') throw new PcdError(ErrorCode.InvalidField, `${dataDir} is held by ${ROLE_NAMES[owner.role]} (pid ${owner.pid}), not a server: ${ask}`);
+  if (!processRuns(owner.pid)) throw new PcdError(ErrorCode.InvalidField, `the server recorded in ${path.join(dataDir, OWNER_FILE)} (pid ${owner.pid}) is not running: start one, or ${ask}`);
+  if (!owner.url) throw new PcdError(ErrorCode.InvalidField, `the server on ${dataDir} (pid ${owner.pid}) has not recorded its URL yet (is it still starting?): ${ask}`);
+  return owner.url;
+}
+
 export function registerClientCommands(program: Command): void {
   program
     .command('page-link')
     .description("a new one-time link to a running server's web page with its log view (admin token: PCD_ADMIN_TOKEN, else the data folder's file)")
-    .option('-s, --server <url>', `server base URL (env ${SERVER_ENV}, default ${DEFAULT_SERVER})`)
-    .option('--data <dir>', "the server's data folder, for its admin-token file", 'data')
+    .option('-s, --server <url>', `server base URL (env ${SERVER_ENV}; default: the URL the data folder's server recorded in its ${OWNER_FILE})`)
+    .option('--data <dir>', "the server's data folder, for its admin-token file and the server's URL", 'data')
     .action(
       oneLine(async (o: { server?: string; data: string }) => {
-        const baseUrl = o.server ?? process.env[SERVER_ENV] ?? DEFAULT_SERVER;
+        const baseUrl = pageLinkServer(o.server, o.data);
         console.log(await createAdminClient({ baseUrl, adminToken: adminTokenOf(o.data) }).pageLink());
       }),
     );
@@ -337,5 +366,8 @@ export function registerClientCommands(program: Command): void {
     );
     for (const r of results) console.log(`${r.number.padEnd(16)} ${describeAnswer(r.capabilities)}`);
     for (const x of invalid) console.log(`${x.entry.padEnd(16)} invalid: ${x.error}`);
+    if (invalid.some((x) => / has no country code and no default region was given$/.test(x.error))) {
+      console.log(`numbers without a country code${REGION_HINT}`);
+    }
   }));
 }

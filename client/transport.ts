@@ -69,9 +69,9 @@ function networkProblem(e: unknown): string {
   const inner = cause instanceof Error ? cause : e instanceof Error ? e : undefined;
   const code = (inner as NodeJS.ErrnoException | undefined)?.code;
   const hint =
-    code === 'ECONNREFUSED' ? 'connection refused (is the server running? pcd serve starts one)'
-    : code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? 'the host name does not resolve'
-    : code === 'ECONNRESET' ? 'the connection was reset'
+    code === 'ECONNREFUSED' ? 'connection refused, ECONNREFUSED (is the server running? pcd serve starts one)'
+    : code === 'ENOTFOUND' || code === 'EAI_AGAIN' ? `the host name does not resolve, ${code}`
+    : code === 'ECONNRESET' ? 'the connection was reset, ECONNRESET'
     : undefined;
   const text = hint ?? inner?.message ?? String(e);
   return text.replace(/\s+/g, ' ').slice(0, 200);

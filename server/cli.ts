@@ -17,7 +17,7 @@ import { backendOption } from '../bin/options.ts';
 import { DAY_MS } from './querylog.ts';
 import { DEFAULT_RATE_LIMITS } from './ratelimit.ts';
 import { LIMITS } from '../shared/limits.ts';
-import { startServer, type RunningServer } from './server.ts';
+import { checkListen, startServer, type RunningServer } from './server.ts';
 import { relayAddresses } from './ohttp.ts';
 import { parseTrustProxy } from './clientip.ts';
 import { DEFAULT_CONNECTION_LIMITS } from './net.ts';
@@ -62,8 +62,12 @@ function num(name: string, min: number, max: number) {
   };
 }
 
+/** The folder inside the data folder that holds the synthetic contact lists (`pcd audit --scan` skips it: a phone's data, not the server's). */
+export const CONTACTS_DIR = 'contacts';
+
+/** Where `pcd seed` and `pcd start` put contact lists and requester tokens: `<data>/contacts/`, so two data folders never share them. */
 export function contactsDirFor(dataDir: string): string {
-  return path.join(path.dirname(path.resolve(dataDir)), 'contacts');
+  return path.join(dataDir, CONTACTS_DIR);
 }
 
 export interface SeedResult {
@@ -74,8 +78,9 @@ export interface SeedResult {
 
 /**
  * Seeds an empty data folder: the directory goes to the store, contact lists
- * and requester tokens to `contactsDir` (outside the data folder: a phone's
- * contacts are not server data, and the audit scan must not find them there).
+ * and requester tokens to `contactsDir` (by default `<data>/contacts/`, which
+ * the audit scan skips: a phone's contacts are not server data). Files 0600,
+ * as the folder's lock would make them anyway.
  */
 export function seedDataFolder(dataDir: string, contactsDir: string, options: SeedOptions, log: (s: string) => void = () => {}): SeedResult {
   // Refused, in one line naming it, while a server (or another command) holds the folder.
@@ -97,13 +102,13 @@ export function seedDataFolder(dataDir: string, contactsDir: string, options: Se
       now,
       (n) => log(`  ${n} numbers written`),
     );
-    fs.mkdirSync(contactsDir, { recursive: true });
+    fs.mkdirSync(contactsDir, { recursive: true, mode: 0o700 });
     const requesters: SeedResult['requesters'] = [];
     for (const list of lists) {
       const account = store.accountByEmail(list.email);
       if (!account) throw new Error(`seed: requester ${list.email} is not among the seeded accounts`);
       const file = path.join(contactsDir, `${list.email.split('@')[0]}.txt`);
-      fs.writeFileSync(file, list.numbers.join('\n') + '\n');
+      fs.writeFileSync(file, list.numbers.join('\n') + '\n', { mode: 0o600 });
       const registered = list.numbers.filter((n) => store.numberRegistered(n)).length;
       requesters.push({ email: list.email, accountId: account.accountId, token: store.issueToken(account.accountId), contacts: file, registered, total: list.numbers.length });
     }
@@ -115,8 +120,19 @@ export function seedDataFolder(dataDir: string, contactsDir: string, options: Se
   }
 }
 
-function loggerFor(level: string) {
-  return pino({ level }, pino.destination(2));
+/**
+ * The server log: pino JSON on stderr, or appended to `file` (0600) with
+ * --log, so a terminal shows only the human lines (stdout) and progress.
+ */
+function loggerFor(level: string, file?: string) {
+  if (file === undefined) return pino({ level }, pino.destination(2));
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'a', 0o600);
+  } catch (e) {
+    throw new PcdError(ErrorCode.InvalidField, `cannot open the log file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return pino({ level }, pino.destination({ fd, sync: true }));
 }
 
 /**
@@ -194,6 +210,8 @@ interface ServeFlags {
   evalThreads?: number;
   backend: BackendName;
   logLevel: string;
+  /** --log FILE: the server log goes there instead of stderr. */
+  log?: string;
   /** --trust-proxy, checked (server/clientip.ts parseTrustProxy). */
   trustProxy?: string[];
   maxConnectionsPerIp: number;
@@ -218,7 +236,8 @@ function sizeClassList(value: string): number[] {
   return classes;
 }
 
-function addServeOptions(cmd: Command): Command {
+/** `start` logs at warn unless told otherwise (its terminal is for the human lines); `serve` at info. */
+function addServeOptions(cmd: Command, defaultLogLevel = 'info'): Command {
   return cmd
     .option('-p, --port <port>', 'port', int('--port', 0, 65535), DEFAULT_PORT)
     .option('--host <host>', 'address to listen on', '127.0.0.1')
@@ -259,7 +278,8 @@ function addServeOptions(cmd: Command): Command {
     .option('--size-classes <list>', `blinded design, with tokens: the size classes a request is padded to (default ${DEFAULT_SIZE_CLASSES.join(',')})`, sizeClassList)
     .option('--token-issuer <name>', `blinded design, with tokens: the issuer name in the token challenge (default ${DEFAULT_ISSUER_NAME})`)
     .option('--no-ui', 'do not serve the web page at / (nor its log view)')
-    .option('--log-level <level>', 'server log level (pino)', process.env.PCD_LOG_LEVEL ?? 'info');
+    .option('--log-level <level>', 'server log level (pino)', process.env.PCD_LOG_LEVEL ?? defaultLogLevel)
+    .option('--log <file>', 'append the server log (pino JSON) to this file (0600) instead of stderr');
 }
 
 async function serve(o: ServeFlags, web: WebUi | undefined): Promise<RunningServer> {
@@ -290,7 +310,7 @@ async function serve(o: ServeFlags, web: WebUi | undefined): Promise<RunningServ
     sizeClasses: o.sizeClasses,
     tokenIssuer: o.tokenIssuer,
     progress: true,
-    logger: loggerFor(o.logLevel),
+    logger: loggerFor(o.logLevel, o.log),
   });
   onSignals(server, o.shutdownTimeout * 1000);
   return server;
@@ -313,10 +333,13 @@ export function registerServerCommands(program: Command): void {
       .command('start')
       .description('the quick start: seed a default directory into an empty data folder, then serve and print how to query it')
       .option('--size <n>', 'numbers to seed when the data folder is empty', int('--size', 10, 10_000_000), START_SEED_SIZE),
+    'warn',
   ).action(async (o: ServeFlags & { size: number }) => {
+    // A busy port first, before the folder is locked, seeded or given keys (server/server.ts checkListen).
+    await checkListen(o.host, o.port);
     const contactsDir = contactsDirFor(o.data);
     // Under the folder's lock, like the seeding and serving that follow (each takes it in turn).
-    const lock = acquireFolderLock(o.data, { role: 'server', logger: loggerFor(o.logLevel) });
+    const lock = acquireFolderLock(o.data, { role: 'server', logger: loggerFor(o.logLevel, o.log) });
     let empty: boolean;
     try {
       const store = Store.open(o.data);
@@ -339,32 +362,16 @@ export function registerServerCommands(program: Command): void {
     if (first) recordStartDemo(server.store, first.accountId);
     const demo = startDemoAccount(server.store, readRequesters(contactsDir), Date.now());
     if (demo.created) console.log(`created the demo requester ${demo.email} (account ${demo.accountId}): this data folder was not seeded by pcd start`);
-    const example = server.store.sampleNumber();
     web?.usePageAccount(demo);
     console.log('');
     console.log(`pcd is serving ${server.designs.map((d) => d.name).join(', ')} on ${server.url}  (${server.directory.size} registered numbers)`);
     console.log(`admin token:      ${server.adminTokenSource}`);
     if (web) printPage(server, web, o.host);
-    if (demo) {
-      console.log(`demo requester:   ${demo.email}`);
-      console.log(`requester token:  ${demo.token}`);
-      console.log('');
-      console.log('look a number up (a registered one and one that is not), in another terminal:');
-      console.log(`  PCD_TOKEN=${demo.token} npm run pcd -- lookup ${example ?? '+14155550123'} +442079460000 --server ${server.url} --design blinded`);
-      if (demo.contacts) {
-        console.log('check a whole contact list:');
-        console.log(`  PCD_TOKEN=${demo.token} npm run pcd -- sync ${path.relative(process.cwd(), demo.contacts)} --server ${server.url} --design blinded`);
-      }
-      const blinded = server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign | undefined;
-      if (blinded?.tokens) {
-        console.log('blinded evaluate is paid with Privacy Pass tokens, so its log names no account (--blinded-auth account to compare);');
-        console.log('to hide your address as well, run an OHTTP relay and add --relay to the lookup:');
-        console.log(`  npm run pcd -- relay --gateway ${server.url} --port ${o.port === 0 ? 8788 : o.port + 1}`);
-        console.log(`  PCD_TOKEN=${demo.token} npm run pcd -- lookup ${example ?? '+14155550123'} --server ${server.url} --relay http://127.0.0.1:${o.port === 0 ? 8788 : o.port + 1}`);
-      }
-      console.log('what a pen-register order yields under each design (and, for blinded, about the demo account):');
-      console.log(`  npm run pcd -- audit --data ${o.data} --target ${example ?? '+14155550123'} --account ${demo.accountId}`);
-    }
+    console.log(`demo requester:   ${demo.email} (account ${demo.accountId})`);
+    console.log(`requester token:  ${demo.token}`);
+    console.log(`server log:       ${o.log ? path.resolve(o.log) : `stderr, level ${o.logLevel} (--log FILE, --log-level)`}`);
+    console.log('');
+    for (const line of quickStartCommands(server, o, demo)) console.log(line);
     console.log('Ctrl-C stops the server (query logs are flushed first).');
     announceReady(server);
   });
@@ -379,7 +386,7 @@ export function registerServerCommands(program: Command): void {
     .option('--requesters <n>', 'accounts that get a contact list', int('--requesters', 0, 10_000), 3)
     .option('--contacts <n>', 'numbers per contact list', int('--contacts', 1, 1_000_000), 200)
     .option('--registered-share <f>', 'share of a contact list that is registered (0..1)', num('--registered-share', 0, 1), 0.5)
-    .option('--contacts-dir <dir>', 'where contact lists and requester tokens go (default: contacts/ beside the data folder)')
+    .option('--contacts-dir <dir>', 'where contact lists and requester tokens go (default: contacts/ in the data folder)')
     .action((o: { data: string; size: number; seed: string; regions?: string; requesters: number; contacts: number; registeredShare: number; contactsDir?: string }) => {
       const contactsDir = o.contactsDir ?? contactsDirFor(o.data);
       const r = seedDataFolder(
@@ -424,6 +431,43 @@ export function registerServerCommands(program: Command): void {
       for (const line of r.repaired ?? []) console.log(`repaired: ${line}`);
       console.log(`new epoch ${r.epoch}${r.previous ? `; epoch ${r.previous} is served until ${new Date(r.retiresAt ?? 0).toISOString()}, then its key is destroyed` : ''}`);
     });
+}
+
+/** A path as the user can paste it: relative to the working folder when below it, else absolute. */
+function shownPath(p: string): string {
+  const rel = path.relative(process.cwd(), path.resolve(p));
+  return rel === '' ? '.' : rel.startsWith('..') || path.isAbsolute(rel) ? path.resolve(p) : rel;
+}
+
+/**
+ * What `pcd start` prints to paste, in order, in another terminal: the same
+ * lookup in each design, then the audit of each design's log for the
+ * looked-up number (plain names it, hashed gives it up by enumeration,
+ * blinded has no row derived from it), then a contact list and the relay.
+ */
+export function quickStartCommands(server: RunningServer, o: Pick<ServeFlags, 'data' | 'port'>, demo: { token: string; accountId: number; contacts: string }): string[] {
+  const registered = server.store.sampleNumber() ?? '+14155550123';
+  const numbers = `${registered} +442079460000`;
+  const served = server.designs.map((d) => d.name);
+  const out = [
+    'paste in order, in another terminal: the same lookup (a registered number and one that is not) in each design,',
+    `  export PCD_SERVER=${server.url} PCD_TOKEN=${demo.token}`,
+    ...served.map((d) => `  npm run pcd -- lookup ${numbers} --design ${d}`),
+    `then what a pen-register order for ${registered} yields from each design's log (written within a second of the lookup):`,
+    `  npm run pcd -- audit --data ${shownPath(o.data)} --target ${registered}${served.includes('blinded') ? ` --account ${demo.accountId}` : ''}`,
+  ];
+  if (demo.contacts) out.push('check a whole contact list:', `  npm run pcd -- sync ${shownPath(demo.contacts)}${served.includes('blinded') ? '' : ` --design ${served[0]}`}`);
+  const blinded = server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign | undefined;
+  if (blinded?.tokens) {
+    const relayPort = o.port === 0 ? 8788 : o.port + 1;
+    out.push(
+      'blinded evaluate is paid with Privacy Pass tokens, so its log names no account (--blinded-auth account to compare);',
+      'to hide your address as well, run an OHTTP relay and add --relay to the lookup:',
+      `  npm run pcd -- relay --gateway ${server.url} --port ${relayPort}`,
+      `  npm run pcd -- lookup ${registered} --relay http://127.0.0.1:${relayPort}`,
+    );
+  }
+  return out;
 }
 
 /** The page's address, and the one-time link that opens it with the log view (notebook-server style). */

@@ -48,23 +48,10 @@ import type { Logger } from 'pino';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { writeFileAtomic } from './blinded/keys.ts';
 import { DB_FILE } from '../disk/files.ts';
+import { OWNER_FILE, ROLE_NAMES, readLockOwner, type LockOwner, type LockRole } from '../disk/lockowner.ts';
 
 export const LOCK_FILE = 'server.lock';
-export const OWNER_FILE = 'server.lock.json';
-
-export type LockRole = 'server' | 'rotate-key' | 'seed';
-
-/** What the holder writes into {@link OWNER_FILE}. */
-export interface LockOwner {
-  pid: number;
-  role: LockRole;
-  /** The script and subcommand that hold it (no other arguments: they may hold paths or values). */
-  command: string;
-  /** ISO time the lock was taken. */
-  startedAt: string;
-  port?: number;
-  url?: string;
-}
+export { OWNER_FILE, type LockOwner, type LockRole } from '../disk/lockowner.ts';
 
 export interface FolderLock {
   readonly dataDir: string;
@@ -81,8 +68,6 @@ export interface FolderLock {
   release(): void;
 }
 
-const NAMES: Readonly<Record<LockRole, string>> = { server: 'pcd serve', 'rotate-key': 'pcd rotate-key', seed: 'pcd seed' };
-
 /** What a command that found a server on its folder should do instead. */
 const INSTEAD: Readonly<Record<LockRole, string>> = {
   'rotate-key': 'stop it first, or use POST /v1/admin/rotate-key on the running server',
@@ -96,24 +81,14 @@ function commandLine(): string {
   return sub && /^[a-z][a-z-]*$/.test(sub) ? `${script} ${sub}` : script;
 }
 
-function readOwner(dataDir: string): LockOwner | undefined {
-  try {
-    const o = JSON.parse(fs.readFileSync(path.join(dataDir, OWNER_FILE), 'utf8')) as Partial<LockOwner>;
-    if (typeof o.pid !== 'number' || typeof o.role !== 'string' || !(o.role in NAMES)) return undefined;
-    return o as LockOwner;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The one-line refusal: who holds `dataDir`, and what the refused `role` should do. */
 function inUse(dataDir: string, role: LockRole): PcdError {
-  const o = readOwner(dataDir);
+  const o = readLockOwner(dataDir);
   if (!o) return new PcdError(ErrorCode.Conflict, `${dataDir} is in use by another pcd process: stop it first (its ${OWNER_FILE} does not say which)`);
   const where = o.url ?? (o.port !== undefined ? `port ${o.port}` : undefined);
   const facts = [`pid ${o.pid}${o.pid === process.pid ? ', this process' : ''}`, ...(where ? [where] : []), ...(o.startedAt ? [`since ${o.startedAt}`] : [])];
   const advice = o.role === 'server' ? INSTEAD[role] : 'wait for it to finish';
-  return new PcdError(ErrorCode.Conflict, `${dataDir} is in use by ${NAMES[o.role]} (${facts.join(', ')}): ${advice}`);
+  return new PcdError(ErrorCode.Conflict, `${dataDir} is in use by ${ROLE_NAMES[o.role]} (${facts.join(', ')}): ${advice}`);
 }
 
 /**

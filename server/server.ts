@@ -17,7 +17,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:http';
 import pino from 'pino';
 import type express from 'express';
@@ -274,11 +274,31 @@ function listenError(e: unknown, host: string, port: number): unknown {
   return e;
 }
 
+/**
+ * Fails, as one line, when `host:port` cannot be listened on (busy,
+ * forbidden, no such address), by listening and closing at once: run
+ * before the data folder is locked, seeded or given keys, so a busy port
+ * is found before any of that work (port 0 always succeeds). Another
+ * process may still take the port between this check and the real listen;
+ * that listen then fails with the same line.
+ */
+export async function checkListen(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  const probe = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', reject);
+    probe.listen({ port, host, exclusive: true }, () => probe.close(() => resolve()));
+  }).catch((e: unknown) => {
+    throw listenError(e, host, port);
+  });
+}
+
 /** Opens the server and listens (port 0: an ephemeral port). */
 export async function startServer(options: ServerOptions & { port?: number; host?: string }): Promise<RunningServer> {
   const limits = resolveConnectionLimits(options.connectionLimits); // checked before anything is opened
-  const open = await openServer(options);
   const host = options.host ?? '127.0.0.1';
+  await checkListen(host, options.port ?? 0); // a busy port before the folder is locked, keys made or epochs built
+  const open = await openServer(options);
   // Connection caps and timeouts (server/net.ts), fitted to the open-file limit, in place before the first connection.
   const nofile = openFileLimit();
   const fit = fitToFileLimit(limits, nofile);

@@ -97,7 +97,8 @@ export const STATUS: Readonly<Record<ErrorCode, number>> = {
   view_changed: 502,
   bucket_unproven: 502,
   tokens_exhausted: 503,
-  network: 503,
+  // No HTTP status: no server answered (refused, unresolvable, cut off, timed out), so none is claimed.
+  network: 0,
 };
 
 const CODES = new Set<string>(Object.values(ErrorCode));
@@ -132,7 +133,7 @@ export interface ErrorBody {
 export class PcdError extends Error {
   override readonly name = 'PcdError';
   readonly code: ErrorCode;
-  /** HTTP status: the one from {@link STATUS}, or what the server actually sent. */
+  /** HTTP status: the one from {@link STATUS}, or what the server actually sent; 0 for `network`, where no server answered. */
   readonly status: number;
   /** For 429 and 503: when to try again, in whole seconds (the server sends it as Retry-After). */
   readonly retryAfterSeconds: number | undefined;

@@ -66,8 +66,8 @@ describe('pcd command line', () => {
     const seeded = await pcdBin(['seed', '--data', data, '--size', '300', '--contacts', '40', '--requesters', '1']);
     expect(seeded.code, seeded.stderr).toBe(0);
     expect(seeded.stdout).toMatch(/seeded 300 numbers/);
-    const requesters = JSON.parse(fs.readFileSync(path.join(root, 'contacts', 'requesters.json'), 'utf8')) as { token: string; contacts: string }[];
-    expect(fs.statSync(path.join(root, 'contacts', 'requesters.json')).mode & 0o777).toBe(0o600);
+    const requesters = JSON.parse(fs.readFileSync(path.join(data, 'contacts', 'requesters.json'), 'utf8')) as { token: string; contacts: string }[];
+    expect(fs.statSync(path.join(data, 'contacts', 'requesters.json')).mode & 0o777).toBe(0o600);
     token = requesters[0]!.token;
     contacts = requesters[0]!.contacts;
     list = parseContactFile(fs.readFileSync(contacts, 'utf8'));
@@ -135,7 +135,7 @@ describe('pcd command line', () => {
     await new Promise<void>((resolve) => down.close(() => resolve()));
     const refused = failed(await pcdBin(['lookup', '+14155550123', '--server', `127.0.0.1:${closedPort}`], { PCD_TOKEN: token }), 'server down');
     expect(refused.code).toBe(3);
-    expect(refused.stderr).toBe(`pcd: cannot reach http://127.0.0.1:${closedPort}: connection refused (is the server running? pcd serve starts one) (network)`);
+    expect(refused.stderr).toBe(`pcd: cannot reach http://127.0.0.1:${closedPort}: connection refused, ECONNREFUSED (is the server running? pcd serve starts one) (network)`);
 
     const busy = http.createServer((req, res) => {
       const limited = req.url!.startsWith('/v1/plain/');

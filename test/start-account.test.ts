@@ -53,7 +53,7 @@ async function pcdStart(dataDir: string, extra: string[] = []): Promise<Started>
   });
   const url = /serving .+? on (http:\/\/[\d.:]+)/.exec(out)![1]!;
   const token = /^requester token:\s+(\S+)$/m.exec(out)![1]!;
-  const accountId = Number(/--account (\d+)/.exec(out)![1]);
+  const accountId = Number(/^demo requester:.*\(account (\d+)\)$/m.exec(out)![1]);
   return { child, url, token, accountId, output: out };
 }
 
@@ -115,7 +115,7 @@ describe('pcd start on a data folder it did not seed', () => {
     const first = await pcdStart(dataDir, ['--size', '40']);
     expect(first.output).toMatch(/^seeded 40 numbers/m);
     expect(first.output).not.toMatch(/created the demo requester/);
-    const listed = JSON.parse(fs.readFileSync(path.join(root, 'contacts', 'requesters.json'), 'utf8')) as { accountId: number; token: string }[];
+    const listed = JSON.parse(fs.readFileSync(path.join(dataDir, 'contacts', 'requesters.json'), 'utf8')) as { accountId: number; token: string }[];
     expect({ accountId: first.accountId, token: first.token }).toEqual({ accountId: listed[0]!.accountId, token: listed[0]!.token });
     await stop(first);
     expect(recorded(dataDir)).toBe(String(listed[0]!.accountId));

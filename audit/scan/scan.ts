@@ -87,10 +87,17 @@ export interface ScanOptions {
   keys?: ReadonlyMap<number, Uint8Array>;
 }
 
+/** `<data>/contacts/`, where pcd seed and pcd start write contact lists (server/cli.ts contactsDirFor): client-side data, skipped. */
+const SEED_CONTACTS_DIR = 'contacts';
+
 function listFiles(dir: string, warnings: string[], root = dir): string[] {
   const out: string[] = [];
   for (const entry of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
     const abs = path.join(dir, entry.name);
+    if (dir === root && entry.name === SEED_CONTACTS_DIR && entry.isDirectory()) {
+      warnings.push(`${SEED_CONTACTS_DIR}/: the synthetic contact lists and requester tokens of pcd seed and pcd start (a phone's data, not the server's), not searched`);
+      continue;
+    }
     if (entry.isDirectory()) out.push(...listFiles(abs, warnings, root));
     else if (entry.isFile()) out.push(abs);
     else warnings.push(`${path.relative(root, abs)}: not a regular file (${entry.isSymbolicLink() ? 'symbolic link' : 'special file'}), not searched`);

@@ -1,0 +1,140 @@
+/**
+ * Issue 18, "the first ten minutes", the command line: what a new user
+ * meets first. `pcd page-link` sends the folder's admin token only to an
+ * address the user gave or the folder's server recorded (never a default
+ * port); `pcd start` on a busy port fails in one line before it seeds or
+ * writes; a bare `pcd audit` runs what can run. The real binary where the
+ * process is the point (start on a busy port, a server to find), the rest
+ * in this process (runPcd).
+ */
+import { execFile, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { createClient } from '../client/client.ts';
+import { OWNER_FILE } from '../disk/lockowner.ts';
+import { ErrorCode } from '../shared/errors.ts';
+import { PCD_BIN, rejection, runPcd, spawnServe, stopChild, tempDir } from './helpers.ts';
+
+const run = promisify(execFile);
+
+async function pcdBin(args: string[]): Promise<{ code: number; stdout: string; stderr: string; ms: number }> {
+  const started = performance.now();
+  try {
+    const r = await run(process.execPath, [PCD_BIN, ...args], { timeout: 60_000, env: { ...process.env, PCD_EVAL_THREADS: '0' } });
+    return { code: 0, stdout: r.stdout, stderr: r.stderr, ms: performance.now() - started };
+  } catch (e) {
+    const x = e as { code: number; stdout: string; stderr: string };
+    return { code: x.code, stdout: x.stdout, stderr: x.stderr, ms: performance.now() - started };
+  }
+}
+
+function oneLine(stderr: string): string {
+  const lines = stderr.trim().split('\n');
+  expect(lines, stderr).toHaveLength(1);
+  expect(stderr).not.toMatch(/\n\s+at /);
+  return lines[0]!;
+}
+
+const NO_ENV = { PCD_SERVER: undefined, PCD_ADMIN_TOKEN: undefined };
+
+describe('pcd page-link finds the server in the data folder, and nowhere else', () => {
+  const root = tempDir('pcd-first-');
+  const children: ChildProcess[] = [];
+  afterAll(async () => {
+    for (const c of children) await stopChild(c);
+  });
+
+  it('a server on a non-default port: page-link --data finds it with no --server', async () => {
+    const data = path.join(root, 'served');
+    const s = await spawnServe(['--data', data, '--design', 'plain']);
+    children.push(s.child);
+    expect(s.url).not.toMatch(/:8787$/);
+    const r = await runPcd(['page-link', '--data', data], NO_ENV);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim()).toMatch(new RegExp(`^${s.url.replace(/[.]/g, '\\.')}/#login=[\\w-]+$`));
+  }, 60_000);
+
+  it('no server recorded and no --server: one line, and nothing is sent anywhere', async () => {
+    const data = path.join(root, 'idle');
+    fs.mkdirSync(data);
+    fs.writeFileSync(path.join(data, 'admin-token'), 'a-token-that-must-not-travel\n', { mode: 0o600 });
+    const sent = vi.spyOn(globalThis, 'fetch');
+    try {
+      const r = await runPcd(['page-link', '--data', data], NO_ENV);
+      expect(r.code).toBe(2);
+      expect(oneLine(r.stderr)).toMatch(/no server is recorded in .*server\.lock\.json.*pass --server URL/);
+      // A stale owner file (a server killed with SIGKILL): its URL is not trusted either.
+      fs.writeFileSync(path.join(data, OWNER_FILE), JSON.stringify({ pid: 2 ** 22 + 12345, role: 'server', command: 'pcd serve', startedAt: '', port: 8787, url: 'http://127.0.0.1:8787' }));
+      const stale = await runPcd(['page-link', '--data', data], NO_ENV);
+      expect(stale.code).toBe(2);
+      expect(oneLine(stale.stderr)).toMatch(/is not running/);
+      expect(sent).not.toHaveBeenCalled();
+    } finally {
+      sent.mockRestore();
+    }
+  });
+});
+
+describe('pcd start on a busy port', () => {
+  it('fails fast in one line, before it seeds or writes anything in the data folder', async () => {
+    const blocker = net.createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const port = (blocker.address() as net.AddressInfo).port;
+    const data = path.join(tempDir('pcd-first-busy-'), 'data');
+    try {
+      const r = await pcdBin(['start', '--port', String(port), '--data', data]);
+      expect(r.code).toBe(2);
+      expect(oneLine(r.stderr)).toMatch(new RegExp(`127\\.0\\.0\\.1:${port} is in use .*choose another --port`));
+      expect(r.stdout).toBe('');
+      expect(fs.existsSync(data)).toBe(false);
+      expect(fs.existsSync(path.join(data, '..', 'contacts'))).toBe(false);
+    } finally {
+      blocker.close();
+    }
+  }, 60_000);
+});
+
+describe('a bare pcd audit', () => {
+  it('runs plain and blinded, and says in one line what hashed needs', async () => {
+    const data = path.join(tempDir('pcd-first-audit-'), 'data');
+    const seeded = await runPcd(['seed', '--data', data, '--size', '50', '--requesters', '1', '--contacts', '10']);
+    expect(seeded.code, seeded.stderr).toBe(0);
+    expect(fs.existsSync(path.join(data, 'contacts', 'user0.txt'))).toBe(true); // inside the data folder, never beside it
+    const r = await runPcd(['audit', '--data', data]);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^plain design: /m);
+    expect(r.stdout).toMatch(/^blinded design: /m);
+    expect(r.stdout).not.toMatch(/^hashed design: /m);
+    expect(r.stdout).toMatch(/^hashed: not audited: .*--target NUMBER.*--plan/m);
+    // Asked for by name, hashed still says what it needs, as the one error line.
+    const hashed = await runPcd(['audit', '--data', data, '--design', 'hashed']);
+    expect(hashed.code).toBe(2);
+    expect(oneLine(hashed.stderr)).toMatch(/needs --plan/);
+  }, 60_000);
+});
+
+describe('the client commands say what to do', () => {
+  it('a server that cannot be reached is its own error, with no HTTP status claimed', async () => {
+    const down = net.createServer();
+    await new Promise<void>((resolve) => down.listen(0, '127.0.0.1', resolve));
+    const port = (down.address() as net.AddressInfo).port;
+    await new Promise<void>((resolve) => down.close(() => resolve()));
+    const e = await rejection(createClient({ baseUrl: `127.0.0.1:${port}`, token: 't', design: 'plain' }).lookup('+14155550123'));
+    expect(e.code).toBe(ErrorCode.Network);
+    expect(e.status).toBe(0);
+    expect(e.message).toMatch(new RegExp(`^cannot reach http://127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`));
+    const r = await runPcd(['lookup', '+14155550123', '--server', `127.0.0.1:${port}`, '--design', 'plain'], { PCD_TOKEN: 't' });
+    expect(r.code).toBe(3);
+    expect(oneLine(r.stderr)).toMatch(/^pcd: cannot reach .*ECONNREFUSED.* \(network\)$/);
+  });
+
+  it('a national number without --region: the line says to add one or the country code', async () => {
+    const r = await runPcd(['lookup', '4155550123', '--server', 'http://127.0.0.1:9', '--design', 'plain'], { PCD_TOKEN: 't' });
+    expect(r.code).toBe(2);
+    expect(oneLine(r.stderr)).toMatch(/'4155550123' has no country code .*add --region .*--region US.* country code .*\+1/);
+  });
+});
