@@ -18,8 +18,14 @@
  * - blinded on a server that takes the account: requester, IP, element count;
  * - without the link: answers only with an account token, and a note where
  *   the log would be; a refused token shows its error code;
- * - an invalid number is named, and nothing is sent;
- * - a login link works once: the second use is refused on the page;
+ * - an invalid number is named, and nothing is sent; an empty box and more
+ *   than 200 numbers are said as such, and the box counts as you type;
+ * - a long list (150 numbers): each card's progress, done out of total, per
+ *   chunk of 50;
+ * - a wrong token: one message on the card;
+ * - a login link works once: the second use is refused on the page, in one
+ *   sentence naming pcd page-link;
+ * - on a phone's width: the design choice on one line, no keyboard hint;
  * - a server that is gone is a network error on the page, not an answer.
  *
  * Skipped, with a warning naming what to install, where there is no Chromium.

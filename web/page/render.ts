@@ -469,8 +469,12 @@ function logPanel(run: DesignRun): HTMLElement {
     );
   } else if (run.trace.error) {
     const e = run.trace.error;
-    const expired = e.code === ErrorCode.Forbidden || e.code === ErrorCode.Unauthenticated;
-    body.push(errorBlock(e, 'Log view:', expired ? 'the operator view has ended: open a new one-time link from npm start / pcd serve' : undefined));
+    const ended = e.code === ErrorCode.Forbidden || e.code === ErrorCode.Unauthenticated;
+    body.push(
+      ended
+        ? problemLine(e, h('strong', null, 'Log view:'), ' the operator view has ended (its token expired, or the server restarted): run ', code('pcd page-link'), ' for a fresh link.')
+        : errorBlock(e, 'Log view:'),
+    );
   } else if (run.trace.trace) {
     const t = run.trace.trace;
     body.push(...(run.design === 'plain' ? plainLog(run, t) : run.design === 'hashed' ? hashedLog(run, t) : blindedLog(run, t)));
