@@ -7,7 +7,8 @@
  *
  *   load    #login=CODE -> POST /v1/ui/login (then the fragment is gone); GET /v1/health for the designs served
  *   submit  normalise every number first (a bad one is named, nothing is sent), then per design in turn:
- *           clock, lookup (metered), trace -> a card with the answers, the bytes, the log rows
+ *           clock, lookup (metered; a long list in chunks, the card showing numbers done out of total), trace
+ *           -> a card with the answers, the bytes, the log rows
  *
  * Plain DOM, no framework; elements made with createElement and textContent
  * only (dom.ts), no inline script or style: the server's CSP forbids both.
