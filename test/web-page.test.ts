@@ -18,8 +18,14 @@
  * - blinded on a server that takes the account: requester, IP, element count;
  * - without the link: answers only with an account token, and a note where
  *   the log would be; a refused token shows its error code;
- * - an invalid number is named, and nothing is sent;
- * - a login link works once: the second use is refused on the page;
+ * - an invalid number is named, and nothing is sent; an empty box and more
+ *   than 200 numbers are said as such, and the box counts as you type;
+ * - a long list (150 numbers): each card's progress, done out of total, per
+ *   chunk of 50;
+ * - a wrong token: one message on the card;
+ * - a login link works once: the second use is refused on the page, in one
+ *   sentence naming pcd page-link;
+ * - on a phone's width: the design choice on one line, no keyboard hint;
  * - a server that is gone is a network error on the page, not an answer.
  *
  * Skipped, with a warning naming what to install, where there is no Chromium.
@@ -46,14 +52,21 @@ if (!chromium) {
  */
 interface El {
   innerText: string;
+  className: string;
+  max: number;
+  value: string;
   textContent: string | null;
   innerHTML: string;
-  value: string;
   hidden: boolean;
   dataset: Record<string, string | undefined>;
   querySelectorAll(selector: string): ArrayLike<El>;
   getAttribute(name: string): string | null;
+  getClientRects(): ArrayLike<unknown>;
+  getBoundingClientRect(): { top: number; height: number; right: number };
+  dispatchEvent(event: unknown): boolean;
 }
+declare const Event: new (type: string, init?: { bubbles?: boolean }) => unknown;
+declare const document: { documentElement: { scrollWidth: number } };
 declare const location: { hash: string; href: string };
 declare const sessionStorage: { getItem(key: string): string | null };
 
@@ -96,9 +109,9 @@ describe.skipIf(!chromium)('web page in headless Chromium', () => {
     await ts?.close();
   });
 
-  async function open(url: string): Promise<Page> {
+  async function open(url: string, viewport: Parameters<Page['setViewport']>[0] = { width: 1280, height: 900 }): Promise<Page> {
     const page = await browser.newPage();
-    await page.setViewport({ width: 1280, height: 900 });
+    await page.setViewport(viewport);
     page.on('pageerror', (e) => problems.push(`page error: ${e instanceof Error ? e.message : String(e)}`));
     page.on('console', (m) => {
       if (/Content Security Policy|Refused to/i.test(m.text())) problems.push(`console: ${m.text()}`);
@@ -115,6 +128,22 @@ describe.skipIf(!chromium)('web page in headless Chromium', () => {
     await page.$eval('#numbers', (el) => void ((el as unknown as El).value = ''));
     await page.type('#numbers', typed);
   }
+
+  /** Pastes a list into the box at once (typing hundreds of numbers key by key is slow), as an input event. */
+  async function pasteNumbers(page: Page, list: string): Promise<void> {
+    await page.$eval(
+      '#numbers',
+      (el, v) => {
+        const box = el as unknown as El;
+        box.value = v;
+        box.dispatchEvent(new Event('input', { bubbles: true }));
+      },
+      list,
+    );
+  }
+
+  /** n distinct US numbers: +1 415 555 0100, 0101, … */
+  const usNumbers = (n: number) => Array.from({ length: n }, (_, i) => `+1 415 555 ${String(100 + i).padStart(4, '0')}`).join('\n');
 
   type Submit = 'button' | 'ctrl-enter' | 'enter-on-design' | 'enter-on-token';
 
@@ -288,6 +317,60 @@ describe.skipIf(!chromium)('web page in headless Chromium', () => {
       expect(await page.$eval('#numbers', (el) => (el as unknown as El).getAttribute('aria-invalid'))).toBe('true');
       expect(await lookupsDone(page)).toBe(before);
     });
+
+    it('an empty box and too many numbers say what is wrong; the limit shows as you type', async () => {
+      const before = await lookupsDone(page);
+      expect(await text(page, '#numbers-hint')).toContain('Ctrl+Enter'); // a wide screen shows the shortcut
+      await typeNumbers(page, '');
+      await pasteNumbers(page, '');
+      expect(await text(page, '#numbers-count')).toBe('up to 200 numbers at a time');
+      await page.click('#lookup');
+      await page.waitForSelector('#error:not([hidden])');
+      expect(await text(page, '#error')).toBe('Type one or more numbers.');
+
+      await typeNumbers(page, '+1 415 555 0123\n+1 415 555 0199, +44 20 7946 0018');
+      expect(await text(page, '#numbers-count')).toBe('3 numbers · up to 200');
+
+      await pasteNumbers(page, usNumbers(500));
+      expect(await text(page, '#numbers-count')).toBe('500 numbers · up to 200');
+      expect(await page.$eval('#numbers-count', (el) => (el as unknown as El).className)).toContain('over');
+      await page.click('#lookup');
+      const error = await text(page, '#error');
+      expect(error).toMatch(/^At most 200 numbers at a time \(you have 500\)\. Nothing was sent/);
+      expect(error).not.toContain('Not a phone number');
+      expect(await page.$eval('#numbers', (el) => (el as unknown as El).getAttribute('aria-invalid'))).toBe('true');
+      expect(await lookupsDone(page)).toBe(before);
+    });
+
+    it('a long list: each card shows its progress, numbers done out of total, as the chunks are answered', async () => {
+      // Every state a progress line passes through, as the page draws it (the cards replace it when done).
+      await page.evaluate(`
+        window.progressSeen = [];
+        new MutationObserver(() => {
+          for (const line of document.querySelectorAll('[data-progress]')) {
+            const bar = line.querySelector('progress');
+            const s = line.querySelector('.progress-text').textContent + ' | ' + bar.value + '/' + bar.max + ' | ' + bar.getAttribute('aria-label');
+            if (window.progressSeen.at(-1) !== s && !window.progressSeen.includes(s)) window.progressSeen.push(s);
+          }
+        }).observe(document.querySelector('#results'), { subtree: true, childList: true, characterData: true, attributes: true });
+      `);
+      await pasteNumbers(page, usNumbers(150));
+      await page.click('label[for="design-all"]');
+      const before = await lookupsDone(page);
+      await page.click('#lookup');
+      await waitForLookup(page, before, 120_000);
+      const seen = (await page.evaluate('window.progressSeen')) as string[];
+      for (const design of ['plain', 'hashed', 'blinded']) {
+        for (const done of [50, 100, 150]) expect(seen).toContain(`${design}: ${done} / 150 | ${done}/150 | ${design}: numbers looked up`);
+        const a = await answers(page, design);
+        expect(a).toHaveLength(150);
+        expect(a.filter((x) => x.kind === 'messenger')).toHaveLength(1); // +1 415 555 0123
+      }
+      expect(await text(page, '#results .agreement')).toContain('same answers');
+      // One evaluate request, so one token, per chunk of 50.
+      expect(await text(page, '#card-blinded .crossed [data-step="evaluate"]')).toContain('in 3 requests of class 64, 64, 64');
+      expect(await text(page, '#card-blinded .variant')).toBe('Privacy Pass token, padded to class 64');
+    }, 180_000);
   });
 
   it('?backend=noble: the blinded lookup runs on the pure-JS reference in the browser, with the same answers', async () => {
@@ -332,7 +415,11 @@ describe.skipIf(!chromium)('web page in headless Chromium', () => {
     // A token the server does not know: the refusal, with its code.
     await page.type('#token', 'not-a-real-token');
     await lookUp(page, 'plain', '(415) 555-0123', 'enter-on-token');
-    expect(await text(page, '#card-plain .problem')).toMatch(/unauthenticated|forbidden/);
+    // One message: what is wrong and what to do, then the code, and nothing said twice.
+    const problem = await text(page, '#card-plain .problem');
+    expect(problem).toBe('No answer: the server does not know this account token; paste the requester token that npm start or pcd serve prints. unauthenticated HTTP 401');
+    expect(await page.$$('#card-plain .problem p')).toHaveLength(1);
+    expect(await page.$eval('#token', (el) => (el as unknown as El).getAttribute('aria-invalid'))).toBe('true');
 
     await page.$eval('#token', (el) => void ((el as unknown as El).value = ''));
     await page.type('#token', aliceToken);
@@ -351,13 +438,34 @@ describe.skipIf(!chromium)('web page in headless Chromium', () => {
     expect(await text(first, '#session')).toContain('operator view');
     const second = await open(link);
     await second.waitForSelector('#error:not([hidden])');
-    const error = await text(second, '#error');
-    expect(error).toContain('This login link was refused');
-    expect(error).toContain('forbidden');
-    expect(error).toMatch(/used already/);
+    // One sentence, naming pcd page-link as code (no backticks), then the code.
+    expect(await text(second, '#error')).toBe('This login link was used already or has expired: run pcd page-link for a fresh one, or go on with answers only. forbidden HTTP 403');
+    expect(await second.$$eval('#error code', (els) => els.map((e) => (e as unknown as El).textContent))).toEqual(['pcd page-link', 'forbidden']);
+    expect(await html(second, '#error')).not.toContain('`');
     expect(await text(second, '#session')).toContain('answers only');
     expect(await second.evaluate(() => sessionStorage.getItem('pcd.view'))).toBeNull();
     await Promise.all([first.close(), second.close()]);
+  });
+
+  it('on a phone (375 px): the design choice on one line, nothing wider than the screen, no keyboard hint', async () => {
+    const page = await open(`${ts.server.url}/`, { width: 375, height: 800, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+    const labels = await page.$$eval('.segmented label', (els) =>
+      els.map((e) => {
+        const el = e as unknown as El;
+        const r = el.getBoundingClientRect();
+        return { text: el.innerText, top: r.top, height: r.height, right: r.right, rects: el.getClientRects().length };
+      }),
+    );
+    expect(labels.map((l) => l.text)).toEqual(['plain', 'hashed', 'blinded', 'all three']);
+    for (const l of labels) {
+      expect(l, 'one line, one row').toMatchObject({ top: labels[0]!.top, height: labels[0]!.height, rects: 1 });
+      expect(l.right).toBeLessThanOrEqual(375);
+    }
+    expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(375);
+    expect(await page.$eval('.kbd-hint', (el) => (el as unknown as El).getClientRects().length)).toBe(0);
+    expect(await text(page, '#numbers-hint')).not.toContain('Ctrl');
+    expect(await text(page, '#numbers-count')).toBe('up to 200 numbers at a time');
+    await page.close();
   });
 
   // Last but one: it stops the server.

@@ -7,7 +7,8 @@
  *
  *   load    #login=CODE -> POST /v1/ui/login (then the fragment is gone); GET /v1/health for the designs served
  *   submit  normalise every number first (a bad one is named, nothing is sent), then per design in turn:
- *           clock, lookup (metered), trace -> a card with the answers, the bytes, the log rows
+ *           clock, lookup (metered; a long list in chunks, the card showing numbers done out of total), trace
+ *           -> a card with the answers, the bytes, the log rows
  *
  * Plain DOM, no framework; elements made with createElement and textContent
  * only (dom.ts), no inline script or style: the server's CSP forbids both.
@@ -15,12 +16,13 @@
 import { forgetView, saveToken, savedToken, startSession, type View } from './api.ts';
 import { byId, code, h, replace, type Child } from './dom.ts';
 import { DESIGNS, ErrorCode, PcdError, type DesignName } from './lib.ts';
-import { checkRegion, defaultRegion, parseNumbers, regionList } from './numbers.ts';
-import { agreement, announce, designCard, errorBlock, pendingCard } from './render.ts';
-import { chooseBackend, runDesign, servedDesigns, type DesignRun } from './run.ts';
+import { MAX_PAGE_NUMBERS, checkRegion, countHint, defaultRegion, parseNumbers, regionList, splitNumbers } from './numbers.ts';
+import { agreement, announce, designCard, errorBlock, pendingCard, problemLine, showProgress } from './render.ts';
+import { PAGE_CHUNK, chooseBackend, runDesign, servedDesigns, type DesignRun } from './run.ts';
 
 const form = byId('lookup-form', HTMLFormElement);
 const numbersInput = byId('numbers', HTMLTextAreaElement);
+const numbersCount = byId('numbers-count', HTMLParagraphElement);
 const regionSelect = byId('region', HTMLSelectElement);
 const tokenField = byId('token-field', HTMLDivElement);
 const tokenInput = byId('token', HTMLInputElement);
@@ -83,9 +85,11 @@ function showSession(loginError?: PcdError): void {
     );
   }
   replace(session, ...parts);
-  if (loginError) {
-    const hint = h('span', null, 'A login link works once: restart ', code('npm start'), ' / ', code('pcd serve'), ' for a fresh one, or go on with answers only.');
-    showBanner(errorBlock(loginError, loginError.code === ErrorCode.Forbidden ? 'This login link was refused.' : 'The login did not work.', hint));
+  if (loginError?.code === ErrorCode.Forbidden) {
+    // Said once, by the page: the server's message (for the API and the log) would repeat it.
+    showBanner(problemLine(loginError, 'This login link was used already or has expired: run ', code('pcd page-link'), ' for a fresh one, or go on with answers only.'));
+  } else if (loginError) {
+    showBanner(errorBlock(loginError, 'The login did not work.'));
   }
 }
 
@@ -140,6 +144,16 @@ async function lookup(): Promise<void> {
     return;
   }
   const parsed = parseNumbers(numbersInput.value, region);
+  if (parsed.refused) {
+    showBanner(
+      parsed.refused === 'empty'
+        ? problemLine(null, h('strong', null, 'Type one or more numbers.'))
+        : problemLine(null, h('strong', null, `At most ${MAX_PAGE_NUMBERS} numbers at a time (you have ${parsed.entries}).`), ' Nothing was sent; ', code('pcd sync'), ' takes a whole address book.'),
+    );
+    numbersInput.setAttribute('aria-invalid', 'true');
+    numbersInput.focus();
+    return;
+  }
   if (parsed.problems.length > 0) {
     showBanner(
       h('div', { class: 'problem', 'data-code': ErrorCode.InvalidNumber },
@@ -155,7 +169,15 @@ async function lookup(): Promise<void> {
   const token = view?.requester?.token ?? tokenInput.value.trim();
   if (token === '') {
     showBanner(
-      errorBlock(new PcdError(ErrorCode.Unauthenticated, 'a lookup needs an account token: paste the requester token that npm start prints, or open the operator link'), 'No account token.'),
+      problemLine(
+        { code: ErrorCode.Unauthenticated },
+        h('strong', null, 'No account token:'),
+        ' paste the requester token that ',
+        code('npm start'),
+        ' or ',
+        code('pcd serve'),
+        ' prints, or open the operator link.',
+      ),
     );
     tokenInput.setAttribute('aria-invalid', 'true');
     tokenInput.focus();
@@ -171,7 +193,7 @@ async function lookup(): Promise<void> {
   busy.hidden = false;
   results.setAttribute('aria-busy', 'true');
   results.dataset.layout = designs.length > 1 ? 'side-by-side' : 'single';
-  const grid = h('div', { class: 'cards' }, ...designs.map((d) => pendingCard(d)));
+  const grid = h('div', { class: 'cards' }, ...designs.map((d) => pendingCard(d, parsed.numbers.length, PAGE_CHUNK)));
   const head = h(
     'p',
     { class: 'results-head' },
@@ -184,7 +206,7 @@ async function lookup(): Promise<void> {
   const runs: DesignRun[] = [];
   try {
     for (const d of designs) {
-      const r = await runDesign(d, parsed.numbers, token, view);
+      const r = await runDesign(d, parsed.numbers, token, view, (done, total) => showProgress(grid.querySelector(`#card-${d}`), done, total));
       runs.push(r);
       if (r.trace?.error && (r.trace.error.code === ErrorCode.Forbidden || r.trace.error.code === ErrorCode.Unauthenticated)) {
         // The view token is gone (server restarted): answers only from here on, still as the same account.
@@ -195,6 +217,7 @@ async function lookup(): Promise<void> {
         showSession();
         updateTokenField();
       }
+      if (r.error?.code === ErrorCode.Unauthenticated && !view?.requester) tokenInput.setAttribute('aria-invalid', 'true');
       grid.querySelector(`#card-${d}`)?.replaceWith(designCard(r));
     }
     const agree = agreement(runs);
@@ -235,11 +258,21 @@ form.addEventListener('keydown', (e) => {
   }
 });
 
-numbersInput.addEventListener('input', () => numbersInput.removeAttribute('aria-invalid'));
+function updateCount(): void {
+  const entries = splitNumbers(numbersInput.value).length;
+  numbersCount.textContent = countHint(entries);
+  numbersCount.classList.toggle('over', entries > MAX_PAGE_NUMBERS);
+}
+
+numbersInput.addEventListener('input', () => {
+  numbersInput.removeAttribute('aria-invalid');
+  updateCount();
+});
 tokenInput.addEventListener('input', () => tokenInput.removeAttribute('aria-invalid'));
 
 async function init(): Promise<void> {
   fillRegions();
+  updateCount();
   const s = await startSession();
   view = s.view;
   showSession(s.loginError);

@@ -23,14 +23,16 @@ export interface Parsed {
   numbers: E164[];
   /** One message per entry that is no phone number, naming it (the client's PcdError message). */
   problems: string[];
+  /** Entries in the box, phone numbers or not. */
+  entries: number;
+  /** Nothing to look up: an empty box, or more than MAX_PAGE_NUMBERS entries (none is read then). */
+  refused?: 'empty' | 'too-many';
 }
 
 export function parseNumbers(text: string, region: string): Parsed {
   const entries = splitNumbers(text);
-  if (entries.length === 0) return { numbers: [], problems: ['type or paste at least one phone number'] };
-  if (entries.length > MAX_PAGE_NUMBERS) {
-    return { numbers: [], problems: [`${entries.length} numbers: the page looks up at most ${MAX_PAGE_NUMBERS} at once (pcd sync takes a whole address book)`] };
-  }
+  if (entries.length === 0) return { numbers: [], problems: [], entries: 0, refused: 'empty' };
+  if (entries.length > MAX_PAGE_NUMBERS) return { numbers: [], problems: [], entries: entries.length, refused: 'too-many' };
   const numbers: E164[] = [];
   const problems: string[] = [];
   entries.forEach((entry, i) => {
@@ -41,7 +43,13 @@ export function parseNumbers(text: string, region: string): Parsed {
       problems.push(entries.length > 1 ? `number ${i + 1}: ${msg}` : msg);
     }
   });
-  return { numbers, problems };
+  return { numbers, problems, entries: entries.length };
+}
+
+/** The hint under the box, as it is typed in: "3 numbers · up to 200". */
+export function countHint(entries: number): string {
+  if (entries === 0) return `up to ${MAX_PAGE_NUMBERS} numbers at a time`;
+  return `${entries === 1 ? '1 number' : `${entries} numbers`} · up to ${MAX_PAGE_NUMBERS}`;
 }
 
 /** "+1 415 555 0123" for display; the E.164 form when libphonenumber has no format for it. */

@@ -59,6 +59,24 @@ export function errorBlock(e: PcdError, heading?: string, hintOverride?: Child):
   );
 }
 
+/**
+ * A problem the page can say in one sentence of its own: the sentence, then the error code and HTTP
+ * status if it has one (also as data-code, for scripts), and no server message or hint beside it to say
+ * it a second time.
+ */
+export function problemLine(e: { code: ErrorCode; status?: number } | null, ...sentence: Child[]): HTMLElement {
+  return h(
+    'div',
+    { class: 'problem', 'data-code': e?.code },
+    h('p', { class: 'problem-message' }, ...sentence, e ? ' ' : null, e ? h('code', { class: 'code' }, e.code) : null, e?.status ? h('span', { class: 'status' }, ` HTTP ${e.status}`) : null),
+  );
+}
+
+/** A lookup refused for its account token: the server knows no such account (a token mistyped, or its account deleted). */
+export function unknownTokenProblem(e: PcdError): HTMLElement {
+  return problemLine(e, h('strong', null, 'No answer:'), ' the server does not know this account token; paste the requester token that ', code('npm start'), ' or ', code('pcd serve'), ' prints.');
+}
+
 function wireTotals(wire: readonly WireExchange[]): { requests: number; sent: number; received: number } {
   return wire.reduce((t, x) => ({ requests: t.requests + 1, sent: t.sent + x.sent, received: t.received + x.received }), { requests: 0, sent: 0, received: 0 });
 }
@@ -95,6 +113,7 @@ function wireDetails(wire: readonly WireExchange[]): HTMLElement | null {
 }
 
 function answerList(run: DesignRun): HTMLElement {
+  if (run.error?.code === ErrorCode.Unauthenticated) return unknownTokenProblem(run.error);
   if (run.error) return errorBlock(run.error, 'No answer:');
   const results = run.results ?? [];
   return h(
@@ -450,8 +469,12 @@ function logPanel(run: DesignRun): HTMLElement {
     );
   } else if (run.trace.error) {
     const e = run.trace.error;
-    const expired = e.code === ErrorCode.Forbidden || e.code === ErrorCode.Unauthenticated;
-    body.push(errorBlock(e, 'Log view:', expired ? 'the operator view has ended: open a new one-time link from npm start / pcd serve' : undefined));
+    const ended = e.code === ErrorCode.Forbidden || e.code === ErrorCode.Unauthenticated;
+    body.push(
+      ended
+        ? problemLine(e, h('strong', null, 'Log view:'), ' the operator view has ended (its token expired, or the server restarted): run ', code('pcd page-link'), ' for a fresh link.')
+        : errorBlock(e, 'Log view:'),
+    );
   } else if (run.trace.trace) {
     const t = run.trace.trace;
     body.push(...(run.design === 'plain' ? plainLog(run, t) : run.design === 'hashed' ? hashedLog(run, t) : blindedLog(run, t)));
@@ -471,10 +494,13 @@ function logPanel(run: DesignRun): HTMLElement {
 function variant(b: BlindedFacts, wire: readonly WireExchange[]): { name: string; line: Child[] } | undefined {
   if (b.auth === undefined) return undefined;
   if (b.auth === 'account') return { name: ', as the account', line: ['the account’s token on every evaluate request'] };
-  const paid = wire.filter((x) => x.elements !== undefined).at(-1)?.elements;
+  const classes = [...new Set(wire.filter((x) => x.elements !== undefined).map((x) => x.elements!))];
   return {
     name: ', anonymous',
-    line: ['Privacy Pass token', paid !== undefined ? [', padded to class ', h('strong', { class: 'size-class' }, String(paid))] : ' (no evaluate this time: every tag was cached)'].flat(),
+    line:
+      classes.length === 0
+        ? ['Privacy Pass token (no evaluate this time: every tag was cached)']
+        : [classes.length === 1 ? 'Privacy Pass token, padded to class ' : 'Privacy Pass tokens, padded to classes ', h('strong', { class: 'size-class' }, classes.join(', '))],
   };
 }
 
@@ -537,7 +563,10 @@ function crossedWire(run: DesignRun, b: BlindedFacts): HTMLElement | null {
             h('span', { class: 'cred-token' }, 'with the token only, no account'),
             `: ${plural(elements - b.padding, 'element')} + `,
             h('strong', { class: 'padding' }, `${formatInt(b.padding)} dummy`),
-            ` = class ${formatInt(elements)}; token header ${formatBytes(header)} (${bytesOf(evaluate)})`,
+            // A long list goes in chunks (run.ts PAGE_CHUNK): one request, so one token, per chunk.
+            evaluate.length === 1
+              ? ` = class ${formatInt(elements)}; token header ${formatBytes(header)} (${bytesOf(evaluate)})`
+              : ` in ${evaluate.length} requests of class ${evaluate.map((x) => formatInt(x.elements ?? 0)).join(', ')}; token headers ${formatBytes(header)} (${bytesOf(evaluate)})`,
           )
         : step('evaluate', h('span', { class: 'cred-account' }, 'with the account'), `: ${plural(elements, 'blinded element')} (${bytesOf(evaluate)})`),
     );
@@ -590,13 +619,35 @@ export function designCard(run: DesignRun): HTMLElement {
   );
 }
 
-export function pendingCard(design: DesignName): HTMLElement {
+/**
+ * A card while its lookup runs. A list longer than one of the page's chunks (run.ts PAGE_CHUNK) gets a
+ * progress bar, numbers done out of total, which {@link showProgress} moves as each chunk's answers come.
+ */
+export function pendingCard(design: DesignName, total: number, chunk: number): HTMLElement {
   return h(
     'article',
     { class: `card design-${design} pending`, id: `card-${design}`, 'data-design': design, 'aria-busy': 'true' },
     h('header', { class: 'card-head' }, h('h2', null, design), h('p', { class: 'tagline' }, DESIGN_INFO[design].tagline)),
+    total > chunk
+      ? h(
+          'p',
+          { class: 'progress-line', 'data-progress': design },
+          h('progress', { max: total, value: 0, 'aria-label': `${design}: numbers looked up` }),
+          h('span', { class: 'progress-text' }, `${design}: 0 / ${total}`),
+        )
+      : null,
     h('p', { class: 'muted waiting' }, 'looking up…'),
   );
+}
+
+/** Moves a pending card's progress bar: `done` of `total` numbers answered. */
+export function showProgress(card: Element | null, done: number, total: number): void {
+  const line = card?.querySelector<HTMLElement>('[data-progress]');
+  if (!line) return;
+  const bar = line.querySelector('progress');
+  if (bar) bar.value = done;
+  const text = line.querySelector('.progress-text');
+  if (text) text.textContent = `${line.dataset.progress}: ${done} / ${total}`;
 }
 
 /** One line per design for the live region: what a screen reader announces when the answers arrive. */

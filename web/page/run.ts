@@ -240,7 +240,18 @@ function explain(e: unknown, design: DesignName): PcdError {
   return asPcdError(e);
 }
 
-export async function runDesign(design: DesignName, numbers: E164[], token: string, view: View | undefined): Promise<DesignRun> {
+/**
+ * Numbers per lookupMany call. The client library sends a list in as few batches as the server takes
+ * (up to 4,096 numbers) and says nothing until the last answer; the page gives it a long list in chunks
+ * of this many, in order, so the card can show how far it got. A list this long or shorter is one
+ * request as before; a longer one costs a request (blinded: an evaluate and its token) per chunk.
+ */
+export const PAGE_CHUNK = 50;
+
+/** Told after each chunk: `done` of `total` numbers answered. */
+export type Progress = (done: number, total: number) => void;
+
+export async function runDesign(design: DesignName, numbers: E164[], token: string, view: View | undefined, onProgress?: Progress): Promise<DesignRun> {
   const run: DesignRun = { design, numbers, wire: [], between: [], ms: 0 };
   let since: number | undefined;
   let traceError: PcdError | undefined;
@@ -263,7 +274,12 @@ export async function runDesign(design: DesignName, numbers: E164[], token: stri
       const b = await chooseBackend();
       run.blinded = { backend: b.name, fallback: b.fallback, padding: 0, tokensSpent: 0, tokensFetched: 0, fetchesOnDemand: 0, bucketsProven: 0 };
     }
-    run.results = await slot.client.lookupMany(numbers);
+    const results: LookupResult[] = [];
+    for (let i = 0; i < numbers.length; i += PAGE_CHUNK) {
+      results.push(...(await slot.client.lookupMany(numbers.slice(i, i + PAGE_CHUNK))));
+      onProgress?.(results.length, numbers.length);
+    }
+    run.results = results;
   } catch (e) {
     run.error = explain(e, design);
   } finally {
