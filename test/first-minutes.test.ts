@@ -138,3 +138,19 @@ describe('the client commands say what to do', () => {
     expect(oneLine(r.stderr)).toMatch(/'4155550123' has no country code .*add --region .*--region US.* country code .*\+1/);
   });
 });
+
+describe('pcd simulate for a first look', () => {
+  it('--help shows list defaults as lists, and --quick runs in seconds with its small profile (flags beside it win)', async () => {
+    const help = await run(process.execPath, [PCD_BIN, 'simulate', '--help'], { timeout: 30_000 });
+    expect(help.stdout).toMatch(/\(default: US,GB,DE\)/);
+    expect(help.stdout).toMatch(/\(default: 0,4,8,12\)/);
+    expect(help.stdout).not.toMatch(/\["/);
+    // As a child: the simulation forks its servers, which the in-process runner's mocked console does not suit.
+    const r = await run(process.execPath, [PCD_BIN, 'simulate', '--quick', '--bucket-bits', '0', '--json'], { timeout: 100_000, maxBuffer: 64 << 20 });
+    const doc = JSON.parse(r.stdout) as { parameters: { script: { days: number }; bucketBits: number[]; designs: string[] }; workload: { label: string; errors: number }[] };
+    expect(doc.parameters.script.days).toBe(2);
+    expect(doc.parameters.bucketBits).toEqual([0]); // given beside --quick: it wins
+    expect(doc.workload.map((w) => w.label)).toEqual(['plain', 'hashed', 'blinded b=0']);
+    expect(doc.workload.every((w) => w.errors === 0)).toBe(true);
+  }, 120_000);
+});
