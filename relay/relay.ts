@@ -229,6 +229,8 @@ export async function startRelay(options: RelayOptions): Promise<RunningRelay> {
   };
 
   const server = http.createServer((req, res) => {
+    // As the server's every reply (server/app.ts): no browser guesses another type than the one sent.
+    res.setHeader('X-Content-Type-Options', 'nosniff');
     handle(req, res).catch((e: unknown) => {
       sendError(res, e instanceof PcdError ? e : upstreamProblem(e, timeoutMs));
     });

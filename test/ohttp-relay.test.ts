@@ -256,9 +256,16 @@ describe('bad input at the gateway and the relay', () => {
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toBe(OHTTP_MEDIA.keys);
       expect(res.headers.get('cache-control')).toMatch(/public, max-age=\d+/);
+      expect(res.headers.get('x-content-type-options')).toBe('nosniff');
       const [config] = decodeKeyConfigList(new Uint8Array(await res.arrayBuffer()), ErrorCode.MalformedReply);
       expect(config?.keyId).toBe(1);
     }
+  });
+
+  it('the relay\'s own refusals carry nosniff too', async () => {
+    const res = await fetch(relay.url + '/nothing-here');
+    expect(res.status).toBe(404);
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
   });
 
   it('garbage, tampered, truncated, oversized, mistyped: a coded 4xx, at the gateway and through the relay; the server stays up', async () => {

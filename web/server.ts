@@ -182,7 +182,7 @@ export function createWebUi(options: WebUiOptions = {}): WebUi {
         const expires = codes.get(key);
         codes.delete(key); // one use, whatever happens next
         if (expires === undefined || expires < Date.now()) {
-          throw new PcdError(ErrorCode.Forbidden, 'this login link was used already or has expired: each link works once; run `pcd page-link` or restart the server for a new one');
+          throw new PcdError(ErrorCode.Forbidden, 'this login link was used already or has expired: each link works once; run pcd page-link or restart the server for a new one');
         }
         const p = pageRequester(ctx);
         const viewToken = randomSecret();
