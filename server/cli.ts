@@ -449,10 +449,13 @@ export function registerServerCommands(program: Command): void {
     .command('publish-buckets')
     .description("blinded design: write an epoch's buckets as static files (OUT/<epoch>/<bucket>.msgpack and manifest.json) for any static host; with the server stopped")
     .option('--data <dir>', 'data folder', DEFAULT_DATA)
-    .requiredOption('--epoch <n>', 'the epoch to publish', int('--epoch', 1, 2 ** 31 - 1))
-    .requiredOption('--out <dir>', 'where to write <epoch>/ (an existing <epoch>/ there is replaced in one rename)')
+    .option('--epoch <n>', 'the epoch to publish (required)', int('--epoch', 1, 2 ** 31 - 1))
+    .option('--out <dir>', 'where to write <epoch>/ (required; an existing <epoch>/ there is replaced in one rename)')
     .addOption(backendOption())
-    .action(async (o: { data: string; epoch: number; out: string; backend: BackendName }) => {
+    .action(async (o: { data: string; epoch?: number; out?: string; backend: BackendName }) => {
+      // Checked here rather than by commander, whose refusal of a missing option is followed by the whole help.
+      if (o.epoch === undefined) throw new PcdError(ErrorCode.InvalidField, '--epoch N is required: the epoch whose buckets to publish (see GET /v1/blinded/config)');
+      if (o.out === undefined) throw new PcdError(ErrorCode.InvalidField, '--out DIR is required: the folder to write <epoch>/ into, which a static host serves');
       const r = await publishBuckets({ dataDir: o.data, epoch: o.epoch, out: o.out, backend: o.backend, logger: loggerFor(process.env.PCD_LOG_LEVEL ?? 'warn') });
       const m = r.manifest;
       console.log(
