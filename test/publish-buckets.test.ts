@@ -20,7 +20,8 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createClient } from '../client/client.ts';
-import type { BlindedClient } from '../client/designs/blinded.ts';
+import { createBlindedClientWith, type BlindedClient } from '../client/designs/blinded.ts';
+import { createTransport } from '../client/transport.ts';
 import { bucketOf } from '../shared/buckets.ts';
 import { decodeBody, encodeBody } from '../shared/codec.ts';
 import type { E164 } from '../shared/e164.ts';
@@ -131,6 +132,17 @@ describe('lookups through the static host', () => {
     expect([...host.hits.keys()].sort()).toEqual([...wanted].map((b) => `/${path.basename(out)}/1/${staticBucketFile(b)}`).sort());
     expect(apiBucketRequests).toBe(0);
     expect(statsOf(c)).toMatchObject({ staticBucketFetches: wanted.size, bucketsProven: wanted.size, staticBucketsStale: 0 });
+  });
+
+  it('are not used through an OHTTP relay (staticBuckets false): the buckets come from the API, as the relay would carry them', async () => {
+    host.hits.clear();
+    apiBucketRequests = 0;
+    const design = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token }), { staticBuckets: false, issuer: createTransport({ baseUrl: s.server.url, token }) });
+    const got = new Map((await design.lookupBatch(asked)).map((r) => [r.number, [...r.capabilities]] as const));
+    expect(got).toEqual(viaApi);
+    expect(host.hits.size).toBe(0);
+    expect(apiBucketRequests).toBeGreaterThan(0);
+    expect(design.stats.staticBucketFetches).toBe(0);
   });
 
   it('refuse a doctored file (one tag changed) with bucket_unproven', async () => {

@@ -83,6 +83,8 @@ export interface BlindedClientOptions {
   bucketConcurrency?: number;
   /** Accept epochs in OPRF mode (no proof that the server used the published key); default false: refused with proof_invalid. */
   allowOprf?: boolean;
+  /** Fetch buckets from the static host the config names, if any (default true; client/client.ts sets false with an OHTTP relay). */
+  staticBuckets?: boolean;
   /** Where this client's epoch keys are pinned; default a fresh in-memory pin set. */
   pins?: PinScope;
   /**
@@ -454,7 +456,7 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
       mode: e.mode ?? reply.mode,
       bucketBits: e.bucketBits ?? reply.bucketBits,
       tagBytes: e.tagBytes ?? reply.tagBytes,
-      bucketBaseUrl: reply.bucketBaseUrl,
+      bucketBaseUrl: options.staticBuckets === false ? undefined : reply.bucketBaseUrl,
     };
     if (p.mode !== 'voprf' && !options.allowOprf) {
       throw new PcdError(
@@ -739,7 +741,14 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
 }
 
 export const createBlindedClient: ClientDesignFactory = (transport, options) =>
-  createBlindedClientWith(transport, { backend: options?.backend, allowOprf: options?.allowOprf, pins: options?.pins, issuer: options?.issuer, tokens: options?.tokens });
+  createBlindedClientWith(transport, {
+    backend: options?.backend,
+    allowOprf: options?.allowOprf,
+    pins: options?.pins,
+    issuer: options?.issuer,
+    tokens: options?.tokens,
+    staticBuckets: options?.staticBuckets,
+  });
 
 /** Random bytes from the platform (Web Crypto: Node and browsers), for the padding's dummy inputs. */
 function randomBytes(n: number): Uint8Array<ArrayBuffer> {
