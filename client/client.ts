@@ -124,6 +124,8 @@ export function createClient(options: ClientOptions): Client {
     pins: (options.pins ?? new KeyPins(options.pinFile)).scope(baseUrl),
     issuer: transport,
     tokens: options.tokens,
+    // Through a relay the buckets come through it from the API: a static host would be fetched directly (docs/protocol.md).
+    staticBuckets: viaRelay === undefined,
   });
   const batch = checkBatchSize(options.batchSize ?? LIMITS.maxBatch);
 

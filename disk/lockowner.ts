@@ -11,7 +11,7 @@ import path from 'node:path';
 
 export const OWNER_FILE = 'server.lock.json';
 
-export type LockRole = 'server' | 'rotate-key' | 'seed';
+export type LockRole = 'server' | 'rotate-key' | 'seed' | 'publish-buckets';
 
 /** What the holder writes into {@link OWNER_FILE}. */
 export interface LockOwner {
@@ -26,7 +26,7 @@ export interface LockOwner {
 }
 
 /** How each role is named in messages. */
-export const ROLE_NAMES: Readonly<Record<LockRole, string>> = { server: 'pcd serve', 'rotate-key': 'pcd rotate-key', seed: 'pcd seed' };
+export const ROLE_NAMES: Readonly<Record<LockRole, string>> = { server: 'pcd serve', 'rotate-key': 'pcd rotate-key', seed: 'pcd seed', 'publish-buckets': 'pcd publish-buckets' };
 
 /** The owner file of `dataDir`, or undefined when it is absent or unreadable. */
 export function readLockOwner(dataDir: string): LockOwner | undefined {

@@ -1,6 +1,6 @@
 /**
  * Server-side commands: `pcd serve`, `pcd start` (npm start), `pcd seed`,
- * and `pcd rotate-key` (`pcd audit` is audit/cli.ts). They own argv, the environment, signals
+ * `pcd rotate-key` and `pcd publish-buckets` (`pcd audit` is audit/cli.ts). They own argv, the environment, signals
  * and the console; the work itself is in the modules they call.
  */
 import fs from 'node:fs';
@@ -25,6 +25,8 @@ import { Store } from './store.ts';
 import { acquireFolderLock } from './lock.ts';
 import { generateAccounts, generateContactLists, type SeedOptions } from '../synth/directory.ts';
 import { rotateKeyOffline, type BlindedServerDesign } from './designs/blinded.ts';
+import { publishBuckets } from './blinded/publish.ts';
+import { BUCKET_BASE_URL } from '../shared/designs/blinded.ts';
 import { createWebUi, type WebUi } from '../web/server.ts';
 import { recordStartDemo, startDemoAccount } from './startdemo.ts';
 
@@ -224,6 +226,8 @@ interface ServeFlags {
   blindedAuth: BlindedAuth;
   sizeClasses?: number[];
   tokenIssuer?: string;
+  /** --bucket-base-url, checked, without a trailing slash. */
+  bucketBaseUrl?: string;
   /** --no-ui sets it false. */
   ui: boolean;
 }
@@ -234,6 +238,13 @@ function sizeClassList(value: string): number[] {
   const problem = sizeClassProblem(classes);
   if (problem) throw new InvalidArgumentError(`${problem} (got '${value.slice(0, 80)}')`);
   return classes;
+}
+
+/** `--bucket-base-url https://cdn.example/pcd`: http(s), no query or fragment; a trailing slash is dropped. */
+function bucketBaseUrl(value: string): string {
+  const v = value.replace(/\/+$/, '');
+  if (!BUCKET_BASE_URL.test(v)) throw new InvalidArgumentError(`expected an http(s) URL without query or fragment, got '${value.slice(0, 80)}'`);
+  return v;
 }
 
 /** `start` logs at warn unless told otherwise (its terminal is for the human lines); `serve` at info. */
@@ -277,6 +288,7 @@ function addServeOptions(cmd: Command, defaultLogLevel = 'info'): Command {
     )
     .option('--size-classes <list>', `blinded design, with tokens: the size classes a request is padded to (default ${DEFAULT_SIZE_CLASSES.join(',')})`, sizeClassList)
     .option('--token-issuer <name>', `blinded design, with tokens: the issuer name in the token challenge (default ${DEFAULT_ISSUER_NAME})`)
+    .option('--bucket-base-url <url>', 'blinded design: a static host serving what pcd publish-buckets wrote; the config names it and clients fetch buckets there', bucketBaseUrl)
     .option('--no-ui', 'do not serve the web page at / (nor its log view)')
     .option('--log-level <level>', 'server log level (pino)', process.env.PCD_LOG_LEVEL ?? defaultLogLevel)
     .option('--log <file>', 'append the server log (pino JSON) to this file (0600) instead of stderr');
@@ -309,6 +321,7 @@ async function serve(o: ServeFlags, web: WebUi | undefined): Promise<RunningServ
     blindedAuth: o.blindedAuth,
     sizeClasses: o.sizeClasses,
     tokenIssuer: o.tokenIssuer,
+    bucketBaseUrl: o.bucketBaseUrl,
     progress: true,
     logger: loggerFor(o.logLevel, o.log),
   });
@@ -430,6 +443,25 @@ export function registerServerCommands(program: Command): void {
       });
       for (const line of r.repaired ?? []) console.log(`repaired: ${line}`);
       console.log(`new epoch ${r.epoch}${r.previous ? `; epoch ${r.previous} is served until ${new Date(r.retiresAt ?? 0).toISOString()}, then its key is destroyed` : ''}`);
+    });
+
+  program
+    .command('publish-buckets')
+    .description("blinded design: write an epoch's buckets as static files (OUT/<epoch>/<bucket>.msgpack and manifest.json) for any static host; with the server stopped")
+    .option('--data <dir>', 'data folder', DEFAULT_DATA)
+    .option('--epoch <n>', 'the epoch to publish (required)', int('--epoch', 1, 2 ** 31 - 1))
+    .option('--out <dir>', 'where to write <epoch>/ (required; an existing <epoch>/ there is replaced in one rename)')
+    .addOption(backendOption())
+    .action(async (o: { data: string; epoch?: number; out?: string; backend: BackendName }) => {
+      // Checked here rather than by commander, whose refusal of a missing option is followed by the whole help.
+      if (o.epoch === undefined) throw new PcdError(ErrorCode.InvalidField, '--epoch N is required: the epoch whose buckets to publish (see GET /v1/blinded/config)');
+      if (o.out === undefined) throw new PcdError(ErrorCode.InvalidField, '--out DIR is required: the folder to write <epoch>/ into, which a static host serves');
+      const r = await publishBuckets({ dataDir: o.data, epoch: o.epoch, out: o.out, backend: o.backend, logger: loggerFor(process.env.PCD_LOG_LEVEL ?? 'warn') });
+      const m = r.manifest;
+      console.log(
+        `published epoch ${m.epoch}: ${m.buckets} bucket${m.buckets === 1 ? '' : 's'} (bucketBits ${m.bucketBits}, ${r.bytes.toLocaleString('en-US')} bytes) at directory version ${m.version}, root ${m.root}, into ${shownPath(r.dir)}`,
+      );
+      console.log(`serve ${shownPath(o.out)} from a static host and start the server with --bucket-base-url <its URL>; publish again after directory changes`);
     });
 }
 

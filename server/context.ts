@@ -42,6 +42,12 @@ export interface ServerOptions {
   sizeClasses?: readonly number[];
   /** The token challenge's issuer name (default shared/tokens.ts DEFAULT_ISSUER_NAME). */
   tokenIssuer?: string;
+  /**
+   * Blinded design: the base URL of a static host serving the buckets
+   * `pcd publish-buckets` wrote (`{base}/{epoch}/{bucket}.msgpack`), named in
+   * the config reply so clients fetch buckets there (docs/protocol.md).
+   */
+  bucketBaseUrl?: string;
   /** Crypto backend of the blinded design (evaluation, build, directory changes); default sodium (shared/suite.ts DEFAULT_BACKEND). */
   backend?: BackendName;
   /** Blinded evaluate worker threads (0: on the main thread); default PCD_EVAL_THREADS, else one per core. */

@@ -1,6 +1,6 @@
 /**
  * One owner per data folder: `pcd serve` (and `start`), `pcd rotate-key` and
- * `pcd seed` each hold the folder's lock while they use it, so none of them
+ * `pcd seed` and `pcd publish-buckets` each hold the folder's lock while they use it, so none of them
  * writes a key file or a database that another is using (two writers of the
  * key file lose keys; an offline rotation under a running server leaves
  * epochs the server does not know).
@@ -73,6 +73,7 @@ const INSTEAD: Readonly<Record<LockRole, string>> = {
   'rotate-key': 'stop it first, or use POST /v1/admin/rotate-key on the running server',
   seed: 'stop it first, or register accounts through POST /v1/accounts on the running server',
   server: 'stop it first, or serve another data folder',
+  'publish-buckets': 'stop it first (publishing reads the epoch with no server on the folder), then start it again',
 };
 
 function commandLine(): string {

@@ -103,6 +103,12 @@ export interface ClientDesignOptions {
   pins?: PinScope;
   /** Designs paid with Privacy Pass tokens (blinded, auth 'token'): the transport to the issuer, direct with the account's bearer token. */
   issuer?: Transport;
+  /**
+   * Designs with buckets (blinded): fetch them from the static host the
+   * config names, when it names one (default true). False through an OHTTP
+   * relay: the static host is fetched directly and would see the client's address.
+   */
+  staticBuckets?: boolean;
   /** Their token pool's options (client/tokens.ts TokenPoolOptions). */
   tokens?: {
     ahead?: Readonly<Record<number, number>>;

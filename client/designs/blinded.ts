@@ -7,6 +7,8 @@
  *   final   tag = Finalize(x, r, Z), the batch DLEQ proof checked first (voprf)
  *   bucket  GET  /v1/blinded/buckets/{e}/{b}  each needed bucket once, revalidated by ETag;
  *                                             its Merkle path checked against the epoch's published root
+ *           or GET {bucketBaseUrl}/{e}/{b}.msgpack when the config names a static host
+ *                                             (pcd publish-buckets), checked against the root the config showed
  *   answer  search the tag in its bucket, locally
  *
  * The server sees blinded elements and bucket ids, never a number or an
@@ -57,7 +59,10 @@ import type { ClientDesign, ClientDesignFactory, LookupResult, PinnedEpoch, PinS
 import { loadBackend } from '../../shared/backends.ts';
 import type { E164 } from '../../shared/e164.ts';
 import { ErrorCode, PcdError, isPcdError } from '../../shared/errors.ts';
-import { BlindedConfigReply, BucketReply, EvaluateReply, PATHS } from '../../shared/messages.ts';
+import { BlindedConfigReply, BucketReply, EvaluateReply, PATHS, staticBucketUrl } from '../../shared/messages.ts';
+import { decodeBody } from '../../shared/codec.ts';
+import { LIMITS } from '../../shared/limits.ts';
+import { parseReply } from '../../shared/schema.ts';
 import { verifyBucketPath } from '../../shared/merkle.ts';
 import { DEFAULT_BACKEND, type BackendName, type OprfBackend, type OprfMode, type Rng } from '../../shared/suite.ts';
 import type { BlindedAuth } from '../../shared/tokens.ts';
@@ -78,6 +83,8 @@ export interface BlindedClientOptions {
   bucketConcurrency?: number;
   /** Accept epochs in OPRF mode (no proof that the server used the published key); default false: refused with proof_invalid. */
   allowOprf?: boolean;
+  /** Fetch buckets from the static host the config names, if any (default true; client/client.ts sets false with an OHTTP relay). */
+  staticBuckets?: boolean;
   /** Where this client's epoch keys are pinned; default a fresh in-memory pin set. */
   pins?: PinScope;
   /**
@@ -299,6 +306,10 @@ export interface BlindedClientStats {
   bucketNotModified: number;
   /** Buckets whose Merkle path was checked against the root published for their version. */
   bucketsProven: number;
+  /** Buckets fetched from the config's static host (bucketBaseUrl), included in bucketFetches. */
+  staticBucketFetches: number;
+  /** Static buckets of a version whose root this client was never shown (published before the directory moved on): fetched from the API instead. */
+  staticBucketsStale: number;
   bytesSent: number;
   bytesReceived: number;
   /** Dummy blinded elements sent to pad requests to their token's size class. */
@@ -321,6 +332,8 @@ interface EpochParams {
   mode: OprfMode;
   bucketBits: number;
   tagBytes: number;
+  /** The config's static bucket host, if it names one. */
+  bucketBaseUrl: string | undefined;
 }
 
 interface CachedBucket {
@@ -351,6 +364,8 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
     bucketFetches: 0,
     bucketNotModified: 0,
     bucketsProven: 0,
+    staticBucketFetches: 0,
+    staticBucketsStale: 0,
     bytesSent: 0,
     bytesReceived: 0,
     paddingElements: 0,
@@ -441,6 +456,7 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
       mode: e.mode ?? reply.mode,
       bucketBits: e.bucketBits ?? reply.bucketBits,
       tagBytes: e.tagBytes ?? reply.tagBytes,
+      bucketBaseUrl: options.staticBuckets === false ? undefined : reply.bucketBaseUrl,
     };
     if (p.mode !== 'voprf' && !options.allowOprf) {
       throw new PcdError(
@@ -521,6 +537,11 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
    * it has not changed (it was proven when fetched).
    */
   const fetchBucket = async (p: EpochParams, id: number, signal: AbortSignal | undefined): Promise<Bucket> => {
+    if (p.bucketBaseUrl !== undefined) {
+      const fromHost = await fetchStaticBucket(p, p.bucketBaseUrl, id, signal);
+      if (fromHost) return fromHost;
+      stats.staticBucketsStale++; // its version's root was never shown to this client: the API's bucket, proven as usual
+    }
     const key = `${p.epoch}/${id}`;
     const cached = bucketCache.get(key);
     for (let attempt = 0; ; attempt++) {
@@ -567,6 +588,64 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
       bucketCache.set(key, { etag: r.etag, bucket });
       return bucket;
     }
+  };
+
+  /**
+   * One bucket from the config's static host (docs/protocol.md, "Buckets
+   * from a static host"): no credentials, no cookies, no referrer. The file
+   * is trusted for nothing: its path must lead to the root the server showed
+   * this client for the file's (epoch, version), in a config or with an API
+   * bucket, never to the root written in the file; else bucket_unproven. A
+   * file of a version whose root this client was never shown (published
+   * before the directory moved on) is undefined: the caller asks the API,
+   * whose bucket is proven as usual. A host that fails (network, 404) is an
+   * error, not a silent switch to the API: the operator chose to keep bucket
+   * ids away from the API, and a missing file means publishing is broken.
+   */
+  const fetchStaticBucket = async (p: EpochParams, base: string, id: number, signal: AbortSignal | undefined): Promise<Bucket | undefined> => {
+    const url = staticBucketUrl(base, p.epoch, id);
+    const what = `bucket ${id} of epoch ${p.epoch} from the static bucket host (${url})`;
+    let bytes: Uint8Array;
+    try {
+      const res = await fetch(url, { credentials: 'omit', referrerPolicy: 'no-referrer', signal });
+      if (!res.ok) {
+        await res.body?.cancel();
+        throw new PcdError(ErrorCode.Network, `${what}: HTTP ${res.status}; the API was not asked instead (publish the epoch there with pcd publish-buckets)`);
+      }
+      bytes = new Uint8Array(await res.arrayBuffer());
+    } catch (e) {
+      if (e instanceof PcdError || signal?.aborted) throw e;
+      throw new PcdError(ErrorCode.Network, `${what}: ${(e as Error).message}; the API was not asked instead`, { cause: e });
+    }
+    stats.staticBucketFetches++;
+    stats.bucketFetches++;
+    stats.bytesReceived += bytes.length;
+    if (bytes.length > LIMITS.maxReplyBytes) throw new PcdError(ErrorCode.MalformedReply, `${what}: ${bytes.length} bytes, more than a reply may hold`);
+    let body: BucketReply;
+    try {
+      body = parseReply(BucketReply, decodeBody(bytes, 'msgpack'), 'msgpack');
+    } catch (e) {
+      throw new PcdError(ErrorCode.MalformedReply, `${what}: ${(e as Error).message}`, { cause: e });
+    }
+    if (body.epoch !== p.epoch || body.bucket !== id) throw new PcdError(ErrorCode.MalformedReply, `${what}: the file holds bucket ${body.bucket} of epoch ${body.epoch}`);
+    const root = pins.root(p.epoch, body.version);
+    if (root === undefined) return undefined;
+    let bucket: Bucket;
+    try {
+      bucket = Bucket.received(body.tags, body.capabilities, p.tagBytes);
+    } catch (e) {
+      if (e instanceof PcdError) throw new PcdError(e.code, `${what}: ${e.message}`);
+      throw e;
+    }
+    if (!verifyBucketPath({ epoch: p.epoch, bucket: id, tags: body.tags, capabilities: body.capabilities }, body.path, root, p.bucketBits)) {
+      throw new PcdError(
+        ErrorCode.BucketUnproven,
+        `${what} does not lead to the root the server published for directory version ${body.version} ` +
+          `(a tag dropped, added or changed, or a path of ${body.path.length} entries for ${p.bucketBits} bucket bits): no answer was produced`,
+      );
+    }
+    stats.bucketsProven++;
+    return bucket;
   };
 
   /** Config, tag cache, blinding: the evaluate request for the numbers whose tags are not cached, and what finishes the lookup. */
@@ -662,7 +741,14 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
 }
 
 export const createBlindedClient: ClientDesignFactory = (transport, options) =>
-  createBlindedClientWith(transport, { backend: options?.backend, allowOprf: options?.allowOprf, pins: options?.pins, issuer: options?.issuer, tokens: options?.tokens });
+  createBlindedClientWith(transport, {
+    backend: options?.backend,
+    allowOprf: options?.allowOprf,
+    pins: options?.pins,
+    issuer: options?.issuer,
+    tokens: options?.tokens,
+    staticBuckets: options?.staticBuckets,
+  });
 
 /** Random bytes from the platform (Web Crypto: Node and browsers), for the padding's dummy inputs. */
 function randomBytes(n: number): Uint8Array<ArrayBuffer> {

@@ -82,7 +82,7 @@ import {
   type EvaluateReply,
   type RotateKeyReply,
 } from '../../shared/messages.ts';
-import { BLINDED_BUCKET_LOG, BLINDED_EVAL_LOG } from '../../shared/designs/blinded.ts';
+import { BLINDED_BUCKET_LOG, BLINDED_EVAL_LOG, BUCKET_BASE_URL } from '../../shared/designs/blinded.ts';
 import { LIMITS } from '../../shared/limits.ts';
 import { SUITE } from '../../shared/oprf.ts';
 import { DEFAULT_BACKEND } from '../../shared/suite.ts';
@@ -159,6 +159,10 @@ function parseSegment(what: string, raw: string | undefined): number {
 }
 
 export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContext): Promise<BlindedServerDesign> => {
+  const base = ctx.options.bucketBaseUrl;
+  if (base !== undefined && !BUCKET_BASE_URL.test(base)) {
+    throw new PcdError(ErrorCode.InvalidField, `bucketBaseUrl must be an http(s) URL without query, fragment or trailing slash, got '${base.slice(0, 80)}'`);
+  }
   const epochs = await Epochs.open(ctx);
   const evalLog = designLog(ctx, BLINDED_EVAL_LOG);
   // Counted per (minute, IP, epoch, bucket): one row per minute however many fetches (module header).
@@ -226,6 +230,7 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
               current: current.epoch,
               auth,
               ...(tokens ? { issuer: tokens.issuerName } : {}),
+              ...(ctx.options.bucketBaseUrl !== undefined ? { bucketBaseUrl: ctx.options.bucketBaseUrl } : {}),
               epochs: published.map((e) => ({
                 epoch: e.epoch,
                 publicKey: e.publicKey,

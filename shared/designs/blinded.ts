@@ -16,7 +16,7 @@ import { DIGEST_BYTES } from '../merkle.ts';
 import { ELEMENT_BYTES, MODES, PROOF_BYTES, SUITE } from '../oprf.ts';
 import { pathTemplate } from '../paths.ts';
 import { BLINDED_AUTHS, IssuerName, TOKEN_PATHS, TokenKeyList } from '../tokens.ts';
-import { array, bytes, integer, literal, object, optional, type Infer } from '../schema.ts';
+import { array, bytes, integer, literal, object, optional, string, type Infer } from '../schema.ts';
 
 export const BLINDED_PATHS = {
   blindedConfig: '/v1/blinded/config',
@@ -25,6 +25,19 @@ export const BLINDED_PATHS = {
   adminRotate: '/v1/admin/rotate-key',
   ...TOKEN_PATHS,
 } as const;
+
+/** A static bucket host's base URL: http or https, no query, no fragment, no trailing slash. */
+export const BUCKET_BASE_URL = /^https?:\/\/[^\s?#]*[^\s?#/]$/;
+
+/** A bucket's file below `{bucketBaseUrl}/{epoch}/` (server/blinded/publish.ts writes it, the client fetches it). */
+export function staticBucketFile(bucket: number): string {
+  return `${bucket}.msgpack`;
+}
+
+/** The URL of bucket `bucket` of `epoch` on the static host at `base`. */
+export function staticBucketUrl(base: string, epoch: number, bucket: number): string {
+  return `${base}/${epoch}/${staticBucketFile(bucket)}`;
+}
 
 const epochId = integer({ min: 1, max: 2 ** 31 - 1 });
 
@@ -61,6 +74,12 @@ export const BlindedConfigReply = object({
   auth: optional(literal(...BLINDED_AUTHS)),
   /** The issuer name of the token challenge (shared/tokens.ts tokenChallenge), with auth 'token'. */
   issuer: optional(IssuerName),
+  /**
+   * Where the buckets are also published as static files (`pcd publish-buckets`,
+   * `pcd serve --bucket-base-url`): the client fetches `{bucketBaseUrl}/{epoch}/{bucket}.msgpack`
+   * there, without credentials, and checks each against the root this config shows.
+   */
+  bucketBaseUrl: optional(string({ max: 2048, pattern: BUCKET_BASE_URL, what: 'an http(s) URL without a trailing slash' })),
 });
 export type BlindedConfigReply = Infer<typeof BlindedConfigReply>;
 
