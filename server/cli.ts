@@ -485,7 +485,7 @@ export function quickStartCommands(server: RunningServer, o: Pick<ServeFlags, 'd
     'paste in order, in another terminal: the same lookup (a registered number and one that is not) in each design,',
     `  export PCD_SERVER=${server.url} PCD_TOKEN=${demo.token}`,
     ...served.map((d) => `  npm run pcd -- lookup ${numbers} --design ${d}`),
-    `then what a pen-register order for ${registered} yields from each design's log (written within a second of the lookup):`,
+    `then what a pen-register order for ${registered} yields from each design's log (plain and hashed rows are written within a second; blinded keeps counts per minute, written when the minute ends or the server stops):`,
     `  npm run pcd -- audit --data ${shownPath(o.data)} --target ${registered}${served.includes('blinded') ? ` --account ${demo.accountId}` : ''}`,
   ];
   if (demo.contacts) out.push('check a whole contact list:', `  npm run pcd -- sync ${shownPath(demo.contacts)}${served.includes('blinded') ? '' : ` --design ${served[0]}`}`);
