@@ -38,7 +38,8 @@ export function buildProgram(output?: OutputConfiguration): Command {
       .allowUnknownOption()
       .allowExcessArguments()
       .helpOption(false)
-      .action(async () => (await load()).main(process.argv.slice(3)));
+      // The arguments commander left it (not process.argv, which is another program's when pcd runs in-process).
+      .action(async (_options: unknown, command: Command) => (await load()).main(command.args));
   passThrough('bench', 'run the benchmarks (see bench/README in the README)', () => import('../bench/run.ts'));
   passThrough(
     'simulate',

@@ -140,6 +140,11 @@ describe('the client commands say what to do', () => {
 });
 
 describe('pcd simulate for a first look', () => {
+  it('in-process, simulate and bench get the arguments pcd was given (not the host program\'s argv)', async () => {
+    const r = await runPcd(['simulate', '--days', 'many']);
+    expect(r).toEqual({ code: 2, stdout: '', stderr: "pcd: --days 'many' is not a number (invalid_field)\n" });
+  });
+
   it('--help shows list defaults as lists, and --quick runs in seconds with its small profile (flags beside it win)', async () => {
     const help = await run(process.execPath, [PCD_BIN, 'simulate', '--help'], { timeout: 30_000 });
     expect(help.stdout).toMatch(/\(default: US,GB,DE\)/);
