@@ -117,9 +117,14 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   const folderLock = acquireFolderLock(options.dataDir, { role: 'server', logger });
   const store = folderLock.guard(() => Store.open(options.dataDir));
   const { token: adminToken, source: adminTokenSource } = folderLock.guard(() => resolveAdminToken(options.dataDir, options.adminToken), () => store.close());
-  const directory = folderLock.guard(() => Directory.load(store), () => store.close());
+  // The directory snapshot (server/directory-snapshot.ts) replays the journal, so the journal is always kept: the
+  // snapshot holds it from the version it reflects, the epoch caches from theirs (Store.pruneDirectoryChanges).
+  store.enableDirectoryJournal();
   // Read in the same synchronous step as the load: the version the in-memory directory reflects.
-  let directoryVersion = store.directoryVersion();
+  const opened = folderLock.guard(() => Directory.open(store, options.dataDir, logger), () => store.close());
+  const directory = opened.directory;
+  let directoryVersion = opened.version;
+  store.pruneDirectoryChanges(directoryVersion, 'snapshot'); // a scan wrote a snapshot at this version; a loaded one was replayed up to it
   const context: ServerContext = { store, directory, directoryVersion: () => directoryVersion, now, options, logger };
 
   const designs: ServerDesign[] = [];
@@ -138,8 +143,6 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     throw e;
   }
 
-  // No design asked for the directory journal (server/store.ts): nobody replays it, so it keeps nothing.
-  if (!store.directoryJournal) store.pruneDirectoryChanges(Number.MAX_SAFE_INTEGER);
 
   const ready = Promise.all(designs.map((d) => d.ready)).then(() => undefined);
   ready.catch(() => {}); // observed by whoever awaits `ready`; the design logs its own failure
@@ -226,6 +229,16 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   const retention = new Retention(store, options.retentionMs ?? DEFAULT_RETENTION_MS, now, undefined, logger, (cutoff) => rateLimiter?.age(cutoff));
   retention.start();
 
+  // At a clean shutdown: the next start loads it with nothing to replay. A failure costs the next start a scan, nothing more.
+  const writeDirectorySnapshot = (): void => {
+    try {
+      directory.writeSnapshot(options.dataDir, directoryVersion);
+      store.pruneDirectoryChanges(directoryVersion, 'snapshot');
+    } catch (e) {
+      logger.warn({ err: (e as Error).message }, 'could not write the directory snapshot');
+    }
+  };
+
   let closed: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closed ??= (async () => {
@@ -234,6 +247,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
       try {
         await chain;
         for (const d of designs) await d.close();
+        writeDirectorySnapshot();
         store.close();
       } finally {
         folderLock.release();
