@@ -126,7 +126,7 @@ export class Directory {
    * a fresh snapshot is written so that the next start, even after a crash,
    * need not scan.
    */
-  static open(store: Store, dataDir: string, logger?: WarnLogger): { directory: Directory; source: DirectorySource; version: number } {
+  static open(store: Store, dataDir: string, logger?: WarnLogger): { directory: Directory; source: DirectorySource; version: number; snapshotVersion: number | undefined } {
     const version = store.directoryVersion();
     const expected = store.directoryDigest();
     let reason: string;
@@ -143,7 +143,7 @@ export class Directory {
           d.apply(changes);
           if (d.sum.equals(expected)) {
             logger?.info({ version, snapshotVersion: snap.version, replayed: changes.length, size: d.size }, 'directory loaded from its snapshot');
-            return { directory: d, source: 'snapshot', version };
+            return { directory: d, source: 'snapshot', version, snapshotVersion: snap.version };
           }
           reason = 'digest mismatch after the journal replay (a snapshot of another folder or directory)';
         }
@@ -154,12 +154,14 @@ export class Directory {
     if (reason !== 'no snapshot') logger?.warn({ reason }, 'directory snapshot ignored: scanning the numbers table');
     const d = Directory.load(store);
     store.setDirectoryDigest(d.sum);
+    let snapshotVersion: number | undefined;
     try {
       d.writeSnapshot(dataDir, version);
+      snapshotVersion = version;
     } catch (e) {
       logger?.warn({ err: (e as Error).message }, 'could not write the directory snapshot');
     }
-    return { directory: d, source: 'scan', version };
+    return { directory: d, source: 'scan', version, snapshotVersion };
   }
 
   private static fromSnapshot(snap: SnapshotData, extra: number): Directory {

@@ -101,6 +101,8 @@ export interface OpenServer {
   drain(): void;
   /** Flushes logs, closes designs and the store. Idempotent. */
   close(): Promise<void>;
+  /** Writes the directory snapshot now (done every options.directorySnapshotMs while the directory changes, and at close). */
+  persistDirectory(): void;
 }
 
 export async function openServer(options: ServerOptions): Promise<OpenServer> {
@@ -124,7 +126,8 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   const opened = folderLock.guard(() => Directory.open(store, options.dataDir, logger), () => store.close());
   const directory = opened.directory;
   let directoryVersion = opened.version;
-  store.pruneDirectoryChanges(directoryVersion, 'snapshot'); // a scan wrote a snapshot at this version; a loaded one was replayed up to it
+  // The snapshot on disk replays the rows above its version until the next one is written: none is deleted for it before.
+  if (opened.snapshotVersion !== undefined) store.holdDirectoryChanges(opened.snapshotVersion, 'snapshot');
   const context: ServerContext = { store, directory, directoryVersion: () => directoryVersion, now, options, logger };
 
   const designs: ServerDesign[] = [];
@@ -229,20 +232,32 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   const retention = new Retention(store, options.retentionMs ?? DEFAULT_RETENTION_MS, now, undefined, logger, (cutoff) => rateLimiter?.age(cutoff));
   retention.start();
 
-  // At a clean shutdown: the next start loads it with nothing to replay. A failure costs the next start a scan, nothing more.
+  // At a clean shutdown (the next start loads it with nothing to replay) and periodically while the directory changes
+  // (the journal then drops the rows it kept for it). A failure costs the next start a scan, nothing more.
+  let snapshotVersion = opened.snapshotVersion;
   const writeDirectorySnapshot = (): void => {
     try {
       directory.writeSnapshot(options.dataDir, directoryVersion);
+      snapshotVersion = directoryVersion;
       store.pruneDirectoryChanges(directoryVersion, 'snapshot');
     } catch (e) {
       logger.warn({ err: (e as Error).message }, 'could not write the directory snapshot');
     }
   };
+  // Run on the chain of directory changes, so the in-memory directory and the version it records agree.
+  const persistDirectory = (): void => {
+    if (store.db.open) writeDirectorySnapshot();
+  };
+  const snapshotTimer = setInterval(() => {
+    if (directoryVersion !== snapshotVersion) chain = chain.then(persistDirectory);
+  }, options.directorySnapshotMs ?? 10 * 60_000);
+  snapshotTimer.unref();
 
   let closed: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closed ??= (async () => {
       retention.stop();
+      clearInterval(snapshotTimer);
       rateLimiter?.close();
       try {
         await chain;
@@ -258,7 +273,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     draining = true;
   };
   const speaksForMany = (ip: string): boolean => relays.has(ip) || trusted(ip);
-  return { app, store, directory, designs, context, adminTokenSource, folderLock, ready, rateLimiter, trustedProxies, speaksForMany, drain, applyChanges, close, gateway };
+  return { app, store, directory, designs, context, adminTokenSource, folderLock, ready, rateLimiter, trustedProxies, speaksForMany, drain, applyChanges, close, persistDirectory, gateway };
 }
 
 /** ServerOptions.trustProxy checked: a list of proxies, never "everyone" (express's `true` or a hop count, refused). */

@@ -328,8 +328,13 @@ export class Store {
    * directory snapshot as `snapshot`). Returns how many rows were deleted.
    */
   pruneDirectoryChanges(version: number, holder = 'caches'): number {
-    this.journalHolds.set(holder, Math.min(version, Number.MAX_SAFE_INTEGER));
+    this.holdDirectoryChanges(version, holder);
     return this.stmts.pruneChanges.run(Math.min(...this.journalHolds.values())).changes;
+  }
+
+  /** Records that `holder` needs the journal rows above `version`, deleting nothing (yet): a later prune by any holder keeps them. */
+  holdDirectoryChanges(version: number, holder: string): void {
+    this.journalHolds.set(holder, Math.min(version, Number.MAX_SAFE_INTEGER));
   }
 
   // ------------------------------------------------------------- accounts
