@@ -39,7 +39,7 @@ import { ADMIN_TOKEN_FILE } from '../disk/files.ts';
 import { readAdminToken } from '../disk/admintoken.ts';
 import { createApp } from './app.ts';
 import type { ServerContext, ServerDesignFactory, ServerOptions } from './context.ts';
-import { Directory } from './directory.ts';
+import { Directory, type DirectorySource } from './directory.ts';
 import { DAY_MS, Retention } from './querylog.ts';
 import { degradedState } from './loghealth.ts';
 import { DEFAULT_RATE_LIMITS, RateLimiter } from './ratelimit.ts';
@@ -101,6 +101,8 @@ export interface OpenServer {
   drain(): void;
   /** Flushes logs, closes designs and the store. Idempotent. */
   close(): Promise<void>;
+  /** Where the directory came from at start: its snapshot plus the journal, or a scan of the numbers table (server/directory-snapshot.ts). */
+  readonly directorySource: DirectorySource;
   /** Writes the directory snapshot now (done every options.directorySnapshotMs while the directory changes, and at close). */
   persistDirectory(): void;
 }
@@ -273,7 +275,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     draining = true;
   };
   const speaksForMany = (ip: string): boolean => relays.has(ip) || trusted(ip);
-  return { app, store, directory, designs, context, adminTokenSource, folderLock, ready, rateLimiter, trustedProxies, speaksForMany, drain, applyChanges, close, persistDirectory, gateway };
+  return { app, store, directory, designs, context, adminTokenSource, folderLock, ready, rateLimiter, trustedProxies, speaksForMany, drain, applyChanges, close, persistDirectory, directorySource: opened.source, gateway };
 }
 
 /** ServerOptions.trustProxy checked: a list of proxies, never "everyone" (express's `true` or a hop count, refused). */
