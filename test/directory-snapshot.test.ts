@@ -22,6 +22,7 @@ import { capabilitiesToMask, type Capability } from '../shared/capabilities.ts';
 import type { E164 } from '../shared/e164.ts';
 import { startTestServer, tempDir } from './helpers.ts';
 import crypto from 'node:crypto';
+import { scanDataFolder } from '../audit/scan/scan.ts';
 
 const pool = sampleNumbers({ count: 40, seed: 'directory-snapshot', regions: ['US', 'GB', 'DE'] });
 const asker = sampleNumbers({ count: 1, seed: 'directory-snapshot-asker', exclude: (n) => pool.includes(n) })[0]!;
@@ -199,5 +200,22 @@ describe('a snapshot that cannot be trusted is ignored with a warning, and the s
     const r = reopen(dataDir);
     expect(r.source).toBe('scan');
     expect(r.entries.map((e) => e[0])).toContain(pool[20]);
+  });
+});
+
+describe('pcd audit --scan', () => {
+  it('finds the registered numbers in the snapshot, as the directory, and no deleted one', () => {
+    const dataDir = folderWith(pool.slice(0, 4));
+    const store = Store.open(dataDir);
+    store.enableDirectoryJournal();
+    store.deleteAccount(store.accountByEmail('a0@example.org')!.accountId);
+    const { directory } = Directory.open(store, dataDir); // loaded from the snapshot and replayed
+    directory.writeSnapshot(dataDir, store.directoryVersion());
+    store.pruneDirectoryChanges(store.directoryVersion());
+    store.close();
+    const scan = scanDataFolder(dataDir, pool.slice(0, 4));
+    const inSnapshot = (n: E164) => scan.numbers.find((x) => x.number === n)!.hits.filter((h) => h.file === 'directory.snapshot');
+    for (const n of pool.slice(1, 4)) expect(inSnapshot(n)).toEqual([expect.objectContaining({ form: 'digits-f64le', design: 'directory' })]);
+    expect(inSnapshot(pool[0]!)).toEqual([]);
   });
 });
