@@ -134,6 +134,7 @@ export class Directory {
       const snap = readSnapshot(dataDir);
       if (!snap) reason = 'no snapshot';
       else if (!expected) reason = 'the store keeps no directory digest yet';
+      else if (!store.directoryWritesAcknowledged()) reason = 'the numbers table was written outside the server (edited?)';
       else if (snap.version > version) reason = `snapshot of version ${snap.version} is ahead of the store (${version})`;
       else {
         const changes = store.directoryChangesSince(snap.version);
@@ -153,7 +154,10 @@ export class Directory {
     }
     if (reason !== 'no snapshot') logger?.warn({ reason }, 'directory snapshot ignored: scanning the numbers table');
     const d = Directory.load(store);
-    store.setDirectoryDigest(d.sum);
+    store.db.transaction(() => {
+      store.setDirectoryDigest(d.sum);
+      store.acknowledgeDirectoryWrites();
+    })();
     let snapshotVersion: number | undefined;
     try {
       d.writeSnapshot(dataDir, version);

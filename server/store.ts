@@ -265,6 +265,22 @@ export class Store {
     this.setMeta('directory_digest', Buffer.from(digest.bytes()).toString('hex'));
   }
 
+  /**
+   * Whether every write to the numbers (and the accounts' capabilities) since
+   * the last acknowledgement was the store's own: the schema's triggers count
+   * every write in `meta.directory_writes` (disk/schema.ts), the store
+   * acknowledges its own in the same transaction. Apart, the file was edited
+   * from outside: the digest in meta and the snapshot may not describe it.
+   */
+  directoryWritesAcknowledged(): boolean {
+    return (this.getMeta('directory_writes') ?? '0') === (this.getMeta('directory_writes_seen') ?? '0');
+  }
+
+  /** Acknowledges the writes counted so far (inside the writer's transaction, or after a scan). */
+  acknowledgeDirectoryWrites(): void {
+    this.setMeta('directory_writes_seen', this.getMeta('directory_writes') ?? '0');
+  }
+
   /** Inside a transaction: the digest updated by `f` when the store keeps one (a store that has none keeps none until a scan sets it). */
   private updateDigest(f: (d: DirectoryDigest) => void): void {
     const d = this.directoryDigest();
@@ -287,6 +303,7 @@ export class Store {
       if (this.journal) this.stmts.journalChange.run(version, c.number, c.mask, previous[i] ?? 0);
     });
     this.setMeta('directory_version', String(version));
+    this.acknowledgeDirectoryWrites();
     this.updateDigest((d) =>
       changes.forEach((c, i) => {
         const key = e164ToKey(c.number);
@@ -439,6 +456,7 @@ export class Store {
       this.updateDigest((d) => {
         for (const a of items) for (const n of a.numbers) d.update(e164ToKey(n), a.mask, 1);
       });
+      this.acknowledgeDirectoryWrites();
       this.bumpDirectoryVersion();
     });
     for (const a of accounts) {

@@ -12,6 +12,9 @@
  *   ignored with a warning, and the scan is used.
  */
 import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { DB_FILE } from '../disk/files.ts';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Directory, type DirectorySource } from '../server/directory.ts';
@@ -190,6 +193,18 @@ describe('a snapshot that cannot be trusted is ignored with a warning, and the s
     expect(r.source).toBe('scan');
     expect(r.warnings.join('\n')).toMatch(/digest mismatch/);
     expect(r.entries.map((e) => e[0]).sort()).toEqual(pool.slice(0, 8).sort());
+  });
+
+  it('the numbers table edited outside the server (no version bump, no journal row)', () => {
+    const dataDir = folderWith(pool.slice(0, 8));
+    const db = new Database(path.join(dataDir, DB_FILE));
+    expect(db.prepare<[string, string]>('UPDATE numbers SET number = ? WHERE number = ?').run(pool[30]!, pool[0]!).changes).toBe(1);
+    db.close();
+    const r = reopen(dataDir);
+    expect(r.source).toBe('scan');
+    expect(r.warnings.join('\n')).toMatch(/written outside the server/);
+    expect(r.entries.map((e) => e[0])).toContain(pool[30]);
+    expect(reopen(dataDir).source).toBe('snapshot');
   });
 
   it('a bulk insert (pcd seed) after the snapshot leaves a gap in the journal', () => {
