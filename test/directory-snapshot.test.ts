@@ -16,7 +16,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { DB_FILE } from '../disk/files.ts';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { Directory, type DirectorySource } from '../server/directory.ts';
 import { snapshotPath } from '../server/directory-snapshot.ts';
 import { Store } from '../server/store.ts';
@@ -148,6 +148,22 @@ describe('restart from the directory snapshot', () => {
       s.server.persistDirectory();
       expect(rows()).toBe(0);
       expect(fs.statSync(snapshotPath(s.dataDir)).mode & 0o777).toBe(0o600);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('the periodic snapshot', () => {
+  it('is rewritten every directorySnapshotMs while the directory changes, dropping the journal rows it kept', async () => {
+    const s = await startTestServer({ designs: ['plain'], directorySnapshotMs: 30 });
+    const rows = () => s.server.store.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM directory_changes').get()!.n;
+    try {
+      const { accountId } = await s.admin.createAccount({ email: 'x@example.org', numbers: [pool[0]!], capabilities: ['messages'] });
+      await s.admin.deleteAccount(accountId);
+      await vi.waitFor(() => expect(rows()).toBe(0), { timeout: 2000, interval: 20 });
+      // The deleted number is in neither the journal nor the snapshot.
+      expect(fs.readFileSync(snapshotPath(s.dataDir)).includes(Buffer.from(new Float64Array([Number(pool[0]!.slice(1))]).buffer))).toBe(false);
     } finally {
       await s.close();
     }
