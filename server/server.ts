@@ -264,7 +264,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
       try {
         await chain;
         for (const d of designs) await d.close();
-        writeDirectorySnapshot();
+        if (directoryVersion !== snapshotVersion) writeDirectorySnapshot(); // unchanged: the one on disk is current
         store.close();
       } finally {
         folderLock.release();
