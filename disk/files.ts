@@ -22,3 +22,9 @@ export const LOG_SPILL_PREFIX = 'log-spill-';
 export function logSpillFile(table: string): string {
   return `${LOG_SPILL_PREFIX}${table}.json`;
 }
+/**
+ * The in-memory directory (registered numbers and their capability masks,
+ * nothing else) as of a directory version, so that a restart replays the
+ * journal instead of scanning the numbers table (server/directory-snapshot.ts; 0600).
+ */
+export const DIRECTORY_SNAPSHOT_FILE = 'directory.snapshot';

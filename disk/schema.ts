@@ -55,6 +55,18 @@ CREATE TABLE IF NOT EXISTS numbers (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS numbers_account ON numbers(account_id);
 
+-- Every write that can change the directory, by anyone (the server, or an edit of the file with sqlite3), counts
+-- in meta.directory_writes; the store acknowledges its own in the same transaction (directory_writes_seen). A start
+-- that finds them apart does not trust the directory snapshot and scans (server/directory-snapshot.ts).
+${['INSERT ON numbers', 'DELETE ON numbers', 'UPDATE ON numbers', 'UPDATE OF capabilities ON accounts']
+  .map(
+    (on, i) => `CREATE TRIGGER IF NOT EXISTS directory_writes_${i} AFTER ${on} BEGIN
+  INSERT INTO meta (key, value) VALUES ('directory_writes', '1')
+    ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT);
+END;`,
+  )
+  .join('\n')}
+
 -- The directory journal: one row per changed number (mask 0: removed), its
 -- version the directory version the change made, and the number's mask
 -- before it (previous; NULL in rows of earlier versions), which lets a

@@ -25,6 +25,13 @@ export interface ServerOptions {
   retentionMs?: number;
   /** Query-log batch interval (default 1 s) and size (default 1000 rows). */
   logIntervalMs?: number;
+  /**
+   * How often the directory snapshot is rewritten while the directory changes
+   * (server/directory-snapshot.ts), which lets the journal drop the rows,
+   * deleted numbers among them, that it kept for the snapshot; default 10
+   * minutes. It is also written at a clean shutdown.
+   */
+  directorySnapshotMs?: number;
   logMaxRows?: number;
   /** Rows one query log holds in memory at most while it cannot write them (default 100,000; past it the oldest are dropped and counted). */
   logMaxPending?: number;

@@ -16,6 +16,15 @@ import type { DirectoryChange } from '../shared/design.ts';
 import { e164ToKey, keyToE164, type E164 } from '../shared/e164.ts';
 import { KeyTable } from './keytable.ts';
 import type { Store } from './store.ts';
+import { readSnapshot, writeSnapshot, type SnapshotData } from './directory-snapshot.ts';
+
+/** Where {@link Directory.open} took the directory from, for the log and the tests. */
+export type DirectorySource = 'snapshot' | 'scan';
+
+interface WarnLogger {
+  warn(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+}
 
 /** Bytes of a {@link DirectoryDigest}. */
 export const DIRECTORY_DIGEST_BYTES = 16;
@@ -62,6 +71,18 @@ export class DirectoryDigest {
     }
   }
 
+  static fromBytes(bytes: Uint8Array): DirectoryDigest {
+    if (bytes.length !== DIRECTORY_DIGEST_BYTES) throw new Error(`a directory digest is ${DIRECTORY_DIGEST_BYTES} bytes, got ${bytes.length}`);
+    const d = new DirectoryDigest();
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    for (let i = 0; i < LANES; i++) d.lanes[i] = view.getUint32(4 * i, true);
+    return d;
+  }
+
+  equals(other: DirectoryDigest): boolean {
+    return this.lanes.every((v, i) => v === other.lanes[i]);
+  }
+
   copy(): DirectoryDigest {
     const d = new DirectoryDigest();
     d.lanes.set(this.lanes);
@@ -94,6 +115,82 @@ export class Directory {
       d.sum.update(key, mask, 1);
     }
     return d;
+  }
+
+  /**
+   * The directory of `store` at its current version: from the snapshot in
+   * `dataDir` and the journal above it when both are sound
+   * (server/directory-snapshot.ts), else from a full scan of the numbers
+   * table, with a warning saying why the snapshot was not used. After a
+   * scan the store's digest (`meta.directory_digest`) is set from it, and
+   * a fresh snapshot is written so that the next start, even after a crash,
+   * need not scan.
+   */
+  static open(store: Store, dataDir: string, logger?: WarnLogger): { directory: Directory; source: DirectorySource; version: number; snapshotVersion: number | undefined } {
+    const version = store.directoryVersion();
+    const expected = store.directoryDigest();
+    let reason: string;
+    try {
+      const snap = readSnapshot(dataDir);
+      if (!snap) reason = 'no snapshot';
+      else if (!expected) reason = 'the store keeps no directory digest yet';
+      else if (!store.directoryWritesAcknowledged()) reason = 'the numbers table was written outside the server (edited?)';
+      else if (snap.version > version) reason = `snapshot of version ${snap.version} is ahead of the store (${version})`;
+      else {
+        const changes = store.directoryChangesSince(snap.version);
+        if (!changes) reason = `the journal no longer holds every change since the snapshot's version ${snap.version} (pruned, or a bulk insert)`;
+        else {
+          const d = Directory.fromSnapshot(snap, changes.length);
+          d.apply(changes);
+          if (d.sum.equals(expected)) {
+            logger?.info({ version, snapshotVersion: snap.version, replayed: changes.length, size: d.size }, 'directory loaded from its snapshot');
+            return { directory: d, source: 'snapshot', version, snapshotVersion: snap.version };
+          }
+          reason = 'digest mismatch after the journal replay (a snapshot of another folder or directory)';
+        }
+      }
+    } catch (e) {
+      reason = `unreadable snapshot: ${(e as Error).message}`;
+    }
+    if (reason !== 'no snapshot') logger?.warn({ reason }, 'directory snapshot ignored: scanning the numbers table');
+    const d = Directory.load(store);
+    store.db.transaction(() => {
+      store.setDirectoryDigest(d.sum);
+      store.acknowledgeDirectoryWrites();
+    })();
+    let snapshotVersion: number | undefined;
+    try {
+      d.writeSnapshot(dataDir, version);
+      snapshotVersion = version;
+    } catch (e) {
+      logger?.warn({ err: (e as Error).message }, 'could not write the directory snapshot');
+    }
+    return { directory: d, source: 'scan', version, snapshotVersion };
+  }
+
+  private static fromSnapshot(snap: SnapshotData, extra: number): Directory {
+    const d = new Directory(snap.keys.length + extra);
+    const { keys, masks } = snap;
+    for (let i = 0; i < keys.length; i++) {
+      if (masks[i] === 0) throw new Error('snapshot entry with mask 0');
+      d.table.set(keys[i]!, masks[i]!);
+    }
+    if (d.table.size !== keys.length) throw new Error('snapshot lists a number twice');
+    d.sum.lanes.set(DirectoryDigest.fromBytes(snap.digest).lanes);
+    return d;
+  }
+
+  /** Writes the snapshot of the entries now, stamped with `version` (the directory version they reflect). */
+  writeSnapshot(dataDir: string, version: number): void {
+    const n = this.table.size;
+    const keys = new Float64Array(n);
+    const masks = new Uint8Array(n);
+    let i = 0;
+    for (const [k, m] of this.table.entries()) {
+      keys[i] = k;
+      masks[i++] = m;
+    }
+    writeSnapshot(dataDir, { version, digest: this.sum.bytes(), keys, masks });
   }
 
   get size(): number {

@@ -39,7 +39,7 @@ import { ADMIN_TOKEN_FILE } from '../disk/files.ts';
 import { readAdminToken } from '../disk/admintoken.ts';
 import { createApp } from './app.ts';
 import type { ServerContext, ServerDesignFactory, ServerOptions } from './context.ts';
-import { Directory } from './directory.ts';
+import { Directory, type DirectorySource } from './directory.ts';
 import { DAY_MS, Retention } from './querylog.ts';
 import { degradedState } from './loghealth.ts';
 import { DEFAULT_RATE_LIMITS, RateLimiter } from './ratelimit.ts';
@@ -101,6 +101,10 @@ export interface OpenServer {
   drain(): void;
   /** Flushes logs, closes designs and the store. Idempotent. */
   close(): Promise<void>;
+  /** Where the directory came from at start: its snapshot plus the journal, or a scan of the numbers table (server/directory-snapshot.ts). */
+  readonly directorySource: DirectorySource;
+  /** Writes the directory snapshot now (done every options.directorySnapshotMs while the directory changes, and at close). */
+  persistDirectory(): void;
 }
 
 export async function openServer(options: ServerOptions): Promise<OpenServer> {
@@ -117,9 +121,15 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   const folderLock = acquireFolderLock(options.dataDir, { role: 'server', logger });
   const store = folderLock.guard(() => Store.open(options.dataDir));
   const { token: adminToken, source: adminTokenSource } = folderLock.guard(() => resolveAdminToken(options.dataDir, options.adminToken), () => store.close());
-  const directory = folderLock.guard(() => Directory.load(store), () => store.close());
+  // The directory snapshot (server/directory-snapshot.ts) replays the journal, so the journal is always kept: the
+  // snapshot holds it from the version it reflects, the epoch caches from theirs (Store.pruneDirectoryChanges).
+  store.enableDirectoryJournal();
   // Read in the same synchronous step as the load: the version the in-memory directory reflects.
-  let directoryVersion = store.directoryVersion();
+  const opened = folderLock.guard(() => Directory.open(store, options.dataDir, logger), () => store.close());
+  const directory = opened.directory;
+  let directoryVersion = opened.version;
+  // The snapshot on disk replays the rows above its version until the next one is written: none is deleted for it before.
+  if (opened.snapshotVersion !== undefined) store.holdDirectoryChanges(opened.snapshotVersion, 'snapshot');
   const context: ServerContext = { store, directory, directoryVersion: () => directoryVersion, now, options, logger };
 
   const designs: ServerDesign[] = [];
@@ -138,8 +148,6 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     throw e;
   }
 
-  // No design asked for the directory journal (server/store.ts): nobody replays it, so it keeps nothing.
-  if (!store.directoryJournal) store.pruneDirectoryChanges(Number.MAX_SAFE_INTEGER);
 
   const ready = Promise.all(designs.map((d) => d.ready)).then(() => undefined);
   ready.catch(() => {}); // observed by whoever awaits `ready`; the design logs its own failure
@@ -226,14 +234,37 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   const retention = new Retention(store, options.retentionMs ?? DEFAULT_RETENTION_MS, now, undefined, logger, (cutoff) => rateLimiter?.age(cutoff));
   retention.start();
 
+  // At a clean shutdown (the next start loads it with nothing to replay) and periodically while the directory changes
+  // (the journal then drops the rows it kept for it). A failure costs the next start a scan, nothing more.
+  let snapshotVersion = opened.snapshotVersion;
+  const writeDirectorySnapshot = (): void => {
+    try {
+      directory.writeSnapshot(options.dataDir, directoryVersion);
+      snapshotVersion = directoryVersion;
+      store.pruneDirectoryChanges(directoryVersion, 'snapshot');
+    } catch (e) {
+      logger.warn({ err: (e as Error).message }, 'could not write the directory snapshot');
+    }
+  };
+  // Run on the chain of directory changes, so the in-memory directory and the version it records agree.
+  const persistDirectory = (): void => {
+    if (store.db.open) writeDirectorySnapshot();
+  };
+  const snapshotTimer = setInterval(() => {
+    if (directoryVersion !== snapshotVersion) chain = chain.then(persistDirectory);
+  }, options.directorySnapshotMs ?? 10 * 60_000);
+  snapshotTimer.unref();
+
   let closed: Promise<void> | undefined;
   const close = (): Promise<void> =>
     (closed ??= (async () => {
       retention.stop();
+      clearInterval(snapshotTimer);
       rateLimiter?.close();
       try {
         await chain;
         for (const d of designs) await d.close();
+        if (directoryVersion !== snapshotVersion) writeDirectorySnapshot(); // unchanged: the one on disk is current
         store.close();
       } finally {
         folderLock.release();
@@ -244,7 +275,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     draining = true;
   };
   const speaksForMany = (ip: string): boolean => relays.has(ip) || trusted(ip);
-  return { app, store, directory, designs, context, adminTokenSource, folderLock, ready, rateLimiter, trustedProxies, speaksForMany, drain, applyChanges, close, gateway };
+  return { app, store, directory, designs, context, adminTokenSource, folderLock, ready, rateLimiter, trustedProxies, speaksForMany, drain, applyChanges, close, persistDirectory, directorySource: opened.source, gateway };
 }
 
 /** ServerOptions.trustProxy checked: a list of proxies, never "everyone" (express's `true` or a hop count, refused). */

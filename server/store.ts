@@ -45,6 +45,8 @@ import { BLINDED_BUCKET_LOG } from '../shared/designs/blinded.ts';
 import { LOG_TABLES } from '../shared/designs/index.ts';
 import { DB_FILE } from '../disk/files.ts';
 import { accountsTable, countsTableDdl, SCHEMA, spentTokensTable } from '../disk/schema.ts';
+import { DirectoryDigest } from './directory.ts';
+import { e164ToKey } from '../shared/e164.ts';
 
 /** The SQLite error code of a thrown error (`SQLITE_FULL`, `SQLITE_IOERR_WRITE`, ...), if it is one. */
 export function sqliteCode(err: unknown): string | undefined {
@@ -123,6 +125,8 @@ export class Store {
   readonly db: Database.Database;
   private readonly stmts;
   private journal = false;
+  /** Per holder of the journal (a cache that replays it), the version up to which it no longer needs rows. */
+  private readonly journalHolds = new Map<string, number>();
 
   private constructor(readonly dataDir: string, readonly file: string) {
     this.db = new Database(file);
@@ -246,6 +250,46 @@ export class Store {
   }
 
   /**
+   * The digest of the directory at the current version (server/directory.ts
+   * DirectoryDigest), kept in `meta.directory_digest` in the same transaction
+   * as every change; undefined until a start has scanned the directory once
+   * and set it ({@link setDirectoryDigest}). The directory snapshot is
+   * checked against it (server/directory-snapshot.ts).
+   */
+  directoryDigest(): DirectoryDigest | undefined {
+    const hex = this.getMeta('directory_digest');
+    return hex ? DirectoryDigest.fromBytes(Buffer.from(hex, 'hex')) : undefined;
+  }
+
+  setDirectoryDigest(digest: DirectoryDigest): void {
+    this.setMeta('directory_digest', Buffer.from(digest.bytes()).toString('hex'));
+  }
+
+  /**
+   * Whether every write to the numbers (and the accounts' capabilities) since
+   * the last acknowledgement was the store's own: the schema's triggers count
+   * every write in `meta.directory_writes` (disk/schema.ts), the store
+   * acknowledges its own in the same transaction. Apart, the file was edited
+   * from outside: the digest in meta and the snapshot may not describe it.
+   */
+  directoryWritesAcknowledged(): boolean {
+    return (this.getMeta('directory_writes') ?? '0') === (this.getMeta('directory_writes_seen') ?? '0');
+  }
+
+  /** Acknowledges the writes counted so far (inside the writer's transaction, or after a scan). */
+  acknowledgeDirectoryWrites(): void {
+    this.setMeta('directory_writes_seen', this.getMeta('directory_writes') ?? '0');
+  }
+
+  /** Inside a transaction: the digest updated by `f` when the store keeps one (a store that has none keeps none until a scan sets it). */
+  private updateDigest(f: (d: DirectoryDigest) => void): void {
+    const d = this.directoryDigest();
+    if (!d) return;
+    f(d);
+    this.setDirectoryDigest(d);
+  }
+
+  /**
    * Records changes inside the caller's transaction: one version per
    * changed number, each journaled when the journal is on, with the
    * number's mask before it (`previous`, same order). Returns the directory
@@ -259,6 +303,14 @@ export class Store {
       if (this.journal) this.stmts.journalChange.run(version, c.number, c.mask, previous[i] ?? 0);
     });
     this.setMeta('directory_version', String(version));
+    this.acknowledgeDirectoryWrites();
+    this.updateDigest((d) =>
+      changes.forEach((c, i) => {
+        const key = e164ToKey(c.number);
+        d.update(key, previous[i] ?? 0, -1);
+        d.update(key, c.mask, 1);
+      }),
+    );
     return version;
   }
 
@@ -286,9 +338,20 @@ export class Store {
     return rows.map((r) => ({ version: r.version, number: r.number as E164, mask: r.mask, previous: r.previous ?? undefined }));
   }
 
-  /** Deletes journal rows up to `version` (inclusive); returns how many. */
-  pruneDirectoryChanges(version: number): number {
-    return this.stmts.pruneChanges.run(Math.min(version, Number.MAX_SAFE_INTEGER)).changes;
+  /**
+   * Says that `holder` no longer needs the journal rows up to `version`
+   * (inclusive), and deletes the rows no holder needs: those up to the
+   * smallest version any holder gave (the epoch caches hold as `caches`, the
+   * directory snapshot as `snapshot`). Returns how many rows were deleted.
+   */
+  pruneDirectoryChanges(version: number, holder = 'caches'): number {
+    this.holdDirectoryChanges(version, holder);
+    return this.stmts.pruneChanges.run(Math.min(...this.journalHolds.values())).changes;
+  }
+
+  /** Records that `holder` needs the journal rows above `version`, deleting nothing (yet): a later prune by any holder keeps them. */
+  holdDirectoryChanges(version: number, holder: string): void {
+    this.journalHolds.set(holder, Math.min(version, Number.MAX_SAFE_INTEGER));
   }
 
   // ------------------------------------------------------------- accounts
@@ -389,6 +452,11 @@ export class Store {
         const id = this.stmts.insertAccount.run(a.email, null, a.mask, now).lastInsertRowid;
         for (const n of a.numbers) this.stmts.insertNumber.run(n, id);
       }
+      // Each number is new (the insert fails on one registered already): it only adds to the digest.
+      this.updateDigest((d) => {
+        for (const a of items) for (const n of a.numbers) d.update(e164ToKey(n), a.mask, 1);
+      });
+      this.acknowledgeDirectoryWrites();
       this.bumpDirectoryVersion();
     });
     for (const a of accounts) {

@@ -5,8 +5,8 @@
  *   epoch comes back from its cache plus the journaled change (no build),
  *   and the real client sees the change;
  * - the directory journal (server/store.ts): written in the transaction of
- *   the change, pruned once the caches reflect it, not kept at all when no
- *   design replays it;
+ *   the change, pruned once the caches and the directory snapshot
+ *   (server/directory-snapshot.ts) reflect it;
  * - each design comes up on its own: while the blinded epoch builds (held
  *   at a gate, so nothing depends on the machine's speed) the server
  *   listens, plain and hashed answer, blinded answers 503 with Retry-After
@@ -149,7 +149,7 @@ describe('the directory journal', () => {
     }
   });
 
-  it('is pruned once every cache reflects it, and kept not at all by a server without the blinded design', async () => {
+  it('is pruned once every cache and the directory snapshot reflect it, with or without the blinded design', async () => {
     const s = await startTestServer({ designs: ['plain', 'blinded'] });
     try {
       await s.admin.createAccount({ email: 'a@example.org', numbers: [fresh[0]!], capabilities: ['messages'] });
@@ -157,14 +157,19 @@ describe('the directory journal', () => {
       expect(rows()).toBe(1);
       const blinded = s.server.designs.find((d) => d.name === 'blinded') as unknown as { epochs: { persist(): void } };
       blinded.epochs.persist();
+      expect(rows()).toBe(1); // the directory snapshot still replays it
+      s.server.persistDirectory();
       expect(rows()).toBe(0);
     } finally {
       await s.close();
     }
     const p = await startTestServer({ designs: ['plain'] });
     try {
-      await p.admin.createAccount({ email: 'a@example.org', numbers: [fresh[0]!], capabilities: ['messages'] });
-      expect(p.server.store.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM directory_changes').get()!.n).toBe(0);
+      await p.admin.createAccount({ email: 'b@example.org', numbers: [fresh[1]!], capabilities: ['messages'] });
+      const rows = () => p.server.store.db.prepare<[], { n: number }>('SELECT count(*) AS n FROM directory_changes').get()!.n;
+      expect(rows()).toBe(1);
+      p.server.persistDirectory();
+      expect(rows()).toBe(0);
     } finally {
       await p.close();
     }

@@ -20,7 +20,7 @@ import type { E164 } from '../shared/e164.ts';
 import { seedDataFolder } from '../server/cli.ts';
 import { rotateKeyOffline } from '../server/designs/blinded.ts';
 import { LOCK_FILE, OWNER_FILE, acquireFolderLock, type FolderLock } from '../server/lock.ts';
-import { DB_FILE, OHTTP_KEY_FILE, TOKEN_KEY_FILE } from '../disk/files.ts';
+import { DB_FILE, DIRECTORY_SNAPSHOT_FILE, OHTTP_KEY_FILE, TOKEN_KEY_FILE } from '../disk/files.ts';
 import { Store } from '../server/store.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 import { ADMIN_TOKEN, startTestServer, tempDir, type TestServer } from './helpers.ts';
@@ -160,7 +160,7 @@ describe('data folder permissions', () => {
     const s = await served({ dataDir, logger, adminToken: undefined });
     const m = modes(dataDir); // while it runs: the WAL files are there
     expect(Object.keys(m).sort()).toEqual(
-      ['.', DB_FILE, `${DB_FILE}-shm`, `${DB_FILE}-wal`, 'admin-token', 'epochs', path.join('epochs', '1.bin'), 'oprf-keys.json', TOKEN_KEY_FILE, OHTTP_KEY_FILE, LOCK_FILE, OWNER_FILE].sort(),
+      ['.', DB_FILE, `${DB_FILE}-shm`, `${DB_FILE}-wal`, 'admin-token', 'epochs', path.join('epochs', '1.bin'), 'oprf-keys.json', TOKEN_KEY_FILE, OHTTP_KEY_FILE, LOCK_FILE, OWNER_FILE, DIRECTORY_SNAPSHOT_FILE].sort(),
     );
     for (const [f, mode] of Object.entries(m)) expect(mode, f).toBe(f === '.' || f === 'epochs' ? '700' : '600');
     await s.close();

@@ -49,12 +49,20 @@ function encodings(prefix: string, raw: Uint8Array): NumberForm[] {
 }
 
 /** Every form of `number` the scan searches; identical byte strings are kept once (first form named). */
+function f64le(x: number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeDoubleLE(x);
+  return b;
+}
+
 export function numberForms(number: E164, options: { national?: boolean; epochs?: readonly TagEpoch[] } = {}): NumberForm[] {
   const utf8 = Buffer.from(number, 'utf8');
   const forms: NumberForm[] = [
     { form: 'e164', bytes: utf8, boundary: 'none' },
     { form: 'e164-utf16le', bytes: Buffer.from(number, 'utf16le'), boundary: 'none' },
     { form: 'digits', bytes: Buffer.from(number.slice(1), 'latin1'), boundary: 'none' },
+    // The digits as a little-endian float64: the directory snapshot's keys (server/directory-snapshot.ts).
+    { form: 'digits-f64le', bytes: f64le(Number(number.slice(1))), boundary: 'none' },
   ];
   if (options.national !== false) {
     const national = parsePhoneNumberFromString(number)?.nationalNumber;
@@ -82,6 +90,7 @@ const FORM_ORDER = [
   'e164',
   'e164-utf16le',
   'digits',
+  'digits-f64le',
   'national',
   ...['sha256', 'sha1', 'md5'].flatMap((a) => ['raw', 'hex', 'HEX', 'base64', 'base64url'].map((e) => `${a}-${e}`)),
   'tag-eN-raw',

@@ -19,7 +19,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
-import { ADMIN_TOKEN_FILE, DB_FILE, KEY_FILE, OHTTP_KEY_FILE, TOKEN_KEY_FILE, logSpillFile } from '../../disk/files.ts';
+import { ADMIN_TOKEN_FILE, DB_FILE, DIRECTORY_SNAPSHOT_FILE, KEY_FILE, OHTTP_KEY_FILE, TOKEN_KEY_FILE, logSpillFile } from '../../disk/files.ts';
 import { SPENT_TOKENS_TABLE } from '../../shared/designs/blinded.ts';
 import { DESIGNS, LOG_TABLES, type DesignName } from '../../shared/designs/index.ts';
 import { isSqliteFile, openSnapshot, readWal, sqlitePageSize, WAL_FRAME_HEADER_BYTES, WAL_HEADER_BYTES } from '../image.ts';
@@ -69,6 +69,9 @@ export const DATA_FILES: ReadonlyMap<string, DataFile> = new Map<string, DataFil
   // The OHTTP gateway's key (server/ohttp.ts): it opens the blinded design's relayed requests, and nothing else.
   [OHTTP_KEY_FILE, { kind: 'ohttp gateway key', design: 'blinded' }],
   [ADMIN_TOKEN_FILE, { kind: 'admin token', design: 'other' }],
+  // The in-memory directory as of a version (server/directory-snapshot.ts): the numbers table's registered numbers and masks; its temp file while written.
+  [DIRECTORY_SNAPSHOT_FILE, { kind: 'directory snapshot', design: 'directory' }],
+  [`${DIRECTORY_SNAPSHOT_FILE}.tmp`, { kind: 'directory snapshot', design: 'directory' }],
 ]);
 
 /** The folder of the blinded design's bucket caches (`epochs/<n>.bin`, server/blinded/epochs.ts). */
