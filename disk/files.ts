@@ -28,3 +28,9 @@ export function logSpillFile(table: string): string {
  * journal instead of scanning the numbers table (server/directory-snapshot.ts; 0600).
  */
 export const DIRECTORY_SNAPSHOT_FILE = 'directory.snapshot';
+/**
+ * The hashed design's index (a 48-bit SHA-256 prefix of each registered
+ * number, with the number's digits) as of the directory snapshot's version,
+ * so that a restart need not hash every number (server/designs/hashed-snapshot.ts; 0600).
+ */
+export const HASHED_SNAPSHOT_FILE = 'hashed.snapshot';

@@ -9,7 +9,7 @@ import type { Route, ServerDesign } from '../shared/design.ts';
 import type { DesignName } from '../shared/messages.ts';
 import type { BackendName, OprfMode } from '../shared/suite.ts';
 import type { BlindedAuth } from '../shared/tokens.ts';
-import type { Directory } from './directory.ts';
+import type { Directory, DirectoryRestart } from './directory.ts';
 import type { ConnectionLimits } from './net.ts';
 import type { RateLimits } from './ratelimit.ts';
 import type { Store } from './store.ts';
@@ -102,6 +102,12 @@ export interface ServerContext {
   readonly now: () => number;
   readonly options: ServerOptions;
   readonly logger: Logger;
+  /**
+   * Set while the designs are created when the directory came from its
+   * snapshot: that snapshot's version and digest and the journal replayed on
+   * it (server/directory.ts DirectoryRestart); undefined after a scan.
+   */
+  restart?: DirectoryRestart;
 }
 
 export type ServerDesignFactory = (ctx: ServerContext) => ServerDesign | Promise<ServerDesign>;

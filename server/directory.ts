@@ -21,6 +21,19 @@ import { readSnapshot, writeSnapshot, type SnapshotData } from './directory-snap
 /** Where {@link Directory.open} took the directory from, for the log and the tests. */
 export type DirectorySource = 'snapshot' | 'scan';
 
+/**
+ * A start from the snapshot: the version, digest and size of the directory
+ * snapshot loaded, and the journal replayed on it, so that a design keeping
+ * a snapshot of its own index at the same version (server/designs/hashed.ts)
+ * can load it and replay the same changes.
+ */
+export interface DirectoryRestart {
+  version: number;
+  digest: Uint8Array;
+  size: number;
+  changes: readonly DirectoryChange[];
+}
+
 interface WarnLogger {
   warn(obj: object, msg: string): void;
   info(obj: object, msg: string): void;
@@ -126,7 +139,11 @@ export class Directory {
    * a fresh snapshot is written so that the next start, even after a crash,
    * need not scan.
    */
-  static open(store: Store, dataDir: string, logger?: WarnLogger): { directory: Directory; source: DirectorySource; version: number; snapshotVersion: number | undefined } {
+  static open(
+    store: Store,
+    dataDir: string,
+    logger?: WarnLogger,
+  ): { directory: Directory; source: DirectorySource; version: number; snapshotVersion: number | undefined; restart?: DirectoryRestart } {
     const version = store.directoryVersion();
     const expected = store.directoryDigest();
     let reason: string;
@@ -144,7 +161,8 @@ export class Directory {
           d.apply(changes);
           if (d.sum.equals(expected)) {
             logger?.info({ version, snapshotVersion: snap.version, replayed: changes.length, size: d.size }, 'directory loaded from its snapshot');
-            return { directory: d, source: 'snapshot', version, snapshotVersion: snap.version };
+            const restart = { version: snap.version, digest: snap.digest, size: snap.keys.length, changes };
+            return { directory: d, source: 'snapshot', version, snapshotVersion: snap.version, restart };
           }
           reason = 'digest mismatch after the journal replay (a snapshot of another folder or directory)';
         }

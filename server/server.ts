@@ -35,7 +35,7 @@ import {
   type HealthReply,
   type OkReply,
 } from '../shared/messages.ts';
-import { ADMIN_TOKEN_FILE } from '../disk/files.ts';
+import { ADMIN_TOKEN_FILE, HASHED_SNAPSHOT_FILE } from '../disk/files.ts';
 import { readAdminToken } from '../disk/admintoken.ts';
 import { createApp } from './app.ts';
 import type { ServerContext, ServerDesignFactory, ServerOptions } from './context.ts';
@@ -130,13 +130,14 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   let directoryVersion = opened.version;
   // The snapshot on disk replays the rows above its version until the next one is written: none is deleted for it before.
   if (opened.snapshotVersion !== undefined) store.holdDirectoryChanges(opened.snapshotVersion, 'snapshot');
-  const context: ServerContext = { store, directory, directoryVersion: () => directoryVersion, now, options, logger };
+  const context: ServerContext = { store, directory, directoryVersion: () => directoryVersion, now, options, logger, restart: opened.restart };
 
   const designs: ServerDesign[] = [];
   // OHTTP gateway (server/ohttp.ts), for the blinded design: its key is loaded or generated under the folder's lock.
   let gateway: Gateway | undefined;
   try {
     for (const name of designNames) designs.push(await DESIGN_FACTORIES[name](context));
+    context.restart = undefined; // the designs have loaded their snapshots: the journal rows need not stay in memory
     if (designNames.includes('blinded')) gateway = await openGateway({ dataDir: options.dataDir, dispatch: (req, res) => app(req, res), logger });
   } catch (e) {
     try {
@@ -236,16 +237,36 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
 
   // At a clean shutdown (the next start loads it with nothing to replay) and periodically while the directory changes
   // (the journal then drops the rows it kept for it). A failure costs the next start a scan, nothing more.
+  // The designs' own index snapshots (the hashed design's) are written right after it, stamped with the same version and digest.
   let snapshotVersion = opened.snapshotVersion;
+  const writeDesignSnapshots = (): void => {
+    const stamp = { version: directoryVersion, digest: directory.digest().bytes() };
+    for (const d of designs) {
+      try {
+        d.writeSnapshot?.(stamp);
+      } catch (e) {
+        logger.warn({ design: d.name, err: (e as Error).message }, 'could not write the design index snapshot');
+      }
+    }
+    // A design no longer served leaves no index of the numbers behind (deleted numbers among them).
+    if (!designNames.includes('hashed')) fs.rmSync(path.join(options.dataDir, HASHED_SNAPSHOT_FILE), { force: true });
+  };
   const writeDirectorySnapshot = (): void => {
     try {
       directory.writeSnapshot(options.dataDir, directoryVersion);
       snapshotVersion = directoryVersion;
+      writeDesignSnapshots();
       store.pruneDirectoryChanges(directoryVersion, 'snapshot');
     } catch (e) {
       logger.warn({ err: (e as Error).message }, 'could not write the directory snapshot');
     }
   };
+  // A design that had to build its index writes its snapshot now, so that the next start loads it: beside the
+  // directory snapshot of this very version when there is one (written by a scan, or no change replayed), else with a new one.
+  if (designs.some((d) => d.snapshotLoaded === false)) {
+    if (snapshotVersion === directoryVersion) writeDesignSnapshots();
+    else writeDirectorySnapshot();
+  }
   // Run on the chain of directory changes, so the in-memory directory and the version it records agree.
   const persistDirectory = (): void => {
     if (store.db.open) writeDirectorySnapshot();

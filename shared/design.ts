@@ -254,6 +254,14 @@ export interface ServerDesign {
    * with Retry-After until then, and the others serve meanwhile.
    */
   readonly ready?: Promise<void>;
+  /**
+   * Writes the design's own index snapshot, stamped with the directory
+   * version and digest it reflects, beside the directory snapshot and at the
+   * same moments (server/designs/hashed.ts). Absent: the design keeps none.
+   */
+  writeSnapshot?(stamp: { version: number; digest: Uint8Array }): void;
+  /** False when the design has a snapshot of its own but built its index without it at start: the server then writes one. */
+  readonly snapshotLoaded?: boolean;
   /** Flushes what the design buffers (its query log) and releases resources. */
   close(): Promise<void>;
 }
