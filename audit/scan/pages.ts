@@ -19,7 +19,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
-import { ADMIN_TOKEN_FILE, DB_FILE, DIRECTORY_SNAPSHOT_FILE, KEY_FILE, OHTTP_KEY_FILE, TOKEN_KEY_FILE, logSpillFile } from '../../disk/files.ts';
+import { ADMIN_TOKEN_FILE, DB_FILE, DIRECTORY_SNAPSHOT_FILE, HASHED_SNAPSHOT_FILE, KEY_FILE, OHTTP_KEY_FILE, TOKEN_KEY_FILE, logSpillFile } from '../../disk/files.ts';
 import { SPENT_TOKENS_TABLE } from '../../shared/designs/blinded.ts';
 import { DESIGNS, LOG_TABLES, type DesignName } from '../../shared/designs/index.ts';
 import { isSqliteFile, openSnapshot, readWal, sqlitePageSize, WAL_FRAME_HEADER_BYTES, WAL_HEADER_BYTES } from '../image.ts';
@@ -72,6 +72,10 @@ export const DATA_FILES: ReadonlyMap<string, DataFile> = new Map<string, DataFil
   // The in-memory directory as of a version (server/directory-snapshot.ts): the numbers table's registered numbers and masks; its temp file while written.
   [DIRECTORY_SNAPSHOT_FILE, { kind: 'directory snapshot', design: 'directory' }],
   [`${DIRECTORY_SNAPSHOT_FILE}.tmp`, { kind: 'directory snapshot', design: 'directory' }],
+  // The hashed design's index as of the same version (server/designs/hashed-snapshot.ts): each registered number's digits
+  // (found as digits-f64le) with a 48-bit SHA-256 prefix of it, as sensitive as the number; its temp file while written.
+  [HASHED_SNAPSHOT_FILE, { kind: 'hashed index snapshot', design: 'hashed' }],
+  [`${HASHED_SNAPSHOT_FILE}.tmp`, { kind: 'hashed index snapshot', design: 'hashed' }],
 ]);
 
 /** The folder of the blinded design's bucket caches (`epochs/<n>.bin`, server/blinded/epochs.ts). */
