@@ -72,7 +72,7 @@ import path from 'node:path';
 import { DEFAULT_TAG_BYTES, bucketOf, checkBucketBits, checkTagBytes } from '../../shared/buckets.ts';
 import { loadBackend } from '../../shared/backends.ts';
 import type { DirectoryChange } from '../../shared/design.ts';
-import { ErrorCode, PcdError } from '../../shared/errors.ts';
+import { ErrorCode, PcdError, quoteInput } from '../../shared/errors.ts';
 import { DEFAULT_BACKEND, MODES, type OprfBackend, type OprfMode } from '../../shared/suite.ts';
 import type { ServerContext } from '../context.ts';
 import { storeErrorToPcdError } from '../store.ts';
@@ -308,7 +308,7 @@ export class Epochs {
   private paramsFor(req: { bucketBits?: number; mode?: OprfMode }, base?: EpochParams): EpochParams {
     const o = this.ctx.options;
     const mode = req.mode ?? o.mode ?? base?.mode ?? DEFAULT_MODE;
-    if (!MODES.includes(mode)) throw new PcdError(ErrorCode.InvalidField, `mode must be one of ${MODES.join(', ')}, got '${String(mode)}'`);
+    if (!MODES.includes(mode)) throw new PcdError(ErrorCode.InvalidField, `mode must be one of ${MODES.join(', ')}, got ${quoteInput(mode)}`);
     return {
       mode,
       bucketBits: checkBucketBits(req.bucketBits ?? o.bucketBits ?? base?.bucketBits ?? DEFAULT_BUCKET_BITS),
