@@ -88,7 +88,7 @@ export function registerAuditCommand(program: Command): void {
       new Option(
         '--account <id>',
         "blinded: the order's other face, what the operator can produce about an account (token issuance per day, evaluations paid with the account); " +
-          'repeat the option or separate with commas',
+          'repeat the option or separate with commas; without it, the relays the server was started with (recorded in the folder)',
       )
         .argParser(collect)
         .default([] as string[], 'every account with a row in the range'),
@@ -97,7 +97,7 @@ export function registerAuditCommand(program: Command): void {
       new Option(
         '--relay <ip>',
         "blinded: an OHTTP relay's address (pcd serve --ohttp-relay), marked in the rows: such a row stands for every client of the relay; " +
-          'repeat the option or separate with commas',
+          'repeat the option or separate with commas; without it, the relays the server was started with (recorded in the folder)',
       )
         .argParser(collect)
         .default([] as string[], 'none'),

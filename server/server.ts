@@ -14,6 +14,7 @@
  * until then), so the server listens while a large epoch builds.
  * `OpenServer.ready` settles when every design is ready.
  */
+import { recordRelays } from '../disk/relays.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
@@ -120,6 +121,8 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   // One owner per data folder: refused with one line naming the holder; also makes the folder 0700, its files 0600.
   const folderLock = acquireFolderLock(options.dataDir, { role: 'server', logger });
   const store = folderLock.guard(() => Store.open(options.dataDir));
+  // Which logged addresses are relays', for an audit of the folder (disk/relays.ts).
+  folderLock.guard(() => recordRelays(store.db, [...relays], now()), () => store.close());
   const { token: adminToken, source: adminTokenSource } = folderLock.guard(() => resolveAdminToken(options.dataDir, options.adminToken), () => store.close());
   // The directory snapshot (server/directory-snapshot.ts) replays the journal, so the journal is always kept: the
   // snapshot holds it from the version it reflects, the epoch caches from theirs (Store.pruneDirectoryChanges).

@@ -271,3 +271,30 @@ describe('audit of a data folder served with tokens, then with the account path'
     expect(a.spentTokens.keys.some((k) => k.epoch === null && k.spent === 1)).toBe(true);
   });
 });
+
+describe('the relays a server was started with are recorded in the folder, and the audit marks their rows without --relay', () => {
+  it('recorded, named by the order instead, or none', async () => {
+    const s = await startTestServer({ designs: ['blinded'], sizeClasses: CLASSES, ohttpRelays: ['127.0.0.1'] });
+    const a = await s.admin.createAccount({ email: 'r@example.org', numbers: [alicePhone], capabilities: ['messages'] });
+    await s.client(a.token, 'blinded', ONE_AT_A_TIME).lookup(x1); // from 127.0.0.1: the configured relay's address
+    const dataDir = s.dataDir;
+    await s.close(); // the counting logs are written at close
+    const recorded = auditBlinded(dataDir, { targets: [] });
+    expect(recorded.relaysFrom).toBe('recorded');
+    expect(recorded.relays).toEqual(['127.0.0.1']);
+    expect(recorded.tokenEvaluations.rows.length).toBeGreaterThan(0);
+    expect(recorded.tokenEvaluations.rows.every((r) => r.relay)).toBe(true);
+    const table = await audit('--data', dataDir, '--design', 'blinded');
+    expect(table).toMatch(/127\.0\.0\.1 \(relay\)/);
+    expect(table).toMatch(/the OHTTP relays the server was started with \(127\.0\.0\.1, recorded in the folder/);
+    // The order's --relay replaces what the folder recorded.
+    const named = auditBlinded(dataDir, { targets: [], relays: ['10.0.0.1'] });
+    expect(named.relaysFrom).toBe('order');
+    expect(named.tokenEvaluations.rows.some((r) => r.relay)).toBe(false);
+    // A folder never served with a relay records none.
+    const plain = await startTestServer({ designs: ['blinded'], sizeClasses: CLASSES });
+    const other = plain.dataDir;
+    await plain.close();
+    expect(auditBlinded(other, { targets: [] })).toMatchObject({ relaysFrom: 'none', relays: [] });
+  });
+});

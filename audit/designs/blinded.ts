@@ -70,6 +70,7 @@ import { pickCurrent, type EpochRow } from '../../disk/epochs.ts';
 import { readEpochKeys } from '../../disk/keyfile.ts';
 import { csvRecord, fmtCount, isoTime, rangeText, renderTable, warningsText } from '../format.ts';
 import { requireTable, tableColumns, tableExists, withSnapshot } from '../image.ts';
+import { recordedRelays } from '../../disk/relays.ts';
 import { bounds, normalizeIp, parsePlan, planContains, planSize, rangeOf, type AuditOptions, type PlanPattern } from '../plan.ts';
 import { readTokenKeyIds, type TokenKeyOnDisk } from '../tokenkeys.ts';
 import { numberForms, tagEpochsOf, type TagEpoch } from '../scan/forms.ts';
@@ -244,8 +245,9 @@ export interface BlindedAudit {
   evaluations: { rows: EvaluationRow[]; requests: number; elements: number };
   /** Evaluation rows paid with a token in the range: no account, no element count; the same for every target. */
   tokenEvaluations: TokenEvaluations;
-  /** The addresses the order names as OHTTP relays' (normalised). */
+  /** The addresses taken as OHTTP relays' (normalised): the order's (--relay), else those the server recorded it was configured with. */
   relays: string[];
+  relaysFrom: 'order' | 'recorded' | 'none';
   /** The accounts the order names, or null: every account with a row (issuance or account-path evaluation) in the range. */
   accountsNamed: number[] | null;
   /** What the operator can produce about each account. */
@@ -464,7 +466,10 @@ function blindedOf(
     if (extra.length) warnings.push(`${SPENT_TOKENS_TABLE} has column(s) ${extra.join(', ')} the audit does not know: check that none is derived from a number, a time or an account`);
   }
   const [since, until] = bounds(options);
-  const relays = [...new Set((options.relays ?? []).map(normalizeIp))];
+  // The order's relays; without any, those the server recorded it was configured with (disk/relays.ts).
+  const recorded = Object.keys(recordedRelays(db)).map(normalizeIp);
+  const relaysFrom: BlindedAudit['relaysFrom'] = options.relays?.length ? 'order' : recorded.length ? 'recorded' : 'none';
+  const relays = [...new Set(relaysFrom === 'order' ? options.relays!.map(normalizeIp) : recorded)];
   const isRelay = (ip: string) => relays.includes(normalizeIp(ip));
   const epochs: EpochSummary[] = db
     .prepare<[], EpochDbRow>('SELECT epoch, mode, bucket_bits, tag_bytes, created_at, retires_at, destroyed_at FROM epochs ORDER BY epoch')
@@ -670,6 +675,7 @@ function blindedOf(
     evaluations: { rows: evalRows, requests: evalRows.length, elements: evalRows.reduce((s, r) => s + r.count, 0) },
     tokenEvaluations,
     relays,
+    relaysFrom,
     accountsNamed: named,
     accounts,
     spentTokens: { total: spentKeys.reduce((s, k) => s + k.spent, 0), keys: spentKeys },
@@ -684,9 +690,11 @@ function ipText(ip: string, relay: boolean): string {
 }
 
 function relayNote(r: BlindedAudit): string {
-  return r.relays.length
-    ? `IPs marked (relay) are the OHTTP relays the order names (${r.relays.join(', ')}): such a row stands for every client of the relay.`
-    : 'An IP may be an OHTTP relay\'s, standing for every client of that relay: the data folder does not record which addresses are relays; name them with --relay.';
+  if (r.relaysFrom === 'order') return `IPs marked (relay) are the OHTTP relays the order names (${r.relays.join(', ')}): such a row stands for every client of the relay.`;
+  if (r.relaysFrom === 'recorded') {
+    return `IPs marked (relay) are the OHTTP relays the server was started with (${r.relays.join(', ')}, recorded in the folder; --relay names others instead): such a row stands for every client of the relay.`;
+  }
+  return 'An IP may be an OHTTP relay\'s, standing for every client of that relay: no relay is recorded in the folder (pcd serve --ohttp-relay records them); name them with --relay.';
 }
 
 export function blindedTable(r: BlindedAudit): string {
