@@ -7,7 +7,7 @@
  * process is the point (start on a busy port, a server to find), the rest
  * in this process (runPcd).
  */
-import { execFile, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -157,5 +157,58 @@ describe('pcd simulate for a first look', () => {
     expect(doc.parameters.bucketBits).toEqual([0]); // given beside --quick: it wins
     expect(doc.workload.map((w) => w.label)).toEqual(['plain', 'hashed', 'blinded b=0']);
     expect(doc.workload.every((w) => w.errors === 0)).toBe(true);
+  }, 120_000);
+});
+
+describe('the quick start, pasted in order', () => {
+  it('pcd start prints human lines only on stdout, and its commands, run in order, give the same answers in each design and then the audit of each', async () => {
+    const dataDir = path.join(tempDir(), 'data');
+    const child = spawn(process.execPath, [PCD_BIN, 'start', '--port', '0', '--data', dataDir, '--no-ui'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PCD_EVAL_THREADS: '0' } });
+    let stdout = '';
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`pcd start not ready within 60 s: ${stdout}${stderr}`)), 60_000);
+        child.stdout!.on('data', (d: Buffer) => {
+          stdout += d.toString();
+          if (/^Ctrl-C stops the server/m.test(stdout) && /^blinded ready: /m.test(stdout)) {
+            clearTimeout(timer);
+            resolve();
+          }
+        });
+        child.on('exit', (code) => reject(new Error(`pcd start exited with ${code}: ${stdout}${stderr}`)));
+      });
+      // Item 7: no JSON log line among the human ones.
+      expect(stdout.split('\n').filter((l) => l.trimStart().startsWith('{'))).toEqual([]);
+      const exported = /^\s*export PCD_SERVER=(\S+) PCD_TOKEN=(\S+)$/m.exec(stdout);
+      expect(exported, stdout).not.toBeNull();
+      const env = { PCD_SERVER: exported![1]!, PCD_TOKEN: exported![2]! };
+      const commands = [...stdout.matchAll(/^\s*npm run pcd -- (.+)$/gm)].map((m) => m[1]!.split(/\s+/));
+      const lookups = commands.filter((c) => c[0] === 'lookup' && c.includes('--design'));
+      expect(lookups.map((c) => c[c.indexOf('--design') + 1])).toEqual(['plain', 'hashed', 'blinded']);
+      const answers: string[] = [];
+      for (const c of lookups) {
+        const r = await runPcd(c, env);
+        expect(r.code, r.stderr).toBe(0);
+        answers.push(r.stdout);
+      }
+      expect(answers[0]).toMatch(/messenger/);
+      expect(answers[0]).toMatch(/SMS only/);
+      expect(new Set(answers).size).toBe(1); // the same answer in each design
+      const audit = commands.find((c) => c[0] === 'audit')!;
+      expect(audit).not.toContain('--design'); // one audit, every design
+      expect(await stopChild(child)).toBe(0); // flushes the logs (blinded counts per minute)
+      const r = await runPcd(audit.map((a) => (a === path.relative(process.cwd(), dataDir) ? dataDir : a)), {});
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toMatch(/^plain design: /m);
+      expect(r.stdout).toMatch(/1 row\(s\) from 1 requester account\(s\): each names the number/);
+      expect(r.stdout).toMatch(/^hashed design: /m);
+      expect(r.stdout).toMatch(/1 of \d+ distinct logged hashes reversed/);
+      expect(r.stdout).toMatch(/^blinded design: /m);
+      expect(r.stdout).toMatch(/evaluation requests paid with a token \(blinded_token_eval_log\) in the range: 1 /);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
   }, 120_000);
 });
