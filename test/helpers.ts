@@ -57,6 +57,14 @@ export function tempDir(prefix = 'pcd-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
+/** A stand-in for the built page (dist/web) that the web tests serve: an index.html loading /app.js, and app.js. */
+export function fakeWebDist(): string {
+  const dir = tempDir('pcd-web-');
+  fs.writeFileSync(path.join(dir, 'index.html'), '<!doctype html><title>pcd</title><script type="module" src="/app.js"></script>');
+  fs.writeFileSync(path.join(dir, 'app.js'), 'console.log(1)');
+  return dir;
+}
+
 /** A clock tests can move. */
 export function testClock(start = Date.UTC(2026, 10, 1, 12, 0, 0)) {
   let t = start;

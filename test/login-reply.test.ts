@@ -5,22 +5,15 @@
  * the account handed to the web UI carries more, as `pcd start`'s seeded
  * requester does (its contact list's server path, the list's counts).
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createWebUi } from '../web/server.ts';
-import { raw, startTestServer, tempDir, type TestServer } from './helpers.ts';
+import { fakeWebDist, raw, startTestServer, tempDir, type TestServer } from './helpers.ts';
 
 const open: TestServer[] = [];
 afterEach(async () => {
   for (const s of open.splice(0)) await s.close().catch(() => {});
 });
 
-function fakeDist(): string {
-  const dir = tempDir('pcd-web-');
-  fs.writeFileSync(path.join(dir, 'index.html'), '<!doctype html><title>pcd</title>');
-  return dir;
-}
 
 async function login(url: string, link: string) {
   return raw(`${url}/v1/ui/login`, { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code: link.split('#login=')[1]! }) });
@@ -28,7 +21,7 @@ async function login(url: string, link: string) {
 
 describe('POST /v1/ui/login', () => {
   it('replies with the view token and the account the page looks up as (email, id, token) only', async () => {
-    const ui = createWebUi({ distDir: fakeDist() });
+    const ui = createWebUi({ distDir: fakeWebDist() });
     const s = await startTestServer({ designs: ['plain'], web: ui.mount });
     open.push(s);
     const { accountId, token } = await s.admin.createAccount({ email: 'demo@example.org', numbers: ['+14155550111'], capabilities: ['messages'] });
@@ -44,12 +37,12 @@ describe('POST /v1/ui/login', () => {
     expect(r.text).not.toContain('+14155550111');
 
     // Configured through the options too, and for the page's own account (created on first login).
-    const own = createWebUi({ distDir: fakeDist(), pageAccount: seeded });
+    const own = createWebUi({ distDir: fakeWebDist(), pageAccount: seeded });
     const s2 = await startTestServer({ designs: ['plain'], web: own.mount, dataDir: tempDir() });
     open.push(s2);
     const r2 = await login(s2.server.url, own.loginUrl(s2.server.url));
     expect(Object.keys(r2.json.requester).sort()).toEqual(['accountId', 'email', 'token']);
-    const plainUi = createWebUi({ distDir: fakeDist() });
+    const plainUi = createWebUi({ distDir: fakeWebDist() });
     const s3 = await startTestServer({ designs: ['plain'], web: plainUi.mount });
     open.push(s3);
     const r3 = await login(s3.server.url, plainUi.loginUrl(s3.server.url));

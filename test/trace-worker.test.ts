@@ -8,29 +8,22 @@
  * - a view token reads the log view for VIEW_TOKEN_TTL_MS after its login
  *   (the server's clock), then answers 403 saying it expired.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createClient } from '../client/client.ts';
 import { PATHS } from '../shared/messages.ts';
 import { createWebUi, VIEW_TOKEN_TTL_MS } from '../web/server.ts';
 import { MAX_CONCURRENT_REVERSALS, reversalsRunning } from '../web/reverse.ts';
-import { raw, startTestServer, tempDir, testClock, type TestServer } from './helpers.ts';
+import { fakeWebDist, raw, startTestServer, testClock, type TestServer } from './helpers.ts';
 
 const open: TestServer[] = [];
 afterEach(async () => {
   for (const s of open.splice(0)) await s.close().catch(() => {});
 });
 
-function fakeDist(): string {
-  const dir = tempDir('pcd-web-');
-  fs.writeFileSync(path.join(dir, 'index.html'), '<!doctype html><title>pcd</title>');
-  return dir;
-}
 
 /** A server with the page, its page account, one hashed lookup of `asked` made as that account, and a view token. */
 async function setUp(asked: string, now?: () => number) {
-  const ui = createWebUi({ distDir: fakeDist() });
+  const ui = createWebUi({ distDir: fakeWebDist() });
   const s = await startTestServer({ designs: ['plain', 'hashed'], web: ui.mount, ...(now ? { now } : {}) });
   open.push(s);
   const account = await s.admin.createAccount({ email: 'page@example.org', numbers: ['+14155550100'], capabilities: ['messages'] });

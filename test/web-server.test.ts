@@ -9,7 +9,6 @@
  * test/web-page.test.ts.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashNumber } from '../shared/hashed.ts';
 import { BLINDED_EVAL_LOG, BLINDED_TOKEN_EVAL_LOG, TOKEN_ISSUANCE_LOG } from '../shared/designs/blinded.ts';
@@ -17,17 +16,11 @@ import { TraceReply } from '../shared/messages.ts';
 import { parseReply } from '../shared/schema.ts';
 import type { E164 } from '../shared/e164.ts';
 import { createWebUi, PAGE_CSP, PAGE_ACCOUNT_EMAIL, type WebUi } from '../web/server.ts';
-import { raw, runPcd, spawnServe, startTestServer, stopChild, tempDir, type TestServer } from './helpers.ts';
+import { fakeWebDist, raw, runPcd, spawnServe, startTestServer, stopChild, tempDir, type TestServer } from './helpers.ts';
 
 const REGISTERED = '+14155550123' as E164;
 const UNREGISTERED = '+14155550199' as E164;
 
-function fakeDist(): string {
-  const dir = tempDir('pcd-web-');
-  fs.writeFileSync(path.join(dir, 'index.html'), '<!doctype html><title>pcd</title><script type="module" src="/app.js"></script>');
-  fs.writeFileSync(path.join(dir, 'app.js'), 'console.log(1)');
-  return dir;
-}
 
 async function login(url: string, code: string) {
   return raw(`${url}/v1/ui/login`, { headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code }) });
@@ -43,7 +36,7 @@ describe('web/server.ts: the page, the login link and the trace', () => {
   let other: string;
 
   beforeAll(async () => {
-    ui = createWebUi({ distDir: fakeDist() });
+    ui = createWebUi({ distDir: fakeWebDist() });
     ts = await startTestServer({ web: ui.mount, sizeClasses: [1, 64, 4096] });
     await ts.admin.createAccount({ email: 'owner@example.org', numbers: [REGISTERED], capabilities: ['messages', 'facetime'] });
     ({ token: other } = await ts.admin.createAccount({ email: 'other@example.org', numbers: ['+14155550177'], capabilities: ['messages'] }));
@@ -193,7 +186,7 @@ describe('web/server.ts: the page, the login link and the trace', () => {
 
 describe('web/server.ts: the blinded trace of a server that takes the account on evaluate', () => {
   it('holds the per-request row with the account, IP and element count, and no token log', async () => {
-    const ui = createWebUi({ distDir: fakeDist() });
+    const ui = createWebUi({ distDir: fakeWebDist() });
     const ts = await startTestServer({ web: ui.mount, blindedAuth: 'account' });
     try {
       await ts.admin.createAccount({ email: 'owner@example.org', numbers: [REGISTERED], capabilities: ['messages'] });
