@@ -199,7 +199,7 @@ export function workloadMarkdown(w: readonly WorkloadResult[]): string {
     parts.push(
       '### Padding to the size classes',
       'Elements sent / elements asked (the numbers not in a tag cache): each anonymous request is padded with dummy elements to its token\u2019s size class ' +
-        '(powers of two). Single lookups are class 1; a contact sync pads to the next power of two. Tokens: issued and spent over every install, and the ' +
+        '(shared/tokens.ts). Single lookups are class 1; a contact sync pads to the next class. Tokens: issued and spent over every install, and the ' +
         'issuances a lookup had to wait for (an empty class).',
       mdTable(
         ['design', 'bucket bits', 'requests', 'elements asked', 'elements sent', 'padding', 'single lookups', 'syncs', 'tokens issued / spent', 'fetched on demand'],

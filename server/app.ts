@@ -200,7 +200,7 @@ export function createApp(deps: AppDeps): express.Express {
     const handler = async (req: Request, res: Response): Promise<void> => {
       let requester: Requester | undefined;
       // A Privacy Pass token (RFC 9577): checked from the header alone, before anything else is read.
-      const payment = r.auth === 'token' ? await r.checkToken(req.headers.authorization) : undefined;
+      const payment = r.auth === 'token' ? await r.checkToken(req.headers.authorization, contentLength(req)) : undefined;
       if (r.auth !== 'anyone' && r.auth !== 'token') {
         const token = bearer(req);
         if (!token) {

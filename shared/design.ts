@@ -220,8 +220,8 @@ export interface CheckedPayment<Req> {
  */
 export interface TokenRoute<Req = unknown, Res = unknown> extends RouteCommon<Req> {
   auth: 'token';
-  /** Checks the Authorization header's token; throws a 401 PcdError (with its WWW-Authenticate challenge) when it is missing or not good. */
-  checkToken(authorization: string | undefined): Promise<CheckedPayment<Req>>;
+  /** Checks the Authorization header's token; throws a 401 PcdError (with its WWW-Authenticate challenge, for a body of `contentLength` bytes when declared) when it is missing or not good. */
+  checkToken(authorization: string | undefined, contentLength: number | undefined): Promise<CheckedPayment<Req>>;
   /** Load admission before the body is read, as {@link RequesterRoute.admit}, with no requester. */
   admit?: (input: { contentLength: number | undefined; ip: string }) => void;
   handle(input: RouteInput<Req, undefined>): RouteReply<Res> | Promise<RouteReply<Res>>;

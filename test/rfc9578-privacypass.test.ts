@@ -14,9 +14,9 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { encodeBody } from '../shared/codec.ts';
 import { loadBackend } from '../shared/backends.ts';
 import { PATHS } from '../shared/messages.ts';
-import { TOKEN_BYTES, TOKEN_ORIGIN_INFO, sizeClassFor, tokenChallenge, tokenKeyId, DEFAULT_SIZE_CLASSES } from '../shared/tokens.ts';
-import { blindSign, tokenOfHeader, verifyToken } from '../server/tokens/service.ts';
-import type { TokenKey } from '../server/tokens/keys.ts';
+import { TOKEN_BYTES, TOKEN_ORIGIN_INFO, sizeClassFor, sizeClassProblem, tokenChallenge, tokenKeyId, DEFAULT_SIZE_CLASSES } from '../shared/tokens.ts';
+import { MAX_CHALLENGE_HEADER, TokenService, blindSign, tokenOfHeader, verifyToken, type SpentTokens } from '../server/tokens/service.ts';
+import type { TokenKey, TokenKeys } from '../server/tokens/keys.ts';
 import type { BlindedServerDesign } from '../server/designs/blinded.ts';
 import { createBlindedClientWith } from '../client/designs/blinded.ts';
 import { createTransport } from '../client/transport.ts';
@@ -148,14 +148,36 @@ describe('RFC 9578 §6 (token type 0x0002, Blind RSA) vectors', () => {
     expect(back.originInfo).toEqual([TOKEN_ORIGIN_INFO]);
   });
 
-  it('size classes: the smallest class that holds the count; the default classes are the powers of two up to the batch limit', () => {
-    expect(DEFAULT_SIZE_CLASSES.slice(0, 4)).toEqual([1, 2, 4, 8]);
+  it('size classes: the smallest class that holds the count; the defaults double up to 64, then take steps of at most 2^(1/4)', () => {
+    expect(DEFAULT_SIZE_CLASSES.slice(0, 8)).toEqual([1, 2, 4, 8, 16, 32, 64, 76]);
     expect(DEFAULT_SIZE_CLASSES.at(-1)).toBe(4096);
+    expect(DEFAULT_SIZE_CLASSES.length).toBeLessThanOrEqual(32);
+    expect(sizeClassProblem(DEFAULT_SIZE_CLASSES)).toBeUndefined();
+    for (let i = 7; i < DEFAULT_SIZE_CLASSES.length; i++) expect(DEFAULT_SIZE_CLASSES[i]! / DEFAULT_SIZE_CLASSES[i - 1]!).toBeLessThanOrEqual(1.2);
+    expect(sizeClassFor(100, DEFAULT_SIZE_CLASSES)).toBe(108);
     expect(sizeClassFor(1, DEFAULT_SIZE_CLASSES)).toBe(1);
     expect(sizeClassFor(3, DEFAULT_SIZE_CLASSES)).toBe(4);
     expect(sizeClassFor(1000, DEFAULT_SIZE_CLASSES)).toBe(1024);
     expect(sizeClassFor(100, [1, 16, 256, 4096])).toBe(256);
     expect(sizeClassFor(4097, DEFAULT_SIZE_CLASSES)).toBeUndefined();
+  });
+});
+
+describe('the 401 challenge with the default 31 classes', () => {
+  // RSA-2048 token keys are 342-byte SPKIs: 31 of them as challenges would pass node's 16 KB header limit.
+  const keys = DEFAULT_SIZE_CLASSES.map((sizeClass) => ({ sizeClass, tokenKey: new Uint8Array(crypto.randomBytes(342)) }));
+  const service = new TokenService({ of: () => keys } as unknown as TokenKeys, {} as SpentTokens, 'pcd.issuer');
+  const classesOf = (header: string) =>
+    WWWAuthenticateHeader.parse(header).map((c) => keys.find((k) => Buffer.from(k.tokenKey).equals(Buffer.from(c.tokenKey)))!.sizeClass);
+
+  it('names the classes a body length allows, and without one the smallest classes within its budget', () => {
+    expect(classesOf(service.wwwAuthenticate(1, { min: 100, max: 100 }))).toEqual([108]);
+    expect(classesOf(service.wwwAuthenticate(1, { min: 70, max: 100 }))).toEqual([76, 91, 108]);
+    const all = service.wwwAuthenticate(1);
+    expect(all.length).toBeLessThanOrEqual(MAX_CHALLENGE_HEADER);
+    const listed = classesOf(all);
+    expect(listed.length).toBeGreaterThan(10);
+    expect(listed).toEqual(DEFAULT_SIZE_CLASSES.slice(0, listed.length));
   });
 });
 
@@ -214,13 +236,32 @@ describe('tokens on a real server (auth token, the default)', () => {
     expect(Object.keys(issued[0]!)).toEqual(['ts', 'account_id', 'count']);
   });
 
-  it('no token: 401 token_required with a WWW-Authenticate challenge per size class that the library parses', async () => {
-    const { body } = await tokenAndElements(1);
+  it('no token: 401 token_required with WWW-Authenticate challenges, that the library parses, for the classes the body length allows', async () => {
+    const { body, epoch } = await tokenAndElements(1);
+    const keys = blinded().tokens!.keys.of(epoch);
+    const b64 = (k: { tokenKey: Uint8Array }) => Buffer.from(k.tokenKey).toString('base64url');
+    const classesOf = (header: string | null) => {
+      const parsed = WWWAuthenticateHeader.parse(header ?? '');
+      expect(parsed.map((c) => c.challenge.issuerName).every((n) => n === 'pcd.issuer')).toBe(true);
+      return parsed.map((c) => keys.find((k) => b64(k) === Buffer.from(c.tokenKey).toString('base64url'))?.sizeClass);
+    };
     const res = await evaluate(undefined, body);
     expect(res.status).toBe(401);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('token_required');
-    const challenges = WWWAuthenticateHeader.parse(res.headers.get('www-authenticate') ?? '');
-    expect(challenges.map((c) => c.challenge.issuerName)).toEqual(['pcd.issuer', 'pcd.issuer', 'pcd.issuer', 'pcd.issuer']);
+    // One element in MessagePack: class 1 only, of the test server's 1, 16, 256, 4096.
+    expect(classesOf(res.headers.get('www-authenticate'))).toEqual([1]);
+    // 200 elements padded to 256: only class 256's key.
+    const big = await tokenAndElements(200);
+    expect(classesOf((await evaluate(undefined, big.body)).headers.get('www-authenticate'))).toEqual([256]);
+    // No Content-Length (a chunked body): every class, as many as fit in the header's budget.
+    const chunked = await fetch(s.server.url + PATHS.blindedEvaluate, {
+      method: 'POST',
+      headers: { 'content-type': 'application/msgpack' },
+      body: new ReadableStream({ start: (c) => (c.enqueue(body), c.close()) }),
+      duplex: 'half',
+    } as RequestInit);
+    expect(chunked.status).toBe(401);
+    expect(classesOf(chunked.headers.get('www-authenticate'))).toEqual([1, 16, 256, 4096]);
     // A bearer account token is no token either.
     const bearer = await evaluate(`Bearer ${account}`, body);
     expect(bearer.status).toBe(401);

@@ -269,7 +269,7 @@ describe('anonymous variants against real servers and a relay, tiny', () => {
     expect(r.top1Ci[0]).toBeLessThanOrEqual(r.chance);
   });
 
-  it('reports the padding: single lookups unpadded, syncs padded to a power of two, at most 1.5x overall here', () => {
+  it('reports the padding: single lookups unpadded, syncs padded to their class, at most 1.5x overall here', () => {
     const p = row('blinded-anonymous b=0').padding!;
     expect(p.single).toBe(1);
     expect(p.batch).toBeGreaterThanOrEqual(1);

@@ -109,10 +109,22 @@ import type { RequesterKey } from '../blinded/fair.ts';
  */
 const MIN_BODY_BYTES_PER_ELEMENT = 47;
 
+/** Fewest bytes an evaluate body spends per element (MessagePack: bin 8 header and 32 bytes) ... */
+const FEWEST_BYTES_PER_ELEMENT = 34;
+/** ... and on the rest: a map of two, `epoch` and a fixint, `elements` and an array header. */
+const FEWEST_FIXED_BODY_BYTES = 1 + 6 + 1 + 9 + 1;
+
 /** Elements an evaluate body of `contentLength` bytes holds at least (1 when the length is not declared). */
 export function elementsIn(contentLength: number | undefined): number {
   if (contentLength === undefined) return 1;
   return Math.max(1, Math.min(LIMITS.maxBatch, Math.floor(contentLength / MIN_BODY_BYTES_PER_ELEMENT)));
+}
+
+/** The element counts an evaluate body of `contentLength` bytes can hold, in either format; undefined when the length is not declared. */
+export function elementsBetween(contentLength: number | undefined): { min: number; max: number } | undefined {
+  if (contentLength === undefined) return undefined;
+  const min = elementsIn(contentLength);
+  return { min, max: Math.max(min, Math.min(LIMITS.maxBatch, Math.floor((contentLength - FEWEST_FIXED_BODY_BYTES) / FEWEST_BYTES_PER_ELEMENT))) };
 }
 
 /** Buckets change only with the directory; a minute of staleness in shared caches is the trade. */
@@ -256,9 +268,9 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
               path: PATHS.blindedEvaluate,
               auth: 'token',
               request: EvaluateRequest,
-              // Steps 1-4 of server/tokens/service.ts, before the body is read; the challenge names the current epoch's keys.
-              async checkToken(authorization) {
-                const checked = await tokens.check(authorization, epochs.currentNumber);
+              // Steps 1-4 of server/tokens/service.ts, before the body is read; the challenge names the current epoch's keys of the classes the body's length allows.
+              async checkToken(authorization, contentLength) {
+                const checked = await tokens.check(authorization, epochs.currentNumber, elementsBetween(contentLength));
                 return {
                   spend(body) {
                     const n = body.elements.length;
@@ -266,7 +278,7 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
                       throw new PcdError(
                         ErrorCode.TokenWrongClass,
                         `a token of size class ${checked.key.sizeClass} pays for exactly ${checked.key.sizeClass} elements, the request has ${n}: pad the request to its class`,
-                        { wwwAuthenticate: tokens.wwwAuthenticate(epochs.currentNumber) },
+                        { wwwAuthenticate: tokens.wwwAuthenticate(epochs.currentNumber, { min: n, max: n }) },
                       );
                     }
                     return tokens.spend(checked, epochs.currentNumber);

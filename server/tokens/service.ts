@@ -58,12 +58,16 @@ import {
   TOKEN_REQUEST_BYTES,
   TOKEN_TYPE,
   challengeDigest,
+  sizeClassFor,
   tokenChallenge,
 } from '../../shared/tokens.ts';
 import type { TokenKey, TokenKeys } from './keys.ts';
 
 /** Longest Authorization header read as a token: the base64url of a token is 472 characters. */
 const MAX_TOKEN_HEADER = 1024;
+
+/** Longest WWW-Authenticate value of a 401: about 14 challenges of RSA-2048 keys, half of node's 16 KB header limit. */
+export const MAX_CHALLENGE_HEADER = 8 * 1024;
 
 /**
  * The one form pcd's clients send (RFC 9577 §2.2.2): `PrivateToken token=<base64url of one token>`, the value
@@ -174,12 +178,27 @@ export class TokenService {
     this.digest = challengeDigest(this.challenge);
   }
 
-  /** The WWW-Authenticate value of a 401 (RFC 9577 §2.1): one challenge per token key of `epoch`. */
-  wwwAuthenticate(epoch: number): string {
-    return this.keys
-      .of(epoch)
-      .map((k) => new WWWAuthenticateHeader(this.challenge, k.tokenKey).toString())
-      .join(', ');
+  /**
+   * The WWW-Authenticate value of a 401 (RFC 9577 §2.1): one challenge per
+   * token key of `epoch` that could pay for a request of `elements` (the
+   * bounds a Content-Length allows, {@link elementsBetween}), so at most a
+   * few. Without bounds, the keys of the smallest classes that fit in
+   * {@link MAX_CHALLENGE_HEADER} characters: 31 keys would not fit in the
+   * 16 KB of headers node and most proxies accept, and a client finds them
+   * all in `GET /v1/blinded/config`.
+   */
+  wwwAuthenticate(epoch: number, elements?: { min: number; max: number }): string {
+    const keys = this.keys.of(epoch);
+    const low = elements && sizeClassFor(elements.min, keys.map((k) => k.sizeClass));
+    const high = elements && sizeClassFor(elements.max, keys.map((k) => k.sizeClass));
+    const wanted = low === undefined ? keys : keys.filter((k) => k.sizeClass >= low && k.sizeClass <= (high ?? low));
+    let value = '';
+    for (const k of wanted) {
+      const one = new WWWAuthenticateHeader(this.challenge, k.tokenKey).toString();
+      if (value && value.length + 2 + one.length > MAX_CHALLENGE_HEADER) break;
+      value = value ? `${value}, ${one}` : one;
+    }
+    return value;
   }
 
   /** Issues one TokenResponse per TokenRequest with `epoch`'s key of `sizeClass` (quota charged by the caller). */
@@ -205,9 +224,9 @@ export class TokenService {
   }
 
   /** Steps 1-4 of the module header; throws a 401 PcdError with the challenge of `epoch` (the current one). */
-  async check(authorization: string | undefined, challengeEpoch: number): Promise<CheckedToken> {
+  async check(authorization: string | undefined, challengeEpoch: number, elements?: { min: number; max: number }): Promise<CheckedToken> {
     const refuse = (code: ErrorCode, message: string): never => {
-      throw new PcdError(code, message, { wwwAuthenticate: this.wwwAuthenticate(challengeEpoch) });
+      throw new PcdError(code, message, { wwwAuthenticate: this.wwwAuthenticate(challengeEpoch, elements) });
     };
     if (authorization === undefined || !/^\s*privatetoken\s/i.test(authorization)) {
       return refuse(ErrorCode.TokenRequired, 'this endpoint takes a Privacy Pass token (Authorization: PrivateToken token=…, RFC 9577); the WWW-Authenticate header has the challenge and token keys');
@@ -233,7 +252,8 @@ export class TokenService {
   /** Step 6: records the spend, or throws token_replayed; returns what gives it back. */
   spend(t: CheckedToken, challengeEpoch: number): () => void {
     if (!this.spent.spend(t)) {
-      throw new PcdError(ErrorCode.TokenReplayed, 'this token was spent before: each token pays for one request', { wwwAuthenticate: this.wwwAuthenticate(challengeEpoch) });
+      const n = t.key.sizeClass;
+      throw new PcdError(ErrorCode.TokenReplayed, 'this token was spent before: each token pays for one request', { wwwAuthenticate: this.wwwAuthenticate(challengeEpoch, { min: n, max: n }) });
     }
     return () => this.spent.unspend(t);
   }
