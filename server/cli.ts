@@ -22,6 +22,9 @@ import { relayAddresses } from './ohttp.ts';
 import { parseTrustProxy } from './clientip.ts';
 import { DEFAULT_CONNECTION_LIMITS } from './net.ts';
 import { Store } from './store.ts';
+import { SqliteDirectoryStore, type DirectoryStore } from './directory-store.ts';
+import { PgStore } from './pg/store.ts';
+import { redactUrl, storeUrl, STORE_URL_ENV } from './pg/connect.ts';
 import { acquireFolderLock } from './lock.ts';
 import { generateAccounts, generateContactLists, type SeedOptions } from '../synth/directory.ts';
 import { rotateKeyOffline, type BlindedServerDesign } from './designs/blinded.ts';
@@ -84,42 +87,51 @@ export interface SeedResult {
  * the audit scan skips: a phone's contacts are not server data). Files 0600,
  * as the folder's lock would make them anyway.
  */
-export function seedDataFolder(dataDir: string, contactsDir: string, options: SeedOptions, log: (s: string) => void = () => {}): SeedResult {
+export async function seedDataFolder(dataDir: string, contactsDir: string, options: SeedOptions, log: (s: string) => void = () => {}): Promise<SeedResult> {
   // Refused, in one line naming it, while a server (or another command) holds the folder.
   const lock = acquireFolderLock(dataDir, { role: 'seed', logger: loggerFor(process.env.PCD_LOG_LEVEL ?? 'warn') });
   const store = lock.guard(() => Store.open(dataDir));
   try {
-    const existing = store.directorySize();
-    if (existing > 0) {
-      throw new PcdError(ErrorCode.Conflict, `${dataDir} already holds a directory of ${existing} numbers; seed an empty data folder`);
-    }
-    const started = performance.now();
-    const now = Date.now();
-    // Contact lists first: options they cannot satisfy are refused before anything is written.
-    const lists = [...generateContactLists(options)];
-    const numbers = store.bulkInsert(
-      (function* () {
-        for (const a of generateAccounts(options)) yield { email: a.email, numbers: a.numbers, mask: capabilitiesToMask(a.capabilities) };
-      })(),
-      now,
-      (n) => log(`  ${n} numbers written`),
-    );
-    fs.mkdirSync(contactsDir, { recursive: true, mode: 0o700 });
-    const requesters: SeedResult['requesters'] = [];
-    for (const list of lists) {
-      const account = store.accountByEmail(list.email);
-      if (!account) throw new Error(`seed: requester ${list.email} is not among the seeded accounts`);
-      const file = path.join(contactsDir, `${list.email.split('@')[0]}.txt`);
-      fs.writeFileSync(file, list.numbers.join('\n') + '\n', { mode: 0o600 });
-      const registered = list.numbers.filter((n) => store.numberRegistered(n)).length;
-      requesters.push({ email: list.email, accountId: account.accountId, token: store.issueToken(account.accountId), contacts: file, registered, total: list.numbers.length });
-    }
-    fs.writeFileSync(path.join(contactsDir, REQUESTERS_FILE), JSON.stringify(requesters, null, 2) + '\n', { mode: 0o600 });
-    return { numbers, ms: performance.now() - started, requesters };
+    return await seedStore(new SqliteDirectoryStore(store), dataDir, contactsDir, options, log);
   } finally {
     store.close();
     lock.release();
   }
+}
+
+/**
+ * Seeds an empty store, SQLite's or a shared Postgres (`pcd seed --store
+ * postgres://…`: COPY, server/pg/store.ts), named `where` in messages.
+ */
+export async function seedStore(store: DirectoryStore, where: string, contactsDir: string, options: SeedOptions, log: (s: string) => void = () => {}): Promise<SeedResult> {
+  const existing = await store.directorySize();
+  if (existing > 0) {
+    throw new PcdError(ErrorCode.Conflict, `${where} already holds a directory of ${existing} numbers; seed an empty ${store.kind === 'sqlite' ? 'data folder' : 'database'}`);
+  }
+  const started = performance.now();
+  const now = Date.now();
+  // Contact lists first: options they cannot satisfy are refused before anything is written.
+  const lists = [...generateContactLists(options)];
+  const numbers = await store.bulkInsert(
+    (function* () {
+      for (const a of generateAccounts(options)) yield { email: a.email, numbers: a.numbers, mask: capabilitiesToMask(a.capabilities) };
+    })(),
+    now,
+    (n) => log(`  ${n} numbers written`),
+  );
+  fs.mkdirSync(contactsDir, { recursive: true, mode: 0o700 });
+  const requesters: SeedResult['requesters'] = [];
+  for (const list of lists) {
+    const account = await store.accountByEmail(list.email);
+    if (!account) throw new Error(`seed: requester ${list.email} is not among the seeded accounts`);
+    const file = path.join(contactsDir, `${list.email.split('@')[0]}.txt`);
+    fs.writeFileSync(file, list.numbers.join('\n') + '\n', { mode: 0o600 });
+    let registered = 0;
+    for (const n of list.numbers) if (await store.numberRegistered(n)) registered++;
+    requesters.push({ email: list.email, accountId: account.accountId, token: await store.issueToken(account.accountId), contacts: file, registered, total: list.numbers.length });
+  }
+  fs.writeFileSync(path.join(contactsDir, REQUESTERS_FILE), JSON.stringify(requesters, null, 2) + '\n', { mode: 0o600 });
+  return { numbers, ms: performance.now() - started, requesters };
 }
 
 /**
@@ -365,7 +377,7 @@ export function registerServerCommands(program: Command): void {
     if (empty) {
       console.log(`seeding a synthetic directory of ${o.size} numbers into ${path.resolve(o.data)} ...`);
       // Contact lists of 200 (half registered), shorter for a directory too small for them.
-      seeded = seedDataFolder(o.data, contactsDir, { size: o.size, contactsPerRequester: Math.min(200, Math.max(2, Math.floor(o.size / 2))) });
+      seeded = await seedDataFolder(o.data, contactsDir, { size: o.size, contactsPerRequester: Math.min(200, Math.max(2, Math.floor(o.size / 2))) });
       console.log(`seeded ${seeded.numbers} numbers in ${(seeded.ms / 1000).toFixed(1)} s; contact lists in ${contactsDir}`);
     }
     const web = o.ui ? createWebUi() : undefined;
@@ -400,23 +412,35 @@ export function registerServerCommands(program: Command): void {
     .option('--contacts <n>', 'numbers per contact list', int('--contacts', 1, 1_000_000), 200)
     .option('--registered-share <f>', 'share of a contact list that is registered (0..1)', num('--registered-share', 0, 1), 0.5)
     .option('--contacts-dir <dir>', 'where contact lists and requester tokens go (default: contacts/ in the data folder)')
-    .action((o: { data: string; size: number; seed: string; regions?: string; requesters: number; contacts: number; registeredShare: number; contactsDir?: string }) => {
+    .option('--store <url>', `a shared Postgres store (postgres://…, or ${STORE_URL_ENV}) instead of the data folder's SQLite: seeded by COPY`)
+    .action(async (o: { data: string; size: number; seed: string; regions?: string; requesters: number; contacts: number; registeredShare: number; contactsDir?: string; store?: string }) => {
       const contactsDir = o.contactsDir ?? contactsDirFor(o.data);
-      const r = seedDataFolder(
-        o.data,
-        contactsDir,
-        {
-          size: o.size,
-          seed: o.seed,
-          regions: o.regions?.split(',').map((s) => s.trim().toUpperCase()),
-          requesters: o.requesters,
-          contactsPerRequester: o.contacts,
-          registeredShare: o.registeredShare,
-        },
-        (s) => process.stderr.write(s + '\r'),
-      );
+      const options: SeedOptions = {
+        size: o.size,
+        seed: o.seed,
+        regions: o.regions?.split(',').map((s) => s.trim().toUpperCase()),
+        requesters: o.requesters,
+        contactsPerRequester: o.contacts,
+        registeredShare: o.registeredShare,
+      };
+      const progress = (s: string) => process.stderr.write(s + '\r');
+      const url = storeUrl(o.store);
+      let r: SeedResult;
+      let where: string;
+      if (url) {
+        where = redactUrl(url);
+        const store = await PgStore.open(url);
+        try {
+          r = await seedStore(store, where, contactsDir, options, progress);
+        } finally {
+          await store.close();
+        }
+      } else {
+        where = path.resolve(o.data);
+        r = await seedDataFolder(o.data, contactsDir, options, progress);
+      }
       process.stderr.write('\n');
-      console.log(`seeded ${r.numbers} numbers into ${path.resolve(o.data)} in ${(r.ms / 1000).toFixed(1)} s`);
+      console.log(`seeded ${r.numbers} numbers into ${where} in ${(r.ms / 1000).toFixed(1)} s`);
       for (const q of r.requesters) console.log(`requester ${q.email} (account ${q.accountId}): ${q.contacts} (${q.registered}/${q.total} registered), token ${q.token}`);
       console.log(`tokens are also in ${path.join(contactsDir, REQUESTERS_FILE)} (mode 0600)`);
     });

@@ -89,7 +89,7 @@ describe('the data folder lock', () => {
     const naming = new RegExp(`^\\S+ is in use by pcd serve \\(pid ${process.pid}, this process, ${url.replaceAll('.', '\\.')}, since [^)]+\\): stop it first`);
     await expect(rotateKeyOffline({ dataDir: s.dataDir })).rejects.toMatchObject({ code: ErrorCode.Conflict, message: expect.stringMatching(naming) });
     await expect(rotateKeyOffline({ dataDir: s.dataDir })).rejects.toThrow(/use POST \/v1\/admin\/rotate-key on the running server$/);
-    expect(() => seedDataFolder(s.dataDir, tempDir(), { size: 10 })).toThrow(naming);
+    await expect(seedDataFolder(s.dataDir, tempDir(), { size: 10 })).rejects.toThrow(naming);
     await expect(startTestServer({ dataDir: s.dataDir, designs: ['plain'] })).rejects.toThrow(/or serve another data folder$/);
     // The refusals changed nothing: the server serves its one epoch, and rotates online.
     const rotated = await fetch(`${url}/v1/admin/rotate-key`, { method: 'POST', headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' }, body: '{}' });

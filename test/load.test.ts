@@ -36,7 +36,7 @@ describe('mixed-design load from many concurrent clients', () => {
 
   beforeAll(async () => {
     const dataDir = path.join(root, 'data');
-    seedDataFolder(dataDir, path.join(root, 'contacts'), { size: 1500, requesters: 0 });
+    await seedDataFolder(dataDir, path.join(root, 'contacts'), { size: 1500, requesters: 0 });
     // One evaluator worker: the pool under concurrent requesters (its scaling over workers is test/evaluator.test.ts's).
     ts = await startTestServer({ dataDir, bucketBits: 4, evalThreads: 1 });
     for (const { number, mask } of ts.server.store.directory()) expected.set(number, maskToCapabilities(mask));

@@ -25,7 +25,7 @@ describe('SIGTERM under load', () => {
   it('finishes in-flight requests, flushes the logs and exits 0; no acknowledged lookup is missing from the log', async () => {
     const data = path.join(root, 'data');
     const contacts = path.join(root, 'contacts');
-    seedDataFolder(data, contacts, { size: 500, requesters: 1 });
+    await seedDataFolder(data, contacts, { size: 500, requesters: 1 });
     const token = (JSON.parse(fs.readFileSync(path.join(contacts, REQUESTERS_FILE), 'utf8')) as { token: string }[])[0]!.token;
     const server = await spawnServe(['--data', data, '--no-rate-limit', '--shutdown-timeout', '5', '--eval-threads', '1'], { PCD_ADMIN_TOKEN: ADMIN_TOKEN });
 

