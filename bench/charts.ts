@@ -12,7 +12,7 @@
  */
 import { workloadChart } from './workload.ts';
 import { runLine, titleSuffix } from './label.ts';
-import type { BandwidthMark, BenchResults, BuildMark, CryptoMark, FairnessMark, HttpMark, Mark, ReverseMark, ScaleMark } from './results.ts';
+import type { BandwidthMark, BenchResults, BuildMark, CryptoMark, FairnessMark, HttpMark, Mark, ReverseMark, ScaleMark, StoreMark } from './results.ts';
 import { formatNumber } from './stats.ts';
 import { VEGA_LITE_SCHEMA, type ChartSpec } from './vega.ts';
 
@@ -416,6 +416,31 @@ export function chartSpecs(r: BenchResults): Map<string, ChartSpec> {
         logX: true,
         logY: true,
         note: 'process.memoryUsage().arrayBuffers after minus before opening the server (after GC): the hash tables and buckets.',
+      }),
+    );
+  }
+
+  const store = by<StoreMark>(r, 'store');
+  if (store.length > 0) {
+    const sizes = [...new Set(store.map((m) => m.numbers))].sort((a, b) => a - b);
+    const stores = [...new Set(store.map((m) => m.store))];
+    const cat = (what: string, n: number) => `${what}, ${tickLabel(n)} numbers`;
+    const categories = (['seeding', 'scan'] as const).flatMap((w) => sizes.map((n) => cat(w, n)));
+    charts.set(
+      'store.svg',
+      barChartSpec(r, {
+        title: 'Accounts and directory store: seeding and full-scan throughput, SQLite and Postgres',
+        xTitle: 'operation, directory size',
+        yTitle: 'numbers per second (log scale)',
+        legendTitle: 'store',
+        categories,
+        series: stores,
+        rows: store.flatMap((m) => [
+          { category: cat('seeding', m.numbers), series: m.store, value: m.seedNumbersPerSec },
+          { category: cat('scan', m.numbers), series: m.store, value: m.scanNumbersPerSec },
+        ]),
+        log: true,
+        note: 'seeding: bulk insert of the synthetic directory (Postgres by COPY), generator included; scan: directory() read whole. Postgres on the same machine over TCP loopback, fsync on.',
       }),
     );
   }

@@ -92,6 +92,14 @@ export function metricsOf(m: Mark): Metric[] {
         { metric: 'RSS (bytes)', value: get(m, 'rssBytes') },
         { metric: 'restart: serving (s)', value: get(m, 'restart', 'blindedServingSeconds') },
       ];
+    case 'store':
+      return [
+        { metric: 'seed numbers/s', value: get(m, 'seedNumbersPerSec') },
+        { metric: 'scan numbers/s', value: get(m, 'scanNumbersPerSec') },
+        ...lat('createAccount ', m.createLatencyMs),
+        { metric: 'authenticate mean (µs)', value: get(m, 'authenticateMeanUs') },
+        { metric: 'on disk (bytes)', value: get(m, 'diskBytes') },
+      ];
     case 'reverse':
       return [{ metric: 'hashes/s', value: get(m, 'hashesPerSec') }];
     default: {

@@ -11,6 +11,7 @@ import type { FairnessConfig } from './fairness.ts';
 import type { HttpConfig, HttpShapeConfig } from './http.ts';
 import type { ReverseConfig } from './reverse.ts';
 import type { ScaleConfig } from './scale.ts';
+import type { StoreConfig } from './store.ts';
 import type { WorkloadConfig } from './workload.ts';
 import { WORKLOAD_BOOKS } from './tokens.ts';
 
@@ -23,6 +24,7 @@ export interface BenchConfig {
   bandwidth: BandwidthConfig;
   build: BuildConfig;
   scale: ScaleConfig;
+  store: StoreConfig;
   reverse: ReverseConfig;
   workload: WorkloadConfig;
 }
@@ -88,6 +90,7 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           light: { durationMs: 300, minRequests: 3 },
         },
         scale: { sizes: [300], backend: 'sodium', bucketBits: 0, killAfterMs: 200 },
+        store: { sizes: [10_000], creates: 50, authentications: 200 },
         bandwidth: { directorySize: 100, bucketBits: [0, 2], lookups: [1, 20], projectTo: PROJECT_TO, projectBits: PROJECT_BITS },
         build: { sizes: [100], blindedSizes: [100], bucketBits: 0, projectTo: PROJECT_TO, projectCores },
         reverse: {
@@ -164,6 +167,7 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           light: { durationMs: 3000, minRequests: 20 },
         },
         scale: { sizes: [20_000], backend: 'sodium', bucketBits: 4, killAfterMs: 1000 },
+        store: { sizes: [100_000], creates: 50, authentications: 200 },
         bandwidth: { directorySize: 1000, bucketBits: [0, 4, 8], lookups: [1, 100], projectTo: PROJECT_TO, projectBits: PROJECT_BITS },
         build: { sizes: [1000, 10_000], blindedSizes: [1000], bucketBits: 0, projectTo: PROJECT_TO, projectCores },
         reverse: {
@@ -240,6 +244,8 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
           light: { durationMs: 15_000, minRequests: 50 },
         },
         scale: { sizes: [1_000_000, 10_000_000], backend: 'sodium', bucketBits: 8, killAfterMs: 1000 },
+        // Seeding 10^7 numbers into Postgres is the target (at most 5 min).
+        store: { sizes: [1_000_000, 10_000_000], creates: 200, authentications: 2000 },
         bandwidth: {
           directorySize: 10_000,
           bucketBits: [0, 2, 4, 6, 8, 10, 12],

@@ -3,7 +3,7 @@
  * are shared and noisy: a ratio of two numbers measured minutes apart on
  * the same machine says more than either number alone).
  */
-import type { BandwidthMark, BuildMark, CryptoMark, ExternalReference, FairnessMark, HttpMark, Mark, Ratio } from './results.ts';
+import type { BandwidthMark, BuildMark, CryptoMark, ExternalReference, FairnessMark, HttpMark, Mark, Ratio, StoreMark } from './results.ts';
 import { TOKEN_OPS } from './tokens.ts';
 
 function by<T extends Mark>(marks: readonly Mark[], section: T['section']): T[] {
@@ -161,6 +161,22 @@ export function deriveRatios(marks: readonly Mark[], references: readonly Extern
   for (const m of build.filter((x) => x.design === 'blinded' && !x.name.endsWith('(1 thread)'))) {
     const plain = build.find((x) => x.design === 'plain' && x.numbers === m.numbers);
     push('build', `open time at ${m.numbers.toLocaleString('en-US')} numbers: blinded / plain`, m.seconds, plain?.seconds, `${m.name} ÷ ${plain?.name}`);
+  }
+
+  // Store: Postgres against SQLite, same directory size, same run.
+  const store = by<StoreMark>(marks, 'store');
+  for (const p of store.filter((x) => x.store === 'postgres')) {
+    const s = store.find((x) => x.store === 'sqlite' && x.numbers === p.numbers);
+    if (!s) continue;
+    const at = `at ${p.numbers.toLocaleString('en-US')} numbers`;
+    const f = (what: string) => `${what}, ${p.name} ÷ ${s.name}`;
+    push('store', `store ${at}: postgres / sqlite seeding numbers per second`, p.seedNumbersPerSec, s.seedNumbersPerSec, f('numbers/s'));
+    push('store', `store ${at}: postgres / sqlite scan numbers per second`, p.scanNumbersPerSec, s.scanNumbersPerSec, f('numbers/s'));
+    push('store', `store ${at}: postgres / sqlite createAccount mean latency`, p.createLatencyMs.mean, s.createLatencyMs.mean, f('mean ms'));
+    push('store', `store ${at}: postgres / sqlite createAccount p50 latency`, p.createLatencyMs.p50, s.createLatencyMs.p50, f('p50 ms'));
+    push('store', `store ${at}: postgres / sqlite createAccount p99 latency`, p.createLatencyMs.p99, s.createLatencyMs.p99, f('p99 ms'));
+    push('store', `store ${at}: postgres / sqlite authenticate mean time`, p.authenticateMeanUs, s.authenticateMeanUs, f('mean µs'));
+    push('store', `store ${at}: postgres / sqlite bytes on disk after seeding`, p.diskBytes, s.diskBytes, f('bytes'));
   }
   return out;
 }

@@ -8,6 +8,7 @@
  * above every table (bench/label.ts), so a table pasted alone still does.
  */
 import { workloadMarkdown } from './workload.ts';
+import { storeMarkdown } from './store.ts';
 import { describeTree } from './machine.ts';
 import { DIRTY_LABEL, machineLine, runLabels, titleSuffix } from './label.ts';
 import type {
@@ -21,6 +22,7 @@ import type {
   Projection,
   ReverseMark,
   ScaleMark,
+  StoreMark,
 } from './results.ts';
 import { formatBytes, formatNumber, formatPerItem, formatSeconds } from './stats.ts';
 import { TOKEN_LIMITS, tokenTargets } from './tokens.ts';
@@ -301,6 +303,9 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
     const missing = [1_000_000, 10_000_000].filter((n) => !judged.has(n));
     if (missing.length > 0) out.push(`Not judged in this run (size not run): ${missing.map((n) => `${n0(n)} numbers`).join(', ')}.`, '');
   }
+
+  const store = by<StoreMark>(r, 'store');
+  if (store.length > 0) out.push(...storeMarkdown(r, store, t));
 
   const rev = by<ReverseMark>(r, 'reverse');
   if (rev.length > 0) {

@@ -12,7 +12,7 @@ import type { Summary, TimedMark } from './stats.ts';
 import type { WorkloadMark, WorkloadResult } from './workload.ts';
 
 export const RESULTS_SCHEMA = 'pcd-bench/2';
-export const SECTIONS = ['crypto', 'http', 'fairness', 'bandwidth', 'build', 'scale', 'reverse', 'workload'] as const;
+export const SECTIONS = ['crypto', 'http', 'fairness', 'bandwidth', 'build', 'scale', 'store', 'reverse', 'workload'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /**
@@ -282,7 +282,37 @@ export interface ScaleMark {
   targets: ScaleTarget[];
 }
 
-export type Mark = CryptoMark | HttpMark | FairnessMark | BandwidthMark | BuildMark | ScaleMark | ReverseMark | WorkloadMark;
+/**
+ * The accounts and directory store (bench/store.ts): one store (SQLite or
+ * Postgres) at one directory size, seeded, scanned, then registrations and
+ * authentications.
+ */
+export interface StoreMark {
+  section: 'store';
+  name: string;
+  store: 'sqlite' | 'postgres';
+  /** Numbers seeded (one per account). */
+  numbers: number;
+  /** bulkInsert of the synthetic directory, the generator included. */
+  seedSeconds: number;
+  seedNumbersPerSec: number;
+  /** A full `directory()` scan. */
+  scanSeconds: number;
+  scanNumbersPerSec: number;
+  /** createAccount, one at a time, into the seeded store. */
+  creates: number;
+  createLatencyMs: LatencyMs;
+  /** authenticate() of one known token. */
+  authentications: number;
+  authenticateMeanUs: number;
+  authenticateLatencyMs: LatencyMs;
+  /** After seeding: SQLite's files (WAL included), Postgres's pg_database_size. */
+  diskBytes?: number;
+  /** Postgres at 10^7 numbers: the issue's seeding target. */
+  target?: ScaleTarget;
+}
+
+export type Mark = CryptoMark | HttpMark | FairnessMark | BandwidthMark | BuildMark | ScaleMark | StoreMark | ReverseMark | WorkloadMark;
 
 export interface Ratio {
   name: string;

@@ -22,7 +22,8 @@
  *   npm run bench -- compare A B       ratios between two runs (folders or results.json files)
  *   node --import tsx bench/run.ts --quick     the same without the pcd binary
  *
- * Sections: crypto, http, fairness, bandwidth, build, scale, reverse,
+ * Sections: crypto, http, fairness, bandwidth, build, scale, store (the
+ * accounts and directory store, SQLite against Postgres), reverse,
  * workload (a simulated month, workload/: what each design's logs give away)
  * (README, "Benchmarks"). `scale` is the heavy one (10^6 and 10^7 numbers in the
  * full profile, tens of minutes): run it on its own with --only scale. With
@@ -53,6 +54,7 @@ import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type ExternalReference, ty
 import { runReverse } from './reverse.ts';
 import { runWorkloadSection, type WorkloadResult } from './workload.ts';
 import { runScale } from './scale.ts';
+import { runStore } from './store.ts';
 import { sinkDigest } from './stats.ts';
 
 /** The reference run (committed): full profile only, from a clean commit. */
@@ -93,6 +95,7 @@ export const CHART_FILES = [
   'build-time.svg',
   'memory.svg',
   'scale.svg',
+  'store.svg',
   'workload.svg',
   'reverse.svg',
 ];
@@ -196,6 +199,12 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
           notes.push(...r.notes);
           const s = r.seeding.at(-1);
           if (s) notes.push(`Build: seeding the store (synth/ generator + SQLite bulk insert) ran at ${Math.round(s.numbers / s.seconds).toLocaleString('en-US')} numbers/s at ${s.numbers.toLocaleString('en-US')} numbers.`);
+          break;
+        }
+        case 'store': {
+          const r = await runStore(config.store, log);
+          marks.push(...r.marks);
+          notes.push(...r.notes);
           break;
         }
         case 'reverse': {
