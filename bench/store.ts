@@ -42,9 +42,7 @@ export const STORE_TARGET = { numbers: 10_000_000, seconds: 300 };
 const REGISTRATION_REGIONS = ['SE'];
 if (REGISTRATION_REGIONS.some((r) => DEFAULT_SEED_REGIONS.includes(r))) throw new Error('bench/store.ts: a registration region is among the seeded ones');
 
-type Acct = NewAccount;
-
-function toNew(a: SeedAccount): Acct {
+function toNew(a: SeedAccount): NewAccount {
   return { email: a.email, numbers: a.numbers, mask: capabilitiesToMask(a.capabilities) };
 }
 
@@ -78,7 +76,7 @@ interface Opened {
 }
 
 async function measure(kind: StoreKind, numbers: number, config: StoreConfig, open: () => Promise<Opened>, log: (line: string) => void): Promise<StoreMark> {
-  const seeded0 = generateAccounts({ size: numbers, seed: BENCH_SEED, requesters: 0, numbersPerAccount: [1] });
+  const directory = generateAccounts({ size: numbers, seed: BENCH_SEED, requesters: 0, numbersPerAccount: [1] });
   // Registrations: numbers of a region the directory does not hold (the generator's size is at most 10^7), emails of their own.
   const registrations = [...generateAccounts({ size: config.creates, seed: `${BENCH_SEED}-registrations`, regions: REGISTRATION_REGIONS, requesters: 0, numbersPerAccount: [1] })].map(
     (a, i) => ({ ...a, email: `registered-${i}.${a.email}` }),
@@ -90,13 +88,14 @@ async function measure(kind: StoreKind, numbers: number, config: StoreConfig, op
     let t0 = performance.now();
     const seeded = await store.bulkInsert(
       (function* () {
-        for (const a of seeded0) yield toNew(a);
+        for (const a of directory) yield toNew(a);
       })(),
       Date.now(),
     );
     const seedSeconds = (performance.now() - t0) / 1000;
     if (seeded !== numbers) throw new Error(`store ${kind}: seeded ${seeded} numbers, not ${numbers}`);
     const diskBytes = await o.bytes();
+    log(`  ${kind}, ${formatNumber(numbers, 0)} numbers: seeded in ${seedSeconds.toFixed(2)} s${diskBytes !== undefined ? `, ${formatBytes(diskBytes)} on disk` : ''}; scanning`);
 
     // 2. A full directory scan.
     t0 = performance.now();
