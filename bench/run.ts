@@ -14,6 +14,7 @@
  * --out names another folder.
  *
  *   npm run bench                      full profile (about 25 minutes on 2 cores, plus the
+ *                                      store section, about 10 minutes at 10^6 and 10^7, and the
  *                                      scale section: 10^6 and 10^7 numbers, about an hour)
  *   npm run bench -- --only scale --scale-sizes 1e6     the scale section alone, at 10^6
  *   npm run bench -- --quick           small sizes, about two minutes, into bench/scratch/
