@@ -159,6 +159,14 @@ CREATE TABLE IF NOT EXISTS directory_changes (
   mask INTEGER NOT NULL,
   previous INTEGER
 );
+-- Who still needs journal rows: per node and holder, the version it has, refreshed at each use (server/pg/store.ts).
+CREATE TABLE IF NOT EXISTS directory_journal_holds (
+  node TEXT NOT NULL,
+  holder TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  at BIGINT NOT NULL,
+  PRIMARY KEY (node, holder)
+);
 CREATE TABLE IF NOT EXISTS rate_limits (account_id BIGINT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL, at BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS spent_tokens (nonce_hash BYTEA NOT NULL, key_id BYTEA NOT NULL, PRIMARY KEY (key_id, nonce_hash));
 CREATE TABLE IF NOT EXISTS epochs (

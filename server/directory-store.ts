@@ -44,14 +44,15 @@ export interface DirectoryStore {
   directoryWritesAcknowledged(): Promise<boolean>;
   acknowledgeDirectoryWrites(): Promise<void>;
 
-  /** Journals every directory change from now on. */
+  /** Journals every directory change from now on (Postgres: always, as any node may follow it). */
   enableDirectoryJournal(): void;
   readonly directoryJournal: boolean;
   /** The journaled changes after `version`, oldest first; undefined when the journal does not reach back that far. */
   directoryChangesSince(version: number): Promise<JournaledChange[] | undefined>;
   /** `holder` no longer needs rows up to `version`; deletes the rows no holder needs. Returns rows deleted. */
   pruneDirectoryChanges(version: number, holder?: string): Promise<number>;
-  holdDirectoryChanges(version: number, holder: string): void;
+  /** Records that `holder` needs the rows above `version`, deleting nothing. */
+  holdDirectoryChanges(version: number, holder: string): Promise<void>;
 
   authenticate(token: string): Promise<Requester | undefined>;
   createAccount(account: NewAccount, now: number): Promise<{ accountId: number; token: string } & DirectoryUpdate>;
@@ -113,7 +114,7 @@ export class SqliteDirectoryStore implements DirectoryStore {
   async pruneDirectoryChanges(version: number, holder?: string): Promise<number> {
     return this.store.pruneDirectoryChanges(version, holder);
   }
-  holdDirectoryChanges(version: number, holder: string): void {
+  async holdDirectoryChanges(version: number, holder: string): Promise<void> {
     this.store.holdDirectoryChanges(version, holder);
   }
   async authenticate(token: string): Promise<Requester | undefined> {

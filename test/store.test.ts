@@ -6,7 +6,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import pg from 'pg';
 import type { DirectoryChange } from '../shared/design.ts';
 import type { E164 } from '../shared/e164.ts';
@@ -15,9 +15,9 @@ import { isPcdError } from '../shared/errors.ts';
 import { LOG_TABLES } from '../shared/designs/index.ts';
 import { DirectoryDigest } from '../server/directory.ts';
 import type { DirectoryStore } from '../server/directory-store.ts';
-import { PgStore } from '../server/pg/store.ts';
+import { PgStore, type FollowEvent } from '../server/pg/store.ts';
 import { freePort } from '../server/pg/embedded.ts';
-import type { NewAccount } from '../server/store.ts';
+import type { JournaledChange, NewAccount } from '../server/store.ts';
 import { describeStores } from './stores.ts';
 import { runPcd } from './helpers.ts';
 
@@ -135,7 +135,7 @@ describeStores('the accounts and directory store', (f) => {
     const s = await f.open();
     s.enableDirectoryJournal();
     for (let i = 1; i <= 4; i++) await s.createAccount(account(`a${i}@pcd.test`, [n(i)]), 1000);
-    s.holdDirectoryChanges(1, 'snapshot');
+    await s.holdDirectoryChanges(1, 'snapshot');
     expect(await s.pruneDirectoryChanges(3)).toBe(1); // the snapshot still needs 2 and up
     expect(await s.directoryChangesSince(0)).toBeUndefined();
     expect((await s.directoryChangesSince(1))!.length).toBe(3);
@@ -295,5 +295,108 @@ describe('pcd seed --store postgres://', () => {
     const wrong = await runPcd(['seed', '--store', 'mysql://u:secret@host/db', '--size', '10']);
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr.trim()).toMatch(/^.*--store takes a postgres:\/\/ URL, got 'mysql:\/\/u:\*\*\*@host\/db'.*$/);
+  });
+});
+
+describe('several nodes on one Postgres: following the journal (PgStore.follow)', () => {
+  const url = inject('pgUrl');
+  const dbs: string[] = [];
+  const opened: PgStore[] = [];
+  let dbUrl = '';
+  const admin = async () => {
+    if (!url) throw new Error(inject('pgError') || 'no Postgres for the tests');
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    return c;
+  };
+  const node = async (name: string) => {
+    const s = await PgStore.open(dbUrl, { node: name });
+    opened.push(s);
+    return s;
+  };
+  /** Waits until `cond` holds (polling every 10 ms), failing after 10 s. */
+  const until = async (cond: () => boolean, what: string) => {
+    for (let t = 0; !cond(); t += 10) {
+      if (t > 10_000) throw new Error(`timed out waiting for ${what}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+
+  beforeEach(async () => {
+    const db = `pcd_follow_${crypto.randomBytes(4).toString('hex')}`;
+    const c = await admin();
+    await c.query(`CREATE DATABASE ${db}`);
+    await c.end();
+    dbs.push(db);
+    const u = new URL(url);
+    u.pathname = `/${db}`;
+    dbUrl = u.toString();
+  });
+  afterAll(async () => {
+    for (const s of opened) await s.close().catch(() => {});
+    if (!url) return;
+    const c = await admin();
+    for (const db of dbs) await c.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+    await c.end();
+  });
+
+  it('a registration through one node reaches another by NOTIFY, in version order, each change once', async () => {
+    const [a, b] = [await node('a'), await node('b')];
+    const seen: JournaledChange[] = [];
+    const f = await a.follow(await a.directoryVersion(), (e) => void (e.kind === 'changes' && seen.push(...e.changes)), { pollMs: 3_600_000 });
+    try {
+      expect(f.listening).toBe(true);
+      for (let i = 1; i <= 20; i++) await b.createAccount(account(`u${i}@pcd.test`, [n(i)]), 1000);
+      const gone = await b.createAccount(account('gone@pcd.test', [n(99)]), 1000);
+      await b.deleteAccount(gone.accountId);
+      await until(() => seen.length === 22, '22 changes on node a');
+      expect(seen.map((c) => c.version)).toEqual(Array.from({ length: 22 }, (_, i) => i + 1));
+      expect(seen.slice(0, 20).map((c) => c.number)).toEqual(Array.from({ length: 20 }, (_, i) => n(i + 1)));
+      expect(seen.slice(20)).toEqual([
+        { version: 21, number: n(99), mask: 1, previous: 0 },
+        { version: 22, number: n(99), mask: 0, previous: 1 },
+      ]);
+      expect(f.version).toBe(22);
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('polls when its LISTEN connection is lost, and listens again after; a seeding is a gap', async () => {
+    const [a, b] = [await node('a'), await node('b')];
+    const events: FollowEvent[] = [];
+    const f = await a.follow(0, (e) => void events.push(e), { pollMs: 50 });
+    try {
+      const c = await admin();
+      await c.query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pcd follower' AND datname = $1", [dbUrl.split('/').pop()]);
+      await c.end();
+      await until(() => !f.listening, 'the follower to notice its connection ended');
+      await b.createAccount(account('p@pcd.test', [n(1)]), 1000);
+      await until(() => f.version === 1, 'the poll to deliver version 1');
+      await until(() => f.listening, 'the follower to listen again');
+      await b.bulkInsert([account('seed@pcd.test', [n(500)])], 1000);
+      await until(() => events.some((e) => e.kind === 'gap'), 'a gap after a seeding');
+      expect(events.at(-1)).toEqual({ kind: 'gap', version: 2 });
+    } finally {
+      await f.close();
+    }
+  });
+
+  it('a node prunes no journal row another node still holds; a hold not refreshed for a day no longer counts', async () => {
+    const [a, b] = [await node('a'), await node('b')];
+    await a.holdDirectoryChanges(0, 'caches');
+    for (let i = 1; i <= 3; i++) await b.createAccount(account(`h${i}@pcd.test`, [n(i)]), 1000);
+    expect(await b.pruneDirectoryChanges(3)).toBe(0); // node a holds everything above 0
+    expect((await a.directoryChangesSince(0))!.length).toBe(3);
+    await a.holdDirectoryChanges(2, 'caches');
+    expect(await b.pruneDirectoryChanges(3)).toBe(2);
+    expect((await a.directoryChangesSince(2))!.map((c) => c.number)).toEqual([n(3)]);
+    // Node a's hold goes stale (its node died a day ago): b prunes past it.
+    const c = new pg.Client({ connectionString: dbUrl });
+    await c.connect();
+    await c.query("UPDATE directory_journal_holds SET at = at - 2 * 86400000 WHERE node = 'a'");
+    await c.end();
+    expect(await b.pruneDirectoryChanges(3)).toBe(1);
+    expect(await a.directoryChangesSince(2)).toBeUndefined();
   });
 });

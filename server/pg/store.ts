@@ -15,10 +15,28 @@
  * Seeding ({@link PgStore.bulkInsert}) uses COPY (pg-copy-streams): per
  * chunk, the account ids are drawn from the identity's sequence in one
  * query, then accounts and numbers are each one COPY, in one transaction.
+ *
+ * ## Several nodes: the journal, its holders, and following it
+ *
+ * - The journal is always on: any node may be following it, so every
+ *   change is journaled (`enableDirectoryJournal` is a no-op). Seeding is
+ *   not journaled, as in SQLite: a follower sees a gap and rescans.
+ * - Holds are rows of `directory_journal_holds`, one per (node, holder),
+ *   with the time of the last refresh, so that a node cannot prune rows
+ *   another node has not replayed yet. A hold not refreshed for
+ *   {@link HOLD_TTL_MS} (a node that died) no longer counts; with no hold
+ *   at all, a prune deletes up to the version it was given.
+ * - Every directory transaction sends `NOTIFY pcd_directory, '<version>'`,
+ *   delivered at commit. {@link PgStore.follow} LISTENs on its own
+ *   connection and reads the journal after each notification, and polls
+ *   as the fallback (a lost connection, a proxy that drops notifications),
+ *   so another node's registration reaches it within the notification's
+ *   delay, or the poll interval at worst.
  */
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type pg from 'pg';
+import os from 'node:os';
+import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { CapabilityMask } from '../../shared/capabilities.ts';
 import type { DirectoryChange, Requester } from '../../shared/design.ts';
@@ -34,6 +52,13 @@ import { createPool, inTransaction, pgCode, pgGuarded } from './connect.ts';
 /** pg_advisory_xact_lock keys: one for the schema, one for directory writes (arbitrary, fixed). */
 const SCHEMA_LOCK = 0x7063_6400;
 const DIRECTORY_LOCK = 0x7063_6401;
+
+/** The channel every directory transaction notifies, with the version after it. */
+export const DIRECTORY_CHANNEL = 'pcd_directory';
+/** A journal hold not refreshed for this long (its node died or left) no longer keeps rows. */
+export const HOLD_TTL_MS = 24 * 3600_000;
+/** How often a follower reads the journal without a notification (the fallback). */
+export const DEFAULT_FOLLOW_POLL_MS = 1000;
 
 /** Keyset pages of {@link PgStore.directory}. */
 const DIRECTORY_PAGE = 50_000;
@@ -55,15 +80,38 @@ async function copyRows(client: pg.PoolClient, sql: string, rows: readonly (read
 
 type Queryable = pg.Pool | pg.PoolClient;
 
+/** What a follower is told: the journaled changes up to `version`, or a gap (seeding, a pruned journal) after which only a rescan is right. */
+export type FollowEvent = { kind: 'changes'; changes: JournaledChange[]; version: number } | { kind: 'gap'; version: number };
+
+/** A running {@link PgStore.follow}. */
+export interface Follower {
+  /** The directory version the follower has delivered up to. */
+  readonly version: number;
+  /** Whether its LISTEN connection is up (polling goes on either way). */
+  readonly listening: boolean;
+  /** Reads the journal now (as a notification would). */
+  poll(): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface StoreLogger {
+  error(obj: object, msg: string): void;
+  warn?(obj: object, msg: string): void;
+}
+
 export class PgStore implements DirectoryStore {
   readonly kind = 'postgres' as const;
-  private journal = false;
-  private readonly journalHolds = new Map<string, number>();
 
-  private constructor(readonly pool: pg.Pool) {}
+  private constructor(
+    readonly pool: pg.Pool,
+    private readonly url: string,
+    /** This process's name in `directory_journal_holds` (several nodes share the table). */
+    readonly node: string,
+    private readonly logger: StoreLogger | undefined,
+  ) {}
 
-  /** Connects to `url` and creates or completes the schema. */
-  static async open(url: string, options: { logger?: { error(obj: object, msg: string): void }; max?: number } = {}): Promise<PgStore> {
+  /** Connects to `url` and creates or completes the schema. `node` names this process's journal holds (default host:pid). */
+  static async open(url: string, options: { logger?: StoreLogger; max?: number; node?: string } = {}): Promise<PgStore> {
     const pool = createPool(url, options);
     try {
       await inTransaction(pool, async (c) => {
@@ -74,7 +122,7 @@ export class PgStore implements DirectoryStore {
       await pool.end().catch(() => {});
       throw e;
     }
-    return new PgStore(pool);
+    return new PgStore(pool, url, options.node ?? `${os.hostname()}:${process.pid}`, options.logger);
   }
 
   async close(): Promise<void> {
@@ -135,7 +183,7 @@ export class PgStore implements DirectoryStore {
   private async recordChanges(c: pg.PoolClient, changes: readonly DirectoryChange[], previous: readonly CapabilityMask[]): Promise<number> {
     if (changes.length === 0) return this.directoryVersion(c);
     const version = await this.bumpVersion(c, changes.length);
-    if (this.journal) {
+    {
       const first = version - changes.length + 1;
       await c.query('INSERT INTO directory_changes (version, number, mask, previous) SELECT * FROM unnest($1::bigint[], $2::text[], $3::int[], $4::int[])', [
         changes.map((_, i) => first + i),
@@ -155,12 +203,15 @@ export class PgStore implements DirectoryStore {
     return version;
   }
 
+  /** Inside a directory transaction: the version after `by` more changes; followers are notified at commit. */
   private async bumpVersion(c: pg.PoolClient, by: number): Promise<number> {
     const row = await c.query<{ value: string }>(
       "INSERT INTO meta (key, value) VALUES ('directory_version', $1::text) ON CONFLICT (key) DO UPDATE SET value = (meta.value::bigint + $1::bigint)::text RETURNING value",
       [by],
     );
-    return Number(row.rows[0]!.value);
+    const version = Number(row.rows[0]!.value);
+    await c.query('SELECT pg_notify($1, $2)', [DIRECTORY_CHANNEL, String(version)]);
+    return version;
   }
 
   /** A transaction holding the directory lock (module header). */
@@ -171,12 +222,11 @@ export class PgStore implements DirectoryStore {
     });
   }
 
-  enableDirectoryJournal(): void {
-    this.journal = true;
-  }
+  /** Always on (module header): a no-op. */
+  enableDirectoryJournal(): void {}
 
   get directoryJournal(): boolean {
-    return this.journal;
+    return true;
   }
 
   async directoryChangesSince(version: number): Promise<JournaledChange[] | undefined> {
@@ -194,14 +244,129 @@ export class PgStore implements DirectoryStore {
     return rows.map((r) => ({ version: r.version, number: r.number as E164, mask: r.mask, previous: r.previous ?? undefined }));
   }
 
+  /**
+   * Holds rows above `version` for (this node, `holder`), then deletes the
+   * rows no live hold of any node needs (module header). Returns rows deleted.
+   */
   async pruneDirectoryChanges(version: number, holder = 'caches'): Promise<number> {
-    this.holdDirectoryChanges(version, holder);
-    const r = await pgGuarded(() => this.pool.query('DELETE FROM directory_changes WHERE version <= $1', [Math.min(...this.journalHolds.values())]));
-    return r.rowCount ?? 0;
+    return inTransaction(this.pool, async (c) => {
+      await this.hold(c, version, holder);
+      const { rows } = await c.query<{ m: number | null }>('SELECT min(version) AS m FROM directory_journal_holds WHERE at >= $1', [Date.now() - HOLD_TTL_MS]);
+      const upTo = rows[0]?.m ?? version;
+      await c.query('DELETE FROM directory_journal_holds WHERE at < $1', [Date.now() - HOLD_TTL_MS]);
+      return (await c.query('DELETE FROM directory_changes WHERE version <= $1', [upTo])).rowCount ?? 0;
+    });
   }
 
-  holdDirectoryChanges(version: number, holder: string): void {
-    this.journalHolds.set(holder, Math.min(version, Number.MAX_SAFE_INTEGER));
+  /** Records that (this node, `holder`) needs the rows above `version`, deleting nothing. */
+  async holdDirectoryChanges(version: number, holder: string): Promise<void> {
+    await pgGuarded(() => this.hold(this.pool, version, holder));
+  }
+
+  private async hold(on: Queryable, version: number, holder: string): Promise<void> {
+    await on.query(
+      'INSERT INTO directory_journal_holds (node, holder, version, at) VALUES ($1, $2, $3, $4) ON CONFLICT (node, holder) DO UPDATE SET version = excluded.version, at = excluded.at',
+      [this.node, holder, Math.min(version, Number.MAX_SAFE_INTEGER), Date.now()],
+    );
+  }
+
+  /**
+   * Follows the directory from `version`: `onEvent` gets the journaled
+   * changes of every node, in version order, one call at a time, or a gap.
+   * Woken by NOTIFY on its own connection (reconnected with backoff when it
+   * drops), and by a poll every `pollMs` whatever happens to it. The
+   * follower holds the journal at what it has delivered (`holder`, default
+   * `follower`), so no node prunes rows before it has read them.
+   */
+  async follow(version: number, onEvent: (e: FollowEvent) => void | Promise<void>, options: { pollMs?: number; holder?: string } = {}): Promise<Follower> {
+    const pollMs = options.pollMs ?? DEFAULT_FOLLOW_POLL_MS;
+    const holder = options.holder ?? 'follower';
+    let delivered = version;
+    let listener: pg.Client | undefined;
+    let closed = false;
+    let running: Promise<void> | undefined;
+    let again = false;
+    let retryMs = 100;
+    await this.holdDirectoryChanges(delivered, holder);
+
+    const read = async (): Promise<void> => {
+      const current = await this.directoryVersion();
+      if (current === delivered) return;
+      const changes = await this.directoryChangesSince(delivered);
+      if (changes === undefined) {
+        delivered = current;
+        await onEvent({ kind: 'gap', version: current });
+      } else if (changes.length) {
+        delivered = changes.at(-1)!.version;
+        await onEvent({ kind: 'changes', changes, version: delivered });
+      }
+      await this.holdDirectoryChanges(delivered, holder);
+    };
+    // One read at a time; a wake-up during a read makes one more after it.
+    const poll = (): Promise<void> => {
+      if (closed) return Promise.resolve();
+      if (running) {
+        again = true;
+        return running;
+      }
+      running = (async () => {
+        try {
+          do {
+            again = false;
+            await read();
+          } while (again && !closed);
+        } catch (e) {
+          this.logger?.error({ err: (e as Error).message }, 'reading the directory journal failed; the next poll tries again');
+        } finally {
+          running = undefined;
+        }
+      })();
+      return running;
+    };
+
+    const listen = async (): Promise<void> => {
+      if (closed) return;
+      const client = new pg.Client({ connectionString: this.url, application_name: 'pcd follower' });
+      client.on('error', () => {}); // 'end' follows: reconnect there
+      client.on('notification', () => void poll());
+      client.on('end', () => {
+        if (listener === client) listener = undefined;
+        if (!closed) setTimeout(() => void listen(), retryMs).unref();
+        retryMs = Math.min(retryMs * 2, 30_000);
+      });
+      try {
+        await client.connect();
+        await client.query(`LISTEN ${DIRECTORY_CHANNEL}`);
+        listener = client;
+        retryMs = 100;
+        void poll(); // changes between the last read and the LISTEN
+      } catch (e) {
+        this.logger?.warn?.({ err: (e as Error).message }, 'cannot LISTEN for directory changes; polling meanwhile');
+        await client.end().catch(() => {});
+      }
+    };
+    await listen();
+    const timer = setInterval(() => void poll(), pollMs);
+    timer.unref();
+    await poll();
+
+    return {
+      get version() {
+        return delivered;
+      },
+      get listening() {
+        return listener !== undefined;
+      },
+      poll,
+      async close() {
+        closed = true;
+        clearInterval(timer);
+        await running;
+        const l = listener;
+        listener = undefined;
+        await l?.end().catch(() => {});
+      },
+    };
   }
 
   // ------------------------------------------------------------- accounts
