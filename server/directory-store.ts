@@ -66,6 +66,18 @@ export interface DirectoryStore {
   directorySize(): Promise<number>;
   /** Every reachable number (capabilities not 0) with its mask. */
   directory(): AsyncIterable<DirectoryChange>;
+  /**
+   * The directory as of one moment: every reachable number to `onEntry`,
+   * and the directory version they reflect (SQLite: one synchronous read;
+   * Postgres: one REPEATABLE READ transaction, while other nodes write).
+   */
+  scanDirectory(onEntry: (change: DirectoryChange) => void): Promise<number>;
+  /**
+   * After a scan: stores `digest` as the directory's, and acknowledges the
+   * writes counted so far, in one transaction, if the directory is still at
+   * `version`; false (nothing stored) when a change came in between.
+   */
+  recordDirectoryScan(digest: DirectoryDigest, version: number): Promise<boolean>;
   /** Seeding: accounts without tokens; one version bump per chunk, not journaled. Returns numbers inserted. */
   bulkInsert(accounts: Iterable<NewAccount>, now: number, onProgress?: (numbers: number) => void, chunk?: number): Promise<number>;
 
@@ -146,6 +158,19 @@ export class SqliteDirectoryStore implements DirectoryStore {
   }
   async *directory(): AsyncIterable<DirectoryChange> {
     yield* this.store.directory();
+  }
+  async scanDirectory(onEntry: (change: DirectoryChange) => void): Promise<number> {
+    const version = this.store.directoryVersion();
+    for (const c of this.store.directory()) onEntry(c);
+    return version;
+  }
+  async recordDirectoryScan(digest: DirectoryDigest, version: number): Promise<boolean> {
+    return this.store.db.transaction(() => {
+      if (this.store.directoryVersion() !== version) return false;
+      this.store.setDirectoryDigest(digest);
+      this.store.acknowledgeDirectoryWrites();
+      return true;
+    })();
   }
   async bulkInsert(accounts: Iterable<NewAccount>, now: number, onProgress?: (numbers: number) => void, chunk?: number): Promise<number> {
     return this.store.bulkInsert(accounts, now, onProgress, chunk);

@@ -15,8 +15,14 @@ import type { CapabilityMask } from '../shared/capabilities.ts';
 import type { DirectoryChange } from '../shared/design.ts';
 import { e164ToKey, keyToE164, type E164 } from '../shared/e164.ts';
 import { KeyTable } from './keytable.ts';
-import type { Store } from './store.ts';
+import { Store } from './store.ts';
+import { SqliteDirectoryStore, type DirectoryStore } from './directory-store.ts';
 import { readSnapshot, writeSnapshot, type SnapshotData } from './directory-snapshot.ts';
+
+/** The store behind the async interface (server/directory-store.ts): SQLite's Store is wrapped. */
+function asDirectoryStore(from: Store | DirectoryStore): DirectoryStore {
+  return from instanceof Store ? new SqliteDirectoryStore(from) : from;
+}
 
 /** Where {@link Directory.open} took the directory from, for the log and the tests. */
 export type DirectorySource = 'snapshot' | 'scan';
@@ -119,15 +125,17 @@ export class Directory {
     this.table = new KeyTable(Uint8Array, false, expected);
   }
 
-  static load(store: Store): Directory {
-    const d = new Directory(store.directorySize());
-    for (const { number, mask } of store.directory()) {
+  /** The directory from a full scan of the store, and the directory version it reflects (one moment, even while other nodes write). */
+  static async load(from: Store | DirectoryStore): Promise<{ directory: Directory; version: number }> {
+    const store = asDirectoryStore(from);
+    const d = new Directory(await store.directorySize());
+    const version = await store.scanDirectory(({ number, mask }) => {
       const key = e164ToKey(number);
       d.sum.update(key, d.table.get(key), -1); // a number listed twice counts once, as in the table
       d.table.set(key, mask);
       d.sum.update(key, mask, 1);
-    }
-    return d;
+    });
+    return { directory: d, version };
   }
 
   /**
@@ -137,24 +145,30 @@ export class Directory {
    * table, with a warning saying why the snapshot was not used. After a
    * scan the store's digest (`meta.directory_digest`) is set from it, and
    * a fresh snapshot is written so that the next start, even after a crash,
-   * need not scan.
+   * need not scan. `version` is the directory version the result reflects.
+   *
+   * A Postgres store may change under the start (other nodes): the scan
+   * reads one moment, and the replay stops at the version it read; a change
+   * between reading the digest and the journal shows as a digest mismatch,
+   * and the start then scans (slower, never wrong).
    */
-  static open(
-    store: Store,
+  static async open(
+    from: Store | DirectoryStore,
     dataDir: string,
     logger?: WarnLogger,
-  ): { directory: Directory; source: DirectorySource; version: number; snapshotVersion: number | undefined; restart?: DirectoryRestart } {
-    const version = store.directoryVersion();
-    const expected = store.directoryDigest();
+  ): Promise<{ directory: Directory; source: DirectorySource; version: number; snapshotVersion: number | undefined; restart?: DirectoryRestart }> {
+    const store = asDirectoryStore(from);
+    const version = await store.directoryVersion();
+    const expected = await store.directoryDigest();
     let reason: string;
     try {
       const snap = readSnapshot(dataDir);
       if (!snap) reason = 'no snapshot';
       else if (!expected) reason = 'the store keeps no directory digest yet';
-      else if (!store.directoryWritesAcknowledged()) reason = 'the numbers table was written outside the server (edited?)';
+      else if (!(await store.directoryWritesAcknowledged())) reason = 'the numbers table was written outside the server (edited?)';
       else if (snap.version > version) reason = `snapshot of version ${snap.version} is ahead of the store (${version})`;
       else {
-        const changes = store.directoryChangesSince(snap.version);
+        const changes = (await store.directoryChangesSince(snap.version))?.filter((c) => c.version <= version);
         if (!changes) reason = `the journal no longer holds every change since the snapshot's version ${snap.version} (pruned, or a bulk insert)`;
         else {
           const d = Directory.fromSnapshot(snap, changes.length);
@@ -171,19 +185,16 @@ export class Directory {
       reason = `unreadable snapshot: ${(e as Error).message}`;
     }
     if (reason !== 'no snapshot') logger?.warn({ reason }, 'directory snapshot ignored: scanning the numbers table');
-    const d = Directory.load(store);
-    store.db.transaction(() => {
-      store.setDirectoryDigest(d.sum);
-      store.acknowledgeDirectoryWrites();
-    })();
+    const { directory: d, version: scanned } = await Directory.load(store);
+    await store.recordDirectoryScan(d.sum, scanned);
     let snapshotVersion: number | undefined;
     try {
-      d.writeSnapshot(dataDir, version);
-      snapshotVersion = version;
+      d.writeSnapshot(dataDir, scanned);
+      snapshotVersion = scanned;
     } catch (e) {
       logger?.warn({ err: (e as Error).message }, 'could not write the directory snapshot');
     }
-    return { directory: d, source: 'scan', version, snapshotVersion };
+    return { directory: d, source: 'scan', version: scanned, snapshotVersion };
   }
 
   private static fromSnapshot(snap: SnapshotData, extra: number): Directory {

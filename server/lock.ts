@@ -64,6 +64,8 @@ export interface FolderLock {
   setPort(port: number, url?: string): void;
   /** Runs `fn`; if it throws, runs `undo`, releases the lock and rethrows (for a caller's opening steps). */
   guard<T>(fn: () => T, undo?: () => void): T;
+  /** {@link guard} for an asynchronous step. */
+  guardAsync<T>(fn: () => Promise<T>, undo?: () => void): Promise<T>;
   /** Releases the lock (the owner file goes first). Idempotent. */
   release(): void;
 }
@@ -169,6 +171,14 @@ export function acquireFolderLock(dataDir: string, options: { role: LockRole; lo
   if (tightened.length > 0) {
     options.logger?.warn({ dataDir, tightened }, 'tightened the permissions of the data folder: only the server user may read it');
   }
+  /** A guarded step failed: its undo, then the lock released, whatever the undo does. */
+  const undoAndRelease = (undo: (() => void) | undefined): void => {
+    try {
+      undo?.();
+    } finally {
+      release();
+    }
+  };
   return {
     dataDir,
     owner,
@@ -191,11 +201,15 @@ export function acquireFolderLock(dataDir: string, options: { role: LockRole; lo
       try {
         return fn();
       } catch (e) {
-        try {
-          undo?.();
-        } finally {
-          release();
-        }
+        undoAndRelease(undo);
+        throw e;
+      }
+    },
+    async guardAsync(fn, undo) {
+      try {
+        return await fn();
+      } catch (e) {
+        undoAndRelease(undo);
         throw e;
       }
     },

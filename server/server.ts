@@ -127,8 +127,8 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   // The directory snapshot (server/directory-snapshot.ts) replays the journal, so the journal is always kept: the
   // snapshot holds it from the version it reflects, the epoch caches from theirs (Store.pruneDirectoryChanges).
   store.enableDirectoryJournal();
-  // Read in the same synchronous step as the load: the version the in-memory directory reflects.
-  const opened = folderLock.guard(() => Directory.open(store, options.dataDir, logger), () => store.close());
+  // With the load: the version the in-memory directory reflects (nothing else writes the folder's store while it loads).
+  const opened = await folderLock.guardAsync(() => Directory.open(store, options.dataDir, logger), () => store.close());
   const directory = opened.directory;
   let directoryVersion = opened.version;
   // The snapshot on disk replays the rows above its version until the next one is written: none is deleted for it before.

@@ -46,13 +46,13 @@ function sorted(d: Directory): [string, number][] {
 }
 
 /** Opens the folder's directory as a start does, and checks it against a scan of the same store. */
-function reopen(dataDir: string): { source: DirectorySource; warnings: string[]; entries: [string, number][] } {
+async function reopen(dataDir: string): Promise<{ source: DirectorySource; warnings: string[]; entries: [string, number][] }> {
   const store = Store.open(dataDir);
   try {
     store.enableDirectoryJournal();
     const log = recorder();
-    const { directory, source } = Directory.open(store, dataDir, log);
-    const scanned = Directory.load(store);
+    const { directory, source } = await Directory.open(store, dataDir, log);
+    const { directory: scanned } = await Directory.load(store);
     expect(sorted(directory)).toEqual(sorted(scanned));
     expect(directory.digest().bytes()).toEqual(scanned.digest().bytes());
     expect(store.directoryDigest()!.bytes()).toEqual(scanned.digest().bytes());
@@ -63,7 +63,7 @@ function reopen(dataDir: string): { source: DirectorySource; warnings: string[];
 }
 
 /** A folder with `numbers` registered through the store (journaled), one account each, and its snapshot written by a first open. */
-function folderWith(numbers: readonly E164[]): string {
+async function folderWith(numbers: readonly E164[]): Promise<string> {
   const dataDir = tempDir('pcd-snapshot-');
   const store = Store.open(dataDir);
   try {
@@ -72,7 +72,7 @@ function folderWith(numbers: readonly E164[]): string {
   } finally {
     store.close();
   }
-  expect(reopen(dataDir).source).toBe('scan'); // no snapshot yet: scanned, and one written
+  expect((await reopen(dataDir)).source).toBe('scan'); // no snapshot yet: scanned, and one written
   return dataDir;
 }
 
@@ -112,7 +112,7 @@ describe('restart from the directory snapshot', () => {
           const { token } = await s.admin.createAccount({ email: 'asker@example.org', numbers: [asker], capabilities: ['messages'] });
           const answers = await s.client(token, 'plain').lookupMany(pool);
           expect(answers.map((a) => a.capabilities)).toEqual(pool.map((n) => model.get(n)?.caps ?? []));
-          const scanned = Directory.load(s.server.store);
+          const { directory: scanned } = await Directory.load(s.server.store);
           expect(sorted(s.server.directory)).toEqual(sorted(scanned));
         } finally {
           await s.close();
@@ -122,10 +122,10 @@ describe('restart from the directory snapshot', () => {
     );
   });
 
-  it('replays the changes made after the snapshot (a crash: none written at shutdown)', () => {
-    const dataDir = folderWith(pool.slice(0, 10));
+  it('replays the changes made after the snapshot (a crash: none written at shutdown)', async () => {
+    const dataDir = await folderWith(pool.slice(0, 10));
     register(dataDir, pool.slice(10, 15));
-    const r = reopen(dataDir);
+    const r = await reopen(dataDir);
     expect(r.source).toBe('snapshot');
     expect(r.warnings).toEqual([]);
     expect(r.entries.map((e) => e[0])).toEqual(expect.arrayContaining(pool.slice(10, 15)));
@@ -134,7 +134,7 @@ describe('restart from the directory snapshot', () => {
     store.enableDirectoryJournal();
     store.deleteAccount(store.accountByEmail('a0@example.org')!.accountId);
     store.close();
-    const again = reopen(dataDir);
+    const again = await reopen(dataDir);
     expect(again.source).toBe('snapshot');
     expect(again.entries.map((e) => e[0])).not.toContain(pool[0]);
   });
@@ -171,14 +171,14 @@ describe('the periodic snapshot', () => {
 });
 
 describe('a snapshot that cannot be trusted is ignored with a warning, and the scan is used', () => {
-  const damaged = (f: (bytes: Buffer) => Buffer, why: RegExp) => () => {
-    const dataDir = folderWith(pool.slice(0, 8));
+  const damaged = (f: (bytes: Buffer) => Buffer, why: RegExp) => async () => {
+    const dataDir = await folderWith(pool.slice(0, 8));
     register(dataDir, pool.slice(8, 10));
     fs.writeFileSync(snapshotPath(dataDir), f(fs.readFileSync(snapshotPath(dataDir))));
-    const r = reopen(dataDir);
+    const r = await reopen(dataDir);
     expect(r.source).toBe('scan');
     expect(r.warnings.join('\n')).toMatch(why);
-    expect(reopen(dataDir).source).toBe('snapshot'); // the scan wrote a sound one
+    expect((await reopen(dataDir)).source).toBe('snapshot'); // the scan wrote a sound one
   };
 
   it('corrupt (one flipped bit)', damaged((b) => (b[60]! ^= 1, b), /checksum mismatch/));
@@ -190,57 +190,57 @@ describe('a snapshot that cannot be trusted is ignored with a warning, and the s
     return b;
   }, /format 2/));
 
-  it('older than the pruned journal', () => {
-    const dataDir = folderWith(pool.slice(0, 8));
+  it('older than the pruned journal', async () => {
+    const dataDir = await folderWith(pool.slice(0, 8));
     register(dataDir, pool.slice(8, 10));
     const store = Store.open(dataDir);
     store.pruneDirectoryChanges(store.directoryVersion());
     store.close();
-    const r = reopen(dataDir);
+    const r = await reopen(dataDir);
     expect(r.source).toBe('scan');
     expect(r.warnings.join('\n')).toMatch(/journal no longer holds/);
   });
 
-  it('from another folder at the same version (digest mismatch)', () => {
-    const a = folderWith(pool.slice(0, 8));
-    const b = folderWith(pool.slice(8, 16));
+  it('from another folder at the same version (digest mismatch)', async () => {
+    const a = await folderWith(pool.slice(0, 8));
+    const b = await folderWith(pool.slice(8, 16));
     fs.copyFileSync(snapshotPath(b), snapshotPath(a));
-    const r = reopen(a);
+    const r = await reopen(a);
     expect(r.source).toBe('scan');
     expect(r.warnings.join('\n')).toMatch(/digest mismatch/);
     expect(r.entries.map((e) => e[0]).sort()).toEqual(pool.slice(0, 8).sort());
   });
 
-  it('the numbers table edited outside the server (no version bump, no journal row)', () => {
-    const dataDir = folderWith(pool.slice(0, 8));
+  it('the numbers table edited outside the server (no version bump, no journal row)', async () => {
+    const dataDir = await folderWith(pool.slice(0, 8));
     const db = new Database(path.join(dataDir, DB_FILE));
     expect(db.prepare<[string, string]>('UPDATE numbers SET number = ? WHERE number = ?').run(pool[30]!, pool[0]!).changes).toBe(1);
     db.close();
-    const r = reopen(dataDir);
+    const r = await reopen(dataDir);
     expect(r.source).toBe('scan');
     expect(r.warnings.join('\n')).toMatch(/written outside the server/);
     expect(r.entries.map((e) => e[0])).toContain(pool[30]);
-    expect(reopen(dataDir).source).toBe('snapshot');
+    expect((await reopen(dataDir)).source).toBe('snapshot');
   });
 
-  it('a bulk insert (pcd seed) after the snapshot leaves a gap in the journal', () => {
-    const dataDir = folderWith(pool.slice(0, 8));
+  it('a bulk insert (pcd seed) after the snapshot leaves a gap in the journal', async () => {
+    const dataDir = await folderWith(pool.slice(0, 8));
     const store = Store.open(dataDir);
     store.bulkInsert([{ email: 'bulk@example.org', numbers: [pool[20]!], mask: 1 }], 0);
     store.close();
-    const r = reopen(dataDir);
+    const r = await reopen(dataDir);
     expect(r.source).toBe('scan');
     expect(r.entries.map((e) => e[0])).toContain(pool[20]);
   });
 });
 
 describe('pcd audit --scan', () => {
-  it('finds the registered numbers in the snapshot, as the directory, and no deleted one', () => {
-    const dataDir = folderWith(pool.slice(0, 4));
+  it('finds the registered numbers in the snapshot, as the directory, and no deleted one', async () => {
+    const dataDir = await folderWith(pool.slice(0, 4));
     const store = Store.open(dataDir);
     store.enableDirectoryJournal();
     store.deleteAccount(store.accountByEmail('a0@example.org')!.accountId);
-    const { directory } = Directory.open(store, dataDir); // loaded from the snapshot and replayed
+    const { directory } = await Directory.open(store, dataDir); // loaded from the snapshot and replayed
     directory.writeSnapshot(dataDir, store.directoryVersion());
     store.pruneDirectoryChanges(store.directoryVersion());
     store.close();

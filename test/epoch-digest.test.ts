@@ -119,11 +119,11 @@ describe('an epoch cache whose directory changed in the database without a versi
     const store = Store.open(again.dataDir);
     try {
       store.enableDirectoryJournal();
-      const before = { version: store.directoryVersion(), digest: Directory.load(store).digest().bytes() };
+      const before = { version: store.directoryVersion(), digest: (await Directory.load(store)).directory.digest().bytes() };
       const owner = store.db.prepare<[string], { account_id: number }>('SELECT account_id FROM numbers WHERE number = ?').get(registered[2]!)!.account_id;
       store.deleteAccount(owner);
       store.createAccount({ email: 'late@example.org', numbers: [numbers[10]!, registered[2]!], mask: capabilitiesToMask(['facetime']) }, Date.now());
-      const directory = Directory.load(store);
+      const { directory } = await Directory.load(store);
       const ctx = { store, directory, directoryVersion: () => store.directoryVersion() } as unknown as ServerContext;
       expect(store.directoryVersion()).toBe(before.version + 3);
       expect(Buffer.from(directory.digest().bytes()).equals(Buffer.from(before.digest))).toBe(false);

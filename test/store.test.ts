@@ -13,7 +13,7 @@ import type { E164 } from '../shared/e164.ts';
 import { e164ToKey } from '../shared/e164.ts';
 import { isPcdError } from '../shared/errors.ts';
 import { LOG_TABLES } from '../shared/designs/index.ts';
-import { DirectoryDigest } from '../server/directory.ts';
+import { Directory, DirectoryDigest } from '../server/directory.ts';
 import type { DirectoryStore } from '../server/directory-store.ts';
 import { PgStore, type FollowEvent } from '../server/pg/store.ts';
 import { freePort } from '../server/pg/embedded.ts';
@@ -398,5 +398,33 @@ describe('several nodes on one Postgres: following the journal (PgStore.follow)'
     await c.end();
     expect(await b.pruneDirectoryChanges(3)).toBe(1);
     expect(await a.directoryChangesSince(2)).toBeUndefined();
+  });
+});
+
+describeStores('a node\'s start: the directory from a scan, then from its snapshot and the journal', (f) => {
+  it('scans once and records the digest, then loads the snapshot and replays the changes after it; the same directory as a scan', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'pcd-start-'));
+    try {
+      const s = await f.open();
+      s.enableDirectoryJournal();
+      for (let i = 1; i <= 6; i++) await s.createAccount(account(`s${i}@pcd.test`, [n(i)], 1 + (i % 2)), 1000);
+      const first = await Directory.open(s, dataDir);
+      expect(first).toMatchObject({ source: 'scan', version: 6, snapshotVersion: 6 });
+      expect((await s.directoryDigest())!.equals(first.directory.digest())).toBe(true);
+      await s.holdDirectoryChanges(6, 'snapshot');
+      // Changes after the snapshot (a crash: none written at shutdown), from this node or another.
+      const other = f.kind === 'postgres' ? await f.reopen() : s;
+      await other.deleteAccount((await other.accountByEmail('s2@pcd.test'))!.accountId);
+      await other.createAccount(account('s7@pcd.test', [n(7)], 3), 1000);
+      const second = await Directory.open(s, dataDir);
+      expect(second).toMatchObject({ source: 'snapshot', version: 8, snapshotVersion: 6 });
+      expect(second.restart!.changes).toHaveLength(2);
+      const scan = await Directory.load(s);
+      expect(scan.version).toBe(8);
+      expect([...second.directory.entries()].sort((a, b) => a.number.localeCompare(b.number))).toEqual(await all(s));
+      expect(second.directory.digest().equals(scan.directory.digest())).toBe(true);
+    } finally {
+      fs.rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

@@ -96,7 +96,7 @@ export async function publishBuckets(options: ServerOptions & { epoch: number; o
         const max = store.db.prepare<[], { m: number | null }>('SELECT max(epoch) AS m FROM epochs').get()?.m ?? null;
         throw new PcdError(ErrorCode.UnknownEpoch, `${dataDir} has no epoch ${epoch}${max === null ? ' (it has no blinded epoch yet)' : ` (its newest is ${max})`}`);
       }
-      const { directory } = Directory.open(store, dataDir, logger); // from the snapshot where it can
+      const { directory } = await Directory.open(store, dataDir, logger); // from the snapshot where it can
       const version = store.directoryVersion();
       const ctx: ServerContext = { store, directory, directoryVersion: () => version, now: options.now ?? Date.now, options, logger };
       const epochs = await Epochs.open(ctx);

@@ -409,7 +409,7 @@ export async function rotateKeyOffline(options: ServerOptions & { repair?: boole
     const store = Store.open(options.dataDir);
     try {
       // From the directory snapshot where it can (server/directory.ts open): a scan of 10^7 numbers takes 20 s.
-      const { directory } = Directory.open(store, options.dataDir, logger);
+      const { directory } = await Directory.open(store, options.dataDir, logger);
       const version = store.directoryVersion();
       const ctx: ServerContext = { store, directory, directoryVersion: () => version, now: options.now ?? Date.now, options, logger };
       const epochs = await Epochs.open(ctx, { build: false, repair: options.repair === true });

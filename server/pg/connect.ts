@@ -122,8 +122,8 @@ export async function pgGuarded<T>(f: () => Promise<T>): Promise<T> {
   }
 }
 
-/** Runs `f` in one transaction on one pooled connection: COMMIT when it settles, ROLLBACK when it throws. */
-export async function inTransaction<T>(pool: pg.Pool, f: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+/** Runs `f` in one transaction on one pooled connection: COMMIT when it settles, ROLLBACK when it throws; `begin` may set the isolation level. */
+export async function inTransaction<T>(pool: pg.Pool, f: (client: pg.PoolClient) => Promise<T>, begin = 'BEGIN'): Promise<T> {
   return pgGuarded(async () => {
     const client = await pool.connect();
     // A connection that ends while checked out emits 'error' on the client, which the pool only listens to when it is idle.
@@ -131,7 +131,7 @@ export async function inTransaction<T>(pool: pg.Pool, f: (client: pg.PoolClient)
     const onError = (e: Error) => (broken = e);
     client.on('error', onError);
     try {
-      await client.query('BEGIN');
+      await client.query(begin);
       const result = await f(client);
       await client.query('COMMIT');
       return result;

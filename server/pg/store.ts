@@ -451,20 +451,49 @@ export class PgStore implements DirectoryStore {
     return (await this.one<{ n: number }>('SELECT count(*) AS n FROM numbers'))!.n;
   }
 
-  /** Keyset pages in number order, each its own query (a page sees the directory as of its query). */
+  /** One keyset page of reachable numbers after `after`, in number order. */
+  private async directoryPage(on: Queryable, after: string): Promise<DirectoryChange[]> {
+    const { rows } = await on.query<{ number: string; capabilities: number }>(
+      'SELECT n.number, a.capabilities FROM numbers n JOIN accounts a ON a.id = n.account_id WHERE n.number > $1 AND a.capabilities != 0 ORDER BY n.number LIMIT $2',
+      [after, DIRECTORY_PAGE],
+    );
+    return rows.map((r) => ({ number: r.number as E164, mask: r.capabilities }));
+  }
+
+  /** Keyset pages in number order, each its own query (a page sees the directory as of its query; {@link scanDirectory} for one moment). */
   async *directory(): AsyncIterable<DirectoryChange> {
-    let after = '';
-    for (;;) {
-      const { rows } = await pgGuarded(() =>
-        this.pool.query<{ number: string; capabilities: number }>(
-          'SELECT n.number, a.capabilities FROM numbers n JOIN accounts a ON a.id = n.account_id WHERE n.number > $1 AND a.capabilities != 0 ORDER BY n.number LIMIT $2',
-          [after, DIRECTORY_PAGE],
-        ),
-      );
-      for (const r of rows) yield { number: r.number as E164, mask: r.capabilities };
-      if (rows.length < DIRECTORY_PAGE) return;
-      after = rows.at(-1)!.number;
+    for (let after = ''; ; ) {
+      const page = await pgGuarded(() => this.directoryPage(this.pool, after));
+      yield* page;
+      if (page.length < DIRECTORY_PAGE) return;
+      after = page.at(-1)!.number;
     }
+  }
+
+  async scanDirectory(onEntry: (change: DirectoryChange) => void): Promise<number> {
+    // One snapshot for the version and every page: changes committed meanwhile by other nodes are after `version`.
+    return inTransaction(
+      this.pool,
+      async (c) => {
+        const version = await this.directoryVersion(c);
+        for (let after = ''; ; ) {
+          const page = await this.directoryPage(c, after);
+          page.forEach(onEntry);
+          if (page.length < DIRECTORY_PAGE) return version;
+          after = page.at(-1)!.number;
+        }
+      },
+      'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
+    );
+  }
+
+  async recordDirectoryScan(digest: DirectoryDigest, version: number): Promise<boolean> {
+    return this.directoryTransaction(async (c) => {
+      if ((await this.directoryVersion(c)) !== version) return false;
+      await this.setDirectoryDigest(digest, c);
+      await this.acknowledgeDirectoryWrites(c);
+      return true;
+    });
   }
 
   async bulkInsert(accounts: Iterable<NewAccount>, now: number, onProgress?: (numbers: number) => void, chunk = 100_000): Promise<number> {
