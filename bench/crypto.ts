@@ -33,7 +33,8 @@ import { utf8ToBytes } from '@noble/hashes/utils.js';
 import { publicVerif } from '@cloudflare/privacypass-ts';
 import { Store } from '../server/store.ts';
 import { TokenKeys } from '../server/tokens/keys.ts';
-import { SpentTokens, TokenService, blindSign } from '../server/tokens/service.ts';
+import { TokenService, blindSign } from '../server/tokens/service.ts';
+import { SqliteSpentTokens } from '../server/tokens/spent.ts';
 import { DEFAULT_ISSUER_NAME, challengeDigest, tokenChallenge } from '../shared/tokens.ts';
 import { TOKEN_OPS, authorizationOf, mintToken, randomTokenRequest } from './tokens.ts';
 import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
@@ -327,7 +328,7 @@ async function tokenMarks(config: CryptoConfig, add: AddMarks, notes: string[]):
     const keys = await TokenKeys.open(dir, [1]);
     await keys.ensure(1);
     const key = keys.get(1, 1)!;
-    const spent = new SpentTokens(store.db);
+    const spent = new SqliteSpentTokens(store.db);
     const service = new TokenService(keys, spent, DEFAULT_ISSUER_NAME);
     const digest = challengeDigest(service.challenge);
     const spec = (operation: string, by: string, budget?: TimingBudget) => ({ operation, impl: 'any' as const, op: 'token', group: 'tokens' as const, by, ...(budget ? { budget } : {}) });
@@ -344,7 +345,7 @@ async function tokenMarks(config: CryptoConfig, add: AddMarks, notes: string[]):
       spec(TOKEN_OPS.spend, 'SQLite (better-sqlite3, WAL)'),
       () => {
         new DataView(nonceHash.buffer).setUint32(0, n++);
-        return spent.spend({ key: check.key, nonceHash });
+        return spent.spendNow({ key: check.key, nonceHash }); // the insert itself, not a promise's turn
       },
     ]);
 

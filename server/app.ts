@@ -237,7 +237,7 @@ export function createApp(deps: AppDeps): express.Express {
       const limiter = deps.rateLimiter;
       const charge = requester && r.auth === 'requester' && r.cost && limiter ? limiter.take(requester.accountId, r.cost(body)) : undefined;
       // The token's class against the body, then the spend (token_replayed when spent before); given back when the handler refuses.
-      const unspend = payment?.spend(body);
+      const unspend = payment ? await payment.spend(body) : undefined;
       let reply;
       try {
         const input = { body, params: req.params as Record<string, string>, ip, ifNoneMatch: req.headers['if-none-match'] };
@@ -246,7 +246,14 @@ export function createApp(deps: AppDeps): express.Express {
         else throw new Error(`route ${r.method} ${r.path}: a requester route reached its handler unauthenticated`);
       } catch (e) {
         if (charge) limiter?.refund(charge);
-        unspend?.();
+        // Awaited, so a client that tries again at once finds its token given back; a failed refund is logged, and the refusal stands.
+        if (unspend) {
+          try {
+            await unspend();
+          } catch (err) {
+            deps.logger.error({ path: r.path, err: err instanceof Error ? err.message : String(err) }, "a refused request's token could not be given back");
+          }
+        }
         throw e;
       }
       if (deps.draining?.()) res.setHeader('Connection', 'close');

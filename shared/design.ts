@@ -208,8 +208,11 @@ export interface RequesterRoute<Req = unknown, Res = unknown> extends RouteCommo
 
 /** A token checked by a {@link TokenRoute} (signature, key, challenge), not yet spent. */
 export interface CheckedPayment<Req> {
-  /** Checks the decoded body against the token (its size class) and spends it, or throws; returns what gives it back when the request is then refused. */
-  spend(body: Req): () => void;
+  /**
+   * Checks the decoded body against the token (its size class) and spends it, or rejects; resolves to what gives
+   * it back when the request is then refused (best-effort: the caller logs its failure).
+   */
+  spend(body: Req): Promise<() => Promise<void> | void>;
 }
 
 /**

@@ -15,7 +15,8 @@ import { encodeBody } from '../shared/codec.ts';
 import { loadBackend } from '../shared/backends.ts';
 import { PATHS } from '../shared/messages.ts';
 import { TOKEN_BYTES, TOKEN_ORIGIN_INFO, sizeClassFor, sizeClassProblem, tokenChallenge, tokenKeyId, DEFAULT_SIZE_CLASSES } from '../shared/tokens.ts';
-import { MAX_CHALLENGE_HEADER, TokenService, blindSign, tokenOfHeader, verifyToken, type SpentTokens } from '../server/tokens/service.ts';
+import { MAX_CHALLENGE_HEADER, TokenService, blindSign, tokenOfHeader, verifyToken } from '../server/tokens/service.ts';
+import type { SpentTokenStore } from '../server/tokens/spent.ts';
 import type { TokenKey, TokenKeys } from '../server/tokens/keys.ts';
 import type { BlindedServerDesign } from '../server/designs/blinded.ts';
 import { createBlindedClientWith } from '../client/designs/blinded.ts';
@@ -166,7 +167,7 @@ describe('RFC 9578 §6 (token type 0x0002, Blind RSA) vectors', () => {
 describe('the 401 challenge with the default 31 classes', () => {
   // RSA-2048 token keys are 342-byte SPKIs: 31 of them as challenges would pass node's 16 KB header limit.
   const keys = DEFAULT_SIZE_CLASSES.map((sizeClass) => ({ sizeClass, tokenKey: new Uint8Array(crypto.randomBytes(342)) }));
-  const service = new TokenService({ of: () => keys } as unknown as TokenKeys, {} as SpentTokens, 'pcd.issuer');
+  const service = new TokenService({ of: () => keys } as unknown as TokenKeys, {} as SpentTokenStore, 'pcd.issuer');
   const classesOf = (header: string) =>
     WWWAuthenticateHeader.parse(header).map((c) => keys.find((k) => Buffer.from(k.tokenKey).equals(Buffer.from(c.tokenKey)))!.sizeClass);
 
@@ -354,7 +355,7 @@ describe('tokens on a real server (auth token, the default)', () => {
 
   it('a rotation makes new token keys; once the old epoch retires its keys are unknown, its spent tokens are purged, and the client moves on', async () => {
     const old = await tokenAndElements(1);
-    const spentBefore = blinded().tokens!.spent.size;
+    const spentBefore = await blinded().tokens!.spent.size();
     expect(spentBefore).toBeGreaterThan(0);
     const { epoch } = await s.admin.rotateKey();
     expect(blinded().tokens!.keys.of(epoch).length).toBe(4);
@@ -363,7 +364,7 @@ describe('tokens on a real server (auth token, the default)', () => {
     const res = await evaluate(old.authorization, old.body);
     expect(res.status).toBe(401);
     expect(['token_key_unknown', 'epoch_retired', 'unknown_epoch']).toContain(((await res.json()) as { error: { code: string } }).error.code);
-    expect(blinded().tokens!.spent.size).toBeLessThan(spentBefore);
+    expect(await blinded().tokens!.spent.size()).toBeLessThan(spentBefore);
     const client = s.client(account, 'blinded', { tokens: { periodMs: Infinity } });
     expect((await client.lookup(registered)).capabilities).toEqual(['messages']);
   });
@@ -421,10 +422,10 @@ describe('auth account (--blinded-auth account)', () => {
       // Exactly one of the tokens the first run left was spent by the second; one new token replaced it.
       expect(before.filter((t) => !after.includes(t)).length).toBe(1);
       // Without a file a run fetches just what it spends: one token of class 1.
-      const issued = () => (s.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign).tokens!.spent.size;
-      const spentBefore = issued();
+      const issued = () => (s.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign).tokens!.spent.size();
+      const spentBefore = await issued();
       expect((await runPcd(['lookup', '+14155550198'], env)).code).toBe(0);
-      expect(issued()).toBe(spentBefore + 1);
+      expect(await issued()).toBe(spentBefore + 1);
     } finally {
       await s.close();
     }

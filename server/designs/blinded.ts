@@ -95,7 +95,8 @@ import { countingLog, designLog } from '../querylog.ts';
 import { Store } from '../store.ts';
 import { acquireFolderLock } from '../lock.ts';
 import { TokenKeys } from '../tokens/keys.ts';
-import { SpentTokens, TokenService } from '../tokens/service.ts';
+import { TokenService } from '../tokens/service.ts';
+import { SqliteSpentTokens } from '../tokens/spent.ts';
 import { BLINDED_TOKEN_EVAL_LOG, TOKEN_ISSUANCE_LOG } from '../../shared/designs/blinded.ts';
 import { DEFAULT_BLINDED_AUTH, DEFAULT_ISSUER_NAME, DEFAULT_SIZE_CLASSES, TokensRequest, type TokensReply } from '../../shared/tokens.ts';
 import type { RequesterKey } from '../blinded/fair.ts';
@@ -193,7 +194,7 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
   const auth = ctx.options.blindedAuth ?? DEFAULT_BLINDED_AUTH;
   const tokens =
     auth === 'token'
-      ? new TokenService(await TokenKeys.open(ctx.options.dataDir, ctx.options.sizeClasses ?? DEFAULT_SIZE_CLASSES), new SpentTokens(ctx.store.db), ctx.options.tokenIssuer ?? DEFAULT_ISSUER_NAME)
+      ? new TokenService(await TokenKeys.open(ctx.options.dataDir, ctx.options.sizeClasses ?? DEFAULT_SIZE_CLASSES), new SqliteSpentTokens(ctx.store.db), ctx.options.tokenIssuer ?? DEFAULT_ISSUER_NAME)
       : undefined;
   const tokenEvalLog = tokens ? countingLog(ctx, BLINDED_TOKEN_EVAL_LOG) : undefined;
   const issuanceLog = tokens ? countingLog(ctx, TOKEN_ISSUANCE_LOG) : undefined;
@@ -202,9 +203,17 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
     const live = epochs.list().map((e) => e.epoch);
     await Promise.all(live.map((e) => tokens.keys.ensure(e)));
     // Keys of epochs that are no longer live (destroyed while the server was down) retire now.
-    for (const e of tokens.keys.epochs()) if (!live.includes(e)) tokens.retire(e);
+    for (const e of tokens.keys.epochs()) if (!live.includes(e)) await tokens.retire(e);
   };
-  if (tokens) epochs.onDestroyed((epoch) => tokens.retire(epoch));
+  // The key retires at once (its tokens are refused from then on); the purge of its spent tokens follows, and a
+  // failed one is logged (its rows stay, counted by `pcd audit` under no epoch).
+  if (tokens) {
+    epochs.onDestroyed((epoch) => {
+      tokens.retire(epoch).catch((err: unknown) =>
+        ctx.logger.error({ epoch, err: err instanceof Error ? err.message : String(err) }, "a retired epoch's spent tokens could not be purged"),
+      );
+    });
+  }
   const ready = Promise.all([epochs.ready, ensureTokenKeys()]).then(() => undefined);
 
   /** BlindEvaluate of a checked request on the pool (the workers check every element, RFC 9497 §3.3), under `requester`'s fairness key. */
@@ -272,7 +281,7 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
               async checkToken(authorization, contentLength) {
                 const checked = await tokens.check(authorization, epochs.currentNumber, elementsBetween(contentLength));
                 return {
-                  spend(body) {
+                  async spend(body) {
                     const n = body.elements.length;
                     if (n !== checked.key.sizeClass) {
                       throw new PcdError(

@@ -38,7 +38,10 @@
  *     forgeries (test/rfc9578-privacypass.test.ts);
  *  5. its class is the request's element count: else token_wrong_class;
  *  6. spending it inserts SHA-256(key id || nonce) into `spent_tokens`
- *     under a unique key: a second spend fails there, token_replayed.
+ *     under a unique key: a second spend fails there, token_replayed. The
+ *     store is behind an async interface (server/tokens/spent.ts: SQLite,
+ *     or a Postgres shared by several nodes, where a token spent on one
+ *     node is refused on every other).
  * A spent token is given back (its row deleted) when the request is then
  * refused (a bad element, an unknown epoch, a 503), as a rate-limit charge
  * is refunded. A spend that cannot be written (a full disk, an I/O error)
@@ -49,10 +52,8 @@
  */
 import crypto from 'node:crypto';
 import { AuthorizationHeader, TOKEN_TYPES, Token, WWWAuthenticateHeader } from '@cloudflare/privacypass-ts';
-import type Database from 'better-sqlite3';
 import { bytesEqual } from '../../shared/bytes.ts';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
-import { SPENT_TOKENS_TABLE } from '../../shared/designs/blinded.ts';
 import {
   TOKEN_BYTES,
   TOKEN_REQUEST_BYTES,
@@ -62,6 +63,7 @@ import {
   tokenChallenge,
 } from '../../shared/tokens.ts';
 import type { TokenKey, TokenKeys } from './keys.ts';
+import type { SpentTokenStore } from './spent.ts';
 
 /** Longest Authorization header read as a token: the base64url of a token is 472 characters. */
 const MAX_TOKEN_HEADER = 1024;
@@ -90,48 +92,13 @@ export function tokenOfHeader(authorization: string): Token {
   return parsed[0].token;
 }
 
+/** What gives a spent token back when the request it paid for is refused. */
+export type Refund = () => Promise<void> | void;
+
 /** A token whose signature verified, not yet spent. */
 export interface CheckedToken {
   readonly key: TokenKey;
   readonly nonceHash: Uint8Array;
-}
-
-/** The spent-token store: one row per spent token, deleted with its key. */
-export class SpentTokens {
-  private readonly stmts;
-
-  constructor(db: Database.Database) {
-    this.stmts = {
-      insert: db.prepare<[Uint8Array, Uint8Array]>(`INSERT INTO ${SPENT_TOKENS_TABLE} (nonce_hash, key_id) VALUES (?, ?)`),
-      remove: db.prepare<[Uint8Array]>(`DELETE FROM ${SPENT_TOKENS_TABLE} WHERE nonce_hash = ?`),
-      purge: db.prepare<[Uint8Array]>(`DELETE FROM ${SPENT_TOKENS_TABLE} WHERE key_id = ?`),
-      count: db.prepare<[], { n: number }>(`SELECT count(*) AS n FROM ${SPENT_TOKENS_TABLE}`),
-    };
-  }
-
-  /** Records a spend; false when the token was spent before (the unique key refused it). Other store errors are thrown (503). */
-  spend(t: CheckedToken): boolean {
-    try {
-      this.stmts.insert.run(t.nonceHash, t.key.keyId);
-      return true;
-    } catch (e) {
-      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') return false;
-      throw e;
-    }
-  }
-
-  unspend(t: CheckedToken): void {
-    this.stmts.remove.run(t.nonceHash);
-  }
-
-  /** Deletes the spent tokens of a retired key; returns how many. */
-  purge(keyId: Uint8Array): number {
-    return this.stmts.purge.run(keyId).changes;
-  }
-
-  get size(): number {
-    return this.stmts.count.get()?.n ?? 0;
-  }
 }
 
 /**
@@ -171,7 +138,7 @@ export class TokenService {
 
   constructor(
     readonly keys: TokenKeys,
-    readonly spent: SpentTokens,
+    readonly spent: SpentTokenStore,
     readonly issuerName: string,
   ) {
     this.challenge = tokenChallenge(issuerName);
@@ -249,17 +216,26 @@ export class TokenService {
     return { key, nonceHash: new Uint8Array(nonceHash) };
   }
 
-  /** Step 6: records the spend, or throws token_replayed; returns what gives it back. */
-  spend(t: CheckedToken, challengeEpoch: number): () => void {
-    if (!this.spent.spend(t)) {
+  /**
+   * Step 6: records the spend, or rejects with token_replayed (or the store's 503); resolves to what gives it
+   * back (a refund the caller runs best-effort: it may reject when the store cannot be written).
+   */
+  async spend(t: CheckedToken, challengeEpoch: number): Promise<Refund> {
+    if (!(await this.spent.spend(t))) {
       const n = t.key.sizeClass;
       throw new PcdError(ErrorCode.TokenReplayed, 'this token was spent before: each token pays for one request', { wwwAuthenticate: this.wwwAuthenticate(challengeEpoch, { min: n, max: n }) });
     }
     return () => this.spent.unspend(t);
   }
 
-  /** An epoch's keys retire with it: their spent tokens go, and their tokens are refused from now on. */
-  retire(epoch: number): void {
-    for (const id of this.keys.retire(epoch)) this.spent.purge(id);
+  /**
+   * An epoch's keys retire with it: their tokens are refused from now on (before this returns its promise), then
+   * their spent tokens are purged from the store; resolves to how many were purged.
+   */
+  async retire(epoch: number): Promise<number> {
+    const ids = this.keys.retire(epoch);
+    let purged = 0;
+    for (const id of ids) purged += await this.spent.purge(id);
+    return purged;
   }
 }
