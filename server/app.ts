@@ -40,7 +40,8 @@ export interface AppDeps {
   routes: readonly Route<any, any>[];
   /** Designs this server serves; paths of the others answer design_disabled. */
   designs: readonly DesignName[];
-  authenticate: (token: string) => Requester | undefined;
+  /** The requester of a bearer token (SQLite answers at once; a shared Postgres store asynchronously). */
+  authenticate: (token: string) => Requester | undefined | Promise<Requester | undefined>;
   adminToken: string;
   rateLimiter?: RateLimiter;
   /** Proxies whose X-Forwarded-For is believed (server/clientip.ts parseTrustProxy); none by default. */
@@ -209,7 +210,7 @@ export function createApp(deps: AppDeps): express.Express {
         if (r.auth === 'admin') {
           if (!sameSecret(token, deps.adminToken)) throw new PcdError(ErrorCode.Forbidden, 'the admin token is wrong');
         } else {
-          requester = deps.authenticate(token);
+          requester = await deps.authenticate(token);
           if (!requester) throw new PcdError(ErrorCode.Unauthenticated, 'the requester token is unknown or revoked');
         }
       }

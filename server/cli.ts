@@ -306,8 +306,10 @@ function addServeOptions(cmd: Command, defaultLogLevel = 'info'): Command {
     .option('--log <file>', 'append the server log (pino JSON) to this file (0600) instead of stderr');
 }
 
-async function serve(o: ServeFlags, web: WebUi | undefined): Promise<RunningServer> {
+async function serve(o: ServeFlags & { store?: string; nodeName?: string }, web: WebUi | undefined): Promise<RunningServer> {
   const server = await startServer({
+    store: o.store,
+    nodeName: o.nodeName,
     web: web?.mount,
     dataDir: o.data,
     port: o.port,
@@ -342,16 +344,24 @@ async function serve(o: ServeFlags, web: WebUi | undefined): Promise<RunningServ
 }
 
 export function registerServerCommands(program: Command): void {
-  addServeOptions(program.command('serve').description('serve what the data folder holds (an empty directory included)')).action(
-    async (o: ServeFlags) => {
+  addServeOptions(program.command('serve').description('serve what the data folder holds (an empty directory included)'))
+    .option('--store <url>', `a shared Postgres store (postgres://…, or ${STORE_URL_ENV}) for accounts, the directory and the query logs, which several nodes serve from; plain and hashed for now (the data folder stays this node's own)`)
+    .option('--node-name <name>', 'with --store: this node\'s name in the shared journal holds (default host:pid)')
+    .action(async (o: ServeFlags & { store?: string; nodeName?: string }, cmd: Command) => {
+      const shared = storeUrl(o.store);
+      if (shared) {
+        // What a shared store serves today (server/server.ts): plain and hashed, no page, unless asked for (and then refused in one line).
+        if (cmd.getOptionValueSource('design') === 'default') o.design = 'plain,hashed';
+        if (cmd.getOptionValueSource('ui') === 'default') o.ui = false;
+      }
       const web = o.ui ? createWebUi() : undefined;
-      const server = await serve(o, web);
-      console.log(`pcd serving ${server.designs.map((d) => d.name).join(', ')} on ${server.url} (data: ${path.resolve(o.data)}, ${server.directory.size} numbers)`);
+      const server = await serve({ ...o, store: shared, nodeName: o.nodeName }, web);
+      const where = shared ? `store: ${redactUrl(shared)}, data: ${path.resolve(o.data)}` : `data: ${path.resolve(o.data)}`;
+      console.log(`pcd serving ${server.designs.map((d) => d.name).join(', ')} on ${server.url} (${where}, ${server.directory.size} numbers)`);
       console.log(`admin token: ${server.adminTokenSource}`);
       if (web) printPage(server, web, o.host);
       announceReady(server);
-    },
-  );
+    });
 
   addServeOptions(
     program

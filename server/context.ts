@@ -13,6 +13,8 @@ import type { Directory, DirectoryRestart } from './directory.ts';
 import type { ConnectionLimits } from './net.ts';
 import type { RateLimits } from './ratelimit.ts';
 import type { Store } from './store.ts';
+import type { DirectoryStore } from './directory-store.ts';
+import type { PgStore } from './pg/store.ts';
 
 export interface ServerOptions {
   /** Data folder: the SQLite file, the key file, epoch caches, the admin token. */
@@ -82,6 +84,15 @@ export interface ServerOptions {
    * limits them itself (server/ohttp.ts says why the server still sees it).
    */
   ohttpRelays?: readonly string[];
+  /**
+   * A shared Postgres store (postgres://…) for accounts, the directory and
+   * the query logs, which several nodes serve from (server/pg/); default
+   * none: everything in the data folder's SQLite file. The data folder is
+   * still the node's own (its lock, admin token, snapshots, rate limits).
+   */
+  store?: string;
+  /** This node's name in the shared store's journal holds (default host:pid). */
+  nodeName?: string;
   /** Show a progress bar on stderr for long builds. */
   progress?: boolean;
   /** The web page and its log view (web/server.ts createWebUi().mount), mounted after the API routes; absent: no page (`--no-ui`). */
@@ -90,7 +101,16 @@ export interface ServerOptions {
 }
 
 export interface ServerContext {
+  /** The data folder's SQLite store: everything without a shared store; with one, what stays on the node (rate limits, the relays it was started with). */
   readonly store: Store;
+  /**
+   * The shared Postgres store (`--store postgres://…`, server/pg/): accounts,
+   * the directory and its journal, and the query logs live there, and every
+   * node follows the journal. Undefined on the embedded default.
+   */
+  readonly shared?: PgStore;
+  /** Accounts and the directory: the shared store when there is one, else the data folder's. */
+  readonly directoryStore: DirectoryStore;
   readonly directory: Directory;
   /**
    * The directory version that `directory` reflects: every change up to it

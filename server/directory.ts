@@ -254,3 +254,11 @@ export class Directory {
     for (const [key, mask] of this.table.entries()) yield { number: keyToE164(key), mask };
   }
 }
+
+/** The changes that turn `from` into `to` (a rescan after a gap in the journal): numbers added, changed or gone (mask 0). */
+export function directoryDifference(from: Directory, to: Directory): DirectoryChange[] {
+  const out: DirectoryChange[] = [];
+  for (const c of to.entries()) if (from.mask(c.number) !== c.mask) out.push(c);
+  for (const c of from.entries()) if (to.mask(c.number) === 0) out.push({ number: c.number, mask: 0 });
+  return out;
+}

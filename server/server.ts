@@ -8,6 +8,15 @@
  * to the in-memory directory, then to every design, before the admin call
  * answers: the next lookup sees them.
  *
+ * With a shared Postgres store (`store: 'postgres://…'`, server/pg/),
+ * accounts, the directory and its journal live there, and the node follows
+ * the journal (PgStore.follow: NOTIFY, then a poll): every change, its own
+ * or another node's, reaches the in-memory directory and the designs in
+ * version order through that one path, and an admin call answers once its
+ * change has come through it. A gap (a seeding) is a rescan, applied as the
+ * difference. The blinded design does not run on it yet: its epochs, keys
+ * and caches are the data folder's.
+ *
  * Each design comes up on its own: a factory returns once its design can
  * answer (plain and hashed index the directory at once; blinded checks its
  * keys and loads or builds its epochs in the background, answering 503
@@ -40,11 +49,14 @@ import { ADMIN_TOKEN_FILE, HASHED_SNAPSHOT_FILE } from '../disk/files.ts';
 import { readAdminToken } from '../disk/admintoken.ts';
 import { createApp } from './app.ts';
 import type { ServerContext, ServerDesignFactory, ServerOptions } from './context.ts';
-import { Directory, type DirectorySource } from './directory.ts';
+import { Directory, directoryDifference, type DirectorySource } from './directory.ts';
 import { DAY_MS, Retention } from './querylog.ts';
 import { degradedState } from './loghealth.ts';
 import { DEFAULT_RATE_LIMITS, RateLimiter } from './ratelimit.ts';
 import { Store } from './store.ts';
+import { SqliteDirectoryStore, type DirectoryStore } from './directory-store.ts';
+import { PgStore } from './pg/store.ts';
+import { storeUrl } from './pg/connect.ts';
 import { acquireFolderLock, type FolderLock } from './lock.ts';
 import { createPlainDesign } from './designs/plain.ts';
 import { createHashedDesign } from './designs/hashed.ts';
@@ -108,8 +120,22 @@ export interface OpenServer {
   persistDirectory(): void;
 }
 
+/** How long an admin call waits for its own change to come through the shared store's journal before it answers 503. */
+const CHANGE_VISIBLE_MS = 10_000;
+
+/** The designs a shared store serves today (the module header says why not blinded). */
+const SHARED_STORE_DESIGNS: readonly DesignName[] = ['plain', 'hashed'];
+
 export async function openServer(options: ServerOptions): Promise<OpenServer> {
-  const designNames = [...new Set(options.designs ?? DESIGNS)];
+  const sharedUrl = storeUrl(options.store, {});
+  const designNames = [...new Set(options.designs ?? (sharedUrl ? SHARED_STORE_DESIGNS : DESIGNS))];
+  if (sharedUrl) {
+    const refused = designNames.filter((d) => !SHARED_STORE_DESIGNS.includes(d));
+    if (refused.length) {
+      throw new PcdError(ErrorCode.InvalidField, `--store: the ${refused.join(', ')} design does not run on a shared store yet (its epochs and keys are the data folder's); serve --designs ${SHARED_STORE_DESIGNS.join(',')}`);
+    }
+    if (options.web) throw new PcdError(ErrorCode.InvalidField, '--store: the web page does not run on a shared store yet; serve it without --ui');
+  }
   for (const d of designNames) {
     if (!(DESIGNS as readonly string[]).includes(d)) throw new PcdError(ErrorCode.InvalidField, `unknown design '${d}': known are ${DESIGNS.join(', ')}`);
   }
@@ -127,13 +153,19 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   // The directory snapshot (server/directory-snapshot.ts) replays the journal, so the journal is always kept: the
   // snapshot holds it from the version it reflects, the epoch caches from theirs (Store.pruneDirectoryChanges).
   store.enableDirectoryJournal();
-  // With the load: the version the in-memory directory reflects (nothing else writes the folder's store while it loads).
-  const opened = await folderLock.guardAsync(() => Directory.open(store, options.dataDir, logger), () => store.close());
+  const shared = sharedUrl ? await folderLock.guardAsync(() => PgStore.open(sharedUrl, { logger, node: options.nodeName }), () => store.close()) : undefined;
+  const closeStores = (): void => {
+    store.close();
+    void shared?.close().catch(() => {});
+  };
+  const directoryStore: DirectoryStore = shared ?? new SqliteDirectoryStore(store);
+  // With the load: the version the in-memory directory reflects (the scan reads one moment, even while other nodes write).
+  const opened = await folderLock.guardAsync(() => Directory.open(directoryStore, options.dataDir, logger), closeStores);
   const directory = opened.directory;
   let directoryVersion = opened.version;
   // The snapshot on disk replays the rows above its version until the next one is written: none is deleted for it before.
-  if (opened.snapshotVersion !== undefined) store.holdDirectoryChanges(opened.snapshotVersion, 'snapshot');
-  const context: ServerContext = { store, directory, directoryVersion: () => directoryVersion, now, options, logger, restart: opened.restart };
+  if (opened.snapshotVersion !== undefined) await folderLock.guardAsync(() => directoryStore.holdDirectoryChanges(opened.snapshotVersion!, 'snapshot'), closeStores);
+  const context: ServerContext = { store, shared, directoryStore, directory, directoryVersion: () => directoryVersion, now, options, logger, restart: opened.restart };
 
   const designs: ServerDesign[] = [];
   // OHTTP gateway (server/ohttp.ts), for the blinded design: its key is loaded or generated under the folder's lock.
@@ -145,7 +177,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   } catch (e) {
     try {
       for (const d of designs) await d.close();
-      store.close();
+      closeStores();
     } finally {
       folderLock.release();
     }
@@ -167,6 +199,35 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     });
     chain = run.catch(() => {});
     return run;
+  };
+
+  // A shared store: every change comes through the journal, in version order (module header).
+  const follower = shared
+    ? await shared.follow(
+        directoryVersion,
+        async (e) => {
+          if (e.kind === 'changes') return applyChanges(e.changes, e.version);
+          // A gap (a seeding): the difference between a fresh scan and the directory in memory, as changes.
+          const { directory: now, version } = await Directory.load(shared);
+          logger.warn({ version }, 'the directory journal has a gap (a seeding?): rescanned the shared store');
+          return applyChanges(directoryDifference(directory, now), version);
+        },
+        { holder: 'directory' },
+      )
+    : undefined;
+  /** An admin change is answered once it is in memory: applied here, or come through the journal on a shared store. */
+  const changed = async (update: { changes: readonly DirectoryChange[]; version: number }): Promise<void> => {
+    if (!follower) return applyChanges(update.changes, update.version);
+    for (const started = Date.now(); follower.version < update.version; ) {
+      const before = follower.version;
+      await follower.poll();
+      if (follower.version > before) continue;
+      if (Date.now() - started > CHANGE_VISIBLE_MS) {
+        throw new PcdError(ErrorCode.Unavailable, `the change is stored (directory version ${update.version}) but this node cannot read the journal yet: it will come through; try the lookup again later`, { retryAfterSeconds: 5 });
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await chain;
   };
 
   const coreRoutes: Route<any, any>[] = [
@@ -195,8 +256,8 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
           }
         });
         const mask = capabilitiesToMask(body.capabilities);
-        const { accountId, token, changes, version } = store.createAccount({ email: body.email, numbers, mask }, now());
-        await applyChanges(changes, version);
+        const { accountId, token, changes, version } = await directoryStore.createAccount({ email: body.email, numbers, mask }, now());
+        await changed({ changes, version });
         return { status: 201, body: { accountId, token } };
       },
     }),
@@ -207,10 +268,10 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
       async handle({ params }) {
         const id = parseIdSegment(params.accountId ?? '', Number.MAX_SAFE_INTEGER);
         if (id === undefined) throw new PcdError(ErrorCode.InvalidField, `account id must be a positive integer, got ${quoteInput(params.accountId)}`);
-        const update = store.deleteAccount(id);
+        const update = await directoryStore.deleteAccount(id);
         if (!update) throw new PcdError(ErrorCode.NotFound, `no account ${id}`);
         rateLimiter?.forget(id);
-        await applyChanges(update.changes, update.version);
+        await changed(update);
         return { body: { ok: true } };
       },
     }),
@@ -223,7 +284,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   const app = createApp({
     routes: [...coreRoutes, ...designs.flatMap((d) => d.routes), ...(web?.routes ?? [])],
     designs: designNames,
-    authenticate: (t) => store.authenticate(t),
+    authenticate: (t) => (shared ? shared.authenticate(t) : store.authenticate(t)),
     adminToken,
     rateLimiter,
     trustProxy: trustedProxies,
@@ -259,7 +320,8 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
       directory.writeSnapshot(options.dataDir, directoryVersion);
       snapshotVersion = directoryVersion;
       writeDesignSnapshots();
-      store.pruneDirectoryChanges(directoryVersion, 'snapshot');
+      const pruned = directoryStore.pruneDirectoryChanges(directoryVersion, 'snapshot');
+      pruned.catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'could not prune the directory journal'));
     } catch (e) {
       logger.warn({ err: (e as Error).message }, 'could not write the directory snapshot');
     }
@@ -286,10 +348,12 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
       clearInterval(snapshotTimer);
       rateLimiter?.close();
       try {
+        await follower?.close();
         await chain;
         for (const d of designs) await d.close();
         if (directoryVersion !== snapshotVersion) writeDirectorySnapshot(); // unchanged: the one on disk is current
         store.close();
+        await shared?.close();
       } finally {
         folderLock.release();
       }

@@ -35,6 +35,7 @@ import { ErrorCode, PcdError } from '../../shared/errors.ts';
 import { staticBucketFile, type BucketReply } from '../../shared/designs/blinded.ts';
 import { DB_FILE, KEY_FILE } from '../../disk/files.ts';
 import type { ServerContext, ServerOptions } from '../context.ts';
+import { SqliteDirectoryStore } from '../directory-store.ts';
 import { Directory } from '../directory.ts';
 import { acquireFolderLock } from '../lock.ts';
 import { Store } from '../store.ts';
@@ -98,7 +99,7 @@ export async function publishBuckets(options: ServerOptions & { epoch: number; o
       }
       const { directory } = await Directory.open(store, dataDir, logger); // from the snapshot where it can
       const version = store.directoryVersion();
-      const ctx: ServerContext = { store, directory, directoryVersion: () => version, now: options.now ?? Date.now, options, logger };
+      const ctx: ServerContext = { store, directoryStore: new SqliteDirectoryStore(store), directory, directoryVersion: () => version, now: options.now ?? Date.now, options, logger };
       const epochs = await Epochs.open(ctx);
       try {
         await epochs.ready;

@@ -89,6 +89,7 @@ import { DEFAULT_BACKEND } from '../../shared/suite.ts';
 import { loadBackend } from '../../shared/backends.ts';
 import type { ServerContext, ServerDesignFactory, ServerOptions } from '../context.ts';
 import { Directory } from '../directory.ts';
+import { SqliteDirectoryStore } from '../directory-store.ts';
 import { Epochs } from '../blinded/epochs.ts';
 import { EvaluatorPool } from '../blinded/pool.ts';
 import { countingLog, designLog } from '../querylog.ts';
@@ -420,7 +421,7 @@ export async function rotateKeyOffline(options: ServerOptions & { repair?: boole
       // From the directory snapshot where it can (server/directory.ts open): a scan of 10^7 numbers takes 20 s.
       const { directory } = await Directory.open(store, options.dataDir, logger);
       const version = store.directoryVersion();
-      const ctx: ServerContext = { store, directory, directoryVersion: () => version, now: options.now ?? Date.now, options, logger };
+      const ctx: ServerContext = { store, directoryStore: new SqliteDirectoryStore(store), directory, directoryVersion: () => version, now: options.now ?? Date.now, options, logger };
       const epochs = await Epochs.open(ctx, { build: false, repair: options.repair === true });
       const repaired = epochs.repaired.length > 0 ? { repaired: [...epochs.repaired] } : {};
       try {

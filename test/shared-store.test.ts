@@ -1,0 +1,114 @@
+/**
+ * Several nodes on one Postgres (`pcd serve --store postgres://…`): each a
+ * real server with a data folder of its own, on a database of the run's
+ * embedded Postgres (test/pg-global-setup.ts), through the real client.
+ */
+import crypto from 'node:crypto';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { DesignName } from '../shared/messages.ts';
+import { isPcdError } from '../shared/errors.ts';
+import type { E164 } from '../shared/e164.ts';
+import { PgStore } from '../server/pg/store.ts';
+import { startServer } from '../server/server.ts';
+import { ADMIN_TOKEN, runPcd, startTestServer, tempDir, type TestServer } from './helpers.ts';
+
+const DESIGNS: DesignName[] = ['plain', 'hashed'];
+const X = '+14155550101' as E164;
+const Y = '+14155550102' as E164;
+const ASKER = '+14155550109';
+
+describe('several nodes on one Postgres (serve --store)', () => {
+  const url = inject('pgUrl');
+  let db = '';
+  let dbUrl = '';
+  const nodes: TestServer[] = [];
+  const admin = async () => {
+    if (!url) throw new Error(inject('pgError') || 'no Postgres for the tests');
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    return c;
+  };
+  const node = async (name: string, extra: object = {}) => {
+    const n = await startTestServer({ store: dbUrl, designs: DESIGNS, nodeName: name, ...extra });
+    nodes.push(n);
+    return n;
+  };
+  /** What `design` answers for `number` on node `n` with `token`: the capabilities, or undefined for "SMS only". */
+  const answer = async (n: TestServer, token: string, design: DesignName, number: string) => {
+    const [r] = await n.client(token, design).lookupMany([number]);
+    return r!.capabilities.length ? r!.capabilities : undefined;
+  };
+
+  beforeAll(async () => {
+    db = `pcd_nodes_${crypto.randomBytes(4).toString('hex')}`;
+    const c = await admin();
+    await c.query(`CREATE DATABASE ${db}`);
+    await c.end();
+    const u = new URL(url);
+    u.pathname = `/${db}`;
+    dbUrl = u.toString();
+  });
+  afterAll(async () => {
+    for (const n of nodes) await n.close().catch(() => {});
+    if (!url) return;
+    const c = await admin();
+    await c.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+    await c.end();
+  });
+
+  it('a registration through node 1 answers on node 2 in every design, a deletion through node 2 on node 1, and a third node starts with both', async () => {
+    const [n1, n2] = [await node('n1'), await node('n2')];
+    const asker = await n1.admin.createAccount({ email: 'asker@pcd.test', numbers: [ASKER], capabilities: ['messages'] });
+    const x = await n1.admin.createAccount({ email: 'x@pcd.test', numbers: [X], capabilities: ['messages', 'facetime'] });
+    // The admin call answered once node 1 had the change; node 2 follows the journal (NOTIFY, else a poll within a second).
+    for (const design of DESIGNS) expect(await answer(n1, asker.token, design, X)).toEqual(['messages', 'facetime']);
+    for (let t = 0; n2.server.directory.mask(X) === 0; t += 10) {
+      if (t > 5000) throw new Error('node 2 did not see the registration within 5 s');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const design of DESIGNS) {
+      expect(await answer(n2, asker.token, design, X)).toEqual(['messages', 'facetime']); // the token works on every node: one accounts table
+      expect(await answer(n2, asker.token, design, Y)).toBeUndefined();
+    }
+    await n2.admin.createAccount({ email: 'y@pcd.test', numbers: [Y], capabilities: ['messages'] });
+    expect(await answer(n2, asker.token, 'hashed', Y)).toEqual(['messages']); // its own change: visible when the call answers
+    await n2.admin.deleteAccount(x.accountId);
+    for (let t = 0; n1.server.directory.mask(X) !== 0; t += 10) {
+      if (t > 5000) throw new Error('node 1 did not see the deletion within 5 s');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    for (const design of DESIGNS) expect(await answer(n1, asker.token, design, X)).toBeUndefined();
+    // A node that joins later loads the directory from the shared store, with every change so far.
+    const n3 = await node('n3');
+    expect(n3.server.directory.size).toBe(2);
+    expect(await answer(n3, asker.token, 'plain', Y)).toEqual(['messages']);
+    expect(await answer(n3, asker.token, 'plain', X)).toBeUndefined();
+    // An email taken through another node is a conflict on this one.
+    await expect(n3.admin.createAccount({ email: 'y@pcd.test', numbers: ['+14155550150'], capabilities: [] })).rejects.toMatchObject({ status: 409 });
+  });
+
+  it('a seeding through the shared store (a gap in the journal) reaches running nodes by a rescan', async () => {
+    const n1 = nodes[0]!;
+    const store = await PgStore.open(dbUrl, { node: 'seeder' });
+    try {
+      await store.bulkInsert([{ email: 'seeded@pcd.test', numbers: ['+14155550177' as E164], mask: 1 }], Date.now());
+    } finally {
+      await store.close();
+    }
+    for (let t = 0; n1.server.directory.mask('+14155550177' as E164) === 0; t += 10) {
+      if (t > 5000) throw new Error('node 1 did not rescan after the seeding');
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(n1.server.directory.mask(Y)).toBe(1); // the rest of the directory is as it was
+  });
+
+  it('refuses the blinded design and the page on a shared store, in one line, and starts nothing', async () => {
+    const refused = await startServer({ store: dbUrl, designs: ['plain', 'blinded'], dataDir: tempDir(), adminToken: ADMIN_TOKEN, port: 0 }).catch((e: unknown) => e);
+    expect(isPcdError(refused) && refused.message).toMatch(/^--store: the blinded design does not run on a shared store yet .*serve --designs plain,hashed$/);
+    const cli = await runPcd(['serve', '--store', dbUrl, '--design', 'blinded', '--data', tempDir(), '--port', '0']);
+    expect(cli.code).not.toBe(0);
+    expect(cli.stderr.trim().split('\n')).toHaveLength(1);
+    expect(cli.stderr).not.toContain(new URL(url).password);
+  });
+});
