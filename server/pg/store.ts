@@ -99,8 +99,14 @@ interface StoreLogger {
   warn?(obj: object, msg: string): void;
 }
 
+/** How long a node remembers a token's requester (PgStore.authenticate). */
+export const AUTH_CACHE_MS = 5000;
+/** Tokens remembered at most (past it the memory starts over). */
+const AUTH_CACHE_MAX = 100_000;
+
 export class PgStore implements DirectoryStore {
   readonly kind = 'postgres' as const;
+  private readonly authCache = new Map<string, { requester: Requester; at: number }>();
 
   private constructor(
     readonly pool: pg.Pool,
@@ -371,9 +377,32 @@ export class PgStore implements DirectoryStore {
 
   // ------------------------------------------------------------- accounts
 
+  /**
+   * The requester of a bearer token. Every request of a requester asks, so
+   * known tokens are remembered for {@link AUTH_CACHE_MS} (a query costs
+   * about 0.3 ms against a few µs): a token revoked or an account deleted
+   * through another node still works here for at most that long; through
+   * this node it stops at once. Unknown tokens are not remembered.
+   */
   async authenticate(token: string): Promise<Requester | undefined> {
-    const row = await this.one<{ id: number; email: string }>('SELECT id, email FROM accounts WHERE token_hash = $1', [hashToken(token)]);
-    return row ? { accountId: row.id, email: row.email } : undefined;
+    const hash = hashToken(token);
+    const key = hash.toString('base64');
+    const hit = this.authCache.get(key);
+    if (hit && Date.now() - hit.at < AUTH_CACHE_MS) return hit.requester;
+    const row = await this.one<{ id: number; email: string }>('SELECT id, email FROM accounts WHERE token_hash = $1', [hash]);
+    if (!row) {
+      this.authCache.delete(key);
+      return undefined;
+    }
+    if (this.authCache.size >= AUTH_CACHE_MAX) this.authCache.clear();
+    const requester = { accountId: row.id, email: row.email };
+    this.authCache.set(key, { requester, at: Date.now() });
+    return requester;
+  }
+
+  /** Forgets the remembered tokens of `accountId` (its token changed, or it was deleted, through this node). */
+  private forgetAccount(accountId: number): void {
+    for (const [k, v] of this.authCache) if (v.requester.accountId === accountId) this.authCache.delete(k);
   }
 
   async createAccount(account: NewAccount, now: number): Promise<{ accountId: number; token: string } & DirectoryUpdate> {
@@ -409,6 +438,7 @@ export class PgStore implements DirectoryStore {
   }
 
   async deleteAccount(accountId: number): Promise<DirectoryUpdate | undefined> {
+    this.forgetAccount(accountId);
     return this.directoryTransaction(async (c) => {
       const numbers = await c.query<{ number: string; capabilities: number }>(
         'SELECT n.number, a.capabilities FROM numbers n JOIN accounts a ON a.id = n.account_id WHERE n.account_id = $1',
@@ -424,6 +454,7 @@ export class PgStore implements DirectoryStore {
   async issueToken(accountId: number): Promise<string> {
     const token = newToken();
     await pgGuarded(() => this.pool.query('UPDATE accounts SET token_hash = $1 WHERE id = $2', [hashToken(token), accountId]));
+    this.forgetAccount(accountId);
     return token;
   }
 
