@@ -1,8 +1,13 @@
 /**
  * Query logs written in batches, as the report describes: rows collect in
- * memory and go to SQLite in one transaction when `maxRows` have collected or
- * `intervalMs` has passed, and on close (graceful shutdown). A crash loses at
- * most one interval of rows, which is the trade the batching makes.
+ * memory and go to the store in one transaction when `maxRows` have collected
+ * or `intervalMs` has passed, and on close (graceful shutdown). A crash loses
+ * at most one interval of rows, which is the trade the batching makes.
+ *
+ * Where rows go is a {@link LogWriter} (server/logwriter.ts): SQLite's,
+ * synchronous, by default; Postgres's (server/pg/logs.ts) asynchronous, with
+ * at most one write in flight per log (rows that come meanwhile wait for the
+ * next; close() waits for it before its last write and the spill).
  *
  * Two kinds:
  * - {@link BatchedLog}: one row per event (the lookup logs).
