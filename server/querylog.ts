@@ -227,7 +227,7 @@ export abstract class QueryLog implements MonitoredLog {
     this.clearTimer();
     const last = (): void | Promise<void> => {
       if (this.pending > 0) this.attempt(true);
-      return this.writing ? this.writing.then(() => this.closed_()) : this.closed_();
+      return this.writing ? this.writing.then(() => this.finishClose()) : this.finishClose();
     };
     const done = this.writing ? this.writing.then(last) : last();
     if (done) this.closing = done;
@@ -235,7 +235,7 @@ export abstract class QueryLog implements MonitoredLog {
   }
 
   /** After close's last write: spills or reports what is left. */
-  private closed_(): void {
+  private finishClose(): void {
     this.clearTimer();
     const left = this.pending;
     if (left > 0) {
