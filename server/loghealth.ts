@@ -17,7 +17,7 @@ export interface LogHealth {
   pending: number;
   /** The last write attempt failed; rows are kept and retried with backoff. */
   failing: boolean;
-  /** SQLite error code of the last failed write (e.g. SQLITE_FULL); absent when the last write succeeded. */
+  /** Error code of the last failed write (SQLite's, e.g. SQLITE_FULL; a Postgres SQLSTATE, e.g. 25006); absent when the last write succeeded. */
   lastError?: string;
   /** Rows dropped (oldest first) since the server started because the in-memory bound was reached; for an aggregated log, events. */
   dropped: number;

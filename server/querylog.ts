@@ -1,8 +1,13 @@
 /**
  * Query logs written in batches, as the report describes: rows collect in
- * memory and go to SQLite in one transaction when `maxRows` have collected or
- * `intervalMs` has passed, and on close (graceful shutdown). A crash loses at
- * most one interval of rows, which is the trade the batching makes.
+ * memory and go to the store in one transaction when `maxRows` have collected
+ * or `intervalMs` has passed, and on close (graceful shutdown). A crash loses
+ * at most one interval of rows, which is the trade the batching makes.
+ *
+ * Where rows go is a {@link LogWriter} (server/logwriter.ts): SQLite's,
+ * synchronous, by default; Postgres's (server/pg/logs.ts) asynchronous, with
+ * at most one write in flight per log (rows that come meanwhile wait for the
+ * next; close() waits for it before its last write and the spill).
  *
  * Two kinds:
  * - {@link BatchedLog}: one row per event (the lookup logs).
@@ -50,10 +55,13 @@ import type { Logger } from 'pino';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { columnNames, type CountKey, type CountLogTable, type LogRow, type RowLogTable } from '../shared/logs.ts';
 import type { ServerContext } from './context.ts';
-import { loggerOf, registerLog, type LogHealth, type MonitoredLog } from './loghealth.ts';
-import { sqliteCode, type Store } from './store.ts';
-import { writeFileAtomic } from './blinded/keys.ts';
+import { registerLog, type LogHealth, type MonitoredLog } from './loghealth.ts';
+import { isLogWriter, sqliteCountsWriter, sqliteRowsWriter, type LogWriter } from './logwriter.ts';
+import { readSpill, writeSpill } from './logspill.ts';
 import { logSpillFile } from '../disk/files.ts';
+
+// The retention purge lives in server/retention.ts; here for the modules that import it from the logs.
+export { DAY_MS, Retention } from './retention.ts';
 
 export const DEFAULT_MAX_ROWS = 1000;
 export const DEFAULT_INTERVAL_MS = 1000;
@@ -77,26 +85,7 @@ export interface LogOptions {
   spillDir?: string;
 }
 
-/** A spill file: the table's pending rows as the table would hold them (a counts table: ts, key columns, count). */
-interface SpillFile {
-  table: string;
-  kind: 'rows' | 'counts';
-  rows: SpillCell[][];
-}
-type SpillCell = string | number | null | { hex: string };
-
-function toSpillCell(v: unknown): SpillCell {
-  if (v instanceof Uint8Array) return { hex: Buffer.from(v).toString('hex') };
-  if (typeof v === 'bigint') return Number(v);
-  if (v === undefined) return null;
-  return v as string | number | null;
-}
-
-function fromSpillCell(c: SpillCell): unknown {
-  return c !== null && typeof c === 'object' ? Buffer.from(c.hex, 'hex') : c;
-}
-
-/** The failure handling, bounds, timer and health shared by both kinds of log. */
+/** The failure handling, bounds, timer and health shared by both kinds of log; where the rows go is the writer's (server/logwriter.ts). */
 export abstract class QueryLog implements MonitoredLog {
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -106,6 +95,11 @@ export abstract class QueryLog implements MonitoredLog {
   private dropped = 0;
   private droppedReported = 0;
   private unregister: (() => void) | undefined;
+  /** An asynchronous writer's write in flight (at most one per log); settles (never rejects) once its rows are written or put back. */
+  private writing: Promise<void> | undefined;
+  /** A write was asked for while one was in flight: the next follows it at once. */
+  private again = false;
+  private closing: Promise<void> | undefined;
   protected readonly maxRows: number;
   protected readonly intervalMs: number;
   readonly maxPending: number;
@@ -116,7 +110,7 @@ export abstract class QueryLog implements MonitoredLog {
   private replayed = false;
 
   constructor(
-    protected readonly db: Database.Database,
+    protected readonly writer: LogWriter,
     readonly table: string,
     options: LogOptions,
   ) {
@@ -148,28 +142,23 @@ export abstract class QueryLog implements MonitoredLog {
   replaySpill(): this {
     const file = this.spillFile;
     if (!file || !fs.existsSync(file)) return this;
-    let spill: SpillFile;
-    try {
-      spill = JSON.parse(fs.readFileSync(file, 'utf8')) as SpillFile;
-      if (spill.table !== this.table || spill.kind !== this.spillKind || !Array.isArray(spill.rows)) throw new Error(`not a spill of ${this.table}`);
-    } catch (e) {
-      const aside = `${file}.unreadable`;
-      fs.renameSync(file, aside);
-      this.logger?.warn({ table: this.table, file: aside, err: (e as Error).message }, 'query log spill file could not be read: moved aside, not replayed');
-      return this;
-    }
-    this.restoreRows(spill.rows.map((r) => r.map(fromSpillCell)));
+    const rows = readSpill(file, this.table, this.spillKind, this.logger);
+    if (!rows) return this;
+    this.restoreRows(rows);
     this.replayed = true;
-    this.logger?.info({ table: this.table, rows: spill.rows.length }, 'query log rows spilled at the last shutdown are being written');
+    this.logger?.info({ table: this.table, rows: rows.length }, 'query log rows spilled at the last shutdown are being written');
     this.attempt(true);
     return this;
   }
 
-  /** Rows waiting in memory. */
+  /** Rows waiting in memory (a write in flight included). */
   abstract get pending(): number;
 
-  /** Writes pending rows (all, or only those due) in one transaction and forgets them; throws, keeping them, on failure. */
-  protected abstract writePending(all: boolean): void;
+  /** Takes the pending rows (all, or only those due) out of the buffer as one batch, in the table's columns; they count as pending until settled. */
+  protected abstract take(all: boolean): unknown[][];
+
+  /** The batch taken was written (forgotten) or not (put back before the rows that came since, within the bound). */
+  protected abstract settle(written: boolean): void;
 
   /** True when some pending row is due for a regular (not forced) write. */
   protected abstract hasDue(): boolean;
@@ -209,22 +198,48 @@ export abstract class QueryLog implements MonitoredLog {
   /**
    * Writes everything pending now (also while failing: a manual retry).
    * Returns false when the write failed; the rows are then kept and retried
-   * with backoff. Never throws.
+   * with backoff. Never throws. An asynchronous writer's write is only
+   * started (or, with one in flight, follows it): the result is the last
+   * one known; {@link flushed} waits for it.
    */
   flush(): boolean {
     return this.attempt(true);
   }
 
-  /** Last flush, then closed for appends. Rows that cannot be written are reported, not thrown. */
-  close(): void {
-    if (this.closed) return;
-    this.clearTimer();
-    if (this.pending > 0) this.attempt(true);
+  /** {@link flush}, waiting for an asynchronous writer's write; false when it failed. Never rejects. */
+  async flushed(): Promise<boolean> {
+    await this.writing;
+    const ok = this.attempt(true);
+    if (!this.writing) return ok;
+    await this.writing;
+    return !this.failing;
+  }
+
+  /**
+   * Last flush, then closed for appends. Rows that cannot be written are
+   * spilled or reported, not thrown. Synchronous over SQLite; with an
+   * asynchronous writer a promise, settled once a write in flight, the last
+   * write and the spill are done.
+   */
+  close(): void | Promise<void> {
+    if (this.closed) return this.closing;
     this.closed = true;
+    this.clearTimer();
+    const last = (): void | Promise<void> => {
+      if (this.pending > 0) this.attempt(true);
+      return this.writing ? this.writing.then(() => this.finishClose()) : this.finishClose();
+    };
+    const done = this.writing ? this.writing.then(last) : last();
+    if (done) this.closing = done;
+    return done;
+  }
+
+  /** After close's last write: spills or reports what is left. */
+  private finishClose(): void {
     this.clearTimer();
     const left = this.pending;
     if (left > 0) {
-      const code = this.lastError ?? (this.db.open ? undefined : 'closed');
+      const code = this.lastError ?? (this.writer.open ? undefined : 'closed');
       const spilled = this.spill();
       if (spilled) {
         this.logger?.warn({ table: this.table, rows: left, code, file: spilled }, 'query log closed with rows it could not write: spilled to a file the next start writes to the log');
@@ -240,24 +255,16 @@ export abstract class QueryLog implements MonitoredLog {
 
   /** Writes the pending rows to the spill file (replacing one this log replayed: they are among them); its path, or undefined when there is none or it failed. */
   private spill(): string | undefined {
-    const file = this.spillFile;
-    if (!file) return undefined;
-    const spill: SpillFile = { table: this.table, kind: this.spillKind, rows: this.spillRows().map((r) => r.map(toSpillCell)) };
-    try {
-      writeFileAtomic(file, JSON.stringify(spill) + '\n');
-      return file;
-    } catch (e) {
-      this.logger?.warn({ table: this.table, code: (e as NodeJS.ErrnoException).code ?? 'error' }, 'query log spill file could not be written');
-      return undefined;
-    }
+    return this.spillFile && writeSpill(this.spillFile, this.table, this.spillKind, this.spillRows(), this.logger);
   }
 
   protected checkOpen(): void {
     if (this.closed) throw new Error(`query log ${this.table} is closed`);
   }
 
-  /** After a row was added: flush when enough are pending (unless failing: the retry timer is on), else make sure a timer runs. */
+  /** After a row was added: flush when enough are pending (unless failing: the retry timer is on), else make sure a timer runs; with a write in flight, its end does. */
   protected added(): void {
+    if (this.writing) return;
     if (!this.failing && this.pending >= this.maxRows) this.attempt(true);
     else if (!this.timer) this.schedule();
   }
@@ -269,25 +276,53 @@ export abstract class QueryLog implements MonitoredLog {
 
   private attempt(all: boolean): boolean {
     this.clearTimer();
+    if (this.writing) {
+      this.again = true;
+      return !this.failing;
+    }
     if (this.pending === 0) {
       this.reportDrops();
       return true;
     }
-    if (!this.db.open) return false;
+    if (!this.writer.open) return false;
+    this.again = false;
+    let result: void | Promise<void>;
     try {
-      this.writePending(all);
+      const batch = this.take(all);
+      result = batch.length > 0 ? this.writer.write(batch) : undefined;
     } catch (e) {
-      const code = sqliteCode(e) ?? (e instanceof Error ? e.name : 'error');
-      this.failures++;
-      if (!this.failing || code !== this.lastError) {
-        this.logger?.warn({ table: this.table, code }, 'query log write failed: its rows are kept in memory and retried');
-      }
-      this.failing = true;
-      this.lastError = code;
-      this.reportDrops();
-      this.schedule();
-      return false;
+      return this.failed(e);
     }
+    if (!result) return this.written();
+    const after = (settle: () => void) => () => {
+      this.writing = undefined;
+      try {
+        settle();
+        if (!this.closed && !this.failing && (this.again || this.pending >= this.maxRows)) this.attempt(true);
+      } catch (e) {
+        this.logger?.warn({ table: this.table, err: (e as Error).message }, 'query log write could not be completed');
+      }
+    };
+    this.writing = result.then(after(() => this.written()), (e: unknown) => after(() => this.failed(e))());
+    return !this.failing;
+  }
+
+  private failed(e: unknown): false {
+    this.settle(false);
+    const code = this.writer.errorCode(e);
+    this.failures++;
+    if (!this.failing || code !== this.lastError) {
+      this.logger?.warn({ table: this.table, code }, 'query log write failed: its rows are kept in memory and retried');
+    }
+    this.failing = true;
+    this.lastError = code;
+    this.reportDrops();
+    this.schedule();
+    return false;
+  }
+
+  private written(): true {
+    this.settle(true);
     if (this.failing) this.logger?.warn({ table: this.table }, 'query log written again after failed writes');
     if (this.replayed && this.spillFile && !this.spillPending()) {
       // Every replayed row is in the table now (or was dropped for the bound, counted): the file has done its job.
@@ -350,57 +385,64 @@ export abstract class QueryLog implements MonitoredLog {
   }
 }
 
-/** One row per event, written in batches. */
+/** One row per event, written in batches. Over SQLite by default; any store given a {@link LogWriter} (server/pg/logs.ts). */
 export class BatchedLog<Row extends unknown[]> extends QueryLog {
   private rows: Row[] = [];
   /** Rows before `head` are dropped (kept in the array until it is compacted). */
   private head = 0;
-  private readonly writeAll: (rows: Row[]) => void;
+  /** The batch being written. */
+  private inflight: Row[] = [];
   protected readonly spillKind = 'rows';
 
-  constructor(db: Database.Database, table: string, columns: readonly string[], options: LogOptions = {}) {
-    super(db, table, options);
-    const insert = db.prepare(`INSERT INTO ${table} (${columns.join(', ')}) VALUES (${columns.map(() => '?').join(', ')})`);
-    this.writeAll = db.transaction((rows: Row[]) => {
-      for (const r of rows) insert.run(...r);
-    });
+  constructor(db: Database.Database | LogWriter, table: string, columns: readonly string[], options: LogOptions = {}) {
+    super(isLogWriter(db) ? db : sqliteRowsWriter(db, table, columns), table, options);
   }
 
   append(row: Row): void {
     this.checkOpen();
     this.rows.push(row);
-    const over = this.pending - this.maxPending;
-    if (over > 0) this.dropOldest(over);
+    this.bound();
     this.added();
   }
 
   get pending(): number {
-    return this.rows.length - this.head;
+    return this.rows.length - this.head + this.inflight.length;
   }
 
   protected spillRows(): unknown[][] {
-    return this.rows.slice(this.head);
+    return this.inflight.concat(this.rows.slice(this.head));
   }
 
   protected restoreRows(rows: unknown[][]): void {
     this.rows = (rows as Row[]).concat(this.rows.slice(this.head)); // older than anything appended since
     this.head = 0;
-    const over = this.pending - this.maxPending;
-    if (over > 0) this.dropOldest(over);
+    this.bound();
   }
 
   protected hasDue(): boolean {
     return this.pending > 0;
   }
 
-  protected writePending(): void {
-    const batch = this.head === 0 ? this.rows : this.rows.slice(this.head);
-    this.writeAll(batch);
+  protected take(): unknown[][] {
+    this.inflight = this.head === 0 ? this.rows : this.rows.slice(this.head);
     this.rows = [];
     this.head = 0;
+    return this.inflight;
   }
 
-  private dropOldest(n: number): void {
+  protected settle(written: boolean): void {
+    if (!written) {
+      this.rows = this.head === this.rows.length ? this.inflight : this.inflight.concat(this.rows.slice(this.head));
+      this.head = 0;
+    }
+    this.inflight = [];
+    if (!written) this.bound();
+  }
+
+  /** Past the bound, drops the oldest rows not being written, counted. */
+  private bound(): void {
+    const n = Math.min(this.pending - this.maxPending, this.rows.length - this.head);
+    if (n <= 0) return;
     this.head += n;
     this.countDropped(n);
     if (this.head >= 1024 && this.head * 2 >= this.rows.length) {
@@ -410,6 +452,8 @@ export class BatchedLog<Row extends unknown[]> extends QueryLog {
   }
 }
 
+type Count<Key> = { ts: number; key: Key; count: number };
+
 /**
  * Events counted per (window start, key) in memory; a window is written
  * once it is over, as one row `(ts = window start, ...key, count)`, upserted
@@ -418,29 +462,22 @@ export class BatchedLog<Row extends unknown[]> extends QueryLog {
  * counter counts events.
  */
 export class CountingLog<Key extends (string | number)[]> extends QueryLog {
-  private entries = new Map<string, { ts: number; key: Key; count: number }>();
-  private readonly writeRows: (rows: { ts: number; key: Key; count: number }[]) => void;
+  private entries = new Map<string, Count<Key>>();
+  /** The batch being written, by id. */
+  private inflight: [string, Count<Key>][] = [];
   protected readonly spillKind = 'counts';
   /** Window starts of the replayed rows not yet written. */
   private replayedIds = new Set<string>();
 
   constructor(
-    db: Database.Database,
+    db: Database.Database | LogWriter,
     table: string,
     keyColumns: readonly string[],
     private readonly now: () => number,
     private readonly windowMs = MINUTE_MS,
     options: LogOptions = {},
   ) {
-    super(db, table, options);
-    const cols = ['ts', ...keyColumns];
-    const upsert = db.prepare(
-      `INSERT INTO ${table} (${cols.join(', ')}, count) VALUES (${cols.map(() => '?').join(', ')}, ?) ` +
-        `ON CONFLICT (${cols.join(', ')}) DO UPDATE SET count = count + excluded.count`,
-    );
-    this.writeRows = db.transaction((rows: { ts: number; key: Key; count: number }[]) => {
-      for (const r of rows) upsert.run(r.ts, ...r.key, r.count);
-    });
+    super(isLogWriter(db) ? db : sqliteCountsWriter(db, table, keyColumns), table, options);
   }
 
   /** Counts one event (or `n`) for `key` in the current window. */
@@ -452,26 +489,21 @@ export class CountingLog<Key extends (string | number)[]> extends QueryLog {
     if (e) e.count += n;
     else {
       this.entries.set(id, { ts, key, count: n });
-      if (this.entries.size > this.maxPending) {
-        // The oldest window's row first: Map iteration is insertion order.
-        const [oldest, entry] = this.entries.entries().next().value!;
-        this.entries.delete(oldest);
-        this.countDropped(entry.count);
-      }
+      this.bound();
     }
     this.added();
   }
 
   get pending(): number {
-    return this.entries.size;
+    return this.entries.size + this.inflight.length;
   }
 
   protected spillRows(): unknown[][] {
-    return [...this.entries.values()].map((e) => [e.ts, ...e.key, e.count]);
+    return [...this.inflight.map(([, e]) => e), ...this.entries.values()].map((e) => [e.ts, ...e.key, e.count]);
   }
 
   protected restoreRows(rows: unknown[][]): void {
-    const restored = new Map<string, { ts: number; key: Key; count: number }>();
+    const restored = new Map<string, Count<Key>>();
     for (const r of rows) {
       const ts = r[0] as number;
       const key = r.slice(1, -1) as Key;
@@ -482,14 +514,23 @@ export class CountingLog<Key extends (string | number)[]> extends QueryLog {
       else restored.set(id, { ts, key, count });
       this.replayedIds.add(id);
     }
-    // Older than anything counted since: first in iteration order, so the bound drops them first.
+    this.putBefore(restored);
+  }
+
+  /** Puts `older` before the entries counted since (first in iteration order, so the bound drops them first), adding up counts of the same row. */
+  private putBefore(older: Map<string, Count<Key>>): void {
     for (const [id, e] of this.entries) {
-      const r = restored.get(id);
+      const r = older.get(id);
       if (r) r.count += e.count;
-      else restored.set(id, e);
+      else older.set(id, e);
     }
-    this.entries = restored;
-    while (this.entries.size > this.maxPending) {
+    this.entries = older;
+    this.bound();
+  }
+
+  /** Past the bound, drops the oldest window's rows (Map iteration is insertion order), counting their events. */
+  private bound(): void {
+    while (this.pending > this.maxPending && this.entries.size > 0) {
       const [oldest, entry] = this.entries.entries().next().value!;
       this.entries.delete(oldest);
       this.countDropped(entry.count);
@@ -504,6 +545,7 @@ export class CountingLog<Key extends (string | number)[]> extends QueryLog {
   /** Events waiting in memory (the sum of the pending rows' counts). */
   get pendingEvents(): number {
     let n = 0;
+    for (const [, e] of this.inflight) n += e.count;
     for (const e of this.entries.values()) n += e.count;
     return n;
   }
@@ -518,12 +560,17 @@ export class CountingLog<Key extends (string | number)[]> extends QueryLog {
     return false;
   }
 
-  protected writePending(all: boolean): void {
+  protected take(all: boolean): unknown[][] {
     const cutoff = this.now() - this.windowMs;
-    const due = [...this.entries].filter(([, e]) => all || e.ts <= cutoff);
-    if (due.length === 0) return;
-    this.writeRows(due.map(([, e]) => e));
-    for (const [id] of due) this.entries.delete(id);
+    this.inflight = [...this.entries].filter(([, e]) => all || e.ts <= cutoff);
+    for (const [id] of this.inflight) this.entries.delete(id);
+    return this.inflight.map(([, e]) => [e.ts, ...e.key, e.count]);
+  }
+
+  protected settle(written: boolean): void {
+    const batch = this.inflight;
+    this.inflight = [];
+    if (!written && batch.length > 0) this.putBefore(new Map(batch));
   }
 }
 
@@ -545,51 +592,4 @@ export function designLog<const T extends RowLogTable>(ctx: ServerContext, table
 /** A design's aggregated log: counts per key and window (a minute by default), on the server's clock. */
 export function countingLog<const T extends CountLogTable>(ctx: ServerContext, table: T): CountingLog<CountKey<T>> {
   return new CountingLog<CountKey<T>>(ctx.store.db, table.name, table.key, ctx.now, table.windowMs, logOptions(ctx)).register(ctx.store).replaySpill();
-}
-
-export const DAY_MS = 24 * 60 * 60 * 1000;
-
-export class Retention {
-  private timer: NodeJS.Timeout | undefined;
-  /** SQLite code of the last purge that failed, until one succeeds. */
-  lastError: string | undefined;
-
-  constructor(
-    private readonly store: Store,
-    readonly retentionMs: number,
-    private readonly now: () => number,
-    private readonly flushAll: () => void = () => {},
-    private readonly logger?: Logger,
-    /** State outside the logs kept no longer than they are (the rate limits' rows: server/ratelimit.ts RateLimiter.age). */
-    private readonly alsoAge: (cutoff: number) => void = () => {},
-  ) {}
-
-  /** Deletes rows older than now - retention; returns how many. */
-  purge(): number {
-    this.flushAll();
-    const cutoff = this.now() - this.retentionMs;
-    this.alsoAge(cutoff);
-    return this.store.purgeLogs(cutoff);
-  }
-
-  /** Purges now and then every `everyMs`; a purge that fails (full disk) is reported and retried at the next period, never thrown. */
-  start(everyMs = 60 * 60 * 1000): void {
-    this.safePurge();
-    this.timer = setInterval(() => this.safePurge(), everyMs);
-    this.timer.unref();
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-  }
-
-  private safePurge(): void {
-    try {
-      this.purge();
-      this.lastError = undefined;
-    } catch (e) {
-      this.lastError = sqliteCode(e) ?? 'error';
-      (this.logger ?? loggerOf(this.store))?.warn({ code: this.lastError }, 'query log retention purge failed: tried again at the next period');
-    }
-  }
 }

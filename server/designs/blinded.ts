@@ -390,10 +390,10 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
 
     async close() {
       await evaluator.close();
-      evalLog.close();
-      bucketLog.close();
-      tokenEvalLog?.close();
-      issuanceLog?.close();
+      await evalLog.close();
+      await bucketLog.close();
+      await tokenEvalLog?.close();
+      await issuanceLog?.close();
       await epochs.close();
     },
   };

@@ -158,7 +158,7 @@ export const createHashedDesign: ServerDesignFactory = (ctx): ServerDesign => {
       writeHashedSnapshot(ctx.options.dataDir, { ...stamp, prefixes, keys });
     },
     async close() {
-      log.close();
+      await log.close();
     },
   };
 };

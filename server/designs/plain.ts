@@ -91,7 +91,7 @@ export const createPlainDesign: ServerDesignFactory = (ctx): ServerDesign => {
       // The shared directory index is updated by the server core before this call.
     },
     async close() {
-      log.close();
+      await log.close();
     },
   };
 };

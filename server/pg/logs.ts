@@ -1,0 +1,79 @@
+/**
+ * The query logs over the shared Postgres store (server/querylog.ts has the
+ * batching, the retries, the bound and the spill file; server/logwriter.ts
+ * the writer's contract): a batch is ONE statement, hence one transaction,
+ * whatever its size.
+ *
+ * - A `rows` table: `INSERT INTO t (cols) SELECT * FROM unnest($1::bigint[],
+ *   $2::text[], ...)`, one array per declared column (INTEGER → bigint,
+ *   TEXT → text, BLOB → bytea); `id` is the table's identity, given in the
+ *   batch's order and never reused.
+ * - A `counts` table: the same unnest, summed per (ts, key...) and upserted:
+ *   `ON CONFLICT (ts, key...) DO UPDATE SET count = t.count + excluded.count`,
+ *   so a window written early is added to, never duplicated.
+ *
+ * Writes are asynchronous: a log keeps at most one in flight, rows that
+ * arrive meanwhile wait for the next, a failed write keeps its rows, and
+ * close() waits for the write in flight before its last write and the
+ * spill. A failed write is reported with its SQLSTATE (25006 read-only,
+ * 53100 disk full, ...) or, for a lost connection without one, `unavailable`
+ * when {@link pgErrorToPcdError} calls it a store condition; the log retries
+ * either way, as it does SQLite's.
+ */
+import type pg from 'pg';
+import { columnNames, type ColumnType, type CountKey, type CountLogTable, type LogRow, type LogTable, type RowLogTable } from '../../shared/logs.ts';
+import type { LogWriter } from '../logwriter.ts';
+import { BatchedLog, CountingLog, type LogOptions } from '../querylog.ts';
+import { pgCode, pgErrorToPcdError } from './connect.ts';
+
+/** The array type of a declared column's values (disk/schema.ts: INTEGER is BIGINT, BLOB is BYTEA). */
+const ARRAY_TYPE: Record<ColumnType, string> = { INTEGER: 'bigint[]', TEXT: 'text[]', BLOB: 'bytea[]' };
+
+/** The statement that writes one batch of `table`, its parameters one array per declared column. */
+export function pgLogSql(table: LogTable): string {
+  const cols = columnNames(table);
+  const arrays = table.columns.map((c, i) => `$${i + 1}::${ARRAY_TYPE[c.type]}`).join(', ');
+  const from = `unnest(${arrays}) AS u(${cols.join(', ')})`;
+  if (table.kind === 'rows') return `INSERT INTO ${table.name} (${cols.join(', ')}) SELECT * FROM ${from}`;
+  // A batch holds a (ts, key) once (CountingLog keys its counts so); summing makes it hold even if it did not.
+  const key = ['ts', ...table.key].join(', ');
+  return (
+    `INSERT INTO ${table.name} (${cols.join(', ')}) SELECT ${key}, sum(u.count)::bigint FROM ${from} GROUP BY ${key} ` +
+    `ON CONFLICT (${key}) DO UPDATE SET count = ${table.name}.count + excluded.count`
+  );
+}
+
+/** The code a failed write is reported with: its SQLSTATE or errno, `unavailable` for a lost connection, else the error's name. */
+export function pgLogErrorCode(err: unknown): string {
+  return pgCode(err) ?? (pgErrorToPcdError(err) ? 'unavailable' : err instanceof Error ? err.name : 'error');
+}
+
+/** Writes batches of `table` (rows in its declared columns) over `pool`. */
+export function pgLogWriter(pool: pg.Pool, table: LogTable): LogWriter {
+  const sql = pgLogSql(table);
+  const n = table.columns.length;
+  return {
+    async write(rows) {
+      const columns: unknown[][] = Array.from({ length: n }, () => new Array<unknown>(rows.length));
+      for (let r = 0; r < rows.length; r++) {
+        const row = rows[r]!;
+        for (let c = 0; c < n; c++) columns[c]![r] = row[c];
+      }
+      await pool.query(sql, columns);
+    },
+    errorCode: pgLogErrorCode,
+    get open() {
+      return !pool.ending;
+    },
+  };
+}
+
+/** A design's query log (a `rows` table) over Postgres; the caller registers it (`.register(owner)`) and replays its spill (`.replaySpill()`) as designLog does. */
+export function pgDesignLog<const T extends RowLogTable>(pool: pg.Pool, table: T, options: LogOptions = {}): BatchedLog<LogRow<T>> {
+  return new BatchedLog<LogRow<T>>(pgLogWriter(pool, table), table.name, columnNames(table), options);
+}
+
+/** A design's aggregated log (a `counts` table) over Postgres: counts per key and the table's window, on `now`. */
+export function pgCountingLog<const T extends CountLogTable>(pool: pg.Pool, table: T, now: () => number, options: LogOptions = {}): CountingLog<CountKey<T>> {
+  return new CountingLog<CountKey<T>>(pgLogWriter(pool, table), table.name, table.key, now, table.windowMs, options);
+}
