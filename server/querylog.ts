@@ -58,6 +58,7 @@ import type { ServerContext } from './context.ts';
 import { registerLog, type LogHealth, type MonitoredLog } from './loghealth.ts';
 import { isLogWriter, sqliteCountsWriter, sqliteRowsWriter, type LogWriter } from './logwriter.ts';
 import { readSpill, writeSpill } from './logspill.ts';
+import { pgLogWriter } from './pg/logs.ts';
 import { logSpillFile } from '../disk/files.ts';
 
 // The retention purge lives in server/retention.ts; here for the modules that import it from the logs.
@@ -586,10 +587,13 @@ function logOptions(ctx: ServerContext): LogOptions {
 
 /** A design's query log (its declaration: shared/designs/<name>.ts), batched as the server's options say, registered under the store for health reports. */
 export function designLog<const T extends RowLogTable>(ctx: ServerContext, table: T): BatchedLog<LogRow<T>> {
-  return new BatchedLog<LogRow<T>>(ctx.store.db, table.name, columnNames(table), logOptions(ctx)).register(ctx.store).replaySpill();
+  // On a shared store the rows go there (server/pg/logs.ts); health, spills and retries are the same.
+  const to = ctx.shared ? pgLogWriter(ctx.shared.pool, table) : ctx.store.db;
+  return new BatchedLog<LogRow<T>>(to, table.name, columnNames(table), logOptions(ctx)).register(ctx.store).replaySpill();
 }
 
 /** A design's aggregated log: counts per key and window (a minute by default), on the server's clock. */
 export function countingLog<const T extends CountLogTable>(ctx: ServerContext, table: T): CountingLog<CountKey<T>> {
-  return new CountingLog<CountKey<T>>(ctx.store.db, table.name, table.key, ctx.now, table.windowMs, logOptions(ctx)).register(ctx.store).replaySpill();
+  const to = ctx.shared ? pgLogWriter(ctx.shared.pool, table) : ctx.store.db;
+  return new CountingLog<CountKey<T>>(to, table.name, table.key, ctx.now, table.windowMs, logOptions(ctx)).register(ctx.store).replaySpill();
 }

@@ -296,7 +296,8 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   });
 
   // The rate limits' rows are aged with the logs: none names a day older than the retention (server/ratelimit.ts).
-  const retention = new Retention(store, options.retentionMs ?? DEFAULT_RETENTION_MS, now, undefined, logger, (cutoff) => rateLimiter?.age(cutoff));
+  // On a shared store every node purges its logs there (idempotent deletes; the leader will do it alone).
+  const retention = new Retention(store, options.retentionMs ?? DEFAULT_RETENTION_MS, now, undefined, logger, (cutoff) => rateLimiter?.age(cutoff), shared && ((cutoff) => shared.purgeLogs(cutoff)));
   retention.start();
 
   // At a clean shutdown (the next start loads it with nothing to replay) and periodically while the directory changes

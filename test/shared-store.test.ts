@@ -103,6 +103,38 @@ describe('several nodes on one Postgres (serve --store)', () => {
     expect(n1.server.directory.mask(Y)).toBe(1); // the rest of the directory is as it was
   });
 
+  it('every node writes its query logs to the shared store, none to its data folder; the retention purge deletes them there', async () => {
+    const [n1, n2] = [nodes[0]!, nodes[1]!];
+    const asker = await n1.admin.createAccount({ email: 'logged@pcd.test', numbers: ['+14155550120'], capabilities: ['messages'] });
+    await n1.client(asker.token, 'plain').lookupMany([Y]);
+    await n2.client(asker.token, 'plain').lookupMany(['+14155550130']);
+    await n2.client(asker.token, 'hashed').lookupMany([Y]);
+    const c = new pg.Client({ connectionString: dbUrl });
+    await c.connect();
+    try {
+      const rows = async (table: string) => (await c.query(`SELECT * FROM ${table} WHERE account_id = $1 ORDER BY id`, [asker.accountId])).rows as Record<string, unknown>[];
+      for (let t = 0; (await rows('plain_log')).length < 2 || (await rows('hashed_log')).length < 1; t += 20) {
+        if (t > 5000) throw new Error('the logs did not reach the shared store within 5 s');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect((await rows('plain_log')).map((r) => [r.number, r.email])).toEqual([
+        [Y, 'logged@pcd.test'],
+        ['+14155550130', 'logged@pcd.test'],
+      ]);
+      for (const n of [n1, n2]) expect(n.server.store.db.prepare('SELECT count(*) AS n FROM plain_log').get()).toEqual({ n: 0 });
+      // The retention of a node purges the shared logs (a retention of 0: every row is past it).
+      const purged = await PgStore.open(dbUrl, { node: 'purger' });
+      try {
+        expect(await purged.purgeLogs(Date.now() + 1)).toBeGreaterThanOrEqual(3);
+      } finally {
+        await purged.close();
+      }
+      expect(await rows('plain_log')).toEqual([]);
+    } finally {
+      await c.end();
+    }
+  });
+
   it('refuses the blinded design and the page on a shared store, in one line, and starts nothing', async () => {
     const refused = await startServer({ store: dbUrl, designs: ['plain', 'blinded'], dataDir: tempDir(), adminToken: ADMIN_TOKEN, port: 0 }).catch((e: unknown) => e);
     expect(isPcdError(refused) && refused.message).toMatch(/^--store: the blinded design does not run on a shared store yet .*serve --designs plain,hashed$/);
