@@ -6,6 +6,7 @@
  *   server: serve, start, seed, rotate-key
  *   audit:  audit (offline: reads a data folder, never runs in the server process)
  *   relay:  relay (an Oblivious HTTP relay in front of a server's gateway, relay/relay.ts)
+ *   cluster: cluster (a shared Postgres and several nodes on this machine, server/cluster.ts)
  *   bench:  bench, simulate
  */
 import { Command, CommanderError, type OutputConfiguration } from 'commander';
@@ -13,6 +14,7 @@ import { registerAuditCommand } from '../audit/cli.ts';
 import { registerClientCommands } from '../client/cli.ts';
 import { registerServerCommands } from '../server/cli.ts';
 import { registerRelayCommand } from '../relay/relay.ts';
+import { registerClusterCommand } from '../server/cluster.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 
 /**
@@ -30,6 +32,7 @@ export function buildProgram(output?: OutputConfiguration): Command {
   registerServerCommands(program);
   registerAuditCommand(program);
   registerRelayCommand(program);
+  registerClusterCommand(program);
   // Commands that parse their own arguments (they have many options of their own), loaded only when run.
   const passThrough = (name: string, description: string, load: () => Promise<{ main(argv: string[]): Promise<void> }>) =>
     program

@@ -45,6 +45,8 @@ export interface EmbeddedOptions {
   persistent?: boolean;
   /** Durability off (fsync, full-page writes, synchronous commit): for tests, never for a benchmark of the store. */
   fast?: boolean;
+  /** The `pcd` role's password (default a new random one): a persistent cluster must be given the one it was made with. */
+  password?: string;
   onLog?: (line: string) => void;
 }
 
@@ -54,8 +56,17 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'pcd-pg-'));
   const persistent = options.persistent ?? options.dataDir !== undefined;
   const port = options.port ?? (await freePort());
-  const password = crypto.randomBytes(18).toString('base64url');
+  const password = options.password ?? crypto.randomBytes(18).toString('base64url');
   const root = typeof process.getuid === 'function' && process.getuid() === 0;
+  if (root) {
+    // The server runs as the `postgres` user, which must pass through every folder above its own.
+    for (let dir = path.dirname(path.resolve(dataDir)); ; dir = path.dirname(dir)) {
+      if (fs.existsSync(dir) && (fs.statSync(dir).mode & 0o001) === 0) {
+        throw new Error(`run as root, Postgres runs as the postgres user, which cannot pass through ${dir} (mode ${(fs.statSync(dir).mode & 0o777).toString(8)}): chmod o+x it, or put the cluster elsewhere`);
+      }
+      if (dir === path.dirname(dir)) break;
+    }
+  }
   const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='];
   if (options.fast) flags.push('-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'synchronous_commit=off');
   const server = new EmbeddedPostgresServer({
@@ -83,7 +94,12 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
     urlOf,
     async createDatabase(name: string) {
       if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`not a plain database name: ${name}`);
-      await server.createDatabase(name);
+      try {
+        await server.createDatabase(name);
+      } catch (e) {
+        // 42P04: it exists already (a persistent cluster started again).
+        if ((e as { code?: string }).code !== '42P04') throw e;
+      }
       return urlOf(name);
     },
     async stop() {

