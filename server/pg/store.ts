@@ -37,7 +37,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import os from 'node:os';
 import pg from 'pg';
-import { from as copyFrom } from 'pg-copy-streams';
+import { from as copyFrom, to as copyTo } from 'pg-copy-streams';
 import type { CapabilityMask } from '../../shared/capabilities.ts';
 import type { DirectoryChange, Requester } from '../../shared/design.ts';
 import { e164ToKey, type E164 } from '../../shared/e164.ts';
@@ -501,18 +501,31 @@ export class PgStore implements DirectoryStore {
     }
   }
 
+  /**
+   * One moment of the directory (a REPEATABLE READ transaction: the version
+   * and the rows agree while other nodes write), streamed by COPY TO STDOUT:
+   * a keyset scan joined page by page ran at about 100,000 numbers/s at
+   * 10^7, too slow for a node joining a large directory.
+   */
   async scanDirectory(onEntry: (change: DirectoryChange) => void): Promise<number> {
-    // One snapshot for the version and every page: changes committed meanwhile by other nodes are after `version`.
     return inTransaction(
       this.pool,
       async (c) => {
         const version = await this.directoryVersion(c);
-        for (let after = ''; ; ) {
-          const page = await this.directoryPage(c, after);
-          page.forEach(onEntry);
-          if (page.length < DIRECTORY_PAGE) return version;
-          after = page.at(-1)!.number;
-        }
+        let carry = '';
+        const take = (text: string): void => {
+          const lines = (carry + text).split('\n');
+          carry = lines.pop()!;
+          for (const line of lines) {
+            const tab = line.indexOf('\t');
+            onEntry({ number: line.slice(0, tab) as E164, mask: Number(line.slice(tab + 1)) });
+          }
+        };
+        const stream = c.query(copyTo('COPY (SELECT n.number, a.capabilities FROM numbers n JOIN accounts a ON a.id = n.account_id WHERE a.capabilities != 0) TO STDOUT'));
+        stream.setEncoding('utf8');
+        for await (const chunk of stream) take(chunk as string);
+        if (carry) throw new Error('the directory scan ended inside a row');
+        return version;
       },
       'BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY',
     );
