@@ -16,7 +16,8 @@ import { AUDIT_FORMATS, type AuditFormat } from './format.ts';
 import { databaseFile } from './image.ts';
 import { parseAccounts, parsePlan, parseRelays, parseTargets, parseTime } from './plan.ts';
 import { formatScan, scanDataFolder } from './scan/scan.ts';
-import { withPgSnapshot, type PgSnapshotInfo } from './pgimage.ts';
+import { relationNames, withPgSnapshot, type PgSnapshotInfo } from './pgimage.ts';
+import { formatPgScan, scanPgDataDir } from './scan/pgdata.ts';
 import { STORE_URL_ENV, storeUrl } from '../server/pg/connect.ts';
 
 /** Designs whose logs a shared store holds (serve --store runs these only, for now). */
@@ -35,6 +36,7 @@ interface AuditFlags {
   plan?: string;
   format: AuditFormat;
   scan?: string;
+  pgData?: string;
   national: boolean;
 }
 
@@ -124,6 +126,11 @@ export function registerAuditCommand(program: Command): void {
     )
     .addOption(new Option('--format <format>', 'output: aligned table, CSV with header, or JSON').choices([...AUDIT_FORMATS]).default('table'))
     .option('--scan <NUMBERS_FILE>', 'instead: search every file of the data folder for these numbers (one per line) in every form and print hits per design')
+    .option(
+      '--pg-data <dir>',
+      "instead: search every file of a Postgres cluster's data directory (relation files under base/, the WAL under pg_wal/, ...) for the numbers " +
+        'of --scan NUMBERS_FILE and --target in every form, per file; no attribution to designs (not SQLite pages); with --store, relation files are named',
+    )
     .option('--no-national', 'scan: do not search national-format digits')
     .addHelpText(
       'after',
@@ -136,9 +143,18 @@ export function registerAuditCommand(program: Command): void {
         '  pcd audit --design blinded --account 3 --since 30d --relay 203.0.113.7',
         '  pcd audit --scan contacts/user0.txt',
         '  pcd audit --store postgres://pcd@db.internal/pcd --design plain --target +14155550123',
+        '  pcd audit --pg-data /var/lib/postgresql/16/main --target +14155550123',
       ].join('\n'),
     )
     .action(async (o: AuditFlags, cmd: Command) => {
+      if (o.pgData !== undefined) {
+        const numbers = [...(o.scan !== undefined ? readNumbersFile(o.scan, o.region) : []), ...parseTargets(o.target, o.region)];
+        if (numbers.length === 0) throw new PcdError(ErrorCode.InvalidField, '--pg-data searches for numbers: give --target NUMBER or --scan NUMBERS_FILE');
+        // Relation names only from an explicit --store: the scan is offline, PCD_DATABASE_URL alone does not make it connect.
+        const relations = o.store !== undefined ? await relationNames(storeUrl(o.store, {})!) : undefined;
+        console.log(formatPgScan(scanPgDataDir(o.pgData, numbers, { national: o.national, relations }), o.format));
+        return;
+      }
       // --store, or the environment's store unless --data names a folder.
       const store = storeUrl(o.store, cmd.getOptionValueSource('data') === 'cli' ? {} : process.env);
       if (store !== undefined && o.scan !== undefined) {

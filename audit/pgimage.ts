@@ -283,3 +283,34 @@ export async function copyStore(url: string, file: string): Promise<PgSnapshotIn
   }
   return info;
 }
+
+/**
+ * The names of the store's relations by where their files are, for the
+ * scan of the cluster's data directory (audit/scan/pgdata.ts):
+ * `<database oid>/<relfilenode>` for the store's database, `global/<relfilenode>`
+ * for the shared catalogs. Other databases of the cluster stay unnamed.
+ */
+export async function relationNames(url: string): Promise<Map<string, string>> {
+  const pool = createPool(url, { max: 1, applicationName: 'pcd audit' });
+  try {
+    return await inTransaction(
+      pool,
+      async (client) => {
+        const db = (await client.query<{ oid: number }>('SELECT oid::int AS oid FROM pg_database WHERE datname = current_database()')).rows[0]!.oid;
+        const rows = (
+          await client.query<{ name: string; node: number; shared: boolean }>(
+            `SELECT n.nspname || '.' || c.relname AS name, pg_relation_filenode(c.oid)::bigint AS node, c.relisshared AS shared
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE pg_relation_filenode(c.oid) IS NOT NULL`,
+          )
+        ).rows;
+        return new Map(rows.map((r) => [r.shared ? `global/${r.node}` : `${db}/${r.node}`, r.name]));
+      },
+      SNAPSHOT_BEGIN,
+    );
+  } catch (e) {
+    throw storeError(url, e);
+  } finally {
+    await pool.end().catch(() => {});
+  }
+}

@@ -16,7 +16,9 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { E164 } from '../shared/e164.ts';
 import { hashNumber } from '../shared/hashed.ts';
 import { copyStore, withPgSnapshot } from '../audit/pgimage.ts';
-import { freePort } from '../server/pg/embedded.ts';
+import { freePort, startEmbeddedPostgres, type EmbeddedPostgres } from '../server/pg/embedded.ts';
+import { sampleNumbers } from '../synth/directory.ts';
+import type { PgScanResult } from '../audit/scan/pgdata.ts';
 import { runPcd, startTestServer, tempDir, type TestServer } from './helpers.ts';
 
 const X = '+14155550101' as E164; // the target: registered, looked up through both nodes in both designs
@@ -229,5 +231,73 @@ describe('pcd audit --store: the audits on a copy of one snapshot of the shared 
     const hashedFolder = JSON.parse((await runPcd(['audit', '--data', n.dataDir, '--design', 'hashed', '--target', X, '--format', 'json'])).stdout) as HashedJson;
     const hashedStore = JSON.parse((await runPcd(['audit', '--store', dbUrl, '--design', 'hashed', '--target', X, '--format', 'json'])).stdout) as HashedJson;
     expect(hashedStore.rows.map((r) => [r.number, r.hash, r.via])).toEqual(hashedFolder.rows.map((r) => [r.number, r.hash, r.via]));
+  });
+});
+
+describe('pcd audit --pg-data: the raw scan of a Postgres data directory', () => {
+  // A cluster of this test's own (durable, as a deployment's), so that its data directory is the test's to read.
+  let cluster: EmbeddedPostgres | undefined;
+  let dbUrl = '';
+  const [asker, ...pool] = sampleNumbers({ count: 13, seed: 'audit-pg-data', regions: ['US'] }) as E164[];
+  const lookedUp = pool.slice(0, 8);
+  const never = pool.slice(8); // neither looked up nor registered
+
+  beforeAll(async () => {
+    cluster = await startEmbeddedPostgres({ fast: false });
+    dbUrl = await cluster.createDatabase('pcd_scan');
+    const n = await startTestServer({ store: dbUrl, designs: ['plain', 'hashed'], nodeName: 'scan' });
+    try {
+      const a = await n.admin.createAccount({ email: 'scan@pcd.test', numbers: [asker!], capabilities: ['messages'] });
+      await n.client(a.token, 'plain').lookupMany(lookedUp);
+    } finally {
+      await n.close(); // its logs written
+    }
+    const c = new pg.Client({ connectionString: dbUrl });
+    await c.connect();
+    try {
+      await c.query('CHECKPOINT'); // the pages from shared buffers to the relation files
+    } finally {
+      await c.end();
+    }
+  }, 120_000);
+  afterAll(async () => {
+    await cluster?.stop();
+  });
+
+  it('finds every number looked up through plain (in the WAL and, after a checkpoint, in plain_log), the registered one, and nothing of the others', async () => {
+    const run = await runPcd(['audit', '--pg-data', cluster!.dataDir, '--store', dbUrl, '--target', [asker, ...lookedUp, ...never].join(','), '--format', 'json']);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    const r = JSON.parse(run.stdout) as PgScanResult;
+    expect(r.files).toBeGreaterThan(100);
+    expect(r.kinds['WAL segment']).toBeGreaterThanOrEqual(1);
+    expect(r.notes.join(' ')).toMatch(/no attribution to designs/);
+    const of = (x: E164) => r.numbers.find((n) => n.number === x)!;
+    for (const x of lookedUp) {
+      const n = of(x);
+      expect(n.forms).toContain('e164');
+      expect(n.places.some((p) => p.kind === 'WAL segment' && p.file.startsWith(`pg_wal${path.sep}`))).toBe(true);
+      expect(n.places.some((p) => p.relation === 'public.plain_log' && p.file.startsWith(`base${path.sep}`))).toBe(true);
+    }
+    expect(of(asker!).places.some((p) => p.relation === 'public.numbers')).toBe(true);
+    for (const x of never) expect(of(x)).toMatchObject({ files: 0, forms: [], places: [] });
+
+    // The table, offline (no --store): the same numbers found, relation files by oid, and the note.
+    const table = await runPcd(['audit', '--pg-data', cluster!.dataDir, '--target', [...lookedUp, ...never].join(',')]);
+    expect(table.code).toBe(0);
+    expect(table.stdout).toContain(`${lookedUp.length + never.length} number(s), ${lookedUp.length} found`);
+    expect(table.stdout).toContain('no attribution to designs');
+    expect(table.stdout).toContain(`no trace anywhere in the data directory: ${never.join(', ')}`);
+    expect(table.stdout).toMatch(/relation \(database \d+, relfilenode \d+\)/);
+  });
+
+  it('a folder that is not a cluster, and no number, are one line each', async () => {
+    const notPg = await runPcd(['audit', '--pg-data', tempDir(), '--target', lookedUp[0]!]);
+    expect(notPg.code).not.toBe(0);
+    expect(notPg.stderr.trim().split('\n')).toHaveLength(1);
+    expect(notPg.stderr).toMatch(/not a Postgres data directory/);
+    const none = await runPcd(['audit', '--pg-data', cluster!.dataDir]);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr).toMatch(/give --target NUMBER or --scan NUMBERS_FILE/);
   });
 });
