@@ -4,6 +4,11 @@
  * every file in it for a list of numbers (audit/scan/). Reads only: the
  * server need not run, and nothing in the data folder is written. An
  * offline tool: registered by bin/pcd.ts, never part of the server process.
+ *
+ * A shared store (`--store postgres://…`, or PCD_DATABASE_URL without
+ * --data): the same audits on a copy of one snapshot of it in a temporary
+ * folder (audit/pgimage.ts); `--pg-data DIR` searches the files of a
+ * Postgres cluster (audit/scan/pgdata.ts).
  */
 import fs from 'node:fs';
 import { Command, Option } from 'commander';
@@ -82,8 +87,8 @@ export function registerAuditCommand(program: Command): void {
   program
     .command('audit')
     .description(
-      "what a pen-register order yields under each design, computed on the data folder's persisted data " +
-        '(reads only: the server need not run, nothing in the data folder is written)',
+      "what a pen-register order yields under each design, computed on the data folder's persisted data, or on a copy of a shared store's " +
+        '(reads only: the server need not run, nothing in the data folder or the store is written)',
     )
     .option('--data <dir>', 'data folder', 'data')
     .option(
@@ -155,11 +160,11 @@ export function registerAuditCommand(program: Command): void {
         console.log(formatPgScan(scanPgDataDir(o.pgData, numbers, { national: o.national, relations }), o.format));
         return;
       }
-      // --store, or the environment's store unless --data names a folder.
-      const store = storeUrl(o.store, cmd.getOptionValueSource('data') === 'cli' ? {} : process.env);
-      if (store !== undefined && o.scan !== undefined) {
-        throw new PcdError(ErrorCode.InvalidField, '--scan searches the files of a data folder: give --data, not --store');
+      if (o.scan !== undefined && o.store !== undefined) {
+        throw new PcdError(ErrorCode.InvalidField, '--scan searches the files of a data folder: give --data, not --store (or --pg-data DIR for the files of a Postgres cluster)');
       }
+      // --store, or the environment's store unless --data names a folder or --scan searches one.
+      const store = storeUrl(o.store, cmd.getOptionValueSource('data') === 'cli' || o.scan !== undefined ? {} : process.env);
       if (store === undefined) databaseFile(o.data); // a clear error before anything else when --data is wrong
       if (o.scan !== undefined) {
         const numbers = readNumbersFile(o.scan, o.region);

@@ -223,7 +223,10 @@ describe('pcd audit --store: the audits on a copy of one snapshot of the shared 
     } finally {
       await n.close();
     }
-    const folder = JSON.parse((await runPcd(['audit', '--data', n.dataDir, '--design', 'plain', '--target', X, '--format', 'json'])).stdout) as PlainJson;
+    // --data given: the folder, whatever PCD_DATABASE_URL says.
+    const folder = JSON.parse((await runPcd(['audit', '--data', n.dataDir, '--design', 'plain', '--target', X, '--format', 'json'], { PCD_DATABASE_URL: dbUrl })).stdout) as PlainJson;
+    expect(folder.dataDir).toBe(path.resolve(n.dataDir));
+    expect(folder.store).toBeUndefined();
     const store = JSON.parse((await runPcd(['audit', '--store', dbUrl, '--design', 'plain', '--target', X, '--format', 'json'])).stdout) as PlainJson;
     const shape = (r: PlainJson) => r.rows.map(({ number, email, answer }) => ({ number, email, answer }));
     expect(shape(store)).toEqual(shape(folder));
