@@ -241,9 +241,10 @@ describe('pcd audit --pg-data: the raw scan of a Postgres data directory', () =>
   // A cluster of this test's own (durable, as a deployment's), so that its data directory is the test's to read.
   let cluster: EmbeddedPostgres | undefined;
   let dbUrl = '';
-  const [asker, ...pool] = sampleNumbers({ count: 13, seed: 'audit-pg-data', regions: ['US'] }) as E164[];
+  const [asker, ...pool] = sampleNumbers({ count: 16, seed: 'audit-pg-data', regions: ['US'] }) as E164[];
   const lookedUp = pool.slice(0, 8);
-  const never = pool.slice(8); // neither looked up nor registered
+  const never = pool.slice(8, 12); // neither looked up nor registered
+  const hashedOnly = pool.slice(12); // looked up through hashed only
 
   beforeAll(async () => {
     cluster = await startEmbeddedPostgres({ fast: false });
@@ -252,6 +253,7 @@ describe('pcd audit --pg-data: the raw scan of a Postgres data directory', () =>
     try {
       const a = await n.admin.createAccount({ email: 'scan@pcd.test', numbers: [asker!], capabilities: ['messages'] });
       await n.client(a.token, 'plain').lookupMany(lookedUp);
+      await n.client(a.token, 'hashed').lookupMany(hashedOnly);
     } finally {
       await n.close(); // its logs written
     }
@@ -284,6 +286,12 @@ describe('pcd audit --pg-data: the raw scan of a Postgres data directory', () =>
     }
     expect(of(asker!).places.some((p) => p.relation === 'public.numbers')).toBe(true);
     for (const x of never) expect(of(x)).toMatchObject({ files: 0, forms: [], places: [] });
+    // hashed: its log holds the SHA-256 of the number as bytes, and nothing holds the number itself.
+    const hashedRun = await runPcd(['audit', '--pg-data', cluster!.dataDir, '--store', dbUrl, '--target', hashedOnly.join(','), '--format', 'json']);
+    for (const n of (JSON.parse(hashedRun.stdout) as PgScanResult).numbers) {
+      expect(n.forms).toEqual(['sha256-raw']);
+      expect(n.places.some((p) => p.relation === 'public.hashed_log')).toBe(true);
+    }
 
     // The table, offline (no --store): the same numbers found, relation files by oid, and the note.
     const table = await runPcd(['audit', '--pg-data', cluster!.dataDir, '--target', [...lookedUp, ...never].join(',')]);
