@@ -4,6 +4,11 @@
  * every file in it for a list of numbers (audit/scan/). Reads only: the
  * server need not run, and nothing in the data folder is written. An
  * offline tool: registered by bin/pcd.ts, never part of the server process.
+ *
+ * A shared store (`--store postgres://…`, or PCD_DATABASE_URL without
+ * --data): the same audits on a copy of one snapshot of it in a temporary
+ * folder (audit/pgimage.ts); `--pg-data DIR` searches the files of a
+ * Postgres cluster (audit/scan/pgdata.ts).
  */
 import fs from 'node:fs';
 import { Command, Option } from 'commander';
@@ -16,9 +21,16 @@ import { AUDIT_FORMATS, type AuditFormat } from './format.ts';
 import { databaseFile } from './image.ts';
 import { parseAccounts, parsePlan, parseRelays, parseTargets, parseTime } from './plan.ts';
 import { formatScan, scanDataFolder } from './scan/scan.ts';
+import { relationNames, withPgSnapshot, type PgSnapshotInfo } from './pgimage.ts';
+import { formatPgScan, scanPgDataDir } from './scan/pgdata.ts';
+import { STORE_URL_ENV, storeUrl } from '../server/pg/connect.ts';
+
+/** Designs whose logs a shared store holds (serve --store runs these only, for now). */
+const STORE_DESIGNS: readonly DesignName[] = ['plain', 'hashed'];
 
 interface AuditFlags {
   data: string;
+  store?: string;
   design: string;
   target: string[];
   account: string[];
@@ -29,6 +41,7 @@ interface AuditFlags {
   plan?: string;
   format: AuditFormat;
   scan?: string;
+  pgData?: string;
   national: boolean;
 }
 
@@ -74,10 +87,15 @@ export function registerAuditCommand(program: Command): void {
   program
     .command('audit')
     .description(
-      "what a pen-register order yields under each design, computed on the data folder's persisted data " +
-        '(reads only: the server need not run, nothing in the data folder is written)',
+      "what a pen-register order yields under each design, computed on the data folder's persisted data, or on a copy of a shared store's " +
+        '(reads only: the server need not run, nothing in the data folder or the store is written)',
     )
     .option('--data <dir>', 'data folder', 'data')
+    .option(
+      '--store <url>',
+      `instead of a data folder: a shared Postgres store (postgres://…, or ${STORE_URL_ENV} unless --data is given), ` +
+        'copied from one REPEATABLE READ READ ONLY snapshot into a temporary SQLite database and audited as a folder is; plain and hashed',
+    )
     .option('--design <list>', `design(s) to audit, comma separated: ${DESIGNS.join(', ')}`, DESIGNS.join(','))
     .addOption(
       new Option('--target <number>', 'target number; repeat the option or separate with commas')
@@ -113,6 +131,11 @@ export function registerAuditCommand(program: Command): void {
     )
     .addOption(new Option('--format <format>', 'output: aligned table, CSV with header, or JSON').choices([...AUDIT_FORMATS]).default('table'))
     .option('--scan <NUMBERS_FILE>', 'instead: search every file of the data folder for these numbers (one per line) in every form and print hits per design')
+    .option(
+      '--pg-data <dir>',
+      "instead: search every file of a Postgres cluster's data directory (relation files under base/, the WAL under pg_wal/, ...) for the numbers " +
+        'of --scan NUMBERS_FILE and --target in every form, per file; no attribution to designs (not SQLite pages); with --store, relation files are named',
+    )
     .option('--no-national', 'scan: do not search national-format digits')
     .addHelpText(
       'after',
@@ -124,10 +147,25 @@ export function registerAuditCommand(program: Command): void {
         '  pcd audit --design blinded --target +14155550123',
         '  pcd audit --design blinded --account 3 --since 30d --relay 203.0.113.7',
         '  pcd audit --scan contacts/user0.txt',
+        '  pcd audit --store postgres://pcd@db.internal/pcd --design plain --target +14155550123',
+        '  pcd audit --pg-data /var/lib/postgresql/16/main --target +14155550123',
       ].join('\n'),
     )
-    .action((o: AuditFlags, cmd: Command) => {
-      databaseFile(o.data); // a clear error before anything else when --data is wrong
+    .action(async (o: AuditFlags, cmd: Command) => {
+      if (o.pgData !== undefined) {
+        const numbers = [...(o.scan !== undefined ? readNumbersFile(o.scan, o.region) : []), ...parseTargets(o.target, o.region)];
+        if (numbers.length === 0) throw new PcdError(ErrorCode.InvalidField, '--pg-data searches for numbers: give --target NUMBER or --scan NUMBERS_FILE');
+        // Relation names only from an explicit --store: the scan is offline, PCD_DATABASE_URL alone does not make it connect.
+        const relations = o.store !== undefined ? await relationNames(storeUrl(o.store, {})!) : undefined;
+        console.log(formatPgScan(scanPgDataDir(o.pgData, numbers, { national: o.national, relations }), o.format));
+        return;
+      }
+      if (o.scan !== undefined && o.store !== undefined) {
+        throw new PcdError(ErrorCode.InvalidField, '--scan searches the files of a data folder: give --data, not --store (or --pg-data DIR for the files of a Postgres cluster)');
+      }
+      // --store, or the environment's store unless --data names a folder or --scan searches one.
+      const store = storeUrl(o.store, cmd.getOptionValueSource('data') === 'cli' || o.scan !== undefined ? {} : process.env);
+      if (store === undefined) databaseFile(o.data); // a clear error before anything else when --data is wrong
       if (o.scan !== undefined) {
         const numbers = readNumbersFile(o.scan, o.region);
         const result = scanDataFolder(o.data, numbers, { national: o.national });
@@ -135,6 +173,13 @@ export function registerAuditCommand(program: Command): void {
         return;
       }
       let designs = parseDesignList(o.design);
+      if (store !== undefined) {
+        const other = designs.filter((d) => !STORE_DESIGNS.includes(d));
+        if (cmd.getOptionValueSource('design') === 'default') designs = designs.filter((d) => STORE_DESIGNS.includes(d));
+        else if (other.length) {
+          throw new PcdError(ErrorCode.InvalidField, `--store: ${other.join(', ')} does not run on a shared store yet, so it has no logs there: audit --design ${STORE_DESIGNS.join(',')}`);
+        }
+      }
       // Without --design, --target or --plan the hashed audit has no range to enumerate: the others run, and one line says what it needs.
       let skipped: string | undefined;
       if (cmd.getOptionValueSource('design') === 'default' && o.target.length === 0 && o.plan === undefined && designs.length > 1) {
@@ -157,14 +202,32 @@ export function registerAuditCommand(program: Command): void {
         throw new PcdError(ErrorCode.InvalidField, `--account and --relay are the blinded design's (token issuance, relayed requests): add blinded to --design`);
       }
       if (o.plan !== undefined) parsePlan(o.plan); // report a bad pattern before any work
-      const results: AuditResult[] = designs.map((design) => runAudit(o.data, design, { targets, since, until, plan: o.plan, accounts, relays }));
+      const audit = (dataDir: string) => designs.map((design) => runAudit(dataDir, design, { targets, since, until, plan: o.plan, accounts, relays }));
+      let results: AuditResult[];
+      let info: PgSnapshotInfo | undefined;
+      if (store === undefined) results = audit(o.data);
+      else {
+        [results, info] = await withPgSnapshot(store, (dir, i) => [audit(dir), i] as const);
+      }
+      const source = info && sourceText(info);
       // console.log, as every pcd command writes: what an in-process run (test/helpers.ts runPcd) reads as stdout.
       if (o.format === 'json') {
-        console.log(JSON.stringify(results.length === 1 ? results[0] : results, null, 2));
+        // From a store, the folder audited was a temporary copy: the result names the store instead.
+        const out = info ? results.map(({ dataDir: _copy, ...r }) => ({ ...r, store: info.source })) : results;
+        console.log(JSON.stringify(out.length === 1 ? out[0] : out, null, 2));
         if (skipped) process.stderr.write(`pcd audit: ${skipped}\n`);
         return;
       }
-      console.log(results.map((r) => formatAudit(r, o.format)).join('\n\n' + '='.repeat(72) + '\n\n'));
+      if (source && o.format === 'csv') process.stderr.write(`pcd audit: ${source}\n`);
+      const body = results.map((r) => formatAudit(r, o.format)).join('\n\n' + '='.repeat(72) + '\n\n');
+      console.log(source && o.format === 'table' ? `${source}\n\n${body}` : body);
       if (skipped) console.log(`\n${'='.repeat(72)}\n\n${skipped}`);
     });
+}
+
+/** Where a store audit read from: the store (no password) and what the snapshot held. */
+function sourceText(info: PgSnapshotInfo): string {
+  const rows = info.tables.reduce((n, t) => n + t.rows, 0);
+  const missing = info.missing.length ? `; not in the store (audited as empty): ${info.missing.join(', ')}` : '';
+  return `read from the shared store ${info.source}: one REPEATABLE READ READ ONLY snapshot, ${rows} row(s) of ${info.tables.length} table(s) copied${missing}`;
 }

@@ -112,10 +112,37 @@ function fileKind(rel: string): string {
 // ===========================================================================
 // The scan
 
-interface PatternMeta {
+/** What a searched pattern is: the index of its number, its form, its length. */
+export interface PatternMeta {
   number: number;
   form: string;
   length: number;
+}
+
+/**
+ * The hits of one file without those inside a longer hit of the same
+ * number (the digits inside the E.164 text): the same occurrence.
+ */
+export function outermostHits<H extends { pattern: number; offset: number }>(raw: readonly H[], meta: readonly PatternMeta[]): H[] {
+  const perNumber = new Map<number, H[]>();
+  for (const h of raw) {
+    const n = meta[h.pattern]!.number;
+    const list = perNumber.get(n);
+    if (list) list.push(h);
+    else perNumber.set(n, [h]);
+  }
+  const out: H[] = [];
+  for (const list of perNumber.values()) {
+    for (const h of list) {
+      const m = meta[h.pattern]!;
+      const inside = list.some((o) => {
+        const om = meta[o.pattern]!;
+        return o !== h && om.length > m.length && o.offset <= h.offset && h.offset + m.length <= o.offset + om.length;
+      });
+      if (!inside) out.push(h);
+    }
+  }
+  return out;
 }
 
 /**
@@ -195,24 +222,9 @@ export function scanDataFolder(dataDir: string, numbers: readonly E164[], option
     files.push({ file: rel, bytes: size, kind: fileKind(rel) });
     if (raw.length === 0) continue;
     const attribute = attributorFor(abs, rel, warnings);
-    // A hit inside a longer hit of the same number (the digits inside the E.164 text) is the same occurrence.
-    const perNumber = new Map<number, { pattern: number; offset: number }[]>();
-    for (const h of raw) {
-      const n = meta[h.pattern]!.number;
-      const list = perNumber.get(n);
-      if (list) list.push(h);
-      else perNumber.set(n, [h]);
-    }
-    for (const [n, list] of perNumber) {
-      for (const h of list) {
-        const m = meta[h.pattern]!;
-        const inside = list.some((o) => {
-          const om = meta[o.pattern]!;
-          return o !== h && om.length > m.length && o.offset <= h.offset && h.offset + m.length <= o.offset + om.length;
-        });
-        if (inside) continue;
-        hits[n]!.push({ file: rel, offset: h.offset, length: m.length, form: m.form, ...attribute(h.offset) });
-      }
+    for (const h of outermostHits(raw, meta)) {
+      const m = meta[h.pattern]!;
+      hits[m.number]!.push({ file: rel, offset: h.offset, length: m.length, form: m.form, ...attribute(h.offset) });
     }
   }
 
