@@ -203,16 +203,23 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
 
   // A shared store: every change comes through the journal, in version order (module header).
   const follower = shared
-    ? await shared.follow(
-        directoryVersion,
-        async (e) => {
-          if (e.kind === 'changes') return applyChanges(e.changes, e.version);
-          // A gap (a seeding): the difference between a fresh scan and the directory in memory, as changes.
-          const { directory: now, version } = await Directory.load(shared);
-          logger.warn({ version }, 'the directory journal has a gap (a seeding?): rescanned the shared store');
-          return applyChanges(directoryDifference(directory, now), version);
+    ? await folderLock.guardAsync(
+        () =>
+          shared.follow(
+            directoryVersion,
+            async (e) => {
+              if (e.kind === 'changes') return applyChanges(e.changes, e.version);
+              // A gap (a seeding): the difference between a fresh scan and the directory in memory, as changes.
+              const { directory: now, version } = await Directory.load(shared);
+              logger.warn({ version }, 'the directory journal has a gap (a seeding?): rescanned the shared store');
+              return applyChanges(directoryDifference(directory, now), version);
+            },
+            { holder: 'directory' },
+          ),
+        () => {
+          for (const d of designs) void d.close();
+          closeStores();
         },
-        { holder: 'directory' },
       )
     : undefined;
   /** An admin change is answered once it is in memory: applied here, or come through the journal on a shared store. */
