@@ -25,31 +25,35 @@ async function node(args: string[]) {
   return { port, c };
 }
 const a = await node(['--data', path.join(root, 'data-sqlite')]);
-const b = await node(['--data', path.join(root, 'data-pg'), '--store', url]);
+const b = await node(['--data', path.join(root, 'data-pg'), '--store', url, '--node-name', 'b']);
+// A second node on the same store: on two cores it cannot add throughput, so it shows correctness under load.
+const b2 = await node(['--data', path.join(root, 'data-pg2'), '--store', url, '--node-name', 'b2']);
 const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
 const numbers = fs.readFileSync(sq.requesters[0]!.contacts, 'utf8').trim().split('\n');
-async function load(port: number, token: string, ms: number): Promise<number> {
+async function load(port: number | number[], token: string, ms: number): Promise<number> {
+  const ports = Array.isArray(port) ? port : [port];
   let n = 0;
   const end = Date.now() + ms;
   const one = () => new Promise<void>((resolve, reject) => {
     const body = JSON.stringify({ numbers: [numbers[n % numbers.length]] });
-    const req = http.request({ host: '127.0.0.1', port, path: '/v1/plain/lookup', method: 'POST', agent, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json' } }, (res) => { res.resume(); res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(String(res.statusCode))))); });
+    const req = http.request({ host: '127.0.0.1', port: ports[n % ports.length], path: '/v1/plain/lookup', method: 'POST', agent, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', accept: 'application/json' } }, (res) => { res.resume(); res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(String(res.statusCode))))); });
     req.on('error', reject);
     req.end(body);
   });
   await Promise.all(Array.from({ length: 4 }, async () => { while (Date.now() < end) { await one(); n++; } }));
   return n / (ms / 1000);
 }
-const rounds: [number, number][] = [];
+const rounds: [number, number, number][] = [];
 for (let r = 0; r < 3; r++) {
   const s = await load(a.port, sq.requesters[0]!.token, 8000);
   const p = await load(b.port, pgSeed.requesters[0]!.token, 8000);
-  rounds.push([s, p]);
-  console.log(`round ${r + 1}: sqlite ${s.toFixed(0)} lookups/s, postgres ${p.toFixed(0)} lookups/s, ratio ${(p / s).toFixed(3)}`);
+  const p2 = await load([b.port, b2.port], pgSeed.requesters[0]!.token, 8000);
+  rounds.push([s, p, p2]);
+  console.log(`round ${r + 1}: sqlite ${s.toFixed(0)} lookups/s, postgres 1 node ${p.toFixed(0)}, 2 nodes ${p2.toFixed(0)}; ratios ${(p / s).toFixed(3)}, ${(p2 / s).toFixed(3)}`);
 }
-const ss = rounds.reduce((x, r) => x + r[0], 0), pp = rounds.reduce((x, r) => x + r[1], 0);
-console.log(`plain single lookups, c=4, ${SIZE} numbers: postgres / sqlite = ${(pp / ss).toFixed(3)}`);
-a.c.kill('SIGTERM'); b.c.kill('SIGTERM');
+const sum = (i: number) => rounds.reduce((x, r) => x + r[i]!, 0);
+console.log(`plain single lookups, c=4, ${SIZE} numbers: postgres / sqlite = ${(sum(1) / sum(0)).toFixed(3)} (1 node), ${(sum(2) / sum(0)).toFixed(3)} (2 nodes, requests alternating)`);
+a.c.kill('SIGTERM'); b.c.kill('SIGTERM'); b2.c.kill('SIGTERM');
 await new Promise((r) => setTimeout(r, 3000));
 await pg.stop();
 fs.rmSync(root, { recursive: true, force: true });
