@@ -226,8 +226,9 @@ export function storeMarkdown(r: BenchResults, marks: readonly StoreMark[], t: (
   const authN = marks[0]?.authentications ?? 0;
   out.push(
     'Each store behind the same interface (server/directory-store.ts), empty, then: seeded with the synthetic directory, one number per account (bulk insert, the generator included: SQLite in one process, Postgres by COPY); ' +
-      'the whole directory scanned (what a node pays at start-up without a snapshot); ' +
-      `${createN} registrations (createAccount) one after the other into the seeded store; ${authN} authentications of one known token. ` +
+      'the whole directory scanned as one moment (scanDirectory: what a node pays at start-up without a snapshot; Postgres streams it by COPY TO); ' +
+      `${createN} registrations (createAccount) one after the other into the seeded store; ${authN} authentications of one known token ` +
+      '(Postgres: a node remembers a known token for 5 s, so this is mostly its memory; a first authentication is a query, about 0.3 ms). ' +
       'SQLite is a fresh data folder in the server\'s own settings (WAL with synchronous = NORMAL: a commit reaches the WAL file, fsync at checkpoints; its size includes the WAL), in this process; ' +
       'Postgres a fresh database of a server on the same machine, reached over TCP loopback, with fsync, full-page writes and synchronous commit on (a commit waits for the WAL fsync). ' +
       'The second table gives Postgres over SQLite for each figure, from this run (bench/derive.ts).',

@@ -333,13 +333,18 @@ export class PgStore implements DirectoryStore {
     const listen = async (): Promise<void> => {
       if (closed) return;
       const client = new pg.Client({ connectionString: this.url, application_name: 'pcd follower' });
-      client.on('error', () => {}); // 'end' follows: reconnect there
-      client.on('notification', () => void poll());
-      client.on('end', () => {
+      // One retry per connection, whether it ends after listening or never connects ('end' may not come then).
+      let retried = false;
+      const retry = (): void => {
         if (listener === client) listener = undefined;
-        if (!closed) setTimeout(() => void listen(), retryMs).unref();
+        if (retried || closed) return;
+        retried = true;
+        setTimeout(() => void listen(), retryMs).unref();
         retryMs = Math.min(retryMs * 2, 30_000);
-      });
+      };
+      client.on('error', () => {}); // 'end' follows
+      client.on('notification', () => void poll());
+      client.on('end', retry);
       try {
         await client.connect();
         await client.query(`LISTEN ${DIRECTORY_CHANNEL}`);
@@ -349,6 +354,7 @@ export class PgStore implements DirectoryStore {
       } catch (e) {
         this.logger?.warn?.({ err: (e as Error).message }, 'cannot LISTEN for directory changes; polling meanwhile');
         await client.end().catch(() => {});
+        retry();
       }
     };
     await listen();
