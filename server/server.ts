@@ -57,6 +57,7 @@ import { Store } from './store.ts';
 import { SqliteDirectoryStore, type DirectoryStore } from './directory-store.ts';
 import { PgStore } from './pg/store.ts';
 import { storeUrl } from './pg/connect.ts';
+import { startLeadership, type Leadership } from './pg/leader.ts';
 import { acquireFolderLock, type FolderLock } from './lock.ts';
 import { createPlainDesign } from './designs/plain.ts';
 import { createHashedDesign } from './designs/hashed.ts';
@@ -118,6 +119,8 @@ export interface OpenServer {
   readonly directorySource: DirectorySource;
   /** Writes the directory snapshot now (done every options.directorySnapshotMs while the directory changes, and at close). */
   persistDirectory(): void;
+  /** On a shared store: whether this node leads (server/pg/leader.ts); undefined on the embedded default. */
+  readonly leadership: Leadership | undefined;
 }
 
 /** How long an admin call waits for its own change to come through the shared store's journal before it answers 503. */
@@ -303,8 +306,10 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   });
 
   // The rate limits' rows are aged with the logs: none names a day older than the retention (server/ratelimit.ts).
-  // On a shared store every node purges its logs there (idempotent deletes; the leader will do it alone).
-  const retention = new Retention(store, options.retentionMs ?? DEFAULT_RETENTION_MS, now, undefined, logger, (cutoff) => rateLimiter?.age(cutoff), shared && ((cutoff) => shared.purgeLogs(cutoff)));
+  // On a shared store one node leads (server/pg/leader.ts) and it alone purges the shared logs.
+  const leadership = shared ? await startLeadership(sharedUrl!, { node: shared.node, logger }) : undefined;
+  const purgeShared = shared && leadership && ((cutoff: number) => (leadership.isLeader ? shared.purgeLogs(cutoff) : Promise.resolve(0)));
+  const retention = new Retention(store, options.retentionMs ?? DEFAULT_RETENTION_MS, now, undefined, logger, (cutoff) => rateLimiter?.age(cutoff), purgeShared);
   retention.start();
 
   // At a clean shutdown (the next start loads it with nothing to replay) and periodically while the directory changes
@@ -356,6 +361,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
       clearInterval(snapshotTimer);
       rateLimiter?.close();
       try {
+        await leadership?.close();
         await follower?.close();
         await chain;
         for (const d of designs) await d.close();
@@ -371,7 +377,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     draining = true;
   };
   const speaksForMany = (ip: string): boolean => relays.has(ip) || trusted(ip);
-  return { app, store, directory, designs, context, adminTokenSource, folderLock, ready, rateLimiter, trustedProxies, speaksForMany, drain, applyChanges, close, persistDirectory, directorySource: opened.source, gateway };
+  return { app, store, directory, designs, context, adminTokenSource, folderLock, ready, rateLimiter, trustedProxies, speaksForMany, drain, applyChanges, close, persistDirectory, directorySource: opened.source, gateway, leadership };
 }
 
 /** ServerOptions.trustProxy checked: a list of proxies, never "everyone" (express's `true` or a hop count, refused). */

@@ -17,6 +17,7 @@ import { Directory, DirectoryDigest } from '../server/directory.ts';
 import type { DirectoryStore } from '../server/directory-store.ts';
 import { PgStore, type FollowEvent } from '../server/pg/store.ts';
 import { freePort } from '../server/pg/embedded.ts';
+import { startLeadership } from '../server/pg/leader.ts';
 import type { JournaledChange, NewAccount } from '../server/store.ts';
 import { describeStores } from './stores.ts';
 import { runPcd } from './helpers.ts';
@@ -379,6 +380,28 @@ describe('several nodes on one Postgres: following the journal (PgStore.follow)'
       expect(events.at(-1)).toEqual({ kind: 'gap', version: 2 });
     } finally {
       await f.close();
+    }
+  });
+
+  it('one leader at a time: another takes the lead when the leader closes, or when its session is ended', async () => {
+    const changes: string[] = [];
+    const lead = await Promise.all(['a', 'b', 'c'].map((name) => startLeadership(dbUrl, { node: name, pollMs: 50, onChange: (on) => changes.push(`${name}:${on}`) })));
+    try {
+      const leaders = () => lead.filter((l) => l.isLeader).length;
+      await until(() => leaders() === 1, 'one leader');
+      const first = lead.findIndex((l) => l.isLeader);
+      await lead[first]!.close();
+      await until(() => leaders() === 1, 'a new leader after a close');
+      const second = lead.findIndex((l) => l.isLeader);
+      expect(second).not.toBe(first);
+      // The leader's session ended from outside (a dead node, a cut connection): Postgres frees the lock, another node takes it.
+      const c = await admin();
+      await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [`pcd leader ${'abc'[second]}`]);
+      await c.end();
+      await until(() => !lead[second]!.isLeader && leaders() === 1, 'the lead to move after the session ended');
+      expect(changes.filter((x) => x.endsWith(':true')).length).toBeGreaterThanOrEqual(3);
+    } finally {
+      for (const l of lead) await l.close();
     }
   });
 
