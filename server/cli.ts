@@ -422,8 +422,8 @@ export function registerServerCommands(program: Command): void {
     .option('--contacts <n>', 'numbers per contact list', int('--contacts', 1, 1_000_000), 200)
     .option('--registered-share <f>', 'share of a contact list that is registered (0..1)', num('--registered-share', 0, 1), 0.5)
     .option('--contacts-dir <dir>', 'where contact lists and requester tokens go (default: contacts/ in the data folder)')
-    .option('--store <url>', `a shared Postgres store (postgres://…, or ${STORE_URL_ENV}) instead of the data folder's SQLite: seeded by COPY`)
-    .action(async (o: { data: string; size: number; seed: string; regions?: string; requesters: number; contacts: number; registeredShare: number; contactsDir?: string; store?: string }) => {
+    .option('--store <url>', `a shared Postgres store (postgres://…, or ${STORE_URL_ENV} when no --data is given) instead of the data folder's SQLite: seeded by COPY`)
+    .action(async (o: { data: string; size: number; seed: string; regions?: string; requesters: number; contacts: number; registeredShare: number; contactsDir?: string; store?: string }, cmd: Command) => {
       const contactsDir = o.contactsDir ?? contactsDirFor(o.data);
       const options: SeedOptions = {
         size: o.size,
@@ -434,7 +434,8 @@ export function registerServerCommands(program: Command): void {
         registeredShare: o.registeredShare,
       };
       const progress = (s: string) => process.stderr.write(s + '\r');
-      const url = storeUrl(o.store);
+      // PCD_DATABASE_URL applies when no --data is given: a folder named on the command line wins, as in pcd audit.
+      const url = storeUrl(o.store, cmd.getOptionValueSource('data') === 'cli' ? {} : process.env);
       let r: SeedResult;
       let where: string;
       if (url) {

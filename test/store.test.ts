@@ -293,6 +293,11 @@ describe('pcd seed --store postgres://', () => {
     expect(again.code).not.toBe(0);
     expect(again.stderr.trim().split('\n')).toEqual([expect.stringMatching(/already holds a directory of 3000 numbers; seed an empty database \(conflict\)$/)]);
     expect(again.stderr).not.toContain(decodeURIComponent(new URL(url).password));
+    // PCD_DATABASE_URL names the store only when no --data is given: a folder on the command line wins.
+    const folder = path.join(root, 'folder');
+    const local = await runPcd(['seed', '--data', folder, '--size', '10', '--requesters', '0'], { PCD_DATABASE_URL: dbUrl });
+    expect(local.code, local.stderr).toBe(0);
+    expect(local.stdout).toContain(`seeded 10 numbers into ${path.resolve(folder)}`);
     const wrong = await runPcd(['seed', '--store', 'mysql://u:secret@host/db', '--size', '10']);
     expect(wrong.code).not.toBe(0);
     expect(wrong.stderr.trim()).toMatch(/^.*--store takes a postgres:\/\/ URL, got 'mysql:\/\/u:\*\*\*@host\/db'.*$/);
