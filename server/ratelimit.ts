@@ -36,6 +36,10 @@
  * moved forward to today ({@link RateLimiter.age}, run by the retention
  * purge, server/querylog.ts), so no row outlives the retention either.
  *
+ * On a shared store (several nodes), the allowances are every node's: each
+ * node charges in memory and syncs its spends once a second with the
+ * others' (server/pg/ratelimits.ts, which says the bound on overshoot).
+ *
  * ## Per IP: a request rate on every endpoint
  *
  * Every request, the anonymous ones (config, buckets, health) and the ones
@@ -52,6 +56,7 @@
 import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
+import type { SharedAllowances } from './pg/ratelimits.ts';
 
 export interface RateLimits {
   /** Lookups a new account may make at once: the allowance for an initial contact sync. */
@@ -102,12 +107,18 @@ export class RateLimiter {
   private failing = false;
   private closed = false;
 
+  /** Shared mode: each account's net spend since its last sync with the other nodes (server/pg/ratelimits.ts). */
+  private readonly unsynced = new Map<number, number>();
+  private syncing: Promise<void> | undefined;
+
   constructor(
     readonly limits: RateLimits,
     private readonly now: () => number,
     private readonly db: Database.Database,
     private readonly logger?: Logger,
     flushEveryMs = 1000,
+    /** The allowances every node of a shared store draws on (server/pg/ratelimits.ts: the bound on overshoot); absent: this node's alone. */
+    private readonly shared?: SharedAllowances,
   ) {
     checkRateLimits(limits);
     db.exec('CREATE TABLE IF NOT EXISTS rate_limits (account_id INTEGER PRIMARY KEY, tokens REAL NOT NULL, at INTEGER NOT NULL)');
@@ -119,6 +130,7 @@ export class RateLimiter {
       del: db.prepare<[number]>('DELETE FROM rate_limits WHERE account_id = ?'),
     };
     this.timer = setInterval(() => {
+      void this.syncShared();
       this.flush();
       this.sweep();
     }, flushEveryMs);
@@ -166,6 +178,7 @@ export class RateLimiter {
     }
     b.tokens -= cost;
     this.dirty.add(accountId);
+    this.spend(accountId, cost);
     return { accountId, cost };
   }
 
@@ -174,6 +187,41 @@ export class RateLimiter {
     const b = this.account(charge.accountId, this.now());
     b.tokens = Math.min(this.limits.requesterBurst, b.tokens + charge.cost);
     this.dirty.add(charge.accountId);
+    this.spend(charge.accountId, -charge.cost);
+  }
+
+  private spend(accountId: number, lookups: number): void {
+    if (this.shared) this.unsynced.set(accountId, (this.unsynced.get(accountId) ?? 0) + lookups);
+  }
+
+  /**
+   * Shared mode: sends the spends since the last sync and takes each
+   * account's allowance over all nodes, less what was spent here meanwhile.
+   * A failure keeps the spends for the next sync; nothing is thrown.
+   */
+  syncShared(): Promise<void> {
+    if (!this.shared || this.unsynced.size === 0) return this.syncing ?? Promise.resolve();
+    if (this.syncing) return this.syncing;
+    const sent = new Map(this.unsynced);
+    this.unsynced.clear();
+    const t = this.now();
+    this.syncing = this.shared
+      .sync(t, sent)
+      .then(
+        (left) => {
+          for (const [id, tokens] of left) {
+            if (!this.accounts.has(id)) continue; // forgotten meanwhile (deleted)
+            this.accounts.set(id, { tokens: tokens - (this.unsynced.get(id) ?? 0), at: t });
+            this.dirty.add(id);
+          }
+        },
+        (e: unknown) => {
+          for (const [id, n] of sent) this.unsynced.set(id, (this.unsynced.get(id) ?? 0) + n);
+          this.logger?.warn({ err: (e as Error).message }, 'the shared allowances could not be synced; this node limits alone until they are');
+        },
+      )
+      .finally(() => (this.syncing = undefined));
+    return this.syncing;
   }
 
   /** Takes one request from `ip`'s bucket, or throws 429 rate_limited with Retry-After. */
@@ -199,6 +247,7 @@ export class RateLimiter {
   /** Forgets an account's state (its account was deleted). */
   forget(accountId: number): void {
     this.accounts.delete(accountId);
+    this.unsynced.delete(accountId);
     this.dirty.add(accountId);
   }
 
@@ -268,11 +317,13 @@ export class RateLimiter {
     }
   }
 
-  close(): void {
-    if (this.closed) return;
+  /** Stops; in shared mode the last spends are sent (awaited by a caller that can). */
+  close(): Promise<void> {
+    if (this.closed) return Promise.resolve();
     this.closed = true;
     clearInterval(this.timer);
     this.flush();
+    return this.syncShared();
   }
 }
 

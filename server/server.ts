@@ -58,6 +58,7 @@ import { SqliteDirectoryStore, type DirectoryStore } from './directory-store.ts'
 import { PgStore } from './pg/store.ts';
 import { storeUrl } from './pg/connect.ts';
 import { startLeadership, type Leadership } from './pg/leader.ts';
+import { PgAllowances } from './pg/ratelimits.ts';
 import { acquireFolderLock, type FolderLock } from './lock.ts';
 import { createPlainDesign } from './designs/plain.ts';
 import { createHashedDesign } from './designs/hashed.ts';
@@ -287,8 +288,10 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     }),
   ];
 
-  const rateLimiter =
-    options.rateLimits === false ? undefined : new RateLimiter({ ...DEFAULT_RATE_LIMITS, ...options.rateLimits }, now, store.db, logger);
+  const limits = { ...DEFAULT_RATE_LIMITS, ...options.rateLimits };
+  // On a shared store the requesters' allowances are every node's (server/pg/ratelimits.ts: the bound on overshoot).
+  const allowances = shared && new PgAllowances(shared.pool, limits);
+  const rateLimiter = options.rateLimits === false ? undefined : new RateLimiter(limits, now, store.db, logger, undefined, allowances);
   let draining = false;
   const web = options.web?.(context);
   const app = createApp({
@@ -308,7 +311,14 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   // The rate limits' rows are aged with the logs: none names a day older than the retention (server/ratelimit.ts).
   // On a shared store one node leads (server/pg/leader.ts) and it alone purges the shared logs.
   const leadership = shared ? await startLeadership(sharedUrl!, { node: shared.node, logger }) : undefined;
-  const purgeShared = shared && leadership && ((cutoff: number) => (leadership.isLeader ? shared.purgeLogs(cutoff) : Promise.resolve(0)));
+  const purgeShared =
+    shared &&
+    leadership &&
+    (async (cutoff: number) => {
+      if (!leadership.isLeader) return 0;
+      if (rateLimiter && allowances) await allowances.age(now(), cutoff);
+      return shared.purgeLogs(cutoff);
+    });
   const retention = new Retention(store, options.retentionMs ?? DEFAULT_RETENTION_MS, now, undefined, logger, (cutoff) => rateLimiter?.age(cutoff), purgeShared);
   retention.start();
 
@@ -359,7 +369,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     (closed ??= (async () => {
       retention.stop();
       clearInterval(snapshotTimer);
-      rateLimiter?.close();
+      await rateLimiter?.close();
       try {
         await leadership?.close();
         await follower?.close();
