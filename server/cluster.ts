@@ -112,8 +112,9 @@ export async function startCluster(o: ClusterOptions, say: (line: string) => voi
       const log = path.resolve(o.dir, `${name}.log`);
       const child = spawn(
         process.execPath,
-        [PCD_BIN, 'serve', '--store', storeUrl, '--data', dataDir, '--port', String(port), '--node-name', name, '--log', log, '--log-level', 'info'],
-        { env: { ...process.env, PCD_ADMIN_TOKEN: adminToken, PCD_DATABASE_URL: '' }, stdio: ['ignore', 'ignore', 'inherit'] },
+        // The store's URL (it holds the password) and the admin token in the environment, not in the arguments `ps` shows everyone.
+        [PCD_BIN, 'serve', '--data', dataDir, '--port', String(port), '--node-name', name, '--log', log, '--log-level', 'info'],
+        { env: { ...process.env, PCD_ADMIN_TOKEN: adminToken, PCD_DATABASE_URL: storeUrl }, stdio: ['ignore', 'ignore', 'inherit'] },
       );
       const url = `http://127.0.0.1:${port}`;
       nodes.push({ name, url, child, dataDir, log });
