@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { E164 } from '../shared/e164.ts';
 import { hashNumber } from '../shared/hashed.ts';
 import { copyStore, withPgSnapshot } from '../audit/pgimage.ts';
@@ -20,6 +20,7 @@ import { freePort, startEmbeddedPostgres, type EmbeddedPostgres } from '../serve
 import { sampleNumbers } from '../synth/directory.ts';
 import type { PgScanResult } from '../audit/scan/pgdata.ts';
 import { runPcd, startTestServer, tempDir, type TestServer } from './helpers.ts';
+import { freshDatabase } from './stores.ts';
 
 const X = '+14155550101' as E164; // the target: registered, looked up through both nodes in both designs
 const Y = '+14155550102' as E164; // looked up once, not a target
@@ -58,27 +59,15 @@ async function lookups(nodes: TestServer[]): Promise<{ askerId: number }> {
 }
 
 describe('pcd audit --store: the audits on a copy of one snapshot of the shared store', () => {
-  const url = inject('pgUrl');
-  let db = '';
+  let db: Awaited<ReturnType<typeof freshDatabase>> | undefined;
   let dbUrl = '';
   let password = '';
   let askerId = 0;
-  const admin = async () => {
-    if (!url) throw new Error(inject('pgError') || 'no Postgres for the tests');
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
-    return c;
-  };
 
   beforeAll(async () => {
-    db = `pcd_audit_${crypto.randomBytes(4).toString('hex')}`;
-    const c = await admin();
-    await c.query(`CREATE DATABASE ${db}`);
-    await c.end();
-    const u = new URL(url);
-    u.pathname = `/${db}`;
-    dbUrl = u.toString();
-    password = decodeURIComponent(u.password);
+    db = await freshDatabase('pcd_audit');
+    dbUrl = db.url;
+    password = decodeURIComponent(new URL(dbUrl).password);
     const nodes = [await startTestServer({ store: dbUrl, designs: ['plain', 'hashed'], nodeName: 'n1' })];
     nodes.push(await startTestServer({ store: dbUrl, designs: ['plain', 'hashed'], nodeName: 'n2' }));
     try {
@@ -88,10 +77,7 @@ describe('pcd audit --store: the audits on a copy of one snapshot of the shared 
     }
   });
   afterAll(async () => {
-    if (!url) return;
-    const c = await admin();
-    await c.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-    await c.end();
+    await db?.drop();
   });
 
   it('plain: the rows of the target from both nodes, with the asking account and its email; the output names the store without its password', async () => {

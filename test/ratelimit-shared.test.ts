@@ -3,21 +3,18 @@
  * two RateLimiters, each with its own data-folder database, drawing on one
  * Postgres, on a test clock.
  */
-import crypto from 'node:crypto';
 import Database from 'better-sqlite3';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isPcdError } from '../shared/errors.ts';
 import { PgStore } from '../server/pg/store.ts';
 import { PgAllowances } from '../server/pg/ratelimits.ts';
 import { RateLimiter } from '../server/ratelimit.ts';
 import { testClock } from './helpers.ts';
+import { freshDatabase } from './stores.ts';
 
 const LIMITS = { requesterBurst: 100, requesterPerHour: 10, ipPerMinute: 1000 };
 
 describe('allowances shared by several nodes', () => {
-  const url = inject('pgUrl');
-  let db = '';
   let store: PgStore;
   const clock = testClock();
   const opened: { rl: RateLimiter; db: Database.Database }[] = [];
@@ -37,16 +34,10 @@ describe('allowances shared by several nodes', () => {
     }
   };
 
+  let db: Awaited<ReturnType<typeof freshDatabase>>;
   beforeAll(async () => {
-    if (!url) throw new Error(inject('pgError') || 'no Postgres for the tests');
-    db = `pcd_rl_${crypto.randomBytes(4).toString('hex')}`;
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
-    await c.query(`CREATE DATABASE ${db}`);
-    await c.end();
-    const u = new URL(url);
-    u.pathname = `/${db}`;
-    store = await PgStore.open(u.toString());
+    db = await freshDatabase('pcd_rl');
+    store = await PgStore.open(db.url);
   });
   afterAll(async () => {
     for (const o of opened) {
@@ -54,10 +45,7 @@ describe('allowances shared by several nodes', () => {
       o.db.close();
     }
     await store?.close();
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
-    await c.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-    await c.end();
+    await db?.drop();
   });
 
   it('what one node admits, the others see after a sync: spreading requests over nodes gives no more than one node', async () => {

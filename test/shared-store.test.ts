@@ -3,15 +3,15 @@
  * real server with a data folder of its own, on a database of the run's
  * embedded Postgres (test/pg-global-setup.ts), through the real client.
  */
-import crypto from 'node:crypto';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DesignName } from '../shared/messages.ts';
 import { isPcdError } from '../shared/errors.ts';
 import type { E164 } from '../shared/e164.ts';
 import { PgStore } from '../server/pg/store.ts';
 import { startServer } from '../server/server.ts';
 import { ADMIN_TOKEN, runPcd, startTestServer, tempDir, type TestServer } from './helpers.ts';
+import { freshDatabase } from './stores.ts';
 
 const DESIGNS: DesignName[] = ['plain', 'hashed'];
 const X = '+14155550101' as E164;
@@ -19,16 +19,9 @@ const Y = '+14155550102' as E164;
 const ASKER = '+14155550109';
 
 describe('several nodes on one Postgres (serve --store)', () => {
-  const url = inject('pgUrl');
-  let db = '';
+  let db: Awaited<ReturnType<typeof freshDatabase>>;
   let dbUrl = '';
   const nodes: TestServer[] = [];
-  const admin = async () => {
-    if (!url) throw new Error(inject('pgError') || 'no Postgres for the tests');
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
-    return c;
-  };
   const node = async (name: string, extra: object = {}) => {
     const n = await startTestServer({ store: dbUrl, designs: DESIGNS, nodeName: name, ...extra });
     nodes.push(n);
@@ -41,20 +34,12 @@ describe('several nodes on one Postgres (serve --store)', () => {
   };
 
   beforeAll(async () => {
-    db = `pcd_nodes_${crypto.randomBytes(4).toString('hex')}`;
-    const c = await admin();
-    await c.query(`CREATE DATABASE ${db}`);
-    await c.end();
-    const u = new URL(url);
-    u.pathname = `/${db}`;
-    dbUrl = u.toString();
+    db = await freshDatabase('pcd_nodes');
+    dbUrl = db.url;
   });
   afterAll(async () => {
     for (const n of nodes) await n.close().catch(() => {});
-    if (!url) return;
-    const c = await admin();
-    await c.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-    await c.end();
+    await db?.drop();
   });
 
   it('a registration through node 1 answers on node 2 in every design, a deletion through node 2 on node 1, and a third node starts with both', async () => {
@@ -143,6 +128,6 @@ describe('several nodes on one Postgres (serve --store)', () => {
     const cli = await runPcd(['serve', '--store', dbUrl, '--design', 'blinded', '--data', tempDir(), '--port', '0']);
     expect(cli.code).not.toBe(0);
     expect(cli.stderr.trim().split('\n')).toHaveLength(1);
-    expect(cli.stderr).not.toContain(new URL(url).password);
+    expect(cli.stderr).not.toContain(new URL(dbUrl).password);
   });
 });

@@ -2,11 +2,10 @@
  * The accounts and directory store's guarantees (server/directory-store.ts),
  * once over SQLite and once over a real Postgres (test/stores.ts).
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import type { DirectoryChange } from '../shared/design.ts';
 import type { E164 } from '../shared/e164.ts';
@@ -19,7 +18,7 @@ import { PgStore, type FollowEvent } from '../server/pg/store.ts';
 import { freePort } from '../server/pg/embedded.ts';
 import { startLeadership } from '../server/pg/leader.ts';
 import type { JournaledChange, NewAccount } from '../server/store.ts';
-import { describeStores } from './stores.ts';
+import { describeStores, freshDatabase, pgAdmin } from './stores.ts';
 import { runPcd } from './helpers.ts';
 
 const n = (i: number) => `+1415555${String(i).padStart(4, '0')}` as E164;
@@ -247,34 +246,21 @@ describeStores('the accounts and directory store', (f) => {
 });
 
 describe('pcd seed --store postgres://', () => {
-  const url = inject('pgUrl');
-  let db = '';
-  let dbUrl = '';
+  let db: Awaited<ReturnType<typeof freshDatabase>> | undefined;
   const root = fs.mkdtempSync(path.join(os.tmpdir(), 'pcd-seed-pg-'));
   afterAll(async () => {
     fs.rmSync(root, { recursive: true, force: true });
-    if (!db) return;
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
-    await c.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-    await c.end();
+    await db?.drop();
   });
 
   it('seeds a fresh database by COPY, with contact lists and tokens that authenticate; refuses a seeded one and a URL that is not Postgres, in one line', async () => {
-    expect(url, inject('pgError')).not.toBe('');
-    db = `pcd_seed_${crypto.randomBytes(4).toString('hex')}`;
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
-    await c.query(`CREATE DATABASE ${db}`);
-    await c.end();
-    const u = new URL(url);
-    u.pathname = `/${db}`;
-    dbUrl = u.toString();
+    db = await freshDatabase('pcd_seed');
+    const dbUrl = db.url;
     const contacts = path.join(root, 'contacts');
     const run = await runPcd(['seed', '--store', dbUrl, '--size', '3000', '--requesters', '2', '--contacts', '40', '--contacts-dir', contacts]);
     expect(run.code, run.stderr).toBe(0);
     expect(run.stdout).toMatch(/^seeded 3000 numbers into postgres:\/\/pcd:\*\*\*@127\.0\.0\.1:\d+\/pcd_seed_\w+ in [\d.]+ s$/m);
-    expect(run.stdout).not.toContain(decodeURIComponent(new URL(url).password)); // the password is never printed
+    expect(run.stdout).not.toContain(decodeURIComponent(new URL(dbUrl).password)); // the password is never printed
     const requesters = JSON.parse(fs.readFileSync(path.join(contacts, 'requesters.json'), 'utf8')) as { email: string; token: string; registered: number; total: number }[];
     expect(requesters).toHaveLength(2);
     const store = await PgStore.open(dbUrl);
@@ -292,7 +278,7 @@ describe('pcd seed --store postgres://', () => {
     const again = await runPcd(['seed', '--store', dbUrl, '--size', '10', '--contacts-dir', contacts]);
     expect(again.code).not.toBe(0);
     expect(again.stderr.trim().split('\n')).toEqual([expect.stringMatching(/already holds a directory of 3000 numbers; seed an empty database \(conflict\)$/)]);
-    expect(again.stderr).not.toContain(decodeURIComponent(new URL(url).password));
+    expect(again.stderr).not.toContain(decodeURIComponent(new URL(dbUrl).password));
     // PCD_DATABASE_URL names the store only when no --data is given: a folder on the command line wins.
     const folder = path.join(root, 'folder');
     const local = await runPcd(['seed', '--data', folder, '--size', '10', '--requesters', '0'], { PCD_DATABASE_URL: dbUrl });
@@ -305,16 +291,10 @@ describe('pcd seed --store postgres://', () => {
 });
 
 describe('several nodes on one Postgres: following the journal (PgStore.follow)', () => {
-  const url = inject('pgUrl');
-  const dbs: string[] = [];
+  const dbs: Awaited<ReturnType<typeof freshDatabase>>[] = [];
   const opened: PgStore[] = [];
   let dbUrl = '';
-  const admin = async () => {
-    if (!url) throw new Error(inject('pgError') || 'no Postgres for the tests');
-    const c = new pg.Client({ connectionString: url });
-    await c.connect();
-    return c;
-  };
+  const admin = pgAdmin;
   const node = async (name: string) => {
     const s = await PgStore.open(dbUrl, { node: name });
     opened.push(s);
@@ -329,21 +309,13 @@ describe('several nodes on one Postgres: following the journal (PgStore.follow)'
   };
 
   beforeEach(async () => {
-    const db = `pcd_follow_${crypto.randomBytes(4).toString('hex')}`;
-    const c = await admin();
-    await c.query(`CREATE DATABASE ${db}`);
-    await c.end();
+    const db = await freshDatabase('pcd_follow');
     dbs.push(db);
-    const u = new URL(url);
-    u.pathname = `/${db}`;
-    dbUrl = u.toString();
+    dbUrl = db.url;
   });
   afterAll(async () => {
     for (const s of opened) await s.close().catch(() => {});
-    if (!url) return;
-    const c = await admin();
-    for (const db of dbs) await c.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-    await c.end();
+    for (const db of dbs) await db.drop();
   });
 
   it('a registration through one node reaches another by NOTIFY, in version order, each change once', async () => {

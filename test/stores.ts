@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, inject } from 'vitest';
+import { afterAll, describe, inject } from 'vitest';
 import { SqliteDirectoryStore, type DirectoryStore, type StoreKind } from '../server/directory-store.ts';
 import { PgStore } from '../server/pg/store.ts';
 import { Store } from '../server/store.ts';
@@ -26,6 +26,45 @@ export interface StoreFixture {
   admin?: () => Promise<pg.Client>;
   /** Postgres only: the name of the last database. */
   database?: () => string;
+}
+
+/** A connection to the run's Postgres (test/pg-global-setup.ts), as its owner; fails with the reason when there is none. */
+export async function pgAdmin(): Promise<pg.Client> {
+  const url = inject('pgUrl');
+  if (!url) throw new Error(inject('pgError') || 'no Postgres for the store tests (test/pg-global-setup.ts)');
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  return c;
+}
+
+/** `url` (the run's Postgres) naming another database. */
+export function databaseUrl(url: string, database: string): string {
+  const u = new URL(url);
+  u.pathname = `/${database}`;
+  return u.toString();
+}
+
+/** A fresh, empty database on the run's Postgres: its name, its URL, and drop() (sessions ended first). */
+export async function freshDatabase(prefix: string): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+  const name = `${prefix}_${crypto.randomBytes(6).toString('hex')}`;
+  const c = await pgAdmin();
+  try {
+    await c.query(`CREATE DATABASE ${name}`);
+  } finally {
+    await c.end();
+  }
+  return {
+    name,
+    url: databaseUrl(inject('pgUrl'), name),
+    async drop() {
+      const d = await pgAdmin();
+      try {
+        await d.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      } finally {
+        await d.end();
+      }
+    },
+  };
 }
 
 /** `fn` once per store; every store opened through the fixture is closed (and its database dropped) after the suite. */
@@ -60,50 +99,23 @@ export function describeStores(name: string, fn: (f: StoreFixture) => void): voi
           },
         });
       } else {
-        const url = inject('pgUrl');
-        const error = inject('pgError');
-        const admin = async () => {
-          if (!url) throw new Error(error || 'no Postgres for the store tests (test/pg-global-setup.ts)');
-          const c = new pg.Client({ connectionString: url });
-          await c.connect();
-          return c;
-        };
-        const urlOf = (db: string) => {
-          const u = new URL(url);
-          u.pathname = `/${db}`;
-          return u.toString();
-        };
-        let databases: string[] = [];
-        beforeAll(() => {
-          databases = [];
-        });
+        const dropped: (() => Promise<void>)[] = [];
         cleanups.push(async () => {
-          if (!url) return;
-          const c = await admin();
-          try {
-            for (const db of databases) await c.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
-          } finally {
-            await c.end();
-          }
+          for (const drop of dropped) await drop();
         });
         fn({
           kind,
           async open() {
-            last = `pcd_test_${crypto.randomBytes(6).toString('hex')}`;
-            const c = await admin();
-            try {
-              await c.query(`CREATE DATABASE ${last}`);
-            } finally {
-              await c.end();
-            }
-            databases.push(last);
-            return track(await PgStore.open(urlOf(last)));
+            const db = await freshDatabase('pcd_test');
+            last = db.name;
+            dropped.push(db.drop);
+            return track(await PgStore.open(db.url));
           },
           async reopen() {
-            return track(await PgStore.open(urlOf(last)));
+            return track(await PgStore.open(databaseUrl(inject('pgUrl'), last)));
           },
           async outside(sql) {
-            const c = new pg.Client({ connectionString: urlOf(last) });
+            const c = new pg.Client({ connectionString: databaseUrl(inject('pgUrl'), last) });
             await c.connect();
             try {
               await c.query(sql);
@@ -111,7 +123,7 @@ export function describeStores(name: string, fn: (f: StoreFixture) => void): voi
               await c.end();
             }
           },
-          admin,
+          admin: pgAdmin,
           database: () => last,
         });
       }
