@@ -169,6 +169,8 @@ CREATE TABLE IF NOT EXISTS directory_journal_holds (
 );
 CREATE TABLE IF NOT EXISTS rate_limits (account_id BIGINT PRIMARY KEY, tokens DOUBLE PRECISION NOT NULL, at BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS spent_tokens (nonce_hash BYTEA NOT NULL, key_id BYTEA NOT NULL, PRIMARY KEY (key_id, nonce_hash));
+-- Epoch secret keys wrapped under the nodes' master key (server/pg/epochkeys.ts): a dump alone cannot evaluate.
+CREATE TABLE IF NOT EXISTS epoch_keys (epoch INTEGER PRIMARY KEY, master_id BYTEA NOT NULL, wrapped BYTEA NOT NULL);
 CREATE TABLE IF NOT EXISTS epochs (
   epoch INTEGER PRIMARY KEY,
   public_key BYTEA NOT NULL,
