@@ -34,3 +34,9 @@ export const DIRECTORY_SNAPSHOT_FILE = 'directory.snapshot';
  * so that a restart need not hash every number (server/designs/hashed-snapshot.ts; 0600).
  */
 export const HASHED_SNAPSHOT_FILE = 'hashed.snapshot';
+/**
+ * With a shared store: this node's name in the shared journal holds
+ * (server/pg/store.ts), made once (`<host>-<random>`) and kept, so that a
+ * restarted node takes up its own holds instead of leaving them to expire.
+ */
+export const NODE_NAME_FILE = 'node-name';

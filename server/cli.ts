@@ -346,7 +346,7 @@ async function serve(o: ServeFlags & { store?: string; nodeName?: string }, web:
 export function registerServerCommands(program: Command): void {
   addServeOptions(program.command('serve').description('serve what the data folder holds (an empty directory included)'))
     .option('--store <url>', `a shared Postgres store (postgres://…, or ${STORE_URL_ENV}) for accounts, the directory and the query logs, which several nodes serve from; plain and hashed for now (the data folder stays this node's own)`)
-    .option('--node-name <name>', 'with --store: this node\'s name in the shared journal holds (default host:pid)')
+    .option('--node-name <name>', 'with --store: this node\'s name in the shared journal holds (default: one made once and kept in the data folder)')
     .action(async (o: ServeFlags & { store?: string; nodeName?: string }, cmd: Command) => {
       const shared = storeUrl(o.store);
       if (shared) {

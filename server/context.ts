@@ -91,7 +91,7 @@ export interface ServerOptions {
    * still the node's own (its lock, admin token, snapshots, rate limits).
    */
   store?: string;
-  /** This node's name in the shared store's journal holds (default host:pid). */
+  /** This node's name in the shared store's journal holds (default: one made once into the data folder, disk/files.ts NODE_NAME_FILE). */
   nodeName?: string;
   /** Show a progress bar on stderr for long builds. */
   progress?: boolean;

@@ -25,6 +25,7 @@
  */
 import { recordRelays } from '../disk/relays.ts';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import net, { type AddressInfo } from 'node:net';
@@ -45,7 +46,7 @@ import {
   type HealthReply,
   type OkReply,
 } from '../shared/messages.ts';
-import { ADMIN_TOKEN_FILE, HASHED_SNAPSHOT_FILE } from '../disk/files.ts';
+import { ADMIN_TOKEN_FILE, HASHED_SNAPSHOT_FILE, NODE_NAME_FILE } from '../disk/files.ts';
 import { readAdminToken } from '../disk/admintoken.ts';
 import { createApp } from './app.ts';
 import type { ServerContext, ServerDesignFactory, ServerOptions } from './context.ts';
@@ -157,7 +158,9 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   // The directory snapshot (server/directory-snapshot.ts) replays the journal, so the journal is always kept: the
   // snapshot holds it from the version it reflects, the epoch caches from theirs (Store.pruneDirectoryChanges).
   store.enableDirectoryJournal();
-  const shared = sharedUrl ? await folderLock.guardAsync(() => PgStore.open(sharedUrl, { logger, node: options.nodeName }), () => store.close()) : undefined;
+  const shared = sharedUrl
+    ? await folderLock.guardAsync(() => PgStore.open(sharedUrl, { logger, node: options.nodeName ?? folderNodeName(options.dataDir) }), () => store.close())
+    : undefined;
   const closeStores = (): void => {
     store.close();
     void shared?.close().catch(() => {});
@@ -388,6 +391,20 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   };
   const speaksForMany = (ip: string): boolean => relays.has(ip) || trusted(ip);
   return { app, store, directory, designs, context, adminTokenSource, folderLock, ready, rateLimiter, trustedProxies, speaksForMany, drain, applyChanges, close, persistDirectory, directorySource: opened.source, gateway, leadership };
+}
+
+/** This node's name on a shared store when none is given: made once into the data folder and kept (disk/files.ts NODE_NAME_FILE). */
+export function folderNodeName(dataDir: string): string {
+  const file = path.join(dataDir, NODE_NAME_FILE);
+  try {
+    const kept = fs.readFileSync(file, 'utf8').trim();
+    if (/^[\w.:-]{1,100}$/.test(kept)) return kept;
+  } catch {
+    // none yet
+  }
+  const name = `${os.hostname().replace(/[^\w.-]/g, '_').slice(0, 60)}-${crypto.randomBytes(4).toString('hex')}`;
+  fs.writeFileSync(file, name + '\n', { mode: 0o600 });
+  return name;
 }
 
 /** ServerOptions.trustProxy checked: a list of proxies, never "everyone" (express's `true` or a hop count, refused). */

@@ -3,6 +3,8 @@
  * real server with a data folder of its own, on a database of the run's
  * embedded Postgres (test/pg-global-setup.ts), through the real client.
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DesignName } from '../shared/messages.ts';
@@ -120,6 +122,17 @@ describe('several nodes on one Postgres (serve --store)', () => {
     } finally {
       await c.end();
     }
+  });
+
+  it('a node without --node-name makes its name once and keeps it in its data folder, so a restart takes up its own journal holds', async () => {
+    const n = await startTestServer({ store: dbUrl, designs: DESIGNS });
+    const name = n.server.context.shared!.node;
+    expect(fs.readFileSync(path.join(n.dataDir, 'node-name'), 'utf8').trim()).toBe(name);
+    const again = await n.restart();
+    nodes.push(again);
+    expect(again.server.context.shared!.node).toBe(name);
+    const holders = (await again.server.context.shared!.pool.query('SELECT holder FROM directory_journal_holds WHERE node = $1 ORDER BY holder', [name])).rows.map((r: { holder: string }) => r.holder);
+    expect(holders).toEqual(['directory', 'snapshot']);
   });
 
   it('refuses the blinded design and the page on a shared store, in one line, and starts nothing', async () => {

@@ -116,7 +116,7 @@ export class PgStore implements DirectoryStore {
     private readonly logger: StoreLogger | undefined,
   ) {}
 
-  /** Connects to `url` and creates or completes the schema. `node` names this process's journal holds (default host:pid). */
+  /** Connects to `url` and creates or completes the schema. `node` names this process's journal holds (default host:pid; a server passes the name it keeps in its data folder). */
   static async open(url: string, options: { logger?: StoreLogger; max?: number; node?: string } = {}): Promise<PgStore> {
     const pool = createPool(url, options);
     try {
