@@ -371,11 +371,15 @@ describe('several nodes on one Postgres: following the journal (PgStore.follow)'
       await until(() => leaders() === 1, 'a new leader after a close');
       const second = lead.findIndex((l) => l.isLeader);
       expect(second).not.toBe(first);
-      // The leader's session ended from outside (a dead node, a cut connection): Postgres frees the lock, another node takes it.
+      // The leader's session ended from outside (a cut connection): it stops believing it leads, Postgres frees the
+      // lock, and a node takes it (the other one, or this one again once it has reconnected: whichever tries first).
+      const name = 'abc'[second]!;
+      const lostBefore = changes.filter((x) => x === `${name}:false`).length;
       const c = await admin();
-      await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [`pcd leader ${'abc'[second]}`]);
+      await c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [`pcd leader ${name}`]);
       await c.end();
-      await until(() => !lead[second]!.isLeader && leaders() === 1, 'the lead to move after the session ended');
+      await until(() => changes.filter((x) => x === `${name}:false`).length > lostBefore, 'the leader to notice its session ended');
+      await until(() => leaders() === 1, 'a leader after the session ended');
       expect(changes.filter((x) => x.endsWith(':true')).length).toBeGreaterThanOrEqual(3);
     } finally {
       for (const l of lead) await l.close();
