@@ -61,61 +61,29 @@
  * ## Files
  *
  * This module is the lifecycle: opening (the checks of server/blinded/epoch.ts,
- * repair, the first epoch), rotation, retirement and destruction, serving,
- * and directory changes. Loading and building the tables, with the queues
+ * repair, the first epoch), rotation, retirement and destruction, and
+ * directory changes; what is served (the config's list, proven buckets, the
+ * 503s) is server/blinded/epochs-serve.ts, shared with the shared store's
+ * epochs (server/pg/epochs.ts). Loading and building the tables, with the queues
  * of changes that arrive meanwhile and the start-up order, is
  * server/blinded/epochs-prepare.ts; when cache files are written and the
  * journal pruned is server/blinded/epochs-persist.ts.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { DEFAULT_TAG_BYTES, bucketOf, checkBucketBits, checkTagBytes } from '../../shared/buckets.ts';
 import { loadBackend } from '../../shared/backends.ts';
 import type { DirectoryChange } from '../../shared/design.ts';
-import { ErrorCode, PcdError, quoteInput } from '../../shared/errors.ts';
-import { DEFAULT_BACKEND, MODES, type OprfBackend, type OprfMode } from '../../shared/suite.ts';
+import { ErrorCode, PcdError } from '../../shared/errors.ts';
+import { DEFAULT_BACKEND, type OprfBackend, type OprfMode } from '../../shared/suite.ts';
 import type { ServerContext } from '../context.ts';
 import { storeErrorToPcdError } from '../store.ts';
-import { snapshotDirectory, tagOf, type AbortFlag } from './build.ts';
+import { snapshotDirectory, type AbortFlag } from './build.ts';
 import { KeyFile } from './keys.ts';
-import {
-  DEFAULT_BUCKET_BITS,
-  DEFAULT_GRACE_MS,
-  DEFAULT_MODE,
-  MAX_RETRY_AFTER_S,
-  checkEpochs,
-  keyProblemsError,
-  notReady,
-  pickCurrent,
-  type EpochRow,
-  type KeyProblem,
-  type EpochStats,
-  type EpochView,
-  type LiveEpoch,
-  type ProvenBucket,
-  type PublicEpoch,
-  type ServedEpoch,
-} from './epoch.ts';
+import { checkEpochs, keyProblemsError, pickCurrent, type EpochRow, type KeyProblem, type LiveEpoch } from './epoch.ts';
 import { EpochCaches } from './epochs-persist.ts';
+import { EpochSet, MAX_LIVE_EPOCHS, type Rotation } from './epochs-serve.ts';
 import { EpochPreparer } from './epochs-prepare.ts';
 import { EPOCHS_DIR, readCacheVersion, removeCacheFile, type BucketTable, type EpochParams } from './table.ts';
-
-/** Epochs served at once: the config reply lists at most 64 (shared/messages.ts). */
-const MAX_LIVE_EPOCHS = 64;
-/** A request waits for a Merkle tree this long at most; a longer computation (the first of 2^20 buckets or more) is a 503 with Retry-After. */
-const MAX_TREE_WAIT_S = 2;
-
-/** The 503 of an epoch whose Merkle tree is still being computed, with progress and a Retry-After. */
-function treeNotReady(epoch: number, table: BucketTable): PcdError {
-  const eta = table.merkle.etaSeconds();
-  const c = table.merkle.computing;
-  const progress = c ? `: ${Math.floor((100 * c.done) / Math.max(1, c.total))}% of ${c.total.toLocaleString('en-US')} hashes` : '';
-  return new PcdError(
-    ErrorCode.Unavailable,
-    `epoch ${epoch}'s Merkle root over its ${table.bucketCount.toLocaleString('en-US')} buckets is being ${c?.first === false ? 'updated' : 'computed'}${progress}, about ${Math.ceil(eta)} s left`,
-    { retryAfterSeconds: Math.min(MAX_RETRY_AFTER_S, Math.max(1, eta)) },
-  );
-}
 
 export interface OpenEpochsOptions {
   /**
@@ -131,16 +99,10 @@ export interface OpenEpochsOptions {
   repair?: boolean;
 }
 
-export class Epochs {
-  private readonly live = new Map<number, LiveEpoch>();
-  private readonly destroyed = new Set<number>();
-  private currentEpoch = 0;
+export class Epochs extends EpochSet {
   private maxEpoch = 0;
   private readonly abort: AbortFlag = { aborted: false };
-  private readonly destroyedListeners = new Set<(epoch: number) => void>();
   private expiryTimer: NodeJS.Timeout | undefined;
-  private closed = false;
-  readonly stats: EpochStats = { builds: 0, cacheLoads: 0, replayedChanges: 0, evaluations: 0 };
   /** True when open() had to create an epoch (the first, or one replacing epochs retired by a repair). */
   createdAtOpen = false;
   /** What open() with `repair` fixed, one line each (never key bytes). */
@@ -156,11 +118,11 @@ export class Epochs {
   private readonly preparer: EpochPreparer;
 
   private constructor(
-    private readonly ctx: ServerContext,
+    ctx: ServerContext,
     private readonly keyFile: KeyFile,
-    /** The crypto backend, loaded on this thread. */
-    readonly backend: OprfBackend,
+    backend: OprfBackend,
   ) {
+    super(ctx, backend);
     const db = ctx.store.db;
     this.stmts = {
       all: db.prepare<[], EpochRow>('SELECT * FROM epochs ORDER BY epoch'),
@@ -181,10 +143,6 @@ export class Epochs {
    */
   get ready(): Promise<void> {
     return this.prepared;
-  }
-
-  get graceMs(): number {
-    return this.ctx.options.graceMs ?? DEFAULT_GRACE_MS;
   }
 
   get dataDir(): string {
@@ -304,18 +262,6 @@ export class Epochs {
     this.ctx.logger.info({ epoch, ...params }, epoch === 1 ? 'created the first epoch' : 'created a new epoch: none was live');
   }
 
-  /** Parameters of a new epoch: the request's, else the configured ones, else the base epoch's, else the defaults. */
-  private paramsFor(req: { bucketBits?: number; mode?: OprfMode }, base?: EpochParams): EpochParams {
-    const o = this.ctx.options;
-    const mode = req.mode ?? o.mode ?? base?.mode ?? DEFAULT_MODE;
-    if (!MODES.includes(mode)) throw new PcdError(ErrorCode.InvalidField, `mode must be one of ${MODES.join(', ')}, got ${quoteInput(mode)}`);
-    return {
-      mode,
-      bucketBits: checkBucketBits(req.bucketBits ?? o.bucketBits ?? base?.bucketBits ?? DEFAULT_BUCKET_BITS),
-      tagBytes: checkTagBytes(o.tagBytes ?? base?.tagBytes ?? DEFAULT_TAG_BYTES),
-    };
-  }
-
   /** The build under way, if any, and how far it is (tests and the operator). */
   get building(): { epoch: number; done: number; total: number } | undefined {
     return this.preparer.building;
@@ -336,7 +282,7 @@ export class Epochs {
    * fails (the database refuses the row) takes the new key out of the key
    * file again, so the key file never holds a key the database does not know.
    */
-  rotate(req: { bucketBits?: number; mode?: OprfMode } = {}): Promise<{ epoch: number; previous?: number; retiresAt?: number }> {
+  rotate(req: { bucketBits?: number; mode?: OprfMode } = {}): Promise<Rotation> {
     try {
       if (this.closed || this.abort.aborted) throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down');
       if (this.rotation) throw new PcdError(ErrorCode.Conflict, `epoch ${this.rotation.epoch} is being built by another rotation; rotate again once it is done`);
@@ -363,7 +309,7 @@ export class Epochs {
     }
   }
 
-  private async rotateTo(epoch: number, params: EpochParams, previous: LiveEpoch | undefined): Promise<{ epoch: number; previous?: number; retiresAt?: number }> {
+  private async rotateTo(epoch: number, params: EpochParams, previous: LiveEpoch | undefined): Promise<Rotation> {
     const key = this.backend.generateKeyPair();
     let committed = false;
     const queue = this.preparer.openQueue();
@@ -436,12 +382,6 @@ export class Epochs {
     }
   }
 
-  /** Calls `listener` with the epoch number after each destruction (key and cache gone); returns the unsubscribe. */
-  onDestroyed(listener: (epoch: number) => void): () => void {
-    this.destroyedListeners.add(listener);
-    return () => this.destroyedListeners.delete(listener);
-  }
-
   /** destroyed_at first (the epoch is dead from then on), then the key, then the cache file, then the listeners. */
   private destroyEpoch(epoch: number, now: number): void {
     this.stmts.destroy.run(now, epoch);
@@ -451,13 +391,7 @@ export class Epochs {
     this.finishDestruction(epoch);
     e?.key.secretKey.fill(0);
     this.ctx.logger.info({ epoch }, 'epoch retired: its key and cached buckets are destroyed');
-    for (const listener of this.destroyedListeners) {
-      try {
-        listener(epoch);
-      } catch (err) {
-        this.ctx.logger.error({ epoch, err: (err as Error).message }, 'an epoch destruction listener failed');
-      }
-    }
+    this.notifyDestroyed(epoch);
   }
 
   private finishDestruction(epoch: number): void {
@@ -477,120 +411,6 @@ export class Epochs {
     this.expiryTimer.unref();
   }
 
-  // ------------------------------------------------------------- serving
-
-  /** Number of the current epoch (served or still being prepared). */
-  get currentNumber(): number {
-    this.expire();
-    return this.currentEpoch;
-  }
-
-  /** The current epoch, or 503 while it is being prepared. */
-  get current(): ServedEpoch {
-    this.expire();
-    const e = this.live.get(this.currentEpoch);
-    if (!e) throw new PcdError(ErrorCode.Unavailable, 'no epoch is being served', { retryAfterSeconds: MAX_RETRY_AFTER_S });
-    return this.served(e);
-  }
-
-  /** Every live epoch, oldest first. */
-  list(): PublicEpoch[] {
-    this.expire();
-    return [...this.live.values()]
-      .sort((a, b) => a.epoch - b.epoch)
-      .map((e) => ({
-        epoch: e.epoch,
-        publicKey: e.key.publicKey,
-        ...e.params,
-        createdAt: e.createdAt,
-        ...(e.retiresAt !== undefined ? { retiresAt: e.retiresAt } : {}),
-      }));
-  }
-
-  /**
-   * What the config publishes: the current epoch, and every served epoch
-   * with its Merkle root and the directory version it reflects (shared/merkle.ts),
-   * oldest first. Waits (yielding) while a tree is first computed or has a
-   * large refresh to do; then reads every root and version in one
-   * synchronous step. An epoch whose buckets are still being loaded or
-   * built has no root yet and is left out until it is served.
-   */
-  async published(): Promise<{ current: ServedEpoch; epochs: (PublicEpoch & EpochView)[] }> {
-    for (;;) {
-      const current = this.current; // 503 while the current epoch is being prepared
-      const served = [...this.live.values()].flatMap((e) => (e.table ? [{ e, table: e.table }] : []));
-      const waiting = served.filter(({ table }) => !table.merkle.isReady);
-      // A long first computation (2^20 buckets and more): the current epoch answers 503, an older one is left out meanwhile.
-      const long = waiting.filter(({ table }) => table.merkle.etaSeconds() > MAX_TREE_WAIT_S);
-      for (const { e } of long) this.warmTree(e); // under way from now on, if it was not
-      const currentLong = long.find(({ e }) => e.epoch === current.epoch);
-      if (currentLong) throw treeNotReady(currentLong.e.epoch, currentLong.table);
-      const short = waiting.filter((w) => !long.includes(w));
-      if (short.length > 0) {
-        await Promise.all(short.map(({ table }) => table.merkle.ready()));
-        continue;
-      }
-      const epochs = served
-        .filter(({ table }) => table.merkle.isReady)
-        .sort((a, b) => a.e.epoch - b.e.epoch)
-        .map(({ e, table }) => ({
-          epoch: e.epoch,
-          publicKey: e.key.publicKey,
-          ...e.params,
-          createdAt: e.createdAt,
-          ...(e.retiresAt !== undefined ? { retiresAt: e.retiresAt } : {}),
-          root: table.merkle.root(),
-          version: e.version,
-        }));
-      return { current, epochs };
-    }
-  }
-
-  /**
-   * Bucket `bucket` of a served epoch (in range: the caller checks) with its
-   * ETag, its audit path and the directory version, read in one synchronous
-   * step once the epoch's tree can answer (see {@link published}).
-   */
-  async provenBucket(epoch: number, bucket: number): Promise<ProvenBucket> {
-    for (;;) {
-      const { table, version } = this.get(epoch); // 410 if destroyed while waiting
-      const tree = table.merkle;
-      if (!tree.isReady) {
-        if (tree.etaSeconds() > MAX_TREE_WAIT_S) {
-          this.warmTree(this.live.get(epoch));
-          throw treeNotReady(epoch, table);
-        }
-        await tree.ready();
-        continue;
-      }
-      return { ...table.view(bucket), etag: table.etag(bucket), path: tree.path(bucket), root: tree.root(), version };
-    }
-  }
-
-  /** Starts computing an epoch's tree in the background (once: a run under way is joined), so requests need not wait for it. */
-  private warmTree(e: LiveEpoch | undefined): void {
-    e?.table?.merkle.ready().catch((err: unknown) => {
-      this.ctx.logger.error({ epoch: e.epoch, err: (err as Error).message }, 'could not compute the Merkle tree of an epoch');
-    });
-  }
-
-  /** A served epoch, or 404 unknown_epoch / 410 epoch_retired / 503 unavailable while it is being prepared. */
-  get(epoch: number): ServedEpoch {
-    this.expire();
-    const e = this.live.get(epoch);
-    if (e) return this.served(e);
-    if (this.destroyed.has(epoch)) {
-      throw new PcdError(ErrorCode.EpochRetired, `epoch ${epoch} is retired and its key destroyed: fetch /v1/blinded/config and use epoch ${this.currentEpoch}`);
-    }
-    throw new PcdError(ErrorCode.UnknownEpoch, `no epoch ${epoch}: the current epoch is ${this.currentEpoch} (see /v1/blinded/config)`);
-  }
-
-  private served(e: LiveEpoch): ServedEpoch {
-    if (this.closed) throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down');
-    if (e.table) return e as ServedEpoch;
-    throw notReady(e, this.preparer.building?.epoch);
-  }
-
   // ------------------------------------------------------------- directory changes
 
   /**
@@ -600,17 +420,7 @@ export class Epochs {
   applyChanges(changes: readonly DirectoryChange[]): void {
     if (changes.length === 0 || this.closed) return; // closed: the journal has them for the next start
     this.preparer.queue(changes);
-    const version = this.ctx.directoryVersion();
-    for (const e of this.live.values()) {
-      if (!e.table) continue;
-      const { mode, bucketBits, tagBytes } = e.params;
-      for (const { number, mask } of changes) {
-        e.table.set(bucketOf(number, bucketBits), tagOf(this.backend, mode, e.key.secretKey, number, tagBytes), mask);
-        this.stats.evaluations++;
-      }
-      e.version = Math.max(e.version, version);
-      e.dirty = true;
-    }
+    this.updateTables(changes);
     this.caches.schedule();
   }
 
