@@ -37,6 +37,7 @@ import { LIMITS } from '../shared/limits.ts';
 import { bytesEqual } from '../shared/bytes.ts';
 import { TOKEN_AUTHENTICATOR_BYTES, TOKEN_ORIGIN_INFO, TOKEN_REQUEST_BYTES, TOKEN_TYPE, challengeDigest, sizeClassFor, tokenChallenge, type TokenKeyInfo } from '../shared/tokens.ts';
 import { TokenKeys, type TokenKey } from '../server/tokens/keys.ts';
+import { tokenKeyFilePath } from '../disk/tokenkeys.ts';
 import { DEFAULT_POPULATION, generatePopulation, type PopulationOptions } from '../workload/population.ts';
 import { normalQuantile } from '../workload/rng.ts';
 import { DEFAULT_SCRIPT, generateScript, type ScriptOptions } from '../workload/script.ts';
@@ -149,7 +150,7 @@ export class TokenMinter {
     const keys = new Map<number, TokenKey>();
     for (const p of published.keys) {
       const k = file.get(published.epoch, p.sizeClass);
-      if (!k || !bytesEqual(k.tokenKey, p.tokenKey)) throw new Error(`${file.file}: epoch ${published.epoch}, class ${p.sizeClass}: not the token key the server publishes`);
+      if (!k || !bytesEqual(k.tokenKey, p.tokenKey)) throw new Error(`${tokenKeyFilePath(dataDir)}: epoch ${published.epoch}, class ${p.sizeClass}: not the token key the server publishes`);
       keys.set(p.sizeClass, k);
     }
     const minter = new TokenMinter(published, keys);

@@ -171,6 +171,19 @@ CREATE TABLE IF NOT EXISTS rate_limits (account_id BIGINT PRIMARY KEY, tokens DO
 CREATE TABLE IF NOT EXISTS spent_tokens (nonce_hash BYTEA NOT NULL, key_id BYTEA NOT NULL, PRIMARY KEY (key_id, nonce_hash));
 -- Epoch secret keys wrapped under the nodes' master key (server/pg/epochkeys.ts): a dump alone cannot evaluate.
 CREATE TABLE IF NOT EXISTS epoch_keys (epoch INTEGER PRIMARY KEY, master_id BYTEA NOT NULL, wrapped BYTEA NOT NULL);
+-- Each epoch's table of tags (server/pg/epochtables.ts), stored once by the node that built it, in parts of one generation.
+CREATE TABLE IF NOT EXISTS epoch_tables (epoch INTEGER NOT NULL, generation INTEGER NOT NULL, part INTEGER NOT NULL, bytes BYTEA NOT NULL, PRIMARY KEY (epoch, generation, part));
+CREATE TABLE IF NOT EXISTS epoch_table_heads (
+  epoch INTEGER PRIMARY KEY,
+  generation INTEGER NOT NULL,
+  directory_version BIGINT NOT NULL,
+  parts INTEGER NOT NULL,
+  bytes BIGINT NOT NULL,
+  stored_at BIGINT NOT NULL,
+  stored_by TEXT NOT NULL
+);
+-- The Privacy Pass issuer's RSA keys per epoch and size class (server/tokens/keys.ts), wrapped under the master key.
+CREATE TABLE IF NOT EXISTS token_keys (epoch INTEGER NOT NULL, size_class INTEGER NOT NULL, master_id BYTEA NOT NULL, wrapped BYTEA NOT NULL, PRIMARY KEY (epoch, size_class));
 CREATE TABLE IF NOT EXISTS epochs (
   epoch INTEGER PRIMARY KEY,
   public_key BYTEA NOT NULL,

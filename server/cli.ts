@@ -306,10 +306,11 @@ function addServeOptions(cmd: Command, defaultLogLevel = 'info'): Command {
     .option('--log <file>', 'append the server log (pino JSON) to this file (0600) instead of stderr');
 }
 
-async function serve(o: ServeFlags & { store?: string; nodeName?: string }, web: WebUi | undefined): Promise<RunningServer> {
+async function serve(o: ServeFlags & { store?: string; nodeName?: string; masterKeyFile?: string }, web: WebUi | undefined): Promise<RunningServer> {
   const server = await startServer({
     store: o.store,
     nodeName: o.nodeName,
+    masterKeyFile: o.masterKeyFile,
     web: web?.mount,
     dataDir: o.data,
     port: o.port,
@@ -345,17 +346,15 @@ async function serve(o: ServeFlags & { store?: string; nodeName?: string }, web:
 
 export function registerServerCommands(program: Command): void {
   addServeOptions(program.command('serve').description('serve what the data folder holds (an empty directory included)'))
-    .option('--store <url>', `a shared Postgres store (postgres://…, or ${STORE_URL_ENV}) for accounts, the directory and the query logs, which several nodes serve from; plain and hashed for now (the data folder stays this node's own)`)
+    .option('--store <url>', `a shared Postgres store (postgres://…, or ${STORE_URL_ENV}) for accounts, the directory, the blinded epochs and the query logs, which several nodes serve from (the data folder stays this node's own)`)
     .option('--node-name <name>', 'with --store: this node\'s name in the shared journal holds (default: one made once and kept in the data folder)')
-    .action(async (o: ServeFlags & { store?: string; nodeName?: string }, cmd: Command) => {
+    .option('--master-key <file>', 'with --store: the key (32 bytes, 0600) that wraps the blinded epoch and token keys in the store, the same file on every node (default: <data>/master.key, made there when the store has none yet)')
+    .action(async (o: ServeFlags & { store?: string; nodeName?: string; masterKey?: string }, cmd: Command) => {
       const shared = storeUrl(o.store);
-      if (shared) {
-        // What a shared store serves today (server/server.ts): plain and hashed, no page, unless asked for (and then refused in one line).
-        if (cmd.getOptionValueSource('design') === 'default') o.design = 'plain,hashed';
-        if (cmd.getOptionValueSource('ui') === 'default') o.ui = false;
-      }
+      // No page on a shared store (server/server.ts), unless asked for (and then refused in one line).
+      if (shared && cmd.getOptionValueSource('ui') === 'default') o.ui = false;
       const web = o.ui ? createWebUi() : undefined;
-      const server = await serve({ ...o, store: shared, nodeName: o.nodeName }, web);
+      const server = await serve({ ...o, store: shared, nodeName: o.nodeName, masterKeyFile: o.masterKey }, web);
       const where = shared ? `store: ${redactUrl(shared)}, data: ${path.resolve(o.data)}` : `data: ${path.resolve(o.data)}`;
       console.log(`pcd serving ${server.designs.map((d) => d.name).join(', ')} on ${server.url} (${where}, ${server.directory.size} numbers)`);
       console.log(`admin token: ${server.adminTokenSource}`);

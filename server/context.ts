@@ -15,6 +15,7 @@ import type { RateLimits } from './ratelimit.ts';
 import type { Store } from './store.ts';
 import type { DirectoryStore } from './directory-store.ts';
 import type { PgStore } from './pg/store.ts';
+import type { Leadership } from './pg/leader.ts';
 
 export interface ServerOptions {
   /** Data folder: the SQLite file, the key file, epoch caches, the admin token. */
@@ -91,6 +92,14 @@ export interface ServerOptions {
    * still the node's own (its lock, admin token, snapshots, rate limits).
    */
   store?: string;
+  /**
+   * On a shared store, the file of the master key that wraps the blinded
+   * epochs' keys and the token keys in the store (server/pg/epochkeys.ts);
+   * default `<dataDir>/master.key`, made there when the store holds no key yet.
+   */
+  masterKeyFile?: string;
+  /** On a shared store, how often the leader stores changed epoch tables again (server/pg/epochs.ts; default 10 minutes). */
+  epochStoreMs?: number;
   /** This node's name in the shared store's journal holds (default: one made once into the data folder, disk/files.ts NODE_NAME_FILE). */
   nodeName?: string;
   /** Show a progress bar on stderr for long builds. */
@@ -111,6 +120,8 @@ export interface ServerContext {
   readonly shared?: PgStore;
   /** Accounts and the directory: the shared store when there is one, else the data folder's. */
   readonly directoryStore: DirectoryStore;
+  /** On a shared store: whether this node leads (server/pg/leader.ts), which builds the blinded epochs and purges the logs. */
+  readonly leadership?: Leadership;
   readonly directory: Directory;
   /**
    * The directory version that `directory` reflects: every change up to it

@@ -14,8 +14,9 @@
  * or another node's, reaches the in-memory directory and the designs in
  * version order through that one path, and an admin call answers once its
  * change has come through it. A gap (a seeding) is a rescan, applied as the
- * difference. The blinded design does not run on it yet: its epochs, keys
- * and caches are the data folder's.
+ * difference. The blinded design's epochs live there too (server/pg/epochs.ts:
+ * keys wrapped under each node's master key, tables built by the leading
+ * node and loaded by the others).
  *
  * Each design comes up on its own: a factory returns once its design can
  * answer (plain and hashed index the directory at once; blinded checks its
@@ -128,19 +129,10 @@ export interface OpenServer {
 /** How long an admin call waits for its own change to come through the shared store's journal before it answers 503. */
 const CHANGE_VISIBLE_MS = 10_000;
 
-/** The designs a shared store serves today (the module header says why not blinded). */
-const SHARED_STORE_DESIGNS: readonly DesignName[] = ['plain', 'hashed'];
-
 export async function openServer(options: ServerOptions): Promise<OpenServer> {
   const sharedUrl = storeUrl(options.store, {});
-  const designNames = [...new Set(options.designs ?? (sharedUrl ? SHARED_STORE_DESIGNS : DESIGNS))];
-  if (sharedUrl) {
-    const refused = designNames.filter((d) => !SHARED_STORE_DESIGNS.includes(d));
-    if (refused.length) {
-      throw new PcdError(ErrorCode.InvalidField, `--store: the ${refused.join(', ')} design does not run on a shared store yet (its epochs and keys are the data folder's); serve --designs ${SHARED_STORE_DESIGNS.join(',')}`);
-    }
-    if (options.web) throw new PcdError(ErrorCode.InvalidField, '--store: the web page does not run on a shared store yet; serve it without --ui');
-  }
+  const designNames = [...new Set(options.designs ?? DESIGNS)];
+  if (sharedUrl && options.web) throw new PcdError(ErrorCode.InvalidField, '--store: the web page does not run on a shared store yet; serve it without --ui');
   for (const d of designNames) {
     if (!(DESIGNS as readonly string[]).includes(d)) throw new PcdError(ErrorCode.InvalidField, `unknown design '${d}': known are ${DESIGNS.join(', ')}`);
   }
@@ -172,7 +164,9 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   let directoryVersion = opened.version;
   // The snapshot on disk replays the rows above its version until the next one is written: none is deleted for it before.
   if (opened.snapshotVersion !== undefined) await folderLock.guardAsync(() => directoryStore.holdDirectoryChanges(opened.snapshotVersion!, 'snapshot'), closeStores);
-  const context: ServerContext = { store, shared, directoryStore, directory, directoryVersion: () => directoryVersion, now, options, logger, restart: opened.restart };
+  // On a shared store one node leads (server/pg/leader.ts): it builds the blinded epochs and purges the shared logs.
+  const leadership = shared ? await folderLock.guardAsync(() => startLeadership(sharedUrl!, { node: shared.node, logger }), closeStores) : undefined;
+  const context: ServerContext = { store, shared, directoryStore, leadership, directory, directoryVersion: () => directoryVersion, now, options, logger, restart: opened.restart };
 
   const designs: ServerDesign[] = [];
   // OHTTP gateway (server/ohttp.ts), for the blinded design: its key is loaded or generated under the folder's lock.
@@ -184,6 +178,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   } catch (e) {
     try {
       for (const d of designs) await d.close();
+      await leadership?.close();
       closeStores();
     } finally {
       folderLock.release();
@@ -312,8 +307,7 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   });
 
   // The rate limits' rows are aged with the logs: none names a day older than the retention (server/ratelimit.ts).
-  // On a shared store one node leads (server/pg/leader.ts) and it alone purges the shared logs.
-  const leadership = shared ? await startLeadership(sharedUrl!, { node: shared.node, logger }) : undefined;
+  // On a shared store the leader alone purges the shared logs.
   const purgeShared =
     shared &&
     leadership &&

@@ -31,7 +31,6 @@ import { Store } from '../server/store.ts';
 import { KEY_FILE, readEpochKeys } from '../disk/keyfile.ts';
 import { BucketTable, EPOCHS_DIR } from '../server/blinded/table.ts';
 import { computeTags } from '../server/blinded/build.ts';
-import type { Epochs } from '../server/blinded/epochs.ts';
 import { loadBackend } from '../shared/backends.ts';
 import { DEFAULT_BACKEND } from '../shared/suite.ts';
 import { e164ToKey } from '../shared/e164.ts';
@@ -531,7 +530,7 @@ describe('key rotation', () => {
   it('rejects a second rotation while one is building, and rotates offline with the server stopped', async () => {
     const s = await start({ graceMs: HOUR });
     await register(s, registered.slice(0, 4));
-    const epochs: Epochs = designOf(s).epochs;
+    const epochs = designOf(s).epochs;
     const first = epochs.rotate();
     await expect(epochs.rotate()).rejects.toMatchObject({ code: ErrorCode.Conflict });
     expect(await first).toMatchObject({ epoch: 2, previous: 1 });

@@ -27,7 +27,6 @@ import { rotateKeyOffline, type BlindedServerDesign } from '../server/designs/bl
 import { KEY_FILE, parseKeyFileBytes, readEpochKeys, serializeKeyFile } from '../disk/keyfile.ts';
 import { KeyFile } from '../server/blinded/keys.ts';
 import { createHandler, type FromWorker } from '../server/blinded/worker.ts';
-import type { Epochs } from '../server/blinded/epochs.ts';
 import type { EvaluatorPool } from '../server/blinded/pool.ts';
 import { ADMIN_TOKEN, holdEpochBuilds, raw, runPcd, startTestServer, tempDir, testClock, type TestServer } from './helpers.ts';
 
@@ -84,7 +83,7 @@ describe('rotations fired at once', () => {
   it('are one at a time: in one tick exactly one rotates and the others get 409, changing nothing', async () => {
     const s = await start();
     const { token } = await register(s, registered);
-    const epochs: Epochs = designOf(s).epochs;
+    const epochs = designOf(s).epochs;
     const calls = Array.from({ length: 5 }, () => epochs.rotate());
     const settled = await Promise.allSettled(calls);
     expect(settled[0]).toEqual({ status: 'fulfilled', value: { epoch: 2, previous: 1, retiresAt: expect.any(Number) } });

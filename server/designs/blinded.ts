@@ -91,13 +91,16 @@ import type { ServerContext, ServerDesignFactory, ServerOptions } from '../conte
 import { Directory } from '../directory.ts';
 import { SqliteDirectoryStore } from '../directory-store.ts';
 import { Epochs } from '../blinded/epochs.ts';
+import type { EpochSet } from '../blinded/epochs-serve.ts';
+import { SharedEpochs } from '../pg/epochs.ts';
+import { PgTokenKeyStorage } from '../pg/tokenkeys.ts';
 import { EvaluatorPool } from '../blinded/pool.ts';
 import { countingLog, designLog } from '../querylog.ts';
 import { Store } from '../store.ts';
 import { acquireFolderLock } from '../lock.ts';
 import { TokenKeys } from '../tokens/keys.ts';
 import { TokenService } from '../tokens/service.ts';
-import { SqliteSpentTokens } from '../tokens/spent.ts';
+import { PgSpentTokens, SqliteSpentTokens } from '../tokens/spent.ts';
 import { BLINDED_TOKEN_EVAL_LOG, TOKEN_ISSUANCE_LOG } from '../../shared/designs/blinded.ts';
 import { DEFAULT_BLINDED_AUTH, DEFAULT_ISSUER_NAME, DEFAULT_SIZE_CLASSES, TokensRequest, type TokensReply } from '../../shared/tokens.ts';
 import type { RequesterKey } from '../blinded/fair.ts';
@@ -134,7 +137,8 @@ export const BUCKET_CACHE_CONTROL = 'public, max-age=60';
 
 /** The server design plus its epochs and evaluator pool (for tests, benchmarks and the audit). */
 export interface BlindedServerDesign extends ServerDesign {
-  readonly epochs: Epochs;
+  /** The data folder's epochs (server/blinded/epochs.ts), or the shared store's (server/pg/epochs.ts). */
+  readonly epochs: EpochSet;
   /** Settles once every epoch is loaded or built (Epochs.ready); until then its routes answer 503. */
   readonly ready: Promise<void>;
   readonly evaluator: EvaluatorPool;
@@ -177,7 +181,8 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
   if (base !== undefined && !BUCKET_BASE_URL.test(base)) {
     throw new PcdError(ErrorCode.InvalidField, `bucketBaseUrl must be an http(s) URL without query, fragment or trailing slash, got '${base.slice(0, 80)}'`);
   }
-  const epochs = await Epochs.open(ctx);
+  // On a shared store the epochs are the store's (server/pg/epochs.ts), else the data folder's.
+  const epochs: EpochSet = ctx.shared ? await SharedEpochs.open(ctx) : await Epochs.open(ctx);
   const evalLog = designLog(ctx, BLINDED_EVAL_LOG);
   // Counted per (minute, IP, epoch, bucket): one row per minute however many fetches (module header).
   const bucketLog = countingLog(ctx, BLINDED_BUCKET_LOG);
@@ -195,7 +200,15 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
   const auth = ctx.options.blindedAuth ?? DEFAULT_BLINDED_AUTH;
   const tokens =
     auth === 'token'
-      ? new TokenService(await TokenKeys.open(ctx.options.dataDir, ctx.options.sizeClasses ?? DEFAULT_SIZE_CLASSES), new SqliteSpentTokens(ctx.store.db), ctx.options.tokenIssuer ?? DEFAULT_ISSUER_NAME)
+      ? new TokenService(
+          // On a shared store the keys are the store's, the same for every node (server/pg/tokenkeys.ts).
+          epochs instanceof SharedEpochs
+            ? await TokenKeys.openFrom(new PgTokenKeyStorage(ctx.shared!.pool, epochs.master), ctx.options.sizeClasses ?? DEFAULT_SIZE_CLASSES)
+            : await TokenKeys.open(ctx.options.dataDir, ctx.options.sizeClasses ?? DEFAULT_SIZE_CLASSES),
+          // A token spent on one node is refused on every other: the spent set is the shared store's.
+          ctx.shared ? new PgSpentTokens(ctx.shared.pool) : new SqliteSpentTokens(ctx.store.db),
+          ctx.options.tokenIssuer ?? DEFAULT_ISSUER_NAME,
+        )
       : undefined;
   const tokenEvalLog = tokens ? countingLog(ctx, BLINDED_TOKEN_EVAL_LOG) : undefined;
   const issuanceLog = tokens ? countingLog(ctx, TOKEN_ISSUANCE_LOG) : undefined;
@@ -203,7 +216,9 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
     if (!tokens) return;
     const live = epochs.list().map((e) => e.epoch);
     await Promise.all(live.map((e) => tokens.keys.ensure(e)));
-    // Keys of epochs that are no longer live (destroyed while the server was down) retire now.
+    // Keys of epochs that are no longer live (destroyed while the server was down) retire now. On a shared store
+    // this node serves only some epochs for a while: the store's keys go with the epoch (server/pg/epochtables.ts).
+    if (epochs instanceof SharedEpochs) return;
     for (const e of tokens.keys.epochs()) if (!live.includes(e)) await tokens.retire(e);
   };
   // The key retires at once (its tokens are refused from then on); the purge of its spent tokens follows, and a
@@ -215,7 +230,11 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
       );
     });
   }
-  const ready = Promise.all([epochs.ready, ensureTokenKeys()]).then(() => undefined);
+  const ready = Promise.all([epochs.ready, ensureTokenKeys()]).then(ensureTokenKeys); // again: a shared store's epochs load meanwhile
+  // An epoch another node made is served here once loaded (server/pg/epochs.ts): its token keys with it.
+  epochs.onServed((epoch) => {
+    tokens?.keys.ensure(epoch).catch((err: unknown) => ctx.logger.error({ epoch, err: (err as Error).message }, "could not load an epoch's token keys"));
+  });
 
   /** BlindEvaluate of a checked request on the pool (the workers check every element, RFC 9497 §3.3), under `requester`'s fairness key. */
   const evaluate = async (body: EvaluateRequest, requester: RequesterKey) => {

@@ -99,6 +99,38 @@ export function unwrapEpochKey(master: MasterKey, epoch: number, wrapped: Uint8A
   }
 }
 
+const TOKEN_AAD_LABEL = Buffer.from('pcd token key v1', 'latin1');
+
+function tokenAad(master: MasterKey, epoch: number, sizeClass: number): Buffer {
+  const e = Buffer.alloc(8);
+  e.writeUInt32BE(epoch);
+  e.writeUInt32BE(sizeClass, 4);
+  return Buffer.concat([TOKEN_AAD_LABEL, e, master.id]);
+}
+
+/** Wraps a token issuer key (PKCS#8 DER) of `epoch` and `sizeClass`: nonce, ciphertext, tag. */
+export function wrapTokenKey(master: MasterKey, epoch: number, sizeClass: number, pkcs8: Uint8Array): Buffer {
+  const nonce = crypto.randomBytes(NONCE_BYTES);
+  const c = crypto.createCipheriv('aes-256-gcm', master.key, nonce);
+  c.setAAD(tokenAad(master, epoch, sizeClass));
+  const body = Buffer.concat([c.update(pkcs8), c.final()]);
+  return Buffer.concat([nonce, body, c.getAuthTag()]);
+}
+
+/** Opens a wrapped token key; a wrong master key, epoch, class or damaged bytes fail as one line. */
+export function unwrapTokenKey(master: MasterKey, epoch: number, sizeClass: number, wrapped: Uint8Array): Buffer {
+  const w = Buffer.from(wrapped.buffer, wrapped.byteOffset, wrapped.byteLength);
+  if (w.length <= NONCE_BYTES + TAG_BYTES) throw new PcdError(ErrorCode.Conflict, `token key of epoch ${epoch}, class ${sizeClass}: too short to be a wrapped key`);
+  const d = crypto.createDecipheriv('aes-256-gcm', master.key, w.subarray(0, NONCE_BYTES));
+  d.setAAD(tokenAad(master, epoch, sizeClass));
+  d.setAuthTag(w.subarray(w.length - TAG_BYTES));
+  try {
+    return Buffer.concat([d.update(w.subarray(NONCE_BYTES, w.length - TAG_BYTES)), d.final()]);
+  } catch {
+    throw new PcdError(ErrorCode.Conflict, `token key of epoch ${epoch}, class ${sizeClass}: this node's master key does not open it (another store's master key, or damaged bytes)`);
+  }
+}
+
 /** The wrapped epoch keys of a shared store (table `epoch_keys`, disk/schema.ts PG_SCHEMA). */
 export class PgEpochKeys {
   constructor(

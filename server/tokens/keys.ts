@@ -31,7 +31,7 @@ import { writeFileAtomic } from '../blinded/keys.ts';
 type VerifyKey = Parameters<publicVerif.Origin['verify']>[1];
 
 const RSA_BITS = 2048;
-type StoredKey = StoredTokenKey;
+export type StoredKey = StoredTokenKey;
 
 /** One token key: its class and epoch, the key pair, what is published and its id. */
 export interface TokenKey {
@@ -67,39 +67,83 @@ function generate(epoch: number, sizeClass: number): Promise<StoredKey> {
   });
 }
 
-/** The token keys of every live epoch, loaded from and written through to the key file. */
+/**
+ * Where token keys are kept: the data folder's key file, or a shared store
+ * (server/pg/tokenkeys.ts: wrapped under the master key, the same keys for
+ * every node).
+ */
+export interface TokenKeyStorage {
+  /** Every key kept, at open. */
+  loadAll(): Promise<StoredKey[]>;
+  /**
+   * Keeps `made` (keys of `epoch` this node lacks) and returns the keys now
+   * kept for `epoch`: on a shared store another node's may have come first,
+   * and those win. `all` is every key held once `made` is added (a file is
+   * rewritten whole).
+   */
+  add(epoch: number, made: StoredKey[], all: () => StoredKey[]): Promise<StoredKey[]>;
+  /** Drops `epoch`'s keys; `all` is every key held without them. */
+  remove(epoch: number, all: () => StoredKey[]): Promise<void>;
+}
+
+/** The data folder's `token-keys.json` (0600, written atomically). */
+export class TokenKeyFile implements TokenKeyStorage {
+  constructor(readonly file: string) {}
+
+  async loadAll(): Promise<StoredKey[]> {
+    if (!fs.existsSync(this.file)) return [];
+    const st = fs.statSync(this.file);
+    if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) fs.chmodSync(this.file, 0o600);
+    return readTokenKeyFile(this.file);
+  }
+
+  async add(_epoch: number, made: StoredKey[], all: () => StoredKey[]): Promise<StoredKey[]> {
+    writeFileAtomic(this.file, serializeTokenKeyFile([...all(), ...made]));
+    return made;
+  }
+
+  async remove(_epoch: number, all: () => StoredKey[]): Promise<void> {
+    writeFileAtomic(this.file, serializeTokenKeyFile(all()));
+  }
+}
+
+/** The token keys of every live epoch, loaded from and written through to their storage. */
 export class TokenKeys {
   private readonly keys = new Map<number, Map<number, TokenKey & { stored: StoredKey }>>();
   private readonly byId = new Map<string, TokenKey>();
   private readonly pending = new Map<number, Promise<void>>();
 
   private constructor(
-    readonly file: string,
+    readonly storage: TokenKeyStorage,
     readonly classes: readonly number[],
   ) {}
 
   /** Loads `<dataDir>/token-keys.json` (absent: none yet); a file group or others can read is tightened to 0600. */
   static async open(dataDir: string, classes: readonly number[]): Promise<TokenKeys> {
-    const t = new TokenKeys(tokenKeyFilePath(dataDir), classes);
-    if (fs.existsSync(t.file)) {
-      const st = fs.statSync(t.file);
-      if (process.platform !== 'win32' && (st.mode & 0o077) !== 0) fs.chmodSync(t.file, 0o600);
-      for (const s of readTokenKeyFile(t.file)) t.add(await load(s));
-    }
+    return TokenKeys.openFrom(new TokenKeyFile(tokenKeyFilePath(dataDir)), classes);
+  }
+
+  /** Loads every key `storage` keeps. */
+  static async openFrom(storage: TokenKeyStorage, classes: readonly number[]): Promise<TokenKeys> {
+    const t = new TokenKeys(storage, classes);
+    for (const s of await storage.loadAll()) t.add(await load(s));
     return t;
   }
 
+  /** Holds `k`, in place of a key of its epoch and class held before. */
   private add(k: TokenKey & { stored: StoredKey }): void {
     let m = this.keys.get(k.epoch);
     if (!m) this.keys.set(k.epoch, (m = new Map()));
+    const before = m.get(k.sizeClass);
+    if (before) this.byId.delete(Buffer.from(before.keyId).toString('hex'));
     m.set(k.sizeClass, k);
     this.byId.set(Buffer.from(k.keyId).toString('hex'), k);
   }
 
-  private write(): void {
+  private all(): StoredKey[] {
     const all: StoredKey[] = [];
     for (const m of this.keys.values()) for (const k of m.values()) all.push(k.stored);
-    writeFileAtomic(this.file, serializeTokenKeyFile(all));
+    return all;
   }
 
   /** True when `epoch` has a key for every class. */
@@ -108,7 +152,7 @@ export class TokenKeys {
     return m !== undefined && this.classes.every((c) => m.has(c));
   }
 
-  /** Makes the missing keys of `epoch` (in the background of the event loop: RSA key generation runs in libuv's pool), once. */
+  /** Makes the missing keys of `epoch` (in the background of the event loop: RSA key generation runs in libuv's pool), once; on a shared store, takes those another node made. */
   ensure(epoch: number): Promise<void> {
     if (this.has(epoch)) return Promise.resolve();
     let p = this.pending.get(epoch);
@@ -116,8 +160,11 @@ export class TokenKeys {
       p = (async () => {
         const missing = this.classes.filter((c) => !this.keys.get(epoch)?.has(c));
         const made = await Promise.all(missing.map((c) => generate(epoch, c)));
-        for (const s of made) this.add(await load(s));
-        this.write();
+        const kept = await this.storage.add(epoch, made, () => this.all());
+        for (const s of kept) {
+          const held = this.keys.get(epoch)?.get(s.sizeClass);
+          if (!held || !held.stored.pkcs8.equals(s.pkcs8)) this.add(await load(s));
+        }
       })().finally(() => this.pending.delete(epoch));
       this.pending.set(epoch, p);
     }
@@ -145,13 +192,13 @@ export class TokenKeys {
   }
 
   /** Forgets `epoch`'s keys, in memory and in the file; returns their key ids (for the spent store's purge). */
-  retire(epoch: number): Uint8Array[] {
+  async retire(epoch: number): Promise<Uint8Array[]> {
     const m = this.keys.get(epoch);
     if (!m) return [];
     const ids = [...m.values()].map((k) => k.keyId);
     for (const id of ids) this.byId.delete(Buffer.from(id).toString('hex'));
     this.keys.delete(epoch);
-    this.write();
+    await this.storage.remove(epoch, () => this.all());
     return ids;
   }
 }

@@ -233,7 +233,7 @@ export class TokenService {
    * their spent tokens are purged from the store; resolves to how many were purged.
    */
   async retire(epoch: number): Promise<number> {
-    const ids = this.keys.retire(epoch);
+    const ids = await this.keys.retire(epoch); // dropped from memory before its first await
     let purged = 0;
     for (const id of ids) purged += await this.spent.purge(id);
     return purged;

@@ -1,0 +1,182 @@
+/**
+ * The blinded design on a shared Postgres store (server/pg/epochs.ts):
+ * real nodes on one database of the run's embedded Postgres, the real
+ * client with tokens. One node (the leader) builds each epoch and stores
+ * it; the others load it; keys are in the store only wrapped.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { E164 } from '../shared/e164.ts';
+import { bytesEqual } from '../shared/bytes.ts';
+import type { BlindedServerDesign } from '../server/designs/blinded.ts';
+import { SharedEpochs } from '../server/pg/epochs.ts';
+import { PgSpentTokens } from '../server/tokens/spent.ts';
+import { PgStore } from '../server/pg/store.ts';
+import { startTestServer, tempDir, type TestServer } from './helpers.ts';
+import { freshDatabase } from './stores.ts';
+
+const X = '+14155550201' as E164;
+const Y = '+14155550202' as E164;
+const ASKER = '+14155550209';
+const HOUR = 3600_000;
+
+const blinded = (n: TestServer) => n.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign;
+const waitFor = async (what: string, ok: () => boolean | Promise<boolean>, ms = 20_000) => {
+  for (const t0 = Date.now(); !(await ok()); ) {
+    if (Date.now() - t0 > ms) throw new Error(`${what}: not within ${ms / 1000} s`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+};
+
+const answer = async (n: TestServer, token: string, number: string) => {
+  const [r] = await n.client(token, 'blinded').lookupMany([number]);
+  return r!.capabilities.length ? r!.capabilities : undefined;
+};
+
+describe('the blinded design on a shared store', () => {
+  let db: Awaited<ReturnType<typeof freshDatabase>>;
+  let masterKeyFile = '';
+  const nodes: TestServer[] = [];
+  const node = async (name: string, extra: object = {}) => {
+    const n = await startTestServer({ store: db.url, designs: ['plain', 'blinded'], nodeName: name, masterKeyFile, graceMs: HOUR, epochStoreMs: 200, ...extra });
+    nodes.push(n);
+    return n;
+  };
+  const sql = async <T extends pg.QueryResultRow>(q: string, params: unknown[] = []): Promise<T[]> => {
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    try {
+      return (await c.query<T>(q, params)).rows;
+    } finally {
+      await c.end();
+    }
+  };
+
+  beforeAll(async () => {
+    db = await freshDatabase('pcd_blinded');
+    masterKeyFile = path.join(tempDir(), 'master.key');
+  });
+  afterAll(async () => {
+    for (const n of nodes) await n.close().catch(() => {});
+    await db?.drop();
+  });
+
+  it('one node builds epoch 1 and stores it, the other loads it; a registration through either answers on both; one view, one token store', async () => {
+    const n1 = await node('n1');
+    // The first node made the master key (0600) and the first epoch, and built it (it leads).
+    expect(fs.statSync(masterKeyFile).mode & 0o777).toBe(0o600);
+    expect(n1.server.leadership?.isLeader).toBe(true);
+    expect(blinded(n1).epochs).toBeInstanceOf(SharedEpochs);
+    expect(blinded(n1).epochs.stats.builds).toBe(1);
+    const n2 = await node('n2');
+    expect(blinded(n2).epochs.stats).toMatchObject({ builds: 0, cacheLoads: 1 });
+
+    const asker = await n1.admin.createAccount({ email: 'asker@pcd.test', numbers: [ASKER], capabilities: ['messages'] });
+    await n1.admin.createAccount({ email: 'x@pcd.test', numbers: [X], capabilities: ['messages', 'facetime'] });
+    expect(await answer(n1, asker.token, X)).toEqual(['messages', 'facetime']);
+    await waitFor('node 2 has the registration', () => n2.server.directory.mask(X) !== 0);
+    expect(await answer(n2, asker.token, X)).toEqual(['messages', 'facetime']);
+    expect(await answer(n2, asker.token, Y)).toBeUndefined();
+    await n2.admin.createAccount({ email: 'y@pcd.test', numbers: [Y], capabilities: ['messages'] });
+    expect(await answer(n2, asker.token, Y)).toEqual(['messages']);
+    await waitFor('node 1 has the registration', () => n1.server.directory.mask(Y) !== 0);
+    expect(await answer(n1, asker.token, Y)).toEqual(['messages']);
+
+    // One view: both configs name the same epoch, public key, Merkle root at the same version, and token keys.
+    const config = async (n: TestServer): Promise<any> => (await fetch(`${n.server.url}/v1/blinded/config`, { headers: { accept: 'application/json' } })).json();
+    const [c1, c2] = [await config(n1), await config(n2)];
+    expect(c2.current).toBe(c1.current);
+    expect(c2.epochs).toEqual(c1.epochs);
+    expect(c1.epochs[0].tokenKeys.length).toBeGreaterThan(0);
+    // The spent tokens are the store's: a token spent on one node is refused on every other (test/spent-tokens.test.ts).
+    expect(blinded(n1).tokens!.spent).toBeInstanceOf(PgSpentTokens);
+    expect(blinded(n2).tokens!.spent).toBeInstanceOf(PgSpentTokens);
+    // The store holds the epoch key and the token keys only wrapped; no data folder holds a key file.
+    const keys = await sql<{ wrapped: Buffer }>('SELECT wrapped FROM epoch_keys');
+    expect(keys).toHaveLength(1);
+    for (const n of [n1, n2]) {
+      const secret = blinded(n).epochs.get(1).key.secretKey;
+      expect(bytesEqual(keys[0]!.wrapped.subarray(12, 44), secret)).toBe(false);
+      expect(keys[0]!.wrapped.includes(Buffer.from(secret))).toBe(false);
+      expect(fs.existsSync(path.join(n.dataDir, 'oprf-keys.json'))).toBe(false);
+      expect(fs.existsSync(path.join(n.dataDir, 'token-keys.json'))).toBe(false);
+    }
+    expect((await sql<{ n: number }>('SELECT count(*)::int AS n FROM token_keys'))[0]!.n).toBe(c1.epochs[0].tokenKeys.length);
+  });
+
+  it('a rotation through a node that does not lead is built by the leader; every node serves the new epoch, the old one retires after the grace period', async () => {
+    const [n1, n2] = [nodes[0]!, nodes[1]!];
+    const follower = n1.server.leadership?.isLeader ? n2 : n1;
+    const leader = follower === n1 ? n2 : n1;
+    const r = await follower.admin.rotateKey({});
+    expect(r).toEqual({ epoch: 2, previous: 1, retiresAt: expect.any(Number) });
+    expect(blinded(leader).epochs.stats.builds).toBeGreaterThanOrEqual(1);
+    expect(blinded(follower).epochs.currentNumber).toBe(2);
+    await waitFor('the leader serves epoch 2 as current', () => blinded(leader).epochs.currentNumber === 2);
+    const asker = await n1.admin.createAccount({ email: 'asker2@pcd.test', numbers: ['+14155550219'], capabilities: ['messages'] });
+    for (const n of [n1, n2]) expect(await answer(n, asker.token, X)).toEqual(['messages', 'facetime']);
+    const rows = await sql<{ epoch: number; retires_at: string | null }>('SELECT epoch, retires_at FROM epochs ORDER BY epoch');
+    expect(rows.map((row) => [row.epoch, row.retires_at !== null])).toEqual([
+      [1, true],
+      [2, false],
+    ]);
+  });
+
+  it('a node that joins later loads every epoch from the store and builds none; changes made meanwhile are replayed from the journal', async () => {
+    const n1 = nodes[0]!;
+    const z = '+14155550203' as E164;
+    await n1.admin.createAccount({ email: 'z@pcd.test', numbers: [z], capabilities: ['messages'] });
+    const n3 = await node('n3');
+    const e = blinded(n3).epochs;
+    await waitFor('node 3 loads both epochs', () => e.list().length === 2);
+    expect(e.stats.builds).toBe(0);
+    expect(e.stats.cacheLoads).toBe(2);
+    const asker = await n3.admin.createAccount({ email: 'asker3@pcd.test', numbers: ['+14155550229'], capabilities: ['messages'] });
+    expect(await answer(n3, asker.token, z)).toEqual(['messages']);
+    expect(await answer(n3, asker.token, X)).toEqual(['messages', 'facetime']);
+  });
+});
+
+describe('the leader of a shared store stops during an epoch build', () => {
+  let db: Awaited<ReturnType<typeof freshDatabase>>;
+  const nodes: TestServer[] = [];
+  afterAll(async () => {
+    for (const n of nodes) await n.close().catch(() => {});
+    await db?.drop();
+  });
+
+  it('another node takes the lead and finishes the build; no registration acknowledged meanwhile is lost', async () => {
+    db = await freshDatabase('pcd_failover');
+    // Enough numbers that a build takes seconds with the noble backend (about 2 ms per number per thread).
+    const store = await PgStore.open(db.url, { node: 'seeder' });
+    try {
+      const accounts = Array.from({ length: 3000 }, (_, i) => ({ email: `seed${i}@pcd.test`, numbers: [`+1415556${String(i).padStart(4, '0')}` as E164], mask: 1 }));
+      await store.bulkInsert(accounts, Date.now());
+    } finally {
+      await store.close();
+    }
+    const masterKeyFile = path.join(tempDir(), 'master.key');
+    for (const name of ['f1', 'f2', 'f3']) {
+      nodes.push(await startTestServer({ store: db.url, designs: ['blinded'], nodeName: name, masterKeyFile, graceMs: HOUR, backend: 'noble' }));
+    }
+    const leader = nodes.find((n) => n.server.leadership?.isLeader)!;
+    const others = nodes.filter((n) => n !== leader);
+    // The rotation is asked of a node that does not lead; it answers once the epoch is stored, whoever builds it.
+    const rotation = others[0]!.admin.rotateKey({});
+    await waitFor('the leader starts building epoch 2', () => blinded(leader).epochs.building?.epoch === 2);
+    const during = await others[1]!.admin.createAccount({ email: 'during@pcd.test', numbers: ['+14155550299'], capabilities: ['messages', 'facetime'] });
+    await leader.close(); // its session, and the lock with it, ends
+    nodes.splice(nodes.indexOf(leader), 1);
+    expect(await rotation).toMatchObject({ epoch: 2, previous: 1 });
+    const next = nodes.filter((n) => n.server.leadership?.isLeader);
+    expect(next).toHaveLength(1);
+    expect(blinded(next[0]!).epochs.stats.lastBuild?.epoch).toBe(2);
+    for (const n of nodes) {
+      await waitFor('every node serves epoch 2', () => blinded(n).epochs.currentNumber === 2);
+      expect(await answer(n, during.token, '+14155550299')).toEqual(['messages', 'facetime']);
+      expect(await answer(n, during.token, '+14155560007')).toEqual(['messages']);
+    }
+  });
+});
