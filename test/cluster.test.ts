@@ -1,7 +1,8 @@
 /**
  * `pcd cluster` as a user runs it (a child process): a Postgres from npm
- * and two nodes; a registration through one answers on the other, a node
- * killed leaves the other serving, and SIGINT stops everything.
+ * and three nodes; a registration through one answers on another in every
+ * design, the leader killed (-9) during an epoch build hands the build to
+ * another node, and SIGINT stops everything.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
@@ -16,8 +17,8 @@ describe('pcd cluster', () => {
   if (process.getuid?.() === 0) fs.chmodSync(path.dirname(dir), 0o711);
   afterAll(() => fs.rmSync(path.dirname(dir), { recursive: true, force: true }));
 
-  it('starts Postgres and two nodes that share one directory; a node killed leaves the other serving; SIGINT stops them all', async () => {
-    const child = spawn(process.execPath, [PCD_BIN, 'cluster', '--nodes', '2', '--dir', dir, '--port', '0', '--size', '300'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  it('starts Postgres and three nodes that share one directory and the blinded epochs; the leader killed during a build hands it over; SIGINT stops them all', async () => {
+    const child = spawn(process.execPath, [PCD_BIN, 'cluster', '--nodes', '3', '--dir', dir, '--port', '0', '--size', '20000'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
     child.stderr.on('data', (b: Buffer) => (out += b.toString()));
@@ -28,7 +29,7 @@ describe('pcd cluster', () => {
         await new Promise((r) => setTimeout(r, 100));
       }
       const nodes = [...out.matchAll(/^(node\d): (http:\/\/127\.0\.0\.1:\d+)\s+\(pid (\d+)/gm)].map((m) => ({ name: m[1]!, url: m[2]!, pid: Number(m[3]) }));
-      expect(nodes.map((n) => n.name)).toEqual(['node1', 'node2']);
+      expect(nodes.map((n) => n.name)).toEqual(['node1', 'node2', 'node3']);
       expect(out).toMatch(/^shared store: postgres:\/\/pcd:\*\*\*@127\.0\.0\.1:\d+\/pcd/m);
       expect(out).not.toContain(fs.readFileSync(path.join(dir, 'postgres.password'), 'utf8').trim());
       const adminToken = fs.readFileSync(path.join(dir, 'admin-token'), 'utf8').trim();
@@ -40,25 +41,57 @@ describe('pcd cluster', () => {
         body: JSON.stringify({ email: 'new@pcd.example', numbers: ['+14155550123'], capabilities: ['messages'] }),
       });
       expect(res.status).toBe(201);
-      const ask = () => createClient({ baseUrl: nodes[1]!.url, token: requester.token, design: 'plain' }).lookupMany(['+14155550123']);
-      let answer = await ask();
+      const ask = (n: number, design: 'plain' | 'hashed' | 'blinded') => createClient({ baseUrl: nodes[n]!.url, token: requester.token, design }).lookupMany(['+14155550123']);
+      let answer = await ask(2, 'plain');
       for (let t = 0; answer[0]!.capabilities.length === 0 && t < 5000; t += 50) {
         await new Promise((r) => setTimeout(r, 50));
-        answer = await ask();
+        answer = await ask(2, 'plain');
       }
       expect(answer[0]!.capabilities).toEqual(['messages']);
+      for (let t = 0; !/epoch 1 built and stored by node\d/.test(out); t += 100) {
+        if (t > 60_000) throw new Error(`epoch 1 was not stored:\n${out}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      for (let t = 0; (await fetch(`${nodes[2]!.url}/v1/blinded/config`)).status !== 200; t += 50) {
+        if (t > 10_000) throw new Error('node3 does not serve epoch 1');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      expect((await ask(2, 'blinded'))[0]!.capabilities).toEqual(['messages']);
 
-      process.kill(nodes[0]!.pid, 'SIGKILL');
-      for (let t = 0; !out.includes('node1 (') && t < 5000; t += 50) await new Promise((r) => setTimeout(r, 50));
-      expect(out).toMatch(/node1 \(http:\/\/127\.0\.0\.1:\d+\) exited \(SIGKILL\); the other nodes go on serving/);
-      expect((await createClient({ baseUrl: nodes[1]!.url, token: requester.token, design: 'hashed' }).lookupMany(['+14155550123']))[0]!.capabilities).toEqual(['messages']);
+      // Rotate through a node that does not lead, and kill -9 the leader while it builds epoch 2.
+      const leaderName = [...out.matchAll(/^(node\d) leads the shared store/gm)].at(-1)![1]!;
+      const leader = nodes.find((n) => n.name === leaderName)!;
+      const asked = nodes.find((n) => n !== leader)!;
+      const rotation = fetch(`${asked.url}/v1/admin/rotate-key`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' }, body: '{}' });
+      const leaderLog = path.join(dir, `${leaderName}.log`);
+      for (let t = 0; !/"epoch":2,[^\n]*"msg":"building epoch buckets"/.test(fs.readFileSync(leaderLog, 'utf8')); t += 20) {
+        if (t > 30_000) throw new Error(`${leaderName} did not start building epoch 2`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      process.kill(leader.pid, 'SIGKILL');
+      const rotated = await rotation;
+      expect(rotated.status).toBe(201);
+      expect(await rotated.json()).toMatchObject({ epoch: 2, previous: 1 });
+      expect(out).toMatch(new RegExp(`${leaderName} \\(http://127\\.0\\.0\\.1:\\d+\\) exited \\(SIGKILL\\); the other nodes go on serving`));
+      const builder = /epoch 2 built and stored by (node\d)/.exec(out)?.[1];
+      expect(builder).toBeDefined();
+      expect(builder).not.toBe(leaderName);
+      for (const n of nodes.filter((x) => x !== leader)) {
+        const i = nodes.indexOf(n);
+        for (let t = 0; ((await (await fetch(`${n.url}/v1/blinded/config`, { headers: { accept: 'application/json' } })).json()) as { current: number }).current !== 2; t += 50) {
+          if (t > 10_000) throw new Error(`${n.name} does not serve epoch 2`);
+          await new Promise((r) => setTimeout(r, 50));
+        }
+        expect((await ask(i, 'blinded'))[0]!.capabilities).toEqual(['messages']);
+        expect((await ask(i, 'hashed'))[0]!.capabilities).toEqual(['messages']);
+      }
 
       child.kill('SIGINT');
       expect(await exited).toBe(0);
       // Every node and Postgres stopped: nothing listens any more.
-      await expect(fetch(nodes[1]!.url + '/v1/health')).rejects.toThrow();
+      for (const n of nodes) await expect(fetch(n.url + '/v1/health')).rejects.toThrow();
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
-  }, 150_000);
+  }, 240_000);
 });

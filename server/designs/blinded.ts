@@ -261,6 +261,8 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
         async handle() {
           // Roots and versions read in one step with the rest (server/blinded/epochs.ts published); only served epochs have a root.
           const { current, epochs: published } = await epochs.published();
+          // An epoch is published with its token keys: on a shared store one just loaded may not have them here yet.
+          if (tokens) await Promise.all(published.map((e) => tokens.keys.ensure(e.epoch)));
           return {
             body: {
               suite: SUITE,

@@ -211,14 +211,15 @@ export class SharedEpochs extends EpochSet {
     return f !== undefined && performance.now() < f.at;
   }
 
+  /** An epoch of the store not served here yet (0: the newest, before any is current here): why, as a 503. */
   protected override pendingError(epoch: number): PcdError | undefined {
-    const r = this.rows.find((row) => row.epoch === epoch && row.destroyed_at === null);
+    const alive = this.rows.filter((row) => row.destroyed_at === null);
+    const r = epoch === 0 ? alive.at(-1) : alive.find((row) => row.epoch === epoch);
     if (!r) return undefined;
-    const f = this.failed.get(epoch);
-    if (f) return new PcdError(ErrorCode.Unavailable, `epoch ${epoch} could not be loaded on this node (${f.error}); it tries again`, { retryAfterSeconds: MAX_RETRY_AFTER_S });
-    return new PcdError(ErrorCode.Unavailable, `epoch ${epoch} is being built by the leading node of the shared store; the blinded design answers once it is stored`, {
-      retryAfterSeconds: 5,
-    });
+    const f = this.failed.get(r.epoch);
+    if (f) return new PcdError(ErrorCode.Unavailable, `epoch ${r.epoch} could not be loaded on this node (${f.error}); it tries again`, { retryAfterSeconds: MAX_RETRY_AFTER_S });
+    const what = r.stored_version === null ? 'is being built by the leading node of the shared store' : 'is being loaded on this node from the shared store';
+    return new PcdError(ErrorCode.Unavailable, `epoch ${r.epoch} ${what}; the blinded design answers once it is ready`, { retryAfterSeconds: r.stored_version === null ? 5 : 1 });
   }
 
   // ------------------------------------------------------------- loading and building

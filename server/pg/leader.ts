@@ -100,3 +100,14 @@ export async function startLeadership(
     },
   };
 }
+
+/** The name of the node that leads the store at `url` now (from its lock and its session's application name), or undefined. */
+export async function leaderOf(client: Pick<pg.Client, 'query'>): Promise<string | undefined> {
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT a.application_name AS name FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+      WHERE l.locktype = 'advisory' AND l.classid = 0 AND l.objid = $1 AND l.granted`,
+    [LEADER_LOCK],
+  );
+  const name = rows[0]?.name;
+  return name?.startsWith('pcd leader ') ? name.slice('pcd leader '.length) : undefined;
+}

@@ -34,6 +34,11 @@ export class PgTokenKeyStorage implements TokenKeyStorage {
     return rows.map((r) => this.open(r));
   }
 
+  async ofEpoch(epoch: number): Promise<StoredKey[]> {
+    const { rows } = await pgGuarded(() => this.pool.query<Row>('SELECT epoch, size_class, wrapped FROM token_keys WHERE epoch = $1 ORDER BY size_class', [epoch]));
+    return rows.map((r) => this.open(r));
+  }
+
   async add(epoch: number, made: StoredKey[]): Promise<StoredKey[]> {
     if (made.length > 0) {
       await pgGuarded(() =>
@@ -45,8 +50,7 @@ export class PgTokenKeyStorage implements TokenKeyStorage {
         ),
       );
     }
-    const { rows } = await pgGuarded(() => this.pool.query<Row>('SELECT epoch, size_class, wrapped FROM token_keys WHERE epoch = $1 ORDER BY size_class', [epoch]));
-    return rows.map((r) => this.open(r));
+    return this.ofEpoch(epoch);
   }
 
   async remove(epoch: number): Promise<void> {

@@ -82,6 +82,8 @@ export interface TokenKeyStorage {
    * rewritten whole).
    */
   add(epoch: number, made: StoredKey[], all: () => StoredKey[]): Promise<StoredKey[]>;
+  /** The keys kept for `epoch` by now (a shared store: made by another node); absent for a file, which only this node writes. */
+  ofEpoch?(epoch: number): Promise<StoredKey[]>;
   /** Drops `epoch`'s keys; `all` is every key held without them. */
   remove(epoch: number, all: () => StoredKey[]): Promise<void>;
 }
@@ -158,7 +160,10 @@ export class TokenKeys {
     let p = this.pending.get(epoch);
     if (!p) {
       p = (async () => {
+        // Keys another node made already are taken, not made again (RSA key generation costs about 0.1 s of CPU per class).
+        for (const k of (await this.storage.ofEpoch?.(epoch)) ?? []) if (!this.keys.get(epoch)?.has(k.sizeClass)) this.add(await load(k));
         const missing = this.classes.filter((c) => !this.keys.get(epoch)?.has(c));
+        if (missing.length === 0) return;
         const made = await Promise.all(missing.map((c) => generate(epoch, c)));
         const kept = await this.storage.add(epoch, made, () => this.all());
         for (const s of kept) {
