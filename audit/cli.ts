@@ -25,8 +25,6 @@ import { relationNames, withPgSnapshot, type PgSnapshotInfo } from './pgimage.ts
 import { formatPgScan, scanPgDataDir } from './scan/pgdata.ts';
 import { STORE_URL_ENV, storeUrl } from '../server/pg/connect.ts';
 
-/** Designs whose logs a shared store holds (serve --store runs these only, for now). */
-const STORE_DESIGNS: readonly DesignName[] = ['plain', 'hashed'];
 
 interface AuditFlags {
   data: string;
@@ -173,13 +171,6 @@ export function registerAuditCommand(program: Command): void {
         return;
       }
       let designs = parseDesignList(o.design);
-      if (store !== undefined) {
-        const other = designs.filter((d) => !STORE_DESIGNS.includes(d));
-        if (cmd.getOptionValueSource('design') === 'default') designs = designs.filter((d) => STORE_DESIGNS.includes(d));
-        else if (other.length) {
-          throw new PcdError(ErrorCode.InvalidField, `--store: ${other.join(', ')} does not run on a shared store yet, so it has no logs there: audit --design ${STORE_DESIGNS.join(',')}`);
-        }
-      }
       // Without --design, --target or --plan the hashed audit has no range to enumerate: the others run, and one line says what it needs.
       let skipped: string | undefined;
       if (cmd.getOptionValueSource('design') === 'default' && o.target.length === 0 && o.plan === undefined && designs.length > 1) {

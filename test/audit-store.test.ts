@@ -41,7 +41,7 @@ interface HashedJson {
   reversal: { distinctHashes: number; reversed: number };
 }
 
-/** Registers the asker and X, and looks X up through every node in plain and hashed, and Y once. */
+/** Registers the asker and X, and looks X up through every node in every design, and Y once (plain). */
 async function lookups(nodes: TestServer[]): Promise<{ askerId: number }> {
   const [first] = nodes as [TestServer];
   const asker = await first.admin.createAccount({ email: ASKER_EMAIL, numbers: [ASKER], capabilities: ['messages'] });
@@ -53,6 +53,7 @@ async function lookups(nodes: TestServer[]): Promise<{ askerId: number }> {
     }
     await n.client(asker.token, 'plain').lookupMany([X]);
     await n.client(asker.token, 'hashed').lookupMany([X]);
+    await n.client(asker.token, 'blinded').lookupMany([X]);
   }
   await first.client(asker.token, 'plain').lookupMany([Y]);
   return { askerId: asker.accountId };
@@ -68,8 +69,9 @@ describe('pcd audit --store: the audits on a copy of one snapshot of the shared 
     db = await freshDatabase('pcd_audit');
     dbUrl = db.url;
     password = decodeURIComponent(new URL(dbUrl).password);
-    const nodes = [await startTestServer({ store: dbUrl, designs: ['plain', 'hashed'], nodeName: 'n1' })];
-    nodes.push(await startTestServer({ store: dbUrl, designs: ['plain', 'hashed'], nodeName: 'n2' }));
+    const masterKeyFile = path.join(tempDir(), 'master.key');
+    const nodes = [await startTestServer({ store: dbUrl, nodeName: 'n1', masterKeyFile })];
+    nodes.push(await startTestServer({ store: dbUrl, nodeName: 'n2', masterKeyFile }));
     try {
       ({ askerId } = await lookups(nodes));
     } finally {
@@ -116,16 +118,22 @@ describe('pcd audit --store: the audits on a copy of one snapshot of the shared 
     expect(run.stdout).not.toContain(password);
   });
 
-  it('without --design: plain and hashed (blinded has no logs on a shared store); --design blinded is one line; PCD_DATABASE_URL names the store', async () => {
-    const both = await runPcd(['audit', '--target', X], { PCD_DATABASE_URL: dbUrl });
-    expect(both.code).toBe(0);
-    expect(both.stdout).toContain('plain design');
-    expect(both.stdout).toContain('hashed design');
-    expect(both.stdout).not.toContain('blinded design');
-    const blinded = await runPcd(['audit', '--store', dbUrl, '--design', 'blinded', '--target', X]);
-    expect(blinded.code).not.toBe(0);
-    expect(blinded.stderr.trim().split('\n')).toHaveLength(1);
-    expect(blinded.stderr).toMatch(/blinded does not run on a shared store/);
+  it('without --design: every design, blinded too, whose rows name no number; PCD_DATABASE_URL names the store', async () => {
+    const all = await runPcd(['audit', '--target', X], { PCD_DATABASE_URL: dbUrl });
+    expect(all.code).toBe(0);
+    expect(all.stdout).toContain('plain design');
+    expect(all.stdout).toContain('hashed design');
+    expect(all.stdout).toContain('blinded design');
+    const blinded = await runPcd(['audit', '--store', dbUrl, '--design', 'blinded', '--target', X, '--format', 'json']);
+    expect(blinded.stderr).toBe('');
+    expect(blinded.code).toBe(0);
+    const r = JSON.parse(blinded.stdout) as { targets: { target: string; linkedRows: number }[]; store: string; currentEpoch: number; tokenEvaluations: { requests: number } };
+    expect(r.store).toMatch(/^postgres:\/\/pcd:\*\*\*@/);
+    expect(r.currentEpoch).toBe(1);
+    expect(r.targets).toEqual([expect.objectContaining({ target: X, linkedRows: 0 })]);
+    expect(r.tokenEvaluations.requests).toBe(2); // one through each node
+    // The token-paid evaluations of both nodes are in the copy, counted, with no account and no number (token issuance names the account, as on one node).
+    expect(blinded.stdout).not.toContain(password);
   });
 
   it('an unreachable store is one line and a non-zero exit, without the password', async () => {
@@ -203,7 +211,7 @@ describe('pcd audit --store: the audits on a copy of one snapshot of the shared 
   });
 
   it('the same lookups on a SQLite-backed server audit to the same rows', async () => {
-    const n = await startTestServer({ designs: ['plain', 'hashed'] });
+    const n = await startTestServer();
     try {
       await lookups([n, n]); // twice through one node: the two nodes' rows
     } finally {
@@ -220,6 +228,11 @@ describe('pcd audit --store: the audits on a copy of one snapshot of the shared 
     const hashedFolder = JSON.parse((await runPcd(['audit', '--data', n.dataDir, '--design', 'hashed', '--target', X, '--format', 'json'])).stdout) as HashedJson;
     const hashedStore = JSON.parse((await runPcd(['audit', '--store', dbUrl, '--design', 'hashed', '--target', X, '--format', 'json'])).stdout) as HashedJson;
     expect(hashedStore.rows.map((r) => [r.number, r.hash, r.via])).toEqual(hashedFolder.rows.map((r) => [r.number, r.hash, r.via]));
+    type BlindedJson = { targets: { linkedRows: number }[]; tokenEvaluations: { requests: number; classes: unknown[] } };
+    const blindedFolder = JSON.parse((await runPcd(['audit', '--data', n.dataDir, '--design', 'blinded', '--target', X, '--format', 'json'])).stdout) as BlindedJson;
+    const blindedStore = JSON.parse((await runPcd(['audit', '--store', dbUrl, '--design', 'blinded', '--target', X, '--format', 'json'])).stdout) as BlindedJson;
+    expect(blindedStore.targets.map((t) => t.linkedRows)).toEqual(blindedFolder.targets.map((t) => t.linkedRows));
+    expect(blindedStore.tokenEvaluations.classes).toEqual(blindedFolder.tokenEvaluations.classes);
   });
 });
 
@@ -227,19 +240,21 @@ describe('pcd audit --pg-data: the raw scan of a Postgres data directory', () =>
   // A cluster of this test's own (durable, as a deployment's), so that its data directory is the test's to read.
   let cluster: EmbeddedPostgres | undefined;
   let dbUrl = '';
-  const [asker, ...pool] = sampleNumbers({ count: 16, seed: 'audit-pg-data', regions: ['US'] }) as E164[];
+  const [asker, ...pool] = sampleNumbers({ count: 24, seed: 'audit-pg-data', regions: ['US'] }) as E164[];
   const lookedUp = pool.slice(0, 8);
   const never = pool.slice(8, 12); // neither looked up nor registered
-  const hashedOnly = pool.slice(12); // looked up through hashed only
+  const hashedOnly = pool.slice(12, 15); // looked up through hashed only
+  const blindedOnly = pool.slice(15, 23); // looked up through blinded only (tokens, the default)
 
   beforeAll(async () => {
     cluster = await startEmbeddedPostgres({ fast: false });
     dbUrl = await cluster.createDatabase('pcd_scan');
-    const n = await startTestServer({ store: dbUrl, designs: ['plain', 'hashed'], nodeName: 'scan' });
+    const n = await startTestServer({ store: dbUrl, designs: ['plain', 'hashed', 'blinded'], nodeName: 'scan' });
     try {
       const a = await n.admin.createAccount({ email: 'scan@pcd.test', numbers: [asker!], capabilities: ['messages'] });
       await n.client(a.token, 'plain').lookupMany(lookedUp);
       await n.client(a.token, 'hashed').lookupMany(hashedOnly);
+      for (const x of blindedOnly) expect((await n.client(a.token, 'blinded').lookupMany([x]))[0]!.capabilities).toEqual([]);
     } finally {
       await n.close(); // its logs written
     }
@@ -255,7 +270,7 @@ describe('pcd audit --pg-data: the raw scan of a Postgres data directory', () =>
     await cluster?.stop();
   });
 
-  it('finds every number looked up through plain (in the WAL and, after a checkpoint, in plain_log), the registered one, and nothing of the others', async () => {
+  it('finds every number looked up through plain (in the WAL and, after a checkpoint, in plain_log), the registered one, none looked up through blinded, and nothing of the others', async () => {
     const run = await runPcd(['audit', '--pg-data', cluster!.dataDir, '--store', dbUrl, '--target', [asker, ...lookedUp, ...never].join(','), '--format', 'json']);
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
@@ -277,6 +292,21 @@ describe('pcd audit --pg-data: the raw scan of a Postgres data directory', () =>
     for (const n of (JSON.parse(hashedRun.stdout) as PgScanResult).numbers) {
       expect(n.forms).toEqual(['sha256-raw']);
       expect(n.places.some((p) => p.relation === 'public.hashed_log')).toBe(true);
+    }
+
+    // blinded: 0 of the numbers looked up through it, anywhere in the cluster's files (relation files, WAL), where plain leaves every one.
+    const blindedRun = await runPcd(['audit', '--pg-data', cluster!.dataDir, '--store', dbUrl, '--target', blindedOnly.join(','), '--format', 'json']);
+    expect(blindedRun.code).toBe(0);
+    const blindedScan = JSON.parse(blindedRun.stdout) as PgScanResult;
+    expect(blindedScan.numbers).toHaveLength(blindedOnly.length);
+    for (const n of blindedScan.numbers) expect(n).toMatchObject({ files: 0, forms: [], places: [] });
+    // The evaluations were logged, in the store, without a number: what the scan searched was there.
+    const c = new pg.Client({ connectionString: dbUrl });
+    await c.connect();
+    try {
+      expect((await c.query<{ n: number }>('SELECT sum(count)::int AS n FROM blinded_token_eval_log')).rows[0]!.n).toBeGreaterThanOrEqual(blindedOnly.length);
+    } finally {
+      await c.end();
     }
 
     // The table, offline (no --store): the same numbers found, relation files by oid, and the note.
