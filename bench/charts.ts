@@ -12,7 +12,7 @@
  */
 import { workloadChart } from './workload.ts';
 import { runLine, titleSuffix } from './label.ts';
-import type { BandwidthMark, BenchResults, BuildMark, CryptoMark, FairnessMark, HttpMark, Mark, ReverseMark, ScaleMark, StoreMark } from './results.ts';
+import type { BandwidthMark, BenchResults, BuildMark, CryptoMark, FairnessMark, HttpMark, Mark, NodesMark, ReverseMark, ScaleMark, StoreMark } from './results.ts';
 import { formatNumber } from './stats.ts';
 import { VEGA_LITE_SCHEMA, type ChartSpec } from './vega.ts';
 
@@ -441,6 +441,26 @@ export function chartSpecs(r: BenchResults): Map<string, ChartSpec> {
         ]),
         log: true,
         note: 'seeding: bulk insert of the synthetic directory (Postgres by COPY), generator included; scan: directory() read whole. Postgres on the same machine over TCP loopback, fsync on.',
+      }),
+    );
+  }
+
+  const nodes = by<NodesMark>(r, 'nodes');
+  if (nodes.length > 0) {
+    const setups = [...new Set(nodes.map((m) => m.setup))];
+    const designs = [...new Set(nodes.map((m) => m.design))];
+    charts.set(
+      'nodes.svg',
+      barChartSpec(r, {
+        title: 'Single lookups through nodes: SQLite, one Postgres-backed node, two on one store',
+        xTitle: 'design',
+        yTitle: 'lookups per second',
+        legendTitle: 'setup',
+        categories: designs,
+        series: setups,
+        rows: nodes.map((m) => ({ category: m.design, series: m.setup, value: m.lookupsPerSec })),
+        log: false,
+        note: 'Server child processes, taking turns in slices; blinded pays a Privacy Pass token per request (spent in the store). Two cores: a second node shows correctness, not added throughput.',
       }),
     );
   }

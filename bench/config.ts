@@ -12,6 +12,7 @@ import type { HttpConfig, HttpShapeConfig } from './http.ts';
 import type { ReverseConfig } from './reverse.ts';
 import type { ScaleConfig } from './scale.ts';
 import type { StoreConfig } from './store.ts';
+import type { NodesConfig } from './nodes.ts';
 import type { WorkloadConfig } from './workload.ts';
 import { WORKLOAD_BOOKS } from './tokens.ts';
 
@@ -25,6 +26,7 @@ export interface BenchConfig {
   build: BuildConfig;
   scale: ScaleConfig;
   store: StoreConfig;
+  nodes: NodesConfig;
   reverse: ReverseConfig;
   workload: WorkloadConfig;
 }
@@ -91,6 +93,7 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
         },
         scale: { sizes: [300], backend: 'sodium', bucketBits: 0, killAfterMs: 200 },
         store: { sizes: [10_000], creates: 50, authentications: 200 },
+        nodes: { directorySize: 1000, poolSize: 64, designs: ['plain', 'blinded'], concurrency: 4, durationMs: 600, rounds: 2, warmupMs: 100 },
         bandwidth: { directorySize: 100, bucketBits: [0, 2], lookups: [1, 20], projectTo: PROJECT_TO, projectBits: PROJECT_BITS },
         build: { sizes: [100], blindedSizes: [100], bucketBits: 0, projectTo: PROJECT_TO, projectCores },
         reverse: {
@@ -168,6 +171,7 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
         },
         scale: { sizes: [20_000], backend: 'sodium', bucketBits: 4, killAfterMs: 1000 },
         store: { sizes: [100_000], creates: 50, authentications: 200 },
+        nodes: { directorySize: 10_000, poolSize: 200, designs: ['plain', 'blinded'], concurrency: 4, durationMs: 6000, rounds: 3, warmupMs: 500 },
         bandwidth: { directorySize: 1000, bucketBits: [0, 4, 8], lookups: [1, 100], projectTo: PROJECT_TO, projectBits: PROJECT_BITS },
         build: { sizes: [1000, 10_000], blindedSizes: [1000], bucketBits: 0, projectTo: PROJECT_TO, projectCores },
         reverse: {
@@ -246,6 +250,8 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
         scale: { sizes: [1_000_000, 10_000_000], backend: 'sodium', bucketBits: 8, killAfterMs: 1000 },
         // Seeding 10^7 numbers into Postgres is the target (at most 5 min).
         store: { sizes: [1_000_000, 10_000_000], creates: 200, authentications: 2000 },
+        // Lookups through a Postgres-backed node against a SQLite-backed one, and two nodes on one store: the 10 % target.
+        nodes: { directorySize: 100_000, poolSize: 1000, designs: ['plain', 'blinded'], concurrency: 4, durationMs: 60_000, rounds: 6, warmupMs: 2000 },
         bandwidth: {
           directorySize: 10_000,
           bucketBits: [0, 2, 4, 6, 8, 10, 12],

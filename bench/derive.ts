@@ -3,7 +3,7 @@
  * are shared and noisy: a ratio of two numbers measured minutes apart on
  * the same machine says more than either number alone).
  */
-import type { BandwidthMark, BuildMark, CryptoMark, ExternalReference, FairnessMark, HttpMark, Mark, Ratio, StoreMark } from './results.ts';
+import type { BandwidthMark, BuildMark, CryptoMark, ExternalReference, FairnessMark, HttpMark, Mark, NodesMark, Ratio, StoreMark } from './results.ts';
 import { TOKEN_OPS } from './tokens.ts';
 
 function by<T extends Mark>(marks: readonly Mark[], section: T['section']): T[] {
@@ -177,6 +177,13 @@ export function deriveRatios(marks: readonly Mark[], references: readonly Extern
     push('store', `store ${at}: postgres / sqlite createAccount p99 latency`, p.createLatencyMs.p99, s.createLatencyMs.p99, f('p99 ms'));
     push('store', `store ${at}: postgres / sqlite authenticate mean time`, p.authenticateMeanUs, s.authenticateMeanUs, f('mean µs'));
     push('store', `store ${at}: postgres / sqlite bytes on disk after seeding`, p.diskBytes, s.diskBytes, f('bytes'));
+  }
+  // Nodes: a Postgres-backed node (and two on one store) against a SQLite-backed node, same design, same run.
+  const nodes = by<NodesMark>(marks, 'nodes');
+  for (const m of nodes.filter((x) => x.setup !== 'sqlite')) {
+    const s = nodes.find((x) => x.setup === 'sqlite' && x.design === m.design);
+    push('nodes', `nodes: ${m.design} single lookups per second, ${m.setup} / sqlite`, m.lookupsPerSec, s?.lookupsPerSec, `lookups/s, ${m.name} ÷ ${s?.name}`);
+    push('nodes', `nodes: ${m.design} CPU-seconds per lookup (nodes and Postgres), ${m.setup} / sqlite`, 1 / m.lookupsPerCpuSecond, s && 1 / s.lookupsPerCpuSecond, `CPU per lookup, ${m.name} ÷ ${s?.name}`);
   }
   return out;
 }

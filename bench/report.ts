@@ -9,6 +9,7 @@
  */
 import { workloadMarkdown } from './workload.ts';
 import { storeMarkdown } from './store.ts';
+import { nodesMarkdown } from './nodes.ts';
 import { describeTree } from './machine.ts';
 import { DIRTY_LABEL, machineLine, runLabels, titleSuffix } from './label.ts';
 import type {
@@ -23,6 +24,7 @@ import type {
   ReverseMark,
   ScaleMark,
   StoreMark,
+  NodesMark,
 } from './results.ts';
 import { formatBytes, formatNumber, formatPerItem, formatSeconds } from './stats.ts';
 import { TOKEN_LIMITS, tokenTargets } from './tokens.ts';
@@ -306,6 +308,8 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
 
   const store = by<StoreMark>(r, 'store');
   if (store.length > 0) out.push(...storeMarkdown(r, store, t));
+  const nodes = by<NodesMark>(r, 'nodes');
+  if (nodes.length > 0) out.push(...nodesMarkdown(r, nodes, t));
 
   const rev = by<ReverseMark>(r, 'reverse');
   if (rev.length > 0) {

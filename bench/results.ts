@@ -12,7 +12,7 @@ import type { Summary, TimedMark } from './stats.ts';
 import type { WorkloadMark, WorkloadResult } from './workload.ts';
 
 export const RESULTS_SCHEMA = 'pcd-bench/2';
-export const SECTIONS = ['crypto', 'http', 'fairness', 'bandwidth', 'build', 'scale', 'store', 'reverse', 'workload'] as const;
+export const SECTIONS = ['crypto', 'http', 'fairness', 'bandwidth', 'build', 'scale', 'store', 'nodes', 'reverse', 'workload'] as const;
 export type Section = (typeof SECTIONS)[number];
 
 /**
@@ -312,7 +312,38 @@ export interface StoreMark {
   target?: ScaleTarget;
 }
 
-export type Mark = CryptoMark | HttpMark | FairnessMark | BandwidthMark | BuildMark | ScaleMark | StoreMark | ReverseMark | WorkloadMark;
+/** Where the lookups of a nodes mark went (bench/nodes.ts). */
+export type NodesSetup = 'sqlite' | 'postgres, 1 node' | 'postgres, 2 nodes';
+
+/**
+ * Single lookups over HTTP through nodes on one store (bench/nodes.ts): a
+ * SQLite-backed node, a Postgres-backed node, two Postgres-backed nodes
+ * sharing the load, in the same minutes.
+ */
+export interface NodesMark {
+  section: 'nodes';
+  name: string;
+  design: 'plain' | 'blinded';
+  setup: NodesSetup;
+  nodes: number;
+  requests: number;
+  errors: number;
+  errorKinds: Record<string, number>;
+  durationMs: number;
+  lookupsPerSec: number;
+  latencyMs: LatencyMs;
+  /** CPU of the node processes per lookup. */
+  nodeCpuMsPerLookup: number;
+  /** CPU of the Postgres processes per lookup (0 for SQLite). */
+  postgresCpuMsPerLookup: number;
+  /** Lookups per CPU-second of the node processes, and of the nodes and Postgres together: the per-core figures. */
+  lookupsPerNodeCpuSecond: number;
+  lookupsPerCpuSecond: number;
+  /** lookups/s over the SQLite node's, same design, same run. */
+  ratioToSqlite: number;
+}
+
+export type Mark = CryptoMark | HttpMark | FairnessMark | BandwidthMark | BuildMark | ScaleMark | StoreMark | NodesMark | ReverseMark | WorkloadMark;
 
 export interface Ratio {
   name: string;

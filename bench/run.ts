@@ -24,7 +24,8 @@
  *   node --import tsx bench/run.ts --quick     the same without the pcd binary
  *
  * Sections: crypto, http, fairness, bandwidth, build, scale, store (the
- * accounts and directory store, SQLite against Postgres), reverse,
+ * accounts and directory store, SQLite against Postgres), nodes (lookups
+ * through Postgres-backed nodes against a SQLite-backed one), reverse,
  * workload (a simulated month, workload/: what each design's logs give away)
  * (README, "Benchmarks"). `scale` is the heavy one (10^6 and 10^7 numbers in the
  * full profile, tens of minutes): run it on its own with --only scale. With
@@ -56,6 +57,7 @@ import { runReverse } from './reverse.ts';
 import { runWorkloadSection, type WorkloadResult } from './workload.ts';
 import { runScale } from './scale.ts';
 import { runStore } from './store.ts';
+import { runNodes } from './nodes.ts';
 import { sinkDigest } from './stats.ts';
 
 /** The reference run (committed): full profile only, from a clean commit. */
@@ -97,6 +99,7 @@ export const CHART_FILES = [
   'memory.svg',
   'scale.svg',
   'store.svg',
+  'nodes.svg',
   'workload.svg',
   'reverse.svg',
 ];
@@ -204,6 +207,12 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
         }
         case 'store': {
           const r = await runStore(config.store, log);
+          marks.push(...r.marks);
+          notes.push(...r.notes);
+          break;
+        }
+        case 'nodes': {
+          const r = await runNodes(config.nodes, log);
           marks.push(...r.marks);
           notes.push(...r.notes);
           break;

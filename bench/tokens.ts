@@ -125,7 +125,7 @@ export interface PublishedTokens {
   keys: readonly TokenKeyInfo[];
 }
 
-/** Mints tokens of a running server's current epoch, with the keys of its data folder. */
+/** Mints tokens of a running server's current epoch, with the keys of its data folder (or of its shared store). */
 export class TokenMinter {
   readonly digest: Uint8Array;
 
@@ -147,10 +147,16 @@ export class TokenMinter {
       dataDir,
       published.keys.map((k) => k.sizeClass),
     );
+    return TokenMinter.fromKeys(file, published, tokenKeyFilePath(dataDir));
+  }
+
+  /** The same, with keys read from wherever the server keeps them (a shared store's, bench/nodes.ts); `where` names them in errors. */
+  static async fromKeys(held: TokenKeys, published: PublishedTokens, where: string): Promise<TokenMinter> {
+    if (published.keys.length === 0) throw new Error(`the server publishes no token keys for epoch ${published.epoch}`);
     const keys = new Map<number, TokenKey>();
     for (const p of published.keys) {
-      const k = file.get(published.epoch, p.sizeClass);
-      if (!k || !bytesEqual(k.tokenKey, p.tokenKey)) throw new Error(`${tokenKeyFilePath(dataDir)}: epoch ${published.epoch}, class ${p.sizeClass}: not the token key the server publishes`);
+      const k = held.get(published.epoch, p.sizeClass);
+      if (!k || !bytesEqual(k.tokenKey, p.tokenKey)) throw new Error(`${where}: epoch ${published.epoch}, class ${p.sizeClass}: not the token key the server publishes`);
       keys.set(p.sizeClass, k);
     }
     const minter = new TokenMinter(published, keys);
