@@ -93,7 +93,7 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
         },
         scale: { sizes: [300], backend: 'sodium', bucketBits: 0, killAfterMs: 200 },
         store: { sizes: [10_000], creates: 50, authentications: 200 },
-        nodes: { directorySize: 1000, poolSize: 64, designs: ['plain', 'blinded'], concurrency: 4, durationMs: 600, rounds: 2, warmupMs: 100 },
+        nodes: { directorySize: 1000, poolSize: 64, designs: ['plain', 'blinded'], concurrency: 4, durationMs: 600, rounds: 2, warmupMs: 100, sizeClasses: [1, 2] },
         bandwidth: { directorySize: 100, bucketBits: [0, 2], lookups: [1, 20], projectTo: PROJECT_TO, projectBits: PROJECT_BITS },
         build: { sizes: [100], blindedSizes: [100], bucketBits: 0, projectTo: PROJECT_TO, projectCores },
         reverse: {

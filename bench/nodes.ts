@@ -56,6 +56,8 @@ export interface NodesConfig {
   warmupMs: number;
   /** A Postgres server to make the database on (its maintenance URL); default: an embedded one started for the section. */
   pgUrl?: string;
+  /** The nodes' token size classes (default the server's; a single lookup pays with class 1, and each class is an RSA key a node makes at start). */
+  sizeClasses?: number[];
 }
 
 export const NODES_SETUPS: readonly NodesSetup[] = ['sqlite', 'postgres, 1 node', 'postgres, 2 nodes'];
@@ -168,7 +170,7 @@ export async function runNodes(config: NodesConfig, log: (line: string) => void)
       const child = forkServer();
       children.push(child);
       const started = await child.start(
-        { designs: config.designs, adminToken: BENCH_ADMIN_TOKEN, progress: false, evalThreads: 1, rateLimits: false, sizeClasses: DEFAULT_SIZE_CLASSES, ...options } as never,
+        { designs: config.designs, adminToken: BENCH_ADMIN_TOKEN, progress: false, evalThreads: 1, rateLimits: false, sizeClasses: config.sizeClasses ?? DEFAULT_SIZE_CLASSES, ...options } as never,
         openTimeoutMs(seeded.numbers),
       );
       if (config.designs.includes('blinded')) await waitBlindedServing(started.url, openTimeoutMs(seeded.numbers));

@@ -23,6 +23,7 @@ import { barChartSpec, chartSpecs, lineChartSpec, withRunLabel } from '../bench/
 import { compareRuns, loadRun, metricsOf } from '../bench/compare.ts';
 import { deriveRatios } from '../bench/derive.ts';
 import { runStore, seedTarget, STORE_TARGET } from '../bench/store.ts';
+import { runNodes } from '../bench/nodes.ts';
 import { PROJECT_ROOT } from '../bench/machine.ts';
 import { renderMarkdown, table } from '../bench/report.ts';
 import { CHART_FILES, DEFAULT_OUT, defaultOut, main, mergeEarlier, parseSections, readResults, refusal, SCRATCH_ROOT } from '../bench/run.ts';
@@ -640,4 +641,40 @@ describe('benchmark store section (bench/store.ts)', () => {
     for (const text of [...title, ...axes]) expect(svg).toContain(xml(text));
     expect(warnings).toEqual([]);
   }, 120_000);
+
+  it('runs the nodes section at a tiny size on the run\'s Postgres: three setups per design, answers checked, ratios, table, target lines and chart', async () => {
+    const pgUrl = inject('pgUrl');
+    if (!pgUrl) throw new Error(inject('pgError') || 'no Postgres for the tests (test/pg-global-setup.ts)');
+    const lines: string[] = [];
+    const { marks, notes } = await runNodes({ directorySize: 300, poolSize: 16, designs: ['plain', 'blinded'], concurrency: 2, durationMs: 300, rounds: 1, warmupMs: 0, pgUrl, sizeClasses: [1] }, (l) => lines.push(l));
+    expect(marks.map((m) => [m.design, m.setup, m.nodes])).toEqual([
+      ['plain', 'sqlite', 1],
+      ['plain', 'postgres, 1 node', 1],
+      ['plain', 'postgres, 2 nodes', 2],
+      ['blinded', 'sqlite', 1],
+      ['blinded', 'postgres, 1 node', 1],
+      ['blinded', 'postgres, 2 nodes', 2],
+    ]);
+    for (const m of marks) {
+      expect(m.requests).toBeGreaterThan(0);
+      expect(m.errors).toBe(0); // every token minted from the store's keys was accepted, once
+      expect(m.lookupsPerSec).toBeGreaterThan(0);
+      expect(m.nodeCpuMsPerLookup).toBeGreaterThan(0);
+    }
+    expect(marks.filter((m) => m.setup === 'sqlite').every((m) => m.ratioToSqlite === 1 && m.postgresCpuMsPerLookup === 0)).toBe(true);
+    expect(lines.join('\n')).toContain('answers checked through the real client on every node for plain, blinded');
+    expect(notes.join(' ')).toMatch(/^Nodes: 300 numbers; Postgres \d+/);
+    const ratios = deriveRatios(marks).filter((r) => r.section === 'nodes');
+    expect(ratios.map((r) => r.name)).toContain('nodes: blinded single lookups per second, postgres, 1 node / sqlite');
+    const run: BenchResults = { ...FAKE, marks, ratios, notes };
+    const md = renderMarkdown(run, ['nodes.svg']);
+    expect(md).toContain('## Nodes: a Postgres-backed node against a SQLite-backed one');
+    expect(md).toMatch(/^\| blinded \| postgres, 2 nodes \|/m);
+    expect(md).toMatch(/Target of the issue \(plain lookups through a Postgres-backed node within 10 % of a SQLite-backed node\): (met|\*\*not met\*\*)/);
+    const spec = chartSpecs(run).get('nodes.svg');
+    expect(spec).toBeDefined();
+    const warnings: string[] = [];
+    expectVegaSvg(await renderSpec(spec!, { onWarn: (m) => warnings.push(m) }));
+    expect(warnings).toEqual([]);
+  }, 180_000);
 });
