@@ -94,6 +94,7 @@ import { Epochs } from '../blinded/epochs.ts';
 import type { EpochSet } from '../blinded/epochs-serve.ts';
 import { SharedEpochs } from '../pg/epochs.ts';
 import { PgTokenKeyStorage } from '../pg/tokenkeys.ts';
+import { createPool } from '../pg/connect.ts';
 import { EvaluatorPool } from '../blinded/pool.ts';
 import { countingLog, designLog } from '../querylog.ts';
 import { Store } from '../store.ts';
@@ -198,6 +199,7 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
   // Anonymous requesters (server/tokens/service.ts): token keys per size class and live epoch, made in the
   // background for every live epoch (and each new one after a rotation), retired with their epoch.
   const auth = ctx.options.blindedAuth ?? DEFAULT_BLINDED_AUTH;
+  const spentPool = ctx.shared && auth === 'token' ? createPool(ctx.shared.url, { max: 4, applicationName: 'pcd spends', asyncCommit: true, logger: ctx.logger }) : undefined;
   const tokens =
     auth === 'token'
       ? new TokenService(
@@ -205,8 +207,9 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
           epochs instanceof SharedEpochs
             ? await TokenKeys.openFrom(new PgTokenKeyStorage(ctx.shared!.pool, epochs.master), ctx.options.sizeClasses ?? DEFAULT_SIZE_CLASSES)
             : await TokenKeys.open(ctx.options.dataDir, ctx.options.sizeClasses ?? DEFAULT_SIZE_CLASSES),
-          // A token spent on one node is refused on every other: the spent set is the shared store's.
-          ctx.shared ? new PgSpentTokens(ctx.shared.pool) : new SqliteSpentTokens(ctx.store.db),
+          // A token spent on one node is refused on every other: the spent set is the shared store's, written by a pool of
+          // its own whose commits do not wait for the WAL flush (server/tokens/spent.ts says what that risks).
+          spentPool ? new PgSpentTokens(spentPool) : new SqliteSpentTokens(ctx.store.db),
           ctx.options.tokenIssuer ?? DEFAULT_ISSUER_NAME,
         )
       : undefined;
@@ -416,6 +419,7 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
       await tokenEvalLog?.close();
       await issuanceLog?.close();
       await epochs.close();
+      await spentPool?.end();
     },
   };
 };

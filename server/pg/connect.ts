@@ -70,12 +70,14 @@ interface ErrorLogger {
 }
 
 /** A pool to `url`; idle connections' errors go to `logger` rather than ending the process. */
-export function createPool(url: string, options: { max?: number; logger?: ErrorLogger; applicationName?: string } = {}): pg.Pool {
+export function createPool(url: string, options: { max?: number; logger?: ErrorLogger; applicationName?: string; asyncCommit?: boolean } = {}): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? 10,
     types: TYPES,
     application_name: options.applicationName ?? 'pcd',
+    // A commit that does not wait for its WAL flush (the spent tokens: server/tokens/spent.ts says what that risks).
+    ...(options.asyncCommit ? { options: '-c synchronous_commit=off' } : {}),
     connectionTimeoutMillis: 10_000,
     idleTimeoutMillis: 30_000,
   });

@@ -167,7 +167,8 @@ export class SharedEpochs extends EpochSet {
     for (const r of rows) {
       const expired = r.destroyed_at === null && r.retires_at !== null && r.retires_at <= now && r.epoch !== globalCurrent?.epoch;
       if (r.destroyed_at !== null || expired) {
-        if (this.live.has(r.epoch) || !this.destroyed.has(r.epoch)) this.destroyLocal(r.epoch);
+        if (this.live.has(r.epoch)) this.destroyLocal(r.epoch);
+        else this.destroyed.add(r.epoch); // never served here: nothing to zero, no one to tell
         if (expired || r.has_key || r.stored_version !== null) await this.destroyInStore(r.epoch, now);
       }
     }

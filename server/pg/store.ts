@@ -110,7 +110,8 @@ export class PgStore implements DirectoryStore {
 
   private constructor(
     readonly pool: pg.Pool,
-    private readonly url: string,
+    /** The store's URL, password included: never logged (server/pg/connect.ts redactUrl). */
+    readonly url: string,
     /** This process's name in `directory_journal_holds` (several nodes share the table). */
     readonly node: string,
     private readonly logger: StoreLogger | undefined,

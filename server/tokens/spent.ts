@@ -86,16 +86,28 @@ export class SqliteSpentTokens implements SpentTokenStore {
 /** A Buffer over the same bytes (node-postgres sends a Buffer as BYTEA). */
 const bytea = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
-/** The spent tokens in the shared Postgres store's `spent_tokens` (disk/schema.ts PG_SCHEMA). */
+/**
+ * The spent tokens in the shared Postgres store's `spent_tokens` (disk/schema.ts PG_SCHEMA).
+ *
+ * A spend is one INSERT, a named (prepared) statement, on every request
+ * paid with a token. Given a pool made with `asyncCommit` (server/pg/connect.ts;
+ * the blinded design's own small pool, server/designs/blinded.ts), its
+ * commit does not wait for the WAL flush, as SQLite's WAL with synchronous =
+ * NORMAL does not: a crash of Postgres (or of its machine) may lose the
+ * spends of the last moments (Postgres flushes the WAL every 200 ms by
+ * default, at most three times that is lost), and those tokens could each
+ * be spent once more. A replay that is answered is refused as ever.
+ */
 export class PgSpentTokens implements SpentTokenStore {
   constructor(private readonly pool: pg.Pool) {}
 
   async spend(t: SpentToken): Promise<boolean> {
     const r = await pgGuarded(() =>
-      this.pool.query(`INSERT INTO ${SPENT_TOKENS_TABLE} (nonce_hash, key_id) VALUES ($1, $2) ON CONFLICT (key_id, nonce_hash) DO NOTHING`, [
-        bytea(t.nonceHash),
-        bytea(t.key.keyId),
-      ]),
+      this.pool.query({
+        name: 'pcd-spend-token',
+        text: `INSERT INTO ${SPENT_TOKENS_TABLE} (nonce_hash, key_id) VALUES ($1, $2) ON CONFLICT (key_id, nonce_hash) DO NOTHING`,
+        values: [bytea(t.nonceHash), bytea(t.key.keyId)],
+      }),
     );
     return r.rowCount === 1;
   }
