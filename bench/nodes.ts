@@ -333,7 +333,7 @@ export function nodesMarkdown(r: BenchResults, marks: readonly NodesMark[], t: (
     'Single lookups over HTTP, plain and blinded (a Privacy Pass token per request, spent in the node\'s store), through: one node on its data folder\'s SQLite; one node on the shared Postgres store; ' +
       'two nodes on that store taking half the load each. Server child processes over the same synthetic directory, driven from this process; the setups take turns in slices, so the ratios come from the same minutes. ' +
       'On two cores a second node cannot add throughput (the load generator, the nodes and Postgres share them): its row shows several nodes serving one store under load, and the per-core columns what a lookup costs ' +
-      '(lookups per CPU-second of the node processes, and of the nodes and Postgres together).',
+      '(lookups per CPU-second of the node processes, and of the nodes and Postgres together). On Postgres a spend is one INSERT on a pool whose commits do not wait for the WAL flush (server/tokens/spent.ts says what that risks).',
     '',
   );
   const ms = (v: number) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
