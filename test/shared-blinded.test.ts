@@ -167,16 +167,34 @@ describe('the leader of a shared store stops during an epoch build', () => {
     const rotation = others[0]!.admin.rotateKey({});
     await waitFor('the leader starts building epoch 2', () => blinded(leader).epochs.building?.epoch === 2);
     const during = await others[1]!.admin.createAccount({ email: 'during@pcd.test', numbers: ['+14155550299'], capabilities: ['messages', 'facetime'] });
+    // A third of the way in: several of its 16 parts are stored (server/pg/epochbuild.ts).
+    await waitFor('the leader is a third of the way through', () => (blinded(leader).epochs.building?.done ?? 0) >= 1000, 60_000);
     await leader.close(); // its session, and the lock with it, ends
     nodes.splice(nodes.indexOf(leader), 1);
     expect(await rotation).toMatchObject({ epoch: 2, previous: 1 });
     const next = nodes.filter((n) => n.server.leadership?.isLeader);
     expect(next).toHaveLength(1);
-    expect(blinded(next[0]!).epochs.stats.lastBuild?.epoch).toBe(2);
+    // The new leader built epoch 2 from where the old one stopped: the parts it stored, the rest computed.
+    const resumed = blinded(next[0]!).epochs.stats.lastBuild!;
+    expect(resumed.epoch).toBe(2);
+    expect(resumed.reused).toBeGreaterThanOrEqual(500);
+    expect(resumed.reused).toBeLessThan(resumed.numbers);
+    // The parts went with the build: the stored table has the tags.
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    try {
+      expect((await c.query('SELECT count(*)::int AS n FROM epoch_build_parts')).rows[0].n).toBe(0);
+    } finally {
+      await c.end();
+    }
     for (const n of nodes) {
       await waitFor('every node serves epoch 2', () => blinded(n).epochs.currentNumber === 2);
       expect(await answer(n, during.token, '+14155550299')).toEqual(['messages', 'facetime']);
       expect(await answer(n, during.token, '+14155560007')).toEqual(['messages']);
+      // One seeded number of every part, and one never registered: the reused tags and the computed ones answer alike.
+      const seeded = Array.from({ length: 16 }, (_, i) => `+1415556${String(100 + i).padStart(4, '0')}`);
+      const got = await n.client(during.token, 'blinded').lookupMany([...seeded, '+14155579999']);
+      expect(got.map((r) => r.capabilities)).toEqual([...seeded.map(() => ['messages']), []]);
     }
   });
 });

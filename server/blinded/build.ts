@@ -48,7 +48,7 @@ export const WORKER_MIN_NUMBERS = 2000;
 /** Numbers per `tags` job sent to a worker. */
 export const WORKER_CHUNK = 500;
 /** Directory size from which a progress bar is drawn. */
-const PROGRESS_MIN_NUMBERS = 1000;
+export const PROGRESS_MIN_NUMBERS = 1000;
 
 /** A copy of the directory: numbers as e164ToKey, their masks, and the directory version they reflect. */
 export interface Snapshot {

@@ -74,6 +74,8 @@ export interface EpochStats {
     collisions: number;
     /** Directory changes that arrived during the build and were applied after it. */
     pendingChanges: number;
+    /** On a shared store: tags taken from the parts an earlier builder stored (server/pg/epochbuild.ts). */
+    reused?: number;
   };
   /** The last cache load: seconds from reading the file to serving, changes replayed. */
   lastLoad?: { epoch: number; seconds: number; replayed: number };

@@ -51,7 +51,8 @@ import { e164ToKey, type E164 } from '../../shared/e164.ts';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
 import { DEFAULT_BACKEND, MODES, type KeyPair, type OprfMode, type OprfBackend } from '../../shared/suite.ts';
 import type { ServerContext } from '../context.ts';
-import { buildEpoch, checkAbort, computeTags, snapshotDirectory, tagOf, threadsFor, type AbortFlag } from '../blinded/build.ts';
+import { PROGRESS_MIN_NUMBERS, ProgressBar, buildEpoch, checkAbort, computeTags, snapshotDirectory, tagOf, threadsFor, type AbortFlag } from '../blinded/build.ts';
+import { buildInParts } from './epochbuild.ts';
 import { pickCurrent, MAX_RETRY_AFTER_S, type LiveEpoch } from '../blinded/epoch.ts';
 import { EpochSet, MAX_LIVE_EPOCHS, type Rotation } from '../blinded/epochs-serve.ts';
 import type { BucketTable, EpochParams } from '../blinded/table.ts';
@@ -337,17 +338,35 @@ export class SharedEpochs extends EpochSet {
     const active = { epoch: e.epoch, done: 0, total: snapshot.keys.length };
     this.active = active;
     this.ctx.logger.info({ epoch: e.epoch, numbers: snapshot.keys.length, leader: this.leading }, 'building epoch buckets');
+    const onProgress = (done: number): void => {
+      active.done = done;
+      if (e.preparing) e.preparing.done = done;
+    };
     try {
+      // The leader builds in parts it stores as it goes, so a leader after it resumes (server/pg/epochbuild.ts).
+      if (this.leading) {
+        const bar = new ProgressBar(`pcd: building epoch ${e.epoch}`, snapshot.keys.length, this.ctx.options.progress === true && snapshot.keys.length >= PROGRESS_MIN_NUMBERS);
+        const built = await buildInParts(this.shared.pool, e.epoch, e.params, e.key, snapshot, {
+          backend: this.backend,
+          abort,
+          logger: this.ctx.logger,
+          stats: this.stats,
+          onProgress: (done) => {
+            onProgress(done);
+            bar.update(done);
+          },
+          keepParts: () => this.leading,
+        });
+        bar.finish(`pcd: built epoch ${e.epoch}: ${built.numbers.toLocaleString('en-US')} numbers in ${built.seconds.toFixed(1)} s (${built.reused.toLocaleString('en-US')} tags from an earlier builder's parts)`);
+        return built;
+      }
       return await buildEpoch(e.epoch, e.params, e.key, snapshot, {
         backend: this.backend,
         abort,
         logger: this.ctx.logger,
         progressBar: this.ctx.options.progress === true,
         stats: this.stats,
-        onProgress: (done) => {
-          active.done = done;
-          if (e.preparing) e.preparing.done = done;
-        },
+        onProgress,
       });
     } finally {
       if (this.active === active) this.active = undefined;

@@ -130,6 +130,7 @@ export async function storeEpochTable(pool: pg.Pool, epoch: number, bytes: Buffe
     await c.query('DELETE FROM epoch_tables WHERE epoch = $1 AND generation <> $2', [epoch, generation]);
     if (row.generation === null) {
       await c.query('UPDATE epochs SET retires_at = $1 WHERE epoch < $2 AND destroyed_at IS NULL AND retires_at IS NULL', [retiresAt, epoch]);
+      await c.query('DELETE FROM epoch_build_parts WHERE epoch = $1', [epoch]); // the build's parts: the table has them
     }
     return true;
   });
@@ -156,7 +157,8 @@ export async function readEpochTable(pool: pg.Pool, expect: CacheExpectation): P
 
 /**
  * The store's half of an epoch's destruction, idempotent: destroyed_at
- * (when not set), then its wrapped key, its tables and its token keys. Returns true when
+ * (when not set), then its wrapped key, its tables, its token keys and any
+ * build parts. Returns true when
  * a key was deleted (the caller then vacuums, server/pg/epochkeys.ts).
  */
 export async function destroyStoredEpoch(pool: pg.Pool, epoch: number, now: number): Promise<boolean> {
@@ -166,6 +168,7 @@ export async function destroyStoredEpoch(pool: pg.Pool, epoch: number, now: numb
     await c.query('DELETE FROM epoch_table_heads WHERE epoch = $1', [epoch]);
     await c.query('DELETE FROM epoch_tables WHERE epoch = $1', [epoch]);
     await c.query('DELETE FROM token_keys WHERE epoch = $1', [epoch]);
+    await c.query('DELETE FROM epoch_build_parts WHERE epoch = $1', [epoch]);
     return (k.rowCount ?? 0) > 0;
   });
 }
