@@ -28,7 +28,9 @@
  * The leader holds a session lock; when it dies (kill -9 too) Postgres
  * frees it and another node leads within a second or two. The new leader
  * sees the live epoch with no stored table and builds it from its own
- * directory, from the start: the build is not resumed from a partial one.
+ * directory, resuming from the parts the old leader stored as it went
+ * (server/pg/epochbuild.ts: 16 parts, so at most the part under way and
+ * the numbers registered since are computed again).
  * No registration can be lost: each was committed to the store and its
  * journal before it was acknowledged, and the new leader's directory
  * follows that journal. A node waiting on a rotation answers once the
