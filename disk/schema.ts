@@ -184,6 +184,8 @@ CREATE TABLE IF NOT EXISTS epoch_table_heads (
 );
 -- The parts of a build under way (server/pg/epochbuild.ts): tags by number, for a builder that takes over.
 CREATE TABLE IF NOT EXISTS epoch_build_parts (epoch INTEGER NOT NULL, part INTEGER NOT NULL, keys BYTEA NOT NULL, tags BYTEA NOT NULL, PRIMARY KEY (epoch, part));
+-- The OHTTP gateway's private keys (server/pg/ohttpkeys.ts), wrapped under the master key: one configuration for every node.
+CREATE TABLE IF NOT EXISTS ohttp_keys (key_id INTEGER PRIMARY KEY, master_id BYTEA NOT NULL, wrapped BYTEA NOT NULL);
 -- The Privacy Pass issuer's RSA keys per epoch and size class (server/tokens/keys.ts), wrapped under the master key.
 CREATE TABLE IF NOT EXISTS token_keys (epoch INTEGER NOT NULL, size_class INTEGER NOT NULL, master_id BYTEA NOT NULL, wrapped BYTEA NOT NULL, PRIMARY KEY (epoch, size_class));
 CREATE TABLE IF NOT EXISTS epochs (

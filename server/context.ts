@@ -16,6 +16,7 @@ import type { Store } from './store.ts';
 import type { DirectoryStore } from './directory-store.ts';
 import type { PgStore } from './pg/store.ts';
 import type { Leadership } from './pg/leader.ts';
+import type { MasterKey } from './pg/epochkeys.ts';
 
 export interface ServerOptions {
   /** Data folder: the SQLite file, the key file, epoch caches, the admin token. */
@@ -120,6 +121,8 @@ export interface ServerContext {
   readonly shared?: PgStore;
   /** Accounts and the directory: the shared store when there is one, else the data folder's. */
   readonly directoryStore: DirectoryStore;
+  /** On a shared store serving blinded: this node's master key, which opens the keys the store holds wrapped (server/pg/epochkeys.ts). */
+  readonly masterKey?: MasterKey;
   /** On a shared store: whether this node leads (server/pg/leader.ts), which builds the blinded epochs and purges the logs. */
   readonly leadership?: Leadership;
   readonly directory: Directory;

@@ -57,7 +57,8 @@
  *   { "version": 1, "keys": [{ "keyId": 1, "privateKey": "<64 hex digits>" }] }
  *
  * Every key listed is published and accepted, so a successor can be added
- * with the next id. Unlike the OPRF keys it cannot evaluate a number: whoever
+ * with the next id. On a shared store the keys are the store's instead,
+ * wrapped under the master key, the same for every node (server/pg/ohttpkeys.ts). Unlike the OPRF keys it cannot evaluate a number: whoever
  * holds it and the relay's traffic sees blinded elements and bucket ids with
  * the relay's view of client addresses, what the server sees without a relay.
  */
@@ -177,6 +178,11 @@ export async function loadGatewayKeys(dataDir: string, logger?: Logger): Promise
     logger?.info({ file, keyId: FIRST_KEY_ID }, 'OHTTP gateway key generated');
     entries = [{ keyId: FIRST_KEY_ID, privateKey }];
   }
+  return importKeys(entries);
+}
+
+/** Gateway keys from ids and private key bytes, which are zeroed afterwards. */
+async function importKeys(entries: { keyId: number; privateKey: Uint8Array }[]): Promise<GatewayKey[]> {
   try {
     return await Promise.all(entries.map((e) => importGatewayKey(e.keyId, e.privateKey)));
   } finally {
@@ -376,7 +382,14 @@ export function createGateway(options: GatewayOptions): Gateway {
 }
 
 /** The gateway of a data folder: its keys loaded or generated, its router built around `dispatch`. */
-export async function openGateway(options: { dataDir: string; dispatch: Dispatch; logger?: Logger; innerTimeoutMs?: number }): Promise<Gateway> {
-  const keys = await loadGatewayKeys(options.dataDir, options.logger);
+export async function openGateway(options: {
+  dataDir: string;
+  dispatch: Dispatch;
+  logger?: Logger;
+  innerTimeoutMs?: number;
+  /** The keys from elsewhere than the data folder's file (a shared store's, server/pg/ohttpkeys.ts); zeroed once imported. */
+  keys?: () => Promise<{ keyId: number; privateKey: Uint8Array }[]>;
+}): Promise<Gateway> {
+  const keys = options.keys ? await importKeys(await options.keys()) : await loadGatewayKeys(options.dataDir, options.logger);
   return createGateway({ keys, dispatch: options.dispatch, logger: options.logger, innerTimeoutMs: options.innerTimeoutMs });
 }

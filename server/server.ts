@@ -60,6 +60,8 @@ import { SqliteDirectoryStore, type DirectoryStore } from './directory-store.ts'
 import { PgStore } from './pg/store.ts';
 import { storeUrl } from './pg/connect.ts';
 import { startLeadership, type Leadership } from './pg/leader.ts';
+import { nodeMasterKey } from './pg/epochkeys.ts';
+import { sharedGatewayKeys } from './pg/ohttpkeys.ts';
 import { PgAllowances } from './pg/ratelimits.ts';
 import { acquireFolderLock, type FolderLock } from './lock.ts';
 import { createPlainDesign } from './designs/plain.ts';
@@ -166,7 +168,18 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   if (opened.snapshotVersion !== undefined) await folderLock.guardAsync(() => directoryStore.holdDirectoryChanges(opened.snapshotVersion!, 'snapshot'), closeStores);
   // On a shared store one node leads (server/pg/leader.ts): it builds the blinded epochs and purges the shared logs.
   const leadership = shared ? await folderLock.guardAsync(() => startLeadership(sharedUrl!, { node: shared.node, logger }), closeStores) : undefined;
-  const context: ServerContext = { store, shared, directoryStore, leadership, directory, directoryVersion: () => directoryVersion, now, options, logger, restart: opened.restart };
+  // On a shared store the blinded design's keys are there, wrapped under the master key every node reads from its own file.
+  const masterKey =
+    shared && designNames.includes('blinded')
+      ? await folderLock.guardAsync(
+          () => nodeMasterKey(shared.pool, options, logger),
+          () => {
+            void leadership?.close();
+            closeStores();
+          },
+        )
+      : undefined;
+  const context: ServerContext = { store, shared, directoryStore, leadership, masterKey, directory, directoryVersion: () => directoryVersion, now, options, logger, restart: opened.restart };
 
   const designs: ServerDesign[] = [];
   // OHTTP gateway (server/ohttp.ts), for the blinded design: its key is loaded or generated under the folder's lock.
@@ -174,7 +187,11 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   try {
     for (const name of designNames) designs.push(await DESIGN_FACTORIES[name](context));
     context.restart = undefined; // the designs have loaded their snapshots: the journal rows need not stay in memory
-    if (designNames.includes('blinded')) gateway = await openGateway({ dataDir: options.dataDir, dispatch: (req, res) => app(req, res), logger });
+    if (designNames.includes('blinded')) {
+      // On a shared store one gateway key for every node (server/pg/ohttpkeys.ts), else the data folder's.
+      const keys = shared && masterKey ? () => sharedGatewayKeys(shared.pool, masterKey) : undefined;
+      gateway = await openGateway({ dataDir: options.dataDir, dispatch: (req, res) => app(req, res), logger, keys });
+    }
   } catch (e) {
     try {
       for (const d of designs) await d.close();

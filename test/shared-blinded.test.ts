@@ -104,6 +104,13 @@ describe('the blinded design on a shared store', () => {
       expect(fs.existsSync(path.join(n.dataDir, 'token-keys.json'))).toBe(false);
     }
     expect((await sql<{ n: number }>('SELECT count(*)::int AS n FROM token_keys'))[0]!.n).toBe(c1.epochs[0].tokenKeys.length);
+    // One OHTTP gateway key for both nodes (a relay may forward to either), in the store wrapped, in no data folder.
+    const gateway = async (n: TestServer) => Buffer.from(await (await fetch(`${n.server.url}/.well-known/ohttp-gateway`)).arrayBuffer());
+    const [g1, g2] = [await gateway(n1), await gateway(n2)];
+    expect(g1.length).toBeGreaterThan(32);
+    expect(g2.equals(g1)).toBe(true);
+    expect(await sql('SELECT key_id FROM ohttp_keys')).toEqual([{ key_id: 1 }]);
+    for (const n of [n1, n2]) expect(fs.existsSync(path.join(n.dataDir, 'ohttp-key.json'))).toBe(false);
   });
 
   it('a rotation through a node that does not lead is built by the leader; every node serves the new epoch, the old one retires after the grace period', async () => {

@@ -23,6 +23,7 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import path from 'node:path';
 import type pg from 'pg';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
 import { SCALAR_BYTES, type ScalarBytes } from '../../shared/suite.ts';
@@ -99,36 +100,68 @@ export function unwrapEpochKey(master: MasterKey, epoch: number, wrapped: Uint8A
   }
 }
 
-const TOKEN_AAD_LABEL = Buffer.from('pcd token key v1', 'latin1');
-
-function tokenAad(master: MasterKey, epoch: number, sizeClass: number): Buffer {
-  const e = Buffer.alloc(8);
-  e.writeUInt32BE(epoch);
-  e.writeUInt32BE(sizeClass, 4);
-  return Buffer.concat([TOKEN_AAD_LABEL, e, master.id]);
+/** The associated data of a wrapped secret other than an epoch key: its label, its ids (32 bits each) and the master key's id. */
+function secretAad(master: MasterKey, label: string, ids: readonly number[]): Buffer {
+  const e = Buffer.alloc(4 * ids.length);
+  ids.forEach((id, i) => e.writeUInt32BE(id, 4 * i));
+  return Buffer.concat([Buffer.from(label, 'latin1'), e, master.id]);
 }
 
-/** Wraps a token issuer key (PKCS#8 DER) of `epoch` and `sizeClass`: nonce, ciphertext, tag. */
-export function wrapTokenKey(master: MasterKey, epoch: number, sizeClass: number, pkcs8: Uint8Array): Buffer {
+/** Wraps a secret of any length (nonce, ciphertext, tag) under `label` and `ids`, which a wrong label or id fails to open. */
+function wrapSecret(master: MasterKey, label: string, ids: readonly number[], secret: Uint8Array): Buffer {
   const nonce = crypto.randomBytes(NONCE_BYTES);
   const c = crypto.createCipheriv('aes-256-gcm', master.key, nonce);
-  c.setAAD(tokenAad(master, epoch, sizeClass));
-  const body = Buffer.concat([c.update(pkcs8), c.final()]);
+  c.setAAD(secretAad(master, label, ids));
+  const body = Buffer.concat([c.update(secret), c.final()]);
   return Buffer.concat([nonce, body, c.getAuthTag()]);
 }
 
-/** Opens a wrapped token key; a wrong master key, epoch, class or damaged bytes fail as one line. */
-export function unwrapTokenKey(master: MasterKey, epoch: number, sizeClass: number, wrapped: Uint8Array): Buffer {
+/** Opens a wrapped secret; a wrong master key, label, id or damaged bytes fail as one line naming `what`. */
+function unwrapSecret(master: MasterKey, label: string, ids: readonly number[], wrapped: Uint8Array, what: string): Buffer {
   const w = Buffer.from(wrapped.buffer, wrapped.byteOffset, wrapped.byteLength);
-  if (w.length <= NONCE_BYTES + TAG_BYTES) throw new PcdError(ErrorCode.Conflict, `token key of epoch ${epoch}, class ${sizeClass}: too short to be a wrapped key`);
+  if (w.length <= NONCE_BYTES + TAG_BYTES) throw new PcdError(ErrorCode.Conflict, `${what}: too short to be a wrapped key`);
   const d = crypto.createDecipheriv('aes-256-gcm', master.key, w.subarray(0, NONCE_BYTES));
-  d.setAAD(tokenAad(master, epoch, sizeClass));
+  d.setAAD(secretAad(master, label, ids));
   d.setAuthTag(w.subarray(w.length - TAG_BYTES));
   try {
     return Buffer.concat([d.update(w.subarray(NONCE_BYTES, w.length - TAG_BYTES)), d.final()]);
   } catch {
-    throw new PcdError(ErrorCode.Conflict, `token key of epoch ${epoch}, class ${sizeClass}: this node's master key does not open it (another store's master key, or damaged bytes)`);
+    throw new PcdError(ErrorCode.Conflict, `${what}: this node's master key does not open it (another store's master key, or damaged bytes)`);
   }
+}
+
+const TOKEN_KEY_LABEL = 'pcd token key v1';
+const OHTTP_KEY_LABEL = 'pcd ohttp key v1';
+
+/** Wraps a token issuer key (PKCS#8 DER) of `epoch` and `sizeClass`. */
+export function wrapTokenKey(master: MasterKey, epoch: number, sizeClass: number, pkcs8: Uint8Array): Buffer {
+  return wrapSecret(master, TOKEN_KEY_LABEL, [epoch, sizeClass], pkcs8);
+}
+
+/** Opens a wrapped token key. */
+export function unwrapTokenKey(master: MasterKey, epoch: number, sizeClass: number, wrapped: Uint8Array): Buffer {
+  return unwrapSecret(master, TOKEN_KEY_LABEL, [epoch, sizeClass], wrapped, `token key of epoch ${epoch}, class ${sizeClass}`);
+}
+
+/** Wraps the OHTTP gateway's private key of `keyId` (server/pg/ohttpkeys.ts). */
+export function wrapOhttpKey(master: MasterKey, keyId: number, privateKey: Uint8Array): Buffer {
+  return wrapSecret(master, OHTTP_KEY_LABEL, [keyId], privateKey);
+}
+
+/** Opens a wrapped OHTTP gateway key. */
+export function unwrapOhttpKey(master: MasterKey, keyId: number, wrapped: Uint8Array): Buffer {
+  return unwrapSecret(master, OHTTP_KEY_LABEL, [keyId], wrapped, `OHTTP gateway key ${keyId}`);
+}
+
+/** The master key of a node: `masterKeyFile`, else `<dataDir>/master.key`; made there when absent and the store holds no wrapped key yet. */
+export async function nodeMasterKey(pool: pg.Pool, options: { dataDir: string; masterKeyFile?: string }, logger?: { warn(obj: object, msg: string): void }): Promise<MasterKey> {
+  const file = options.masterKeyFile ?? path.join(options.dataDir, MASTER_KEY_FILE);
+  if (fs.existsSync(file)) return readMasterKey(file);
+  const { rows } = await pgGuarded(() => pool.query<{ n: number }>('SELECT count(*)::int AS n FROM epoch_keys'));
+  if ((rows[0]?.n ?? 0) > 0) return readMasterKey(file); // one line: copy it from a node of the store
+  const made = createMasterKey(file);
+  logger?.warn({ file }, "made a master key for the shared store's keys: copy this file (mode 0600) to every node of the store, or pass it with --master-key");
+  return made;
 }
 
 /** The wrapped epoch keys of a shared store (table `epoch_keys`, disk/schema.ts PG_SCHEMA). */

@@ -59,7 +59,7 @@ import { pickCurrent, MAX_RETRY_AFTER_S, type LiveEpoch } from '../blinded/epoch
 import { EpochSet, MAX_LIVE_EPOCHS, type Rotation } from '../blinded/epochs-serve.ts';
 import type { BucketTable, EpochParams } from '../blinded/table.ts';
 import type { PgStore } from './store.ts';
-import { MASTER_KEY_FILE, createMasterKey, readMasterKey, unwrapEpochKey, type MasterKey } from './epochkeys.ts';
+import { unwrapEpochKey, type MasterKey } from './epochkeys.ts';
 import { createEpoch, destroyStoredEpoch, readEpochRows, readEpochTable, storeEpochTable, type SharedEpochRow } from './epochtables.ts';
 import type pg from 'pg';
 
@@ -69,17 +69,6 @@ export const REFRESH_MS = 1000;
 export const DEFAULT_EPOCH_STORE_MS = 10 * 60_000;
 /** How long a load waits for this node's directory to reach the stored table's version. */
 const CATCH_UP_MS = 30_000;
-
-/** The master key of a node: `--master-key FILE`, else `<dataDir>/master.key`; made there when absent and the store holds no key yet. */
-export async function nodeMasterKey(pool: pg.Pool, options: { dataDir: string; masterKeyFile?: string }, logger: ServerContext['logger']): Promise<MasterKey> {
-  const file = options.masterKeyFile ?? path.join(options.dataDir, MASTER_KEY_FILE);
-  if (fs.existsSync(file)) return readMasterKey(file);
-  const { rows } = await pool.query<{ n: number }>('SELECT count(*)::int AS n FROM epoch_keys');
-  if ((rows[0]?.n ?? 0) > 0) return readMasterKey(file); // one line: copy it from a node of the store
-  const made = createMasterKey(file);
-  logger.warn({ file }, 'made a master key for the shared store\'s epoch keys: copy this file (mode 0600) to every node of the store, or pass it with --master-key');
-  return made;
-}
 
 export class SharedEpochs extends EpochSet {
   private readonly abort: AbortFlag = { aborted: false };
@@ -114,7 +103,8 @@ export class SharedEpochs extends EpochSet {
     const shared = ctx.shared;
     if (!shared) throw new Error('SharedEpochs needs a shared store');
     const backend = await loadBackend(ctx.options.backend ?? DEFAULT_BACKEND);
-    const master = await nodeMasterKey(shared.pool, ctx.options, ctx.logger);
+    const master = ctx.masterKey;
+    if (!master) throw new Error('SharedEpochs needs the node\'s master key (ServerContext.masterKey)');
     const epochs = new SharedEpochs(ctx, backend, shared, master);
     await epochs.ensureOne();
     await epochs.refresh();
