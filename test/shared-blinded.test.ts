@@ -14,7 +14,8 @@ import type { BlindedServerDesign } from '../server/designs/blinded.ts';
 import { SharedEpochs } from '../server/pg/epochs.ts';
 import { PgSpentTokens } from '../server/tokens/spent.ts';
 import { PgStore } from '../server/pg/store.ts';
-import { startTestServer, tempDir, type TestServer } from './helpers.ts';
+import { runPcd, startTestServer, tempDir, type TestServer } from './helpers.ts';
+import { createMasterKey } from '../server/pg/epochkeys.ts';
 import { freshDatabase } from './stores.ts';
 
 const X = '+14155550201' as E164;
@@ -111,6 +112,20 @@ describe('the blinded design on a shared store', () => {
     expect(g2.equals(g1)).toBe(true);
     expect(await sql('SELECT key_id FROM ohttp_keys')).toEqual([{ key_id: 1 }]);
     for (const n of [n1, n2]) expect(fs.existsSync(path.join(n.dataDir, 'ohttp-key.json'))).toBe(false);
+  });
+
+  it('a node without the store\'s master key, or with another, stops at start in one line, without the password', async () => {
+    const none = await runPcd(['serve', '--store', db.url, '--data', tempDir(), '--port', '0']);
+    expect(none.code).not.toBe(0);
+    expect(none.stderr.trim().split('\n')).toHaveLength(1);
+    expect(none.stderr).toMatch(/master\.key: no master key there \(make one on one node and copy it to every node of the store\)/);
+    const otherFile = path.join(tempDir(), 'other.key');
+    createMasterKey(otherFile);
+    const other = await runPcd(['serve', '--store', db.url, '--data', tempDir(), '--port', '0', '--master-key', otherFile]);
+    expect(other.code).not.toBe(0);
+    expect(other.stderr.trim().split('\n')).toHaveLength(1);
+    expect(other.stderr).toMatch(/wrapped under another master key .*: copy master\.key from a node of this store/);
+    for (const r of [none, other]) expect(r.stderr).not.toContain(new URL(db.url).password);
   });
 
   it('a rotation through a node that does not lead is built by the leader; every node serves the new epoch, the old one retires after the grace period', async () => {
