@@ -205,6 +205,11 @@ function onSignals(server: RunningServer, deadlineMs: number): void {
   };
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  // Started by `pcd cluster` (server/cluster.ts) with an IPC channel: when the cluster is gone, even killed, the node stops too.
+  if (process.channel) {
+    process.channel.unref();
+    process.once('disconnect', () => stop('the cluster exited'));
+  }
 }
 
 interface ServeFlags {
