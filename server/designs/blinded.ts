@@ -24,6 +24,10 @@
  * tags back into numbers. The key therefore lives only in the key file
  * (0600, never in the database, never logged, never sent) and is destroyed
  * when its epoch retires, after which leftover tags are unlinkable for good.
+ * On a shared store (server/pg/epochs.ts) it lives in the store only
+ * wrapped under a master key each node reads from its own file, and is
+ * deleted there when its epoch retires (docs/threat-model.md says what a
+ * dump, a node and a master key each give).
  * In memory it is held by the epoch and by the evaluator pool and its worker
  * threads (server/blinded/pool.ts: sent by postMessage, never through a
  * file), which zero and forget their copies when the epoch is destroyed.
@@ -205,7 +209,7 @@ export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContex
       ? new TokenService(
           // On a shared store the keys are the store's, the same for every node (server/pg/tokenkeys.ts).
           epochs instanceof SharedEpochs
-            ? await TokenKeys.openFrom(new PgTokenKeyStorage(ctx.shared!.pool, epochs.master), ctx.options.sizeClasses ?? DEFAULT_SIZE_CLASSES)
+            ? await TokenKeys.openFrom(new PgTokenKeyStorage(ctx.shared!.pool, ctx.masterKey!), ctx.options.sizeClasses ?? DEFAULT_SIZE_CLASSES)
             : await TokenKeys.open(ctx.options.dataDir, ctx.options.sizeClasses ?? DEFAULT_SIZE_CLASSES),
           // A token spent on one node is refused on every other: the spent set is the shared store's, written by a pool of
           // its own whose commits do not wait for the WAL flush (server/tokens/spent.ts says what that risks).
