@@ -92,7 +92,7 @@ export class SharedEpochs extends EpochSet {
     backend: OprfBackend,
     private readonly shared: PgStore,
     /** This node's master key: it wraps the epoch keys, and the token keys (server/pg/tokenkeys.ts). */
-    readonly master: MasterKey,
+    private readonly master: MasterKey,
   ) {
     super(ctx, backend);
     this.readyPromise = new Promise((resolve, reject) => (this.settleReady = { resolve, reject }));
