@@ -266,7 +266,7 @@ export class SharedEpochs extends EpochSet {
         }
       } else {
         if (loaded) this.ctx.logger.warn({ epoch: r.epoch, reason: loaded.rebuild }, 'building the epoch on this node instead of loading it');
-        ({ table, version } = await this.build(live, abort));
+        ({ table, version } = await this.build(live, abort, r.stored_version === null));
         storeIt = this.leading && r.stored_version === null;
       }
       // Synchronously from here: the queue is applied and the table served in one step.
@@ -324,7 +324,8 @@ export class SharedEpochs extends EpochSet {
     return { table: got.table, version };
   }
 
-  private async build(e: LiveEpoch, abort: AbortFlag): Promise<{ table: BucketTable; version: number }> {
+  /** Builds `e`'s table from this node's directory; `forStore`: no node stored it yet, so the leader builds in stored parts. */
+  private async build(e: LiveEpoch, abort: AbortFlag, forStore: boolean): Promise<{ table: BucketTable; version: number }> {
     const snapshot = snapshotDirectory(this.ctx.directory, () => this.ctx.directoryVersion());
     e.preparing = { phase: 'building', done: 0, total: snapshot.keys.length, since: performance.now() };
     const active = { epoch: e.epoch, done: 0, total: snapshot.keys.length };
@@ -336,7 +337,7 @@ export class SharedEpochs extends EpochSet {
     };
     try {
       // The leader builds in parts it stores as it goes, so a leader after it resumes (server/pg/epochbuild.ts).
-      if (this.leading) {
+      if (forStore && this.leading) {
         const bar = new ProgressBar(`pcd: building epoch ${e.epoch}`, snapshot.keys.length, this.ctx.options.progress === true && snapshot.keys.length >= PROGRESS_MIN_NUMBERS);
         const built = await buildInParts(this.shared.pool, e.epoch, e.params, e.key, snapshot, {
           backend: this.backend,
