@@ -41,7 +41,7 @@ import { forkServer, openTimeoutMs, waitBlindedServing, type ServerChild } from 
 import { runLoad, type LoadRequest, type LoadResult } from './loadgen.ts';
 import type { BenchResults, LatencyMs, NodesMark, NodesSetup } from './results.ts';
 import { BENCH_ADMIN_TOKEN, BENCH_SEED, copyFolder, seedFolder, tempRoot } from './seeding.ts';
-import { formatNumber, summarize } from './stats.ts';
+import { formatMs, formatNumber, summarize } from './stats.ts';
 import { TokenMinter, TokenSupply } from './tokens.ts';
 
 export interface NodesConfig {
@@ -336,7 +336,7 @@ export function nodesMarkdown(r: BenchResults, marks: readonly NodesMark[], t: (
       '(lookups per CPU-second of the node processes, and of the nodes and Postgres together). On Postgres a spend is one INSERT on a pool whose commits do not wait for the WAL flush (server/tokens/spent.ts says what that risks).',
     '',
   );
-  const ms = (v: number) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+  const ms = formatMs;
   out.push(
     t(
       ['design', 'setup', 'lookups/s', 'vs sqlite', 'p50 (ms)', 'p99 (ms)', 'node CPU ms/lookup', 'Postgres CPU ms/lookup', 'lookups per node CPU-s', 'lookups per CPU-s (all)', 'errors'],

@@ -193,6 +193,11 @@ export function formatBytes(n: number): string {
 }
 
 /** A number with thousands separators and a sensible number of digits. */
+/** Milliseconds for a table cell: three significant figures up to 100, whole above. */
+export function formatMs(v: number): string {
+  return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+}
+
 export function formatNumber(n: number, digits?: number): string {
   if (!Number.isFinite(n)) return '–';
   const d = digits ?? (Math.abs(n) >= 100 ? 0 : Math.abs(n) >= 10 ? 1 : Math.abs(n) >= 1 ? 2 : 3);

@@ -20,7 +20,7 @@ import { Store, type NewAccount } from '../server/store.ts';
 import { DEFAULT_SEED_REGIONS, generateAccounts, type SeedAccount } from '../synth/directory.ts';
 import type { BenchResults, ScaleTarget, StoreMark } from './results.ts';
 import { BENCH_SEED, tempRoot } from './seeding.ts';
-import { formatBytes, formatNumber, formatSeconds, mean, sink, summarize } from './stats.ts';
+import { formatBytes, formatMs, formatNumber, formatSeconds, mean, sink, summarize } from './stats.ts';
 
 export interface StoreConfig {
   /** Directory sizes (numbers; one number per account). */
@@ -234,7 +234,7 @@ export function storeMarkdown(r: BenchResults, marks: readonly StoreMark[], t: (
       'The second table gives Postgres over SQLite for each figure, from this run (bench/derive.ts).',
     '',
   );
-  const ms = (v: number) => (v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+  const ms = formatMs;
   out.push(
     t(
       ['store', 'numbers', 'seed (s)', 'seed numbers/s', 'scan (s)', 'scan numbers/s', 'create mean (ms)', 'create p50 (ms)', 'create p99 (ms)', 'authenticate mean (µs)', 'on disk'],
