@@ -336,7 +336,6 @@ export function nodesMarkdown(r: BenchResults, marks: readonly NodesMark[], t: (
       '(lookups per CPU-second of the node processes, and of the nodes and Postgres together). On Postgres a spend is one INSERT on a pool whose commits do not wait for the WAL flush (server/tokens/spent.ts says what that risks).',
     '',
   );
-  const ms = formatMs;
   out.push(
     t(
       ['design', 'setup', 'lookups/s', 'vs sqlite', 'p50 (ms)', 'p99 (ms)', 'node CPU ms/lookup', 'Postgres CPU ms/lookup', 'lookups per node CPU-s', 'lookups per CPU-s (all)', 'errors'],
@@ -345,8 +344,8 @@ export function nodesMarkdown(r: BenchResults, marks: readonly NodesMark[], t: (
         m.setup,
         formatNumber(m.lookupsPerSec, 0),
         `${m.ratioToSqlite.toFixed(2)}x`,
-        ms(m.latencyMs.p50),
-        ms(m.latencyMs.p99),
+        formatMs(m.latencyMs.p50),
+        formatMs(m.latencyMs.p99),
         m.nodeCpuMsPerLookup.toFixed(3),
         m.postgresCpuMsPerLookup.toFixed(3),
         formatNumber(m.lookupsPerNodeCpuSecond, 0),

@@ -234,20 +234,19 @@ export function storeMarkdown(r: BenchResults, marks: readonly StoreMark[], t: (
       'The second table gives Postgres over SQLite for each figure, from this run (bench/derive.ts).',
     '',
   );
-  const ms = formatMs;
   out.push(
     t(
       ['store', 'numbers', 'seed (s)', 'seed numbers/s', 'scan (s)', 'scan numbers/s', 'create mean (ms)', 'create p50 (ms)', 'create p99 (ms)', 'authenticate mean (µs)', 'on disk'],
       marks.map((m) => [
         m.store,
         formatNumber(m.numbers, 0),
-        ms(m.seedSeconds),
+        formatMs(m.seedSeconds),
         formatNumber(m.seedNumbersPerSec, 0),
-        ms(m.scanSeconds),
+        formatMs(m.scanSeconds),
         formatNumber(m.scanNumbersPerSec, 0),
-        ms(m.createLatencyMs.mean),
-        ms(m.createLatencyMs.p50),
-        ms(m.createLatencyMs.p99),
+        formatMs(m.createLatencyMs.mean),
+        formatMs(m.createLatencyMs.p50),
+        formatMs(m.createLatencyMs.p99),
         formatNumber(m.authenticateMeanUs, 1),
         m.diskBytes !== undefined ? formatBytes(m.diskBytes) : '',
       ]),

@@ -48,7 +48,7 @@ export const WORKER_MIN_NUMBERS = 2000;
 /** Numbers per `tags` job sent to a worker. */
 export const WORKER_CHUNK = 500;
 /** Directory size from which a progress bar is drawn. */
-export const PROGRESS_MIN_NUMBERS = 1000;
+const PROGRESS_MIN_NUMBERS = 1000;
 
 /** A copy of the directory: numbers as e164ToKey, their masks, and the directory version they reflect. */
 export interface Snapshot {
@@ -313,7 +313,22 @@ export interface BuildResult {
   collisions: number;
   /** Why worker threads were not used, when they could not start. */
   fallback?: string;
+  /** Tags taken from elsewhere rather than computed (a shared store's stored parts, server/pg/epochbuild.ts). */
+  reused?: number;
 }
+
+/**
+ * What builds a table from a snapshot: {@link buildTable}, or one that takes
+ * some tags from elsewhere and says how many in `reused` (a shared store's
+ * build in stored parts, server/pg/epochbuild.ts).
+ */
+export type TableBuilder = (
+  epoch: number,
+  params: EpochParams,
+  key: KeyPair,
+  snapshot: Snapshot,
+  options: { backend: OprfBackend; onProgress: (done: number) => void; abort: AbortFlag },
+) => Promise<BuildResult>;
 
 /** Builds an epoch's table from a snapshot: tags (on workers), then assembly. */
 export async function buildTable(
@@ -350,11 +365,11 @@ export async function buildEpoch(
   params: EpochParams,
   key: KeyPair,
   snapshot: Snapshot,
-  o: { backend: OprfBackend; abort: AbortFlag; logger: Logger; progressBar: boolean; stats: EpochStats; onProgress: (done: number) => void },
+  o: { backend: OprfBackend; abort: AbortFlag; logger: Logger; progressBar: boolean; stats: EpochStats; onProgress: (done: number) => void; builder?: TableBuilder },
 ): Promise<BuildResult> {
   const n = snapshot.keys.length;
   const bar = new ProgressBar(`pcd: building epoch ${epoch}`, n, o.progressBar && n >= PROGRESS_MIN_NUMBERS);
-  const built = await buildTable(epoch, params, key, snapshot, {
+  const built = await (o.builder ?? buildTable)(epoch, params, key, snapshot, {
     backend: o.backend,
     abort: o.abort,
     onProgress: (done) => {
@@ -365,11 +380,13 @@ export async function buildEpoch(
   if (built.fallback) o.logger.warn({ reason: built.fallback }, 'build worker threads could not start: built on the main thread');
   const { seconds, threads, collisions } = built;
   const rate = seconds > 0 ? n / seconds : n;
-  o.stats.evaluations += n;
+  const reused = built.reused;
+  o.stats.evaluations += n - (reused ?? 0);
   o.stats.builds++;
-  o.stats.lastBuild = { epoch, numbers: n, seconds, rate, threads, collisions, pendingChanges: 0 };
-  bar.finish(`pcd: built epoch ${epoch}: ${n.toLocaleString('en-US')} numbers in ${seconds.toFixed(1)} s (${Math.round(rate)}/s, ${threads} thread${threads > 1 ? 's' : ''})`);
-  o.logger.info({ epoch, numbers: n, seconds, rate: Math.round(rate), threads, collisions, backend: o.backend.name }, 'built epoch buckets');
+  o.stats.lastBuild = { epoch, numbers: n, seconds, rate, threads, collisions, pendingChanges: 0, ...(reused !== undefined ? { reused } : {}) };
+  const from = reused ? `, ${reused.toLocaleString('en-US')} tags from an earlier builder` : '';
+  bar.finish(`pcd: built epoch ${epoch}: ${n.toLocaleString('en-US')} numbers in ${seconds.toFixed(1)} s (${Math.round(rate)}/s, ${threads} thread${threads > 1 ? 's' : ''}${from})`);
+  o.logger.info({ epoch, numbers: n, seconds, rate: Math.round(rate), threads, collisions, backend: o.backend.name, ...(reused !== undefined ? { reused } : {}) }, 'built epoch buckets');
   if (collisions > 0) o.logger.warn({ epoch, collisions, tagBytes: params.tagBytes }, 'truncated tags collided in a bucket; their masks were merged');
   return built;
 }

@@ -16,11 +16,7 @@
  * (server/pg/epochtables.ts).
  */
 import type pg from 'pg';
-import type { Logger } from 'pino';
-import type { KeyPair, OprfBackend } from '../../shared/suite.ts';
-import { assemble, checkAbort, computeTags, threadsFor, type AbortFlag, type BuildResult, type Snapshot } from '../blinded/build.ts';
-import type { EpochStats } from '../blinded/epoch.ts';
-import type { EpochParams } from '../blinded/table.ts';
+import { assemble, checkAbort, computeTags, threadsFor, type TableBuilder } from '../blinded/build.ts';
 import { pgGuarded } from './connect.ts';
 
 /** Parts a build is stored in. */
@@ -72,84 +68,66 @@ async function storePart(pool: pg.Pool, epoch: number, part: number, keys: Float
   );
 }
 
-export interface PartedBuild extends BuildResult {
-  /** Tags taken from parts a previous builder stored. */
-  reused: number;
-}
-
 /**
- * Builds `epoch`'s table from `snapshot`, part by part: each part's tags
- * from the stored parts where they have the number, the rest computed, and
- * the part stored again while `keepParts()` holds (the node still leads).
+ * A table builder (server/blinded/build.ts buildEpoch) that builds `epoch`
+ * part by part: each part's tags from the stored parts where they have the
+ * number, the rest computed, and the part stored again while `keepParts()`
+ * holds (the node still leads).
  */
-export async function buildInParts(
-  pool: pg.Pool,
-  epoch: number,
-  params: EpochParams,
-  key: KeyPair,
-  snapshot: Snapshot,
-  o: { backend: OprfBackend; abort: AbortFlag; logger: Logger; stats: EpochStats; onProgress: (done: number) => void; keepParts: () => boolean },
-): Promise<PartedBuild> {
-  const t0 = performance.now();
-  const { tagBytes } = params;
-  const n = snapshot.keys.length;
-  const stored = await readParts(pool, epoch, tagBytes);
-  // The snapshot's indices grouped by part (a counting sort).
-  const starts = new Uint32Array(BUILD_PARTS + 1);
-  for (let i = 0; i < n; i++) starts[partOf(snapshot.keys[i]!) + 1]!++;
-  for (let p = 0; p < BUILD_PARTS; p++) starts[p + 1]! += starts[p]!;
-  const order = new Uint32Array(n);
-  const fill = starts.slice(0, BUILD_PARTS);
-  for (let i = 0; i < n; i++) order[fill[partOf(snapshot.keys[i]!)]!++] = i;
+export function partedBuilder(pool: pg.Pool, keepParts: () => boolean): TableBuilder {
+  return async (epoch, params, key, snapshot, o) => {
+    const t0 = performance.now();
+    const { tagBytes } = params;
+    const n = snapshot.keys.length;
+    const stored = await readParts(pool, epoch, tagBytes);
+    // The snapshot's indices grouped by part (a counting sort).
+    const starts = new Uint32Array(BUILD_PARTS + 1);
+    for (let i = 0; i < n; i++) starts[partOf(snapshot.keys[i]!) + 1]!++;
+    for (let p = 0; p < BUILD_PARTS; p++) starts[p + 1]! += starts[p]!;
+    const order = new Uint32Array(n);
+    const fill = starts.slice(0, BUILD_PARTS);
+    for (let i = 0; i < n; i++) order[fill[partOf(snapshot.keys[i]!)]!++] = i;
 
-  const tags = new Uint8Array(n * tagBytes);
-  let done = 0;
-  let reused = 0;
-  let computed = 0;
-  let threads = 1;
-  for (let p = 0; p < BUILD_PARTS; p++) {
-    checkAbort(o.abort);
-    const ids = order.subarray(starts[p]!, starts[p + 1]!);
-    const have = stored.get(p);
-    const missing: number[] = [];
-    for (const i of ids) {
-      const j = have ? find(have.keys, snapshot.keys[i]!) : -1;
-      if (j < 0) missing.push(i);
-      else {
-        tags.set(have!.tags.subarray(j * tagBytes, (j + 1) * tagBytes), i * tagBytes);
-        reused++;
+    const tags = new Uint8Array(n * tagBytes);
+    let done = 0;
+    let reused = 0;
+    let threads = 1;
+    for (let p = 0; p < BUILD_PARTS; p++) {
+      checkAbort(o.abort);
+      const ids = order.subarray(starts[p]!, starts[p + 1]!);
+      const have = stored.get(p);
+      const missing: number[] = [];
+      for (const i of ids) {
+        const j = have ? find(have.keys, snapshot.keys[i]!) : -1;
+        if (j < 0) missing.push(i);
+        else {
+          tags.set(have!.tags.subarray(j * tagBytes, (j + 1) * tagBytes), i * tagBytes);
+          reused++;
+        }
+      }
+      if (missing.length > 0) {
+        const got = await computeTags(params, key, Float64Array.from(missing, (i) => snapshot.keys[i]!), {
+          backend: o.backend,
+          threads: threadsFor(missing.length),
+          abort: o.abort,
+          onProgress: (d) => o.onProgress(done + (ids.length - missing.length) + d),
+        });
+        threads = Math.max(threads, got.threads);
+        missing.forEach((i, m) => tags.set(got.tags.subarray(m * tagBytes, (m + 1) * tagBytes), i * tagBytes));
+      }
+      done += ids.length;
+      o.onProgress(done);
+      if (missing.length > 0 && keepParts()) {
+        // The part, keys sorted with their tags, for whoever builds next.
+        const sorted = Array.from(ids).sort((a, b) => snapshot.keys[a]! - snapshot.keys[b]!);
+        const keys = Float64Array.from(sorted, (i) => snapshot.keys[i]!);
+        const partTags = new Uint8Array(sorted.length * tagBytes);
+        sorted.forEach((i, k) => partTags.set(tags.subarray(i * tagBytes, (i + 1) * tagBytes), k * tagBytes));
+        await storePart(pool, epoch, p, keys, partTags);
       }
     }
-    if (missing.length > 0) {
-      const got = await computeTags(params, key, Float64Array.from(missing, (i) => snapshot.keys[i]!), {
-        backend: o.backend,
-        threads: threadsFor(missing.length),
-        abort: o.abort,
-        onProgress: (d) => o.onProgress(done + (ids.length - missing.length) + d),
-      });
-      threads = Math.max(threads, got.threads);
-      missing.forEach((i, m) => tags.set(got.tags.subarray(m * tagBytes, (m + 1) * tagBytes), i * tagBytes));
-      computed += missing.length;
-    }
-    done += ids.length;
-    o.onProgress(done);
-    if (missing.length > 0 && o.keepParts()) {
-      // The part, keys sorted with their tags, for whoever builds next.
-      const sorted = Array.from(ids).sort((a, b) => snapshot.keys[a]! - snapshot.keys[b]!);
-      const keys = Float64Array.from(sorted, (i) => snapshot.keys[i]!);
-      const partTags = new Uint8Array(sorted.length * tagBytes);
-      sorted.forEach((i, k) => partTags.set(tags.subarray(i * tagBytes, (i + 1) * tagBytes), k * tagBytes));
-      await storePart(pool, epoch, p, keys, partTags);
-    }
-  }
-  const { table, collisions } = await assemble(epoch, params, snapshot, tags, o.abort);
-  checkAbort(o.abort);
-  const seconds = (performance.now() - t0) / 1000;
-  const rate = seconds > 0 ? n / seconds : n;
-  o.stats.evaluations += computed;
-  o.stats.builds++;
-  o.stats.lastBuild = { epoch, numbers: n, seconds, rate, threads, collisions, pendingChanges: 0, reused };
-  o.logger.info({ epoch, numbers: n, computed, reused, seconds, threads, collisions }, 'built epoch buckets in parts');
-  if (collisions > 0) o.logger.warn({ epoch, collisions, tagBytes }, 'truncated tags collided in a bucket; their masks were merged');
-  return { table, version: snapshot.version, numbers: n, seconds, threads, collisions, reused };
+    const { table, collisions } = await assemble(epoch, params, snapshot, tags, o.abort);
+    checkAbort(o.abort);
+    return { table, version: snapshot.version, numbers: n, seconds: (performance.now() - t0) / 1000, threads, collisions, reused };
+  };
 }

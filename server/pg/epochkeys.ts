@@ -164,17 +164,26 @@ export async function nodeMasterKey(pool: pg.Pool, options: { dataDir: string; m
   return made;
 }
 
-/** The wrapped epoch keys of a shared store (table `epoch_keys`, disk/schema.ts PG_SCHEMA). */
+/** The wrapped epoch keys of a shared store (table `epoch_keys`, disk/schema.ts PG_SCHEMA), opened with one master key. */
 export class PgEpochKeys {
   constructor(
     private readonly pool: pg.Pool,
     private readonly master: MasterKey,
   ) {}
 
-  /** Stores `epoch`'s key, wrapped; an epoch that has one already is a conflict (keys are made once, by the leader). */
-  async put(epoch: number, secret: ScalarBytes): Promise<void> {
+  /** The id of the master key these keys are wrapped under (never the key). */
+  get masterId(): Buffer {
+    return this.master.id;
+  }
+
+  /**
+   * Stores `epoch`'s key, wrapped; an epoch that has one already is a
+   * conflict (keys are made once). `on`: a transaction's client, so the key
+   * is written with its epoch's row (server/pg/epochtables.ts createEpoch).
+   */
+  async put(epoch: number, secret: ScalarBytes, on: Pick<pg.Pool, 'query'> = this.pool): Promise<void> {
     const r = await pgGuarded(() =>
-      this.pool.query('INSERT INTO epoch_keys (epoch, master_id, wrapped) VALUES ($1, $2, $3) ON CONFLICT (epoch) DO NOTHING', [epoch, this.master.id, wrapEpochKey(this.master, epoch, secret)]),
+      on.query('INSERT INTO epoch_keys (epoch, master_id, wrapped) VALUES ($1, $2, $3) ON CONFLICT (epoch) DO NOTHING', [epoch, this.master.id, wrapEpochKey(this.master, epoch, secret)]),
     );
     if (r.rowCount !== 1) throw new PcdError(ErrorCode.Conflict, `epoch ${epoch} has a key in the store already`);
   }

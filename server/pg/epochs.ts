@@ -43,25 +43,22 @@
  * the epochs and the evaluator pool, zeroed when the epoch is destroyed.
  * No cache files: a restarting node loads from the store.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import { bucketOf } from '../../shared/buckets.ts';
 import { loadBackend } from '../../shared/backends.ts';
 import { bytesEqual } from '../../shared/bytes.ts';
 import type { DirectoryChange } from '../../shared/design.ts';
 import { e164ToKey, type E164 } from '../../shared/e164.ts';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
-import { DEFAULT_BACKEND, MODES, type KeyPair, type OprfMode, type OprfBackend } from '../../shared/suite.ts';
+import { DEFAULT_BACKEND, MODES, type KeyPair, type OprfMode, type OprfBackend, type ScalarBytes } from '../../shared/suite.ts';
 import type { ServerContext } from '../context.ts';
-import { PROGRESS_MIN_NUMBERS, ProgressBar, buildEpoch, checkAbort, computeTags, snapshotDirectory, tagOf, threadsFor, type AbortFlag } from '../blinded/build.ts';
-import { buildInParts } from './epochbuild.ts';
+import { buildEpoch, checkAbort, computeTags, snapshotDirectory, tagOf, threadsFor, type AbortFlag } from '../blinded/build.ts';
+import { partedBuilder } from './epochbuild.ts';
 import { pickCurrent, MAX_RETRY_AFTER_S, type LiveEpoch } from '../blinded/epoch.ts';
 import { EpochSet, MAX_LIVE_EPOCHS, type Rotation } from '../blinded/epochs-serve.ts';
 import type { BucketTable, EpochParams } from '../blinded/table.ts';
 import type { PgStore } from './store.ts';
-import { unwrapEpochKey, type MasterKey } from './epochkeys.ts';
+import { PgEpochKeys } from './epochkeys.ts';
 import { createEpoch, destroyStoredEpoch, readEpochRows, readEpochTable, storeEpochTable, type SharedEpochRow } from './epochtables.ts';
-import type pg from 'pg';
 
 /** How often a node reads the epochs' state from the store. */
 export const REFRESH_MS = 1000;
@@ -91,8 +88,8 @@ export class SharedEpochs extends EpochSet {
     ctx: ServerContext,
     backend: OprfBackend,
     private readonly shared: PgStore,
-    /** This node's master key: it wraps the epoch keys, and the token keys (server/pg/tokenkeys.ts). */
-    private readonly master: MasterKey,
+    /** The store's epoch keys, opened with this node's master key. */
+    private readonly keys: PgEpochKeys,
   ) {
     super(ctx, backend);
     this.readyPromise = new Promise((resolve, reject) => (this.settleReady = { resolve, reject }));
@@ -105,7 +102,7 @@ export class SharedEpochs extends EpochSet {
     const backend = await loadBackend(ctx.options.backend ?? DEFAULT_BACKEND);
     const master = ctx.masterKey;
     if (!master) throw new Error('SharedEpochs needs the node\'s master key (ServerContext.masterKey)');
-    const epochs = new SharedEpochs(ctx, backend, shared, master);
+    const epochs = new SharedEpochs(ctx, backend, shared, new PgEpochKeys(shared.pool, master));
     await epochs.ensureOne();
     await epochs.refresh();
     epochs.timer = setInterval(() => void epochs.tick(), REFRESH_MS);
@@ -129,7 +126,7 @@ export class SharedEpochs extends EpochSet {
   private async ensureOne(): Promise<void> {
     const key = this.backend.generateKeyPair();
     try {
-      const made = await createEpoch(this.shared.pool, this.master, key, this.paramsFor({}), this.ctx.now(), (rows) =>
+      const made = await createEpoch(this.shared.pool, this.keys, key, this.paramsFor({}), this.ctx.now(), (rows) =>
         rows.some((r) => r.destroyed_at === null) ? 'exists' : undefined,
       );
       if (made !== undefined) this.ctx.logger.info({ epoch: made }, made === 1 ? 'created the first epoch in the shared store' : 'created a new epoch in the shared store: none was live');
@@ -218,8 +215,8 @@ export class SharedEpochs extends EpochSet {
 
   // ------------------------------------------------------------- loading and building
 
-  private keyOf(r: SharedEpochRow, wrapped: Buffer): KeyPair {
-    const secretKey = unwrapEpochKey(this.master, r.epoch, wrapped);
+  /** The key pair of `r` from its wrapped key in the store, checked against its public key. */
+  private keyOf(r: SharedEpochRow, secretKey: ScalarBytes): KeyPair {
     const publicKey = this.backend.publicKeyOf(secretKey);
     if (!bytesEqual(publicKey, r.public_key)) {
       secretKey.fill(0);
@@ -234,11 +231,11 @@ export class SharedEpochs extends EpochSet {
     this.queues.add(queue); // before anything is read: every later change is caught
     let e: LiveEpoch | undefined;
     try {
-      const { rows } = await this.shared.pool.query<{ wrapped: Buffer }>('SELECT wrapped FROM epoch_keys WHERE epoch = $1', [r.epoch]);
-      if (!rows[0]) return; // destroyed meanwhile
+      const secret = await this.keys.get(r.epoch);
+      if (!secret) return; // destroyed meanwhile
       const params: EpochParams = { mode: r.mode as OprfMode, bucketBits: r.bucket_bits, tagBytes: r.tag_bytes };
       if (!MODES.includes(params.mode)) throw new Error(`unknown mode '${r.mode}'`);
-      const key = this.keyOf(r, rows[0].wrapped);
+      const key = this.keyOf(r, secret);
       e = this.live.get(r.epoch);
       if (e) e.key.secretKey.fill(0);
       e = { epoch: r.epoch, params, key, createdAt: r.created_at, retiresAt: r.retires_at ?? undefined, table: undefined, version: -1, cachedVersion: undefined, dirty: false, preparing: { phase: 'loading', done: 0, total: 0, since: performance.now() } };
@@ -331,35 +328,19 @@ export class SharedEpochs extends EpochSet {
     const active = { epoch: e.epoch, done: 0, total: snapshot.keys.length };
     this.active = active;
     this.ctx.logger.info({ epoch: e.epoch, numbers: snapshot.keys.length, leader: this.leading }, 'building epoch buckets');
-    const onProgress = (done: number): void => {
-      active.done = done;
-      if (e.preparing) e.preparing.done = done;
-    };
     try {
-      // The leader builds in parts it stores as it goes, so a leader after it resumes (server/pg/epochbuild.ts).
-      if (forStore && this.leading) {
-        const bar = new ProgressBar(`pcd: building epoch ${e.epoch}`, snapshot.keys.length, this.ctx.options.progress === true && snapshot.keys.length >= PROGRESS_MIN_NUMBERS);
-        const built = await buildInParts(this.shared.pool, e.epoch, e.params, e.key, snapshot, {
-          backend: this.backend,
-          abort,
-          logger: this.ctx.logger,
-          stats: this.stats,
-          onProgress: (done) => {
-            onProgress(done);
-            bar.update(done);
-          },
-          keepParts: () => this.leading,
-        });
-        bar.finish(`pcd: built epoch ${e.epoch}: ${built.numbers.toLocaleString('en-US')} numbers in ${built.seconds.toFixed(1)} s (${built.reused.toLocaleString('en-US')} tags from an earlier builder's parts)`);
-        return built;
-      }
       return await buildEpoch(e.epoch, e.params, e.key, snapshot, {
         backend: this.backend,
         abort,
         logger: this.ctx.logger,
         progressBar: this.ctx.options.progress === true,
         stats: this.stats,
-        onProgress,
+        onProgress: (done) => {
+          active.done = done;
+          if (e.preparing) e.preparing.done = done;
+        },
+        // The leader builds in parts it stores as it goes, so a leader after it resumes (server/pg/epochbuild.ts).
+        ...(forStore && this.leading ? { builder: partedBuilder(this.shared.pool, () => this.leading) } : {}),
       });
     } finally {
       if (this.active === active) this.active = undefined;
@@ -423,7 +404,7 @@ export class SharedEpochs extends EpochSet {
     const key = this.backend.generateKeyPair();
     let epoch: number | undefined;
     try {
-      epoch = await createEpoch(this.shared.pool, this.master, key, params, this.ctx.now(), (rows) => {
+      epoch = await createEpoch(this.shared.pool, this.keys, key, params, this.ctx.now(), (rows) => {
         const live = rows.filter((r) => r.destroyed_at === null);
         const waiting = live.find((r) => r.stored_version === null);
         if (waiting) return new PcdError(ErrorCode.Conflict, `epoch ${waiting.epoch} is being built; rotate again once it is done`);

@@ -26,7 +26,7 @@ import type { KeyPair } from '../../shared/suite.ts';
 import type { EpochRow } from '../../disk/epochs.ts';
 import { BucketTable, type CacheContent, type CacheExpectation, type EpochParams } from '../blinded/table.ts';
 import { inTransaction, pgGuarded } from './connect.ts';
-import { wrapEpochKey, type MasterKey } from './epochkeys.ts';
+import type { PgEpochKeys } from './epochkeys.ts';
 
 /** The transaction lock of epoch creation and first stores (distinct from the leader's and the directory's). */
 export const EPOCHS_LOCK = 0x7063_6411;
@@ -56,13 +56,13 @@ export async function readEpochRows(pool: pg.Pool): Promise<SharedEpochRow[]> {
 }
 
 /**
- * Creates epoch max+1 with `key` (wrapped under `master`) and `params`, under
+ * Creates epoch max+1 with `key` (wrapped, `keys`) and `params`, under
  * the epochs lock, unless `refuse` (given the rows) says why not. Returns the
  * new epoch's number.
  */
 export async function createEpoch(
   pool: pg.Pool,
-  master: MasterKey,
+  keys: PgEpochKeys,
   key: KeyPair,
   params: EpochParams,
   now: number,
@@ -74,11 +74,11 @@ export async function createEpoch(
       `SELECT e.*, h.directory_version AS stored_version, k.epoch IS NOT NULL AS has_key, k.master_id
          FROM epochs e LEFT JOIN epoch_table_heads h USING (epoch) LEFT JOIN epoch_keys k USING (epoch) ORDER BY e.epoch`,
     );
-    const other = rows.find((r) => r.master_id && !r.master_id.equals(master.id));
+    const other = rows.find((r) => r.master_id && !r.master_id.equals(keys.masterId));
     if (other) {
       throw new PcdError(
         ErrorCode.Conflict,
-        `the shared store's epoch keys are wrapped under another master key (id ${other.master_id!.toString('hex')}, this node's is ${master.id.toString('hex')}): copy master.key from a node of this store`,
+        `the shared store's epoch keys are wrapped under another master key (id ${other.master_id!.toString('hex')}, this node's is ${keys.masterId.toString('hex')}): copy master.key from a node of this store`,
       );
     }
     const why = refuse(rows);
@@ -86,7 +86,7 @@ export async function createEpoch(
     if (why) throw why;
     // Epoch numbers are never reused: max over every row, destroyed ones too.
     const epoch = rows.reduce((m, r) => Math.max(m, r.epoch), 0) + 1;
-    await c.query('INSERT INTO epoch_keys (epoch, master_id, wrapped) VALUES ($1, $2, $3)', [epoch, master.id, wrapEpochKey(master, epoch, key.secretKey)]);
+    await keys.put(epoch, key.secretKey, c);
     await c.query('INSERT INTO epochs (epoch, public_key, mode, bucket_bits, tag_bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6)', [
       epoch,
       Buffer.from(key.publicKey),
