@@ -99,23 +99,23 @@ export abstract class EpochSet {
     return () => this.servedListeners.delete(listener);
   }
 
+  /** Tells every listener of epochs served here. */
   protected notifyServed(epoch: number): void {
-    for (const listener of this.servedListeners) {
-      try {
-        listener(epoch);
-      } catch (err) {
-        this.ctx.logger.error({ epoch, err: (err as Error).message }, 'an epoch listener failed');
-      }
-    }
+    this.tell(this.servedListeners, epoch, 'an epoch listener failed');
   }
 
   /** Tells every destruction listener (the evaluator pool, the token keys). */
   protected notifyDestroyed(epoch: number): void {
-    for (const listener of this.destroyedListeners) {
+    this.tell(this.destroyedListeners, epoch, 'an epoch destruction listener failed');
+  }
+
+  /** Calls each listener with `epoch`; one that throws is logged and the others still called. */
+  private tell(listeners: ReadonlySet<(epoch: number) => void>, epoch: number, failed: string): void {
+    for (const listener of listeners) {
       try {
         listener(epoch);
       } catch (err) {
-        this.ctx.logger.error({ epoch, err: (err as Error).message }, 'an epoch destruction listener failed');
+        this.ctx.logger.error({ epoch, err: (err as Error).message }, failed);
       }
     }
   }
