@@ -152,7 +152,9 @@ describe('the blinded design on a shared store', () => {
     await n1.admin.createAccount({ email: 'z@pcd.test', numbers: [z], capabilities: ['messages'] });
     const n3 = await node('n3');
     const e = blinded(n3).epochs;
-    await waitFor('node 3 loads both epochs', () => e.list().length === 2);
+    // list() names an epoch while it loads: wait until both are loaded (or built, which the assertion below refuses).
+    await waitFor('node 3 loads both epochs', () => e.stats.cacheLoads + e.stats.builds >= 2);
+    expect(e.list()).toHaveLength(2);
     expect(e.stats.builds).toBe(0);
     expect(e.stats.cacheLoads).toBe(2);
     const asker = await n3.admin.createAccount({ email: 'asker3@pcd.test', numbers: ['+14155550229'], capabilities: ['messages'] });
