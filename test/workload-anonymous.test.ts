@@ -213,7 +213,7 @@ describe('anonymous variants against real servers and a relay, tiny', () => {
     expect(run.results.map((r) => r.label)).toEqual(['blinded-anonymous b=0', 'blinded-anonymous+relay b=0']);
     for (const r of run.results) {
       expect(r.errors).toBe(0);
-      expect(r.lookups).toBe(run.script.lookups + run.script.syncedNumbers);
+      expect(r.lookups).toBe(run.script.lookups + run.script.newContactLookups + run.script.syncedNumbers);
       const q = r.requesters!;
       expect(q.requests).toBeGreaterThan(0);
       expect(q.requests).toBe(q.sent);

@@ -87,6 +87,7 @@ interface Flags {
   bucketBits: number[];
   anonymousBucketBits: number[];
   usersPerIp: number;
+  orderDays?: number;
   tokenQuantum: number;
   evalThreads?: number;
   parallel: number;
@@ -149,6 +150,11 @@ export function simulateProgram(): Command {
     )
     .option('--quick', `a small run for a first look (under a minute): ${Object.entries(QUICK).map(([k, v]) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} ${Array.isArray(v) ? v.join(',') : v}`).join(' ')}; flags given beside it win`)
     .option('--users-per-ip <n>', 'users behind one IP address (1: every user its own; more: a carrier NAT)', int('--users-per-ip'), 1)
+    .addOption(
+      new Option('--order-days <n>', 'daisy-chained orders: a log kept n days, an order served every n days; scores each order and the chain read together (with --days 90: three orders of 30)').argParser(
+        num('--order-days'),
+      ),
+    )
     .option(
       '--token-quantum <n>',
       'with tokens: class-1 tokens each app\u2019s pool fetches once a simulated day, whatever it spent (the library\u2019s default)',
@@ -157,7 +163,10 @@ export function simulateProgram(): Command {
     )
     .addOption(new Option('--eval-threads <n>', 'blinded evaluator threads of the server (default one per core)').argParser(int('--eval-threads')))
     .option('--parallel <n>', 'runs at once, each with its own server child and clock (the results do not depend on it)', int('--parallel'), 1)
-    .option('--keep-data', 'keep each run\u2019s data folder (under --out/data) for pcd audit; like any data folder it holds the server\u2019s keys and token hashes')
+    .option(
+      '--keep-data',
+      'keep each run\u2019s data folder (under --out/data) for pcd audit, and write the true edges beside them (--out/data/truth.csv) to score an attack of your own; like any data folder it holds the server\u2019s keys and token hashes',
+    )
     .option('--out <dir>', 'write results.json, workload.md and workload.vl.json here')
     .option('--json', 'print the results as JSON instead of the tables')
     .exitOverride()
@@ -217,11 +226,12 @@ export async function main(argv: string[]): Promise<void> {
     bucketBits: f.bucketBits,
     anonymousBucketBits: f.anonymousBucketBits,
     usersPerIp: f.usersPerIp,
+    ...(f.orderDays !== undefined ? { orderDays: f.orderDays } : {}),
     poolQuantum: f.tokenQuantum,
     ...(f.evalThreads !== undefined ? { evalThreads: f.evalThreads } : {}),
     parallel: f.parallel,
     keepData: f.keepData ?? false,
-    ...(root ? { root } : {}),
+    ...(root ? { root, truthFile: path.join(root, 'truth.csv') } : {}),
     log: (line) => console.error(line),
   });
   const { dataDirs, results, ...rest } = run;
@@ -235,7 +245,10 @@ export async function main(argv: string[]): Promise<void> {
   }
   console.log(f.json ? JSON.stringify(doc, null, 2) : md);
   const seconds = (performance.now() - t0) / 1000;
-  console.error(`${run.results.length} run(s) in ${seconds.toFixed(0)} s${out ? `; wrote ${path.join(out, 'results.json')}, workload.md, workload.vl.json` : ''}${dataDirs.length ? `; data folders kept in ${root}` : ''}`);
+  console.error(
+    `${run.results.length} run(s) in ${seconds.toFixed(0)} s${out ? `; wrote ${path.join(out, 'results.json')}, workload.md, workload.vl.json` : ''}` +
+      `${dataDirs.length ? `; data folders kept in ${root}, the true edges in ${path.join(root!, 'truth.csv')}` : ''}`,
+  );
   const failed = run.results.filter((r) => r.errors > 0);
   if (failed.length) {
     console.error(`failed lookups in: ${failed.map((r) => `${r.label} (${r.errors})`).join(', ')}`);

@@ -65,7 +65,10 @@ import { auditPlain } from '../audit/designs/plain.ts';
 import { requireTable, withSnapshot } from '../audit/image.ts';
 import { parsePlan, type PlanPattern } from '../audit/plan.ts';
 import { BLINDED_TOKEN_EVAL_LOG, BUCKET_LOG_WINDOW_MS, TOKEN_ISSUANCE_LOG } from '../shared/designs/blinded.ts';
+import { scoreFetches, type AttributedFetch, type FittedWeight, type ScoredAttack, type ScoredClaim } from './attack.ts';
 import { attackRequesters, type IssuanceRow, type RequesterAttack, type TokenEvalRow } from './requesters.ts';
+import { ErrorCode, PcdError } from '../shared/errors.ts';
+import { DAY_MS } from './script.ts';
 import { isAnonymous, variantSpec, type RunTarget } from './simulate.ts';
 
 /** "account number". */
@@ -115,7 +118,19 @@ export interface Reconstruction {
   warnings: string[];
   /** With tokens: the requester attack (workload/requesters.ts), scored in workload/score.ts. */
   requesters?: RequesterAttack;
+  /** Every edge the scored attack names, best first, with the model's probability (plain and hashed: every edge at 1): the precision-recall curve. */
+  scored: { key: EdgeKey; score: number }[];
+  /** Blinded: the weights the scored attack fitted to the operator's data (workload/attack.ts). */
+  model?: FittedWeight[];
 }
+
+/** The scored attack's confidence levels: a claim is made at a level when the model gives it at least that probability. */
+export const CONFIDENCE_LEVELS = [0.99, 0.9, 0.5] as const;
+/** The level whose claims are the headline `claimed`. */
+export const HEADLINE_LEVEL = 0.9;
+export const levelName = (level: number): string => `score ≥ ${level}`;
+/** The rule of the first simulation, kept as one line: a bucket with one plan number, or one mutual registered number. */
+export const CONSERVATIVE = 'conservative';
 
 /** An evaluation as the bucket attribution uses it: a blinded_eval_log row, or an anonymous request the requester attack named. */
 export interface EvaluationRow {
@@ -166,6 +181,7 @@ function fromRows(design: 'plain' | 'hashed', rows: { ts: number; accountId: num
     bucketBits: null,
     claimed,
     attacks: [{ name: design === 'plain' ? 'direct' : 'enumeration', claimed }],
+    scored: [...claimed].map((key) => ({ key, score: 1 })),
     candidates: (a, n) => ({ plan: claimed.has(edgeKey(a, n)) ? 1 : planSize, registered: null }),
     remains: {
       fields,
@@ -180,16 +196,24 @@ function fromRows(design: 'plain' | 'hashed', rows: { ts: number; accountId: num
   };
 }
 
-export function reconstructPlain(dataDir: string, planSpec: string): Reconstruction {
+/** A span of the log: what a retention of that length holds when an order is served at `until` (rows with from ≤ ts < until). */
+export interface LogWindow {
+  from: number;
+  until: number;
+}
+
+const inWindow = (w: LogWindow | undefined) => (ts: number) => w === undefined || (ts >= w.from && ts < w.until);
+
+export function reconstructPlain(dataDir: string, planSpec: string, window?: LogWindow): Reconstruction {
   const a = auditPlain(dataDir, { targets: [] });
-  const r = fromRows('plain', a.rows, planSizeOf(planSpec), 'time, account, email, IP, number, answer');
+  const r = fromRows('plain', a.rows.filter((x) => inWindow(window)(x.ts)), planSizeOf(planSpec), 'time, account, email, IP, number, answer');
   r.warnings.push(...a.warnings);
   return r;
 }
 
-export function reconstructHashed(dataDir: string, planSpec: string): Reconstruction {
+export function reconstructHashed(dataDir: string, planSpec: string, window?: LogWindow): Reconstruction {
   const a = auditHashed(dataDir, { targets: [], plan: planSpec });
-  const r = fromRows('hashed', a.rows, planSizeOf(planSpec), 'time, account, email, IP, SHA-256 of the number (reversed), answer');
+  const r = fromRows('hashed', a.rows.filter((x) => inWindow(window)(x.ts)), planSizeOf(planSpec), 'time, account, email, IP, SHA-256 of the number (reversed), answer');
   r.remains.reversal = { candidates: a.reversal.candidates, seconds: a.reversal.ms / 1000, distinctHashes: a.reversal.distinctHashes, reversed: a.reversal.reversed };
   r.warnings.push(...a.warnings);
   return r;
@@ -235,10 +259,13 @@ function lowerBound(xs: readonly number[], x: number): number {
 }
 
 /** `evaluations`: the rows that attribute bucket fetches (default: blinded_eval_log's, as the audit reads them). */
-export function reconstructBlinded(dataDir: string, planSpec: string, evaluations?: readonly EvaluationRow[]): Reconstruction {
+export function reconstructBlinded(dataDir: string, planSpec: string, evaluations?: readonly EvaluationRow[], window?: LogWindow): Reconstruction {
   const audit = auditBlinded(dataDir, { targets: [] });
-  const evals: readonly EvaluationRow[] = evaluations ?? audit.evaluations.rows;
-  const { fetches, owners } = readBlindedTables(dataDir);
+  const keep = inWindow(window);
+  const evals: readonly EvaluationRow[] = (evaluations ?? audit.evaluations.rows).filter((r) => keep(r.ts));
+  const tables = readBlindedTables(dataDir);
+  const fetches = tables.fetches.filter((f) => keep(f.ts));
+  const owners = tables.owners;
   const plan = parsePlan(planSpec);
   const planSize = plan.reduce((s, p) => s + p.size, 0);
   const bitsOf = new Map(audit.epochs.map((e) => [e.epoch, e.bucketBits]));
@@ -259,10 +286,19 @@ export function reconstructBlinded(dataDir: string, planSpec: string, evaluation
   const planBy = new Map<number, Tally>();
   const regBy = new Map<number, Tally>();
   const regList = new Map<number, Map<number, E164[]>>();
+  const planLists = new Map<number, Map<number, E164[]>>();
   for (const bits of bitsUsed) {
     const t = tally();
-    for (const n of enumeratePlan(plan)) add(t, bucketOf(n, bits), n);
+    const inPlan = new Map<number, E164[]>();
+    for (const n of enumeratePlan(plan)) {
+      const b = bucketOf(n, bits);
+      add(t, b, n);
+      const l = inPlan.get(b);
+      if (l) l.push(n);
+      else inPlan.set(b, [n]);
+    }
     planBy.set(bits, t);
+    planLists.set(bits, inPlan);
     const r = tally();
     const lists = new Map<number, E164[]>();
     for (const n of owners.keys()) {
@@ -300,6 +336,7 @@ export function reconstructBlinded(dataDir: string, planSpec: string, evaluation
   };
   let ambiguous = 0;
   let unattributed = 0;
+  const attributed = new Map<number, AttributedFetch[]>(epochsUsed.map((e) => [e, []]));
   for (const f of fetches) {
     if (!bitsOf.has(f.epoch)) {
       unattributed++; // an epoch the epochs table does not list: its bucket ids cannot be matched to numbers
@@ -318,6 +355,7 @@ export function reconstructBlinded(dataDir: string, planSpec: string, evaluation
       continue;
     }
     if (near.size > 1) ambiguous++;
+    attributed.get(f.epoch)!.push({ accounts: [...near], bucket: f.bucket, day: Math.floor(f.ts / DAY_MS) });
     const s = slot(f.epoch, f.bucket);
     for (const a of near) {
       put(possible, a, s);
@@ -376,7 +414,24 @@ export function reconstructBlinded(dataDir: string, planSpec: string, evaluation
       if (m.length === 1) mutualClaims.add(edgeKey(a, m[0]!));
     }
   }
-  const claimed = new Set<EdgeKey>([...bucketClaims, ...mutualClaims]);
+  const conservative = new Set<EdgeKey>([...bucketClaims, ...mutualClaims]);
+
+  // The scored attack (workload/attack.ts), per epoch; an edge keeps its best score.
+  const bestScore = new Map<EdgeKey, ScoredClaim>();
+  const models: ScoredAttack[] = [];
+  for (const epoch of epochsUsed) {
+    const bits = bitsOf.get(epoch)!;
+    const scored = scoreFetches({ bits, fetches: attributed.get(epoch)!, planByBucket: planLists.get(bits)!, owners, bucketOfNumber: (n) => bucketOf(n, bits) });
+    models.push(scored);
+    for (const c of scored.claims) {
+      const k = edgeKey(c.account, c.number);
+      const b = bestScore.get(k);
+      if (!b || c.score > b.score) bestScore.set(k, c);
+    }
+  }
+  const scoredClaims = [...bestScore.values()].sort((x, y) => y.score - x.score);
+  const atLevel = (level: number) => new Set(scoredClaims.filter((c) => c.score >= level).map((c) => edgeKey(c.account, c.number)));
+  const claimed = atLevel(HEADLINE_LEVEL);
 
   const candidates = (a: number, n: E164): Candidates => {
     const own = ownNumbers.get(a) ?? [];
@@ -400,10 +455,14 @@ export function reconstructBlinded(dataDir: string, planSpec: string, evaluation
     bucketBits: current?.bucketBits ?? bitsUsed[0] ?? null,
     claimed,
     attacks: [
+      ...CONFIDENCE_LEVELS.map((level) => ({ name: levelName(level), claimed: atLevel(level) })),
+      { name: CONSERVATIVE, claimed: conservative },
       { name: 'bucket', claimed: bucketClaims },
       { name: 'mutual', claimed: mutualClaims },
       { name: 'registered', claimed: registeredClaims },
     ],
+    scored: scoredClaims.map((c) => ({ key: edgeKey(c.account, c.number), score: c.score })),
+    model: models.flatMap((m) => m.weights),
     candidates,
     remains: {
       fields: 'evaluations: time, account, IP, epoch, element count; bucket fetches: minute, IP, epoch, bucket id, count',
@@ -451,7 +510,12 @@ export function reconstructAnonymous(dataDir: string, planSpec: string, relayIps
   });
   const full = reconstructBlinded(dataDir, planSpec, rows);
   const real = (claims: Set<EdgeKey>) => new Set([...claims].filter((k) => !k.startsWith('-')));
-  const rec: Reconstruction = { ...full, claimed: real(full.claimed), attacks: full.attacks.map((a) => ({ name: a.name, claimed: real(a.claimed) })) };
+  const rec: Reconstruction = {
+    ...full,
+    claimed: real(full.claimed),
+    attacks: full.attacks.map((a) => ({ name: a.name, claimed: real(a.claimed) })),
+    scored: full.scored.filter((c) => !c.key.startsWith('-')),
+  };
   const r = rec.remains;
   const events = attack.events;
   return {
@@ -477,15 +541,19 @@ function readBucketIps(dataDir: string): string[] {
   return withSnapshot(dataDir, ({ db }: { db: Database.Database }) => db.prepare<[], { ip: string }>('SELECT DISTINCT ip FROM blinded_bucket_log').all().map((r) => r.ip));
 }
 
-export function reconstruct(target: RunTarget, dataDir: string, planSpec: string, relayIps: readonly string[] = []): Reconstruction {
-  if (isAnonymous(target.variant)) return reconstructAnonymous(dataDir, planSpec, relayIps);
+/** `window`: read only the rows of that span, as an order served under a retention would get them (not for the anonymous variants). */
+export function reconstruct(target: RunTarget, dataDir: string, planSpec: string, relayIps: readonly string[] = [], window?: LogWindow): Reconstruction {
+  if (isAnonymous(target.variant)) {
+    if (window) throw new PcdError(ErrorCode.InvalidField, 'orders (a window of the log) are not read for the anonymous variants');
+    return reconstructAnonymous(dataDir, planSpec, relayIps);
+  }
   const design: DesignName = variantSpec(target.variant).design;
   switch (design) {
     case 'plain':
-      return reconstructPlain(dataDir, planSpec);
+      return reconstructPlain(dataDir, planSpec, window);
     case 'hashed':
-      return reconstructHashed(dataDir, planSpec);
+      return reconstructHashed(dataDir, planSpec, window);
     case 'blinded':
-      return reconstructBlinded(dataDir, planSpec);
+      return reconstructBlinded(dataDir, planSpec, undefined, window);
   }
 }

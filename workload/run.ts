@@ -11,11 +11,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { checkBucketBits } from '../shared/buckets.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
-import { reconstruct } from './operator.ts';
+import { reconstruct, type Reconstruction } from './operator.ts';
 import { DEFAULT_POPULATION, generatePopulation, type PopulationOptions, type PopulationStats } from './population.ts';
-import { scoreRun, type WorkloadResult } from './score.ts';
-import { DEFAULT_SCRIPT, generateScript, type Script, type ScriptOptions } from './script.ts';
-import { LIBRARY_TOKEN_QUANTUM, VARIANT_NAMES, isAnonymous, runLabel, runScript, variantSpec, type RunTarget, type WorkloadVariant } from './simulate.ts';
+import { asEdges, registeredNumbers, scoreRun, type OrderScore, type WorkloadResult } from './score.ts';
+import { DAY_MS, DEFAULT_SCRIPT, generateScript, type Script, type ScriptOptions } from './script.ts';
+import { LIBRARY_TOKEN_QUANTUM, VARIANT_NAMES, isAnonymous, runLabel, runScript, variantSpec, type RunRecord, type RunTarget, type WorkloadVariant } from './simulate.ts';
+import type { WorkloadPopulation } from './population.ts';
 
 export interface WorkloadOptions {
   population: PopulationOptions;
@@ -33,6 +34,13 @@ export interface WorkloadOptions {
   usersPerIp: number;
   /** With tokens: class-1 tokens each pool fetches per simulated day (default the library's, 8). */
   poolQuantum?: number;
+  /**
+   * Daisy-chained orders: a log kept `orderDays` days (a retention) and an
+   * order served every `orderDays` days. Each order reads only its window;
+   * the chain reads them all together, as the operator holding every
+   * order's answer could. Not for the anonymous variants.
+   */
+  orderDays?: number;
   evalThreads?: number;
   /** Runs (server children) at once (default 1); each has its own clock, so the rows are the same, only faster on two cores. */
   parallel?: number;
@@ -40,6 +48,8 @@ export interface WorkloadOptions {
   keepData?: boolean;
   /** Where the data folders go (default: a fresh folder in the OS temp dir). */
   root?: string;
+  /** Write the true edges here (truthCsv), for reviewers; the attack never reads it. */
+  truthFile?: string;
   log?: (line: string) => void;
 }
 
@@ -67,7 +77,7 @@ export interface WorkloadRun {
     poolQuantum: number;
   };
   population: PopulationStats & { plan: string };
-  script: Script['counts'] & { actions: number; lookedUpEdges: number; conversationEdges: number; addressBookEdges: number };
+  script: Script['counts'] & { actions: number; lookedUpEdges: number; conversationEdges: number; addressBookEdges: number; conversationShare: ConversationShare };
   results: WorkloadResult[];
   /** Data folders kept (keepData). */
   dataDirs: string[];
@@ -87,6 +97,112 @@ export function targetsOf(o: Pick<WorkloadOptions, 'designs' | 'bucketBits' | 'a
   return [...new Set(o.designs)].flatMap((variant): RunTarget[] => (blinded(variant) ? [...new Set(bitsOf(variant))].map((bucketBits) => ({ variant, bucketBits })) : [{ variant }]));
 }
 
+/** Within this long after a lookup, a conversation it preceded counts as following it (the app's answer cache's default life). */
+export const FOLLOWED_WITHIN_MS = DAY_MS;
+
+/**
+ * "The logs don't prove a conversation took place": how often a lookup was
+ * followed by one. Rows: every number looked up (what plain and hashed log,
+ * one row each), followed when the user started a conversation with that
+ * person at the lookup or within FOLLOWED_WITHIN_MS after; by why it was
+ * looked up. Edges: looked-up pairs that talked at some point in the window.
+ */
+export interface ConversationShare {
+  rows: number;
+  followed: number;
+  /** Rows of conversations (the lookup a conversation made), of new contacts, and of syncs. */
+  byKind: { conversation: [number, number]; newContact: [number, number]; sync: [number, number] };
+  edges: number;
+  talkedEdges: number;
+}
+
+export function conversationShare(pop: WorkloadPopulation, script: Script): ConversationShare {
+  const n = pop.numbers.length;
+  const byKind = { conversation: [0, 0] as [number, number], newContact: [0, 0] as [number, number], sync: [0, 0] as [number, number] };
+  for (const a of script.actions) {
+    for (const p of a.people) {
+      const times = script.truth.conversationTimes.get(a.user * n + p) ?? [];
+      const followed = times.some((t) => t >= a.t && t <= a.t + FOLLOWED_WITHIN_MS);
+      const kind = a.reason === 'reinstall' ? byKind.sync : a.reason === 'conversation' ? byKind.conversation : byKind.newContact;
+      kind[0]++;
+      if (followed) kind[1]++;
+    }
+  }
+  let talked = 0;
+  for (const k of script.truth.lookedUp) if (script.truth.conversations.has(k)) talked++;
+  const rows = byKind.conversation[0] + byKind.newContact[0] + byKind.sync[0];
+  const followed = byKind.conversation[1] + byKind.newContact[1] + byKind.sync[1];
+  return { rows, followed, byKind, edges: script.truth.lookedUp.size, talkedEdges: talked };
+}
+
+/**
+ * The truth, for reviewers who score an attack of their own (`pcd simulate
+ * --keep-data` writes it beside the data folders): one line per pair looked
+ * up, with the requester's number, the contact's, whether the contact is
+ * registered, the first lookup (ISO 8601), how many times it was looked up,
+ * and whether the pair talked in the window. The operator's attack never
+ * reads it.
+ */
+export function truthCsv(pop: WorkloadPopulation, script: Script): string {
+  const n = pop.numbers.length;
+  const registered = registeredNumbers(pop);
+  const lines = ['requester,contact,registered,first_lookup,lookups,talked'];
+  const keys = [...script.truth.lookupTimes.keys()].sort((a, b) => script.truth.lookupTimes.get(a)![0]! - script.truth.lookupTimes.get(b)![0]! || a - b);
+  for (const k of keys) {
+    const times = script.truth.lookupTimes.get(k)!;
+    const contact = pop.numbers[k % n]!;
+    lines.push(
+      [pop.numbers[Math.floor(k / n)]!, contact, registered.has(contact) ? 1 : 0, new Date(times[0]!).toISOString(), times.length, script.truth.conversations.has(k) ? 1 : 0].join(','),
+    );
+  }
+  return lines.join('\n') + '\n';
+}
+
+/** The orders of `orderDays` over the run's period, each read alone, and their chain read together (WorkloadOptions.orderDays). */
+function scoreOrders(pop: WorkloadPopulation, script: Script, run: RunRecord, full: Reconstruction, orderDays: number): OrderScore[] {
+  const start = script.options.start;
+  const k = Math.floor(script.options.days / orderDays);
+  if (k < 1) return [];
+  const all = asEdges(script.truth.lookedUp, pop, run.accountIds);
+  const registered = registeredNumbers(pop);
+  const allRegistered = new Set(all.list.filter(([, x]) => registered.has(x)).map(([a, x]) => `${a} ${x}`));
+  const iso = (t: number) => new Date(t).toISOString().slice(0, 10);
+  const score = (name: string, from: number, until: number, rec: Reconstruction): OrderScore => {
+    const keys = new Set<number>();
+    for (const [key, times] of script.truth.lookupTimes) if (times.some((t) => t >= from && t < until)) keys.add(key);
+    const windowEdges = asEdges(keys, pop, run.accountIds).set;
+    let inWindow = 0;
+    let right = 0;
+    let rightRegistered = 0;
+    for (const c of rec.claimed) {
+      if (windowEdges.has(c)) inWindow++;
+      if (all.set.has(c)) right++;
+      if (allRegistered.has(c)) rightRegistered++;
+    }
+    return {
+      name,
+      from: iso(from),
+      until: iso(until),
+      windowEdges: windowEdges.size,
+      claimed: rec.claimed.size,
+      recallWindow: windowEdges.size ? inWindow / windowEdges.size : 0,
+      recallAll: all.set.size ? right / all.set.size : 0,
+      recallRegisteredAll: allRegistered.size ? rightRegistered / allRegistered.size : 0,
+      precision: rec.claimed.size ? right / rec.claimed.size : null,
+    };
+  };
+  const out: OrderScore[] = [];
+  for (let i = 1; i <= k; i++) {
+    const from = start + (i - 1) * orderDays * DAY_MS;
+    const until = start + i * orderDays * DAY_MS;
+    out.push(score(`order ${i} (served day ${i * orderDays})`, from, until, reconstruct(run.target, run.dataDir, pop.planSpec, run.relayIps, { from, until })));
+  }
+  const chainUntil = start + k * orderDays * DAY_MS;
+  const chain = k * orderDays === script.options.days ? full : reconstruct(run.target, run.dataDir, pop.planSpec, run.relayIps, { from: start, until: chainUntil });
+  out.push(score(`chain of ${k} orders, read together`, start, chainUntil, chain));
+  return out;
+}
+
 export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {
   const log = o.log ?? (() => {});
   const t0 = performance.now();
@@ -94,6 +210,9 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {
   if (!Number.isInteger(o.usersPerIp) || o.usersPerIp < 1) throw new PcdError(ErrorCode.InvalidField, `users per IP must be a whole number >= 1, got ${o.usersPerIp}`);
   if (o.poolQuantum !== undefined && !(Number.isInteger(o.poolQuantum) && o.poolQuantum >= 0 && o.poolQuantum <= 1000)) {
     throw new PcdError(ErrorCode.InvalidField, `the pool's quantum must be a whole number of tokens a day from 0 to 1000, got ${o.poolQuantum}`);
+  }
+  if (o.orderDays !== undefined && !(o.orderDays > 0 && o.orderDays <= o.script.days)) {
+    throw new PcdError(ErrorCode.InvalidField, `an order's window must be from 1 day to the simulated days (${o.script.days}), got ${o.orderDays}`);
   }
   const pop = generatePopulation(o.population);
   const script = generateScript(pop, o.script);
@@ -105,10 +224,11 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {
   );
   log(
     `  script: ${o.script.days} days, ${script.counts.conversations} conversations, ${script.counts.cacheHits} answered from the app cache, ` +
-      `${script.counts.lookups} lookups, ${script.counts.syncs} full syncs (${script.counts.syncedNumbers} numbers), ${script.truth.lookedUp.size} distinct edges looked up`,
+      `${script.counts.lookups} lookups at a conversation, ${script.counts.newContactLookups} of new contacts, ${script.counts.syncs} full syncs (${script.counts.syncedNumbers} numbers), ${script.truth.lookedUp.size} distinct edges looked up`,
   );
   const root = o.root ?? fs.mkdtempSync(path.join(os.tmpdir(), 'pcd-workload-'));
   fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+  if (o.truthFile) fs.writeFileSync(o.truthFile, truthCsv(pop, script));
   const results: (WorkloadResult | undefined)[] = targets.map(() => undefined);
   const dataDirs: string[] = [];
   const parallel = Math.max(1, Math.min(o.parallel ?? 1, targets.length));
@@ -120,6 +240,7 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {
       const run = await runScript(pop, script, target, { root, usersPerIp: o.usersPerIp, evalThreads: o.evalThreads, poolQuantum: o.poolQuantum, log });
       const rec = reconstruct(target, run.dataDir, pop.planSpec, run.relayIps);
       const row = scoreRun(pop, script, run, rec, (performance.now() - r0) / 1000);
+      if (o.orderDays !== undefined && !isAnonymous(target.variant)) row.orders = scoreOrders(pop, script, run, rec, o.orderDays);
       results[i] = row;
       const pct = (x: number | null) => (x === null ? '-' : `${(x * 100).toFixed(1)} %`);
       const q = row.requesters;
@@ -159,6 +280,7 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {
       lookedUpEdges: script.truth.lookedUp.size,
       conversationEdges: script.truth.conversations.size,
       addressBookEdges: script.truth.addressBook.size,
+      conversationShare: conversationShare(pop, script),
     },
     results: results.filter((r): r is WorkloadResult => r !== undefined),
     dataDirs,

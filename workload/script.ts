@@ -16,8 +16,12 @@
  *
  * What a client sends, as real ones do: a lookup when a conversation starts
  * (never per message) unless the app's answer cache holds the contact
- * (`cacheTtlHours`); a reinstall is a full contact sync: one lookupMany of
- * the whole book, which refills the cache. Clients start the window with an
+ * (`cacheTtlHours`); a lookup when a contact is added to the book (the app
+ * checks every new entry, whether or not a conversation follows); a
+ * reinstall is a full contact sync: one lookupMany of the whole book, which
+ * refills the cache. So a lookup does not always mean a conversation: syncs
+ * and new contacts look numbers up that nobody talks to, and the truth
+ * records when each pair talked (`conversationTimes`) to measure it. Clients start the window with an
  * empty answer cache (the library's own caches, tags and buckets, live as
  * long as the simulated install: workload/simulate.ts).
  */
@@ -67,6 +71,8 @@ export interface ScriptAction {
   t: number;
   user: number;
   kind: 'lookup' | 'sync';
+  /** Why: a conversation starting, a contact added to the book, or a reinstall's sync. */
+  reason: 'conversation' | 'new-contact' | 'reinstall';
   /** Person indexes looked up. */
   people: number[];
 }
@@ -74,8 +80,12 @@ export interface ScriptAction {
 export interface ScriptTruth {
   /** Distinct (user, person) pairs a client looked up: what a complete log would reveal. Key: user * people + person. */
   lookedUp: Set<number>;
+  /** Per looked-up pair, the instants it was looked up (ascending). */
+  lookupTimes: Map<number, number[]>;
   /** Distinct (user, person) pairs with a conversation. */
   conversations: Set<number>;
+  /** Per pair with a conversation, the instants the user started one (ascending). */
+  conversationTimes: Map<number, number[]>;
   /** Every (user, person) pair in a book at the end of the window. */
   addressBook: Set<number>;
 }
@@ -85,7 +95,7 @@ export interface Script {
   readonly actions: ScriptAction[];
   readonly truth: ScriptTruth;
   readonly end: number;
-  readonly counts: { conversations: number; cacheHits: number; lookups: number; syncs: number; syncedNumbers: number; newContacts: number };
+  readonly counts: { conversations: number; cacheHits: number; lookups: number; syncs: number; syncedNumbers: number; newContacts: number; newContactLookups: number };
 }
 
 export function checkScriptOptions(o: ScriptOptions): void {
@@ -147,8 +157,17 @@ export function generateScript(pop: WorkloadPopulation, options: ScriptOptions):
   }
   events.sort((a, b) => a.t - b.t || a.user - b.user || a.seq - b.seq);
 
-  const truth: ScriptTruth = { lookedUp: new Set(), conversations: new Set(), addressBook: new Set() };
-  const counts = { conversations: 0, cacheHits: 0, lookups: 0, syncs: 0, syncedNumbers: 0, newContacts: 0 };
+  const truth: ScriptTruth = { lookedUp: new Set(), lookupTimes: new Map(), conversations: new Set(), conversationTimes: new Map(), addressBook: new Set() };
+  const counts = { conversations: 0, cacheHits: 0, lookups: 0, syncs: 0, syncedNumbers: 0, newContacts: 0, newContactLookups: 0 };
+  const at = (m: Map<number, number[]>, k: number, t: number) => {
+    const l = m.get(k);
+    if (l) l.push(t);
+    else m.set(k, [t]);
+  };
+  const looked = (u: number, p: number, t: number) => {
+    truth.lookedUp.add(key(u, p));
+    at(truth.lookupTimes, key(u, p), t);
+  };
   const caches = Array.from({ length: pop.users }, () => new Map<number, number>());
   const choice = Array.from({ length: pop.users }, (_, u) => stream(o.seed, 'choice', u));
   const actions: ScriptAction[] = [];
@@ -156,6 +175,7 @@ export function generateScript(pop: WorkloadPopulation, options: ScriptOptions):
   const chat = (t: number, u: number, p: number) => {
     counts.conversations++;
     truth.conversations.add(key(u, p));
+    at(truth.conversationTimes, key(u, p), t);
     const cache = caches[u]!;
     const until = cache.get(p);
     if (until !== undefined && until > t) {
@@ -163,9 +183,9 @@ export function generateScript(pop: WorkloadPopulation, options: ScriptOptions):
       return;
     }
     cache.set(p, t + ttl);
-    truth.lookedUp.add(key(u, p));
+    looked(u, p, t);
     counts.lookups++;
-    actions.push({ t, user: u, kind: 'lookup', people: [p] });
+    actions.push({ t, user: u, kind: 'lookup', reason: 'conversation', people: [p] });
   };
 
   for (const e of events) {
@@ -190,6 +210,11 @@ export function generateScript(pop: WorkloadPopulation, options: ScriptOptions):
         book.has.add(p);
         book.weights.push(w);
         book.total += w;
+        // The app checks the new entry at once; a conversation right after finds it in the answer cache.
+        caches[u]!.set(p, e.t + ttl);
+        looked(u, p, e.t);
+        counts.newContactLookups++;
+        actions.push({ t: e.t, user: u, kind: 'lookup', reason: 'new-contact', people: [p] });
         if (rng.chance(o.newContactChat)) chat(e.t, u, p);
         break;
       }
@@ -198,11 +223,11 @@ export function generateScript(pop: WorkloadPopulation, options: ScriptOptions):
         cache.clear();
         for (const p of book.list) {
           cache.set(p, e.t + ttl);
-          truth.lookedUp.add(key(u, p));
+          looked(u, p, e.t);
         }
         counts.syncs++;
         counts.syncedNumbers += book.list.length;
-        if (book.list.length) actions.push({ t: e.t, user: u, kind: 'sync', people: [...book.list] });
+        if (book.list.length) actions.push({ t: e.t, user: u, kind: 'sync', reason: 'reinstall', people: [...book.list] });
         break;
       }
     }
