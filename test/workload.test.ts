@@ -13,11 +13,11 @@ import { workloadChart, workloadMarkdown } from '../bench/workload.ts';
 import { main as simulateMain } from '../workload/cli.ts';
 import { enumeratePlan } from '../workload/operator.ts';
 import { DEFAULT_POPULATION, generatePopulation, planNumbers, type PopulationOptions } from '../workload/population.ts';
-import { runWorkload, type WorkloadRun } from '../workload/run.ts';
+import { runWorkload, truthCsv, type WorkloadRun } from '../workload/run.ts';
 import { DEFAULT_SCRIPT, generateScript, type ScriptOptions } from '../workload/script.ts';
 import { parsePlan } from '../audit/plan.ts';
 import { isPcdError } from '../shared/errors.ts';
-import { normalizeNumber } from '../shared/e164.ts';
+import { normalizeNumber, type E164 } from '../shared/e164.ts';
 
 const POPULATION: PopulationOptions = {
   ...DEFAULT_POPULATION,
@@ -52,6 +52,24 @@ describe('workload population and script', () => {
     expect(a.tie(3, 7)).toBe(a.tie(7, 3));
   });
 
+  it('writes the truth for reviewers: one line per pair looked up, registered or not, first lookup, whether they talked', () => {
+    const pop = generatePopulation(POPULATION);
+    const s = generateScript(pop, SCRIPT);
+    const lines = truthCsv(pop, s).trimEnd().split('\n');
+    expect(lines[0]).toBe('requester,contact,registered,first_lookup,lookups,talked');
+    expect(lines).toHaveLength(s.truth.lookedUp.size + 1);
+    const users = new Set(pop.numbers.slice(0, pop.users));
+    for (const line of lines.slice(1)) {
+      const [requester, contact, registered, first, lookups, talked] = line.split(',');
+      expect(users.has(requester as E164)).toBe(true);
+      expect(registered).toBe(users.has(contact as E164) ? '1' : '0');
+      expect(Date.parse(first!)).toBeGreaterThanOrEqual(SCRIPT.start);
+      expect(Number(lookups)).toBeGreaterThanOrEqual(1);
+      expect(['0', '1']).toContain(talked);
+    }
+    expect(lines.some((l) => l.endsWith(',0'))).toBe(true);
+  });
+
   it('scripts lookups only of book entries, and the same script for the same seed', () => {
     const pop = generatePopulation(POPULATION);
     const s = generateScript(pop, SCRIPT);
@@ -70,7 +88,7 @@ describe('workload simulation against real servers, tiny', () => {
   let run: WorkloadRun;
 
   beforeAll(async () => {
-    run = await runWorkload({ population: POPULATION, script: SCRIPT, designs: ['plain', 'hashed', 'blinded'], bucketBits: [0, 8], usersPerIp: 1 });
+    run = await runWorkload({ population: POPULATION, script: SCRIPT, designs: ['plain', 'hashed', 'blinded'], bucketBits: [0, 8], usersPerIp: 1, orderDays: 1 });
   }, 180_000);
 
   const row = (label: string) => run.results.find((r) => r.label === label)!;
@@ -115,8 +133,43 @@ describe('workload simulation against real servers, tiny', () => {
   it('blinded with 256 buckets over a plan of 2,000 numbers: a true edge hides among several', () => {
     const r = row('blinded b=8');
     expect(r.medianCandidates).toBeGreaterThan(1);
-    expect(r.attacks.map((a) => a.name)).toEqual(['bucket', 'mutual', 'registered']);
+    expect(r.attacks.map((a) => a.name)).toEqual(['score ≥ 0.99', 'score ≥ 0.9', 'score ≥ 0.5', 'conservative', 'bucket', 'mutual', 'registered']);
     expect(r.remains.bucketRows).toBeGreaterThan(0);
+    // The scored attack scores candidates: a curve, whose claims only grow as the score falls, and a model prediction per rule.
+    expect(r.curve.length).toBeGreaterThan(0);
+    for (let i = 1; i < r.curve.length; i++) expect(r.curve[i]!.claimed).toBeGreaterThan(r.curve[i - 1]!.claimed);
+    expect(r.model?.map((m) => m.signal)).toEqual(['bucket', 'registered', 'mutual']);
+    const levels = r.attacks.filter((a) => a.name.startsWith('score'));
+    for (let i = 1; i < levels.length; i++) expect(levels[i]!.claimed).toBeGreaterThanOrEqual(levels[i - 1]!.claimed);
+  });
+
+  it('scores both recalls, the reverse direction and the conversation share against the script', () => {
+    const plain = row('plain');
+    expect(plain.registeredEdges).toBeGreaterThan(0);
+    expect(plain.registeredEdges).toBeLessThan(plain.edges);
+    expect(plain.recallRegistered).toBe(1);
+    expect(plain.reverse.meanRecall).toBe(1);
+    expect(plain.reverse.precision).toBe(1);
+    expect(plain.reverse.allNamed).toBe(plain.reverse.targets);
+    const s = run.script.conversationShare;
+    expect(s.rows).toBe(run.script.lookups + run.script.newContactLookups + run.script.syncedNumbers);
+    // A lookup made because a conversation started is followed by one; a sync's mostly are not.
+    expect(s.byKind.conversation[1]).toBe(s.byKind.conversation[0]);
+    expect(s.byKind.sync[1]).toBeLessThan(s.byKind.sync[0]);
+    expect(s.talkedEdges).toBeLessThan(s.edges);
+    expect(plain.conversationPrecision).toBeCloseTo(s.talkedEdges / s.edges, 10);
+    expect(row('blinded b=0').reverse.anyNamed).toBe(0);
+  });
+
+  it('daisy-chained orders: each order reads its own window, the chain all of them', () => {
+    const plain = row('plain').orders!;
+    expect(plain.map((o) => o.name)).toEqual(['order 1 (served day 1)', 'order 2 (served day 2)', 'chain of 2 orders, read together']);
+    for (const o of plain.slice(0, 2)) {
+      expect(o.recallWindow).toBe(1);
+      expect(o.recallAll).toBeLessThan(1);
+    }
+    expect(plain[2]!.recallAll).toBe(1);
+    expect(plain[0]!.claimed + plain[1]!.claimed).toBeGreaterThanOrEqual(plain[2]!.claimed);
   });
 
   it('renders Markdown tables and a Vega-Lite spec without secrets', () => {
@@ -127,7 +180,10 @@ describe('workload simulation against real servers, tiny', () => {
     expect(file).toBe('workload.svg');
     const s = spec as { $schema: string; hconcat: unknown[]; data: { values: unknown[] } };
     expect(s.$schema).toMatch(/vega-lite/);
-    expect(s.hconcat).toHaveLength(3);
+    expect(s.hconcat).toHaveLength(4);
+    expect(md).toContain('### Daisy-chained orders');
+    expect(md).toContain('### Density: each signal measured beside the model');
+    expect(md).toContain('### Real sizes, from the model');
     expect(s.data.values.length).toBeGreaterThanOrEqual(run.results.length);
     const json = JSON.stringify({ run, md, spec });
     expect(json).not.toMatch(/token/i);

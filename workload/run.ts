@@ -226,6 +226,7 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {
     `  script: ${o.script.days} days, ${script.counts.conversations} conversations, ${script.counts.cacheHits} answered from the app cache, ` +
       `${script.counts.lookups} lookups at a conversation, ${script.counts.newContactLookups} of new contacts, ${script.counts.syncs} full syncs (${script.counts.syncedNumbers} numbers), ${script.truth.lookedUp.size} distinct edges looked up`,
   );
+  const share = conversationShare(pop, script);
   const root = o.root ?? fs.mkdtempSync(path.join(os.tmpdir(), 'pcd-workload-'));
   fs.mkdirSync(root, { recursive: true, mode: 0o700 });
   if (o.truthFile) fs.writeFileSync(o.truthFile, truthCsv(pop, script));
@@ -241,6 +242,7 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {
       const rec = reconstruct(target, run.dataDir, pop.planSpec, run.relayIps);
       const row = scoreRun(pop, script, run, rec, (performance.now() - r0) / 1000);
       if (o.orderDays !== undefined && !isAnonymous(target.variant)) row.orders = scoreOrders(pop, script, run, rec, o.orderDays);
+      row.conversationShare = share;
       results[i] = row;
       const pct = (x: number | null) => (x === null ? '-' : `${(x * 100).toFixed(1)} %`);
       const q = row.requesters;
@@ -280,7 +282,7 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {
       lookedUpEdges: script.truth.lookedUp.size,
       conversationEdges: script.truth.conversations.size,
       addressBookEdges: script.truth.addressBook.size,
-      conversationShare: conversationShare(pop, script),
+      conversationShare: share,
     },
     results: results.filter((r): r is WorkloadResult => r !== undefined),
     dataDirs,

@@ -29,6 +29,8 @@
 import type { DesignName } from '../shared/messages.ts';
 import type { E164 } from '../shared/e164.ts';
 import { CONFIDENCE_LEVELS, edgeKey, levelName, type EdgeKey, type Reconstruction, type WhatRemains } from './operator.ts';
+import type { ConversationShare } from './run.ts';
+import { measureBehaviour, predictSignals, type Behaviour, type SignalPrediction } from './model.ts';
 import type { WorkloadPopulation } from './population.ts';
 import { scoreRequesters, type RequesterScore } from './requesters.ts';
 import type { Script } from './script.ts';
@@ -115,6 +117,15 @@ export interface WorkloadResult {
   reverse: ReverseScore;
   /** With `orderDays`: what each order and the chain of orders give (workload/run.ts). */
   orders?: OrderScore[];
+  /** The population's behaviour in the window (workload/model.ts), and, blinded, the model's prediction of each rule at this run's sizes. */
+  behaviour: Behaviour;
+  model: SignalPrediction[] | null;
+  /** Users behind one IP address in this run (1: each its own). */
+  usersPerIp: number;
+  /** The study this run belongs to (bench config `studies`; default: 'default'). */
+  study?: string;
+  /** The run's lookups: how many were followed by a conversation (workload/run.ts). */
+  conversationShare?: ConversationShare;
   medianCandidates: number;
   /** Over true edges whose contact is registered: candidates among registered numbers. */
   medianCandidatesRegistered: number | null;
@@ -304,6 +315,7 @@ export function scoreRun(pop: WorkloadPopulation, script: Script, run: RunRecord
   const recovered = hits(rec.claimed, looked.set);
   const registeredSet = new Set(looked.list.filter(([, n]) => registeredNumbers(pop).has(n)).map(([a, n]) => edgeKey(a, n)));
   const { curve, atPrecision } = scoreCurve(rec.scored, looked.set, registeredSet);
+  const behaviour = measureBehaviour(pop, script);
   const plan: number[] = [];
   const registered: number[] = [];
   for (const [a, n] of looked.list) {
@@ -375,6 +387,9 @@ export function scoreRun(pop: WorkloadPopulation, script: Script, run: RunRecord
     planPerBucket: bits === null ? null : pop.stats.planSize / 2 ** bits,
     registeredPerBucket: bits === null ? null : run.directorySize / 2 ** bits,
     remains: rec.remains,
+    behaviour,
+    model: bits === null ? null : predictSignals({ ...behaviour, planSize: pop.stats.planSize, registered: run.directorySize, bits }),
+    usersPerIp: run.usersPerIp,
     requesters,
     padding: design === 'blinded' ? scorePadding(run.evaluations) : null,
     pools: run.pools,

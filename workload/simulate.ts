@@ -178,6 +178,8 @@ export interface RunRecord {
   pools: PoolRunStats | null;
   /** Through a relay: the addresses the server was told are relays (ServerOptions.ohttpRelays), which its operator knows. */
   relayIps: string[];
+  /** Users behind one IP address (RunOptions.usersPerIp). */
+  usersPerIp: number;
 }
 
 /** The IP user u's requests come from: 10.0.0.0/8, one address per `usersPerIp` users. */
@@ -280,6 +282,7 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
     evaluations: [],
     pools: anonymous ? { issuanceRequests: 0, fetched: 0, spent: 0, fetchedOnDemand: 0, appStarts: 0, quantumFetches: 0, fillErrors: 0 } : null,
     relayIps,
+    usersPerIp: options.usersPerIp,
   };
   const installs = new Map<number, Install>();
   const everyInstall: Install[] = [];
