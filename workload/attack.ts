@@ -280,148 +280,219 @@ interface Fitted {
   iterations: number;
 }
 
-/** EM for θ and λ (module header), then every candidate's score. */
-function fit(p: Prepared, features: Features, maxIterations: number, product = false): Fitted {
-  const V = features.count;
-  const binsOf = Array.from({ length: V }, (_, v) => (v === 0 ? [] : features.bins(v)));
-  const phi = features.sizes.map((n) => new Float64Array(n).fill(1));
-  const exposure = new Map<number, Float64Array>(); // A -> numbers of each value A could have fetched
-  const valueOf = new Map<number, Map<number, number>>();
-  for (const a of p.requesters) {
-    const counts = new Float64Array(V);
-    counts[0] = p.unregisteredInPlan;
-    const values = new Map<number, number>();
-    for (const b of p.accounts) {
-      if (b === a) continue;
-      const v = features.of(a, b);
-      values.set(b, v);
-      counts[v]! += p.ownNumbers.get(b)!.length;
-    }
-    exposure.set(a, counts);
-    valueOf.set(a, values);
-  }
-  const theta = new Float64Array(V).fill(1);
-  const lambda = new Map<number, number>();
-  const fetchesOf = new Map<number, number>();
-  for (const o of p.observations) fetchesOf.set(o.account, (fetchesOf.get(o.account) ?? 0) + 1);
-  // rho: the account's own weight of unregistered numbers (some books hold more unregistered contacts than others), shrunk to 1.
-  const rho = new Map<number, number>(p.requesters.map((a) => [a, 1]));
-  const unregisteredOf = new Map<number, number>();
-  // eta: the bucket's own weight of unregistered numbers (a bucket holding people many know is fetched more), shrunk to 1.
-  const eta = new Map<number, number>();
-  const unregisteredFetches = new Map<number, number>();
-  const setLambda = () => {
+const prob = (rate: number) => -Math.expm1(-rate);
+
+/** The Poisson model of the module header for one set of features: its state, the EM steps, and the scores. */
+class PoissonModel {
+  readonly V: number;
+  readonly theta: Float64Array;
+  /** Product models: one factor per signal and bin, θ(v) = Π φ_i[bin_i(v)]. */
+  private readonly phi: Float64Array[];
+  private readonly binsOf: number[][];
+  /** A -> the numbers of each value A could have fetched; each observation's registered candidates' values. */
+  private readonly exposure = new Map<number, Float64Array>();
+  private readonly obsValues: number[][];
+  private readonly fetchesOf = new Map<number, number>();
+  private readonly lambda = new Map<number, number>();
+  /** ρ_A: the account's own weight of unregistered numbers (some books hold more unregistered contacts than others), shrunk to 1. */
+  private readonly rho = new Map<number, number>();
+  /** η_s: the bucket's own weight of unregistered numbers (a bucket holding people many know is fetched more), shrunk to 1. */
+  private readonly eta = new Map<number, number>();
+  /** The last E step: fetches given to each value, and to unregistered numbers per account and per bucket; and the last exposure. */
+  private readonly expected: Float64Array;
+  private readonly exposed: Float64Array;
+  private readonly unregisteredOf = new Map<number, number>();
+  private readonly unregisteredFetches = new Map<number, number>();
+
+  constructor(
+    private readonly p: Prepared,
+    private readonly features: Features,
+    private readonly product: boolean,
+  ) {
+    const V = (this.V = features.count);
+    this.theta = new Float64Array(V).fill(1);
+    this.expected = new Float64Array(V);
+    this.exposed = new Float64Array(V);
+    this.binsOf = Array.from({ length: V }, (_, v) => (v === 0 ? [] : features.bins(v)));
+    this.phi = features.sizes.map((n) => new Float64Array(n).fill(1));
+    const valueOf = new Map<number, Map<number, number>>();
     for (const a of p.requesters) {
-      const c = exposure.get(a)!;
-      let total = theta[0]! * rho.get(a)! * c[0]!;
-      for (let v = 1; v < V; v++) total += theta[v]! * c[v]!;
-      lambda.set(a, total > 0 ? (fetchesOf.get(a) ?? 0) / total : 0);
+      const counts = new Float64Array(V);
+      counts[0] = p.unregisteredInPlan;
+      const values = new Map<number, number>();
+      for (const b of p.accounts) {
+        if (b === a) continue;
+        const v = features.of(a, b);
+        values.set(b, v);
+        counts[v]! += p.ownNumbers.get(b)!.length;
+      }
+      this.exposure.set(a, counts);
+      valueOf.set(a, values);
+      this.rho.set(a, 1);
     }
-  };
-  setLambda();
-  const obsValues = p.observations.map((o) => o.reg.map((r) => valueOf.get(o.account)!.get(r.owner)!));
-  const expected = new Float64Array(V);
-  const exposed = new Float64Array(V);
-  let iterations = 0;
-  while (iterations < maxIterations) {
-    iterations++;
+    for (const o of p.observations) this.fetchesOf.set(o.account, (this.fetchesOf.get(o.account) ?? 0) + 1);
+    this.obsValues = p.observations.map((o) => o.reg.map((r) => valueOf.get(o.account)!.get(r.owner)!));
+    this.setLambda();
+  }
+
+  /** Runs EM until the weights stop moving; returns the iterations. */
+  fit(maxIterations: number): number {
+    let iterations = 0;
+    while (iterations < maxIterations) {
+      iterations++;
+      this.eStep();
+      const change = this.product ? this.mStepFactors() : this.mStepWeights();
+      this.mStepUnregistered();
+      this.setLambda();
+      if (change < CONVERGED) break;
+    }
+    return iterations;
+  }
+
+  private unregisteredWeight(account: number, bucket: number): number {
+    return this.theta[0]! * this.rho.get(account)! * (this.eta.get(bucket) ?? 1);
+  }
+
+  private setLambda(): void {
+    for (const a of this.p.requesters) {
+      const c = this.exposure.get(a)!;
+      let total = this.theta[0]! * this.rho.get(a)! * c[0]!;
+      for (let v = 1; v < this.V; v++) total += this.theta[v]! * c[v]!;
+      this.lambda.set(a, total > 0 ? (this.fetchesOf.get(a) ?? 0) / total : 0);
+    }
+  }
+
+  /** Shares each fetch among its candidates in proportion to their weights; then the exposure of each value. */
+  private eStep(): void {
+    const { expected, exposed, theta } = this;
     expected.fill(0);
-    unregisteredOf.clear();
-    unregisteredFetches.clear();
-    p.observations.forEach((o, i) => {
-      const vs = obsValues[i]!;
-      const u = theta[0]! * rho.get(o.account)! * (eta.get(o.bucket) ?? 1) * o.unreg;
+    this.unregisteredOf.clear();
+    this.unregisteredFetches.clear();
+    this.p.observations.forEach((o, i) => {
+      const vs = this.obsValues[i]!;
+      const u = this.unregisteredWeight(o.account, o.bucket) * o.unreg;
       let z = u;
       for (const v of vs) z += theta[v]!;
       if (z <= 0) return;
       expected[0]! += u / z;
-      unregisteredOf.set(o.account, (unregisteredOf.get(o.account) ?? 0) + u / z);
-      unregisteredFetches.set(o.bucket, (unregisteredFetches.get(o.bucket) ?? 0) + u / z);
+      this.unregisteredOf.set(o.account, (this.unregisteredOf.get(o.account) ?? 0) + u / z);
+      this.unregisteredFetches.set(o.bucket, (this.unregisteredFetches.get(o.bucket) ?? 0) + u / z);
       for (const v of vs) expected[v]! += theta[v]! / z;
     });
     exposed.fill(0);
-    for (const a of p.requesters) {
-      const l = lambda.get(a)!;
-      const c = exposure.get(a)!;
-      exposed[0]! += l * rho.get(a)! * c[0]!;
-      for (let v = 1; v < V; v++) exposed[v]! += l * c[v]!;
+    for (const a of this.p.requesters) {
+      const l = this.lambda.get(a)!;
+      const c = this.exposure.get(a)!;
+      exposed[0]! += l * this.rho.get(a)! * c[0]!;
+      for (let v = 1; v < this.V; v++) exposed[v]! += l * c[v]!;
     }
+  }
+
+  /** θ(v) to the fetches given to v over v's exposure, scaled so that θ(unregistered) = 1; returns the largest change (log). */
+  private mStepWeights(): number {
+    const next = new Float64Array(this.V);
+    for (let v = 0; v < this.V; v++) next[v] = (this.expected[v]! + PSEUDO * this.theta[v]!) / (this.exposed[v]! + PSEUDO);
+    return this.setTheta(next);
+  }
+
+  /** One factor per signal and bin (iterative proportional fitting): θ(v) = Π φ_i[bin_i(v)]. */
+  private mStepFactors(): number {
+    const { V, phi, binsOf, expected, exposed } = this;
     const next = new Float64Array(V);
-    if (product) {
-      // One factor per signal and bin (iterative proportional fitting): θ(v) = Π φ_i[bin_i(v)].
-      next[0] = (expected[0]! + PSEUDO * theta[0]!) / (exposed[0]! + PSEUDO);
-      const base = new Float64Array(V);
-      for (let v = 1; v < V; v++) base[v] = theta[v]! > 0 ? exposed[v]! : 0;
-      for (let i = 0; i < phi.length; i++) {
-        const e = new Float64Array(phi[i]!.length);
-        const x = new Float64Array(phi[i]!.length);
-        for (let v = 1; v < V; v++) {
-          let others = 1;
-          for (let j = 0; j < phi.length; j++) if (j !== i) others *= phi[j]![binsOf[v]![j]!]!;
-          e[binsOf[v]![i]!]! += expected[v]!;
-          x[binsOf[v]![i]!]! += base[v]! * others;
-        }
-        for (let k = 0; k < phi[i]!.length; k++) phi[i]![k] = (e[k]! + PSEUDO * phi[i]![k]!) / (x[k]! + PSEUDO);
+    next[0] = (expected[0]! + PSEUDO * this.theta[0]!) / (exposed[0]! + PSEUDO);
+    for (let i = 0; i < phi.length; i++) {
+      const e = new Float64Array(phi[i]!.length);
+      const x = new Float64Array(phi[i]!.length);
+      for (let v = 1; v < V; v++) {
+        let others = 1;
+        for (let j = 0; j < phi.length; j++) if (j !== i) others *= phi[j]![binsOf[v]![j]!]!;
+        e[binsOf[v]![i]!]! += expected[v]!;
+        x[binsOf[v]![i]!]! += exposed[v]! * others;
       }
-      for (let v = 1; v < V; v++) next[v] = binsOf[v]!.reduce((t, k, j) => t * phi[j]![k]!, 1);
-    } else for (let v = 0; v < V; v++) next[v] = (expected[v]! + PSEUDO * theta[v]!) / (exposed[v]! + PSEUDO);
-    const scale = next[0]! > 0 ? next[0]! : 1;
-    if (product) phi[0]!.forEach((f, k) => (phi[0]![k] = f / scale));
-    let change = 0;
-    for (let v = 0; v < V; v++) {
-      const t = next[v]! / scale;
-      change = Math.max(change, Math.abs(Math.log((t + 1e-12) / (theta[v]! + 1e-12))));
-      theta[v] = t;
+      for (let k = 0; k < phi[i]!.length; k++) phi[i]![k] = (e[k]! + PSEUDO * phi[i]![k]!) / (x[k]! + PSEUDO);
     }
+    for (let v = 1; v < V; v++) next[v] = binsOf[v]!.reduce((t, k, j) => t * phi[j]![k]!, 1);
+    const scale = next[0]! > 0 ? next[0]! : 1;
+    phi[0]!.forEach((f, k) => (phi[0]![k] = f / scale));
+    return this.setTheta(next);
+  }
+
+  private setTheta(next: Float64Array): number {
+    const scale = next[0]! > 0 ? next[0]! : 1;
+    let change = 0;
+    for (let v = 0; v < this.V; v++) {
+      const t = next[v]! / scale;
+      change = Math.max(change, Math.abs(Math.log((t + 1e-12) / (this.theta[v]! + 1e-12))));
+      this.theta[v] = t;
+    }
+    return change;
+  }
+
+  /** η per bucket (normalized to a mean of 1 over the plan's unregistered numbers) and ρ per account, each shrunk by pseudo-fetches. */
+  private mStepUnregistered(): void {
+    const { p, theta } = this;
     let reach = 0; // Σ_A λ_A ρ_A θ0: the rate one unregistered number of weight 1 is fetched at
-    for (const a of p.requesters) reach += lambda.get(a)! * rho.get(a)! * theta[0]!;
+    for (const a of p.requesters) reach += this.lambda.get(a)! * this.rho.get(a)! * theta[0]!;
     let weighted = 0;
     for (const [b, u] of p.unregisteredIn) {
       if (u === 0) continue;
-      const e = ((unregisteredFetches.get(b) ?? 0) + BUCKET_PSEUDO) / (reach * u + BUCKET_PSEUDO);
-      eta.set(b, e);
+      const e = ((this.unregisteredFetches.get(b) ?? 0) + BUCKET_PSEUDO) / (reach * u + BUCKET_PSEUDO);
+      this.eta.set(b, e);
       weighted += e * u;
     }
-    if (weighted > 0) for (const [b, e] of eta) eta.set(b, (e * p.unregisteredInPlan) / weighted);
+    if (weighted > 0) for (const [b, e] of this.eta) this.eta.set(b, (e * p.unregisteredInPlan) / weighted);
     for (const a of p.requesters) {
-      const base = lambda.get(a)! * theta[0]! * exposure.get(a)![0]!;
-      rho.set(a, (unregisteredOf.get(a) ?? 0) + ACCOUNT_PSEUDO > 0 && base > 0 ? ((unregisteredOf.get(a) ?? 0) + ACCOUNT_PSEUDO) / (base + ACCOUNT_PSEUDO) : 1);
+      const base = this.lambda.get(a)! * theta[0]! * this.exposure.get(a)![0]!;
+      this.rho.set(a, base > 0 ? ((this.unregisteredOf.get(a) ?? 0) + ACCOUNT_PSEUDO) / (base + ACCOUNT_PSEUDO) : 1);
     }
-    setLambda();
-    if (change < CONVERGED) break;
   }
-  const claims: ScoredClaim[] = [];
-  const prob = (rate: number) => -Math.expm1(-rate);
-  p.observations.forEach((o, i) => {
-    const vs = obsValues[i]!;
-    const l = lambda.get(o.account)!;
-    const t0 = theta[0]! * rho.get(o.account)! * (eta.get(o.bucket) ?? 1);
-    let z = t0 * o.unreg;
-    for (const v of vs) z += theta[v]!;
-    const all = prob(l * z);
-    if (all <= 0) return;
-    o.reg.forEach((r, j) => claims.push({ account: o.account, number: r.n, score: Math.min(1, prob(l * theta[vs[j]!]!) / all), registered: true }));
-    if (o.sole !== undefined) claims.push({ account: o.account, number: o.sole, score: Math.min(1, prob(l * t0) / all), registered: false });
-  });
-  const weights: FittedWeight[] = [{ feature: features.name(0), theta: theta[0]!, expected: expected[0]!, exposure: exposed[0]! }];
-  if (product) {
-    // The factors, with the fetches given to each bin and the exposure of its numbers.
-    for (let i = 0; i < phi.length; i++) {
-      for (let k = 0; k < phi[i]!.length; k++) {
+
+  /** Every candidate's score (module header). */
+  scores(): ScoredClaim[] {
+    const claims: ScoredClaim[] = [];
+    this.p.observations.forEach((o, i) => {
+      const vs = this.obsValues[i]!;
+      const l = this.lambda.get(o.account)!;
+      const t0 = this.unregisteredWeight(o.account, o.bucket);
+      let z = t0 * o.unreg;
+      for (const v of vs) z += this.theta[v]!;
+      const all = prob(l * z);
+      if (all <= 0) return;
+      o.reg.forEach((r, j) => claims.push({ account: o.account, number: r.n, score: Math.min(1, prob(l * this.theta[vs[j]!]!) / all), registered: true }));
+      if (o.sole !== undefined) claims.push({ account: o.account, number: o.sole, score: Math.min(1, prob(l * t0) / all), registered: false });
+    });
+    return claims;
+  }
+
+  /** The fitted weights as reported: per value, or per factor with the fetches and exposure of its bin. */
+  weights(): FittedWeight[] {
+    const { V, expected, exposed, features } = this;
+    const out: FittedWeight[] = [{ feature: features.name(0), theta: this.theta[0]!, expected: expected[0]!, exposure: exposed[0]! }];
+    if (!this.product) {
+      for (let v = 1; v < V; v++) if (exposed[v]! > 0) out.push({ feature: features.name(v), theta: this.theta[v]!, expected: expected[v]!, exposure: exposed[v]! });
+      return out;
+    }
+    this.phi.forEach((factors, i) =>
+      factors.forEach((f, k) => {
         let e = 0;
         let x = 0;
         for (let v = 1; v < V; v++) {
-          if (binsOf[v]![i] !== k) continue;
+          if (this.binsOf[v]![i] !== k) continue;
           e += expected[v]!;
           x += exposed[v]!;
         }
-        if (x > 0) weights.push({ feature: `× ${features.factorNames[i]![k]!}`, theta: phi[i]![k]!, expected: e, exposure: x });
-      }
-    }
-  } else {
-    for (let v = 1; v < V; v++) if (exposed[v]! > 0) weights.push({ feature: features.name(v), theta: theta[v]!, expected: expected[v]!, exposure: exposed[v]! });
+        if (x > 0) out.push({ feature: `× ${features.factorNames[i]![k]!}`, theta: f, expected: e, exposure: x });
+      }),
+    );
+    return out;
   }
-  return { claims, weights, iterations };
+}
+
+/** EM for the weights and activities (module header), then every candidate's score. */
+function fit(p: Prepared, features: Features, maxIterations: number, product = false): Fitted {
+  const model = new PoissonModel(p, features, product);
+  const iterations = model.fit(maxIterations);
+  return { claims: model.scores(), weights: model.weights(), iterations };
 }
 
 /** Round 1: the raw signals of the logs: mutual fetch days and co-fetch beyond chance. */

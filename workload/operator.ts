@@ -32,18 +32,26 @@
  *      account's own number (the numbers table). A registered candidate y is
  *      "mutual" when y's account fetched the bucket of the requester's own
  *      number. The mutual set M(A, b) is those candidates.
- *   Claims, per (account A, bucket b) firmly attributed to A:
+ *   4. The scored attack (workload/attack.ts): every candidate of a fetch
+ *      firmly attributed gets the probability, from a model fitted to the
+ *      operator's data by EM, that it is the contact; the headline claims
+ *      are those scored at least HEADLINE_LEVEL, the other levels
+ *      (CONFIDENCE_LEVELS) and the sorted list (the precision-recall
+ *      curve) are reported beside them.
+ *   The rules of the first simulation, per (account A, bucket b) firmly
+ *   attributed to A, kept for comparison (and for workload/model.ts, which
+ *   predicts each):
  *   - `bucket`: the plan candidate set is one number: claimed (certain, up
  *     to the account looking itself up, which is excluded);
  *   - `mutual`: M(A, b) is one number: claimed (a guess: measured);
  *   - `registered`: the registered set is one number: claimed (a guess:
  *     the contact may be an unregistered number of the bucket);
- *   the headline attack is `bucket` or else `mutual`.
+ *   `conservative`: `bucket` or else `mutual`, the first headline.
  *   Per true edge (A, x) the candidate-set size is the plan set of x's
  *   bucket when A is attributed (firmly or possibly) a fetch of it, and the
  *   whole plan (less A's own numbers) when not: then the log shows only
  *   that A asked something, when, and how many elements.
- *   Timing beyond the minute, element counts and the order of rows are not
+ *   Timing beyond the day, element counts and the order of rows are not
  *   used for claims; the counts are reported as what remains (who asked,
  *   when, how many, and which syncs were whole address books).
  * - blinded with Privacy Pass tokens (the anonymous variants): the
