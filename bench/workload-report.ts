@@ -254,8 +254,9 @@ function remains(w: readonly WorkloadResult[]): string[] {
   return [
     '### What remains in each log',
     mdTable(
-      ['design', 'bucket bits', 'rows', 'requesters', 'IPs', 'lookups counted', 'sync requests', 'bucket rows (ambiguous, unattributed)', 'a row holds'],
+      ['study', 'design', 'bucket bits', 'rows', 'requesters', 'IPs', 'lookups counted', 'sync requests', 'bucket rows (ambiguous, unattributed)', 'a row holds'],
       w.map((r) => [
+        studyOf(r),
         variantOf(r),
         bits(r),
         count(r.remains.rows),

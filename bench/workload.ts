@@ -172,8 +172,9 @@ export function workloadChart(all: readonly WorkloadResult[]): { file: 'workload
       if (c) values.push({ ...base, series: 'blinded: conservative rule, all edges', recall: c.recall, extra: true });
     } else values.push({ ...base, series: r.design, rule: r.design, recall: r.recall });
   }
+  // Curves that reach a precision of 50 % somewhere (at b = 0 and 4 every claim is a guess among hundreds).
   const curves = w
-    .filter((r) => r.design === 'blinded' && variantOf(r) === 'blinded' && r.curve?.length)
+    .filter((r) => r.design === 'blinded' && variantOf(r) === 'blinded' && r.curve?.some((q) => q.precision >= 0.5))
     .flatMap((r) => r.curve.map((q) => ({ bits: `b = ${r.bucketBits}`, recall: q.recall, precision: q.precision })));
   const series = [...new Set(values.map((v) => v.series as string))];
   const color = { field: 'series', type: 'nominal', title: null, scale: { domain: series }, legend: { orient: 'bottom', columns: 2, labelLimit: 320 } };
@@ -198,18 +199,23 @@ export function workloadChart(all: readonly WorkloadResult[]): { file: 'workload
       },
     ],
   });
+  // The scored attack's curves, each labelled with its b at its far end (a legend of its own would fight the shared colour legend).
+  const xy = {
+    x: { field: 'recall', type: 'quantitative', title: 'recall, all edges (scored attack, blinded)', axis: { format: '.0%' }, scale: { domain: [0, 1] } },
+    y: { field: 'precision', type: 'quantitative', title: 'precision', axis: { format: '.0%' }, scale: { domain: [0, 1] } },
+  };
   const curvePanel = {
     width: 220,
     height: 200,
     data: { values: curves },
-    mark: { type: 'line', point: false },
-    encoding: {
-      x: { field: 'recall', type: 'quantitative', title: 'recall, all edges (blinded, account)', axis: { format: '.0%' }, scale: { domain: [0, 1] } },
-      y: { field: 'precision', type: 'quantitative', title: 'precision', axis: { format: '.0%' }, scale: { domain: [0, 1] } },
-      strokeDash: { field: 'bits', type: 'nominal', title: 'precision-recall curve', legend: { orient: 'bottom' } },
-      color: { value: '#555' },
-      order: { field: 'recall', type: 'quantitative' },
-    },
+    layer: [
+      { mark: { type: 'line', color: '#555' }, encoding: { ...xy, detail: { field: 'bits', type: 'nominal' }, order: { field: 'recall', type: 'quantitative' } } },
+      {
+        transform: [{ aggregate: [{ op: 'max', field: 'recall', as: 'recall' }, { op: 'min', field: 'precision', as: 'precision' }], groupby: ['bits'] }],
+        mark: { type: 'text', align: 'right', dx: -4, dy: -8, fontSize: 11 },
+        encoding: { ...xy, text: { field: 'bits', type: 'nominal' } },
+      },
+    ],
   };
   const spec = {
     $schema: VEGA_LITE_SCHEMA,
