@@ -175,7 +175,12 @@ export function workloadChart(all: readonly WorkloadResult[]): { file: 'workload
   // Curves that reach a precision of 50 % somewhere (at b = 0 and 4 every claim is a guess among hundreds).
   const curves = w
     .filter((r) => r.design === 'blinded' && variantOf(r) === 'blinded' && r.curve?.some((q) => q.precision >= 0.5))
-    .flatMap((r) => r.curve.map((q) => ({ bits: `b = ${r.bucketBits}`, recall: q.recall, precision: q.precision })));
+    .flatMap((r) =>
+      r.curve.flatMap((q) => [
+        { bits: `b = ${r.bucketBits}`, edges: 'all edges', recall: q.recall, precision: q.precision },
+        ...(q.recallRegistered === undefined ? [] : [{ bits: `b = ${r.bucketBits}`, edges: 'edges to registered contacts', recall: q.recallRegistered, precision: q.precision }]),
+      ]),
+    );
   const series = [...new Set(values.map((v) => v.series as string))];
   const color = { field: 'series', type: 'nominal', title: null, scale: { domain: series }, legend: { orient: 'bottom', columns: 2, labelLimit: 320 } };
   const x = { field: 'bucketBits', type: 'quantitative', title: 'bucket bits (blinded)', axis: { format: 'd', tickMinStep: 1 } };
@@ -199,9 +204,10 @@ export function workloadChart(all: readonly WorkloadResult[]): { file: 'workload
       },
     ],
   });
-  // The scored attack's curves, each labelled with its b at its far end (a legend of its own would fight the shared colour legend).
+  // The scored attack's curves, each labelled with its b at its far end (a legend of its own would fight the shared colour legend);
+  // over registered contacts dashed (the precision is the claims', so both share it).
   const xy = {
-    x: { field: 'recall', type: 'quantitative', title: 'recall, all edges (scored attack, blinded)', axis: { format: '.0%' }, scale: { domain: [0, 1] } },
+    x: { field: 'recall', type: 'quantitative', title: 'recall: all edges, registered contacts dashed', axis: { format: '.0%' }, scale: { domain: [0, 1] } },
     y: { field: 'precision', type: 'quantitative', title: 'precision', axis: { format: '.0%' }, scale: { domain: [0, 1] } },
   };
   const curvePanel = {
@@ -209,9 +215,20 @@ export function workloadChart(all: readonly WorkloadResult[]): { file: 'workload
     height: 200,
     data: { values: curves },
     layer: [
-      { mark: { type: 'line', color: '#555' }, encoding: { ...xy, detail: { field: 'bits', type: 'nominal' }, order: { field: 'recall', type: 'quantitative' } } },
       {
-        transform: [{ aggregate: [{ op: 'max', field: 'recall', as: 'recall' }, { op: 'min', field: 'precision', as: 'precision' }], groupby: ['bits'] }],
+        mark: { type: 'line', color: '#555' },
+        encoding: {
+          ...xy,
+          detail: { field: 'bits', type: 'nominal' },
+          strokeDash: { field: 'edges', type: 'nominal', scale: { domain: ['all edges', 'edges to registered contacts'], range: [[1, 0], [5, 3]] }, legend: null },
+          order: { field: 'recall', type: 'quantitative' },
+        },
+      },
+      {
+        transform: [
+          { filter: "datum.edges === 'all edges'" },
+          { aggregate: [{ op: 'max', field: 'recall', as: 'recall' }, { op: 'min', field: 'precision', as: 'precision' }], groupby: ['bits'] },
+        ],
         mark: { type: 'text', align: 'right', dx: -4, dy: -8, fontSize: 11 },
         encoding: { ...xy, text: { field: 'bits', type: 'nominal' } },
       },
@@ -230,7 +247,7 @@ export function workloadChart(all: readonly WorkloadResult[]): { file: 'workload
       panel('medianCandidates', 'median candidate set per true edge (numbers)', { type: 'log' }, '~s', false),
       panel('bytesPerLookup', 'bytes per lookup (bodies, both ways)', { type: 'log' }, '~s', false),
     ],
-    resolve: { scale: { color: 'shared' } },
+    resolve: { scale: { color: 'shared', strokeDash: 'independent' } },
     config: { font: 'Helvetica, Arial, sans-serif', background: 'white', title: { anchor: 'start' } },
   };
   return { file: 'workload.svg', spec };
