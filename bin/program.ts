@@ -2,8 +2,8 @@
  * The `pcd` program, built once: every command registered (client, server,
  * audit, bench, simulate), and the rule that turns any error into one line
  * and an exit code. bin/pcd.ts runs it on process.argv; tests run it in-process.
- *   client: lookup, sync
- *   server: serve, start, seed, rotate-key
+ *   client: lookup, sync, page-link
+ *   server: serve, start, seed, rotate-key, publish-buckets
  *   audit:  audit (offline: reads a data folder, never runs in the server process)
  *   relay:  relay (an Oblivious HTTP relay in front of a server's gateway, relay/relay.ts)
  *   cluster: cluster (a shared Postgres and several nodes on this machine, server/cluster.ts)

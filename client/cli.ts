@@ -1,6 +1,7 @@
 /**
- * Client commands: `pcd lookup NUMBER...` and `pcd sync FILE`.
- * Both take --server, --token (or PCD_SERVER, PCD_TOKEN), --design and
+ * Client commands: `pcd lookup NUMBER...`, `pcd sync FILE`, and `pcd page-link`
+ * (a one-time link to a running server's page with its log view).
+ * lookup and sync take --server, --token (or PCD_SERVER, PCD_TOKEN), --design and
  * --region, and print human lines or, with --json, one JSON document.
  *
  * The blinded design refuses OPRF epochs unless --allow-oprf, and pins each

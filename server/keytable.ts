@@ -16,9 +16,12 @@ const MAX_LOAD = 0.7;
 type ValueArray = Uint8Array | Float64Array;
 type ValueArrayConstructor = Uint8ArrayConstructor | Float64ArrayConstructor;
 
+/** Keys are safe integers (up to 53 bits): hashed as their low and high 32-bit words. */
+const WORD = 2 ** 32;
+
 function hashKey(key: number): number {
-  const lo = key % 4294967296;
-  const hi = (key - lo) / 4294967296;
+  const lo = key % WORD;
+  const hi = (key - lo) / WORD;
   let h = Math.imul(lo ^ Math.imul(hi, 0x9e3779b1), 0x85ebca6b);
   h ^= h >>> 13;
   h = Math.imul(h, 0xc2b2ae35);

@@ -1,7 +1,8 @@
 /**
  * The server core: opens the store, loads the directory, builds the chosen
  * designs and the app, and listens. `openServer` gives the pieces without a
- * socket (tests, the audit); `startServer` listens and returns the URL.
+ * socket (bench/build.ts and bench/child.ts use it); `startServer` listens
+ * and returns the URL.
  *
  * Directory changes made through the admin API go to the store first (one
  * transaction, journaled there for the blinded epochs' crash recovery), then

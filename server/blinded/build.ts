@@ -92,6 +92,10 @@ export function checkAbort(abort: AbortFlag): void {
  * cheap to call per item and true once SLICE_MS have passed; then `yield()`
  * gives the event loop a turn and checks for an abort.
  */
+/** Items a loop handles between looks at the clock (a power of two, so the test is a mask). */
+const CLOCK_EVERY = 1024;
+const atCheckpoint = (i: number): boolean => (i & (CLOCK_EVERY - 1)) === CLOCK_EVERY - 1;
+
 class Slicer {
   private since = performance.now();
 
@@ -254,7 +258,7 @@ export async function assemble(
   const bucketIds = new Uint32Array(n);
   for (let i = 0; i < n; i++) {
     bucketIds[i] = bucketOf(keyToE164(snapshot.keys[i]!), bucketBits);
-    if ((i & 1023) === 1023 && slicer.due()) await slicer.yield();
+    if (atCheckpoint(i) && slicer.due()) await slicer.yield();
   }
   const offsets = new Uint32Array(buckets + 1);
   for (let i = 0; i < n; i++) offsets[bucketIds[i]! + 1]!++;
@@ -294,7 +298,7 @@ export async function assemble(
     }
     counts[b] = w - first;
     // One bucket is sorted in one go: a full-sync (bucketBits 0) bucket of 10^7 tags blocks for seconds.
-    if (((b & 1023) === 1023 || end - start > 1024) && slicer.due()) await slicer.yield();
+    if ((atCheckpoint(b) || end - start > CLOCK_EVERY) && slicer.due()) await slicer.yield();
   }
   // Copies only when collisions were merged (the arrays are then too long): at 10^7 numbers a copy is 90 MB of peak memory.
   const exact = w === n;

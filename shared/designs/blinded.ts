@@ -65,7 +65,7 @@ export type EpochInfo = Infer<typeof EpochInfo>;
 export const BlindedConfigReply = object({
   suite: literal(SUITE),
   mode: literal(...MODES),
-  capabilities: array(capabilityName, { max: 8 }),
+  capabilities: array(capabilityName, { max: LIMITS.maxCapabilities }),
   tagBytes: integer({ min: 1, max: MAX_TAG_BYTES }),
   bucketBits: integer({ min: 0, max: LIMITS.maxBucketBits }),
   current: epochId,
