@@ -13,7 +13,7 @@ import { checkBucketBits } from '../shared/buckets.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { reconstruct, type Reconstruction } from './operator.ts';
 import { DEFAULT_POPULATION, generatePopulation, type PopulationOptions, type PopulationStats } from './population.ts';
-import { asEdges, registeredNumbers, scoreRun, type OrderScore, type WorkloadResult } from './score.ts';
+import { asEdges, registeredNumbers, scoreRun, type ConversationShare, type OrderScore, type WorkloadResult } from './score.ts';
 import { DAY_MS, DEFAULT_SCRIPT, generateScript, type Script, type ScriptOptions } from './script.ts';
 import { LIBRARY_TOKEN_QUANTUM, VARIANT_NAMES, isAnonymous, runLabel, runScript, variantSpec, type RunRecord, type RunTarget, type WorkloadVariant } from './simulate.ts';
 import type { WorkloadPopulation } from './population.ts';
@@ -99,22 +99,6 @@ export function targetsOf(o: Pick<WorkloadOptions, 'designs' | 'bucketBits' | 'a
 
 /** Within this long after a lookup, a conversation it preceded counts as following it (the app's answer cache's default life). */
 export const FOLLOWED_WITHIN_MS = DAY_MS;
-
-/**
- * "The logs don't prove a conversation took place": how often a lookup was
- * followed by one. Rows: every number looked up (what plain and hashed log,
- * one row each), followed when the user started a conversation with that
- * person at the lookup or within FOLLOWED_WITHIN_MS after; by why it was
- * looked up. Edges: looked-up pairs that talked at some point in the window.
- */
-export interface ConversationShare {
-  rows: number;
-  followed: number;
-  /** Rows of conversations (the lookup a conversation made), of new contacts, and of syncs. */
-  byKind: { conversation: [number, number]; newContact: [number, number]; sync: [number, number] };
-  edges: number;
-  talkedEdges: number;
-}
 
 export function conversationShare(pop: WorkloadPopulation, script: Script): ConversationShare {
   const n = pop.numbers.length;

@@ -29,7 +29,6 @@
 import type { DesignName } from '../shared/messages.ts';
 import type { E164 } from '../shared/e164.ts';
 import { CONFIDENCE_LEVELS, edgeKey, levelName, type EdgeKey, type Reconstruction, type WhatRemains } from './operator.ts';
-import type { ConversationShare } from './run.ts';
 import { measureBehaviour, predictSignals, type Behaviour, type SignalPrediction } from './model.ts';
 import type { WorkloadPopulation } from './population.ts';
 import { scoreRequesters, type RequesterScore } from './requesters.ts';
@@ -291,6 +290,23 @@ export function scoreReverse(claimed: Set<EdgeKey>, truth: readonly [number, E16
     allNamed: all,
     precision: claims ? right / claims : null,
   };
+}
+
+/**
+ * "The logs don't prove a conversation took place": how often a lookup was
+ * followed by one (measured by workload/run.ts conversationShare). Rows:
+ * every number looked up (what plain and hashed log, one row each),
+ * followed when the user started a conversation with that person at the
+ * lookup or within FOLLOWED_WITHIN_MS after; by why it was looked up.
+ * Edges: looked-up pairs that talked at some point in the window.
+ */
+export interface ConversationShare {
+  rows: number;
+  followed: number;
+  /** Rows of conversations (the lookup a conversation made), of new contacts, and of syncs. */
+  byKind: { conversation: [number, number]; newContact: [number, number]; sync: [number, number] };
+  edges: number;
+  talkedEdges: number;
 }
 
 /** One order (a window of the log a retention keeps) or the chain of them, scored. */
