@@ -214,14 +214,16 @@ const inWindow = (w: LogWindow | undefined) => (ts: number) => w === undefined |
 
 export function reconstructPlain(dataDir: string, planSpec: string, window?: LogWindow): Reconstruction {
   const a = auditPlain(dataDir, { targets: [] });
-  const r = fromRows('plain', a.rows.filter((x) => inWindow(window)(x.ts)), planSizeOf(planSpec), 'time, account, email, IP, number, answer');
+  const keep = inWindow(window);
+  const r = fromRows('plain', a.rows.filter((x) => keep(x.ts)), planSizeOf(planSpec), 'time, account, email, IP, number, answer');
   r.warnings.push(...a.warnings);
   return r;
 }
 
 export function reconstructHashed(dataDir: string, planSpec: string, window?: LogWindow): Reconstruction {
   const a = auditHashed(dataDir, { targets: [], plan: planSpec });
-  const r = fromRows('hashed', a.rows.filter((x) => inWindow(window)(x.ts)), planSizeOf(planSpec), 'time, account, email, IP, SHA-256 of the number (reversed), answer');
+  const keep = inWindow(window);
+  const r = fromRows('hashed', a.rows.filter((x) => keep(x.ts)), planSizeOf(planSpec), 'time, account, email, IP, SHA-256 of the number (reversed), answer');
   r.remains.reversal = { candidates: a.reversal.candidates, seconds: a.reversal.ms / 1000, distinctHashes: a.reversal.distinctHashes, reversed: a.reversal.reversed };
   r.warnings.push(...a.warnings);
   return r;
@@ -282,41 +284,25 @@ export function reconstructBlinded(dataDir: string, planSpec: string, evaluation
   // Bucket ids are comparable within an epoch only.
   const slot = (epoch: number, bucket: number) => epoch * 2 ** 25 + bucket;
 
-  // Plan numbers and registered numbers per bucket, for every bucketBits in use: counts, and the number when there is one.
-  type Tally = { count: Map<number, number>; one: Map<number, E164> };
-  const tally = (): Tally => ({ count: new Map(), one: new Map() });
-  const add = (t: Tally, b: number, n: E164) => {
-    const c = (t.count.get(b) ?? 0) + 1;
-    t.count.set(b, c);
-    if (c === 1) t.one.set(b, n);
-    else t.one.delete(b);
-  };
-  const planBy = new Map<number, Tally>();
-  const regBy = new Map<number, Tally>();
+  // Plan numbers and registered numbers per bucket, for every bucketBits in use.
   const regList = new Map<number, Map<number, E164[]>>();
   const planLists = new Map<number, Map<number, E164[]>>();
   for (const bits of bitsUsed) {
-    const t = tally();
     const inPlan = new Map<number, E164[]>();
     for (const n of enumeratePlan(plan)) {
       const b = bucketOf(n, bits);
-      add(t, b, n);
       const l = inPlan.get(b);
       if (l) l.push(n);
       else inPlan.set(b, [n]);
     }
-    planBy.set(bits, t);
     planLists.set(bits, inPlan);
-    const r = tally();
     const lists = new Map<number, E164[]>();
     for (const n of owners.keys()) {
       const b = bucketOf(n as E164, bits);
-      add(r, b, n as E164);
       const l = lists.get(b);
       if (l) l.push(n as E164);
       else lists.set(b, [n as E164]);
     }
-    regBy.set(bits, r);
     regList.set(bits, lists);
   }
   const ownNumbers = new Map<number, E164[]>();
@@ -409,11 +395,10 @@ export function reconstructBlinded(dataDir: string, planSpec: string, evaluation
       const epoch = Math.floor(s / 2 ** 25);
       const b = s - epoch * 2 ** 25;
       const bits = bitsOf.get(epoch)!;
-      const p = planBy.get(bits)!;
-      const pOne = p.one.get(b);
+      const inPlan = planLists.get(bits)!.get(b);
+      const pOne = inPlan?.length === 1 ? inPlan[0]! : undefined;
       if (pOne !== undefined && !own.has(pOne)) bucketClaims.add(edgeKey(a, pOne));
-      const r = regBy.get(bits)!;
-      const regCount = (r.count.get(b) ?? 0) - ownIn(a, bits, b);
+      const regCount = (regList.get(bits)!.get(b)?.length ?? 0) - ownIn(a, bits, b);
       if (regCount === 1) {
         const n = (regList.get(bits)!.get(b) ?? []).find((x) => !own.has(x));
         if (n) registeredClaims.add(edgeKey(a, n));
@@ -450,8 +435,8 @@ export function reconstructBlinded(dataDir: string, planSpec: string, evaluation
       if (!possible.get(a)?.has(slot(epoch, b))) continue;
       const mineHere = ownIn(a, bits, b);
       return {
-        plan: (planBy.get(bits)!.count.get(b) ?? 0) - mineHere,
-        registered: registered ? (regBy.get(bits)!.count.get(b) ?? 0) - mineHere : null,
+        plan: (planLists.get(bits)!.get(b)?.length ?? 0) - mineHere,
+        registered: registered ? (regList.get(bits)!.get(b)?.length ?? 0) - mineHere : null,
       };
     }
     return { plan: planSize - own.length, registered: registered ? owners.size - own.length : null };
