@@ -13,7 +13,7 @@ import { checkBucketBits } from '../shared/buckets.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { reconstruct, type Reconstruction } from './operator.ts';
 import { DEFAULT_POPULATION, generatePopulation, type PopulationOptions, type PopulationStats } from './population.ts';
-import { asEdges, registeredNumbers, scoreRun, type ConversationShare, type OrderScore, type WorkloadResult } from './score.ts';
+import { asEdges, registeredNumbers, scoreRun, toRegistered, type ConversationShare, type OrderScore, type WorkloadResult } from './score.ts';
 import { DAY_MS, DEFAULT_SCRIPT, generateScript, type Script, type ScriptOptions } from './script.ts';
 import { LIBRARY_TOKEN_QUANTUM, VARIANT_NAMES, isAnonymous, runLabel, runScript, variantSpec, type RunRecord, type RunTarget, type WorkloadVariant } from './simulate.ts';
 import type { WorkloadPopulation } from './population.ts';
@@ -148,8 +148,7 @@ function scoreOrders(pop: WorkloadPopulation, script: Script, run: RunRecord, fu
   const k = Math.floor(script.options.days / orderDays);
   if (k < 1) return [];
   const all = asEdges(script.truth.lookedUp, pop, run.accountIds);
-  const registered = registeredNumbers(pop);
-  const allRegistered = new Set(all.list.filter(([, x]) => registered.has(x)).map(([a, x]) => `${a} ${x}`));
+  const allRegistered = toRegistered(all.list, pop);
   const iso = (t: number) => new Date(t).toISOString().slice(0, 10);
   const score = (name: string, from: number, until: number, rec: Reconstruction): OrderScore => {
     const keys = new Set<number>();
@@ -196,7 +195,7 @@ export async function runWorkload(o: WorkloadOptions): Promise<WorkloadRun> {
     throw new PcdError(ErrorCode.InvalidField, `the pool's quantum must be a whole number of tokens a day from 0 to 1000, got ${o.poolQuantum}`);
   }
   if (o.orderDays !== undefined && !(o.orderDays > 0 && o.orderDays <= o.script.days)) {
-    throw new PcdError(ErrorCode.InvalidField, `an order's window must be from 1 day to the simulated days (${o.script.days}), got ${o.orderDays}`);
+    throw new PcdError(ErrorCode.InvalidField, `an order's window must be more than 0 days and at most the simulated days (${o.script.days}), got ${o.orderDays}`);
   }
   const pop = generatePopulation(o.population);
   const script = generateScript(pop, o.script);

@@ -178,6 +178,12 @@ export function registeredNumbers(pop: WorkloadPopulation): Set<string> {
   return s;
 }
 
+/** The edges of `list` whose contact is registered. */
+export function toRegistered(list: readonly [number, E164][], pop: WorkloadPopulation): Set<EdgeKey> {
+  const registered = registeredNumbers(pop);
+  return new Set(list.filter(([, n]) => registered.has(n)).map(([a, n]) => edgeKey(a, n)));
+}
+
 /** Script truth keys (user * people + person) as operator edge keys (account id, number). */
 export function asEdges(keys: Set<number>, pop: WorkloadPopulation, accountIds: readonly number[]): { set: Set<EdgeKey>; list: [number, E164][] } {
   const n = pop.numbers.length;
@@ -329,7 +335,7 @@ export function scoreRun(pop: WorkloadPopulation, script: Script, run: RunRecord
   const talked = asEdges(script.truth.conversations, pop, run.accountIds).set;
   const book = asEdges(script.truth.addressBook, pop, run.accountIds).set;
   const recovered = hits(rec.claimed, looked.set);
-  const registeredSet = new Set(looked.list.filter(([, n]) => registeredNumbers(pop).has(n)).map(([a, n]) => edgeKey(a, n)));
+  const registeredSet = toRegistered(looked.list, pop);
   const { curve, atPrecision } = scoreCurve(rec.scored, looked.set, registeredSet);
   const behaviour = measureBehaviour(pop, script);
   const plan: number[] = [];
