@@ -24,7 +24,7 @@ import { createTransport } from '../client/transport.ts';
 import type { RequestOptions, Transport } from '../shared/design.ts';
 import { BlindedConfigReply, PATHS, type BucketReply, type DesignName } from '../shared/messages.ts';
 import { DEFAULT_TAG_BYTES } from '../shared/buckets.ts';
-import { forkServer, openTimeoutMs, type ServerChild } from './fork.ts';
+import { forkServer, openTimeoutMs, type ServerChild } from '../harness/fork.ts';
 import type { BandwidthExchange, BandwidthMark, Projection } from './results.ts';
 import { BENCH_ADMIN_TOKEN, copyFolder, seedFolder, tempRoot, type SeededFolder } from './seeding.ts';
 

@@ -18,7 +18,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { DesignName } from '../shared/messages.ts';
 import { DEFAULT_TAG_BYTES } from '../shared/buckets.ts';
-import { forkServer, openTimeoutMs } from './fork.ts';
+import { forkServer, openTimeoutMs } from '../harness/fork.ts';
 import type { BuildMark, Projection } from './results.ts';
 import { BENCH_ADMIN_TOKEN, copyFolder, seedFolder, tempRoot } from './seeding.ts';
 import { formatBytes } from './stats.ts';

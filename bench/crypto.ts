@@ -41,7 +41,7 @@ import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
 import { Bucket, bucketOf, DEFAULT_TAG_BYTES, truncateTag } from '../shared/buckets.ts';
 import { loadBackend } from '../shared/backends.ts';
 import { normalizeNumber, type E164 } from '../shared/e164.ts';
-import { hashNumber } from '../shared/hashed.ts';
+import { hashNumber } from '../shared/designs/hashed.ts';
 import { MODES, type BackendName, type OprfBackend, type OprfMode, type PointBytes } from '../shared/suite.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 import { loadPsi, preparePsi, PSI_EXTERNAL } from './psi.ts';

@@ -28,7 +28,7 @@ import { BlindedConfigReply, PATHS } from '../shared/messages.ts';
 import type { BackendName } from '../shared/suite.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 import { Store } from '../server/store.ts';
-import { forkServer, openTimeoutMs, waitBlindedServing } from './fork.ts';
+import { forkServer, openTimeoutMs, waitBlindedServing } from '../harness/fork.ts';
 import { runLoad, type LoadRequest, type LoadResult } from './loadgen.ts';
 import type { FairnessMark } from './results.ts';
 import { BENCH_ADMIN_TOKEN, seedFolder, tempRoot } from './seeding.ts';

@@ -58,7 +58,7 @@ import type { E164 } from '../shared/e164.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 import type { PopulationOptions } from '../workload/population.ts';
 import type { ScriptOptions } from '../workload/script.ts';
-import { forkServer, openTimeoutMs, waitBlindedServing, type ServerChild } from './fork.ts';
+import { forkServer, openTimeoutMs, waitBlindedServing, type ServerChild } from '../harness/fork.ts';
 import { runLoad, type LoadRequest, type LoadResult } from './loadgen.ts';
 import type { HttpGroup, HttpMark, HttpShape, PaddingRow } from './results.ts';
 import { TokenMinter, TokenSupply, logNormalSizes, paddingRow, workloadRequestSizes, type LogNormalMix } from './tokens.ts';

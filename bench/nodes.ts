@@ -8,7 +8,7 @@
  * Three setups over the same synthetic directory (same seed): one
  * SQLite-backed node; one Postgres-backed node; two Postgres-backed nodes
  * on the same store taking half the load each. Each node is a server child
- * process (bench/fork.ts), driven by the load generator in this process
+ * process (harness/fork.ts), driven by the load generator in this process
  * (bench/loadgen.ts); the setups take turns in slices, `rounds` each, so
  * background load falls on all alike. Blinded requests are prepared ahead
  * by the real client (blinded with sodium) and each carries its own token,
@@ -37,7 +37,7 @@ import { createMasterKey, readMasterKey } from '../server/pg/epochkeys.ts';
 import { PgStore } from '../server/pg/store.ts';
 import { PgTokenKeyStorage } from '../server/pg/tokenkeys.ts';
 import { TokenKeys } from '../server/tokens/keys.ts';
-import { forkServer, openTimeoutMs, waitBlindedServing, type ServerChild } from './fork.ts';
+import { forkServer, openTimeoutMs, waitBlindedServing, type ServerChild } from '../harness/fork.ts';
 import { runLoad, type LoadRequest, type LoadResult } from './loadgen.ts';
 import type { BenchResults, LatencyMs, NodesMark, NodesSetup } from './results.ts';
 import { BENCH_ADMIN_TOKEN, BENCH_SEED, copyFolder, seedFolder, tempRoot } from './seeding.ts';

@@ -9,7 +9,7 @@
  */
 import crypto from 'node:crypto';
 import { sha256 } from '@noble/hashes/sha2.js';
-import { hashNumber } from '../shared/hashed.ts';
+import { hashNumber } from '../shared/designs/hashed.ts';
 import type { E164 } from '../shared/e164.ts';
 import type { Projection, ReverseMark } from './results.ts';
 import { sink } from './stats.ts';

@@ -33,7 +33,7 @@
  * of the same profile and machine (and say so), so one section can be
  * re-measured without redoing the rest.
  *
- * Servers under measurement run in child processes (bench/child.ts), never
+ * Servers under measurement run in child processes (harness/child.ts), never
  * in the process that drives them; see bench/http.ts for why.
  */
 import fs from 'node:fs';

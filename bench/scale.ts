@@ -23,7 +23,7 @@ import type { BackendName } from '../shared/suite.ts';
 import type { E164 } from '../shared/e164.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 import { Store } from '../server/store.ts';
-import { forkServer, openTimeoutMs, waitBlindedServing, type ServerChild } from './fork.ts';
+import { forkServer, openTimeoutMs, waitBlindedServing, type ServerChild } from '../harness/fork.ts';
 import type { ScaleMark, ScaleTarget } from './results.ts';
 import { BENCH_ADMIN_TOKEN, seedFolder, tempRoot } from './seeding.ts';
 import { formatBytes, formatSeconds } from './stats.ts';

@@ -10,11 +10,11 @@
  *   bench:  bench, simulate
  */
 import { Command, CommanderError, type OutputConfiguration } from 'commander';
-import { registerAuditCommand } from '../audit/cli.ts';
-import { registerClientCommands } from '../client/cli.ts';
-import { registerServerCommands } from '../server/cli.ts';
-import { registerRelayCommand } from '../relay/relay.ts';
-import { registerClusterCommand } from '../server/cluster.ts';
+import { registerAuditCommand } from './commands/audit.ts';
+import { registerClientCommands } from './commands/client.ts';
+import { registerServerCommands } from './commands/server.ts';
+import { registerRelayCommand } from './commands/relay.ts';
+import { registerClusterCommand } from './commands/cluster.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 
 /**
@@ -47,7 +47,7 @@ export function buildProgram(output?: OutputConfiguration): Command {
   passThrough(
     'simulate',
     'simulate a month of lookups against real servers and rebuild the contact graph from their logs (pcd simulate --help)',
-    () => import('../workload/cli.ts'),
+    () => import('./commands/simulate.ts'),
   );
   return program;
 }

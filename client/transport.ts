@@ -153,3 +153,18 @@ export function createTransport(options: TransportOptions): Transport {
     },
   };
 }
+
+/** A transport that counts requests and bytes, for the sync summary. */
+export function countingTransport(inner: Transport): { transport: Transport; stats: { requests: number; sent: number; received: number } } {
+  const stats = { requests: 0, sent: 0, received: 0 };
+  const transport: Transport = {
+    async request<T>(o: RequestOptions<T>) {
+      const r = await inner.request(o);
+      stats.requests++;
+      stats.sent += r.bytesSent;
+      stats.received += r.bytesReceived;
+      return r;
+    },
+  };
+  return { transport, stats };
+}

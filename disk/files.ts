@@ -40,3 +40,5 @@ export const HASHED_SNAPSHOT_FILE = 'hashed.snapshot';
  * restarted node takes up its own holds instead of leaving them to expire.
  */
 export const NODE_NAME_FILE = 'node-name';
+/** The folder inside the data folder that holds `pcd seed`'s synthetic contact lists and requester tokens (`pcd audit --scan` skips it: a phone's data, not the server's). */
+export const CONTACTS_DIR = 'contacts';

@@ -15,7 +15,7 @@
  *   48          b·n   the entries (b bytes each)
  *   48+b·n      32    SHA-256 of every byte before it
  *
- * Written atomically by the callers (server/blinded/keys.ts writeFileAtomic);
+ * Written atomically by the callers (server/atomic.ts writeFileAtomic);
  * read whole into an ArrayBuffer of its own, so that 8-byte columns decode as
  * views, not copies.
  */

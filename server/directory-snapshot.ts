@@ -13,7 +13,7 @@
  * (uint8, never 0, n bytes).
  *
  * It is written atomically (temp file 0600, fsync, rename:
- * server/blinded/keys.ts writeFileAtomic) at a clean shutdown and after a
+ * server/atomic.ts writeFileAtomic) at a clean shutdown and after a
  * start that had to scan. A start trusts it only when the checksum, the
  * format, the journal (every change above its version still kept) and the
  * digest after the replay (against `meta.directory_digest`, kept by the store
@@ -23,7 +23,7 @@
 import path from 'node:path';
 import { DIRECTORY_SNAPSHOT_FILE } from '../disk/files.ts';
 import { SNAPSHOT_HEADER_BYTES as H, decodeSnapshotFile, encodeSnapshotFile, float64sAt, readSnapshotFile, type SnapshotKind } from '../disk/snapshotfile.ts';
-import { writeFileAtomic } from './blinded/keys.ts';
+import { writeFileAtomic } from './atomic.ts';
 import { DIRECTORY_DIGEST_BYTES } from './directory.ts';
 
 export const SNAPSHOT_MAGIC = 'PCDDIRSN';

@@ -46,7 +46,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
-import { writeFileAtomic } from './blinded/keys.ts';
+import { writeFileAtomic } from './atomic.ts';
 import { DB_FILE } from '../disk/files.ts';
 import { OWNER_FILE, ROLE_NAMES, readLockOwner, type LockOwner, type LockRole } from '../disk/lockowner.ts';
 

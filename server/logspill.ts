@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import type { Logger } from 'pino';
-import { writeFileAtomic } from './blinded/keys.ts';
+import { writeFileAtomic } from './atomic.ts';
 
 export type SpillKind = 'rows' | 'counts';
 

@@ -86,7 +86,7 @@ import {
   type GatewayKey,
 } from '../shared/ohttp.ts';
 import { OHTTP_KEY_FILE } from '../disk/files.ts';
-import { writeFileAtomic } from './blinded/keys.ts';
+import { writeFileAtomic } from './atomic.ts';
 import { readBody } from './app.ts';
 import { canonicalIp } from './clientip.ts';
 

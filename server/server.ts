@@ -1,7 +1,7 @@
 /**
  * The server core: opens the store, loads the directory, builds the chosen
  * designs and the app, and listens. `openServer` gives the pieces without a
- * socket (bench/build.ts and bench/child.ts use it); `startServer` listens
+ * socket (bench/build.ts and harness/child.ts use it); `startServer` listens
  * and returns the URL.
  *
  * Directory changes made through the admin API go to the store first (one

@@ -22,7 +22,7 @@ export * from './backends.ts';
 export * from './buckets.ts';
 export * from './merkle.ts';
 export * from './capabilities.ts';
-export * from './hashed.ts';
+export { HASH_BYTES, hashNumber, type HashBytes } from './designs/hashed.ts';
 export * from './limits.ts';
 export * from './paths.ts';
 export * from './design.ts';

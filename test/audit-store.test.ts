@@ -14,7 +14,7 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { E164 } from '../shared/e164.ts';
-import { hashNumber } from '../shared/hashed.ts';
+import { hashNumber } from '../shared/designs/hashed.ts';
 import { copyStore, withPgSnapshot } from '../audit/pgimage.ts';
 import { freePort, startEmbeddedPostgres, type EmbeddedPostgres } from '../server/pg/embedded.ts';
 import { sampleNumbers } from '../synth/directory.ts';

@@ -25,7 +25,7 @@ import { sampleNumbers } from '../synth/directory.ts';
 import { DB_FILE, OHTTP_KEY_FILE, TOKEN_KEY_FILE } from '../disk/files.ts';
 import { BLINDED_TOKEN_EVAL_LOG, SPENT_TOKENS_TABLE } from '../shared/designs/blinded.ts';
 import type { E164 } from '../shared/e164.ts';
-import { hashNumber } from '../shared/hashed.ts';
+import { hashNumber } from '../shared/designs/hashed.ts';
 import { runPcd, startTestServer, tempDir, testClock, type TestServer } from './helpers.ts';
 
 /** This folder's size classes: three numbers are one request of class 64. */

@@ -17,7 +17,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createClient } from '../client/client.ts';
-import { parseContactFile } from '../client/cli.ts';
+import { parseContactFile } from '../client/contacts.ts';
 import { PCD_BIN, describeDesigns, runPcd, spawnServe as serve, stopChild as stop, tempDir, type PcdRun } from './helpers.ts';
 
 const run = promisify(execFile);

@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { Command } from 'commander';
 import { createClient, checkBatchSize, type ClientOptions } from '../client/client.ts';
-import { oneLine, parseBatchOption, registerClientCommands, resolveCommon } from '../client/cli.ts';
+import { oneLine, parseBatchOption, registerClientCommands, resolveCommon } from '../bin/commands/client.ts';
 import { KeyPins, type BlindedClient } from '../client/designs/blinded.ts';
 import { createTransport, normalizeServerUrl, parseRetryAfter } from '../client/transport.ts';
 import { Bucket } from '../shared/buckets.ts';

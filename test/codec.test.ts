@@ -17,7 +17,7 @@ import { CAPABILITIES, capabilitiesToMask } from '../shared/capabilities.ts';
 import { CONTENT_TYPE, decodeBody, encodeBody, formatOfContentType, type Format } from '../shared/codec.ts';
 import { ErrorCode, PcdError, errorFromBody, isPcdError } from '../shared/errors.ts';
 import type { E164 } from '../shared/e164.ts';
-import { hashNumber } from '../shared/hashed.ts';
+import { hashNumber } from '../shared/designs/hashed.ts';
 import { auditPath, bucketLeafHash, merkleRoot } from '../shared/merkle.ts';
 import * as messages from '../shared/messages.ts';
 import { DESIGNS } from '../shared/messages.ts';

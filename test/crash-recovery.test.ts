@@ -1,6 +1,6 @@
 /**
  * The blinded epochs across crashes and slow starts:
- * - a REAL server process (bench/fork.ts) killed with SIGKILL right after a
+ * - a REAL server process (harness/fork.ts) killed with SIGKILL right after a
  *   registration, then a deletion, restarted on the same data folder: the
  *   epoch comes back from its cache plus the journaled change (no build),
  *   and the real client sees the change;
@@ -16,8 +16,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createAdminClient, createClient } from '../client/client.ts';
-import { forkServer, type ServerChild } from '../bench/fork.ts';
-import type { ChildServerOptions } from '../bench/child.ts';
+import { forkServer, type ServerChild } from '../harness/fork.ts';
+import type { ChildServerOptions } from '../harness/child.ts';
 import { readCacheVersion } from '../server/blinded/table.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 import { Store } from '../server/store.ts';

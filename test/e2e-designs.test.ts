@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import type { E164 } from '../shared/e164.ts';
-import { hashNumber } from '../shared/hashed.ts';
+import { hashNumber } from '../shared/designs/hashed.ts';
 import { serverHash } from '../server/designs/hashed.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 import { describeDesigns, runs, startTestServer, type TestServer } from './helpers.ts';
@@ -100,7 +100,7 @@ describe.each([0, 6])('all designs agree, bucketBits %i', (bucketBits) => {
 });
 
 describe('the hashed index hash', () => {
-  it('is shared/hashed.ts hashNumber byte for byte, for numbers of every region and any UTF-8 text', () => {
+  it('is shared/designs/hashed.ts hashNumber byte for byte, for numbers of every region and any UTF-8 text', () => {
     for (const n of sampleNumbers({ count: 2000, seed: 'hashed-agree' })) expect(Buffer.from(serverHash(n))).toEqual(Buffer.from(hashNumber(n)));
     fc.assert(
       fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), (s) => {

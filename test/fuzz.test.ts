@@ -24,7 +24,7 @@ import fc from 'fast-check';
 import { hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { CONTENT_TYPE, decodeBody, encodeBody, formatOfContentType, type Format } from '../shared/codec.ts';
 import { ErrorCode, STATUS, isErrorCode } from '../shared/errors.ts';
-import { hashNumber } from '../shared/hashed.ts';
+import { hashNumber } from '../shared/designs/hashed.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { DESIGNS, PATHS } from '../shared/messages.ts';
 import { ELEMENT_BYTES, blindBatch } from '../shared/oprf.ts';

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maskToCapabilities } from '../shared/capabilities.ts';
 import { DESIGNS, type DesignName } from '../shared/messages.ts';
-import { seedDataFolder } from '../server/cli.ts';
+import { seedDataFolder } from '../server/seed.ts';
 import { describeDesigns, startTestServer, tempDir, type TestServer } from './helpers.ts';
 
 /** A small deterministic generator (mulberry32), so a failure replays. */

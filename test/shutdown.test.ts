@@ -13,9 +13,9 @@ import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createClient } from '../client/client.ts';
 import type { E164 } from '../shared/e164.ts';
-import { hashNumber } from '../shared/hashed.ts';
+import { hashNumber } from '../shared/designs/hashed.ts';
 import { PATHS } from '../shared/messages.ts';
-import { REQUESTERS_FILE, seedDataFolder } from '../server/cli.ts';
+import { REQUESTERS_FILE, seedDataFolder } from '../server/seed.ts';
 import { ADMIN_TOKEN, spawnServe, stopChild, tempDir } from './helpers.ts';
 
 describe('SIGTERM under load', () => {

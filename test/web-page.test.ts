@@ -34,7 +34,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'puppeteer-core';
 import { bucketOf } from '../shared/buckets.ts';
 import type { E164 } from '../shared/e164.ts';
-import { hashNumber } from '../shared/hashed.ts';
+import { hashNumber } from '../shared/designs/hashed.ts';
 import { buildWeb } from '../web/build.ts';
 import { CHROMIUM_HINT, findChromium, launchChromium, lookupsDone, waitForLookup } from '../web/screenshot.ts';
 import { PAGE_ACCOUNT_EMAIL, createWebUi, type WebUi } from '../web/server.ts';

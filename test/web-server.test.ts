@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { hashNumber } from '../shared/hashed.ts';
+import { hashNumber } from '../shared/designs/hashed.ts';
 import { BLINDED_EVAL_LOG, BLINDED_TOKEN_EVAL_LOG, TOKEN_ISSUANCE_LOG } from '../shared/designs/blinded.ts';
 import { TraceReply } from '../shared/messages.ts';
 import { parseReply } from '../shared/schema.ts';

@@ -1,6 +1,6 @@
 /**
  * The workload simulation, tiny, through the real pipeline: a synthetic
- * population, real server children on simulated time (bench/child.ts's
+ * population, real server children on simulated time (harness/child.ts's
  * clock), the real client library with per-user tokens and IPs, the data
  * folders the servers persisted, and the operator's reconstruction through
  * the audit's readers. Asserts what holds by construction, never a timing:
@@ -10,12 +10,12 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { workloadChart, workloadMarkdown } from '../bench/workload.ts';
-import { main as simulateMain } from '../workload/cli.ts';
+import { main as simulateMain } from '../bin/commands/simulate.ts';
 import { enumeratePlan } from '../workload/operator.ts';
 import { DEFAULT_POPULATION, generatePopulation, planNumbers, type PopulationOptions } from '../workload/population.ts';
 import { runWorkload, truthCsv, type WorkloadRun } from '../workload/run.ts';
 import { DEFAULT_SCRIPT, generateScript, type ScriptOptions } from '../workload/script.ts';
-import { parsePlan } from '../audit/plan.ts';
+import { parsePlan } from '../shared/numbering.ts';
 import { isPcdError } from '../shared/errors.ts';
 import { normalizeNumber, type E164 } from '../shared/e164.ts';
 

@@ -1,13 +1,13 @@
 /**
  * The worker thread of the page's hashed trace (web/reverse.ts): reverses
- * the logged hashes by enumerating the plan (audit/designs/hashed.ts
- * `reverseHashes`), off the server's main thread, then posts the result
+ * the logged hashes by enumerating the plan (shared/reversal.ts
+ * `reverseHashes`, the audit's own enumeration), off the server's main thread, then posts the result
  * once and ends. Loaded through server/blinded/boot.mjs, like the server's
  * other typed worker modules.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { reverseHashes } from '../audit/designs/hashed.ts';
-import type { PlanPattern } from '../audit/plan.ts';
+import type { PlanPattern } from '../shared/numbering.ts';
+import { reverseHashes } from '../shared/reversal.ts';
 
 /** What the thread is started with (workerData). */
 export interface ReverseJob {

@@ -10,7 +10,7 @@
 import { Worker } from 'node:worker_threads';
 import type { E164 } from '../shared/e164.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
-import type { PlanPattern } from '../audit/plan.ts';
+import type { PlanPattern } from '../shared/numbering.ts';
 import type { ReverseJob, ReverseOutcome } from './reverse-worker.ts';
 
 /** Reversals running at once; the machine's other cores serve lookups. */

@@ -17,7 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { createAdminClient } from '../client/client.ts';
-import { seedDataFolder } from '../server/cli.ts';
+import { seedDataFolder } from '../server/seed.ts';
 import { startServer } from '../server/server.ts';
 import { buildWeb } from './build.ts';
 import { createWebUi } from './server.ts';

@@ -37,10 +37,8 @@
  * would not find them either. `auth` says which variant the server runs. For the hashed design it also
  * reverses the logged hashes by enumerating a numbering-plan range the page
  * names (at most 10^6 numbers, about 1 s of CPU), timed: the audit's own
- * enumeration (audit/designs/hashed.ts `reverseHashes`, a pure function;
- * the audit's reader of a data folder is not used here, and nothing in
- * server/ imports audit/: the page's room wires the two), in a worker
- * thread, at most two at once (web/reverse.ts), so traces never hold the
+ * enumeration (shared/reversal.ts `reverseHashes`, a pure function; the
+ * server process loads nothing of audit/), in a worker thread, at most two at once (web/reverse.ts), so traces never hold the
  * server's main thread.
  *
  * Files are served with a strict Content-Security-Policy (no inline script
@@ -74,7 +72,7 @@ import { DEFAULT_BLINDED_AUTH, type BlindedAuth } from '../shared/tokens.ts';
 import { bearer, replyFormat, send } from '../server/app.ts';
 import type { ServerContext, WebMount } from '../server/context.ts';
 import { flushLogs, logHealth } from '../server/loghealth.ts';
-import { parsePlan, planSize } from '../audit/plan.ts';
+import { parsePlan, planSize } from '../shared/numbering.ts';
 import { reverseInWorker } from './reverse.ts';
 
 /** Where `npm run build` writes the page (web/build.ts). */

@@ -71,7 +71,7 @@ import { CORRELATION_WINDOW_MS, auditBlinded } from '../audit/designs/blinded.ts
 import { auditHashed } from '../audit/designs/hashed.ts';
 import { auditPlain } from '../audit/designs/plain.ts';
 import { requireTable, withSnapshot } from '../audit/image.ts';
-import { parsePlan, type PlanPattern } from '../audit/plan.ts';
+import { parsePlan, type PlanPattern } from '../shared/numbering.ts';
 import { BLINDED_TOKEN_EVAL_LOG, BUCKET_LOG_WINDOW_MS, TOKEN_ISSUANCE_LOG } from '../shared/designs/blinded.ts';
 import { scoreFetches, type AttributedFetch, type FittedWeight, type ScoredAttack, type ScoredClaim } from './attack.ts';
 import { attackRequesters, type IssuanceRow, type RequesterAttack, type TokenEvalRow } from './requesters.ts';

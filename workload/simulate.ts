@@ -3,7 +3,7 @@
  * design at a time, through the real client library, and leaves the data
  * folder the server persisted for the operator's reading (workload/operator.ts).
  *
- * - The server runs in a child process (bench/fork.ts, bench/child.ts) on
+ * - The server runs in a child process (harness/fork.ts, harness/child.ts) on
  *   simulated time: the child's clock (ServerOptions.now) is set to the
  *   window's start before the server starts, and to each action's instant
  *   before the action is sent, so every log row carries the simulated time
@@ -52,18 +52,17 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { countingTransport } from '../client/cli.ts';
 import { createClient, type Client } from '../client/client.ts';
 import type { BlindedClient } from '../client/designs/blinded.ts';
 import { relayFetchFor } from '../client/ohttp.ts';
 import { DEFAULT_QUANTUM, quantumFetchAt, type TokenPool, type TokenPoolOptions } from '../client/tokens.ts';
-import { createTransport } from '../client/transport.ts';
+import { countingTransport, createTransport } from '../client/transport.ts';
 import { capabilitiesToMask } from '../shared/capabilities.ts';
 import type { RequestOptions, Transport } from '../shared/design.ts';
 import { PATHS, type DesignName } from '../shared/messages.ts';
 import type { BlindedAuth } from '../shared/tokens.ts';
 import { Store } from '../server/store.ts';
-import { forkServer, openTimeoutMs } from '../bench/fork.ts';
+import { forkServer, openTimeoutMs } from '../harness/fork.ts';
 import { startRelay, type RunningRelay } from '../relay/relay.ts';
 import type { WorkloadPopulation } from './population.ts';
 import { stream, type Rng } from './rng.ts';

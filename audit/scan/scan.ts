@@ -20,6 +20,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { E164 } from '../../shared/e164.ts';
+import { CONTACTS_DIR } from '../../disk/files.ts';
 import { readEpochKeys } from '../../disk/keyfile.ts';
 import { csvRecord, renderTable, type AuditFormat } from '../format.ts';
 import { openSnapshot } from '../image.ts';
@@ -87,15 +88,13 @@ export interface ScanOptions {
   keys?: ReadonlyMap<number, Uint8Array>;
 }
 
-/** `<data>/contacts/`, where pcd seed and pcd start write contact lists (server/cli.ts contactsDirFor): client-side data, skipped. */
-const SEED_CONTACTS_DIR = 'contacts';
-
 function listFiles(dir: string, warnings: string[], root = dir): string[] {
   const out: string[] = [];
   for (const entry of fs.readdirSync(dir, { withFileTypes: true }).sort((a, b) => a.name.localeCompare(b.name))) {
     const abs = path.join(dir, entry.name);
-    if (dir === root && entry.name === SEED_CONTACTS_DIR && entry.isDirectory()) {
-      warnings.push(`${SEED_CONTACTS_DIR}/: the synthetic contact lists and requester tokens of pcd seed and pcd start (a phone's data, not the server's), not searched`);
+    // <data>/contacts/, where pcd seed and pcd start write contact lists (server/seed.ts): client-side data, skipped.
+    if (dir === root && entry.name === CONTACTS_DIR && entry.isDirectory()) {
+      warnings.push(`${CONTACTS_DIR}/: the synthetic contact lists and requester tokens of pcd seed and pcd start (a phone's data, not the server's), not searched`);
       continue;
     }
     if (entry.isDirectory()) out.push(...listFiles(abs, warnings, root));

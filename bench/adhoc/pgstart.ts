@@ -7,7 +7,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { startEmbeddedPostgres } from '../../server/pg/embedded.ts';
 import { PgStore } from '../../server/pg/store.ts';
-import { seedStore } from '../../server/cli.ts';
+import { seedStore } from '../../server/seed.ts';
 import { startServer, type RunningServer } from '../../server/server.ts';
 import type { BlindedServerDesign } from '../../server/designs/blinded.ts';
 import type { DesignName } from '../../shared/messages.ts';

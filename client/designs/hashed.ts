@@ -1,7 +1,7 @@
 /** Hashed design, client side: SHA-256 of each number goes to the server. */
 import { lookupOnce, type ClientDesign, type ClientDesignFactory } from '../../shared/design.ts';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
-import { hashNumber } from '../../shared/hashed.ts';
+import { hashNumber } from '../../shared/designs/hashed.ts';
 import { HashedLookupReply, PATHS } from '../../shared/messages.ts';
 
 export const createHashedClient: ClientDesignFactory = (transport) => {

@@ -5,7 +5,7 @@
  * logs the hashes. Hashing hides nothing from whoever holds the log: valid
  * numbers are few enough to enumerate (`pcd audit --design hashed` does).
  *
- * The rule is shared/hashed.ts `hashNumber`; the server computes the same
+ * The rule is shared/designs/hashed.ts `hashNumber`; the server computes the same
  * bytes with node:crypto's one-shot `crypto.hash` ({@link serverHash}; it
  * indexes the whole directory at start), and a test checks the two agree.
  * Measured on the project's 2-core VM over 200,000 numbers: noble's JS
@@ -34,8 +34,7 @@ import { bytesEqual } from '../../shared/bytes.ts';
 import { maskToCapabilities } from '../../shared/capabilities.ts';
 import { route, type DirectoryChange, type ServerDesign } from '../../shared/design.ts';
 import { e164ToKey, keyToE164, type E164 } from '../../shared/e164.ts';
-import type { HashBytes } from '../../shared/hashed.ts';
-import { HASHED_LOG } from '../../shared/designs/hashed.ts';
+import { HASHED_LOG, type HashBytes } from '../../shared/designs/hashed.ts';
 import { HashedLookupRequest, PATHS, type HashedLookupReply } from '../../shared/messages.ts';
 import type { ServerContext, ServerDesignFactory } from '../context.ts';
 import type { DirectoryRestart } from '../directory.ts';
@@ -43,7 +42,7 @@ import { KeyTable } from '../keytable.ts';
 import { designLog } from '../querylog.ts';
 import { readHashedSnapshot, writeHashedSnapshot } from './hashed-snapshot.ts';
 
-/** SHA-256(utf8(number)) through node:crypto (one-shot, Node >= 20.12): the bytes of shared/hashed.ts hashNumber. */
+/** SHA-256(utf8(number)) through node:crypto (one-shot, Node >= 20.12): the bytes of shared/designs/hashed.ts hashNumber. */
 export function serverHash(number: E164): HashBytes {
   return crypto.hash('sha256', number, 'buffer');
 }

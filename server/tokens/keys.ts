@@ -25,7 +25,7 @@ import fs from 'node:fs';
 import { publicVerif } from '@cloudflare/privacypass-ts';
 import { publishedTokenKey, readTokenKeyFile, serializeTokenKeyFile, tokenKeyFilePath, type StoredTokenKey } from '../../disk/tokenkeys.ts';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
-import { writeFileAtomic } from '../blinded/keys.ts';
+import { writeFileAtomic } from '../atomic.ts';
 
 /** WebCrypto's key type as privacypass-ts takes it. */
 type VerifyKey = Parameters<publicVerif.Origin['verify']>[1];

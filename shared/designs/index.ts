@@ -6,6 +6,7 @@
  * client/client.ts, audit/designs/index.ts), which the type checker keeps
  * complete.
  */
+import { ErrorCode, PcdError } from '../errors.ts';
 import type { LogTable } from '../logs.ts';
 import { BLINDED } from './blinded.ts';
 import { HASHED } from './hashed.ts';
@@ -29,4 +30,23 @@ export const LOG_TABLES: readonly (LogTable & { readonly design: DesignName })[]
 /** A declared log table by name, or undefined. */
 export function logTable(name: string): (LogTable & { readonly design: DesignName }) | undefined {
   return LOG_TABLES.find((t) => t.name === name);
+}
+
+/** True when `name` is a design of the registry. */
+export function isDesignName(name: string): name is DesignName {
+  return (DESIGNS as readonly string[]).includes(name);
+}
+
+/**
+ * A comma-separated list of designs ('plain,blinded'), as the commands take
+ * it: each name checked, repeats dropped, in the order given; an unknown
+ * name or an empty list is one invalid_field line listing the designs.
+ */
+export function parseDesigns(list: string): DesignName[] {
+  const names = [...new Set(list.split(',').map((s) => s.trim()).filter(Boolean))];
+  for (const n of names) {
+    if (!isDesignName(n)) throw new PcdError(ErrorCode.InvalidField, `unknown design '${n}': choose from ${DESIGNS.join(', ')}`);
+  }
+  if (names.length === 0) throw new PcdError(ErrorCode.InvalidField, 'no design given');
+  return names as DesignName[];
 }

@@ -12,18 +12,19 @@
  */
 import fs from 'node:fs';
 import { Command, Option } from 'commander';
-import type { E164 } from '../shared/e164.ts';
-import { ErrorCode, PcdError } from '../shared/errors.ts';
-import { normalizeNumber } from '../shared/e164.ts';
-import { DESIGNS, type DesignName } from '../shared/designs/index.ts';
-import { formatAudit, runAudit, type AuditResult } from './designs/index.ts';
-import { AUDIT_FORMATS, type AuditFormat } from './format.ts';
-import { databaseFile } from './image.ts';
-import { parseAccounts, parsePlan, parseRelays, parseTargets, parseTime } from './plan.ts';
-import { formatScan, scanDataFolder } from './scan/scan.ts';
-import { relationNames, withPgSnapshot, type PgSnapshotInfo } from './pgimage.ts';
-import { formatPgScan, scanPgDataDir } from './scan/pgdata.ts';
-import { STORE_URL_ENV, storeUrl } from '../server/pg/connect.ts';
+import type { E164 } from '../../shared/e164.ts';
+import { ErrorCode, PcdError } from '../../shared/errors.ts';
+import { normalizeNumber } from '../../shared/e164.ts';
+import { DESIGNS, parseDesigns } from '../../shared/designs/index.ts';
+import { formatAudit, runAudit, type AuditResult } from '../../audit/designs/index.ts';
+import { AUDIT_FORMATS, type AuditFormat } from '../../audit/format.ts';
+import { databaseFile } from '../../audit/image.ts';
+import { parseAccounts, parseRelays, parseTargets, parseTime } from '../../audit/plan.ts';
+import { parsePlan } from '../../shared/numbering.ts';
+import { formatScan, scanDataFolder } from '../../audit/scan/scan.ts';
+import { relationNames, withPgSnapshot, type PgSnapshotInfo } from '../../audit/pgimage.ts';
+import { formatPgScan, scanPgDataDir } from '../../audit/scan/pgdata.ts';
+import { STORE_URL_ENV, storeUrl } from '../../server/pg/connect.ts';
 
 
 interface AuditFlags {
@@ -45,17 +46,6 @@ interface AuditFlags {
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
-}
-
-export function parseDesignList(list: string): DesignName[] {
-  const names = [...new Set(list.split(',').map((s) => s.trim()).filter(Boolean))];
-  for (const n of names) {
-    if (!(DESIGNS as readonly string[]).includes(n)) {
-      throw new PcdError(ErrorCode.InvalidField, `unknown design '${n}': choose from ${DESIGNS.join(', ')}`);
-    }
-  }
-  if (names.length === 0) throw new PcdError(ErrorCode.InvalidField, 'no design given');
-  return names as DesignName[];
 }
 
 /** A numbers file: one number per line; blank lines and lines starting with '#' are skipped. Errors name the line. */
@@ -170,7 +160,7 @@ export function registerAuditCommand(program: Command): void {
         console.log(formatScan(result, o.format));
         return;
       }
-      let designs = parseDesignList(o.design);
+      let designs = parseDesigns(o.design);
       // Without --design, --target or --plan the hashed audit has no range to enumerate: the others run, and one line says what it needs.
       let skipped: string | undefined;
       if (cmd.getOptionValueSource('design') === 'default' && o.target.length === 0 && o.plan === undefined && designs.length > 1) {

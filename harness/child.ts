@@ -1,6 +1,6 @@
 /**
  * The server side of a benchmark, run in its own process (forked by
- * bench/fork.ts) so the load generator never shares an event loop, a heap
+ * harness/fork.ts) so the load generator never shares an event loop, a heap
  * or a garbage collector with the server it measures, and so each memory
  * measurement starts from a fresh process.
  *

@@ -1,153 +1,40 @@
 /**
  * Server-side commands: `pcd serve`, `pcd start` (npm start), `pcd seed`,
- * `pcd rotate-key` and `pcd publish-buckets` (`pcd audit` is audit/cli.ts). They own argv, the environment, signals
- * and the console; the work itself is in the modules they call.
+ * `pcd rotate-key`, `pcd publish-buckets` and `pcd page-link`'s server half
+ * (`pcd audit` is bin/commands/audit.ts). They own argv, the environment,
+ * signals and the console; the work itself is in the modules they call
+ * (seeding: server/seed.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import pino from 'pino';
-import { capabilitiesToMask } from '../shared/capabilities.ts';
-import { ErrorCode, PcdError } from '../shared/errors.ts';
-import { DESIGNS, type DesignName } from '../shared/messages.ts';
-import { MODES, type BackendName, type OprfMode } from '../shared/suite.ts';
-import { DEFAULT_PORT } from '../shared/defaults.ts';
-import { BLINDED_AUTHS, DEFAULT_BLINDED_AUTH, DEFAULT_ISSUER_NAME, DEFAULT_SIZE_CLASSES, sizeClassProblem, type BlindedAuth } from '../shared/tokens.ts';
-import { backendOption } from '../bin/options.ts';
-import { DAY_MS } from './querylog.ts';
-import { DEFAULT_RATE_LIMITS } from './ratelimit.ts';
-import { LIMITS } from '../shared/limits.ts';
-import { checkListen, startServer, type RunningServer } from './server.ts';
-import { relayAddresses } from './ohttp.ts';
-import { parseTrustProxy } from './clientip.ts';
-import { DEFAULT_CONNECTION_LIMITS } from './net.ts';
-import { Store } from './store.ts';
-import { SqliteDirectoryStore, type DirectoryStore } from './directory-store.ts';
-import { PgStore } from './pg/store.ts';
-import { redactUrl, storeUrl, STORE_URL_ENV } from './pg/connect.ts';
-import { acquireFolderLock } from './lock.ts';
-import { generateAccounts, generateContactLists, type SeedOptions } from '../synth/directory.ts';
-import { rotateKeyOffline, type BlindedServerDesign } from './designs/blinded.ts';
-import { publishBuckets } from './blinded/publish.ts';
-import { BUCKET_BASE_URL } from '../shared/designs/blinded.ts';
-import { createWebUi, type WebUi } from '../web/server.ts';
-import { recordStartDemo, startDemoAccount } from './startdemo.ts';
+import { ErrorCode, PcdError } from '../../shared/errors.ts';
+import { DESIGNS, parseDesigns } from '../../shared/designs/index.ts';
+import { MODES, type BackendName, type OprfMode } from '../../shared/suite.ts';
+import { DEFAULT_PORT } from '../../shared/defaults.ts';
+import { BLINDED_AUTHS, DEFAULT_BLINDED_AUTH, DEFAULT_ISSUER_NAME, DEFAULT_SIZE_CLASSES, sizeClassProblem, type BlindedAuth } from '../../shared/tokens.ts';
+import { backendOption, int, num } from '../options.ts';
+import { DAY_MS } from '../../server/querylog.ts';
+import { DEFAULT_RATE_LIMITS } from '../../server/ratelimit.ts';
+import { LIMITS } from '../../shared/limits.ts';
+import { checkListen, startServer, type RunningServer } from '../../server/server.ts';
+import { relayAddresses } from '../../server/ohttp.ts';
+import { parseTrustProxy } from '../../server/clientip.ts';
+import { DEFAULT_CONNECTION_LIMITS } from '../../server/net.ts';
+import { Store } from '../../server/store.ts';
+import { PgStore } from '../../server/pg/store.ts';
+import { redactUrl, storeUrl, STORE_URL_ENV } from '../../server/pg/connect.ts';
+import { acquireFolderLock } from '../../server/lock.ts';
+import { rotateKeyOffline, type BlindedServerDesign } from '../../server/designs/blinded.ts';
+import { publishBuckets } from '../../server/blinded/publish.ts';
+import { BUCKET_BASE_URL } from '../../shared/designs/blinded.ts';
+import { createWebUi, type WebUi } from '../../web/server.ts';
+import { recordStartDemo, startDemoAccount } from '../../server/startdemo.ts';
+import { contactsDirFor, REQUESTERS_FILE, seedDataFolder, seedStore, START_SEED_SIZE, type SeedResult } from '../../server/seed.ts';
+import { loggerFor } from '../../server/logger.ts';
+import type { SeedOptions } from '../../synth/directory.ts';
 
 export const DEFAULT_DATA = 'data';
-/** Default seeded size for `npm start`: the blinded build evaluates thousands of numbers/s per core (sodium; ~780 with noble), so this builds in about a second. */
-export const START_SEED_SIZE = 1000;
-export const REQUESTERS_FILE = 'requesters.json';
-
-export function parseDesigns(list: string): DesignName[] {
-  const names = list.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const n of names) {
-    if (!(DESIGNS as readonly string[]).includes(n)) throw new PcdError(ErrorCode.InvalidField, `unknown design '${n}': choose from ${DESIGNS.join(', ')}`);
-  }
-  if (names.length === 0) throw new PcdError(ErrorCode.InvalidField, 'no design given');
-  return names as DesignName[];
-}
-
-/** A commander parser for a whole number in [min, max]; anything else is a one-line error naming the option. */
-function int(name: string, min = 0, max = Number.MAX_SAFE_INTEGER) {
-  return (v: string): number => {
-    const n = /^\s*-?\d+\s*$/.test(v) ? Number(v) : Number.NaN;
-    if (!Number.isSafeInteger(n) || n < min || n > max) {
-      throw new PcdError(ErrorCode.InvalidField, `${name} must be a whole number from ${min} to ${max.toLocaleString('en-US')}, got '${v}'`);
-    }
-    return n;
-  };
-}
-
-/** A commander parser for a number in [min, max] (fractions allowed). */
-function num(name: string, min: number, max: number) {
-  return (v: string): number => {
-    const n = v.trim() === '' ? Number.NaN : Number(v);
-    if (!Number.isFinite(n) || n < min || n > max) throw new PcdError(ErrorCode.InvalidField, `${name} must be a number from ${min} to ${max}, got '${v}'`);
-    return n;
-  };
-}
-
-/** The folder inside the data folder that holds the synthetic contact lists (`pcd audit --scan` skips it: a phone's data, not the server's). */
-export const CONTACTS_DIR = 'contacts';
-
-/** Where `pcd seed` and `pcd start` put contact lists and requester tokens: `<data>/contacts/`, so two data folders never share them. */
-export function contactsDirFor(dataDir: string): string {
-  return path.join(dataDir, CONTACTS_DIR);
-}
-
-export interface SeedResult {
-  numbers: number;
-  ms: number;
-  requesters: { email: string; accountId: number; token: string; contacts: string; registered: number; total: number }[];
-}
-
-/**
- * Seeds an empty data folder: the directory goes to the store, contact lists
- * and requester tokens to `contactsDir` (by default `<data>/contacts/`, which
- * the audit scan skips: a phone's contacts are not server data). Files 0600,
- * as the folder's lock would make them anyway.
- */
-export async function seedDataFolder(dataDir: string, contactsDir: string, options: SeedOptions, log: (s: string) => void = () => {}): Promise<SeedResult> {
-  // Refused, in one line naming it, while a server (or another command) holds the folder.
-  const lock = acquireFolderLock(dataDir, { role: 'seed', logger: loggerFor(process.env.PCD_LOG_LEVEL ?? 'warn') });
-  const store = lock.guard(() => Store.open(dataDir));
-  try {
-    return await seedStore(new SqliteDirectoryStore(store), dataDir, contactsDir, options, log);
-  } finally {
-    store.close();
-    lock.release();
-  }
-}
-
-/**
- * Seeds an empty store, SQLite's or a shared Postgres (`pcd seed --store
- * postgres://…`: COPY, server/pg/store.ts), named `where` in messages.
- */
-export async function seedStore(store: DirectoryStore, where: string, contactsDir: string, options: SeedOptions, log: (s: string) => void = () => {}): Promise<SeedResult> {
-  const existing = await store.directorySize();
-  if (existing > 0) {
-    throw new PcdError(ErrorCode.Conflict, `${where} already holds a directory of ${existing} numbers; seed an empty ${store.kind === 'sqlite' ? 'data folder' : 'database'}`);
-  }
-  const started = performance.now();
-  const now = Date.now();
-  // Contact lists first: options they cannot satisfy are refused before anything is written.
-  const lists = [...generateContactLists(options)];
-  const numbers = await store.bulkInsert(
-    (function* () {
-      for (const a of generateAccounts(options)) yield { email: a.email, numbers: a.numbers, mask: capabilitiesToMask(a.capabilities) };
-    })(),
-    now,
-    (n) => log(`  ${n} numbers written`),
-  );
-  fs.mkdirSync(contactsDir, { recursive: true, mode: 0o700 });
-  const requesters: SeedResult['requesters'] = [];
-  for (const list of lists) {
-    const account = await store.accountByEmail(list.email);
-    if (!account) throw new Error(`seed: requester ${list.email} is not among the seeded accounts`);
-    const file = path.join(contactsDir, `${list.email.split('@')[0]}.txt`);
-    fs.writeFileSync(file, list.numbers.join('\n') + '\n', { mode: 0o600 });
-    let registered = 0;
-    for (const n of list.numbers) if (await store.numberRegistered(n)) registered++;
-    requesters.push({ email: list.email, accountId: account.accountId, token: await store.issueToken(account.accountId), contacts: file, registered, total: list.numbers.length });
-  }
-  fs.writeFileSync(path.join(contactsDir, REQUESTERS_FILE), JSON.stringify(requesters, null, 2) + '\n', { mode: 0o600 });
-  return { numbers, ms: performance.now() - started, requesters };
-}
-
-/**
- * The server log: pino JSON on stderr, or appended to `file` (0600) with
- * --log, so a terminal shows only the human lines (stdout) and progress.
- */
-function loggerFor(level: string, file?: string) {
-  if (file === undefined) return pino({ level }, pino.destination(2));
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'a', 0o600);
-  } catch (e) {
-    throw new PcdError(ErrorCode.InvalidField, `cannot open the log file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
-  return pino({ level }, pino.destination({ fd, sync: true }));
-}
 
 /**
  * Says when the blinded design is ready: the server listens (plain and

@@ -15,43 +15,27 @@
  */
 import fs from 'node:fs';
 import { Command, Option } from 'commander';
-import { normalizeNumber, type E164 } from '../shared/e164.ts';
-import { ErrorCode, PcdError } from '../shared/errors.ts';
-import { LIMITS } from '../shared/limits.ts';
-import { DESIGNS, type DesignName } from '../shared/messages.ts';
-import type { RequestOptions, Transport } from '../shared/design.ts';
-import type { BackendName } from '../shared/suite.ts';
-import { DEFAULT_SERVER } from '../shared/defaults.ts';
-import { backendOption } from '../bin/options.ts';
+import { normalizeNumber, type E164 } from '../../shared/e164.ts';
+import { ErrorCode, PcdError } from '../../shared/errors.ts';
+import { LIMITS } from '../../shared/limits.ts';
+import { DESIGNS, type DesignName } from '../../shared/messages.ts';
+import type { BackendName } from '../../shared/suite.ts';
+import { DEFAULT_SERVER } from '../../shared/defaults.ts';
+import { backendOption } from '../options.ts';
 import path from 'node:path';
-import { ADMIN_TOKEN_FILE } from '../disk/files.ts';
-import { readAdminToken } from '../disk/admintoken.ts';
-import { OWNER_FILE, ROLE_NAMES, processRuns, readLockOwner } from '../disk/lockowner.ts';
-import { checkBatchSize, createAdminClient, createClient, type Client, type LookupResult } from './client.ts';
-import type { BlindedClient } from './designs/blinded.ts';
-import type { TokenRecord } from './tokens.ts';
-import { createTransport, normalizeServerUrl } from './transport.ts';
-import { relayFetchFor } from './ohttp.ts';
+import { ADMIN_TOKEN_FILE } from '../../disk/files.ts';
+import { readAdminToken } from '../../disk/admintoken.ts';
+import { OWNER_FILE, ROLE_NAMES, processRuns, readLockOwner } from '../../disk/lockowner.ts';
+import { checkBatchSize, createAdminClient, createClient, type Client, type LookupResult } from '../../client/client.ts';
+import type { BlindedClient } from '../../client/designs/blinded.ts';
+import type { TokenRecord } from '../../client/tokens.ts';
+import { countingTransport, createTransport, normalizeServerUrl } from '../../client/transport.ts';
+import { parseContactFile } from '../../client/contacts.ts';
+import { relayFetchFor } from '../../client/ohttp.ts';
 
 
 export function describeAnswer(capabilities: readonly string[]): string {
   return capabilities.length ? `messenger (${capabilities.join(', ')})` : 'SMS only';
-}
-
-/** Numbers of a contact file: vCard TEL lines, or one number per line (# comments, blank lines ignored). */
-export function parseContactFile(text: string): string[] {
-  const lines = text.split(/\r?\n/);
-  if (/^\s*BEGIN:VCARD/im.test(text)) {
-    // vCard 2.1/3.0/4.0: unfold continuation lines first (RFC 6350 §3.2).
-    const unfolded = text.replace(/\r?\n[ \t]/g, '').split(/\r?\n/);
-    const out: string[] = [];
-    for (const line of unfolded) {
-      const m = /^(?:[A-Za-z0-9-]+\.)?TEL(?:;[^:]*)?:(.*)$/i.exec(line.trim());
-      if (m) out.push(m[1]!.trim().replace(/^tel:/i, '').split(';', 1)[0]!.trim());
-    }
-    return out;
-  }
-  return lines.map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
 }
 
 interface CommonOptions {
@@ -210,22 +194,6 @@ export function oneLine<A extends unknown[]>(action: (...args: A) => Promise<voi
       throw e;
     }
   };
-}
-
-/** `--backend noble|sodium` (env PCD_BACKEND), shared by the client and server commands. */
-/** A transport that counts requests and bytes, for the sync summary. */
-export function countingTransport(inner: Transport): { transport: Transport; stats: { requests: number; sent: number; received: number } } {
-  const stats = { requests: 0, sent: 0, received: 0 };
-  const transport: Transport = {
-    async request<T>(o: RequestOptions<T>) {
-      const r = await inner.request(o);
-      stats.requests++;
-      stats.sent += r.bytesSent;
-      stats.received += r.bytesReceived;
-      return r;
-    },
-  };
-  return { transport, stats };
 }
 
 function needToken(token: string | undefined): string {

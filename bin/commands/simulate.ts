@@ -18,12 +18,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { ErrorCode, PcdError } from '../shared/errors.ts';
-import { workloadChart, workloadMarkdown } from '../bench/workload.ts';
-import { DEFAULT_POPULATION } from './population.ts';
-import { DEFAULT_ANONYMOUS_BUCKET_BITS, DEFAULT_BUCKET_BITS, runWorkload } from './run.ts';
-import { DEFAULT_SCRIPT } from './script.ts';
-import { LIBRARY_TOKEN_QUANTUM, VARIANT_NAMES, type WorkloadVariant } from './simulate.ts';
+import { ErrorCode, PcdError } from '../../shared/errors.ts';
+import { workloadChart, workloadMarkdown } from '../../bench/workload.ts';
+import { DEFAULT_POPULATION } from '../../workload/population.ts';
+import { DEFAULT_ANONYMOUS_BUCKET_BITS, DEFAULT_BUCKET_BITS, runWorkload } from '../../workload/run.ts';
+import { DEFAULT_SCRIPT } from '../../workload/script.ts';
+import { LIBRARY_TOKEN_QUANTUM, VARIANT_NAMES, type WorkloadVariant } from '../../workload/simulate.ts';
 
 export const WORKLOAD_SCHEMA = 'pcd-workload/1';
 

@@ -1,5 +1,5 @@
 /**
- * Parent side of bench/child.ts: forks a Node process that runs the server
+ * Parent side of harness/child.ts: forks a Node process that runs the server
  * through the same tsx loader as `bin/pcd.mjs`, and sends it commands.
  */
 import { fork, type ChildProcess } from 'node:child_process';
