@@ -22,6 +22,7 @@ import type { AddressInfo } from 'node:net';
 import { createClient } from '../client/client.ts';
 import { createTransport } from '../client/transport.ts';
 import type { RequestOptions, Transport } from '../shared/design.ts';
+import { designLabel } from '../shared/designs/index.ts';
 import { BlindedConfigReply, PATHS, type BucketReply, type DesignName } from '../shared/messages.ts';
 import { DEFAULT_TAG_BYTES } from '../shared/buckets.ts';
 import { forkServer, openTimeoutMs, type ServerChild } from '../harness/fork.ts';
@@ -166,7 +167,7 @@ async function measureOne(
     const configWireInRun = config && configWire !== undefined ? configWire * config.requests : 0;
     const wireNoConfig = wireSent + wireReceived - configWireInRun;
     const requests = others.reduce((s, e) => s + e.requests, 0);
-    const label = design === 'blinded' ? `blinded b=${bucketBits}` : design;
+    const label = designLabel(design, { bucketBits });
     const mark: BandwidthMark = {
       section: 'bandwidth',
       name: `bytes ${label}, ${lookups === 1 ? 'single lookup' : `sync of ${lookups}`}`,

@@ -16,7 +16,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { DesignName } from '../shared/messages.ts';
+import { DESIGNS, type DesignName } from '../shared/designs/index.ts';
 import { DEFAULT_TAG_BYTES } from '../shared/buckets.ts';
 import { forkServer, openTimeoutMs } from '../harness/fork.ts';
 import type { BuildMark, Projection } from './results.ts';
@@ -44,6 +44,9 @@ export interface BuildOutcome {
 }
 
 type Target = DesignName | 'directory';
+
+/** Which of the config's size lists each design is built at: the blinded build evaluates every number, so it has its own. */
+const BUILD_SIZES: { readonly [N in DesignName]: 'sizes' | 'blindedSizes' } = { plain: 'sizes', hashed: 'sizes', blinded: 'blindedSizes' };
 
 interface Opened {
   fields: Omit<BuildMark, 'name' | 'buildSeconds' | 'numbersPerSec'>;
@@ -95,8 +98,8 @@ export async function runBuild(config: BuildConfig, log: (line: string) => void)
       seeding.push({ numbers: seeded.numbers, seconds: seeded.seedSeconds });
       log(`  n = ${n.toLocaleString('en-US')}: seeded the store in ${seeded.seedSeconds.toFixed(1)} s`);
       const targets: { target: Target; env?: Record<string, string>; label?: string }[] = [];
-      if (config.sizes.includes(n)) targets.push({ target: 'directory' }, { target: 'plain' }, { target: 'hashed' });
-      if (config.blindedSizes.includes(n)) targets.push({ target: 'blinded' });
+      if (config.sizes.includes(n)) targets.push({ target: 'directory' });
+      for (const design of DESIGNS) if (config[BUILD_SIZES[design]].includes(n)) targets.push({ target: design });
       if (config.perCoreSize === n) targets.push({ target: 'blinded', env: { PCD_BUILD_THREADS: '1' }, label: ' (1 thread)' });
       let directorySeconds: number | undefined;
       for (const t of targets) {
@@ -160,7 +163,7 @@ function project(marks: BuildMark[], config: BuildConfig): Projection[] {
   // largest directory measured, scaled linearly. (RSS at the sizes measured is in the table.)
   const rows: Projection['rows'] = [];
   const bases: string[] = [];
-  for (const design of ['directory', 'plain', 'hashed', 'blinded'] as const) {
+  for (const design of ['directory', ...DESIGNS] as const) {
     const m = marks.filter((x) => x.design === design).sort((a, b) => b.numbers - a.numbers)[0];
     if (!m || m.numbers === 0) continue;
     const perNumber = m.arrayBuffersDeltaBytes / m.numbers;

@@ -4,6 +4,7 @@
  * crypto allows in tens of minutes), `quick` (small sizes, about a minute,
  * for smoke runs) and `tiny` (seconds; what test/bench.test.ts runs).
  */
+import { DESIGNS } from '../shared/designs/index.ts';
 import type { BandwidthConfig } from './bandwidth.ts';
 import type { BuildConfig } from './build.ts';
 import type { CryptoConfig } from './crypto.ts';
@@ -120,7 +121,7 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
         workload: {
           population: { blocks: 2, blockDigits: 3, people: 120, registeredShare: 0.25, degreeMedian: 12, communitySize: 15 },
           script: { days: 2, conversationsPerDay: 3, reinstallsPerYear: 60 },
-          designs: ['plain', 'hashed', 'blinded'],
+          designs: [...DESIGNS],
           bucketBits: [0, 8],
           usersPerIp: 1,
           // The anonymous variants cost 10-15x (the client's blind RSA): test/workload-anonymous.test.ts runs them.
@@ -198,7 +199,7 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
         workload: {
           population: { people: 600, registeredShare: 0.3, degreeMedian: 30 },
           script: { days: 3 },
-          designs: ['plain', 'hashed', 'blinded'],
+          designs: [...DESIGNS],
           bucketBits: [0, 4, 8, 12],
           anonymousBucketBits: [0, 8],
           usersPerIp: 1,
@@ -294,7 +295,7 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
         workload: {
           population: {},
           script: {},
-          designs: ['plain', 'hashed', 'blinded'],
+          designs: [...DESIGNS],
           bucketBits: [0, 4, 8, 12, 16],
           anonymous: false,
           usersPerIp: 1,

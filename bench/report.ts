@@ -8,6 +8,7 @@
  * above every table (bench/label.ts), so a table pasted alone still does.
  */
 import { workloadMarkdown } from './workload.ts';
+import { designLabel } from '../shared/designs/index.ts';
 import { storeMarkdown } from './store.ts';
 import { nodesMarkdown } from './nodes.ts';
 import { describeTree } from './machine.ts';
@@ -231,7 +232,7 @@ export function renderMarkdown(r: BenchResults, charts: readonly string[]): stri
       t(
         ['design', 'lookups', 'requests', 'wire bytes / lookup', 'body bytes / lookup', 'wire sent', 'wire received', 'config fetch (once per epoch)'],
         bw.map((m) => [
-          m.design === 'blinded' ? `blinded b=${m.bucketBits}` : m.design,
+          designLabel(m.design, m),
           m.lookups,
           m.requests,
           n0(m.wireBytesPerLookup),

@@ -25,13 +25,14 @@ import {
   RotateKeyReply,
   HealthReply,
   PageLinkReply,
+  DEFAULT_DESIGN,
   type CreateAccountRequest,
   type DesignName,
   type RotateKeyRequest,
 } from '../shared/messages.ts';
 import type { Format } from '../shared/schema.ts';
 import type { BackendName } from '../shared/suite.ts';
-import { KeyPins, createBlindedClient } from './designs/blinded.ts';
+import { KeyPins, createBlindedClient, type BlindedClient } from './designs/blinded.ts';
 import { createHashedClient } from './designs/hashed.ts';
 import { createPlainClient } from './designs/plain.ts';
 import { createTransport, normalizeServerUrl } from './transport.ts';
@@ -40,11 +41,24 @@ import type { TokenPoolOptions } from './tokens.ts';
 
 export type { LookupResult } from '../shared/design.ts';
 
-export const CLIENT_DESIGNS: Readonly<Record<DesignName, ClientDesignFactory>> = {
+/** What each design's client is: the blinded one has its own features (stats, token pool, pins, clear). */
+export interface ClientDesigns {
+  plain: ClientDesign;
+  hashed: ClientDesign;
+  blinded: BlindedClient;
+}
+
+/** Every design's client factory: a new design in the protocol's registry is a missing key here. */
+export const CLIENT_DESIGNS: { readonly [N in DesignName]: (...args: Parameters<ClientDesignFactory>) => ClientDesigns[N] } = {
   plain: createPlainClient,
   hashed: createHashedClient,
   blinded: createBlindedClient,
 };
+
+/** The client's design as its own type when it is `name` (the blinded client's stats and token pool), else undefined. */
+export function designOf<N extends DesignName>(client: Pick<Client, 'design'>, name: N): ClientDesigns[N] | undefined {
+  return client.design.name === name ? (client.design as ClientDesigns[N]) : undefined;
+}
 
 export interface ClientOptions {
   baseUrl: string;
@@ -114,7 +128,7 @@ export function checkBatchSize(n: number): number {
 
 export function createClient(options: ClientOptions): Client {
   const baseUrl = normalizeServerUrl(options.baseUrl);
-  const name = options.design ?? 'blinded';
+  const name = options.design ?? DEFAULT_DESIGN;
   // OHTTP (client/ohttp.ts): the blinded design's config, evaluate and bucket requests through the relay, the rest direct.
   const viaRelay = relayFetchFor(name, options.relay);
   const transport = options.transport ?? createTransport({ baseUrl, token: options.token, format: options.format, timeoutMs: options.timeoutMs, fetch: viaRelay });

@@ -18,7 +18,9 @@ export {
   normalizeList,
   checkBatchSize,
   CLIENT_DESIGNS,
+  designOf,
   type Client,
+  type ClientDesigns,
   type ClientOptions,
   type LookupResult,
 } from './client.ts';
@@ -30,7 +32,7 @@ export { DEFAULT_SIZE_CLASSES, sizeClassFor, type BlindedAuth } from '../shared/
 export { ErrorCode, PcdError, isPcdError, type ErrorBody } from '../shared/errors.ts';
 export { normalizeNumber, isE164, regionOf, type E164 } from '../shared/e164.ts';
 export { loadBackend } from '../shared/backends.ts';
-export { DESIGNS, type DesignName, type HealthReply, type CreateAccountRequest, type CreateAccountReply } from '../shared/messages.ts';
+export { DEFAULT_DESIGN, DESIGNS, type DesignName, type HealthReply, type CreateAccountRequest, type CreateAccountReply } from '../shared/messages.ts';
 export { CAPABILITIES, type Capability } from '../shared/capabilities.ts';
 export { BACKENDS, DEFAULT_BACKEND, type BackendName, type OprfBackend } from '../shared/suite.ts';
 export type { Format } from '../shared/schema.ts';

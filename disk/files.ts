@@ -42,3 +42,5 @@ export const HASHED_SNAPSHOT_FILE = 'hashed.snapshot';
 export const NODE_NAME_FILE = 'node-name';
 /** The folder inside the data folder that holds `pcd seed`'s synthetic contact lists and requester tokens (`pcd audit --scan` skips it: a phone's data, not the server's). */
 export const CONTACTS_DIR = 'contacts';
+/** The blinded design's bucket caches, one file per epoch (`epochs/<n>.bin`, server/blinded/table.ts). */
+export const EPOCHS_DIR = 'epochs';

@@ -21,7 +21,7 @@ import path from 'node:path';
 import pino from 'pino';
 import type { ServerOptions } from '../server/context.ts';
 import { openServer, startServer, type OpenServer, type RunningServer } from '../server/server.ts';
-import type { BlindedServerDesign } from '../server/designs/blinded.ts';
+import { designOf } from '../server/designs/index.ts';
 import type { EpochStats } from '../server/blinded/epoch.ts';
 import { EPOCHS_DIR } from '../server/blinded/table.ts';
 
@@ -100,16 +100,15 @@ function usage(): Usage {
   };
 }
 
-/** Read structurally: the pool is the blinded design's business, the benchmark only reports its size. */
+/** The blinded design's evaluator pool: the benchmark reports its size. */
 function evaluatorInfo(s: OpenServer): EvaluatorInfo | undefined {
-  const d = s.designs.find((x) => x.name === 'blinded') as { evaluator?: { stats?: Partial<EvaluatorInfo> } } | undefined;
-  const st = d?.evaluator?.stats;
+  const st = designOf(s.designs, 'blinded')?.evaluator.stats;
   if (!st || typeof st.size !== 'number') return undefined;
   return { size: st.size, threads: st.threads ?? 0, inline: st.inline ?? false };
 }
 
 function blindedStats(s: OpenServer): EpochStats | undefined {
-  const d = s.designs.find((x) => x.name === 'blinded') as BlindedServerDesign | undefined;
+  const d = designOf(s.designs, 'blinded');
   return d?.epochs ? structuredClone(d.epochs.stats) : undefined;
 }
 

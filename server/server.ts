@@ -44,14 +44,13 @@ import {
   PATHS,
   parseIdSegment,
   type CreateAccountReply,
-  type DesignName,
   type HealthReply,
   type OkReply,
 } from '../shared/messages.ts';
 import { ADMIN_TOKEN_FILE, HASHED_SNAPSHOT_FILE, NODE_NAME_FILE } from '../disk/files.ts';
 import { readAdminToken } from '../disk/admintoken.ts';
 import { createApp } from './app.ts';
-import type { ServerContext, ServerDesignFactory, ServerOptions } from './context.ts';
+import type { ServerContext, ServerOptions } from './context.ts';
 import { Directory, directoryDifference, type DirectorySource } from './directory.ts';
 import { DAY_MS, Retention } from './querylog.ts';
 import { degradedState } from './loghealth.ts';
@@ -65,18 +64,11 @@ import { nodeMasterKey } from './pg/epochkeys.ts';
 import { sharedGatewayKeys } from './pg/ohttpkeys.ts';
 import { PgAllowances } from './pg/ratelimits.ts';
 import { acquireFolderLock, type FolderLock } from './lock.ts';
-import { createPlainDesign } from './designs/plain.ts';
-import { createHashedDesign } from './designs/hashed.ts';
-import { createBlindedDesign } from './designs/blinded.ts';
+import { DESIGN_FACTORIES } from './designs/index.ts';
 import { openGateway, relayAddresses, type Gateway } from './ohttp.ts';
 import { compileTrust, parseTrustProxy, type TrustedProxies } from './clientip.ts';
 import { fitToFileLimit, guardConnections, openFileLimit, resolveConnectionLimits, serverOptions, type ConnectionStats } from './net.ts';
 
-export const DESIGN_FACTORIES: Readonly<Record<DesignName, ServerDesignFactory>> = {
-  plain: createPlainDesign,
-  hashed: createHashedDesign,
-  blinded: createBlindedDesign,
-};
 
 export { ADMIN_TOKEN_FILE };
 export const DEFAULT_RETENTION_MS = 30 * DAY_MS;

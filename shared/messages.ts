@@ -14,7 +14,7 @@ import { PAGE_PATHS } from './page.ts';
 import { pathTemplate } from './paths.ts';
 import { array, boolean, integer, literal, object, optional, string, type Infer } from './schema.ts';
 
-export { DESIGNS, type DesignName } from './designs/index.ts';
+export { DEFAULT_DESIGN, DESIGNS, type DesignName } from './designs/index.ts';
 // Each design's messages, for importers that want the whole API from one module.
 export * from './designs/plain.ts';
 export * from './designs/hashed.ts';

@@ -540,13 +540,12 @@ export function reconstruct(target: RunTarget, dataDir: string, planSpec: string
     if (window) throw new PcdError(ErrorCode.InvalidField, 'orders (a window of the log) are not read for the anonymous variants');
     return reconstructAnonymous(dataDir, planSpec, relayIps);
   }
-  const design: DesignName = variantSpec(target.variant).design;
-  switch (design) {
-    case 'plain':
-      return reconstructPlain(dataDir, planSpec, window);
-    case 'hashed':
-      return reconstructHashed(dataDir, planSpec, window);
-    case 'blinded':
-      return reconstructBlinded(dataDir, planSpec, undefined, window);
-  }
+  return RECONSTRUCTIONS[variantSpec(target.variant).design](dataDir, planSpec, window);
 }
+
+/** Each design's reading of its own persisted log: a table, so a new design is a missing key. */
+const RECONSTRUCTIONS: { readonly [D in DesignName]: (dataDir: string, planSpec: string, window?: LogWindow) => Reconstruction } = {
+  plain: reconstructPlain,
+  hashed: reconstructHashed,
+  blinded: (dataDir, planSpec, window) => reconstructBlinded(dataDir, planSpec, undefined, window),
+};

@@ -52,13 +52,14 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { createClient, type Client } from '../client/client.ts';
+import { createClient, designOf, type Client } from '../client/client.ts';
 import type { BlindedClient } from '../client/designs/blinded.ts';
 import { relayFetchFor } from '../client/ohttp.ts';
 import { DEFAULT_QUANTUM, quantumFetchAt, type TokenPool, type TokenPoolOptions } from '../client/tokens.ts';
 import { countingTransport, createTransport } from '../client/transport.ts';
 import { capabilitiesToMask } from '../shared/capabilities.ts';
 import type { RequestOptions, Transport } from '../shared/design.ts';
+import { designLabel } from '../shared/designs/index.ts';
 import { PATHS, type DesignName } from '../shared/messages.ts';
 import type { BlindedAuth } from '../shared/tokens.ts';
 import { Store } from '../server/store.ts';
@@ -197,7 +198,7 @@ export function forwardedFetch(ip: string): typeof fetch {
 }
 
 export function runLabel(t: RunTarget): string {
-  return variantSpec(t.variant).design === 'blinded' ? `${t.variant} b=${t.bucketBits ?? 0}` : t.variant;
+  return designLabel(variantSpec(t.variant).design, t, t.variant);
 }
 
 /** A transport that reports each evaluate request it sent successfully. */
@@ -338,7 +339,7 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
         record.evaluations.push({ t: clock, user: u, ip: seenIp(u), elements, asked: elements - padding });
       });
       const client = createClient({ baseUrl: started.url, design: spec.design, transport: observed, ...(anonymous ? { tokens: simulatedPool(quantum) } : {}) });
-      self = { user: u, client, blinded: spec.design === 'blinded' ? (client.design as BlindedClient) : undefined, padding: 0, periodStart: clock, fetchAt: Infinity };
+      self = { user: u, client, blinded: designOf(client, 'blinded'), padding: 0, periodStart: clock, fetchAt: Infinity };
       if (anonymous) self.fetchAt = quantumFetchAt(self.periodStart, DAY_MS, rngOf(u).float());
       const old = installs.get(u);
       if (old) old.blinded?.tokens.close(); // the old app is gone, with its tokens and its schedule (its entry is replaced)

@@ -19,8 +19,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
-import { ADMIN_TOKEN_FILE, DB_FILE, DIRECTORY_SNAPSHOT_FILE, HASHED_SNAPSHOT_FILE, KEY_FILE, OHTTP_KEY_FILE, TOKEN_KEY_FILE, logSpillFile } from '../../disk/files.ts';
-import { SPENT_TOKENS_TABLE } from '../../shared/designs/blinded.ts';
+import { DESIGN_KEEPS } from '../../disk/designs.ts';
+import { ADMIN_TOKEN_FILE, DB_FILE, DIRECTORY_SNAPSHOT_FILE, logSpillFile } from '../../disk/files.ts';
 import { DESIGNS, LOG_TABLES, type DesignName } from '../../shared/designs/index.ts';
 import { isSqliteFile, openSnapshot, readWal, sqlitePageSize, WAL_FRAME_HEADER_BYTES, WAL_HEADER_BYTES } from '../image.ts';
 
@@ -40,10 +40,8 @@ export interface Place {
 /** The design a table's pages belong to: every declared log table's own, and the tables outside the designs' logs. */
 export const TABLE_DESIGN: ReadonlyMap<string, ScanDesign> = new Map<string, ScanDesign>([
   ...LOG_TABLES.map((t): [string, ScanDesign] => [t.name, t.design]),
-  // The blinded design's epochs: public keys and parameters.
-  ['epochs', 'blinded'],
-  // Spent Privacy Pass tokens (server/tokens/service.ts): a hash per token and its key id, no time, no account.
-  [SPENT_TOKENS_TABLE, 'blinded'],
+  // The tables each design keeps besides its logs (disk/designs.ts).
+  ...DESIGNS.flatMap((d) => DESIGN_KEEPS[d].tables.map((t): [string, ScanDesign] => [t.name, d])),
   ['accounts', 'directory'],
   ['numbers', 'directory'],
   // The journal of directory changes (server/store.ts): registered numbers, and deleted ones until it is pruned.
@@ -62,31 +60,25 @@ export interface DataFile {
 
 /** The files of a data folder besides the database, its -wal and -shm: what each is and whose. `epochs/` holds the bucket caches. */
 export const DATA_FILES: ReadonlyMap<string, DataFile> = new Map<string, DataFile>([
-  // Each epoch's OPRF secret key (disk/keyfile.ts).
-  [KEY_FILE, { kind: 'oprf keys', design: 'blinded' }],
-  // The Privacy Pass issuer's RSA keys, one per size class and epoch (server/tokens/keys.ts).
-  [TOKEN_KEY_FILE, { kind: 'token keys', design: 'blinded' }],
-  // The OHTTP gateway's key (server/ohttp.ts): it opens the blinded design's relayed requests, and nothing else.
-  [OHTTP_KEY_FILE, { kind: 'ohttp gateway key', design: 'blinded' }],
+  // The files each design keeps (disk/designs.ts), and their temp files while written.
+  ...DESIGNS.flatMap((d) => DESIGN_KEEPS[d].files.flatMap((f): [string, DataFile][] => [[f.name, { kind: f.kind, design: d }], [`${f.name}.tmp`, { kind: f.kind, design: d }]])),
   [ADMIN_TOKEN_FILE, { kind: 'admin token', design: 'other' }],
   // The in-memory directory as of a version (server/directory-snapshot.ts): the numbers table's registered numbers and masks; its temp file while written.
   [DIRECTORY_SNAPSHOT_FILE, { kind: 'directory snapshot', design: 'directory' }],
   [`${DIRECTORY_SNAPSHOT_FILE}.tmp`, { kind: 'directory snapshot', design: 'directory' }],
-  // The hashed design's index as of the same version (server/designs/hashed-snapshot.ts): each registered number's digits
-  // (found as digits-f64le) with a 48-bit SHA-256 prefix of it, as sensitive as the number; its temp file while written.
-  [HASHED_SNAPSHOT_FILE, { kind: 'hashed index snapshot', design: 'hashed' }],
-  [`${HASHED_SNAPSHOT_FILE}.tmp`, { kind: 'hashed index snapshot', design: 'hashed' }],
 ]);
 
-/** The folder of the blinded design's bucket caches (`epochs/<n>.bin`, server/blinded/epochs.ts). */
-export const BUCKET_CACHE_DIR = 'epochs';
 
 /** What a file is, by its path relative to the data folder. The database and its WAL are no one's whole: their hits are attributed page by page ({@link attributorFor}). */
 export function dataFileOf(rel: string): DataFile {
   if (rel === DB_FILE) return { kind: 'database', design: 'other' };
   if (rel === `${DB_FILE}-wal`) return { kind: 'write-ahead log', design: 'other' };
   if (rel === `${DB_FILE}-shm`) return { kind: 'wal-index', design: 'other' };
-  if (rel.split(path.sep)[0] === BUCKET_CACHE_DIR) return { kind: 'bucket cache', design: 'blinded' };
+  const top = rel.split(path.sep)[0];
+  for (const d of DESIGNS) {
+    const folder = DESIGN_KEEPS[d].folders.find((f) => f.name === top);
+    if (folder) return { kind: folder.kind, design: d };
+  }
   // A query log's rows a shutdown could not write (server/querylog.ts): that log's design's, until the next start writes them.
   const spilled = LOG_TABLES.find((t) => rel === logSpillFile(t.name) || rel === `${logSpillFile(t.name)}.unreadable`);
   if (spilled) return { kind: 'query log spill', design: spilled.design };

@@ -9,7 +9,7 @@ import { startEmbeddedPostgres } from '../../server/pg/embedded.ts';
 import { PgStore } from '../../server/pg/store.ts';
 import { seedStore } from '../../server/seed.ts';
 import { startServer, type RunningServer } from '../../server/server.ts';
-import type { BlindedServerDesign } from '../../server/designs/blinded.ts';
+import { designOf } from '../../server/designs/index.ts';
 import type { DesignName } from '../../shared/messages.ts';
 
 const SIZE = Number(process.argv[2] ?? 1e7);
@@ -32,7 +32,7 @@ try {
     const srv = await startServer({ store: url, designs: DESIGNS, dataDir: path.join(root, dir), nodeName: dir, masterKeyFile, port: 0, rateLimits: false, adminToken: 'x'.repeat(43), logger, bucketBits: 8 });
     await srv.ready;
     const secs = (performance.now() - t) / 1000;
-    const blinded = srv.designs.find((d) => d.name === 'blinded') as BlindedServerDesign | undefined;
+    const blinded = designOf(srv.designs, 'blinded');
     const st = blinded?.epochs.stats;
     console.log(
       `${what}: serving in ${secs.toFixed(1)} s (${srv.directory.size} numbers, directory from ${srv.directorySource}` +

@@ -16,14 +16,11 @@ import type { E164 } from '../../shared/e164.ts';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
 import { normalizeNumber } from '../../shared/e164.ts';
 import { DESIGNS, parseDesigns } from '../../shared/designs/index.ts';
-import { formatAudit, runAudit, type AuditResult } from '../../audit/designs/index.ts';
+import type { AuditResult } from '../../audit/designs/index.ts';
 import { AUDIT_FORMATS, type AuditFormat } from '../../audit/format.ts';
-import { databaseFile } from '../../audit/image.ts';
 import { parseAccounts, parseRelays, parseTargets, parseTime } from '../../audit/plan.ts';
 import { parsePlan } from '../../shared/numbering.ts';
-import { formatScan, scanDataFolder } from '../../audit/scan/scan.ts';
-import { relationNames, withPgSnapshot, type PgSnapshotInfo } from '../../audit/pgimage.ts';
-import { formatPgScan, scanPgDataDir } from '../../audit/scan/pgdata.ts';
+import type { PgSnapshotInfo } from '../../audit/pgimage.ts';
 import { STORE_URL_ENV, storeUrl } from '../../server/pg/connect.ts';
 
 
@@ -140,6 +137,14 @@ export function registerAuditCommand(program: Command): void {
       ].join('\n'),
     )
     .action(async (o: AuditFlags, cmd: Command) => {
+      // The audit's readers are loaded when it runs, so a process that serves never loads them.
+      const [{ formatAudit, runAudit }, { databaseFile }, { formatScan, scanDataFolder }, { relationNames, withPgSnapshot }, { formatPgScan, scanPgDataDir }] = await Promise.all([
+        import('../../audit/designs/index.ts'),
+        import('../../audit/image.ts'),
+        import('../../audit/scan/scan.ts'),
+        import('../../audit/pgimage.ts'),
+        import('../../audit/scan/pgdata.ts'),
+      ]);
       if (o.pgData !== undefined) {
         const numbers = [...(o.scan !== undefined ? readNumbersFile(o.scan, o.region) : []), ...parseTargets(o.target, o.region)];
         if (numbers.length === 0) throw new PcdError(ErrorCode.InvalidField, '--pg-data searches for numbers: give --target NUMBER or --scan NUMBERS_FILE');

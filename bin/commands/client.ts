@@ -18,7 +18,7 @@ import { Command, Option } from 'commander';
 import { normalizeNumber, type E164 } from '../../shared/e164.ts';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
 import { LIMITS } from '../../shared/limits.ts';
-import { DESIGNS, type DesignName } from '../../shared/messages.ts';
+import { DEFAULT_DESIGN, DESIGNS, type DesignName } from '../../shared/messages.ts';
 import type { BackendName } from '../../shared/suite.ts';
 import { DEFAULT_SERVER } from '../../shared/defaults.ts';
 import { backendOption } from '../options.ts';
@@ -26,8 +26,7 @@ import path from 'node:path';
 import { ADMIN_TOKEN_FILE } from '../../disk/files.ts';
 import { readAdminToken } from '../../disk/admintoken.ts';
 import { OWNER_FILE, ROLE_NAMES, processRuns, readLockOwner } from '../../disk/lockowner.ts';
-import { checkBatchSize, createAdminClient, createClient, type Client, type LookupResult } from '../../client/client.ts';
-import type { BlindedClient } from '../../client/designs/blinded.ts';
+import { checkBatchSize, createAdminClient, createClient, designOf, type Client, type LookupResult } from '../../client/client.ts';
 import type { TokenRecord } from '../../client/tokens.ts';
 import { countingTransport, createTransport, normalizeServerUrl } from '../../client/transport.ts';
 import { parseContactFile } from '../../client/contacts.ts';
@@ -65,7 +64,7 @@ function addCommon(cmd: Command): Command {
   return cmd
     .option('-s, --server <url>', `server base URL, http:// when no scheme is given (env ${SERVER_ENV}, default ${DEFAULT_SERVER})`)
     .option('-t, --token <token>', `requester token (env ${TOKEN_ENV})`)
-    .addOption(new Option('-d, --design <design>', 'lookup design').choices([...DESIGNS]).default('blinded'))
+    .addOption(new Option('-d, --design <design>', 'lookup design').choices([...DESIGNS]).default(DEFAULT_DESIGN))
     .option('-r, --region <CC>', 'default region for numbers without a country code, e.g. US')
     .addOption(new Option('--format <format>', 'wire format').choices(['msgpack', 'json']).default('msgpack'))
     .addOption(backendOption())
@@ -136,7 +135,7 @@ function tokenPoolFile(file: string | undefined, server: string) {
 
 /** Runs `work` with the blinded design's token pool loaded from and saved to the token file (when there is one). */
 async function withTokenPool<T>(client: Client, pool: ReturnType<typeof tokenPoolFile>, work: () => Promise<T>): Promise<T> {
-  const tokens = client.design.name === 'blinded' ? (client.design as BlindedClient).tokens : undefined;
+  const tokens = designOf(client, 'blinded')?.tokens;
   if (!tokens) return work();
   tokens.import(pool.read());
   try {

@@ -25,7 +25,8 @@ import { Store } from '../../server/store.ts';
 import { PgStore } from '../../server/pg/store.ts';
 import { redactUrl, storeUrl, STORE_URL_ENV } from '../../server/pg/connect.ts';
 import { acquireFolderLock } from '../../server/lock.ts';
-import { rotateKeyOffline, type BlindedServerDesign } from '../../server/designs/blinded.ts';
+import { rotateKeyOffline } from '../../server/designs/blinded.ts';
+import { designOf } from '../../server/designs/index.ts';
 import { publishBuckets } from '../../server/blinded/publish.ts';
 import { BUCKET_BASE_URL } from '../../shared/designs/blinded.ts';
 import { createWebUi, type WebUi } from '../../web/server.ts';
@@ -41,7 +42,7 @@ export const DEFAULT_DATA = 'data';
  * hashed answer) while its epochs load or build, with progress on stderr.
  */
 function announceReady(server: RunningServer): void {
-  const blinded = server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign | undefined;
+  const blinded = designOf(server.designs, 'blinded');
   if (!blinded) return;
   let pending = true;
   void server.ready.then(
@@ -415,7 +416,7 @@ export function quickStartCommands(server: RunningServer, o: Pick<ServeFlags, 'd
     `  npm run pcd -- audit --data ${shownPath(o.data)} --target ${registered}${served.includes('blinded') ? ` --account ${demo.accountId}` : ''}`,
   ];
   if (demo.contacts) out.push('check a whole contact list:', `  npm run pcd -- sync ${shownPath(demo.contacts)}${served.includes('blinded') ? '' : ` --design ${served[0]}`}`);
-  const blinded = server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign | undefined;
+  const blinded = designOf(server.designs, 'blinded');
   if (blinded?.tokens) {
     const relayPort = o.port === 0 ? 8788 : o.port + 1;
     out.push(

@@ -19,6 +19,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
+import { DESIGNS } from '../../shared/designs/index.ts';
 import { workloadChart, workloadMarkdown } from '../../bench/workload.ts';
 import { DEFAULT_POPULATION } from '../../workload/population.ts';
 import { DEFAULT_ANONYMOUS_BUCKET_BITS, DEFAULT_BUCKET_BITS, runWorkload } from '../../workload/run.ts';
@@ -105,7 +106,7 @@ export const QUICK = {
   degreeMedian: 12,
   communitySize: 15,
   days: 2,
-  designs: ['plain', 'hashed', 'blinded'],
+  designs: [...DESIGNS],
   bucketBits: [0, 8],
 } as const satisfies Partial<Record<keyof Flags, unknown>>;
 

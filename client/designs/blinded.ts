@@ -55,7 +55,7 @@
  */
 import { Bucket, bucketOf, truncateTag } from '../../shared/buckets.ts';
 import { maskToCapabilities } from '../../shared/capabilities.ts';
-import type { ClientDesign, ClientDesignFactory, LookupResult, PinnedEpoch, PinScope, PreparedLookup, RequestOptions, Transport } from '../../shared/design.ts';
+import type { ClientDesign, ClientDesignOptions, LookupResult, PinnedEpoch, PinScope, PreparedLookup, RequestOptions, Transport } from '../../shared/design.ts';
 import { loadBackend } from '../../shared/backends.ts';
 import type { E164 } from '../../shared/e164.ts';
 import { ErrorCode, PcdError, isPcdError } from '../../shared/errors.ts';
@@ -740,7 +740,7 @@ export function createBlindedClientWith(transport: Transport, options: BlindedCl
   };
 }
 
-export const createBlindedClient: ClientDesignFactory = (transport, options) =>
+export const createBlindedClient = (transport: Transport, options?: ClientDesignOptions): BlindedClient =>
   createBlindedClientWith(transport, {
     backend: options?.backend,
     allowOprf: options?.allowOprf,

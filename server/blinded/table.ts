@@ -43,6 +43,7 @@
  * had no digest: such a cache is rebuilt once.
  */
 import fs from 'node:fs';
+import { EPOCHS_DIR } from '../../disk/files.ts';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { Bucket, bucketCount } from '../../shared/buckets.ts';
@@ -53,7 +54,7 @@ import { writeFileAtomic } from '../atomic.ts';
 import { BucketTree, nodeSha256 } from './tree.ts';
 
 /** Folder of the cache files, under the data folder. */
-export const EPOCHS_DIR = 'epochs';
+export { EPOCHS_DIR };
 const MAGIC = 'PCDE';
 const FORMAT_VERSION = 2;
 const DIGEST_AT = 64;

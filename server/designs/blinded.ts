@@ -91,7 +91,7 @@ import { LIMITS } from '../../shared/limits.ts';
 import { SUITE } from '../../shared/oprf.ts';
 import { DEFAULT_BACKEND } from '../../shared/suite.ts';
 import { loadBackend } from '../../shared/backends.ts';
-import type { ServerContext, ServerDesignFactory, ServerOptions } from '../context.ts';
+import type { ServerContext, ServerOptions } from '../context.ts';
 import { Directory } from '../directory.ts';
 import { SqliteDirectoryStore } from '../directory-store.ts';
 import { Epochs } from '../blinded/epochs.ts';
@@ -181,7 +181,7 @@ function parseSegment(what: string, raw: string | undefined): number {
   return n;
 }
 
-export const createBlindedDesign: ServerDesignFactory = async (ctx: ServerContext): Promise<BlindedServerDesign> => {
+export const createBlindedDesign = async (ctx: ServerContext): Promise<BlindedServerDesign> => {
   const base = ctx.options.bucketBaseUrl;
   if (base !== undefined && !BUCKET_BASE_URL.test(base)) {
     throw new PcdError(ErrorCode.InvalidField, `bucketBaseUrl must be an http(s) URL without query, fragment or trailing slash, got '${base.slice(0, 80)}'`);

@@ -17,6 +17,29 @@ export const DESIGN_PROTOCOLS = [PLAIN, HASHED, BLINDED] as const;
 export type DesignName = (typeof DESIGN_PROTOCOLS)[number]['name'];
 export const DESIGNS: readonly DesignName[] = DESIGN_PROTOCOLS.map((d) => d.name);
 
+/** The design a client, the page and `pcd lookup` use unless told: the one that keeps no readable log. */
+export const DEFAULT_DESIGN: DesignName = 'blinded';
+
+/**
+ * The parameters that change what a design's log holds, as a run's label
+ * shows them: the blinded design's bucket bits (' b=12'). A table: a new
+ * design is a missing key.
+ */
+const LABEL_PARAMETERS: { readonly [N in DesignName]: (o: { bucketBits?: number }) => string } = {
+  plain: () => '',
+  hashed: () => '',
+  blinded: (o) => ` b=${o.bucketBits ?? 0}`,
+};
+
+/**
+ * How tables, charts and the simulation name a run of a design: the name
+ * shown (the design's, or a variant's such as 'blinded-anonymous') and the
+ * design's parameters: 'plain', 'blinded b=12'.
+ */
+export function designLabel(design: DesignName, o: { bucketBits?: number } = {}, shown: string = design): string {
+  return shown + LABEL_PARAMETERS[design](o);
+}
+
 type UnionToIntersection<U> = (U extends unknown ? (x: U) => void : never) extends (x: infer I) => void ? I : never;
 
 /** Every design's paths in one object (shared/messages.ts PATHS adds the common ones). */

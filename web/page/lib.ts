@@ -6,12 +6,14 @@
  */
 export {
   createClient,
+  designOf,
   createTransport,
   normalizeNumber,
   PcdError,
   ErrorCode,
   isPcdError,
   loadBackend,
+  DEFAULT_DESIGN,
   DESIGNS,
   CAPABILITIES,
   type Client,

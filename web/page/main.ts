@@ -15,7 +15,7 @@
  */
 import { forgetView, saveToken, savedToken, startSession, type View } from './api.ts';
 import { byId, code, h, replace, type Child } from './dom.ts';
-import { DESIGNS, ErrorCode, PcdError, type DesignName } from './lib.ts';
+import { DEFAULT_DESIGN, DESIGNS, ErrorCode, PcdError, type DesignName } from './lib.ts';
 import { MAX_PAGE_NUMBERS, checkRegion, countHint, defaultRegion, parseNumbers, regionList, splitNumbers } from './numbers.ts';
 import { agreement, announce, designCard, errorBlock, pendingCard, problemLine, showProgress } from './render.ts';
 import { PAGE_CHUNK, chooseBackend, runDesign, servedDesigns, type DesignRun } from './run.ts';
@@ -128,7 +128,7 @@ function applyServed(): void {
 }
 
 function chosenDesigns(): DesignName[] {
-  const v = designRadios().find((r) => r.checked)?.value ?? 'blinded';
+  const v = designRadios().find((r) => r.checked)?.value ?? DEFAULT_DESIGN;
   return v === 'all' ? DESIGNS.filter((d) => served.includes(d)) : [v as DesignName];
 }
 

@@ -441,6 +441,13 @@ function blindedLog(run: DesignRun, trace: Trace): Child[] {
   return out;
 }
 
+/** What each design's log says of a lookup, beside its answer: a table, so a new design is a missing key, never another design's view. */
+const LOG_VIEWS: { readonly [D in DesignName]: (run: DesignRun, trace: Trace) => Child[] } = {
+  plain: plainLog,
+  hashed: hashedLog,
+  blinded: blindedLog,
+};
+
 function bucketBitsNote(bits: number): HTMLElement {
   return h(
     'p',
@@ -477,7 +484,7 @@ function logPanel(run: DesignRun): HTMLElement {
     );
   } else if (run.trace.trace) {
     const t = run.trace.trace;
-    body.push(...(run.design === 'plain' ? plainLog(run, t) : run.design === 'hashed' ? hashedLog(run, t) : blindedLog(run, t)));
+    body.push(...LOG_VIEWS[run.design](run, t));
   }
   return h(
     'section',

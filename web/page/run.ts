@@ -35,10 +35,10 @@ import {
   ErrorCode,
   createClient,
   createTransport,
+  designOf,
   loadBackend,
   type BackendName,
   type BlindedAuth,
-  type BlindedClient,
   type Client,
   type DesignName,
   type E164,
@@ -224,8 +224,8 @@ export async function servedDesigns(): Promise<DesignName[]> {
 
 /** The blinded client's counts that a lookup moves (client/designs/blinded.ts stats, client/tokens.ts pool stats). */
 function blindedCounts(client: Client): { padding: number; spent: number; fetched: number; onDemand: number; proven: number } | undefined {
-  if (client.design.name !== 'blinded') return undefined;
-  const d = client.design as BlindedClient;
+  const d = designOf(client, 'blinded');
+  if (!d) return undefined;
   return { padding: d.stats.paddingElements, spent: d.tokens.stats.tokensSpent, fetched: d.tokens.stats.tokensFetched, onDemand: d.tokens.stats.fetchesOnDemand, proven: d.stats.bucketsProven };
 }
 
@@ -298,7 +298,7 @@ export async function runDesign(design: DesignName, numbers: E164[], token: stri
       tokensFetched: after.fetched - before.fetched,
       fetchesOnDemand: after.onDemand - before.onDemand,
       bucketsProven: after.proven - before.proven,
-      ...(blindedConfig.auth === 'token' && paidClass !== undefined ? { tokensHeld: (slot.client.design as BlindedClient).tokens.count(paidClass) } : {}),
+      ...(blindedConfig.auth === 'token' && paidClass !== undefined ? { tokensHeld: designOf(slot.client, 'blinded')!.tokens.count(paidClass) } : {}),
     };
   } else if (run.blinded) run.blinded = { ...run.blinded, ...blindedConfig };
   if (view) run.trace = traceError ? { reversals: [], skippedBlocks: [], error: traceError } : await traceOf(design, numbers, view, since!, run.error === undefined);
