@@ -2,7 +2,7 @@
  * The audit on a shared Postgres store (`pcd audit --store postgres://…`):
  * the audits' SQL is SQLite's and stays so. {@link withPgSnapshot} copies the
  * tables the audits read from Postgres into a fresh SQLite database made with
- * the SQLite schema (disk/schema.ts SCHEMA), in a temporary folder laid out
+ * the SQLite schema (disk/sql.ts SCHEMA), in a temporary folder laid out
  * as a data folder (`pcd.sqlite`), and hands that folder to the audit code,
  * which reads it as it reads any data folder (audit/image.ts).
  *
@@ -28,7 +28,7 @@ import { pipeline } from 'node:stream/promises';
 import Database from 'better-sqlite3';
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
-import { SCHEMA } from '../disk/schema.ts';
+import { SCHEMA } from '../disk/sql.ts';
 import { DB_FILE } from '../disk/files.ts';
 import { ErrorCode, PcdError, isPcdError } from '../shared/errors.ts';
 import { LOG_TABLES } from '../shared/designs/index.ts';

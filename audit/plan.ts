@@ -1,8 +1,10 @@
 /**
  * What a pen-register order names, as the audit reads it: the target
- * numbers, the time range, and the numbering-plan range the operator
- * enumerates (hashed) or counts the anonymity set in (blinded). Shared by
- * the CLI (audit/cli.ts), the designs' audits and the workload's operator.
+ * numbers, the accounts, the relays and the time range, and the parsers of
+ * the command's arguments for them. The numbering-plan range the operator
+ * enumerates (hashed) or counts the anonymity set in (blinded) is
+ * shared/numbering.ts. Used by the command (bin/commands/audit.ts) and the
+ * designs' audits.
  */
 import net from 'node:net';
 import { normalizeNumber, type E164 } from '../shared/e164.ts';

@@ -55,7 +55,7 @@ function pattern(r: ReverseRange): string {
 }
 
 /** A deterministic pseudo-random stream (xorshift) for picking targets. */
-function rng(seed: number): () => number {
+function xorshift(seed: number): () => number {
   let s = seed >>> 0 || 1;
   return () => {
     s ^= s << 13;
@@ -67,7 +67,7 @@ function rng(seed: number): () => number {
 
 /** The log to reverse: hashes of numbers inside the enumerated part of the range, and outside it. */
 function makeLog(r: ReverseRange, enumerate: number, count: number): { hashes: Uint8Array[]; inRange: number } {
-  const rand = rng(0x5eed + r.freeDigits);
+  const rand = xorshift(0x5eed + r.freeDigits);
   const hashes: Uint8Array[] = [];
   const seen = new Set<string>();
   while (seen.size < Math.min(count, enumerate)) {

@@ -2,7 +2,7 @@
  * The `workload` section: the 30-day simulation of workload/ (a synthetic
  * population, real server children on simulated time, the real client,
  * the operator's reconstruction from the persisted data folder), and its
- * tables and chart. `pcd simulate` (workload/cli.ts) runs the same thing
+ * tables and chart. `pcd simulate` (bin/commands/simulate.ts) runs the same thing
  * with every parameter on the command line.
  *
  * - {@link runWorkloadSection}: the rows for results.json's `workload`

@@ -114,7 +114,7 @@ interface HeldToken {
   header: string;
 }
 
-/** A held token as a pool file keeps it (client/cli.ts --tokens): a secret, like a bearer token, for mode-0600 files only. */
+/** A held token as a pool file keeps it (bin/commands/client.ts --tokens): a secret, like a bearer token, for mode-0600 files only. */
 export interface TokenRecord {
   sizeClass: number;
   /** The token key it was issued under, base64. */

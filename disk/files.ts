@@ -1,6 +1,6 @@
 /**
  * The data folder's format (written by server/, read by audit/): the file
- * names. The schema of the database is disk/schema.ts, the key file's format
+ * names. The schema of the database is disk/sql.ts, the key file's format
  * disk/keyfile.ts, the epochs table's rows disk/epochs.ts.
  */
 /** The SQLite database: accounts, numbers, every design's query log, epoch metadata. */

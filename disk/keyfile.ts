@@ -18,7 +18,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
-import { publicKeyOf } from '../shared/oprf.ts';
+import { publicKeyOf } from '../shared/noble.ts';
 import { SCALAR_BYTES, type ScalarBytes } from '../shared/suite.ts';
 import { KEY_FILE } from './files.ts';
 

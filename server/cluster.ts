@@ -124,7 +124,7 @@ export async function startCluster(o: ClusterOptions, say: (line: string) => voi
         process.execPath,
         // The store's URL (it holds the password) and the admin token in the environment, not in the arguments `ps` shows everyone.
         [PCD_BIN, 'serve', '--data', dataDir, '--port', String(port), '--node-name', name, '--master-key', masterKey, '--log', log, '--log-level', 'info'],
-        // An IPC channel, unused but for its end: a node stops when the cluster exits, even by SIGKILL (server/cli.ts onSignals).
+        // An IPC channel, unused but for its end: a node stops when the cluster exits, even by SIGKILL (bin/commands/server.ts onSignals).
         { env: { ...process.env, PCD_ADMIN_TOKEN: adminToken, PCD_DATABASE_URL: storeUrl }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] },
       );
       const url = `http://127.0.0.1:${port}`;

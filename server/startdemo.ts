@@ -1,5 +1,5 @@
 /**
- * The demo requester of `pcd start` (server/cli.ts): the account whose token
+ * The demo requester of `pcd start` (bin/commands/server.ts): the account whose token
  * it prints and whose page it serves. It is recorded in the data folder
  * (`meta.start_demo_account`) and start uses that account only, so it never
  * issues a token to an account it did not make: issuing one revokes the

@@ -44,7 +44,7 @@ import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { BLINDED_BUCKET_LOG } from '../shared/designs/blinded.ts';
 import { LOG_TABLES } from '../shared/designs/index.ts';
 import { DB_FILE } from '../disk/files.ts';
-import { accountsTable, countsTableDdl, SCHEMA, spentTokensTable } from '../disk/schema.ts';
+import { accountsTable, countsTableDdl, SCHEMA, spentTokensTable } from '../disk/sql.ts';
 import { DirectoryDigest } from './directory.ts';
 import { e164ToKey } from '../shared/e164.ts';
 
@@ -268,7 +268,7 @@ export class Store {
   /**
    * Whether every write to the numbers (and the accounts' capabilities) since
    * the last acknowledgement was the store's own: the schema's triggers count
-   * every write in `meta.directory_writes` (disk/schema.ts), the store
+   * every write in `meta.directory_writes` (disk/sql.ts), the store
    * acknowledges its own in the same transaction. Apart, the file was edited
    * from outside: the digest in meta and the snapshot may not describe it.
    */

@@ -4,7 +4,7 @@
  * loads libsodium; its WASM module is instantiated once per thread (about
  * 20-40 ms: `await sodium.ready`), after which every call is synchronous.
  */
-import { nobleBackend } from './oprf.ts';
+import { nobleBackend } from './noble.ts';
 import { parseBackendName, type BackendName, type OprfBackend } from './suite.ts';
 
 const loaded = new Map<BackendName, Promise<OprfBackend>>();

@@ -34,5 +34,5 @@ export * from './ohttp.ts';
 export * from './merkle.ts';
 export * from './defaults.ts';
 export { DESIGN_PROTOCOLS, DESIGN_PATHS, LOG_TABLES, logTable } from './designs/index.ts';
-export { nobleBackend } from './oprf.ts';
+export { nobleBackend } from './noble.ts';
 export { elementProblem, checkElements } from './voprf.ts';

@@ -3,7 +3,7 @@
  * declares its log tables once, in shared/designs/<name>.ts, and everything
  * that touches a log reads the declaration:
  *
- * - the store schema (disk/schema.ts turns each table into its DDL);
+ * - the store schema (disk/sql.ts turns each table into its DDL);
  * - the server's log writers (server/querylog.ts takes the table's columns);
  * - the retention purge (every declared table, by `ts`);
  * - the audit (audit/: a table a design's report reads, and which columns

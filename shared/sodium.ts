@@ -29,7 +29,7 @@
  * @module
  */
 import sodium from 'libsodium-wrappers-sumo';
-import { SCALAR_BYTES, type OprfBackend, type Rng, type ScalarBytes } from './suite.ts';
+import { SCALAR_BYTES, type OprfBackend, type RandomSource, type ScalarBytes } from './suite.ts';
 import { asSha512, composeSuite, drawFrom, isZeroBytes, scalarFromDraw, type GroupOps } from './voprf.ts';
 
 /** The group order L = 2^252 + 27742317777372353535851937790883648493 (RFC 9496 §4.1), little-endian. */
@@ -64,7 +64,7 @@ function sodiumGroup(): GroupOps {
     isCanonicalScalar,
     // RFC 9496 §4.3.1 Decode; the rest of the element check is shared (shared/voprf.ts elementProblem).
     decodesElement: (bytes) => s.crypto_core_ristretto255_is_valid_point(bytes),
-    randomScalar(rng?: Rng): ScalarBytes {
+    randomScalar(rng?: RandomSource): ScalarBytes {
       if (rng !== undefined) {
         return scalarFromDraw(drawFrom(rng), ORDER);
       }

@@ -2,7 +2,7 @@
  * The RFC 9497 suite `ristretto255-SHA512` as ONE interface, {@link OprfBackend},
  * with two implementations that must agree byte for byte:
  *
- * - `noble` (shared/oprf.ts): @noble/curves' `ristretto255_oprf`, the
+ * - `noble` (shared/noble.ts): @noble/curves' `ristretto255_oprf`, the
  *   reference. Pure JS, runs everywhere, browsers included.
  * - `sodium` (shared/sodium.ts): the same RFC steps composed
  *   (shared/voprf.ts) from libsodium's WASM ristretto255 primitives
@@ -50,7 +50,7 @@ export const MAX_INPUT_BYTES = 0xffff;
  */
 export const MAX_BATCH_ELEMENTS = 0x10000;
 /**
- * Bytes a RandomScalar draws from an explicit {@link Rng}: L = ceil((3 *
+ * Bytes a RandomScalar draws from an explicit {@link RandomSource}: L = ceil((3 *
  * ceil(log2(order)) / 2) / 8) = 48 for ristretto255, read little-endian as x
  * and mapped to (x mod (order - 1)) + 1 (RFC 9380 §5 / RFC 9497 §4.7.2, as
  * @noble/curves does), so both backends draw the same scalar from the same bytes.
@@ -66,7 +66,7 @@ export type BackendName = (typeof BACKENDS)[number];
 export const DEFAULT_BACKEND: BackendName = 'sodium';
 
 /** Source of random bytes, asked for `bytes` bytes at a time (tests pass one; default crypto.getRandomValues). */
-export type Rng = (bytes: number) => Uint8Array;
+export type RandomSource = (bytes: number) => Uint8Array;
 
 export interface KeyPair {
   secretKey: ScalarBytes;
@@ -120,9 +120,9 @@ export interface OprfBackend {
   elementProblem(bytes: unknown): string | undefined;
 
   /** Client: RFC 9497 §3.3.1 Blind per input. */
-  blindBatch(mode: OprfMode, inputs: readonly Uint8Array[], rng?: Rng): { blinds: ScalarBytes[]; blinded: PointBytes[] };
+  blindBatch(mode: OprfMode, inputs: readonly Uint8Array[], rng?: RandomSource): { blinds: ScalarBytes[]; blinded: PointBytes[] };
   /** Server: RFC 9497 §3.3.1 / §3.3.2 BlindEvaluate over one batch; voprf adds ONE proof (§2.2.1). */
-  blindEvaluateBatch(mode: OprfMode, key: KeyPair, blinded: readonly PointBytes[], rng?: Rng): { evaluated: PointBytes[]; proof?: ProofBytes };
+  blindEvaluateBatch(mode: OprfMode, key: KeyPair, blinded: readonly PointBytes[], rng?: RandomSource): { evaluated: PointBytes[]; proof?: ProofBytes };
   /** Client: RFC 9497 §3.3.1 / §3.3.2 Finalize over one reply; voprf checks the proof first (§2.2.2). */
   finalizeBatch(mode: OprfMode, items: FinalizeItems, publicKey?: PointBytes, proof?: ProofBytes): OutputBytes[];
   /** Server: RFC 9497 §3.3.1 Evaluate, the output computed directly with the key. */
@@ -135,7 +135,7 @@ export interface OprfBackend {
    */
   evaluateChunk(mode: OprfMode, key: KeyPair, blinded: readonly PointBytes[], first: number): EvaluatedChunk;
   /** Server, once per batch (voprf): the batch proof from the slices' composites. */
-  proveComposite(key: KeyPair, composites: readonly PointBytes[], rng?: Rng): ProofBytes;
+  proveComposite(key: KeyPair, composites: readonly PointBytes[], rng?: RandomSource): ProofBytes;
 }
 
 /** Narrows an unknown value to a backend name, or says what is wrong. */

@@ -2,7 +2,7 @@
  * RFC 9497 ristretto255-SHA512, OPRF and VOPRF modes, composed step by step
  * from a small set of group primitives ({@link GroupOps}): the sodium
  * backend (shared/sodium.ts) is this composition over libsodium, and the
- * noble backend (shared/oprf.ts) uses it, over @noble/curves, for the split
+ * noble backend (shared/noble.ts) uses it, over @noble/curves, for the split
  * batch steps its library does not expose. Every step names its section; no
  * curve arithmetic is written here, only the protocol around it.
  *
@@ -38,7 +38,7 @@ import {
   type OutputBytes,
   type PointBytes,
   type ProofBytes,
-  type Rng,
+  type RandomSource,
   type ScalarBytes,
 } from './suite.ts';
 
@@ -78,7 +78,7 @@ export interface GroupOps {
   /** True when 32 bytes encode an integer below the group order (RFC 9497 §4.1 DeserializeScalar). */
   isCanonicalScalar(bytes: Uint8Array): boolean;
   /** RFC 9497 §2.1 RandomScalar: nonzero; from `rng` exactly as noble maps it when given. */
-  randomScalar(rng?: Rng): ScalarBytes;
+  randomScalar(rng?: RandomSource): ScalarBytes;
 }
 
 const te = new TextEncoder();
@@ -143,7 +143,7 @@ export function checkArray(what: string, list: unknown): asserts list is readonl
  * RFC 9496 §4.3.1 Decode as a yes/no: true when 32 bytes are the canonical
  * encoding of a ristretto255 element. The one backend-specific part of the
  * element check: @noble/curves' `RistrettoPoint.fromBytes` not throwing
- * (shared/oprf.ts), libsodium's `crypto_core_ristretto255_is_valid_point`
+ * (shared/noble.ts), libsodium's `crypto_core_ristretto255_is_valid_point`
  * (shared/sodium.ts). Never called with anything but 32 bytes.
  */
 export type DecodesElement = (bytes: Uint8Array) => boolean;
@@ -304,7 +304,7 @@ export function composeSuite(g: GroupOps) {
   };
 
   /** RFC 9497 §2.2.1 GenerateProof, given the composite M (ComputeCompositesFast: Z = k * M). */
-  const proveComposite = (key: KeyPair, composites: readonly PointBytes[], rng?: Rng): ProofBytes => {
+  const proveComposite = (key: KeyPair, composites: readonly PointBytes[], rng?: RandomSource): ProofBytes => {
     checkArray('composites', composites);
     if (composites.length === 0) throw new RangeError('proveComposite: no composite');
     checkKey(key);
@@ -357,7 +357,7 @@ export function composeSuite(g: GroupOps) {
     elementProblem: (bytes: unknown) => elementProblem(g.decodesElement, bytes),
 
     /** RFC 9497 §3.3.1 Blind: r = RandomScalar(), B = r * HashToGroup(x). */
-    blindBatch(mode: OprfMode, inputs: readonly Uint8Array[], rng?: Rng): { blinds: ScalarBytes[]; blinded: PointBytes[] } {
+    blindBatch(mode: OprfMode, inputs: readonly Uint8Array[], rng?: RandomSource): { blinds: ScalarBytes[]; blinded: PointBytes[] } {
       assertMode(mode);
       checkArray('inputs', inputs);
       inputs.forEach((input, i) => checkInput(`input ${i}`, input));
@@ -374,7 +374,7 @@ export function composeSuite(g: GroupOps) {
       return { blinds, blinded };
     },
 
-    blindEvaluateBatch(mode: OprfMode, key: KeyPair, blinded: readonly PointBytes[], rng?: Rng): { evaluated: PointBytes[]; proof?: ProofBytes } {
+    blindEvaluateBatch(mode: OprfMode, key: KeyPair, blinded: readonly PointBytes[], rng?: RandomSource): { evaluated: PointBytes[]; proof?: ProofBytes } {
       const { evaluated, composite } = evaluateChunk(mode, key, blinded, 0);
       if (mode === 'oprf') return { evaluated };
       return { evaluated, proof: proveComposite(key, [composite!], rng) };
@@ -454,7 +454,7 @@ export function scalarFromDraw(bytes: Uint8Array, order: bigint): ScalarBytes {
 }
 
 /** Draws RANDOM_SCALAR_BYTES from `rng`, checking what it returns. */
-export function drawFrom(rng: Rng): Uint8Array {
+export function drawFrom(rng: RandomSource): Uint8Array {
   if (typeof rng !== 'function') throw new TypeError('rng must be a function (bytes: number) => Uint8Array');
   const got = rng(RANDOM_SCALAR_BYTES);
   if (!(got instanceof Uint8Array) || got.length !== RANDOM_SCALAR_BYTES) {

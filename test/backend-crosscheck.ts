@@ -19,7 +19,7 @@
 import { sha256 } from '@noble/hashes/sha2.js';
 import { bytesToHex, concatBytes, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { expect, it } from 'vitest';
-import { deriveKeyPair } from '../shared/oprf.ts';
+import { deriveKeyPair } from '../shared/noble.ts';
 import type { OprfBackend, OprfMode } from '../shared/suite.ts';
 import { bothBackends } from './backends.ts';
 import { FULL } from './helpers.ts';

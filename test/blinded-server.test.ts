@@ -23,7 +23,7 @@ import type { Transport } from '../shared/design.ts';
 import type { E164 } from '../shared/e164.ts';
 import { ErrorCode, PcdError, isPcdError } from '../shared/errors.ts';
 import { BlindedConfigReply, PATHS } from '../shared/messages.ts';
-import { ELEMENT_BYTES, SUITE, blindBatch, blindEvaluateBatch, evaluate, generateKeyPair, publicKeyOf, type OprfMode } from '../shared/oprf.ts';
+import { ELEMENT_BYTES, SUITE, blindBatch, blindEvaluateBatch, evaluate, generateKeyPair, publicKeyOf, type OprfMode } from '../shared/noble.ts';
 import { parseReply } from '../shared/schema.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { sampleNumbers } from '../synth/directory.ts';

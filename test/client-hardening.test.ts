@@ -21,7 +21,7 @@ import type { Transport } from '../shared/design.ts';
 import { ErrorCode, PcdError, isPcdError } from '../shared/errors.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { BlindedConfigReply, PATHS, type BucketReply } from '../shared/messages.ts';
-import { generateKeyPair } from '../shared/oprf.ts';
+import { generateKeyPair } from '../shared/noble.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 import { rejection, startTestServer, tempDir, type TestServer } from './helpers.ts';
 

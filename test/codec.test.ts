@@ -21,7 +21,7 @@ import { hashNumber } from '../shared/designs/hashed.ts';
 import { auditPath, bucketLeafHash, merkleRoot } from '../shared/merkle.ts';
 import * as messages from '../shared/messages.ts';
 import { DESIGNS } from '../shared/messages.ts';
-import { SUITE, blindBatch, blindEvaluateBatch, evaluate, generateKeyPair } from '../shared/oprf.ts';
+import { SUITE, blindBatch, blindEvaluateBatch, evaluate, generateKeyPair } from '../shared/noble.ts';
 import { parseReply, parseRequest, type Schema } from '../shared/schema.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 

@@ -24,7 +24,7 @@ import { decodeBody, encodeBody } from '../shared/codec.ts';
 import { ErrorCode, isPcdError } from '../shared/errors.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { EvaluateReply, PATHS } from '../shared/messages.ts';
-import { rngForScalars } from '../shared/oprf.ts';
+import { rngForScalars } from '../shared/noble.ts';
 import { parseReply } from '../shared/schema.ts';
 import type { BackendName, KeyPair, OprfBackend, OprfMode, PointBytes } from '../shared/suite.ts';
 import { EvaluatorPool, evalThreads, type EvaluatedBatch, type PoolOptions } from '../server/blinded/pool.ts';

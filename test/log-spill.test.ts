@@ -61,7 +61,7 @@ describe('a shutdown on a full disk', () => {
     const pending = Object.fromEntries(logHealth(s.server.store).map((l) => [l.table, l.pending]));
     expect(pending.plain_log).toBeGreaterThan(0);
 
-    await s.close(); // what SIGTERM runs (server/cli.ts onSignals)
+    await s.close(); // what SIGTERM runs (bin/commands/server.ts onSignals)
     open.splice(0);
     const spilled = cap.lines.filter((l) => /spilled to a file the next start writes/.test(l.msg));
     expect(spilled.map((l) => [l.table, l.rows]).sort()).toEqual([

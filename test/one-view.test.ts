@@ -30,7 +30,7 @@ import type { E164 } from '../shared/e164.ts';
 import { ErrorCode } from '../shared/errors.ts';
 import { auditPath, bucketLeafHash, merkleRoot, verifyBucketPath } from '../shared/merkle.ts';
 import { BlindedConfigReply, BucketReply, PATHS } from '../shared/messages.ts';
-import { generateKeyPair } from '../shared/oprf.ts';
+import { generateKeyPair } from '../shared/noble.ts';
 import { parseReply } from '../shared/schema.ts';
 import { tagOf } from '../server/blinded/build.ts';
 import type { BlindedServerDesign } from '../server/designs/blinded.ts';

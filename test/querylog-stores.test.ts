@@ -120,7 +120,7 @@ describeStores('the query logs', (f) => {
     await log.close();
   });
 
-  // Postgres only: SQLite's log tables (disk/schema.ts logTableDdl) have `id INTEGER PRIMARY KEY` without AUTOINCREMENT,
+  // Postgres only: SQLite's log tables (disk/sql.ts logTableDdl) have `id INTEGER PRIMARY KEY` without AUTOINCREMENT,
   // so once every row is purged the next id is 1 again; Postgres's identity never goes back.
   it.runIf(f.kind === 'postgres')('never give an id twice, also after every row was purged', async () => {
     const s = await f.open();

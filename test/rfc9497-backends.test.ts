@@ -9,7 +9,7 @@
 import { bytesToHex, hexToBytes, utf8ToBytes } from '@noble/hashes/utils.js';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../shared/errors.ts';
-import { deriveKeyPair, rngForScalars } from '../shared/oprf.ts';
+import { deriveKeyPair, rngForScalars } from '../shared/noble.ts';
 import { ELEMENT_BYTES, type OprfBackend, type OprfMode } from '../shared/suite.ts';
 import { bothBackends, describeBackends, pcdError } from './backends.ts';
 import { vectors } from './vectors.ts';

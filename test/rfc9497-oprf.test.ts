@@ -1,6 +1,6 @@
 /**
  * RFC 9497 Appendix A.1 (ristretto255-SHA512) vectors, byte for byte through
- * shared/oprf.ts, plus the failure paths and one property test.
+ * shared/noble.ts, plus the failure paths and one property test.
  *
  * Randomness is a parameter: `rngForScalars` feeds the vector's Blind and
  * ProofRandomScalar to noble's RandomScalar, so the real code path runs.
@@ -27,7 +27,7 @@ import {
   rngForScalars,
   type KeyPair,
   type OprfMode,
-} from '../shared/oprf.ts';
+} from '../shared/noble.ts';
 import { pcdError } from './backends.ts';
 import { vectors } from './vectors.ts';
 

@@ -19,7 +19,7 @@ import { createAdminClient, createClient } from '../client/client.ts';
 import type { E164 } from '../shared/e164.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { PATHS } from '../shared/messages.ts';
-import { generateKeyPair, publicKeyOf } from '../shared/oprf.ts';
+import { generateKeyPair, publicKeyOf } from '../shared/noble.ts';
 import { loadBackend } from '../shared/backends.ts';
 import { DEFAULT_BACKEND, type KeyPair } from '../shared/suite.ts';
 import { sampleNumbers } from '../synth/directory.ts';

@@ -28,7 +28,7 @@ import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { normalizeRegion } from '../shared/e164.ts';
 import { compileMobileCheck } from '../synth/plan.ts';
 import { sampleNumbers } from '../synth/directory.ts';
-import { normalQuantile, pairUniform, seedWord, shuffle, stream, type Rng } from './rng.ts';
+import { normalQuantile, pairUniform, seedWord, shuffle, stream, type WorkloadRng } from './rng.ts';
 
 export interface PopulationOptions {
   seed: string;
@@ -177,7 +177,7 @@ export function planNumbers(plan: readonly PlanBlock[]): E164[] {
   return out;
 }
 
-function degreeOf(rng: Rng, o: PopulationOptions): number {
+function degreeOf(rng: WorkloadRng, o: PopulationOptions): number {
   const d = Math.round(rng.logNormal(o.degreeMedian, o.degreeSigma));
   return Math.max(1, Math.min(d, o.maxDegree, o.people - 1));
 }
@@ -187,7 +187,7 @@ function degreeOf(rng: Rng, o: PopulationOptions): number {
  * `clustering` from the own community or its ring neighbours, else anyone.
  * Used for the initial books and for contacts added during the window.
  */
-export function pickContact(pop: Pick<WorkloadPopulation, 'community' | 'communities' | 'options' | 'numbers'>, user: number, rng: Rng, has: Set<number>): number | undefined {
+export function pickContact(pop: Pick<WorkloadPopulation, 'community' | 'communities' | 'options' | 'numbers'>, user: number, rng: WorkloadRng, has: Set<number>): number | undefined {
   const n = pop.numbers.length;
   if (has.size >= n - 1) return undefined;
   if (rng.chance(pop.options.clustering)) {

@@ -10,7 +10,7 @@ import { utf8ToBytes } from '@noble/hashes/utils.js';
 import { SynthRng as SeedRng } from '../synth/rng.ts';
 
 /** The directory generator's xoshiro128** (synth/), with the distributions the workload draws from. */
-export class Rng extends SeedRng {
+export class WorkloadRng extends SeedRng {
   /** Standard normal (Box-Muller). */
   normal(): number {
     const u = 1 - this.float();
@@ -33,11 +33,11 @@ export class Rng extends SeedRng {
 }
 
 /** An independent stream for (seed, label, index). */
-export function stream(seed: string, label: string, index = 0): Rng {
-  return new Rng(sha256(utf8ToBytes(`pcd/workload/v1\u0000${seed}\u0000${label}\u0000${index}`)));
+export function stream(seed: string, label: string, index = 0): WorkloadRng {
+  return new WorkloadRng(sha256(utf8ToBytes(`pcd/workload/v1\u0000${seed}\u0000${label}\u0000${index}`)));
 }
 
-export function shuffle<T>(list: T[], rng: Rng): T[] {
+export function shuffle<T>(list: T[], rng: WorkloadRng): T[] {
   for (let i = list.length - 1; i > 0; i--) {
     const j = rng.int(i + 1);
     const t = list[i]!;

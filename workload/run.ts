@@ -3,7 +3,7 @@
  * variant (and per bucketBits for blinded) a fresh data folder, a real
  * server child, the script played through the real client, the server
  * stopped, and the operator's reconstruction from what it persisted, scored
- * against the script's truth. Used by `pcd simulate` (workload/cli.ts) and
+ * against the script's truth. Used by `pcd simulate` (bin/commands/simulate.ts) and
  * the bench section `workload` (bench/workload.ts).
  */
 import fs from 'node:fs';

@@ -27,7 +27,7 @@
  */
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { pickContact, type WorkloadPopulation } from './population.ts';
-import { stream, type Rng } from './rng.ts';
+import { stream, type WorkloadRng } from './rng.ts';
 
 export const DAY_MS = 86_400_000;
 const HOUR_MS = 3_600_000;
@@ -115,7 +115,7 @@ export function checkScriptOptions(o: ScriptOptions): void {
 }
 
 /** Event times of a Poisson process of `perDay` on [start, end), thinned by the diurnal profile (mean rate kept). */
-function times(rng: Rng, perDay: number, start: number, end: number): number[] {
+function times(rng: WorkloadRng, perDay: number, start: number, end: number): number[] {
   const out: number[] = [];
   if (perDay <= 0) return out;
   const peakPerMs = (perDay / DAY_MS) * (DIURNAL_MAX / DIURNAL_MEAN);

@@ -21,7 +21,7 @@
  * - One client (createClient) per install: its tag and bucket caches live
  *   until the simulated reinstall, which starts a new client and syncs the
  *   whole book with lookupMany. Bytes are counted per client from the
- *   transport's body counts (client/cli.ts countingTransport).
+ *   transport's body counts (client/transport.ts countingTransport).
  *
  * Variants ({@link WORKLOAD_VARIANTS}): the blinded design with evaluate
  * paid by the account (`blinded`, the server's `blindedAuth: 'account'`),
@@ -66,7 +66,7 @@ import { Store } from '../server/store.ts';
 import { forkServer, openTimeoutMs } from '../harness/fork.ts';
 import { startRelay, type RunningRelay } from '../relay/relay.ts';
 import type { WorkloadPopulation } from './population.ts';
-import { stream, type Rng } from './rng.ts';
+import { stream, type WorkloadRng } from './rng.ts';
 import { DAY_MS, type Script } from './script.ts';
 
 /** Not a secret: the admin API is not used; the server needs a token to start without writing one. */
@@ -319,8 +319,8 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
 
     const counters: { requests: number; sent: number; received: number }[] = [];
     const quantum = options.poolQuantum ?? LIBRARY_TOKEN_QUANTUM;
-    const rngs = new Map<number, Rng>();
-    const rngOf = (u: number): Rng => {
+    const rngs = new Map<number, WorkloadRng>();
+    const rngOf = (u: number): WorkloadRng => {
       let r = rngs.get(u);
       if (!r) rngs.set(u, (r = stream(script.options.seed, 'token-quantum', u)));
       return r;

@@ -268,7 +268,7 @@ function columnText(c: LogTable['columns'][number]): string {
   return c.name === c.holds ? c.name : `${c.name} (${c.holds})`;
 }
 
-/** spent_tokens (disk/schema.ts) is not a log and has no declaration: its columns and what each holds, for the statement and the column check. */
+/** spent_tokens (disk/sql.ts) is not a log and has no declaration: its columns and what each holds, for the statement and the column check. */
 const SPENT_TOKENS_COLUMNS = [
   { name: 'nonce_hash', holds: "SHA-256 of the token key id and the token's nonce, which the client chose and the issuer never saw" },
   { name: 'key_id', holds: "the token key's id" },
@@ -450,7 +450,7 @@ function blindedOf(
   const BUCKETS = BLINDED_BUCKET_LOG.name;
   const TOKEN_EVAL = BLINDED_TOKEN_EVAL_LOG.name;
   const ISSUANCE = TOKEN_ISSUANCE_LOG.name;
-  // The design's log tables, and the tables of disk/schema.ts every server has that this audit reads; the token path's may be missing.
+  // The design's log tables, and the tables of disk/sql.ts every server has that this audit reads; the token path's may be missing.
   const missing = [...TOKEN_TABLES].filter((t) => !tableExists(db, t));
   if (missing.length) warnings.push(`the database has no ${missing.join(', ')}: written by a version without anonymous requesters; read as empty`);
   const logs = BLINDED_LOGS.filter((l) => !missing.includes(l.name));

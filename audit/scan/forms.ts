@@ -19,7 +19,8 @@ import crypto from 'node:crypto';
 import { parsePhoneNumberFromString } from 'libphonenumber-js/max';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
 import type { E164 } from '../../shared/e164.ts';
-import { evaluate, MODES, type OprfMode } from '../../shared/oprf.ts';
+import { evaluate } from '../../shared/noble.ts';
+import { MODES, type OprfMode } from '../../shared/suite.ts';
 import type { Boundary } from './search.ts';
 
 export interface NumberForm {

@@ -5,7 +5,7 @@
  * In the SQLite file: byte offset -> page -> the table or index owning the
  * page (the `dbstat` virtual table, over the main file's own bytes) ->
  * design: each declared log table is its design's (shared/designs/index.ts
- * LOG_TABLES), the other tables of disk/schema.ts are listed below
+ * LOG_TABLES), the other tables of disk/sql.ts are listed below
  * ({@link TABLE_DESIGN}: the directory's, and the blinded design's epochs
  * and spent tokens); pages on the freelist are 'free-page'. In the -wal,
  * each frame's header names its page, mapped the same way over the state

@@ -64,7 +64,7 @@ import { decodeBody } from '../../shared/codec.ts';
 import { LIMITS } from '../../shared/limits.ts';
 import { parseReply } from '../../shared/schema.ts';
 import { verifyBucketPath } from '../../shared/merkle.ts';
-import { DEFAULT_BACKEND, type BackendName, type OprfBackend, type OprfMode, type Rng } from '../../shared/suite.ts';
+import { DEFAULT_BACKEND, type BackendName, type OprfBackend, type OprfMode, type RandomSource } from '../../shared/suite.ts';
 import type { BlindedAuth } from '../../shared/tokens.ts';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
 import { bytesEqual, bytesToBase64 } from '../../shared/bytes.ts';
@@ -74,7 +74,7 @@ export interface BlindedClientOptions {
   /** Crypto backend, or its name (default sodium, ~10x noble per scalar multiplication, falling back to noble where WASM cannot load). */
   backend?: BackendName | OprfBackend;
   /** Randomness for blinding (tests); default crypto.getRandomValues. */
-  rng?: Rng;
+  rng?: RandomSource;
   /** Refetch the config when it is older than this (default 5 minutes); an unknown or retired epoch refetches at once. */
   configMaxAgeMs?: number;
   /** Tags kept per epoch (default 2^17); the oldest go first. */

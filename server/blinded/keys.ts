@@ -26,7 +26,7 @@
  */
 import fs from 'node:fs';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
-import { publicKeyOf } from '../../shared/oprf.ts';
+import { publicKeyOf } from '../../shared/noble.ts';
 import type { ScalarBytes } from '../../shared/suite.ts';
 import { badKeyFile as bad, keyFilePath, readKeyFile, serializeKeyFile } from '../../disk/keyfile.ts';
 import { FILE_MODE, scrubFd, writeFileAtomic } from '../atomic.ts';

@@ -12,7 +12,7 @@
  * voprf batch of one chunk proven by its worker, [|| 64-byte proof].
  */
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
-import { ELEMENT_BYTES, PROOF_BYTES, type OprfBackend, type PointBytes, type ProofBytes, type Rng } from '../../shared/suite.ts';
+import { ELEMENT_BYTES, PROOF_BYTES, type OprfBackend, type PointBytes, type ProofBytes, type RandomSource } from '../../shared/suite.ts';
 import { checkElements } from '../../shared/voprf.ts';
 import type { Chunk, RequesterKey } from './fair.ts';
 import type { HeldKey } from './pool-workers.ts';
@@ -32,7 +32,7 @@ export interface Batch {
   readonly out: Uint8Array<ArrayBuffer>;
   /** voprf: each chunk's composite part, by its first index. */
   readonly composites: Map<number, PointBytes>;
-  readonly rng: Rng | undefined;
+  readonly rng: RandomSource | undefined;
   /** voprf, a batch of one chunk: the proof its worker computed. */
   proof?: ProofBytes;
   /** Elements not yet evaluated. */
@@ -51,7 +51,7 @@ export function newBatch(
   epoch: number,
   held: HeldKey,
   elements: readonly Uint8Array[],
-  options: { requester: RequesterKey; rng: Rng | undefined },
+  options: { requester: RequesterKey; rng: RandomSource | undefined },
   resolve: (r: EvaluatedBatch) => void,
   reject: (e: unknown) => void,
 ): Batch {

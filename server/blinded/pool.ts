@@ -71,7 +71,7 @@ import pino, { type Logger } from 'pino';
 import { bytesEqual } from '../../shared/bytes.ts';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
 import { LIMITS } from '../../shared/limits.ts';
-import { ELEMENT_BYTES, MAX_BATCH_ELEMENTS, type BackendName, type KeyPair, type OprfBackend, type OprfMode, type Rng } from '../../shared/suite.ts';
+import { ELEMENT_BYTES, MAX_BATCH_ELEMENTS, type BackendName, type KeyPair, type OprfBackend, type OprfMode, type RandomSource } from '../../shared/suite.ts';
 import { DEFAULT_MAX_PER_REQUESTER, FairScheduler, type Chunk, type RequesterKey } from './fair.ts';
 import { batchReply, elementError, evaluateInline, newBatch, packChunk, storeChunk, workerProves, type Batch, type EvaluatedBatch } from './pool-batch.ts';
 import { EvaluatorWorkers, firstLine, type HeldKey } from './pool-workers.ts';
@@ -118,7 +118,7 @@ export interface EvaluateOptions {
   /** Whose backlog the batch counts against (the account id). */
   requester: RequesterKey;
   /** Randomness of the batch's proof (tests); default crypto.getRandomValues. */
-  rng?: Rng;
+  rng?: RandomSource;
 }
 
 /** Counters for tests, benchmarks and the operator. */

@@ -88,8 +88,7 @@ import {
 } from '../../shared/messages.ts';
 import { BLINDED_BUCKET_LOG, BLINDED_EVAL_LOG, BUCKET_BASE_URL } from '../../shared/designs/blinded.ts';
 import { LIMITS } from '../../shared/limits.ts';
-import { SUITE } from '../../shared/oprf.ts';
-import { DEFAULT_BACKEND } from '../../shared/suite.ts';
+import { DEFAULT_BACKEND, SUITE } from '../../shared/suite.ts';
 import { loadBackend } from '../../shared/backends.ts';
 import type { ServerContext, ServerOptions } from '../context.ts';
 import { Directory } from '../directory.ts';

@@ -164,7 +164,7 @@ export async function nodeMasterKey(pool: pg.Pool, options: { dataDir: string; m
   return made;
 }
 
-/** The wrapped epoch keys of a shared store (table `epoch_keys`, disk/schema.ts PG_SCHEMA), opened with one master key. */
+/** The wrapped epoch keys of a shared store (table `epoch_keys`, disk/sql.ts PG_SCHEMA), opened with one master key. */
 export class PgEpochKeys {
   constructor(
     private readonly pool: pg.Pool,

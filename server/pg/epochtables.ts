@@ -1,5 +1,5 @@
 /**
- * The blinded design's epochs in a shared Postgres store (disk/schema.ts
+ * The blinded design's epochs in a shared Postgres store (disk/sql.ts
  * PG_SCHEMA): the `epochs` rows, the wrapped keys (server/pg/epochkeys.ts)
  * and each epoch's table of tags, stored once by the node that built it so
  * that other nodes load it instead of building it again.

@@ -26,7 +26,7 @@ import type { LogWriter } from '../logwriter.ts';
 import { BatchedLog, CountingLog, type LogOptions } from '../querylog.ts';
 import { pgCode, pgErrorToPcdError } from './connect.ts';
 
-/** The array type of a declared column's values (disk/schema.ts: INTEGER is BIGINT, BLOB is BYTEA). */
+/** The array type of a declared column's values (disk/sql.ts: INTEGER is BIGINT, BLOB is BYTEA). */
 const ARRAY_TYPE: Record<ColumnType, string> = { INTEGER: 'bigint[]', TEXT: 'text[]', BLOB: 'bytea[]' };
 
 /** The statement that writes one batch of `table`, its parameters one array per declared column. */

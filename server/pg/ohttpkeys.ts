@@ -1,5 +1,5 @@
 /**
- * The OHTTP gateway's keys on a shared store (table `ohttp_keys`, disk/schema.ts
+ * The OHTTP gateway's keys on a shared store (table `ohttp_keys`, disk/sql.ts
  * PG_SCHEMA): every node decapsulates with the same keys and publishes the
  * same key configuration, so behind a load balancer a request encapsulated
  * with the configuration one node gave is opened by any other, and every

@@ -1,7 +1,7 @@
 /**
  * The accounts and directory store in Postgres (server/directory-store.ts
  * has the interface and the guarantees; test/store.test.ts checks them on
- * both stores). The schema is disk/schema.ts PG_SCHEMA, generated from the
+ * both stores). The schema is disk/sql.ts PG_SCHEMA, generated from the
  * same declarations as SQLite's, created on open under an advisory lock so
  * that nodes starting together do not race on it.
  *
@@ -43,7 +43,7 @@ import type { DirectoryChange, Requester } from '../../shared/design.ts';
 import { e164ToKey, type E164 } from '../../shared/e164.ts';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
 import { LOG_TABLES } from '../../shared/designs/index.ts';
-import { PG_SCHEMA } from '../../disk/schema.ts';
+import { PG_SCHEMA } from '../../disk/sql.ts';
 import { DirectoryDigest } from '../directory.ts';
 import type { DirectoryStore } from '../directory-store.ts';
 import { hashToken, newToken, type DirectoryUpdate, type JournaledChange, type NewAccount } from '../store.ts';

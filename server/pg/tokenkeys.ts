@@ -1,6 +1,6 @@
 /**
  * The Privacy Pass issuer's keys on a shared store (table `token_keys`,
- * disk/schema.ts PG_SCHEMA): every node issues and redeems with the same
+ * disk/sql.ts PG_SCHEMA): every node issues and redeems with the same
  * keys, so a token issued by one node is accepted by any other and every
  * node's config publishes the same keys. Each key is wrapped under the
  * master key (server/pg/epochkeys.ts), with its epoch and class bound in.

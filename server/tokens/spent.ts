@@ -87,7 +87,7 @@ export class SqliteSpentTokens implements SpentTokenStore {
 const bytea = (b: Uint8Array): Buffer => Buffer.from(b.buffer, b.byteOffset, b.byteLength);
 
 /**
- * The spent tokens in the shared Postgres store's `spent_tokens` (disk/schema.ts PG_SCHEMA).
+ * The spent tokens in the shared Postgres store's `spent_tokens` (disk/sql.ts PG_SCHEMA).
  *
  * A spend is one INSERT, a named (prepared) statement, on every request
  * paid with a token. Given a pool made with `asyncCommit` (server/pg/connect.ts;

@@ -1,6 +1,6 @@
 /**
  * The blinded design's protocol: RFC 9497 OPRF/VOPRF over ristretto255
- * (shared/voprf.ts, shared/oprf.ts), bucket ids and truncated tags
+ * (shared/voprf.ts, shared/noble.ts), bucket ids and truncated tags
  * (shared/buckets.ts), the Merkle root over each epoch's buckets and a
  * bucket's path to it (shared/merkle.ts), the endpoints (config, evaluate,
  * buckets, key rotation) and the logs: nothing derived from a number.
@@ -13,7 +13,7 @@ import { ErrorCode } from '../errors.ts';
 import { LIMITS } from '../limits.ts';
 import { checkLogTable, TS_COLUMN, type LogTable } from '../logs.ts';
 import { DIGEST_BYTES } from '../merkle.ts';
-import { ELEMENT_BYTES, MODES, PROOF_BYTES, SUITE } from '../oprf.ts';
+import { ELEMENT_BYTES, MODES, PROOF_BYTES, SUITE } from '../suite.ts';
 import { pathTemplate } from '../paths.ts';
 import { BLINDED_AUTHS, IssuerName, TOKEN_PATHS, TokenKeyList } from '../tokens.ts';
 import { array, bytes, integer, literal, object, optional, string, type Infer } from '../schema.ts';

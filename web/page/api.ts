@@ -26,7 +26,7 @@ import {
   type RequestOptions,
   type TraceReversal,
   type TraceTable,
-} from './lib.ts';
+} from './imports.ts';
 
 export type PageRequester = PageLoginReply['requester'];
 export type View = PageLoginReply;

@@ -15,7 +15,7 @@
  */
 import { forgetView, saveToken, savedToken, startSession, type View } from './api.ts';
 import { byId, code, h, replace, type Child } from './dom.ts';
-import { DEFAULT_DESIGN, DESIGNS, ErrorCode, PcdError, type DesignName } from './lib.ts';
+import { DEFAULT_DESIGN, DESIGNS, ErrorCode, PcdError, type DesignName } from './imports.ts';
 import { MAX_PAGE_NUMBERS, checkRegion, countHint, defaultRegion, parseNumbers, regionList, splitNumbers } from './numbers.ts';
 import { agreement, announce, designCard, errorBlock, pendingCard, problemLine, showProgress } from './render.ts';
 import { PAGE_CHUNK, chooseBackend, runDesign, servedDesigns, type DesignRun } from './run.ts';

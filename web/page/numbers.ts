@@ -6,7 +6,7 @@
  * metadata the normaliser uses, so the bundle holds it once.
  */
 import { getCountries, getCountryCallingCode, parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
-import { ErrorCode, PcdError, normalizeNumber, type E164 } from './lib.ts';
+import { ErrorCode, PcdError, normalizeNumber, type E164 } from './imports.ts';
 
 /** Numbers one press of the button looks up at most; an address book is `pcd sync`'s job. */
 export const MAX_PAGE_NUMBERS = 200;

@@ -21,7 +21,7 @@
 import type { Trace, TraceTable } from './api.ts';
 import { code, h, type Child } from './dom.ts';
 import { formatBytes, formatCount, formatDuration, formatInt, formatRate, formatTime, formatWindow, plural, windowName } from './format.ts';
-import { CAPABILITIES, ErrorCode, PATHS, type DesignName, type PcdError } from './lib.ts';
+import { CAPABILITIES, ErrorCode, PATHS, type DesignName, type PcdError } from './imports.ts';
 import { displayNumber, planOf } from './numbers.ts';
 import type { BlindedFacts, Credential, DesignRun, WireExchange } from './run.ts';
 

@@ -46,7 +46,7 @@ import {
   type RequestOptions,
   type Transport,
   type TransportReply,
-} from './lib.ts';
+} from './imports.ts';
 import { planOf } from './numbers.ts';
 
 /** Hashed: number blocks the trace enumerates per lookup at most (each up to 10^6 hashes on the server). */

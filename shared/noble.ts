@@ -72,9 +72,7 @@ import { bytesToNumberLE, numberToBytesLE } from '@noble/curves/utils.js';
 import { sha512 } from '@noble/hashes/sha2.js';
 import { ErrorCode, PcdError } from './errors.ts';
 import {
-  MODES,
   OUTPUT_BYTES,
-  PROOF_BYTES,
   RANDOM_SCALAR_BYTES,
   SCALAR_BYTES,
   SUITE,
@@ -84,7 +82,7 @@ import {
   type OutputBytes,
   type PointBytes,
   type ProofBytes,
-  type Rng,
+  type RandomSource,
   type ScalarBytes,
 } from './suite.ts';
 import {
@@ -118,7 +116,7 @@ export {
   type OutputBytes,
   type PointBytes,
   type ProofBytes,
-  type Rng,
+  type RandomSource,
   type ScalarBytes,
 } from './suite.ts';
 
@@ -174,8 +172,8 @@ function bindCommon(m: typeof ristretto255_oprf.oprf | typeof ristretto255_oprf.
   };
 }
 
-/** Adapts an {@link Rng} to noble's signature and checks what it returns. */
-function toNobleRng(rng: Rng | undefined): NobleRng | undefined {
+/** Adapts an {@link RandomSource} to noble's signature and checks what it returns. */
+function toNobleRng(rng: RandomSource | undefined): NobleRng | undefined {
   if (rng === undefined) return undefined; // noble's default: crypto.getRandomValues
   if (typeof rng !== 'function') throw new TypeError('rng must be a function (bytes: number) => Uint8Array');
   return (bytesLength?: number) => {
@@ -258,7 +256,7 @@ export function publicKeyOf(secretKey: ScalarBytes): PointBytes {
 export function blindBatch(
   mode: OprfMode,
   inputs: readonly Uint8Array[],
-  rng?: Rng,
+  rng?: RandomSource,
 ): { blinds: ScalarBytes[]; blinded: PointBytes[] } {
   assertMode(mode);
   checkArray('inputs', inputs);
@@ -288,7 +286,7 @@ export function blindEvaluateBatch(
   mode: OprfMode,
   key: KeyPair,
   blinded: readonly PointBytes[],
-  rng?: Rng,
+  rng?: RandomSource,
 ): { evaluated: PointBytes[]; proof?: ProofBytes } {
   assertMode(mode);
   checkArray('blinded', blinded);
@@ -379,14 +377,14 @@ export function isValidElement(bytes: Uint8Array): boolean {
 }
 
 /**
- * A deterministic {@link Rng} for tests that makes noble's RandomScalar return
+ * A deterministic {@link RandomSource} for tests that makes noble's RandomScalar return
  * `scalars` in order (RFC 9497 Appendix A fixes Blind and ProofRandomScalar).
  * noble reads {@link RANDOM_SCALAR_BYTES} (48) bytes, reads them little-endian
  * as x and uses (x mod (n - 1)) + 1 (RFC 9497 §4.7.2, shifted off zero), so to
  * get scalar b each call returns the 48-byte little-endian encoding of b - 1.
  * Throws when exhausted or asked for any other length.
  */
-export function rngForScalars(scalars: readonly Uint8Array[]): Rng {
+export function rngForScalars(scalars: readonly Uint8Array[]): RandomSource {
   checkArray('scalars', scalars);
   const draws = scalars.map((s, i) => {
     checkSecret(`scalar ${i}`, s);
