@@ -24,7 +24,7 @@ import path from 'node:path';
 import { DIRECTORY_SNAPSHOT_FILE } from '../disk/files.ts';
 import { SNAPSHOT_HEADER_BYTES as H, decodeSnapshotFile, encodeSnapshotFile, float64sAt, readSnapshotFile, type SnapshotKind } from '../disk/snapshotfile.ts';
 import { writeFileAtomic } from './atomic.ts';
-import { DIRECTORY_DIGEST_BYTES } from './directory.ts';
+import { DIRECTORY_DIGEST_BYTES } from './directory-digest.ts';
 
 export const SNAPSHOT_MAGIC = 'PCDDIRSN';
 export const SNAPSHOT_FORMAT = 1;

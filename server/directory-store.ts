@@ -24,7 +24,7 @@
  */
 import type { DirectoryChange, Requester } from '../shared/design.ts';
 import type { E164 } from '../shared/e164.ts';
-import type { DirectoryDigest } from './directory.ts';
+import type { DirectoryDigest } from './directory-digest.ts';
 import type { DirectoryUpdate, JournaledChange, NewAccount, Store } from './store.ts';
 
 export type StoreKind = 'sqlite' | 'postgres';

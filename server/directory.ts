@@ -14,6 +14,7 @@
 import type { CapabilityMask } from '../shared/capabilities.ts';
 import type { DirectoryChange } from '../shared/design.ts';
 import { e164ToKey, keyToE164, type E164 } from '../shared/e164.ts';
+import { DirectoryDigest } from './directory-digest.ts';
 import { KeyTable } from './keytable.ts';
 import { Store } from './store.ts';
 import { SqliteDirectoryStore, type DirectoryStore } from './directory-store.ts';
@@ -43,78 +44,6 @@ export interface DirectoryRestart {
 interface WarnLogger {
   warn(obj: object, msg: string): void;
   info(obj: object, msg: string): void;
-}
-
-/** Bytes of a {@link DirectoryDigest}. */
-export const DIRECTORY_DIGEST_BYTES = 16;
-const LANES = DIRECTORY_DIGEST_BYTES / 4;
-const SEEDS = [0x9e3779b1, 0x85ebca6b, 0xc2b2ae35, 0x27d4eb2f] as const;
-
-function rotl(x: number, r: number): number {
-  return (x << r) | (x >>> (32 - r));
-}
-
-/** MurmurHash3's block step and finaliser (32-bit), over the words of one entry. */
-function mixWord(h: number, k: number): number {
-  k = Math.imul(rotl(Math.imul(k, 0xcc9e2d51), 15), 0x1b873593);
-  return (Math.imul(rotl(h ^ k, 13), 5) + 0xe6546b64) | 0;
-}
-
-function finish(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
-}
-
-/**
- * A digest of a set of (number, mask) entries: the sum, lane by lane mod
- * 2^32, of a 128-bit hash of each entry. Being a sum, it is independent of
- * order and updated in O(1) per change (subtract the old entry, add the new
- * one), so the directory keeps it current and a replayed journal can be
- * rewound on it. It detects accidental change (a flipped digit or mask), not
- * a forger: whoever can rewrite the database can rewrite the cache too.
- */
-export class DirectoryDigest {
-  readonly lanes = new Uint32Array(LANES);
-
-  /** Adds (`sign` 1) or removes (`sign` -1) one entry; a mask of 0 is no entry. */
-  update(key: number, mask: CapabilityMask, sign: 1 | -1): void {
-    if (mask === 0) return;
-    const lo = key % 4294967296;
-    const hi = (key - lo) / 4294967296;
-    for (let i = 0; i < LANES; i++) {
-      const h = finish(mixWord(mixWord(mixWord(SEEDS[i]!, lo), hi), mask) ^ 12);
-      this.lanes[i] = (this.lanes[i]! + sign * h) >>> 0;
-    }
-  }
-
-  static fromBytes(bytes: Uint8Array): DirectoryDigest {
-    if (bytes.length !== DIRECTORY_DIGEST_BYTES) throw new Error(`a directory digest is ${DIRECTORY_DIGEST_BYTES} bytes, got ${bytes.length}`);
-    const d = new DirectoryDigest();
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    for (let i = 0; i < LANES; i++) d.lanes[i] = view.getUint32(4 * i, true);
-    return d;
-  }
-
-  equals(other: DirectoryDigest): boolean {
-    return this.lanes.every((v, i) => v === other.lanes[i]);
-  }
-
-  copy(): DirectoryDigest {
-    const d = new DirectoryDigest();
-    d.lanes.set(this.lanes);
-    return d;
-  }
-
-  /** The digest's bytes (lanes little-endian). */
-  bytes(): Uint8Array {
-    const out = new Uint8Array(DIRECTORY_DIGEST_BYTES);
-    const view = new DataView(out.buffer);
-    this.lanes.forEach((v, i) => view.setUint32(4 * i, v, true));
-    return out;
-  }
 }
 
 export class Directory {

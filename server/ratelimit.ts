@@ -56,7 +56,12 @@
 import type Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
-import type { SharedAllowances } from './pg/ratelimits.ts';
+
+/** What a node's RateLimiter needs of a shared store (server/pg/ratelimits.ts PgAllowances implements it). */
+export interface SharedAllowances {
+  /** Applies each account's spend (lookups, refunds subtracted) at `t`; returns each one's allowance left at `t`, over all nodes. */
+  sync(t: number, spent: ReadonlyMap<number, number>): Promise<Map<number, number>>;
+}
 
 export interface RateLimits {
   /** Lookups a new account may make at once: the allowance for an initial contact sync. */

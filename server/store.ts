@@ -45,7 +45,7 @@ import { BLINDED_BUCKET_LOG } from '../shared/designs/blinded.ts';
 import { LOG_TABLES } from '../shared/designs/index.ts';
 import { DB_FILE } from '../disk/files.ts';
 import { accountsTable, countsTableDdl, SCHEMA, spentTokensTable } from '../disk/sql.ts';
-import { DirectoryDigest } from './directory.ts';
+import { DirectoryDigest } from './directory-digest.ts';
 import { e164ToKey } from '../shared/e164.ts';
 
 /** The SQLite error code of a thrown error (`SQLITE_FULL`, `SQLITE_IOERR_WRITE`, ...), if it is one. */

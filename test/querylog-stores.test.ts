@@ -10,18 +10,29 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import type pg from 'pg';
 import pino from 'pino';
 import { expect, it } from 'vitest';
 import { logSpillFile } from '../disk/files.ts';
 import { BLINDED_BUCKET_LOG } from '../shared/designs/blinded.ts';
 import { HASHED_LOG } from '../shared/designs/hashed.ts';
-import { columnNames, type LogRow } from '../shared/logs.ts';
+import { columnNames, type CountKey, type CountLogTable, type LogRow, type RowLogTable } from '../shared/logs.ts';
 import type { DirectoryStore, SqliteDirectoryStore } from '../server/directory-store.ts';
-import { pgCountingLog, pgDesignLog } from '../server/pg/logs.ts';
+import { pgLogWriter } from '../server/pg/logs.ts';
 import type { PgStore } from '../server/pg/store.ts';
 import { BatchedLog, CountingLog, type LogOptions } from '../server/querylog.ts';
 import { describeStores, type StoreFixture } from './stores.ts';
 import { tempDir, testClock } from './helpers.ts';
+
+/** A design's query log (a `rows` table) over Postgres, as server/querylog.ts designLog makes it on a shared store (unregistered). */
+function pgDesignLog<const T extends RowLogTable>(pool: pg.Pool, table: T, options: LogOptions = {}): BatchedLog<LogRow<T>> {
+  return new BatchedLog<LogRow<T>>(pgLogWriter(pool, table), table.name, columnNames(table), options);
+}
+
+/** A design's aggregated log (a `counts` table) over Postgres: counts per key and the table's window, on `now`. */
+function pgCountingLog<const T extends CountLogTable>(pool: pg.Pool, table: T, now: () => number, options: LogOptions = {}): CountingLog<CountKey<T>> {
+  return new CountingLog<CountKey<T>>(pgLogWriter(pool, table), table.name, table.key, now, table.windowMs, options);
+}
 
 type HashedRow = LogRow<typeof HASHED_LOG>;
 type BucketKey = [ip: string, epoch: number, bucket: number];

@@ -49,7 +49,7 @@ import crypto from 'node:crypto';
 import { Bucket, bucketCount } from '../../shared/buckets.ts';
 import { LEAF_HEADER_BYTES, bucketLeafHash, writeLeafHeader, type Digest } from '../../shared/merkle.ts';
 import { MODES, type OprfMode, type PointBytes } from '../../shared/suite.ts';
-import { DIRECTORY_DIGEST_BYTES } from '../directory.ts';
+import { DIRECTORY_DIGEST_BYTES } from '../directory-digest.ts';
 import { writeFileAtomic } from '../atomic.ts';
 import { BucketTree, nodeSha256 } from './tree.ts';
 

@@ -21,9 +21,8 @@
  * either way, as it does SQLite's.
  */
 import type pg from 'pg';
-import { columnNames, type ColumnType, type CountKey, type CountLogTable, type LogRow, type LogTable, type RowLogTable } from '../../shared/logs.ts';
+import { columnNames, type ColumnType, type LogTable } from '../../shared/logs.ts';
 import type { LogWriter } from '../logwriter.ts';
-import { BatchedLog, CountingLog, type LogOptions } from '../querylog.ts';
 import { pgCode, pgErrorToPcdError } from './connect.ts';
 
 /** The array type of a declared column's values (disk/sql.ts: INTEGER is BIGINT, BLOB is BYTEA). */
@@ -66,14 +65,4 @@ export function pgLogWriter(pool: pg.Pool, table: LogTable): LogWriter {
       return !pool.ending;
     },
   };
-}
-
-/** A design's query log (a `rows` table) over Postgres; the caller registers it (`.register(owner)`) and replays its spill (`.replaySpill()`) as designLog does. */
-export function pgDesignLog<const T extends RowLogTable>(pool: pg.Pool, table: T, options: LogOptions = {}): BatchedLog<LogRow<T>> {
-  return new BatchedLog<LogRow<T>>(pgLogWriter(pool, table), table.name, columnNames(table), options);
-}
-
-/** A design's aggregated log (a `counts` table) over Postgres: counts per key and the table's window, on `now`. */
-export function pgCountingLog<const T extends CountLogTable>(pool: pg.Pool, table: T, now: () => number, options: LogOptions = {}): CountingLog<CountKey<T>> {
-  return new CountingLog<CountKey<T>>(pgLogWriter(pool, table), table.name, table.key, now, table.windowMs, options);
 }

@@ -20,16 +20,10 @@
  */
 import type pg from 'pg';
 import { pgGuarded } from './connect.ts';
-import type { RateLimits } from '../ratelimit.ts';
+import type { RateLimits, SharedAllowances } from '../ratelimit.ts';
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
-
-/** What a node's RateLimiter needs of the shared store. */
-export interface SharedAllowances {
-  /** Applies each account's spend (lookups, refunds subtracted) at `t`; returns each one's allowance left at `t`, over all nodes. */
-  sync(t: number, spent: ReadonlyMap<number, number>): Promise<Map<number, number>>;
-}
 
 export class PgAllowances implements SharedAllowances {
   constructor(

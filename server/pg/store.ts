@@ -44,7 +44,7 @@ import { e164ToKey, type E164 } from '../../shared/e164.ts';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
 import { LOG_TABLES } from '../../shared/designs/index.ts';
 import { PG_SCHEMA } from '../../disk/sql.ts';
-import { DirectoryDigest } from '../directory.ts';
+import { DirectoryDigest } from '../directory-digest.ts';
 import type { DirectoryStore } from '../directory-store.ts';
 import { hashToken, newToken, type DirectoryUpdate, type JournaledChange, type NewAccount } from '../store.ts';
 import { createPool, inTransaction, pgCode, pgGuarded } from './connect.ts';
