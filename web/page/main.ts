@@ -105,6 +105,19 @@ function fillRegions(): void {
   regionSelect.value = chosen;
 }
 
+/**
+ * A radio for every design of the registry (shared/designs/index.ts): the
+ * page's HTML writes the three of today so the first paint has them; a
+ * design added to the registry gets its own here, before "all".
+ */
+function addDesignRadios(): void {
+  const all = byId('design-all', HTMLInputElement);
+  for (const d of DESIGNS) {
+    if (document.getElementById(`design-${d}`)) continue;
+    all.before(h('input', { type: 'radio', name: 'design', id: `design-${d}`, value: d }), h('label', { for: `design-${d}` }, d));
+  }
+}
+
 function designRadios(): HTMLInputElement[] {
   return [...form.querySelectorAll<HTMLInputElement>('input[name="design"]')];
 }
@@ -271,6 +284,7 @@ numbersInput.addEventListener('input', () => {
 tokenInput.addEventListener('input', () => tokenInput.removeAttribute('aria-invalid'));
 
 async function init(): Promise<void> {
+  addDesignRadios();
   fillRegions();
   updateCount();
   const s = await startSession();
