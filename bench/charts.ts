@@ -184,15 +184,26 @@ function by<T extends Mark>(r: BenchResults, section: T['section']): T[] {
   return r.marks.filter((m): m is T => m.section === section);
 }
 
-/** The charts this run's marks support: file name (`<name>.svg`) to Vega-Lite spec. */
+/**
+ * The charts this run's marks support: file name (`<name>.svg`) to Vega-Lite spec.
+ * Each kind of chart adds its own, when the run has the marks it needs, in this order.
+ */
 export function chartSpecs(r: BenchResults): Map<string, ChartSpec> {
   const charts = new Map<string, ChartSpec>();
+  for (const add of [workloadCharts, httpCharts, cryptoCharts, httpVariantCharts, fairnessChart, scaleChart, bandwidthChart, buildCharts, storeChart, nodesChart, reverseChart]) add(r, charts);
+  return charts;
+}
 
+/** The workload's chart (bench/workload.ts), with the run's label. */
+function workloadCharts(r: BenchResults, charts: Map<string, ChartSpec>): void {
   if (r.workload && r.workload.length > 0) {
     const { file, spec } = workloadChart(r.workload);
     charts.set(file, withRunLabel(r, spec));
   }
+}
 
+/** HTTP by design: lookups per second and server CPU per lookup, per request shape. */
+function httpCharts(r: BenchResults, charts: Map<string, ChartSpec>): void {
   const http = by<HttpMark>(r, 'http').filter((m) => m.phase === 'throughput' && m.shape !== 'bucket' && (m.group ?? 'designs') === 'designs');
   if (http.length > 0) {
     const shapes = [...new Set(http.map((m) => m.shape))];
@@ -223,7 +234,10 @@ export function chartSpecs(r: BenchResults): Map<string, ChartSpec> {
       }),
     );
   }
+}
 
+/** Crypto per item: the server's default backend by operation, then the backends (and the psi.js peer) side by side. */
+function cryptoCharts(r: BenchResults, charts: Map<string, ChartSpec>): void {
   const crypto = by<CryptoMark>(r, 'crypto');
   if (crypto.length > 0) {
     // One implementation per operation: the server's default backend, and the backend-independent work.
@@ -279,7 +293,10 @@ export function chartSpecs(r: BenchResults): Map<string, ChartSpec> {
       );
     }
   }
+}
 
+/** Blinded evaluate over HTTP on servers that differ in backend or evaluator threads. */
+function httpVariantCharts(r: BenchResults, charts: Map<string, ChartSpec>): void {
   const variants = by<HttpMark>(r, 'http').filter((m) => m.group === 'backends' || m.group === 'threads');
   if (variants.length > 0) {
     const category = (m: HttpMark) => `${m.group === 'backends' ? 'backend' : 'threads'}: ${m.numbersPerRequest}/req, c=${m.concurrency}${m.requests === 1 ? ' (1 request)' : ''}`;
@@ -298,7 +315,10 @@ export function chartSpecs(r: BenchResults): Map<string, ChartSpec> {
       }),
     );
   }
+}
 
+/** The light requester's latency, idle and beside a flood. */
+function fairnessChart(r: BenchResults, charts: Map<string, ChartSpec>): void {
   const fair = by<FairnessMark>(r, 'fairness');
   if (fair.length > 0) {
     const phase = (m: FairnessMark) => (m.phase === 'flood' ? `beside ${m.flooder?.inFlight} x ${m.flooder?.elementsPerRequest}-element requests` : 'idle');
@@ -318,7 +338,10 @@ export function chartSpecs(r: BenchResults): Map<string, ChartSpec> {
       }),
     );
   }
+}
 
+/** Seeding, time to serve and restart, by directory size. */
+function scaleChart(r: BenchResults, charts: Map<string, ChartSpec>): void {
   const scale = by<ScaleMark>(r, 'scale');
   if (scale.length > 0) {
     const size = (m: ScaleMark) => `${formatNumber(m.numbers, 0)} numbers`;
@@ -342,7 +365,10 @@ export function chartSpecs(r: BenchResults): Map<string, ChartSpec> {
       }),
     );
   }
+}
 
+/** Wire bytes per lookup against bucket bits: blinded measured, plain and hashed for reference, the model dotted. */
+function bandwidthChart(r: BenchResults, charts: Map<string, ChartSpec>): void {
   const bw = by<BandwidthMark>(r, 'bandwidth');
   const blinded = bw.filter((m) => m.design === 'blinded');
   if (blinded.length > 0) {
@@ -377,7 +403,10 @@ export function chartSpecs(r: BenchResults): Map<string, ChartSpec> {
       }),
     );
   }
+}
 
+/** Server open time and memory against directory size, with the blinded build projected to this machine's cores. */
+function buildCharts(r: BenchResults, charts: Map<string, ChartSpec>): void {
   const build = by<BuildMark>(r, 'build').filter((m) => !m.name.endsWith('(1 thread)'));
   if (build.length > 0) {
     const designs = [...new Set(build.map((m) => m.design))];
@@ -419,7 +448,10 @@ export function chartSpecs(r: BenchResults): Map<string, ChartSpec> {
       }),
     );
   }
+}
 
+/** The accounts and directory store: seeding and scan throughput, SQLite and Postgres. */
+function storeChart(r: BenchResults, charts: Map<string, ChartSpec>): void {
   const store = by<StoreMark>(r, 'store');
   if (store.length > 0) {
     const sizes = [...new Set(store.map((m) => m.numbers))].sort((a, b) => a - b);
@@ -444,7 +476,10 @@ export function chartSpecs(r: BenchResults): Map<string, ChartSpec> {
       }),
     );
   }
+}
 
+/** Single lookups through nodes: SQLite, one Postgres-backed node, two on one store. */
+function nodesChart(r: BenchResults, charts: Map<string, ChartSpec>): void {
   const nodes = by<NodesMark>(r, 'nodes');
   if (nodes.length > 0) {
     const setups = [...new Set(nodes.map((m) => m.setup))];
@@ -464,7 +499,10 @@ export function chartSpecs(r: BenchResults): Map<string, ChartSpec> {
       }),
     );
   }
+}
 
+/** Time to reverse a hashed log: measured ranges, and larger ones projected. */
+function reverseChart(r: BenchResults, charts: Map<string, ChartSpec>): void {
   const rev = by<ReverseMark>(r, 'reverse').filter((m) => m.hasher.startsWith('node:crypto'));
   if (rev.length > 0) {
     const proj = r.projections.find((p) => p.section === 'reverse');
@@ -490,7 +528,7 @@ export function chartSpecs(r: BenchResults): Map<string, ChartSpec> {
       }),
     );
   }
-  return charts;
+
 }
 
 export function shortCryptoName(name: string): string {

@@ -42,7 +42,7 @@ import { Bucket, bucketOf, DEFAULT_TAG_BYTES, truncateTag } from '../shared/buck
 import { loadBackend } from '../shared/backends.ts';
 import { normalizeNumber, type E164 } from '../shared/e164.ts';
 import { hashNumber } from '../shared/designs/hashed.ts';
-import { MODES, type BackendName, type OprfBackend, type OprfMode, type PointBytes } from '../shared/suite.ts';
+import { MODES, type BackendName, type KeyPair, type OprfBackend, type OprfMode, type PointBytes } from '../shared/suite.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 import { loadPsi, preparePsi, PSI_EXTERNAL } from './psi.ts';
 import type { CryptoImpl, CryptoMark, ExternalReference } from './results.ts';
@@ -112,36 +112,33 @@ export function cryptoMarkName(operation: string, impl: CryptoImpl): string {
   return impl === 'any' || operation.startsWith(`${impl} `) ? operation : `${operation} [${impl}]`;
 }
 
-export async function runCrypto(config: CryptoConfig, ctx: CryptoContext): Promise<CryptoOutcome> {
-  const maxBatch = Math.max(...config.batches, ...config.finalizeBatches, config.split.elements);
-  const prepared = prepare(Math.max(200, maxBatch, config.psiItems));
-  const { numbers, inputs } = prepared;
-  const marks: CryptoMark[] = [];
-  const notes: string[] = [];
-  const references: ExternalReference[] = [];
-  const implementations: Record<string, string> = {};
+/** What one mark measures: its operation, who computes it, per what, and its batch, mode and budget. */
+interface Spec {
+  operation: string;
+  impl: CryptoImpl;
+  op: string;
+  batch?: number;
+  mode?: OprfMode;
+  big?: boolean;
+  /** Privacy Pass marks: their group, who computes them, and a budget of their own (slow calls). */
+  group?: 'tokens';
+  by?: string;
+  budget?: TimingBudget;
+}
 
-  const backends: OprfBackend[] = [];
-  for (const name of config.backends ?? (['noble', 'sodium'] as const)) {
-    const t0 = performance.now();
-    backends.push(await loadBackend(name));
-    ctx.log(`  backend ${name} loaded in ${(performance.now() - t0).toFixed(0)} ms`);
-  }
+/** The marks of a run, timed group by group over the backends measured. */
+class CryptoTimer {
+  readonly marks: CryptoMark[] = [];
 
-  interface Spec {
-    operation: string;
-    impl: CryptoImpl;
-    op: string;
-    batch?: number;
-    mode?: OprfMode;
-    big?: boolean;
-    /** Privacy Pass marks: their group, who computes them, and a budget of their own (slow calls). */
-    group?: 'tokens';
-    by?: string;
-    budget?: TimingBudget;
-  }
+  constructor(
+    private readonly config: CryptoConfig,
+    readonly backends: readonly OprfBackend[],
+    private readonly log: (line: string) => void,
+  ) {}
+
   /** Times marks in alternation (see timeInterleaved): the pairs a ratio is formed from share the machine's noise. */
-  const add = async (...entries: [Spec, () => unknown][]): Promise<void> => {
+  readonly add = async (...entries: [Spec, () => unknown][]): Promise<void> => {
+    const { config } = this;
     const budget = entries.find(([spec]) => spec.budget)?.[0].budget ?? (entries.some(([spec]) => spec.big) ? config.bigBudget : config.budget);
     const timed = await timeInterleaved(
       entries.map(([, fn]) => fn),
@@ -164,23 +161,92 @@ export async function runCrypto(config: CryptoConfig, ctx: CryptoContext): Promi
         itemsPerSec: t.opsPerSec * batch,
         usPerItem: t.meanUs / batch,
       };
-      marks.push(mark);
-      ctx.log(
+      this.marks.push(mark);
+      this.log(
         `  ${mark.name.padEnd(62)} x ${formatRate(mark.itemsPerSec)} ${mark.op}s/sec @ ${formatPerItem(mark.usPerItem)}/${mark.op}` +
           ` (${mark.ops} ops, p99 ${(mark.p99Us / 1000).toFixed(2)} ms/op)`,
       );
     });
   };
-  /** One operation, every backend, in alternation. */
-  const perBackend = (spec: Omit<Spec, 'impl'>, make: (b: OprfBackend) => () => unknown): [Spec, () => unknown][] =>
-    backends.map((b) => [{ ...spec, impl: b.name }, make(b)]);
 
-  // ------------------------------------------------------------ normalisation and hashing (no backend)
+  /** One operation, every backend, in alternation. */
+  perBackend(spec: Omit<Spec, 'impl'>, make: (b: OprfBackend) => () => unknown): [Spec, () => unknown][] {
+    return this.backends.map((b) => [{ ...spec, impl: b.name }, make(b)]);
+  }
+}
+
+/** What the OPRF marks share: the timer, each backend's key, the inputs, and per mode the blinded elements every batch takes its own from. */
+interface OprfBench {
+  t: CryptoTimer;
+  keyOf: (b: OprfBackend) => KeyPair;
+  inputs: readonly Uint8Array[];
+  blindedBy: ReadonlyMap<OprfMode, { blinds: Uint8Array[]; blinded: PointBytes[] }>;
+}
+
+export async function runCrypto(config: CryptoConfig, ctx: CryptoContext): Promise<CryptoOutcome> {
+  const maxBatch = Math.max(...config.batches, ...config.finalizeBatches, config.split.elements);
+  const prepared = prepare(Math.max(200, maxBatch, config.psiItems));
+  const { numbers, inputs } = prepared;
+  const notes: string[] = [];
+  const references: ExternalReference[] = [];
+  const implementations: Record<string, string> = {};
+
+  const backends: OprfBackend[] = [];
+  for (const name of config.backends ?? (['noble', 'sodium'] as const)) {
+    const t0 = performance.now();
+    backends.push(await loadBackend(name));
+    ctx.log(`  backend ${name} loaded in ${(performance.now() - t0).toFixed(0)} ms`);
+  }
+  const t = new CryptoTimer(config, backends, ctx.log);
+  await numberMarks(t, prepared);
+
+  // ------------------------------------------------------------ OPRF, client and server, per backend
+  const keys = new Map(backends.map((b) => [b.name, b.generateKeyPair()]));
+  const keyOf = (b: OprfBackend) => keys.get(b.name)!;
+  const nextInput = cycler(inputs);
+  for (const mode of MODES) {
+    await t.add(...t.perBackend({ operation: `client blind (${mode})`, op: 'number', mode }, (b) => () => b.blindBatch(mode, [nextInput()]).blinded[0]));
+  }
+  await t.add(...t.perBackend({ operation: 'server Evaluate: directory build (voprf)', op: 'number', mode: 'voprf' }, (b) => () => b.evaluate('voprf', keyOf(b).secretKey, nextInput())));
+
+  // Batches: the same blinded elements for every call of one batch size (the
+  // server cannot tell; the proof nonce is fresh per call anyway). Elements
+  // are backend-independent bytes: one blinding serves both backends.
+  const ref = backends[0]!;
+  const blindedBy = new Map<OprfMode, { blinds: Uint8Array[]; blinded: PointBytes[] }>();
+  for (const mode of MODES) blindedBy.set(mode, ref.blindBatch(mode, inputs.slice(0, maxBatch)));
+  const o: OprfBench = { t, keyOf, inputs, blindedBy };
+
+  // psi.js, loaded now so that its request of psiItems is timed beside BlindEvaluate of the same size.
+  const psiInputs = numbers.slice(0, config.psiItems) as string[];
+  const psiRun = await psiPeer(psiInputs, { implementations, references }, ctx.log);
+  await batchMarks(o, config, psiRun && { run: psiRun, inputs: psiInputs });
+  psiRun?.close();
+  await splitMarks(o, config.split);
+  await finalizeMarks(o, config.finalizeBatches);
+  await searchMark(o, ref, config.bucketEntries);
+
+  if (config.tokens) await tokenMarks(config, t.add, notes);
+
+  notes.push(
+    `Crypto: backends ${backends.map((b) => b.name).join(' and ')} through the one suite interface (shared/suite.ts); the backends of one operation were timed in alternation (one sample each in turn), so "sodium / noble" ratios share the machine's noise. Times are per number or element on one core; "calls timed" is the sample count.`,
+  );
+  if (psiRun) {
+    notes.push(
+      `Crypto: psi.js is OpenMined's ECDH PSI (one P-256 scalar multiplication per item on each side, no proof): its processRequest of ${config.psiItems} items was timed in alternation with BlindEvaluate of ${config.psiItems} elements, on a prepared request object (no protobuf decode timed, as BlindEvaluate is timed without msgpack).`,
+    );
+  }
+  return { marks: t.marks, references, notes, implementations };
+}
+
+/** Normalisation and hashing: backend-independent work per number. */
+async function numberMarks(t: CryptoTimer, prepared: Prepared): Promise<void> {
+  const { numbers } = prepared;
   const nextE164 = cycler(numbers as readonly string[]);
-  await add([{ operation: 'normalizeNumber (E.164 input)', impl: 'any', op: 'number' }, () => normalizeNumber(nextE164())]);
+  await t.add([{ operation: 'normalizeNumber (E.164 input)', impl: 'any', op: 'number' }, () => normalizeNumber(nextE164())]);
   if (prepared.national.length > 0) {
     const nextNational = cycler(prepared.national);
-    await add([
+    await t.add([
       { operation: 'normalizeNumber (national input + region)', impl: 'any', op: 'number' },
       () => {
         const n = nextNational();
@@ -189,99 +255,96 @@ export async function runCrypto(config: CryptoConfig, ctx: CryptoContext): Promi
     ]);
   }
   const nextNumber = cycler(numbers);
-  await add([{ operation: 'blinded: bucket id (b = 8)', impl: 'any', op: 'number' }, () => bucketOf(nextNumber(), 8)]);
-  await add([{ operation: 'hashed: SHA-256 of a number', impl: 'any', op: 'number' }, () => hashNumber(nextNumber())]);
+  await t.add([{ operation: 'blinded: bucket id (b = 8)', impl: 'any', op: 'number' }, () => bucketOf(nextNumber(), 8)]);
+  await t.add([{ operation: 'hashed: SHA-256 of a number', impl: 'any', op: 'number' }, () => hashNumber(nextNumber())]);
+}
 
-  // ------------------------------------------------------------ OPRF, client and server, per backend
-  const keys = new Map(backends.map((b) => [b.name, b.generateKeyPair()]));
-  const keyOf = (b: OprfBackend) => keys.get(b.name)!;
-  const nextInput = cycler(inputs);
-  for (const mode of MODES) {
-    await add(...perBackend({ operation: `client blind (${mode})`, op: 'number', mode }, (b) => () => b.blindBatch(mode, [nextInput()]).blinded[0]));
-  }
-  await add(...perBackend({ operation: 'server Evaluate: directory build (voprf)', op: 'number', mode: 'voprf' }, (b) => () => b.evaluate('voprf', keyOf(b).secretKey, nextInput())));
-
-  // Batches: the same blinded elements for every call of one batch size (the
-  // server cannot tell; the proof nonce is fresh per call anyway). Elements
-  // are backend-independent bytes: one blinding serves both backends.
-  const ref = backends[0]!;
-  const blindedBy = new Map<OprfMode, { blinds: Uint8Array[]; blinded: PointBytes[] }>();
-  for (const mode of MODES) blindedBy.set(mode, ref.blindBatch(mode, inputs.slice(0, maxBatch)));
-
-  // psi.js, loaded now so that its request of psiItems is timed beside BlindEvaluate of the same size.
+/** psi.js (OpenMined), the peer, prepared with its request when it loads and passes its self-check; else the external reference, with why. */
+async function psiPeer(
+  inputs: readonly string[],
+  out: Pick<CryptoOutcome, 'implementations' | 'references'>,
+  log: (line: string) => void,
+): Promise<ReturnType<typeof preparePsi> | undefined> {
   const psi = await loadPsi();
-  const psiInputs = numbers.slice(0, config.psiItems) as string[];
-  let psiRun: ReturnType<typeof preparePsi> | undefined;
-  if (psi.ok) {
-    try {
-      psiRun = preparePsi(psi.psi, psiInputs);
-      implementations['psi.js'] = `@openmined/psi.js ${psi.version} (ECDH PSI over P-256, WASM), from ${psi.from}, loaded in ${psi.loadMs.toFixed(0)} ms`;
-      ctx.log(`  psi.js ${psi.version} loaded from ${psi.from} (${psi.loadMs.toFixed(0)} ms), self-check passed`);
-    } catch (e) {
-      const why = `psi.js loaded but its self-check failed: ${e instanceof Error ? e.message : String(e)}`;
-      references.push({ ...PSI_EXTERNAL, why });
-      ctx.log(`  ${why}`);
-    }
-  } else {
-    references.push({ ...PSI_EXTERNAL, why: psi.why });
-    ctx.log(`  psi.js not measured: ${psi.why}`);
+  if (!psi.ok) {
+    out.references.push({ ...PSI_EXTERNAL, why: psi.why });
+    log(`  psi.js not measured: ${psi.why}`);
+    return undefined;
   }
+  try {
+    const run = preparePsi(psi.psi, inputs);
+    out.implementations['psi.js'] = `@openmined/psi.js ${psi.version} (ECDH PSI over P-256, WASM), from ${psi.from}, loaded in ${psi.loadMs.toFixed(0)} ms`;
+    log(`  psi.js ${psi.version} loaded from ${psi.from} (${psi.loadMs.toFixed(0)} ms), self-check passed`);
+    return run;
+  } catch (e) {
+    const why = `psi.js loaded but its self-check failed: ${e instanceof Error ? e.message : String(e)}`;
+    out.references.push({ ...PSI_EXTERNAL, why });
+    log(`  ${why}`);
+    return undefined;
+  }
+}
 
-  // voprf and oprf at each batch size, every backend in alternation: across modes the ratio is the
-  // proof's cost, across backends the speed-up. psi.js joins the batch of its size.
+/**
+ * BlindEvaluate: voprf and oprf at each batch size, every backend in alternation: across modes the ratio is the
+ * proof's cost, across backends the speed-up. psi.js joins the batch of its size (timed on its own beside voprf when
+ * no batch is of its size).
+ */
+async function batchMarks(o: OprfBench, config: CryptoConfig, psi: { run: ReturnType<typeof preparePsi>; inputs: string[] } | undefined): Promise<void> {
+  const { t, keyOf, blindedBy } = o;
+  const psiEntries = (n: number): [Spec, () => unknown][] => {
+    const { server, client, request } = psi!.run;
+    return [
+      [{ operation: `psi.js server processRequest (batch ${n})`, impl: 'psi.js', op: 'item', batch: n, big: true }, () => server.processRequest(request).serializeBinary()],
+      [{ operation: `psi.js client createRequest (batch ${n})`, impl: 'psi.js', op: 'item', batch: n, big: true }, () => client.createRequest(psi!.inputs).serializeBinary()],
+    ];
+  };
   for (const n of config.batches) {
     for (const mode of ['voprf', 'oprf'] as const) {
       const blinded = blindedBy.get(mode)!.blinded.slice(0, n);
-      const entries = perBackend(
+      const entries = t.perBackend(
         { operation: `server BlindEvaluate (${mode}, batch ${n})`, op: 'element', batch: n, mode, big: n >= 100 },
         (b) => () => b.blindEvaluateBatch(mode, keyOf(b), blinded).evaluated,
       );
-      if (psiRun && mode === 'voprf' && n === config.psiItems) {
-        const { server, client, request } = psiRun;
-        entries.push(
-          [{ operation: `psi.js server processRequest (batch ${n})`, impl: 'psi.js', op: 'item', batch: n, big: true }, () => server.processRequest(request).serializeBinary()],
-          [{ operation: `psi.js client createRequest (batch ${n})`, impl: 'psi.js', op: 'item', batch: n, big: true }, () => client.createRequest(psiInputs).serializeBinary()],
-        );
-      }
-      await add(...entries);
+      if (psi && mode === 'voprf' && n === config.psiItems) entries.push(...psiEntries(n));
+      await t.add(...entries);
     }
   }
-  if (psiRun && !config.batches.includes(config.psiItems)) {
-    const { server, client, request } = psiRun;
+  if (psi && !config.batches.includes(config.psiItems)) {
     const n = config.psiItems;
     const blinded = blindedBy.get('voprf')!.blinded.slice(0, n);
-    await add(
-      ...perBackend({ operation: `server BlindEvaluate (voprf, batch ${n})`, op: 'element', batch: n, mode: 'voprf', big: true }, (b) => () => b.blindEvaluateBatch('voprf', keyOf(b), blinded).evaluated),
-      [{ operation: `psi.js server processRequest (batch ${n})`, impl: 'psi.js', op: 'item', batch: n, big: true }, () => server.processRequest(request).serializeBinary()],
-      [{ operation: `psi.js client createRequest (batch ${n})`, impl: 'psi.js', op: 'item', batch: n, big: true }, () => client.createRequest(psiInputs).serializeBinary()],
+    await t.add(
+      ...t.perBackend({ operation: `server BlindEvaluate (voprf, batch ${n})`, op: 'element', batch: n, mode: 'voprf', big: true }, (b) => () => b.blindEvaluateBatch('voprf', keyOf(b), blinded).evaluated),
+      ...psiEntries(n),
     );
   }
-  psiRun?.close();
+}
 
-  // The split-batch pair, as the evaluator pool runs it (here on one thread): its overhead over one call.
-  {
-    const { elements: n, chunks } = config.split;
-    const blinded = blindedBy.get('voprf')!.blinded.slice(0, n);
-    const size = Math.ceil(n / chunks);
-    await add(
-      ...perBackend({ operation: `server evaluateChunk x${chunks} + proveComposite (voprf, batch ${n})`, op: 'element', batch: n, mode: 'voprf', big: n >= 100 }, (b) => () => {
-        const key = keyOf(b);
-        const parts = [];
-        for (let first = 0; first < n; first += size) parts.push(b.evaluateChunk('voprf', key, blinded.slice(first, first + size), first));
-        return b.proveComposite(
-          key,
-          parts.map((p) => p.composite!),
-        );
-      }),
-    );
-  }
+/** The split-batch pair, as the evaluator pool runs it (here on one thread): its overhead over one call. */
+async function splitMarks({ t, keyOf, blindedBy }: OprfBench, split: CryptoConfig['split']): Promise<void> {
+  const { elements: n, chunks } = split;
+  const blinded = blindedBy.get('voprf')!.blinded.slice(0, n);
+  const size = Math.ceil(n / chunks);
+  await t.add(
+    ...t.perBackend({ operation: `server evaluateChunk x${chunks} + proveComposite (voprf, batch ${n})`, op: 'element', batch: n, mode: 'voprf', big: n >= 100 }, (b) => () => {
+      const key = keyOf(b);
+      const parts = [];
+      for (let first = 0; first < n; first += size) parts.push(b.evaluateChunk('voprf', key, blinded.slice(first, first + size), first));
+      return b.proveComposite(
+        key,
+        parts.map((p) => p.composite!),
+      );
+    }),
+  );
+}
 
-  for (const n of config.finalizeBatches) {
+/** The client's Finalize of a reply to each batch size, the proof verified in voprf. */
+async function finalizeMarks({ t, keyOf, inputs, blindedBy }: OprfBench, batches: readonly number[]): Promise<void> {
+  for (const n of batches) {
     for (const mode of ['voprf', 'oprf'] as const) {
       const pool = blindedBy.get(mode)!;
       const blinded = pool.blinded.slice(0, n);
-      await add(
-        ...perBackend(
+      await t.add(
+        ...t.perBackend(
           { operation: `client finalize (${mode}, batch ${n}${mode === 'voprf' ? ', proof verified' : ''})`, op: 'number', batch: n, mode, big: n >= 100 },
           (b) => {
             const reply = b.blindEvaluateBatch(mode, keyOf(b), blinded);
@@ -292,30 +355,20 @@ export async function runCrypto(config: CryptoConfig, ctx: CryptoContext): Promi
       );
     }
   }
+}
 
-  // ------------------------------------------------------------ the client's local search
-  const entries = Array.from({ length: config.bucketEntries }, (_, i) => {
+/** The client's local search: a tag looked up in a bucket of `entries` tags. */
+async function searchMark({ t, keyOf, inputs }: OprfBench, ref: OprfBackend, entries: number): Promise<void> {
+  const tags = Array.from({ length: entries }, (_, i) => {
     const tag = new Uint8Array(DEFAULT_TAG_BYTES);
     new DataView(tag.buffer).setUint32(0, Math.imul(i + 1, 2654435761) >>> 0);
     new DataView(tag.buffer).setUint32(4, i);
     return { tag, mask: 1 };
   });
-  const bucket = Bucket.build(entries, DEFAULT_TAG_BYTES);
+  const bucket = Bucket.build(tags, DEFAULT_TAG_BYTES);
   const probes = inputs.slice(0, 200).map((x) => truncateTag(ref.evaluate('voprf', keyOf(ref).secretKey, x), DEFAULT_TAG_BYTES));
   const nextProbe = cycler(probes);
-  await add([{ operation: `client bucket search (${config.bucketEntries} tags)`, impl: 'any', op: 'number' }, () => bucket.lookup(nextProbe())]);
-
-  if (config.tokens) await tokenMarks(config, add, notes);
-
-  notes.push(
-    `Crypto: backends ${backends.map((b) => b.name).join(' and ')} through the one suite interface (shared/suite.ts); the backends of one operation were timed in alternation (one sample each in turn), so "sodium / noble" ratios share the machine's noise. Times are per number or element on one core; "calls timed" is the sample count.`,
-  );
-  if (psiRun) {
-    notes.push(
-      `Crypto: psi.js is OpenMined's ECDH PSI (one P-256 scalar multiplication per item on each side, no proof): its processRequest of ${config.psiItems} items was timed in alternation with BlindEvaluate of ${config.psiItems} elements, on a prepared request object (no protobuf decode timed, as BlindEvaluate is timed without msgpack).`,
-    );
-  }
-  return { marks, references, notes, implementations };
+  await t.add([{ operation: `client bucket search (${entries} tags)`, impl: 'any', op: 'number' }, () => bucket.lookup(nextProbe())]);
 }
 
 type AddMarks = (...entries: [{ operation: string; impl: CryptoImpl; op: string; group?: 'tokens'; by?: string; budget?: TimingBudget }, () => unknown][]) => Promise<void>;

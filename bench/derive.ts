@@ -10,13 +10,27 @@ function by<T extends Mark>(marks: readonly Mark[], section: T['section']): T[] 
   return marks.filter((m): m is T => m.section === section);
 }
 
+/** Keeps a ratio when both figures exist and the denominator is neither 0 nor infinite. */
+type Push = (section: Ratio['section'], name: string, num: number | undefined, den: number | undefined, formula: string) => void;
+
 export function deriveRatios(marks: readonly Mark[], references: readonly ExternalReference[] = []): Ratio[] {
   const out: Ratio[] = [];
-  const push = (section: Ratio['section'], name: string, num: number | undefined, den: number | undefined, formula: string) => {
+  const push: Push = (section, name, num, den, formula) => {
     if (num === undefined || den === undefined || !Number.isFinite(num) || !Number.isFinite(den) || den === 0) return;
     out.push({ section, name, value: num / den, formula });
   };
+  httpRatios(marks, push);
+  fairnessRatios(marks, push);
+  cryptoRatios(marks, references, push);
+  bandwidthRatios(marks, push);
+  buildRatios(marks, push);
+  storeRatios(marks, push);
+  nodesRatios(marks, push);
+  return out;
+}
 
+/** HTTP: the designs on one server, then the servers of a backend, thread-count, auth or mode comparison. */
+function httpRatios(marks: readonly Mark[], push: Push): void {
   // HTTP: throughput and server CPU per lookup, per request shape.
   const allHttp = by<HttpMark>(marks, 'http');
   const http = allHttp.filter((m) => m.phase === 'throughput' && (m.group ?? 'designs') === 'designs');
@@ -81,8 +95,10 @@ export function deriveRatios(marks: readonly Mark[], references: readonly Extern
   const sPlain = single.find((m) => m.design === 'plain');
   const sBlinded = single.find((m) => m.design === 'blinded');
   push('http', `HTTP single: blinded / plain lookups per second (same server)`, sBlinded?.lookupsPerSec, sPlain?.lookupsPerSec, `${sBlinded?.name} ÷ ${sPlain?.name}`);
+}
 
-  // Fairness: what a flood costs the light requester.
+/** Fairness: what a flood costs the light requester. */
+function fairnessRatios(marks: readonly Mark[], push: Push): void {
   const fair = by<FairnessMark>(marks, 'fairness');
   const idle = fair.find((m) => m.phase === 'idle');
   const flood = fair.find((m) => m.phase === 'flood');
@@ -91,7 +107,10 @@ export function deriveRatios(marks: readonly Mark[], references: readonly Extern
     push('fairness', 'light requester under a flood / idle: max latency', flood.light.latencyMs.max, idle.light.latencyMs.max, `max, ${flood.name} ÷ ${idle.name}`);
     push('fairness', 'light requester under a flood: share of requests answered 200', flood.light.ok, flood.light.sent, `200s ÷ requests sent, ${flood.name}`);
   }
+}
 
+/** Crypto: the proof's cost, a tag against a hash, BlindSign, the backends, and the peer (measured, else quoted). */
+function cryptoRatios(marks: readonly Mark[], references: readonly ExternalReference[], push: Push): void {
   // Crypto: per backend, the proof's cost and a tag against a hash; across backends, the speed-up.
   const crypto = by<CryptoMark>(marks, 'crypto');
   const find = (operation: string, backend: string) => crypto.find((m) => m.operation === operation && m.backend === backend);
@@ -148,22 +167,28 @@ export function deriveRatios(marks: readonly Mark[], references: readonly Extern
       push('crypto', `${b} server BlindEvaluate (voprf, batch ${ours.batch}) / ${ref.name}, high end ${ref.high.toLocaleString('en-US')} ${ref.unit} (NOT MEASURED)`, ours.itemsPerSec, ref.high, `${ours.name} ÷ ${ref.high} ${ref.unit} (${ref.source})`);
     }
   }
+}
 
-  // Bandwidth: blinded per b against plain, same lookups.
+/** Bandwidth: blinded per bucket bits against plain, same lookups. */
+function bandwidthRatios(marks: readonly Mark[], push: Push): void {
   const bw = by<BandwidthMark>(marks, 'bandwidth');
   for (const m of bw.filter((x) => x.design === 'blinded')) {
     const plain = bw.find((x) => x.design === 'plain' && x.lookups === m.lookups);
     push('bandwidth', `wire bytes per lookup, ${m.lookups === 1 ? 'single lookup' : `sync of ${m.lookups}`}: blinded b=${m.bucketBits} / plain`, m.wireBytesPerLookup, plain?.wireBytesPerLookup, `${m.name} ÷ ${plain?.name}`);
   }
+}
 
-  // Build: blinded epoch build against opening plain, same directory.
+/** Build: the blinded epoch build against opening plain, same directory. */
+function buildRatios(marks: readonly Mark[], push: Push): void {
   const build = by<BuildMark>(marks, 'build');
   for (const m of build.filter((x) => x.design === 'blinded' && !x.name.endsWith('(1 thread)'))) {
     const plain = build.find((x) => x.design === 'plain' && x.numbers === m.numbers);
     push('build', `open time at ${m.numbers.toLocaleString('en-US')} numbers: blinded / plain`, m.seconds, plain?.seconds, `${m.name} ÷ ${plain?.name}`);
   }
+}
 
-  // Store: Postgres against SQLite, same directory size, same run.
+/** Store: Postgres against SQLite, same directory size, same run. */
+function storeRatios(marks: readonly Mark[], push: Push): void {
   const store = by<StoreMark>(marks, 'store');
   for (const p of store.filter((x) => x.store === 'postgres')) {
     const s = store.find((x) => x.store === 'sqlite' && x.numbers === p.numbers);
@@ -178,12 +203,14 @@ export function deriveRatios(marks: readonly Mark[], references: readonly Extern
     push('store', `store ${at}: postgres / sqlite authenticate mean time`, p.authenticateMeanUs, s.authenticateMeanUs, f('mean µs'));
     push('store', `store ${at}: postgres / sqlite bytes on disk after seeding`, p.diskBytes, s.diskBytes, f('bytes'));
   }
-  // Nodes: a Postgres-backed node (and two on one store) against a SQLite-backed node, same design, same run.
+}
+
+/** Nodes: Postgres-backed nodes against a SQLite-backed one, same design, same run. */
+function nodesRatios(marks: readonly Mark[], push: Push): void {
   const nodes = by<NodesMark>(marks, 'nodes');
   for (const m of nodes.filter((x) => x.setup !== 'sqlite')) {
     const s = nodes.find((x) => x.setup === 'sqlite' && x.design === m.design);
     push('nodes', `nodes: ${m.design} single lookups per second, ${m.setup} / sqlite`, m.lookupsPerSec, s?.lookupsPerSec, `lookups/s, ${m.name} ÷ ${s?.name}`);
     push('nodes', `nodes: ${m.design} CPU-seconds per lookup (nodes and Postgres), ${m.setup} / sqlite`, 1 / m.lookupsPerCpuSecond, s && 1 / s.lookupsPerCpuSecond, `CPU per lookup, ${m.name} ÷ ${s?.name}`);
   }
-  return out;
 }

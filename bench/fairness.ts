@@ -68,15 +68,7 @@ export async function runFairness(config: FairnessConfig, log: (line: string) =>
   try {
     const seeded = seedFolder(dataDir, config.directorySize, 16);
     const flooderToken = seeded.token!;
-    // The light requester: a second account, registered in the store before the server opens it.
-    const store = Store.open(dataDir);
-    let lightToken: string;
-    try {
-      const [number] = sampleNumbers({ count: 1, seed: 'pcd-bench-fairness-light', exclude: (n) => store.numberRegistered(n) });
-      lightToken = store.createAccount({ email: 'light-requester@bench.invalid', numbers: [number!], mask: 1 }, Date.now()).token;
-    } finally {
-      store.close();
-    }
+    const lightToken = addLightRequester(dataDir);
 
     const starting = child.start(
       // Accounts, not tokens: the fairness measured is between two accounts (module header).
@@ -94,73 +86,17 @@ export async function runFairness(config: FairnessConfig, log: (line: string) =>
 
     const post = (elements: readonly Uint8Array[]): LoadRequest => ({ method: 'POST', path: PATHS.blindedEvaluate, body: Buffer.from(encodeBody({ epoch, elements }, 'msgpack')) });
     const headersFor = (token: string) => ({ 'content-type': CONTENT_TYPE.msgpack, accept: CONTENT_TYPE.msgpack, authorization: `Bearer ${token}` });
-    const floodRequests = [post(blinded)];
+    const flooder = { requests: [post(blinded)], headers: headersFor(flooderToken) };
     const lightRequests = blinded.slice(0, 256).map((e) => post([e]));
     const light = () =>
       runLoad(url, { requests: lightRequests, headers: headersFor(lightToken), concurrency: 1, durationMs: config.light.durationMs, minRequests: config.light.minRequests, maxRequests: 1_000_000 });
 
-    const markOf = (phase: FairnessMark['phase'], l: LoadResult, flood?: LoadResult): FairnessMark => {
-      const s = summarize(l.latenciesMs);
-      const retry = flood?.retryAfterSeconds ?? [];
-      return {
-        section: 'fairness',
-        name: phase === 'flood' ? `fairness: 1-element requests while another account floods ${config.flood.elements}-element batches` : 'fairness: the same 1-element requests, idle server',
-        phase,
-        backend: config.backend,
-        evalThreads: config.evalThreads,
-        durationMs: l.durationMs,
-        ...(flood
-          ? {
-              flooder: {
-                elementsPerRequest: config.flood.elements,
-                inFlight: config.flood.inFlight,
-                retryDelayMs: config.flood.retryDelayMs,
-                ok: ok(flood),
-                rejected503: flood.statuses['503'] ?? 0,
-                otherErrors: others(flood),
-                elementsPerSec: (ok(flood) * config.flood.elements) / (flood.durationMs / 1000),
-                ...(retry.length > 0 ? { retryAfterSeconds: { min: Math.min(...retry), max: Math.max(...retry) } } : {}),
-              },
-            }
-          : {}),
-        light: {
-          elementsPerRequest: 1,
-          sent: l.requests + l.errors,
-          ok: ok(l),
-          rejected503: l.statuses['503'] ?? 0,
-          otherErrors: others(l),
-          latencyMs: { mean: s.mean, median: s.median, p50: s.p50, p95: s.p95, p99: s.p99, min: s.min, max: s.max },
-        },
-      };
-    };
-
     // Warm both paths, then the light requester alone.
-    await runLoad(url, { requests: floodRequests, headers: headersFor(flooderToken), concurrency: 1, durationMs: 0, minRequests: 1, maxRequests: 1 });
+    await runLoad(url, { requests: flooder.requests, headers: flooder.headers, concurrency: 1, durationMs: 0, minRequests: 1, maxRequests: 1 });
     await runLoad(url, { requests: lightRequests, headers: headersFor(lightToken), concurrency: 1, durationMs: 0, minRequests: 5, maxRequests: 5 });
-    const idle = markOf('idle', await light());
-
-    // The flood, then the light requester once the flood's backlog is full.
-    let stopFlood!: () => void;
-    const stop = new Promise<void>((resolve) => (stopFlood = resolve));
-    const flooding = runLoad(url, {
-      requests: floodRequests,
-      headers: headersFor(flooderToken),
-      concurrency: config.flood.inFlight,
-      durationMs: Number.POSITIVE_INFINITY,
-      minRequests: 0,
-      maxRequests: Number.MAX_SAFE_INTEGER,
-      retryDelayMs: config.flood.retryDelayMs,
-      stop,
-    });
-    let underFlood: LoadResult;
-    try {
-      await new Promise((r) => setTimeout(r, config.leadMs));
-      underFlood = await light();
-    } finally {
-      stopFlood();
-    }
-    const flood = await flooding;
-    const flooded = markOf('flood', underFlood, flood);
+    const idle = fairnessMark(config, 'idle', await light());
+    const run = await beside(url, flooder, config, light);
+    const flooded = fairnessMark(config, 'flood', run.light, run.flood);
 
     for (const m of [idle, flooded]) {
       const l = m.light;
@@ -180,4 +116,80 @@ export async function runFairness(config: FairnessConfig, log: (line: string) =>
     await child.close();
     fs.rmSync(root, { recursive: true, force: true });
   }
+}
+
+/** The light requester: a second account, registered in the store before the server opens it; its token. */
+function addLightRequester(dataDir: string): string {
+  const store = Store.open(dataDir);
+  try {
+    const [number] = sampleNumbers({ count: 1, seed: 'pcd-bench-fairness-light', exclude: (n) => store.numberRegistered(n) });
+    return store.createAccount({ email: 'light-requester@bench.invalid', numbers: [number!], mask: 1 }, Date.now()).token;
+  } finally {
+    store.close();
+  }
+}
+
+/** The flood, then the light requester once the flood's backlog is full (`leadMs` later); the flood stops when the light run is done. */
+async function beside(
+  url: string,
+  flooder: { requests: LoadRequest[]; headers: Record<string, string> },
+  config: FairnessConfig,
+  light: () => Promise<LoadResult>,
+): Promise<{ light: LoadResult; flood: LoadResult }> {
+  let stopFlood!: () => void;
+  const stop = new Promise<void>((resolve) => (stopFlood = resolve));
+  const flooding = runLoad(url, {
+    requests: flooder.requests,
+    headers: flooder.headers,
+    concurrency: config.flood.inFlight,
+    durationMs: Number.POSITIVE_INFINITY,
+    minRequests: 0,
+    maxRequests: Number.MAX_SAFE_INTEGER,
+    retryDelayMs: config.flood.retryDelayMs,
+    stop,
+  });
+  let underFlood: LoadResult;
+  try {
+    await new Promise((r) => setTimeout(r, config.leadMs));
+    underFlood = await light();
+  } finally {
+    stopFlood();
+  }
+  return { light: underFlood, flood: await flooding };
+}
+
+/** The light requester's run as a mark, and with a flood, what the flooder got. */
+function fairnessMark(config: FairnessConfig, phase: FairnessMark['phase'], l: LoadResult, flood?: LoadResult): FairnessMark {
+  const s = summarize(l.latenciesMs);
+  const retry = flood?.retryAfterSeconds ?? [];
+  return {
+    section: 'fairness',
+    name: phase === 'flood' ? `fairness: 1-element requests while another account floods ${config.flood.elements}-element batches` : 'fairness: the same 1-element requests, idle server',
+    phase,
+    backend: config.backend,
+    evalThreads: config.evalThreads,
+    durationMs: l.durationMs,
+    ...(flood
+      ? {
+          flooder: {
+            elementsPerRequest: config.flood.elements,
+            inFlight: config.flood.inFlight,
+            retryDelayMs: config.flood.retryDelayMs,
+            ok: ok(flood),
+            rejected503: flood.statuses['503'] ?? 0,
+            otherErrors: others(flood),
+            elementsPerSec: (ok(flood) * config.flood.elements) / (flood.durationMs / 1000),
+            ...(retry.length > 0 ? { retryAfterSeconds: { min: Math.min(...retry), max: Math.max(...retry) } } : {}),
+          },
+        }
+      : {}),
+    light: {
+      elementsPerRequest: 1,
+      sent: l.requests + l.errors,
+      ok: ok(l),
+      rejected503: l.statuses['503'] ?? 0,
+      otherErrors: others(l),
+      latencyMs: { mean: s.mean, median: s.median, p50: s.p50, p95: s.p95, p99: s.p99, min: s.min, max: s.max },
+    },
+  };
 }

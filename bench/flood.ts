@@ -13,12 +13,13 @@
  *
  * test/connections.test.ts runs the same function and asserts on it.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 export interface FloodOptions {
@@ -88,121 +89,170 @@ export async function runFlood(o: FloodOptions): Promise<FloodResult> {
   );
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-  const sockets = new Set<net.Socket>();
-  let stopping = false;
+  let flood: Flood | undefined;
   try {
-    const url = await new Promise<URL>((resolve, reject) => {
-      let out = '';
-      const timer = setTimeout(() => reject(new Error(`pcd serve did not start within 30 s: ${out}${stderr}`)), 30_000);
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /serving .+? on (http:\/\/[\d.:]+)/.exec(out);
-        if (m) {
-          clearTimeout(timer);
-          resolve(new URL(m[1]!));
-        }
-      });
-      child.on('exit', (code) => reject(new Error(`pcd serve exited with ${code}: ${out}${stderr}`)));
-    });
+    const url = await servingUrl(child, () => stderr);
     const pid = child.pid!; // prlimit execs the command: the same process
     const fds = { start: fdCount(pid), max: 0, end: 0 };
     log(`server ${url.href} (pid ${pid}, open-file limit ${o.nofile}), ${fds.start} descriptors at start`);
 
-    let opened = 0;
-    let refusedAtOnce = 0;
-    let closedLater = 0;
-    let heldMax = 0;
-    let connected = 0;
-    const open = (i: number): void => {
-      if (stopping) return;
-      opened++;
-      let connectedAt: number | undefined;
-      // allowHalfOpen: the flood never closes its side, so only the server can free the descriptor.
-      const s = net.connect({ host: url.hostname, port: Number(url.port), localAddress: o.floodAddress, allowHalfOpen: true });
-      sockets.add(s);
-      s.on('error', () => {});
-      s.on('data', () => {});
-      s.on('end', () => s.destroy()); // the server closed its side: the attacker lets go and comes back
-      s.on('connect', () => {
-        connectedAt = performance.now();
-        connected++;
-        heldMax = Math.max(heldMax, connected);
-        const kind = i % 3;
-        if (kind === 1) s.write('GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: '); // headers never finished
-        if (kind === 2) {
-          s.write('POST /v1/plain/lookup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer x\r\nContent-Length: 100000\r\n\r\n{');
-          const trickle = setInterval(() => (s.writable ? s.write(' ') : clearInterval(trickle)), 1000);
-          s.once('close', () => clearInterval(trickle));
-        }
-      });
-      s.on('close', () => {
-        sockets.delete(s);
-        if (connectedAt !== undefined) connected--;
-        if (stopping) return;
-        if (connectedAt === undefined) return void pending.push(i); // never connected (the listen backlog was full)
-        if (performance.now() - connectedAt < 1000) refusedAtOnce++;
-        else closedLater++;
-        pending.push(i); // the attacker comes back (paced below)
-      });
-    };
-    // Reopened at most REOPEN_PER_S a second: pressure that stays on, without the client spending both cores on connect().
-    const pending: number[] = [];
-    const reopen = setInterval(() => {
-      for (const i of pending.splice(0, REOPEN_PER_S / 10)) open(i);
-    }, 100);
-    // The first wave in batches, so the client's own event loop keeps up.
-    for (let i = 0; i < o.connections; i++) {
-      open(i);
-      if (i % 500 === 499) await new Promise((r) => setTimeout(r, 100));
-    }
+    flood = new Flood(url, o.floodAddress);
+    await flood.start(o.connections);
     log(`flood: ${o.connections} connections from ${o.floodAddress} opened`);
-
-    const latencies: number[] = [];
-    let asked = 0;
-    let failed = 0;
-    const failures: string[] = [];
-    const end = performance.now() + o.seconds * 1000;
-    let nextReport = performance.now() + 2000;
-    while (performance.now() < end) {
-      asked++;
-      await health(url, o.healthAddress).then(
-        (ms) => latencies.push(ms),
-        (e: unknown) => {
-          failed++;
-          failures.push(e instanceof Error ? e.message : String(e));
-        },
-      );
-      fds.max = Math.max(fds.max, fdCount(pid));
-      if (performance.now() >= nextReport) {
-        nextReport += 2000;
-        log(`  t=${(o.seconds - (end - performance.now()) / 1000).toFixed(0)}s: flood sockets connected ${connected} (and ${sockets.size - connected} still connecting), server fds ${fdCount(pid)}, health worst so far ${Math.max(0, ...latencies).toFixed(1)} ms, failed ${failed}`);
-      }
-      await new Promise((r) => setTimeout(r, 200));
-    }
-    stopping = true;
-    clearInterval(reopen);
+    const h = await watchHealth(o, url, { pid, fds }, flood, log);
+    flood.stop();
     fds.end = fdCount(pid);
-    const sorted = [...latencies].sort((a, b) => a - b);
+    const sorted = [...h.latencies].sort((a, b) => a - b);
     const result: FloodResult = {
-      opened,
-      refusedAtOnce,
-      closedLater,
-      heldAtEnd: connected,
-      connectingAtEnd: sockets.size - connected,
-      heldMax,
-      health: { asked, answered: latencies.length, failed, maxMs: sorted.at(-1) ?? Number.NaN, medianMs: sorted[Math.floor(sorted.length / 2)] ?? Number.NaN },
+      opened: flood.opened,
+      refusedAtOnce: flood.refusedAtOnce,
+      closedLater: flood.closedLater,
+      heldAtEnd: flood.connected,
+      connectingAtEnd: flood.sockets.size - flood.connected,
+      heldMax: flood.heldMax,
+      health: { asked: h.asked, answered: h.latencies.length, failed: h.failed, maxMs: sorted.at(-1) ?? Number.NaN, medianMs: sorted[Math.floor(sorted.length / 2)] ?? Number.NaN },
       fds,
-      serverStderr: stderr + (failures.length ? `\n(health failures: ${failures.slice(0, 3).join('; ')})` : ''),
+      serverStderr: stderr + (h.failures.length ? `\n(health failures: ${h.failures.slice(0, 3).join('; ')})` : ''),
       nofile: o.nofile,
     };
     return result;
   } finally {
-    stopping = true;
-    for (const s of sockets) s.destroy();
+    flood?.destroy();
     child.kill('SIGKILL');
     await new Promise((r) => (child.exitCode === null ? child.once('exit', r) : r(undefined)));
     fs.rmSync(dataDir, { recursive: true, force: true });
   }
+}
+
+/** The URL `pcd serve` prints once it serves; an error when it exits first or says nothing within 30 s. */
+function servingUrl(child: ChildProcessByStdio<null, Readable, Readable>, stderr: () => string): Promise<URL> {
+  return new Promise<URL>((resolve, reject) => {
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`pcd serve did not start within 30 s: ${out}${stderr()}`)), 30_000);
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /serving .+? on (http:\/\/[\d.:]+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(new URL(m[1]!));
+      }
+    });
+    child.on('exit', (code) => reject(new Error(`pcd serve exited with ${code}: ${out}${stderr()}`)));
+  });
+}
+
+/**
+ * The hostile client: connections from one address, a third each left idle,
+ * with headers never finished, and with a body trickled a byte a second;
+ * each one the server lets go comes back, paced.
+ */
+class Flood {
+  opened = 0;
+  /** Closed by the server within a second of connecting. */
+  refusedAtOnce = 0;
+  closedLater = 0;
+  heldMax = 0;
+  /** Connected now. */
+  connected = 0;
+  readonly sockets = new Set<net.Socket>();
+  private readonly pending: number[] = [];
+  private stopping = false;
+  private reopen: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly url: URL,
+    private readonly localAddress: string,
+  ) {}
+
+  /** Opens the first wave, in batches so the client's own event loop keeps up; from now on, what closes is reopened. */
+  async start(connections: number): Promise<void> {
+    // Reopened at most REOPEN_PER_S a second: pressure that stays on, without the client spending both cores on connect().
+    this.reopen = setInterval(() => {
+      for (const i of this.pending.splice(0, REOPEN_PER_S / 10)) this.open(i);
+    }, 100);
+    for (let i = 0; i < connections; i++) {
+      this.open(i);
+      if (i % 500 === 499) await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Stops reopening; the sockets stay as they are, to be counted. */
+  stop(): void {
+    this.stopping = true;
+    clearInterval(this.reopen);
+  }
+
+  destroy(): void {
+    this.stop();
+    for (const s of this.sockets) s.destroy();
+  }
+
+  private open(i: number): void {
+    if (this.stopping) return;
+    this.opened++;
+    let connectedAt: number | undefined;
+    // allowHalfOpen: the flood never closes its side, so only the server can free the descriptor.
+    const s = net.connect({ host: this.url.hostname, port: Number(this.url.port), localAddress: this.localAddress, allowHalfOpen: true });
+    this.sockets.add(s);
+    s.on('error', () => {});
+    s.on('data', () => {});
+    s.on('end', () => s.destroy()); // the server closed its side: the attacker lets go and comes back
+    s.on('connect', () => {
+      connectedAt = performance.now();
+      this.connected++;
+      this.heldMax = Math.max(this.heldMax, this.connected);
+      const kind = i % 3;
+      if (kind === 1) s.write('GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Slow: '); // headers never finished
+      if (kind === 2) {
+        s.write('POST /v1/plain/lookup HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer x\r\nContent-Length: 100000\r\n\r\n{');
+        const trickle = setInterval(() => (s.writable ? s.write(' ') : clearInterval(trickle)), 1000);
+        s.once('close', () => clearInterval(trickle));
+      }
+    });
+    s.on('close', () => {
+      this.sockets.delete(s);
+      if (connectedAt !== undefined) this.connected--;
+      if (this.stopping) return;
+      if (connectedAt === undefined) return void this.pending.push(i); // never connected (the listen backlog was full)
+      if (performance.now() - connectedAt < 1000) this.refusedAtOnce++;
+      else this.closedLater++;
+      this.pending.push(i); // the attacker comes back (paced below)
+    });
+  }
+}
+
+/** The other client: /v1/health every 200 ms from its own address, on a fresh connection, for `o.seconds`; the server's descriptors watched meanwhile. */
+async function watchHealth(
+  o: FloodOptions,
+  url: URL,
+  server: { pid: number; fds: FloodResult['fds'] },
+  flood: Flood,
+  log: (line: string) => void,
+): Promise<{ latencies: number[]; asked: number; failed: number; failures: string[] }> {
+  const { pid, fds } = server;
+  const latencies: number[] = [];
+  let asked = 0;
+  let failed = 0;
+  const failures: string[] = [];
+  const end = performance.now() + o.seconds * 1000;
+  let nextReport = performance.now() + 2000;
+  while (performance.now() < end) {
+    asked++;
+    await health(url, o.healthAddress).then(
+      (ms) => latencies.push(ms),
+      (e: unknown) => {
+        failed++;
+        failures.push(e instanceof Error ? e.message : String(e));
+      },
+    );
+    fds.max = Math.max(fds.max, fdCount(pid));
+    if (performance.now() >= nextReport) {
+      nextReport += 2000;
+      log(`  t=${(o.seconds - (end - performance.now()) / 1000).toFixed(0)}s: flood sockets connected ${flood.connected} (and ${flood.sockets.size - flood.connected} still connecting), server fds ${fdCount(pid)}, health worst so far ${Math.max(0, ...latencies).toFixed(1)} ms, failed ${failed}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return { latencies, asked, failed, failures };
 }
 
 function arg(name: string, fallback: number): number {

@@ -31,6 +31,7 @@ import { capabilitiesToMask } from '../shared/capabilities.ts';
 import { CONTENT_TYPE, encodeBody } from '../shared/codec.ts';
 import { BlindedConfigReply, PATHS } from '../shared/messages.ts';
 import { DEFAULT_SIZE_CLASSES } from '../shared/tokens.ts';
+import type { E164 } from '../shared/e164.ts';
 import { generateAccounts, generateContactLists } from '../synth/directory.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../server/pg/embedded.ts';
 import { createMasterKey, readMasterKey } from '../server/pg/epochkeys.ts';
@@ -141,23 +142,7 @@ export async function runNodes(config: NodesConfig, log: (line: string) => void)
       u.pathname = `/${database!.name}`;
       return u.toString();
     });
-    const store = await PgStore.open(dbUrl, { node: 'bench-seeder' });
-    let pgToken: string;
-    try {
-      const opts = { size: config.directorySize, seed: BENCH_SEED, requesters: 1, contactsPerRequester: Math.max(1, config.poolSize), registeredShare: 0.5 };
-      await store.bulkInsert(
-        (function* () {
-          for (const a of generateAccounts(opts)) yield { email: a.email, numbers: a.numbers, mask: capabilitiesToMask(a.capabilities) };
-        })(),
-        Date.now(),
-      );
-      const [list] = generateContactLists(opts);
-      const account = list && (await store.accountByEmail(list.email));
-      if (!account) throw new Error('nodes: the requester is not in the shared store');
-      pgToken = await store.issueToken(account.accountId);
-    } finally {
-      await store.close();
-    }
+    const pgToken = await seedSharedStore(dbUrl, config);
     const masterKeyFile = path.join(root, 'master.key');
     createMasterKey(masterKeyFile);
     const settings = await withClient(pgBase, async (c) => (await c.query<{ v: string; f: string; s: string }>("SELECT current_setting('server_version') AS v, current_setting('fsync') AS f, current_setting('synchronous_commit') AS s")).rows[0]);
@@ -188,132 +173,168 @@ export async function runNodes(config: NodesConfig, log: (line: string) => void)
       { name: 'postgres, 2 nodes', nodes: pgNodes, token: pgToken, requests: new Map() },
     ];
 
-    // Correctness first, on every node: the real client's answers for a probe of the pool.
-    const probe = pool.slice(0, 8);
-    for (const s of setups) {
-      for (const n of s.nodes) {
-        for (const design of config.designs) {
-          // One number a lookup, as the load sends them (a batch would need a larger size class than a run may configure).
-          const client = createClient({ baseUrl: n.url, token: s.token, design });
-          for (const c of probe) {
-            const [r] = await client.lookupMany([c.number]);
-            if ((r!.capabilities.length > 0) !== c.registered) throw new Error(`nodes ${s.name} ${design}: ${r!.number} answered ${JSON.stringify(r!.capabilities)}`);
-          }
-        }
-      }
-    }
+    await checkAnswers(setups, pool.slice(0, 8), config.designs);
     log(`  answers checked through the real client on every node for ${config.designs.join(', ')}`);
-
-    // Requests prepared ahead by the design's own client (blinded: the config, blinding with sodium, padding to class 1).
-    for (const s of setups) {
-      const url = s.nodes[0]!.url;
-      for (const design of config.designs) {
-        const client = CLIENT_DESIGNS[design](createTransport({ baseUrl: url }), { backend: 'sodium', issuer: createTransport({ baseUrl: url, token: s.token }) });
-        const requests: LoadRequest[] = [];
-        for (const c of pool.slice(0, design === 'blinded' ? 16 : 64)) {
-          const r = (await client.prepare([c.number])).request;
-          if (!r || r.method === 'DELETE') throw new Error(`nodes: ${design} prepared no request`);
-          requests.push({ method: r.method, path: r.path, body: r.body === undefined ? undefined : Buffer.from(encodeBody(r.body, 'msgpack')) });
-        }
-        s.requests.set(design, requests);
-      }
-      if (config.designs.includes('blinded')) {
-        const cfg = (await createTransport({ baseUrl: url }).request({ method: 'GET', path: PATHS.blindedConfig, reply: BlindedConfigReply, auth: false })).body!;
-        const published = { issuer: cfg.issuer!, epoch: cfg.current, keys: cfg.epochs.find((e) => e.epoch === cfg.current)?.tokenKeys ?? [] };
-        const classes = published.keys.map((k) => k.sizeClass);
-        const keys =
-          s.name === 'sqlite'
-            ? await TokenKeys.open(path.join(root, 'node-sqlite'), classes)
-            : await (async () => {
-                const p = new pg.Pool({ connectionString: dbUrl, max: 1 });
-                try {
-                  return await TokenKeys.openFrom(new PgTokenKeyStorage(p, readMasterKey(masterKeyFile)), classes);
-                } finally {
-                  await p.end();
-                }
-              })();
-        s.minter = await TokenMinter.fromKeys(keys, published, s.name);
-        s.supply = new TokenSupply(s.minter, 1);
-      }
-    }
+    for (const s of setups) await prepareSetup(s, config.designs, pool, { root, dbUrl, masterKeyFile });
     // The two Postgres setups share the store, its epoch and its token keys: one supply (a token is spent once).
     setups[2]!.supply = setups[1]!.supply;
-
-    /** One slice of one setup: the nodes share the concurrency; with tokens, each request its own, minted before the clock. */
-    const slice = async (s: Setup, design: string, durationMs: number): Promise<Tally> => {
-      const headers = { 'content-type': CONTENT_TYPE.msgpack, accept: CONTENT_TYPE.msgpack, ...(design === 'plain' || !s.supply ? { authorization: `Bearer ${s.token}` } : {}) };
-      const base = s.requests.get(design)!;
-      const per = Math.max(1, Math.floor(config.concurrency / s.nodes.length));
-      // With tokens: as many per node as the slice can spend at the rate seen so far (a quarter more), minted now, off the clock.
-      const paid = design === 'blinded' && s.supply !== undefined;
-      const want = Math.max(64, Math.ceil(((s.rate ?? 2000) * (durationMs / 1000) * 1.25) / s.nodes.length));
-      if (paid) await s.supply!.fill(want * s.nodes.length);
-      const tokens = s.nodes.map(() => (paid ? s.supply!.take(want) : []));
-      const before = await Promise.all(s.nodes.map((n) => n.child.usage()));
-      const pg0 = postgresCpuSeconds();
-      const results = await Promise.all(
-        s.nodes.map((n, i) => {
-          const requests = paid ? tokens[i]!.map((authorization, j) => ({ ...base[j % base.length]!, headers: { authorization } })) : base;
-          return runLoad(n.url, { requests, headers, concurrency: per, durationMs, minRequests: 1, maxRequests: paid ? requests.length : 10_000_000 });
-        }),
-      );
-      // Tokens not sent were not spent: back to the supply.
-      if (paid) results.forEach((r, i) => s.supply!.giveBack(tokens[i]!.slice(r.requests + r.errors)));
-      const pgCpuS = postgresCpuSeconds() - pg0;
-      const after = await Promise.all(s.nodes.map((n) => n.child.usage()));
-      const nodeCpuS = after.reduce((sum, u, i) => sum + (u.cpuUs - before[i]!.cpuUs) / 1e6, 0);
-      let merged: Tally | undefined;
-      for (const r of results) merged = add(merged, { result: { ...r, statuses: { ...r.statuses }, latenciesMs: [...r.latenciesMs] }, nodeCpuS: 0, pgCpuS: 0 });
-      // Parallel slices: the wall time is the longest, not the sum.
-      merged!.result.durationMs = Math.max(...results.map((r) => r.durationMs));
-      if (merged!.result.durationMs > 0) s.rate = merged!.result.requests / (merged!.result.durationMs / 1000);
-      return { result: merged!.result, nodeCpuS, pgCpuS: s.name === 'sqlite' ? 0 : pgCpuS };
-    };
-
-    const marks: NodesMark[] = [];
-    for (const design of config.designs) {
-      for (const s of setups) if (config.warmupMs > 0) await slice(s, design, config.warmupMs);
-      const tallies = new Map<NodesSetup, Tally>();
-      for (let round = 0; round < config.rounds; round++) {
-        for (const s of setups) tallies.set(s.name, add(tallies.get(s.name), await slice(s, design, config.durationMs / config.rounds)));
-      }
-      const sqlite = tallies.get('sqlite')!;
-      const rate = (t: Tally) => t.result.requests / (t.result.durationMs / 1000);
-      for (const s of setups) {
-        const t = tallies.get(s.name)!;
-        const { count: _, ...latency } = summarize(t.result.latenciesMs);
-        const mark: NodesMark = {
-          section: 'nodes',
-          name: `${design} single lookups, ${s.name}`,
-          design: design as NodesMark['design'],
-          setup: s.name,
-          nodes: s.nodes.length,
-          requests: t.result.requests,
-          errors: t.result.errors,
-          errorKinds: t.result.statuses,
-          durationMs: t.result.durationMs,
-          lookupsPerSec: rate(t),
-          latencyMs: latency as LatencyMs,
-          nodeCpuMsPerLookup: (1000 * t.nodeCpuS) / Math.max(1, t.result.requests),
-          postgresCpuMsPerLookup: (1000 * t.pgCpuS) / Math.max(1, t.result.requests),
-          lookupsPerNodeCpuSecond: t.result.requests / Math.max(1e-9, t.nodeCpuS),
-          lookupsPerCpuSecond: t.result.requests / Math.max(1e-9, t.nodeCpuS + t.pgCpuS),
-          ratioToSqlite: rate(t) / rate(sqlite),
-        };
-        marks.push(mark);
-        log(
-          `  ${mark.name.padEnd(40)} ${formatNumber(mark.lookupsPerSec, 0)} lookups/s (${mark.ratioToSqlite.toFixed(3)}x sqlite), p50 ${latency.p50.toFixed(2)} ms p99 ${latency.p99.toFixed(2)} ms, ` +
-            `node CPU ${mark.nodeCpuMsPerLookup.toFixed(3)} ms/lookup, Postgres CPU ${mark.postgresCpuMsPerLookup.toFixed(3)} ms/lookup${t.result.errors ? `, ${t.result.errors} errors` : ''}`,
-        );
-      }
-    }
-    return { marks, notes };
+    return { marks: await measureSetups(setups, config, log), notes };
   } finally {
     for (const c of children) await c.close().catch(() => c.kill('SIGKILL').catch(() => {}));
     if (database) await withClient(database.base, (c) => c.query(`DROP DATABASE IF EXISTS ${database!.name} WITH (FORCE)`)).catch(() => {});
     await embedded?.stop();
     fs.rmSync(root, { recursive: true, force: true });
   }
+}
+
+/** The shared store seeded with the synthetic directory the SQLite folder holds (same seed), and its requester's token. */
+async function seedSharedStore(dbUrl: string, config: NodesConfig): Promise<string> {
+  const store = await PgStore.open(dbUrl, { node: 'bench-seeder' });
+  try {
+    const opts = { size: config.directorySize, seed: BENCH_SEED, requesters: 1, contactsPerRequester: Math.max(1, config.poolSize), registeredShare: 0.5 };
+    await store.bulkInsert(
+      (function* () {
+        for (const a of generateAccounts(opts)) yield { email: a.email, numbers: a.numbers, mask: capabilitiesToMask(a.capabilities) };
+      })(),
+      Date.now(),
+    );
+    const [list] = generateContactLists(opts);
+    const account = list && (await store.accountByEmail(list.email));
+    if (!account) throw new Error('nodes: the requester is not in the shared store');
+    return await store.issueToken(account.accountId);
+  } finally {
+    await store.close();
+  }
+}
+
+/** Correctness first, on every node: the real client's answers for a probe of the pool. */
+async function checkAnswers(setups: readonly Setup[], probe: readonly { number: E164; registered: boolean }[], designs: NodesConfig['designs']): Promise<void> {
+  for (const s of setups) {
+    for (const n of s.nodes) {
+      for (const design of designs) {
+        // One number a lookup, as the load sends them (a batch would need a larger size class than a run may configure).
+        const client = createClient({ baseUrl: n.url, token: s.token, design });
+        for (const c of probe) {
+          const [r] = await client.lookupMany([c.number]);
+          if ((r!.capabilities.length > 0) !== c.registered) throw new Error(`nodes ${s.name} ${design}: ${r!.number} answered ${JSON.stringify(r!.capabilities)}`);
+        }
+      }
+    }
+  }
+}
+
+/**
+ * A setup's requests, prepared ahead by the design's own client (blinded: the config, blinding with sodium, padding
+ * to class 1); with blinded, a minter of the token keys its first node serves (read from the store on a shared one).
+ */
+async function prepareSetup(s: Setup, designs: NodesConfig['designs'], pool: readonly { number: E164 }[], where: { root: string; dbUrl: string; masterKeyFile: string }): Promise<void> {
+  const url = s.nodes[0]!.url;
+  for (const design of designs) {
+    const client = CLIENT_DESIGNS[design](createTransport({ baseUrl: url }), { backend: 'sodium', issuer: createTransport({ baseUrl: url, token: s.token }) });
+    const requests: LoadRequest[] = [];
+    for (const c of pool.slice(0, design === 'blinded' ? 16 : 64)) {
+      const r = (await client.prepare([c.number])).request;
+      if (!r || r.method === 'DELETE') throw new Error(`nodes: ${design} prepared no request`);
+      requests.push({ method: r.method, path: r.path, body: r.body === undefined ? undefined : Buffer.from(encodeBody(r.body, 'msgpack')) });
+    }
+    s.requests.set(design, requests);
+  }
+  if (designs.includes('blinded')) {
+    const cfg = (await createTransport({ baseUrl: url }).request({ method: 'GET', path: PATHS.blindedConfig, reply: BlindedConfigReply, auth: false })).body!;
+    const published = { issuer: cfg.issuer!, epoch: cfg.current, keys: cfg.epochs.find((e) => e.epoch === cfg.current)?.tokenKeys ?? [] };
+    const classes = published.keys.map((k) => k.sizeClass);
+    const keys =
+      s.name === 'sqlite'
+        ? await TokenKeys.open(path.join(where.root, 'node-sqlite'), classes)
+        : await (async () => {
+            const p = new pg.Pool({ connectionString: where.dbUrl, max: 1 });
+            try {
+              return await TokenKeys.openFrom(new PgTokenKeyStorage(p, readMasterKey(where.masterKeyFile)), classes);
+            } finally {
+              await p.end();
+            }
+          })();
+    s.minter = await TokenMinter.fromKeys(keys, published, s.name);
+    s.supply = new TokenSupply(s.minter, 1);
+  }
+}
+
+/** One slice of one setup: the nodes share the concurrency; with tokens, each request its own, minted before the clock. */
+async function loadSlice(s: Setup, design: string, durationMs: number, concurrency: number): Promise<Tally> {
+  const headers = { 'content-type': CONTENT_TYPE.msgpack, accept: CONTENT_TYPE.msgpack, ...(design === 'plain' || !s.supply ? { authorization: `Bearer ${s.token}` } : {}) };
+  const base = s.requests.get(design)!;
+  const per = Math.max(1, Math.floor(concurrency / s.nodes.length));
+  // With tokens: as many per node as the slice can spend at the rate seen so far (a quarter more), minted now, off the clock.
+  const paid = design === 'blinded' && s.supply !== undefined;
+  const want = Math.max(64, Math.ceil(((s.rate ?? 2000) * (durationMs / 1000) * 1.25) / s.nodes.length));
+  if (paid) await s.supply!.fill(want * s.nodes.length);
+  const tokens = s.nodes.map(() => (paid ? s.supply!.take(want) : []));
+  const before = await Promise.all(s.nodes.map((n) => n.child.usage()));
+  const pg0 = postgresCpuSeconds();
+  const results = await Promise.all(
+    s.nodes.map((n, i) => {
+      const requests = paid ? tokens[i]!.map((authorization, j) => ({ ...base[j % base.length]!, headers: { authorization } })) : base;
+      return runLoad(n.url, { requests, headers, concurrency: per, durationMs, minRequests: 1, maxRequests: paid ? requests.length : 10_000_000 });
+    }),
+  );
+  // Tokens not sent were not spent: back to the supply.
+  if (paid) results.forEach((r, i) => s.supply!.giveBack(tokens[i]!.slice(r.requests + r.errors)));
+  const pgCpuS = postgresCpuSeconds() - pg0;
+  const after = await Promise.all(s.nodes.map((n) => n.child.usage()));
+  const nodeCpuS = after.reduce((sum, u, i) => sum + (u.cpuUs - before[i]!.cpuUs) / 1e6, 0);
+  let merged: Tally | undefined;
+  for (const r of results) merged = add(merged, { result: { ...r, statuses: { ...r.statuses }, latenciesMs: [...r.latenciesMs] }, nodeCpuS: 0, pgCpuS: 0 });
+  // Parallel slices: the wall time is the longest, not the sum.
+  merged!.result.durationMs = Math.max(...results.map((r) => r.durationMs));
+  if (merged!.result.durationMs > 0) s.rate = merged!.result.requests / (merged!.result.durationMs / 1000);
+  return { result: merged!.result, nodeCpuS, pgCpuS: s.name === 'sqlite' ? 0 : pgCpuS };
+}
+
+/** Design after design, the setups taking turns in `rounds` slices each; one mark per design and setup. */
+async function measureSetups(setups: readonly Setup[], config: NodesConfig, log: (line: string) => void): Promise<NodesMark[]> {
+  const marks: NodesMark[] = [];
+  for (const design of config.designs) {
+    for (const s of setups) if (config.warmupMs > 0) await loadSlice(s, design, config.warmupMs, config.concurrency);
+    const tallies = new Map<NodesSetup, Tally>();
+    for (let round = 0; round < config.rounds; round++) {
+      for (const s of setups) tallies.set(s.name, add(tallies.get(s.name), await loadSlice(s, design, config.durationMs / config.rounds, config.concurrency)));
+    }
+    const sqlite = tallies.get('sqlite')!;
+    for (const s of setups) {
+      const t = tallies.get(s.name)!;
+      const mark = nodesMark(design, s, t, sqlite);
+      marks.push(mark);
+      log(
+        `  ${mark.name.padEnd(40)} ${formatNumber(mark.lookupsPerSec, 0)} lookups/s (${mark.ratioToSqlite.toFixed(3)}x sqlite), p50 ${mark.latencyMs.p50.toFixed(2)} ms p99 ${mark.latencyMs.p99.toFixed(2)} ms, ` +
+          `node CPU ${mark.nodeCpuMsPerLookup.toFixed(3)} ms/lookup, Postgres CPU ${mark.postgresCpuMsPerLookup.toFixed(3)} ms/lookup${t.result.errors ? `, ${t.result.errors} errors` : ''}`,
+      );
+    }
+  }
+  return marks;
+}
+
+/** A setup's slices added up: lookups per second, latency, CPU per lookup of the nodes and of Postgres, and the ratio to SQLite. */
+function nodesMark(design: string, s: Setup, t: Tally, sqlite: Tally): NodesMark {
+  const rate = (x: Tally) => x.result.requests / (x.result.durationMs / 1000);
+  const { count: _, ...latency } = summarize(t.result.latenciesMs);
+  return {
+    section: 'nodes',
+    name: `${design} single lookups, ${s.name}`,
+    design: design as NodesMark['design'],
+    setup: s.name,
+    nodes: s.nodes.length,
+    requests: t.result.requests,
+    errors: t.result.errors,
+    errorKinds: t.result.statuses,
+    durationMs: t.result.durationMs,
+    lookupsPerSec: rate(t),
+    latencyMs: latency as LatencyMs,
+    nodeCpuMsPerLookup: (1000 * t.nodeCpuS) / Math.max(1, t.result.requests),
+    postgresCpuMsPerLookup: (1000 * t.pgCpuS) / Math.max(1, t.result.requests),
+    lookupsPerNodeCpuSecond: t.result.requests / Math.max(1e-9, t.nodeCpuS),
+    lookupsPerCpuSecond: t.result.requests / Math.max(1e-9, t.nodeCpuS + t.pgCpuS),
+    ratioToSqlite: rate(t) / rate(sqlite),
+  };
 }
 
 async function withClient<T>(url: string, f: (c: pg.Client) => Promise<T>): Promise<T> {

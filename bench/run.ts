@@ -136,6 +136,65 @@ export function parseSizes(list: string): number[] {
 }
 
 /** Runs the sections and returns the results (not yet written). */
+/** What one section adds to the run's results. */
+interface SectionOutput {
+  marks: Mark[];
+  notes?: string[];
+  projections?: Projection[];
+  references?: ExternalReference[];
+  setup?: Record<string, string>;
+  padding?: PaddingRow[];
+  workload?: WorkloadResult[];
+}
+
+/** Runs one section with its part of the configuration. */
+async function runSection(section: Section, config: BenchConfig, log: (line: string) => void): Promise<SectionOutput> {
+  switch (section) {
+    case 'crypto': {
+      const r = await runCrypto(config.crypto, { log });
+      return { marks: r.marks, references: r.references, notes: r.notes, ...(r.implementations['psi.js'] ? { setup: { psiJs: r.implementations['psi.js'] } } : {}) };
+    }
+    case 'http': {
+      const r = await runHttp(config.http, log);
+      return { marks: r.marks, padding: r.padding, setup: r.setup, notes: r.notes };
+    }
+    case 'fairness': {
+      const r = await runFairness(config.fairness, log);
+      return { marks: r.marks, notes: r.notes };
+    }
+    case 'scale': {
+      const r = await runScale(config.scale, log);
+      return { marks: r.marks, notes: r.notes };
+    }
+    case 'bandwidth': {
+      const r = await runBandwidth(config.bandwidth, log);
+      return { marks: r.marks, projections: r.projections, notes: r.notes };
+    }
+    case 'build': {
+      const r = await runBuild(config.build, log);
+      const s = r.seeding.at(-1);
+      const seeding = s ? [`Build: seeding the store (synth/ generator + SQLite bulk insert) ran at ${Math.round(s.numbers / s.seconds).toLocaleString('en-US')} numbers/s at ${s.numbers.toLocaleString('en-US')} numbers.`] : [];
+      return { marks: r.marks, projections: r.projections, notes: [...r.notes, ...seeding] };
+    }
+    case 'store': {
+      const r = await runStore(config.store, log);
+      return { marks: r.marks, notes: r.notes };
+    }
+    case 'nodes': {
+      const r = await runNodes(config.nodes, log);
+      return { marks: r.marks, notes: r.notes };
+    }
+    case 'reverse': {
+      const r = runReverse(config.reverse, log);
+      return { marks: r.marks, projections: r.projections };
+    }
+    case 'workload': {
+      const r = await runWorkloadSection(config.workload, log);
+      return { marks: r.marks, notes: r.notes, workload: r.rows };
+    }
+  }
+}
+
 export async function runBench(options: BenchOptions): Promise<BenchResults> {
   const log = options.log ?? ((line: string) => console.log(line));
   const started = performance.now();
@@ -160,77 +219,14 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     const startedAt = new Date().toISOString();
     const t0 = performance.now();
     try {
-      switch (section) {
-        case 'crypto': {
-          const r = await runCrypto(config.crypto, { log });
-          marks.push(...r.marks);
-          references.push(...r.references);
-          notes.push(...r.notes);
-          if (r.implementations['psi.js']) setup.psiJs = r.implementations['psi.js'];
-          break;
-        }
-        case 'http': {
-          const r = await runHttp(config.http, log);
-          marks.push(...r.marks);
-          padding = r.padding;
-          setup = { ...setup, ...r.setup };
-          notes.push(...r.notes);
-          break;
-        }
-        case 'fairness': {
-          const r = await runFairness(config.fairness, log);
-          marks.push(...r.marks);
-          notes.push(...r.notes);
-          break;
-        }
-        case 'scale': {
-          const r = await runScale(config.scale, log);
-          marks.push(...r.marks);
-          notes.push(...r.notes);
-          break;
-        }
-        case 'bandwidth': {
-          const r = await runBandwidth(config.bandwidth, log);
-          marks.push(...r.marks);
-          projections.push(...r.projections);
-          notes.push(...r.notes);
-          break;
-        }
-        case 'build': {
-          const r = await runBuild(config.build, log);
-          marks.push(...r.marks);
-          projections.push(...r.projections);
-          notes.push(...r.notes);
-          const s = r.seeding.at(-1);
-          if (s) notes.push(`Build: seeding the store (synth/ generator + SQLite bulk insert) ran at ${Math.round(s.numbers / s.seconds).toLocaleString('en-US')} numbers/s at ${s.numbers.toLocaleString('en-US')} numbers.`);
-          break;
-        }
-        case 'store': {
-          const r = await runStore(config.store, log);
-          marks.push(...r.marks);
-          notes.push(...r.notes);
-          break;
-        }
-        case 'nodes': {
-          const r = await runNodes(config.nodes, log);
-          marks.push(...r.marks);
-          notes.push(...r.notes);
-          break;
-        }
-        case 'reverse': {
-          const r = runReverse(config.reverse, log);
-          marks.push(...r.marks);
-          projections.push(...r.projections);
-          break;
-        }
-        case 'workload': {
-          const r = await runWorkloadSection(config.workload, log);
-          marks.push(...r.marks);
-          notes.push(...r.notes);
-          workload = r.rows;
-          break;
-        }
-      }
+      const r = await runSection(section, config, log);
+      marks.push(...r.marks);
+      projections.push(...(r.projections ?? []));
+      references.push(...(r.references ?? []));
+      notes.push(...(r.notes ?? []));
+      if (r.setup) setup = { ...setup, ...r.setup };
+      if (r.padding) padding = r.padding;
+      if (r.workload) workload = r.workload;
       sections.push({ section, startedAt, seconds: (performance.now() - t0) / 1000 });
     } catch (e) {
       const message = e instanceof Error ? e.message : String(e);

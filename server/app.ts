@@ -155,40 +155,9 @@ export function createApp(deps: AppDeps): express.Express {
     },
   });
 
-  const tooLarge = (): PcdError => new PcdError(ErrorCode.BodyTooLarge, `body is larger than ${LIMITS.maxBodyBytes} bytes`);
-
-  app.use((req, res, next) => {
-    res.setHeader('X-Content-Type-Options', 'nosniff'); // every reply, errors and 404s included: no body is ever sniffed into markup
-    // A body announced larger than any endpoint reads is refused before a byte of it is read.
-    const declared = contentLength(req);
-    const max = req.path === OHTTP_GATEWAY_PATH ? MAX_ENCAPSULATED_REQUEST_BYTES : LIMITS.maxBodyBytes;
-    if (declared !== undefined && declared > max) throw new PcdError(ErrorCode.BodyTooLarge, `a body of ${declared} bytes is larger than the ${max} bytes this endpoint reads`);
-    const start = process.hrtime.bigint();
-    res.on('finish', () => {
-      deps.logger.debug(
-        {
-          method: req.method,
-          route: (req.route as { path?: string } | undefined)?.path ?? 'unmatched',
-          status: res.statusCode,
-          ms: Number(process.hrtime.bigint() - start) / 1e6,
-        },
-        'request',
-      );
-    });
-    next();
-  });
-
+  app.use(requestGuard(deps.logger));
   // Before routing, so unknown paths and failed authentication count too.
-  app.use((req, res, next) => {
-    if (deps.draining?.()) {
-      res.setHeader('Connection', 'close');
-      throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down: retry in a moment', { retryAfterSeconds: 5 });
-    }
-    // OHTTP: a configured relay's address is exempt, for the outer request and for the inner one, which carries it (server/ohttp.ts).
-    const ip = clientIp(req, trusted);
-    if (!deps.ipLimitExempt?.(ip)) deps.rateLimiter?.takeIp(ip);
-    next();
-  });
+  app.use(admission(deps, trusted));
 
   if (deps.gateway) app.use(deps.gateway); // OHTTP gateway (server/ohttp.ts): its own body reading, before the API routes
 
@@ -197,79 +166,8 @@ export function createApp(deps: AppDeps): express.Express {
     const methods = byPath.get(r.path) ?? new Set<string>();
     methods.add(r.method);
     byPath.set(r.path, methods);
-
-    const handler = async (req: Request, res: Response): Promise<void> => {
-      let requester: Requester | undefined;
-      // A Privacy Pass token (RFC 9577): checked from the header alone, before anything else is read.
-      const payment = r.auth === 'token' ? await r.checkToken(req.headers.authorization, contentLength(req)) : undefined;
-      if (r.auth !== 'anyone' && r.auth !== 'token') {
-        const token = bearer(req);
-        if (!token) {
-          throw new PcdError(ErrorCode.Unauthenticated, `missing or malformed 'Authorization: Bearer <token>' header`);
-        }
-        if (r.auth === 'admin') {
-          if (!sameSecret(token, deps.adminToken)) throw new PcdError(ErrorCode.Forbidden, 'the admin token is wrong');
-        } else {
-          requester = await deps.authenticate(token);
-          if (!requester) throw new PcdError(ErrorCode.Unauthenticated, 'the requester token is unknown or revoked');
-        }
-      }
-
-      const ip = clientIp(req, trusted);
-      let format: Format | undefined;
-      let body: unknown;
-      if (r.request) {
-        format = formatOfContentType(req.headers['content-type']);
-        if (!format) {
-          throw new PcdError(
-            ErrorCode.UnsupportedMediaType,
-            `Content-Type must be ${CONTENT_TYPE.msgpack} or ${CONTENT_TYPE.json}, got ${req.headers['content-type'] === undefined ? 'none' : quoteInput(req.headers['content-type'])}`,
-          );
-        }
-        // Load admission from the headers alone: a refused request costs no body read or decode.
-        if (requester && r.auth === 'requester' && r.admit) r.admit({ requester, contentLength: contentLength(req), ip });
-        if (r.auth === 'token' && r.admit) r.admit({ contentLength: contentLength(req), ip });
-        const raw = await readBody(req, LIMITS.maxBodyBytes, tooLarge);
-        body = parseRequest(r.request, decodeBody(raw, format), format);
-      }
-      const out = replyFormat(req, format);
-
-      // Charged before the handler (concurrent requests cannot overdraw), given back when it refuses.
-      const limiter = deps.rateLimiter;
-      const charge = requester && r.auth === 'requester' && r.cost && limiter ? limiter.take(requester.accountId, r.cost(body)) : undefined;
-      // The token's class against the body, then the spend (token_replayed when spent before); given back when the handler refuses.
-      const unspend = payment ? await payment.spend(body) : undefined;
-      let reply;
-      try {
-        const input = { body, params: req.params as Record<string, string>, ip, ifNoneMatch: req.headers['if-none-match'] };
-        if (r.auth !== 'requester') reply = await r.handle({ ...input, requester: undefined });
-        else if (requester) reply = await r.handle({ ...input, requester });
-        else throw new Error(`route ${r.method} ${r.path}: a requester route reached its handler unauthenticated`);
-      } catch (e) {
-        if (charge) limiter?.refund(charge);
-        // Awaited, so a client that tries again at once finds its token given back; a failed refund is logged, and the refusal stands.
-        if (unspend) {
-          try {
-            await unspend();
-          } catch (err) {
-            deps.logger.error({ path: r.path, err: err instanceof Error ? err.message : String(err) }, "a refused request's token could not be given back");
-          }
-        }
-        throw e;
-      }
-      if (deps.draining?.()) res.setHeader('Connection', 'close');
-      if (reply.etag) res.setHeader('ETag', reply.etag);
-      if (reply.cacheControl) res.setHeader('Cache-Control', reply.cacheControl);
-      else res.setHeader('Cache-Control', 'no-store');
-      if (reply.body === undefined) {
-        res.status(reply.status ?? 204).end();
-        return;
-      }
-      send(res, reply.status ?? 200, reply.body, out);
-    };
-
     const m = r.method.toLowerCase() as 'get' | 'post' | 'delete';
-    app[m](r.path, handler);
+    app[m](r.path, pipeline(r, deps, trusted));
   }
 
   // Known path, wrong method: 405 with the allowed ones.
@@ -293,9 +191,132 @@ export function createApp(deps: AppDeps): express.Express {
     throw new PcdError(ErrorCode.NotFound, 'no such endpoint');
   });
 
-  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+  app.use(errorMiddleware(deps.logger));
+  return app;
+}
+
+const tooLarge = (): PcdError => new PcdError(ErrorCode.BodyTooLarge, `body is larger than ${LIMITS.maxBodyBytes} bytes`);
+
+/** Every request: nosniff on its reply, a body announced too large refused before a byte is read, and its method, route, status and time logged. */
+function requestGuard(logger: Logger): express.RequestHandler {
+  return (req, res, next) => {
+    res.setHeader('X-Content-Type-Options', 'nosniff'); // every reply, errors and 404s included: no body is ever sniffed into markup
+    // A body announced larger than any endpoint reads is refused before a byte of it is read.
+    const declared = contentLength(req);
+    const max = req.path === OHTTP_GATEWAY_PATH ? MAX_ENCAPSULATED_REQUEST_BYTES : LIMITS.maxBodyBytes;
+    if (declared !== undefined && declared > max) throw new PcdError(ErrorCode.BodyTooLarge, `a body of ${declared} bytes is larger than the ${max} bytes this endpoint reads`);
+    const start = process.hrtime.bigint();
+    res.on('finish', () => {
+      logger.debug(
+        {
+          method: req.method,
+          route: (req.route as { path?: string } | undefined)?.path ?? 'unmatched',
+          status: res.statusCode,
+          ms: Number(process.hrtime.bigint() - start) / 1e6,
+        },
+        'request',
+      );
+    });
+    next();
+  };
+}
+
+/** A draining server's 503, and the per-IP limit (a configured OHTTP relay's address exempt). */
+function admission(deps: AppDeps, trusted: (ip: string) => boolean): express.RequestHandler {
+  return (req, res, next) => {
+    if (deps.draining?.()) {
+      res.setHeader('Connection', 'close');
+      throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down: retry in a moment', { retryAfterSeconds: 5 });
+    }
+    // OHTTP: a configured relay's address is exempt, for the outer request and for the inner one, which carries it (server/ohttp.ts).
+    const ip = clientIp(req, trusted);
+    if (!deps.ipLimitExempt?.(ip)) deps.rateLimiter?.takeIp(ip);
+    next();
+  };
+}
+
+/** Who asks: none for 'anyone' and 'token' routes, else the bearer token checked as the admin's or a requester's. */
+async function authenticated(r: Route<any, any>, req: Request, deps: AppDeps): Promise<Requester | undefined> {
+  if (r.auth === 'anyone' || r.auth === 'token') return undefined;
+  const token = bearer(req);
+  if (!token) {
+    throw new PcdError(ErrorCode.Unauthenticated, `missing or malformed 'Authorization: Bearer <token>' header`);
+  }
+  if (r.auth === 'admin') {
+    if (!sameSecret(token, deps.adminToken)) throw new PcdError(ErrorCode.Forbidden, 'the admin token is wrong');
+    return undefined;
+  }
+  const requester = await deps.authenticate(token);
+  if (!requester) throw new PcdError(ErrorCode.Unauthenticated, 'the requester token is unknown or revoked');
+  return requester;
+}
+
+/** The pipeline one route's requests go through (module header), its handler last. */
+function pipeline(r: Route<any, any>, deps: AppDeps, trusted: (ip: string) => boolean): (req: Request, res: Response) => Promise<void> {
+  return async (req, res) => {
+    // A Privacy Pass token (RFC 9577): checked from the header alone, before anything else is read.
+    const payment = r.auth === 'token' ? await r.checkToken(req.headers.authorization, contentLength(req)) : undefined;
+    const requester = await authenticated(r, req, deps);
+
+    const ip = clientIp(req, trusted);
+    let format: Format | undefined;
+    let body: unknown;
+    if (r.request) {
+      format = formatOfContentType(req.headers['content-type']);
+      if (!format) {
+        throw new PcdError(
+          ErrorCode.UnsupportedMediaType,
+          `Content-Type must be ${CONTENT_TYPE.msgpack} or ${CONTENT_TYPE.json}, got ${req.headers['content-type'] === undefined ? 'none' : quoteInput(req.headers['content-type'])}`,
+        );
+      }
+      // Load admission from the headers alone: a refused request costs no body read or decode.
+      if (requester && r.auth === 'requester' && r.admit) r.admit({ requester, contentLength: contentLength(req), ip });
+      if (r.auth === 'token' && r.admit) r.admit({ contentLength: contentLength(req), ip });
+      const raw = await readBody(req, LIMITS.maxBodyBytes, tooLarge);
+      body = parseRequest(r.request, decodeBody(raw, format), format);
+    }
+    const out = replyFormat(req, format);
+
+    // Charged before the handler (concurrent requests cannot overdraw), given back when it refuses.
+    const limiter = deps.rateLimiter;
+    const charge = requester && r.auth === 'requester' && r.cost && limiter ? limiter.take(requester.accountId, r.cost(body)) : undefined;
+    // The token's class against the body, then the spend (token_replayed when spent before); given back when the handler refuses.
+    const unspend = payment ? await payment.spend(body) : undefined;
+    let reply;
+    try {
+      const input = { body, params: req.params as Record<string, string>, ip, ifNoneMatch: req.headers['if-none-match'] };
+      if (r.auth !== 'requester') reply = await r.handle({ ...input, requester: undefined });
+      else if (requester) reply = await r.handle({ ...input, requester });
+      else throw new Error(`route ${r.method} ${r.path}: a requester route reached its handler unauthenticated`);
+    } catch (e) {
+      if (charge) limiter?.refund(charge);
+      // Awaited, so a client that tries again at once finds its token given back; a failed refund is logged, and the refusal stands.
+      if (unspend) {
+        try {
+          await unspend();
+        } catch (err) {
+          deps.logger.error({ path: r.path, err: err instanceof Error ? err.message : String(err) }, "a refused request's token could not be given back");
+        }
+      }
+      throw e;
+    }
+    if (deps.draining?.()) res.setHeader('Connection', 'close');
+    if (reply.etag) res.setHeader('ETag', reply.etag);
+    if (reply.cacheControl) res.setHeader('Cache-Control', reply.cacheControl);
+    else res.setHeader('Cache-Control', 'no-store');
+    if (reply.body === undefined) {
+      res.status(reply.status ?? 204).end();
+      return;
+    }
+    send(res, reply.status ?? 200, reply.body, out);
+  };
+}
+
+/** The one error middleware: every failure as `{ error: { code, message } }` with its code's status, in the request's format. */
+function errorMiddleware(logger: Logger): express.ErrorRequestHandler {
+  return (err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const e = toPcdError(err, req);
-    if (e.code === ErrorCode.Internal) deps.logger.error({ err: err instanceof Error ? err.message : String(err) }, 'internal error');
+    if (e.code === ErrorCode.Internal) logger.error({ err: err instanceof Error ? err.message : String(err) }, 'internal error');
     let format: Format = 'msgpack';
     try {
       format = formatOfAccept(req.headers.accept, formatOfContentType(req.headers['content-type']) ?? 'json') ?? 'json';
@@ -314,12 +335,9 @@ export function createApp(deps: AppDeps): express.Express {
     if (e.status === 429 || e.status === 503) res.setHeader('Retry-After', String(e.retryAfterSeconds ?? 1));
     if (e.wwwAuthenticate !== undefined) res.setHeader('WWW-Authenticate', e.wwwAuthenticate);
     send(res, e.status, e.toBody(), format);
-  });
-
-  return app;
+  };
 }
 
-/** Maps anything thrown to a PcdError; body-parser errors keep their meaning. */
 function toPcdError(err: unknown, req: Request): PcdError {
   if (err instanceof PcdError) return err;
   // Disk full, I/O errors, a locked database: 503 with Retry-After, never a 500 (server/store.ts).

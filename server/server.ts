@@ -2,7 +2,8 @@
  * The server core: opens the store, loads the directory, builds the chosen
  * designs and the app, and listens. `openServer` gives the pieces without a
  * socket (bench/build.ts and harness/child.ts use it); `startServer` listens
- * and returns the URL.
+ * and returns the URL. The server's own routes (health, accounts) are
+ * server/core-routes.ts.
  *
  * Directory changes made through the admin API go to the store first (one
  * transaction, journaled there for the blinded epochs' crash recovery), then
@@ -34,30 +35,20 @@ import net, { type AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:http';
 import pino from 'pino';
 import type express from 'express';
-import { capabilitiesToMask } from '../shared/capabilities.ts';
-import { route, type DirectoryChange, type Route, type ServerDesign } from '../shared/design.ts';
-import { normalizeNumber, type E164 } from '../shared/e164.ts';
-import { ErrorCode, PcdError, quoteInput } from '../shared/errors.ts';
-import {
-  CreateAccountRequest,
-  DESIGNS,
-  PATHS,
-  parseIdSegment,
-  type CreateAccountReply,
-  type HealthReply,
-  type OkReply,
-} from '../shared/messages.ts';
+import type { DirectoryChange, ServerDesign } from '../shared/design.ts';
+import { ErrorCode, PcdError } from '../shared/errors.ts';
+import { DESIGNS, type DesignName } from '../shared/messages.ts';
 import { ADMIN_TOKEN_FILE, HASHED_SNAPSHOT_FILE, NODE_NAME_FILE } from '../disk/files.ts';
 import { readAdminToken } from '../disk/admintoken.ts';
 import { createApp } from './app.ts';
+import { coreRoutes } from './core-routes.ts';
 import type { ServerContext, ServerOptions } from './context.ts';
 import { Directory, directoryDifference, type DirectorySource } from './directory.ts';
 import { DAY_MS, Retention } from './querylog.ts';
-import { degradedState } from './loghealth.ts';
 import { DEFAULT_RATE_LIMITS, RateLimiter } from './ratelimit.ts';
 import { Store } from './store.ts';
 import { SqliteDirectoryStore, type DirectoryStore } from './directory-store.ts';
-import { PgStore } from './pg/store.ts';
+import { PgStore, type Follower } from './pg/store.ts';
 import { storeUrl } from './pg/connect.ts';
 import { startLeadership, type Leadership } from './pg/leader.ts';
 import { nodeMasterKey } from './pg/epochkeys.ts';
@@ -65,12 +56,14 @@ import { sharedGatewayKeys } from './pg/ohttpkeys.ts';
 import { PgAllowances } from './pg/ratelimits.ts';
 import { acquireFolderLock, type FolderLock } from './lock.ts';
 import { DESIGN_FACTORIES } from './designs/index.ts';
-import { openGateway, relayAddresses, type Gateway } from './ohttp.ts';
+import { openGateway, relayAddresses, type Dispatch, type Gateway } from './ohttp.ts';
 import { compileTrust, parseTrustProxy, type TrustedProxies } from './clientip.ts';
 import { fitToFileLimit, guardConnections, openFileLimit, resolveConnectionLimits, serverOptions, type ConnectionStats } from './net.ts';
 
 
 export { ADMIN_TOKEN_FILE };
+
+type Logger = ServerContext['logger'];
 export const DEFAULT_RETENTION_MS = 30 * DAY_MS;
 
 /** The admin token: the option, else PCD_ADMIN_TOKEN, else the data folder's file (generated on first use). */
@@ -136,165 +129,17 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   const trusted = compileTrust(trustedProxies);
   const logger = options.logger ?? pino({ level: process.env.PCD_LOG_LEVEL ?? 'silent' });
   const now = options.now ?? Date.now;
-  // One owner per data folder: refused with one line naming the holder; also makes the folder 0700, its files 0600.
-  const folderLock = acquireFolderLock(options.dataDir, { role: 'server', logger });
-  const store = folderLock.guard(() => Store.open(options.dataDir));
-  // Which logged addresses are relays', for an audit of the folder (disk/relays.ts).
-  folderLock.guard(() => recordRelays(store.db, [...relays], now()), () => store.close());
-  const { token: adminToken, source: adminTokenSource } = folderLock.guard(() => resolveAdminToken(options.dataDir, options.adminToken), () => store.close());
-  // The directory snapshot (server/directory-snapshot.ts) replays the journal, so the journal is always kept: the
-  // snapshot holds it from the version it reflects, the epoch caches from theirs (Store.pruneDirectoryChanges).
-  store.enableDirectoryJournal();
-  const shared = sharedUrl
-    ? await folderLock.guardAsync(() => PgStore.open(sharedUrl, { logger, node: options.nodeName ?? folderNodeName(options.dataDir) }), () => store.close())
-    : undefined;
-  const closeStores = (): void => {
-    store.close();
-    void shared?.close().catch(() => {});
-  };
-  const directoryStore: DirectoryStore = shared ?? new SqliteDirectoryStore(store);
-  // With the load: the version the in-memory directory reflects (the scan reads one moment, even while other nodes write).
-  const opened = await folderLock.guardAsync(() => Directory.open(directoryStore, options.dataDir, logger), closeStores);
+  const s = await openStores(options, { sharedUrl, relays, blinded: designNames.includes('blinded') }, logger, now);
+  const { folderLock, store, shared, directoryStore, opened, leadership } = s;
   const directory = opened.directory;
-  let directoryVersion = opened.version;
-  // The snapshot on disk replays the rows above its version until the next one is written: none is deleted for it before.
-  if (opened.snapshotVersion !== undefined) await folderLock.guardAsync(() => directoryStore.holdDirectoryChanges(opened.snapshotVersion!, 'snapshot'), closeStores);
-  // On a shared store one node leads (server/pg/leader.ts): it builds the blinded epochs and purges the shared logs.
-  const leadership = shared ? await folderLock.guardAsync(() => startLeadership(sharedUrl!, { node: shared.node, logger }), closeStores) : undefined;
-  // On a shared store the blinded design's keys are there, wrapped under the master key every node reads from its own file.
-  const masterKey =
-    shared && designNames.includes('blinded')
-      ? await folderLock.guardAsync(
-          () => nodeMasterKey(shared.pool, options, logger),
-          () => {
-            void leadership?.close();
-            closeStores();
-          },
-        )
-      : undefined;
-  const context: ServerContext = { store, shared, directoryStore, leadership, masterKey, directory, directoryVersion: () => directoryVersion, now, options, logger, restart: opened.restart };
-
   const designs: ServerDesign[] = [];
-  // OHTTP gateway (server/ohttp.ts), for the blinded design: its key is loaded or generated under the folder's lock.
-  let gateway: Gateway | undefined;
-  try {
-    for (const name of designNames) designs.push(await DESIGN_FACTORIES[name](context));
-    context.restart = undefined; // the designs have loaded their snapshots: the journal rows need not stay in memory
-    if (designNames.includes('blinded')) {
-      // On a shared store one gateway key for every node (server/pg/ohttpkeys.ts), else the data folder's.
-      const keys = shared && masterKey ? () => sharedGatewayKeys(shared.pool, masterKey) : undefined;
-      gateway = await openGateway({ dataDir: options.dataDir, dispatch: (req, res) => app(req, res), logger, keys });
-    }
-  } catch (e) {
-    try {
-      for (const d of designs) await d.close();
-      await leadership?.close();
-      closeStores();
-    } finally {
-      folderLock.release();
-    }
-    throw e;
-  }
-
+  const changes = new ChangeChain(directory, designs, store, opened.version);
+  const context: ServerContext = { store, shared, directoryStore, leadership, masterKey: s.masterKey, directory, directoryVersion: () => changes.version, now, options, logger, restart: opened.restart };
+  const gateway = await openDesigns(s, context, designNames, designs, (req, res) => app(req, res));
 
   const ready = Promise.all(designs.map((d) => d.ready)).then(() => undefined);
   ready.catch(() => {}); // observed by whoever awaits `ready`; the design logs its own failure
-
-  // Serialise directory changes so designs see them in the order the store made them.
-  let chain: Promise<void> = Promise.resolve();
-  const applyChanges = (changes: readonly DirectoryChange[], version?: number): Promise<void> => {
-    const at = version ?? store.directoryVersion();
-    const run = chain.then(async () => {
-      directory.apply(changes);
-      directoryVersion = Math.max(directoryVersion, at);
-      for (const d of designs) await d.onDirectoryChange(changes);
-    });
-    chain = run.catch(() => {});
-    return run;
-  };
-
-  // A shared store: every change comes through the journal, in version order (module header).
-  const follower = shared
-    ? await folderLock.guardAsync(
-        () =>
-          shared.follow(
-            directoryVersion,
-            async (e) => {
-              if (e.kind === 'changes') return applyChanges(e.changes, e.version);
-              // A gap (a seeding): the difference between a fresh scan and the directory in memory, as changes.
-              const { directory: now, version } = await Directory.load(shared);
-              logger.warn({ version }, 'the directory journal has a gap (a seeding?): rescanned the shared store');
-              return applyChanges(directoryDifference(directory, now), version);
-            },
-            { holder: 'directory' },
-          ),
-        () => {
-          for (const d of designs) void d.close();
-          closeStores();
-        },
-      )
-    : undefined;
-  /** An admin change is answered once it is in memory: applied here, or come through the journal on a shared store. */
-  const changed = async (update: { changes: readonly DirectoryChange[]; version: number }): Promise<void> => {
-    if (!follower) return applyChanges(update.changes, update.version);
-    for (const started = Date.now(); follower.version < update.version; ) {
-      const before = follower.version;
-      await follower.poll();
-      if (follower.version > before) continue;
-      if (Date.now() - started > CHANGE_VISIBLE_MS) {
-        throw new PcdError(ErrorCode.Unavailable, `the change is stored (directory version ${update.version}) but this node cannot read the journal yet: it will come through; try the lookup again later`, { retryAfterSeconds: 5 });
-      }
-      await new Promise((r) => setTimeout(r, 20));
-    }
-    await chain;
-  };
-
-  const coreRoutes: Route<any, any>[] = [
-    route<undefined, HealthReply>({
-      method: 'GET',
-      path: PATHS.health,
-      auth: 'anyone',
-      // Not ok while a query log cannot be written (server/loghealth.ts): which, and how far behind.
-      handle: () => {
-        const degraded = degradedState(store);
-        return { body: degraded ? { ok: false, designs: designNames, degraded } : { ok: true, designs: designNames } };
-      },
-    }),
-    route<CreateAccountRequest, CreateAccountReply>({
-      method: 'POST',
-      path: PATHS.accounts,
-      auth: 'admin',
-      request: CreateAccountRequest,
-      async handle({ body }) {
-        const numbers: E164[] = body.numbers.map((n, i) => {
-          try {
-            return normalizeNumber(n, body.region?.toUpperCase());
-          } catch (e) {
-            if (e instanceof PcdError) throw new PcdError(e.code, `numbers[${i}]: ${e.message}`);
-            throw e;
-          }
-        });
-        const mask = capabilitiesToMask(body.capabilities);
-        const { accountId, token, changes, version } = await directoryStore.createAccount({ email: body.email, numbers, mask }, now());
-        await changed({ changes, version });
-        return { status: 201, body: { accountId, token } };
-      },
-    }),
-    route<undefined, OkReply>({
-      method: 'DELETE',
-      path: PATHS.account.pattern,
-      auth: 'admin',
-      async handle({ params }) {
-        const id = parseIdSegment(params.accountId ?? '', Number.MAX_SAFE_INTEGER);
-        if (id === undefined) throw new PcdError(ErrorCode.InvalidField, `account id must be a positive integer, got ${quoteInput(params.accountId)}`);
-        const update = await directoryStore.deleteAccount(id);
-        if (!update) throw new PcdError(ErrorCode.NotFound, `no account ${id}`);
-        rateLimiter?.forget(id);
-        await changed(update);
-        return { body: { ok: true } };
-      },
-    }),
-  ];
+  const follower = await followJournal(s, changes, logger);
 
   const limits = { ...DEFAULT_RATE_LIMITS, ...options.rateLimits };
   // On a shared store the requesters' allowances are every node's (server/pg/ratelimits.ts: the bound on overshoot).
@@ -303,10 +148,10 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   let draining = false;
   const web = options.web?.(context);
   const app = createApp({
-    routes: [...coreRoutes, ...designs.flatMap((d) => d.routes), ...(web?.routes ?? [])],
+    routes: [...coreRoutes({ store, directoryStore, designNames, now, rateLimiter, changed: (update) => changes.inMemory(update, follower) }), ...designs.flatMap((d) => d.routes), ...(web?.routes ?? [])],
     designs: designNames,
     authenticate: (t) => (shared ? shared.authenticate(t) : store.authenticate(t)),
-    adminToken,
+    adminToken: s.adminToken,
     rateLimiter,
     trustProxy: trustedProxies,
     logger,
@@ -329,45 +174,19 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
   const retention = new Retention(store, options.retentionMs ?? DEFAULT_RETENTION_MS, now, undefined, logger, (cutoff) => rateLimiter?.age(cutoff), purgeShared);
   retention.start();
 
-  // At a clean shutdown (the next start loads it with nothing to replay) and periodically while the directory changes
-  // (the journal then drops the rows it kept for it). A failure costs the next start a scan, nothing more.
-  // The designs' own index snapshots (the hashed design's) are written right after it, stamped with the same version and digest.
-  let snapshotVersion = opened.snapshotVersion;
-  const writeDesignSnapshots = (): void => {
-    const stamp = { version: directoryVersion, digest: directory.digest().bytes() };
-    for (const d of designs) {
-      try {
-        d.writeSnapshot?.(stamp);
-      } catch (e) {
-        logger.warn({ design: d.name, err: (e as Error).message }, 'could not write the design index snapshot');
-      }
-    }
-    // A design no longer served leaves no index of the numbers behind (deleted numbers among them).
-    if (!designNames.includes('hashed')) fs.rmSync(path.join(options.dataDir, HASHED_SNAPSHOT_FILE), { force: true });
-  };
-  const writeDirectorySnapshot = (): void => {
-    try {
-      directory.writeSnapshot(options.dataDir, directoryVersion);
-      snapshotVersion = directoryVersion;
-      writeDesignSnapshots();
-      const pruned = directoryStore.pruneDirectoryChanges(directoryVersion, 'snapshot');
-      pruned.catch((e: unknown) => logger.warn({ err: (e as Error).message }, 'could not prune the directory journal'));
-    } catch (e) {
-      logger.warn({ err: (e as Error).message }, 'could not write the directory snapshot');
-    }
-  };
+  const snapshots = new Snapshots(s, changes, designs, { dataDir: options.dataDir, hashed: designNames.includes('hashed') }, logger);
   // A design that had to build its index writes its snapshot now, so that the next start loads it: beside the
   // directory snapshot of this very version when there is one (written by a scan, or no change replayed), else with a new one.
   if (designs.some((d) => d.snapshotLoaded === false)) {
-    if (snapshotVersion === directoryVersion) writeDesignSnapshots();
-    else writeDirectorySnapshot();
+    if (snapshots.version === changes.version) snapshots.writeDesigns();
+    else snapshots.write();
   }
   // Run on the chain of directory changes, so the in-memory directory and the version it records agree.
   const persistDirectory = (): void => {
-    if (store.db.open) writeDirectorySnapshot();
+    if (store.db.open) snapshots.write();
   };
   const snapshotTimer = setInterval(() => {
-    if (directoryVersion !== snapshotVersion) chain = chain.then(persistDirectory);
+    if (changes.version !== snapshots.version) changes.then(persistDirectory);
   }, options.directorySnapshotMs ?? 10 * 60_000);
   snapshotTimer.unref();
 
@@ -380,9 +199,9 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
       try {
         await leadership?.close();
         await follower?.close();
-        await chain;
+        await changes.settled();
         for (const d of designs) await d.close();
-        if (directoryVersion !== snapshotVersion) writeDirectorySnapshot(); // unchanged: the one on disk is current
+        if (changes.version !== snapshots.version) snapshots.write(); // unchanged: the one on disk is current
         store.close();
         await shared?.close();
       } finally {
@@ -394,7 +213,232 @@ export async function openServer(options: ServerOptions): Promise<OpenServer> {
     draining = true;
   };
   const speaksForMany = (ip: string): boolean => relays.has(ip) || trusted(ip);
-  return { app, store, directory, designs, context, adminTokenSource, folderLock, ready, rateLimiter, trustedProxies, speaksForMany, drain, applyChanges, close, persistDirectory, directorySource: opened.source, gateway, leadership };
+  const applyChanges = (c: readonly DirectoryChange[], version?: number): Promise<void> => changes.apply(c, version);
+  return { app, store, directory, designs, context, adminTokenSource: s.adminTokenSource, folderLock, ready, rateLimiter, trustedProxies, speaksForMany, drain, applyChanges, close, persistDirectory, directorySource: opened.source, gateway, leadership };
+}
+
+/** The stores a server runs on, opened in order under the data folder's lock, each closed again when a later step fails. */
+interface OpenedStores {
+  folderLock: FolderLock;
+  store: Store;
+  adminToken: string;
+  adminTokenSource: string;
+  /** The shared Postgres store, when the options name one. */
+  shared: PgStore | undefined;
+  directoryStore: DirectoryStore;
+  /** The directory as loaded, the version it reflects and where it came from. */
+  opened: Awaited<ReturnType<typeof Directory.open>>;
+  leadership: Leadership | undefined;
+  masterKey: ServerContext['masterKey'];
+  /** Closes the embedded store and the shared one. */
+  closeStores(): void;
+}
+
+/**
+ * The data folder's lock, the embedded store, the admin token, the shared
+ * store if any, the directory, and on a shared store the leadership and
+ * (with the blinded design) the node's master key.
+ */
+async function openStores(
+  options: ServerOptions,
+  plan: { sharedUrl: string | undefined; relays: ReadonlySet<string>; blinded: boolean },
+  logger: Logger,
+  now: () => number,
+): Promise<OpenedStores> {
+  const { sharedUrl } = plan;
+  // One owner per data folder: refused with one line naming the holder; also makes the folder 0700, its files 0600.
+  const folderLock = acquireFolderLock(options.dataDir, { role: 'server', logger });
+  const store = folderLock.guard(() => Store.open(options.dataDir));
+  // Which logged addresses are relays', for an audit of the folder (disk/relays.ts).
+  folderLock.guard(() => recordRelays(store.db, [...plan.relays], now()), () => store.close());
+  const { token: adminToken, source: adminTokenSource } = folderLock.guard(() => resolveAdminToken(options.dataDir, options.adminToken), () => store.close());
+  // The directory snapshot (server/directory-snapshot.ts) replays the journal, so the journal is always kept: the
+  // snapshot holds it from the version it reflects, the epoch caches from theirs (Store.pruneDirectoryChanges).
+  store.enableDirectoryJournal();
+  const shared = sharedUrl
+    ? await folderLock.guardAsync(() => PgStore.open(sharedUrl, { logger, node: options.nodeName ?? folderNodeName(options.dataDir) }), () => store.close())
+    : undefined;
+  const closeStores = (): void => {
+    store.close();
+    void shared?.close().catch(() => {});
+  };
+  const directoryStore: DirectoryStore = shared ?? new SqliteDirectoryStore(store);
+  // With the load: the version the in-memory directory reflects (the scan reads one moment, even while other nodes write).
+  const opened = await folderLock.guardAsync(() => Directory.open(directoryStore, options.dataDir, logger), closeStores);
+  // The snapshot on disk replays the rows above its version until the next one is written: none is deleted for it before.
+  if (opened.snapshotVersion !== undefined) await folderLock.guardAsync(() => directoryStore.holdDirectoryChanges(opened.snapshotVersion!, 'snapshot'), closeStores);
+  // On a shared store one node leads (server/pg/leader.ts): it builds the blinded epochs and purges the shared logs.
+  const leadership = shared ? await folderLock.guardAsync(() => startLeadership(sharedUrl!, { node: shared.node, logger }), closeStores) : undefined;
+  // On a shared store the blinded design's keys are there, wrapped under the master key every node reads from its own file.
+  const masterKey =
+    shared && plan.blinded
+      ? await folderLock.guardAsync(
+          () => nodeMasterKey(shared.pool, options, logger),
+          () => {
+            void leadership?.close();
+            closeStores();
+          },
+        )
+      : undefined;
+  return { folderLock, store, adminToken, adminTokenSource, shared, directoryStore, opened, leadership, masterKey, closeStores };
+}
+
+/**
+ * Each design as its factory returns it (into `designs`), then, with the
+ * blinded design, the OHTTP gateway (server/ohttp.ts), its key loaded or
+ * generated under the folder's lock. When one fails, what was opened is
+ * closed and the lock released.
+ */
+async function openDesigns(s: OpenedStores, context: ServerContext, designNames: readonly DesignName[], designs: ServerDesign[], dispatch: Dispatch): Promise<Gateway | undefined> {
+  const { shared, masterKey } = s;
+  let gateway: Gateway | undefined;
+  try {
+    for (const name of designNames) designs.push(await DESIGN_FACTORIES[name](context));
+    context.restart = undefined; // the designs have loaded their snapshots: the journal rows need not stay in memory
+    if (designNames.includes('blinded')) {
+      // On a shared store one gateway key for every node (server/pg/ohttpkeys.ts), else the data folder's.
+      const keys = shared && masterKey ? () => sharedGatewayKeys(shared.pool, masterKey) : undefined;
+      gateway = await openGateway({ dataDir: context.options.dataDir, dispatch, logger: context.logger, keys });
+    }
+  } catch (e) {
+    try {
+      for (const d of designs) await d.close();
+      await s.leadership?.close();
+      s.closeStores();
+    } finally {
+      s.folderLock.release();
+    }
+    throw e;
+  }
+  return gateway;
+}
+
+/**
+ * Directory changes, serialised so the designs see them in the order the
+ * store made them: the in-memory directory, the version it reflects, then
+ * every design.
+ */
+class ChangeChain {
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly directory: Directory,
+    readonly designs: readonly ServerDesign[],
+    private readonly store: Store,
+    /** The directory version the in-memory directory reflects. */
+    public version: number,
+  ) {}
+
+  apply(changes: readonly DirectoryChange[], version?: number): Promise<void> {
+    const at = version ?? this.store.directoryVersion();
+    const run = this.chain.then(async () => {
+      this.directory.apply(changes);
+      this.version = Math.max(this.version, at);
+      for (const d of this.designs) await d.onDirectoryChange(changes);
+    });
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
+  /** Runs `step` after the changes queued so far, before any queued after. */
+  then(step: () => void): void {
+    this.chain = this.chain.then(step);
+  }
+
+  /** Settles when the changes queued so far are applied. */
+  settled(): Promise<void> {
+    return this.chain;
+  }
+
+  /** An admin change is answered once it is in memory: applied here, or come through the journal on a shared store. */
+  async inMemory(update: { changes: readonly DirectoryChange[]; version: number }, follower: Follower | undefined): Promise<void> {
+    if (!follower) return this.apply(update.changes, update.version);
+    for (const started = Date.now(); follower.version < update.version; ) {
+      const before = follower.version;
+      await follower.poll();
+      if (follower.version > before) continue;
+      if (Date.now() - started > CHANGE_VISIBLE_MS) {
+        throw new PcdError(ErrorCode.Unavailable, `the change is stored (directory version ${update.version}) but this node cannot read the journal yet: it will come through; try the lookup again later`, { retryAfterSeconds: 5 });
+      }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await this.chain;
+  }
+}
+
+/** A shared store: every change comes through the journal, in version order (module header); none without one. */
+async function followJournal(s: OpenedStores, changes: ChangeChain, logger: Logger): Promise<Follower | undefined> {
+  const { shared } = s;
+  if (!shared) return undefined;
+  const directory = s.opened.directory;
+  return s.folderLock.guardAsync(
+    () =>
+      shared.follow(
+        changes.version,
+        async (e) => {
+          if (e.kind === 'changes') return changes.apply(e.changes, e.version);
+          // A gap (a seeding): the difference between a fresh scan and the directory in memory, as changes.
+          const { directory: now, version } = await Directory.load(shared);
+          logger.warn({ version }, 'the directory journal has a gap (a seeding?): rescanned the shared store');
+          return changes.apply(directoryDifference(directory, now), version);
+        },
+        { holder: 'directory' },
+      ),
+    () => {
+      for (const d of changes.designs) void d.close();
+      s.closeStores();
+    },
+  );
+}
+
+/**
+ * The directory snapshot (server/directory-snapshot.ts) and the designs'
+ * index snapshots (the hashed design's), stamped with the same version and
+ * digest. Written at a clean shutdown (the next start loads it with nothing
+ * to replay) and periodically while the directory changes (the journal then
+ * drops the rows it kept for it). A failure costs the next start a scan,
+ * nothing more.
+ */
+class Snapshots {
+  /** The directory version of the snapshot on disk, if any. */
+  version: number | undefined;
+
+  constructor(
+    private readonly s: OpenedStores,
+    private readonly changes: ChangeChain,
+    private readonly designs: readonly ServerDesign[],
+    private readonly folder: { dataDir: string; hashed: boolean },
+    private readonly logger: Logger,
+  ) {
+    this.version = s.opened.snapshotVersion;
+  }
+
+  writeDesigns(): void {
+    const directory = this.s.opened.directory;
+    const stamp = { version: this.changes.version, digest: directory.digest().bytes() };
+    for (const d of this.designs) {
+      try {
+        d.writeSnapshot?.(stamp);
+      } catch (e) {
+        this.logger.warn({ design: d.name, err: (e as Error).message }, 'could not write the design index snapshot');
+      }
+    }
+    // A design no longer served leaves no index of the numbers behind (deleted numbers among them).
+    if (!this.folder.hashed) fs.rmSync(path.join(this.folder.dataDir, HASHED_SNAPSHOT_FILE), { force: true });
+  }
+
+  write(): void {
+    const version = this.changes.version;
+    try {
+      this.s.opened.directory.writeSnapshot(this.folder.dataDir, version);
+      this.version = version;
+      this.writeDesigns();
+      const pruned = this.s.directoryStore.pruneDirectoryChanges(version, 'snapshot');
+      pruned.catch((e: unknown) => this.logger.warn({ err: (e as Error).message }, 'could not prune the directory journal'));
+    } catch (e) {
+      this.logger.warn({ err: (e as Error).message }, 'could not write the directory snapshot');
+    }
+  }
 }
 
 /** This node's name on a shared store when none is given: made once into the data folder and kept (disk/files.ts NODE_NAME_FILE). */

@@ -99,7 +99,7 @@ export interface ClientDesignOptions {
   backend?: BackendName | OprfBackend;
   /** Designs with a verifiable mode: accept a server that runs the unverifiable one (blinded: OPRF mode; default false). */
   allowOprf?: boolean;
-  /** Designs that pin server keys: the pins for this server (client/designs/blinded.ts KeyPins.scope). */
+  /** Designs that pin server keys: the pins for this server (client/designs/blinded-pins.ts KeyPins.scope). */
   pins?: PinScope;
   /** Designs paid with Privacy Pass tokens (blinded, auth 'token'): the transport to the issuer, direct with the account's bearer token. */
   issuer?: Transport;

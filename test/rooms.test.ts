@@ -2,7 +2,7 @@
  * The house's rules, read from the sources' own imports (docs/design.md,
  * "Rooms"): every top-level folder is a room on a floor, and a room imports
  * only rooms on lower floors, so no arrow runs back up and no two folders
- * import each other. And a process that serves (`pcd serve`, the bench's
+ * import each other, nor do any two files anywhere. And a process that serves (`pcd serve`, the bench's
  * server child) loads nothing of the offline audit's readers, the benchmarks
  * or the simulation: those load when their command runs (a dynamic import).
  */
@@ -28,7 +28,7 @@ const STATIC = /(?:^|\n)\s*(?:import|export)\s(?!type\s)[^'";]*?from\s*['"](\.{1
 const TYPE_ONLY = /(?:^|\n)\s*(?:import|export)\s+type\s[^'";]*?from\s*['"](\.{1,2}\/[^'"]+)['"]/g;
 const DYNAMIC = /import\(\s*['"](\.{1,2}\/[^'"]+)['"]\s*\)/g;
 
-const SOURCES = execFileSync('git', ['ls-files', '*.ts', '*.mjs'], { encoding: 'utf8' })
+const SOURCES = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '*.ts', '*.mjs'], { encoding: 'utf8' })
   .split('\n')
   .filter((f) => f.includes('/') && !/^(test|packages|bench\/scratch)\//.test(f) && fs.existsSync(f));
 
@@ -56,6 +56,22 @@ describe('rooms', () => {
     }
     expect(arrows).toBeGreaterThan(300); // the reader finds the imports
     expect(up).toEqual([]);
+  });
+
+  it('no files import each other in a circle, inside a room either', () => {
+    const graph = new Map(SOURCES.map((f) => [f, [...new Set([...imports(f, STATIC), ...imports(f, TYPE_ONLY)])].filter((t) => t !== f && fs.existsSync(t))]));
+    const state = new Map<string, 'open' | 'done'>();
+    const circles: string[] = [];
+    const visit = (file: string, path: string[]) => {
+      state.set(file, 'open');
+      for (const next of graph.get(file) ?? []) {
+        if (state.get(next) === 'open') circles.push([...path.slice(path.indexOf(next)), file, next].join(' -> '));
+        else if (!state.has(next)) visit(next, [...path, file]);
+      }
+      state.set(file, 'done');
+    };
+    for (const f of SOURCES) if (!state.has(f)) visit(f, []);
+    expect(circles).toEqual([]);
   });
 
   it("a serving process loads nothing of the audit's readers, bench/ or workload/ (their commands load them when run)", () => {

@@ -187,15 +187,7 @@ function argmax(m: ReadonlyMap<number, number>, min = Number.MIN_VALUE): number 
 
 export function attackRequesters(input: { evalRows: readonly TokenEvalRow[]; issuance: readonly IssuanceRow[]; relayIps: ReadonlySet<string> }): RequesterAttack {
   const events = expandEvents(input.evalRows);
-  const issued = new Map<number, Map<number, number>>(); // day -> account -> elements
-  const accounts = new Set<number>();
-  for (const r of input.issuance) {
-    const d = dayOf(r.ts);
-    const m = issued.get(d) ?? new Map<number, number>();
-    m.set(r.accountId, (m.get(r.accountId) ?? 0) + r.elements);
-    issued.set(d, m);
-    accounts.add(r.accountId);
-  }
+  const { issued, accounts } = issuanceByDay(input.issuance);
   const days = [...new Set([...issued.keys(), ...events.map((e) => dayOf(e.ts))])].sort((a, b) => a - b);
   const dayIndex = new Map(days.map((d, i) => [d, i]));
   const D = days.length;
@@ -210,15 +202,7 @@ export function attackRequesters(input: { evalRows: readonly TokenEvalRow[]; iss
   }
   const byIp = new Map<string, Float64Array>();
   for (const [ip, list] of eventsOfIp) byIp.set(ip, replayPool(list, days, dayIndex));
-  // What every install issues whatever it does: the quantum each day, and the app's start on the account's first day.
-  const above = new Map<number, Map<number, number>>(); // day -> account -> elements above the baseline
-  const firstOf = new Map<number, number>();
-  for (const d of [...issued.keys()].sort((x, y) => x - y)) for (const a of issued.get(d)!.keys()) if (!firstOf.has(a)) firstOf.set(a, d);
-  for (const [d, m] of issued) {
-    const out = new Map<number, number>();
-    for (const [a, x] of m) out.set(a, Math.max(0, x - DAILY_QUANTUM - (firstOf.get(a) === d ? APP_START_TOKENS : 0)));
-    above.set(d, out);
-  }
+  const above = aboveBaseline(issued);
   const accountList = [...accounts].sort((a, b) => a - b);
   const series = accountList.map((a) => {
     const s = new Float64Array(D);
@@ -234,29 +218,87 @@ export function attackRequesters(input: { evalRows: readonly TokenEvalRow[]; iss
       return c;
     });
   });
-  // Named links: pairs that are each other's unique best match among the IPs and accounts not yet named, round after
-  // round (naming a pair can break the ties of others). The rest: greedily by increasing cost, one account per IP.
+  const linkOf = matchIps(ips, accountList, cost);
+
+  // 2. By day and size class: the issuance the IP-linked requests do not explain is each account's budget.
+  const budget = new Map<number, Map<number, number>>();
+  for (const [d, m] of above) budget.set(d, new Map(m));
+  const charge = (d: number, a: number, x: number) => {
+    const m = budget.get(d);
+    if (m?.has(a)) m.set(a, Math.max(0, m.get(a)! - x));
+  };
+  for (const [ip, link] of linkOf) {
+    const p = byIp.get(ip)!;
+    for (let i = 0; i < D; i++) if (p[i]! > 0) charge(days[i]!, link.accountId, p[i]!);
+  }
+  const guesses: RequesterGuess[] = events.map((e) => {
+    const link = input.relayIps.has(e.ip) ? undefined : linkOf.get(e.ip);
+    return link ? { accountId: link.accountId, named: link.named, via: 'ip' } : { accountId: null, named: false, via: 'none' };
+  });
+  guessByIssuance(events, guesses, budget, issued);
+  const volume = events.map((e) => {
+    const m = issued.get(dayOf(e.ts));
+    return (m && argmax(m)) ?? null;
+  });
+  return { events, guesses, volume, ipLinks: [...linkOf.values()], accounts: accounts.size };
+}
+
+/** Elements issued per day and account, and the accounts that were issued any. */
+function issuanceByDay(issuance: readonly IssuanceRow[]): { issued: Map<number, Map<number, number>>; accounts: Set<number> } {
+  const issued = new Map<number, Map<number, number>>(); // day -> account -> elements
+  const accounts = new Set<number>();
+  for (const r of issuance) {
+    const d = dayOf(r.ts);
+    const m = issued.get(d) ?? new Map<number, number>();
+    m.set(r.accountId, (m.get(r.accountId) ?? 0) + r.elements);
+    issued.set(d, m);
+    accounts.add(r.accountId);
+  }
+  return { issued, accounts };
+}
+
+/** Per day and account, the elements issued above what every install issues whatever it does: the quantum each day, and the app's start on the account's first day. */
+function aboveBaseline(issued: ReadonlyMap<number, ReadonlyMap<number, number>>): Map<number, Map<number, number>> {
+  const above = new Map<number, Map<number, number>>(); // day -> account -> elements above the baseline
+  const firstOf = new Map<number, number>();
+  for (const d of [...issued.keys()].sort((x, y) => x - y)) for (const a of issued.get(d)!.keys()) if (!firstOf.has(a)) firstOf.set(a, d);
+  for (const [d, m] of issued) {
+    const out = new Map<number, number>();
+    for (const [a, x] of m) out.set(a, Math.max(0, x - DAILY_QUANTUM - (firstOf.get(a) === d ? APP_START_TOKENS : 0)));
+    above.set(d, out);
+  }
+  return above;
+}
+
+/** For each of `from`, the one of `over` at the lowest cost, when no other ties it. */
+function uniqueBest(from: Iterable<number>, over: ReadonlySet<number>, c: (a: number, b: number) => number): Map<number, number> {
+  const out = new Map<number, number>();
+  for (const a of from) {
+    let best = -1;
+    let bv = Infinity;
+    let tie = false;
+    for (const b of over) {
+      const v = c(a, b);
+      if (v < bv) {
+        bv = v;
+        best = b;
+        tie = false;
+      } else if (v === bv) tie = true;
+    }
+    if (best >= 0 && !tie) out.set(a, best);
+  }
+  return out;
+}
+
+/**
+ * IPs matched to accounts by the cost of each pair (`cost[ip][account]`). Named links: pairs that are each other's
+ * unique best match among the IPs and accounts not yet named, round after round (naming a pair can break the ties of
+ * others). The rest: greedily by increasing cost, one account per IP.
+ */
+function matchIps(ips: readonly string[], accountList: readonly number[], cost: readonly (readonly number[])[]): Map<string, IpLink> {
   const linkOf = new Map<string, IpLink>();
   const freeIps = new Set(ips.map((_, i) => i));
   const freeAccounts = new Set(accountList.map((_, j) => j));
-  const uniqueBest = (from: Iterable<number>, over: ReadonlySet<number>, c: (a: number, b: number) => number): Map<number, number> => {
-    const out = new Map<number, number>();
-    for (const a of from) {
-      let best = -1;
-      let bv = Infinity;
-      let tie = false;
-      for (const b of over) {
-        const v = c(a, b);
-        if (v < bv) {
-          bv = v;
-          best = b;
-          tie = false;
-        } else if (v === bv) tie = true;
-      }
-      if (best >= 0 && !tie) out.set(a, best);
-    }
-    return out;
-  };
   for (;;) {
     const accountFor = uniqueBest(freeIps, freeAccounts, (i, j) => cost[i]![j]!);
     const ipFor = uniqueBest(freeAccounts, freeIps, (j, i) => cost[i]![j]!);
@@ -282,22 +324,15 @@ export function attackRequesters(input: { evalRows: readonly TokenEvalRow[]; iss
     linkOf.set(ips[i]!, { ip: ips[i]!, accountId: accountList[j]!, named: false, cost: c });
     if (freeIps.size === 0) break;
   }
+  return linkOf;
+}
 
-  // 2. By day and size class: the issuance the IP-linked requests do not explain is each account's budget.
-  const budget = new Map<number, Map<number, number>>();
-  for (const [d, m] of above) budget.set(d, new Map(m));
-  const charge = (d: number, a: number, x: number) => {
-    const m = budget.get(d);
-    if (m?.has(a)) m.set(a, Math.max(0, m.get(a)! - x));
-  };
-  for (const [ip, link] of linkOf) {
-    const p = byIp.get(ip)!;
-    for (let i = 0; i < D; i++) if (p[i]! > 0) charge(days[i]!, link.accountId, p[i]!);
-  }
-  const guesses: RequesterGuess[] = events.map((e) => {
-    const link = input.relayIps.has(e.ip) ? undefined : linkOf.get(e.ip);
-    return link ? { accountId: link.accountId, named: link.named, via: 'ip' } : { accountId: null, named: false, via: 'none' };
-  });
+/**
+ * The requests no IP link explains, day by day, largest class first: each to the account whose budget that day
+ * covers what the request predicts it issued (named when only one does), the budget charged; with no budget
+ * anywhere, the day's largest issuer, not named.
+ */
+function guessByIssuance(events: readonly RequestEvent[], guesses: RequesterGuess[], budget: ReadonlyMap<number, Map<number, number>>, issued: ReadonlyMap<number, ReadonlyMap<number, number>>): void {
   const open = events.map((_, k) => k).filter((k) => guesses[k]!.via === 'none');
   const openByDay = new Map<number, number[]>();
   for (const k of open) {
@@ -325,11 +360,6 @@ export function attackRequesters(input: { evalRows: readonly TokenEvalRow[]; iss
       if (c > 1) m.set(guess, Math.max(0, m.get(guess)! - need));
     }
   }
-  const volume = events.map((e) => {
-    const m = issued.get(dayOf(e.ts));
-    return (m && argmax(m)) ?? null;
-  });
-  return { events, guesses, volume, ipLinks: [...linkOf.values()], accounts: accounts.size };
 }
 
 // ---------------------------------------------------------------------------

@@ -106,7 +106,7 @@ import { TokenKeys } from '../tokens/keys.ts';
 import { TokenService } from '../tokens/service.ts';
 import { PgSpentTokens, SqliteSpentTokens } from '../tokens/spent.ts';
 import { BLINDED_TOKEN_EVAL_LOG, TOKEN_ISSUANCE_LOG } from '../../shared/designs/blinded.ts';
-import { DEFAULT_BLINDED_AUTH, DEFAULT_ISSUER_NAME, DEFAULT_SIZE_CLASSES, TokensRequest, type TokensReply } from '../../shared/tokens.ts';
+import { DEFAULT_BLINDED_AUTH, DEFAULT_ISSUER_NAME, DEFAULT_SIZE_CLASSES, TokensRequest, type BlindedAuth, type TokensReply } from '../../shared/tokens.ts';
 import type { RequesterKey } from '../blinded/fair.ts';
 
 
@@ -180,6 +180,20 @@ function parseSegment(what: string, raw: string | undefined): number {
   return n;
 }
 
+/** What the blinded design's routes serve from: its epochs, evaluator, token service and logs. */
+interface BlindedParts {
+  ctx: ServerContext;
+  /** How evaluate is paid: a Privacy Pass token (the default), or the account. */
+  auth: BlindedAuth;
+  epochs: EpochSet;
+  evaluator: EvaluatorPool;
+  tokens: TokenService | undefined;
+  evalLog: ReturnType<typeof designLog<typeof BLINDED_EVAL_LOG>>;
+  bucketLog: ReturnType<typeof countingLog<typeof BLINDED_BUCKET_LOG>>;
+  tokenEvalLog: ReturnType<typeof countingLog<typeof BLINDED_TOKEN_EVAL_LOG>> | undefined;
+  issuanceLog: ReturnType<typeof countingLog<typeof TOKEN_ISSUANCE_LOG>> | undefined;
+}
+
 export const createBlindedDesign = async (ctx: ServerContext): Promise<BlindedServerDesign> => {
   const base = ctx.options.bucketBaseUrl;
   if (base !== undefined && !BUCKET_BASE_URL.test(base)) {
@@ -199,8 +213,42 @@ export const createBlindedDesign = async (ctx: ServerContext): Promise<BlindedSe
   // A destroyed epoch's key leaves the pool and its workers' memory at once; its unfinished batches get 410.
   epochs.onDestroyed((epoch) => evaluator.dropKey(epoch));
 
-  // Anonymous requesters (server/tokens/service.ts): token keys per size class and live epoch, made in the
-  // background for every live epoch (and each new one after a rotation), retired with their epoch.
+  const { auth, tokens, spentPool } = await openTokens(ctx, epochs);
+  const tokenEvalLog = tokens ? countingLog(ctx, BLINDED_TOKEN_EVAL_LOG) : undefined;
+  const issuanceLog = tokens ? countingLog(ctx, TOKEN_ISSUANCE_LOG) : undefined;
+  const ready = tokenKeysReady(ctx, epochs, tokens);
+  const d: BlindedParts = { ctx, auth, epochs, evaluator, tokens, evalLog, bucketLog, tokenEvalLog, issuanceLog };
+
+  return {
+    name: 'blinded',
+    epochs,
+    ready,
+    evaluator,
+    tokens,
+    routes: [configRoute(d), ...(tokens && tokenEvalLog ? tokenRoutes(d, tokens, tokenEvalLog) : [accountEvaluateRoute(d)]), bucketRoute(d), rotateRoute(d)],
+
+    onDirectoryChange(changes: readonly DirectoryChange[]) {
+      epochs.applyChanges(changes);
+    },
+
+    async close() {
+      await evaluator.close();
+      await evalLog.close();
+      await bucketLog.close();
+      await tokenEvalLog?.close();
+      await issuanceLog?.close();
+      await epochs.close();
+      await spentPool?.end();
+    },
+  };
+};
+
+/**
+ * Anonymous requesters (server/tokens/service.ts), with auth 'token': the
+ * token keys per size class and live epoch, and the spent set; on a shared
+ * store both are the store's.
+ */
+async function openTokens(ctx: ServerContext, epochs: EpochSet): Promise<{ auth: BlindedAuth; tokens: TokenService | undefined; spentPool: ReturnType<typeof createPool> | undefined }> {
   const auth = ctx.options.blindedAuth ?? DEFAULT_BLINDED_AUTH;
   const spentPool = ctx.shared && auth === 'token' ? createPool(ctx.shared.url, { max: 4, applicationName: 'pcd spends', asyncCommit: true, logger: ctx.logger }) : undefined;
   const tokens =
@@ -216,8 +264,16 @@ export const createBlindedDesign = async (ctx: ServerContext): Promise<BlindedSe
           ctx.options.tokenIssuer ?? DEFAULT_ISSUER_NAME,
         )
       : undefined;
-  const tokenEvalLog = tokens ? countingLog(ctx, BLINDED_TOKEN_EVAL_LOG) : undefined;
-  const issuanceLog = tokens ? countingLog(ctx, TOKEN_ISSUANCE_LOG) : undefined;
+  return { auth, tokens, spentPool };
+}
+
+/**
+ * Token keys follow the epochs: made in the background for every live
+ * epoch (and each new one after a rotation), loaded with an epoch another
+ * node made, retired with their epoch. Settles once the epochs are ready
+ * and every live one has its keys.
+ */
+function tokenKeysReady(ctx: ServerContext, epochs: EpochSet, tokens: TokenService | undefined): Promise<void> {
   const ensureTokenKeys = async (): Promise<void> => {
     if (!tokens) return;
     const live = epochs.list().map((e) => e.epoch);
@@ -241,191 +297,184 @@ export const createBlindedDesign = async (ctx: ServerContext): Promise<BlindedSe
   epochs.onServed((epoch) => {
     tokens?.keys.ensure(epoch).catch((err: unknown) => ctx.logger.error({ epoch, err: (err as Error).message }, "could not load an epoch's token keys"));
   });
+  return ready;
+}
 
-  /** BlindEvaluate of a checked request on the pool (the workers check every element, RFC 9497 §3.3), under `requester`'s fairness key. */
-  const evaluate = async (body: EvaluateRequest, requester: RequesterKey) => {
-    const n = body.elements.length;
-    if (n < 1 || n > LIMITS.maxBatch) throw new PcdError(ErrorCode.TooManyItems, `elements: 1 to ${LIMITS.maxBatch} per request, got ${n}`);
-    const e = epochs.get(body.epoch);
-    if (!evaluator.hasKey(e.epoch)) evaluator.setKey(e.epoch, e.params.mode, e.key);
-    // The backlog bounds apply again with the real count.
-    const { evaluated, proof } = await evaluator.evaluate(e.epoch, body.elements, { requester });
-    return { epoch: e.epoch, evaluated, proof };
-  };
+/** BlindEvaluate of a checked request on the pool (the workers check every element, RFC 9497 §3.3), under `requester`'s fairness key. */
+async function evaluate({ epochs, evaluator }: BlindedParts, body: EvaluateRequest, requester: RequesterKey) {
+  const n = body.elements.length;
+  if (n < 1 || n > LIMITS.maxBatch) throw new PcdError(ErrorCode.TooManyItems, `elements: 1 to ${LIMITS.maxBatch} per request, got ${n}`);
+  const e = epochs.get(body.epoch);
+  if (!evaluator.hasKey(e.epoch)) evaluator.setKey(e.epoch, e.params.mode, e.key);
+  // The backlog bounds apply again with the real count.
+  const { evaluated, proof } = await evaluator.evaluate(e.epoch, body.elements, { requester });
+  return { epoch: e.epoch, evaluated, proof };
+}
 
-  return {
-    name: 'blinded',
-    epochs,
-    ready,
-    evaluator,
-    tokens,
-    routes: [
-      route<undefined, BlindedConfigReply>({
-        method: 'GET',
-        path: PATHS.blindedConfig,
-        auth: 'anyone',
-        async handle() {
-          // Roots and versions read in one step with the rest (server/blinded/epochs.ts published); only served epochs have a root.
-          const { current, epochs: published } = await epochs.published();
-          // An epoch is published with its token keys: on a shared store one just loaded may not have them here yet.
-          if (tokens) await Promise.all(published.map((e) => tokens.keys.ensure(e.epoch)));
-          return {
-            body: {
-              suite: SUITE,
-              mode: current.params.mode,
-              capabilities: [...CAPABILITIES],
-              tagBytes: current.params.tagBytes,
-              bucketBits: current.params.bucketBits,
-              current: current.epoch,
-              auth,
-              ...(tokens ? { issuer: tokens.issuerName } : {}),
-              ...(ctx.options.bucketBaseUrl !== undefined ? { bucketBaseUrl: ctx.options.bucketBaseUrl } : {}),
-              epochs: published.map((e) => ({
-                epoch: e.epoch,
-                publicKey: e.publicKey,
-                root: e.root,
-                version: e.version,
-                mode: e.mode,
-                bucketBits: e.bucketBits,
-                tagBytes: e.tagBytes,
-                ...(tokens ? { tokenKeys: tokens.keys.of(e.epoch).map((k) => ({ sizeClass: k.sizeClass, tokenKey: k.tokenKey })) } : {}),
-                ...(e.retiresAt !== undefined ? { retiresAt: e.retiresAt } : {}),
-              })),
-            },
-            // Changes with rotation and retirement: clients revalidate.
-            cacheControl: 'no-cache',
-          };
+/** GET /v1/blinded/config: the suite, the parameters and every published epoch with its key, root and token keys. */
+function configRoute({ ctx, auth, epochs, tokens }: BlindedParts) {
+  return route<undefined, BlindedConfigReply>({
+    method: 'GET',
+    path: PATHS.blindedConfig,
+    auth: 'anyone',
+    async handle() {
+      // Roots and versions read in one step with the rest (server/blinded/epochs.ts published); only served epochs have a root.
+      const { current, epochs: published } = await epochs.published();
+      // An epoch is published with its token keys: on a shared store one just loaded may not have them here yet.
+      if (tokens) await Promise.all(published.map((e) => tokens.keys.ensure(e.epoch)));
+      return {
+        body: {
+          suite: SUITE,
+          mode: current.params.mode,
+          capabilities: [...CAPABILITIES],
+          tagBytes: current.params.tagBytes,
+          bucketBits: current.params.bucketBits,
+          current: current.epoch,
+          auth,
+          ...(tokens ? { issuer: tokens.issuerName } : {}),
+          ...(ctx.options.bucketBaseUrl !== undefined ? { bucketBaseUrl: ctx.options.bucketBaseUrl } : {}),
+          epochs: published.map((e) => ({
+            epoch: e.epoch,
+            publicKey: e.publicKey,
+            root: e.root,
+            version: e.version,
+            mode: e.mode,
+            bucketBits: e.bucketBits,
+            tagBytes: e.tagBytes,
+            ...(tokens ? { tokenKeys: tokens.keys.of(e.epoch).map((k) => ({ sizeClass: k.sizeClass, tokenKey: k.tokenKey })) } : {}),
+            ...(e.retiresAt !== undefined ? { retiresAt: e.retiresAt } : {}),
+          })),
         },
-      }),
-
-      ...(tokens && tokenEvalLog
-        ? [
-            route<EvaluateRequest, EvaluateReply>({
-              method: 'POST',
-              path: PATHS.blindedEvaluate,
-              auth: 'token',
-              request: EvaluateRequest,
-              // Steps 1-4 of server/tokens/service.ts, before the body is read; the challenge names the current epoch's keys of the classes the body's length allows.
-              async checkToken(authorization, contentLength) {
-                const checked = await tokens.check(authorization, epochs.currentNumber, elementsBetween(contentLength));
-                return {
-                  async spend(body) {
-                    const n = body.elements.length;
-                    if (n !== checked.key.sizeClass) {
-                      throw new PcdError(
-                        ErrorCode.TokenWrongClass,
-                        `a token of size class ${checked.key.sizeClass} pays for exactly ${checked.key.sizeClass} elements, the request has ${n}: pad the request to its class`,
-                        { wwwAuthenticate: tokens.wwwAuthenticate(epochs.currentNumber, { min: n, max: n }) },
-                      );
-                    }
-                    return tokens.spend(checked, epochs.currentNumber);
-                  },
-                };
-              },
-              admit({ contentLength }) {
-                evaluator.admit(anonymousFairnessKey(), elementsIn(contentLength));
-              },
-              async handle({ body, ip }) {
-                tokenEvalLog.requireRoom(1);
-                const { epoch, evaluated, proof } = await evaluate(body, anonymousFairnessKey());
-                tokenEvalLog.add([ip, epoch, body.elements.length]);
-                return { body: { epoch, evaluated, ...(proof ? { proof } : {}) } };
-              },
-            }),
-            route<TokensRequest, TokensReply>({
-              method: 'POST',
-              path: PATHS.tokens,
-              auth: 'requester',
-              request: TokensRequest,
-              // The issuer's quota is the account's lookup allowance, in elements (server/ratelimit.ts).
-              cost: (b) => b.sizeClass * b.requests.length,
-              handle({ body, requester }) {
-                issuanceLog?.requireRoom(1);
-                epochs.get(body.epoch); // unknown_epoch or epoch_retired, as evaluate would say
-                const responses = tokens.issue(body.epoch, body.sizeClass, body.requests);
-                issuanceLog?.add([requester.accountId], body.sizeClass * body.requests.length);
-                return { body: { responses } };
-              },
-            }),
-          ]
-        : [
-            route<EvaluateRequest, EvaluateReply>({
-              method: 'POST',
-              path: PATHS.blindedEvaluate,
-              auth: 'requester',
-              request: EvaluateRequest,
-              cost: (b) => b.elements.length,
-              // Before the body is read: refuse (503, Retry-After) when this requester's backlog or the pool's is full.
-              admit({ requester, contentLength }) {
-                evaluator.admit(requester.accountId, elementsIn(contentLength));
-              },
-              async handle({ body, requester, ip }) {
-                evalLog.requireRoom(1); // 503 while the log cannot be written and its buffer is full (module header)
-                const { epoch, evaluated, proof } = await evaluate(body, requester.accountId);
-                evalLog.append([ctx.now(), requester.accountId, ip, epoch, body.elements.length]);
-                return { body: { epoch, evaluated, ...(proof ? { proof } : {}) } };
-              },
-            }),
-          ]),
-
-      route<undefined, BucketReply>({
-        method: 'GET',
-        path: PATHS.blindedBucket.pattern,
-        auth: 'anyone',
-        async handle({ params, ip, ifNoneMatch }) {
-          const epochId = parseSegment('epoch', params.epoch);
-          const bucket = parseSegment('bucket', params.bucket);
-          const e = epochs.get(epochId);
-          const count = bucketCount(e.params.bucketBits);
-          if (bucket >= count) {
-            throw new PcdError(
-              ErrorCode.NotFound,
-              `epoch ${epochId} has ${count} bucket${count > 1 ? 's' : ''} (bucketBits ${e.params.bucketBits}): no bucket ${bucket}`,
-            );
-          }
-          const etag = e.table.etag(bucket);
-          // A revalidation is not logged; a fetch is counted in its minute's row (module header).
-          if (matchesEtag(ifNoneMatch, etag)) return { status: 304, etag, cacheControl: BUCKET_CACHE_CONTROL };
-          bucketLog.add([ip, epochId, bucket]);
-          // Content, ETag, audit path and version read together, once the epoch's Merkle tree can answer.
-          const b = await epochs.provenBucket(epochId, bucket);
-          return {
-            body: { epoch: epochId, bucket, tags: b.tags, capabilities: b.capabilities, version: b.version, path: b.path, root: b.root },
-            etag: b.etag,
-            cacheControl: BUCKET_CACHE_CONTROL,
-          };
-        },
-      }),
-
-      route<RotateKeyRequest, RotateKeyReply>({
-        method: 'POST',
-        path: PATHS.adminRotate,
-        auth: 'admin',
-        request: RotateKeyRequest,
-        async handle({ body }) {
-          const r = await epochs.rotate({ bucketBits: body.bucketBits, mode: body.mode });
-          // The new epoch's token keys, before clients are told of it (they are published with it).
-          await tokens?.keys.ensure(r.epoch);
-          return { status: 201, body: r };
-        },
-      }),
-    ],
-
-    onDirectoryChange(changes: readonly DirectoryChange[]) {
-      epochs.applyChanges(changes);
+        // Changes with rotation and retirement: clients revalidate.
+        cacheControl: 'no-cache',
+      };
     },
+  });
+}
 
-    async close() {
-      await evaluator.close();
-      await evalLog.close();
-      await bucketLog.close();
-      await tokenEvalLog?.close();
-      await issuanceLog?.close();
-      await epochs.close();
-      await spentPool?.end();
+/** With auth 'token': evaluate paid with a Privacy Pass token of the request's size class, and issuance (POST /v1/tokens) paid from the account's allowance. */
+function tokenRoutes(d: BlindedParts, tokens: TokenService, tokenEvalLog: NonNullable<BlindedParts['tokenEvalLog']>) {
+  const { epochs, evaluator, issuanceLog } = d;
+  return [
+    route<EvaluateRequest, EvaluateReply>({
+      method: 'POST',
+      path: PATHS.blindedEvaluate,
+      auth: 'token',
+      request: EvaluateRequest,
+      // Steps 1-4 of server/tokens/service.ts, before the body is read; the challenge names the current epoch's keys of the classes the body's length allows.
+      async checkToken(authorization, contentLength) {
+        const checked = await tokens.check(authorization, epochs.currentNumber, elementsBetween(contentLength));
+        return {
+          async spend(body) {
+            const n = body.elements.length;
+            if (n !== checked.key.sizeClass) {
+              throw new PcdError(
+                ErrorCode.TokenWrongClass,
+                `a token of size class ${checked.key.sizeClass} pays for exactly ${checked.key.sizeClass} elements, the request has ${n}: pad the request to its class`,
+                { wwwAuthenticate: tokens.wwwAuthenticate(epochs.currentNumber, { min: n, max: n }) },
+              );
+            }
+            return tokens.spend(checked, epochs.currentNumber);
+          },
+        };
+      },
+      admit({ contentLength }) {
+        evaluator.admit(anonymousFairnessKey(), elementsIn(contentLength));
+      },
+      async handle({ body, ip }) {
+        tokenEvalLog.requireRoom(1);
+        const { epoch, evaluated, proof } = await evaluate(d, body, anonymousFairnessKey());
+        tokenEvalLog.add([ip, epoch, body.elements.length]);
+        return { body: { epoch, evaluated, ...(proof ? { proof } : {}) } };
+      },
+    }),
+    route<TokensRequest, TokensReply>({
+      method: 'POST',
+      path: PATHS.tokens,
+      auth: 'requester',
+      request: TokensRequest,
+      // The issuer's quota is the account's lookup allowance, in elements (server/ratelimit.ts).
+      cost: (b) => b.sizeClass * b.requests.length,
+      handle({ body, requester }) {
+        issuanceLog?.requireRoom(1);
+        epochs.get(body.epoch); // unknown_epoch or epoch_retired, as evaluate would say
+        const responses = tokens.issue(body.epoch, body.sizeClass, body.requests);
+        issuanceLog?.add([requester.accountId], body.sizeClass * body.requests.length);
+        return { body: { responses } };
+      },
+    }),
+  ];
+}
+
+/** With auth 'account': evaluate charged to the requester's account and logged with it. */
+function accountEvaluateRoute(d: BlindedParts) {
+  const { ctx, evaluator, evalLog } = d;
+  return route<EvaluateRequest, EvaluateReply>({
+    method: 'POST',
+    path: PATHS.blindedEvaluate,
+    auth: 'requester',
+    request: EvaluateRequest,
+    cost: (b) => b.elements.length,
+    // Before the body is read: refuse (503, Retry-After) when this requester's backlog or the pool's is full.
+    admit({ requester, contentLength }) {
+      evaluator.admit(requester.accountId, elementsIn(contentLength));
     },
-  };
-};
+    async handle({ body, requester, ip }) {
+      evalLog.requireRoom(1); // 503 while the log cannot be written and its buffer is full (module header)
+      const { epoch, evaluated, proof } = await evaluate(d, body, requester.accountId);
+      evalLog.append([ctx.now(), requester.accountId, ip, epoch, body.elements.length]);
+      return { body: { epoch, evaluated, ...(proof ? { proof } : {}) } };
+    },
+  });
+}
+
+/** GET /v1/blinded/buckets/{epoch}/{bucket}: one bucket with its Merkle path, revalidated by ETag (a 304 is not logged). */
+function bucketRoute({ epochs, bucketLog }: BlindedParts) {
+  return route<undefined, BucketReply>({
+    method: 'GET',
+    path: PATHS.blindedBucket.pattern,
+    auth: 'anyone',
+    async handle({ params, ip, ifNoneMatch }) {
+      const epochId = parseSegment('epoch', params.epoch);
+      const bucket = parseSegment('bucket', params.bucket);
+      const e = epochs.get(epochId);
+      const count = bucketCount(e.params.bucketBits);
+      if (bucket >= count) {
+        throw new PcdError(
+          ErrorCode.NotFound,
+          `epoch ${epochId} has ${count} bucket${count > 1 ? 's' : ''} (bucketBits ${e.params.bucketBits}): no bucket ${bucket}`,
+        );
+      }
+      const etag = e.table.etag(bucket);
+      // A revalidation is not logged; a fetch is counted in its minute's row (module header).
+      if (matchesEtag(ifNoneMatch, etag)) return { status: 304, etag, cacheControl: BUCKET_CACHE_CONTROL };
+      bucketLog.add([ip, epochId, bucket]);
+      // Content, ETag, audit path and version read together, once the epoch's Merkle tree can answer.
+      const b = await epochs.provenBucket(epochId, bucket);
+      return {
+        body: { epoch: epochId, bucket, tags: b.tags, capabilities: b.capabilities, version: b.version, path: b.path, root: b.root },
+        etag: b.etag,
+        cacheControl: BUCKET_CACHE_CONTROL,
+      };
+    },
+  });
+}
+
+/** POST /v1/admin/rotate: the next epoch, its token keys made before clients are told of it. */
+function rotateRoute({ epochs, tokens }: BlindedParts) {
+  return route<RotateKeyRequest, RotateKeyReply>({
+    method: 'POST',
+    path: PATHS.adminRotate,
+    auth: 'admin',
+    request: RotateKeyRequest,
+    async handle({ body }) {
+      const r = await epochs.rotate({ bucketBits: body.bucketBits, mode: body.mode });
+      // The new epoch's token keys, before clients are told of it (they are published with it).
+      await tokens?.keys.ensure(r.epoch);
+      return { status: 201, body: r };
+    },
+  });
+}
 
 /**
  * `pcd rotate-key` with the server stopped: opens the data folder, builds
