@@ -147,86 +147,84 @@ function upstreamProblem(e: unknown, timeoutMs: number): PcdError {
   return new PcdError(ErrorCode.Unavailable, 'the gateway cannot be reached', { status: 502, retryAfterSeconds: 5 });
 }
 
-/** Starts a relay (port 0: an ephemeral port) and resolves once it listens. */
-export async function startRelay(options: RelayOptions): Promise<RunningRelay> {
-  const target = gatewayUrl(options.gateway);
-  const maxBody = options.maxBodyBytes ?? DEFAULT_RELAY_MAX_BODY;
-  const timeoutMs = options.timeoutMs ?? DEFAULT_RELAY_TIMEOUT_MS;
-  const doFetch = options.fetch ?? fetch;
-  const limiter = new IpLimiter(options.ipLimitPerMinute ?? DEFAULT_RELAY_IP_PER_MINUTE, options.now ?? Date.now);
+/** Sends the gateway's reply back: its status, content type, cache control (key lists) and Retry-After; its body streamed. */
+async function relayReply(upstream: Response, res: http.ServerResponse, maxBytes?: number): Promise<void> {
+  const headers: Record<string, string> = {};
+  for (const name of ['content-type', 'cache-control', 'retry-after', 'content-length']) {
+    const v = upstream.headers.get(name);
+    if (v !== null) headers[name] = v;
+  }
+  if (maxBytes !== undefined) {
+    const bytes = new Uint8Array(await upstream.arrayBuffer());
+    if (bytes.length > maxBytes) throw new PcdError(ErrorCode.Unavailable, 'the gateway answered with a key list that is not one', { status: 502 });
+    headers['content-length'] = String(bytes.length);
+    res.writeHead(upstream.status, headers).end(bytes);
+    return;
+  }
+  res.writeHead(upstream.status, headers);
+  if (!upstream.body) {
+    res.end();
+    return;
+  }
+  // A client that goes away, or a gateway that breaks off, ends both sides.
+  await pipeline(Readable.fromWeb(upstream.body as unknown as NodeReadableStream<Uint8Array>), res);
+}
 
-  /** Sends the gateway's reply back: its status, content type, cache control (key lists) and Retry-After; its body streamed. */
-  const relayReply = async (upstream: Response, res: http.ServerResponse, maxBytes?: number): Promise<void> => {
-    const headers: Record<string, string> = {};
-    for (const name of ['content-type', 'cache-control', 'retry-after', 'content-length']) {
-      const v = upstream.headers.get(name);
-      if (v !== null) headers[name] = v;
-    }
-    if (maxBytes !== undefined) {
-      const bytes = new Uint8Array(await upstream.arrayBuffer());
-      if (bytes.length > maxBytes) throw new PcdError(ErrorCode.Unavailable, 'the gateway answered with a key list that is not one', { status: 502 });
-      headers['content-length'] = String(bytes.length);
-      res.writeHead(upstream.status, headers).end(bytes);
-      return;
-    }
-    res.writeHead(upstream.status, headers);
-    if (!upstream.body) {
-      res.end();
-      return;
-    }
-    // A client that goes away, or a gateway that breaks off, ends both sides.
-    await pipeline(Readable.fromWeb(upstream.body as unknown as NodeReadableStream<Uint8Array>), res);
-  };
+/** The gateway a relay forwards to, and how. */
+interface Gateway {
+  /** Its URL (`/.well-known/ohttp-gateway`). */
+  target: string;
+  fetch: typeof fetch;
+  timeoutMs: number;
+  maxBody: number;
+}
 
-  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    const wait = limiter.take(req.socket.remoteAddress ?? 'unknown');
-    if (wait !== undefined) {
-      req.resume();
-      throw new PcdError(ErrorCode.RateLimited, `too many requests from this address: ${options.ipLimitPerMinute ?? DEFAULT_RELAY_IP_PER_MINUTE} a minute`, {
-        retryAfterSeconds: wait,
-      });
-    }
-    const path = (req.url ?? '/').split('?', 1)[0];
-    const keysPath = path === '/' || path === OHTTP_GATEWAY_PATH;
-    if (req.method === 'GET' && keysPath) {
-      let upstream: Response;
-      try {
-        upstream = await doFetch(target, { method: 'GET', headers: { accept: OHTTP_MEDIA.keys }, signal: AbortSignal.timeout(timeoutMs) });
-      } catch (e) {
-        throw upstreamProblem(e, timeoutMs);
-      }
-      await relayReply(upstream, res, MAX_KEY_LIST_BYTES);
-      return;
-    }
-    if (req.method === 'POST' && path === '/') {
-      if (mediaType(req.headers['content-type']) !== OHTTP_MEDIA.request) {
-        req.resume();
-        throw new PcdError(ErrorCode.UnsupportedMediaType, `Content-Type must be ${OHTTP_MEDIA.request}`);
-      }
-      const body = await readBody(req, maxBody);
-      let upstream: Response;
-      try {
-        // Only the body and a content type of the relay's own: nothing of the client's goes on.
-        upstream = await doFetch(target, {
-          method: 'POST',
-          headers: { 'content-type': OHTTP_MEDIA.request, accept: OHTTP_MEDIA.response },
-          body,
-          signal: AbortSignal.timeout(timeoutMs),
-        });
-      } catch (e) {
-        throw upstreamProblem(e, timeoutMs);
-      }
-      await relayReply(upstream, res);
-      return;
-    }
+/** One exchange with the gateway; a failure to get any answer is 502 or 504. */
+async function askGateway(gateway: Gateway, init: RequestInit): Promise<Response> {
+  try {
+    return await gateway.fetch(gateway.target, { ...init, signal: AbortSignal.timeout(gateway.timeoutMs) });
+  } catch (e) {
+    throw upstreamProblem(e, gateway.timeoutMs);
+  }
+}
+
+/** GET / or GET /.well-known/ohttp-gateway: the gateway's key configuration, passed back whole (it is small). */
+async function forwardKeys(gateway: Gateway, res: http.ServerResponse): Promise<void> {
+  const upstream = await askGateway(gateway, { method: 'GET', headers: { accept: OHTTP_MEDIA.keys } });
+  await relayReply(upstream, res, MAX_KEY_LIST_BYTES);
+}
+
+/** POST /: an encapsulated request forwarded, its reply streamed back. */
+async function forwardRequest(gateway: Gateway, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  if (mediaType(req.headers['content-type']) !== OHTTP_MEDIA.request) {
     req.resume();
-    if (keysPath) {
-      res.setHeader('Allow', path === '/' ? 'GET, POST' : 'GET');
-      throw new PcdError(ErrorCode.MethodNotAllowed, path === '/' ? 'POST an encapsulated request here, or GET the key configuration' : 'GET the key configuration here');
-    }
-    throw new PcdError(ErrorCode.NotFound, `this relay answers POST / (message/ohttp-req) and GET ${OHTTP_GATEWAY_PATH}`);
-  };
+    throw new PcdError(ErrorCode.UnsupportedMediaType, `Content-Type must be ${OHTTP_MEDIA.request}`);
+  }
+  const body = await readBody(req, gateway.maxBody);
+  // Only the body and a content type of the relay's own: nothing of the client's goes on.
+  const upstream = await askGateway(gateway, { method: 'POST', headers: { 'content-type': OHTTP_MEDIA.request, accept: OHTTP_MEDIA.response }, body });
+  await relayReply(upstream, res);
+}
 
+/** Listens, and turns node's refusals into the errors `pcd relay` prints. */
+async function listen(server: http.Server, host: string, port: number): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  }).catch((e: unknown) => {
+    const code = (e as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'EADDRINUSE') throw new PcdError(ErrorCode.Conflict, `${host}:${port} is in use: choose another --port`, { cause: e });
+    if (code === 'EACCES') throw new PcdError(ErrorCode.Forbidden, `not allowed to listen on ${host}:${port}: choose another --port`, { cause: e });
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new PcdError(ErrorCode.InvalidField, `cannot listen on ${host}:${port}: this host has no such address (--host)`, { cause: e });
+    throw e;
+  });
+}
+
+/** The HTTP server around `handle`: its timeouts, and every error answered as the API's. */
+function relayServer(handle: (req: http.IncomingMessage, res: http.ServerResponse) => Promise<void>, timeoutMs: number): http.Server {
   const server = http.createServer((req, res) => {
     // As the server's every reply (server/app.ts): no browser guesses another type than the one sent.
     res.setHeader('X-Content-Type-Options', 'nosniff');
@@ -247,22 +245,44 @@ export async function startRelay(options: RelayOptions): Promise<RunningRelay> {
     const body = JSON.stringify(e.toBody());
     socket.end(`HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
+  return server;
+}
 
+/** Starts a relay (port 0: an ephemeral port) and resolves once it listens. */
+export async function startRelay(options: RelayOptions): Promise<RunningRelay> {
+  const target = gatewayUrl(options.gateway);
+  const gateway: Gateway = {
+    target,
+    fetch: options.fetch ?? fetch,
+    timeoutMs: options.timeoutMs ?? DEFAULT_RELAY_TIMEOUT_MS,
+    maxBody: options.maxBodyBytes ?? DEFAULT_RELAY_MAX_BODY,
+  };
+  const limiter = new IpLimiter(options.ipLimitPerMinute ?? DEFAULT_RELAY_IP_PER_MINUTE, options.now ?? Date.now);
+
+  const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
+    const wait = limiter.take(req.socket.remoteAddress ?? 'unknown');
+    if (wait !== undefined) {
+      req.resume();
+      throw new PcdError(ErrorCode.RateLimited, `too many requests from this address: ${options.ipLimitPerMinute ?? DEFAULT_RELAY_IP_PER_MINUTE} a minute`, {
+        retryAfterSeconds: wait,
+      });
+    }
+    const path = (req.url ?? '/').split('?', 1)[0];
+    const keysPath = path === '/' || path === OHTTP_GATEWAY_PATH;
+    if (req.method === 'GET' && keysPath) return forwardKeys(gateway, res);
+    if (req.method === 'POST' && path === '/') return forwardRequest(gateway, req, res);
+    req.resume();
+    if (keysPath) {
+      res.setHeader('Allow', path === '/' ? 'GET, POST' : 'GET');
+      throw new PcdError(ErrorCode.MethodNotAllowed, path === '/' ? 'POST an encapsulated request here, or GET the key configuration' : 'GET the key configuration here');
+    }
+    throw new PcdError(ErrorCode.NotFound, `this relay answers POST / (message/ohttp-req) and GET ${OHTTP_GATEWAY_PATH}`);
+  };
+
+  const server = relayServer(handle, gateway.timeoutMs);
   const host = options.host ?? '127.0.0.1';
   const port = options.port ?? DEFAULT_RELAY_PORT;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve();
-    });
-  }).catch((e: unknown) => {
-    const code = (e as NodeJS.ErrnoException | undefined)?.code;
-    if (code === 'EADDRINUSE') throw new PcdError(ErrorCode.Conflict, `${host}:${port} is in use: choose another --port`, { cause: e });
-    if (code === 'EACCES') throw new PcdError(ErrorCode.Forbidden, `not allowed to listen on ${host}:${port}: choose another --port`, { cause: e });
-    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new PcdError(ErrorCode.InvalidField, `cannot listen on ${host}:${port}: this host has no such address (--host)`, { cause: e });
-    throw e;
-  });
+  await listen(server, host, port);
   const bound = (server.address() as AddressInfo).port;
   const urlHost = host.includes(':') ? `[${host}]` : host;
   let closing: Promise<void> | undefined;

@@ -263,13 +263,87 @@ export function checkFinalize(
   return { publicKey: publicKey!, proof };
 }
 
+// ---------------------------------------------------------------------------
+// The suite's hashes, and the proof of RFC 9497 §2.2 (a discrete-log equivalence) in its prover and verifier halves
+
+/** RFC 9497 §4.1 HashToGroup: RFC 9380 hash_to_ristretto255. */
+function hashToGroup(g: GroupOps, input: Uint8Array, mode: OprfMode): PointBytes {
+  return g.fromUniform(expand_message_xmd(input, H2G_DST[mode], 64, g.sha512));
+}
+
+/** RFC 9497 §4.1 HashToScalar. */
+function hashToScalar(g: GroupOps, msg: Uint8Array, mode: OprfMode): ScalarBytes {
+  return g.reduce64(expand_message_xmd(msg, H2S_DST[mode], 64, g.sha512));
+}
+
+/** Finalize's hash: Hash(I2OSP(len(input), 2) || input || I2OSP(len(N), 2) || N || "Finalize") (RFC 9497 §3.3.1). */
+function finalHash(g: GroupOps, input: Uint8Array, unblinded: PointBytes): OutputBytes {
+  return g.sha512(concat([...lp(input), ...lp(unblinded), FINALIZE]));
+}
+
+/** seed = Hash(I2OSP(len(Bm), 2) || Bm || I2OSP(len(seedDST), 2) || seedDST) (RFC 9497 §2.2.1). */
+function compositeSeed(g: GroupOps, publicKey: PointBytes): Uint8Array {
+  return g.sha512(concat([...lp(publicKey), ...lp(SEED_DST.voprf)]));
+}
+
+/** d_i = HashToScalar(I2OSP(len(seed), 2) || seed || I2OSP(i, 2) || ... || "Composite") (RFC 9497 §2.2.1). */
+function weight(g: GroupOps, seed: Uint8Array, i: number, c: PointBytes, d: PointBytes): ScalarBytes {
+  return hashToScalar(g, concat([...lp(seed), i2osp2(i), ...lp(c), ...lp(d), COMPOSITE]), 'voprf');
+}
+
+/** c = HashToScalar(Bm, M, Z, t2, t3 each length-prefixed || "Challenge") (RFC 9497 §2.2.1). */
+function challenge(g: GroupOps, pk: PointBytes, m: PointBytes, z: PointBytes, t2: PointBytes, t3: PointBytes): ScalarBytes {
+  return hashToScalar(g, concat([...lp(pk), ...lp(m), ...lp(z), ...lp(t2), ...lp(t3), CHALLENGE]), 'voprf');
+}
+
+/** The prover: RFC 9497 §2.2.1 GenerateProof, given the composite M (ComputeCompositesFast: Z = k * M) and a key already checked. */
+function generateProof(g: GroupOps, key: KeyPair, m: PointBytes, rng?: RandomSource): ProofBytes {
+  const z = g.mul(key.secretKey, m);
+  const r = g.randomScalar(rng);
+  const t2 = g.mulBase(r);
+  const t3 = g.mul(r, m);
+  const c = challenge(g, key.publicKey, m, z, t2, t3);
+  const s = g.scalarSub(r, g.scalarMul(c, key.secretKey)); // s = r - c * k
+  r.fill(0);
+  return concat([c, s]);
+}
+
+/** The verifier: RFC 9497 §2.2.2 VerifyProof with §2.2.1 ComputeComposites (M and Z both summed). */
+function verifyProof(g: GroupOps, pk: PointBytes, c: readonly PointBytes[], d: readonly PointBytes[], proof: ProofBytes): void {
+  const fail = (why: string): never => {
+    throw new PcdError(ErrorCode.ProofInvalid, `the server's proof does not verify against the epoch public key (RFC 9497 §2.2.2): ${why}`);
+  };
+  const pc = proof.subarray(0, SCALAR_BYTES);
+  const ps = proof.subarray(SCALAR_BYTES);
+  // RFC 9497 §4.1 DeserializeScalar: c and s must be canonical.
+  if (!g.isCanonicalScalar(pc)) fail('c is not a canonical scalar');
+  if (!g.isCanonicalScalar(ps)) fail('s is not a canonical scalar');
+  const seed = compositeSeed(g, pk);
+  let m: PointBytes | undefined;
+  let z: PointBytes | undefined;
+  try {
+    for (let i = 0; i < c.length; i++) {
+      const di = weight(g, seed, i, c[i]!, d[i]!);
+      const mi = g.mul(di, c[i]!);
+      const zi = g.mul(di, d[i]!);
+      m = m === undefined ? mi : g.add(m, mi);
+      z = z === undefined ? zi : g.add(z, zi);
+    }
+    const t2 = g.add(g.mulBase(ps), g.mul(pc, pk)); // s * G + c * pkS
+    const t3 = g.add(g.mul(ps, m!), g.mul(pc, z!)); // s * M + c * Z
+    const expected = challenge(g, pk, m!, z!, t2, t3);
+    let diff = 0;
+    for (let i = 0; i < SCALAR_BYTES; i++) diff |= expected[i]! ^ pc[i]!;
+    if (diff !== 0) fail('proof verification failed');
+  } catch (e) {
+    if (e instanceof PcdError) throw e;
+    // A point sum or product that is the identity: the proof cannot be right.
+    fail(e instanceof Error ? e.message : String(e));
+  }
+}
+
 /** The composition over one group: the functions an {@link OprfBackend} needs. */
 export function composeSuite(g: GroupOps) {
-  const hashToGroup = (input: Uint8Array, mode: OprfMode): PointBytes =>
-    g.fromUniform(expand_message_xmd(input, H2G_DST[mode], 64, g.sha512));
-  const hashToScalar = (msg: Uint8Array, mode: OprfMode): ScalarBytes =>
-    g.reduce64(expand_message_xmd(msg, H2S_DST[mode], 64, g.sha512));
-
   const secret = (what: string, s: unknown): void => checkScalar(g.isCanonicalScalar, what, s);
   /**
    * Public keys already found valid, by object: a server evaluates every
@@ -285,38 +359,18 @@ export function composeSuite(g: GroupOps) {
     goodPublicKeys.add(key.publicKey);
   };
 
-  /** Finalize's hash: Hash(I2OSP(len(input), 2) || input || I2OSP(len(N), 2) || N || "Finalize") (RFC 9497 §3.3.1). */
-  const finalHash = (input: Uint8Array, unblinded: PointBytes): OutputBytes => g.sha512(concat([...lp(input), ...lp(unblinded), FINALIZE]));
-
-  /** seed = Hash(I2OSP(len(Bm), 2) || Bm || I2OSP(len(seedDST), 2) || seedDST) (RFC 9497 §2.2.1). */
-  const compositeSeed = (publicKey: PointBytes): Uint8Array => g.sha512(concat([...lp(publicKey), ...lp(SEED_DST.voprf)]));
-  /** d_i = HashToScalar(I2OSP(len(seed), 2) || seed || I2OSP(i, 2) || ... || "Composite") (RFC 9497 §2.2.1). */
-  const weight = (seed: Uint8Array, i: number, c: PointBytes, d: PointBytes): ScalarBytes =>
-    hashToScalar(concat([...lp(seed), i2osp2(i), ...lp(c), ...lp(d), COMPOSITE]), 'voprf');
-  /** c = HashToScalar(Bm, M, Z, t2, t3 each length-prefixed || "Challenge") (RFC 9497 §2.2.1). */
-  const challenge = (pk: PointBytes, m: PointBytes, z: PointBytes, t2: PointBytes, t3: PointBytes): ScalarBytes =>
-    hashToScalar(concat([...lp(pk), ...lp(m), ...lp(z), ...lp(t2), ...lp(t3), CHALLENGE]), 'voprf');
-
   const sum = (points: readonly PointBytes[]): PointBytes => {
     let acc = points[0]!;
     for (let i = 1; i < points.length; i++) acc = g.add(acc, points[i]!);
     return acc;
   };
 
-  /** RFC 9497 §2.2.1 GenerateProof, given the composite M (ComputeCompositesFast: Z = k * M). */
+  /** RFC 9497 §2.2.1 GenerateProof over the chunks' composites, summed into M. */
   const proveComposite = (key: KeyPair, composites: readonly PointBytes[], rng?: RandomSource): ProofBytes => {
     checkArray('composites', composites);
     if (composites.length === 0) throw new RangeError('proveComposite: no composite');
     checkKey(key);
-    const m = sum(composites);
-    const z = g.mul(key.secretKey, m);
-    const r = g.randomScalar(rng);
-    const t2 = g.mulBase(r);
-    const t3 = g.mul(r, m);
-    const c = challenge(key.publicKey, m, z, t2, t3);
-    const s = g.scalarSub(r, g.scalarMul(c, key.secretKey)); // s = r - c * k
-    r.fill(0);
-    return concat([c, s]);
+    return generateProof(g, key, sum(composites), rng);
   };
 
   /** D_i = k * C_i for a slice, and in voprf its part of M = sum d_i * C_i (RFC 9497 §2.2.1). */
@@ -333,10 +387,10 @@ export function composeSuite(g: GroupOps) {
     checkElements(g.decodesElement, blinded, ErrorCode.InvalidElement, 'blinded element', first);
     const evaluated = blinded.map((b) => g.mul(key.secretKey, b));
     if (mode === 'oprf') return { evaluated };
-    const seed = compositeSeed(key.publicKey);
+    const seed = compositeSeed(g, key.publicKey);
     let composite: PointBytes | undefined;
     for (let i = 0; i < blinded.length; i++) {
-      const term = g.mul(weight(seed, first + i, blinded[i]!, evaluated[i]!), blinded[i]!);
+      const term = g.mul(weight(g, seed, first + i, blinded[i]!, evaluated[i]!), blinded[i]!);
       composite = composite === undefined ? term : g.add(composite, term);
     }
     return { evaluated, composite: composite! };
@@ -365,7 +419,7 @@ export function composeSuite(g: GroupOps) {
       const blinded: PointBytes[] = [];
       for (const input of inputs) {
         const r = g.randomScalar(rng);
-        const p = hashToGroup(input, mode);
+        const p = hashToGroup(g, input, mode);
         // RFC 9497 §3.3.1: Blind fails with InvalidInputError when HashToGroup gives the identity.
         if (isZeroBytes(p)) throw new RangeError('input hashes to the identity element (RFC 9497 §3.3.1 InvalidInputError)');
         blinds.push(r);
@@ -387,8 +441,8 @@ export function composeSuite(g: GroupOps) {
     finalizeBatch(mode: OprfMode, items: FinalizeItems, publicKey?: PointBytes, proof?: ProofBytes): OutputBytes[] {
       const verify = checkFinalize(g, mode, items, publicKey, proof);
       const { inputs, blinds, blinded, evaluated } = items;
-      if (verify) verifyProof(verify.publicKey, blinded, evaluated, verify.proof);
-      return inputs.map((input, i) => finalHash(input, g.mul(g.scalarInvert(blinds[i]!), evaluated[i]!)));
+      if (verify) verifyProof(g, verify.publicKey, blinded, evaluated, verify.proof);
+      return inputs.map((input, i) => finalHash(g, input, g.mul(g.scalarInvert(blinds[i]!), evaluated[i]!)));
     },
 
     /** RFC 9497 §3.3.1 Evaluate: Finalize's hash of skS * HashToGroup(x). */
@@ -396,45 +450,11 @@ export function composeSuite(g: GroupOps) {
       assertMode(mode);
       secret('secret key', secretKey);
       checkInput('input', input);
-      const p = hashToGroup(input, mode);
+      const p = hashToGroup(g, input, mode);
       if (isZeroBytes(p)) throw new RangeError('input hashes to the identity element (RFC 9497 §3.3.1 InvalidInputError)');
-      return finalHash(input, g.mul(secretKey, p));
+      return finalHash(g, input, g.mul(secretKey, p));
     },
   };
-
-  /** RFC 9497 §2.2.2 VerifyProof with §2.2.1 ComputeComposites (M and Z both summed). */
-  function verifyProof(pk: PointBytes, c: readonly PointBytes[], d: readonly PointBytes[], proof: ProofBytes): void {
-    const fail = (why: string): never => {
-      throw new PcdError(ErrorCode.ProofInvalid, `the server's proof does not verify against the epoch public key (RFC 9497 §2.2.2): ${why}`);
-    };
-    const pc = proof.subarray(0, SCALAR_BYTES);
-    const ps = proof.subarray(SCALAR_BYTES);
-    // RFC 9497 §4.1 DeserializeScalar: c and s must be canonical.
-    if (!g.isCanonicalScalar(pc)) fail('c is not a canonical scalar');
-    if (!g.isCanonicalScalar(ps)) fail('s is not a canonical scalar');
-    const seed = compositeSeed(pk);
-    let m: PointBytes | undefined;
-    let z: PointBytes | undefined;
-    try {
-      for (let i = 0; i < c.length; i++) {
-        const di = weight(seed, i, c[i]!, d[i]!);
-        const mi = g.mul(di, c[i]!);
-        const zi = g.mul(di, d[i]!);
-        m = m === undefined ? mi : g.add(m, mi);
-        z = z === undefined ? zi : g.add(z, zi);
-      }
-      const t2 = g.add(g.mulBase(ps), g.mul(pc, pk)); // s * G + c * pkS
-      const t3 = g.add(g.mul(ps, m!), g.mul(pc, z!)); // s * M + c * Z
-      const expected = challenge(pk, m!, z!, t2, t3);
-      let diff = 0;
-      for (let i = 0; i < SCALAR_BYTES; i++) diff |= expected[i]! ^ pc[i]!;
-      if (diff !== 0) fail('proof verification failed');
-    } catch (e) {
-      if (e instanceof PcdError) throw e;
-      // A point sum or product that is the identity: the proof cannot be right.
-      fail(e instanceof Error ? e.message : String(e));
-    }
-  }
 }
 
 export type ComposedSuite = ReturnType<typeof composeSuite>;

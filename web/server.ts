@@ -72,7 +72,7 @@ import { DEFAULT_BLINDED_AUTH, type BlindedAuth } from '../shared/tokens.ts';
 import { bearer, replyFormat, send } from '../server/app.ts';
 import type { ServerContext, WebMount } from '../server/context.ts';
 import { flushLogs, logHealth } from '../server/loghealth.ts';
-import { parsePlan, planSize } from '../shared/numbering.ts';
+import { parsePlan, planSize, type PlanPattern } from '../shared/numbering.ts';
 import { reverseInWorker } from './reverse.ts';
 
 /** Where `npm run build` writes the page (web/build.ts). */
@@ -144,213 +144,228 @@ function toCell(v: unknown): string | number | null {
   return v as string | number;
 }
 
-export function createWebUi(options: WebUiOptions = {}): WebUi {
-  const distDir = path.resolve(options.distDir ?? DEFAULT_WEB_DIST);
+type PageAccount = { accountId: number; email: string; token: string };
+
+/**
+ * Who may see the log view: the one-time login codes, the view tokens they
+ * are traded for, and the page's requester account the login hands out.
+ */
+class Logins {
   /** Login codes by their SHA-256 (a code is compared as a digest, never kept), with their expiry. */
-  const codes = new Map<string, number>();
+  private readonly codes = new Map<string, number>();
   /** View tokens by their SHA-256, each with the requester its page looks up as and its expiry (ctx.now()). */
-  const views = new Map<string, { requester: Requester; expires: number }>();
-  let page: { accountId: number; email: string; token: string } | undefined = options.pageAccount && {
-    accountId: options.pageAccount.accountId,
-    email: options.pageAccount.email,
-    token: options.pageAccount.token,
-  };
+  private readonly views = new Map<string, { requester: Requester; expires: number }>();
+
+  constructor(private page: PageAccount | undefined) {}
+
+  usePageAccount(account: PageAccount): void {
+    this.page = { accountId: account.accountId, email: account.email, token: account.token }; // only these reach the page
+  }
+
+  /** Mints a one-time login code: the link's fragment. */
+  newLinkPath(): string {
+    const now = Date.now();
+    for (const [k, exp] of this.codes) if (exp < now || this.codes.size >= MAX_CODES) this.codes.delete(k);
+    const code = randomSecret();
+    this.codes.set(digest(code), now + LOGIN_CODE_TTL_MS);
+    return `/#login=${code}`;
+  }
 
   /** The page's requester: as configured, else its own account (created once; its token issued once per server run). */
-  const pageRequester = (ctx: ServerContext): { accountId: number; email: string; token: string } => {
-    if (page) return page;
+  private pageRequester(ctx: ServerContext): PageAccount {
+    if (this.page) return this.page;
     const existing = ctx.store.accountByEmail(PAGE_ACCOUNT_EMAIL);
-    if (existing) page = { ...existing, token: ctx.store.issueToken(existing.accountId) };
+    if (existing) this.page = { ...existing, token: ctx.store.issueToken(existing.accountId) };
     else {
       const made = ctx.store.createAccount({ email: PAGE_ACCOUNT_EMAIL, numbers: [], mask: 0 }, ctx.now());
-      page = { accountId: made.accountId, email: PAGE_ACCOUNT_EMAIL, token: made.token };
+      this.page = { accountId: made.accountId, email: PAGE_ACCOUNT_EMAIL, token: made.token };
     }
-    return page;
-  };
+    return this.page;
+  }
 
-  /** POST /v1/ui/login: through the API's pipeline (content type, size, strict schema), like every other route. */
-  const loginRoute = (ctx: ServerContext) =>
+  /** Trades a login code, once, for a view token and the page's requester. */
+  login(ctx: ServerContext, code: string): PageLoginReply {
+    const key = digest(code);
+    const expires = this.codes.get(key);
+    this.codes.delete(key); // one use, whatever happens next
+    if (expires === undefined || expires < Date.now()) {
+      throw new PcdError(ErrorCode.Forbidden, 'this login link was used already or has expired: each link works once; run pcd page-link or restart the server for a new one');
+    }
+    const p = this.pageRequester(ctx);
+    const viewToken = randomSecret();
+    const now = ctx.now();
+    for (const [k, v] of this.views) if (v.expires <= now) this.views.delete(k);
+    while (this.views.size >= MAX_VIEWS) this.views.delete(this.views.keys().next().value!); // the oldest login first
+    this.views.set(digest(viewToken), { requester: { accountId: p.accountId, email: p.email }, expires: now + VIEW_TOKEN_TTL_MS });
+    // What the page uses (web/page/main.ts), nothing more: no server path, contact list or counts the caller's object may carry.
+    return { viewToken, requester: { email: p.email, accountId: p.accountId, token: p.token } };
+  }
+
+  /** The view token a log-view request carries, checked. */
+  viewer(ctx: ServerContext, req: Request): { requester: Requester } {
+    const token = bearer(req);
+    if (!token) throw new PcdError(ErrorCode.Unauthenticated, "the log view needs 'Authorization: Bearer <view token>' (from the one-time login link)");
+    const key = digest(token);
+    const v = this.views.get(key);
+    if (!v) throw new PcdError(ErrorCode.Forbidden, 'this view token is unknown (the server was restarted?): open a new login link');
+    if (v.expires <= ctx.now()) {
+      this.views.delete(key);
+      throw new PcdError(ErrorCode.Forbidden, `this view token has expired (it reads the log view for ${VIEW_TOKEN_TTL_MS / 3600_000} hours after its login): open a new login link (\`pcd page-link\`)`);
+    }
+    return v;
+  }
+}
+
+/** The API's routes of the page: POST /v1/ui/login and POST /v1/admin/page-link, through the API's pipeline (content type, size, strict schema). */
+function loginRoutes(ctx: ServerContext, logins: Logins) {
+  return [
     route<PageLoginRequest, PageLoginReply>({
       method: 'POST',
       path: PATHS.pageLogin,
       auth: 'anyone',
       request: PageLoginRequest,
-      handle({ body }) {
-        const key = digest(body.code);
-        const expires = codes.get(key);
-        codes.delete(key); // one use, whatever happens next
-        if (expires === undefined || expires < Date.now()) {
-          throw new PcdError(ErrorCode.Forbidden, 'this login link was used already or has expired: each link works once; run pcd page-link or restart the server for a new one');
-        }
-        const p = pageRequester(ctx);
-        const viewToken = randomSecret();
-        const now = ctx.now();
-        for (const [k, v] of views) if (v.expires <= now) views.delete(k);
-        while (views.size >= MAX_VIEWS) views.delete(views.keys().next().value!); // the oldest login first
-        views.set(digest(viewToken), { requester: { accountId: p.accountId, email: p.email }, expires: now + VIEW_TOKEN_TTL_MS });
-        // What the page uses (web/page/main.ts), nothing more: no server path, contact list or counts the caller's object may carry.
-        return { body: { viewToken, requester: { email: p.email, accountId: p.accountId, token: p.token } } };
-      },
+      handle: ({ body }) => ({ body: logins.login(ctx, body.code) }),
+    }),
+    route<undefined, PageLinkReply>({
+      method: 'POST',
+      path: PATHS.adminPageLink,
+      auth: 'admin',
+      handle: () => ({ status: 201, body: { path: logins.newLinkPath() } }),
+    }),
+  ];
+}
+
+/**
+ * GET /v1/ui/trace: the rows the page's lookups left in the served design's declared tables.
+ * One statement per table, prepared on first use: its rows since a time, newest first, scoped to
+ * the page's requester by the table's account column, else to the asking IP by its IP column.
+ */
+function traceHandler(ctx: ServerContext, logins: Logins): (req: Request, res: express.Response) => Promise<void> {
+  const { store } = ctx;
+  const served = new Set<DesignName>(ctx.options.designs ?? DESIGNS);
+  const queries = new Map<string, { stmt: Statement; scope: TraceScope }>();
+  const traceQuery = (t: LogTable) => {
+    let q = queries.get(t.name);
+    if (!q) {
+      const account = t.columns.find((c) => c.holds === 'account');
+      const ipColumn = t.columns.find((c) => c.holds === 'ip');
+      const by = account ?? ipColumn;
+      const sql =
+        `SELECT ${columnNames(t).join(', ')} FROM ${t.name} WHERE ts >= ?${by ? ` AND ${by.name} = ?` : ''} ` +
+        `ORDER BY ${t.kind === 'rows' ? 'ts DESC, rowid DESC' : 'ts DESC'} LIMIT ${MAX_TRACE_ROWS}`;
+      q = { stmt: store.db.prepare(sql).raw(), scope: account ? 'account' : ipColumn ? 'ip' : 'none' };
+      queries.set(t.name, q);
+    }
+    return q;
+  };
+
+  return async (req, res) => {
+    const { requester } = logins.viewer(ctx, req);
+    const design = queryParam(req, 'design');
+    if (!design || !(DESIGNS as readonly string[]).includes(design)) {
+      throw new PcdError(ErrorCode.InvalidField, `design must be one of ${DESIGNS.join(', ')}`);
+    }
+    if (!served.has(design as DesignName)) throw new PcdError(ErrorCode.DesignDisabled, `this server does not serve the ${design} design`);
+    const sinceText = queryParam(req, 'since') ?? '0';
+    const since = /^\d{1,15}$/.test(sinceText) ? Number(sinceText) : Number.NaN;
+    if (!Number.isSafeInteger(since)) throw new PcdError(ErrorCode.InvalidField, `since must be a time in Unix ms, got '${sinceText}'`);
+    // The design's declared tables that this server writes (a log is registered with the store when made).
+    const written = new Set(logHealth(store).map((l) => l.table));
+    const logs: readonly LogTable[] = DESIGN_PROTOCOLS.find((d) => d.name === design)!.logs.filter((t) => written.has(t.name));
+    // The enumeration applies to a log that holds number hashes (the hashed design's), whichever design declares one.
+    const hashed = logs.findIndex((t) => t.columns.some((c) => c.holds === 'number-hash'));
+    const planText = queryParam(req, 'plan');
+    if (planText !== undefined && hashed < 0) throw new PcdError(ErrorCode.InvalidField, `plan applies to a design whose log holds number hashes; ${design}'s holds none`);
+    const plan = planText === undefined ? undefined : parsePlan(planText);
+    if (plan && planSize(plan) > MAX_TRACE_PLAN) {
+      throw new PcdError(ErrorCode.InvalidField, `the plan spans ${planSize(plan).toLocaleString('en-US')} numbers; the page's trace enumerates at most ${MAX_TRACE_PLAN.toLocaleString('en-US')} (at most 6 X)`);
+    }
+    const ip = req.ip ?? req.socket.remoteAddress ?? 'unknown';
+
+    flushLogs(store); // what the database holds, not what waits in memory
+    const tables: TraceTable[] = logs.map((t) => {
+      const q = traceQuery(t);
+      const from = t.kind === 'counts' ? Math.floor(since / t.windowMs) * t.windowMs : since;
+      const rows = (q.scope === 'none' ? q.stmt.all(from) : q.stmt.all(from, q.scope === 'account' ? requester.accountId : ip)) as unknown[][];
+      return {
+        name: t.name,
+        kind: t.kind,
+        ...(t.kind === 'counts' ? { windowMs: t.windowMs } : {}),
+        scope: q.scope,
+        description: t.description,
+        columns: t.columns.map((c) => ({ name: c.name, holds: c.holds })),
+        rows: rows.map((r) => r.map(toCell)),
+      };
     });
+
+    const reversal = plan ? await reverseTrace(logs[hashed]!, tables[hashed]!, plan) : undefined;
+    const auth: BlindedAuth | undefined = design === 'blinded' ? (ctx.options.blindedAuth ?? DEFAULT_BLINDED_AUTH) : undefined;
+    reply(req, res, { design: design as DesignName, since, now: ctx.now(), requester: { accountId: requester.accountId, ip }, ...(auth ? { auth } : {}), tables, reversal });
+  };
+}
+
+/** The hashed log's rows reversed by enumerating the plan, off the main thread, at most two at once (web/reverse.ts). */
+async function reverseTrace(log: LogTable, table: TraceTable, plan: PlanPattern[]): Promise<TraceReply['reversal']> {
+  const hashColumn = log.columns.findIndex((c) => c.holds === 'number-hash');
+  const hashes = table.rows.map((r) => Buffer.from(String(r[hashColumn]), 'hex'));
+  const r = await reverseInWorker(hashes, plan);
+  return {
+    plan: plan.map((p) => p.pattern).join(','),
+    candidates: r.candidates,
+    ms: r.ms,
+    ratePerSecond: r.ms > 0 ? Math.round((r.candidates / r.ms) * 1000) : r.candidates * 1000,
+    numbers: Object.fromEntries(r.numbers),
+  };
+}
+
+/** GET / and the page's other files from the built page, with its CSP. */
+function pageFiles(router: Router, distDir: string): void {
+  const page404 = () => {
+    throw new PcdError(ErrorCode.NotFound, `the web page is not built (${path.join(distDir, 'index.html')} is missing): run npm run build`);
+  };
+  const headers = (res: express.Response) => {
+    res.setHeader('Content-Security-Policy', PAGE_CSP);
+    res.setHeader('Referrer-Policy', 'no-referrer');
+    res.setHeader('X-Content-Type-Options', 'nosniff');
+  };
+  router.get('/', (_req, res) => {
+    const file = path.join(distDir, 'index.html');
+    if (!fs.existsSync(file)) page404();
+    headers(res);
+    res.setHeader('Cache-Control', 'no-cache');
+    res.sendFile(file);
+  });
+  router.use(
+    express.static(distDir, {
+      index: false,
+      dotfiles: 'ignore',
+      fallthrough: true,
+      setHeaders: (res) => {
+        headers(res);
+        res.setHeader('Cache-Control', 'no-cache');
+      },
+    }),
+  );
+}
+
+export function createWebUi(options: WebUiOptions = {}): WebUi {
+  const distDir = path.resolve(options.distDir ?? DEFAULT_WEB_DIST);
+  const logins = new Logins(options.pageAccount && { accountId: options.pageAccount.accountId, email: options.pageAccount.email, token: options.pageAccount.token });
 
   const pageRouter = (ctx: ServerContext): Router => {
-    const { store } = ctx;
-    const served = new Set<DesignName>(ctx.options.designs ?? DESIGNS);
-
-    const viewer = (req: Request): { requester: Requester } => {
-      const token = bearer(req);
-      if (!token) throw new PcdError(ErrorCode.Unauthenticated, "the log view needs 'Authorization: Bearer <view token>' (from the one-time login link)");
-      const key = digest(token);
-      const v = views.get(key);
-      if (!v) throw new PcdError(ErrorCode.Forbidden, 'this view token is unknown (the server was restarted?): open a new login link');
-      if (v.expires <= ctx.now()) {
-        views.delete(key);
-        throw new PcdError(ErrorCode.Forbidden, `this view token has expired (it reads the log view for ${VIEW_TOKEN_TTL_MS / 3600_000} hours after its login): open a new login link (\`pcd page-link\`)`);
-      }
-      return v;
-    };
-
-    /**
-     * One statement per declared table, prepared on first use: its rows since a time, newest first, scoped to
-     * the page's requester by the table's account column, else to the asking IP by its IP column.
-     */
-    const queries = new Map<string, { stmt: Statement; scope: TraceScope }>();
-    const traceQuery = (t: LogTable) => {
-      let q = queries.get(t.name);
-      if (!q) {
-        const account = t.columns.find((c) => c.holds === 'account');
-        const ipColumn = t.columns.find((c) => c.holds === 'ip');
-        const by = account ?? ipColumn;
-        const sql =
-          `SELECT ${columnNames(t).join(', ')} FROM ${t.name} WHERE ts >= ?${by ? ` AND ${by.name} = ?` : ''} ` +
-          `ORDER BY ${t.kind === 'rows' ? 'ts DESC, rowid DESC' : 'ts DESC'} LIMIT ${MAX_TRACE_ROWS}`;
-        q = { stmt: store.db.prepare(sql).raw(), scope: account ? 'account' : ipColumn ? 'ip' : 'none' };
-        queries.set(t.name, q);
-      }
-      return q;
-    };
-
     const router = express.Router();
-
     router.get(PATHS.pageClock, (req, res) => {
-      viewer(req);
+      logins.viewer(ctx, req);
       reply(req, res, { now: ctx.now() });
     });
-
-    router.get(PATHS.pageTrace, async (req, res) => {
-      const { requester } = viewer(req);
-      const design = queryParam(req, 'design');
-      if (!design || !(DESIGNS as readonly string[]).includes(design)) {
-        throw new PcdError(ErrorCode.InvalidField, `design must be one of ${DESIGNS.join(', ')}`);
-      }
-      if (!served.has(design as DesignName)) throw new PcdError(ErrorCode.DesignDisabled, `this server does not serve the ${design} design`);
-      const sinceText = queryParam(req, 'since') ?? '0';
-      const since = /^\d{1,15}$/.test(sinceText) ? Number(sinceText) : Number.NaN;
-      if (!Number.isSafeInteger(since)) throw new PcdError(ErrorCode.InvalidField, `since must be a time in Unix ms, got '${sinceText}'`);
-      // The design's declared tables that this server writes (a log is registered with the store when made).
-      const written = new Set(logHealth(store).map((l) => l.table));
-      const logs: readonly LogTable[] = DESIGN_PROTOCOLS.find((d) => d.name === design)!.logs.filter((t) => written.has(t.name));
-      // The enumeration applies to a log that holds number hashes (the hashed design's), whichever design declares one.
-      const hashed = logs.findIndex((t) => t.columns.some((c) => c.holds === 'number-hash'));
-      const planText = queryParam(req, 'plan');
-      if (planText !== undefined && hashed < 0) throw new PcdError(ErrorCode.InvalidField, `plan applies to a design whose log holds number hashes; ${design}'s holds none`);
-      const plan = planText === undefined ? undefined : parsePlan(planText);
-      if (plan && planSize(plan) > MAX_TRACE_PLAN) {
-        throw new PcdError(ErrorCode.InvalidField, `the plan spans ${planSize(plan).toLocaleString('en-US')} numbers; the page's trace enumerates at most ${MAX_TRACE_PLAN.toLocaleString('en-US')} (at most 6 X)`);
-      }
-      const ip = req.ip ?? req.socket.remoteAddress ?? 'unknown';
-
-      flushLogs(store); // what the database holds, not what waits in memory
-      const tables: TraceTable[] = logs.map((t) => {
-        const q = traceQuery(t);
-        const from = t.kind === 'counts' ? Math.floor(since / t.windowMs) * t.windowMs : since;
-        const rows = (q.scope === 'none' ? q.stmt.all(from) : q.stmt.all(from, q.scope === 'account' ? requester.accountId : ip)) as unknown[][];
-        return {
-          name: t.name,
-          kind: t.kind,
-          ...(t.kind === 'counts' ? { windowMs: t.windowMs } : {}),
-          scope: q.scope,
-          description: t.description,
-          columns: t.columns.map((c) => ({ name: c.name, holds: c.holds })),
-          rows: rows.map((r) => r.map(toCell)),
-        };
-      });
-
-      let reversal: TraceReply['reversal'];
-      if (plan) {
-        const hashColumn = logs[hashed]!.columns.findIndex((c) => c.holds === 'number-hash');
-        const hashes = tables[hashed]!.rows.map((r) => Buffer.from(String(r[hashColumn]), 'hex'));
-        const r = await reverseInWorker(hashes, plan); // off the main thread, at most two at once (web/reverse.ts)
-        reversal = {
-          plan: plan.map((p) => p.pattern).join(','),
-          candidates: r.candidates,
-          ms: r.ms,
-          ratePerSecond: r.ms > 0 ? Math.round((r.candidates / r.ms) * 1000) : r.candidates * 1000,
-          numbers: Object.fromEntries(r.numbers),
-        };
-      }
-      const auth: BlindedAuth | undefined = design === 'blinded' ? (ctx.options.blindedAuth ?? DEFAULT_BLINDED_AUTH) : undefined;
-      reply(req, res, { design: design as DesignName, since, now: ctx.now(), requester: { accountId: requester.accountId, ip }, ...(auth ? { auth } : {}), tables, reversal });
-    });
-
-    const page404 = () => {
-      throw new PcdError(ErrorCode.NotFound, `the web page is not built (${path.join(distDir, 'index.html')} is missing): run npm run build`);
-    };
-    const headers = (res: express.Response) => {
-      res.setHeader('Content-Security-Policy', PAGE_CSP);
-      res.setHeader('Referrer-Policy', 'no-referrer');
-      res.setHeader('X-Content-Type-Options', 'nosniff');
-    };
-    router.get('/', (_req, res) => {
-      const file = path.join(distDir, 'index.html');
-      if (!fs.existsSync(file)) page404();
-      headers(res);
-      res.setHeader('Cache-Control', 'no-cache');
-      res.sendFile(file);
-    });
-    router.use(
-      express.static(distDir, {
-        index: false,
-        dotfiles: 'ignore',
-        fallthrough: true,
-        setHeaders: (res) => {
-          headers(res);
-          res.setHeader('Cache-Control', 'no-cache');
-        },
-      }),
-    );
+    router.get(PATHS.pageTrace, traceHandler(ctx, logins));
+    pageFiles(router, distDir);
     return router;
   };
 
-  /** Mints a one-time login code: the link's fragment. */
-  const newLinkPath = (): string => {
-    const now = Date.now();
-    for (const [k, exp] of codes) if (exp < now || codes.size >= MAX_CODES) codes.delete(k);
-    const code = randomSecret();
-    codes.set(digest(code), now + LOGIN_CODE_TTL_MS);
-    return `/#login=${code}`;
-  };
-
-  const mount: WebMount = (ctx) => ({
-    router: pageRouter(ctx),
-    routes: [
-      loginRoute(ctx),
-      route<undefined, PageLinkReply>({
-        method: 'POST',
-        path: PATHS.adminPageLink,
-        auth: 'admin',
-        handle: () => ({ status: 201, body: { path: newLinkPath() } }),
-      }),
-    ],
-  });
-
   return {
-    mount,
-    usePageAccount(account) {
-      page = { accountId: account.accountId, email: account.email, token: account.token }; // only these reach the page
-    },
-    loginUrl(baseUrl) {
-      return `${baseUrl.replace(/\/+$/, '')}${newLinkPath()}`;
-    },
+    mount: (ctx) => ({ router: pageRouter(ctx), routes: loginRoutes(ctx, logins) }),
+    usePageAccount: (account) => logins.usePageAccount(account),
+    loginUrl: (baseUrl) => `${baseUrl.replace(/\/+$/, '')}${logins.newLinkPath()}`,
   };
 }

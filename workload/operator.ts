@@ -268,42 +268,49 @@ function lowerBound(xs: readonly number[], x: number): number {
   return lo;
 }
 
-/** `evaluations`: the rows that attribute bucket fetches (default: blinded_eval_log's, as the audit reads them). */
-export function reconstructBlinded(dataDir: string, planSpec: string, evaluations?: readonly EvaluationRow[], window?: LogWindow): Reconstruction {
-  const audit = auditBlinded(dataDir, { targets: [] });
-  const keep = inWindow(window);
-  const evals: readonly EvaluationRow[] = (evaluations ?? audit.evaluations.rows).filter((r) => keep(r.ts));
-  const tables = readBlindedTables(dataDir);
-  const fetches = tables.fetches.filter((f) => keep(f.ts));
-  const owners = tables.owners;
-  const plan = parsePlan(planSpec);
-  const planSize = plan.reduce((s, p) => s + p.size, 0);
-  const bitsOf = new Map(audit.epochs.map((e) => [e.epoch, e.bucketBits]));
-  const epochsUsed = [...new Set([...evals.map((r) => r.epoch), ...fetches.map((f) => f.epoch)])].filter((e) => bitsOf.has(e));
-  const bitsUsed = [...new Set(epochsUsed.map((e) => bitsOf.get(e)!))];
-  // Bucket ids are comparable within an epoch only.
-  const slot = (epoch: number, bucket: number) => epoch * 2 ** 25 + bucket;
+/** Bucket ids are comparable within an epoch only: a fetch is of a slot, (epoch, bucket). */
+const SLOT_EPOCH = 2 ** 25;
+const slotOf = (epoch: number, bucket: number): number => epoch * SLOT_EPOCH + bucket;
 
-  // Plan numbers and registered numbers per bucket, for every bucketBits in use.
-  const regList = new Map<number, Map<number, E164[]>>();
-  const planLists = new Map<number, Map<number, E164[]>>();
+/** bucket id -> the numbers in it. */
+type BucketLists = Map<number, E164[]>;
+
+function byBucket(numbers: Iterable<E164>, bits: number): BucketLists {
+  const lists: BucketLists = new Map();
+  for (const n of numbers) {
+    const b = bucketOf(n, bits);
+    const l = lists.get(b);
+    if (l) l.push(n);
+    else lists.set(b, [n]);
+  }
+  return lists;
+}
+
+/** What the operator knows before reading a fetch: the epochs in use, and the plan's and the registered numbers of every bucket. */
+interface BlindedView {
+  /** epoch -> its bucket bits (the epochs table). */
+  bitsOf: Map<number, number>;
+  /** Epochs the rows name that the epochs table lists, and their bucket bits. */
+  epochsUsed: number[];
+  bitsUsed: number[];
+  planSize: number;
+  /** bucket bits -> plan numbers per bucket. */
+  planLists: Map<number, BucketLists>;
+  /** bucket bits -> registered numbers per bucket. */
+  regList: Map<number, BucketLists>;
+  /** registered number -> its account (the numbers table). */
+  owners: Map<string, number>;
+  /** account -> its own numbers. */
+  ownNumbers: Map<number, E164[]>;
+}
+
+function blindedView(plan: readonly PlanPattern[], owners: Map<string, number>, bitsOf: Map<number, number>, epochsUsed: number[]): BlindedView {
+  const bitsUsed = [...new Set(epochsUsed.map((e) => bitsOf.get(e)!))];
+  const planLists = new Map<number, BucketLists>();
+  const regList = new Map<number, BucketLists>();
   for (const bits of bitsUsed) {
-    const inPlan = new Map<number, E164[]>();
-    for (const n of enumeratePlan(plan)) {
-      const b = bucketOf(n, bits);
-      const l = inPlan.get(b);
-      if (l) l.push(n);
-      else inPlan.set(b, [n]);
-    }
-    planLists.set(bits, inPlan);
-    const lists = new Map<number, E164[]>();
-    for (const n of owners.keys()) {
-      const b = bucketOf(n as E164, bits);
-      const l = lists.get(b);
-      if (l) l.push(n as E164);
-      else lists.set(b, [n as E164]);
-    }
-    regList.set(bits, lists);
+    planLists.set(bits, byBucket(enumeratePlan(plan), bits));
+    regList.set(bits, byBucket(owners.keys() as Iterable<E164>, bits));
   }
   const ownNumbers = new Map<number, E164[]>();
   for (const [n, a] of owners) {
@@ -311,8 +318,34 @@ export function reconstructBlinded(dataDir: string, planSpec: string, evaluation
     if (l) l.push(n as E164);
     else ownNumbers.set(a, [n as E164]);
   }
+  return { bitsOf, epochsUsed, bitsUsed, planSize: plan.reduce((s, p) => s + p.size, 0), planLists, regList, owners, ownNumbers };
+}
 
-  // 1. Attribution.
+/** How many of account a's own numbers fall in bucket b. */
+const ownIn = (view: BlindedView, a: number, bits: number, b: number): number => (view.ownNumbers.get(a) ?? []).filter((n) => bucketOf(n, bits) === b).length;
+
+/** Step 1's outcome: which accounts each fetch is attributed to. */
+interface Attribution {
+  /** account -> slots of the fetches attributed to it alone. */
+  firm: Map<number, Set<number>>;
+  /** account -> slots of the fetches it is one possible fetcher of. */
+  possible: Map<number, Set<number>>;
+  /** slot -> accounts (any attribution). */
+  fetchedBy: Map<number, Set<number>>;
+  /** epoch -> its attributed fetches, as the scored attack takes them. */
+  attributed: Map<number, AttributedFetch[]>;
+  ambiguous: number;
+  unattributed: number;
+}
+
+function put(m: Map<number, Set<number>>, k: number, v: number): void {
+  const s = m.get(k);
+  if (s) s.add(v);
+  else m.set(k, new Set([v]));
+}
+
+/** 1. Attribution: each fetch to the accounts that evaluated on its IP near its minute, else to every account of the IP. */
+function attributeFetches(view: BlindedView, fetches: readonly FetchRow[], evals: readonly EvaluationRow[]): Attribution {
   const evalsByIp = new Map<string, { ts: number[]; accounts: number[] }>();
   for (const r of [...evals].sort((a, b) => a.ts - b.ts)) {
     const e = evalsByIp.get(r.ip) ?? { ts: [], accounts: [] };
@@ -320,20 +353,10 @@ export function reconstructBlinded(dataDir: string, planSpec: string, evaluation
     e.accounts.push(r.accountId);
     evalsByIp.set(r.ip, e);
   }
-  const firm = new Map<number, Set<number>>(); // account -> slots
-  const possible = new Map<number, Set<number>>();
-  const fetchedBy = new Map<number, Set<number>>(); // slot -> accounts (any attribution)
-  const put = (m: Map<number, Set<number>>, k: number, v: number) => {
-    const s = m.get(k);
-    if (s) s.add(v);
-    else m.set(k, new Set([v]));
-  };
-  let ambiguous = 0;
-  let unattributed = 0;
-  const attributed = new Map<number, AttributedFetch[]>(epochsUsed.map((e) => [e, []]));
+  const out: Attribution = { firm: new Map(), possible: new Map(), fetchedBy: new Map(), attributed: new Map(view.epochsUsed.map((e) => [e, []])), ambiguous: 0, unattributed: 0 };
   for (const f of fetches) {
-    if (!bitsOf.has(f.epoch)) {
-      unattributed++; // an epoch the epochs table does not list: its bucket ids cannot be matched to numbers
+    if (!view.bitsOf.has(f.epoch)) {
+      out.unattributed++; // an epoch the epochs table does not list: its bucket ids cannot be matched to numbers
       continue;
     }
     const e = evalsByIp.get(f.ip);
@@ -345,22 +368,44 @@ export function reconstructBlinded(dataDir: string, planSpec: string, evaluation
       if (near.size === 0) for (const a of e.accounts) near.add(a);
     }
     if (near.size === 0) {
-      unattributed++;
+      out.unattributed++;
       continue;
     }
-    if (near.size > 1) ambiguous++;
-    attributed.get(f.epoch)!.push({ accounts: [...near], bucket: f.bucket, day: Math.floor(f.ts / DAY_MS) });
-    const s = slot(f.epoch, f.bucket);
+    if (near.size > 1) out.ambiguous++;
+    out.attributed.get(f.epoch)!.push({ accounts: [...near], bucket: f.bucket, day: Math.floor(f.ts / DAY_MS) });
+    const s = slotOf(f.epoch, f.bucket);
     for (const a of near) {
-      put(possible, a, s);
-      put(fetchedBy, s, a);
-      if (near.size === 1) put(firm, a, s);
+      put(out.possible, a, s);
+      put(out.fetchedBy, s, a);
+      if (near.size === 1) put(out.firm, a, s);
     }
   }
+  return out;
+}
 
-  const ownIn = (a: number, bits: number, b: number): number => (ownNumbers.get(a) ?? []).filter((n) => bucketOf(n, bits) === b).length;
+/** 2. Candidates: the plan (and registered) numbers of x's bucket when a fetch of it is attributed to A, else the whole plan; less A's own. */
+function candidatesOf(view: BlindedView, attribution: Attribution): (a: number, n: E164) => Candidates {
+  const { bitsOf, epochsUsed, planLists, regList, owners } = view;
+  return (a, n) => {
+    const own = view.ownNumbers.get(a) ?? [];
+    const registered = owners.has(n);
+    for (const epoch of epochsUsed) {
+      const bits = bitsOf.get(epoch)!;
+      const b = bucketOf(n, bits);
+      if (!attribution.possible.get(a)?.has(slotOf(epoch, b))) continue;
+      const mineHere = ownIn(view, a, bits, b);
+      return {
+        plan: (planLists.get(bits)!.get(b)?.length ?? 0) - mineHere,
+        registered: registered ? (regList.get(bits)!.get(b)?.length ?? 0) - mineHere : null,
+      };
+    }
+    return { plan: view.planSize - own.length, registered: registered ? owners.size - own.length : null };
+  };
+}
 
-  // 3. Mutuality: registered numbers of bucket (epoch, b) whose account fetched the bucket of one of A's own numbers.
+/** 3. Mutuality: M(A, b), up to `limit` registered numbers of bucket (epoch, b) whose account fetched the bucket of one of A's own numbers. */
+function mutualSets(view: BlindedView, attribution: Attribution): (a: number, epoch: number, b: number, limit?: number) => E164[] {
+  const { bitsOf, regList, owners, ownNumbers } = view;
   const reciprocatingMemo = new Map<string, Set<number>>();
   const reciprocatingOf = (a: number, epoch: number): Set<number> => {
     const k = `${a} ${epoch}`;
@@ -368,12 +413,12 @@ export function reconstructBlinded(dataDir: string, planSpec: string, evaluation
     if (!r) {
       const bits = bitsOf.get(epoch)!;
       r = new Set<number>();
-      for (const n of ownNumbers.get(a) ?? []) for (const x of fetchedBy.get(slot(epoch, bucketOf(n, bits))) ?? []) if (x !== a) r.add(x);
+      for (const n of ownNumbers.get(a) ?? []) for (const x of attribution.fetchedBy.get(slotOf(epoch, bucketOf(n, bits))) ?? []) if (x !== a) r.add(x);
       reciprocatingMemo.set(k, r);
     }
     return r;
   };
-  const mutual = (a: number, epoch: number, b: number, limit = 2): E164[] => {
+  return (a, epoch, b, limit = 2) => {
     const bits = bitsOf.get(epoch)!;
     const reciprocating = reciprocatingOf(a, epoch);
     const out: E164[] = [];
@@ -385,36 +430,41 @@ export function reconstructBlinded(dataDir: string, planSpec: string, evaluation
     }
     return out;
   };
+}
 
-  const bucketClaims = new Set<EdgeKey>();
-  const mutualClaims = new Set<EdgeKey>();
-  const registeredClaims = new Set<EdgeKey>();
-  for (const [a, slots] of firm) {
+/** The first simulation's rules, per (account, bucket) firmly attributed: `bucket`, `mutual` and `registered` (the header's list). */
+function ruleClaims(view: BlindedView, attribution: Attribution): { bucket: Set<EdgeKey>; mutual: Set<EdgeKey>; registered: Set<EdgeKey> } {
+  const { bitsOf, planLists, regList, ownNumbers } = view;
+  const mutual = mutualSets(view, attribution);
+  const claims = { bucket: new Set<EdgeKey>(), mutual: new Set<EdgeKey>(), registered: new Set<EdgeKey>() };
+  for (const [a, slots] of attribution.firm) {
     const own = new Set<string>(ownNumbers.get(a) ?? []);
     for (const s of slots) {
-      const epoch = Math.floor(s / 2 ** 25);
-      const b = s - epoch * 2 ** 25;
+      const epoch = Math.floor(s / SLOT_EPOCH);
+      const b = s - epoch * SLOT_EPOCH;
       const bits = bitsOf.get(epoch)!;
       const inPlan = planLists.get(bits)!.get(b);
       const pOne = inPlan?.length === 1 ? inPlan[0]! : undefined;
-      if (pOne !== undefined && !own.has(pOne)) bucketClaims.add(edgeKey(a, pOne));
-      const regCount = (regList.get(bits)!.get(b)?.length ?? 0) - ownIn(a, bits, b);
+      if (pOne !== undefined && !own.has(pOne)) claims.bucket.add(edgeKey(a, pOne));
+      const regCount = (regList.get(bits)!.get(b)?.length ?? 0) - ownIn(view, a, bits, b);
       if (regCount === 1) {
         const n = (regList.get(bits)!.get(b) ?? []).find((x) => !own.has(x));
-        if (n) registeredClaims.add(edgeKey(a, n));
+        if (n) claims.registered.add(edgeKey(a, n));
       }
       const m = mutual(a, epoch, b);
-      if (m.length === 1) mutualClaims.add(edgeKey(a, m[0]!));
+      if (m.length === 1) claims.mutual.add(edgeKey(a, m[0]!));
     }
   }
-  const conservative = new Set<EdgeKey>([...bucketClaims, ...mutualClaims]);
+  return claims;
+}
 
-  // The scored attack (workload/attack.ts), per epoch; an edge keeps its best score.
+/** 4. The scored attack (workload/attack.ts), per epoch; an edge keeps its best score. Claims best first, and each epoch's fitted model. */
+function scoreEpochs(view: BlindedView, attribution: Attribution): { claims: ScoredClaim[]; models: ScoredAttack[] } {
   const bestScore = new Map<EdgeKey, ScoredClaim>();
   const models: ScoredAttack[] = [];
-  for (const epoch of epochsUsed) {
-    const bits = bitsOf.get(epoch)!;
-    const scored = scoreFetches({ bits, fetches: attributed.get(epoch)!, planByBucket: planLists.get(bits)!, owners, bucketOfNumber: (n) => bucketOf(n, bits) });
+  for (const epoch of view.epochsUsed) {
+    const bits = view.bitsOf.get(epoch)!;
+    const scored = scoreFetches({ bits, fetches: attribution.attributed.get(epoch)!, planByBucket: view.planLists.get(bits)!, owners: view.owners, bucketOfNumber: (n) => bucketOf(n, bits) });
     models.push(scored);
     for (const c of scored.claims) {
       const k = edgeKey(c.account, c.number);
@@ -422,41 +472,40 @@ export function reconstructBlinded(dataDir: string, planSpec: string, evaluation
       if (!b || c.score > b.score) bestScore.set(k, c);
     }
   }
-  const scoredClaims = [...bestScore.values()].sort((x, y) => y.score - x.score);
-  const atLevel = (level: number) => new Set(scoredClaims.filter((c) => c.score >= level).map((c) => edgeKey(c.account, c.number)));
-  const claimed = atLevel(HEADLINE_LEVEL);
+  return { claims: [...bestScore.values()].sort((x, y) => y.score - x.score), models };
+}
 
-  const candidates = (a: number, n: E164): Candidates => {
-    const own = ownNumbers.get(a) ?? [];
-    const registered = owners.has(n);
-    for (const epoch of epochsUsed) {
-      const bits = bitsOf.get(epoch)!;
-      const b = bucketOf(n, bits);
-      if (!possible.get(a)?.has(slot(epoch, b))) continue;
-      const mineHere = ownIn(a, bits, b);
-      return {
-        plan: (planLists.get(bits)!.get(b)?.length ?? 0) - mineHere,
-        registered: registered ? (regList.get(bits)!.get(b)?.length ?? 0) - mineHere : null,
-      };
-    }
-    return { plan: planSize - own.length, registered: registered ? owners.size - own.length : null };
-  };
+/** `evaluations`: the rows that attribute bucket fetches (default: blinded_eval_log's, as the audit reads them). */
+export function reconstructBlinded(dataDir: string, planSpec: string, evaluations?: readonly EvaluationRow[], window?: LogWindow): Reconstruction {
+  const audit = auditBlinded(dataDir, { targets: [] });
+  const keep = inWindow(window);
+  const evals: readonly EvaluationRow[] = (evaluations ?? audit.evaluations.rows).filter((r) => keep(r.ts));
+  const tables = readBlindedTables(dataDir);
+  const fetches = tables.fetches.filter((f) => keep(f.ts));
+  const bitsOf = new Map(audit.epochs.map((e) => [e.epoch, e.bucketBits]));
+  const epochsUsed = [...new Set([...evals.map((r) => r.epoch), ...fetches.map((f) => f.epoch)])].filter((e) => bitsOf.has(e));
+  const view = blindedView(parsePlan(planSpec), tables.owners, bitsOf, epochsUsed);
+
+  const attribution = attributeFetches(view, fetches, evals);
+  const rules = ruleClaims(view, attribution);
+  const scored = scoreEpochs(view, attribution);
+  const atLevel = (level: number) => new Set(scored.claims.filter((c) => c.score >= level).map((c) => edgeKey(c.account, c.number)));
 
   const current = audit.currentEpoch === null ? undefined : audit.epochs.find((e) => e.epoch === audit.currentEpoch);
   return {
     design: 'blinded',
-    bucketBits: current?.bucketBits ?? bitsUsed[0] ?? null,
-    claimed,
+    bucketBits: current?.bucketBits ?? view.bitsUsed[0] ?? null,
+    claimed: atLevel(HEADLINE_LEVEL),
     attacks: [
       ...CONFIDENCE_LEVELS.map((level) => ({ name: levelName(level), claimed: atLevel(level) })),
-      { name: CONSERVATIVE, claimed: conservative },
-      { name: 'bucket', claimed: bucketClaims },
-      { name: 'mutual', claimed: mutualClaims },
-      { name: 'registered', claimed: registeredClaims },
+      { name: CONSERVATIVE, claimed: new Set<EdgeKey>([...rules.bucket, ...rules.mutual]) },
+      { name: 'bucket', claimed: rules.bucket },
+      { name: 'mutual', claimed: rules.mutual },
+      { name: 'registered', claimed: rules.registered },
     ],
-    scored: scoredClaims.map((c) => ({ key: edgeKey(c.account, c.number), score: c.score })),
-    model: models.flatMap((m) => m.weights),
-    candidates,
+    scored: scored.claims.map((c) => ({ key: edgeKey(c.account, c.number), score: c.score })),
+    model: scored.models.flatMap((m) => m.weights),
+    candidates: candidatesOf(view, attribution),
     remains: {
       fields: 'evaluations: time, account, IP, epoch, element count; bucket fetches: minute, IP, epoch, bucket id, count',
       rows: evals.length + fetches.length,
@@ -467,8 +516,8 @@ export function reconstructBlinded(dataDir: string, planSpec: string, evaluation
       ...span([...evals.map((r) => r.ts), ...fetches.map((f) => f.ts)]),
       bucketRows: fetches.length,
       bucketFetches: audit.bucketFetches,
-      ambiguousBucketRows: ambiguous,
-      unattributedBucketRows: unattributed,
+      ambiguousBucketRows: attribution.ambiguous,
+      unattributedBucketRows: attribution.unattributed,
     },
     warnings: audit.warnings,
   };

@@ -60,14 +60,15 @@ import { countingTransport, createTransport } from '../client/transport.ts';
 import { capabilitiesToMask } from '../shared/capabilities.ts';
 import type { RequestOptions, Transport } from '../shared/design.ts';
 import { designLabel } from '../shared/designs/index.ts';
+import type { E164 } from '../shared/e164.ts';
 import { PATHS, type DesignName } from '../shared/messages.ts';
 import type { BlindedAuth } from '../shared/tokens.ts';
 import { Store } from '../server/store.ts';
-import { forkServer, openTimeoutMs } from '../harness/fork.ts';
+import { forkServer, openTimeoutMs, type ServerChild } from '../harness/fork.ts';
 import { startRelay, type RunningRelay } from '../relay/relay.ts';
 import type { WorkloadPopulation } from './population.ts';
 import { stream, type WorkloadRng } from './rng.ts';
-import { DAY_MS, type Script } from './script.ts';
+import { DAY_MS, type Script, type ScriptAction } from './script.ts';
 
 /** Not a secret: the admin API is not used; the server needs a token to start without writing one. */
 const ADMIN_TOKEN = 'pcd-workload-admin-token-not-a-secret';
@@ -253,19 +254,161 @@ interface Install {
   fetchAt: number;
 }
 
-export async function runScript(pop: WorkloadPopulation, script: Script, target: RunTarget, options: RunOptions): Promise<RunRecord> {
-  const log = options.log ?? (() => {});
-  const t0 = performance.now();
-  const label = runLabel(target);
-  const spec = variantSpec(target.variant);
-  const anonymous = spec.auth === 'token';
-  const dataDir = fs.mkdtempSync(path.join(options.root, `${label.replace(/[^a-z0-9]+/gi, '-')}-`));
-  const { accountIds, tokens } = seedUsers(dataDir, pop, script.options.start - DAY_MS);
-  const child = forkServer();
-  let relay: RunningRelay | undefined;
-  const relayIps = spec.relay ? [RELAY_ADDRESS] : [];
-  const seenIp = (u: number) => (spec.relay ? RELAY_ADDRESS : userIp(u, options.usersPerIp));
-  const record: RunRecord = {
+/** What a run's player needs of the started run: the server, the relay, the users' tokens and how they reach it. */
+interface PlayerSetup {
+  child: ServerChild;
+  url: string;
+  relay: RunningRelay | undefined;
+  spec: VariantSpec;
+  /** Requester token of user u. */
+  tokens: string[];
+  usersPerIp: number;
+  /** With tokens: class-1 tokens each pool fetches per simulated day. */
+  quantum: number;
+  seed: string;
+  /** The server's clock when the player starts. */
+  start: number;
+}
+
+/**
+ * Plays a script's events on a started server: the app's installs and
+ * their first fill, the day's token fetches, and the lookup actions, each
+ * at its simulated instant; what they send and cost goes into `record`.
+ */
+class ScriptPlayer {
+  private clock: number;
+  private readonly anonymous: boolean;
+  private readonly installs = new Map<number, Install>();
+  /** Every install of the run, replaced ones included (their pools' stats are summed, and every pool is closed). */
+  private readonly everyInstall: Install[] = [];
+  private readonly counters: { requests: number; sent: number; received: number }[] = [];
+  private readonly rngs = new Map<number, WorkloadRng>();
+
+  constructor(
+    private readonly setup: PlayerSetup,
+    private readonly record: RunRecord,
+  ) {
+    this.clock = setup.start;
+    this.anonymous = setup.spec.auth === 'token';
+  }
+
+  async setClock(t: number): Promise<void> {
+    if (t === this.clock) return;
+    const c0 = performance.now();
+    await this.setup.child.clock(t);
+    this.clock = t;
+    this.record.clockSeconds += (performance.now() - c0) / 1000;
+  }
+
+  private rngOf(u: number): WorkloadRng {
+    let r = this.rngs.get(u);
+    if (!r) this.rngs.set(u, (r = stream(this.setup.seed, 'token-quantum', u)));
+    return r;
+  }
+
+  /** A new install of user u's app: a new client (and with tokens its pool and its first period), replacing the old one. */
+  private install(u: number): Install {
+    const { url, relay, spec, usersPerIp } = this.setup;
+    const direct = forwardedFetch(userIp(u, usersPerIp));
+    // Through the relay: the blinded config, evaluate and bucket requests sealed to the server's gateway; token issuance direct.
+    const fetchFn = relay ? relayFetchFor('blinded', relay.url, { fetch: direct }) : direct;
+    const { transport, stats } = countingTransport(createTransport({ baseUrl: url, token: this.setup.tokens[u]!, fetch: fetchFn }));
+    this.counters.push(stats);
+    let self: Install | undefined;
+    const observed = observingTransport(transport, (o) => {
+      const elements = (o.body as { elements: unknown[] }).elements.length;
+      const padding = self?.blinded ? self.blinded.stats.paddingElements - self.padding : 0;
+      if (self?.blinded) self.padding = self.blinded.stats.paddingElements;
+      this.record.evaluations.push({ t: this.clock, user: u, ip: spec.relay ? RELAY_ADDRESS : userIp(u, usersPerIp), elements, asked: elements - padding });
+    });
+    const client = createClient({ baseUrl: url, design: spec.design, transport: observed, ...(this.anonymous ? { tokens: simulatedPool(this.setup.quantum) } : {}) });
+    self = { user: u, client, blinded: designOf(client, 'blinded'), padding: 0, periodStart: this.clock, fetchAt: Infinity };
+    if (this.anonymous) self.fetchAt = quantumFetchAt(self.periodStart, DAY_MS, this.rngOf(u).float());
+    const old = this.installs.get(u);
+    if (old) old.blinded?.tokens.close(); // the old app is gone, with its tokens and its schedule (its entry is replaced)
+    this.installs.set(u, self);
+    this.everyInstall.push(self);
+    return self;
+  }
+
+  /** The app starts: installed, and with tokens its pool fetches ahead (client/tokens.ts fill). */
+  async appStart(u: number): Promise<Install> {
+    const inst = this.install(u);
+    if (this.anonymous) {
+      this.record.pools!.appStarts++;
+      await this.fill(inst.blinded!.tokens, 'fill');
+    }
+    return inst;
+  }
+
+  private async fill(pool: TokenPool, how: 'fill' | 'quantum'): Promise<void> {
+    try {
+      if (how === 'fill') await pool.fill();
+      else await pool.fetchQuantum();
+    } catch (e) {
+      this.record.pools!.fillErrors++;
+      this.record.firstError ??= `token ${how}: ${e instanceof Error ? e.message : String(e)}`;
+    }
+  }
+
+  /** With tokens: the periods' fetches due up to `t`, in time order (ties: the lower user), each at its own instant. */
+  async quantumFetchesUntil(t: number): Promise<void> {
+    if (!this.anonymous) return;
+    for (;;) {
+      let due: Install | undefined;
+      for (const i of this.installs.values()) if (i.fetchAt <= t && (due === undefined || i.fetchAt < due.fetchAt)) due = i;
+      if (!due) return;
+      await this.setClock(Math.round(due.fetchAt));
+      due.periodStart += DAY_MS;
+      due.fetchAt = quantumFetchAt(due.periodStart, DAY_MS, this.rngOf(due.user).float());
+      this.record.pools!.quantumFetches++;
+      await this.fill(due.blinded!.tokens, 'quantum');
+    }
+  }
+
+  /** A lookup action at its instant: a reinstall's sync starts a new app; a failure is counted, not thrown. */
+  async play(a: ScriptAction, numbers: readonly E164[]): Promise<void> {
+    await this.quantumFetchesUntil(a.t);
+    await this.setClock(a.t);
+    this.record.lookups += numbers.length;
+    const l0 = performance.now();
+    try {
+      const inst = (a.kind === 'sync' ? undefined : this.installs.get(a.user)) ?? (await this.appStart(a.user));
+      if (a.kind === 'sync') await inst.client.lookupMany(numbers);
+      else await inst.client.lookup(numbers[0]!);
+    } catch (e) {
+      this.record.errors++;
+      this.record.firstError ??= e instanceof Error ? e.message : String(e);
+    }
+    this.record.clientSeconds += (performance.now() - l0) / 1000;
+  }
+
+  /** The transports' request and byte counts, and with tokens every pool's stats, into the record. */
+  tally(): void {
+    const { record } = this;
+    for (const c of this.counters) {
+      record.requests += c.requests;
+      record.bytesSent += c.sent;
+      record.bytesReceived += c.received;
+    }
+    if (record.pools) {
+      for (const i of this.everyInstall) {
+        const st = i.blinded!.tokens.stats;
+        record.pools.issuanceRequests += st.issuanceRequests;
+        record.pools.fetched += st.tokensFetched;
+        record.pools.spent += st.tokensSpent;
+        record.pools.fetchedOnDemand += st.fetchesOnDemand;
+      }
+    }
+  }
+
+  close(): void {
+    for (const i of this.everyInstall) i.blinded?.tokens.close();
+  }
+}
+
+function emptyRecord(target: RunTarget, dataDir: string, accountIds: number[], relayIps: string[], usersPerIp: number): RunRecord {
+  return {
     target,
     dataDir,
     accountIds,
@@ -280,12 +423,24 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
     clientSeconds: 0,
     clockSeconds: 0,
     evaluations: [],
-    pools: anonymous ? { issuanceRequests: 0, fetched: 0, spent: 0, fetchedOnDemand: 0, appStarts: 0, quantumFetches: 0, fillErrors: 0 } : null,
+    pools: isAnonymous(target.variant) ? { issuanceRequests: 0, fetched: 0, spent: 0, fetchedOnDemand: 0, appStarts: 0, quantumFetches: 0, fillErrors: 0 } : null,
     relayIps,
-    usersPerIp: options.usersPerIp,
+    usersPerIp,
   };
-  const installs = new Map<number, Install>();
-  const everyInstall: Install[] = [];
+}
+
+export async function runScript(pop: WorkloadPopulation, script: Script, target: RunTarget, options: RunOptions): Promise<RunRecord> {
+  const log = options.log ?? (() => {});
+  const t0 = performance.now();
+  const label = runLabel(target);
+  const spec = variantSpec(target.variant);
+  const dataDir = fs.mkdtempSync(path.join(options.root, `${label.replace(/[^a-z0-9]+/gi, '-')}-`));
+  const { accountIds, tokens } = seedUsers(dataDir, pop, script.options.start - DAY_MS);
+  const child = forkServer();
+  let relay: RunningRelay | undefined;
+  let player: ScriptPlayer | undefined;
+  const relayIps = spec.relay ? [RELAY_ADDRESS] : [];
+  const record = emptyRecord(target, dataDir, accountIds, relayIps, options.usersPerIp);
   try {
     await child.clock(script.options.start);
     const started = await child.start(
@@ -307,126 +462,26 @@ export async function runScript(pop: WorkloadPopulation, script: Script, target:
     record.startSeconds = started.seconds;
     // The relay's own per-IP limit would see every simulated user as this process's one address.
     if (spec.relay) relay = await startRelay({ gateway: started.url, host: RELAY_ADDRESS, port: 0, ipLimitPerMinute: 1_000_000_000 });
-
-    let clock = script.options.start;
-    const setClock = async (t: number) => {
-      if (t === clock) return;
-      const c0 = performance.now();
-      await child.clock(t);
-      clock = t;
-      record.clockSeconds += (performance.now() - c0) / 1000;
-    };
-
-    const counters: { requests: number; sent: number; received: number }[] = [];
     const quantum = options.poolQuantum ?? LIBRARY_TOKEN_QUANTUM;
-    const rngs = new Map<number, WorkloadRng>();
-    const rngOf = (u: number): WorkloadRng => {
-      let r = rngs.get(u);
-      if (!r) rngs.set(u, (r = stream(script.options.seed, 'token-quantum', u)));
-      return r;
-    };
-    const install = (u: number): Install => {
-      const direct = forwardedFetch(userIp(u, options.usersPerIp));
-      // Through the relay: the blinded config, evaluate and bucket requests sealed to the server's gateway; token issuance direct.
-      const fetchFn = relay ? relayFetchFor('blinded', relay.url, { fetch: direct }) : direct;
-      const { transport, stats } = countingTransport(createTransport({ baseUrl: started.url, token: tokens[u]!, fetch: fetchFn }));
-      counters.push(stats);
-      let self: Install | undefined;
-      const observed = observingTransport(transport, (o) => {
-        const elements = (o.body as { elements: unknown[] }).elements.length;
-        const padding = self?.blinded ? self.blinded.stats.paddingElements - self.padding : 0;
-        if (self?.blinded) self.padding = self.blinded.stats.paddingElements;
-        record.evaluations.push({ t: clock, user: u, ip: seenIp(u), elements, asked: elements - padding });
-      });
-      const client = createClient({ baseUrl: started.url, design: spec.design, transport: observed, ...(anonymous ? { tokens: simulatedPool(quantum) } : {}) });
-      self = { user: u, client, blinded: designOf(client, 'blinded'), padding: 0, periodStart: clock, fetchAt: Infinity };
-      if (anonymous) self.fetchAt = quantumFetchAt(self.periodStart, DAY_MS, rngOf(u).float());
-      const old = installs.get(u);
-      if (old) old.blinded?.tokens.close(); // the old app is gone, with its tokens and its schedule (its entry is replaced)
-      installs.set(u, self);
-      everyInstall.push(self);
-      return self;
-    };
-    const fill = async (pool: TokenPool, how: 'fill' | 'quantum') => {
-      try {
-        if (how === 'fill') await pool.fill();
-        else await pool.fetchQuantum();
-      } catch (e) {
-        record.pools!.fillErrors++;
-        record.firstError ??= `token ${how}: ${e instanceof Error ? e.message : String(e)}`;
-      }
-    };
-    // The periods' fetches due up to `t`, in time order (ties: the lower user), each at its own instant.
-    const fetchesUntil = async (t: number) => {
-      for (;;) {
-        let due: Install | undefined;
-        for (const i of installs.values()) if (i.fetchAt <= t && (due === undefined || i.fetchAt < due.fetchAt)) due = i;
-        if (!due) return;
-        await setClock(Math.round(due.fetchAt));
-        due.periodStart += DAY_MS;
-        due.fetchAt = quantumFetchAt(due.periodStart, DAY_MS, rngOf(due.user).float());
-        record.pools!.quantumFetches++;
-        await fill(due.blinded!.tokens, 'quantum');
-      }
-    };
+    player = new ScriptPlayer({ child, url: started.url, relay, spec, tokens, usersPerIp: options.usersPerIp, quantum, seed: script.options.seed, start: script.options.start }, record);
 
     // Every app is installed before the window (the same fill for every user, at the window's start); the schedule follows.
-    if (anonymous) {
-      for (let u = 0; u < pop.users; u++) {
-        const inst = install(u);
-        record.pools!.appStarts++;
-        await fill(inst.blinded!.tokens, 'fill');
-      }
-    }
+    if (isAnonymous(target.variant)) for (let u = 0; u < pop.users; u++) await player.appStart(u);
 
     let last = performance.now();
     for (let i = 0; i < script.actions.length; i++) {
       const a = script.actions[i]!;
-      if (anonymous) await fetchesUntil(a.t);
-      await setClock(a.t);
-      const numbers = a.people.map((p) => pop.numbers[p]!);
-      record.lookups += numbers.length;
-      const l0 = performance.now();
-      let inst = a.kind === 'sync' ? undefined : installs.get(a.user);
-      try {
-        if (!inst) {
-          inst = install(a.user);
-          if (anonymous) {
-            // The app starts: its pool fetches ahead (client/tokens.ts fill).
-            record.pools!.appStarts++;
-            await fill(inst.blinded!.tokens, 'fill');
-          }
-        }
-        if (a.kind === 'sync') await inst.client.lookupMany(numbers);
-        else await inst.client.lookup(numbers[0]!);
-      } catch (e) {
-        record.errors++;
-        record.firstError ??= e instanceof Error ? e.message : String(e);
-      }
-      record.clientSeconds += (performance.now() - l0) / 1000;
+      await player.play(a, a.people.map((p) => pop.numbers[p]!));
       if (performance.now() - last > 15_000) {
         last = performance.now();
         log(`    ${label}: ${i + 1}/${script.actions.length} actions, day ${((a.t - script.options.start) / DAY_MS).toFixed(1)}`);
       }
     }
-    if (anonymous) await fetchesUntil(script.end - 1);
+    await player.quantumFetchesUntil(script.end - 1);
     await child.clock(script.end);
-    for (const c of counters) {
-      record.requests += c.requests;
-      record.bytesSent += c.sent;
-      record.bytesReceived += c.received;
-    }
-    if (record.pools) {
-      for (const i of everyInstall) {
-        const st = i.blinded!.tokens.stats;
-        record.pools.issuanceRequests += st.issuanceRequests;
-        record.pools.fetched += st.tokensFetched;
-        record.pools.spent += st.tokensSpent;
-        record.pools.fetchedOnDemand += st.fetchesOnDemand;
-      }
-    }
+    player.tally();
   } finally {
-    for (const i of everyInstall) i.blinded?.tokens.close();
+    player?.close();
     await relay?.close();
     await child.close(); // flushes the query logs into the data folder
   }

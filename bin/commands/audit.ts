@@ -138,77 +138,96 @@ export function registerAuditCommand(program: Command): void {
     )
     .action(async (o: AuditFlags, cmd: Command) => {
       // The audit's readers are loaded when it runs, so a process that serves never loads them.
-      const [{ formatAudit, runAudit }, { databaseFile }, { formatScan, scanDataFolder }, { relationNames, withPgSnapshot }, { formatPgScan, scanPgDataDir }] = await Promise.all([
-        import('../../audit/designs/index.ts'),
-        import('../../audit/image.ts'),
-        import('../../audit/scan/scan.ts'),
-        import('../../audit/pgimage.ts'),
-        import('../../audit/scan/pgdata.ts'),
-      ]);
-      if (o.pgData !== undefined) {
-        const numbers = [...(o.scan !== undefined ? readNumbersFile(o.scan, o.region) : []), ...parseTargets(o.target, o.region)];
-        if (numbers.length === 0) throw new PcdError(ErrorCode.InvalidField, '--pg-data searches for numbers: give --target NUMBER or --scan NUMBERS_FILE');
-        // Relation names only from an explicit --store: the scan is offline, PCD_DATABASE_URL alone does not make it connect.
-        const relations = o.store !== undefined ? await relationNames(storeUrl(o.store, {})!) : undefined;
-        console.log(formatPgScan(scanPgDataDir(o.pgData, numbers, { national: o.national, relations }), o.format));
-        return;
-      }
+      const readers = await loadReaders();
+      if (o.pgData !== undefined) return scanPgData(readers, o, o.pgData);
       if (o.scan !== undefined && o.store !== undefined) {
         throw new PcdError(ErrorCode.InvalidField, '--scan searches the files of a data folder: give --data, not --store (or --pg-data DIR for the files of a Postgres cluster)');
       }
       // --store, or the environment's store unless --data names a folder or --scan searches one.
       const store = storeUrl(o.store, cmd.getOptionValueSource('data') === 'cli' || o.scan !== undefined ? {} : process.env);
-      if (store === undefined) databaseFile(o.data); // a clear error before anything else when --data is wrong
+      if (store === undefined) readers.databaseFile(o.data); // a clear error before anything else when --data is wrong
       if (o.scan !== undefined) {
         const numbers = readNumbersFile(o.scan, o.region);
-        const result = scanDataFolder(o.data, numbers, { national: o.national });
-        console.log(formatScan(result, o.format));
+        const result = readers.scanDataFolder(o.data, numbers, { national: o.national });
+        console.log(readers.formatScan(result, o.format));
         return;
       }
-      let designs = parseDesigns(o.design);
-      // Without --design, --target or --plan the hashed audit has no range to enumerate: the others run, and one line says what it needs.
-      let skipped: string | undefined;
-      if (cmd.getOptionValueSource('design') === 'default' && o.target.length === 0 && o.plan === undefined && designs.length > 1) {
-        designs = designs.filter((d) => d !== 'hashed');
-        skipped = 'hashed: not audited: reversing its hashes needs the numbers to try, --target NUMBER (its 10^4 neighbours) or --plan +1415555XXXX (a range)';
-      }
-      if (o.format === 'csv' && designs.length > 1) {
-        throw new PcdError(ErrorCode.InvalidField, `--format csv prints one design's rows: pick one with --design (${DESIGNS.join(', ')})`);
-      }
-      const now = Date.now();
-      const since = o.since === undefined ? undefined : parseTime(o.since, now);
-      const until = o.until === undefined ? undefined : parseTime(o.until, now);
-      if (since !== undefined && until !== undefined && since >= until) {
-        throw new PcdError(ErrorCode.InvalidField, `--since (${new Date(since).toISOString()}) must be before --until (${new Date(until).toISOString()})`);
-      }
-      const targets = parseTargets(o.target, o.region);
-      const accounts = parseAccounts(o.account);
-      const relays = parseRelays(o.relay);
-      if ((accounts.length || relays.length) && !designs.includes('blinded')) {
-        throw new PcdError(ErrorCode.InvalidField, `--account and --relay are the blinded design's (token issuance, relayed requests): add blinded to --design`);
-      }
-      if (o.plan !== undefined) parsePlan(o.plan); // report a bad pattern before any work
-      const audit = (dataDir: string) => designs.map((design) => runAudit(dataDir, design, { targets, since, until, plan: o.plan, accounts, relays }));
-      let results: AuditResult[];
-      let info: PgSnapshotInfo | undefined;
-      if (store === undefined) results = audit(o.data);
-      else {
-        [results, info] = await withPgSnapshot(store, (dir, i) => [audit(dir), i] as const);
-      }
-      const source = info && sourceText(info);
-      // console.log, as every pcd command writes: what an in-process run (test/helpers.ts runPcd) reads as stdout.
-      if (o.format === 'json') {
-        // From a store, the folder audited was a temporary copy: the result names the store instead.
-        const out = info ? results.map(({ dataDir: _copy, ...r }) => ({ ...r, store: info.source })) : results;
-        console.log(JSON.stringify(out.length === 1 ? out[0] : out, null, 2));
-        if (skipped) process.stderr.write(`pcd audit: ${skipped}\n`);
-        return;
-      }
-      if (source && o.format === 'csv') process.stderr.write(`pcd audit: ${source}\n`);
-      const body = results.map((r) => formatAudit(r, o.format)).join('\n\n' + '='.repeat(72) + '\n\n');
-      console.log(source && o.format === 'table' ? `${source}\n\n${body}` : body);
-      if (skipped) console.log(`\n${'='.repeat(72)}\n\n${skipped}`);
+      await auditDesigns(readers, o, cmd, store);
     });
+}
+
+/** The audit's readers, loaded together when the command runs. */
+async function loadReaders() {
+  const [{ formatAudit, runAudit }, { databaseFile }, { formatScan, scanDataFolder }, { relationNames, withPgSnapshot }, { formatPgScan, scanPgDataDir }] = await Promise.all([
+    import('../../audit/designs/index.ts'),
+    import('../../audit/image.ts'),
+    import('../../audit/scan/scan.ts'),
+    import('../../audit/pgimage.ts'),
+    import('../../audit/scan/pgdata.ts'),
+  ]);
+  return { formatAudit, runAudit, databaseFile, formatScan, scanDataFolder, relationNames, withPgSnapshot, formatPgScan, scanPgDataDir };
+}
+type AuditReaders = Awaited<ReturnType<typeof loadReaders>>;
+
+/** `--pg-data DIR`: the files of a Postgres cluster searched for the numbers of --scan and --target. */
+async function scanPgData(readers: AuditReaders, o: AuditFlags, pgData: string): Promise<void> {
+  const numbers = [...(o.scan !== undefined ? readNumbersFile(o.scan, o.region) : []), ...parseTargets(o.target, o.region)];
+  if (numbers.length === 0) throw new PcdError(ErrorCode.InvalidField, '--pg-data searches for numbers: give --target NUMBER or --scan NUMBERS_FILE');
+  // Relation names only from an explicit --store: the scan is offline, PCD_DATABASE_URL alone does not make it connect.
+  const relations = o.store !== undefined ? await readers.relationNames(storeUrl(o.store, {})!) : undefined;
+  console.log(readers.formatPgScan(readers.scanPgDataDir(pgData, numbers, { national: o.national, relations }), o.format));
+}
+
+/** The order under each design: on the data folder, or on a copy of one snapshot of the store (`store`). */
+async function auditDesigns(readers: AuditReaders, o: AuditFlags, cmd: Command, store: string | undefined): Promise<void> {
+  let designs = parseDesigns(o.design);
+  // Without --design, --target or --plan the hashed audit has no range to enumerate: the others run, and one line says what it needs.
+  let skipped: string | undefined;
+  if (cmd.getOptionValueSource('design') === 'default' && o.target.length === 0 && o.plan === undefined && designs.length > 1) {
+    designs = designs.filter((d) => d !== 'hashed');
+    skipped = 'hashed: not audited: reversing its hashes needs the numbers to try, --target NUMBER (its 10^4 neighbours) or --plan +1415555XXXX (a range)';
+  }
+  if (o.format === 'csv' && designs.length > 1) {
+    throw new PcdError(ErrorCode.InvalidField, `--format csv prints one design's rows: pick one with --design (${DESIGNS.join(', ')})`);
+  }
+  const now = Date.now();
+  const since = o.since === undefined ? undefined : parseTime(o.since, now);
+  const until = o.until === undefined ? undefined : parseTime(o.until, now);
+  if (since !== undefined && until !== undefined && since >= until) {
+    throw new PcdError(ErrorCode.InvalidField, `--since (${new Date(since).toISOString()}) must be before --until (${new Date(until).toISOString()})`);
+  }
+  const targets = parseTargets(o.target, o.region);
+  const accounts = parseAccounts(o.account);
+  const relays = parseRelays(o.relay);
+  if ((accounts.length || relays.length) && !designs.includes('blinded')) {
+    throw new PcdError(ErrorCode.InvalidField, `--account and --relay are the blinded design's (token issuance, relayed requests): add blinded to --design`);
+  }
+  if (o.plan !== undefined) parsePlan(o.plan); // report a bad pattern before any work
+  const audit = (dataDir: string) => designs.map((design) => readers.runAudit(dataDir, design, { targets, since, until, plan: o.plan, accounts, relays }));
+  let results: AuditResult[];
+  let info: PgSnapshotInfo | undefined;
+  if (store === undefined) results = audit(o.data);
+  else {
+    [results, info] = await readers.withPgSnapshot(store, (dir, i) => [audit(dir), i] as const);
+  }
+  printAudits(readers.formatAudit, o.format, results, info, skipped);
+}
+
+/** The results in the asked format; from a store, with where they were read from; and what was skipped. */
+function printAudits(formatAudit: AuditReaders['formatAudit'], format: AuditFormat, results: AuditResult[], info: PgSnapshotInfo | undefined, skipped: string | undefined): void {
+  const source = info && sourceText(info);
+  // console.log, as every pcd command writes: what an in-process run (test/helpers.ts runPcd) reads as stdout.
+  if (format === 'json') {
+    // From a store, the folder audited was a temporary copy: the result names the store instead.
+    const out = info ? results.map(({ dataDir: _copy, ...r }) => ({ ...r, store: info.source })) : results;
+    console.log(JSON.stringify(out.length === 1 ? out[0] : out, null, 2));
+    if (skipped) process.stderr.write(`pcd audit: ${skipped}\n`);
+    return;
+  }
+  if (source && format === 'csv') process.stderr.write(`pcd audit: ${source}\n`);
+  const body = results.map((r) => formatAudit(r, format)).join('\n\n' + '='.repeat(72) + '\n\n');
+  console.log(source && format === 'table' ? `${source}\n\n${body}` : body);
+  if (skipped) console.log(`\n${'='.repeat(72)}\n\n${skipped}`);
 }
 
 /** Where a store audit read from: the store (no password) and what the snapshot held. */

@@ -228,7 +228,38 @@ export function pageLinkServer(flag: string | undefined, dataDir: string, env: N
   return owner.url;
 }
 
+/** A contact file's entries, each normalised (with `region` for national numbers) or refused with why. */
+function readContactFile(file: string, region: string | undefined): { entries: string[]; valid: { entry: string; number: E164 }[]; invalid: { entry: string; error: string }[] } {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder, not a contact file' : code === 'EACCES' ? 'not readable' : (e as Error).message;
+    throw new PcdError(ErrorCode.InvalidField, `cannot read the contact file ${file}: ${why}`);
+  }
+  const entries = parseContactFile(text);
+  const valid: { entry: string; number: E164 }[] = [];
+  const invalid: { entry: string; error: string }[] = [];
+  for (const entry of entries) {
+    try {
+      valid.push({ entry, number: normalizeNumber(entry, region) });
+    } catch (e) {
+      if (!(e instanceof PcdError)) throw e;
+      invalid.push({ entry, error: e.message });
+    }
+  }
+  return { entries, valid, invalid };
+}
+
 export function registerClientCommands(program: Command): void {
+  registerPageLink(program);
+  registerLookup(program);
+  registerSync(program);
+}
+
+/** `pcd page-link`: asks a running server, with its admin token, for a new one-time link to its page. */
+function registerPageLink(program: Command): void {
   program
     .command('page-link')
     .description("a new one-time link to a running server's web page with its log view (admin token: PCD_ADMIN_TOKEN, else the data folder's file)")
@@ -240,7 +271,10 @@ export function registerClientCommands(program: Command): void {
         console.log(await createAdminClient({ baseUrl, adminToken: adminTokenOf(o.data) }).pageLink());
       }),
     );
+}
 
+/** `pcd lookup NUMBER...`: one lookup of the numbers given. */
+function registerLookup(program: Command): void {
   addCommon(
     program
       .command('lookup')
@@ -268,7 +302,10 @@ export function registerClientCommands(program: Command): void {
     }
     for (const r of results) console.log(`${r.number.padEnd(16)} ${describeAnswer(r.capabilities)}`);
   }));
+}
 
+/** `pcd sync FILE`: a contact file checked in batches, with what it cost on the wire. */
+function registerSync(program: Command): void {
   addCommon(
     program
       .command('sync')
@@ -278,25 +315,7 @@ export function registerClientCommands(program: Command): void {
   ).action(oneLine(async (file: string, o: CommonOptions & { batch: string }) => {
     const batch = parseBatchOption(o.batch);
     const c = resolveCommon(o);
-    let text: string;
-    try {
-      text = fs.readFileSync(file, 'utf8');
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      const why = code === 'ENOENT' ? 'no such file' : code === 'EISDIR' ? 'is a folder, not a contact file' : code === 'EACCES' ? 'not readable' : (e as Error).message;
-      throw new PcdError(ErrorCode.InvalidField, `cannot read the contact file ${file}: ${why}`);
-    }
-    const entries = parseContactFile(text);
-    const valid: { entry: string; number: E164 }[] = [];
-    const invalid: { entry: string; error: string }[] = [];
-    for (const entry of entries) {
-      try {
-        valid.push({ entry, number: normalizeNumber(entry, o.region) });
-      } catch (e) {
-        if (!(e instanceof PcdError)) throw e;
-        invalid.push({ entry, error: e.message });
-      }
-    }
+    const { entries, valid, invalid } = readContactFile(file, o.region);
     const { transport, stats } = countingTransport(createTransport({ baseUrl: c.server, token: needToken(c.token), format: o.format, fetch: relayFetchFor(o.design, c.relay) }));
     const pool = tokenPoolFile(c.tokenFile, normalizeServerUrl(c.server));
     const client = createClient({ baseUrl: c.server, design: o.design, batchSize: batch, transport, backend: o.backend, allowOprf: o.allowOprf, pinFile: c.pinFile, tokens: pool.options });

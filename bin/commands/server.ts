@@ -238,6 +238,15 @@ async function serve(o: ServeFlags & { store?: string; nodeName?: string; master
 }
 
 export function registerServerCommands(program: Command): void {
+  registerServe(program);
+  registerStart(program);
+  registerSeed(program);
+  registerRotateKey(program);
+  registerPublishBuckets(program);
+}
+
+/** `pcd serve`: what the data folder holds (or a shared store), with the page unless on a shared store. */
+function registerServe(program: Command): void {
   addServeOptions(program.command('serve').description('serve what the data folder holds (an empty directory included)'))
     .option('--store <url>', `a shared Postgres store (postgres://…, or ${STORE_URL_ENV}) for accounts, the directory, the blinded epochs and the query logs, which several nodes serve from (the data folder stays this node's own)`)
     .option('--node-name <name>', 'with --store: this node\'s name in the shared journal holds (default: one made once and kept in the data folder)')
@@ -254,7 +263,10 @@ export function registerServerCommands(program: Command): void {
       if (web) printPage(server, web, o.host);
       announceReady(server);
     });
+}
 
+/** `pcd start`: seeds an empty data folder, serves it, and prints what to paste to try it. */
+function registerStart(program: Command): void {
   addServeOptions(
     program
       .command('start')
@@ -302,7 +314,22 @@ export function registerServerCommands(program: Command): void {
     console.log('Ctrl-C stops the server (query logs are flushed first).');
     announceReady(server);
   });
+}
 
+interface SeedFlags {
+  data: string;
+  size: number;
+  seed: string;
+  regions?: string;
+  requesters: number;
+  contacts: number;
+  registeredShare: number;
+  contactsDir?: string;
+  store?: string;
+}
+
+/** `pcd seed`: a synthetic directory into an empty data folder, or a shared store. */
+function registerSeed(program: Command): void {
   program
     .command('seed')
     .description('write a synthetic directory (fixed random seed) into an empty data folder')
@@ -315,7 +342,7 @@ export function registerServerCommands(program: Command): void {
     .option('--registered-share <f>', 'share of a contact list that is registered (0..1)', num('--registered-share', 0, 1), 0.5)
     .option('--contacts-dir <dir>', 'where contact lists and requester tokens go (default: contacts/ in the data folder)')
     .option('--store <url>', `a shared Postgres store (postgres://…, or ${STORE_URL_ENV} when no --data is given) instead of the data folder's SQLite: seeded by COPY`)
-    .action(async (o: { data: string; size: number; seed: string; regions?: string; requesters: number; contacts: number; registeredShare: number; contactsDir?: string; store?: string }, cmd: Command) => {
+    .action(async (o: SeedFlags, cmd: Command) => {
       const contactsDir = o.contactsDir ?? contactsDirFor(o.data);
       const options: SeedOptions = {
         size: o.size,
@@ -347,7 +374,10 @@ export function registerServerCommands(program: Command): void {
       for (const q of r.requesters) console.log(`requester ${q.email} (account ${q.accountId}): ${q.contacts} (${q.registered}/${q.total} registered), token ${q.token}`);
       console.log(`tokens are also in ${path.join(contactsDir, REQUESTERS_FILE)} (mode 0600)`);
     });
+}
 
+/** `pcd rotate-key`: the blinded design's offline key rotation (server/designs/blinded.ts rotateKeyOffline). */
+function registerRotateKey(program: Command): void {
   program
     .command('rotate-key')
     .description('blinded design: make a new epoch with a new key; the old one is served for the grace period, then its key is destroyed (server must be stopped; use POST /v1/admin/rotate-key on a running one)')
@@ -371,7 +401,10 @@ export function registerServerCommands(program: Command): void {
       for (const line of r.repaired ?? []) console.log(`repaired: ${line}`);
       console.log(`new epoch ${r.epoch}${r.previous ? `; epoch ${r.previous} is served until ${new Date(r.retiresAt ?? 0).toISOString()}, then its key is destroyed` : ''}`);
     });
+}
 
+/** `pcd publish-buckets`: an epoch's buckets as static files (server/blinded/publish.ts). */
+function registerPublishBuckets(program: Command): void {
   program
     .command('publish-buckets')
     .description("blinded design: write an epoch's buckets as static files (OUT/<epoch>/<bucket>.msgpack and manifest.json) for any static host; with the server stopped")
