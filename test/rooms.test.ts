@@ -5,10 +5,12 @@
  * import each other, nor do any two files anywhere. And a process that serves (`pcd serve`, the bench's
  * server child) loads nothing of the offline audit's readers, the benchmarks
  * or the simulation: those load when their command runs (a dynamic import).
+ * And no room grows a file over 600 lines or a function of 100 code lines.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 
 /** Floors, lowest first; a room may import only rooms of a lower floor. */
@@ -87,5 +89,41 @@ describe('rooms', () => {
       // `pcd audit`'s argument parsers (plan.ts: times, targets, accounts; format.ts: the output formats) are all it registers.
       expect([...seen].filter((f) => /^(audit|bench|workload)\//.test(f) && !['audit/plan.ts', 'audit/format.ts'].includes(f)), entry).toEqual([]);
     }
+  });
+});
+
+/** Code lines of a function: its text without comments and blank lines. */
+function codeLines(node: ts.Node): number {
+  return node
+    .getText()
+    .replace(/\/\*[\s\S]*?\*\//g, '')
+    .split('\n')
+    .filter((l) => l.trim() !== '' && !l.trim().startsWith('//')).length;
+}
+
+describe('room sizes (docs/design.md)', () => {
+  const code = SOURCES.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'));
+
+  it('no source file is over 600 lines', () => {
+    const long = code.map((f) => [f, fs.readFileSync(f, 'utf8').replace(/\n$/, '').split('\n').length] as const).filter(([, n]) => n > 600);
+    expect(long).toEqual([]);
+  });
+
+  it('no function has 100 code lines or more: a long one is split where its parts have names', () => {
+    const long: string[] = [];
+    for (const file of code) {
+      const source = ts.createSourceFile(file, fs.readFileSync(file, 'utf8'), ts.ScriptTarget.Latest, true);
+      const visit = (node: ts.Node): void => {
+        const named =
+          ts.isFunctionDeclaration(node) || ts.isMethodDeclaration(node) || ((ts.isArrowFunction(node) || ts.isFunctionExpression(node)) && ts.isVariableDeclaration(node.parent));
+        if (named && (node as ts.FunctionLikeDeclaration).body) {
+          const n = codeLines(node);
+          if (n >= 100) long.push(`${file}:${source.getLineAndCharacterOfPosition(node.getStart()).line + 1} (${n} lines)`);
+        }
+        ts.forEachChild(node, visit);
+      };
+      visit(source);
+    }
+    expect(long).toEqual([]);
   });
 });
