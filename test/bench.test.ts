@@ -121,7 +121,7 @@ describe('benchmark, tiny profile', () => {
     scratchBefore = fs.existsSync(SCRATCH_ROOT) ? fs.readdirSync(SCRATCH_ROOT) : [];
     const run = await runMain(['--tiny']);
     printed = run.stdout;
-    expect(run.exitCode).toBe(0);
+    expect(run.exitCode, run.stderr).toBe(0);
     const made = (fs.existsSync(SCRATCH_ROOT) ? fs.readdirSync(SCRATCH_ROOT) : []).filter((d) => !scratchBefore.includes(d));
     expect(made).toHaveLength(1);
     out = path.join(SCRATCH_ROOT, made[0]!);

@@ -18,7 +18,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { createClient } from '../client/client.ts';
 import { parseContactFile } from '../client/contacts.ts';
-import { PCD_BIN, describeDesigns, runPcd, spawnServe as serve, stopChild as stop, tempDir, type PcdRun } from './helpers.ts';
+import { PCD_BIN, TEST_SIZE_CLASSES, describeDesigns, runPcd, spawnServe as serve, stopChild as stop, tempDir, type PcdRun } from './helpers.ts';
 
 const run = promisify(execFile);
 
@@ -71,7 +71,8 @@ describe('pcd command line', () => {
     token = requesters[0]!.token;
     contacts = requesters[0]!.contacts;
     list = parseContactFile(fs.readFileSync(contacts, 'utf8'));
-    server = await serve(['--data', data]);
+    // Four token size classes (test/helpers.ts TEST_SIZE_CLASSES): the default thirty-one are as many RSA keys to make at start.
+    server = await serve(['--data', data, '--size-classes', TEST_SIZE_CLASSES.join(',')]);
     six = await createClient({ baseUrl: server.url, token, design: 'plain' }).lookupMany(list.slice(0, 6));
   }, 120_000);
   afterAll(async () => {

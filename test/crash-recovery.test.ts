@@ -24,7 +24,7 @@ import { Store } from '../server/store.ts';
 import { capabilitiesToMask } from '../shared/capabilities.ts';
 import { PATHS } from '../shared/messages.ts';
 import type { E164 } from '../shared/e164.ts';
-import { ADMIN_TOKEN, describeDesigns, holdEpochBuilds, raw, startTestServer, tempDir } from './helpers.ts';
+import { ADMIN_TOKEN, TEST_SIZE_CLASSES, describeDesigns, holdEpochBuilds, raw, startTestServer, tempDir } from './helpers.ts';
 
 const pool = sampleNumbers({ count: 60, seed: 'crash-recovery', regions: ['US', 'GB', 'DE'] });
 const seeded = pool.slice(0, 40);
@@ -75,7 +75,7 @@ async function kill9(c: ServerChild): Promise<void> {
 describe('a server killed with SIGKILL right after a directory change', () => {
   it('comes back from its cache plus the journaled change, without a rebuild, for a registration and a deletion', async () => {
     const dataDir = seedFolder(seeded);
-    const options: ChildServerOptions = { dataDir, adminToken: ADMIN_TOKEN, designs: ['plain', 'blinded'], bucketBits: 2, evalThreads: 0 };
+    const options: ChildServerOptions = { dataDir, adminToken: ADMIN_TOKEN, designs: ['plain', 'blinded'], bucketBits: 2, evalThreads: 0, sizeClasses: TEST_SIZE_CLASSES };
 
     // First start: no cache, one build.
     const first = child();
@@ -188,7 +188,7 @@ describe('each design comes up on its own', () => {
     const held = await holdEpochBuilds();
     release = held.release;
     dataDir = seedFolder(seeded);
-    server = await held.startServer({ dataDir, adminToken: ADMIN_TOKEN, evalThreads: 0, logIntervalMs: 20, port: 0 });
+    server = await held.startServer({ dataDir, adminToken: ADMIN_TOKEN, evalThreads: 0, logIntervalMs: 20, sizeClasses: TEST_SIZE_CLASSES, port: 0 });
     const admin = createAdminClient({ baseUrl: server.url, adminToken: ADMIN_TOKEN });
     ({ token } = await admin.createAccount({ email: 'carol@example.org', numbers: [carol], capabilities: ['facetime'] }));
   });

@@ -182,6 +182,8 @@ describe('normalizeNumber is idempotent', () => {
       }),
       { numRuns: runs(5000, 1000) },
     );
-    expect(accepted).toBeGreaterThan(runs(5000, 1000) / 20); // many of the inputs are numbers: the property was exercised
+    // Many of the inputs are numbers: the property was exercised. The draw is unseeded, so the bound leaves room
+    // (a run of 1000 once accepted exactly 50, which a bound of 1 in 20 failed).
+    expect(accepted).toBeGreaterThan(runs(5000, 1000) / 50);
   });
 });

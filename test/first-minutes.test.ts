@@ -16,7 +16,7 @@ import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createClient } from '../client/client.ts';
 import { OWNER_FILE } from '../disk/lockowner.ts';
 import { ErrorCode } from '../shared/errors.ts';
-import { PCD_BIN, rejection, runPcd, spawnServe, stopChild, tempDir } from './helpers.ts';
+import { PCD_BIN, TEST_SIZE_CLASSES, rejection, runPcd, spawnServe, stopChild, tempDir } from './helpers.ts';
 
 const run = promisify(execFile);
 
@@ -151,7 +151,8 @@ describe('pcd simulate for a first look', () => {
     expect(help.stdout).toMatch(/\(default: 0,4,8,12\)/);
     expect(help.stdout).not.toMatch(/\["/);
     // As a child: the simulation forks its servers, which the in-process runner's mocked console does not suit.
-    const r = await run(process.execPath, [PCD_BIN, 'simulate', '--quick', '--bucket-bits', '0', '--json'], { timeout: 100_000, maxBuffer: 64 << 20 });
+    // Its server children evaluate inline (PCD_EVAL_THREADS=0, as spawnServe's).
+    const r = await run(process.execPath, [PCD_BIN, 'simulate', '--quick', '--bucket-bits', '0', '--json'], { timeout: 100_000, maxBuffer: 64 << 20, env: { ...process.env, PCD_EVAL_THREADS: '0' } });
     const doc = JSON.parse(r.stdout) as { parameters: { script: { days: number }; bucketBits: number[]; designs: string[] }; workload: { label: string; errors: number }[] };
     expect(doc.parameters.script.days).toBe(2);
     expect(doc.parameters.bucketBits).toEqual([0]); // given beside --quick: it wins
@@ -163,7 +164,11 @@ describe('pcd simulate for a first look', () => {
 describe('the quick start, pasted in order', () => {
   it('pcd start prints human lines only on stdout, and its commands, run in order, give the same answers in each design and then the audit of each', async () => {
     const dataDir = path.join(tempDir(), 'data');
-    const child = spawn(process.execPath, [PCD_BIN, 'start', '--port', '0', '--data', dataDir, '--no-ui'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, PCD_EVAL_THREADS: '0' } });
+    // Four token size classes (test/helpers.ts TEST_SIZE_CLASSES): the default thirty-one are as many RSA keys to make at start.
+    const child = spawn(process.execPath, [PCD_BIN, 'start', '--port', '0', '--data', dataDir, '--no-ui', '--size-classes', TEST_SIZE_CLASSES.join(',')], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, PCD_EVAL_THREADS: '0' },
+    });
     let stdout = '';
     let stderr = '';
     child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));

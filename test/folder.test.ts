@@ -23,7 +23,7 @@ import { LOCK_FILE, OWNER_FILE, acquireFolderLock, type FolderLock } from '../se
 import { DB_FILE, DIRECTORY_SNAPSHOT_FILE, OHTTP_KEY_FILE, TOKEN_KEY_FILE } from '../disk/files.ts';
 import { Store } from '../server/store.ts';
 import { sampleNumbers } from '../synth/directory.ts';
-import { ADMIN_TOKEN, startTestServer, tempDir, type TestServer } from './helpers.ts';
+import { ADMIN_TOKEN, TEST_SIZE_CLASSES, startTestServer, tempDir, type TestServer } from './helpers.ts';
 
 const run = promisify(execFile);
 const [n1, n2] = sampleNumbers({ count: 2, seed: 'folder-test', regions: ['US'] }) as [E164, E164];
@@ -102,7 +102,7 @@ describe('the data folder lock', () => {
     const dataDir = tempDir('pcd-lock-kill-');
     const child: ServerChild = forkServer();
     cleanups.push(() => child.close().catch(() => {}));
-    const up = await child.start({ dataDir, adminToken: ADMIN_TOKEN, designs: ['blinded'], evalThreads: 0 }, 120_000);
+    const up = await child.start({ dataDir, adminToken: ADMIN_TOKEN, designs: ['blinded'], evalThreads: 0, sizeClasses: TEST_SIZE_CLASSES }, 120_000);
     const owner = `pcd serve \\(pid ${child.pid}, ${up.url.replaceAll('.', '\\.')}, since [^)]+\\)`;
     // Another process: this one.
     await expect(rotateKeyOffline({ dataDir })).rejects.toThrow(new RegExp(`is in use by ${owner}: stop it first`));

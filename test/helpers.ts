@@ -40,7 +40,7 @@ export function describeDesigns(title: string, fn: (design: DesignName) => void,
   describe.each([...designs])(title.includes('%s') ? title : `${title} (%s)`, fn);
 }
 
-/** The token size classes of a test server (startTestServer), unless a test gives its own: four RSA keys, not thirteen. */
+/** The token size classes of a test server (startTestServer), unless a test gives its own: four RSA keys, not the default thirty-one. */
 export const TEST_SIZE_CLASSES: readonly number[] = [1, 16, 256, 4096];
 
 /** The PcdError a promise rejects with; fails the test when it resolves (an answer where a refusal was due). */

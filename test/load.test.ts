@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maskToCapabilities } from '../shared/capabilities.ts';
 import { DESIGNS, type DesignName } from '../shared/messages.ts';
 import { seedDataFolder } from '../server/seed.ts';
-import { describeDesigns, startTestServer, tempDir, type TestServer } from './helpers.ts';
+import { describeDesigns, runs, startTestServer, tempDir, type TestServer } from './helpers.ts';
 
 /** A small deterministic generator (mulberry32), so a failure replays. */
 function rng(seed: number): () => number {
@@ -24,6 +24,9 @@ function rng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** Lists each client looks up: 4 under PCD_TEST_FULL=1, 2 in a quick run. */
+const ROUNDS = runs(4, 2);
 
 describe('mixed-design load from many concurrent clients', () => {
   const root = tempDir('pcd-load-');
@@ -59,7 +62,7 @@ describe('mixed-design load from many concurrent clients', () => {
     const client = async (i: number): Promise<void> => {
       const design: DesignName = DESIGNS[i % DESIGNS.length]!;
       const c = ts.client(tokens[i]!, design, { batchSize: 1 + Math.floor(random() * 300) });
-      for (let round = 0; round < 4; round++) {
+      for (let round = 0; round < ROUNDS; round++) {
         const list = Array.from({ length: 1 + Math.floor(random() * 250) }, pick);
         const results = await c.lookupMany(list);
         expect(results.map((r) => r.number), design).toEqual(list);
@@ -76,7 +79,7 @@ describe('mixed-design load from many concurrent clients', () => {
       }
     })();
     await Promise.all([...tokens.map((_, i) => client(i)), registrar]);
-    expect(checked).toBeGreaterThan(12 * 4);
+    expect(checked).toBeGreaterThan(12 * ROUNDS);
     expect(newcomers).toHaveLength(10);
   });
 

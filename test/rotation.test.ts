@@ -28,7 +28,7 @@ import { KEY_FILE, parseKeyFileBytes, readEpochKeys, serializeKeyFile } from '..
 import { KeyFile } from '../server/blinded/keys.ts';
 import { createHandler, type FromWorker } from '../server/blinded/worker.ts';
 import type { EvaluatorPool } from '../server/blinded/pool.ts';
-import { ADMIN_TOKEN, holdEpochBuilds, raw, runPcd, startTestServer, tempDir, testClock, type TestServer } from './helpers.ts';
+import { ADMIN_TOKEN, TEST_SIZE_CLASSES, holdEpochBuilds, raw, runPcd, startTestServer, tempDir, testClock, type TestServer } from './helpers.ts';
 
 const HOUR = 3_600_000;
 const numbers = sampleNumbers({ count: 30, seed: 'rotation-test', regions: ['US', 'GB', 'DE'] });
@@ -179,7 +179,7 @@ describe('a rotation while the epochs are built at start', () => {
 
   it('is refused with 409 until the build is done, then rotates', async () => {
     const { release, startServer } = await holdEpochBuilds();
-    const server = await startServer({ dataDir: tempDir(), designs: ['blinded'], adminToken: ADMIN_TOKEN, evalThreads: 0, port: 0 });
+    const server = await startServer({ dataDir: tempDir(), designs: ['blinded'], adminToken: ADMIN_TOKEN, evalThreads: 0, sizeClasses: TEST_SIZE_CLASSES, port: 0 });
     try {
       const ts = { server } as TestServer;
       const during = await rotateRequest(ts);

@@ -16,7 +16,7 @@ import type { E164 } from '../shared/e164.ts';
 import { hashNumber } from '../shared/designs/hashed.ts';
 import { PATHS } from '../shared/messages.ts';
 import { REQUESTERS_FILE, seedDataFolder } from '../server/seed.ts';
-import { ADMIN_TOKEN, spawnServe, stopChild, tempDir } from './helpers.ts';
+import { ADMIN_TOKEN, TEST_SIZE_CLASSES, spawnServe, stopChild, tempDir } from './helpers.ts';
 
 describe('SIGTERM under load', () => {
   const root = tempDir('pcd-shutdown-');
@@ -27,7 +27,8 @@ describe('SIGTERM under load', () => {
     const contacts = path.join(root, 'contacts');
     await seedDataFolder(data, contacts, { size: 500, requesters: 1 });
     const token = (JSON.parse(fs.readFileSync(path.join(contacts, REQUESTERS_FILE), 'utf8')) as { token: string }[])[0]!.token;
-    const server = await spawnServe(['--data', data, '--no-rate-limit', '--shutdown-timeout', '5', '--eval-threads', '1'], { PCD_ADMIN_TOKEN: ADMIN_TOKEN });
+    // Four token size classes (test/helpers.ts TEST_SIZE_CLASSES): the default thirty-one are as many RSA keys to make at start.
+    const server = await spawnServe(['--data', data, '--no-rate-limit', '--shutdown-timeout', '5', '--eval-threads', '1', '--size-classes', TEST_SIZE_CLASSES.join(',')], { PCD_ADMIN_TOKEN: ADMIN_TOKEN });
 
     const acked = { plain: new Set<string>(), hashed: new Set<string>(), blindedElements: 0, blindedRequests: 0 };
     const refusals: number[] = [];
