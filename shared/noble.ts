@@ -101,25 +101,6 @@ import {
   type WireDecoding,
 } from './voprf.ts';
 
-// The suite's constants and wire types are defined in shared/suite.ts; re-exported for callers of this module.
-export {
-  ELEMENT_BYTES,
-  MAX_INPUT_BYTES,
-  MODES,
-  OUTPUT_BYTES,
-  PROOF_BYTES,
-  RANDOM_SCALAR_BYTES,
-  SCALAR_BYTES,
-  SUITE,
-  type KeyPair,
-  type OprfMode,
-  type OutputBytes,
-  type PointBytes,
-  type ProofBytes,
-  type RandomSource,
-  type ScalarBytes,
-} from './suite.ts';
-
 const { Point } = ristretto255;
 const { Fn } = Point;
 

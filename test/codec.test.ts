@@ -21,7 +21,8 @@ import { hashNumber } from '../shared/designs/hashed.ts';
 import { auditPath, bucketLeafHash, merkleRoot } from '../shared/merkle.ts';
 import * as messages from '../shared/messages.ts';
 import { DESIGNS } from '../shared/messages.ts';
-import { SUITE, blindBatch, blindEvaluateBatch, evaluate, generateKeyPair } from '../shared/noble.ts';
+import { blindBatch, blindEvaluateBatch, evaluate, generateKeyPair } from '../shared/noble.ts';
+import { SUITE } from '../shared/suite.ts';
 import { parseReply, parseRequest, type Schema } from '../shared/schema.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 

@@ -27,7 +27,8 @@ import { ErrorCode, STATUS, isErrorCode } from '../shared/errors.ts';
 import { hashNumber } from '../shared/designs/hashed.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { DESIGNS, PATHS } from '../shared/messages.ts';
-import { ELEMENT_BYTES, blindBatch } from '../shared/noble.ts';
+import { blindBatch } from '../shared/noble.ts';
+import { ELEMENT_BYTES } from '../shared/suite.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 import { ADMIN_TOKEN, describeDesigns, runs, startTestServer, testClock, type TestServer } from './helpers.ts';
 

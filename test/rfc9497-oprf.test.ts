@@ -11,11 +11,6 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { ErrorCode } from '../shared/errors.ts';
 import {
-  ELEMENT_BYTES,
-  OUTPUT_BYTES,
-  PROOF_BYTES,
-  RANDOM_SCALAR_BYTES,
-  SUITE,
   blindBatch,
   blindEvaluateBatch,
   deriveKeyPair,
@@ -25,9 +20,8 @@ import {
   isValidElement,
   publicKeyOf,
   rngForScalars,
-  type KeyPair,
-  type OprfMode,
 } from '../shared/noble.ts';
+import { ELEMENT_BYTES, OUTPUT_BYTES, PROOF_BYTES, RANDOM_SCALAR_BYTES, SUITE, type KeyPair, type OprfMode } from '../shared/suite.ts';
 import { pcdError } from './backends.ts';
 import { vectors } from './vectors.ts';
 
