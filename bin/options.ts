@@ -2,10 +2,11 @@
  * Command-line options and value parsers that several commands share (client,
  * server, bench), built once here and added by each command that takes them.
  */
-import { Option } from 'commander';
+import { InvalidArgumentError, Option } from 'commander';
 import { BACKEND_ENV, backendFromEnv } from '../shared/defaults.ts';
 import { ErrorCode, PcdError } from '../shared/errors.ts';
 import { BACKENDS } from '../shared/suite.ts';
+import { sizeClassProblem } from '../shared/tokens.ts';
 
 /** `--backend <name>`: the blinded design's crypto backend, defaulting to PCD_BACKEND, else the suite's default. */
 export function backendOption(): Option {
@@ -30,4 +31,12 @@ export function num(name: string, min: number, max: number) {
     if (!Number.isFinite(n) || n < min || n > max) throw new PcdError(ErrorCode.InvalidField, `${name} must be a number from ${min} to ${max}, got '${v.slice(0, 40)}'`);
     return n;
   };
+}
+
+/** `--size-classes 1,16,256,4096`: ascending whole numbers up to the batch limit (shared/tokens.ts sizeClassProblem). */
+export function sizeClassList(value: string): number[] {
+  const classes = value.split(',').map((v) => Number(v.trim()));
+  const problem = sizeClassProblem(classes);
+  if (problem) throw new InvalidArgumentError(`${problem} (got '${value.slice(0, 80)}')`);
+  return classes;
 }

@@ -65,6 +65,8 @@ export interface ClusterOptions {
   /** The first node's port (0: free ports); node i listens on port + i - 1. */
   port: number;
   size: number;
+  /** The blinded design's size classes on every node (`pcd serve --size-classes`); absent: the default. */
+  sizeClasses?: readonly number[];
 }
 
 export interface RunningCluster {
@@ -123,7 +125,7 @@ export async function startCluster(o: ClusterOptions, say: (line: string) => voi
       const child = spawn(
         process.execPath,
         // The store's URL (it holds the password) and the admin token in the environment, not in the arguments `ps` shows everyone.
-        [PCD_BIN, 'serve', '--data', dataDir, '--port', String(port), '--node-name', name, '--master-key', masterKey, '--log', log, '--log-level', 'info'],
+        [PCD_BIN, 'serve', '--data', dataDir, '--port', String(port), '--node-name', name, '--master-key', masterKey, '--log', log, '--log-level', 'info', ...(o.sizeClasses ? ['--size-classes', o.sizeClasses.join(',')] : [])],
         // An IPC channel, unused but for its end: a node stops when the cluster exits, even by SIGKILL (bin/commands/server.ts onSignals).
         { env: { ...process.env, PCD_ADMIN_TOKEN: adminToken, PCD_DATABASE_URL: storeUrl }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] },
       );

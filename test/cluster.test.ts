@@ -18,8 +18,9 @@ describe('pcd cluster', () => {
   afterAll(() => fs.rmSync(path.dirname(dir), { recursive: true, force: true }));
 
   it('starts Postgres and three nodes that share one directory and the blinded epochs; the leader killed during a build hands it over; SIGINT stops them all', async () => {
-    // Evaluation inline in each node (PCD_EVAL_THREADS=0, as spawnServe's): three nodes' worker threads would add only their start.
-    const child = spawn(process.execPath, [PCD_BIN, 'cluster', '--nodes', '3', '--dir', dir, '--port', '0', '--size', '20000'], {
+    // Evaluation inline in each node (PCD_EVAL_THREADS=0, as spawnServe's): three nodes' worker threads would add only their start;
+    // two size classes: the test is not about them, and each class is an RSA-2048 key per epoch made by a node.
+    const child = spawn(process.execPath, [PCD_BIN, 'cluster', '--nodes', '3', '--dir', dir, '--port', '0', '--size', '20000', '--size-classes', '16,4096'], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, PCD_EVAL_THREADS: '0' },
     });

@@ -8,6 +8,8 @@ import { Command, InvalidArgumentError } from 'commander';
 import { startCluster, PCD_BIN, type ClusterOptions } from '../../server/cluster.ts';
 import { redactUrl } from '../../server/pg/connect.ts';
 import { contactsDirFor, REQUESTERS_FILE } from '../../server/seed.ts';
+import { DEFAULT_SIZE_CLASSES } from '../../shared/tokens.ts';
+import { sizeClassList } from '../options.ts';
 
 function positive(name: string, max: number) {
   return (v: string): number => {
@@ -25,6 +27,7 @@ export function registerClusterCommand(program: Command): void {
     .option('--dir <dir>', 'the cluster folder: Postgres, each node\'s data folder and log', 'cluster')
     .option('--port <port>', 'the first node\'s port (the next ones follow it; 0: free ports)', (v) => (v === '0' ? 0 : positive('--port', 65535)(v)), 8787)
     .option('--size <n>', 'numbers to seed into an empty store', positive('--size', 10_000_000), 10_000)
+    .option('--size-classes <list>', `the blinded design's size classes on every node, as pcd serve takes them (default ${DEFAULT_SIZE_CLASSES.join(',')})`, sizeClassList)
     .action(async (o: ClusterOptions) => {
       const say = (line: string) => console.log(line);
       const cluster = await startCluster(o, say);

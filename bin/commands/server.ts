@@ -12,8 +12,8 @@ import { ErrorCode, PcdError } from '../../shared/errors.ts';
 import { DESIGNS, parseDesigns } from '../../shared/designs/index.ts';
 import { MODES, type BackendName, type OprfMode } from '../../shared/suite.ts';
 import { DEFAULT_PORT } from '../../shared/defaults.ts';
-import { BLINDED_AUTHS, DEFAULT_BLINDED_AUTH, DEFAULT_ISSUER_NAME, DEFAULT_SIZE_CLASSES, sizeClassProblem, type BlindedAuth } from '../../shared/tokens.ts';
-import { backendOption, int, num } from '../options.ts';
+import { BLINDED_AUTHS, DEFAULT_BLINDED_AUTH, DEFAULT_ISSUER_NAME, DEFAULT_SIZE_CLASSES, type BlindedAuth } from '../../shared/tokens.ts';
+import { backendOption, int, num, sizeClassList } from '../options.ts';
 import { DAY_MS } from '../../server/querylog.ts';
 import { DEFAULT_RATE_LIMITS } from '../../server/ratelimit.ts';
 import { LIMITS } from '../../shared/limits.ts';
@@ -135,14 +135,6 @@ interface ServeFlags {
   bucketBaseUrl?: string;
   /** --no-ui sets it false. */
   ui: boolean;
-}
-
-/** `--size-classes 1,16,256,4096`: ascending whole numbers up to the batch limit (shared/tokens.ts sizeClassProblem). */
-function sizeClassList(value: string): number[] {
-  const classes = value.split(',').map((v) => Number(v.trim()));
-  const problem = sizeClassProblem(classes);
-  if (problem) throw new InvalidArgumentError(`${problem} (got '${value.slice(0, 80)}')`);
-  return classes;
 }
 
 /** `--bucket-base-url https://cdn.example/pcd`: http(s), no query or fragment; a trailing slash is dropped. */
