@@ -1,10 +1,19 @@
 /**
- * vitest global setup: the pool of RSA-2048 keys the in-process servers'
- * token keys are taken from (test/rsa-pool.ts), made once and kept in
- * node_modules/.cache; nothing to do under PCD_TEST_FULL=1 (no pool there).
+ * vitest global setup: the pool of RSA-2048 keys the test run's servers'
+ * token keys are taken from (test/rsa-pool.mjs), made once and kept in
+ * node_modules/.cache, and the run's claims folder, so that no key goes to
+ * two servers of one run; nothing to do under PCD_TEST_FULL=1 (no pool there).
  */
-import { ensurePool } from './rsa-pool.ts';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { CLAIMS_ENV, ensurePool } from './rsa-pool.mjs';
 
-export default async function setup(): Promise<void> {
-  if (process.env.PCD_TEST_FULL !== '1') await ensurePool();
+export default async function setup(): Promise<() => void> {
+  if (process.env.PCD_TEST_FULL === '1') return () => {};
+  await ensurePool();
+  // The workers, and every process they start, inherit it.
+  const claims = fs.mkdtempSync(path.join(os.tmpdir(), 'pcd-rsa-claims-'));
+  process.env[CLAIMS_ENV] = claims;
+  return () => fs.rmSync(claims, { recursive: true, force: true });
 }

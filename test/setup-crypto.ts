@@ -1,19 +1,25 @@
 /**
  * vitest setup file (vitest.config.ts setupFiles): two costs of the suite
- * that are not what it tests, cut in this process, except under
- * PCD_TEST_FULL=1 (CI), where both run as in production:
- * - RSA-2048 token keys for the in-process servers come from a pool made
- *   ahead (test/rsa-pool.ts): ~0.2 s of CPU each otherwise, four per server
- *   and epoch;
+ * that are not what it tests, cut, except under PCD_TEST_FULL=1 (CI), where
+ * both run as in production:
+ * - RSA-2048 token keys come from a pool made ahead (test/rsa-pool.mjs):
+ *   ~0.1-0.2 s of CPU each otherwise, one per size class and epoch of every
+ *   server. In this process (the in-process servers), and through
+ *   NODE_OPTIONS in every Node process the tests start (test/child-preload.mjs):
+ *   `pcd serve`, `pcd start`, `pcd cluster`'s nodes, the harness's servers;
  * - the client's blind RSA computes sjcl's mod, mulmod, powermod and inverseMod with
- *   BigInt (test/fast-bignum.ts): ~35 ms of CPU per token otherwise.
+ *   BigInt (test/fast-bignum.ts), in this process: ~35 ms of CPU per token otherwise.
  * What the servers and clients do with the keys and tokens is unchanged.
  */
+import { pathToFileURL } from 'node:url';
 import { useFastBignum } from './fast-bignum.ts';
-import { usePool } from './rsa-pool.ts';
+import { usePool } from './rsa-pool.mjs';
 
 // test/helpers.ts FULL, read here without importing the helpers' module graph.
 if (process.env.PCD_TEST_FULL !== '1') {
   usePool();
   await useFastBignum();
+  const preload = `--import=${pathToFileURL(new URL('./child-preload.mjs', import.meta.url).pathname).href}`;
+  const options = process.env.NODE_OPTIONS ?? '';
+  if (!options.includes(preload)) process.env.NODE_OPTIONS = `${options} ${preload}`.trim();
 }
