@@ -20,6 +20,11 @@ import { WORKLOAD_BOOKS } from './tokens.ts';
 export type Profile = 'quick' | 'full' | 'tiny';
 
 export interface BenchConfig {
+  /**
+   * `fresh`: every server in a new process, so that memory is a fresh process's; `reused`: a closed server's process
+   * serves the next (harness/fork.ts reuseServerProcesses), a second or so less per server, for the tiny profile.
+   */
+  serverProcesses: 'fresh' | 'reused';
   crypto: CryptoConfig;
   http: HttpConfig;
   fairness: FairnessConfig;
@@ -69,6 +74,7 @@ export function configFor(profile: Profile, cores: number): BenchConfig {
 /** Seconds; what test/bench.test.ts runs. */
 function tinyConfig({ projectCores }: Machine): BenchConfig {
   return {
+    serverProcesses: 'reused',
     crypto: {
       budget: { ms: 15, minSamples: 1, warmupMs: 0 },
       bigBudget: { ms: 0, minSamples: 1, maxSamples: 1, warmupMs: -1 },
@@ -116,7 +122,7 @@ function tinyConfig({ projectCores }: Machine): BenchConfig {
     },
     scale: { sizes: [300], backend: 'sodium', bucketBits: 0, killAfterMs: 200 },
     store: { sizes: [10_000], creates: 50, authentications: 200 },
-    nodes: { directorySize: 1000, poolSize: 64, designs: ['plain', 'blinded'], concurrency: 4, durationMs: 600, rounds: 2, warmupMs: 100, sizeClasses: [1, 2] },
+    nodes: { directorySize: 300, poolSize: 16, designs: ['plain', 'blinded'], concurrency: 2, durationMs: 300, rounds: 1, warmupMs: 0, sizeClasses: [1] },
     bandwidth: { directorySize: 100, bucketBits: [0, 2], lookups: [1, 20], projectTo: PROJECT_TO, projectBits: PROJECT_BITS },
     build: { sizes: [100], blindedSizes: [100], bucketBits: 0, projectTo: PROJECT_TO, projectCores },
     reverse: {
@@ -142,6 +148,7 @@ function tinyConfig({ projectCores }: Machine): BenchConfig {
 /** Small sizes, about a minute, for smoke runs. */
 function quickConfig({ cores, projectCores }: Machine): BenchConfig {
   return {
+    serverProcesses: 'fresh',
     crypto: {
       budget: { ms: 200, minSamples: 3 },
       bigBudget: { ms: 0, minSamples: 2, warmupMs: -1 },
@@ -222,6 +229,7 @@ function quickConfig({ cores, projectCores }: Machine): BenchConfig {
 /** The default, for the writeup. */
 function fullConfig({ cores, projectCores }: Machine): BenchConfig {
   return {
+    serverProcesses: 'fresh',
     crypto: {
       budget: { ms: 2000, minSamples: 5 },
       bigBudget: { ms: 4000, minSamples: 3, warmupMs: -1 },

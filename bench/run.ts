@@ -59,6 +59,7 @@ import { runScale } from './scale.ts';
 import { runStore } from './store.ts';
 import { runNodes } from './nodes.ts';
 import { sinkDigest } from './stats.ts';
+import { reuseServerProcesses } from '../harness/fork.ts';
 
 /** The reference run (committed): full profile only, from a clean commit. */
 export const DEFAULT_OUT = path.join(PROJECT_ROOT, 'bench', 'results');
@@ -147,6 +148,45 @@ interface SectionOutput {
   workload?: WorkloadResult[];
 }
 
+/** What the sections of a run measured, gathered. */
+interface SectionsRun {
+  marks: Mark[];
+  projections: Projection[];
+  references: ExternalReference[];
+  sections: SectionRun[];
+  notes: string[];
+  setup: Record<string, string>;
+  workload?: WorkloadResult[];
+  padding?: PaddingRow[];
+}
+
+/** Runs each section of `only` in order; a section that fails is recorded with its error and the others go on. */
+async function runSections(only: readonly Section[], config: BenchConfig, log: (line: string) => void): Promise<SectionsRun> {
+  const run: SectionsRun = { marks: [], projections: [], references: [], sections: [], notes: [], setup: {} };
+  for (const section of SECTIONS) {
+    if (!only.includes(section)) continue;
+    log(`\n== ${section}`);
+    const startedAt = new Date().toISOString();
+    const t0 = performance.now();
+    try {
+      const r = await runSection(section, config, log);
+      run.marks.push(...r.marks);
+      run.projections.push(...(r.projections ?? []));
+      run.references.push(...(r.references ?? []));
+      run.notes.push(...(r.notes ?? []));
+      if (r.setup) run.setup = { ...run.setup, ...r.setup };
+      if (r.padding) run.padding = r.padding;
+      if (r.workload) run.workload = r.workload;
+      run.sections.push({ section, startedAt, seconds: (performance.now() - t0) / 1000 });
+    } catch (e) {
+      const message = e instanceof Error ? e.message : String(e);
+      log(`  section ${section} FAILED: ${e instanceof Error ? (e.stack ?? message) : message}`);
+      run.sections.push({ section, startedAt, seconds: (performance.now() - t0) / 1000, error: message.split('\n')[0]! });
+    }
+  }
+  return run;
+}
+
 /** Runs one section with its part of the configuration. */
 async function runSection(section: Section, config: BenchConfig, log: (line: string) => void): Promise<SectionOutput> {
   switch (section) {
@@ -203,37 +243,14 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
   const only = options.only ?? SECTIONS;
   const versions = packageVersions();
 
-  const marks: Mark[] = [];
-  const projections: Projection[] = [];
-  const references: ExternalReference[] = [];
-  const sections: SectionRun[] = [];
   const notes: string[] = [];
-  let setup: Record<string, string> = {};
-  let workload: WorkloadResult[] | undefined;
-  let padding: PaddingRow[] | undefined;
-
   log(`pcd bench (${options.profile}) on ${machine.cpuModel}, ${machine.cores} cores, ${(machine.memoryBytes / 2 ** 30).toFixed(1)} GiB, Node ${machine.node}`);
-  for (const section of SECTIONS) {
-    if (!only.includes(section)) continue;
-    log(`\n== ${section}`);
-    const startedAt = new Date().toISOString();
-    const t0 = performance.now();
-    try {
-      const r = await runSection(section, config, log);
-      marks.push(...r.marks);
-      projections.push(...(r.projections ?? []));
-      references.push(...(r.references ?? []));
-      notes.push(...(r.notes ?? []));
-      if (r.setup) setup = { ...setup, ...r.setup };
-      if (r.padding) padding = r.padding;
-      if (r.workload) workload = r.workload;
-      sections.push({ section, startedAt, seconds: (performance.now() - t0) / 1000 });
-    } catch (e) {
-      const message = e instanceof Error ? e.message : String(e);
-      log(`  section ${section} FAILED: ${e instanceof Error ? (e.stack ?? message) : message}`);
-      sections.push({ section, startedAt, seconds: (performance.now() - t0) / 1000, error: message.split('\n')[0]! });
-    }
+  if (config.serverProcesses === 'reused') {
+    notes.push(`Server processes: reused (${options.profile} profile): a closed server's process serves the next one, so the memory marks (RSS, peak RSS) are not a fresh process's; CPU marks are deltas and unchanged by it. The scale section's restart still forks.`);
   }
+  const sectionsRun = () => runSections(only, config, log);
+  const { marks, projections, references, sections, setup, workload, padding, notes: sectionNotes } = await (config.serverProcesses === 'reused' ? reuseServerProcesses(sectionsRun) : sectionsRun());
+  notes.push(...sectionNotes);
 
   const results: BenchResults = {
     schema: RESULTS_SCHEMA,

