@@ -10,13 +10,23 @@
  * backlog bounds answer 503 with retryAfterSeconds; size 0 and workers that
  * cannot start evaluate inline. Then the same over HTTP.
  *
+ * A pool's two workers take about a second to start, most of this file's
+ * time once: tests that need no pool of their own share one (sharedPool:
+ * sodium, two workers, 32-element chunks; its counters are read as the
+ * difference a test made, `counting`, its keys dropped after each test, so
+ * each test uses epochs no other used, `freshEpoch`), and the HTTP tests
+ * share one server (sharedServer). The crash, bounds, inline and fallback
+ * tests, and the byte-for-byte cases on noble or one worker, start pools of
+ * their own. The close tests take the shared pool and server for themselves and
+ * end them (they come last; a test after them would start new ones).
+ *
  * Nothing here asserts a duration: the machine has two cores shared with
  * other jobs. What is asserted is order and state (chunks handed out,
  * counters, replies), which the pool determines.
  */
 import { Writable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import pino from 'pino';
 import { utf8ToBytes } from '@noble/hashes/utils.js';
 import { loadBackend } from '../shared/backends.ts';
@@ -27,8 +37,9 @@ import { EvaluateReply, PATHS } from '../shared/messages.ts';
 import { rngForScalars } from '../shared/noble.ts';
 import { parseReply } from '../shared/schema.ts';
 import type { BackendName, KeyPair, OprfBackend, OprfMode, PointBytes } from '../shared/suite.ts';
-import { EvaluatorPool, evalThreads, type EvaluatedBatch, type PoolOptions } from '../server/blinded/pool.ts';
+import { EvaluatorPool, evalThreads, type EvaluatedBatch, type PoolOptions, type PoolStats } from '../server/blinded/pool.ts';
 import type { BlindedServerDesign } from '../server/designs/blinded.ts';
+import { designOf } from '../server/designs/index.ts';
 import { readEpochKeys } from '../disk/keyfile.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 import { raw, startTestServer, type TestServer } from './helpers.ts';
@@ -50,12 +61,25 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 /** A fixed proof nonce: scalar 7 (little-endian), drawn through the backends' RandomScalar. */
 const nonce = () => rngForScalars([Uint8Array.from({ length: 32 }, (_, i) => (i === 0 ? 7 : 0))]);
 
+/**
+ * Evaluate(key, input), remembered: the batches cycle through the 300
+ * numbers, so a 4096-element batch asks for each ~14 times (a second of
+ * crypto saved there); the value compared is the same.
+ */
+const evaluations = new Map<string, string>();
+function evaluateHex(backend: OprfBackend, mode: OprfMode, secretKey: Uint8Array, input: Uint8Array): string {
+  const k = `${backend.name} ${mode} ${hex(secretKey)} ${hex(input)}`;
+  let v = evaluations.get(k);
+  if (v === undefined) evaluations.set(k, (v = hex(backend.evaluate(mode, secretKey, input))));
+  return v;
+}
+
 /** The reply verifies (one proof in voprf mode, against the public key) and finalizes to Evaluate of every input. */
 function expectCorrect(backend: OprfBackend, mode: OprfMode, key: KeyPair, b: Batch, r: EvaluatedBatch): void {
   expect(r.evaluated).toHaveLength(b.inputs.length);
   if (mode === 'oprf') expect(r.proof).toBeUndefined();
   const out = backend.finalizeBatch(mode, { ...b, evaluated: r.evaluated }, key.publicKey, r.proof);
-  out.forEach((o, i) => expect(hex(o), `element ${i}`).toBe(hex(backend.evaluate(mode, key.secretKey, b.inputs[i]!))));
+  out.forEach((o, i) => expect(hex(o), `element ${i}`).toBe(evaluateHex(backend, mode, key.secretKey, b.inputs[i]!)));
 }
 
 function captureLogger() {
@@ -86,31 +110,138 @@ async function newPool(options: Partial<PoolOptions> & { backendName?: BackendNa
   return p;
 }
 
+/**
+ * The pool of the tests that need none of their own (module header):
+ * sodium, two workers, 32-element chunks, started at first use. After each
+ * test it holds no key (afterEach drops them), so each test using it takes
+ * its epochs from freshEpoch (a dropped epoch is refused for good).
+ */
+let shared: Promise<EvaluatorPool> | undefined;
+const SHARED = { size: 2, chunkElements: 32 } as const;
+function sharedPool(): Promise<EvaluatorPool> {
+  return (shared ??= (async () => {
+    const p = new EvaluatorPool({ backend: await loadBackend('sodium'), ...SHARED });
+    await p.start();
+    return p;
+  })());
+}
+/** The shared pool, no longer shared: the caller closes it (the close test; a later test would start another). */
+async function takeSharedPool(): Promise<EvaluatorPool> {
+  const p = await sharedPool();
+  shared = undefined;
+  pools.push(p);
+  return p;
+}
+let lastEpoch = 100;
+/** An epoch number no test used on the shared pool. */
+const freshEpoch = (): number => ++lastEpoch;
+
+/**
+ * The pool's counters from now on (batches, elements, chunks, inlineChunks,
+ * crashes, the rejections, workerChunks per worker) and its state as it is:
+ * on the shared pool the counters also hold what earlier tests did.
+ */
+function counting(pool: EvaluatorPool): () => PoolStats {
+  const before = pool.stats;
+  return () => {
+    const now = pool.stats;
+    return {
+      ...now,
+      batches: now.batches - before.batches,
+      elements: now.elements - before.elements,
+      chunks: now.chunks - before.chunks,
+      inlineChunks: now.inlineChunks - before.inlineChunks,
+      crashes: now.crashes - before.crashes,
+      rejected: now.rejected - before.rejected,
+      rejectedRequester: now.rejectedRequester - before.rejectedRequester,
+      rejectedGlobal: now.rejectedGlobal - before.rejectedGlobal,
+      workerChunks: now.workerChunks.map((c, i) => c - (before.workerChunks[i] ?? 0)),
+    };
+  };
+}
+
+/**
+ * The server of the HTTP tests (module header): plain and blinded, two
+ * evaluator workers, the account path (these tests send evaluate requests
+ * by hand, per account; the token path: test/rfc9578-privacypass.test.ts),
+ * grace 0 (a rotation destroys the previous epoch at once), one account.
+ * Started at first use; the tests read its current epoch rather than assume one.
+ * Kept-alive connections stay open two minutes, not five seconds: this process
+ * is both client and server, and a check that holds the event loop for
+ * seconds (the 4096-element one) would otherwise let the server's idle timer
+ * close a connection just as the next request is sent on it (`other side closed`).
+ */
+interface SharedServer {
+  s: TestServer;
+  design: BlindedServerDesign;
+  pool: EvaluatorPool;
+  backend: OprfBackend;
+  token: string;
+}
+let server: Promise<SharedServer> | undefined;
+function sharedServer(): Promise<SharedServer> {
+  return (server ??= (async () => {
+    const s = await startTestServer({
+      designs: ['plain', 'blinded'],
+      evalThreads: 2,
+      blindedAuth: 'account',
+      mode: 'voprf',
+      graceMs: 0,
+      connectionLimits: { keepAliveTimeoutMs: 120_000 },
+    });
+    const design = designOf(s.server.designs, 'blinded')!;
+    await design.evaluator.start();
+    const { token } = await s.admin.createAccount({ email: 'a@example.org', numbers: [numbers[0]!], capabilities: ['messages'] });
+    return { s, design, pool: design.evaluator, backend: design.evaluator.backend, token };
+  })());
+}
+/** The shared server, no longer shared: the caller closes it (the close test; a later test would start another). */
+async function takeSharedServer(): Promise<SharedServer> {
+  const x = await sharedServer();
+  server = undefined;
+  servers.push(x.s);
+  return x;
+}
+
 let servers: TestServer[] = [];
 afterEach(async () => {
   for (const p of pools) await p.close();
   pools = [];
   for (const s of servers) await s.close().catch(() => {});
   servers = [];
+  if (shared) {
+    const p = await shared.catch(() => undefined);
+    for (const e of p?.epochs ?? []) p!.dropKey(e); // the next test finds no key (and no batch: dropKey fails the epoch's)
+  }
+});
+afterAll(async () => {
+  evaluations.clear();
+  await (await shared?.catch(() => undefined))?.close();
+  shared = undefined;
+  await (await server?.catch(() => undefined))?.s.close();
+  server = undefined;
 });
 
 describe('EvaluatorPool: one batch split over the workers under one proof', () => {
+  // The sodium two-worker case is the shared pool's (sharedPool); the others start their own.
   const cases: { backend: BackendName; size: number; n: number; chunk: number }[] = [
     { backend: 'noble', size: 2, n: 9, chunk: 4 },
     { backend: 'noble', size: 1, n: 5, chunk: 2 },
-    { backend: 'sodium', size: 2, n: 300, chunk: 64 },
+    { backend: 'sodium', size: SHARED.size, n: 300, chunk: SHARED.chunkElements },
     { backend: 'sodium', size: 1, n: 130, chunk: 64 },
   ];
   for (const { backend: name, size, n, chunk } of cases) {
     it(`${name}, ${size} worker${size > 1 ? 's' : ''}: ${n} elements in chunks of ${chunk} equal blindEvaluateBatch byte for byte, in both modes`, async () => {
-      const pool = await newPool({ backendName: name, size, chunkElements: chunk });
+      const isShared = name === 'sodium' && size === SHARED.size && chunk === SHARED.chunkElements;
+      const pool = isShared ? await sharedPool() : await newPool({ backendName: name, size, chunkElements: chunk });
       const backend = pool.backend;
+      const since = counting(pool);
       expect(pool.stats).toMatchObject({ size, threads: size, inline: false, chunkElements: chunk });
       const chunks = Math.ceil(n / chunk);
-      let epoch = 0;
       for (const mode of ['voprf', 'oprf'] as const) {
         const key = backend.generateKeyPair();
-        pool.setKey(++epoch, mode, key);
+        const epoch = freshEpoch();
+        pool.setKey(epoch, mode, key);
         const b = batch(backend, mode, n);
         const before = pool.stats.chunks;
         const got = await pool.evaluate(epoch, b.blinded, { requester: 1, rng: nonce() });
@@ -123,88 +254,89 @@ describe('EvaluatorPool: one batch split over the workers under one proof', () =
         expectCorrect(backend, mode, key, b, await pool.evaluate(epoch, b.blinded, { requester: 1 }));
       }
       // Every worker took chunks: the first ones go to every idle worker at once.
-      expect(pool.stats.workerChunks.every((c) => c > 0)).toBe(true);
-      expect(pool.stats).toMatchObject({ batches: 4, elements: 4 * n, pendingElements: 0, openBatches: 0, activeRequesters: 0, inlineChunks: 0 });
+      expect(since().workerChunks.every((c) => c > 0)).toBe(true);
+      expect(since()).toMatchObject({ batches: 4, elements: 4 * n, pendingElements: 0, openBatches: 0, activeRequesters: 0, inlineChunks: 0 });
     });
   }
 
   it('answers many concurrent batches from several requesters over two epochs, each correctly', async () => {
-    const pool = await newPool({ size: 2, chunkElements: 16 });
+    const pool = await sharedPool(); // 32-element chunks: batches of 1 to 67 elements take one to three
     const backend = pool.backend;
-    const keys = { 1: backend.generateKeyPair(), 2: backend.generateKeyPair() } as const;
-    pool.setKey(1, 'voprf', keys[1]);
-    pool.setKey(2, 'voprf', keys[2]);
+    const since = counting(pool);
+    const epochs = [freshEpoch(), freshEpoch()] as const;
+    const keys = new Map(epochs.map((e) => [e, backend.generateKeyPair()]));
+    for (const e of epochs) pool.setKey(e, 'voprf', keys.get(e)!);
     const jobs = Array.from({ length: 12 }, (_, i) => {
-      const epoch = ((i % 2) + 1) as 1 | 2;
+      const epoch = epochs[i % 2]!;
       const b = batch(backend, 'voprf', 1 + ((i * 11) % 70), i * 13);
       return { epoch, b, reply: pool.evaluate(epoch, b.blinded, { requester: i % 3 }) };
     });
     expect(pool.stats).toMatchObject({ openBatches: 12, activeRequesters: 3, runningChunks: 2 });
-    for (const j of jobs) expectCorrect(backend, 'voprf', keys[j.epoch], j.b, await j.reply);
-    expect(pool.stats).toMatchObject({ batches: 12, pendingElements: 0, openBatches: 0, runningChunks: 0 });
-    expect(await pool.workerEpochs()).toEqual([
-      [1, 2],
-      [1, 2],
-    ]);
+    for (const j of jobs) expectCorrect(backend, 'voprf', keys.get(j.epoch)!, j.b, await j.reply);
+    expect(since()).toMatchObject({ batches: 12, pendingElements: 0, openBatches: 0, runningChunks: 0 });
+    expect(await pool.workerEpochs()).toEqual([[...epochs], [...epochs]]);
   });
 });
 
 describe('EvaluatorPool: failures, keys, bounds', () => {
   it('a bad element fails its batch with 400 invalid_element naming the lowest bad index; the pool goes on', async () => {
-    const pool = await newPool({ size: 2, chunkElements: 32 });
+    const pool = await sharedPool(); // 32-element chunks
     const backend = pool.backend;
+    const since = counting(pool);
     const key = backend.generateKeyPair();
-    pool.setKey(1, 'voprf', key);
+    const epoch = freshEpoch();
+    pool.setKey(epoch, 'voprf', key);
     const b = batch(backend, 'voprf', 200);
     const elements = [...b.blinded];
     elements[40] = new Uint8Array(32); // the identity, in the second chunk (on the second worker)
     elements[5] = new Uint8Array(32).fill(0xff); // not canonical, in the first chunk
     elements[150] = new Uint8Array(32); // in a chunk still queued when the first ones fail
-    const err = await pool.evaluate(1, elements, { requester: 1 }).catch((e: unknown) => e);
+    const err = await pool.evaluate(epoch, elements, { requester: 1 }).catch((e: unknown) => e);
     expect(isPcdError(err, ErrorCode.InvalidElement)).toBe(true);
     expect((err as Error).message).toMatch(/^elements\[5\]: .*canonical.*nothing was evaluated/);
 
     const identity = [...b.blinded];
     identity[100] = new Uint8Array(32);
-    await expect(pool.evaluate(1, identity, { requester: 1 })).rejects.toMatchObject({
+    await expect(pool.evaluate(epoch, identity, { requester: 1 })).rejects.toMatchObject({
       code: ErrorCode.InvalidElement,
       message: expect.stringMatching(/^elements\[100\]: is the identity element/),
     });
     // An element that is not 32 bytes cannot be packed for a worker: the same error, from the same check.
     const short = [...b.blinded];
     short[70] = new Uint8Array(31);
-    await expect(pool.evaluate(1, short, { requester: 1 })).rejects.toMatchObject({
+    await expect(pool.evaluate(epoch, short, { requester: 1 })).rejects.toMatchObject({
       code: ErrorCode.InvalidElement,
       message: expect.stringMatching(/^elements\[70\]: expected 32 bytes, got 31; nothing was evaluated/),
     });
-    expectCorrect(backend, 'voprf', key, b, await pool.evaluate(1, b.blinded, { requester: 1 }));
-    expect(pool.stats).toMatchObject({ batches: 1, pendingElements: 0, queuedElements: 0, openBatches: 0, runningChunks: 0, activeRequesters: 0 });
+    expectCorrect(backend, 'voprf', key, b, await pool.evaluate(epoch, b.blinded, { requester: 1 }));
+    expect(since()).toMatchObject({ batches: 1, pendingElements: 0, queuedElements: 0, openBatches: 0, runningChunks: 0, activeRequesters: 0 });
   });
 
   it('dropKey makes every worker forget the key and fails the epoch\'s batches, queued or running, with 410', async () => {
-    const pool = await newPool({ size: 2, chunkElements: 16 });
+    const pool = await sharedPool(); // 32-element chunks
     const backend = pool.backend;
     const key = backend.generateKeyPair();
     const mine = { secretKey: key.secretKey.slice(), publicKey: key.publicKey.slice() };
-    pool.setKey(7, 'voprf', mine);
-    pool.setKey(8, 'voprf', key);
+    const [gone, kept] = [freshEpoch(), freshEpoch()];
+    pool.setKey(gone, 'voprf', mine);
+    pool.setKey(kept, 'voprf', key);
     expect(await pool.workerEpochs()).toEqual([
-      [7, 8],
-      [7, 8],
+      [gone, kept],
+      [gone, kept],
     ]);
-    const running = settle(pool.evaluate(7, batch(backend, 'voprf', 100).blinded, { requester: 1 }));
-    const queued = settle(pool.evaluate(7, batch(backend, 'voprf', 3).blinded, { requester: 2 }));
+    const running = settle(pool.evaluate(gone, batch(backend, 'voprf', 100).blinded, { requester: 1 }));
+    const queued = settle(pool.evaluate(gone, batch(backend, 'voprf', 3).blinded, { requester: 2 }));
     const other = batch(backend, 'voprf', 20);
-    const survivor = pool.evaluate(8, other.blinded, { requester: 3 });
+    const survivor = pool.evaluate(kept, other.blinded, { requester: 3 });
     expect(pool.stats.runningChunks).toBe(2);
-    pool.dropKey(7);
+    pool.dropKey(gone);
     for (const r of [await running, await queued]) expect(r).toMatchObject({ err: { code: ErrorCode.EpochRetired } });
     expectCorrect(backend, 'voprf', key, other, await survivor);
-    expect(pool.epochs).toEqual([8]);
-    expect(await pool.workerEpochs()).toEqual([[8], [8]]);
+    expect(pool.epochs).toEqual([kept]);
+    expect(await pool.workerEpochs()).toEqual([[kept], [kept]]);
     expect(hex(mine.secretKey)).toBe(hex(key.secretKey)); // the pool zeroed its own copy, not the caller's
-    await expect(pool.evaluate(7, other.blinded, { requester: 1 })).rejects.toMatchObject({ code: ErrorCode.EpochRetired });
-    expect(() => pool.setKey(7, 'voprf', key)).toThrow(expect.objectContaining({ code: ErrorCode.EpochRetired }));
+    await expect(pool.evaluate(gone, other.blinded, { requester: 1 })).rejects.toMatchObject({ code: ErrorCode.EpochRetired });
+    expect(() => pool.setKey(gone, 'voprf', key)).toThrow(expect.objectContaining({ code: ErrorCode.EpochRetired }));
     expect(pool.stats).toMatchObject({ pendingElements: 0, openBatches: 0, runningChunks: 0 });
   });
 
@@ -239,10 +371,11 @@ describe('EvaluatorPool: failures, keys, bounds', () => {
   });
 
   it('close() answers everything unfinished with 503, ends the workers, forgets the keys, and refuses afterwards', async () => {
-    const pool = await newPool({ size: 2, chunkElements: 32 });
+    const pool = await takeSharedPool(); // the shared pool, used by the tests before (a fresh one when run alone)
     const backend = pool.backend;
-    pool.setKey(1, 'oprf', backend.generateKeyPair());
-    const jobs = [0, 1, 2].map((i) => settle(pool.evaluate(1, batch(backend, 'oprf', 100, i).blinded, { requester: i })));
+    const epoch = freshEpoch();
+    pool.setKey(epoch, 'oprf', backend.generateKeyPair());
+    const jobs = [0, 1, 2].map((i) => settle(pool.evaluate(epoch, batch(backend, 'oprf', 100, i).blinded, { requester: i })));
     const exited = workersOf(pool).map((w) => new Promise((resolve) => w.once('exit', resolve)));
     expect(exited).toHaveLength(2);
     await pool.close();
@@ -250,7 +383,7 @@ describe('EvaluatorPool: failures, keys, bounds', () => {
     await Promise.all(exited);
     expect(pool.stats).toMatchObject({ threads: 0, runningChunks: 0, queuedElements: 0, pendingElements: 0, openBatches: 0 });
     expect(pool.epochs).toEqual([]);
-    await expect(pool.evaluate(1, batch(backend, 'oprf', 1).blinded, { requester: 1 })).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+    await expect(pool.evaluate(epoch, batch(backend, 'oprf', 1).blinded, { requester: 1 })).rejects.toMatchObject({ code: ErrorCode.Unavailable });
     expect(() => pool.admit(1, 1)).toThrow(expect.objectContaining({ code: ErrorCode.Unavailable }));
     await pool.close(); // idempotent
   });
@@ -355,16 +488,6 @@ describe('EvaluatorPool: failures, keys, bounds', () => {
 // ---------------------------------------------------------------------------
 
 describe('POST /v1/blinded/evaluate on the pool', () => {
-  async function start(options: Parameters<typeof startTestServer>[0] = {}) {
-    // The account path: these tests send evaluate requests by hand, per account (the token path: test/rfc9578-privacypass.test.ts).
-    const s = await startTestServer({ designs: ['plain', 'blinded'], evalThreads: 2, blindedAuth: 'account', ...options });
-    servers.push(s);
-    const design = s.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign;
-    await design.evaluator.start();
-    const { token } = await s.admin.createAccount({ email: 'a@example.org', numbers: [numbers[0]!], capabilities: ['messages'] });
-    return { s, design, pool: design.evaluator, backend: design.evaluator.backend, token };
-  }
-
   const jsonAuth = (token: string) => ({ authorization: `Bearer ${token}`, 'content-type': 'application/json' });
   const body = (epoch: number, elements: Uint8Array[]) => JSON.stringify({ epoch, elements: elements.map((e) => Buffer.from(e).toString('base64')) });
   const fromB64 = (s: string) => new Uint8Array(Buffer.from(s, 'base64'));
@@ -373,59 +496,70 @@ describe('POST /v1/blinded/evaluate on the pool', () => {
     const publicKey = fromB64((c.json.epochs as { epoch: number; publicKey: string }[]).find((e) => e.epoch === epoch)!.publicKey);
     return { secretKey: readEpochKeys(s.dataDir).get(epoch)!, publicKey };
   }
+  /** The shared server's current epoch and its mode (the tests before may have rotated it). */
+  const current = (design: BlindedServerDesign) => ({ epoch: design.epochs.currentNumber, mode: design.epochs.current.params.mode });
 
   it('answers a full 4096-element batch split over both workers, and concurrent clients in MessagePack, in both modes', async () => {
+    const { s, design, pool, backend, token } = await sharedServer();
     for (const mode of ['voprf', 'oprf'] as const) {
-      const { s, pool, backend, token } = await start({ mode });
+      // An epoch in this mode: the server's first is voprf; a rotation makes the next one oprf (grace 0: the voprf one goes).
+      const before = current(design);
+      if (before.mode !== mode) expect(await s.admin.rotateKey({ mode })).toMatchObject({ epoch: before.epoch + 1, previous: before.epoch });
+      const { epoch } = current(design);
+      expect(current(design).mode).toBe(mode);
+      const since = counting(pool);
       const big = batch(backend, mode, mode === 'voprf' ? LIMITS.maxBatch : 300); // the full batch once: it is the proof that matters
       const small = Array.from({ length: 4 }, (_, i) => batch(backend, mode, 10 + i * 7, i * 40));
       const send = async (b: Batch) => {
         const res = await fetch(s.server.url + PATHS.blindedEvaluate, {
           method: 'POST',
           headers: { authorization: `Bearer ${token}`, 'content-type': 'application/msgpack' },
-          body: encodeBody({ epoch: 1, elements: b.blinded }, 'msgpack'),
+          body: encodeBody({ epoch, elements: b.blinded }, 'msgpack'),
         });
         expect(res.status).toBe(200);
         return parseReply(EvaluateReply, decodeBody(new Uint8Array(await res.arrayBuffer()), 'msgpack'), 'msgpack');
       };
       const replies = await Promise.all([big, ...small].map(send));
-      const key = await epochKey(s, 1);
+      const key = await epochKey(s, epoch);
       replies.forEach((r, i) => expectCorrect(backend, mode, key, [big, ...small][i]!, r));
-      expect(pool.stats).toMatchObject({ batches: 5, inlineChunks: 0, pendingElements: 0 });
-      expect(pool.stats.chunks).toBeGreaterThanOrEqual(Math.ceil(big.blinded.length / pool.chunkElements));
-      expect(pool.stats.workerChunks.every((c) => c > 0)).toBe(true);
+      expect(since()).toMatchObject({ batches: 5, inlineChunks: 0, pendingElements: 0 });
+      expect(since().chunks).toBeGreaterThanOrEqual(Math.ceil(big.blinded.length / pool.chunkElements));
+      expect(since().workerChunks.every((c) => c > 0)).toBe(true);
     }
   });
 
   it('a bad element is 400 naming its index, checked by the workers', async () => {
-    const { s, pool, backend, token } = await start();
-    const b = batch(backend, 'voprf', 300);
+    const { s, design, pool, backend, token } = await sharedServer();
+    const { epoch, mode } = current(design);
+    const since = counting(pool);
+    const b = batch(backend, mode, 300);
     const elements = [...b.blinded];
     elements[250] = new Uint8Array(32).fill(0xff); // not canonical
-    const r = await raw(s.server.url + PATHS.blindedEvaluate, { headers: jsonAuth(token), body: body(1, elements) });
+    const r = await raw(s.server.url + PATHS.blindedEvaluate, { headers: jsonAuth(token), body: body(epoch, elements) });
     expect(r.status).toBe(400);
     expect(r.json.error).toMatchObject({ code: ErrorCode.InvalidElement, message: expect.stringMatching(/^elements\[250\]: .*canonical/) });
-    expect(pool.stats).toMatchObject({ batches: 0, pendingElements: 0, openBatches: 0 });
+    expect(since()).toMatchObject({ batches: 0, pendingElements: 0, openBatches: 0 });
   });
 
   it('a destroyed epoch\'s key leaves the workers once the design learns of it, and its batches get 410', async () => {
-    const { s, pool, backend, token } = await start({ graceMs: 0 });
-    const one = batch(backend, 'voprf', 2);
-    expect((await raw(s.server.url + PATHS.blindedEvaluate, { headers: jsonAuth(token), body: body(1, one.blinded) })).status).toBe(200);
-    expect(await pool.workerEpochs()).toEqual([[1], [1]]);
-    expect(await s.admin.rotateKey({})).toMatchObject({ epoch: 2, previous: 1 }); // grace 0: epoch 1 is destroyed at once
+    const { s, design, pool, backend, token } = await sharedServer(); // grace 0
+    const { epoch: old, mode } = current(design);
+    const one = batch(backend, mode, 2);
+    expect((await raw(s.server.url + PATHS.blindedEvaluate, { headers: jsonAuth(token), body: body(old, one.blinded) })).status).toBe(200);
+    expect(await pool.workerEpochs()).toEqual([[old], [old]]);
+    expect(await s.admin.rotateKey({})).toMatchObject({ epoch: old + 1, previous: old }); // grace 0: the old epoch is destroyed at once
     expect(pool.epochs).toEqual([]);
     expect(await pool.workerEpochs()).toEqual([[], []]);
-    const gone = await raw(s.server.url + PATHS.blindedEvaluate, { headers: jsonAuth(token), body: body(1, one.blinded) });
+    const gone = await raw(s.server.url + PATHS.blindedEvaluate, { headers: jsonAuth(token), body: body(old, one.blinded) });
     expect(gone.status).toBe(410);
     expect(gone.json.error.code).toBe(ErrorCode.EpochRetired);
-    const now = await raw(s.server.url + PATHS.blindedEvaluate, { headers: jsonAuth(token), body: body(2, one.blinded) });
+    const now = await raw(s.server.url + PATHS.blindedEvaluate, { headers: jsonAuth(token), body: body(old + 1, one.blinded) });
     expect(now.status).toBe(200);
-    expect(await pool.workerEpochs()).toEqual([[2], [2]]);
+    expect(await pool.workerEpochs()).toEqual([[old + 1], [old + 1]]);
   });
 
   it('the design closes its pool', async () => {
-    const { s, design, pool } = await start();
+    const { s, design, pool } = await takeSharedServer(); // the shared server, used by the tests before (a fresh one when run alone)
     const exited = workersOf(pool).map((w) => new Promise((resolve) => w.once('exit', resolve)));
     expect(exited).toHaveLength(2);
     await s.close();
