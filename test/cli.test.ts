@@ -5,9 +5,10 @@
  * folder serving an empty directory. Every user error (a bad number or
  * --batch, a missing or wrong token, a server that is down or refuses for
  * load) is one line on stderr and a non-zero exit. The real binary where
- * the process is the point (seed, serve, one lookup, one sync, exit codes 2
- * and 3); the other commands in this process (test/helpers.ts runPcd). More
- * checks that need no child process are in test/client-hardening.test.ts.
+ * the process is the point (serve, one lookup, one sync, exit codes 2 and
+ * 3); the other commands, `pcd seed` among them, in this process
+ * (test/helpers.ts runPcd). More checks that need no child process are in
+ * test/client-hardening.test.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execFile, type ChildProcess } from 'node:child_process';
@@ -48,9 +49,9 @@ function lines(results: readonly { number: string; capabilities: readonly string
   return results.map((r) => `${r.number.padEnd(16)} ${r.capabilities.length ? `messenger (${r.capabilities.join(', ')})` : 'SMS only'}\n`).join('');
 }
 
-// The real binary where the process is the point: `pcd seed` and `pcd serve`, one lookup and one sync, the exit codes 2
-// and 3 (bin/pcd.ts maps errors to them). The rest runs the same commands in this process (runPcd): the same
-// output and the same one-line errors, without a second of process start each.
+// The real binary where the process is the point: `pcd serve`, one lookup and one sync, the exit codes 2 and 3
+// (bin/pcd.ts maps errors to them). The rest, `pcd seed` included, runs the same commands in this process (runPcd):
+// the same output and the same one-line errors, without a second of process start each.
 describe('pcd command line', () => {
   const root = tempDir('pcd-cli-');
   const data = path.join(root, 'data');
@@ -63,7 +64,7 @@ describe('pcd command line', () => {
   let six: { number: string; capabilities: string[] }[];
 
   beforeAll(async () => {
-    const seeded = await pcdBin(['seed', '--data', data, '--size', '300', '--contacts', '40', '--requesters', '1']);
+    const seeded = await runPcd(['seed', '--data', data, '--size', '300', '--contacts', '40', '--requesters', '1']);
     expect(seeded.code, seeded.stderr).toBe(0);
     expect(seeded.stdout).toMatch(/seeded 300 numbers/);
     const requesters = JSON.parse(fs.readFileSync(path.join(data, 'contacts', 'requesters.json'), 'utf8')) as { token: string; contacts: string }[];

@@ -3,9 +3,11 @@
  * meets first. `pcd page-link` sends the folder's admin token only to an
  * address the user gave or the folder's server recorded (never a default
  * port); `pcd start` on a busy port fails in one line before it seeds or
- * writes; a bare `pcd audit` runs what can run. The real binary where the
- * process is the point (start on a busy port, a server to find), the rest
- * in this process (runPcd).
+ * writes; a bare `pcd audit` runs what can run; `pcd simulate --quick`
+ * runs in seconds. The real binary where the process is the point (start
+ * on a busy port, a server to find, the quick start), the rest in this
+ * process (runPcd), `pcd simulate` included (its server children are
+ * forked as ever).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -15,8 +17,9 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createClient } from '../client/client.ts';
 import { OWNER_FILE } from '../disk/lockowner.ts';
+import { reuseServerProcesses } from '../harness/fork.ts';
 import { ErrorCode } from '../shared/errors.ts';
-import { PCD_BIN, TEST_SIZE_CLASSES, rejection, runPcd, spawnServe, stopChild, tempDir } from './helpers.ts';
+import { PCD_BIN, TEST_SIZE_CLASSES, rejection, runPcd, spawnServe, stopChild, tempDir, type PcdRun } from './helpers.ts';
 
 const run = promisify(execFile);
 
@@ -146,13 +149,33 @@ describe('pcd simulate for a first look', () => {
   });
 
   it('--help shows list defaults as lists, and --quick runs in seconds with its small profile (flags beside it win)', async () => {
-    const help = await run(process.execPath, [PCD_BIN, 'simulate', '--help'], { timeout: 30_000 });
-    expect(help.stdout).toMatch(/\(default: US,GB,DE\)/);
-    expect(help.stdout).toMatch(/\(default: 0,4,8,12\)/);
-    expect(help.stdout).not.toMatch(/\["/);
-    // As a child: the simulation forks its servers, which the in-process runner's mocked console does not suit.
-    // Its server children evaluate inline (PCD_EVAL_THREADS=0, as spawnServe's).
-    const r = await run(process.execPath, [PCD_BIN, 'simulate', '--quick', '--bucket-bits', '0', '--json'], { timeout: 100_000, maxBuffer: 64 << 20, env: { ...process.env, PCD_EVAL_THREADS: '0' } });
+    // In this process: simulate's own parser prints its help with process.stdout.write (commander's default), caught
+    // here; and simulate sets process.exitCode as it returns (0 after the help, 1 after a failed lookup), put back.
+    const exitCode = process.exitCode;
+    let printed = '';
+    let help: PcdRun;
+    let r: PcdRun;
+    try {
+      const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => ((printed += String(chunk)), true));
+      try {
+        help = await runPcd(['simulate', '--help']);
+      } finally {
+        write.mockRestore();
+      }
+      // In this process too: the simulation forks its server children as ever (evaluating inline, PCD_EVAL_THREADS=0,
+      // as spawnServe's), one process serving its three runs in turn (harness/fork.ts reuseServerProcesses, which the
+      // results do not depend on): two process starts saved. Its progress lines go to stderr, the JSON to stdout.
+      r = await reuseServerProcesses(() => runPcd(['simulate', '--quick', '--bucket-bits', '0', '--json'], { PCD_EVAL_THREADS: '0' }));
+    } finally {
+      process.exitCode = exitCode;
+    }
+    expect(help).toMatchObject({ code: 0, stderr: '' });
+    expect(printed).toMatch(/^Usage: pcd simulate /m);
+    expect(printed).toMatch(/\(default: US,GB,DE\)/);
+    expect(printed).toMatch(/\(default: 0,4,8,12\)/);
+    expect(printed).not.toMatch(/\["/);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^3 run\(s\) in \d+ s$/m);
     const doc = JSON.parse(r.stdout) as { parameters: { script: { days: number }; bucketBits: number[]; designs: string[] }; workload: { label: string; errors: number }[] };
     expect(doc.parameters.script.days).toBe(2);
     expect(doc.parameters.bucketBits).toEqual([0]); // given beside --quick: it wins

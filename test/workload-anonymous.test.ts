@@ -13,10 +13,13 @@
  *   real relay: both variants run, the server sees every user's address or
  *   only the relay's, the attack finds the requesters by IP and not through
  *   the relay, no contact-graph edge is named at b = 0, and the padding is
- *   reported.
+ *   reported. One server process serves both runs in turn
+ *   (harness/fork.ts reuseServerProcesses: the second run saves a process
+ *   start), each on its own data folder and clock.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { workloadMarkdown, workloadVariants } from '../bench/workload.ts';
+import { reuseServerProcesses } from '../harness/fork.ts';
 import { DEFAULT_POPULATION, type PopulationOptions } from '../workload/population.ts';
 import {
   APP_START_TOKENS,
@@ -204,7 +207,10 @@ describe('anonymous variants against real servers and a relay, tiny', () => {
   let run: WorkloadRun;
 
   beforeAll(async () => {
-    run = await runWorkload({ population: POPULATION, script: SCRIPT, designs: ['blinded-anonymous', 'blinded-anonymous+relay'], bucketBits: [0], usersPerIp: 1 });
+    // One server process for both runs, stopped (its logs flushed) after each: the results do not depend on it.
+    run = await reuseServerProcesses(() =>
+      runWorkload({ population: POPULATION, script: SCRIPT, designs: ['blinded-anonymous', 'blinded-anonymous+relay'], bucketBits: [0], usersPerIp: 1 }),
+    );
   }, 300_000);
 
   const row = (label: string) => run.results.find((r) => r.label === label)!;

@@ -1,16 +1,20 @@
 /**
  * The workload simulation, tiny, through the real pipeline: a synthetic
- * population, real server children on simulated time (harness/child.ts's
+ * population, a real server child on simulated time (harness/child.ts's
  * clock), the real client library with per-user tokens and IPs, the data
- * folders the servers persisted, and the operator's reconstruction through
- * the audit's readers. Asserts what holds by construction, never a timing:
- * plain and hashed give the graph away, blinded with one bucket gives no
- * edge, and with many buckets a true edge still hides among several plan
- * numbers.
+ * folders the server persisted, and the operator's reconstruction through
+ * the audit's readers. One server process serves the four runs in turn
+ * (harness/fork.ts reuseServerProcesses: a second or so of process start
+ * saved per run), each on a fresh data folder and its own clock, its
+ * server stopped and its logs flushed before the folder is read. Asserts
+ * what holds by construction, never a timing: plain and hashed give the
+ * graph away, blinded with one bucket gives no edge, and with many buckets
+ * a true edge still hides among several plan numbers.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import { workloadChart, workloadMarkdown } from '../bench/workload.ts';
 import { main as simulateMain } from '../bin/commands/simulate.ts';
+import { reuseServerProcesses } from '../harness/fork.ts';
 import { enumeratePlan } from '../workload/operator.ts';
 import { DEFAULT_POPULATION, generatePopulation, planNumbers, type PopulationOptions } from '../workload/population.ts';
 import { runWorkload, truthCsv, type WorkloadRun } from '../workload/run.ts';
@@ -88,7 +92,9 @@ describe('workload simulation against real servers, tiny', () => {
   let run: WorkloadRun;
 
   beforeAll(async () => {
-    run = await runWorkload({ population: POPULATION, script: SCRIPT, designs: ['plain', 'hashed', 'blinded'], bucketBits: [0, 8], usersPerIp: 1, orderDays: 1 });
+    run = await reuseServerProcesses(() =>
+      runWorkload({ population: POPULATION, script: SCRIPT, designs: ['plain', 'hashed', 'blinded'], bucketBits: [0, 8], usersPerIp: 1, orderDays: 1 }),
+    );
   }, 180_000);
 
   const row = (label: string) => run.results.find((r) => r.label === label)!;
