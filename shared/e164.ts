@@ -24,24 +24,14 @@ import {
   type PhoneNumber,
 } from 'libphonenumber-js/max';
 import { ErrorCode, PcdError } from './errors.ts';
+import { MAX_E164_DIGITS, MIN_E164_DIGITS, isE164, quote, type E164 } from './e164-key.ts';
 
-/** A canonical E.164 number: '+', then 7 to 15 digits, the first not 0. */
-export type E164 = string & { readonly __e164: unique symbol };
+// The syntax of an E.164 number and its integer key, without libphonenumber (shared/e164-key.ts: what the server's
+// worker threads load), re-exported: callers import them from here.
+export { e164ToKey, isE164, keyToE164, type E164 } from './e164-key.ts';
 
 /** Longest input {@link normalizeNumber} looks at; longer input is refused unread. */
 export const MAX_NUMBER_INPUT_LENGTH = 64;
-
-/** E.164 allows at most 15 digits (country calling code included). */
-const MAX_E164_DIGITS = 15;
-/** {@link isE164} wants at least 7 digits; a handful of valid 6-digit numbers (AT, DE pagers) are refused. */
-const MIN_E164_DIGITS = 7;
-
-const E164_RE = /^\+[1-9]\d{6,14}$/;
-
-/** Cheap syntactic check ('+', 7..15 digits, no leading 0); says nothing about validity. */
-export function isE164(s: string): s is E164 {
-  return typeof s === 'string' && E164_RE.test(s);
-}
 
 /**
  * Normalises a phone number to E.164.
@@ -139,20 +129,6 @@ export function normalizeNumber(input: string, defaultRegion?: string): E164 {
   return e164;
 }
 
-/** The number's digits as an integer: exact, since 15 digits < 2^53. Injective on E.164. */
-export function e164ToKey(n: E164): number {
-  if (!isE164(n)) throw invalid(`${quote(String(n))} is not an E.164 number`);
-  return Number(n.slice(1));
-}
-
-/** Inverse of {@link e164ToKey}. */
-export function keyToE164(key: number): E164 {
-  if (!Number.isSafeInteger(key) || key < 10 ** (MIN_E164_DIGITS - 1) || key >= 10 ** MAX_E164_DIGITS) {
-    throw invalid(`${String(key)} is not an E.164 key: expected an integer of ${MIN_E164_DIGITS} to ${MAX_E164_DIGITS} digits`);
-  }
-  return ('+' + key.toString()) as E164;
-}
-
 /**
  * The region (ISO 3166-1 alpha-2) the number belongs to, as libphonenumber
  * decides it; undefined for non-geographic numbers (+800, +882, ...) and for
@@ -183,11 +159,6 @@ export function normalizeRegion(region: string, what = 'region'): CountryCode {
 
 function invalid(message: string): PcdError {
   return new PcdError(ErrorCode.InvalidNumber, message);
-}
-
-/** Single-quoted, control characters made visible. */
-function quote(s: string): string {
-  return `'${s.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`)}'`;
 }
 
 function countDigits(s: string): number {

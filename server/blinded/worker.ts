@@ -24,7 +24,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { truncateTag } from '../../shared/buckets.ts';
-import { keyToE164 } from '../../shared/e164.ts';
+import { keyToE164 } from '../../shared/e164-key.ts'; // not shared/e164.ts: a worker starts without libphonenumber
 import { PcdError } from '../../shared/errors.ts';
 import { loadBackend } from '../../shared/backends.ts';
 import { ELEMENT_BYTES, type BackendName, type KeyPair, type OprfBackend, type OprfMode } from '../../shared/suite.ts';
