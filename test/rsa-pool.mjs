@@ -24,6 +24,7 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 
 export const POOL_FILE = fileURLToPath(new URL('../node_modules/.cache/pcd-test/rsa-2048-pool.json', import.meta.url));
@@ -112,5 +113,8 @@ export function usePool() {
     setImmediate(() => callback(null, crypto.createPublicKey(key), key));
   };
   pooled.pooled = true;
+  // As node:crypto's own: util.promisify gives { publicKey, privateKey }.
+  pooled[promisify.custom] = (...args) =>
+    new Promise((resolve, reject) => pooled(...args, (err, publicKey, privateKey) => (err ? reject(err) : resolve({ publicKey, privateKey }))));
   crypto.generateKeyPair = pooled;
 }

@@ -10,6 +10,7 @@
 export const SUITE_ENV = new Set([
   'PCD_TEST_FULL', // full strength (test/helpers.ts FULL)
   'PCD_TEST_PG_URL', // a running Postgres instead of the embedded one (test/pg-global-setup.ts)
+  'PCD_TEST_RSA_CLAIMS', // the run's claims on the RSA key pool (test/keys-global-setup.ts, test/rsa-pool.mjs)
   'PCD_CROSSCHECK_SEED', // the backend cross-checks' seed (test/backend-crosscheck.ts)
   'PCD_FUZZ_SEED', // the fuzz tests' seed, runs and report (test/fuzz.test.ts)
   'PCD_FUZZ_RUNS',
