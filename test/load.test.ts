@@ -5,13 +5,20 @@
  * one real server at once, while the admin registers new accounts. Every
  * answer is checked against the directory the store holds: the designs
  * under concurrency answer exactly what a lone client would.
+ *
+ * Under PCD_TEST_FULL=1: 1,500 seeded numbers, lists of up to 250 numbers in
+ * batches of up to 300, four lists per client, the test server's size
+ * classes. Otherwise a smaller run of the same: 500 numbers, lists of up to
+ * 64 in batches of up to 80, two lists per client, and a size class of 64
+ * (most of a blinded lookup's CPU is its elements, padding included, so the
+ * classes follow the lists down).
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maskToCapabilities } from '../shared/capabilities.ts';
 import { DESIGNS, type DesignName } from '../shared/messages.ts';
 import { seedDataFolder } from '../server/seed.ts';
-import { describeDesigns, runs, startTestServer, tempDir, type TestServer } from './helpers.ts';
+import { FULL, describeDesigns, runs, startTestServer, tempDir, type TestServer } from './helpers.ts';
 
 /** A small deterministic generator (mulberry32), so a failure replays. */
 function rng(seed: number): () => number {
@@ -27,6 +34,12 @@ function rng(seed: number): () => number {
 
 /** Lists each client looks up: 4 under PCD_TEST_FULL=1, 2 in a quick run. */
 const ROUNDS = runs(4, 2);
+/** Numbers seeded, the longest list and the largest batch a client asks (module header). */
+const SEEDED = FULL ? 1500 : 500;
+const MAX_LIST = FULL ? 250 : 64;
+const MAX_BATCH = FULL ? 300 : 80;
+/** The server's token size classes: the test server's (1, 16, 256, 4096), or with 64 for the quick run's shorter lists. */
+const SIZE_CLASSES = FULL ? undefined : [1, 16, 64, 4096];
 
 describe('mixed-design load from many concurrent clients', () => {
   const root = tempDir('pcd-load-');
@@ -39,9 +52,9 @@ describe('mixed-design load from many concurrent clients', () => {
 
   beforeAll(async () => {
     const dataDir = path.join(root, 'data');
-    await seedDataFolder(dataDir, path.join(root, 'contacts'), { size: 1500, requesters: 0 });
+    await seedDataFolder(dataDir, path.join(root, 'contacts'), { size: SEEDED, requesters: 0 });
     // One evaluator worker: the pool under concurrent requesters (its scaling over workers is test/evaluator.test.ts's).
-    ts = await startTestServer({ dataDir, bucketBits: 4, evalThreads: 1 });
+    ts = await startTestServer({ dataDir, bucketBits: 4, evalThreads: 1, ...(SIZE_CLASSES ? { sizeClasses: SIZE_CLASSES } : {}) });
     for (const { number, mask } of ts.server.store.directory()) expected.set(number, maskToCapabilities(mask));
     registered = [...expected.keys()];
     for (let i = 0; i < 12; i++) {
@@ -61,9 +74,9 @@ describe('mixed-design load from many concurrent clients', () => {
     let checked = 0;
     const client = async (i: number): Promise<void> => {
       const design: DesignName = DESIGNS[i % DESIGNS.length]!;
-      const c = ts.client(tokens[i]!, design, { batchSize: 1 + Math.floor(random() * 300) });
+      const c = ts.client(tokens[i]!, design, { batchSize: 1 + Math.floor(random() * MAX_BATCH) });
       for (let round = 0; round < ROUNDS; round++) {
-        const list = Array.from({ length: 1 + Math.floor(random() * 250) }, pick);
+        const list = Array.from({ length: 1 + Math.floor(random() * MAX_LIST) }, pick);
         const results = await c.lookupMany(list);
         expect(results.map((r) => r.number), design).toEqual(list);
         results.forEach((r) => expect(r.capabilities, `${design} ${r.number}`).toEqual(expected.get(r.number)));

@@ -13,6 +13,7 @@ import { AuthorizationHeader, TOKEN_TYPES, Token, TokenChallenge, WWWAuthenticat
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { encodeBody } from '../shared/codec.ts';
 import { loadBackend } from '../shared/backends.ts';
+import { DEFAULT_BACKEND } from '../shared/suite.ts';
 import { PATHS } from '../shared/messages.ts';
 import { TOKEN_BYTES, TOKEN_ORIGIN_INFO, sizeClassFor, sizeClassProblem, tokenChallenge, tokenKeyId, DEFAULT_SIZE_CLASSES } from '../shared/tokens.ts';
 import { MAX_CHALLENGE_HEADER, TokenService, blindSign, tokenOfHeader, verifyToken } from '../server/tokens/service.ts';
@@ -204,7 +205,7 @@ describe('tokens on a real server (auth token, the default)', () => {
   async function tokenAndElements(n: number): Promise<{ authorization: string; body: Uint8Array; epoch: number }> {
     const c = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: account }), { tokens: { ahead: {}, periodMs: Infinity } });
     const t = await c.tokens.take(n);
-    const backend = await loadBackend('noble');
+    const backend = await loadBackend(DEFAULT_BACKEND); // the fast backend: the body is the test's, not what it tests
     // A body of the token's class, as the client pads it.
     const { blinded } = backend.blindBatch('voprf', Array.from({ length: t.sizeClass }, (_, i) => new TextEncoder().encode(`x${i}`)));
     c.tokens.close();
@@ -301,7 +302,10 @@ describe('tokens on a real server (auth token, the default)', () => {
 
   it('a token of another key (a key pair of our own making, as a second issuer would have) is 401 token_key_unknown', async () => {
     const { body } = await tokenAndElements(1);
-    const { publicKey, privateKey } = crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+    // A fresh RSA-2048 key pair (outside PCD_TEST_FULL=1 from the run's pool of them, test/rsa-pool.mjs: no other process has it).
+    const { publicKey, privateKey } = await new Promise<{ publicKey: crypto.KeyObject; privateKey: crypto.KeyObject }>((resolve, reject) =>
+      crypto.generateKeyPair('rsa', { modulusLength: 2048 }, (err, pub, priv) => (err ? reject(err) : resolve({ publicKey: pub, privateKey: priv }))),
+    );
     const tokenKey = publicVerif.convertEncToRSASSAPSS(new Uint8Array(publicKey.export({ type: 'spki', format: 'der' })));
     const client = new publicVerif.Client(publicVerif.BlindRSAMode.PSS);
     const req = await client.createTokenRequest(tokenChallenge('pcd.issuer'), tokenKey);
@@ -455,14 +459,30 @@ describe('auth account (--blinded-auth account)', () => {
       expect(pool.stats).toMatchObject({ fetchesOnDemand: 1, tokensFetched: 25 });
       pool.close();
 
-      // Its own timer: a short period, the moment drawn at mid-period; two fetches come without any lookup.
-      const timed = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: a.token }), { tokens: { periodMs: 300, quantum: { 1: 2 }, random: () => 0.5 } });
-      await vi.waitFor(() => expect(timed.tokens.stats.issuanceRequests).toBeGreaterThanOrEqual(2), { timeout: 20_000, interval: 50 });
+      // Its own timer: a short period (100 ms), the moment drawn at mid-period; two fetches come without any lookup.
+      const period = 100;
+      const timed = createBlindedClientWith(createTransport({ baseUrl: s.server.url, token: a.token }), { tokens: { periodMs: period, quantum: { 1: 2 }, random: () => 0.5 } });
+      // The period's fetches the timer starts (it calls the pool's fetchQuantum), counted, and those still running.
+      const quantum = timed.tokens.fetchQuantum.bind(timed.tokens);
+      let started = 0;
+      let running = 0;
+      timed.tokens.fetchQuantum = async () => {
+        started++;
+        running++;
+        try {
+          return await quantum();
+        } finally {
+          running--;
+        }
+      };
+      await vi.waitFor(() => expect(timed.tokens.stats.issuanceRequests).toBeGreaterThanOrEqual(2), { timeout: 20_000, interval: 10 });
       expect(timed.tokens.stats.tokensSpent).toBe(0);
       timed.tokens.close();
-      await new Promise((r) => setTimeout(r, 700)); // a fetch in flight at close may still land
+      await vi.waitFor(() => expect(running).toBe(0), { timeout: 20_000, interval: 10 }); // a fetch in flight at close may still land
       const fetched = timed.tokens.stats.tokensFetched;
-      await new Promise((r) => setTimeout(r, 1000)); // past three periods: a live schedule would have fetched again
+      const fetches = started;
+      await new Promise((r) => setTimeout(r, 4 * period)); // past three periods: a live schedule would have fetched again
+      expect(started).toBe(fetches);
       expect(timed.tokens.stats.tokensFetched).toBe(fetched);
     } finally {
       await s.close();

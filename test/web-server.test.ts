@@ -2,11 +2,13 @@
  * The web page's server side (web/server.ts): the page at `/` with its
  * headers, the one-time login link, the view token, the trace of what a
  * lookup left (scoped to the page's requester, flushed first, the hashed
- * reversal timed), bad input, and `--no-ui`. Blinded, both variants: with
- * Privacy Pass tokens (the default) the issuance row names the account and
- * the evaluation rows name no one, found by IP; as the account, the old
- * per-request rows. The page itself, in a real browser:
- * test/web-page.test.ts.
+ * reversal timed: over the page's largest plan, 10^6 numbers, under
+ * PCD_TEST_FULL=1, over 10^4 otherwise), bad input, and `--no-ui` (a
+ * `pcd serve` with the page and one without, started side by side).
+ * Blinded, both variants: with Privacy Pass tokens (the default) the
+ * issuance row names the account and the evaluation rows name no one,
+ * found by IP; as the account, the old per-request rows. The page itself,
+ * in a real browser: test/web-page.test.ts.
  */
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,10 +18,18 @@ import { TraceReply } from '../shared/messages.ts';
 import { parseReply } from '../shared/schema.ts';
 import type { E164 } from '../shared/e164.ts';
 import { createWebUi, PAGE_CSP, PAGE_ACCOUNT_EMAIL, type WebUi } from '../web/server.ts';
-import { fakeWebDist, raw, runPcd, spawnServe, startTestServer, stopChild, tempDir, type TestServer } from './helpers.ts';
+import { FULL, fakeWebDist, raw, runPcd, spawnServe, startTestServer, stopChild, tempDir, type TestServer } from './helpers.ts';
 
 const REGISTERED = '+14155550123' as E164;
 const UNREGISTERED = '+14155550199' as E164;
+/**
+ * The plans the hashed trace is reversed over: both numbers inside one, neither inside the other. The reversal
+ * enumerates every number of the plan in a worker (about 1 s of CPU per 10^6): the page's largest plan (6 X) under
+ * PCD_TEST_FULL=1, 10^4 numbers otherwise; the trace's answer is the same either way.
+ */
+const PLAN = FULL ? '+14155XXXXXX' : '+1415555XXXX';
+const OUTSIDE_PLAN = FULL ? '+14156XXXXXX' : '+1415666XXXX';
+const PLAN_SIZE = FULL ? 1_000_000 : 10_000;
 
 
 async function login(url: string, code: string) {
@@ -110,14 +120,14 @@ describe('web/server.ts: the page, the login link and the trace', () => {
       ].sort(),
     );
 
-    const hashed = await trace('hashed', `&plan=${encodeURIComponent('+14155XXXXXX')}`);
+    // The two reversals at once (each in a worker of its own; the server runs two at a time).
+    const [hashed, outside] = await Promise.all([trace('hashed', `&plan=${encodeURIComponent(PLAN)}`), trace('hashed', `&plan=${encodeURIComponent(OUTSIDE_PLAN)}`)]);
     expect(hashed.status).toBe(200);
     const hashes = hashed.json.tables[0].rows.map((r: unknown[]) => r[4]);
     const hex = (n: E164) => Buffer.from(hashNumber(n)).toString('hex');
     expect(hashes.sort()).toEqual([hex(REGISTERED), hex(UNREGISTERED)].sort());
-    expect(hashed.json.reversal).toMatchObject({ plan: '+14155XXXXXX', candidates: 1_000_000, numbers: { [hex(REGISTERED)]: REGISTERED, [hex(UNREGISTERED)]: UNREGISTERED } });
+    expect(hashed.json.reversal).toMatchObject({ plan: PLAN, candidates: PLAN_SIZE, numbers: { [hex(REGISTERED)]: REGISTERED, [hex(UNREGISTERED)]: UNREGISTERED } });
     expect(hashed.json.reversal.ms).toBeGreaterThan(0);
-    const outside = await trace('hashed', `&plan=${encodeURIComponent('+14156XXXXXX')}`);
     expect(outside.json.reversal.numbers).toEqual({});
 
     const blinded = await trace('blinded');
@@ -213,9 +223,21 @@ describe('web/server.ts: the blinded trace of a server that takes the account on
 
 describe('the page in the commands', () => {
   it('pcd serve prints the page and a one-time operator link; --no-ui serves no page', async () => {
+    // Two folders seeded alike, so that the two servers (with the page, and --no-ui) start side by side: each child
+    // costs a second or so of CPU to start, most of it loading tsx and the module graph.
     const dataDir = tempDir();
-    await runPcd(['seed', '--data', dataDir, '--size', '20', '--requesters', '1', '--contacts', '4']);
-    const on = await spawnServe(['--data', dataDir, '--design', 'plain']);
+    const offDir = tempDir();
+    for (const dir of [dataDir, offDir]) await runPcd(['seed', '--data', dir, '--size', '20', '--requesters', '1', '--contacts', '4']);
+    const started = await Promise.allSettled([spawnServe(['--data', dataDir, '--design', 'plain']), spawnServe(['--data', offDir, '--design', 'plain', '--no-ui'])]);
+    const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      for (const r of started) if (r.status === 'fulfilled') await stopChild(r.value.child);
+      throw failed.reason;
+    }
+    const [on, off] = started.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof spawnServe>>>).value) as [
+      Awaited<ReturnType<typeof spawnServe>>,
+      Awaited<ReturnType<typeof spawnServe>>,
+    ];
     try {
       // The link is printed right after the line spawnServe waits for.
       for (let i = 0; i < 100 && !on.output().includes('operator link'); i++) await new Promise((r) => setTimeout(r, 20));
@@ -238,20 +260,17 @@ describe('the page in the commands', () => {
       expect(noToken.code).toBe(2);
       expect(noToken.stderr.trim().split('\n')).toHaveLength(1);
       expect(noToken.stderr).toMatch(/no admin token: set PCD_ADMIN_TOKEN/);
-    } finally {
-      await stopChild(on.child);
-    }
-    const off = await spawnServe(['--data', dataDir, '--design', 'plain', '--no-ui']);
-    try {
+
+      // --no-ui: no link printed, no page served, and page-link says why.
       expect(off.output()).not.toContain('operator link');
-      const r = await raw(`${off.url}/`, { method: 'GET' });
-      expect([r.status, r.json.error.code]).toEqual([404, 'not_found']);
+      const offRoot = await raw(`${off.url}/`, { method: 'GET' });
+      expect([offRoot.status, offRoot.json.error.code]).toEqual([404, 'not_found']);
       expect((await login(off.url, 'A'.repeat(32))).json.error.code).toBe('not_found');
-      const link = await runPcd(['page-link', '--server', off.url, '--data', dataDir], { PCD_ADMIN_TOKEN: undefined });
-      expect(link.code).toBe(2);
-      expect(link.stderr).toMatch(/serves no web page \(started with --no-ui\?\)/);
+      const offLink = await runPcd(['page-link', '--server', off.url, '--data', offDir], { PCD_ADMIN_TOKEN: undefined });
+      expect(offLink.code).toBe(2);
+      expect(offLink.stderr).toMatch(/serves no web page \(started with --no-ui\?\)/);
     } finally {
-      await stopChild(off.child);
+      await Promise.all([stopChild(on.child), stopChild(off.child)]);
     }
   });
 });
