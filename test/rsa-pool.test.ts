@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { CLAIMS_ENV } from './rsa-pool.mjs';
+import { CLAIMS_ENV, POOL_SIZE } from './rsa-pool.mjs';
 import { FULL } from './helpers.ts';
 
 const generate = promisify(crypto.generateKeyPair);
@@ -33,7 +33,8 @@ describe.skipIf(FULL)('npm test: RSA keys from the pool', () => {
     const before = fs.readdirSync(claims!).length;
     const keys = [await modulusOf(), await modulusOf(), childModulus()];
     expect(new Set(keys).size).toBe(3);
-    expect(fs.readdirSync(claims!).length).toBe(before + 3); // two here, one in the child: each from the pool
+    // Two here, one in the child, each from the pool while it lasts (other files of the run claim keys meanwhile too).
+    expect(fs.readdirSync(claims!).length - before).toBeGreaterThanOrEqual(Math.max(0, Math.min(3, POOL_SIZE - before)));
     expect(process.env.NODE_OPTIONS).toMatch(/child-preload\.mjs/);
   });
 });
