@@ -89,7 +89,8 @@ export function forkServer(env: Record<string, string | undefined> = {}, options
     open: live(proc.open),
     usage: live(proc.usage),
     clock: live(proc.clock),
-    kill: proc.kill,
+    // Once closed, the process may be another caller's: a late kill leaves it alone.
+    kill: (signal) => (closed ? Promise.resolve() : proc.kill(signal)),
     async close() {
       if (closed) return;
       closed = true;
