@@ -55,12 +55,12 @@ interface Opened {
 }
 
 async function openInChild(dataDir: string, numbers: number, target: Target, bucketBits: number, env: Record<string, string> = {}): Promise<Opened> {
-  // No evaluator threads (blinded): they are a fixed cost per worker whatever the
+  // No evaluator threads (blinded, evalThreads 0): they are a fixed cost per worker whatever the
   // directory, and would blur the memory figure this section is after.
-  const child = forkServer({ PCD_EVAL_THREADS: '0', ...env });
+  const child = forkServer(env);
   try {
     const r = await child.open(
-      { dataDir, designs: target === 'directory' ? [] : [target], bucketBits, adminToken: BENCH_ADMIN_TOKEN, progress: false },
+      { dataDir, designs: target === 'directory' ? [] : [target], bucketBits, adminToken: BENCH_ADMIN_TOKEN, progress: false, evalThreads: 0 },
       openTimeoutMs(numbers),
     );
     const last = r.epochStats?.lastBuild;
