@@ -38,11 +38,9 @@ import { loadBackend } from '../shared/backends.ts';
 import { DEFAULT_BACKEND, ELEMENT_BYTES, SUITE, type OprfMode } from '../shared/suite.ts';
 import { e164ToKey } from '../shared/e164.ts';
 import { rotateKeyOffline, type BlindedServerDesign } from '../server/designs/blinded.ts';
-import { raw, startTestServer, tempDir, testClock, type TestServer } from './helpers.ts';
+import { SHORT_LIST_SIZE_CLASSES, raw, startTestServer, tempDir, testClock, type TestServer } from './helpers.ts';
 
 const HOUR = 3_600_000;
-/** The servers' token size classes (module header). */
-const SIZE_CLASSES: readonly number[] = [1, 16, 64, LIMITS.maxBatch];
 
 // 48 valid mobile numbers: 40 to register (20 accounts of 2), 8 never registered.
 const pool = sampleNumbers({ count: 48, seed: 'blinded-server-test', regions: ['US', 'GB', 'DE', 'IN'] });
@@ -58,7 +56,7 @@ afterEach(async () => {
 });
 
 async function start(options: Parameters<typeof startTestServer>[0] = {}): Promise<TestServer> {
-  const s = await startTestServer({ designs: ['blinded'], sizeClasses: SIZE_CLASSES, ...options });
+  const s = await startTestServer({ designs: ['blinded'], sizeClasses: SHORT_LIST_SIZE_CLASSES, ...options });
   open.push(s);
   return s;
 }
@@ -376,7 +374,7 @@ describe('a server that evaluates with another key', () => {
   let shared: TestServer;
   let token: string;
   beforeAll(async () => {
-    shared = await startTestServer({ designs: ['blinded'], sizeClasses: SIZE_CLASSES });
+    shared = await startTestServer({ designs: ['blinded'], sizeClasses: SHORT_LIST_SIZE_CLASSES });
     ({ token } = await register(shared, registered.slice(0, 4)));
   });
   afterAll(() => shared?.close());
@@ -589,7 +587,7 @@ describe('the key file', () => {
     await s.close();
     open = [];
     fs.writeFileSync(path.join(s.dataDir, KEY_FILE), JSON.stringify({ version: 1, keys: [] }), { mode: 0o600 });
-    await expect(startTestServer({ dataDir: s.dataDir, designs: ['blinded'], sizeClasses: SIZE_CLASSES })).rejects.toMatchObject({
+    await expect(startTestServer({ dataDir: s.dataDir, designs: ['blinded'], sizeClasses: SHORT_LIST_SIZE_CLASSES })).rejects.toMatchObject({
       code: ErrorCode.Conflict, // a PcdError: one line from the CLI, with the way out
       message: expect.stringMatching(/^epoch 1 is live .* secret key is missing .*`pcd rotate-key --data \S+ --repair` to retire epoch 1/),
     });

@@ -15,16 +15,13 @@ import type { E164 } from '../shared/e164.ts';
 import { hashNumber } from '../shared/designs/hashed.ts';
 import { serverHash } from '../server/designs/hashed.ts';
 import { sampleNumbers } from '../synth/directory.ts';
-import { LIMITS } from '../shared/limits.ts';
-import { describeDesigns, runs, startTestServer, type TestServer } from './helpers.ts';
+import { SHORT_LIST_SIZE_CLASSES, describeDesigns, runs, startTestServer, type TestServer } from './helpers.ts';
 
 const REGIONS = ['US', 'GB', 'DE', 'FR', 'IN', 'BR', 'JP', 'NG'];
 const pool = sampleNumbers({ count: 60, seed: 'e2e-designs', regions: REGIONS });
 const registered = pool.slice(0, 30);
 const unregistered = pool.slice(30);
 const CAPS = [['messages', 'facetime'], ['messages'], ['facetime']] as const;
-/** The servers' token size classes (module header). */
-const SIZE_CLASSES: readonly number[] = [1, 16, 64, LIMITS.maxBatch];
 
 describe.each([0, 6])('all designs agree, bucketBits %i', (bucketBits) => {
   let s: TestServer;
@@ -39,7 +36,7 @@ describe.each([0, 6])('all designs agree, bucketBits %i', (bucketBits) => {
 
   beforeAll(async () => {
     // One evaluator worker: the pool, end to end (other tests evaluate inline).
-    s = await startTestServer({ bucketBits, evalThreads: 1, sizeClasses: SIZE_CLASSES });
+    s = await startTestServer({ bucketBits, evalThreads: 1, sizeClasses: SHORT_LIST_SIZE_CLASSES });
     // 30 registered numbers on 20 accounts (some with two numbers), three capability sets.
     for (let i = 0, acct = 0; i < registered.length; acct++) {
       const numbers = acct % 3 === 0 && i + 1 < registered.length ? [registered[i]!, registered[i + 1]!] : [registered[i]!];

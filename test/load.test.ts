@@ -18,7 +18,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { maskToCapabilities } from '../shared/capabilities.ts';
 import { DESIGNS, type DesignName } from '../shared/messages.ts';
 import { seedDataFolder } from '../server/seed.ts';
-import { FULL, describeDesigns, runs, startTestServer, tempDir, type TestServer } from './helpers.ts';
+import { FULL, SHORT_LIST_SIZE_CLASSES, TEST_SIZE_CLASSES, describeDesigns, runs, startTestServer, tempDir, type TestServer } from './helpers.ts';
 
 /** A small deterministic generator (mulberry32), so a failure replays. */
 function rng(seed: number): () => number {
@@ -38,8 +38,8 @@ const ROUNDS = runs(4, 2);
 const SEEDED = FULL ? 1500 : 500;
 const MAX_LIST = FULL ? 250 : 64;
 const MAX_BATCH = FULL ? 300 : 80;
-/** The server's token size classes: the test server's (1, 16, 256, 4096), or with 64 for the quick run's shorter lists. */
-const SIZE_CLASSES = FULL ? undefined : [1, 16, 64, 4096];
+/** The server's token size classes: the test server's, or with 64 for the quick run's shorter lists. */
+const SIZE_CLASSES = FULL ? TEST_SIZE_CLASSES : SHORT_LIST_SIZE_CLASSES;
 
 describe('mixed-design load from many concurrent clients', () => {
   const root = tempDir('pcd-load-');
@@ -54,7 +54,7 @@ describe('mixed-design load from many concurrent clients', () => {
     const dataDir = path.join(root, 'data');
     await seedDataFolder(dataDir, path.join(root, 'contacts'), { size: SEEDED, requesters: 0 });
     // One evaluator worker: the pool under concurrent requesters (its scaling over workers is test/evaluator.test.ts's).
-    ts = await startTestServer({ dataDir, bucketBits: 4, evalThreads: 1, ...(SIZE_CLASSES ? { sizeClasses: SIZE_CLASSES } : {}) });
+    ts = await startTestServer({ dataDir, bucketBits: 4, evalThreads: 1, sizeClasses: SIZE_CLASSES });
     for (const { number, mask } of ts.server.store.directory()) expected.set(number, maskToCapabilities(mask));
     registered = [...expected.keys()];
     for (let i = 0; i < 12; i++) {

@@ -11,7 +11,6 @@
  *   BigInt (test/fast-bignum.ts), in this process: ~35 ms of CPU per token otherwise.
  * What the servers and clients do with the keys and tokens is unchanged.
  */
-import { pathToFileURL } from 'node:url';
 import { useFastBignum } from './fast-bignum.ts';
 import { usePool } from './rsa-pool.mjs';
 
@@ -19,7 +18,7 @@ import { usePool } from './rsa-pool.mjs';
 if (process.env.PCD_TEST_FULL !== '1') {
   usePool();
   await useFastBignum();
-  const preload = `--import=${pathToFileURL(new URL('./child-preload.mjs', import.meta.url).pathname).href}`;
+  const preload = `--import=${new URL('./child-preload.mjs', import.meta.url).href}`;
   const options = process.env.NODE_OPTIONS ?? '';
   if (!options.includes(preload)) process.env.NODE_OPTIONS = `${options} ${preload}`.trim();
 }
