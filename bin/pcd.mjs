@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The `pcd` command: runs the TypeScript sources through tsx (no build step).
-import { register } from 'tsx/esm/api';
+// The `pcd` command: bin/pcd.ts, from the bundle of `npm run build` while it is
+// fresh, else from the TypeScript sources through tsx (launch/launch.mjs).
+import { launch } from '../launch/launch.mjs';
 
-register();
-await import('./pcd.ts');
+await launch('pcd');

@@ -1,6 +1,7 @@
 /**
- * Parent side of harness/child.ts: forks a Node process that runs the server
- * through the same tsx loader as `bin/pcd.mjs`, and sends it commands.
+ * Parent side of harness/child.ts: forks a Node process that runs the server,
+ * started as `bin/pcd.mjs` is (its bundle while fresh, else the sources through
+ * tsx: launch/launch.mjs), and sends it commands.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { createRequire } from 'node:module';
@@ -8,6 +9,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import http from 'node:http';
 import type { ChildCommand, ChildReply, ChildServerOptions, OpenReply, StartReply, Usage } from './child.ts';
 import { PATHS } from '../shared/messages.ts';
+import { bundled } from '../launch/launch.mjs';
 
 const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url));
 
@@ -111,8 +113,10 @@ export function forkServer(env: Record<string, string | undefined> = {}, options
 }
 
 function forkProc(env: Record<string, string | undefined>): Proc {
-  const child: ChildProcess = fork(CHILD, [], {
-    execArgv: ['--import', tsxLoader(), '--expose-gc'],
+  // The bundle of `npm run build` while it is fresh, else the sources through tsx (launch/launch.mjs).
+  const bundle = bundled('child');
+  const child: ChildProcess = fork(bundle ?? CHILD, [], {
+    execArgv: bundle ? ['--expose-gc'] : ['--import', tsxLoader(), '--expose-gc'],
     env: { ...process.env, PCD_LOG_LEVEL: 'silent', ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     serialization: 'advanced',

@@ -15,7 +15,7 @@ import { describe, expect, it } from 'vitest';
 
 /** Floors, lowest first; a room may import only rooms of a lower floor. */
 const FLOORS: readonly (readonly string[])[] = [
-  ['shared'],
+  ['shared', 'launch'],
   ['disk', 'synth', 'client'],
   ['server', 'relay'],
   ['audit', 'harness', 'web'],

@@ -16,6 +16,7 @@ export const SUITE_ENV = new Set([
   'PCD_FUZZ_RUNS',
   'PCD_FUZZ_VERBOSE',
   'PCD_CHROMIUM', // the browser the page test drives (web/screenshot.ts)
+  'PCD_SOURCES', // children from the sources through tsx, not the bundle of npm run build (launch/launch.mjs)
 ]);
 
 for (const name of Object.keys(process.env)) {

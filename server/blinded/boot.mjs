@@ -1,7 +1,17 @@
-// Entry of every worker thread of the server: loader hooks are not inherited
-// by worker threads, so this plain-JS file loads the typed worker module
-// (workerData.module, a file URL) through tsx's module API.
+// Entry of every worker thread of the server (and of the page's hash
+// reversal, web/reverse.ts): loads the worker module workerData.module (a file
+// URL of its source) from its bundle while fresh, else the source through tsx's
+// module API, since loader hooks are not inherited by worker threads
+// (launch/launch.mjs).
 import { workerData } from 'node:worker_threads';
-import { tsImport } from 'tsx/esm/api';
+import { pathToFileURL } from 'node:url';
+import { bundled, entryOf } from '../../launch/launch.mjs';
 
-await tsImport(workerData.module, import.meta.url);
+const entry = entryOf(workerData.module);
+const bundle = entry && bundled(entry);
+if (bundle) {
+  await import(pathToFileURL(bundle).href);
+} else {
+  const { tsImport } = await import('tsx/esm/api');
+  await tsImport(workerData.module, import.meta.url);
+}

