@@ -16,7 +16,10 @@ export default defineConfig({
     // The files of a worker share its process and module graph (the server's, the client's): a second or so of imports
     // per file saved. Tests restore what they change (spies, env, vi.doMock); test/setup-env.ts runs before every file.
     isolate: false,
-    // Two files at a time: the machines have 2 cores, and vitest's default leaves one idle.
+    // Two files at a time: the machines have 2 cores, and vitest's default leaves one idle (3 measured no faster).
     maxWorkers: 2,
+    // Transformed modules kept on disk between runs (node_modules/.experimental-vitest-cache): measured, transform
+    // 3.6 -> 0.6 s and import 8.0 -> 5.5 s, about 2 s of a run.
+    experimental: { fsModuleCache: true },
   },
 });

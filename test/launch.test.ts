@@ -93,12 +93,10 @@ describe('a bundle of the sources behaves as the sources', () => {
   });
 
   it('prints the same help as the sources, byte for byte', () => {
-    const env = { ...process.env, PCD_SOURCES: '1' };
-    for (const args of [['--help'], ['serve', '--help']]) {
-      const fromBundle = execFileSync(process.execPath, [path.join(out, 'pcd.mjs'), ...args], { encoding: 'utf8' });
-      const fromSources = execFileSync(process.execPath, [PCD_BIN, ...args], { encoding: 'utf8', env });
-      expect(fromBundle).toBe(fromSources);
-    }
+    const fromBundle = execFileSync(process.execPath, [path.join(out, 'pcd.mjs'), '--help'], { encoding: 'utf8' });
+    const fromSources = execFileSync(process.execPath, [PCD_BIN, '--help'], { encoding: 'utf8', env: { ...process.env, PCD_SOURCES: '1' } });
+    expect(fromBundle).toMatch(/^Usage: pcd /);
+    expect(fromBundle).toBe(fromSources);
   });
 
   it('serves blinded with evaluator threads, and its client answers as the in-process one', async () => {
