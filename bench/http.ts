@@ -53,7 +53,7 @@
 import { CONTENT_TYPE, encodeBody } from '../shared/codec.ts';
 import { DESIGNS, PATHS, type DesignName } from '../shared/messages.ts';
 import type { BackendName, OprfMode } from '../shared/suite.ts';
-import { DEFAULT_SIZE_CLASSES } from '../shared/tokens.ts';
+import { DEFAULT_SIZE_CLASSES, type BlindedAuth } from '../shared/tokens.ts';
 import type { PopulationOptions } from '../workload/population.ts';
 import type { ScriptOptions } from '../workload/script.ts';
 import type { Usage } from '../harness/child.ts';
@@ -113,6 +113,11 @@ export interface HttpConfig {
   warmupMs: number;
   /** Slices each design's phase is cut into, the designs alternating (see measure()). */
   rounds: number;
+  /**
+   * Start every server of the run at once, before anything is measured, instead of each before the first phase
+   * that uses it (the tiny profile: the starts overlap; the servers then idle until their phases, as they do anyway).
+   */
+  startServersTogether?: boolean;
 }
 
 export interface HttpOutcome {
@@ -157,8 +162,7 @@ class HttpSession {
 
   /** The same server configuration as the main server with the account in place of tokens: the twin the variants reuse. */
   twin(): Promise<Target> {
-    const { config } = this;
-    return this.servers.serverFor(config.backend, config.evalThreads, DESIGNS, config.mode, 'account');
+    return serverOf(this.servers, twinSpec(this.config));
   }
 
   /** A run of `design`'s lookups of `n` numbers on `target`: blinded evaluate says its elements, and with tokens takes them from the class's supply. */
@@ -197,13 +201,46 @@ class HttpSession {
   }
 }
 
+/** A server of a run, as HttpServers.serverFor takes it: backend, evaluator threads, designs, OPRF mode, how blinded evaluate is paid. */
+type ServerSpec = readonly [backend: BackendName, evalThreads: number, designs: readonly DesignName[], mode: OprfMode, auth: BlindedAuth];
+
+const serverOf = (servers: HttpServers, spec: ServerSpec): Promise<Target> => servers.serverFor(...spec);
+/** The main server: all three designs, evaluate paid with tokens. */
+const mainSpec = (c: HttpConfig): ServerSpec => [c.backend, c.evalThreads, DESIGNS, c.mode, 'token'];
+/** The twin: the main server's configuration, paid with the account. */
+const twinSpec = (c: HttpConfig): ServerSpec => [c.backend, c.evalThreads, DESIGNS, c.mode, 'account'];
+/** A server per crypto backend, blinded only and paid with the account; the main configuration's is its twin. */
+const backendSpecs = (c: HttpConfig, backends: readonly BackendName[]): ServerSpec[] => backends.map((b) => (b === c.backend ? twinSpec(c) : [b, c.evalThreads, ['blinded'], c.mode, 'account']));
+/** A sodium server per evaluator thread count, blinded only and paid with the account; the main configuration's is its twin. */
+const threadSpecs = (c: HttpConfig, counts: readonly number[]): ServerSpec[] => counts.map((n) => (n === c.evalThreads && c.backend === 'sodium' ? twinSpec(c) : ['sodium', n, ['blinded'], c.mode, 'account']));
+/** Plain and blinded on a server whose epochs are in the other OPRF mode, paid with tokens as the main server is. */
+const otherModeSpec = (c: HttpConfig): ServerSpec => [c.backend, c.evalThreads, ['plain', 'blinded'], c.mode === 'voprf' ? 'oprf' : 'voprf', 'token'];
+
+/** Every server the run's phases use, each once. */
+function serverSpecs(c: HttpConfig): ServerSpec[] {
+  const specs = [
+    mainSpec(c),
+    ...(c.auth ? [twinSpec(c)] : []),
+    ...(c.backends ? backendSpecs(c, c.backends.backends) : []),
+    ...(c.threads ? threadSpecs(c, c.threads.counts) : []),
+    ...(c.otherMode ? [otherModeSpec(c)] : []),
+  ];
+  return [...new Map(specs.map((x) => [JSON.stringify(x), x])).values()];
+}
+
 export async function runHttp(config: HttpConfig, log: (line: string) => void): Promise<HttpOutcome> {
   const servers = new HttpServers(tempRoot('pcd-bench-http-'), config, log);
   try {
     const seeded = servers.seed(config.directorySize, config.poolSize);
     const pool = seeded.contacts.map((c) => c.number);
     log(`  directory of ${seeded.numbers} numbers seeded in ${seeded.seedSeconds.toFixed(1)} s; pool of ${pool.length} numbers (${seeded.contacts.filter((c) => c.registered).length} registered)`);
-    const main = await servers.serverFor(config.backend, config.evalThreads, DESIGNS);
+    // Started together, the later phases find theirs running (serverFor keeps each by its configuration); every start
+    // settled before a failure is thrown, so that close() finds no server half started.
+    if (config.startServersTogether) {
+      const failed = (await Promise.allSettled(serverSpecs(config).map((spec) => serverOf(servers, spec)))).find((r) => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    }
+    const main = await serverOf(servers, mainSpec(config));
     const s = new HttpSession(config, servers, main, new PreparedRequests(pool, seeded.token!), log);
 
     await measureDesigns(s);
@@ -271,27 +308,22 @@ function issuanceRuns(s: HttpSession, iss: NonNullable<HttpConfig['issuance']>):
   });
 }
 
-/** A server per crypto backend, blinded only and paid with the account; the main configuration's is its twin. */
-async function backendServers(s: HttpSession, backends: readonly BackendName[]): Promise<Target[]> {
-  const { config } = s;
+/** The servers of specs, started one after the other where not running yet. */
+async function serversOf(s: HttpSession, specs: readonly ServerSpec[]): Promise<Target[]> {
   const servers: Target[] = [];
-  for (const b of backends) servers.push(b === config.backend ? await s.twin() : await s.servers.serverFor(b, config.evalThreads, ['blinded'], config.mode, 'account'));
+  for (const spec of specs) servers.push(await serverOf(s.servers, spec));
   return servers;
 }
 
-/** A sodium server per evaluator thread count, blinded only and paid with the account; the main configuration's is its twin. */
-async function threadServers(s: HttpSession, counts: readonly number[]): Promise<Target[]> {
-  const { config } = s;
-  const servers: Target[] = [];
-  for (const n of counts) servers.push(n === config.evalThreads && config.backend === 'sodium' ? await s.twin() : await s.servers.serverFor('sodium', n, ['blinded'], config.mode, 'account'));
-  return servers;
-}
+/** A server per crypto backend (backendSpecs). */
+const backendServers = (s: HttpSession, backends: readonly BackendName[]): Promise<Target[]> => serversOf(s, backendSpecs(s.config, backends));
+
+/** A sodium server per evaluator thread count (threadSpecs). */
+const threadServers = (s: HttpSession, counts: readonly number[]): Promise<Target[]> => serversOf(s, threadSpecs(s.config, counts));
 
 /** Single lookups, plain and blinded taking turns, on a server whose epochs are in the other OPRF mode. */
 async function measureOtherMode(s: HttpSession, p: HttpPhaseConfig): Promise<void> {
-  const { config } = s;
-  const other: OprfMode = config.mode === 'voprf' ? 'oprf' : 'voprf';
-  const target = await s.servers.serverFor(config.backend, config.evalThreads, ['plain', 'blinded'], other);
+  const target = await serverOf(s.servers, otherModeSpec(s.config));
   const runs = await Promise.all((['plain', 'blinded'] as const).map((design) => s.lookupRun(target, 'modes', design, 'single', 'throughput', 1, p, true)));
   await s.measure(runs, s.roundsFor(p));
 }

