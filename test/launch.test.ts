@@ -1,7 +1,7 @@
 /**
  * How pcd's processes start (launch/launch.mjs, launch/bundle.ts): from the
  * bundle of `npm run build` only while every file it was built from is as it
- * was, else from the sources; and a bundle behaves as the sources do: the
+ * was, else from the sources; and a bundle (split into chunks) behaves as the sources do: the
  * same help, and a blinded server whose evaluator threads are found by their
  * own file's URL, answering a lookup made through the bundled client as the
  * in-process client answers it.
@@ -77,6 +77,7 @@ describe('a bundle of the sources behaves as the sources', () => {
     // In the project, as dist/bundle is: the packages left outside the bundle load from its node_modules.
     fs.mkdirSync(path.join(PROJECT_ROOT, 'dist'), { recursive: true });
     out = fs.mkdtempSync(path.join(PROJECT_ROOT, 'dist', 'bundle-test-'));
+    fs.writeFileSync(path.join(out, 'chunk-OLDBUILD.mjs'), ''); // a chunk of an earlier build, which the build removes
     await buildBundles(out);
   }, 60_000);
 
@@ -90,6 +91,10 @@ describe('a bundle of the sources behaves as the sources', () => {
     expect(inputs.child).toHaveProperty(['harness/child.ts']);
     expect(bundledIn(out, PROJECT_ROOT, 'pcd')).toBe(path.join(out, 'pcd.mjs'));
     expect(fs.existsSync(path.join(out, 'pcd.mjs.map'))).toBe(true);
+    // Code splitting: the entries' shared and on-demand parts are chunks beside them; none of an earlier build is left.
+    const chunks = fs.readdirSync(out).filter((f) => /^chunk-.*\.mjs$/.test(f));
+    expect(chunks.length).toBeGreaterThan(1);
+    expect(chunks).not.toContain('chunk-OLDBUILD.mjs');
   });
 
   it('prints the same help as the sources, byte for byte', () => {
