@@ -11,12 +11,15 @@
  * cache, which tsx keeps under the temporary folder, is a link to one kept
  * beside the runs, so that the processes the tests start find it warm.
  *
- * Not under PCD_TEST_FULL=1 (CI keeps a real disk and its fsyncs), nor when
- * the caller set TMPDIR. The folders are the caller's own (mode 0711, so
- * that Postgres, which runs as the postgres user under root, can pass
- * through); another user's, or a link, is not used.
+ * Under PCD_TEST_FULL=1 (CI keeps a real disk and its fsyncs), or where
+ * /dev/shm is missing or short of room, the run's folder is in the system's
+ * temporary folder instead, and removed at the end all the same. When the
+ * caller set TMPDIR, the run uses it as it is. The folders are the caller's
+ * own (mode 0711, so that Postgres, which runs as the postgres user under
+ * root, can pass through); another user's, or a link, is not used.
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 const SHM = '/dev/shm';
@@ -32,13 +35,22 @@ function ownFolder(dir: string, uid: number): boolean {
   return true;
 }
 
-export default function setup(): (() => void) | undefined {
-  if (process.env.PCD_TEST_FULL === '1' || process.env.TMPDIR) return undefined;
+/** Where the run's folder goes: /dev/shm when it has room (not under PCD_TEST_FULL=1), else the system's temporary folder. */
+function base(): string {
+  if (process.env.PCD_TEST_FULL === '1') return os.tmpdir();
   try {
     const s = fs.statfsSync(SHM);
-    if (s.bavail * s.bsize < NEEDED_BYTES) return undefined;
+    return s.bavail * s.bsize >= NEEDED_BYTES ? SHM : os.tmpdir();
+  } catch {
+    return os.tmpdir(); // no /dev/shm here
+  }
+}
+
+export default function setup(): (() => void) | undefined {
+  if (process.env.TMPDIR) return undefined;
+  try {
     const uid = process.getuid?.() ?? 0;
-    const home = path.join(SHM, `pcd-test-${uid}`);
+    const home = path.join(base(), `pcd-test-${uid}`);
     const tsxCache = path.join(home, `tsx-${uid}`);
     if (!ownFolder(home, uid) || !ownFolder(tsxCache, uid)) return undefined;
     const run = fs.mkdtempSync(path.join(home, 'run-'));
@@ -47,6 +59,6 @@ export default function setup(): (() => void) | undefined {
     process.env.TMPDIR = run; // os.tmpdir() reads it at every call: the workers, and what they start, inherit it
     return () => fs.rmSync(run, { recursive: true, force: true });
   } catch {
-    return undefined; // no /dev/shm here: the system's temporary folder, as before
+    return undefined; // the system's temporary folder itself, as before
   }
 }
