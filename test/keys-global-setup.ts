@@ -7,18 +7,19 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { CLAIMS_ENV, POOL_SIZE, ensurePool } from './rsa-pool.mjs';
+import { CLAIMS_ENV, ensurePool, poolKeyCount } from './rsa-pool.mjs';
 
 export default async function setup(): Promise<() => void> {
   if (process.env.PCD_TEST_FULL === '1') return () => {};
   await ensurePool();
+  const pooled = poolKeyCount();
   // The workers, and every process they start, inherit it.
   const claims = fs.mkdtempSync(path.join(os.tmpdir(), 'pcd-rsa-claims-'));
   process.env[CLAIMS_ENV] = claims;
   return () => {
     const claimed = fs.readdirSync(claims).length;
     // Not an error: the keys past the pool were generated. But the run was slower than it needs to be.
-    if (claimed >= POOL_SIZE) console.warn(`the RSA key pool (${POOL_SIZE} keys) ran out during this run: the rest were generated; raise POOL_SIZE in test/rsa-pool.mjs`);
+    if (claimed >= pooled) console.warn(`the RSA key pool (${pooled} keys) ran out during this run: the rest were generated; raise POOL_SIZE in test/rsa-pool.mjs`);
     fs.rmSync(claims, { recursive: true, force: true });
   };
 }

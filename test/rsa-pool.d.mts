@@ -4,3 +4,4 @@ export declare const POOL_SIZE: number;
 export declare const CLAIMS_ENV: string;
 export declare function ensurePool(): Promise<void>;
 export declare function usePool(): void;
+export declare function poolKeyCount(): number;

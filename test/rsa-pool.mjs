@@ -45,6 +45,11 @@ function readPool() {
   }
 }
 
+/** The keys the pool file holds (POOL_SIZE or more after ensurePool: a file made by a larger POOL_SIZE is kept). */
+export function poolKeyCount() {
+  return readPool().length;
+}
+
 /** Global setup: the pool file holds POOL_SIZE keys (made here, on every core, when it does not). */
 export async function ensurePool() {
   const have = readPool();
