@@ -38,6 +38,7 @@ import { loadBackend } from '../shared/backends.ts';
 import { DEFAULT_BACKEND, ELEMENT_BYTES, SUITE, type OprfMode } from '../shared/suite.ts';
 import { e164ToKey } from '../shared/e164.ts';
 import { rotateKeyOffline, type BlindedServerDesign } from '../server/designs/blinded.ts';
+import { designOf } from '../server/designs/index.ts';
 import { SHORT_LIST_SIZE_CLASSES, raw, startTestServer, tempDir, testClock, type TestServer } from './helpers.ts';
 
 const HOUR = 3_600_000;
@@ -89,8 +90,8 @@ function blindedClient(s: TestServer, token: string, extra: { format?: 'json' | 
   return createBlindedClientWith(transport, { allowOprf: true }); // some tests here run OPRF-mode epochs on purpose
 }
 
-function designOf(s: TestServer): BlindedServerDesign {
-  return s.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign;
+function blindedOf(s: TestServer): BlindedServerDesign {
+  return designOf(s.server.designs, 'blinded')!;
 }
 
 async function config(s: TestServer): Promise<BlindedConfigReply> {
@@ -206,14 +207,14 @@ describe('the epoch cache file', () => {
   it('is reused after a restart (no Evaluate), and rebuilt when the directory changed while the server was down', async () => {
     let s = await start({ bucketBits: 3 });
     const { token } = await register(s);
-    expect(designOf(s).epochs.stats).toMatchObject({ builds: 1, cacheLoads: 0 });
+    expect(blindedOf(s).epochs.stats).toMatchObject({ builds: 1, cacheLoads: 0 });
     const file = path.join(s.dataDir, EPOCHS_DIR, '1.bin');
 
     s = await restart(s);
-    expect(designOf(s).epochs.stats).toMatchObject({ builds: 0, cacheLoads: 1, evaluations: 0 });
+    expect(blindedOf(s).epochs.stats).toMatchObject({ builds: 0, cacheLoads: 1, evaluations: 0 });
     expect(fs.statSync(file).mode & 0o777).toBe(0o600);
     expect(await blindedClient(s, token).lookupBatch(pool)).toEqual(expected(pool));
-    expect(designOf(s).epochs.stats.evaluations).toBe(0); // lookups never Evaluate on the server
+    expect(blindedOf(s).epochs.stats.evaluations).toBe(0); // lookups never Evaluate on the server
 
     // A change made to the database directly (as `pcd seed` does) makes the cache stale.
     const dataDir = s.dataDir;
@@ -223,7 +224,7 @@ describe('the epoch cache file', () => {
     store.bulkInsert([{ email: 'late@example.org', numbers: [unregistered[7]!], mask: 1 }], Date.now());
     store.close();
     s = await start({ dataDir, bucketBits: 3 });
-    expect(designOf(s).epochs.stats).toMatchObject({ builds: 1, cacheLoads: 0, evaluations: registered.length + 1 });
+    expect(blindedOf(s).epochs.stats).toMatchObject({ builds: 1, cacheLoads: 0, evaluations: registered.length + 1 });
     const [late] = await blindedClient(s, token).lookupBatch([unregistered[7]!]);
     expect(late!.capabilities).toEqual(['messages']);
   });
@@ -512,7 +513,7 @@ describe('key rotation', () => {
     store.close();
     const s = await start({ dataDir, graceMs: HOUR });
     const { token } = await register(s, registered.slice(0, 2));
-    const epochs = designOf(s).epochs;
+    const epochs = blindedOf(s).epochs;
     // The rotation takes its copy of the directory synchronously and always yields before it evaluates:
     // a registration delivered in the same turn arrives while it builds, whatever the machine's speed.
     const rotation = epochs.rotate();
@@ -538,7 +539,7 @@ describe('key rotation', () => {
   it('rejects a second rotation while one is building, and rotates offline with the server stopped', async () => {
     const s = await start({ graceMs: HOUR });
     await register(s, registered.slice(0, 4));
-    const epochs = designOf(s).epochs;
+    const epochs = blindedOf(s).epochs;
     const first = epochs.rotate();
     await expect(epochs.rotate()).rejects.toMatchObject({ code: ErrorCode.Conflict });
     expect(await first).toMatchObject({ epoch: 2, previous: 1 });
@@ -552,7 +553,7 @@ describe('key rotation', () => {
     expect(c.current).toBe(3);
     expect(c.epochs.map((e) => e.epoch)).toEqual([1, 2, 3]);
     // Epoch 3's buckets came from the cache the offline rotation wrote.
-    expect(designOf(s2).epochs.stats.cacheLoads).toBeGreaterThanOrEqual(1);
+    expect(blindedOf(s2).epochs.stats.cacheLoads).toBeGreaterThanOrEqual(1);
   });
 });
 

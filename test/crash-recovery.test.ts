@@ -26,7 +26,7 @@ import { sampleNumbers } from '../synth/directory.ts';
 import { Store } from '../server/store.ts';
 import { capabilitiesToMask } from '../shared/capabilities.ts';
 import { PATHS } from '../shared/messages.ts';
-import type { BlindedServerDesign } from '../server/designs/blinded.ts';
+import { designOf } from '../server/designs/index.ts';
 import type { E164 } from '../shared/e164.ts';
 import { ADMIN_TOKEN, TEST_SIZE_CLASSES, describeDesigns, holdEpochBuilds, raw, startTestServer, tempDir } from './helpers.ts';
 
@@ -112,7 +112,7 @@ describe('a server killed with SIGKILL right after a directory change', () => {
     const third = await startTestServer(options);
     let thirdOpen = true;
     try {
-      const backStats = (third.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign).epochs.stats;
+      const backStats = designOf(third.server.designs, 'blinded')!.epochs.stats;
       expect(backStats).toMatchObject({ builds: 0, cacheLoads: 1 });
       expect(backStats.replayedChanges).toBeGreaterThanOrEqual(1); // the deletion, and carol again unless the cache was written in between
       const after = createClient({ baseUrl: third.server.url, token, design: 'blinded' });

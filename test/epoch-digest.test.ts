@@ -16,6 +16,7 @@ import pino from 'pino';
 import { sampleNumbers } from '../synth/directory.ts';
 import type { E164 } from '../shared/e164.ts';
 import type { BlindedServerDesign } from '../server/designs/blinded.ts';
+import { designOf } from '../server/designs/index.ts';
 import { Store } from '../server/store.ts';
 import { DB_FILE } from '../disk/files.ts';
 import { Directory } from '../server/directory.ts';
@@ -33,7 +34,7 @@ afterEach(async () => {
 });
 
 function blinded(s: TestServer): BlindedServerDesign {
-  return s.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign;
+  return designOf(s.server.designs, 'blinded')!;
 }
 
 /** A logger whose lines the test reads. */

@@ -18,7 +18,7 @@ import { ErrorCode, PcdError, isPcdError } from '../shared/errors.ts';
 import { LIMITS } from '../shared/limits.ts';
 import { PATHS } from '../shared/messages.ts';
 import { FairScheduler, DEFAULT_MAX_PER_REQUESTER, type Chunk } from '../server/blinded/fair.ts';
-import type { BlindedServerDesign } from '../server/designs/blinded.ts';
+import { designOf } from '../server/designs/index.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 import { raw, runs, startTestServer, type TestServer } from './helpers.ts';
 
@@ -252,7 +252,7 @@ describe('fair admission over HTTP', () => {
     // The account path: fairness is per account (with tokens it is per request: server/designs/blinded.ts anonymousFairnessKey).
     const s = await startTestServer({ designs: ['blinded'], evalThreads: 1, backend: 'noble', blindedAuth: 'account' });
     servers.push(s);
-    const design = s.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign;
+    const design = designOf(s.server.designs, 'blinded')!;
     const pool = design.evaluator;
     await pool.start();
     const [numberA, numberB] = sampleNumbers({ count: 2, seed: 'fairness-test', regions: ['US'] });

@@ -33,7 +33,7 @@ import { BlindedConfigReply, BucketReply, PATHS } from '../shared/messages.ts';
 import { generateKeyPair } from '../shared/noble.ts';
 import { parseReply } from '../shared/schema.ts';
 import { tagOf } from '../server/blinded/build.ts';
-import type { BlindedServerDesign } from '../server/designs/blinded.ts';
+import { designOf } from '../server/designs/index.ts';
 import { sampleNumbers } from '../synth/directory.ts';
 import { rejection, raw, startTestServer, type TestServer } from './helpers.ts';
 
@@ -97,10 +97,10 @@ function tampering(inner: Transport, t: Tamper): Transport {
 let s: TestServer;
 let token: string;
 
-const designOf = () => s.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign;
+const blindedOf = () => designOf(s.server.designs, 'blinded')!;
 /** The server's tag of `n` in epoch 1, as the build computes it: what a doctored bucket leaves out. */
 const serverTag = (n: E164) => {
-  const epochs = designOf().epochs;
+  const epochs = blindedOf().epochs;
   const e = epochs.get(1);
   return tagOf(epochs.backend, e.params.mode, e.key.secretKey, n, e.params.tagBytes);
 };

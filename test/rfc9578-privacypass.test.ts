@@ -19,7 +19,7 @@ import { TOKEN_BYTES, TOKEN_ORIGIN_INFO, sizeClassFor, sizeClassProblem, tokenCh
 import { MAX_CHALLENGE_HEADER, TokenService, blindSign, tokenOfHeader, verifyToken } from '../server/tokens/service.ts';
 import type { SpentTokenStore } from '../server/tokens/spent.ts';
 import type { TokenKey, TokenKeys } from '../server/tokens/keys.ts';
-import type { BlindedServerDesign } from '../server/designs/blinded.ts';
+import { designOf } from '../server/designs/index.ts';
 import { createBlindedClientWith } from '../client/designs/blinded.ts';
 import { createTransport } from '../client/transport.ts';
 import { isPcdError } from '../shared/errors.ts';
@@ -198,7 +198,7 @@ describe('tokens on a real server (auth token, the default)', () => {
   });
   afterAll(() => s.close());
 
-  const blinded = () => s.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign;
+  const blinded = () => designOf(s.server.designs, 'blinded')!;
   const evaluations = () => blinded().evaluator.stats.elements;
 
   /** One fresh token of `sizeClass`, through the real pool, and `n` blinded elements to spend it on. */
@@ -426,7 +426,7 @@ describe('auth account (--blinded-auth account)', () => {
       // Exactly one of the tokens the first run left was spent by the second; one new token replaced it.
       expect(before.filter((t) => !after.includes(t)).length).toBe(1);
       // Without a file a run fetches just what it spends: one token of class 1.
-      const issued = () => (s.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign).tokens!.spent.size();
+      const issued = () => designOf(s.server.designs, 'blinded')!.tokens!.spent.size();
       const spentBefore = await issued();
       expect((await runPcd(['lookup', '+14155550198'], env)).code).toBe(0);
       expect(await issued()).toBe(spentBefore + 1);

@@ -23,7 +23,8 @@ import { generateKeyPair, publicKeyOf } from '../shared/noble.ts';
 import { loadBackend } from '../shared/backends.ts';
 import { DEFAULT_BACKEND, type KeyPair } from '../shared/suite.ts';
 import { sampleNumbers } from '../synth/directory.ts';
-import { rotateKeyOffline, type BlindedServerDesign } from '../server/designs/blinded.ts';
+import { rotateKeyOffline } from '../server/designs/blinded.ts';
+import { designOf } from '../server/designs/index.ts';
 import { KEY_FILE, parseKeyFileBytes, readEpochKeys, serializeKeyFile } from '../disk/keyfile.ts';
 import { KeyFile } from '../server/blinded/keys.ts';
 import { createHandler, type FromWorker } from '../server/blinded/worker.ts';
@@ -51,7 +52,7 @@ async function stop(s: TestServer): Promise<void> {
   open.splice(open.indexOf(s), 1);
 }
 
-const designOf = (s: TestServer) => s.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign;
+const blindedOf = (s: TestServer) => designOf(s.server.designs, 'blinded')!;
 
 /** Registers `list`, one account each; returns a requester token and the account ids. */
 async function register(s: TestServer, list: readonly E164[], tag = 'r'): Promise<{ token: string; ids: number[] }> {
@@ -83,7 +84,7 @@ describe('rotations fired at once', () => {
   it('are one at a time: in one tick exactly one rotates and the others get 409, changing nothing', async () => {
     const s = await start();
     const { token } = await register(s, registered);
-    const epochs = designOf(s).epochs;
+    const epochs = blindedOf(s).epochs;
     const calls = Array.from({ length: 5 }, () => epochs.rotate());
     const settled = await Promise.allSettled(calls);
     expect(settled[0]).toEqual({ status: 'fulfilled', value: { epoch: 2, previous: 1, retiresAt: expect.any(Number) } });
@@ -121,7 +122,7 @@ describe('a rotation meeting other work', () => {
   it('keeps every directory change made while it builds, through the new epoch and after a restart', async () => {
     const s = await start();
     const { token, ids } = await register(s, registered);
-    const epochs = designOf(s).epochs;
+    const epochs = blindedOf(s).epochs;
     const rotation = epochs.rotate();
     expect(epochs.building).toMatchObject({ epoch: 2 });
     // Delivered in the same turn (they arrive while it builds), and over HTTP (whenever they arrive).
@@ -146,7 +147,7 @@ describe('a rotation meeting other work', () => {
   it('a commit the database refuses takes the new key out of the key file; the start then says so in one line, and --repair recovers', async () => {
     const s = await start();
     const { token } = await register(s, registered);
-    const rotation = designOf(s).epochs.rotate();
+    const rotation = blindedOf(s).epochs.rotate();
     // Another writer (what the folder lock now keeps out) made epoch 2 meanwhile.
     const other = generateKeyPair('voprf');
     s.server.store.db.prepare('INSERT INTO epochs (epoch, public_key, mode, bucket_bits, tag_bytes, created_at) VALUES (2, ?, ?, 0, 8, ?)').run(Buffer.from(other.publicKey), 'voprf', Date.now());
@@ -339,7 +340,7 @@ describe('key hygiene', () => {
     const s = await start({ now: clock.now, evalThreads: 1 });
     const { token } = await register(s, registered.slice(0, 4));
     await registeredOf(s, token, [registered[0]!]); // the pool and its worker get epoch 1's key
-    const design = designOf(s);
+    const design = blindedOf(s);
     const epochs = design.epochs;
     const evaluator = design.evaluator;
     const heldByFile = (epochs as unknown as { keyFile: { keys: Map<number, Uint8Array> } }).keyFile.keys;

@@ -10,7 +10,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { E164 } from '../shared/e164.ts';
 import { bytesEqual } from '../shared/bytes.ts';
-import type { BlindedServerDesign } from '../server/designs/blinded.ts';
+import { designOf } from '../server/designs/index.ts';
 import { SharedEpochs } from '../server/pg/epochs.ts';
 import { PgSpentTokens } from '../server/tokens/spent.ts';
 import { PgStore } from '../server/pg/store.ts';
@@ -23,7 +23,7 @@ const Y = '+14155550202' as E164;
 const ASKER = '+14155550209';
 const HOUR = 3600_000;
 
-const blinded = (n: TestServer) => n.server.designs.find((d) => d.name === 'blinded') as BlindedServerDesign;
+const blinded = (n: TestServer) => designOf(n.server.designs, 'blinded')!;
 const waitFor = async (what: string, ok: () => boolean | Promise<boolean>, ms = 20_000) => {
   for (const t0 = Date.now(); !(await ok()); ) {
     if (Date.now() - t0 > ms) throw new Error(`${what}: not within ${ms / 1000} s`);
