@@ -1,9 +1,9 @@
 /**
  * Starts a worker thread that runs the typed worker module
- * (server/blinded/worker.ts) with one crypto backend. The server runs its
- * TypeScript through tsx and loader hooks are not inherited by worker
- * threads, so the thread's entry is server/blinded/boot.mjs, which loads
- * the module through tsx's module API. Used by the evaluator pool and the
+ * (server/blinded/worker.ts) with one crypto backend. The thread's entry is
+ * server/blinded/boot.mjs, plain JS, which loads the module from its bundle
+ * while fresh, else through tsx's module API (loader hooks are not inherited
+ * by worker threads; launch/launch.mjs). Used by the evaluator pool and the
  * epoch build.
  */
 import { Worker } from 'node:worker_threads';
