@@ -9,7 +9,7 @@
  * process (runPcd), `pcd simulate` included (its server children are
  * forked as ever).
  */
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -19,7 +19,7 @@ import { createClient } from '../client/client.ts';
 import { OWNER_FILE } from '../disk/lockowner.ts';
 import { reuseServerProcesses } from '../harness/fork.ts';
 import { ErrorCode } from '../shared/errors.ts';
-import { PCD_BIN, TEST_SIZE_CLASSES, rejection, runPcd, spawnServe, stopChild, tempDir, type PcdRun } from './helpers.ts';
+import { PCD_BIN, TEST_SIZE_CLASSES, rejection, runPcd, spawnServe, spawnStart, stopChild, tempDir, type PcdRun } from './helpers.ts';
 
 const run = promisify(execFile);
 
@@ -188,25 +188,9 @@ describe('the quick start, pasted in order', () => {
   it('pcd start prints human lines only on stdout, and its commands, run in order, give the same answers in each design and then the audit of each', async () => {
     const dataDir = path.join(tempDir(), 'data');
     // Four token size classes (test/helpers.ts TEST_SIZE_CLASSES): the default thirty-one are as many RSA keys to make at start.
-    const child = spawn(process.execPath, [PCD_BIN, 'start', '--port', '0', '--data', dataDir, '--no-ui', '--size-classes', TEST_SIZE_CLASSES.join(',')], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, PCD_EVAL_THREADS: '0' },
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const { child, stdout: printed } = await spawnStart(['--port', '0', '--data', dataDir, '--no-ui', '--size-classes', TEST_SIZE_CLASSES.join(',')]);
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`pcd start not ready within 60 s: ${stdout}${stderr}`)), 60_000);
-        child.stdout!.on('data', (d: Buffer) => {
-          stdout += d.toString();
-          if (/^Ctrl-C stops the server/m.test(stdout) && /^blinded ready: /m.test(stdout)) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-        child.on('exit', (code) => reject(new Error(`pcd start exited with ${code}: ${stdout}${stderr}`)));
-      });
+      const stdout = printed();
       // Item 7: no JSON log line among the human ones.
       expect(stdout.split('\n').filter((l) => l.trimStart().startsWith('{'))).toEqual([]);
       const exported = /^\s*export PCD_SERVER=(\S+) PCD_TOKEN=(\S+)$/m.exec(stdout);

@@ -221,6 +221,44 @@ export async function spawnServe(args: string[], env: Record<string, string> = {
   return { child, url, output: () => out };
 }
 
+/**
+ * Starts `pcd start ARGS` in a child process (`entry`: bin/pcd.mjs, or a
+ * bundle of it) and resolves once it has printed its instructions and, unless
+ * `blinded` is false (a plain-only start), said blinded is ready. A start that
+ * is not ready within 50 s is killed and fails; so does one that exits.
+ * Evaluation is inline (PCD_EVAL_THREADS=0) unless `env` says otherwise.
+ */
+export async function spawnStart(
+  args: string[],
+  options: { entry?: string; env?: Record<string, string>; blinded?: boolean } = {},
+): Promise<{ child: ChildProcess; stdout: () => string; stderr: () => string }> {
+  const child = spawn(process.execPath, [options.entry ?? PCD_BIN, 'start', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, PCD_EVAL_THREADS: '0', ...options.env },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`pcd start not ready within 50 s: ${stdout}${stderr}`));
+    }, 50_000);
+    child.stdout!.on('data', (d: Buffer) => {
+      stdout += d.toString();
+      if (/^Ctrl-C stops the server/m.test(stdout) && (options.blinded === false || /^blinded ready: /m.test(stdout))) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`pcd start exited with ${code}: ${stdout}${stderr}`));
+    });
+  });
+  return { child, stdout: () => stdout, stderr: () => stderr };
+}
+
 /** Sends `signal` and resolves with the exit code. */
 export function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
   return new Promise((resolve) => {

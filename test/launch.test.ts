@@ -6,14 +6,14 @@
  * own file's URL, answering a lookup made through the bundled client as the
  * in-process client answers it.
  */
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildBundles } from '../launch/bundle.ts';
 import { bundledIn } from '../launch/launch.mjs';
 import { PROJECT_ROOT } from '../bench/machine.ts';
-import { PCD_BIN, runPcd, stopChild, tempDir, TEST_SIZE_CLASSES } from './helpers.ts';
+import { PCD_BIN, runPcd, spawnStart, stopChild, tempDir, TEST_SIZE_CLASSES } from './helpers.ts';
 
 describe('bundledIn: a bundle is used only while its inputs are unchanged', () => {
   let root: string;
@@ -106,25 +106,12 @@ describe('a bundle of the sources behaves as the sources', () => {
 
   it('serves blinded with evaluator threads, and its client answers as the in-process one', async () => {
     const data = path.join(tempDir(), 'data');
-    const child = spawn(process.execPath, [path.join(out, 'pcd.mjs'), 'start', '--port', '0', '--data', data, '--no-ui', '--size', '40', '--size-classes', TEST_SIZE_CLASSES.join(',')], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, PCD_EVAL_THREADS: '1' },
+    const { child, stdout: printed, stderr: logged } = await spawnStart(['--port', '0', '--data', data, '--no-ui', '--size', '40', '--size-classes', TEST_SIZE_CLASSES.join(',')], {
+      entry: path.join(out, 'pcd.mjs'),
+      env: { PCD_EVAL_THREADS: '1' },
     });
-    let stdout = '';
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
     try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`bundled pcd start not ready within 50 s: ${stdout}${stderr}`)), 50_000);
-        child.stdout!.on('data', (d: Buffer) => {
-          stdout += d.toString();
-          if (/^Ctrl-C stops the server/m.test(stdout) && /^blinded ready: /m.test(stdout)) {
-            clearTimeout(timer);
-            resolve();
-          }
-        });
-        child.on('exit', (code) => reject(new Error(`bundled pcd start exited with ${code}: ${stdout}${stderr}`)));
-      });
+      const stdout = printed();
       const exported = /^\s*export PCD_SERVER=(\S+) PCD_TOKEN=(\S+)$/m.exec(stdout);
       expect(exported, stdout).not.toBeNull();
       const env = { PCD_SERVER: exported![1]!, PCD_TOKEN: exported![2]! };
@@ -134,7 +121,7 @@ describe('a bundle of the sources behaves as the sources', () => {
       expect(inProcess.code, inProcess.stderr).toBe(0);
       expect(bundled).toMatch(/messenger/);
       expect(bundled).toBe(inProcess.stdout);
-      expect(stderr).not.toMatch(/could not start|on the main thread/); // the threads started from their own files (server/blinded/pool.ts)
+      expect(logged()).not.toMatch(/could not start|on the main thread/); // the threads started from their own files (server/blinded/pool.ts)
       expect(await stopChild(child)).toBe(0);
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');

@@ -28,7 +28,6 @@ import { designOf } from '../server/designs/index.ts';
 import { KEY_FILE, parseKeyFileBytes, readEpochKeys, serializeKeyFile } from '../disk/keyfile.ts';
 import { KeyFile } from '../server/blinded/keys.ts';
 import { createHandler, type FromWorker } from '../server/blinded/worker.ts';
-import type { EvaluatorPool } from '../server/blinded/pool.ts';
 import { ADMIN_TOKEN, TEST_SIZE_CLASSES, holdEpochBuilds, raw, runPcd, startTestServer, tempDir, testClock, type TestServer } from './helpers.ts';
 
 const HOUR = 3_600_000;

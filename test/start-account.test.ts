@@ -8,14 +8,14 @@
  * side (describe.concurrent: separate folders, processes and ports), each
  * stopping its own processes: a child costs a second or so of CPU to start.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it, type TestContext } from 'vitest';
 import { createClient } from '../client/client.ts';
 import { Store } from '../server/store.ts';
 import { START_DEMO_META } from '../server/startdemo.ts';
-import { PCD_BIN, startTestServer, stopChild, tempDir } from './helpers.ts';
+import { spawnStart, startTestServer, stopChild, tempDir } from './helpers.ts';
 
 /** The `pcd start` processes of one test, stopped when it ends (the tests run concurrently: each its own). */
 function childrenOf(context: TestContext): ChildProcess[] {
@@ -36,27 +36,10 @@ interface Started {
 
 /** Runs `pcd start` on `dataDir` (plain only, no page) until it has printed its instructions. */
 async function pcdStart(children: ChildProcess[], dataDir: string, extra: string[] = []): Promise<Started> {
-  const child = spawn(process.execPath, [PCD_BIN, 'start', '--port', '0', '--data', dataDir, '--design', 'plain', '--no-ui', '--log-level', 'warn', ...extra], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, PCD_EVAL_THREADS: '0' },
-  });
+  const started = await spawnStart(['--port', '0', '--data', dataDir, '--design', 'plain', '--no-ui', '--log-level', 'warn', ...extra], { blinded: false });
+  const { child } = started;
   children.push(child);
-  let out = '';
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`pcd start printed no instructions within 50 s: ${out}`)), 50_000);
-    child.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (/^Ctrl-C stops the server/m.test(out)) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`pcd start exited with ${code}: ${out}`));
-    });
-  });
+  const out = `${started.stdout()}${started.stderr()}`;
   const url = /serving .+? on (http:\/\/[\d.:]+)/.exec(out)![1]!;
   const token = /^requester token:\s+(\S+)$/m.exec(out)![1]!;
   const accountId = Number(/^demo requester:.*\(account (\d+)\)$/m.exec(out)![1]);
