@@ -23,7 +23,7 @@
  * code, WASM, binaries or optional native parts stay outside and load from
  * node_modules.
  *
- *   node --import tsx harness/bundle.ts [outDir]
+ *   node --import tsx launch/bundle.ts [outDir]
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -69,7 +69,7 @@ function ownUrl(outDir: string): esbuild.Plugin {
 /**
  * The processes' entries (`pcd`, `child`) are built together with code splitting: what only a dynamic import reaches
  * (the benchmarks, the simulation, the audit's readers, a crypto backend) is a chunk of its own, loaded when asked for,
- * and what both entries share is one chunk. Measured: `pcd serve` listening after 0.20 s of CPU split, 0.44 s as one
+ * and what both entries share is one chunk. Measured: `pcd serve` listening after 0.26 s of CPU split, 0.44 s as one
  * file. The worker threads' entries are one file each (a thread never loads a chunk after it starts, so a rebuild
  * while a server runs cannot take one from under it). A rebuild removes the chunks the new build no longer names: a
  * long-running process started before it that imports a chunk late (none of pcd's does, today) would need a restart.
