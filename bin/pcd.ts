@@ -1,11 +1,10 @@
 /** `pcd`: the program of bin/program.ts, run on process.argv. */
+import { onOutputError } from './output.ts';
 import { buildErrorOutcome, buildProgram, errorOutcome } from './program.ts';
 
-// `pcd sync list.txt | head`: a closed pipe ends the command quietly.
-process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  if (e.code === 'EPIPE') process.exit(0);
-  throw e;
-});
+// A closed pipe (`pcd sync list.txt | head`) ends a one-shot command quietly; a server goes on to its own end (bin/output.ts).
+process.stdout.on('error', onOutputError);
+process.stderr.on('error', onOutputError);
 
 let program;
 try {

@@ -10,6 +10,7 @@ import { redactUrl } from '../../server/pg/connect.ts';
 import { contactsDirFor, REQUESTERS_FILE } from '../../server/seed.ts';
 import { DEFAULT_SIZE_CLASSES } from '../../shared/tokens.ts';
 import { sizeClassList } from '../options.ts';
+import { runsUntilStopped } from '../output.ts';
 
 function positive(name: string, max: number) {
   return (v: string): number => {
@@ -29,6 +30,7 @@ export function registerClusterCommand(program: Command): void {
     .option('--size <n>', 'numbers to seed into an empty store', positive('--size', 10_000_000), 10_000)
     .option('--size-classes <list>', `the blinded design's size classes on every node, as pcd serve takes them (default ${DEFAULT_SIZE_CLASSES.join(',')})`, sizeClassList)
     .action(async (o: ClusterOptions) => {
+      runsUntilStopped();
       const say = (line: string) => console.log(line);
       const cluster = await startCluster(o, say);
       const requesters = path.join(contactsDirFor(o.dir), REQUESTERS_FILE);

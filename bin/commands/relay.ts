@@ -6,6 +6,7 @@ import { Command, Option } from 'commander';
 import { ErrorCode, PcdError } from '../../shared/errors.ts';
 import { DEFAULT_RELAY_IP_PER_MINUTE, DEFAULT_RELAY_MAX_BODY, DEFAULT_RELAY_PORT, DEFAULT_RELAY_TIMEOUT_MS, startRelay } from '../../relay/relay.ts';
 import { int } from '../options.ts';
+import { runsUntilStopped } from '../output.ts';
 
 const UNITS: Readonly<Record<string, number>> = { '': 1, b: 1, k: 1024, kb: 1000, kib: 1024, m: 1024 * 1024, mb: 1000 * 1000, mib: 1024 * 1024 };
 
@@ -31,6 +32,7 @@ export function registerRelayCommand(program: Command): void {
     .addOption(new Option('--max-body <size>', 'largest encapsulated request forwarded (B, KiB, MiB)').argParser(parseSize).default(DEFAULT_RELAY_MAX_BODY, '600KiB'))
     .option('--timeout <s>', 'seconds one forwarded exchange may take', int('--timeout', 1, 3600), DEFAULT_RELAY_TIMEOUT_MS / 1000)
     .action(async (o: { gateway: string; port: number; host: string; ipLimitPerMinute: number; maxBody: number; timeout: number }) => {
+      runsUntilStopped();
       const relay = await startRelay({
         gateway: o.gateway,
         port: o.port,

@@ -14,6 +14,7 @@ import { MODES, type BackendName, type OprfMode } from '../../shared/suite.ts';
 import { DEFAULT_PORT } from '../../shared/defaults.ts';
 import { BLINDED_AUTHS, DEFAULT_BLINDED_AUTH, DEFAULT_ISSUER_NAME, DEFAULT_SIZE_CLASSES, type BlindedAuth } from '../../shared/tokens.ts';
 import { backendOption, int, num, sizeClassList } from '../options.ts';
+import { runsUntilStopped } from '../output.ts';
 import { DAY_MS } from '../../server/querylog.ts';
 import { DEFAULT_RATE_LIMITS } from '../../server/ratelimit.ts';
 import { LIMITS } from '../../shared/limits.ts';
@@ -244,6 +245,7 @@ function registerServe(program: Command): void {
     .option('--node-name <name>', 'with --store: this node\'s name in the shared journal holds (default: one made once and kept in the data folder)')
     .option('--master-key <file>', 'with --store: the key (32 bytes, 0600) that wraps the blinded epoch and token keys in the store, the same file on every node (default: <data>/master.key, made there when the store has none yet)')
     .action(async (o: ServeFlags & { store?: string; nodeName?: string; masterKey?: string }, cmd: Command) => {
+      runsUntilStopped();
       const shared = storeUrl(o.store);
       // No page on a shared store (server/server.ts), unless asked for (and then refused in one line).
       if (shared && cmd.getOptionValueSource('ui') === 'default') o.ui = false;
@@ -266,6 +268,7 @@ function registerStart(program: Command): void {
       .option('--size <n>', 'numbers to seed when the data folder is empty', int('--size', 10, 10_000_000), START_SEED_SIZE),
     'warn',
   ).action(async (o: ServeFlags & { size: number }) => {
+    runsUntilStopped();
     // A busy port first, before the folder is locked, seeded or given keys (server/server.ts checkListen).
     await checkListen(o.host, o.port);
     const contactsDir = contactsDirFor(o.data);
