@@ -1,7 +1,8 @@
 /**
  * What a closed output pipe does to pcd: `pcd sync list.txt | head` reads a
  * line and goes, and `pcd serve 2>&1 | tee server.out` loses tee to the same
- * Ctrl-C that stops the server. The next write meets the closed pipe (EPIPE).
+ * Ctrl-C that stops the server. The next write meets the closed pipe (EPIPE;
+ * a closed terminal gives EIO).
  *
  * - A one-shot command ends quietly there (exit 0), as `head` asked.
  * - A command that runs until it is stopped (serve, start, cluster, relay)
@@ -20,7 +21,7 @@ export function runsUntilStopped(): void {
 
 /** The 'error' listener of process.stdout and process.stderr (bin/pcd.ts). */
 export function onOutputError(e: NodeJS.ErrnoException): void {
-  // EPIPE on the write that met the closed pipe; ERR_STREAM_DESTROYED on every write after it.
-  if (e.code !== 'EPIPE' && e.code !== 'ERR_STREAM_DESTROYED') throw e;
+  // EPIPE on the write that met the closed pipe (EIO: a terminal hung up); ERR_STREAM_DESTROYED on every write after it.
+  if (e.code !== 'EPIPE' && e.code !== 'EIO' && e.code !== 'ERR_STREAM_DESTROYED') throw e;
   if (!service) process.exit(0);
 }

@@ -2,13 +2,17 @@
  * `pcd cluster` as a user runs it (a child process): a Postgres from npm
  * and three nodes; a registration through one answers on another in every
  * design, the leader killed (-9) during an epoch build hands the build to
- * another node, and SIGINT stops everything.
+ * another node, and Ctrl-C (SIGINT to the whole process group, as a
+ * terminal sends it) stops everything in order: the nodes, each once, write
+ * the log rows they hold to the store, then Postgres stops.
  */
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createClient } from '../client/index.ts';
+import { startEmbeddedPostgres } from '../server/pg/embedded.ts';
 import { FULL, PCD_BIN, tempDir } from './helpers.ts';
 
 describe('pcd cluster', () => {
@@ -17,15 +21,17 @@ describe('pcd cluster', () => {
   if (process.getuid?.() === 0) fs.chmodSync(path.dirname(dir), 0o711);
   afterAll(() => fs.rmSync(path.dirname(dir), { recursive: true, force: true, maxRetries: 5 }));
 
-  it('starts Postgres and three nodes that share one directory and the blinded epochs; the leader killed during a build hands it over; SIGINT stops them all', async () => {
+  it('starts Postgres and three nodes that share one directory and the blinded epochs; the leader killed during a build hands it over; Ctrl-C stops them all, the nodes first', async () => {
     // Evaluation inline in each node (PCD_EVAL_THREADS=0, as spawnServe's): three nodes' worker threads would add only their start;
     // two size classes: the test is not about them, and each class is an RSA-2048 key per epoch made by a node.
     // 5000 numbers: the leader's build of epoch 2 takes about a second (sodium, ~5000/s), and the kill below lands some
     // 10-25 ms after the build's first log line, well inside it. The full 20000 (each build four times as long) under PCD_TEST_FULL=1.
     const size = FULL ? 20_000 : 5_000;
+    // A process group of its own, as a shell gives a command it runs: Ctrl-C below signals the whole group, as a terminal does.
     const child = spawn(process.execPath, [PCD_BIN, 'cluster', '--nodes', '3', '--dir', dir, '--port', '0', '--size', String(size), '--size-classes', '16,4096'], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, PCD_EVAL_THREADS: '0' },
+      detached: true,
     });
     let out = '';
     child.stdout.on('data', (b: Buffer) => (out += b.toString()));
@@ -102,10 +108,34 @@ describe('pcd cluster', () => {
         expect((await ask(i, 'hashed'))[0]!.capabilities).toEqual(['messages']);
       }
 
-      child.kill('SIGINT');
+      // Lookups just before Ctrl-C: their log rows wait in the nodes' memory (a second's batch) when it comes.
+      const last = '+14155550999';
+      const survivors = nodes.filter((x) => x !== leader);
+      for (const n of survivors) await createClient({ baseUrl: n.url, token: requester.token, design: 'plain' }).lookupMany([last]);
+      // Ctrl-C in a terminal: SIGINT to every process of the foreground group, not only to the cluster.
+      process.kill(-child.pid!, 'SIGINT');
       expect(await exited).toBe(0);
       // Every node and Postgres stopped: nothing listens any more.
       for (const n of nodes) await expect(fetch(n.url + '/v1/health')).rejects.toThrow();
+      // The nodes stopped first, each once (no second signal cut its requests), and wrote their last rows before Postgres stopped:
+      // no write failed, nothing was spilled to a node's folder, and the rows are in the store.
+      expect(out).not.toMatch(/again: cutting/);
+      for (const n of survivors) {
+        expect(fs.readdirSync(path.join(dir, n.name)).filter((f) => f.startsWith('log-spill-'))).toEqual([]);
+        expect(fs.readFileSync(path.join(dir, `${n.name}.log`), 'utf8')).not.toMatch(/query log write failed/);
+      }
+      const pgAgain = await startEmbeddedPostgres({ dataDir: path.join(dir, 'postgres'), password: fs.readFileSync(path.join(dir, 'postgres.password'), 'utf8').trim() });
+      try {
+        const c = new pg.Client({ connectionString: pgAgain.urlOf('pcd') });
+        await c.connect();
+        try {
+          expect((await c.query('SELECT count(*)::int AS n FROM plain_log WHERE number = $1', [last])).rows[0].n).toBe(survivors.length);
+        } finally {
+          await c.end();
+        }
+      } finally {
+        await pgAgain.stop();
+      }
     } finally {
       // A failed run stops the cluster as Ctrl-C does (its nodes and its Postgres with it), and kills it only if that hangs:
       // a killed cluster leaves its Postgres running and its nodes writing into the folder afterAll removes.
@@ -114,7 +144,7 @@ describe('pcd cluster', () => {
         let timer: NodeJS.Timeout | undefined;
         const stopped = await Promise.race([exited.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 30_000)))]);
         clearTimeout(timer);
-        if (!stopped) child.kill('SIGKILL');
+        if (!stopped) process.kill(-child.pid!, 'SIGKILL');
       }
     }
   }, 240_000);

@@ -1,8 +1,20 @@
 /**
  * `pcd cluster` (npm run cluster): server/cluster.ts's shared Postgres and
  * nodes on this machine, what to try with them, and Ctrl-C to stop them.
+ *
+ * Ctrl-C in a terminal signals every process of the foreground process
+ * group, not only the one in front: the nodes and Postgres too. Postgres
+ * takes SIGINT as a fast shutdown and drops its connections at once, while
+ * the nodes were still writing the log rows they held (their writes failed:
+ * the rows went to spill files in the nodes' folders, not to the store), and
+ * each node got the cluster's signal as a second one, which cuts its
+ * requests in flight. So the command runs the cluster in a process group of
+ * its own ({@link runInOwnGroup}) and stays in the terminal's to pass each
+ * signal on: the cluster stops the nodes, each once, then Postgres.
  */
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { startCluster, PCD_BIN, type ClusterOptions } from '../../server/cluster.ts';
@@ -11,6 +23,31 @@ import { contactsDirFor, REQUESTERS_FILE } from '../../server/seed.ts';
 import { DEFAULT_SIZE_CLASSES } from '../../shared/tokens.ts';
 import { sizeClassList } from '../options.ts';
 import { runsUntilStopped } from '../output.ts';
+
+/** Set for the cluster process that {@link runInOwnGroup} starts, the leader of a process group of its own. */
+const OWN_GROUP_ENV = 'PCD_CLUSTER_OWN_GROUP';
+
+/**
+ * Starts this command again, with the same options, as the leader of a new
+ * process group (its nodes and Postgres join it), and passes on every
+ * signal this process gets; exits with its exit code. The IPC channel ends
+ * with this process, even killed, and the cluster then stops (below).
+ */
+function runInOwnGroup(o: ClusterOptions): Promise<void> {
+  const args = ['--nodes', String(o.nodes), '--dir', o.dir, '--port', String(o.port), '--size', String(o.size)];
+  if (o.sizeClasses) args.push('--size-classes', o.sizeClasses.join(','));
+  const child = spawn(process.execPath, [...process.execArgv, PCD_BIN, 'cluster', ...args], {
+    detached: true,
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, [OWN_GROUP_ENV]: '1' },
+  });
+  // A hung-up terminal (SIGHUP) stops the cluster as Ctrl-C does.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => child.kill(signal === 'SIGHUP' ? 'SIGTERM' : signal));
+  return new Promise((_, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => process.exit(code ?? 128 + (signal ? os.constants.signals[signal] : 0)));
+  });
+}
 
 function positive(name: string, max: number) {
   return (v: string): number => {
@@ -31,6 +68,26 @@ export function registerClusterCommand(program: Command): void {
     .option('--size-classes <list>', `the blinded design's size classes on every node, as pcd serve takes them (default ${DEFAULT_SIZE_CLASSES.join(',')})`, sizeClassList)
     .action(async (o: ClusterOptions) => {
       runsUntilStopped();
+      if (process.env[OWN_GROUP_ENV] !== '1') return runInOwnGroup(o);
+      delete process.env[OWN_GROUP_ENV];
+      // A signal while the cluster starts (Postgres, the seeding, the nodes): every process of the group is stopped at
+      // once, as a terminal's Ctrl-C did before (no node has flushed anything yet); after the start, the ordered stop below.
+      let stop: (() => void) | undefined;
+      let stoppingAtOnce = false;
+      const onSignal = () => {
+        if (stop) return stop();
+        if (stoppingAtOnce) return;
+        stoppingAtOnce = true;
+        process.kill(-process.pid, 'SIGINT');
+        process.exit(130);
+      };
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
+      // The terminal's process gone (runInOwnGroup), even killed: the cluster stops as if it had passed Ctrl-C on.
+      if (process.channel) {
+        process.channel.unref();
+        process.once('disconnect', onSignal);
+      }
       const say = (line: string) => console.log(line);
       const cluster = await startCluster(o, say);
       const requesters = path.join(contactsDirFor(o.dir), REQUESTERS_FILE);
@@ -51,7 +108,7 @@ export function registerClusterCommand(program: Command): void {
       say(`  kill -9 <the leader's pid>   # another node takes the lead and finishes the build; the rotation call answers then`);
       say('Ctrl-C stops the nodes, then Postgres.');
       let stoppingNow = false;
-      const stop = () => {
+      stop = () => {
         if (stoppingNow) return;
         stoppingNow = true;
         say('\nstopping the nodes (each flushes its query logs), then Postgres ...');
@@ -63,7 +120,5 @@ export function registerClusterCommand(program: Command): void {
           },
         );
       };
-      process.on('SIGINT', stop);
-      process.on('SIGTERM', stop);
     });
 }
