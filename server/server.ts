@@ -267,8 +267,11 @@ async function openStores(
   const opened = await folderLock.guardAsync(() => Directory.open(directoryStore, options.dataDir, logger), closeStores);
   // The snapshot on disk replays the rows above its version until the next one is written: none is deleted for it before.
   if (opened.snapshotVersion !== undefined) await folderLock.guardAsync(() => directoryStore.holdDirectoryChanges(opened.snapshotVersion!, 'snapshot'), closeStores);
-  // On a shared store one node leads (server/pg/leader.ts): it builds the blinded epochs and purges the shared logs.
-  const leadership = shared ? await folderLock.guardAsync(() => startLeadership(sharedUrl!, { node: shared.node, logger }), closeStores) : undefined;
+  // On a shared store one node leads (server/pg/leader.ts): it builds the blinded epochs and purges the shared logs;
+  // a node that does not serve blinded leads only while no node that does is there.
+  const leadership = shared
+    ? await folderLock.guardAsync(() => startLeadership(sharedUrl!, { node: shared.node, logger, builds: plan.blinded }), closeStores)
+    : undefined;
   // On a shared store the blinded design's keys are there, wrapped under the master key every node reads from its own file.
   const masterKey =
     shared && plan.blinded

@@ -234,3 +234,33 @@ describe('the leader of a shared store stops during an epoch build', () => {
     }
   });
 });
+
+describe('nodes of one store that serve different designs', () => {
+  let db: Awaited<ReturnType<typeof freshDatabase>>;
+  const nodes: TestServer[] = [];
+  afterAll(async () => {
+    for (const n of nodes) await n.close().catch(() => {});
+    await db?.drop();
+  });
+
+  it('a node without the blinded design that leads first gives the lead to one with it, which builds the epoch', async () => {
+    db = await freshDatabase('pcd_mixed');
+    const masterKeyFile = path.join(tempDir(), 'master.key');
+    const plainOnly = await startTestServer({ store: db.url, designs: ['plain'], nodeName: 'plain-only', masterKeyFile });
+    nodes.push(plainOnly);
+    expect(plainOnly.server.leadership?.isLeader).toBe(true); // alone, it leads (it purges the shared logs)
+    // A blinded node is ready once its first epoch is built, which only the leader does: within the leader's poll,
+    // not never (before, the plain-only leader kept the lead and the blinded node waited for an epoch no one built).
+    let timer: NodeJS.Timeout | undefined;
+    const withBlinded = await Promise.race([
+      startTestServer({ store: db.url, designs: ['plain', 'blinded'], nodeName: 'with-blinded', masterKeyFile }),
+      new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the blinded node was not ready within 20 s')), 20_000))),
+    ]).finally(() => clearTimeout(timer));
+    nodes.push(withBlinded);
+    expect(withBlinded.server.leadership?.isLeader).toBe(true);
+    expect(plainOnly.server.leadership?.isLeader).toBe(false);
+    expect(blinded(withBlinded).epochs.currentNumber).toBe(1);
+    const token = (await withBlinded.admin.createAccount({ email: 'mixed@pcd.example', numbers: [X], capabilities: ['messages'] })).token;
+    expect(await answer(withBlinded, token, X)).toEqual(['messages']);
+  });
+});

@@ -20,7 +20,7 @@ import { DirectoryDigest } from '../server/directory-digest.ts';
 import type { DirectoryStore } from '../server/directory-store.ts';
 import { PgStore, type FollowEvent } from '../server/pg/store.ts';
 import { freePort } from '../server/pg/embedded.ts';
-import { startLeadership } from '../server/pg/leader.ts';
+import { leaderOf, startLeadership } from '../server/pg/leader.ts';
 import type { JournaledChange, NewAccount } from '../server/store.ts';
 import { describeStores, freshDatabase, pgAdmin } from './stores.ts';
 import { FULL, runPcd } from './helpers.ts';
@@ -392,6 +392,37 @@ describe('several nodes on one Postgres: following the journal (PgStore.follow)'
       expect(changes.filter((x) => x.endsWith(':true')).length).toBeGreaterThanOrEqual(3);
     } finally {
       for (const l of lead) await l.close();
+    }
+  });
+
+  it('a node that builds no epochs (no blinded design) leads only while no node that does is there', async () => {
+    const plainOnly = await startLeadership(dbUrl, { node: 'p', pollMs: 20, builds: false });
+    const others: Awaited<ReturnType<typeof startLeadership>>[] = [];
+    try {
+      await until(() => plainOnly.isLeader, 'the plain-only node to lead while it is alone');
+      const c = new pg.Client({ connectionString: dbUrl });
+      await c.connect();
+      try {
+        expect(await leaderOf(c)).toBe('p');
+        const builder = await startLeadership(dbUrl, { node: 'b', pollMs: 20 });
+        others.push(builder);
+        await until(() => builder.isLeader && !plainOnly.isLeader, 'the plain-only node to give the lead to one that builds');
+        expect(await leaderOf(c)).toBe('b');
+        // While a node that builds is there, the plain-only one does not take the lock, even when it is free.
+        await builder.close();
+        const second = await startLeadership(dbUrl, { node: 'b2', pollMs: 20 });
+        others.push(second);
+        await until(() => second.isLeader, 'the second builder to lead');
+        expect(plainOnly.isLeader).toBe(false);
+        // With no node that builds left, it leads again (the retention purge needs a leader).
+        await second.close();
+        await until(() => plainOnly.isLeader, 'the plain-only node to lead again once alone');
+      } finally {
+        await c.end();
+      }
+    } finally {
+      for (const l of others) await l.close();
+      await plainOnly.close();
     }
   });
 
