@@ -68,8 +68,7 @@ describe('pcd cluster', () => {
       }
       expect(answer[0]!.capabilities).toEqual(['messages']);
       await printed(/epoch 1 built and stored by node\d/, 'the store of epoch 1', 60_000);
-      // Every node serves epoch 1 before the rotation below: a node asked to rotate before it loaded epoch 1 answers
-      // without `previous` (server/pg/epochs.ts rotateShared), which a quicker run than before met.
+      // Every node serves epoch 1 before the rotation below (and the lookups through them).
       for (const n of nodes) {
         for (let t = 0; (await fetch(`${n.url}/v1/blinded/config`)).status !== 200; t += 50) {
           if (t > 10_000) throw new Error(`${n.name} does not serve epoch 1`);

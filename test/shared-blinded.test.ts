@@ -264,3 +264,31 @@ describe('nodes of one store that serve different designs', () => {
     expect(await answer(withBlinded, token, X)).toEqual(['messages']);
   });
 });
+
+describe('a rotation through a node a refresh behind the store', () => {
+  let db: Awaited<ReturnType<typeof freshDatabase>>;
+  const nodes: TestServer[] = [];
+  afterAll(async () => {
+    for (const n of nodes) await n.close().catch(() => {});
+    await db?.drop();
+  });
+
+  it('follows the store\'s current epoch, not the one the node served: its reply names it as previous, and keeps its bucket bits', async () => {
+    db = await freshDatabase('pcd_rotate_behind');
+    const masterKeyFile = path.join(tempDir(), 'master.key');
+    const first = await startTestServer({ store: db.url, designs: ['plain', 'blinded'], nodeName: 'first', masterKeyFile, bucketBits: 5, graceMs: HOUR });
+    nodes.push(first);
+    const behind = await startTestServer({ store: db.url, designs: ['plain', 'blinded'], nodeName: 'behind', masterKeyFile, graceMs: HOUR });
+    nodes.push(behind);
+    expect(blinded(behind).epochs.currentNumber).toBe(1);
+    // The second node's once-a-second read of the store held back, as on a node that has not read it since the rotation below.
+    (blinded(behind).epochs as unknown as { tick(): void }).tick = () => {};
+    expect(await blinded(first).epochs.rotate({ bucketBits: 6 })).toMatchObject({ epoch: 2, previous: 1 });
+    expect(blinded(behind).epochs.currentNumber).toBe(1);
+    // Before, the node took "previous" and the parameters to keep from the epoch it served (1, 5 bucket bits).
+    const rotation = await blinded(behind).epochs.rotate({});
+    expect(rotation).toMatchObject({ epoch: 3, previous: 2 });
+    expect(rotation.retiresAt).toBeGreaterThan(Date.now());
+    expect(blinded(behind).epochs.current.params.bucketBits).toBe(6);
+  });
+});

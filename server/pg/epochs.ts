@@ -399,12 +399,22 @@ export class SharedEpochs extends EpochSet {
 
   private async rotateShared(req: { bucketBits?: number; mode?: OprfMode }): Promise<Rotation> {
     if (this.closed || this.abort.aborted) throw new PcdError(ErrorCode.Unavailable, 'the server is shutting down');
-    const previous = this.live.get(this.currentEpoch);
-    const params = this.paramsFor(req, previous?.params);
+    // The epoch it follows, and the parameters it keeps unless asked otherwise, are the store's current one, read under
+    // the lock: not this node's, which may not have loaded it yet (a node just started, or one that lags a second behind).
+    let previous: SharedEpochRow | undefined;
+    let params: EpochParams | undefined;
+    const paramsOf = (rows: SharedEpochRow[]): EpochParams => {
+      previous = pickCurrent(
+        rows.filter((r) => r.destroyed_at === null && r.stored_version !== null),
+        (r) => r.retires_at !== null,
+      );
+      params = this.paramsFor(req, previous && { mode: previous.mode as OprfMode, bucketBits: previous.bucket_bits, tagBytes: previous.tag_bytes });
+      return params;
+    };
     const key = this.backend.generateKeyPair();
     let epoch: number | undefined;
     try {
-      epoch = await createEpoch(this.shared.pool, this.keys, key, params, this.ctx.now(), (rows) => {
+      epoch = await createEpoch(this.shared.pool, this.keys, key, paramsOf, this.ctx.now(), (rows) => {
         const live = rows.filter((r) => r.destroyed_at === null);
         const waiting = live.find((r) => r.stored_version === null);
         if (waiting) return new PcdError(ErrorCode.Conflict, `epoch ${waiting.epoch} is being built; rotate again once it is done`);
@@ -417,7 +427,8 @@ export class SharedEpochs extends EpochSet {
       key.secretKey.fill(0);
     }
     const made = epoch!;
-    this.ctx.logger.info({ epoch: made, ...params, previous: previous?.epoch }, 'created epoch in the shared store; the leading node builds it');
+    const before = previous as SharedEpochRow | undefined; // set by paramsOf, under the lock
+    this.ctx.logger.info({ epoch: made, ...params, previous: before?.epoch }, 'created epoch in the shared store; the leading node builds it');
     await this.ctx.leadership?.check();
     // Answered once the epoch is stored and served here, whoever built it (the leader may change meanwhile).
     for (;;) {
@@ -428,8 +439,9 @@ export class SharedEpochs extends EpochSet {
       if (row?.stored_version !== null && row !== undefined && this.live.get(made)?.table) break;
       await new Promise((res) => setTimeout(res, 100));
     }
-    const retiresAt = previous ? this.live.get(previous.epoch)?.retiresAt : undefined;
-    return { epoch: made, ...(previous ? { previous: previous.epoch, ...(retiresAt !== undefined ? { retiresAt } : {}) } : {}) };
+    // The new epoch's first store set the previous one's retirement, in the same transaction (server/pg/epochtables.ts).
+    const retiresAt = before ? (this.rows.find((r) => r.epoch === before.epoch)?.retires_at ?? undefined) : undefined;
+    return { epoch: made, ...(before ? { previous: before.epoch, ...(retiresAt !== undefined ? { retiresAt } : {}) } : {}) };
   }
 
   expire(): void {

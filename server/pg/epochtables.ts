@@ -64,7 +64,8 @@ export async function createEpoch(
   pool: pg.Pool,
   keys: PgEpochKeys,
   key: KeyPair,
-  params: EpochParams,
+  /** The new epoch's parameters, or a function of the rows (read under the lock, after `refuse`) that gives them. */
+  params: EpochParams | ((rows: SharedEpochRow[]) => EpochParams),
   now: number,
   refuse: (rows: SharedEpochRow[]) => PcdError | 'exists' | undefined,
 ): Promise<number | undefined> {
@@ -84,15 +85,16 @@ export async function createEpoch(
     const why = refuse(rows);
     if (why === 'exists') return undefined;
     if (why) throw why;
+    const p = typeof params === 'function' ? params(rows) : params;
     // Epoch numbers are never reused: max over every row, destroyed ones too.
     const epoch = rows.reduce((m, r) => Math.max(m, r.epoch), 0) + 1;
     await keys.put(epoch, key.secretKey, c);
     await c.query('INSERT INTO epochs (epoch, public_key, mode, bucket_bits, tag_bytes, created_at) VALUES ($1, $2, $3, $4, $5, $6)', [
       epoch,
       Buffer.from(key.publicKey),
-      params.mode,
-      params.bucketBits,
-      params.tagBytes,
+      p.mode,
+      p.bucketBits,
+      p.tagBytes,
       now,
     ]);
     return epoch;
