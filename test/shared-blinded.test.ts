@@ -235,28 +235,41 @@ describe('the leader of a shared store stops during an epoch build', () => {
   });
 });
 
-describe('nodes of one store that serve different designs', () => {
-  let db: Awaited<ReturnType<typeof freshDatabase>>;
+/** A describe's own database of the run's Postgres and master key; `node` starts a node on it (every node closed, and the database dropped, after the describe). */
+function ownStore(prefix: string): { node(name: string, options: Parameters<typeof startTestServer>[0]): Promise<TestServer> } {
+  let db: Awaited<ReturnType<typeof freshDatabase>> | undefined;
+  let masterKeyFile = '';
   const nodes: TestServer[] = [];
+  beforeAll(async () => {
+    db = await freshDatabase(prefix);
+    masterKeyFile = path.join(tempDir(), 'master.key');
+  });
   afterAll(async () => {
     for (const n of nodes) await n.close().catch(() => {});
     await db?.drop();
   });
+  return {
+    async node(name, options) {
+      const n = await startTestServer({ store: db!.url, nodeName: name, masterKeyFile, ...options });
+      nodes.push(n);
+      return n;
+    },
+  };
+}
+
+describe('nodes of one store that serve different designs', () => {
+  const store = ownStore('pcd_mixed');
 
   it('a node without the blinded design that leads first gives the lead to one with it, which builds the epoch', async () => {
-    db = await freshDatabase('pcd_mixed');
-    const masterKeyFile = path.join(tempDir(), 'master.key');
-    const plainOnly = await startTestServer({ store: db.url, designs: ['plain'], nodeName: 'plain-only', masterKeyFile });
-    nodes.push(plainOnly);
+    const plainOnly = await store.node('plain-only', { designs: ['plain'] });
     expect(plainOnly.server.leadership?.isLeader).toBe(true); // alone, it leads (it purges the shared logs)
     // A blinded node is ready once its first epoch is built, which only the leader does: within the leader's poll,
     // not never (before, the plain-only leader kept the lead and the blinded node waited for an epoch no one built).
     let timer: NodeJS.Timeout | undefined;
     const withBlinded = await Promise.race([
-      startTestServer({ store: db.url, designs: ['plain', 'blinded'], nodeName: 'with-blinded', masterKeyFile }),
+      store.node('with-blinded', { designs: ['plain', 'blinded'] }),
       new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('the blinded node was not ready within 20 s')), 20_000))),
     ]).finally(() => clearTimeout(timer));
-    nodes.push(withBlinded);
     expect(withBlinded.server.leadership?.isLeader).toBe(true);
     expect(plainOnly.server.leadership?.isLeader).toBe(false);
     expect(blinded(withBlinded).epochs.currentNumber).toBe(1);
@@ -266,20 +279,11 @@ describe('nodes of one store that serve different designs', () => {
 });
 
 describe('a rotation through a node a refresh behind the store', () => {
-  let db: Awaited<ReturnType<typeof freshDatabase>>;
-  const nodes: TestServer[] = [];
-  afterAll(async () => {
-    for (const n of nodes) await n.close().catch(() => {});
-    await db?.drop();
-  });
+  const store = ownStore('pcd_rotate_behind');
 
   it('follows the store\'s current epoch, not the one the node served: its reply names it as previous, and keeps its bucket bits', async () => {
-    db = await freshDatabase('pcd_rotate_behind');
-    const masterKeyFile = path.join(tempDir(), 'master.key');
-    const first = await startTestServer({ store: db.url, designs: ['plain', 'blinded'], nodeName: 'first', masterKeyFile, bucketBits: 5, graceMs: HOUR });
-    nodes.push(first);
-    const behind = await startTestServer({ store: db.url, designs: ['plain', 'blinded'], nodeName: 'behind', masterKeyFile, graceMs: HOUR });
-    nodes.push(behind);
+    const first = await store.node('first', { designs: ['plain', 'blinded'], bucketBits: 5, graceMs: HOUR });
+    const behind = await store.node('behind', { designs: ['plain', 'blinded'], graceMs: HOUR });
     expect(blinded(behind).epochs.currentNumber).toBe(1);
     // The second node's once-a-second read of the store held back, as on a node that has not read it since the rotation below.
     (blinded(behind).epochs as unknown as { tick(): void }).tick = () => {};
