@@ -136,8 +136,8 @@ describe('pcd cluster', () => {
         await pgAgain.stop();
       }
     } finally {
-      // A failed run stops the cluster as Ctrl-C does (its nodes and its Postgres with it), and kills it only if that hangs:
-      // a killed cluster leaves its Postgres running and its nodes writing into the folder afterAll removes.
+      // A failed run stops the cluster as Ctrl-C does (its nodes and its Postgres with it), and kills its whole process group
+      // only if that hangs: nothing may go on writing into the folder afterAll removes.
       if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGINT');
         let timer: NodeJS.Timeout | undefined;
