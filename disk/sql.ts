@@ -184,6 +184,10 @@ CREATE TABLE IF NOT EXISTS epoch_table_heads (
 );
 -- The parts of a build under way (server/pg/epochbuild.ts): tags by number, for a builder that takes over.
 CREATE TABLE IF NOT EXISTS epoch_build_parts (epoch INTEGER NOT NULL, part INTEGER NOT NULL, keys BYTEA NOT NULL, tags BYTEA NOT NULL, PRIMARY KEY (epoch, part));
+-- Which query log batches are written (server/pg/logs.ts): a batch's random id and when it was written, nothing of its
+-- rows. A batch tried again after a write whose outcome is unknown (the connection lost before the reply) writes its
+-- rows only if its id is not here yet, so the logs never hold a batch twice. Kept a day (PgStore.purgeLogs).
+CREATE TABLE IF NOT EXISTS log_batches (id UUID PRIMARY KEY, at BIGINT NOT NULL);
 -- The OHTTP gateway's private keys (server/pg/ohttpkeys.ts), wrapped under the master key: one configuration for every node.
 CREATE TABLE IF NOT EXISTS ohttp_keys (key_id INTEGER PRIMARY KEY, master_id BYTEA NOT NULL, wrapped BYTEA NOT NULL);
 -- The Privacy Pass issuer's RSA keys per epoch and size class (server/tokens/keys.ts), wrapped under the master key.

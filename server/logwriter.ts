@@ -6,7 +6,9 @@
  * declared columns in order (the store assigns `id`), a `counts` table's
  * `(ts, ...key, count)`, each row added to the row of its window and key
  * (upserted), never duplicating it. A batch is written in one transaction:
- * all of it or nothing, so a failed write keeps every row for the retry.
+ * all of it or nothing, so a failed write keeps every row for the retry;
+ * over Postgres, a batch is written at most once however often it is tried
+ * ({@link LogWriter.keepsFailedBatch}).
  *
  * - SQLite ({@link sqliteRowsWriter}, {@link sqliteCountsWriter}): prepared
  *   statements in one transaction, synchronously, as the logs always wrote.
@@ -17,8 +19,18 @@ import type Database from 'better-sqlite3';
 import { sqliteCode } from './store.ts';
 
 export interface LogWriter {
-  /** Writes one batch in one transaction; throws (or rejects) having written none of it. */
-  write(rows: unknown[][]): void | Promise<void>;
+  /**
+   * Writes one batch in one transaction; throws (or rejects) having written none of it, or, for a writer that
+   * {@link keepsFailedBatch}, with its outcome unknown. `batch` is the batch's id, the same for every try of it.
+   */
+  write(rows: unknown[][], batch: string): void | Promise<void>;
+  /**
+   * True for a writer whose failure may leave the outcome unknown (Postgres: the connection lost after the commit,
+   * before the reply): the log then tries the same batch again, as it was and under the same id, before any later
+   * row, and the writer writes a batch it has written once no second time. False (SQLite): a failed write wrote
+   * nothing, and the log puts its rows back with the ones that came since.
+   */
+  readonly keepsFailedBatch?: boolean;
   /** The code a failed write is reported with (health's `lastError`, the warning): SQLITE_FULL, a Postgres SQLSTATE, ... */
   errorCode(err: unknown): string;
   /** False once the database is closed: nothing is tried any more (close() then spills). */

@@ -21,9 +21,14 @@
  * ## When the database cannot be written (disk full, I/O error)
  *
  * A write that fails keeps its rows in memory and is retried with backoff
- * (intervalMs doubling up to `retryMaxMs`, default 30 s); nothing is thrown
+ * (intervalMs doubling up to `retryMaxMs`, default 30 s). Over Postgres,
+ * where a failed write's outcome may be unknown (the reply lost after the
+ * commit), the failed batch is tried again as it was, under its id, before
+ * any row that came since, and is written at most once (server/pg/logs.ts);
+ * over SQLite its rows join the ones that came since. Nothing is thrown
  * out of a timer, a request or close(). Memory is bounded: past `maxPending`
- * rows (default 100,000 per log) the oldest are dropped and counted, and the
+ * rows (default 100,000 per log) the oldest are dropped and counted (over
+ * Postgres, the oldest but those of the batch waiting for its next try), and the
  * count is reported in the server log (a warning with the table and how many,
  * never a row's content). `health()` exposes the state and every log
  * registers under its store (server/loghealth.ts), which `GET /v1/health`
@@ -48,6 +53,7 @@
  * retention period, at start and then periodically, with an injected clock;
  * a purge that fails is reported and tried again at the next period.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
@@ -109,6 +115,8 @@ export abstract class QueryLog implements MonitoredLog {
   private readonly spillFile: string | undefined;
   /** Set while rows replayed from the spill file wait to be written: the file is removed once they are. */
   private replayed = false;
+  /** The batch being written and its id; kept after a failure only for a writer that keepsFailedBatch (take() then gives it back). */
+  private batch: { rows: unknown[][]; id: string } | undefined;
 
   constructor(
     protected readonly writer: LogWriter,
@@ -210,10 +218,15 @@ export abstract class QueryLog implements MonitoredLog {
   /** {@link flush}, waiting for an asynchronous writer's write; false when it failed. Never rejects. */
   async flushed(): Promise<boolean> {
     await this.writing;
-    const ok = this.attempt(true);
-    if (!this.writing) return ok;
-    await this.writing;
-    return !this.failing;
+    // Until nothing is pending: a batch tried again goes alone, and the rows that came since follow it.
+    for (;;) {
+      const before = this.pending;
+      const ok = this.attempt(true);
+      if (this.writing) await this.writing;
+      else if (!ok) return false;
+      if (this.failing) return false;
+      if (this.pending === 0 || this.pending >= before) return true;
+    }
   }
 
   /**
@@ -226,9 +239,12 @@ export abstract class QueryLog implements MonitoredLog {
     if (this.closed) return this.closing;
     this.closed = true;
     this.clearTimer();
+    // Writes until nothing is pending, the writes fail, or one makes no progress (a batch tried again goes alone).
     const last = (): void | Promise<void> => {
-      if (this.pending > 0) this.attempt(true);
-      return this.writing ? this.writing.then(() => this.finishClose()) : this.finishClose();
+      const before = this.pending;
+      if (before > 0) this.attempt(true);
+      const next = (): void | Promise<void> => (!this.failing && this.pending > 0 && this.pending < before ? last() : this.finishClose());
+      return this.writing ? this.writing.then(next) : next();
     };
     const done = this.writing ? this.writing.then(last) : last();
     if (done) this.closing = done;
@@ -289,8 +305,11 @@ export abstract class QueryLog implements MonitoredLog {
     this.again = false;
     let result: void | Promise<void>;
     try {
-      const batch = this.take(all);
-      result = batch.length > 0 ? this.writer.write(batch) : undefined;
+      const rows = this.take(all);
+      // A new batch gets a new id; the failed batch tried again (the array take gave back) keeps its own.
+      const batch = this.writer.keepsFailedBatch === true && this.batch?.rows === rows ? this.batch : { rows, id: crypto.randomUUID() };
+      this.batch = batch;
+      result = rows.length > 0 ? this.writer.write(rows, batch.id) : undefined;
     } catch (e) {
       return this.failed(e);
     }
@@ -310,6 +329,8 @@ export abstract class QueryLog implements MonitoredLog {
 
   private failed(e: unknown): false {
     this.settle(false);
+    // A batch put back among the later rows is no longer that batch: its next write is a new one.
+    if (!this.writer.keepsFailedBatch) this.batch = undefined;
     const code = this.writer.errorCode(e);
     this.failures++;
     if (!this.failing || code !== this.lastError) {
@@ -324,6 +345,7 @@ export abstract class QueryLog implements MonitoredLog {
 
   private written(): true {
     this.settle(true);
+    this.batch = undefined;
     if (this.failing) this.logger?.warn({ table: this.table }, 'query log written again after failed writes');
     if (this.replayed && this.spillFile && !this.spillPending()) {
       // Every replayed row is in the table now (or was dropped for the bound, counted): the file has done its job.
@@ -425,6 +447,7 @@ export class BatchedLog<Row extends unknown[]> extends QueryLog {
   }
 
   protected take(): unknown[][] {
+    if (this.inflight.length > 0) return this.inflight; // the failed batch, tried again as it was (settle)
     this.inflight = this.head === 0 ? this.rows : this.rows.slice(this.head);
     this.rows = [];
     this.head = 0;
@@ -432,6 +455,10 @@ export class BatchedLog<Row extends unknown[]> extends QueryLog {
   }
 
   protected settle(written: boolean): void {
+    if (!written && this.writer.keepsFailedBatch) {
+      this.bound(); // the batch stays whole, for its next try; the bound takes from the rows that came since
+      return;
+    }
     if (!written) {
       this.rows = this.head === this.rows.length ? this.inflight : this.inflight.concat(this.rows.slice(this.head));
       this.head = 0;
@@ -464,8 +491,9 @@ type Count<Key> = { ts: number; key: Key; count: number };
  */
 export class CountingLog<Key extends (string | number)[]> extends QueryLog {
   private entries = new Map<string, Count<Key>>();
-  /** The batch being written, by id. */
+  /** The batch being written (or kept for its next try), by id, and as the rows written. */
   private inflight: [string, Count<Key>][] = [];
+  private inflightRows: unknown[][] = [];
   protected readonly spillKind = 'counts';
   /** Window starts of the replayed rows not yet written. */
   private replayedIds = new Set<string>();
@@ -562,15 +590,22 @@ export class CountingLog<Key extends (string | number)[]> extends QueryLog {
   }
 
   protected take(all: boolean): unknown[][] {
+    if (this.inflight.length > 0) return this.inflightRows; // the failed batch, tried again as it was (settle)
     const cutoff = this.now() - this.windowMs;
     this.inflight = [...this.entries].filter(([, e]) => all || e.ts <= cutoff);
     for (const [id] of this.inflight) this.entries.delete(id);
-    return this.inflight.map(([, e]) => [e.ts, ...e.key, e.count]);
+    this.inflightRows = this.inflight.map(([, e]) => [e.ts, ...e.key, e.count]);
+    return this.inflightRows;
   }
 
   protected settle(written: boolean): void {
+    if (!written && this.writer.keepsFailedBatch) {
+      this.bound(); // the batch stays whole, for its next try; counts that came since wait in their own rows
+      return;
+    }
     const batch = this.inflight;
     this.inflight = [];
+    this.inflightRows = [];
     if (!written && batch.length > 0) this.putBefore(new Map(batch));
   }
 }

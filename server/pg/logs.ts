@@ -11,6 +11,12 @@
  * - A `counts` table: the same unnest, summed per (ts, key...) and upserted:
  *   `ON CONFLICT (ts, key...) DO UPDATE SET count = t.count + excluded.count`,
  *   so a window written early is added to, never duplicated.
+ * - Either way, the statement first records the batch's id in `log_batches`
+ *   (ON CONFLICT DO NOTHING) and writes the rows only if that row is new. A
+ *   write whose reply was lost (the connection cut after the commit) leaves
+ *   its outcome unknown; the log tries the same batch again under the same
+ *   id (`keepsFailedBatch`), and a batch already written is not written
+ *   twice: no duplicate rows, no count added twice.
  *
  * Writes are asynchronous: a log keeps at most one in flight, rows that
  * arrive meanwhile wait for the next, a failed write keeps its rows, and
@@ -28,16 +34,22 @@ import { pgCode, pgErrorToPcdError } from './connect.ts';
 /** The array type of a declared column's values (disk/sql.ts: INTEGER is BIGINT, BLOB is BYTEA). */
 const ARRAY_TYPE: Record<ColumnType, string> = { INTEGER: 'bigint[]', TEXT: 'text[]', BLOB: 'bytea[]' };
 
-/** The statement that writes one batch of `table`, its parameters one array per declared column. */
+/**
+ * The statement that writes one batch of `table`: its parameters one array per declared column, then the batch's id
+ * and the time of the write. The rows are written only when the batch's id is new to `log_batches`.
+ */
 export function pgLogSql(table: LogTable): string {
   const cols = columnNames(table);
+  const n = table.columns.length;
   const arrays = table.columns.map((c, i) => `$${i + 1}::${ARRAY_TYPE[c.type]}`).join(', ');
   const from = `unnest(${arrays}) AS u(${cols.join(', ')})`;
-  if (table.kind === 'rows') return `INSERT INTO ${table.name} (${cols.join(', ')}) SELECT * FROM ${from}`;
+  const once = `WITH batch AS (INSERT INTO log_batches (id, at) VALUES ($${n + 1}::uuid, $${n + 2}::bigint) ON CONFLICT (id) DO NOTHING RETURNING id) `;
+  const isNew = 'EXISTS (SELECT 1 FROM batch)';
+  if (table.kind === 'rows') return `${once}INSERT INTO ${table.name} (${cols.join(', ')}) SELECT * FROM ${from} WHERE ${isNew}`;
   // A batch holds a (ts, key) once (CountingLog keys its counts so); summing makes it hold even if it did not.
   const key = ['ts', ...table.key].join(', ');
   return (
-    `INSERT INTO ${table.name} (${cols.join(', ')}) SELECT ${key}, sum(u.count)::bigint FROM ${from} GROUP BY ${key} ` +
+    `${once}INSERT INTO ${table.name} (${cols.join(', ')}) SELECT ${key}, sum(u.count)::bigint FROM ${from} WHERE ${isNew} GROUP BY ${key} ` +
     `ON CONFLICT (${key}) DO UPDATE SET count = ${table.name}.count + excluded.count`
   );
 }
@@ -52,14 +64,15 @@ export function pgLogWriter(pool: pg.Pool, table: LogTable): LogWriter {
   const sql = pgLogSql(table);
   const n = table.columns.length;
   return {
-    async write(rows) {
+    async write(rows, batch) {
       const columns: unknown[][] = Array.from({ length: n }, () => new Array<unknown>(rows.length));
       for (let r = 0; r < rows.length; r++) {
         const row = rows[r]!;
         for (let c = 0; c < n; c++) columns[c]![r] = row[c];
       }
-      await pool.query(sql, columns);
+      await pool.query(sql, [...columns, batch, Date.now()]);
     },
+    keepsFailedBatch: true,
     errorCode: pgLogErrorCode,
     get open() {
       return !pool.ending;
