@@ -1,5 +1,5 @@
 /**
- * The spill file of a query log (server/querylog.ts, "Shutdown while the
+ * The spill file of a query log (server/querylog-base.ts, "Shutdown while the
  * database still cannot be written"): `<dataDir>/log-spill-<table>.json`,
  * mode 0600, written atomically; exactly the rows the table would have
  * received, in its columns (a counts table: ts, key columns, count), BLOBs

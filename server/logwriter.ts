@@ -1,5 +1,5 @@
 /**
- * Where a query log's rows go (server/querylog.ts keeps the batching, the
+ * Where a query log's rows go (server/querylog-base.ts keeps the batching, the
  * retries, the bound and the spill; a writer only writes one batch).
  *
  * A batch is a list of rows as the table holds them: a `rows` table's

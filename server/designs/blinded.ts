@@ -64,7 +64,7 @@
  * operator still sees which IP fetched which bucket in which minute, and how
  * often, which is what the per-fetch rows said too (to the minute).
  *
- * When the log cannot be written (full disk, I/O error; server/querylog.ts):
+ * When the log cannot be written (full disk, I/O error; server/querylog-base.ts):
  * evaluations follow the lookup designs' rule (rows are kept and retried;
  * once the log is failing and its buffer is full, evaluate answers 503 with
  * Retry-After rather than unlogged), bucket fetches keep being answered (the

@@ -11,7 +11,7 @@
  *
  * When the log cannot be written (full disk, I/O error), the operator's
  * policy still holds: every answered lookup is logged. The rows are kept in
- * memory and retried (server/querylog.ts), so lookups go on being answered
+ * memory and retried (server/querylog-base.ts), so lookups go on being answered
  * while the buffer has room; once the log is failing and the buffer is full
  * (`logMaxPending` rows, default 100,000), lookups are refused with 503
  * `unavailable` and Retry-After rather than answered without a log row.

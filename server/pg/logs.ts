@@ -1,5 +1,5 @@
 /**
- * The query logs over the shared Postgres store (server/querylog.ts has the
+ * The query logs over the shared Postgres store (server/querylog-base.ts has the
  * batching, the retries, the bound and the spill file; server/logwriter.ts
  * the writer's contract): a batch is ONE statement, hence one transaction,
  * whatever its size.
@@ -30,6 +30,14 @@ import type pg from 'pg';
 import { columnNames, type ColumnType, type LogTable } from '../../shared/logs.ts';
 import type { LogWriter } from '../logwriter.ts';
 import { pgCode, pgErrorToPcdError } from './connect.ts';
+
+/** How long the id of a written batch is kept: a batch tried again later than this could be written twice. */
+export const LOG_BATCH_KEEP_MS = 24 * 3600_000;
+
+/** Deletes the ids of batches written more than {@link LOG_BATCH_KEEP_MS} ago (on the wall clock they are written by), or before `cutoff`, the logs' own. */
+export async function purgeLogBatches(c: Pick<pg.ClientBase, 'query'>, cutoff: number): Promise<void> {
+  await c.query('DELETE FROM log_batches WHERE at < $1', [Math.max(cutoff, Date.now() - LOG_BATCH_KEEP_MS)]);
+}
 
 /** The array type of a declared column's values (disk/sql.ts: INTEGER is BIGINT, BLOB is BYTEA). */
 const ARRAY_TYPE: Record<ColumnType, string> = { INTEGER: 'bigint[]', TEXT: 'text[]', BLOB: 'bytea[]' };

@@ -48,6 +48,7 @@ import { DirectoryDigest } from '../directory-digest.ts';
 import type { DirectoryStore } from '../directory-store.ts';
 import { hashToken, newToken, type DirectoryUpdate, type JournaledChange, type NewAccount } from '../store.ts';
 import { createPool, inTransaction, pgCode, pgGuarded } from './connect.ts';
+import { purgeLogBatches } from './logs.ts';
 
 /** pg_advisory_xact_lock keys: one for the schema, one for directory writes (arbitrary, fixed). */
 const SCHEMA_LOCK = 0x7063_6400;
@@ -59,8 +60,6 @@ export const DIRECTORY_CHANNEL = 'pcd_directory';
 export const HOLD_TTL_MS = 24 * 3600_000;
 /** How often a follower reads the journal without a notification (the fallback). */
 export const DEFAULT_FOLLOW_POLL_MS = 1000;
-/** How long the id of a written log batch is kept (server/pg/logs.ts): a batch tried again later than this could be written twice. */
-export const LOG_BATCH_KEEP_MS = 24 * 3600_000;
 
 /** Keyset pages of {@link PgStore.directory}. */
 const DIRECTORY_PAGE = 50_000;
@@ -594,8 +593,7 @@ export class PgStore implements DirectoryStore {
     return inTransaction(this.pool, async (c) => {
       let n = 0;
       for (const { name } of LOG_TABLES) n += (await c.query(`DELETE FROM ${name} WHERE ts < $1`, [cutoff])).rowCount ?? 0;
-      // The ids of written batches (server/pg/logs.ts) only matter while a batch may be tried again: a day, on the wall clock they are written by.
-      await c.query('DELETE FROM log_batches WHERE at < $1', [Math.max(cutoff, Date.now() - LOG_BATCH_KEEP_MS)]);
+      await purgeLogBatches(c, cutoff);
       return n;
     });
   }
