@@ -13,20 +13,13 @@ import path from 'node:path';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { PROJECT_ROOT } from '../bench/machine.ts';
-import { startEmbeddedPostgres } from '../server/pg/embedded.ts';
+import { processOf, startEmbeddedPostgres } from '../server/pg/embedded.ts';
 import { tempDir } from './helpers.ts';
 
 const tsx = createRequire(import.meta.url).resolve('tsx');
 
-/** Whether process `pid` runs: it is there and has not ended (an ended one waits a moment, a zombie, for its parent). */
-function running(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2)[0] !== 'Z';
-  } catch {
-    return false;
-  }
-}
+/** Whether process `pid` runs: there, and not ended (an ended one waits a moment, a zombie, for its parent to reap it). */
+const running = (pid: number): boolean => processOf(pid) !== undefined;
 
 describe('embedded Postgres and the process exit', () => {
   it('a process that started and stopped one exits with the code it set, and no exit hook of the package is left', () => {

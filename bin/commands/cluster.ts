@@ -28,14 +28,19 @@ import { runsUntilStopped } from '../output.ts';
 const OWN_GROUP_ENV = 'PCD_CLUSTER_OWN_GROUP';
 
 /**
- * Starts this command again, with the same options, as the leader of a new
+ * Starts this command again, with the options it was given (every option
+ * the command has: a new one needs no line here), as the leader of a new
  * process group (its nodes and Postgres join it), and passes on every
  * signal this process gets; exits with its exit code. The IPC channel ends
  * with this process, even killed, and the cluster then stops (below).
  */
-function runInOwnGroup(o: ClusterOptions): Promise<void> {
-  const args = ['--nodes', String(o.nodes), '--dir', o.dir, '--port', String(o.port), '--size', String(o.size)];
-  if (o.sizeClasses) args.push('--size-classes', o.sizeClasses.join(','));
+function runInOwnGroup(cmd: Command): Promise<void> {
+  const args = cmd.options.flatMap((opt) => {
+    const name = opt.attributeName();
+    if (cmd.getOptionValueSource(name) !== 'cli') return [];
+    const value: unknown = cmd.getOptionValue(name);
+    return [opt.long!, Array.isArray(value) ? value.join(',') : String(value)];
+  });
   const child = spawn(process.execPath, [...process.execArgv, PCD_BIN, 'cluster', ...args], {
     detached: true,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
@@ -66,9 +71,9 @@ export function registerClusterCommand(program: Command): void {
     .option('--port <port>', 'the first node\'s port (the next ones follow it; 0: free ports)', (v) => (v === '0' ? 0 : positive('--port', 65535)(v)), 8787)
     .option('--size <n>', 'numbers to seed into an empty store', positive('--size', 10_000_000), 10_000)
     .option('--size-classes <list>', `the blinded design's size classes on every node, as pcd serve takes them (default ${DEFAULT_SIZE_CLASSES.join(',')})`, sizeClassList)
-    .action(async (o: ClusterOptions) => {
+    .action(async (o: ClusterOptions, cmd: Command) => {
       runsUntilStopped();
-      if (process.env[OWN_GROUP_ENV] !== '1') return runInOwnGroup(o);
+      if (process.env[OWN_GROUP_ENV] !== '1') return runInOwnGroup(cmd);
       delete process.env[OWN_GROUP_ENV];
       // A signal while the cluster starts (Postgres, the seeding, the nodes): every process of the group is stopped at
       // once, as a terminal's Ctrl-C did before (no node has flushed anything yet); after the start, the ordered stop below.

